@@ -1,0 +1,60 @@
+/* The runtime context: everything a computation needs hangs off one lt_ctx
+ * (allocator, thread count, RNG, autograd tape, last error). One lua_State owns
+ * one context; two contexts never see each other. */
+#ifndef LATTICE_CTX_H
+#define LATTICE_CTX_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct lt_ctx lt_ctx;
+
+typedef enum lt_status {
+  LT_OK = 0,
+  LT_ERR_ARG,   /* bad argument: shape, dtype, axis, index, option */
+  LT_ERR_MEM,   /* allocation failed */
+  LT_ERR_IO,    /* file could not be read or written, or is malformed */
+  LT_ERR_STATE  /* call not allowed now (e.g. backward with no tape) */
+} lt_status;
+
+/* Returns a new context with one reference, or NULL when out of memory. */
+lt_ctx *lt_ctx_new(void);
+lt_ctx *lt_ctx_retain(lt_ctx *ctx);
+/* Drops one reference; the context is freed with its last reference. */
+void lt_ctx_release(lt_ctx *ctx);
+
+/* The message of the last failed call, prefixed with the public function name. */
+const char *lt_ctx_error(const lt_ctx *ctx);
+/* Sets the message (printf-style) and returns `status`, so callers can write
+ * `return lt_ctx_fail(ctx, LT_ERR_ARG, "matmul: ...")`. */
+lt_status lt_ctx_fail(lt_ctx *ctx, lt_status status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Threads used by lattice's own OpenMP loops and by OpenBLAS. */
+void lt_ctx_set_num_threads(lt_ctx *ctx, int n);
+int lt_ctx_num_threads(const lt_ctx *ctx);
+
+/* Caching allocator (size classes, 64-byte aligned, bounded cache). */
+typedef struct lt_memory_stats {
+  size_t in_use;    /* bytes handed out and not yet returned */
+  size_t cached;    /* bytes held in the cache for reuse */
+  size_t peak;      /* highest in_use seen */
+  size_t limit;     /* most bytes the cache keeps */
+} lt_memory_stats;
+
+void *lt_ctx_alloc(lt_ctx *ctx, size_t nbytes);
+void lt_ctx_free(lt_ctx *ctx, void *ptr, size_t nbytes);
+lt_memory_stats lt_ctx_memory_stats(const lt_ctx *ctx);
+void lt_ctx_set_cache_limit(lt_ctx *ctx, size_t bytes);
+/* Returns every cached block to the system. */
+void lt_ctx_clear_cache(lt_ctx *ctx);
+/* Bytes handed out since the last call; the Lua binding reports them to the GC. */
+size_t lt_ctx_take_alloc_debt(lt_ctx *ctx);
+
+/* Counter-based RNG: results do not depend on the thread count. */
+void lt_ctx_seed(lt_ctx *ctx, uint64_t seed);
+
+/* Monotonic wall clock in seconds. */
+double lt_now(void);
+
+#endif

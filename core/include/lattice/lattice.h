@@ -1,0 +1,14 @@
+/* lattice: sparse 3D deep learning and transformers on the CPU. */
+#ifndef LATTICE_H
+#define LATTICE_H
+
+#include "lattice/ctx.h"
+#include "lattice/dtype.h"
+#include "lattice/tensor.h"
+#include "lattice/ops.h"
+#include "lattice/autograd.h"
+#include "lattice/io.h"
+#include "lattice/blas.h"
+#include "lattice/cpu.h"
+
+#endif

@@ -1,0 +1,66 @@
+/* Dense ops. Each checks its arguments, names itself in its error message,
+ * returns a new reference through `out`, and records its backward rule on the
+ * context's tape when an input is being differentiated. Axes are 0-based and
+ * may be negative; the Lua binding converts from Lua's 1-based axes. */
+#ifndef LATTICE_OPS_H
+#define LATTICE_OPS_H
+
+#include "lattice/tensor.h"
+
+/* Elementwise binary ops with NumPy broadcasting and dtype promotion. */
+typedef enum lt_binary_op {
+  LT_ADD, LT_SUB, LT_MUL, LT_DIV, LT_POW, LT_MAXIMUM, LT_MINIMUM,
+  LT_EQUAL, LT_NOT_EQUAL, LT_LESS, LT_LESS_EQUAL, LT_GREATER, LT_GREATER_EQUAL,
+  LT_BINARY_COUNT
+} lt_binary_op;
+lt_status lt_binary(lt_ctx *ctx, lt_tensor **out, lt_binary_op op, lt_tensor *a, lt_tensor *b);
+const char *lt_binary_name(lt_binary_op op);
+
+/* Elementwise unary ops; `alpha` parametrises leaky_relu (slope). */
+typedef enum lt_unary_op {
+  LT_NEG, LT_EXP, LT_LOG, LT_SQRT, LT_RSQRT, LT_ABS, LT_TANH, LT_SIGMOID, LT_RELU,
+  LT_LEAKY_RELU, LT_GELU, LT_GELU_TANH, LT_SILU, LT_SOFTPLUS, LT_SQUARE, LT_SIN, LT_COS,
+  LT_UNARY_COUNT
+} lt_unary_op;
+lt_status lt_unary(lt_ctx *ctx, lt_tensor **out, lt_unary_op op, lt_tensor *x, double alpha);
+const char *lt_unary_name(lt_unary_op op);
+
+lt_status lt_where(lt_ctx *ctx, lt_tensor **out, lt_tensor *cond, lt_tensor *a, lt_tensor *b);
+/* Either bound may be NAN, meaning none. */
+lt_status lt_clip(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, double lo, double hi);
+
+/* Reductions over a set of axes (naxes == 0: all axes). */
+typedef enum lt_reduce_op { LT_SUM, LT_MEAN, LT_MAX, LT_MIN, LT_VAR, LT_LOGSUMEXP, LT_REDUCE_COUNT } lt_reduce_op;
+lt_status lt_reduce(lt_ctx *ctx, lt_tensor **out, lt_reduce_op op, lt_tensor *x, int naxes, const int *axes,
+                    int keepdims, int ddof);
+const char *lt_reduce_name(lt_reduce_op op);
+/* Index of the max/min along `axis` (LT_ALL_AXES: over the flattened tensor), int64. */
+lt_status lt_argmax(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, int axis, int keepdims);
+lt_status lt_argmin(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, int axis, int keepdims);
+
+lt_status lt_softmax(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, int axis);
+lt_status lt_log_softmax(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, int axis);
+
+/* Batched, broadcasting matrix product (NumPy matmul rules, 1-D operands too). */
+lt_status lt_matmul(lt_ctx *ctx, lt_tensor **out, lt_tensor *a, lt_tensor *b);
+
+/* Normalisation over the last axis; weight/bias may be NULL. */
+lt_status lt_layer_norm(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, lt_tensor *weight, lt_tensor *bias, double eps);
+lt_status lt_rms_norm(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, lt_tensor *weight, double eps);
+
+/* NumPy take: out.shape = x.shape[:axis] + idx.shape + x.shape[axis+1:].
+ * axis LT_ALL_AXES takes from the flattened tensor. Indices are 0-based,
+ * negative ones count from the end. */
+lt_status lt_take(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, lt_tensor *indices, int axis);
+/* torch.gather / take_along_axis: indices has x's rank. */
+lt_status lt_take_along_axis(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, lt_tensor *indices, int axis);
+/* weight (V,D), ids (...) -> (..., D); ids out of [0, V) are an error. */
+lt_status lt_embedding(lt_ctx *ctx, lt_tensor **out, lt_tensor *weight, lt_tensor *ids);
+
+typedef enum lt_reduction { LT_REDUCTION_NONE, LT_REDUCTION_MEAN, LT_REDUCTION_SUM } lt_reduction;
+/* logits (..., C) with class axis last, targets (...) integer class ids. */
+lt_status lt_cross_entropy(lt_ctx *ctx, lt_tensor **out, lt_tensor *logits, lt_tensor *targets,
+                           int64_t ignore_index, double label_smoothing, lt_reduction reduction);
+lt_status lt_mse_loss(lt_ctx *ctx, lt_tensor **out, lt_tensor *pred, lt_tensor *target, lt_reduction reduction);
+
+#endif

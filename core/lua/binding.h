@@ -1,0 +1,81 @@
+/* Helpers shared by the binding's files (core/lua/). Every function registered
+ * with lt_l_register gets the context userdata as upvalue 1. Positions counted
+ * by Lua (axes, slice bounds) are 1-based and converted here, nowhere else;
+ * data inside tensors is never shifted. */
+#ifndef LATTICE_BINDING_H
+#define LATTICE_BINDING_H
+
+#include <lua.h>
+#include <lauxlib.h>
+#include "lattice/lattice.h"
+
+#define LT_L_TENSOR "lattice.Tensor"
+/* Registry field holding this state's context userdata (an lt_ctx *). */
+#define LT_L_CONTEXT "lattice.context"
+
+/* The userdata behind a lattice.Tensor: NULL after close(). */
+typedef struct lt_l_tensor {
+  lt_tensor *t;
+} lt_l_tensor;
+
+/* The context of this lua_State (upvalue 1 of every registered function). */
+lt_ctx *lt_l_ctx(lua_State *L);
+
+/* The tensor at `arg`, or a Lua error in Lua's own shape:
+ * "bad argument #2 to 'matmul' (lattice.Tensor expected, got string)". */
+lt_tensor *lt_l_checktensor(lua_State *L, int arg);
+/* The tensor at `arg`, or NULL if the value is not a (live) tensor. */
+lt_tensor *lt_l_totensor(lua_State *L, int arg);
+/* A tensor or a Lua number at `arg`. A number becomes a 0-d tensor (replacing
+ * the stack slot, so it lives until the C function returns) whose dtype is
+ * like's when `like` is float, or like's integer dtype when the number is a Lua
+ * integer, else float32. like == NULL: float32. */
+lt_tensor *lt_l_checkoperand(lua_State *L, int arg, const lt_tensor *like);
+/* Pushes a new lattice.Tensor owning the reference `t` and reports freshly
+ * allocated bytes to the GC. */
+void lt_l_pushtensor(lua_State *L, lt_tensor *t);
+/* Raises the context's message as a Lua error when st != LT_OK. */
+void lt_l_check(lua_State *L, lt_status st);
+
+/* Axis from Lua (1-based, negative from the end) to C (0-based); a Lua error
+ * "<fname>: axis 4 is out of range for 3 dimensions" when it does not exist. */
+int lt_l_checkaxis(lua_State *L, int arg, int ndim, const char *fname);
+int lt_l_optaxis(lua_State *L, int arg, int ndim, const char *fname, int def0);
+/* nil: 0 axes (meaning all); a number or a table of numbers: their count. */
+int lt_l_checkaxes(lua_State *L, int arg, int ndim, int *axes, const char *fname);
+/* A Lua axis number to C's 0-based one; -1 when out of range. */
+int lt_l_axis_from_lua(lua_Integer axis, int ndim);
+
+lt_dtype lt_l_checkdtype(lua_State *L, int arg);
+lt_dtype lt_l_optdtype(lua_State *L, int arg, lt_dtype def);
+/* A shape table {2, 3} at `arg`; returns ndim. */
+int lt_l_checkshape(lua_State *L, int arg, int64_t *shape, const char *fname);
+/* Pushes a shape as a Lua sequence. */
+void lt_l_pushshape(lua_State *L, int ndim, const int64_t *shape);
+
+/* Options tables: an error names any key not in `allowed` (NULL-terminated).
+ * nil or none at `arg` is an empty table. */
+void lt_l_checkoptions(lua_State *L, int arg, const char *fname, const char *const *allowed);
+lua_Number lt_l_optnumberfield(lua_State *L, int arg, const char *key, lua_Number def);
+lua_Integer lt_l_optintegerfield(lua_State *L, int arg, const char *key, lua_Integer def);
+const char *lt_l_optstringfield(lua_State *L, int arg, const char *key, const char *def);
+int lt_l_optbooleanfield(lua_State *L, int arg, const char *key, int def);
+
+/* Registers `fns` into the table at the top of the stack, each with the
+ * context userdata as upvalue 1. */
+void lt_l_register(lua_State *L, const luaL_Reg *fns);
+/* Pushes the context userdata. */
+void lt_l_pushctx(lua_State *L);
+
+/* Each area's binding file fills the module table at the top of the stack. */
+void lt_l_open_tensor(lua_State *L);     /* tensor.c: type, creation, layout */
+void lt_l_open_random(lua_State *L);     /* random.c */
+void lt_l_open_elementwise(lua_State *L); /* elementwise.c: unary, binary, where, clip */
+void lt_l_open_reduce(lua_State *L);     /* reduce.c: reductions, arg*, softmax */
+void lt_l_open_linalg(lua_State *L);     /* linalg.c: matmul, norms */
+void lt_l_open_index(lua_State *L);      /* index.c: take, gather, embedding, losses */
+void lt_l_open_autograd(lua_State *L);   /* autograd.c */
+void lt_l_open_io(lua_State *L);         /* io.c: safetensors */
+void lt_l_open_runtime(lua_State *L);    /* runtime.c: threads, blas_info, memory, now */
+
+#endif

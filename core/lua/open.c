@@ -1,0 +1,54 @@
+/* luaopen_lattice_core: one context per lua_State, owned by a userdata in the
+ * registry whose __gc releases it. */
+#include "binding.h"
+#include "lattice/lua.h"
+
+static int ctx_gc(lua_State *L) {
+  lt_ctx **box = lua_touserdata(L, 1);
+  if (*box) lt_ctx_release(*box);
+  *box = NULL;
+  return 0;
+}
+
+/* Creates this state's context the first time; later calls reuse it. */
+static void ensure_context(lua_State *L) {
+  if (lua_getfield(L, LUA_REGISTRYINDEX, LT_L_CONTEXT) == LUA_TUSERDATA) {
+    lua_pop(L, 1);
+    return;
+  }
+  lua_pop(L, 1);
+  lt_ctx **box = lua_newuserdatauv(L, sizeof *box, 0);
+  *box = NULL;
+  lua_createtable(L, 0, 2);
+  lua_pushcfunction(L, ctx_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pushliteral(L, "lattice.Context");
+  lua_setfield(L, -2, "__name");
+  lua_setmetatable(L, -2);
+  *box = lt_ctx_new();
+  if (!*box) luaL_error(L, "lattice: out of memory creating the context");
+  lua_setfield(L, LUA_REGISTRYINDEX, LT_L_CONTEXT);
+}
+
+int luaopen_lattice_core(lua_State *L) {
+  ensure_context(L);
+  lua_newtable(L);
+  lt_l_open_tensor(L);
+  lt_l_open_random(L);
+  lt_l_open_elementwise(L);
+  lt_l_open_reduce(L);
+  lt_l_open_linalg(L);
+  lt_l_open_index(L);
+  lt_l_open_autograd(L);
+  lt_l_open_io(L);
+  lt_l_open_runtime(L);
+  return 1;
+}
+
+lt_ctx *lattice_lua_context(lua_State *L) {
+  ensure_context(L);
+  lua_getfield(L, LUA_REGISTRYINDEX, LT_L_CONTEXT);
+  lt_ctx *ctx = *(lt_ctx **)lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  return ctx;
+}

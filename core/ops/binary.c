@@ -1,0 +1,318 @@
+/* Elementwise binary ops with NumPy broadcasting and dtype promotion.
+ * a (...), b (...) -> out (broadcast shape). Floats compute in float32 (float16
+ * and bfloat16 are converted on load and store); integers compute in int64. */
+#include <math.h>
+#include <string.h>
+#include "internal.h"
+
+static const char *const names[LT_BINARY_COUNT] = {
+    "add", "subtract", "multiply", "divide", "power", "maximum", "minimum",
+    "equal", "not_equal", "less", "less_equal", "greater", "greater_equal"};
+
+const char *lt_binary_name(lt_binary_op op) { return names[op]; }
+
+static int is_comparison(lt_binary_op op) { return op >= LT_EQUAL; }
+
+/* ---- kernels: out[i] = f(a[i*sa], b[i*sb]) with sa, sb in {0, 1} ---- */
+
+typedef void (*kernel_f32)(float *o, const float *a, int64_t sa, const float *b, int64_t sb, int64_t n);
+typedef void (*kernel_i64)(int64_t *o, const int64_t *a, int64_t sa, const int64_t *b, int64_t sb, int64_t n);
+
+/* The three stride cases are spelled out so the compiler vectorises each. */
+#define DEFINE_KERNEL(name, T, expr)                                               \
+  static void name(T *o, const T *a, int64_t sa, const T *b, int64_t sb, int64_t n) { \
+    if (sa && sb)                                                                  \
+      for (int64_t i = 0; i < n; i++) { T x = a[i], y = b[i]; o[i] = (expr); }     \
+    else if (sa)                                                                   \
+      for (int64_t i = 0; i < n; i++) { T x = a[i], y = b[0]; o[i] = (expr); }     \
+    else if (sb)                                                                   \
+      for (int64_t i = 0; i < n; i++) { T x = a[0], y = b[i]; o[i] = (expr); }     \
+    else                                                                           \
+      for (int64_t i = 0; i < n; i++) { T x = a[0], y = b[0]; o[i] = (expr); }     \
+  }
+
+DEFINE_KERNEL(add_f32, float, x + y)
+DEFINE_KERNEL(sub_f32, float, x - y)
+DEFINE_KERNEL(mul_f32, float, x * y)
+DEFINE_KERNEL(div_f32, float, x / y)
+DEFINE_KERNEL(pow_f32, float, powf(x, y))
+DEFINE_KERNEL(max_f32, float, (x > y || x != x) ? x : y) /* NaN propagates, as in NumPy */
+DEFINE_KERNEL(min_f32, float, (x < y || x != x) ? x : y)
+DEFINE_KERNEL(eq_f32, float, x == y)
+DEFINE_KERNEL(ne_f32, float, x != y)
+DEFINE_KERNEL(lt_f32, float, x < y)
+DEFINE_KERNEL(le_f32, float, x <= y)
+DEFINE_KERNEL(gt_f32, float, x > y)
+DEFINE_KERNEL(ge_f32, float, x >= y)
+
+static int64_t ipow(int64_t x, int64_t y) {
+  if (y < 0) return x == 1 ? 1 : x == -1 ? (y & 1 ? -1 : 1) : 0;
+  int64_t r = 1;
+  for (; y; y >>= 1, x *= x)
+    if (y & 1) r *= x;
+  return r;
+}
+
+DEFINE_KERNEL(add_i64, int64_t, (int64_t)((uint64_t)x + (uint64_t)y)) /* wraps like NumPy, no UB */
+DEFINE_KERNEL(sub_i64, int64_t, (int64_t)((uint64_t)x - (uint64_t)y))
+DEFINE_KERNEL(mul_i64, int64_t, (int64_t)((uint64_t)x * (uint64_t)y))
+DEFINE_KERNEL(pow_i64, int64_t, ipow(x, y))
+DEFINE_KERNEL(max_i64, int64_t, x > y ? x : y)
+DEFINE_KERNEL(min_i64, int64_t, x < y ? x : y)
+DEFINE_KERNEL(eq_i64, int64_t, x == y)
+DEFINE_KERNEL(ne_i64, int64_t, x != y)
+DEFINE_KERNEL(lt_i64, int64_t, x < y)
+DEFINE_KERNEL(le_i64, int64_t, x <= y)
+DEFINE_KERNEL(gt_i64, int64_t, x > y)
+DEFINE_KERNEL(ge_i64, int64_t, x >= y)
+
+static const kernel_f32 kernels_f32[LT_BINARY_COUNT] = {
+    add_f32, sub_f32, mul_f32, div_f32, pow_f32, max_f32, min_f32,
+    eq_f32, ne_f32, lt_f32, le_f32, gt_f32, ge_f32};
+/* Integer division is true division, computed in float32. */
+static const kernel_i64 kernels_i64[LT_BINARY_COUNT] = {
+    add_i64, sub_i64, mul_i64, NULL, pow_i64, max_i64, min_i64,
+    eq_i64, ne_i64, lt_i64, le_i64, gt_i64, ge_i64};
+
+/* ---- dtype promotion ---- */
+
+static int int_rank(lt_dtype d) {
+  switch (d) {
+  case LT_BOOL: return 0;
+  case LT_UINT8: return 1;
+  case LT_INT32: return 2;
+  default: return 3;
+  }
+}
+
+/* The dtype of a value computed from a and b (before comparisons turn it to bool). */
+static lt_dtype promote(lt_binary_op op, lt_dtype a, lt_dtype b) {
+  int fa = lt_dtype_info(a)->is_float, fb = lt_dtype_info(b)->is_float;
+  if (fa && fb) return a == b ? a : LT_FLOAT32; /* float16 with bfloat16 meet in float32 */
+  if (fa) return a;
+  if (fb) return b;
+  if (op == LT_DIV) return LT_FLOAT32;
+  lt_dtype r = int_rank(a) >= int_rank(b) ? a : b;
+  /* arithmetic on booleans counts in int32; max/min and comparisons keep bool */
+  if (r == LT_BOOL && op <= LT_POW) r = LT_INT32;
+  return r;
+}
+
+/* ---- broadcasting ---- */
+
+int lt__broadcast_shape(lt_ctx *ctx, const char *op, int *ndim, int64_t *shape, const lt_tensor *a,
+                        const lt_tensor *b) {
+  int nd = a->ndim > b->ndim ? a->ndim : b->ndim;
+  for (int i = 0; i < nd; i++) {
+    int ia = i - (nd - a->ndim), ib = i - (nd - b->ndim);
+    int64_t da = ia >= 0 ? a->shape[ia] : 1, db = ib >= 0 ? b->shape[ib] : 1;
+    if (da != db && da != 1 && db != 1) {
+      char sa[LT_SHAPE_STR_MAX], sb[LT_SHAPE_STR_MAX];
+      lt_ctx_fail(ctx, LT_ERR_ARG, "%s: shapes %s and %s cannot be broadcast together", op,
+                  lt__shape_str(sa, sizeof sa, a->ndim, a->shape), lt__shape_str(sb, sizeof sb, b->ndim, b->shape));
+      return 0;
+    }
+    shape[i] = da == 1 ? db : da;
+  }
+  *ndim = nd;
+  return 1;
+}
+
+/* Strides (in elements) of contiguous `t` read in the broadcast shape: 0 on broadcast axes. */
+static void broadcast_strides(int nd, const int64_t *shape, const lt_tensor *t, int64_t *strides) {
+  int64_t s = 1;
+  for (int i = nd - 1; i >= 0; i--) {
+    int it = i - (nd - t->ndim);
+    int64_t d = it >= 0 ? t->shape[it] : 1;
+    strides[i] = (d == 1 && shape[i] != 1) ? 0 : s;
+    s *= d;
+  }
+}
+
+/* A loop nest over the output: dims merged where both inputs allow it. */
+typedef struct plan {
+  int nd;
+  int64_t shape[LT_MAX_DIMS], sa[LT_MAX_DIMS], sb[LT_MAX_DIMS];
+} plan;
+
+static void make_plan(plan *p, int nd, const int64_t *shape, const lt_tensor *a, const lt_tensor *b) {
+  int64_t sa[LT_MAX_DIMS], sb[LT_MAX_DIMS];
+  broadcast_strides(nd, shape, a, sa);
+  broadcast_strides(nd, shape, b, sb);
+  p->nd = 0;
+  for (int i = 0; i < nd; i++) {
+    if (shape[i] == 1) continue;
+    int k = p->nd - 1;
+    if (k >= 0 && p->sa[k] == sa[i] * shape[i] && p->sb[k] == sb[i] * shape[i]) {
+      p->shape[k] *= shape[i]; /* merge into the previous dim */
+      p->sa[k] = sa[i];
+      p->sb[k] = sb[i];
+    } else {
+      p->shape[p->nd] = shape[i];
+      p->sa[p->nd] = sa[i];
+      p->sb[p->nd] = sb[i];
+      p->nd++;
+    }
+  }
+  if (p->nd == 0) {
+    p->nd = 1;
+    p->shape[0] = 1;
+    p->sa[0] = p->sb[0] = 1;
+  }
+}
+
+/* Offsets of row r (all dims but the last) in a and b. */
+static void row_offsets(const plan *p, int64_t r, int64_t *oa, int64_t *ob) {
+  int64_t a = 0, b = 0;
+  for (int i = p->nd - 2; i >= 0; i--) {
+    int64_t idx = r % p->shape[i];
+    r /= p->shape[i];
+    a += idx * p->sa[i];
+    b += idx * p->sb[i];
+  }
+  *oa = a;
+  *ob = b;
+}
+
+/* Runs the kernel over the plan; `es` is the element size of the compute type. */
+static void run(const lt_ctx *ctx, const plan *p, void *out, const void *a, const void *b, size_t es,
+                kernel_f32 kf, kernel_i64 ki) {
+  int64_t inner = p->shape[p->nd - 1], rows = lt__numel(p->nd - 1, p->shape);
+  int64_t ia = p->sa[p->nd - 1], ib = p->sb[p->nd - 1];
+  int threads = rows * inner >= LT_GRAIN ? lt__ctx_threads(ctx) : 1;
+  /* Few long rows: split each row into blocks; many rows: one row per iteration. */
+  int64_t blocks = rows >= threads ? 1 : (inner + LT_GRAIN - 1) / LT_GRAIN;
+  int64_t bsize = (inner + blocks - 1) / blocks;
+#pragma omp parallel for num_threads(threads) schedule(static) collapse(2)
+  for (int64_t r = 0; r < rows; r++) {
+    for (int64_t blk = 0; blk < blocks; blk++) {
+      int64_t oa, ob, lo = blk * bsize, n = inner - lo < bsize ? inner - lo : bsize;
+      row_offsets(p, r, &oa, &ob);
+      oa += lo * ia;
+      ob += lo * ib;
+      char *o = (char *)out + (r * inner + lo) * (int64_t)es;
+      const char *pa = (const char *)a + oa * (int64_t)es, *pb = (const char *)b + ob * (int64_t)es;
+      if (kf) kf((float *)o, (const float *)pa, ia, (const float *)pb, ib, n);
+      else ki((int64_t *)o, (const int64_t *)pa, ia, (const int64_t *)pb, ib, n);
+    }
+  }
+}
+
+/* ---- backward rules ---- */
+
+static lt_status add_backward(lt_ctx *ctx, const lt_node *n, lt_tensor *g, lt_tensor **gin) {
+  lt_pool p = LT_POOL(ctx);
+  gin[0] = lt__pkeep(&p, lt__psum_to(&p, g, n->in[0]));
+  gin[1] = lt__pkeep(&p, lt__psum_to(&p, g, n->in[1]));
+  return lt__pool_drain(&p);
+}
+
+static lt_status sub_backward(lt_ctx *ctx, const lt_node *n, lt_tensor *g, lt_tensor **gin) {
+  lt_pool p = LT_POOL(ctx);
+  gin[0] = lt__pkeep(&p, lt__psum_to(&p, g, n->in[0]));
+  gin[1] = lt__pkeep(&p, lt__psum_to(&p, lt__pun(&p, LT_NEG, g, 0), n->in[1]));
+  return lt__pool_drain(&p);
+}
+
+static lt_status mul_backward(lt_ctx *ctx, const lt_node *n, lt_tensor *g, lt_tensor **gin) {
+  lt_pool p = LT_POOL(ctx);
+  lt_tensor *a = n->in[0], *b = n->in[1];
+  if (n->needs[0]) gin[0] = lt__pkeep(&p, lt__psum_to(&p, lt__pbin(&p, LT_MUL, g, b), a));
+  if (n->needs[1]) gin[1] = lt__pkeep(&p, lt__psum_to(&p, lt__pbin(&p, LT_MUL, g, a), b));
+  return lt__pool_drain(&p);
+}
+
+/* d(a/b) = g/b, -g*out/b */
+static lt_status div_backward(lt_ctx *ctx, const lt_node *n, lt_tensor *g, lt_tensor **gin) {
+  lt_pool p = LT_POOL(ctx);
+  lt_tensor *a = n->in[0], *b = n->in[1], *gb = lt__pbin(&p, LT_DIV, g, b);
+  if (n->needs[0]) gin[0] = lt__pkeep(&p, lt__psum_to(&p, gb, a));
+  if (n->needs[1])
+    gin[1] = lt__pkeep(&p, lt__psum_to(&p, lt__pun(&p, LT_NEG, lt__pbin(&p, LT_MUL, gb, n->saved[0]), 0), b));
+  return lt__pool_drain(&p);
+}
+
+/* d(a^b) = g*b*a^(b-1), g*out*log(a) */
+static lt_status pow_backward(lt_ctx *ctx, const lt_node *n, lt_tensor *g, lt_tensor **gin) {
+  lt_pool p = LT_POOL(ctx);
+  lt_tensor *a = n->in[0], *b = n->in[1], *out = n->saved[0];
+  if (n->needs[0]) {
+    lt_tensor *bm1 = lt__pbin(&p, LT_SUB, b, lt__pscalar(&p, 1, b->dtype));
+    lt_tensor *d = lt__pbin(&p, LT_MUL, b, lt__pbin(&p, LT_POW, a, bm1));
+    gin[0] = lt__pkeep(&p, lt__psum_to(&p, lt__pbin(&p, LT_MUL, g, d), a));
+  }
+  if (n->needs[1]) {
+    lt_tensor *d = lt__pbin(&p, LT_MUL, out, lt__pun(&p, LT_LOG, a, 0));
+    gin[1] = lt__pkeep(&p, lt__psum_to(&p, lt__pbin(&p, LT_MUL, g, d), b));
+  }
+  return lt__pool_drain(&p);
+}
+
+/* The gradient goes to the larger (smaller) input; ties split it evenly, as PyTorch does. */
+static lt_status extremum_backward(lt_ctx *ctx, const lt_node *n, lt_tensor *g, lt_tensor **gin) {
+  lt_pool p = LT_POOL(ctx);
+  lt_tensor *a = n->in[0], *b = n->in[1];
+  lt_binary_op wins = n->i[0] == LT_MAXIMUM ? LT_GREATER : LT_LESS;
+  lt_tensor *half = lt__pscalar(&p, 0.5, g->dtype);
+  lt_tensor *wa = lt__pbin(&p, LT_ADD, lt__pbin(&p, LT_MUL, lt__pbin(&p, wins, a, b), lt__pscalar(&p, 1, g->dtype)),
+                           lt__pbin(&p, LT_MUL, lt__pbin(&p, LT_EQUAL, a, b), half));
+  lt_tensor *ga = lt__pbin(&p, LT_MUL, g, wa);
+  if (n->needs[0]) gin[0] = lt__pkeep(&p, lt__psum_to(&p, ga, a));
+  if (n->needs[1]) gin[1] = lt__pkeep(&p, lt__psum_to(&p, lt__pbin(&p, LT_SUB, g, ga), b));
+  return lt__pool_drain(&p);
+}
+
+static const lt_backward_fn backward[LT_BINARY_COUNT] = {
+    add_backward, sub_backward, mul_backward, div_backward, pow_backward, extremum_backward, extremum_backward};
+
+/* ---- entry ---- */
+
+static lt_status compute(lt_ctx *ctx, lt_tensor **out, lt_binary_op op, lt_tensor *a, lt_tensor *b,
+                         lt_dtype value_dt, int nd, const int64_t *shape) {
+  int is_float = lt_dtype_info(value_dt)->is_float;
+  lt_dtype cdt = is_float ? LT_FLOAT32 : LT_INT64;
+  lt_tensor *ca = NULL, *cb = NULL, *o = NULL;
+  lt_status st = lt__as_contig(ctx, &ca, a, cdt);
+  if (!st) st = lt__as_contig(ctx, &cb, b, cdt);
+  if (!st) st = lt_tensor_new(ctx, &o, cdt, nd, shape);
+  if (!st && lt_tensor_size(o) > 0) {
+    plan p;
+    make_plan(&p, nd, shape, ca, cb);
+    run(ctx, &p, lt_tensor_data(o), lt_tensor_data(ca), lt_tensor_data(cb), lt_dtype_info(cdt)->size,
+        is_float ? kernels_f32[op] : NULL, is_float ? NULL : kernels_i64[op]);
+  }
+  lt_tensor_release(ca);
+  lt_tensor_release(cb);
+  lt_dtype out_dt = is_comparison(op) ? LT_BOOL : value_dt;
+  if (!st && out_dt != cdt) {
+    lt_tensor *conv = NULL;
+    st = lt__as_contig(ctx, &conv, o, out_dt);
+    lt_tensor_release(o);
+    o = conv;
+  }
+  if (st) {
+    lt_tensor_release(o);
+    return st;
+  }
+  *out = o;
+  return LT_OK;
+}
+
+lt_status lt_binary(lt_ctx *ctx, lt_tensor **out, lt_binary_op op, lt_tensor *a, lt_tensor *b) {
+  *out = NULL;
+  if ((unsigned)op >= LT_BINARY_COUNT) return lt_ctx_fail(ctx, LT_ERR_ARG, "binary: unknown op %d", (int)op);
+  int nd;
+  int64_t shape[LT_MAX_DIMS];
+  if (!lt__broadcast_shape(ctx, names[op], &nd, shape, a, b)) return LT_ERR_ARG;
+  lt_dtype value_dt = promote(op, a->dtype, b->dtype);
+  lt_status st = compute(ctx, out, op, a, b, value_dt, nd, shape);
+  if (st || is_comparison(op) || !lt_dtype_info(value_dt)->is_float) return st;
+  lt_tensor *ins[2] = {a, b};
+  lt_node *node;
+  st = lt__record(ctx, &node, names[op], backward[op], out, 2, ins);
+  if (node) {
+    node->i[0] = op;
+    if (op == LT_DIV || op == LT_POW) lt__node_save(node, 0, *out);
+  }
+  return st;
+}

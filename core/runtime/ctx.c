@@ -1,0 +1,117 @@
+/* The context: error message, thread count, RNG counter, tape, allocator. */
+#define _POSIX_C_SOURCE 200809L
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <omp.h>
+#include "internal.h"
+#include "runtime/alloc.h"
+
+struct lt_ctx {
+  int64_t refcount;
+  char error[512];
+  int num_threads;
+  lt_isa isa;
+  uint64_t rng_key, rng_counter;
+  lt_tape *tape;
+  uint64_t tape_gen; /* generation of the recording tape; 0 when none */
+  uint64_t last_tape_gen;
+  lt_allocator alloc;
+};
+
+void openblas_set_num_threads(int n);
+
+lt_ctx *lt_ctx_new(void) {
+  lt_ctx *ctx = calloc(1, sizeof *ctx);
+  if (!ctx) return NULL;
+  ctx->refcount = 1;
+  ctx->num_threads = omp_get_num_procs();
+  ctx->isa = lt_cpu_isa();
+  lt__allocator_init(&ctx->alloc);
+  lt_ctx_seed(ctx, 0);
+  return ctx;
+}
+
+lt_ctx *lt_ctx_retain(lt_ctx *ctx) {
+  ctx->refcount++;
+  return ctx;
+}
+
+void lt_ctx_release(lt_ctx *ctx) {
+  if (!ctx || --ctx->refcount > 0) return;
+  lt_tape_end(ctx);
+  lt__allocator_destroy(&ctx->alloc);
+  free(ctx);
+}
+
+const char *lt_ctx_error(const lt_ctx *ctx) { return ctx->error; }
+
+lt_status lt_ctx_fail(lt_ctx *ctx, lt_status status, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(ctx->error, sizeof ctx->error, fmt, ap);
+  va_end(ap);
+  return status;
+}
+
+void lt_ctx_set_num_threads(lt_ctx *ctx, int n) { ctx->num_threads = n < 1 ? 1 : n; }
+int lt_ctx_num_threads(const lt_ctx *ctx) { return ctx->num_threads; }
+int lt__ctx_threads(const lt_ctx *ctx) { return ctx->num_threads; }
+lt_isa lt__ctx_isa(const lt_ctx *ctx) { return ctx->isa; }
+
+void lt__blas_threads(const lt_ctx *ctx) { openblas_set_num_threads(ctx->num_threads); }
+
+void *lt_ctx_alloc(lt_ctx *ctx, size_t nbytes) { return lt__allocator_get(&ctx->alloc, nbytes); }
+void lt_ctx_free(lt_ctx *ctx, void *ptr, size_t nbytes) { lt__allocator_put(&ctx->alloc, ptr, nbytes); }
+lt_memory_stats lt_ctx_memory_stats(const lt_ctx *ctx) { return lt__allocator_stats(&ctx->alloc); }
+void lt_ctx_set_cache_limit(lt_ctx *ctx, size_t bytes) { lt__allocator_set_limit(&ctx->alloc, bytes); }
+void lt_ctx_clear_cache(lt_ctx *ctx) { lt__allocator_trim(&ctx->alloc, 0); }
+size_t lt_ctx_take_alloc_debt(lt_ctx *ctx) {
+  size_t d = ctx->alloc.debt;
+  ctx->alloc.debt = 0;
+  return d;
+}
+
+void lt_ctx_seed(lt_ctx *ctx, uint64_t seed) {
+  ctx->rng_key = seed;
+  ctx->rng_counter = 0;
+}
+
+uint64_t lt__ctx_rng_take(lt_ctx *ctx, uint64_t n, uint64_t *key) {
+  uint64_t start = ctx->rng_counter;
+  ctx->rng_counter += n;
+  *key = ctx->rng_key;
+  return start;
+}
+
+lt_tape *lt__ctx_tape(lt_ctx *ctx) { return ctx->tape; }
+void lt__ctx_set_tape(lt_ctx *ctx, lt_tape *tape) {
+  ctx->tape = tape;
+  if (!tape) ctx->tape_gen = 0;
+}
+uint64_t lt__ctx_tape_gen(const lt_ctx *ctx) { return ctx->tape_gen; }
+uint64_t lt__ctx_next_tape_gen(lt_ctx *ctx) {
+  ctx->tape_gen = ++ctx->last_tape_gen;
+  return ctx->tape_gen;
+}
+
+uint64_t lt__ctx_pause_tape(lt_ctx *ctx) {
+  uint64_t gen = ctx->tape_gen;
+  ctx->tape_gen = 0;
+  return gen;
+}
+void lt__ctx_resume_tape(lt_ctx *ctx, uint64_t gen) { ctx->tape_gen = gen; }
+
+double lt_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+void lt__assert_fail(const char *cond, const char *file, int line) {
+  /* Only for lattice's own bugs, never for user input. */
+  fprintf(stderr, "lattice: internal error: %s (%s:%d)\n", cond, file, line);
+  abort();
+}

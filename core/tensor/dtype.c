@@ -1,0 +1,128 @@
+/* dtype traits and the float16/bfloat16 conversions. */
+#include <math.h>
+#include <string.h>
+#include "internal.h"
+
+uint16_t lt_f32_to_f16(float f) {
+  uint32_t x;
+  memcpy(&x, &f, 4);
+  uint32_t sign = (x >> 16) & 0x8000u, ax = x & 0x7fffffffu;
+  if (ax >= 0x7f800000u) /* inf or nan */
+    return (uint16_t)(sign | 0x7c00u | (ax > 0x7f800000u ? 0x200u | ((ax >> 13) & 0x3ffu) : 0));
+  if (ax >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u); /* rounds past 65504: inf */
+  if (ax < 0x38800000u) { /* below the smallest normal half: subnormal or zero */
+    float a;
+    memcpy(&a, &ax, 4);
+    /* a * 2^24 rounds to the subnormal's integer mantissa (round to nearest even) */
+    return (uint16_t)(sign | (uint32_t)nearbyintf(a * 16777216.0f));
+  }
+  uint32_t mant_odd = (ax >> 13) & 1u;
+  ax += 0xc8000fffu + mant_odd; /* rebias exponent (-112 << 23) and round to nearest even */
+  return (uint16_t)(sign | (ax >> 13));
+}
+
+float lt_f16_to_f32(uint16_t h) {
+  uint32_t sign = (uint32_t)(h & 0x8000u) << 16, exp = (h >> 10) & 0x1fu, mant = h & 0x3ffu, x;
+  if (exp == 0) {
+    float f = (float)mant * 5.9604644775390625e-08f; /* 2^-24 */
+    memcpy(&x, &f, 4);
+    x |= sign;
+  } else if (exp == 31) {
+    x = sign | 0x7f800000u | (mant << 13);
+  } else {
+    x = sign | ((exp + 112) << 23) | (mant << 13);
+  }
+  float f;
+  memcpy(&f, &x, 4);
+  return f;
+}
+
+uint16_t lt_f32_to_bf16(float f) {
+  uint32_t x;
+  memcpy(&x, &f, 4);
+  if ((x & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((x >> 16) | 0x40u); /* quiet nan */
+  x += 0x7fffu + ((x >> 16) & 1u);
+  return (uint16_t)(x >> 16);
+}
+
+float lt_bf16_to_f32(uint16_t h) {
+  uint32_t x = (uint32_t)h << 16;
+  float f;
+  memcpy(&f, &x, 4);
+  return f;
+}
+
+static double load_f32(const void *p) { return *(const float *)p; }
+static double load_f16(const void *p) { return lt_f16_to_f32(*(const uint16_t *)p); }
+static double load_bf16(const void *p) { return lt_bf16_to_f32(*(const uint16_t *)p); }
+static double load_i32(const void *p) { return *(const int32_t *)p; }
+static double load_i64(const void *p) { return (double)*(const int64_t *)p; }
+static double load_u8(const void *p) { return *(const uint8_t *)p; }
+static double load_bool(const void *p) { return *(const uint8_t *)p ? 1.0 : 0.0; }
+
+static double clamp_round(double v, double lo, double hi) {
+  if (isnan(v)) return 0;
+  v = trunc(v); /* C casts truncate, as NumPy's astype does */
+  return v < lo ? lo : v > hi ? hi : v;
+}
+static void store_f32(void *p, double v) { *(float *)p = (float)v; }
+static void store_f16(void *p, double v) { *(uint16_t *)p = lt_f32_to_f16((float)v); }
+static void store_bf16(void *p, double v) { *(uint16_t *)p = lt_f32_to_bf16((float)v); }
+static void store_i32(void *p, double v) { *(int32_t *)p = (int32_t)clamp_round(v, INT32_MIN, INT32_MAX); }
+static void store_i64(void *p, double v) {
+  *(int64_t *)p = (int64_t)clamp_round(v, -9223372036854775808.0, 9223372036854774784.0);
+}
+static void store_u8(void *p, double v) { *(uint8_t *)p = (uint8_t)clamp_round(v, 0, 255); }
+static void store_bool(void *p, double v) { *(uint8_t *)p = v != 0; }
+
+static const lt_dtype_traits traits[LT_DTYPE_COUNT] = {
+    [LT_FLOAT32] = {"float32", "F32", 4, 1, load_f32, store_f32},
+    [LT_FLOAT16] = {"float16", "F16", 2, 1, load_f16, store_f16},
+    [LT_BFLOAT16] = {"bfloat16", "BF16", 2, 1, load_bf16, store_bf16},
+    [LT_INT32] = {"int32", "I32", 4, 0, load_i32, store_i32},
+    [LT_INT64] = {"int64", "I64", 8, 0, load_i64, store_i64},
+    [LT_UINT8] = {"uint8", "U8", 1, 0, load_u8, store_u8},
+    [LT_BOOL] = {"bool", "BOOL", 1, 0, load_bool, store_bool},
+};
+
+const lt_dtype_traits *lt_dtype_info(lt_dtype dt) { return &traits[dt]; }
+
+int lt_dtype_from_name(const char *name) {
+  for (int i = 0; i < LT_DTYPE_COUNT; i++)
+    if (strcmp(traits[i].name, name) == 0) return i;
+  return -1;
+}
+
+int lt_dtype_from_st_name(const char *st_name) {
+  for (int i = 0; i < LT_DTYPE_COUNT; i++)
+    if (strcmp(traits[i].st_name, st_name) == 0) return i;
+  return -1;
+}
+
+/* Fast paths for the conversions every op makes; the rest go through doubles. */
+void lt_dtype_convert(void *dst, lt_dtype dd, const void *src, lt_dtype sd, int64_t n) {
+  if (dd == sd) {
+    memcpy(dst, src, (size_t)n * traits[dd].size);
+    return;
+  }
+  if (dd == LT_FLOAT32 && sd == LT_FLOAT16) {
+    const uint16_t *s = src;
+    float *d = dst;
+    for (int64_t i = 0; i < n; i++) d[i] = lt_f16_to_f32(s[i]);
+  } else if (dd == LT_FLOAT32 && sd == LT_BFLOAT16) {
+    const uint16_t *s = src;
+    float *d = dst;
+    for (int64_t i = 0; i < n; i++) d[i] = lt_bf16_to_f32(s[i]);
+  } else if (dd == LT_FLOAT16 && sd == LT_FLOAT32) {
+    const float *s = src;
+    uint16_t *d = dst;
+    for (int64_t i = 0; i < n; i++) d[i] = lt_f32_to_f16(s[i]);
+  } else if (dd == LT_BFLOAT16 && sd == LT_FLOAT32) {
+    const float *s = src;
+    uint16_t *d = dst;
+    for (int64_t i = 0; i < n; i++) d[i] = lt_f32_to_bf16(s[i]);
+  } else {
+    const lt_dtype_traits *td = &traits[dd], *ts = &traits[sd];
+    for (int64_t i = 0; i < n; i++) td->store((char *)dst + i * td->size, ts->load((const char *)src + i * ts->size));
+  }
+}

@@ -1,0 +1,224 @@
+/* Tensor headers and storage: creation, reference counting, accessors. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "internal.h"
+
+int64_t lt__numel(int ndim, const int64_t *shape) {
+  int64_t n = 1;
+  for (int i = 0; i < ndim; i++) n *= shape[i];
+  return n;
+}
+
+int lt__axis(int axis, int ndim) {
+  if (axis < 0) axis += ndim;
+  return (axis < 0 || axis >= ndim) ? -1 : axis;
+}
+
+const char *lt__shape_str(char *buf, size_t n, int ndim, const int64_t *shape) {
+  size_t len = (size_t)snprintf(buf, n, "{");
+  for (int i = 0; i < ndim && len < n; i++)
+    len += (size_t)snprintf(buf + len, n - len, i ? ",%lld" : "%lld", (long long)shape[i]);
+  if (len < n) snprintf(buf + len, n - len, "}");
+  return buf;
+}
+
+static void storage_release(lt_storage *s) {
+  if (--s->refcount > 0) return;
+  if (s->ctx) {
+    lt_ctx_free(s->ctx, s->data, s->nbytes);
+    lt_ctx_release(s->ctx);
+  } else if (s->release) {
+    s->release(s->release_ud);
+  }
+  free(s);
+}
+
+lt_tensor *lt_tensor_retain(lt_tensor *t) {
+  if (t) t->refcount++;
+  return t;
+}
+
+void lt_tensor_release(lt_tensor *t) {
+  if (!t || --t->refcount > 0) return;
+  storage_release(t->storage);
+  free(t);
+}
+
+void lt__release_all(int n, lt_tensor **ts) {
+  for (int i = 0; i < n; i++) {
+    lt_tensor_release(ts[i]);
+    ts[i] = NULL;
+  }
+}
+
+static void contiguous_strides(int ndim, const int64_t *shape, int64_t *strides) {
+  int64_t s = 1;
+  for (int i = ndim - 1; i >= 0; i--) {
+    strides[i] = s;
+    s *= shape[i];
+  }
+}
+
+static lt_status check_shape(lt_ctx *ctx, int ndim, const int64_t *shape) {
+  if (ndim < 0 || ndim > LT_MAX_DIMS)
+    return lt_ctx_fail(ctx, LT_ERR_ARG, "tensor: %d dimensions (at most %d)", ndim, LT_MAX_DIMS);
+  int64_t n = 1;
+  for (int i = 0; i < ndim; i++) {
+    if (shape[i] < 0) return lt_ctx_fail(ctx, LT_ERR_ARG, "tensor: negative dimension %lld", (long long)shape[i]);
+    if (shape[i] && n > INT64_MAX / 16 / shape[i]) return lt_ctx_fail(ctx, LT_ERR_ARG, "tensor: shape too large");
+    n *= shape[i];
+  }
+  return LT_OK;
+}
+
+static lt_tensor *header(lt_storage *s, lt_dtype dt, int ndim, const int64_t *shape, const int64_t *strides,
+                         int64_t offset) {
+  lt_tensor *t = calloc(1, sizeof *t);
+  if (!t) return NULL;
+  t->refcount = 1;
+  t->storage = s;
+  t->offset = offset;
+  t->ndim = ndim;
+  t->dtype = dt;
+  if (ndim) memcpy(t->shape, shape, (size_t)ndim * sizeof *shape);
+  if (strides) {
+    if (ndim) memcpy(t->strides, strides, (size_t)ndim * sizeof *strides);
+  } else {
+    contiguous_strides(ndim, shape, t->strides);
+  }
+  t->slot = -1;
+  return t;
+}
+
+lt_status lt_tensor_new(lt_ctx *ctx, lt_tensor **out, lt_dtype dt, int ndim, const int64_t *shape) {
+  *out = NULL;
+  if (check_shape(ctx, ndim, shape)) return LT_ERR_ARG;
+  size_t nbytes = (size_t)lt__numel(ndim, shape) * lt_dtype_info(dt)->size;
+  lt_storage *s = calloc(1, sizeof *s);
+  void *data = s ? lt_ctx_alloc(ctx, nbytes) : NULL;
+  lt_tensor *t = data ? header(s, dt, ndim, shape, NULL, 0) : NULL;
+  if (!t) {
+    if (data) lt_ctx_free(ctx, data, nbytes);
+    free(s);
+    return lt_ctx_fail(ctx, LT_ERR_MEM, "tensor: out of memory allocating %zu bytes", nbytes);
+  }
+  *s = (lt_storage){.refcount = 1, .data = data, .nbytes = nbytes, .ctx = lt_ctx_retain(ctx)};
+  *out = t;
+  return LT_OK;
+}
+
+lt_status lt_tensor_wrap(lt_ctx *ctx, lt_tensor **out, lt_dtype dt, int ndim, const int64_t *shape, void *data,
+                         void (*release)(void *ud), void *ud) {
+  *out = NULL;
+  if (check_shape(ctx, ndim, shape)) return LT_ERR_ARG;
+  lt_storage *s = calloc(1, sizeof *s);
+  lt_tensor *t = s ? header(s, dt, ndim, shape, NULL, 0) : NULL;
+  if (!t) {
+    free(s);
+    return lt_ctx_fail(ctx, LT_ERR_MEM, "tensor: out of memory");
+  }
+  size_t nbytes = (size_t)lt__numel(ndim, shape) * lt_dtype_info(dt)->size;
+  *s = (lt_storage){.refcount = 1, .data = data, .nbytes = nbytes, .release = release, .release_ud = ud};
+  *out = t;
+  return LT_OK;
+}
+
+lt_status lt__view(lt_ctx *ctx, lt_tensor **out, const lt_tensor *base, int ndim, const int64_t *shape,
+                   const int64_t *strides, int64_t offset) {
+  lt_tensor *t = header(base->storage, base->dtype, ndim, shape, strides, offset);
+  if (!t) return lt_ctx_fail(ctx, LT_ERR_MEM, "tensor: out of memory");
+  base->storage->refcount++;
+  *out = t;
+  return LT_OK;
+}
+
+lt_status lt_tensor_zeros(lt_ctx *ctx, lt_tensor **out, lt_dtype dt, int ndim, const int64_t *shape) {
+  lt_status st = lt_tensor_new(ctx, out, dt, ndim, shape);
+  if (st == LT_OK) memset(lt_tensor_data(*out), 0, (*out)->storage->nbytes);
+  return st;
+}
+
+lt_status lt_tensor_full(lt_ctx *ctx, lt_tensor **out, lt_dtype dt, int ndim, const int64_t *shape, double value) {
+  lt_status st = lt_tensor_new(ctx, out, dt, ndim, shape);
+  if (st) return st;
+  int64_t n = lt__numel(ndim, shape);
+  const lt_dtype_traits *tr = lt_dtype_info(dt);
+  char one[8];
+  tr->store(one, value);
+  char *p = lt_tensor_data(*out);
+  if (dt == LT_FLOAT32) {
+    float v = (float)value, *f = (float *)p;
+    for (int64_t i = 0; i < n; i++) f[i] = v;
+  } else {
+    for (int64_t i = 0; i < n; i++) memcpy(p + i * (int64_t)tr->size, one, tr->size);
+  }
+  return LT_OK;
+}
+
+lt_status lt_tensor_from_data(lt_ctx *ctx, lt_tensor **out, lt_dtype dt, int ndim, const int64_t *shape,
+                              const void *data) {
+  lt_status st = lt_tensor_new(ctx, out, dt, ndim, shape);
+  if (st == LT_OK) memcpy(lt_tensor_data(*out), data, (*out)->storage->nbytes);
+  return st;
+}
+
+lt_status lt_tensor_arange(lt_ctx *ctx, lt_tensor **out, double start, double stop, double step, lt_dtype dt) {
+  *out = NULL;
+  if (step == 0 || !isfinite(start) || !isfinite(stop) || !isfinite(step))
+    return lt_ctx_fail(ctx, LT_ERR_ARG, "arange: step must be finite and non-zero");
+  double len = ceil((stop - start) / step);
+  int64_t n = len > 0 ? (int64_t)len : 0;
+  lt_status st = lt_tensor_new(ctx, out, dt, 1, &n);
+  if (st) return st;
+  const lt_dtype_traits *tr = lt_dtype_info(dt);
+  char *p = lt_tensor_data(*out);
+  for (int64_t i = 0; i < n; i++) tr->store(p + i * (int64_t)tr->size, start + (double)i * step);
+  return LT_OK;
+}
+
+lt_status lt_tensor_eye(lt_ctx *ctx, lt_tensor **out, int64_t n, int64_t m, int64_t k, lt_dtype dt) {
+  int64_t shape[2] = {n, m};
+  lt_status st = lt_tensor_zeros(ctx, out, dt, 2, shape);
+  if (st) return st;
+  const lt_dtype_traits *tr = lt_dtype_info(dt);
+  char *p = lt_tensor_data(*out);
+  for (int64_t i = 0; i < n; i++)
+    if (i + k >= 0 && i + k < m) tr->store(p + (i * m + i + k) * (int64_t)tr->size, 1.0);
+  return LT_OK;
+}
+
+int lt_tensor_ndim(const lt_tensor *t) { return t->ndim; }
+const int64_t *lt_tensor_shape(const lt_tensor *t) { return t->shape; }
+const int64_t *lt_tensor_strides(const lt_tensor *t) { return t->strides; }
+lt_dtype lt_tensor_dtype(const lt_tensor *t) { return t->dtype; }
+int64_t lt_tensor_size(const lt_tensor *t) { return lt__numel(t->ndim, t->shape); }
+void *lt_tensor_data(const lt_tensor *t) {
+  return (char *)t->storage->data + t->offset * (int64_t)lt_dtype_info(t->dtype)->size;
+}
+int lt_tensor_shares_storage(const lt_tensor *a, const lt_tensor *b) { return a->storage == b->storage; }
+
+int lt_tensor_is_contiguous(const lt_tensor *t) {
+  int64_t s = 1;
+  for (int i = t->ndim - 1; i >= 0; i--) {
+    if (t->shape[i] != 1 && t->strides[i] != s) return 0;
+    s *= t->shape[i];
+  }
+  return 1;
+}
+
+/* Element offset (from the data pointer) of a flat row-major index. */
+static int64_t flat_offset(const lt_tensor *t, int64_t flat) {
+  int64_t off = 0;
+  for (int i = t->ndim - 1; i >= 0; i--) {
+    off += (flat % t->shape[i]) * t->strides[i];
+    flat /= t->shape[i];
+  }
+  return off;
+}
+
+double lt_tensor_get(const lt_tensor *t, int64_t flat) {
+  const lt_dtype_traits *tr = lt_dtype_info(t->dtype);
+  return tr->load((const char *)lt_tensor_data(t) + flat_offset(t, flat) * (int64_t)tr->size);
+}
