@@ -65,6 +65,10 @@ lt_status lt__sum_to_shape(lt_ctx *ctx, lt_tensor **out, lt_tensor *g, int ndim,
 int lt__broadcast_shape(lt_ctx *ctx, const char *op, int *ndim, int64_t *shape, const lt_tensor *a,
                         const lt_tensor *b);
 void lt__release_all(int n, lt_tensor **ts);
+/* Writes src (same shape, any layout and dtype) into the view dst. */
+void lt__assign(lt_tensor *dst, const lt_tensor *src);
+/* An untracked view of x[start:stop] along the 0-based axis. */
+lt_status lt__slice_view(lt_ctx *ctx, lt_tensor **out, const lt_tensor *x, int axis, int64_t start, int64_t stop);
 
 /* ---- autograd tape ---- */
 

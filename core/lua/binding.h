@@ -34,6 +34,9 @@ lt_tensor *lt_l_checkoperand(lua_State *L, int arg, const lt_tensor *like);
 /* Pushes a new lattice.Tensor owning the reference `t` and reports freshly
  * allocated bytes to the GC. */
 void lt_l_pushtensor(lua_State *L, lt_tensor *t);
+/* The same with the context given, for C code that is not a registered
+ * function (no upvalue 1): the embedding API in embed.c. */
+void lt_l_pushtensor_ctx(lua_State *L, lt_ctx *ctx, lt_tensor *t);
 /* Raises the context's message as a Lua error when st != LT_OK. */
 void lt_l_check(lua_State *L, lt_status st);
 

@@ -1,4 +1,82 @@
-/* Placeholder until the linalg binding lands. */
+/* The linalg binding: matmul, layer_norm, rms_norm, and bench_sgemm, the direct
+ * OpenBLAS call that bench/matmul.lua measures lattice.matmul against. */
+#include <cblas.h>
 #include "binding.h"
 
-void lt_l_open_linalg(lua_State *L) { (void)L; }
+/* A tensor or nil at `arg` (NULL for nil). */
+static lt_tensor *opttensor(lua_State *L, int arg) {
+  return lua_isnoneornil(L, arg) ? NULL : lt_l_checktensor(L, arg);
+}
+
+/* lattice.matmul(a, b) -> a @ b with NumPy matmul rules. */
+static int l_matmul(lua_State *L) {
+  lt_tensor *a = lt_l_checktensor(L, 1), *b = lt_l_checktensor(L, 2), *out;
+  lt_l_check(L, lt_matmul(lt_l_ctx(L), &out, a, b));
+  lt_l_pushtensor(L, out);
+  return 1;
+}
+
+/* lattice.layer_norm(x, weight, bias, eps): MLX mx.fast.layer_norm's order;
+ * weight and bias may be nil; eps defaults to 1e-5. */
+static int l_layer_norm(lua_State *L) {
+  lt_tensor *x = lt_l_checktensor(L, 1), *w = opttensor(L, 2), *b = opttensor(L, 3), *out;
+  double eps = luaL_optnumber(L, 4, 1e-5);
+  lt_l_check(L, lt_layer_norm(lt_l_ctx(L), &out, x, w, b, eps));
+  lt_l_pushtensor(L, out);
+  return 1;
+}
+
+/* lattice.rms_norm(x, weight, eps): weight may be nil; eps defaults to 1e-5. */
+static int l_rms_norm(lua_State *L) {
+  lt_tensor *x = lt_l_checktensor(L, 1), *w = opttensor(L, 2), *out;
+  double eps = luaL_optnumber(L, 3, 1e-5);
+  lt_l_check(L, lt_rms_norm(lt_l_ctx(L), &out, x, w, eps));
+  lt_l_pushtensor(L, out);
+  return 1;
+}
+
+/* lattice.bench_sgemm(m, n, k, reps) -> seconds per call of a row-major
+ * (m,k) @ (k,n) cblas_sgemm on buffers from the context's allocator, with the
+ * context's thread count: the reference bench/matmul.lua compares against.
+ * Benchmark use only. */
+static int l_bench_sgemm(lua_State *L) {
+  lua_Integer m = luaL_checkinteger(L, 1), n = luaL_checkinteger(L, 2), k = luaL_checkinteger(L, 3);
+  lua_Integer reps = luaL_optinteger(L, 4, 1);
+  if (m < 1 || n < 1 || k < 1 || m > 65536 || n > 65536 || k > 65536)
+    return luaL_error(L, "bench_sgemm: sizes must be in [1, 65536], got %d, %d, %d", (int)m, (int)n, (int)k);
+  if (reps < 1) return luaL_error(L, "bench_sgemm: reps must be at least 1, got %d", (int)reps);
+  lt_ctx *ctx = lt_l_ctx(L);
+  size_t na = (size_t)(m * k), nb = (size_t)(k * n), nc = (size_t)(m * n);
+  float *a = lt_ctx_alloc(ctx, na * sizeof(float)), *b = lt_ctx_alloc(ctx, nb * sizeof(float));
+  float *c = lt_ctx_alloc(ctx, nc * sizeof(float));
+  double secs = -1;
+  if (a && b && c) {
+    for (size_t i = 0; i < na; i++) a[i] = (float)((i % 13) - 6) / 8.0f;
+    for (size_t i = 0; i < nb; i++) b[i] = (float)((i % 7) - 3) / 4.0f;
+    openblas_set_num_threads(lt_ctx_num_threads(ctx));
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)n, (int)k, 1.0f, a, (int)k, b, (int)n, 0.0f,
+                c, (int)n); /* warm-up: pages touched, threads started */
+    double t0 = lt_now();
+    for (lua_Integer r = 0; r < reps; r++)
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)n, (int)k, 1.0f, a, (int)k, b, (int)n,
+                  0.0f, c, (int)n);
+    secs = (lt_now() - t0) / (double)reps;
+  }
+  if (a) lt_ctx_free(ctx, a, na * sizeof(float));
+  if (b) lt_ctx_free(ctx, b, nb * sizeof(float));
+  if (c) lt_ctx_free(ctx, c, nc * sizeof(float));
+  if (secs < 0) return luaL_error(L, "bench_sgemm: out of memory");
+  lua_pushnumber(L, secs);
+  return 1;
+}
+
+void lt_l_open_linalg(lua_State *L) {
+  static const luaL_Reg fns[] = {
+      {"matmul", l_matmul},
+      {"layer_norm", l_layer_norm},
+      {"rms_norm", l_rms_norm},
+      {"bench_sgemm", l_bench_sgemm},
+      {NULL, NULL},
+  };
+  lt_l_register(L, fns);
+}

@@ -1,4 +1,66 @@
-/* Placeholder until the random binding lands. */
+/* lattice.random: seed, normal, uniform, randint on the context's generator. */
 #include "binding.h"
 
-void lt_l_open_random(lua_State *L) { (void)L; }
+static int l_seed(lua_State *L) {
+  lt_ctx_seed(lt_l_ctx(L), (uint64_t)luaL_checkinteger(L, 1));
+  return 0;
+}
+
+/* normal(shape[, {dtype=, loc=, scale=}]) */
+static int l_normal(lua_State *L) {
+  static const char *const opts[] = {"dtype", "loc", "scale", NULL};
+  int64_t shape[LT_MAX_DIMS];
+  int nd = lt_l_checkshape(L, 1, shape, "random.normal");
+  lt_l_checkoptions(L, 2, "random.normal", opts);
+  int dt = lt_dtype_from_name(lt_l_optstringfield(L, 2, "dtype", "float32"));
+  if (dt < 0) return luaL_error(L, "random.normal: unknown dtype");
+  lt_tensor *t;
+  lt_l_check(L, lt_random_normal(lt_l_ctx(L), &t, (lt_dtype)dt, nd, shape, lt_l_optnumberfield(L, 2, "loc", 0),
+                                 lt_l_optnumberfield(L, 2, "scale", 1)));
+  lt_l_pushtensor(L, t);
+  return 1;
+}
+
+/* uniform(low, high, shape[, {dtype=}]) as in MLX, or uniform(shape[, {dtype=}]) on [0, 1). */
+static int l_uniform(lua_State *L) {
+  static const char *const opts[] = {"dtype", NULL};
+  double low = 0, high = 1;
+  int shape_arg = 1;
+  if (!lua_istable(L, 1)) {
+    low = luaL_checknumber(L, 1);
+    high = luaL_checknumber(L, 2);
+    shape_arg = 3;
+  }
+  int64_t shape[LT_MAX_DIMS];
+  int nd = lt_l_checkshape(L, shape_arg, shape, "random.uniform");
+  lt_l_checkoptions(L, shape_arg + 1, "random.uniform", opts);
+  int dt = lt_dtype_from_name(lt_l_optstringfield(L, shape_arg + 1, "dtype", "float32"));
+  if (dt < 0) return luaL_error(L, "random.uniform: unknown dtype");
+  lt_tensor *t;
+  lt_l_check(L, lt_random_uniform(lt_l_ctx(L), &t, (lt_dtype)dt, nd, shape, low, high));
+  lt_l_pushtensor(L, t);
+  return 1;
+}
+
+/* randint(low, high, shape[, {dtype=}]): integers in [low, high), int32 by default. */
+static int l_randint(lua_State *L) {
+  static const char *const opts[] = {"dtype", NULL};
+  lua_Integer low = luaL_checkinteger(L, 1), high = luaL_checkinteger(L, 2);
+  int64_t shape[LT_MAX_DIMS];
+  int nd = lt_l_checkshape(L, 3, shape, "random.randint");
+  lt_l_checkoptions(L, 4, "random.randint", opts);
+  int dt = lt_dtype_from_name(lt_l_optstringfield(L, 4, "dtype", "int32"));
+  if (dt < 0) return luaL_error(L, "random.randint: unknown dtype");
+  lt_tensor *t;
+  lt_l_check(L, lt_random_randint(lt_l_ctx(L), &t, (lt_dtype)dt, nd, shape, low, high));
+  lt_l_pushtensor(L, t);
+  return 1;
+}
+
+void lt_l_open_random(lua_State *L) {
+  static const luaL_Reg fns[] = {
+      {"seed", l_seed}, {"normal", l_normal}, {"uniform", l_uniform}, {"randint", l_randint}, {NULL, NULL}};
+  lua_newtable(L);
+  lt_l_register(L, fns);
+  lua_setfield(L, -2, "random");
+}

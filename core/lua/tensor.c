@@ -1,7 +1,435 @@
+/* The lattice.Tensor type: creation from Lua values, read-back, properties,
+ * layout methods, and the release shared by close(), __close and __gc. */
+#include <string.h>
 #include "binding.h"
-static int noop(lua_State *L) { (void)L; return 0; }
-void lt_l_open_tensor(lua_State *L) {
-  luaL_newmetatable(L, LT_L_TENSOR);
+
+/* ---- release ---- */
+
+static int tensor_close(lua_State *L) {
+  lt_l_tensor *u = luaL_checkudata(L, 1, LT_L_TENSOR);
+  lt_tensor_release(u->t); /* idempotent: NULL after the first call */
+  u->t = NULL;
+  return 0;
+}
+
+/* ---- creation from nested tables ---- */
+
+/* Walks the first elements of nested tables to find the shape. */
+static int infer_shape(lua_State *L, int idx, int64_t *shape) {
+  int nd = 0;
+  lua_pushvalue(L, idx);
+  while (lua_istable(L, -1)) {
+    if (nd == LT_MAX_DIMS) luaL_error(L, "array: more than %d levels of nesting", LT_MAX_DIMS);
+    shape[nd++] = (int64_t)luaL_len(L, -1);
+    if (shape[nd - 1] == 0) break;
+    lua_geti(L, -1, 1);
+    lua_remove(L, -2);
+  }
   lua_pop(L, 1);
-  (void)noop;
+  return nd;
+}
+
+/* Reads the nested table at idx (depth d) into `out` as doubles, checking raggedness. */
+static void read_nested(lua_State *L, int idx, int d, int nd, const int64_t *shape, double *out, int64_t *pos,
+                        int *all_bool) {
+  if ((int64_t)luaL_len(L, idx) != shape[d])
+    luaL_error(L, "array: ragged nested table at depth %d (expected %d elements, got %d)", d + 1, (int)shape[d],
+               (int)luaL_len(L, idx));
+  for (int64_t i = 1; i <= shape[d]; i++) {
+    int t = lua_geti(L, idx, i);
+    if (d + 1 < nd) {
+      if (t != LUA_TTABLE) luaL_error(L, "array: ragged nested table at depth %d (expected a table)", d + 2);
+      read_nested(L, lua_gettop(L), d + 1, nd, shape, out, pos, all_bool);
+    } else if (t == LUA_TBOOLEAN) {
+      out[(*pos)++] = lua_toboolean(L, -1);
+    } else if (t == LUA_TNUMBER) {
+      *all_bool = 0;
+      out[(*pos)++] = lua_tonumber(L, -1);
+    } else {
+      luaL_error(L, "array: elements must be numbers or booleans, got %s", luaL_typename(L, -1));
+    }
+    lua_pop(L, 1);
+  }
+}
+
+static int l_array(lua_State *L) {
+  lua_settop(L, 2); /* scratch pushed below must not look like the dtype argument */
+  lt_ctx *ctx = lt_l_ctx(L);
+  lt_tensor *src = lt_l_totensor(L, 1), *t;
+  if (src) { /* array(tensor[, dtype]): a copy */
+    lt_l_check(L, lt_astype(ctx, &t, src, lt_l_optdtype(L, 2, lt_tensor_dtype(src))));
+    lt_l_pushtensor(L, t);
+    return 1;
+  }
+  int type = lua_type(L, 1);
+  if (type != LUA_TTABLE && type != LUA_TNUMBER && type != LUA_TBOOLEAN)
+    return luaL_typeerror(L, 1, "table, number or boolean");
+  int64_t shape[LT_MAX_DIMS];
+  int nd = type == LUA_TTABLE ? infer_shape(L, 1, shape) : 0;
+  int64_t n = 1;
+  for (int i = 0; i < nd; i++) n *= shape[i];
+  double *vals = lua_newuserdatauv(L, (size_t)(n ? n : 1) * sizeof *vals, 0); /* freed by the GC on error */
+  int64_t pos = 0;
+  int all_bool = type != LUA_TNUMBER;
+  if (type == LUA_TTABLE && n > 0) read_nested(L, 1, 0, nd, shape, vals, &pos, &all_bool);
+  else if (type != LUA_TTABLE) vals[0] = type == LUA_TBOOLEAN ? lua_toboolean(L, 1) : lua_tonumber(L, 1);
+  if (n == 0) all_bool = 0;
+  lt_dtype dt = lt_l_optdtype(L, 2, all_bool ? LT_BOOL : LT_FLOAT32);
+  lt_l_check(L, lt_tensor_new(ctx, &t, dt, nd, shape));
+  const lt_dtype_traits *tr = lt_dtype_info(dt);
+  char *p = lt_tensor_data(t);
+  for (int64_t i = 0; i < n; i++) tr->store(p + i * (int64_t)tr->size, vals[i]);
+  lt_l_pushtensor(L, t);
+  return 1;
+}
+
+static int push_full(lua_State *L, int shape_arg, double value, lt_dtype dt, const char *fname) {
+  int64_t shape[LT_MAX_DIMS];
+  int nd = lt_l_checkshape(L, shape_arg, shape, fname);
+  lt_tensor *t;
+  lt_l_check(L, lt_tensor_full(lt_l_ctx(L), &t, dt, nd, shape, value));
+  lt_l_pushtensor(L, t);
+  return 1;
+}
+
+static int l_zeros(lua_State *L) { return push_full(L, 1, 0, lt_l_optdtype(L, 2, LT_FLOAT32), "zeros"); }
+static int l_ones(lua_State *L) { return push_full(L, 1, 1, lt_l_optdtype(L, 2, LT_FLOAT32), "ones"); }
+static int l_full(lua_State *L) {
+  double v = lua_isboolean(L, 2) ? lua_toboolean(L, 2) : luaL_checknumber(L, 2);
+  return push_full(L, 1, v, lt_l_optdtype(L, 3, lua_isboolean(L, 2) ? LT_BOOL : LT_FLOAT32), "full");
+}
+
+static int like(lua_State *L, double value) {
+  lt_tensor *x = lt_l_checktensor(L, 1), *t;
+  lt_dtype dt = lt_l_optdtype(L, 2, lt_tensor_dtype(x));
+  lt_l_check(L, lt_tensor_full(lt_l_ctx(L), &t, dt, lt_tensor_ndim(x), lt_tensor_shape(x), value));
+  lt_l_pushtensor(L, t);
+  return 1;
+}
+static int l_zeros_like(lua_State *L) { return like(L, 0); }
+static int l_ones_like(lua_State *L) { return like(L, 1); }
+
+/* arange(stop), arange(start, stop[, step]); a trailing string is the dtype. */
+static int l_arange(lua_State *L) {
+  int top = lua_gettop(L);
+  lt_dtype dt = LT_FLOAT32;
+  if (top > 0 && lua_type(L, top) == LUA_TSTRING) dt = lt_l_checkdtype(L, top--);
+  double start = 0, stop, step = 1;
+  if (top == 1) stop = luaL_checknumber(L, 1);
+  else {
+    start = luaL_checknumber(L, 1);
+    stop = luaL_checknumber(L, 2);
+    if (top >= 3) step = luaL_checknumber(L, 3);
+  }
+  lt_tensor *t;
+  lt_l_check(L, lt_tensor_arange(lt_l_ctx(L), &t, start, stop, step, dt));
+  lt_l_pushtensor(L, t);
+  return 1;
+}
+
+static int l_eye(lua_State *L) {
+  lua_Integer n = luaL_checkinteger(L, 1), m = luaL_optinteger(L, 2, n), k = luaL_optinteger(L, 3, 0);
+  if (n < 0 || m < 0) return luaL_error(L, "eye: sizes must be non-negative");
+  lt_tensor *t;
+  lt_l_check(L, lt_tensor_eye(lt_l_ctx(L), &t, n, m, k, lt_l_optdtype(L, 4, LT_FLOAT32)));
+  lt_l_pushtensor(L, t);
+  return 1;
+}
+
+/* ---- read-back ---- */
+
+static void push_element(lua_State *L, const lt_tensor *t, int64_t flat) {
+  double v = lt_tensor_get(t, flat);
+  lt_dtype dt = lt_tensor_dtype(t);
+  if (dt == LT_BOOL) lua_pushboolean(L, v != 0);
+  else if (lt_dtype_info(dt)->is_float) lua_pushnumber(L, v);
+  else if (dt == LT_INT64) {
+    const int64_t *p = lt_tensor_data(t); /* exact: int64 does not round-trip through double */
+    int64_t off = 0, rem = flat;
+    for (int i = lt_tensor_ndim(t) - 1; i >= 0; i--) {
+      off += (rem % lt_tensor_shape(t)[i]) * lt_tensor_strides(t)[i];
+      rem /= lt_tensor_shape(t)[i];
+    }
+    lua_pushinteger(L, p[off]);
+  } else lua_pushinteger(L, (lua_Integer)v);
+}
+
+static void push_list(lua_State *L, const lt_tensor *t, int d, int64_t *flat) {
+  const int64_t *shape = lt_tensor_shape(t);
+  lua_createtable(L, (int)shape[d], 0);
+  for (int64_t i = 0; i < shape[d]; i++) {
+    if (d + 1 == lt_tensor_ndim(t)) push_element(L, t, (*flat)++);
+    else push_list(L, t, d + 1, flat);
+    lua_rawseti(L, -2, i + 1);
+  }
+}
+
+static int l_tolist(lua_State *L) {
+  lt_tensor *t = lt_l_checktensor(L, 1);
+  int64_t flat = 0;
+  if (lt_tensor_ndim(t) == 0) push_element(L, t, 0);
+  else push_list(L, t, 0, &flat);
+  return 1;
+}
+
+static int l_item(lua_State *L) {
+  lt_tensor *t = lt_l_checktensor(L, 1);
+  if (lt_tensor_size(t) != 1)
+    return luaL_error(L, "item: tensor has %d elements, expected 1", (int)lt_tensor_size(t));
+  push_element(L, t, 0);
+  return 1;
+}
+
+/* ---- layout ---- */
+
+static int l_astype(lua_State *L) {
+  lt_tensor *x = lt_l_checktensor(L, 1), *t;
+  lt_l_check(L, lt_astype(lt_l_ctx(L), &t, x, lt_l_checkdtype(L, 2)));
+  lt_l_pushtensor(L, t);
+  return 1;
+}
+
+/* reshape(x, {2, 3}) or reshape(x, 2, 3); -1 infers one dimension. */
+static int l_reshape(lua_State *L) {
+  lt_tensor *x = lt_l_checktensor(L, 1), *t;
+  int64_t shape[LT_MAX_DIMS];
+  int nd;
+  if (lua_istable(L, 2)) {
+    nd = (int)luaL_len(L, 2);
+    if (nd > LT_MAX_DIMS) return luaL_error(L, "reshape: at most %d dimensions", LT_MAX_DIMS);
+    for (int i = 0; i < nd; i++) {
+      lua_geti(L, 2, i + 1);
+      shape[i] = luaL_checkinteger(L, -1);
+      lua_pop(L, 1);
+    }
+  } else {
+    nd = lua_gettop(L) - 1;
+    if (nd > LT_MAX_DIMS) return luaL_error(L, "reshape: at most %d dimensions", LT_MAX_DIMS);
+    for (int i = 0; i < nd; i++) shape[i] = luaL_checkinteger(L, i + 2);
+  }
+  lt_l_check(L, lt_reshape(lt_l_ctx(L), &t, x, nd, shape));
+  lt_l_pushtensor(L, t);
+  return 1;
+}
+
+/* transpose(x) reverses the axes; transpose(x, {2, 1, 3}) permutes them (1-based). */
+static int l_transpose(lua_State *L) {
+  lt_tensor *x = lt_l_checktensor(L, 1), *t;
+  int perm[LT_MAX_DIMS], nd = lt_tensor_ndim(x);
+  if (!lua_isnoneornil(L, 2)) {
+    luaL_checktype(L, 2, LUA_TTABLE);
+    if ((int)luaL_len(L, 2) != nd)
+      return luaL_error(L, "transpose: axes has %d entries for %d dimensions", (int)luaL_len(L, 2), nd);
+    for (int i = 0; i < nd; i++) {
+      lua_geti(L, 2, i + 1);
+      perm[i] = lt_l_axis_from_lua(luaL_checkinteger(L, -1), nd);
+      lua_pop(L, 1);
+      if (perm[i] < 0) return luaL_error(L, "transpose: axes must be a permutation of the %d dimensions", nd);
+    }
+  }
+  lt_l_check(L, lt_transpose(lt_l_ctx(L), &t, x, lua_isnoneornil(L, 2) ? NULL : perm));
+  lt_l_pushtensor(L, t);
+  return 1;
+}
+
+static int l_expand_dims(lua_State *L) {
+  lt_tensor *x = lt_l_checktensor(L, 1), *t;
+  int axis = lt_l_checkaxis(L, 2, lt_tensor_ndim(x) + 1, "expand_dims");
+  lt_l_check(L, lt_expand_dims(lt_l_ctx(L), &t, x, axis));
+  lt_l_pushtensor(L, t);
+  return 1;
+}
+
+static int l_squeeze(lua_State *L) {
+  lt_tensor *x = lt_l_checktensor(L, 1), *t;
+  int axis = lt_l_optaxis(L, 2, lt_tensor_ndim(x), "squeeze", LT_ALL_AXES);
+  lt_l_check(L, lt_squeeze(lt_l_ctx(L), &t, x, axis));
+  lt_l_pushtensor(L, t);
+  return 1;
+}
+
+/* slice(x, axis, first, last[, step]): Lua-style inclusive 1-based bounds,
+ * negatives counted from the end (-1 is the last), like string.sub. */
+static int l_slice(lua_State *L) {
+  lt_tensor *x = lt_l_checktensor(L, 1), *t;
+  int axis = lt_l_checkaxis(L, 2, lt_tensor_ndim(x), "slice");
+  int64_t n = lt_tensor_shape(x)[axis];
+  lua_Integer first = luaL_optinteger(L, 3, 1), last = luaL_optinteger(L, 4, -1), step = luaL_optinteger(L, 5, 1);
+  if (first < 0) first += n + 1;
+  if (last < 0) last += n + 1;
+  if (first < 1) first = 1;
+  if (last > n) last = n;
+  /* inclusive 1-based [first, last] is half-open 0-based [first-1, last) */
+  lt_l_check(L, lt_slice(lt_l_ctx(L), &t, x, axis, first - 1, last < first ? first - 1 : last, step));
+  lt_l_pushtensor(L, t);
+  return 1;
+}
+
+static int l_broadcast_to(lua_State *L) {
+  lt_tensor *x = lt_l_checktensor(L, 1), *t;
+  int64_t shape[LT_MAX_DIMS];
+  int nd = lt_l_checkshape(L, 2, shape, "broadcast_to");
+  lt_l_check(L, lt_broadcast_to(lt_l_ctx(L), &t, x, nd, shape));
+  lt_l_pushtensor(L, t);
+  return 1;
+}
+
+static int l_contiguous(lua_State *L) {
+  lt_tensor *x = lt_l_checktensor(L, 1), *t;
+  lt_l_check(L, lt_contiguous(lt_l_ctx(L), &t, x));
+  lt_l_pushtensor(L, t);
+  return 1;
+}
+
+/* The tensors of the list at `arg`, into a scratch userdata left on the stack. */
+static lt_tensor **check_list(lua_State *L, int arg, int *n, const char *fname) {
+  luaL_checktype(L, arg, LUA_TTABLE);
+  *n = (int)luaL_len(L, arg);
+  if (*n < 1) luaL_error(L, "%s: needs at least one tensor", fname);
+  lt_tensor **xs = lua_newuserdatauv(L, (size_t)*n * sizeof *xs, 0);
+  for (int i = 0; i < *n; i++) {
+    lua_geti(L, arg, i + 1);
+    xs[i] = lt_l_totensor(L, -1);
+    lua_pop(L, 1); /* the list keeps the tensor alive */
+    if (!xs[i]) luaL_error(L, "%s: element %d is not a lattice.Tensor", fname, i + 1);
+  }
+  return xs;
+}
+
+static int join(lua_State *L, int stack) {
+  const char *fname = stack ? "stack" : "concatenate";
+  lua_settop(L, 2);
+  int n;
+  lt_tensor **xs = check_list(L, 1, &n, fname), *t;
+  int axis = lt_l_optaxis(L, 2, lt_tensor_ndim(xs[0]) + stack, fname, 0);
+  lt_l_check(L, (stack ? lt_stack : lt_concatenate)(lt_l_ctx(L), &t, n, xs, axis));
+  lt_l_pushtensor(L, t);
+  return 1;
+}
+static int l_concatenate(lua_State *L) { return join(L, 0); }
+static int l_stack(lua_State *L) { return join(L, 1); }
+
+/* split(x, n[, axis]): n equal pieces; split(x, {i, j, ...}[, axis]): new
+ * pieces begin at the 1-based positions i, j, ... */
+static int l_split(lua_State *L) {
+  lua_settop(L, 3);
+  lt_tensor *x = lt_l_checktensor(L, 1);
+  int axis = lt_l_optaxis(L, 3, lt_tensor_ndim(x), "split", 0);
+  int64_t size = lt_tensor_shape(x)[axis], *at;
+  int n;
+  if (lua_istable(L, 2)) {
+    n = (int)luaL_len(L, 2) + 1;
+    at = lua_newuserdatauv(L, (size_t)n * sizeof *at, 0);
+    for (int i = 0; i + 1 < n; i++) {
+      lua_geti(L, 2, i + 1);
+      at[i] = luaL_checkinteger(L, -1) - 1;
+      lua_pop(L, 1);
+    }
+  } else {
+    n = (int)luaL_checkinteger(L, 2);
+    if (n < 1 || size % n)
+      return luaL_error(L, "split: axis of size %d cannot be split into %d equal pieces", (int)size, n);
+    at = lua_newuserdatauv(L, (size_t)n * sizeof *at, 0);
+    for (int i = 0; i + 1 < n; i++) at[i] = (i + 1) * (size / n);
+  }
+  lt_tensor **outs = lua_newuserdatauv(L, (size_t)n * sizeof *outs, 0);
+  lt_l_check(L, lt_split(lt_l_ctx(L), outs, x, n, at, axis));
+  lua_createtable(L, n, 0);
+  for (int i = 0; i < n; i++) {
+    lt_l_pushtensor(L, outs[i]);
+    lua_rawseti(L, -2, i + 1);
+  }
+  return 1;
+}
+
+/* ---- properties and indexing ---- */
+
+/* t[i]: the i-th slice along the first axis (1-based, negatives from the end), a view. */
+static int index_row(lua_State *L, lt_tensor *x, lua_Integer i) {
+  if (lt_tensor_ndim(x) == 0) return luaL_error(L, "index: a 0-d tensor cannot be indexed");
+  int64_t n = lt_tensor_shape(x)[0];
+  lua_Integer k = i < 0 ? i + n + 1 : i;
+  if (k < 1 || k > n) return luaL_error(L, "index: %d is out of range for axis 1 of size %d", (int)i, (int)n);
+  lt_ctx *ctx = lt_l_ctx(L);
+  lt_tensor *row, *t;
+  lt_l_check(L, lt_slice(ctx, &row, x, 0, k - 1, k, 1));
+  lt_status st = lt_squeeze(ctx, &t, row, 0);
+  lt_tensor_release(row);
+  lt_l_check(L, st);
+  lt_l_pushtensor(L, t);
+  return 1;
+}
+
+static int tensor_index(lua_State *L) {
+  lt_tensor *x = lt_l_checktensor(L, 1);
+  if (lua_isinteger(L, 2)) return index_row(L, x, lua_tointeger(L, 2));
+  const char *key = lua_tostring(L, 2);
+  if (key && lua_type(L, 2) == LUA_TSTRING) {
+    if (strcmp(key, "shape") == 0) {
+      lt_l_pushshape(L, lt_tensor_ndim(x), lt_tensor_shape(x));
+      return 1;
+    }
+    if (strcmp(key, "dtype") == 0) {
+      lua_pushstring(L, lt_dtype_info(lt_tensor_dtype(x))->name);
+      return 1;
+    }
+    if (strcmp(key, "ndim") == 0) {
+      lua_pushinteger(L, lt_tensor_ndim(x));
+      return 1;
+    }
+    if (strcmp(key, "size") == 0) {
+      lua_pushinteger(L, lt_tensor_size(x));
+      return 1;
+    }
+    if (strcmp(key, "T") == 0) {
+      lt_tensor *t;
+      lt_l_check(L, lt_transpose(lt_l_ctx(L), &t, x, NULL));
+      lt_l_pushtensor(L, t);
+      return 1;
+    }
+  }
+  lua_pushvalue(L, 2);
+  lua_rawget(L, lua_upvalueindex(2)); /* methods */
+  return 1;
+}
+
+static int tensor_len(lua_State *L) {
+  lt_tensor *x = lt_l_checktensor(L, 1);
+  if (lt_tensor_ndim(x) == 0) return luaL_error(L, "len: a 0-d tensor has no length");
+  lua_pushinteger(L, lt_tensor_shape(x)[0]);
+  return 1;
+}
+
+static int tensor_newindex(lua_State *L) {
+  return luaL_error(L, "lattice.Tensor: tensors are immutable (field '%s')", luaL_tolstring(L, 2, NULL));
+}
+
+static int l_is_tensor(lua_State *L) {
+  lua_pushboolean(L, lt_l_totensor(L, 1) != NULL);
+  return 1;
+}
+
+static const luaL_Reg functions[] = {
+    {"array", l_array}, {"zeros", l_zeros}, {"ones", l_ones}, {"full", l_full},
+    {"zeros_like", l_zeros_like}, {"ones_like", l_ones_like}, {"arange", l_arange}, {"eye", l_eye},
+    {"tolist", l_tolist}, {"item", l_item}, {"astype", l_astype}, {"reshape", l_reshape},
+    {"transpose", l_transpose}, {"expand_dims", l_expand_dims}, {"squeeze", l_squeeze}, {"slice", l_slice},
+    {"broadcast_to", l_broadcast_to}, {"contiguous", l_contiguous}, {"concatenate", l_concatenate},
+    {"stack", l_stack}, {"split", l_split}, {"is_tensor", l_is_tensor}, {"close", tensor_close}, {NULL, NULL}};
+
+void lt_l_open_tensor(lua_State *L) {
+  lt_l_register(L, functions);
+  /* The methods table, shared with Lua as lattice.core.Tensor so the package can add to it. */
+  lua_newtable(L);
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -3, "Tensor");
+  luaL_newmetatable(L, LT_L_TENSOR);
+  lt_l_pushctx(L);
+  lua_pushvalue(L, -3);
+  lua_pushcclosure(L, tensor_index, 2);
+  lua_setfield(L, -2, "__index");
+  static const luaL_Reg meta[] = {{"__gc", tensor_close}, {"__close", tensor_close}, {"__len", tensor_len},
+                                  {"__newindex", tensor_newindex}, {NULL, NULL}};
+  lt_l_register(L, meta);
+  lua_pop(L, 2);
 }

@@ -1,12 +1,205 @@
-/* Placeholder until this lands: every entry fails cleanly. */
+/* Views and layout: reshape, transpose, expand_dims, squeeze, slice,
+ * broadcast_to; each is differentiable, and the views share storage. */
+#include <string.h>
 #include "internal.h"
 
-lt_status lt_reshape(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, int ndim, const int64_t *shape) { (void)ctx; (void)out; (void)x; (void)ndim; (void)shape; return lt_ctx_fail(ctx, LT_ERR_STATE, "lt_reshape: not implemented yet"); }
-lt_status lt_transpose(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, const int *perm) { (void)ctx; (void)out; (void)x; (void)perm; return lt_ctx_fail(ctx, LT_ERR_STATE, "lt_transpose: not implemented yet"); }
-lt_status lt_expand_dims(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, int axis) { (void)ctx; (void)out; (void)x; (void)axis; return lt_ctx_fail(ctx, LT_ERR_STATE, "lt_expand_dims: not implemented yet"); }
-lt_status lt_squeeze(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, int axis) { (void)ctx; (void)out; (void)x; (void)axis; return lt_ctx_fail(ctx, LT_ERR_STATE, "lt_squeeze: not implemented yet"); }
-lt_status lt_slice(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, int axis, int64_t start, int64_t stop, int64_t step) { (void)ctx; (void)out; (void)x; (void)axis; (void)start; (void)stop; (void)step; return lt_ctx_fail(ctx, LT_ERR_STATE, "lt_slice: not implemented yet"); }
-lt_status lt_broadcast_to(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, int ndim, const int64_t *shape) { (void)ctx; (void)out; (void)x; (void)ndim; (void)shape; return lt_ctx_fail(ctx, LT_ERR_STATE, "lt_broadcast_to: not implemented yet"); }
-lt_status lt_concatenate(lt_ctx *ctx, lt_tensor **out, int n, lt_tensor *const *xs, int axis) { (void)ctx; (void)out; (void)n; (void)xs; (void)axis; return lt_ctx_fail(ctx, LT_ERR_STATE, "lt_concatenate: not implemented yet"); }
-lt_status lt_stack(lt_ctx *ctx, lt_tensor **out, int n, lt_tensor *const *xs, int axis) { (void)ctx; (void)out; (void)n; (void)xs; (void)axis; return lt_ctx_fail(ctx, LT_ERR_STATE, "lt_stack: not implemented yet"); }
-lt_status lt_split(lt_ctx *ctx, lt_tensor **outs, lt_tensor *x, int n, const int64_t *at, int axis) { (void)ctx; (void)outs; (void)x; (void)n; (void)at; (void)axis; return lt_ctx_fail(ctx, LT_ERR_STATE, "lt_split: not implemented yet"); }
+/* ---- reshape ---- */
+
+static lt_status reshape_backward(lt_ctx *ctx, const lt_node *n, lt_tensor *g, lt_tensor **gin) {
+  return lt_reshape(ctx, &gin[0], g, n->in[0]->ndim, n->in[0]->shape);
+}
+
+/* Resolves one -1 in `shape` against x's size. */
+static lt_status infer_shape(lt_ctx *ctx, const lt_tensor *x, int ndim, const int64_t *shape, int64_t *out) {
+  int64_t known = 1, size = lt_tensor_size(x);
+  int infer = -1;
+  for (int i = 0; i < ndim; i++) {
+    out[i] = shape[i];
+    if (shape[i] == -1 && infer < 0) infer = i;
+    else if (shape[i] < 0) return lt_ctx_fail(ctx, LT_ERR_ARG, "reshape: invalid dimension %lld", (long long)shape[i]);
+    else known *= shape[i];
+  }
+  if (infer >= 0) out[infer] = known ? size / known : 0;
+  char a[LT_SHAPE_STR_MAX], b[LT_SHAPE_STR_MAX];
+  if ((infer >= 0 && known && size % known) || lt__numel(ndim, out) != size)
+    return lt_ctx_fail(ctx, LT_ERR_ARG, "reshape: cannot reshape %s (%lld elements) into %s",
+                       lt__shape_str(a, sizeof a, x->ndim, x->shape), (long long)size,
+                       lt__shape_str(b, sizeof b, ndim, shape));
+  return LT_OK;
+}
+
+lt_status lt_reshape(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, int ndim, const int64_t *shape) {
+  *out = NULL;
+  if (ndim < 0 || ndim > LT_MAX_DIMS)
+    return lt_ctx_fail(ctx, LT_ERR_ARG, "reshape: %d dimensions (at most %d)", ndim, LT_MAX_DIMS);
+  int64_t dims[LT_MAX_DIMS];
+  lt_status st = infer_shape(ctx, x, ndim, shape, dims);
+  if (st) return st;
+  lt_tensor *src = NULL;
+  st = lt_tensor_is_contiguous(x) ? (src = lt_tensor_retain(x), LT_OK) : lt__as_contig(ctx, &src, x, x->dtype);
+  if (!st) st = lt__view(ctx, out, src, ndim, dims, NULL, src->offset);
+  lt_tensor_release(src);
+  if (st) return st;
+  return lt__record(ctx, NULL, "reshape", reshape_backward, out, 1, &x);
+}
+
+/* ---- transpose ---- */
+
+static lt_status transpose_backward(lt_ctx *ctx, const lt_node *n, lt_tensor *g, lt_tensor **gin) {
+  int inv[LT_MAX_DIMS];
+  for (int i = 0; i < g->ndim; i++) inv[n->i[i]] = i;
+  return lt_transpose(ctx, &gin[0], g, inv);
+}
+
+lt_status lt_transpose(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, const int *perm) {
+  *out = NULL;
+  int p[LT_MAX_DIMS], seen[LT_MAX_DIMS] = {0};
+  int64_t shape[LT_MAX_DIMS], strides[LT_MAX_DIMS];
+  for (int i = 0; i < x->ndim; i++) {
+    p[i] = perm ? lt__axis(perm[i], x->ndim) : x->ndim - 1 - i;
+    if (p[i] < 0 || seen[p[i]]++)
+      return lt_ctx_fail(ctx, LT_ERR_ARG, "transpose: axes must be a permutation of the %d dimensions", x->ndim);
+    shape[i] = x->shape[p[i]];
+    strides[i] = x->strides[p[i]];
+  }
+  lt_status st = lt__view(ctx, out, x, x->ndim, shape, strides, x->offset);
+  if (st) return st;
+  lt_node *node;
+  st = lt__record(ctx, &node, "transpose", transpose_backward, out, 1, &x);
+  if (node)
+    for (int i = 0; i < x->ndim; i++) node->i[i] = p[i];
+  return st;
+}
+
+/* ---- expand_dims, squeeze: reshapes that name an axis ---- */
+
+lt_status lt_expand_dims(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, int axis) {
+  *out = NULL;
+  int a = lt__axis(axis, x->ndim + 1);
+  if (a < 0)
+    return lt_ctx_fail(ctx, LT_ERR_ARG, "expand_dims: axis %d is out of range for %d dimensions", axis, x->ndim + 1);
+  if (x->ndim == LT_MAX_DIMS) return lt_ctx_fail(ctx, LT_ERR_ARG, "expand_dims: at most %d dimensions", LT_MAX_DIMS);
+  int64_t shape[LT_MAX_DIMS];
+  for (int i = 0, j = 0; i <= x->ndim; i++) shape[i] = i == a ? 1 : x->shape[j++];
+  return lt_reshape(ctx, out, x, x->ndim + 1, shape);
+}
+
+lt_status lt_squeeze(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, int axis) {
+  *out = NULL;
+  int a = -1;
+  if (axis != LT_ALL_AXES) {
+    a = lt__axis(axis, x->ndim);
+    if (a < 0) return lt_ctx_fail(ctx, LT_ERR_ARG, "squeeze: axis %d is out of range for %d dimensions", axis, x->ndim);
+    if (x->shape[a] != 1)
+      return lt_ctx_fail(ctx, LT_ERR_ARG, "squeeze: axis %d has size %lld, not 1", axis, (long long)x->shape[a]);
+  }
+  int64_t shape[LT_MAX_DIMS];
+  int nd = 0;
+  for (int i = 0; i < x->ndim; i++)
+    if (!(i == a || (a < 0 && x->shape[i] == 1))) shape[nd++] = x->shape[i];
+  return lt_reshape(ctx, out, x, nd, shape);
+}
+
+/* ---- slice ---- */
+
+/* Writes src (same shape, any layout and dtype) into the view dst, a row at a time. */
+void lt__assign(lt_tensor *dst, const lt_tensor *src) {
+  int64_t n = lt_tensor_size(dst);
+  if (n == 0) return;
+  int nd = dst->ndim;
+  int64_t inner = nd ? dst->shape[nd - 1] : 1, rows = n / inner;
+  int64_t sd = nd ? dst->strides[nd - 1] : 1, ss = nd ? src->strides[nd - 1] : 1;
+  size_t ed = lt_dtype_info(dst->dtype)->size, es = lt_dtype_info(src->dtype)->size;
+  for (int64_t r = 0; r < rows; r++) {
+    int64_t od = 0, os = 0, rem = r;
+    for (int d = nd - 2; d >= 0; d--) {
+      int64_t k = rem % dst->shape[d];
+      rem /= dst->shape[d];
+      od += k * dst->strides[d];
+      os += k * src->strides[d];
+    }
+    char *pd = (char *)lt_tensor_data(dst) + od * (int64_t)ed;
+    const char *ps = (const char *)lt_tensor_data(src) + os * (int64_t)es;
+    if (sd == 1 && ss == 1) {
+      lt_dtype_convert(pd, dst->dtype, ps, src->dtype, inner);
+    } else {
+      for (int64_t j = 0; j < inner; j++)
+        lt_dtype_convert(pd + j * sd * (int64_t)ed, dst->dtype, ps + j * ss * (int64_t)es, src->dtype, 1);
+    }
+  }
+}
+
+static lt_status slice_view(lt_ctx *ctx, lt_tensor **out, const lt_tensor *x, int a, int64_t start, int64_t stop,
+                            int64_t step) {
+  int64_t shape[LT_MAX_DIMS], strides[LT_MAX_DIMS];
+  memcpy(shape, x->shape, sizeof shape);
+  memcpy(strides, x->strides, sizeof strides);
+  shape[a] = stop > start ? (stop - start + step - 1) / step : 0;
+  strides[a] = x->strides[a] * step;
+  return lt__view(ctx, out, x, x->ndim, shape, strides, x->offset + start * x->strides[a]);
+}
+
+static lt_status slice_backward(lt_ctx *ctx, const lt_node *n, lt_tensor *g, lt_tensor **gin) {
+  const lt_tensor *x = n->in[0];
+  lt_tensor *z = NULL, *view = NULL;
+  lt_status st = lt_tensor_zeros(ctx, &z, g->dtype, x->ndim, x->shape);
+  if (!st) st = slice_view(ctx, &view, z, (int)n->i[0], n->i[1], n->i[2], n->i[3]);
+  if (!st) lt__assign(view, g);
+  lt_tensor_release(view);
+  if (st) lt_tensor_release(z);
+  else gin[0] = z;
+  return st;
+}
+
+lt_status lt_slice(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, int axis, int64_t start, int64_t stop, int64_t step) {
+  *out = NULL;
+  int a = lt__axis(axis, x->ndim);
+  if (a < 0) return lt_ctx_fail(ctx, LT_ERR_ARG, "slice: axis %d is out of range for %d dimensions", axis, x->ndim);
+  if (step <= 0) return lt_ctx_fail(ctx, LT_ERR_ARG, "slice: step must be positive, got %lld", (long long)step);
+  int64_t n = x->shape[a];
+  /* Python-style clamping of half-open [start, stop) bounds, negatives from the end. */
+  if (start < 0) start += n;
+  if (stop < 0) stop += n;
+  start = start < 0 ? 0 : start > n ? n : start;
+  stop = stop < start ? start : stop > n ? n : stop;
+  lt_status st = slice_view(ctx, out, x, a, start, stop, step);
+  if (st) return st;
+  lt_node *node;
+  st = lt__record(ctx, &node, "slice", slice_backward, out, 1, &x);
+  if (node) {
+    node->i[0] = a;
+    node->i[1] = start;
+    node->i[2] = stop;
+    node->i[3] = step;
+  }
+  return st;
+}
+
+/* ---- broadcast_to ---- */
+
+static lt_status broadcast_backward(lt_ctx *ctx, const lt_node *n, lt_tensor *g, lt_tensor **gin) {
+  return lt__sum_to_shape(ctx, &gin[0], g, n->in[0]->ndim, n->in[0]->shape);
+}
+
+lt_status lt_broadcast_to(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, int ndim, const int64_t *shape) {
+  *out = NULL;
+  int64_t strides[LT_MAX_DIMS];
+  char a[LT_SHAPE_STR_MAX], b[LT_SHAPE_STR_MAX];
+  if (ndim < x->ndim || ndim > LT_MAX_DIMS) goto bad;
+  for (int i = 0; i < ndim; i++) {
+    int j = i - (ndim - x->ndim);
+    int64_t d = j >= 0 ? x->shape[j] : 1;
+    if (d != shape[i] && d != 1) goto bad;
+    strides[i] = (j < 0 || d != shape[i]) ? 0 : x->strides[j];
+  }
+  lt_status st = lt__view(ctx, out, x, ndim, shape, strides, x->offset);
+  if (st) return st;
+  return lt__record(ctx, NULL, "broadcast_to", broadcast_backward, out, 1, &x);
+bad:
+  return lt_ctx_fail(ctx, LT_ERR_ARG, "broadcast_to: cannot broadcast %s to %s",
+                     lt__shape_str(a, sizeof a, x->ndim, x->shape), lt__shape_str(b, sizeof b, ndim, shape));
+}
+
+lt_status lt__slice_view(lt_ctx *ctx, lt_tensor **out, const lt_tensor *x, int axis, int64_t start, int64_t stop) {
+  return slice_view(ctx, out, x, axis, start, stop, 1);
+}

@@ -1,6 +1,75 @@
-/* Placeholder until this lands: every entry fails cleanly. */
+/* Random tensors from a counter-based generator: element i of a draw uses
+ * counter base+i, so results do not depend on the thread count or the order
+ * of evaluation, and a seed reproduces them exactly. */
+#include <math.h>
 #include "internal.h"
 
-lt_status lt_random_normal(lt_ctx *ctx, lt_tensor **out, lt_dtype dt, int ndim, const int64_t *shape, double mean, double std) { (void)ctx; (void)out; (void)dt; (void)ndim; (void)shape; (void)mean; (void)std; return lt_ctx_fail(ctx, LT_ERR_STATE, "lt_random_normal: not implemented yet"); }
-lt_status lt_random_uniform(lt_ctx *ctx, lt_tensor **out, lt_dtype dt, int ndim, const int64_t *shape, double low, double high) { (void)ctx; (void)out; (void)dt; (void)ndim; (void)shape; (void)low; (void)high; return lt_ctx_fail(ctx, LT_ERR_STATE, "lt_random_uniform: not implemented yet"); }
-lt_status lt_random_randint(lt_ctx *ctx, lt_tensor **out, lt_dtype dt, int ndim, const int64_t *shape, int64_t low, int64_t high) { (void)ctx; (void)out; (void)dt; (void)ndim; (void)shape; (void)low; (void)high; return lt_ctx_fail(ctx, LT_ERR_STATE, "lt_random_randint: not implemented yet"); }
+/* splitmix64's finaliser: a strong 64-bit mix. */
+static uint64_t mix(uint64_t z) {
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+static uint64_t bits(uint64_t key, uint64_t counter) {
+  return mix(mix(key + 0x9e3779b97f4a7c15ull) ^ (counter * 0xd1342543de82ef95ull + 1));
+}
+
+/* Uniform in [0, 1) with 53 random bits. */
+static double unit(uint64_t key, uint64_t counter) { return (double)(bits(key, counter) >> 11) * 0x1.0p-53; }
+
+
+static lt_status fill(lt_ctx *ctx, lt_tensor **out, lt_dtype dt, int ndim, const int64_t *shape, int kind, double p0,
+                      double p1) {
+  lt_status st = lt_tensor_new(ctx, out, dt, ndim, shape);
+  if (st) return st;
+  int64_t n = lt_tensor_size(*out);
+  /* a normal draw spends two counters per element */
+  uint64_t key, base = lt__ctx_rng_take(ctx, (uint64_t)n * (kind == 0 ? 2 : 1), &key);
+  const lt_dtype_traits *tr = lt_dtype_info(dt);
+  char *p = lt_tensor_data(*out);
+  int threads = n >= LT_GRAIN ? lt__ctx_threads(ctx) : 1;
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t i = 0; i < n; i++) {
+    double v;
+    if (kind == 0) { /* normal: Box-Muller on two uniforms of this element's counter pair */
+      double u1 = unit(key, base + 2 * (uint64_t)i), u2 = unit(key, base + 2 * (uint64_t)i + 1);
+      v = p0 + p1 * sqrt(-2.0 * log1p(-u1)) * cos(6.283185307179586 * u2);
+    } else if (kind == 1) { /* uniform */
+      v = p0 + (p1 - p0) * unit(key, base + (uint64_t)i);
+    } else { /* integers in [p0, p1): scale 64 bits by the range, unbiased to 2^-64 */
+      uint64_t range = (uint64_t)(p1 - p0);
+      v = p0 + (double)(uint64_t)(((unsigned __int128)bits(key, base + (uint64_t)i) * range) >> 64);
+    }
+    tr->store(p + i * (int64_t)tr->size, v);
+  }
+  return LT_OK;
+}
+
+lt_status lt_random_normal(lt_ctx *ctx, lt_tensor **out, lt_dtype dt, int ndim, const int64_t *shape, double mean,
+                           double std) {
+  *out = NULL;
+  if (!lt_dtype_info(dt)->is_float)
+    return lt_ctx_fail(ctx, LT_ERR_ARG, "random.normal: dtype must be a float type, got %s", lt_dtype_info(dt)->name);
+  if (!(std >= 0)) return lt_ctx_fail(ctx, LT_ERR_ARG, "random.normal: scale must be non-negative");
+  return fill(ctx, out, dt, ndim, shape, 0, mean, std);
+}
+
+lt_status lt_random_uniform(lt_ctx *ctx, lt_tensor **out, lt_dtype dt, int ndim, const int64_t *shape, double low,
+                            double high) {
+  *out = NULL;
+  if (!lt_dtype_info(dt)->is_float)
+    return lt_ctx_fail(ctx, LT_ERR_ARG, "random.uniform: dtype must be a float type, got %s", lt_dtype_info(dt)->name);
+  if (!(low <= high)) return lt_ctx_fail(ctx, LT_ERR_ARG, "random.uniform: low must not exceed high");
+  return fill(ctx, out, dt, ndim, shape, 1, low, high);
+}
+
+lt_status lt_random_randint(lt_ctx *ctx, lt_tensor **out, lt_dtype dt, int ndim, const int64_t *shape, int64_t low,
+                            int64_t high) {
+  *out = NULL;
+  if (lt_dtype_info(dt)->is_float || dt == LT_BOOL)
+    return lt_ctx_fail(ctx, LT_ERR_ARG, "random.randint: dtype must be an integer type, got %s", lt_dtype_info(dt)->name);
+  if (low >= high) return lt_ctx_fail(ctx, LT_ERR_ARG, "random.randint: low (%lld) must be below high (%lld)",
+                                      (long long)low, (long long)high);
+  return fill(ctx, out, dt, ndim, shape, 2, (double)low, (double)high);
+}

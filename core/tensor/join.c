@@ -1,0 +1,130 @@
+/* Joining and splitting along an axis: concatenate, stack, split. */
+#include <stdlib.h>
+#include "internal.h"
+
+/* The common dtype of the pieces: equal dtypes stay, a float wins, else int64. */
+static lt_dtype join_dtype(int n, lt_tensor *const *xs) {
+  lt_dtype dt = xs[0]->dtype;
+  int any_float = 0, same = 1;
+  for (int i = 0; i < n; i++) {
+    any_float |= lt_dtype_info(xs[i]->dtype)->is_float;
+    same &= xs[i]->dtype == dt;
+  }
+  return same ? dt : any_float ? LT_FLOAT32 : LT_INT64;
+}
+
+static lt_status check_pieces(lt_ctx *ctx, int n, lt_tensor *const *xs, int a) {
+  for (int i = 1; i < n; i++) {
+    int ok = xs[i]->ndim == xs[0]->ndim;
+    for (int d = 0; ok && d < xs[0]->ndim; d++) ok = d == a || xs[i]->shape[d] == xs[0]->shape[d];
+    if (!ok) {
+      char s0[LT_SHAPE_STR_MAX], si[LT_SHAPE_STR_MAX];
+      return lt_ctx_fail(ctx, LT_ERR_ARG, "concatenate: shapes %s and %s differ outside axis %d",
+                         lt__shape_str(s0, sizeof s0, xs[0]->ndim, xs[0]->shape),
+                         lt__shape_str(si, sizeof si, xs[i]->ndim, xs[i]->shape), a);
+    }
+  }
+  return LT_OK;
+}
+
+static lt_status concat_backward(lt_ctx *ctx, const lt_node *n, lt_tensor *g, lt_tensor **gin) {
+  /* n->i[0] is the axis, n->i[1 + k] the start of piece k (pieces beyond
+   * LT_NODE_MAX_IN are joined through nested nodes). */
+  lt_status st = LT_OK;
+  for (int k = 0; k < n->nin && !st; k++) {
+    if (!n->needs[k]) continue;
+    lt_tensor *view = NULL;
+    st = lt__slice_view(ctx, &view, g, (int)n->i[0], n->i[1 + k], n->i[1 + k] + n->in[k]->shape[n->i[0]]);
+    if (!st) st = lt__as_contig(ctx, &gin[k], view, view->dtype);
+    lt_tensor_release(view);
+  }
+  return st;
+}
+
+/* Joins at most LT_NODE_MAX_IN pieces in one recorded node. */
+static lt_status concat_few(lt_ctx *ctx, lt_tensor **out, int n, lt_tensor *const *xs, int a) {
+  int64_t shape[LT_MAX_DIMS], starts[LT_NODE_MAX_IN];
+  for (int d = 0; d < xs[0]->ndim; d++) shape[d] = xs[0]->shape[d];
+  shape[a] = 0;
+  for (int i = 0; i < n; i++) {
+    starts[i] = shape[a];
+    shape[a] += xs[i]->shape[a];
+  }
+  lt_status st = lt_tensor_new(ctx, out, join_dtype(n, xs), xs[0]->ndim, shape);
+  for (int i = 0; i < n && !st; i++) {
+    lt_tensor *view = NULL;
+    st = lt__slice_view(ctx, &view, *out, a, starts[i], starts[i] + xs[i]->shape[a]);
+    if (!st) lt__assign(view, xs[i]);
+    lt_tensor_release(view);
+  }
+  if (st) {
+    lt_tensor_release(*out);
+    *out = NULL;
+    return st;
+  }
+  lt_node *node;
+  st = lt__record(ctx, &node, "concatenate", concat_backward, out, n, xs);
+  if (node) {
+    node->i[0] = a;
+    for (int i = 0; i < n; i++) node->i[1 + i] = starts[i];
+  }
+  return st;
+}
+
+lt_status lt_concatenate(lt_ctx *ctx, lt_tensor **out, int n, lt_tensor *const *xs, int axis) {
+  *out = NULL;
+  if (n < 1) return lt_ctx_fail(ctx, LT_ERR_ARG, "concatenate: needs at least one tensor");
+  int a = lt__axis(axis, xs[0]->ndim);
+  if (a < 0)
+    return lt_ctx_fail(ctx, LT_ERR_ARG, "concatenate: axis %d is out of range for %d dimensions", axis, xs[0]->ndim);
+  lt_status st = check_pieces(ctx, n, xs, a);
+  if (st) return st;
+  if (n <= LT_NODE_MAX_IN) return concat_few(ctx, out, n, xs, a);
+  /* More pieces: join groups, then join the groups (each level is one node). */
+  lt_tensor *groups[LT_NODE_MAX_IN] = {0};
+  int per = (n + LT_NODE_MAX_IN - 1) / LT_NODE_MAX_IN, ng = 0;
+  for (int i = 0; i < n && !st; i += per, ng++)
+    st = lt_concatenate(ctx, &groups[ng], n - i < per ? n - i : per, xs + i, a);
+  if (!st) st = concat_few(ctx, out, ng, groups, a);
+  lt__release_all(ng, groups);
+  return st;
+}
+
+lt_status lt_stack(lt_ctx *ctx, lt_tensor **out, int n, lt_tensor *const *xs, int axis) {
+  *out = NULL;
+  if (n < 1) return lt_ctx_fail(ctx, LT_ERR_ARG, "stack: needs at least one tensor");
+  lt_tensor **expanded = calloc((size_t)n, sizeof *expanded);
+  if (!expanded) return lt_ctx_fail(ctx, LT_ERR_MEM, "stack: out of memory");
+  lt_status st = LT_OK;
+  for (int i = 0; i < n && !st; i++) {
+    if (xs[i]->ndim != xs[0]->ndim) st = lt_ctx_fail(ctx, LT_ERR_ARG, "stack: all tensors must have the same shape");
+    for (int d = 0; !st && d < xs[0]->ndim; d++)
+      if (xs[i]->shape[d] != xs[0]->shape[d]) st = lt_ctx_fail(ctx, LT_ERR_ARG, "stack: all tensors must have the same shape");
+    if (!st) {
+      st = lt_expand_dims(ctx, &expanded[i], xs[i], axis);
+      if (st) lt_ctx_fail(ctx, st, "stack: axis %d is out of range for %d dimensions", axis, xs[0]->ndim + 1);
+    }
+  }
+  if (!st) st = lt_concatenate(ctx, out, n, expanded, axis);
+  lt__release_all(n, expanded);
+  free(expanded);
+  return st;
+}
+
+lt_status lt_split(lt_ctx *ctx, lt_tensor **outs, lt_tensor *x, int n, const int64_t *at, int axis) {
+  int a = lt__axis(axis, x->ndim);
+  if (a < 0) return lt_ctx_fail(ctx, LT_ERR_ARG, "split: axis %d is out of range for %d dimensions", axis, x->ndim);
+  for (int i = 0; i + 1 < n; i++)
+    if (at[i] < 0 || at[i] > x->shape[a] || (i && at[i] < at[i - 1]))
+      return lt_ctx_fail(ctx, LT_ERR_ARG, "split: indices must be sorted and within the axis size %lld",
+                         (long long)x->shape[a]);
+  for (int i = 0; i < n; i++) {
+    int64_t lo = i ? at[i - 1] : 0, hi = i + 1 < n ? at[i] : x->shape[a];
+    lt_status st = lt_slice(ctx, &outs[i], x, a, lo, hi, 1);
+    if (st) {
+      lt__release_all(i, outs);
+      return st;
+    }
+  }
+  return LT_OK;
+}
