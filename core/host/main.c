@@ -1,3 +1,314 @@
-/* Placeholder until the lattice command lands. */
+/* The `lattice` command: Lua 5.4 with lattice open as the global `lattice`.
+ *
+ *   lattice script.lua [args]   run a script (arg[0] = script, ... = args)
+ *   lattice -e 'code' [...]     run code, then the script if one follows
+ *   lattice -                   run standard input
+ *   lattice                     a REPL (standard input a terminal), else run stdin
+ *
+ * It follows lua.c where a Lua user expects it to (the `arg` table, `-e`, `-i`,
+ * "return <line>" first in the REPL, incomplete input continued on the next
+ * line, Ctrl-C stopping the running code), and keeps every error in the REPL
+ * harmless. */
+#define _POSIX_C_SOURCE 200809L
+#include <signal.h>
 #include <stdio.h>
-int main(void) { fprintf(stderr, "lattice: not implemented yet\n"); return 1; }
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+#include "lattice/lua.h"
+
+#ifdef LATTICE_HAVE_READLINE
+#include <readline/history.h>
+#include <readline/readline.h>
+#endif
+
+#ifndef LATTICE_VERSION
+#define LATTICE_VERSION "0.1.0"
+#endif
+
+static const char *progname = "lattice";
+
+static void usage(FILE *out) {
+  fprintf(out,
+          "usage: %s [options] [script [args]]\n"
+          "  -e code   run code (may be repeated)\n"
+          "  -i        enter the REPL after running the script or code\n"
+          "  -v        print the version (also --version)\n"
+          "  -h        print this help (also --help)\n"
+          "  --        stop handling options\n"
+          "  -         run standard input\n"
+          "With no script and no -e: a REPL when standard input is a terminal, else run it.\n",
+          progname);
+}
+
+/* ---- running code with a traceback ---- */
+
+static lua_State *running; /* for the SIGINT handler only */
+
+static void stop_hook(lua_State *L, lua_Debug *ar) {
+  (void)ar;
+  lua_sethook(L, NULL, 0, 0);
+  luaL_error(L, "interrupted!");
+}
+
+/* Ctrl-C while Lua runs: stop at the next instruction (as lua.c does). */
+static void on_sigint(int sig) {
+  signal(sig, SIG_DFL); /* a second Ctrl-C kills the process */
+  lua_sethook(running, stop_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+}
+
+static int msghandler(lua_State *L) {
+  const char *msg = lua_tostring(L, 1);
+  if (!msg) {
+    if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING) return 1;
+    msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+  }
+  luaL_traceback(L, L, msg, 1);
+  return 1;
+}
+
+/* Calls the function under the `narg` arguments on top, with a traceback. */
+static int docall(lua_State *L, int narg, int nres) {
+  int base = lua_gettop(L) - narg;
+  lua_pushcfunction(L, msghandler);
+  lua_insert(L, base);
+  running = L;
+  signal(SIGINT, on_sigint);
+  int status = lua_pcall(L, narg, nres, base);
+  signal(SIGINT, SIG_DFL);
+  lua_remove(L, base);
+  return status;
+}
+
+/* Prints the error message on top of the stack to stderr and pops it. */
+static int report(lua_State *L, int status) {
+  if (status != LUA_OK) {
+    const char *msg = lua_tostring(L, -1);
+    fprintf(stderr, "%s: %s\n", progname, msg ? msg : "(error object is not a string)");
+    fflush(stderr);
+    lua_pop(L, 1);
+  }
+  return status;
+}
+
+static int dochunk(lua_State *L, int status) {
+  if (status == LUA_OK) status = docall(L, 0, 0);
+  return report(L, status);
+}
+
+/* arg[i] = argv[script + i]; arg[-1] etc. hold what came before the script. */
+static void create_arg_table(lua_State *L, char **argv, int argc, int script) {
+  lua_createtable(L, argc - script, script + 1);
+  for (int i = 0; i < argc; i++) {
+    lua_pushstring(L, argv[i]);
+    lua_rawseti(L, -2, i - script);
+  }
+  lua_setglobal(L, "arg");
+}
+
+/* Runs the script argv[script] ("-" is stdin) with argv[script+1..] as `...`. */
+static int run_script(lua_State *L, char **argv, int argc, int script) {
+  const char *fname = strcmp(argv[script], "-") == 0 ? NULL : argv[script];
+  int status = luaL_loadfile(L, fname);
+  if (status != LUA_OK) return report(L, status);
+  int n = argc - script - 1;
+  luaL_checkstack(L, n, "too many arguments to the script");
+  for (int i = 1; i <= n; i++) lua_pushstring(L, argv[script + i]);
+  return report(L, docall(L, n, 0));
+}
+
+/* ---- the REPL ---- */
+
+static int read_line(lua_State *L, const char *prompt) {
+#ifdef LATTICE_HAVE_READLINE
+  char *line = readline(prompt);
+  if (!line) return 0;
+  lua_pushstring(L, line);
+  free(line);
+#else
+  char buf[4096];
+  fputs(prompt, stdout);
+  fflush(stdout);
+  if (!fgets(buf, sizeof buf, stdin)) return 0;
+  size_t len = strlen(buf);
+  if (len > 0 && buf[len - 1] == '\n') buf[--len] = '\0';
+  lua_pushlstring(L, buf, len);
+#endif
+  return 1;
+}
+
+static void save_history(const char *line) {
+#ifdef LATTICE_HAVE_READLINE
+  if (line[0] != '\0') add_history(line);
+#else
+  (void)line;
+#endif
+}
+
+/* True when the compile error on top says the input ended too soon. */
+static int incomplete(lua_State *L, int status) {
+  size_t len;
+  const char *msg = lua_tolstring(L, -1, &len);
+  static const char eof[] = "<eof>";
+  if (status == LUA_ERRSYNTAX && len >= sizeof eof - 1 && strcmp(msg + len - (sizeof eof - 1), eof) == 0) {
+    lua_pop(L, 1);
+    return 1;
+  }
+  return 0;
+}
+
+/* Compiles the line on top as "return <line>" (so `x + 1` prints its value). */
+static int try_return(lua_State *L) {
+  const char *code = lua_pushfstring(L, "return %s;", lua_tostring(L, -1));
+  int status = luaL_loadbuffer(L, code, strlen(code), "=stdin");
+  if (status == LUA_OK) {
+    lua_remove(L, -2); /* the modified code */
+    save_history(lua_tostring(L, -2));
+  } else {
+    lua_pop(L, 2);
+  }
+  return status;
+}
+
+/* Compiles the statement on top, reading more lines while it is incomplete. */
+static int try_statement(lua_State *L) {
+  for (;;) {
+    size_t len;
+    const char *code = lua_tolstring(L, 1, &len);
+    int status = luaL_loadbuffer(L, code, len, "=stdin");
+    if (!incomplete(L, status)) {
+      save_history(code);
+      return status;
+    }
+    if (!read_line(L, ">> ")) {
+      lua_pushliteral(L, "stdin: incomplete statement at the end of input");
+      return LUA_ERRSYNTAX;
+    }
+    lua_pushliteral(L, "\n");
+    lua_insert(L, -2);
+    lua_concat(L, 3);
+  }
+}
+
+/* Reads one complete input; leaves its compiled chunk (or an error) on top.
+ * Returns -1 at end of input. */
+static int load_input(lua_State *L) {
+  lua_settop(L, 0);
+  if (!read_line(L, "> ")) return -1;
+  int status = try_return(L);
+  if (status != LUA_OK) status = try_statement(L);
+  lua_remove(L, 1); /* the line */
+  return status;
+}
+
+/* Prints the values left by a REPL input with `print` (tostring for tensors). */
+static void print_results(lua_State *L) {
+  int n = lua_gettop(L);
+  if (n == 0) return;
+  luaL_checkstack(L, LUA_MINSTACK, "too many results to print");
+  lua_getglobal(L, "print");
+  lua_insert(L, 1);
+  if (lua_pcall(L, n, 0, 0) != LUA_OK)
+    fprintf(stderr, "%s: error calling 'print' (%s)\n", progname, lua_tostring(L, -1));
+}
+
+static void banner(lua_State *L) {
+  lt_blas_info b = lt_blas_get_info();
+  printf("lattice %s (%s), OpenBLAS %s (%s), %d threads\n", LATTICE_VERSION, LUA_RELEASE, b.core, b.parallel,
+         lt_ctx_num_threads(lattice_lua_context(L)));
+  printf("Type Lua; expressions print their value. Ctrl-D leaves.\n");
+}
+
+static void repl(lua_State *L) {
+  banner(L);
+  int status;
+  while ((status = load_input(L)) != -1) {
+    if (status == LUA_OK) status = docall(L, 0, LUA_MULTRET);
+    if (status == LUA_OK) print_results(L);
+    else report(L, status);
+  }
+  lua_settop(L, 0);
+  fputs("\n", stdout);
+}
+
+/* ---- main ---- */
+
+typedef struct options {
+  int script;   /* index of the script in argv, or 0 */
+  int has_e, interactive, version;
+} options;
+
+/* Scans the options; returns 0, or -1 for a bad option (already reported). */
+static int scan_args(char **argv, int argc, options *o) {
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    if (a[0] != '-' || strcmp(a, "-") == 0) return o->script = i, 0;
+    if (strcmp(a, "--") == 0) return o->script = i + 1 < argc ? i + 1 : 0, 0;
+    if (strcmp(a, "-e") == 0) {
+      if (++i == argc) return fprintf(stderr, "%s: '-e' needs an argument\n", progname), -1;
+      o->has_e = 1;
+    } else if (strcmp(a, "-i") == 0) {
+      o->interactive = 1;
+    } else if (strcmp(a, "-v") == 0 || strcmp(a, "--version") == 0) {
+      o->version = 1;
+    } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+      usage(stdout);
+      exit(EXIT_SUCCESS);
+    } else {
+      fprintf(stderr, "%s: unknown option '%s'\n", progname, a);
+      usage(stderr);
+      return -1;
+    }
+  }
+  return 0;
+}
+
+/* Runs the -e codes in order, up to the script. */
+static int run_codes(lua_State *L, char **argv, int end) {
+  for (int i = 1; i < end; i++) {
+    if (strcmp(argv[i], "-e") != 0) continue;
+    const char *code = argv[++i];
+    if (dochunk(L, luaL_loadbuffer(L, code, strlen(code), "=(command line)")) != LUA_OK) return 0;
+  }
+  return 1;
+}
+
+/* Everything that touches Lua, under lua_pcall so nothing can panic. */
+static int pmain(lua_State *L) {
+  int argc = (int)lua_tointeger(L, 1);
+  char **argv = lua_touserdata(L, 2);
+  options o = {0};
+  if (scan_args(argv, argc, &o) != 0) return 0;
+  if (o.version) printf("lattice %s (%s)\n", LATTICE_VERSION, LUA_RELEASE);
+  luaL_openlibs(L);
+  if (report(L, lattice_lua_open(L, NULL)) != LUA_OK) return 0;
+  create_arg_table(L, argv, argc, o.script ? o.script : argc);
+  if (!run_codes(L, argv, o.script ? o.script : argc)) return 0;
+  if (o.script && run_script(L, argv, argc, o.script) != LUA_OK) return 0;
+  if (o.interactive) repl(L);
+  else if (!o.script && !o.has_e && !o.version) {
+    if (isatty(STDIN_FILENO)) repl(L);
+    else if (dochunk(L, luaL_loadfile(L, NULL)) != LUA_OK) return 0;
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+int main(int argc, char **argv) {
+  lua_State *L = luaL_newstate();
+  if (!L) {
+    fprintf(stderr, "%s: cannot create the Lua state: not enough memory\n", progname);
+    return EXIT_FAILURE;
+  }
+  lua_pushcfunction(L, pmain);
+  lua_pushinteger(L, argc);
+  lua_pushlightuserdata(L, argv);
+  int status = lua_pcall(L, 2, 1, 0);
+  int ok = status == LUA_OK && lua_toboolean(L, -1);
+  if (status != LUA_OK) report(L, status);
+  lua_close(L);
+  return ok ? EXIT_SUCCESS : EXIT_FAILURE;
+}

@@ -157,7 +157,8 @@ static lt_status parse_shape(reader *r, const cJSON *item, entry *e) {
   for (const cJSON *d = sh->child; d; d = d->next) {
     int64_t v = json_count(d);
     if (v < 0)
-      return bad(r, "tensor '%s' has shape entry %s, not a non-negative integer", e->name, describe(d, buf, sizeof buf));
+      return bad(r, "tensor '%s' has shape entry %s, not a non-negative integer", e->name,
+                 describe(d, buf, sizeof buf));
     e->shape[e->ndim++] = v;
   }
   return LT_OK;

@@ -30,7 +30,14 @@ static int infer_shape(lua_State *L, int idx, int64_t *shape) {
 }
 
 /* Reads the nested table at idx (depth d) into `out` as doubles, checking raggedness. */
-static void read_nested(lua_State *L, int idx, int d, int nd, const int64_t *shape, double *out, int64_t *pos,
+/* Values as doubles, and as integers too where Lua holds them so (int64 stays exact). */
+typedef struct values {
+  double *num;
+  lua_Integer *ints;
+  char *is_int;
+} values;
+
+static void read_nested(lua_State *L, int idx, int d, int nd, const int64_t *shape, values *out, int64_t *pos,
                         int *all_bool) {
   if ((int64_t)luaL_len(L, idx) != shape[d])
     luaL_error(L, "array: ragged nested table at depth %d (expected %d elements, got %d)", d + 1, (int)shape[d],
@@ -41,10 +48,13 @@ static void read_nested(lua_State *L, int idx, int d, int nd, const int64_t *sha
       if (t != LUA_TTABLE) luaL_error(L, "array: ragged nested table at depth %d (expected a table)", d + 2);
       read_nested(L, lua_gettop(L), d + 1, nd, shape, out, pos, all_bool);
     } else if (t == LUA_TBOOLEAN) {
-      out[(*pos)++] = lua_toboolean(L, -1);
+      out->is_int[*pos] = 0;
+      out->num[(*pos)++] = lua_toboolean(L, -1);
     } else if (t == LUA_TNUMBER) {
       *all_bool = 0;
-      out[(*pos)++] = lua_tonumber(L, -1);
+      out->is_int[*pos] = (char)lua_isinteger(L, -1);
+      out->ints[*pos] = lua_tointeger(L, -1);
+      out->num[(*pos)++] = lua_tonumber(L, -1);
     } else {
       luaL_error(L, "array: elements must be numbers or booleans, got %s", luaL_typename(L, -1));
     }
@@ -68,17 +78,27 @@ static int l_array(lua_State *L) {
   int nd = type == LUA_TTABLE ? infer_shape(L, 1, shape) : 0;
   int64_t n = 1;
   for (int i = 0; i < nd; i++) n *= shape[i];
-  double *vals = lua_newuserdatauv(L, (size_t)(n ? n : 1) * sizeof *vals, 0); /* freed by the GC on error */
+  size_t m = (size_t)(n ? n : 1); /* scratch is a userdata: the GC frees it if an error jumps out */
+  char *scratch = lua_newuserdatauv(L, m * (sizeof(double) + sizeof(lua_Integer) + 1), 0);
+  values vals = {(double *)scratch, (lua_Integer *)(scratch + m * sizeof(double)),
+                 scratch + m * (sizeof(double) + sizeof(lua_Integer))};
   int64_t pos = 0;
   int all_bool = type != LUA_TNUMBER;
-  if (type == LUA_TTABLE && n > 0) read_nested(L, 1, 0, nd, shape, vals, &pos, &all_bool);
-  else if (type != LUA_TTABLE) vals[0] = type == LUA_TBOOLEAN ? lua_toboolean(L, 1) : lua_tonumber(L, 1);
+  if (type == LUA_TTABLE && n > 0) read_nested(L, 1, 0, nd, shape, &vals, &pos, &all_bool);
+  else if (type != LUA_TTABLE) {
+    vals.num[0] = type == LUA_TBOOLEAN ? lua_toboolean(L, 1) : lua_tonumber(L, 1);
+    vals.is_int[0] = (char)lua_isinteger(L, 1);
+    vals.ints[0] = lua_tointeger(L, 1);
+  }
   if (n == 0) all_bool = 0;
   lt_dtype dt = lt_l_optdtype(L, 2, all_bool ? LT_BOOL : LT_FLOAT32);
   lt_l_check(L, lt_tensor_new(ctx, &t, dt, nd, shape));
   const lt_dtype_traits *tr = lt_dtype_info(dt);
   char *p = lt_tensor_data(t);
-  for (int64_t i = 0; i < n; i++) tr->store(p + i * (int64_t)tr->size, vals[i]);
+  for (int64_t i = 0; i < n; i++) {
+    if (dt == LT_INT64 && vals.is_int[i]) ((int64_t *)p)[i] = vals.ints[i];
+    else tr->store(p + i * (int64_t)tr->size, vals.num[i]);
+  }
   lt_l_pushtensor(L, t);
   return 1;
 }
@@ -361,6 +381,10 @@ static int index_row(lua_State *L, lt_tensor *x, lua_Integer i) {
 }
 
 static int tensor_index(lua_State *L) {
+  /* Methods resolve even on a closed tensor, so close() stays callable and the
+   * method itself reports the closed argument. */
+  lua_pushvalue(L, 2);
+  if (lua_rawget(L, lua_upvalueindex(2)) != LUA_TNIL) return 1;
   lt_tensor *x = lt_l_checktensor(L, 1);
   if (lua_isinteger(L, 2)) return index_row(L, x, lua_tointeger(L, 2));
   const char *key = lua_tostring(L, 2);
@@ -388,9 +412,7 @@ static int tensor_index(lua_State *L) {
       return 1;
     }
   }
-  lua_pushvalue(L, 2);
-  lua_rawget(L, lua_upvalueindex(2)); /* methods */
-  return 1;
+  return 0; /* nil, like a missing field */
 }
 
 static int tensor_len(lua_State *L) {
@@ -404,6 +426,11 @@ static int tensor_newindex(lua_State *L) {
   return luaL_error(L, "lattice.Tensor: tensors are immutable (field '%s')", luaL_tolstring(L, 2, NULL));
 }
 
+static int l_shares_storage(lua_State *L) {
+  lua_pushboolean(L, lt_tensor_shares_storage(lt_l_checktensor(L, 1), lt_l_checktensor(L, 2)));
+  return 1;
+}
+
 static int l_is_tensor(lua_State *L) {
   lua_pushboolean(L, lt_l_totensor(L, 1) != NULL);
   return 1;
@@ -415,7 +442,7 @@ static const luaL_Reg functions[] = {
     {"tolist", l_tolist}, {"item", l_item}, {"astype", l_astype}, {"reshape", l_reshape},
     {"transpose", l_transpose}, {"expand_dims", l_expand_dims}, {"squeeze", l_squeeze}, {"slice", l_slice},
     {"broadcast_to", l_broadcast_to}, {"contiguous", l_contiguous}, {"concatenate", l_concatenate},
-    {"stack", l_stack}, {"split", l_split}, {"is_tensor", l_is_tensor}, {"close", tensor_close}, {NULL, NULL}};
+    {"stack", l_stack}, {"split", l_split}, {"is_tensor", l_is_tensor}, {"shares_storage", l_shares_storage}, {"close", tensor_close}, {NULL, NULL}};
 
 void lt_l_open_tensor(lua_State *L) {
   lt_l_register(L, functions);

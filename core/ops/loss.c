@@ -1,5 +1,336 @@
-/* Placeholder until this op family lands: every entry fails cleanly. */
+/* Losses with PyTorch semantics.
+ *   cross_entropy  logits (..., C), targets (...) integer class ids -> () or (...)
+ *   mse_loss       pred (...), target (...) of the same shape       -> () or (...)
+ * cross_entropy is fused: one pass per row computes a stable logsumexp, the
+ * NLL and the label-smoothing term, and the backward writes
+ * softmax - smoothed one-hot straight into the gradient, so a (B*T, vocab) loss
+ * allocates nothing of logits' size beyond that gradient (and a float32 copy
+ * when logits are float16/bfloat16). Reductions add per-row or per-block
+ * partial sums in double in a fixed order, so results do not depend on the
+ * thread count. */
+#include <math.h>
+#include <string.h>
 #include "internal.h"
 
-lt_status lt_cross_entropy(lt_ctx *ctx, lt_tensor **out, lt_tensor *logits, lt_tensor *targets, int64_t ignore_index, double label_smoothing, lt_reduction reduction) { (void)ctx; (void)out; (void)logits; (void)targets; (void)ignore_index; (void)label_smoothing; (void)reduction; return lt_ctx_fail(ctx, LT_ERR_STATE, "lt_cross_entropy: not implemented yet"); }
-lt_status lt_mse_loss(lt_ctx *ctx, lt_tensor **out, lt_tensor *pred, lt_tensor *target, lt_reduction reduction) { (void)ctx; (void)out; (void)pred; (void)target; (void)reduction; return lt_ctx_fail(ctx, LT_ERR_STATE, "lt_mse_loss: not implemented yet"); }
+static int is_index_dtype(lt_dtype dt) { return dt == LT_INT32 || dt == LT_INT64 || dt == LT_UINT8; }
+
+/* ---- deterministic sums ---- */
+
+/* Partial sums over a fixed number of blocks whose bounds depend only on n. */
+#define SUM_BLOCKS 64
+
+/* Sum of v[0..n) in double. */
+static double sum_f32(const lt_ctx *ctx, const float *v, int64_t n) {
+  double part[SUM_BLOCKS] = {0};
+  int64_t bs = (n + SUM_BLOCKS - 1) / SUM_BLOCKS;
+  int threads = n >= LT_GRAIN ? lt__ctx_threads(ctx) : 1;
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int b = 0; b < SUM_BLOCKS; b++) {
+    int64_t lo = b * bs, hi = lo + bs < n ? lo + bs : n;
+    double s = 0;
+    for (int64_t i = lo; i < hi; i++) s += v[i];
+    part[b] = s;
+  }
+  double s = 0;
+  for (int b = 0; b < SUM_BLOCKS; b++) s += part[b];
+  return s;
+}
+
+/* ---- cross_entropy kernels ---- */
+
+typedef struct ce_args {
+  int64_t rows, classes, ignore;
+  double eps;
+} ce_args;
+
+/* z (N,C), t (N) -> loss (N), lse (N). Ignored rows give loss 0.
+ * loss = (1-eps)*(lse - z[t]) + eps*(lse - mean_c z_c), i.e. PyTorch's
+ * (1-eps)*nll + eps*mean_c(-log p_c). */
+static void ce_forward(const lt_ctx *ctx, float *loss, float *lse, const float *z, const int64_t *t, ce_args a) {
+  int64_t C = a.classes;
+  int threads = a.rows * C >= LT_GRAIN ? lt__ctx_threads(ctx) : 1;
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t r = 0; r < a.rows; r++) {
+    const float *zr = z + r * C;
+    if (t[r] == a.ignore) {
+      loss[r] = lse[r] = 0;
+      continue;
+    }
+    float m = zr[0];
+    for (int64_t c = 1; c < C; c++) m = zr[c] > m ? zr[c] : m;
+    if (isinf(m)) m = 0; /* all -inf (or a +inf): let the sum give -inf/inf/nan as math says */
+    double se = 0, sz = 0;
+    for (int64_t c = 0; c < C; c++) {
+      se += expf(zr[c] - m);
+      sz += zr[c];
+    }
+    double l = m + log(se);
+    loss[r] = (float)((1 - a.eps) * (l - zr[t[r]]) + a.eps * (l - sz / (double)C));
+    lse[r] = (float)l;
+  }
+}
+
+/* dz (N,C) (overwritten) = w_r * (exp(z - lse_r) - (1-eps)*[c == t_r] - eps/C), 0 on ignored
+ * rows; w_r = g[r] when g is given (reduction none), else gs. */
+static void ce_backward_kernel(const lt_ctx *ctx, float *dz, const float *z, const float *lse, const int64_t *t,
+                               const float *g, float gs, ce_args a) {
+  int64_t C = a.classes;
+  float off = (float)(a.eps / (double)C), hit = (float)(1 - a.eps);
+  int threads = a.rows * C >= LT_GRAIN ? lt__ctx_threads(ctx) : 1;
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t r = 0; r < a.rows; r++) {
+    float *dr = dz + r * C;
+    const float *zr = z + r * C;
+    if (t[r] == a.ignore) {
+      memset(dr, 0, (size_t)C * sizeof *dr);
+      continue;
+    }
+    float w = g ? g[r] : gs, l = lse[r];
+    for (int64_t c = 0; c < C; c++) dr[c] = w * (expf(zr[c] - l) - off);
+    dr[t[r]] -= w * hit;
+  }
+}
+
+/* ---- cross_entropy ---- */
+
+static lt_status ce_check(lt_ctx *ctx, const lt_tensor *z, const lt_tensor *t, double eps, lt_reduction red) {
+  if (!z || !t) return lt_ctx_fail(ctx, LT_ERR_ARG, "cross_entropy: %s is NULL", z ? "targets" : "logits");
+  if (!lt_dtype_info(z->dtype)->is_float)
+    return lt_ctx_fail(ctx, LT_ERR_ARG, "cross_entropy: logits must be floating point, got %s",
+                       lt_dtype_info(z->dtype)->name);
+  if (!is_index_dtype(t->dtype))
+    return lt_ctx_fail(ctx, LT_ERR_ARG, "cross_entropy: targets must be integer class ids, got %s",
+                       lt_dtype_info(t->dtype)->name);
+  if (z->ndim == 0) return lt_ctx_fail(ctx, LT_ERR_ARG, "cross_entropy: logits must have a class axis, got shape {}");
+  int ok = t->ndim == z->ndim - 1;
+  for (int d = 0; ok && d < t->ndim; d++) ok = t->shape[d] == z->shape[d];
+  char sz[LT_SHAPE_STR_MAX], se[LT_SHAPE_STR_MAX], st[LT_SHAPE_STR_MAX];
+  if (!ok)
+    return lt_ctx_fail(ctx, LT_ERR_ARG, "cross_entropy: logits have shape %s, so targets must have shape %s, got %s",
+                       lt__shape_str(sz, sizeof sz, z->ndim, z->shape), lt__shape_str(se, sizeof se, z->ndim - 1, z->shape),
+                       lt__shape_str(st, sizeof st, t->ndim, t->shape));
+  if (z->shape[z->ndim - 1] == 0) return lt_ctx_fail(ctx, LT_ERR_ARG, "cross_entropy: logits have 0 classes");
+  if (!(eps >= 0 && eps <= 1))
+    return lt_ctx_fail(ctx, LT_ERR_ARG, "cross_entropy: label_smoothing must be in [0, 1], got %g", eps);
+  if ((unsigned)red > LT_REDUCTION_SUM)
+    return lt_ctx_fail(ctx, LT_ERR_ARG, "cross_entropy: unknown reduction %d", (int)red);
+  return LT_OK;
+}
+
+/* Targets as contiguous int64, each in [0, C) or equal to ignore; *count = rows not ignored. */
+static lt_status ce_targets(lt_ctx *ctx, lt_tensor **out, lt_tensor *t, ce_args a, int64_t *count) {
+  lt_status st = lt__as_contig(ctx, out, t, LT_INT64);
+  if (st) return st;
+  const int64_t *v = lt_tensor_data(*out);
+  int64_t n = 0;
+  for (int64_t r = 0; r < a.rows; r++) {
+    if (v[r] == a.ignore) continue;
+    if (v[r] < 0 || v[r] >= a.classes) {
+      lt_tensor_release(*out);
+      *out = NULL;
+      return lt_ctx_fail(ctx, LT_ERR_ARG, "cross_entropy: target %lld is out of range for %lld classes",
+                         (long long)v[r], (long long)a.classes);
+    }
+    n++;
+  }
+  *count = n;
+  return LT_OK;
+}
+
+/* node: in[0] = logits, saved[0] = lse (N) float32, saved[1] = int64 targets,
+ * f[0] = eps, f[1] = count of rows not ignored, i[0] = reduction, i[1] = ignore_index. */
+static lt_status ce_backward(lt_ctx *ctx, const lt_node *node, lt_tensor *g, lt_tensor **gin) {
+  lt_tensor *logits = node->in[0], *z = NULL, *cg = NULL, *dz = NULL;
+  int64_t C = logits->shape[logits->ndim - 1];
+  ce_args a = {lt_tensor_size(logits) / C, C, node->i[1], node->f[0]};
+  lt_reduction red = (lt_reduction)node->i[0];
+  float gs = 0;
+  lt_status st = lt__as_f32(ctx, &z, logits);
+  if (!st && red == LT_REDUCTION_NONE) st = lt__as_f32(ctx, &cg, g);
+  else if (!st) gs = (float)(lt_tensor_get(g, 0) / (red == LT_REDUCTION_MEAN ? node->f[1] : 1.0));
+  if (!st) st = lt_tensor_new(ctx, &dz, LT_FLOAT32, logits->ndim, logits->shape);
+  if (!st) {
+    ce_backward_kernel(ctx, lt__f32(dz), lt__f32(z), lt__f32(node->saved[0]), lt_tensor_data(node->saved[1]),
+                       cg ? lt__f32(cg) : NULL, gs, a);
+    st = lt__from_f32(ctx, &dz, logits->dtype);
+  }
+  lt_tensor_release(z);
+  lt_tensor_release(cg);
+  if (st) {
+    lt_tensor_release(dz);
+    return st;
+  }
+  gin[0] = dz;
+  return LT_OK;
+}
+
+/* The reduced 0-d result (mean over rows not ignored: NaN when all are, as in PyTorch). */
+static lt_status ce_reduce(lt_ctx *ctx, lt_tensor **loss, lt_reduction red, int64_t count) {
+  double s = sum_f32(ctx, lt__f32(*loss), lt_tensor_size(*loss));
+  if (red == LT_REDUCTION_MEAN) s /= (double)count;
+  lt_tensor_release(*loss);
+  return lt_tensor_full(ctx, loss, LT_FLOAT32, 0, NULL, s);
+}
+
+lt_status lt_cross_entropy(lt_ctx *ctx, lt_tensor **out, lt_tensor *logits, lt_tensor *targets,
+                           int64_t ignore_index, double label_smoothing, lt_reduction reduction) {
+  *out = NULL;
+  lt_status st = ce_check(ctx, logits, targets, label_smoothing, reduction);
+  if (st) return st;
+  int64_t C = logits->shape[logits->ndim - 1], count = 0;
+  ce_args a = {lt_tensor_size(targets), C, ignore_index, label_smoothing};
+  lt_tensor *t = NULL, *z = NULL, *lse = NULL, *loss = NULL;
+  st = ce_targets(ctx, &t, targets, a, &count);
+  if (!st) st = lt__as_f32(ctx, &z, logits);
+  if (!st) st = lt_tensor_new(ctx, &lse, LT_FLOAT32, 1, &a.rows);
+  if (!st) st = lt_tensor_new(ctx, &loss, LT_FLOAT32, targets->ndim, targets->shape);
+  if (!st) {
+    ce_forward(ctx, lt__f32(loss), lt__f32(lse), lt__f32(z), lt_tensor_data(t), a);
+    if (reduction != LT_REDUCTION_NONE) st = ce_reduce(ctx, &loss, reduction, count);
+  }
+  if (!st) st = lt__from_f32(ctx, &loss, logits->dtype);
+  lt_tensor_release(z);
+  lt_node *node = NULL;
+  if (!st) {
+    *out = loss;
+    loss = NULL;
+    st = lt__record(ctx, &node, "cross_entropy", ce_backward, out, 1, &logits);
+  }
+  if (node) {
+    lt__node_save(node, 0, lse);
+    lt__node_save(node, 1, t);
+    node->f[0] = label_smoothing;
+    node->f[1] = (double)count;
+    node->i[0] = reduction;
+    node->i[1] = ignore_index;
+  }
+  lt_tensor_release(loss);
+  lt_tensor_release(lse);
+  lt_tensor_release(t);
+  return st;
+}
+
+/* ---- mse_loss ---- */
+
+/* Sum of (p - t)^2 over [0, n) in double, in fixed blocks. */
+static double sq_diff_sum(const lt_ctx *ctx, const float *p, const float *t, int64_t n) {
+  double part[SUM_BLOCKS] = {0};
+  int64_t bs = (n + SUM_BLOCKS - 1) / SUM_BLOCKS;
+  int threads = n >= LT_GRAIN ? lt__ctx_threads(ctx) : 1;
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int b = 0; b < SUM_BLOCKS; b++) {
+    int64_t lo = b * bs, hi = lo + bs < n ? lo + bs : n;
+    double s = 0;
+    for (int64_t i = lo; i < hi; i++) {
+      float d = p[i] - t[i];
+      s += (double)(d * d);
+    }
+    part[b] = s;
+  }
+  double s = 0;
+  for (int b = 0; b < SUM_BLOCKS; b++) s += part[b];
+  return s;
+}
+
+/* out (n) = (p - t)^2 */
+static void sq_diff(const lt_ctx *ctx, float *out, const float *p, const float *t, int64_t n) {
+  int threads = n >= LT_GRAIN ? lt__ctx_threads(ctx) : 1;
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t i = 0; i < n; i++) {
+    float d = p[i] - t[i];
+    out[i] = d * d;
+  }
+}
+
+/* gp (n) = 2 (p - t) w_i, gt = -gp (either may be NULL); w_i = g[i] when g is given, else gs. */
+static void mse_grad(const lt_ctx *ctx, float *gp, float *gt, const float *p, const float *t, const float *g,
+                     float gs, int64_t n) {
+  int threads = n >= LT_GRAIN ? lt__ctx_threads(ctx) : 1;
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t i = 0; i < n; i++) {
+    float v = 2 * (p[i] - t[i]) * (g ? g[i] : gs);
+    if (gp) gp[i] = v;
+    if (gt) gt[i] = -v;
+  }
+}
+
+/* node: in[0] = pred, in[1] = target, i[0] = reduction. */
+static lt_status mse_backward(lt_ctx *ctx, const lt_node *node, lt_tensor *g, lt_tensor **gin) {
+  lt_tensor *p = NULL, *t = NULL, *cg = NULL, *gp = NULL, *gt = NULL;
+  const lt_tensor *pred = node->in[0];
+  int64_t n = lt_tensor_size(pred);
+  lt_reduction red = (lt_reduction)node->i[0];
+  float gs = 0;
+  lt_status st = lt__as_f32(ctx, &p, node->in[0]);
+  if (!st) st = lt__as_f32(ctx, &t, node->in[1]);
+  if (!st && red == LT_REDUCTION_NONE) st = lt__as_f32(ctx, &cg, g);
+  else if (!st) gs = (float)(lt_tensor_get(g, 0) / (red == LT_REDUCTION_MEAN ? (double)n : 1.0));
+  if (!st && node->needs[0]) st = lt_tensor_new(ctx, &gp, LT_FLOAT32, pred->ndim, pred->shape);
+  if (!st && node->needs[1]) st = lt_tensor_new(ctx, &gt, LT_FLOAT32, pred->ndim, pred->shape);
+  if (!st) {
+    mse_grad(ctx, gp ? lt__f32(gp) : NULL, gt ? lt__f32(gt) : NULL, lt__f32(p), lt__f32(t), cg ? lt__f32(cg) : NULL,
+             gs, n);
+    if (gp) st = lt__from_f32(ctx, &gp, node->in[0]->dtype);
+    if (!st && gt) st = lt__from_f32(ctx, &gt, node->in[1]->dtype);
+  }
+  lt_tensor *tmp[3] = {p, t, cg};
+  lt__release_all(3, tmp);
+  if (st) {
+    lt_tensor_release(gp);
+    lt_tensor_release(gt);
+    return st;
+  }
+  gin[0] = gp;
+  gin[1] = gt;
+  return LT_OK;
+}
+
+static lt_status mse_check(lt_ctx *ctx, const lt_tensor *p, const lt_tensor *t, lt_reduction red) {
+  if (!p || !t) return lt_ctx_fail(ctx, LT_ERR_ARG, "mse_loss: %s is NULL", p ? "target" : "pred");
+  for (int k = 0; k < 2; k++) {
+    const lt_tensor *x = k ? t : p;
+    if (!lt_dtype_info(x->dtype)->is_float)
+      return lt_ctx_fail(ctx, LT_ERR_ARG, "mse_loss: %s must be floating point, got %s", k ? "target" : "pred",
+                         lt_dtype_info(x->dtype)->name);
+  }
+  char sp[LT_SHAPE_STR_MAX], stt[LT_SHAPE_STR_MAX];
+  if (p->ndim != t->ndim || memcmp(p->shape, t->shape, (size_t)p->ndim * sizeof *p->shape) != 0)
+    return lt_ctx_fail(ctx, LT_ERR_ARG, "mse_loss: pred has shape %s, target has shape %s",
+                       lt__shape_str(sp, sizeof sp, p->ndim, p->shape), lt__shape_str(stt, sizeof stt, t->ndim, t->shape));
+  if ((unsigned)red > LT_REDUCTION_SUM)
+    return lt_ctx_fail(ctx, LT_ERR_ARG, "mse_loss: unknown reduction %d", (int)red);
+  return LT_OK;
+}
+
+/* Shapes must be equal (PyTorch only warns when they broadcast, which usually hides a bug).
+ * The result has pred's dtype when both dtypes agree, else float32. */
+lt_status lt_mse_loss(lt_ctx *ctx, lt_tensor **out, lt_tensor *pred, lt_tensor *target, lt_reduction reduction) {
+  *out = NULL;
+  lt_status st = mse_check(ctx, pred, target, reduction);
+  if (st) return st;
+  int64_t n = lt_tensor_size(pred);
+  lt_dtype dt = pred->dtype == target->dtype ? pred->dtype : LT_FLOAT32;
+  lt_tensor *p = NULL, *t = NULL, *o = NULL;
+  st = lt__as_f32(ctx, &p, pred);
+  if (!st) st = lt__as_f32(ctx, &t, target);
+  if (!st && reduction == LT_REDUCTION_NONE) {
+    st = lt_tensor_new(ctx, &o, LT_FLOAT32, pred->ndim, pred->shape);
+    if (!st) sq_diff(ctx, lt__f32(o), lt__f32(p), lt__f32(t), n);
+  } else if (!st) {
+    double s = sq_diff_sum(ctx, lt__f32(p), lt__f32(t), n);
+    st = lt_tensor_full(ctx, &o, LT_FLOAT32, 0, NULL, reduction == LT_REDUCTION_MEAN ? s / (double)n : s);
+  }
+  if (!st) st = lt__from_f32(ctx, &o, dt);
+  lt_tensor_release(p);
+  lt_tensor_release(t);
+  if (st) {
+    lt_tensor_release(o);
+    return st;
+  }
+  *out = o;
+  lt_tensor *ins[2] = {pred, target};
+  lt_node *node;
+  st = lt__record(ctx, &node, "mse_loss", mse_backward, out, 2, ins);
+  if (node) node->i[0] = reduction;
+  return st;
+}

@@ -1,5 +1,194 @@
-/* Placeholder until this op family lands: every entry fails cleanly. */
+/* softmax and log_softmax along one axis, with fused backward kernels.
+ *   x (K1, R, K2) -> y (K1, R, K2), normalised over R (the axis).
+ * The last axis (K2 == 1) is one contiguous row per task; any other axis streams
+ * blocks of CB columns over the R rows, so both read memory in order. Stable:
+ * each row's max is subtracted before exp, and the sum of exps accumulates in
+ * double. float16/bfloat16 are staged to float32; integer inputs give float32.
+ * Backward (g, y -> gx, same shapes; overwrites gx):
+ *   softmax:      gx = y * (g - sum_R(g * y))
+ *   log_softmax:  gx = g - exp(y) * sum_R(g) */
+#include <math.h>
 #include "internal.h"
 
-lt_status lt_softmax(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, int axis) { (void)ctx; (void)out; (void)x; (void)axis; return lt_ctx_fail(ctx, LT_ERR_STATE, "lt_softmax: not implemented yet"); }
-lt_status lt_log_softmax(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, int axis) { (void)ctx; (void)out; (void)x; (void)axis; return lt_ctx_fail(ctx, LT_ERR_STATE, "lt_log_softmax: not implemented yet"); }
+#define CB 64 /* columns per block for non-last axes */
+
+/* ---- last axis: x (n) -> y (n) ---- */
+
+static float row_max(const float *x, int64_t n) {
+  float a[8] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int j = 0; j < 8; j++) a[j] = x[i + j] > a[j] ? x[i + j] : a[j];
+  float m = -INFINITY;
+  for (; i < n; i++) m = x[i] > m ? x[i] : m;
+  for (int j = 0; j < 8; j++) m = a[j] > m ? a[j] : m;
+  return m; /* a NaN in x is skipped here but makes the row's sum NaN */
+}
+
+static void row_forward(int is_log, const float *x, float *y, int64_t n) {
+  float m = row_max(x, n);
+  double s = 0;
+  if (is_log) {
+    for (int64_t i = 0; i < n; i++) s += expf(x[i] - m);
+    float ls = (float)log(s);
+    for (int64_t i = 0; i < n; i++) y[i] = (x[i] - m) - ls;
+  } else {
+    for (int64_t i = 0; i < n; i++) {
+      float e = expf(x[i] - m);
+      y[i] = e;
+      s += e;
+    }
+    float inv = (float)(1.0 / s);
+    for (int64_t i = 0; i < n; i++) y[i] *= inv;
+  }
+}
+
+static void row_backward(int is_log, const float *g, const float *y, float *gx, int64_t n) {
+  double s = 0;
+  if (is_log) {
+    for (int64_t i = 0; i < n; i++) s += g[i];
+    float sf = (float)s;
+    for (int64_t i = 0; i < n; i++) gx[i] = g[i] - expf(y[i]) * sf;
+  } else {
+    for (int64_t i = 0; i < n; i++) s += (double)g[i] * y[i];
+    float sf = (float)s;
+    for (int64_t i = 0; i < n; i++) gx[i] = y[i] * (g[i] - sf);
+  }
+}
+
+/* ---- other axes: x (r, ld), w <= CB columns -> y (r, ld) ---- */
+
+static void col_forward(int is_log, const float *x, float *y, int64_t r, int64_t ld, int64_t w) {
+  float m[CB], f[CB];
+  double s[CB];
+  for (int64_t j = 0; j < w; j++) m[j] = -INFINITY, s[j] = 0;
+  for (int64_t i = 0; i < r; i++)
+    for (int64_t j = 0; j < w; j++) m[j] = x[i * ld + j] > m[j] ? x[i * ld + j] : m[j];
+  for (int64_t i = 0; i < r; i++)
+    for (int64_t j = 0; j < w; j++) {
+      float e = expf(x[i * ld + j] - m[j]);
+      if (!is_log) y[i * ld + j] = e;
+      s[j] += e;
+    }
+  for (int64_t j = 0; j < w; j++) f[j] = is_log ? (float)log(s[j]) : (float)(1.0 / s[j]);
+  for (int64_t i = 0; i < r; i++)
+    for (int64_t j = 0; j < w; j++)
+      y[i * ld + j] = is_log ? (x[i * ld + j] - m[j]) - f[j] : y[i * ld + j] * f[j];
+}
+
+static void col_backward(int is_log, const float *g, const float *y, float *gx, int64_t r, int64_t ld, int64_t w) {
+  double s[CB];
+  float sf[CB];
+  for (int64_t j = 0; j < w; j++) s[j] = 0;
+  for (int64_t i = 0; i < r; i++)
+    for (int64_t j = 0; j < w; j++) s[j] += is_log ? (double)g[i * ld + j] : (double)g[i * ld + j] * y[i * ld + j];
+  for (int64_t j = 0; j < w; j++) sf[j] = (float)s[j];
+  for (int64_t i = 0; i < r; i++)
+    for (int64_t j = 0; j < w; j++) {
+      int64_t k = i * ld + j;
+      gx[k] = is_log ? g[k] - expf(y[k]) * sf[j] : y[k] * (g[k] - sf[j]);
+    }
+}
+
+/* ---- drivers: one task per row (last axis) or per (K1, column block) ---- */
+
+typedef struct span {
+  int64_t k1, r, k2;
+} span;
+
+static span make_span(const lt_tensor *x, int axis) {
+  span s = {1, x->shape[axis], 1};
+  for (int i = 0; i < axis; i++) s.k1 *= x->shape[i];
+  for (int i = axis + 1; i < x->ndim; i++) s.k2 *= x->shape[i];
+  return s;
+}
+
+static int threads_for(const lt_ctx *ctx, const span *s) {
+  return s->k1 * s->r * s->k2 >= LT_GRAIN ? lt__ctx_threads(ctx) : 1;
+}
+
+/* x, y (K1, R, K2). */
+static void forward(const lt_ctx *ctx, int is_log, const float *x, float *y, const span *s) {
+  int64_t ncb = (s->k2 + CB - 1) / CB, rk = s->r * s->k2;
+  int threads = threads_for(ctx, s);
+  if (s->k2 == 1) {
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t i = 0; i < s->k1; i++) row_forward(is_log, x + i * rk, y + i * rk, s->r);
+    return;
+  }
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t it = 0; it < s->k1 * ncb; it++) {
+    int64_t i = it / ncb, c0 = it % ncb * CB, w = s->k2 - c0 < CB ? s->k2 - c0 : CB;
+    col_forward(is_log, x + i * rk + c0, y + i * rk + c0, s->r, s->k2, w);
+  }
+}
+
+/* g, y, gx (K1, R, K2). */
+static void backward(const lt_ctx *ctx, int is_log, const float *g, const float *y, float *gx, const span *s) {
+  int64_t ncb = (s->k2 + CB - 1) / CB, rk = s->r * s->k2;
+  int threads = threads_for(ctx, s);
+  if (s->k2 == 1) {
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t i = 0; i < s->k1; i++) row_backward(is_log, g + i * rk, y + i * rk, gx + i * rk, s->r);
+    return;
+  }
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t it = 0; it < s->k1 * ncb; it++) {
+    int64_t i = it / ncb, c0 = it % ncb * CB, w = s->k2 - c0 < CB ? s->k2 - c0 : CB, o = i * rk + c0;
+    col_backward(is_log, g + o, y + o, gx + o, s->r, s->k2, w);
+  }
+}
+
+/* ---- entries ---- */
+
+static lt_status softmax_backward(lt_ctx *ctx, const lt_node *n, lt_tensor *g, lt_tensor **gin) {
+  lt_tensor *x = n->in[0], *gc = NULL, *yc = NULL, *gx = NULL;
+  span s = make_span(x, (int)n->i[0]);
+  lt_status st = lt__as_f32(ctx, &gc, g);
+  if (!st) st = lt__as_f32(ctx, &yc, n->saved[0]);
+  if (!st) st = lt_tensor_new(ctx, &gx, LT_FLOAT32, x->ndim, x->shape);
+  if (!st) backward(ctx, (int)n->i[1], lt__f32(gc), lt__f32(yc), lt__f32(gx), &s);
+  if (!st) st = lt__from_f32(ctx, &gx, x->dtype);
+  lt_tensor_release(gc);
+  lt_tensor_release(yc);
+  if (st) {
+    lt_tensor_release(gx);
+    return st;
+  }
+  gin[0] = gx;
+  return LT_OK;
+}
+
+static lt_status softmax_op(lt_ctx *ctx, lt_tensor **out, int is_log, lt_tensor *x, int axis) {
+  const char *name = is_log ? "log_softmax" : "softmax";
+  *out = NULL;
+  int a = lt__axis(axis, x->ndim);
+  if (a < 0) return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: axis %d is out of range for %d dimensions", name, axis, x->ndim);
+  span s = make_span(x, a);
+  lt_tensor *xc = NULL, *y = NULL;
+  lt_status st = lt__as_f32(ctx, &xc, x);
+  if (!st) st = lt_tensor_new(ctx, &y, LT_FLOAT32, x->ndim, x->shape);
+  if (!st) forward(ctx, is_log, lt__f32(xc), lt__f32(y), &s);
+  lt_tensor_release(xc);
+  if (!st) st = lt__from_f32(ctx, &y, lt__float_result(x->dtype));
+  if (st) {
+    lt_tensor_release(y);
+    return st;
+  }
+  *out = y;
+  if (!lt_dtype_info(x->dtype)->is_float) return LT_OK;
+  lt_node *node;
+  st = lt__record(ctx, &node, name, softmax_backward, out, 1, &x);
+  if (node) {
+    node->i[0] = a;
+    node->i[1] = is_log;
+    lt__node_save(node, 0, *out);
+  }
+  return st;
+}
+
+lt_status lt_softmax(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, int axis) { return softmax_op(ctx, out, 0, x, axis); }
+
+lt_status lt_log_softmax(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, int axis) {
+  return softmax_op(ctx, out, 1, x, axis);
+}

@@ -1,0 +1,372 @@
+local lattice = require "lattice"
+local gradcheck = require "support.gradcheck"
+
+local function f32(v) return (string.unpack("f", string.pack("f", v))) end
+
+describe("lattice.array", function()
+  it("builds float32 from nested Lua numbers and reads them back", function()
+    local t = lattice.array({{1, 2, 3}, {4, 5, 6}})
+    assert.are.same({2, 3}, t.shape)
+    assert.are.equal("float32", t.dtype)
+    assert.are.equal(2, t.ndim)
+    assert.are.equal(6, t.size)
+    assert.are.same({{1, 2, 3}, {4, 5, 6}}, t:tolist())
+    assert.are.equal(2, #t)
+  end)
+
+  it("rounds to float32 on store", function()
+    assert.are.equal(f32(0.1), lattice.array({0.1}):tolist()[1])
+  end)
+
+  it("takes a dtype and keeps integers exact", function()
+    local t = lattice.array({1, -2, 3}, "int64")
+    assert.are.equal("int64", t.dtype)
+    assert.are.same({1, -2, 3}, t:tolist())
+    assert.are.same({math.maxinteger, math.mininteger}, lattice.array({math.maxinteger, math.mininteger}, "int64"):tolist())
+    assert.are.equal("integer", math.type(lattice.array({7}, "int32"):tolist()[1]))
+  end)
+
+  it("makes booleans bool and numbers of a bool dtype true when non-zero", function()
+    assert.are.same({true, false}, lattice.array({true, false}).tolist(lattice.array({true, false})))
+    assert.are.equal("bool", lattice.array({true}).dtype)
+    assert.are.same({false, true, true}, lattice.array({0, 2, -1}, "bool"):tolist())
+  end)
+
+  it("saturates and truncates casts to small integer types", function()
+    assert.are.same({0, 255, 3}, lattice.array({-5, 300, 3.7}, "uint8"):tolist())
+  end)
+
+  it("makes 0-d tensors from numbers", function()
+    local t = lattice.array(2.5)
+    assert.are.same({}, t.shape)
+    assert.are.equal(2.5, t:item())
+    assert.are.equal(2.5, t:tolist())
+  end)
+
+  it("copies a tensor, optionally converting it", function()
+    local a = lattice.array({1.5, 2.5})
+    local b = lattice.array(a, "int32")
+    assert.are.same({1, 2}, b:tolist())
+    assert.is_false(lattice.is_tensor({}))
+  end)
+
+  it("rejects ragged tables, bad elements and unknown dtypes", function()
+    assert.has_error(function() lattice.array({{1, 2}, {3}}) end,
+      "array: ragged nested table at depth 2 (expected 2 elements, got 1)")
+    assert.has_error(function() lattice.array({1, "x"}) end, "array: elements must be numbers or booleans, got string")
+    assert.has_error(function() lattice.array({1}, "float64") end,
+      "bad argument #2 to 'array' (unknown dtype 'float64')")
+    assert.has_error(function() lattice.array("x") end,
+      "bad argument #1 to 'array' (table, number or boolean expected, got string)")
+  end)
+end)
+
+describe("float16 and bfloat16 storage", function()
+  it("round-trips values they can represent exactly", function()
+    local vals = {0, 1, -2, 0.5, 65504, 2 ^ -14, 2 ^ -24}
+    assert.are.same(vals, lattice.array(vals, "float16"):tolist())
+    local bvals = {0, 1, -2, 0.5, 2 ^ 100, 2 ^ -126, 3.140625}
+    assert.are.same(bvals, lattice.array(bvals, "bfloat16"):tolist())
+  end)
+
+  it("rounds to nearest even and overflows to infinity", function()
+    -- 1 + 2^-11 is halfway between 1 and 1 + 2^-10 in float16: ties go to even (1)
+    assert.are.equal(1, lattice.array({1 + 2 ^ -11}, "float16"):item())
+    assert.are.equal(1 + 2 ^ -9, lattice.array({1 + 3 * 2 ^ -11}, "float16"):item())
+    assert.are.equal(math.huge, lattice.array({70000}, "float16"):item())
+    -- bfloat16 keeps 8 significant bits: 1 + 2^-8 ties to 1
+    assert.are.equal(1, lattice.array({1 + 2 ^ -8}, "bfloat16"):item())
+    local nan = lattice.array({0 / 0}, "float16"):item()
+    assert.is_true(nan ~= nan)
+  end)
+
+  it("converts between all dtypes with astype", function()
+    local x = lattice.array({1.25, -3, 100})
+    for _, dt in ipairs({"float16", "bfloat16", "float32"}) do
+      assert.are.same({1.25, -3, 100}, x:astype(dt):astype("float32"):tolist())
+    end
+    assert.are.same({1, -3, 100}, x:astype("int32"):tolist())
+    assert.are.same({true, true, true}, x:astype("bool"):tolist())
+  end)
+end)
+
+describe("creation functions", function()
+  it("zeros, ones, full, zeros_like and ones_like", function()
+    assert.are.same({{0, 0}, {0, 0}}, lattice.zeros({2, 2}):tolist())
+    assert.are.same({1, 1, 1}, lattice.ones({3}, "int32"):tolist())
+    assert.are.same({{7, 7}}, lattice.full({1, 2}, 7):tolist())
+    assert.are.same({true}, lattice.full({1}, true):tolist())
+    local x = lattice.array({{1, 2}}, "float16")
+    assert.are.equal("float16", lattice.zeros_like(x).dtype)
+    assert.are.same({{1, 1}}, lattice.ones_like(x):tolist())
+  end)
+
+  it("arange counts values from 0, like NumPy", function()
+    assert.are.same({0, 1, 2, 3}, lattice.arange(4):tolist())
+    assert.are.same({2, 4, 6}, lattice.arange(2, 8, 2):tolist())
+    assert.are.same({1, 0.5}, lattice.arange(1, 0, -0.5):tolist())
+    assert.are.equal("int32", lattice.arange(3, "int32").dtype)
+    assert.has_error(function() lattice.arange(0, 1, 0) end, "arange: step must be finite and non-zero")
+  end)
+
+  it("eye with offsets", function()
+    assert.are.same({{1, 0, 0}, {0, 1, 0}}, lattice.eye(2, 3):tolist())
+    assert.are.same({{0, 1}, {0, 0}}, lattice.eye(2, 2, 1):tolist())
+  end)
+
+  it("rejects bad shapes", function()
+    assert.has_error(function() lattice.zeros({2, -1}) end, "zeros: shape must hold non-negative integers")
+    assert.has_error(function() lattice.zeros({1, 1, 1, 1, 1, 1, 1, 1, 1}) end,
+      "zeros: shape has 9 dimensions (at most 8)")
+  end)
+end)
+
+describe("lattice.random", function()
+  it("reproduces draws from a seed", function()
+    lattice.random.seed(42)
+    local a = lattice.random.normal({5}):tolist()
+    lattice.random.seed(42)
+    assert.are.same(a, lattice.random.normal({5}):tolist())
+    assert.are_not.same(a, lattice.random.normal({5}):tolist())
+  end)
+
+  it("does not depend on the thread count", function()
+    local threads = lattice.num_threads and lattice.num_threads()
+    if not threads then return end
+    lattice.random.seed(7)
+    local a = lattice.random.uniform({100000}):sum():item()
+    lattice.set_num_threads(1)
+    lattice.random.seed(7)
+    local b = lattice.random.uniform({100000}):sum():item()
+    lattice.set_num_threads(threads)
+    assert.are.equal(a, b)
+  end)
+
+  it("has the requested moments and ranges", function()
+    lattice.random.seed(1)
+    local n = 200000
+    local x = lattice.random.normal({n}, {loc = 3, scale = 2}):tolist()
+    local s, s2 = 0, 0
+    for _, v in ipairs(x) do s, s2 = s + v, s2 + v * v end
+    local mean = s / n
+    local var = s2 / n - mean * mean
+    -- standard errors: 2/sqrt(n) ~ 0.0045 for the mean, ~0.03 for the variance
+    assert.is_true(math.abs(mean - 3) < 0.03, "mean " .. mean)
+    assert.is_true(math.abs(var - 4) < 0.1, "variance " .. var)
+    local u = lattice.random.uniform(-1, 2, {n}):tolist()
+    local lo, hi = math.huge, -math.huge
+    for _, v in ipairs(u) do lo, hi = math.min(lo, v), math.max(hi, v) end
+    assert.is_true(lo >= -1 and hi < 2 and lo < -0.99 and hi > 1.99)
+    local r = lattice.random.randint(3, 7, {n})
+    assert.are.equal("int32", r.dtype)
+    local seen = {}
+    for _, v in ipairs(r:tolist()) do seen[v] = (seen[v] or 0) + 1 end
+    for v = 3, 6 do assert.is_true(math.abs(seen[v] / n - 0.25) < 0.01) end
+    assert.is_nil(seen[2])
+    assert.is_nil(seen[7])
+  end)
+
+  it("rejects bad arguments", function()
+    assert.has_error(function() lattice.random.randint(5, 5, {2}) end, "random.randint: low (5) must be below high (5)")
+    assert.has_error(function() lattice.random.normal({2}, {dtype = "int32"}) end,
+      "random.normal: dtype must be a float type, got int32")
+    assert.has_error(function() lattice.random.normal({2}, {sigma = 1}) end, "random.normal: unknown option 'sigma'")
+  end)
+end)
+
+describe("views", function()
+  local x = lattice.arange(24):reshape(2, 3, 4)
+
+  it("reshape infers -1 and rejects sizes that do not match", function()
+    assert.are.same({6, 4}, x:reshape(-1, 4).shape)
+    assert.are.same({24}, x:reshape({-1}).shape)
+    assert.has_error(function() x:reshape(5, -1) end, "reshape: cannot reshape {2,3,4} (24 elements) into {5,-1}")
+  end)
+
+  it("transpose reverses or permutes axes (1-based)", function()
+    local t = x:transpose()
+    assert.are.same({4, 3, 2}, t.shape)
+    assert.are.equal(x:tolist()[2][3][4], t:tolist()[4][3][2])
+    local p = x:transpose({2, 3, 1})
+    assert.are.same({3, 4, 2}, p.shape)
+    assert.are.equal(x:tolist()[2][1][3], p:tolist()[1][3][2])
+    assert.are.same({4, 3, 2}, x.T.shape)
+    assert.has_error(function() x:transpose({1, 1, 2}) end, "transpose: axes must be a permutation of the 3 dimensions")
+  end)
+
+  it("expand_dims and squeeze", function()
+    assert.are.same({2, 1, 3, 4}, x:expand_dims(2).shape)
+    assert.are.same({2, 3, 4, 1}, x:expand_dims(-1).shape)
+    assert.are.same({2, 3, 4}, x:expand_dims(1):squeeze(1).shape)
+    assert.are.same({3}, lattice.zeros({1, 3, 1}):squeeze().shape)
+    assert.has_error(function() x:squeeze(2) end, "squeeze: axis 1 has size 3, not 1")
+    assert.has_error(function() x:expand_dims(5) end, "expand_dims: axis 5 is out of range for 4 dimensions")
+  end)
+
+  it("slice takes inclusive 1-based bounds, negatives from the end, and a step", function()
+    local v = lattice.arange(10)
+    assert.are.same({2, 3, 4}, v:slice(1, 3, 5):tolist())
+    assert.are.same({7, 8, 9}, v:slice(1, -3):tolist())
+    assert.are.same({0, 3, 6, 9}, v:slice(1, 1, -1, 3):tolist())
+    assert.are.same({}, v:slice(1, 5, 4):tolist())
+    assert.are.same({{1, 2}, {5, 6}, {9, 10}}, x[1]:slice(2, 2, 3):tolist())
+    assert.has_error(function() v:slice(1, 1, 2, 0) end, "slice: step must be positive, got 0")
+    assert.has_error(function() v:slice(2, 1, 2) end, "slice: axis 2 is out of range for 1 dimensions")
+  end)
+
+  it("indexes rows with t[i], 1-based", function()
+    assert.are.same({{12, 13, 14, 15}, {16, 17, 18, 19}, {20, 21, 22, 23}}, x[2]:tolist())
+    assert.are.same({8, 9, 10, 11}, x[1][-1]:tolist())
+    assert.has_error(function() return x[3] end, "index: 3 is out of range for axis 1 of size 2")
+  end)
+
+  it("share storage with their base", function()
+    local base = lattice.arange(6)
+    local views = {base:reshape(2, 3), base:reshape(2, 3):transpose(), base:slice(1, 2, 4), base:expand_dims(1), base[2]}
+    for _, v in ipairs(views) do assert.is_true(lattice.shares_storage(v, base)) end
+    assert.is_false(lattice.shares_storage(base:astype("int32"), base))
+  end)
+
+  it("reshape of a non-contiguous view copies in row-major order", function()
+    local t = lattice.arange(6):reshape(2, 3):transpose()
+    assert.are.same({0, 3, 1, 4, 2, 5}, t:reshape(-1):tolist())
+  end)
+
+  it("broadcast_to repeats size-1 axes", function()
+    assert.are.same({{1, 2}, {1, 2}}, lattice.array({1, 2}):broadcast_to({2, 2}):tolist())
+    assert.has_error(function() lattice.array({1, 2}):broadcast_to({3}) end, "broadcast_to: cannot broadcast {2} to {3}")
+  end)
+
+  it("are immutable", function()
+    assert.has_error(function() x.shape = {1} end, "lattice.Tensor: tensors are immutable (field 'shape')")
+  end)
+end)
+
+describe("concatenate, stack and split", function()
+  local a, b = lattice.array({{1, 2}}), lattice.array({{3, 4}, {5, 6}})
+
+  it("concatenate along an axis", function()
+    assert.are.same({{1, 2}, {3, 4}, {5, 6}}, lattice.concatenate({a, b}):tolist())
+    assert.are.same({{1, 2, 1, 2}}, lattice.concatenate({a, a}, 2):tolist())
+    local many = {}
+    for i = 1, 9 do many[i] = lattice.array({i}) end
+    assert.are.same({1, 2, 3, 4, 5, 6, 7, 8, 9}, lattice.concatenate(many):tolist())
+    assert.has_error(function() lattice.concatenate({a, b}, 2) end,
+      "concatenate: shapes {1,2} and {2,2} differ outside axis 1")
+    assert.has_error(function() lattice.concatenate({a, 3}) end, "concatenate: element 2 is not a lattice.Tensor")
+  end)
+
+  it("promotes mixed dtypes", function()
+    local c = lattice.concatenate({lattice.array({1}, "int32"), lattice.array({1.5})})
+    assert.are.equal("float32", c.dtype)
+    assert.are.same({1, 1.5}, c:tolist())
+  end)
+
+  it("stack adds an axis", function()
+    assert.are.same({{1, 2}, {1, 2}}, lattice.stack({a[1], a[1]}):tolist())
+    assert.are.same({{1, 1}, {2, 2}}, lattice.stack({a[1], a[1]}, -1):tolist())
+    assert.has_error(function() lattice.stack({a, b}) end, "stack: all tensors must have the same shape")
+  end)
+
+  it("split into equal pieces or at 1-based positions", function()
+    local v = lattice.arange(6)
+    local parts = v:split(3)
+    assert.are.equal(3, #parts)
+    assert.are.same({2, 3}, parts[2]:tolist())
+    local at = v:split({2, 5})
+    assert.are.same({0}, at[1]:tolist())
+    assert.are.same({1, 2, 3}, at[2]:tolist())
+    assert.are.same({4, 5}, at[3]:tolist())
+    assert.has_error(function() v:split(4) end, "split: axis of size 6 cannot be split into 4 equal pieces")
+  end)
+end)
+
+describe("gradients of layout ops", function()
+  lattice.random.seed(3)
+  local w = lattice.random.normal({2, 3, 4})
+  local function weighted(y) return lattice.sum(y * lattice.random.normal(y.shape)) end
+
+  it("flow through reshape, transpose, expand_dims, squeeze, slice and broadcast_to", function()
+    local x = lattice.random.normal({2, 3, 4})
+    local cases = {
+      function(t) return t:reshape(6, 4) end,
+      function(t) return t:transpose({3, 1, 2}) end,
+      function(t) return t:expand_dims(2):squeeze(2) end,
+      function(t) return t:slice(3, 2, 4) end,
+      function(t) return t:slice(2, 1, -1, 2) end,
+      function(t) return t[2] end,
+      function(t) return t:slice(1, 1, 1):broadcast_to({5, 3, 4}) end,
+      function(t) return t:transpose():reshape(-1) end,
+      function(t) return t:contiguous() end,
+      function(t) return t:astype("float16"):astype("float32") end,
+    }
+    for _, op in ipairs(cases) do
+      lattice.random.seed(9)
+      local y = op(x)
+      local probe = lattice.random.normal(y.shape)
+      gradcheck(function(t) return lattice.sum(op(t) * probe) end, {x})
+    end
+    assert.is_truthy(w and weighted)
+  end)
+
+  it("flow through concatenate, stack and split", function()
+    local a, b, c = lattice.random.normal({2, 3}), lattice.random.normal({1, 3}), lattice.random.normal({2, 3})
+    local p1 = lattice.random.normal({3, 3})
+    gradcheck(function(x, y) return lattice.sum(lattice.concatenate({x, y}) * p1) end, {a, b})
+    local p2 = lattice.random.normal({2, 2, 3})
+    gradcheck(function(x, y) return lattice.sum(lattice.stack({x, y}, 2) * p2) end, {a, c})
+    gradcheck(function(x)
+      local parts = x:split({2}, 2)
+      return lattice.sum(parts[1] * 2) + lattice.sum(parts[2] * parts[2])
+    end, {a})
+  end)
+end)
+
+describe("tostring", function()
+  it("prints like NumPy", function()
+    assert.are.equal("array([[1., 2.],\n       [3., 4.]], dtype=float32)", tostring(lattice.array({{1, 2}, {3, 4}})))
+    assert.are.equal("array([ 1.5 , -2.25], dtype=float32)", tostring(lattice.array({1.5, -2.25})))
+    assert.are.equal("array([1, 2], dtype=int32)", tostring(lattice.array({1, 2}, "int32")))
+    assert.are.equal("array(3., dtype=float32)", tostring(lattice.array(3)))
+    assert.are.equal("array([ true, false], dtype=bool)", tostring(lattice.array({true, false})))
+    assert.are.equal("array([0.1, 0.2], dtype=float32)", tostring(lattice.array({0.1, 0.2})))
+  end)
+
+  it("elides large tensors", function()
+    local s = tostring(lattice.arange(2000, "int32"))
+    assert.are.equal("array([   0,    1,    2, ..., 1997, 1998, 1999], dtype=int32)", s)
+  end)
+end)
+
+describe("closing", function()
+  it("releases a tensor once and rejects later use", function()
+    local t = lattice.zeros({4})
+    t:close()
+    t:close()
+    assert.has_error(function() return t + 1 end)
+    assert.has_error(function() t:tolist() end, "calling 'tolist' on bad self (tensor is closed)")
+    assert.has_error(function() lattice.tolist(t) end, "bad argument #1 to 'tolist' (tensor is closed)")
+  end)
+
+  it("works with to-be-closed variables", function()
+    collectgarbage()
+    collectgarbage("stop") -- only the close below may release memory
+    local before = lattice.memory_stats().in_use
+    do
+      local t <close> = lattice.zeros({1024, 1024})
+      assert.are.equal(before + 4 * 1024 * 1024, lattice.memory_stats().in_use)
+    end
+    local after = lattice.memory_stats().in_use
+    collectgarbage("restart")
+    assert.are.equal(before, after)
+  end)
+end)
+
+describe("argument checks", function()
+  it("names the function and the expected type", function()
+    assert.has_error(function() lattice.reshape("x", 2) end,
+      "bad argument #1 to 'reshape' (lattice.Tensor expected, got string)")
+    assert.has_error(function() lattice.transpose(lattice.zeros({2}), {1, 2}) end,
+      "transpose: axes has 2 entries for 1 dimensions")
+  end)
+end)
