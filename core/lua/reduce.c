@@ -1,4 +1,76 @@
-/* Placeholder until the reduce binding lands. */
+/* Binding of reductions, argmax/argmin and softmax:
+ *   lattice.sum(x, axes, keepdims)  (also mean, max, min, logsumexp)
+ *   lattice.var(x, axes, keepdims, ddof)
+ *   lattice.argmax(x, axis, keepdims), lattice.argmin   (axis nil: flattened)
+ *   lattice.softmax(x, axis), lattice.log_softmax        (axis default -1)
+ * Axes are Lua's (1-based, negative from the end); axes nil means all of them. */
+#include <limits.h>
 #include "binding.h"
 
-void lt_l_open_reduce(lua_State *L) { (void)L; }
+static int optboolean(lua_State *L, int arg) {
+  if (lua_isnoneornil(L, arg)) return 0;
+  luaL_checktype(L, arg, LUA_TBOOLEAN);
+  return lua_toboolean(L, arg);
+}
+
+static int reduce(lua_State *L, lt_reduce_op op) {
+  const char *name = lt_reduce_name(op);
+  lt_tensor *x = lt_l_checktensor(L, 1), *out;
+  int axes[LT_MAX_DIMS];
+  int naxes = lt_l_checkaxes(L, 2, lt_tensor_ndim(x), axes, name);
+  int keepdims = optboolean(L, 3);
+  int ddof = 0;
+  if (op == LT_VAR) {
+    lua_Integer d = luaL_optinteger(L, 4, 0);
+    if (d < 0 || d > INT_MAX) return luaL_error(L, "var: ddof must be a non-negative integer, got %I", d);
+    ddof = (int)d;
+  }
+  lt_l_check(L, lt_reduce(lt_l_ctx(L), &out, op, x, naxes, axes, keepdims, ddof));
+  lt_l_pushtensor(L, out);
+  return 1;
+}
+
+static int l_sum(lua_State *L) { return reduce(L, LT_SUM); }
+static int l_mean(lua_State *L) { return reduce(L, LT_MEAN); }
+static int l_max(lua_State *L) { return reduce(L, LT_MAX); }
+static int l_min(lua_State *L) { return reduce(L, LT_MIN); }
+static int l_var(lua_State *L) { return reduce(L, LT_VAR); }
+static int l_logsumexp(lua_State *L) { return reduce(L, LT_LOGSUMEXP); }
+
+static int arg(lua_State *L, int is_max) {
+  const char *name = is_max ? "argmax" : "argmin";
+  lt_tensor *x = lt_l_checktensor(L, 1), *out;
+  int axis = lua_isnoneornil(L, 2) ? LT_ALL_AXES : lt_l_checkaxis(L, 2, lt_tensor_ndim(x), name);
+  int keepdims = optboolean(L, 3);
+  lt_ctx *ctx = lt_l_ctx(L);
+  lt_l_check(L, is_max ? lt_argmax(ctx, &out, x, axis, keepdims) : lt_argmin(ctx, &out, x, axis, keepdims));
+  lt_l_pushtensor(L, out);
+  return 1;
+}
+
+static int l_argmax(lua_State *L) { return arg(L, 1); }
+static int l_argmin(lua_State *L) { return arg(L, 0); }
+
+static int softmax(lua_State *L, int is_log) {
+  const char *name = is_log ? "log_softmax" : "softmax";
+  lt_tensor *x = lt_l_checktensor(L, 1), *out;
+  int nd = lt_tensor_ndim(x);
+  /* a 0-d input has no last axis: C reports axis -1 as out of range */
+  int axis = lt_l_optaxis(L, 2, nd, name, nd - 1);
+  lt_ctx *ctx = lt_l_ctx(L);
+  lt_l_check(L, is_log ? lt_log_softmax(ctx, &out, x, axis) : lt_softmax(ctx, &out, x, axis));
+  lt_l_pushtensor(L, out);
+  return 1;
+}
+
+static int l_softmax(lua_State *L) { return softmax(L, 0); }
+static int l_log_softmax(lua_State *L) { return softmax(L, 1); }
+
+void lt_l_open_reduce(lua_State *L) {
+  static const luaL_Reg fns[] = {
+      {"sum", l_sum},         {"mean", l_mean},       {"max", l_max},
+      {"min", l_min},         {"var", l_var},         {"logsumexp", l_logsumexp},
+      {"argmax", l_argmax},   {"argmin", l_argmin},   {"softmax", l_softmax},
+      {"log_softmax", l_log_softmax}, {NULL, NULL}};
+  lt_l_register(L, fns);
+}

@@ -67,7 +67,7 @@ static void row_backward(float *dx, double *pw, double *pb, const float *g, cons
     float mu_u = center ? (float)(su / (double)c) : 0.0f, mu_ux = (float)(sux / (double)c);
     for (int64_t j = 0; j < c; j++) {
       float u = g[j] * (w ? w[j] : 1.0f), xh = (x[j] - mu) * rs;
-      dx[j] = rs * (u - mu_u - 0.9f * xh * mu_ux);
+      dx[j] = rs * (u - mu_u - xh * mu_ux);
     }
   }
   if (pw)
