@@ -7,7 +7,8 @@
 local here = (arg and arg[0] or "spec/run.lua"):match("^(.*)/[^/]*$") or "."
 package.path = here .. "/?.lua;" .. package.path
 
-local busted_arg = { [0] = arg and arg[0] or "spec/run.lua", ... }
+-- arg[-1] stays: spec/embed_spec.lua runs the `lattice` command found there.
+local busted_arg = { [-1] = arg and arg[-1], [0] = arg and arg[0] or "spec/run.lua", ... }
 if #busted_arg == 0 then busted_arg[1] = here end
 arg = busted_arg -- luacheck: ignore 121 (busted reads the global `arg`)
 

@@ -19,8 +19,15 @@ describe("lattice.set_num_threads", function()
   end)
 
   it("keeps matmul's result the same with one thread or several", function()
-    local a = lattice.arange(0, 64 * 48):reshape({64, 48}) * 0.01
-    local b = lattice.arange(0, 48 * 32):reshape({48, 32}) * 0.02
+    local function grid(rows, cols, scale)
+      local t = {}
+      for i = 1, rows do
+        t[i] = {}
+        for j = 1, cols do t[i][j] = ((i * 31 + j * 17) % 23 - 11) * scale end
+      end
+      return lattice.array(t)
+    end
+    local a, b = grid(64, 48, 0.01), grid(48, 32, 0.02)
     lattice.set_num_threads(1)
     local one = lattice.matmul(a, b):tolist()
     lattice.set_num_threads(2)

@@ -35,32 +35,41 @@ static int l_rms_norm(lua_State *L) {
   return 1;
 }
 
-/* lattice.bench_sgemm(m, n, k, reps) -> seconds per call of a row-major
- * (m,k) @ (k,n) cblas_sgemm on buffers from the context's allocator, with the
- * context's thread count: the reference bench/matmul.lua compares against.
- * Benchmark use only. */
+/* Times `reps` rounds of `batch` row-major (m,k) @ (k,n) cblas_sgemm calls, each
+ * on its own matrices (as a batched matmul reads them), with the context's
+ * thread count; returns seconds per round. */
+static double time_sgemm(lt_ctx *ctx, float *a, float *b, float *c, int m, int n, int k, int64_t reps, int64_t batch) {
+  /* as lattice.matmul does: OpenBLAS's thread count is process-wide, set on change */
+  if (openblas_get_num_threads() != lt_ctx_num_threads(ctx)) openblas_set_num_threads(lt_ctx_num_threads(ctx));
+  double t0 = 0;
+  for (int64_t r = -1; r < reps; r++) { /* round -1 warms up: pages touched, threads started */
+    if (r == 0) t0 = lt_now();
+    for (int64_t i = 0; i < batch; i++)
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1.0f, a + i * m * k, k, b + i * k * n, n, 0.0f,
+                  c + i * m * n, n);
+  }
+  return (lt_now() - t0) / (double)reps;
+}
+
+/* lattice.bench_sgemm(m, n, k, reps[, batch]) -> seconds per (batched) product
+ * computed by direct cblas_sgemm calls on buffers from the context's allocator:
+ * the reference bench/matmul.lua measures lattice.matmul against. Benchmark use only. */
 static int l_bench_sgemm(lua_State *L) {
   lua_Integer m = luaL_checkinteger(L, 1), n = luaL_checkinteger(L, 2), k = luaL_checkinteger(L, 3);
-  lua_Integer reps = luaL_optinteger(L, 4, 1);
+  lua_Integer reps = luaL_optinteger(L, 4, 1), batch = luaL_optinteger(L, 5, 1);
   if (m < 1 || n < 1 || k < 1 || m > 65536 || n > 65536 || k > 65536)
     return luaL_error(L, "bench_sgemm: sizes must be in [1, 65536], got %d, %d, %d", (int)m, (int)n, (int)k);
-  if (reps < 1) return luaL_error(L, "bench_sgemm: reps must be at least 1, got %d", (int)reps);
+  if (reps < 1 || batch < 1 || batch > 4096)
+    return luaL_error(L, "bench_sgemm: reps must be >= 1 and batch in [1, 4096], got %d and %d", (int)reps, (int)batch);
   lt_ctx *ctx = lt_l_ctx(L);
-  size_t na = (size_t)(m * k), nb = (size_t)(k * n), nc = (size_t)(m * n);
+  size_t na = (size_t)(batch * m * k), nb = (size_t)(batch * k * n), nc = (size_t)(batch * m * n);
   float *a = lt_ctx_alloc(ctx, na * sizeof(float)), *b = lt_ctx_alloc(ctx, nb * sizeof(float));
   float *c = lt_ctx_alloc(ctx, nc * sizeof(float));
   double secs = -1;
   if (a && b && c) {
-    for (size_t i = 0; i < na; i++) a[i] = (float)((i % 13) - 6) / 8.0f;
-    for (size_t i = 0; i < nb; i++) b[i] = (float)((i % 7) - 3) / 4.0f;
-    openblas_set_num_threads(lt_ctx_num_threads(ctx));
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)n, (int)k, 1.0f, a, (int)k, b, (int)n, 0.0f,
-                c, (int)n); /* warm-up: pages touched, threads started */
-    double t0 = lt_now();
-    for (lua_Integer r = 0; r < reps; r++)
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)n, (int)k, 1.0f, a, (int)k, b, (int)n,
-                  0.0f, c, (int)n);
-    secs = (lt_now() - t0) / (double)reps;
+    for (size_t i = 0; i < na; i++) a[i] = (float)((int)(i % 13) - 6) / 8.0f;
+    for (size_t i = 0; i < nb; i++) b[i] = (float)((int)(i % 7) - 3) / 4.0f;
+    secs = time_sgemm(ctx, a, b, c, (int)m, (int)n, (int)k, reps, batch);
   }
   if (a) lt_ctx_free(ctx, a, na * sizeof(float));
   if (b) lt_ctx_free(ctx, b, nb * sizeof(float));

@@ -29,7 +29,7 @@ const char *lt_reduce_name(lt_reduce_op op) { return (unsigned)op < LT_REDUCE_CO
 
 #define LANES 8
 #define CHUNK 16384 /* elements reduced by one task before partial results combine */
-#define CB 256      /* columns per block in column reductions (a stack accumulator) */
+#define CB 2048     /* columns per block in column reductions (a stack accumulator) */
 
 /* ---- layout ---- */
 
@@ -167,34 +167,56 @@ static double combine(kmode m, double a, double b) {
   return a + b;
 }
 
-/* x (rows, ld), its first w <= CB columns -> out (w): the reduction over rows.
- * c (w) is the centre for K_SQDEV / K_EXPSUM. Overwrites out. */
-static void col_block(kmode m, const float *x, int64_t rows, int64_t ld, int64_t w, const double *c, double *out) {
+/* Column kernels: x (rows, ld), its first w <= CB columns -> out (w), the
+ * reduction over rows (overwrites out). */
+
+/* Four rows per sweep halve the accumulator traffic; the adds stay in row order. */
+static void col_sum(const float *x, int64_t rows, int64_t ld, int64_t w, double *out) {
   double acc[CB];
-  double init = m == K_MAX ? -INFINITY : m == K_MIN ? INFINITY : 0.0;
-  float cf[CB];
-  for (int64_t j = 0; j < w; j++) acc[j] = init, cf[j] = c ? (float)c[j] : 0.0f;
+  for (int64_t j = 0; j < w; j++) acc[j] = 0;
+  int64_t r = 0;
+  for (; r + 4 <= rows; r += 4) {
+    const float *p0 = x + r * ld, *p1 = p0 + ld, *p2 = p1 + ld, *p3 = p2 + ld;
+    for (int64_t j = 0; j < w; j++) acc[j] = (((acc[j] + p0[j]) + p1[j]) + p2[j]) + p3[j];
+  }
+  for (; r < rows; r++)
+    for (int64_t j = 0; j < w; j++) acc[j] += x[r * ld + j];
+  memcpy(out, acc, (size_t)w * sizeof *out);
+}
+
+/* max/min are exact in float32; NaN wins. */
+static void col_extremum(const float *x, int64_t rows, int64_t ld, int64_t w, int is_max, double *out) {
+  float acc[CB];
+  for (int64_t j = 0; j < w; j++) acc[j] = is_max ? -INFINITY : INFINITY;
   for (int64_t r = 0; r < rows; r++) {
     const float *p = x + r * ld;
-    switch (m) {
-    case K_SUM:
-      for (int64_t j = 0; j < w; j++) acc[j] += p[j];
-      break;
-    case K_MAX:
+    if (is_max)
       for (int64_t j = 0; j < w; j++) acc[j] = (p[j] > acc[j] || p[j] != p[j]) ? p[j] : acc[j];
-      break;
-    case K_MIN:
+    else
       for (int64_t j = 0; j < w; j++) acc[j] = (p[j] < acc[j] || p[j] != p[j]) ? p[j] : acc[j];
-      break;
-    case K_SQDEV:
+  }
+  for (int64_t j = 0; j < w; j++) out[j] = acc[j];
+}
+
+/* sum (x - c)^2 (K_SQDEV) or sum exp(x - c) (K_EXPSUM), c (w) one centre per column. */
+static void col_centred(kmode m, const float *x, int64_t rows, int64_t ld, int64_t w, const double *c, double *out) {
+  double acc[CB];
+  float cf[CB];
+  for (int64_t j = 0; j < w; j++) acc[j] = 0, cf[j] = (float)c[j];
+  for (int64_t r = 0; r < rows; r++) {
+    const float *p = x + r * ld;
+    if (m == K_SQDEV)
       for (int64_t j = 0; j < w; j++) acc[j] += (p[j] - c[j]) * (p[j] - c[j]);
-      break;
-    case K_EXPSUM:
+    else
       for (int64_t j = 0; j < w; j++) acc[j] += expf(p[j] - cf[j]);
-      break;
-    }
   }
   memcpy(out, acc, (size_t)w * sizeof *out);
+}
+
+static void col_block(kmode m, const float *x, int64_t rows, int64_t ld, int64_t w, const double *c, double *out) {
+  if (m == K_SUM) col_sum(x, rows, ld, w, out);
+  else if (m == K_MAX || m == K_MIN) col_extremum(x, rows, ld, w, m == K_MAX, out);
+  else col_centred(m, x, rows, ld, w, c, out);
 }
 
 /* ---- drivers: parallel over outputs, long reductions split in fixed chunks ---- */
@@ -241,8 +263,9 @@ static lt_status cols_f32(lt_ctx *ctx, kmode m, const float *x, int64_t k1, int6
                           double *out) {
   int64_t ncb = (k2 + CB - 1) / CB, w = k2 < CB ? k2 : CB, no = k1 * k2;
   int64_t rpc = r > 0 ? r : 1, nrc = 1;
-  if (k1 * ncb < 16 && r * w >= 2 * CHUNK) { /* few blocks: split the rows too */
-    rpc = CHUNK / w;
+  if (k1 * ncb < 16 && r * w >= 2 * CHUNK) { /* few blocks: split the rows into ~16 tasks too */
+    nrc = (16 + k1 * ncb - 1) / (k1 * ncb);
+    rpc = (r + nrc - 1) / nrc;
     nrc = (r + rpc - 1) / rpc;
   }
   double *part = nrc > 1 ? scratch_get(ctx, nrc * no) : out; /* part[rc * no + o] */

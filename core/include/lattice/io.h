@@ -1,6 +1,8 @@
 /* safetensors files: an 8-byte little-endian header length, a JSON header
  * mapping names to {dtype, shape, data_offsets} (plus "__metadata__" of
- * strings), then the raw little-endian data. */
+ * strings), then the raw little-endian data. dtypes: F32 F16 BF16 I32 I64 U8
+ * BOOL. Little-endian hosts only (x86_64); a big-endian build fails to compile.
+ * Errors start with "save_safetensors: <path>: " / "load_safetensors: <path>: ". */
 #ifndef LATTICE_IO_H
 #define LATTICE_IO_H
 
@@ -16,12 +18,17 @@ typedef struct lt_metadata_entry {
   const char *value;
 } lt_metadata_entry;
 
-/* Writes to `path` through a temporary file and a rename: a failure never
- * leaves a partial file under `path`. */
+/* Writes tensors in the order given (views as their row-major contents), the
+ * metadata first, the header padded with spaces to a multiple of 8 bytes.
+ * Names and metadata must be valid UTF-8, unique, and no tensor may be called
+ * "__metadata__". Writes "<path>.tmp.<pid>.<k>" next to `path`, fsyncs it and
+ * renames it onto `path`: a failure never leaves a partial file under `path`
+ * and removes the temporary file. Borrows everything. */
 lt_status lt_safetensors_save(lt_ctx *ctx, const char *path, int n, const lt_named_tensor *tensors,
                               int nmeta, const lt_metadata_entry *meta);
 
-/* A loaded file: tensors and metadata in header order. Free with lt_safetensors_free. */
+/* A loaded file: tensors in the order of their data_offsets (the file's own
+ * order), metadata in header order. Free with lt_safetensors_free. */
 typedef struct lt_safetensors {
   int n;
   lt_named_tensor *tensors; /* names and tensors owned by this struct */
@@ -29,6 +36,13 @@ typedef struct lt_safetensors {
   lt_metadata_entry *meta;
 } lt_safetensors;
 
+/* Validates the whole header before creating any tensor: length within the
+ * file and at most 100 MB, UTF-8 JSON object, each entry's dtype, shape
+ * (integers in [0, 2^53], at most LT_MAX_DIMS) and data_offsets (exactly
+ * numel * itemsize bytes), names unique, regions tiling the data buffer
+ * exactly, __metadata__ an object of strings. Unknown fields inside an entry
+ * are ignored, as the reference reader does. BOOL bytes are read as 0/1.
+ * On success *out is a new lt_safetensors; on failure it is NULL. */
 lt_status lt_safetensors_load(lt_ctx *ctx, const char *path, lt_safetensors **out);
 void lt_safetensors_free(lt_safetensors *st);
 

@@ -1,0 +1,79 @@
+#!/bin/sh
+# lattice's entry script, for a Debian 12 machine (bare is fine):
+#
+#   sh setup.sh quickstart   install what is missing, build, run examples/quickstart.lua
+#   sh setup.sh test         install what is missing, build, run every test (ctest)
+#   sh setup.sh build        install what is missing, build into ./build
+#
+# As root it installs the missing Debian packages with apt-get; as another
+# user it prints the apt-get line to run and stops. The build is CMake's
+# Release build in ./build; the command it makes is ./build/bin/lattice.
+set -eu
+
+cd "$(dirname "$0")"
+
+# What building and testing lattice needs (Debian package names).
+#   gcc libc6-dev make cmake         the C toolchain (OpenMP comes with gcc)
+#   liblua5.4-dev lua5.4             Lua 5.4 to embed, and its interpreter
+#   libopenblas-dev libcjson-dev     GEMMs; JSON headers of safetensors files
+#   libreadline-dev                  line editing and history in the REPL
+#   lua-busted                       the spec runner (its files cover Lua 5.4)
+PACKAGES="gcc libc6-dev make cmake liblua5.4-dev lua5.4 libopenblas-dev libcjson-dev libreadline-dev lua-busted"
+
+usage() {
+  sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
+}
+
+missing_packages() {
+  missing=""
+  for p in $PACKAGES; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+      missing="$missing $p"
+    fi
+  done
+  echo "${missing# }"
+}
+
+install_packages() {
+  missing=$(missing_packages)
+  [ -z "$missing" ] && return 0
+  if [ "$(id -u)" != 0 ]; then
+    echo "setup.sh: these Debian packages are missing: $missing" >&2
+    echo "Install them, then run this again:" >&2
+    echo "  sudo apt-get install -y --no-install-recommends $missing" >&2
+    exit 1
+  fi
+  echo "setup.sh: installing $missing" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends $missing >/dev/null
+}
+
+build() {
+  install_packages
+  jobs=$(nproc 2>/dev/null || echo 2)
+  cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
+  cmake --build build -j "$jobs"
+}
+
+case "${1:-}" in
+  quickstart)
+    build
+    exec ./build/bin/lattice examples/quickstart.lua
+    ;;
+  test)
+    build
+    # ctest's summary ("100% tests passed, 0 tests failed out of N") ends the output.
+    exec ctest --test-dir build --output-on-failure
+    ;;
+  build)
+    build
+    ;;
+  -h | --help | help)
+    usage
+    ;;
+  *)
+    usage >&2
+    exit 2
+    ;;
+esac

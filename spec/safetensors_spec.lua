@@ -1,0 +1,441 @@
+-- safetensors: round trips of every dtype, files written by other programs
+-- (spec/fixtures, made by make_fixtures.py from the published format), every
+-- kind of corrupt file with its exact message, and the atomic save.
+local lattice = require "lattice"
+
+local here = debug.getinfo(1, "S").source:match("^@(.*[/\\])") or "spec/"
+local FIX = here .. "fixtures/"
+
+local function f32(v) return (string.unpack("<f", string.pack("<f", v))) end
+
+local function read_bytes(path)
+  local f = assert(io.open(path, "rb"))
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+local function write_bytes(path, s)
+  local f = assert(io.open(path, "wb"))
+  f:write(s)
+  f:close()
+end
+
+-- A fresh empty directory per test, removed afterwards.
+local function tmpdir()
+  local d = os.tmpname()
+  os.remove(d)
+  assert(os.execute("mkdir '" .. d .. "'"))
+  return d
+end
+local function rmdir(d) os.execute("rm -rf '" .. d .. "'") end
+local function listing(d)
+  local p = assert(io.popen("ls -A '" .. d .. "'"))
+  local names = {}
+  for line in p:lines() do names[#names + 1] = line end
+  p:close()
+  return names
+end
+
+-- Splits a file into its header text and its data buffer, independently of lattice.
+local function parts(bytes)
+  local n = string.unpack("<I8", bytes)
+  return bytes:sub(9, 8 + n), bytes:sub(9 + n)
+end
+
+local function save_load(tensors, metadata)
+  local d = tmpdir()
+  local path = d .. "/t.safetensors"
+  lattice.save_safetensors(path, tensors, metadata)
+  local bytes = read_bytes(path)
+  local t, m = lattice.load_safetensors(path)
+  rmdir(d)
+  return t, m, bytes
+end
+
+describe("save_safetensors and load_safetensors", function()
+  it("round-trip every dtype with exact values and the bytes the format prescribes", function()
+    local cases = {
+      {"float32", {1.5, -0.0, 3.4028234663852886e38, 1.401298464324817e-45, 0.1},
+       function(v) return string.pack("<f", v) end},
+      -- float16 and bfloat16 values that the format holds exactly, with their bit patterns
+      {"float16", {1, -2, 0.5, 65504, 2 ^ -24, math.huge},
+       nil, string.pack("<I2I2I2I2I2I2", 0x3c00, 0xc000, 0x3800, 0x7bff, 0x0001, 0x7c00)},
+      {"bfloat16", {1, -2, 3.140625, -math.huge, 2 ^ -133},
+       nil, string.pack("<I2I2I2I2I2", 0x3f80, 0xc000, 0x4049, 0xff80, 0x0001)},
+      {"int32", {-2147483648, 2147483647, 0, -7}, function(v) return string.pack("<i4", v) end},
+      {"int64", {math.mininteger, math.maxinteger, (1 << 53) + 1, -1}, function(v) return string.pack("<i8", v) end},
+      {"uint8", {0, 1, 127, 255}, function(v) return string.pack("<B", v) end},
+      {"bool", {true, false, false, true}, function(v) return v and "\1" or "\0" end},
+    }
+    for _, c in ipairs(cases) do
+      local dtype, values, pack, expected = c[1], c[2], c[3], c[4]
+      local x = lattice.array(values, dtype)
+      local t, m, bytes = save_load({x = x})
+      assert.are.equal(dtype, t.x.dtype)
+      assert.are.same({#values}, t.x.shape)
+      assert.are.same(x:tolist(), t.x:tolist())
+      if dtype ~= "float32" and dtype ~= "float16" and dtype ~= "bfloat16" then
+        assert.are.same(values, t.x:tolist())
+      end
+      if pack then
+        expected = {}
+        for i, v in ipairs(values) do expected[i] = pack(dtype == "float32" and f32(v) or v) end
+        expected = table.concat(expected)
+      end
+      local _, data = parts(bytes)
+      assert.are.equal(expected, data)
+      assert.are.same({}, m)
+    end
+  end)
+
+  it("keeps 0-d and zero-size shapes", function()
+    local t, _, bytes = save_load({
+      scalar = lattice.array(3.5),
+      empty = lattice.zeros({0, 3}),
+      hollow = lattice.zeros({2, 0, 4}, "int64"),
+    })
+    assert.are.same({}, t.scalar.shape)
+    assert.are.equal(3.5, t.scalar:item())
+    assert.are.same({0, 3}, t.empty.shape)
+    assert.are.same({2, 0, 4}, t.hollow.shape)
+    assert.are.equal("int64", t.hollow.dtype)
+    local header = parts(bytes)
+    assert.are.equal('{"empty":{"dtype":"F32","shape":[0,3],"data_offsets":[0,0]},'
+      .. '"hollow":{"dtype":"I64","shape":[2,0,4],"data_offsets":[0,0]},'
+      .. '"scalar":{"dtype":"F32","shape":[],"data_offsets":[0,4]}}', header:match("^(.-)%s*$"))
+  end)
+
+  it("writes views as their row-major contents", function()
+    local x = lattice.arange(12):reshape({3, 4})
+    local h = lattice.arange(6, "float16"):reshape({2, 3})
+    local t = save_load({
+      transposed = x:transpose(),
+      strided = x:slice(2, 1, 4, 2),       -- columns 1 and 3
+      row = x:slice(1, 2, 2),              -- a view with an offset
+      broadcast = lattice.broadcast_to(lattice.array({1, 2, 3}), {2, 3}), -- stride 0
+      half_t = h:transpose(),
+    })
+    assert.are.same({{0, 4, 8}, {1, 5, 9}, {2, 6, 10}, {3, 7, 11}}, t.transposed:tolist())
+    assert.are.same({{0, 2}, {4, 6}, {8, 10}}, t.strided:tolist())
+    assert.are.same({{4, 5, 6, 7}}, t.row:tolist())
+    assert.are.same({{1, 2, 3}, {1, 2, 3}}, t.broadcast:tolist())
+    assert.are.same({{0, 3}, {1, 4}, {2, 5}}, t.half_t:tolist())
+    assert.are.equal("float16", t.half_t.dtype)
+  end)
+
+  it("round-trips metadata strings and returns an empty table when there is none", function()
+    local meta = {format = "pt", note = 'ünï "quoted" \\ back\nslash', empty = ""}
+    local t, m, bytes = save_load({w = lattice.ones({2})}, meta)
+    assert.are.same(meta, m)
+    assert.are.same({1, 1}, t.w:tolist())
+    assert.truthy(parts(bytes):find('^{"__metadata__":{"empty":"","format":"pt",'))
+    local _, m2, bytes2 = save_load({w = lattice.ones({2})})
+    assert.are.same({}, m2)
+    assert.falsy(parts(bytes2):find("__metadata__", 1, true))
+  end)
+
+  it("writes names in sorted order with 8-byte padding, so a table always gives the same file", function()
+    local tensors = {b = lattice.ones({3}), a = lattice.zeros({2}, "int32"), ["c.d"] = lattice.array(true)}
+    local _, _, one = save_load(tensors, {z = "1", y = "2"})
+    local _, _, two = save_load(tensors, {y = "2", z = "1"})
+    assert.are.equal(one, two)
+    local header, data = parts(one)
+    assert.are.equal(0, #header % 8)
+    assert.are.equal('{"__metadata__":{"y":"2","z":"1"},'
+      .. '"a":{"dtype":"I32","shape":[2],"data_offsets":[0,8]},'
+      .. '"b":{"dtype":"F32","shape":[3],"data_offsets":[8,20]},'
+      .. '"c.d":{"dtype":"BOOL","shape":[],"data_offsets":[20,21]}}', header:match("^(.-) *$"))
+    assert.are.equal(21, #data)
+  end)
+
+  it("writes byte for byte what the reference implementation writes", function()
+    local d = tmpdir()
+    lattice.save_safetensors(d .. "/empty", {})
+    assert.are.equal(read_bytes(FIX .. "reference_empty.safetensors"), read_bytes(d .. "/empty"))
+    lattice.save_safetensors(d .. "/meta", {}, {framework = "pt"})
+    assert.are.equal(read_bytes(FIX .. "reference_metadata_only.safetensors"), read_bytes(d .. "/meta"))
+    lattice.save_safetensors(d .. "/attn", {["attn.0"] = lattice.arange(6):reshape({1, 2, 3})})
+    assert.are.equal(read_bytes(FIX .. "reference_attn.safetensors"), read_bytes(d .. "/attn"))
+    rmdir(d)
+  end)
+
+  it("saves over an existing file and leaves no temporary file", function()
+    local d = tmpdir()
+    local path = d .. "/w.safetensors"
+    lattice.save_safetensors(path, {w = lattice.ones({4})})
+    lattice.save_safetensors(path, {v = lattice.zeros({2})})
+    local t = lattice.load_safetensors(path)
+    assert.is_nil(t.w)
+    assert.are.same({0, 0}, t.v:tolist())
+    assert.are.same({"w.safetensors"}, listing(d))
+    rmdir(d)
+  end)
+end)
+
+describe("load_safetensors on files written elsewhere", function()
+  it("reads a file laid out as the reference writer lays it out (by dtype, then name)", function()
+    local t, m = lattice.load_safetensors(FIX .. "reference_all_dtypes.safetensors")
+    assert.are.same({format = "pt"}, m)
+    assert.are.equal("int64", t.ids.dtype)
+    assert.are.same({math.mininteger, math.maxinteger, 9007199254740993, -1}, t.ids:tolist())
+    assert.are.equal("float32", t["embed.weight"].dtype)
+    assert.are.same({{1.5, -0.0, 3.4028234663852886e38}, {1.401298464324817e-45, f32(math.pi), -7.25}},
+      t["embed.weight"]:tolist())
+    assert.are.same({{-2147483648, 2147483647}, {0, -7}}, t.count:tolist())
+    assert.are.equal("bfloat16", t.brain.dtype)
+    assert.are.same({{1, -2}, {3.140625, 3.3895313892515355e38}, {2 ^ -133, -math.huge}}, t.brain:tolist())
+    assert.are.equal("float16", t.half.dtype)
+    assert.are.same({1, -2, 0.5, 65504, 2 ^ -24, math.huge}, t.half:tolist())
+    assert.are.same({{0, 1}, {127, 255}}, t.pixels:tolist())
+    assert.are.equal("uint8", t.pixels.dtype)
+    assert.are.same({{{true}, {false}}, {{false}, {true}}}, t.mask:tolist())
+  end)
+
+  it("re-saves a loaded file with every value intact", function()
+    local t, m = lattice.load_safetensors(FIX .. "reference_all_dtypes.safetensors")
+    local t2, m2 = save_load(t, m)
+    assert.are.same(m, m2)
+    for name, x in pairs(t) do
+      assert.are.equal(x.dtype, t2[name].dtype)
+      assert.are.same(x:tolist(), t2[name]:tolist())
+    end
+  end)
+
+  it("reads keys in any order, pretty-printed JSON, escapes, padding and an unaligned data buffer", function()
+    local t, m = lattice.load_safetensors(FIX .. "foreign_order.safetensors")
+    assert.are.same({source = "hand-made", quote = 'say "hi"\\ok\n', ["ünïcode"] = "façade €"}, m)
+    assert.are.same({3, -2, 1}, t.zeta:tolist())
+    assert.are.equal("int32", t.zeta.dtype)
+    assert.are.same({{0.25, -0.5}, {1, 2}}, t["voxel.权重"]:tolist())
+    assert.are.same({}, t.scalar.shape)
+    assert.are.equal(42.5, t.scalar:item())
+    assert.are.same({2, 0}, t.empty.shape)
+    assert.are.equal("float16", t.empty.dtype)
+    -- BOOL bytes 2 and 255 are true, as NumPy reads them
+    assert.are.same({false, true, true, true}, t.alpha:tolist())
+  end)
+
+  it("reads a file with no tensors", function()
+    local t, m = lattice.load_safetensors(FIX .. "reference_empty.safetensors")
+    assert.are.same({}, t)
+    assert.are.same({}, m)
+  end)
+end)
+
+describe("load_safetensors on corrupt files", function()
+  local d, path
+  before_each(function()
+    d = tmpdir()
+    path = d .. "/bad.safetensors"
+  end)
+  after_each(function() rmdir(d) end)
+
+  local function rejects(bytes, msg)
+    write_bytes(path, bytes)
+    assert.has_error(function() lattice.load_safetensors(path) end, "load_safetensors: " .. path .. ": " .. msg)
+  end
+  -- a file with this header text and data buffer
+  local function file(header, data) return string.pack("<I8", #header) .. header .. (data or "") end
+  local function one(entry, data) return file('{"w":' .. entry .. '}', data) end
+
+  it("rejects a missing file and a directory", function()
+    assert.has_error(function() lattice.load_safetensors(d .. "/none") end,
+      "load_safetensors: " .. d .. "/none: cannot open: No such file or directory")
+    assert.has_error(function() lattice.load_safetensors(d) end, "load_safetensors: " .. d .. ": not a regular file")
+  end)
+
+  it("rejects a file too short for the header length", function()
+    rejects("", "file is 0 bytes, too short for the 8-byte header length")
+    rejects("\8\0\0\0\0\0\0", "file is 7 bytes, too short for the 8-byte header length")
+  end)
+
+  it("rejects absurd or oversized header lengths", function()
+    rejects(string.pack("<I8", 100000001) .. "{}", "header length 100000001 exceeds the limit of 100000000 bytes")
+    rejects(string.pack("<i8", -1) .. "{}", "header length 18446744073709551615 exceeds the limit of 100000000 bytes")
+    rejects(string.pack("<I8", 100) .. "{}        ", "header length 100 is larger than the 10 bytes that follow it")
+    -- a truncated header
+    rejects(file('{"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}', "\0\0\0\0"):sub(1, 30),
+      "header length 54 is larger than the 22 bytes that follow it")
+  end)
+
+  it("rejects headers that are not UTF-8 JSON objects", function()
+    rejects(file('{"a\255":1}'), "header is not valid UTF-8 (byte 3)")
+    rejects(file('{"\237\160\128":1}'), "header is not valid UTF-8 (byte 2)") -- an encoded surrogate
+    rejects(file('{"w": }'), "header is not valid JSON (error at byte 6 of 7)")
+    rejects(file('{"w":{"dtype":"F32"'), "header is not valid JSON (error at byte 18 of 19)")
+    rejects(file(''), "header is not valid JSON (error at byte 0 of 0)")
+    rejects(file('{}x'), "header has unexpected bytes after the JSON value (byte 2)")
+    rejects(file('{}\0\0\0\0\0\0'), "header has unexpected bytes after the JSON value (byte 2)")
+    rejects(file('[1,2]'), "header is not a JSON object")
+    rejects(file('"w"     '), "header is not a JSON object")
+  end)
+
+  it("rejects entries with missing or mistyped fields", function()
+    rejects(one('3'), "tensor 'w' is not an object")
+    rejects(one('{"shape":[1],"data_offsets":[0,4]}', "1234"), "tensor 'w' has no dtype")
+    rejects(one('{"dtype":"F32","data_offsets":[0,4]}', "1234"), "tensor 'w' has no shape")
+    rejects(one('{"dtype":"F32","shape":[1]}', "1234"), "tensor 'w' has no data_offsets")
+    rejects(one('{"dtype":5,"shape":[1],"data_offsets":[0,4]}', "1234"), "tensor 'w' has a dtype that is not a string")
+    rejects(one('{"dtype":"F32","shape":"1","data_offsets":[0,4]}', "1234"),
+      "tensor 'w' has a shape that is a string, not an array")
+    rejects(one('{"dtype":"F32","shape":{},"data_offsets":[0,4]}', "1234"),
+      "tensor 'w' has a shape that is an object, not an array")
+    rejects(one('{"dtype":"F32","shape":[1],"data_offsets":[4]}', "1234"),
+      "tensor 'w' has data_offsets that are not [begin, end]")
+    rejects(one('{"dtype":"F32","shape":[1],"data_offsets":[0,4,8]}', "1234"),
+      "tensor 'w' has data_offsets that are not [begin, end]")
+    rejects(one('{"dtype":"F32","shape":[1],"data_offsets":"0,4"}', "1234"),
+      "tensor 'w' has data_offsets that are not [begin, end]")
+  end)
+
+  it("rejects dtypes lattice does not read", function()
+    rejects(one('{"dtype":"F64","shape":[1],"data_offsets":[0,8]}', "12345678"),
+      "tensor 'w' has dtype 'F64', which lattice does not read (F32 F16 BF16 I32 I64 U8 BOOL)")
+    rejects(one('{"dtype":"f32","shape":[1],"data_offsets":[0,4]}', "1234"),
+      "tensor 'w' has dtype 'f32', which lattice does not read (F32 F16 BF16 I32 I64 U8 BOOL)")
+  end)
+
+  it("rejects dimensions that are not non-negative integers", function()
+    local function shape(s) return one('{"dtype":"U8","shape":' .. s .. ',"data_offsets":[0,1]}', "x") end
+    rejects(shape("[-1]"), "tensor 'w' has shape entry -1, not a non-negative integer")
+    rejects(shape("[2.5]"), "tensor 'w' has shape entry 2.5, not a non-negative integer")
+    rejects(shape('["1"]'), "tensor 'w' has shape entry a string, not a non-negative integer")
+    rejects(shape("[null]"), "tensor 'w' has shape entry null, not a non-negative integer")
+    rejects(shape("[true]"), "tensor 'w' has shape entry a boolean, not a non-negative integer")
+    -- past 2^53 a JSON number is no longer an exact integer
+    rejects(shape("[9007199254740994]"), "tensor 'w' has shape entry 9007199254740994, not a non-negative integer")
+    rejects(shape("[1e400]"), "tensor 'w' has shape entry inf, not a non-negative integer")
+    rejects(shape("[1,1,1,1,1,1,1,1,1]"), "tensor 'w' has 9 dimensions (lattice supports at most 8)")
+    rejects(shape("[4503599627370496,4503599627370496]"),
+      "tensor 'w' has shape {4503599627370496,4503599627370496}, too large to address")
+  end)
+
+  it("rejects data_offsets that disagree with the shape or the buffer", function()
+    rejects(one('{"dtype":"F32","shape":[1],"data_offsets":[-4,0]}', "1234"),
+      "tensor 'w' has data_offsets entry -4, not a non-negative integer")
+    rejects(one('{"dtype":"F32","shape":[1],"data_offsets":[0,4.5]}', "1234"),
+      "tensor 'w' has data_offsets entry 4.5, not a non-negative integer")
+    rejects(one('{"dtype":"F32","shape":[0],"data_offsets":[8,4]}', "12345678"),
+      "tensor 'w' has data_offsets [8,4] that end before they begin")
+    rejects(one('{"dtype":"F32","shape":[2,3],"data_offsets":[0,20]}', ("\0"):rep(20)),
+      "tensor 'w' has data_offsets [0,20] but shape {2,3} float32 needs 24 bytes")
+    rejects(one('{"dtype":"F32","shape":[2],"data_offsets":[0,8]}', "1234"),
+      "tensor 'w' has data_offsets [0,8] beyond the 4-byte data buffer")
+  end)
+
+  it("rejects regions that overlap, leave holes or leave bytes after the last tensor", function()
+    -- tensors 'b' then 'a' (key order differs from offset order), uint8 so bytes = elements
+    local function entry(r)
+      return string.format('{"dtype":"U8","shape":[%d],"data_offsets":[%d,%d]}', r[2] - r[1], r[1], r[2])
+    end
+    local function two(a, b, data) return file('{"b":' .. entry(b) .. ',"a":' .. entry(a) .. '}', data) end
+    rejects(two({0, 8}, {4, 12}, ("x"):rep(12)), "tensors 'a' [0,8] and 'b' [4,12] overlap")
+    rejects(two({0, 8}, {0, 8}, ("x"):rep(8)), "tensors 'b' [0,8] and 'a' [0,8] overlap")
+    rejects(two({0, 4}, {8, 12}, ("x"):rep(12)), "data bytes [4,8) belong to no tensor")
+    rejects(two({4, 8}, {8, 12}, ("x"):rep(12)), "data bytes [0,4) belong to no tensor")
+    rejects(two({0, 4}, {4, 8}, ("x"):rep(9)), "data bytes [8,9) belong to no tensor")
+    rejects(file('{}', "x"), "data bytes [0,1) belong to no tensor")
+    -- a zero-size region inside another is an overlap too, as the reference rules
+    rejects(two({0, 8}, {4, 4}, ("x"):rep(8)), "tensors 'a' [0,8] and 'b' [4,4] overlap")
+  end)
+
+  it("rejects duplicate names and bad __metadata__", function()
+    local e = '{"dtype":"U8","shape":[1],"data_offsets":[0,1]}'
+    rejects(file('{"a":' .. e .. ',"a":' .. e .. '}', "x"), "tensor 'a' appears twice in the header")
+    rejects(file('{"__metadata__":{"k":1}}'), "__metadata__ value for 'k' is not a string")
+    rejects(file('{"__metadata__":["k"]}'), "__metadata__ is not an object")
+    rejects(file('{"__metadata__":{},"__metadata__":{}}'), "header has __metadata__ twice")
+    rejects(file('{"__metadata__":{"k":"1","k":"2"}}'), "__metadata__ key 'k' appears twice")
+  end)
+
+  it("loads or rejects cleanly every random corruption of a valid file", function()
+    -- Deterministic mutations (overwritten, inserted and deleted bytes, truncation)
+    -- of a real file: each must load or fail with a load_safetensors message,
+    -- never crash or read out of bounds (the specs also run under valgrind).
+    local good = read_bytes(FIX .. "reference_all_dtypes.safetensors")
+    math.randomseed(8)
+    local loaded, rejected = 0, 0
+    for _ = 1, 400 do
+      local b, kind, at = good, math.random(4), math.random(#good)
+      local c = string.char(math.random(0, 255))
+      if kind == 1 then b = b:sub(1, at - 1) .. c .. b:sub(at + 1)
+      elseif kind == 2 then b = b:sub(1, at - 1) .. c .. b:sub(at)
+      elseif kind == 3 then b = b:sub(1, at - 1) .. b:sub(at + 1)
+      else b = b:sub(1, at - 1) end
+      write_bytes(path, b)
+      local ok, err = pcall(lattice.load_safetensors, path)
+      if ok then loaded = loaded + 1
+      else
+        rejected = rejected + 1
+        assert.are.equal("load_safetensors: " .. path .. ": ", err:sub(1, #path + 20))
+      end
+    end
+    assert.is_true(loaded > 0 and rejected > 0)
+  end)
+
+  it("accepts a null __metadata__, unknown entry fields and trailing whitespace", function()
+    write_bytes(path, file('{"__metadata__":null,"w":{"dtype":"U8","shape":[1],"data_offsets":[0,1],"x":1}}\n\t ', "A"))
+    local t, m = lattice.load_safetensors(path)
+    assert.are.same({}, m)
+    assert.are.same({65}, t.w:tolist())
+  end)
+end)
+
+describe("save_safetensors errors", function()
+  local d
+  before_each(function() d = tmpdir() end)
+  after_each(function() rmdir(d) end)
+
+  it("checks its arguments before touching the disk", function()
+    local p, x = d .. "/x.safetensors", lattice.ones({2})
+    assert.has_error(function() lattice.save_safetensors(p, "w") end,
+      "bad argument #2 to 'save_safetensors' (table expected, got string)")
+    assert.has_error(function() lattice.save_safetensors(p, {w = x}, "pt") end,
+      "bad argument #3 to 'save_safetensors' (table expected, got string)")
+    assert.has_error(function() lattice.save_safetensors(p, {w = x, v = 3}) end,
+      "save_safetensors: tensor 'v' is a number, not a lattice.Tensor")
+    assert.has_error(function() lattice.save_safetensors(p, {x}) end,
+      "save_safetensors: tensor name 1 is a number, not a string")
+    assert.has_error(function() lattice.save_safetensors(p, {["a\0b"] = x}) end,
+      "save_safetensors: tensor name 'a' contains a NUL byte")
+    assert.has_error(function() lattice.save_safetensors(p, {["\255"] = x}) end,
+      "save_safetensors: tensor name '\255' is not valid UTF-8")
+    assert.has_error(function() lattice.save_safetensors(p, {__metadata__ = x}) end,
+      "save_safetensors: '__metadata__' cannot name a tensor")
+    assert.has_error(function() lattice.save_safetensors(p, {w = x}, {k = 1}) end,
+      "save_safetensors: metadata value for 'k' is a number, not a string")
+    assert.has_error(function() lattice.save_safetensors(p, {w = x}, {[true] = "v"}) end,
+      "save_safetensors: metadata key true is a boolean, not a string")
+    local closed = lattice.ones({1})
+    closed:close()
+    assert.has_error(function() lattice.save_safetensors(p, {c = closed}) end, "save_safetensors: tensor 'c' is closed")
+    assert.are.same({}, listing(d))
+  end)
+
+  it("fails inside a missing directory and leaves nothing", function()
+    local p = d .. "/missing/x.safetensors"
+    assert.has_error(function() lattice.save_safetensors(p, {w = lattice.ones({2})}) end,
+      "save_safetensors: " .. p .. ": cannot create a temporary file next to it: No such file or directory")
+    assert.are.same({}, listing(d))
+  end)
+
+  it("leaves an existing file intact when the tensor table is invalid", function()
+    local p = d .. "/x.safetensors"
+    lattice.save_safetensors(p, {w = lattice.ones({3})})
+    local before = read_bytes(p)
+    assert.has_error(function() lattice.save_safetensors(p, {w = lattice.zeros({3}), bad = "x"}) end,
+      "save_safetensors: tensor 'bad' is a string, not a lattice.Tensor")
+    assert.are.equal(before, read_bytes(p))
+    assert.are.same({"x.safetensors"}, listing(d))
+  end)
+
+  it("removes its temporary file when the final rename fails", function()
+    local p = d .. "/taken"
+    assert(os.execute("mkdir '" .. p .. "'"))
+    assert.has_error(function() lattice.save_safetensors(p, {w = lattice.ones({3})}) end,
+      "save_safetensors: " .. p .. ": cannot rename the temporary file onto it: Is a directory")
+    assert.are.same({"taken"}, listing(d))
+    assert.are.same({}, listing(p))
+  end)
+end)
