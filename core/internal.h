@@ -150,4 +150,8 @@ lt_status lt__pool_drain(lt_pool *p);
 /* Parallel-for helper: chunks of at least `grain` iterations over [0,n). */
 #define LT_GRAIN 32768
 
+/* y[i] = exp(x[i] - shift) for n floats, within 1 ulp of expf, in a loop the
+ * compiler vectorises (core/ops/softmax.c). y may equal x. */
+void lt__exp_shift(float *y, const float *x, float shift, int64_t n);
+
 #endif

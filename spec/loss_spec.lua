@@ -125,6 +125,29 @@ describe("cross_entropy", function()
     assert_close(y:tolist(), { { want[1], want[2], want[3] }, { want[4], want[5], want[6] } }, TOL)
   end)
 
+  it("matches the reference on wide rows, independently of the thread count", function()
+    -- 3001 classes: several 1024-wide chunks and a tail that is not a multiple of 16;
+    -- 12 x 3001 elements is past the parallel grain.
+    local rows = round32(rand({ 12, 3001 }, generator(25)))
+    local targets = { 0, 3000, 17, -100, 2999, 1024, 1023, 5, 6, 7, 8, 9 }
+    local z, t = lattice.array(rows), i64(targets)
+    local opts = { label_smoothing = 0.1, reduction = "none" }
+    -- each exp is within 2 ulps and the float lanes hold <= 64 terms each before
+    -- going to double: 1e-6 relative on a loss of ~8 is ample
+    assert_close(lattice.cross_entropy(z, t, opts):tolist(), ce_ref(rows, targets, opts), TOL)
+    local function run(threads)
+      local saved = lattice.num_threads()
+      lattice.set_num_threads(threads)
+      local v, g = lattice.value_and_grad(function(x) return lattice.cross_entropy(x, t, { label_smoothing = 0.1 }) end)(z)
+      lattice.set_num_threads(saved)
+      return v:item(), g:tolist()
+    end
+    local v1, g1 = run(1)
+    local v2, g2 = run(2)
+    assert.are.equal(v1, v2) -- bitwise
+    assert.are.same(g1, g2)
+  end)
+
   it("is stable for large logits", function()
     local y = lattice.cross_entropy(lattice.array({ { 1000, 0, -1000 }, { -1000, 1000, 999 } }), i64({ 0, 2 }),
       { reduction = "none" })
@@ -220,7 +243,12 @@ describe("mse_loss", function()
     local a, b = rand({ n }, generator(31)), rand({ n }, generator(32))
     local s = 0
     for i = 1, n do s = s + (f32(a[i]) - f32(b[i])) ^ 2 end
-    local got = lattice.mse_loss(lattice.array(a), lattice.array(b)):item()
+    local pa, pb, saved = lattice.array(a), lattice.array(b), lattice.num_threads()
+    lattice.set_num_threads(1)
+    local got = lattice.mse_loss(pa, pb):item()
+    lattice.set_num_threads(2)
+    assert.are.equal(got, lattice.mse_loss(pa, pb):item()) -- fixed blocks: bitwise the same
+    lattice.set_num_threads(saved)
     assert_close(got, s / n, 1e-6) -- each square is rounded once to float32 (2^-24 relative)
   end)
 

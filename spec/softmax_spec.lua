@@ -114,6 +114,25 @@ describe("softmax and log_softmax", function()
     assert.are.same({{0.5, 0.5}, {0.5, 0.5}}, lattice.softmax(lattice.zeros({2, 2}), 1):tolist())
   end)
 
+  it("agree with exp over its whole float32 range, subnormal results and NaN included", function()
+    local function f32(v) return (string.unpack("f", string.pack("f", v))) end
+    local t = 0
+    while t < 104 do
+      local u = f32(t)
+      local y = lattice.softmax(lattice.array({0, -u})):tolist()
+      local want = math.exp(-u) / (1 + math.exp(-u))
+      -- about one ulp from exp and one from the scaling; below 2^-126 the
+      -- result is subnormal and only its absolute spacing 2^-149 counts
+      assert(math.abs(y[2] - want) <= 2e-7 * want + 2 ^ -149, ("t = %.9g: %.9g vs %.9g"):format(u, y[2], want))
+      -- logsumexp sums 1 + exp(-u) in double: its 2^-52 spacing bounds the absolute error
+      local l = lattice.logsumexp(lattice.array({0, -u})):item()
+      assert(math.abs(l - math.log(1 + math.exp(-u))) <= 1e-7 * math.exp(-u) + 2 ^ -51, ("lse %.9g: %.9g vs %.9g"):format(u, l, math.log(1 + math.exp(-u))))
+      t = t + 0.37
+    end
+    local n = lattice.softmax(lattice.array({1, 0 / 0})):tolist()
+    assert(n[1] ~= n[1] and n[2] ~= n[2])
+  end)
+
   it("compute integer inputs in float32 and keep 16-bit float dtypes", function()
     local yi = lattice.softmax(lattice.array({0, 0, 0, 0}, "int32"))
     assert.are.equal("float32", yi.dtype)

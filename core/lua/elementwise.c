@@ -1,4 +1,213 @@
-/* Placeholder until the elementwise binding lands. */
+/* The elementwise binding: binary ops (also as the Tensor's arithmetic
+ * metamethods), unary ops, where and clip; plus the machine limits that the
+ * benchmarks compare against (peak_gflops, bench_memcpy), the active ISA, and
+ * the hooks spec/isa_spec.lua uses to run each ISA's kernels side by side
+ * (unary_with_isa, unary_grad_with_isa). */
+#include <math.h>
+#include <string.h>
 #include "binding.h"
+#include "lattice/peak.h"
+#include "ops/unary_kernels.h"
 
-void lt_l_open_elementwise(lua_State *L) { (void)L; }
+/* ---- binary ---- */
+
+/* Arguments i and j as tensors: a Lua number takes its dtype from the other
+ * side (lt_l_checkoperand), so `2 - t` and `t - 2` agree. */
+static void check_pair(lua_State *L, int i, int j, lt_tensor **a, lt_tensor **b) {
+  if (lua_type(L, i) == LUA_TNUMBER) {
+    *b = lt_l_checkoperand(L, j, NULL);
+    *a = lt_l_checkoperand(L, i, *b);
+  } else {
+    *a = lt_l_checkoperand(L, i, NULL);
+    *b = lt_l_checkoperand(L, j, *a);
+  }
+}
+
+static int binary(lua_State *L, lt_binary_op op) {
+  lt_tensor *a, *b, *out;
+  check_pair(L, 1, 2, &a, &b);
+  lt_l_check(L, lt_binary(lt_l_ctx(L), &out, op, a, b));
+  lt_l_pushtensor(L, out);
+  return 1;
+}
+
+static int l_add(lua_State *L) { return binary(L, LT_ADD); }
+static int l_subtract(lua_State *L) { return binary(L, LT_SUB); }
+static int l_multiply(lua_State *L) { return binary(L, LT_MUL); }
+static int l_divide(lua_State *L) { return binary(L, LT_DIV); }
+static int l_power(lua_State *L) { return binary(L, LT_POW); }
+static int l_maximum(lua_State *L) { return binary(L, LT_MAXIMUM); }
+static int l_minimum(lua_State *L) { return binary(L, LT_MINIMUM); }
+static int l_equal(lua_State *L) { return binary(L, LT_EQUAL); }
+static int l_not_equal(lua_State *L) { return binary(L, LT_NOT_EQUAL); }
+static int l_less(lua_State *L) { return binary(L, LT_LESS); }
+static int l_less_equal(lua_State *L) { return binary(L, LT_LESS_EQUAL); }
+static int l_greater(lua_State *L) { return binary(L, LT_GREATER); }
+static int l_greater_equal(lua_State *L) { return binary(L, LT_GREATER_EQUAL); }
+
+/* ---- unary ---- */
+
+static int unary(lua_State *L, lt_unary_op op, double alpha) {
+  lt_tensor *x = lt_l_checkoperand(L, 1, NULL), *out;
+  lt_l_check(L, lt_unary(lt_l_ctx(L), &out, op, x, alpha));
+  lt_l_pushtensor(L, out);
+  return 1;
+}
+
+static int l_neg(lua_State *L) { return unary(L, LT_NEG, 0); }
+static int l_exp(lua_State *L) { return unary(L, LT_EXP, 0); }
+static int l_log(lua_State *L) { return unary(L, LT_LOG, 0); }
+static int l_sqrt(lua_State *L) { return unary(L, LT_SQRT, 0); }
+static int l_rsqrt(lua_State *L) { return unary(L, LT_RSQRT, 0); }
+static int l_abs(lua_State *L) { return unary(L, LT_ABS, 0); }
+static int l_tanh(lua_State *L) { return unary(L, LT_TANH, 0); }
+static int l_sigmoid(lua_State *L) { return unary(L, LT_SIGMOID, 0); }
+static int l_relu(lua_State *L) { return unary(L, LT_RELU, 0); }
+static int l_silu(lua_State *L) { return unary(L, LT_SILU, 0); }
+static int l_softplus(lua_State *L) { return unary(L, LT_SOFTPLUS, 0); }
+static int l_square(lua_State *L) { return unary(L, LT_SQUARE, 0); }
+static int l_sin(lua_State *L) { return unary(L, LT_SIN, 0); }
+static int l_cos(lua_State *L) { return unary(L, LT_COS, 0); }
+static int l_gelu_approx(lua_State *L) { return unary(L, LT_GELU_TANH, 0); }
+
+/* leaky_relu(x, negative_slope = 0.01) */
+static int l_leaky_relu(lua_State *L) { return unary(L, LT_LEAKY_RELU, luaL_optnumber(L, 2, 0.01)); }
+
+/* gelu(x, {approximate = "none" | "tanh"}), as PyTorch names it. */
+static int l_gelu(lua_State *L) {
+  static const char *const allowed[] = {"approximate", NULL};
+  lt_l_checkoptions(L, 2, "gelu", allowed);
+  const char *approx = lt_l_optstringfield(L, 2, "approximate", "none");
+  if (strcmp(approx, "none") != 0 && strcmp(approx, "tanh") != 0)
+    return luaL_error(L, "gelu: approximate must be 'none' or 'tanh', got '%s'", approx);
+  return unary(L, strcmp(approx, "tanh") == 0 ? LT_GELU_TANH : LT_GELU, 0);
+}
+
+/* __unm receives the operand twice. */
+static int l_unm(lua_State *L) {
+  lua_settop(L, 1);
+  return unary(L, LT_NEG, 0);
+}
+
+/* ---- where, clip ---- */
+
+/* where(cond, a, b): a where cond is nonzero, else b; numbers allowed for a and b. */
+static int l_where(lua_State *L) {
+  lt_tensor *cond = lt_l_checktensor(L, 1), *a, *b, *out;
+  check_pair(L, 2, 3, &a, &b);
+  lt_l_check(L, lt_where(lt_l_ctx(L), &out, cond, a, b));
+  lt_l_pushtensor(L, out);
+  return 1;
+}
+
+/* clip(x, lo, hi): nil is no bound on that side. */
+static int l_clip(lua_State *L) {
+  lt_tensor *x = lt_l_checktensor(L, 1), *out;
+  double lo = lua_isnoneornil(L, 2) ? NAN : luaL_checknumber(L, 2);
+  double hi = lua_isnoneornil(L, 3) ? NAN : luaL_checknumber(L, 3);
+  lt_l_check(L, lt_clip(lt_l_ctx(L), &out, x, lo, hi));
+  lt_l_pushtensor(L, out);
+  return 1;
+}
+
+/* ---- ISAs, peak and memcpy ---- */
+
+static lt_isa check_isa(lua_State *L, int arg, const char *fname) {
+  const char *name = luaL_checkstring(L, arg);
+  for (int i = LT_ISA_SCALAR; i <= LT_ISA_AVX512; i++)
+    if (strcmp(name, lt_isa_name((lt_isa)i)) == 0) return (lt_isa)i;
+  luaL_error(L, "%s: unknown ISA '%s' (expected scalar, avx2 or avx512)", fname, name);
+  return LT_ISA_SCALAR;
+}
+
+/* lattice.isa() -> "scalar" | "avx2" | "avx512": what lattice's own kernels use. */
+static int l_isa(lua_State *L) {
+  lua_pushstring(L, lt_isa_name(lt__ctx_isa(lt_l_ctx(L))));
+  return 1;
+}
+
+/* lattice.peak_gflops(isa, seconds = 0.5) -> GFLOP/s of the FMA peak kernel on
+ * the current thread count, or nil and a message when the CPU lacks the ISA. */
+static int l_peak_gflops(lua_State *L) {
+  lt_isa isa = check_isa(L, 1, "peak_gflops");
+  double seconds = luaL_optnumber(L, 2, 0.5);
+  if (!(seconds > 0 && seconds <= 60)) return luaL_error(L, "peak_gflops: seconds must be in (0, 60]");
+  double g = lt_peak_gflops(isa, lt_ctx_num_threads(lt_l_ctx(L)), seconds);
+  if (g < 0) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "peak_gflops: %s is not available on this CPU (or LATTICE_ISA)", lt_isa_name(isa));
+    return 2;
+  }
+  lua_pushnumber(L, g);
+  return 1;
+}
+
+/* lattice.bench_memcpy(nbytes, reps) -> median seconds per copy, on the current threads. */
+static int l_bench_memcpy(lua_State *L) {
+  lua_Integer nbytes = luaL_checkinteger(L, 1), reps = luaL_optinteger(L, 2, 10);
+  if (nbytes < 0) return luaL_error(L, "bench_memcpy: nbytes must not be negative");
+  if (reps < 1 || reps > 10000) return luaL_error(L, "bench_memcpy: reps must be in [1, 10000]");
+  double s;
+  lt_l_check(L, lt_peak_memcpy(lt_l_ctx(L), (size_t)nbytes, (int)reps, &s));
+  lua_pushnumber(L, s);
+  return 1;
+}
+
+static lt_unary_op check_unary_name(lua_State *L, int arg, const char *fname) {
+  const char *name = luaL_checkstring(L, arg);
+  for (int i = 0; i < LT_UNARY_COUNT; i++)
+    if (strcmp(name, lt_unary_name((lt_unary_op)i)) == 0) return (lt_unary_op)i;
+  luaL_error(L, "%s: unknown unary op '%s'", fname, name);
+  return LT_NEG;
+}
+
+/* lattice.unary_with_isa(op, x, isa, alpha = 0) -> y, the ISA used: the
+ * forward with one ISA's kernels ("scalar" is the _ref kernel), lowered to what
+ * the CPU has; records nothing. For specs that compare the variants. */
+static int l_unary_with_isa(lua_State *L) {
+  lt_unary_op op = check_unary_name(L, 1, "unary_with_isa");
+  lt_tensor *x = lt_l_checktensor(L, 2), *out;
+  lt_isa isa = check_isa(L, 3, "unary_with_isa"), used;
+  lt_l_check(L, lt__unary_isa(lt_l_ctx(L), &out, op, x, luaL_optnumber(L, 4, 0), isa, &used));
+  lt_l_pushtensor(L, out);
+  lua_pushstring(L, lt_isa_name(used));
+  return 2;
+}
+
+/* lattice.unary_grad_with_isa(op, g, x, isa, alpha = 0) -> g * f'(x), the ISA used. */
+static int l_unary_grad_with_isa(lua_State *L) {
+  lt_unary_op op = check_unary_name(L, 1, "unary_grad_with_isa");
+  lt_tensor *g = lt_l_checktensor(L, 2), *x = lt_l_checktensor(L, 3), *out;
+  lt_isa isa = check_isa(L, 4, "unary_grad_with_isa"), used;
+  lt_l_check(L, lt__unary_grad_isa(lt_l_ctx(L), &out, op, g, x, NULL, luaL_optnumber(L, 5, 0), isa, &used));
+  lt_l_pushtensor(L, out);
+  lua_pushstring(L, lt_isa_name(used));
+  return 2;
+}
+
+static const luaL_Reg functions[] = {
+    {"add", l_add}, {"subtract", l_subtract}, {"multiply", l_multiply}, {"divide", l_divide},
+    {"power", l_power}, {"maximum", l_maximum}, {"minimum", l_minimum}, {"equal", l_equal},
+    {"not_equal", l_not_equal}, {"less", l_less}, {"less_equal", l_less_equal}, {"greater", l_greater},
+    {"greater_equal", l_greater_equal},
+    {"neg", l_neg}, {"exp", l_exp}, {"log", l_log}, {"sqrt", l_sqrt}, {"rsqrt", l_rsqrt}, {"abs", l_abs},
+    {"tanh", l_tanh}, {"sigmoid", l_sigmoid}, {"relu", l_relu}, {"leaky_relu", l_leaky_relu},
+    {"gelu", l_gelu}, {"gelu_approx", l_gelu_approx}, {"silu", l_silu}, {"softplus", l_softplus},
+    {"square", l_square}, {"sin", l_sin}, {"cos", l_cos},
+    {"where", l_where}, {"clip", l_clip},
+    {"isa", l_isa}, {"peak_gflops", l_peak_gflops}, {"bench_memcpy", l_bench_memcpy},
+    {"unary_with_isa", l_unary_with_isa}, {"unary_grad_with_isa", l_unary_grad_with_isa},
+    {NULL, NULL}};
+
+/* Lua's arithmetic on tensors; comparisons cannot be metamethods (Lua turns
+ * their results into booleans), so they stay functions. */
+static const luaL_Reg metamethods[] = {
+    {"__add", l_add}, {"__sub", l_subtract}, {"__mul", l_multiply}, {"__div", l_divide},
+    {"__pow", l_power}, {"__unm", l_unm}, {NULL, NULL}};
+
+void lt_l_open_elementwise(lua_State *L) {
+  lt_l_register(L, functions);
+  luaL_getmetatable(L, LT_L_TENSOR); /* created by lt_l_open_tensor, which runs first */
+  if (lua_istable(L, -1)) lt_l_register(L, metamethods);
+  lua_pop(L, 1);
+}

@@ -157,7 +157,7 @@ static lt_status norm_backward_rule(lt_ctx *ctx, const lt_node *n, lt_tensor *g,
   if (!st && n->needs[0]) st = new_like(ctx, &gin[0], x);
   if (!st && want_w) st = new_like(ctx, &gin[1], w);
   if (!st && want_b) st = new_like(ctx, &gin[2], b);
-  if (!st && (want_w || want_b) && !(part = lt_ctx_alloc(ctx, part_bytes)))
+  if (!st && (want_w || want_b) && c > 0 && !(part = lt_ctx_alloc(ctx, part_bytes)))
     st = lt_ctx_fail(ctx, LT_ERR_MEM, "%s: out of memory", n->name);
   if (!st) {
     norm_backward(ctx, gin[0] ? lt__f32(gin[0]) : NULL, part, lt__f32(s.g), lt__f32(s.x),

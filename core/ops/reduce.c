@@ -111,15 +111,16 @@ static double row_sqdev(const float *x, int64_t n, double c) {
   return lanes_total(a);
 }
 
-/* x (n) -> sum exp(x - c) */
+/* x (n) -> sum exp(x - c), the exps computed 256 at a time by the vectorised lt__exp_shift */
 static double row_expsum(const float *x, int64_t n, double c) {
-  double a[LANES] = {0};
-  float cf = (float)c;
-  int64_t i = 0;
-  for (; i + LANES <= n; i += LANES)
-    for (int j = 0; j < LANES; j++) a[j] += expf(x[i + j] - cf);
-  for (int j = 0; i < n; i++, j++) a[j] += expf(x[i] - cf);
-  return lanes_total(a);
+  float tmp[256];
+  double s = 0;
+  for (int64_t i = 0; i < n; i += 256) {
+    int64_t len = n - i < 256 ? n - i : 256;
+    lt__exp_shift(tmp, x + i, (float)c, len);
+    s += row_sum(tmp, len);
+  }
+  return s;
 }
 
 /* x (n) -> max x or min x; NaN wins, as in NumPy. */

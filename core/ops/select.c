@@ -1,5 +1,241 @@
-/* Placeholder until this op family lands: every entry fails cleanly. */
+/* Elementwise selection: where(cond, a, b) and clip(x, lo, hi), each with its
+ * backward rule. */
+#include <math.h>
+#include <string.h>
 #include "internal.h"
 
-lt_status lt_where(lt_ctx *ctx, lt_tensor **out, lt_tensor *cond, lt_tensor *a, lt_tensor *b) { (void)ctx; (void)out; (void)cond; (void)a; (void)b; return lt_ctx_fail(ctx, LT_ERR_STATE, "lt_where: not implemented yet"); }
-lt_status lt_clip(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, double lo, double hi) { (void)ctx; (void)out; (void)x; (void)lo; (void)hi; return lt_ctx_fail(ctx, LT_ERR_STATE, "lt_clip: not implemented yet"); }
+/* ---- where ---- */
+
+static int int_rank(lt_dtype d) {
+  switch (d) {
+  case LT_BOOL: return 0;
+  case LT_UINT8: return 1;
+  case LT_INT32: return 2;
+  default: return 3;
+  }
+}
+
+/* The dtype of where's result: a float wins (two different floats meet in
+ * float32), else the wider integer. */
+static lt_dtype promote(lt_dtype a, lt_dtype b) {
+  int fa = lt_dtype_info(a)->is_float, fb = lt_dtype_info(b)->is_float;
+  if (fa && fb) return a == b ? a : LT_FLOAT32;
+  if (fa) return a;
+  if (fb) return b;
+  return int_rank(a) >= int_rank(b) ? a : b;
+}
+
+/* Strides (in elements) of contiguous `t` read in the broadcast shape: 0 on broadcast axes. */
+static void broadcast_strides(int nd, const int64_t *shape, const lt_tensor *t, int64_t *strides) {
+  int64_t s = 1;
+  for (int i = nd - 1; i >= 0; i--) {
+    int it = i - (nd - t->ndim);
+    int64_t d = it >= 0 ? t->shape[it] : 1;
+    strides[i] = (d == 1 && shape[i] != 1) ? 0 : s;
+    s *= d;
+  }
+}
+
+/* The three inputs read in the output's shape. */
+typedef struct where_plan {
+  int nd;
+  int64_t shape[LT_MAX_DIMS];
+  int64_t s[3][LT_MAX_DIMS]; /* cond, a, b */
+} where_plan;
+
+/* o[i] = c[i*sc] ? a[i*sa] : b[i*sb] for i < n, elements of `es` bytes. */
+static void select_run(void *o, const uint8_t *c, int64_t sc, const void *a, int64_t sa, const void *b, int64_t sb,
+                       int64_t n, size_t es) {
+#define SELECT_LOOP(T)                                                        \
+  for (int64_t i = 0; i < n; i++)                                             \
+    ((T *)o)[i] = c[i * sc] ? ((const T *)a)[i * sa] : ((const T *)b)[i * sb]; \
+  break
+  switch (es) {
+  case 1: SELECT_LOOP(uint8_t);
+  case 2: SELECT_LOOP(uint16_t);
+  case 4: SELECT_LOOP(uint32_t);
+  default: SELECT_LOOP(uint64_t);
+  }
+#undef SELECT_LOOP
+}
+
+/* Output elements [lo, hi) of the plan, one row run at a time. */
+static void where_chunk(const where_plan *p, int64_t lo, int64_t hi, void *out, const uint8_t *c, const char *a,
+                        const char *b, size_t es) {
+  int nd = p->nd;
+  int64_t inner = nd ? p->shape[nd - 1] : 1;
+  int64_t sc = nd ? p->s[0][nd - 1] : 0, sa = nd ? p->s[1][nd - 1] : 0, sb = nd ? p->s[2][nd - 1] : 0;
+  for (int64_t i = lo; i < hi;) {
+    int64_t j = i % inner, rem = i / inner, oc = j * sc, oa = j * sa, ob = j * sb;
+    for (int d = nd - 2; d >= 0; d--) {
+      int64_t idx = rem % p->shape[d];
+      rem /= p->shape[d];
+      oc += idx * p->s[0][d];
+      oa += idx * p->s[1][d];
+      ob += idx * p->s[2][d];
+    }
+    int64_t m = inner - j < hi - i ? inner - j : hi - i;
+    select_run((char *)out + i * (int64_t)es, c + oc, sc, a + oa * (int64_t)es, sa, b + ob * (int64_t)es, sb, m, es);
+    i += m;
+  }
+}
+
+static void where_run(const lt_ctx *ctx, const where_plan *p, lt_tensor *o, const lt_tensor *c, const lt_tensor *a,
+                      const lt_tensor *b) {
+  int64_t n = lt_tensor_size(o);
+  size_t es = lt_dtype_info(o->dtype)->size;
+  int threads = n >= LT_GRAIN ? lt__ctx_threads(ctx) : 1;
+  int64_t nchunks = (n + LT_GRAIN - 1) / LT_GRAIN;
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t k = 0; k < nchunks; k++) {
+    int64_t lo = k * LT_GRAIN, hi = lo + LT_GRAIN < n ? lo + LT_GRAIN : n;
+    where_chunk(p, lo, hi, lt_tensor_data(o), lt_tensor_data(c), lt_tensor_data(a), lt_tensor_data(b), es);
+  }
+}
+
+/* ga = where(cond, g, 0), gb = where(cond, 0, g), each summed to its input's shape. */
+static lt_status where_backward(lt_ctx *ctx, const lt_node *n, lt_tensor *g, lt_tensor **gin) {
+  lt_pool p = LT_POOL(ctx);
+  lt_tensor *zero = lt__pscalar(&p, 0, g->dtype), *cond = n->in[2], *t = NULL;
+  if (n->needs[0] && zero) {
+    lt_tensor *ga = lt__padd(&p, lt_where(ctx, &t, cond, g, zero), t);
+    gin[0] = lt__pkeep(&p, lt__psum_to(&p, ga, n->in[0]));
+  }
+  if (n->needs[1] && zero) {
+    lt_tensor *gb = lt__padd(&p, lt_where(ctx, &t, cond, zero, g), t);
+    gin[1] = lt__pkeep(&p, lt__psum_to(&p, gb, n->in[1]));
+  }
+  return lt__pool_drain(&p);
+}
+
+static lt_status where_compute(lt_ctx *ctx, lt_tensor **out, lt_tensor *cond, lt_tensor *a, lt_tensor *b,
+                               const where_plan *p, lt_dtype dt) {
+  lt_tensor *cc = NULL, *ac = NULL, *bc = NULL, *o = NULL;
+  lt_status st = lt__as_contig(ctx, &cc, cond, LT_BOOL);
+  if (!st) st = lt__as_contig(ctx, &ac, a, dt);
+  if (!st) st = lt__as_contig(ctx, &bc, b, dt);
+  if (!st) st = lt_tensor_new(ctx, &o, dt, p->nd, p->shape);
+  if (!st) {
+    where_plan q = *p;
+    broadcast_strides(p->nd, p->shape, cc, q.s[0]);
+    broadcast_strides(p->nd, p->shape, ac, q.s[1]);
+    broadcast_strides(p->nd, p->shape, bc, q.s[2]);
+    where_run(ctx, &q, o, cc, ac, bc);
+  }
+  lt_tensor *tmp[3] = {cc, ac, bc};
+  lt__release_all(3, tmp);
+  if (st) {
+    lt_tensor_release(o);
+    return st;
+  }
+  *out = o;
+  return LT_OK;
+}
+
+lt_status lt_where(lt_ctx *ctx, lt_tensor **out, lt_tensor *cond, lt_tensor *a, lt_tensor *b) {
+  *out = NULL;
+  where_plan p;
+  lt_tensor ab = {0}; /* only its shape: the broadcast of a and b */
+  if (!lt__broadcast_shape(ctx, "where", &ab.ndim, ab.shape, a, b)) return LT_ERR_ARG;
+  if (!lt__broadcast_shape(ctx, "where", &p.nd, p.shape, cond, &ab)) return LT_ERR_ARG;
+  lt_dtype dt = promote(a->dtype, b->dtype);
+  lt_status st = where_compute(ctx, out, cond, a, b, &p, dt);
+  if (st || !lt_dtype_info(dt)->is_float) return st;
+  lt_tensor *ins[3] = {a, b, cond};
+  return lt__record(ctx, NULL, "where", where_backward, out, 3, ins);
+}
+
+/* ---- clip ---- */
+
+/* x (n) -> y (n): y = min(max(x, lo), hi); a NaN bound is no bound, a NaN x stays NaN. */
+static void clip_f32(const lt_ctx *ctx, float *y, const float *x, int64_t n, float lo, float hi) {
+  int threads = n >= LT_GRAIN ? lt__ctx_threads(ctx) : 1;
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t i = 0; i < n; i++) {
+    float v = x[i] < lo ? lo : x[i];
+    y[i] = v > hi ? hi : v;
+  }
+}
+
+/* g (n), x (n) -> gx (n): g where lo <= x <= hi (bounds inclusive, as PyTorch's clamp), else 0. */
+static void clip_backward_f32(const lt_ctx *ctx, float *gx, const float *g, const float *x, int64_t n, float lo,
+                              float hi) {
+  int has_lo = !isnan(lo), has_hi = !isnan(hi);
+  int threads = n >= LT_GRAIN ? lt__ctx_threads(ctx) : 1;
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t i = 0; i < n; i++) {
+    int in = (!has_lo || x[i] >= lo) && (!has_hi || x[i] <= hi);
+    gx[i] = in ? g[i] : 0.0f;
+  }
+}
+
+static lt_status clip_backward(lt_ctx *ctx, const lt_node *node, lt_tensor *g, lt_tensor **gin) {
+  lt_tensor *x = node->in[0], *gc = NULL, *xc = NULL, *o = NULL;
+  lt_status st = lt__as_f32(ctx, &gc, g);
+  if (!st) st = lt__as_f32(ctx, &xc, x);
+  if (!st) st = lt_tensor_new(ctx, &o, LT_FLOAT32, x->ndim, x->shape);
+  if (!st)
+    clip_backward_f32(ctx, lt__f32(o), lt__f32(gc), lt__f32(xc), lt_tensor_size(o), (float)node->f[0],
+                      (float)node->f[1]);
+  lt_tensor_release(gc);
+  lt_tensor_release(xc);
+  if (!st) st = lt__from_f32(ctx, &o, x->dtype);
+  if (st) lt_tensor_release(o);
+  else gin[0] = o;
+  return st;
+}
+
+/* Integers with integral bounds stay integers: clipped in int64, narrowed back. */
+static lt_status clip_int(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, double lo, double hi) {
+  lt_tensor *xc = NULL, *o = NULL;
+  lt_status st = lt__as_contig(ctx, &xc, x, LT_INT64);
+  if (!st) st = lt_tensor_new(ctx, &o, LT_INT64, x->ndim, x->shape);
+  if (!st) {
+    int64_t ilo = isnan(lo) ? INT64_MIN : lo < -9.2e18 ? INT64_MIN : (int64_t)lo;
+    int64_t ihi = isnan(hi) ? INT64_MAX : hi > 9.2e18 ? INT64_MAX : (int64_t)hi;
+    const int64_t *xi = lt_tensor_data(xc);
+    int64_t *yi = lt_tensor_data(o), n = lt_tensor_size(o);
+    for (int64_t i = 0; i < n; i++) {
+      int64_t v = xi[i] < ilo ? ilo : xi[i];
+      yi[i] = v > ihi ? ihi : v;
+    }
+  }
+  lt_tensor_release(xc);
+  if (!st && x->dtype != LT_INT64) {
+    lt_tensor *conv = NULL;
+    st = lt__as_contig(ctx, &conv, o, x->dtype);
+    lt_tensor_release(o);
+    o = conv;
+  }
+  if (!st) *out = o;
+  else lt_tensor_release(o);
+  return st;
+}
+
+static int integral(double v) { return isnan(v) || v == floor(v); }
+
+lt_status lt_clip(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, double lo, double hi) {
+  *out = NULL;
+  if (isnan(lo) && isnan(hi)) return lt_ctx_fail(ctx, LT_ERR_ARG, "clip: at least one of lo and hi must be given");
+  int is_float = lt_dtype_info(x->dtype)->is_float;
+  if (!is_float && integral(lo) && integral(hi)) return clip_int(ctx, out, x, lo, hi);
+  lt_tensor *xc = NULL, *o = NULL;
+  lt_status st = lt__as_f32(ctx, &xc, x);
+  if (!st) st = lt_tensor_new(ctx, &o, LT_FLOAT32, x->ndim, x->shape);
+  if (!st) clip_f32(ctx, lt__f32(o), lt__f32(xc), lt_tensor_size(o), (float)lo, (float)hi);
+  lt_tensor_release(xc);
+  if (!st) st = lt__from_f32(ctx, &o, lt__float_result(x->dtype));
+  if (st) {
+    lt_tensor_release(o);
+    return st;
+  }
+  *out = o;
+  if (!is_float) return LT_OK;
+  lt_node *node;
+  st = lt__record(ctx, &node, "clip", clip_backward, out, 1, &x);
+  if (node) {
+    node->f[0] = lo;
+    node->f[1] = hi;
+  }
+  return st;
+}

