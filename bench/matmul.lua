@@ -1,6 +1,6 @@
 -- GFLOP/s of lattice.matmul against a direct OpenBLAS sgemm of the same sizes,
 -- measured in the same run, for a square and transformer-shaped products.
--- Usage: lattice bench/matmul.lua [seconds per sample]   (or lua5.4 with the paths set)
+-- Usage: lattice bench/matmul.lua [seconds per sample] [threads]   (or lua5.4 with the paths set)
 -- Prints one JSON line per shape. Target: ratio >= 0.90 everywhere.
 local lattice = require "lattice"
 
@@ -9,6 +9,9 @@ local lattice = require "lattice"
 -- so a noisy neighbour that slows one sample slows its partner alike.
 local SAMPLE = tonumber(arg and arg[1]) or 0.1 -- seconds per timing sample
 local SAMPLES = 11                              -- medians over this many pairs
+if arg and arg[2] then
+  lattice.set_num_threads(math.tointeger(tonumber(arg[2])) or error("matmul bench: threads must be an integer"))
+end
 
 -- Cases: a (batch..., M, K) @ b (K, N) or (batch, K, N); `at` passes a as a
 -- transposed view (the weight-gradient product X^T @ G of a linear layer).

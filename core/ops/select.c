@@ -93,18 +93,20 @@ static void where_run(const lt_ctx *ctx, const where_plan *p, lt_tensor *o, cons
   }
 }
 
+/* where(cond, a, b) into the pool (NULL when an input is). */
+static lt_tensor *pwhere(lt_pool *p, lt_tensor *cond, lt_tensor *a, lt_tensor *b) {
+  if (!a || !b) return NULL;
+  lt_tensor *t = NULL;
+  lt_status st = lt_where(p->ctx, &t, cond, a, b);
+  return lt__padd(p, st, t);
+}
+
 /* ga = where(cond, g, 0), gb = where(cond, 0, g), each summed to its input's shape. */
 static lt_status where_backward(lt_ctx *ctx, const lt_node *n, lt_tensor *g, lt_tensor **gin) {
   lt_pool p = LT_POOL(ctx);
-  lt_tensor *zero = lt__pscalar(&p, 0, g->dtype), *cond = n->in[2], *t = NULL;
-  if (n->needs[0] && zero) {
-    lt_tensor *ga = lt__padd(&p, lt_where(ctx, &t, cond, g, zero), t);
-    gin[0] = lt__pkeep(&p, lt__psum_to(&p, ga, n->in[0]));
-  }
-  if (n->needs[1] && zero) {
-    lt_tensor *gb = lt__padd(&p, lt_where(ctx, &t, cond, zero, g), t);
-    gin[1] = lt__pkeep(&p, lt__psum_to(&p, gb, n->in[1]));
-  }
+  lt_tensor *zero = lt__pscalar(&p, 0, g->dtype), *cond = n->in[2];
+  if (n->needs[0]) gin[0] = lt__pkeep(&p, lt__psum_to(&p, pwhere(&p, cond, g, zero), n->in[0]));
+  if (n->needs[1]) gin[1] = lt__pkeep(&p, lt__psum_to(&p, pwhere(&p, cond, zero, g), n->in[1]));
   return lt__pool_drain(&p);
 }
 

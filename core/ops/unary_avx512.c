@@ -30,6 +30,11 @@ static inline vf vpow2i(vf n) {
 }
 static inline vm vlt(vf a, vf b) { return _mm512_cmp_ps_mask(a, b, _CMP_LT_OQ); }
 static inline vm vgt(vf a, vf b) { return _mm512_cmp_ps_mask(a, b, _CMP_GT_OQ); }
+/* The value as computed: no contraction across it. */
+static inline vf vkeep(vf a) {
+  __asm__("" : "+v"(a));
+  return a;
+}
 static inline vf vsel(vm m, vf t, vf f) { return _mm512_mask_blend_ps(m, f, t); }
 
 #define LT_SIMD_FWD lt__unary_fwd_avx512

@@ -5,7 +5,7 @@
  *   vmul, vdiv, vfma(a,b,c) = a*b+c, vmin/vmax (the SECOND argument is
  *   returned when either is NaN, as minps/maxps do), vsqrt, vround (to nearest),
  *   vabs, vcopysign(mag, sign), vpow2i (2^n for integral n in [-126, 127]),
- *   vlt, vgt, vsel(m, if_true, if_false),
+ *   vlt, vgt, vsel(m, if_true, if_false), vkeep (an optimisation barrier),
  * and LT_SIMD_FWD / LT_SIMD_BWD, the names of the tables to define.
  * Every algorithm is compared with the _ref kernel of unary.c by
  * spec/isa_spec.lua. Not a public header: included by those two files only. */
@@ -101,10 +101,13 @@ static inline vf v_normal_cdf(vf x, vf *pdf) {
   return vsel(vlt(x, vset(0.0f)), q, vsub(vset(1.0f), q));
 }
 
-/* u = sqrt(2/pi) (x + 0.044715 x^3) */
+/* u = sqrt(2/pi) (x + 0.044715 x^3), rounded step by step exactly as the _ref
+ * kernel does: the negative tail amplifies u's rounding ~2|u| times, so both
+ * must round u alike to agree there. vkeep stops GCC (whose intrinsics are
+ * plain vector arithmetic, contracted under -std=gnu11) from fusing the add. */
 static inline vf v_gelu_u(vf x) {
-  vf x2 = vmul(x, x);
-  return vmul(vmul(x, vfma(x2, vset(0.044715f), vset(1.0f))), vset(0.7978845608028654f));
+  vf cube = vkeep(vmul(vmul(vmul(vset(0.044715f), x), x), x));
+  return vmul(vset(0.7978845608028654f), vadd(x, cube));
 }
 
 /* ---- forward ops: f(x, alpha) ---- */
