@@ -40,12 +40,13 @@ install_packages() {
   if [ "$(id -u)" != 0 ]; then
     echo "setup.sh: these Debian packages are missing: $missing" >&2
     echo "Install them, then run this again:" >&2
-    echo "  sudo apt-get install -y --no-install-recommends $missing" >&2
+    echo "  sudo apt-get update && sudo apt-get install -y --no-install-recommends $missing" >&2
     exit 1
   fi
   echo "setup.sh: installing $missing" >&2
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
+  # shellcheck disable=SC2086 # one word per package
   apt-get install -y -qq --no-install-recommends $missing >/dev/null
 }
 

@@ -24,13 +24,11 @@ static float peak_scalar(int64_t iters) {
 
 typedef float (*peak_fn)(int64_t iters);
 
-/* The sink keeps every chain's result observable. */
-static volatile float sink;
-
 double lt_peak_gflops(lt_isa isa, int threads, double seconds) {
   if (isa > lt_cpu_isa() || threads < 1) return -1;
   peak_fn fn = isa == LT_ISA_AVX512 ? lt__peak_avx512 : isa == LT_ISA_AVX2 ? lt__peak_avx2 : peak_scalar;
   double flops_per_iter = isa == LT_ISA_AVX512 ? 384 : isa == LT_ISA_AVX2 ? 192 : 24;
+  volatile float sink; /* keeps every chain's result observable (local: no shared state) */
   /* Calibrate on one thread: double until a run takes 20 ms. */
   int64_t iters = 1 << 14;
   double t = 0;
@@ -43,15 +41,19 @@ double lt_peak_gflops(lt_isa isa, int threads, double seconds) {
   }
   int64_t n = (int64_t)((double)iters * seconds / t);
   if (n < iters) n = iters;
+  float total = 0;
+  int team = 1;
   double t0 = lt_now();
-#pragma omp parallel num_threads(threads)
+#pragma omp parallel num_threads(threads) reduction(+ : total)
   {
-    float s = fn(n);
-#pragma omp critical
-    sink = sink + s;
+    total += fn(n);
+#pragma omp single nowait
+    team = omp_get_num_threads();
   }
   double el = lt_now() - t0;
-  return flops_per_iter * (double)n * threads / el * 1e-9;
+  sink = total;
+  (void)sink;
+  return flops_per_iter * (double)n * team / el * 1e-9;
 }
 
 static int cmp_double(const void *a, const void *b) {
