@@ -65,7 +65,7 @@ case "${1:-}" in
   test)
     build
     # ctest's summary ("100% tests passed, 0 tests failed out of N") ends the output.
-    exec ctest --test-dir build --output-on-failure
+    exec ctest --test-dir build --output-on-failure -j "$(nproc 2>/dev/null || echo 2)"
     ;;
   build)
     build
