@@ -11,6 +11,7 @@
 #include <math.h>
 #include <string.h>
 #include "internal.h"
+#include "ops/expf.h"
 
 static int is_index_dtype(lt_dtype dt) { return dt == LT_INT32 || dt == LT_INT64 || dt == LT_UINT8; }
 
@@ -58,33 +59,6 @@ static inline int32_t order_key(float x) {
   int32_t i = (int32_t)to_bits(x);
   return i ^ ((i >> 31) & 0x7fffffff);
 }
-/* b where mask is all ones, a where it is zero. */
-static inline uint32_t blend(uint32_t a, uint32_t b, uint32_t mask) { return (a & ~mask) | (b & mask); }
-
-/* exp(x) in plain float arithmetic that the compiler vectorises (glibc's expf
- * is a call per element): 2^n * p(r) with n = round(x / ln 2), |r| <= ln2 / 2,
- * and Cephes' expf polynomial (measured: 1.4 ulp at most on [-87, 88]).
- * Below -87 it gives 0 (exp(-87) is 1.6e-38), above 88.37 inf, NaN stays NaN.
- * The special cases are integer masks, not branches: with -ftrapping-math
- * (the default, kept) GCC will not if-convert float comparisons. */
-static inline float exp_f32(float x) {
-  const float lo = -87.0f, hi = 88.3762626647949f;
-  int32_t k = order_key(x);
-  uint32_t xb = to_bits(x), nan = -(uint32_t)((xb & 0x7fffffffu) > 0x7f800000u);
-  uint32_t below = -(uint32_t)(k < order_key(lo)) & ~nan, above = -(uint32_t)(k > order_key(hi)) & ~nan;
-  float xc = from_bits(blend(blend(blend(xb, to_bits(lo), below), to_bits(hi), above), 0, nan));
-  float n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f; /* + 1.5 * 2^23 rounds to an integer */
-  float r = xc - n * 0.693359375f + n * 2.12194440e-4f;          /* ln 2 in two parts */
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;
-  float y = p * from_bits((uint32_t)((int32_t)n + 127) << 23);
-  return from_bits(blend(blend(blend(to_bits(y), 0, below), 0x7f800000u, above), xb, nan));
-}
 
 /* Rows are read in LANES independent float lanes (vectorised without
  * reassociating anything), flushed to double every CHUNK elements; the order
@@ -119,12 +93,12 @@ static void row_sums(const float *z, int64_t C, float m, double *se, double *sz)
     for (; c + LANES <= c1; c += LANES) {
       const float *zc = z + c;
       for (int j = 0; j < LANES; j++) {
-        e[j] += exp_f32(zc[j] - m);
+        e[j] += lt__expf(zc[j] - m);
         s[j] += zc[j];
       }
     }
     for (; c < c1; c++) {
-      de += exp_f32(z[c] - m);
+      de += lt__expf(z[c] - m);
       dz += z[c];
     }
     for (int j = 0; j < LANES; j++) {
@@ -175,7 +149,7 @@ static void ce_backward_kernel(const lt_ctx *ctx, float *dz, const float *z, con
       continue;
     }
     float w = g ? g[r] : gs, l = lse[r];
-    for (int64_t c = 0; c < C; c++) dr[c] = w * (exp_f32(zr[c] - l) - off);
+    for (int64_t c = 0; c < C; c++) dr[c] = w * (lt__expf(zr[c] - l) - off);
     dr[t[r]] -= w * hit;
   }
 }

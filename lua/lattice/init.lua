@@ -21,6 +21,9 @@ lattice.grad = autograd.grad
 local not_methods = {
   array = true, zeros = true, ones = true, full = true, arange = true, eye = true, random = true,
   concatenate = true, stack = true, is_tensor = true, value_and_grad = true, grad = true,
+  isa = true, peak_gflops = true, bench_memcpy = true, bench_sgemm = true, unary_with_isa = true,
+  unary_grad_with_isa = true, load_safetensors = true, save_safetensors = true, set_num_threads = true,
+  num_threads = true, blas_info = true, memory_stats = true, set_cache_limit = true, clear_cache = true, now = true,
 }
 local methods = core.Tensor
 for name, value in pairs(lattice) do

@@ -10,5 +10,6 @@
 #include "lattice/io.h"
 #include "lattice/blas.h"
 #include "lattice/cpu.h"
+#include "lattice/peak.h"
 
 #endif
