@@ -17,8 +17,8 @@ cd "$(dirname "$0")"
 #   liblua5.4-dev lua5.4             Lua 5.4 to embed, and its interpreter
 #   libopenblas-dev libcjson-dev     GEMMs; JSON headers of safetensors files
 #   libreadline-dev                  line editing and history in the REPL
-#   lua-busted                       the spec runner (its files cover Lua 5.4)
-PACKAGES="gcc libc6-dev make cmake liblua5.4-dev lua5.4 libopenblas-dev libcjson-dev libreadline-dev lua-busted"
+#   lua-busted lua-check             the spec runner (its files cover Lua 5.4), the Lua linter
+PACKAGES="gcc libc6-dev make cmake liblua5.4-dev lua5.4 libopenblas-dev libcjson-dev libreadline-dev lua-busted lua-check"
 
 usage() {
   sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'

@@ -359,7 +359,8 @@ describe("closing", function()
     collectgarbage("stop") -- only the close below may release memory
     local before = lattice.memory_stats().in_use
     do
-      local _t <close> = lattice.zeros({1024, 1024})
+      local t <close> = lattice.zeros({1024, 1024})
+      assert.are.equal(1024 * 1024, t.size)
       assert.are.equal(before + 4 * 1024 * 1024, lattice.memory_stats().in_use)
     end
     local after = lattice.memory_stats().in_use
