@@ -36,6 +36,10 @@ describe("value_and_grad", function()
       "value_and_grad: argnums 3 is out of range for 2 arguments")
   end)
 
+  it("gives nil, not a table, for a single argument that holds no tensor", function()
+    assert.is_nil(lattice.grad(function(_, y) return lattice.sum(y) end)(2, lattice.ones({2})))
+  end)
+
   it("passes extra return values through after the gradients", function()
     local f = lattice.value_and_grad(function(x) return lattice.sum(x), "aux", 42 end)
     local v, g, aux, n = f(lattice.array({1, 2}))

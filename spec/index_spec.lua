@@ -123,6 +123,13 @@ describe("take", function()
     gradcheck(function(v) return weigh(lattice.take(v, i64({ 23, 0, 23, 5 }))) end, { x3 })
   end)
 
+  it("has zero-size gradients for zero-size rows", function()
+    local g = lattice.grad(function(v) return lattice.sum(lattice.take(v, i64({ 0, 2 }), 1)) end)(lattice.zeros({ 3, 0 }))
+    assert.are.same({ 3, 0 }, g.shape)
+    local ge = lattice.grad(function(v) return lattice.sum(lattice.embedding(v, i64({ 1 }))) end)(lattice.zeros({ 3, 0 }))
+    assert.are.same({ 3, 0 }, ge.shape)
+  end)
+
   it("returns float16 gradients for float16 inputs", function()
     local h = lattice.array({ 1, 2, 3 }, "float16")
     local g = lattice.grad(function(v) return weigh(lattice.take(v, i64({ 0, 0, 2 }))) end)(h)

@@ -53,6 +53,9 @@ describe("lattice.array", function()
   it("rejects ragged tables, bad elements and unknown dtypes", function()
     assert.has_error(function() lattice.array({{1, 2}, {3}}) end,
       "array: ragged nested table at depth 2 (expected 2 elements, got 1)")
+    assert.has_error(function() lattice.array({{}, {3}}) end,
+      "array: ragged nested table at depth 2 (expected 0 elements, got 1)")
+    assert.are.same({2, 0}, lattice.array({{}, {}}).shape)
     assert.has_error(function() lattice.array({1, "x"}) end, "array: elements must be numbers or booleans, got string")
     assert.has_error(function() lattice.array({1}, "float64") end,
       "bad argument #2 to 'array' (unknown dtype 'float64')")
@@ -107,11 +110,14 @@ describe("creation functions", function()
     assert.are.same({1, 0.5}, lattice.arange(1, 0, -0.5):tolist())
     assert.are.equal("int32", lattice.arange(3, "int32").dtype)
     assert.has_error(function() lattice.arange(0, 1, 0) end, "arange: step must be finite and non-zero")
+    assert.has_error(function() lattice.arange(0, 1e30) end, "arange: too many elements (1e+30)")
   end)
 
   it("eye with offsets", function()
     assert.are.same({{1, 0, 0}, {0, 1, 0}}, lattice.eye(2, 3):tolist())
     assert.are.same({{0, 1}, {0, 0}}, lattice.eye(2, 2, 1):tolist())
+    assert.are.same({{0, 0}, {0, 0}}, lattice.eye(2, 2, math.maxinteger):tolist())
+    assert.are.same({{0, 0}, {0, 0}}, lattice.eye(2, 2, math.mininteger):tolist())
   end)
 
   it("rejects bad shapes", function()
@@ -181,6 +187,11 @@ describe("views", function()
     assert.are.same({6, 4}, x:reshape(-1, 4).shape)
     assert.are.same({24}, x:reshape({-1}).shape)
     assert.has_error(function() x:reshape(5, -1) end, "reshape: cannot reshape {2,3,4} (24 elements) into {5,-1}")
+    -- a product that overflows int64 (2^64 wraps to 0) is no size at all
+    assert.has_error(function() lattice.zeros({0}):reshape(4294967296, 4294967296) end,
+      "reshape: cannot reshape {0} (0 elements) into {4294967296,4294967296}")
+    assert.has_error(function() lattice.zeros({0}):reshape(-1, 4294967296, 4294967296) end,
+      "reshape: cannot reshape {0} (0 elements) into {-1,4294967296,4294967296}")
   end)
 
   it("transpose reverses or permutes axes (1-based)", function()
@@ -211,6 +222,7 @@ describe("views", function()
     assert.are.same({}, v:slice(1, 5, 4):tolist())
     assert.are.same({{1, 2}, {5, 6}, {9, 10}}, x[1]:slice(2, 2, 3):tolist())
     assert.has_error(function() v:slice(1, 1, 2, 0) end, "slice: step must be positive, got 0")
+    assert.are.same({0}, v:slice(1, 1, -1, math.maxinteger):tolist())
     assert.has_error(function() v:slice(2, 1, 2) end, "slice: axis 2 is out of range for 1 dimensions")
   end)
 
@@ -235,6 +247,8 @@ describe("views", function()
   it("broadcast_to repeats size-1 axes", function()
     assert.are.same({{1, 2}, {1, 2}}, lattice.array({1, 2}):broadcast_to({2, 2}):tolist())
     assert.has_error(function() lattice.array({1, 2}):broadcast_to({3}) end, "broadcast_to: cannot broadcast {2} to {3}")
+    assert.has_error(function() lattice.array({1}):broadcast_to({4294967296, 4294967296}) end,
+      "broadcast_to: cannot broadcast {1} to {4294967296,4294967296}")
   end)
 
   it("are immutable", function()
@@ -252,7 +266,7 @@ describe("concatenate, stack and split", function()
     for i = 1, 9 do many[i] = lattice.array({i}) end
     assert.are.same({1, 2, 3, 4, 5, 6, 7, 8, 9}, lattice.concatenate(many):tolist())
     assert.has_error(function() lattice.concatenate({a, b}, 2) end,
-      "concatenate: shapes {1,2} and {2,2} differ outside axis 1")
+      "concatenate: shapes {1,2} and {2,2} differ outside axis 2")
     assert.has_error(function() lattice.concatenate({a, 3}) end, "concatenate: element 2 is not a lattice.Tensor")
   end)
 

@@ -1,4 +1,5 @@
 /* The helpers of binding.h. */
+#include <stdint.h>
 #include <string.h>
 #include "binding.h"
 
@@ -37,10 +38,20 @@ lt_tensor *lt_l_checkoperand(lua_State *L, int arg, const lt_tensor *like) {
   lt_dtype dt = LT_FLOAT32;
   if (like) {
     lt_dtype ld = lt_tensor_dtype(like);
-    if (lt_dtype_info(ld)->is_float || lua_isinteger(L, arg)) dt = ld;
+    if (lt_dtype_info(ld)->is_float) {
+      dt = ld;
+    } else if (lua_isinteger(L, arg)) {
+      /* the integer keeps its value: booleans count in int32, and a number
+       * that the other side's integer type cannot hold widens to int64 */
+      lua_Integer v = lua_tointeger(L, arg);
+      dt = ld == LT_BOOL ? LT_INT32 : ld;
+      if ((dt == LT_UINT8 && (v < 0 || v > UINT8_MAX)) || (dt == LT_INT32 && (v < INT32_MIN || v > INT32_MAX)))
+        dt = LT_INT64;
+    }
   }
   lt_tensor *t;
   lt_l_check(L, lt_tensor_full(lt_l_ctx(L), &t, dt, 0, NULL, lua_tonumber(L, arg)));
+  if (dt == LT_INT64 && lua_isinteger(L, arg)) *(int64_t *)lt_tensor_data(t) = lua_tointeger(L, arg); /* exact */
   lt_l_pushtensor(L, t);
   lua_replace(L, arg);
   return t;

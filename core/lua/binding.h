@@ -29,7 +29,8 @@ lt_tensor *lt_l_totensor(lua_State *L, int arg);
 /* A tensor or a Lua number at `arg`. A number becomes a 0-d tensor (replacing
  * the stack slot, so it lives until the C function returns) whose dtype is
  * like's when `like` is float, or like's integer dtype when the number is a Lua
- * integer, else float32. like == NULL: float32. */
+ * integer (int32 for a bool `like`, int64 when the type cannot hold the number),
+ * else float32. like == NULL: float32. */
 lt_tensor *lt_l_checkoperand(lua_State *L, int arg, const lt_tensor *like);
 /* Pushes a new lattice.Tensor owning the reference `t` and reports freshly
  * allocated bytes to the GC. */

@@ -84,7 +84,7 @@ static int l_array(lua_State *L) {
                  scratch + m * (sizeof(double) + sizeof(lua_Integer))};
   int64_t pos = 0;
   int all_bool = type != LUA_TNUMBER;
-  if (type == LUA_TTABLE && n > 0) read_nested(L, 1, 0, nd, shape, &vals, &pos, &all_bool);
+  if (type == LUA_TTABLE) read_nested(L, 1, 0, nd, shape, &vals, &pos, &all_bool); /* checks raggedness even when empty */
   else if (type != LUA_TTABLE) {
     vals.num[0] = type == LUA_TBOOLEAN ? lua_toboolean(L, 1) : lua_tonumber(L, 1);
     vals.is_int[0] = (char)lua_isinteger(L, 1);

@@ -47,10 +47,10 @@ DEFINE_KERNEL(ge_f32, float, x >= y)
 
 static int64_t ipow(int64_t x, int64_t y) {
   if (y < 0) return x == 1 ? 1 : x == -1 ? (y & 1 ? -1 : 1) : 0;
-  int64_t r = 1;
-  for (; y; y >>= 1, x *= x)
-    if (y & 1) r *= x;
-  return r;
+  uint64_t r = 1, b = (uint64_t)x; /* unsigned: wraps like NumPy, no UB */
+  for (; y; y >>= 1, b *= b)
+    if (y & 1) r *= b;
+  return (int64_t)r;
 }
 
 DEFINE_KERNEL(add_i64, int64_t, (int64_t)((uint64_t)x + (uint64_t)y)) /* wraps like NumPy, no UB */
@@ -183,19 +183,17 @@ static void run(const lt_ctx *ctx, const plan *p, void *out, const void *a, cons
   /* Few long rows: split each row into blocks; many rows: one row per iteration. */
   int64_t blocks = rows >= threads ? 1 : (inner + LT_GRAIN - 1) / LT_GRAIN;
   int64_t bsize = (inner + blocks - 1) / blocks;
-#pragma omp parallel for num_threads(threads) schedule(static) collapse(2)
-  for (int64_t r = 0; r < rows; r++) {
-    for (int64_t blk = 0; blk < blocks; blk++) {
-      int64_t oa, ob, lo = blk * bsize, n = inner - lo < bsize ? inner - lo : bsize;
-      row_offsets(p, r, &oa, &ob);
-      oa += lo * ia;
-      ob += lo * ib;
-      char *o = (char *)out + (r * inner + lo) * (int64_t)es;
-      const char *pa = (const char *)a + oa * (int64_t)es, *pb = (const char *)b + ob * (int64_t)es;
-      if (kf) kf((float *)o, (const float *)pa, ia, (const float *)pb, ib, n);
-      else ki((int64_t *)o, (const int64_t *)pa, ia, (const int64_t *)pb, ib, n);
-    }
-  }
+  LT_PARALLEL_FOR(threads, t, rows * blocks, {
+    int64_t r = t / blocks, lo = (t % blocks) * bsize, oa, ob;
+    int64_t n = inner - lo < bsize ? inner - lo : bsize;
+    row_offsets(p, r, &oa, &ob);
+    oa += lo * ia;
+    ob += lo * ib;
+    char *o = (char *)out + (r * inner + lo) * (int64_t)es;
+    const char *pa = (const char *)a + oa * (int64_t)es, *pb = (const char *)b + ob * (int64_t)es;
+    if (kf) kf((float *)o, (const float *)pa, ia, (const float *)pb, ib, n);
+    else ki((int64_t *)o, (const int64_t *)pa, ia, (const int64_t *)pb, ib, n);
+  });
 }
 
 /* ---- backward rules ---- */

@@ -110,6 +110,7 @@ static void take_along(const lt_ctx *ctx, char *out, const char *x, const int64_
  * Tasks are (o, slice of inner) pairs, disjoint in gx, each walking k in order. */
 static void scatter_add(const lt_ctx *ctx, float *gx, const float *g, const int64_t *idx, geom s, int64_t so,
                         int64_t sk, int64_t si) {
+  if (s.outer * s.k * s.inner == 0) return; /* nothing to add (and no slice width to divide by) */
   int threads = s.outer * s.k * s.inner >= LT_GRAIN ? lt__ctx_threads(ctx) : 1;
   int64_t slices = s.outer >= threads ? 1 : threads;
   int64_t width = (s.inner + slices - 1) / slices;

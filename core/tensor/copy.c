@@ -17,8 +17,7 @@ static void copy_strided(const lt_ctx *ctx, void *dst, lt_dtype dd, const lt_ten
   int64_t inner = src->shape[nd - 1], istride = src->strides[nd - 1];
   int64_t rows = n / inner;
   int threads = ctx && rows * inner >= LT_GRAIN ? lt__ctx_threads(ctx) : 1;
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (int64_t r = 0; r < rows; r++) {
+  LT_PARALLEL_FOR(threads, r, rows, {
     int64_t off = 0, rem = r;
     for (int i = nd - 2; i >= 0; i--) {
       off += (rem % src->shape[i]) * src->strides[i];
@@ -35,7 +34,7 @@ static void copy_strided(const lt_ctx *ctx, void *dst, lt_dtype dd, const lt_ten
     } else {
       for (int64_t j = 0; j < inner; j++) lt_dtype_convert(d + j * (int64_t)ds, dd, s + j * istride * (int64_t)ss, src->dtype, 1);
     }
-  }
+  });
 }
 
 void lt_tensor_read(const lt_tensor *t, void *dst, lt_dtype dt) { copy_strided(NULL, dst, dt, t); }

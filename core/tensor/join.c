@@ -21,7 +21,7 @@ static lt_status check_pieces(lt_ctx *ctx, int n, lt_tensor *const *xs, int a) {
       char s0[LT_SHAPE_STR_MAX], si[LT_SHAPE_STR_MAX];
       return lt_ctx_fail(ctx, LT_ERR_ARG, "concatenate: shapes %s and %s differ outside axis %d",
                          lt__shape_str(s0, sizeof s0, xs[0]->ndim, xs[0]->shape),
-                         lt__shape_str(si, sizeof si, xs[i]->ndim, xs[i]->shape), a);
+                         lt__shape_str(si, sizeof si, xs[i]->ndim, xs[i]->shape), a + 1); /* as Lua counts */
     }
   }
   return LT_OK;

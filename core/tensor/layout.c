@@ -12,16 +12,16 @@ static lt_status reshape_backward(lt_ctx *ctx, const lt_node *n, lt_tensor *g, l
 /* Resolves one -1 in `shape` against x's size. */
 static lt_status infer_shape(lt_ctx *ctx, const lt_tensor *x, int ndim, const int64_t *shape, int64_t *out) {
   int64_t known = 1, size = lt_tensor_size(x);
-  int infer = -1;
+  int infer = -1, overflow = 0;
   for (int i = 0; i < ndim; i++) {
     out[i] = shape[i];
     if (shape[i] == -1 && infer < 0) infer = i;
     else if (shape[i] < 0) return lt_ctx_fail(ctx, LT_ERR_ARG, "reshape: invalid dimension %lld", (long long)shape[i]);
-    else known *= shape[i];
+    else overflow |= __builtin_mul_overflow(known, shape[i], &known); /* such a shape fits no tensor */
   }
-  if (infer >= 0) out[infer] = known ? size / known : 0;
+  if (infer >= 0 && !overflow) out[infer] = known ? size / known : 0;
   char a[LT_SHAPE_STR_MAX], b[LT_SHAPE_STR_MAX];
-  if ((infer >= 0 && known && size % known) || lt__numel(ndim, out) != size)
+  if (overflow || (infer >= 0 && known && size % known) || lt__numel(ndim, out) != size)
     return lt_ctx_fail(ctx, LT_ERR_ARG, "reshape: cannot reshape %s (%lld elements) into %s",
                        lt__shape_str(a, sizeof a, x->ndim, x->shape), (long long)size,
                        lt__shape_str(b, sizeof b, ndim, shape));
@@ -134,7 +134,7 @@ static lt_status slice_view(lt_ctx *ctx, lt_tensor **out, const lt_tensor *x, in
   int64_t shape[LT_MAX_DIMS], strides[LT_MAX_DIMS];
   memcpy(shape, x->shape, sizeof shape);
   memcpy(strides, x->strides, sizeof strides);
-  shape[a] = stop > start ? (stop - start + step - 1) / step : 0;
+  shape[a] = stop > start ? (stop - start - 1) / step + 1 : 0; /* no overflow for huge steps */
   strides[a] = x->strides[a] * step;
   return lt__view(ctx, out, x, x->ndim, shape, strides, x->offset + start * x->strides[a]);
 }
@@ -186,6 +186,9 @@ lt_status lt_broadcast_to(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, int ndim, 
   int64_t strides[LT_MAX_DIMS];
   char a[LT_SHAPE_STR_MAX], b[LT_SHAPE_STR_MAX];
   if (ndim < x->ndim || ndim > LT_MAX_DIMS) goto bad;
+  int64_t numel = 1;
+  for (int i = 0; i < ndim; i++) /* negative or overflowing sizes fit no tensor */
+    if (shape[i] < 0 || __builtin_mul_overflow(numel, shape[i], &numel)) goto bad;
   for (int i = 0; i < ndim; i++) {
     int j = i - (ndim - x->ndim);
     int64_t d = j >= 0 ? x->shape[j] : 1;

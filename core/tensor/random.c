@@ -29,8 +29,7 @@ static lt_status fill(lt_ctx *ctx, lt_tensor **out, lt_dtype dt, int ndim, const
   const lt_dtype_traits *tr = lt_dtype_info(dt);
   char *p = lt_tensor_data(*out);
   int threads = n >= LT_GRAIN ? lt__ctx_threads(ctx) : 1;
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (int64_t i = 0; i < n; i++) {
+  LT_PARALLEL_FOR(threads, i, n, {
     double v;
     if (kind == 0) { /* normal: Box-Muller on two uniforms of this element's counter pair */
       double u1 = unit(key, base + 2 * (uint64_t)i), u2 = unit(key, base + 2 * (uint64_t)i + 1);
@@ -42,7 +41,7 @@ static lt_status fill(lt_ctx *ctx, lt_tensor **out, lt_dtype dt, int ndim, const
       v = p0 + (double)(uint64_t)(((unsigned __int128)bits(key, base + (uint64_t)i) * range) >> 64);
     }
     tr->store(p + i * (int64_t)tr->size, v);
-  }
+  });
   return LT_OK;
 }
 

@@ -169,6 +169,7 @@ lt_status lt_tensor_arange(lt_ctx *ctx, lt_tensor **out, double start, double st
   if (step == 0 || !isfinite(start) || !isfinite(stop) || !isfinite(step))
     return lt_ctx_fail(ctx, LT_ERR_ARG, "arange: step must be finite and non-zero");
   double len = ceil((stop - start) / step);
+  if (len >= 9.2e18) return lt_ctx_fail(ctx, LT_ERR_ARG, "arange: too many elements (%g)", len);
   int64_t n = len > 0 ? (int64_t)len : 0;
   lt_status st = lt_tensor_new(ctx, out, dt, 1, &n);
   if (st) return st;
@@ -185,7 +186,7 @@ lt_status lt_tensor_eye(lt_ctx *ctx, lt_tensor **out, int64_t n, int64_t m, int6
   const lt_dtype_traits *tr = lt_dtype_info(dt);
   char *p = lt_tensor_data(*out);
   for (int64_t i = 0; i < n; i++)
-    if (i + k >= 0 && i + k < m) tr->store(p + (i * m + i + k) * (int64_t)tr->size, 1.0);
+    if (k >= -i && k < m - i) tr->store(p + (i * m + i + k) * (int64_t)tr->size, 1.0); /* i + k may overflow */
   return LT_OK;
 }
 

@@ -64,7 +64,8 @@ local function differentiate(fname, fn, argnums, single, ...)
     local flat, pos = core.tape_backward(out[1], leaves), { 0 }
     local grads = {}
     for i = 1, #argnums do grads[i] = rebuild(originals[i], flat, pos) end
-    return out, single and grads[1] or grads
+    if single then return out, grads[1] end -- nil when the argument holds no tensor
+    return out, grads
   end))
   core.tape_end()
   if not results[1] then error(results[2], 0) end
