@@ -16,8 +16,9 @@ typedef struct lt_storage {
   int64_t refcount;
   void *data;
   size_t nbytes;
-  lt_ctx *ctx;                 /* allocator owning `data`; NULL when wrapped */
-  void (*release)(void *ud);   /* wrapped host buffers */
+  lt_ctx *ctx;                 /* retained; its allocator owns `data` unless wrapped */
+  int wrapped;                 /* a host buffer: released through `release`, if any */
+  void (*release)(void *ud);
   void *release_ud;
 } lt_storage;
 
@@ -104,6 +105,12 @@ lt_status lt__record(lt_ctx *ctx, lt_node **node, const char *name, lt_backward_
                      int nin, lt_tensor *const *inputs);
 
 /* ---- context internals ---- */
+
+/* Spare tensor headers and storage records kept on the context, so that
+ * creating a tensor calls no malloc (see ctx.c). */
+typedef enum lt_obj_kind { LT_OBJ_TENSOR, LT_OBJ_STORAGE, LT_OBJ_KINDS } lt_obj_kind;
+void *lt__ctx_obj_get(lt_ctx *ctx, lt_obj_kind kind); /* zeroed, or NULL */
+void lt__ctx_obj_put(lt_ctx *ctx, lt_obj_kind kind, void *p);
 
 typedef struct lt_tape lt_tape;
 int lt__ctx_threads(const lt_ctx *ctx);

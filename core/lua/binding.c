@@ -33,28 +33,54 @@ void lt_l_pushtensor_ctx(lua_State *L, lt_ctx *ctx, lt_tensor *t) {
   if (debt >= 1024) lua_gc(L, LUA_GCSTEP, (int)(debt / 1024));
 }
 
-lt_tensor *lt_l_checkoperand(lua_State *L, int arg, const lt_tensor *like) {
-  if (!lua_isnumber(L, arg) || lua_type(L, arg) == LUA_TSTRING) return lt_l_checktensor(L, arg);
-  lt_dtype dt = LT_FLOAT32;
-  if (like) {
-    lt_dtype ld = lt_tensor_dtype(like);
-    if (lt_dtype_info(ld)->is_float) {
-      dt = ld;
-    } else if (lua_isinteger(L, arg)) {
-      /* the integer keeps its value: booleans count in int32, and a number
-       * that the other side's integer type cannot hold widens to int64 */
-      lua_Integer v = lua_tointeger(L, arg);
-      dt = ld == LT_BOOL ? LT_INT32 : ld;
-      if ((dt == LT_UINT8 && (v < 0 || v > UINT8_MAX)) || (dt == LT_INT32 && (v < INT32_MIN || v > INT32_MAX)))
-        dt = LT_INT64;
-    }
+/* The dtype a Lua number at arg takes beside a tensor of dtype like. */
+static lt_dtype number_dtype(lua_State *L, int arg, const lt_tensor *like) {
+  if (!like) return LT_FLOAT32;
+  lt_dtype ld = lt_tensor_dtype(like);
+  if (lt_dtype_info(ld)->is_float) return ld;
+  if (!lua_isinteger(L, arg)) return LT_FLOAT32;
+  /* the integer keeps its value: booleans count in int32, and a number that
+   * the other side's integer type cannot hold widens to int64 */
+  lua_Integer v = lua_tointeger(L, arg);
+  lt_dtype dt = ld == LT_BOOL ? LT_INT32 : ld;
+  if ((dt == LT_UINT8 && (v < 0 || v > UINT8_MAX)) || (dt == LT_INT32 && (v < INT32_MIN || v > INT32_MAX)))
+    dt = LT_INT64;
+  return dt;
+}
+
+static int is_number(lua_State *L, int arg) { return lua_type(L, arg) == LUA_TNUMBER; }
+
+/* A new reference: the tensor at arg, or the number there as a 0-d tensor.
+ * The caller has checked that arg is one of the two. */
+static lt_status operand(lua_State *L, int arg, const lt_tensor *like, lt_tensor **out) {
+  if (!is_number(L, arg)) {
+    *out = lt_tensor_retain(lt_l_totensor(L, arg));
+    return LT_OK;
   }
-  lt_tensor *t;
-  lt_l_check(L, lt_tensor_full(lt_l_ctx(L), &t, dt, 0, NULL, lua_tonumber(L, arg)));
-  if (dt == LT_INT64 && lua_isinteger(L, arg)) *(int64_t *)lt_tensor_data(t) = lua_tointeger(L, arg); /* exact */
-  lt_l_pushtensor(L, t);
-  lua_replace(L, arg);
+  lt_dtype dt = number_dtype(L, arg, like);
+  lt_status st = lt_tensor_full(lt_l_ctx(L), out, dt, 0, NULL, lua_tonumber(L, arg));
+  if (!st && dt == LT_INT64 && lua_isinteger(L, arg)) *(int64_t *)lt_tensor_data(*out) = lua_tointeger(L, arg);
+  return st;
+}
+
+lt_tensor *lt_l_checkoperand(lua_State *L, int arg, const lt_tensor *like) {
+  if (!is_number(L, arg)) lt_l_checktensor(L, arg);
+  lt_tensor *t = NULL;
+  lt_l_check(L, operand(L, arg, like, &t));
   return t;
+}
+
+void lt_l_checkpair(lua_State *L, int i, int j, lt_tensor **a, lt_tensor **b) {
+  /* Types first, so that nothing exists yet if one of them raises. */
+  if (!is_number(L, i)) lt_l_checktensor(L, i);
+  if (!is_number(L, j)) lt_l_checktensor(L, j);
+  int number_first = is_number(L, i);
+  lt_status st = operand(L, number_first ? j : i, NULL, number_first ? b : a);
+  if (!st) st = operand(L, number_first ? i : j, number_first ? *b : *a, number_first ? a : b);
+  if (st) {
+    lt_tensor_release(number_first ? *b : *a);
+    lt_l_check(L, st);
+  }
 }
 
 int lt_l_axis_from_lua(lua_Integer axis, int ndim) {

@@ -26,12 +26,16 @@ lt_ctx *lt_l_ctx(lua_State *L);
 lt_tensor *lt_l_checktensor(lua_State *L, int arg);
 /* The tensor at `arg`, or NULL if the value is not a (live) tensor. */
 lt_tensor *lt_l_totensor(lua_State *L, int arg);
-/* A tensor or a Lua number at `arg`. A number becomes a 0-d tensor (replacing
- * the stack slot, so it lives until the C function returns) whose dtype is
- * like's when `like` is float, or like's integer dtype when the number is a Lua
- * integer (int32 for a bool `like`, int64 when the type cannot hold the number),
- * else float32. like == NULL: float32. */
+/* Operands of elementwise ops: a tensor or a Lua number at `arg`, as a NEW
+ * reference the caller releases once the op has run (a number becomes a 0-d
+ * tensor without a Lua userdata, which keeps small ops cheap). A number takes
+ * like's dtype when like is float; a Lua integer beside an integer tensor
+ * keeps its value (int32 beside bool, int64 when like's type cannot hold it);
+ * otherwise float32. like == NULL: float32. Raises before creating anything. */
 lt_tensor *lt_l_checkoperand(lua_State *L, int arg, const lt_tensor *like);
+/* Arguments i and j as operands: a number takes its dtype from the other side,
+ * so `2 - t` and `t - 2` agree. Both are new references. */
+void lt_l_checkpair(lua_State *L, int i, int j, lt_tensor **a, lt_tensor **b);
 /* Pushes a new lattice.Tensor owning the reference `t` and reports freshly
  * allocated bytes to the GC. */
 void lt_l_pushtensor(lua_State *L, lt_tensor *t);

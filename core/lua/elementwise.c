@@ -11,22 +11,13 @@
 
 /* ---- binary ---- */
 
-/* Arguments i and j as tensors: a Lua number takes its dtype from the other
- * side (lt_l_checkoperand), so `2 - t` and `t - 2` agree. */
-static void check_pair(lua_State *L, int i, int j, lt_tensor **a, lt_tensor **b) {
-  if (lua_type(L, i) == LUA_TNUMBER) {
-    *b = lt_l_checkoperand(L, j, NULL);
-    *a = lt_l_checkoperand(L, i, *b);
-  } else {
-    *a = lt_l_checkoperand(L, i, NULL);
-    *b = lt_l_checkoperand(L, j, *a);
-  }
-}
-
 static int binary(lua_State *L, lt_binary_op op) {
   lt_tensor *a, *b, *out;
-  check_pair(L, 1, 2, &a, &b);
-  lt_l_check(L, lt_binary(lt_l_ctx(L), &out, op, a, b));
+  lt_l_checkpair(L, 1, 2, &a, &b);
+  lt_status st = lt_binary(lt_l_ctx(L), &out, op, a, b);
+  lt_tensor_release(a);
+  lt_tensor_release(b);
+  lt_l_check(L, st);
   lt_l_pushtensor(L, out);
   return 1;
 }
@@ -49,7 +40,9 @@ static int l_greater_equal(lua_State *L) { return binary(L, LT_GREATER_EQUAL); }
 
 static int unary(lua_State *L, lt_unary_op op, double alpha) {
   lt_tensor *x = lt_l_checkoperand(L, 1, NULL), *out;
-  lt_l_check(L, lt_unary(lt_l_ctx(L), &out, op, x, alpha));
+  lt_status st = lt_unary(lt_l_ctx(L), &out, op, x, alpha);
+  lt_tensor_release(x);
+  lt_l_check(L, st);
   lt_l_pushtensor(L, out);
   return 1;
 }
@@ -94,8 +87,11 @@ static int l_unm(lua_State *L) {
 /* where(cond, a, b): a where cond is nonzero, else b; numbers allowed for a and b. */
 static int l_where(lua_State *L) {
   lt_tensor *cond = lt_l_checktensor(L, 1), *a, *b, *out;
-  check_pair(L, 2, 3, &a, &b);
-  lt_l_check(L, lt_where(lt_l_ctx(L), &out, cond, a, b));
+  lt_l_checkpair(L, 2, 3, &a, &b);
+  lt_status st = lt_where(lt_l_ctx(L), &out, cond, a, b);
+  lt_tensor_release(a);
+  lt_tensor_release(b);
+  lt_l_check(L, st);
   lt_l_pushtensor(L, out);
   return 1;
 }

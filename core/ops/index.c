@@ -84,25 +84,23 @@ static inline void copy_elem(char *d, const char *s, size_t es) {
 static void take_rows(const lt_ctx *ctx, char *out, const char *x, const int64_t *idx, geom s, size_t es) {
   int64_t rows = s.outer * s.k, rb = s.inner * (int64_t)es;
   int threads = rows * s.inner >= LT_GRAIN ? lt__ctx_threads(ctx) : 1;
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (int64_t r = 0; r < rows; r++) {
+  LT_PARALLEL_FOR(threads, r, rows, {
     const char *src = x + ((r / s.k) * s.n + idx[r % s.k]) * rb;
     if (s.inner == 1) copy_elem(out + r * rb, src, es);
     else memcpy(out + r * rb, src, (size_t)rb);
-  }
+  });
 }
 
 /* x (outer,n,inner), idx (outer,K,inner) -> out (outer,K,inner): out[o,k,i] = x[o,idx[o,k,i],i]. */
 static void take_along(const lt_ctx *ctx, char *out, const char *x, const int64_t *idx, geom s, size_t es) {
   int64_t rows = s.outer * s.k;
   int threads = rows * s.inner >= LT_GRAIN ? lt__ctx_threads(ctx) : 1;
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (int64_t r = 0; r < rows; r++) {
+  LT_PARALLEL_FOR(threads, r, rows, {
     const char *xo = x + (r / s.k) * s.n * s.inner * (int64_t)es;
     const int64_t *ir = idx + r * s.inner;
     char *o = out + r * s.inner * (int64_t)es;
     for (int64_t i = 0; i < s.inner; i++) copy_elem(o + i * (int64_t)es, xo + (ir[i] * s.inner + i) * (int64_t)es, es);
-  }
+  });
 }
 
 /* gx (outer,n,inner) zeroed by the caller; accumulates gx[o, idx[o*so+k*sk+i*si], i] += g[o,k,i]
@@ -116,23 +114,21 @@ static void scatter_add(const lt_ctx *ctx, float *gx, const float *g, const int6
   int64_t width = (s.inner + slices - 1) / slices;
   width = (width + 15) / 16 * 16; /* whole cache lines of floats per task */
   slices = (s.inner + width - 1) / width;
-#pragma omp parallel for num_threads(threads) schedule(static) collapse(2)
-  for (int64_t o = 0; o < s.outer; o++) {
-    for (int64_t b = 0; b < slices; b++) {
-      int64_t lo = b * width, hi = lo + width < s.inner ? lo + width : s.inner;
-      float *go = gx + o * s.n * s.inner;
-      for (int64_t k = 0; k < s.k; k++) {
-        const int64_t *ik = idx + o * so + k * sk;
-        const float *gk = g + (o * s.k + k) * s.inner;
-        if (si == 0) {
-          float *row = go + ik[0] * s.inner;
-          for (int64_t i = lo; i < hi; i++) row[i] += gk[i];
-        } else {
-          for (int64_t i = lo; i < hi; i++) go[ik[i] * s.inner + i] += gk[i];
-        }
+  LT_PARALLEL_FOR(threads, t, s.outer * slices, {
+    int64_t o = t / slices, b = t % slices;
+    int64_t lo = b * width, hi = lo + width < s.inner ? lo + width : s.inner;
+    float *go = gx + o * s.n * s.inner;
+    for (int64_t k = 0; k < s.k; k++) {
+      const int64_t *ik = idx + o * so + k * sk;
+      const float *gk = g + (o * s.k + k) * s.inner;
+      if (si == 0) {
+        float *row = go + ik[0] * s.inner;
+        for (int64_t i = lo; i < hi; i++) row[i] += gk[i];
+      } else {
+        for (int64_t i = lo; i < hi; i++) go[ik[i] * s.inner + i] += gk[i];
       }
     }
-  }
+  });
 }
 
 /* ---- backward: one rule for all three ops ---- */

@@ -25,13 +25,12 @@ static double sum_f32(const lt_ctx *ctx, const float *v, int64_t n) {
   double part[SUM_BLOCKS] = {0};
   int64_t bs = (n + SUM_BLOCKS - 1) / SUM_BLOCKS;
   int threads = n >= LT_GRAIN ? lt__ctx_threads(ctx) : 1;
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (int b = 0; b < SUM_BLOCKS; b++) {
+  LT_PARALLEL_FOR(threads, b, SUM_BLOCKS, {
     int64_t lo = b * bs, hi = lo + bs < n ? lo + bs : n;
     double s = 0;
     for (int64_t i = lo; i < hi; i++) s += v[i];
     part[b] = s;
-  }
+  });
   double s = 0;
   for (int b = 0; b < SUM_BLOCKS; b++) s += part[b];
   return s;
@@ -116,8 +115,7 @@ static void row_sums(const float *z, int64_t C, float m, double *se, double *sz)
 static void ce_forward(const lt_ctx *ctx, float *loss, float *lse, const float *z, const int64_t *t, ce_args a) {
   int64_t C = a.classes;
   int threads = a.rows * C >= LT_GRAIN ? lt__ctx_threads(ctx) : 1;
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (int64_t r = 0; r < a.rows; r++) {
+  LT_PARALLEL_FOR(threads, r, a.rows, {
     const float *zr = z + r * C;
     if (t[r] == a.ignore) {
       loss[r] = lse[r] = 0;
@@ -130,7 +128,7 @@ static void ce_forward(const lt_ctx *ctx, float *loss, float *lse, const float *
     double l = m + log(se);
     loss[r] = (float)((1 - a.eps) * (l - zr[t[r]]) + a.eps * (l - sz / (double)C));
     lse[r] = (float)l;
-  }
+  });
 }
 
 /* dz (N,C) (overwritten) = w_r * (exp(z - lse_r) - (1-eps)*[c == t_r] - eps/C), 0 on ignored
@@ -140,8 +138,7 @@ static void ce_backward_kernel(const lt_ctx *ctx, float *dz, const float *z, con
   int64_t C = a.classes;
   float off = (float)(a.eps / (double)C), hit = (float)(1 - a.eps);
   int threads = a.rows * C >= LT_GRAIN ? lt__ctx_threads(ctx) : 1;
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (int64_t r = 0; r < a.rows; r++) {
+  LT_PARALLEL_FOR(threads, r, a.rows, {
     float *dr = dz + r * C;
     const float *zr = z + r * C;
     if (t[r] == a.ignore) {
@@ -151,7 +148,7 @@ static void ce_backward_kernel(const lt_ctx *ctx, float *dz, const float *z, con
     float w = g ? g[r] : gs, l = lse[r];
     for (int64_t c = 0; c < C; c++) dr[c] = w * (lt__expf(zr[c] - l) - off);
     dr[t[r]] -= w * hit;
-  }
+  });
 }
 
 /* ---- cross_entropy ---- */
@@ -280,8 +277,7 @@ static double sq_diff_sum(const lt_ctx *ctx, const float *p, const float *t, int
   double part[SUM_BLOCKS] = {0};
   int64_t bs = (n + SUM_BLOCKS - 1) / SUM_BLOCKS;
   int threads = n >= LT_GRAIN ? lt__ctx_threads(ctx) : 1;
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (int b = 0; b < SUM_BLOCKS; b++) {
+  LT_PARALLEL_FOR(threads, b, SUM_BLOCKS, {
     int64_t lo = b * bs, hi = lo + bs < n ? lo + bs : n;
     double s = 0;
     for (int64_t i = lo; i < hi; i++) {
@@ -289,7 +285,7 @@ static double sq_diff_sum(const lt_ctx *ctx, const float *p, const float *t, int
       s += (double)(d * d);
     }
     part[b] = s;
-  }
+  });
   double s = 0;
   for (int b = 0; b < SUM_BLOCKS; b++) s += part[b];
   return s;
@@ -298,23 +294,21 @@ static double sq_diff_sum(const lt_ctx *ctx, const float *p, const float *t, int
 /* out (n) = (p - t)^2 */
 static void sq_diff(const lt_ctx *ctx, float *out, const float *p, const float *t, int64_t n) {
   int threads = n >= LT_GRAIN ? lt__ctx_threads(ctx) : 1;
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (int64_t i = 0; i < n; i++) {
+  LT_PARALLEL_FOR(threads, i, n, {
     float d = p[i] - t[i];
     out[i] = d * d;
-  }
+  });
 }
 
 /* gp (n) = 2 (p - t) w_i, gt = -gp (either may be NULL); w_i = g[i] when g is given, else gs. */
 static void mse_grad(const lt_ctx *ctx, float *gp, float *gt, const float *p, const float *t, const float *g,
                      float gs, int64_t n) {
   int threads = n >= LT_GRAIN ? lt__ctx_threads(ctx) : 1;
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (int64_t i = 0; i < n; i++) {
+  LT_PARALLEL_FOR(threads, i, n, {
     float v = 2 * (p[i] - t[i]) * (g ? g[i] : gs);
     if (gp) gp[i] = v;
     if (gt) gt[i] = -v;
-  }
+  });
 }
 
 /* node: in[0] = pred, in[1] = target, i[0] = reduction. */

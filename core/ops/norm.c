@@ -34,8 +34,7 @@ static void row_stats(const float *x, int64_t c, double eps, int center, float *
 static void norm_forward(const lt_ctx *ctx, float *y, float *mean, float *rstd, const float *x, const float *w,
                          const float *b, int64_t rows, int64_t c, double eps, int center) {
   int threads = rows * c >= LT_GRAIN ? lt__ctx_threads(ctx) : 1;
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (int64_t r = 0; r < rows; r++) {
+  LT_PARALLEL_FOR(threads, r, rows, {
     const float *xr = x + r * c;
     float *yr = y + r * c, mu, rs;
     row_stats(xr, c, eps, center, &mu, &rs);
@@ -47,7 +46,7 @@ static void norm_forward(const lt_ctx *ctx, float *y, float *mean, float *rstd, 
       if (b) v += b[j];
       yr[j] = v;
     }
-  }
+  });
 }
 
 /* One row of dx (overwritten; may be NULL) and the row's share of dw, db
@@ -82,15 +81,14 @@ static void norm_backward(const lt_ctx *ctx, float *dx, double *part, const floa
                           const float *mean, const float *rstd, const float *w, int64_t rows, int64_t c,
                           int center, int want_w, int want_b) {
   int threads = rows * c >= LT_GRAIN ? lt__ctx_threads(ctx) : 1;
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (int k = 0; k < NORM_CHUNKS; k++) {
+  LT_PARALLEL_FOR(threads, k, NORM_CHUNKS, {
     double *pw = part && want_w ? part + (int64_t)k * 2 * c : NULL;
     double *pb = part && want_b ? part + (int64_t)k * 2 * c + c : NULL;
     if (part) memset(part + (int64_t)k * 2 * c, 0, (size_t)(2 * c) * sizeof *part);
     for (int64_t r = rows * k / NORM_CHUNKS; r < rows * (k + 1) / NORM_CHUNKS; r++)
       row_backward(dx ? dx + r * c : NULL, pw, pb, g + r * c, x + r * c, mean ? mean[r] : 0.0f, rstd[r], w, c,
                    center);
-  }
+  });
 }
 
 /* out (C) = sum of the chunks' partials at `which` (0: dw, 1: db), in chunk order. */

@@ -230,12 +230,11 @@ static int threads_for(const lt_ctx *ctx, int64_t work) { return work >= LT_GRAI
 /* out[o] = part[o] combined with part[k*no + o] for k = 1..nparts-1, in order. */
 static void combine_parts(const lt_ctx *ctx, kmode m, const double *part, int64_t nparts, int64_t no, double *out) {
   int threads = threads_for(ctx, no * nparts);
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (int64_t o = 0; o < no; o++) {
+  LT_PARALLEL_FOR(threads, o, no, {
     double v = part[o];
     for (int64_t k = 1; k < nparts; k++) v = combine(m, v, part[k * no + o]);
     out[o] = v;
-  }
+  });
 }
 
 /* x (k1, r) -> out (k1). */
@@ -243,17 +242,15 @@ static lt_status rows_f32(lt_ctx *ctx, kmode m, const float *x, int64_t k1, int6
   int threads = threads_for(ctx, k1 * r);
   int64_t nch = r > CHUNK ? (r + CHUNK - 1) / CHUNK : 1;
   if (nch == 1) {
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (int64_t i = 0; i < k1; i++) out[i] = row_reduce(m, x + i * r, r, c ? c[i] : 0);
+    LT_PARALLEL_FOR(threads, i, k1, { out[i] = row_reduce(m, x + i * r, r, c ? c[i] : 0); });
     return LT_OK;
   }
   double *part = scratch_get(ctx, nch * k1); /* part[ch * k1 + i] */
   if (!part) return lt_ctx_fail(ctx, LT_ERR_MEM, "reduce: out of memory");
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (int64_t it = 0; it < k1 * nch; it++) {
+  LT_PARALLEL_FOR(threads, it, k1 * nch, {
     int64_t i = it / nch, ch = it % nch, lo = ch * CHUNK, n = r - lo < CHUNK ? r - lo : CHUNK;
     part[ch * k1 + i] = row_reduce(m, x + i * r + lo, n, c ? c[i] : 0);
-  }
+  });
   combine_parts(ctx, m, part, nch, k1, out);
   scratch_put(ctx, part, nch * k1);
   return LT_OK;
@@ -272,12 +269,11 @@ static lt_status cols_f32(lt_ctx *ctx, kmode m, const float *x, int64_t k1, int6
   double *part = nrc > 1 ? scratch_get(ctx, nrc * no) : out; /* part[rc * no + o] */
   if (!part) return lt_ctx_fail(ctx, LT_ERR_MEM, "reduce: out of memory");
   int threads = threads_for(ctx, k1 * r * k2);
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (int64_t it = 0; it < nrc * k1 * ncb; it++) {
+  LT_PARALLEL_FOR(threads, it, nrc * k1 * ncb, {
     int64_t rc = it / (k1 * ncb), i = it % (k1 * ncb) / ncb, c0 = it % ncb * CB;
     int64_t cw = k2 - c0 < CB ? k2 - c0 : CB, r0 = rc * rpc, rn = r - r0 < rpc ? r - r0 : rpc;
     col_block(m, x + (i * r + r0) * k2 + c0, rn, k2, cw, c ? c + i * k2 + c0 : NULL, part + rc * no + i * k2 + c0);
-  }
+  });
   if (nrc > 1) {
     combine_parts(ctx, m, part, nrc, no, out);
     scratch_put(ctx, part, nrc * no);
@@ -318,8 +314,7 @@ static lt_status reduce_f32(lt_ctx *ctx, lt_reduce_op op, const float *x, const 
 static void reduce_i64(const lt_ctx *ctx, lt_reduce_op op, const int64_t *x, const layout *L, int64_t *y) {
   int64_t k1 = L->k1, r = L->r, k2 = L->k2;
   int threads = threads_for(ctx, k1 * r * k2);
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (int64_t i = 0; i < k1; i++) {
+  LT_PARALLEL_FOR(threads, i, k1, {
     const int64_t *xi = x + i * r * k2;
     int64_t *yi = y + i * k2;
     for (int64_t c = 0; c < k2; c++) yi[c] = op == LT_SUM ? 0 : xi[c];
@@ -332,7 +327,7 @@ static void reduce_i64(const lt_ctx *ctx, lt_reduce_op op, const int64_t *x, con
       else
         for (int64_t c = 0; c < k2; c++) yi[c] = p[c] < yi[c] ? p[c] : yi[c];
     }
-  }
+  });
 }
 
 /* ---- the reduction itself, for any output shape holding the kept elements ---- */
@@ -409,9 +404,8 @@ static lt_status expand_back(lt_ctx *ctx, lt_tensor **out, lt_tensor *t, const l
 static void grad_kernel(const lt_ctx *ctx, lt_reduce_op op, float *gx, const float *g, const float *x,
                         const float *ob, const float *cb, float scale, int64_t n) {
   int threads = threads_for(ctx, n);
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (int64_t b = 0; b < n; b += 4096) {
-    int64_t e = n - b < 4096 ? n : b + 4096;
+  LT_PARALLEL_FOR(threads, blk, (n + 4095) / 4096, {
+    int64_t b = blk * 4096, e = n - b < 4096 ? n : b + 4096;
     if (op == LT_SUM || op == LT_MEAN)
       for (int64_t i = b; i < e; i++) gx[i] = g[i] * scale;
     else if (op == LT_VAR)
@@ -420,7 +414,7 @@ static void grad_kernel(const lt_ctx *ctx, lt_reduce_op op, float *gx, const flo
       for (int64_t i = b; i < e; i++) gx[i] = g[i] * expf(x[i] - ob[i]);
     else
       for (int64_t i = b; i < e; i++) gx[i] = x[i] == ob[i] ? g[i] / cb[i] : 0.0f;
-  }
+  });
 }
 
 /* The tensors grad_kernel reads besides g: x in float32, `ob` and `cb` expanded to x's shape. */
@@ -542,8 +536,7 @@ lt_status lt__sum_to_shape(lt_ctx *ctx, lt_tensor **out, lt_tensor *g, int ndim,
 static void arg_f32(const lt_ctx *ctx, int is_max, const float *x, const layout *L, int64_t *idx) {
   int64_t k1 = L->k1, r = L->r, k2 = L->k2, ncb = (k2 + CB - 1) / CB;
   int threads = threads_for(ctx, k1 * r * k2);
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (int64_t it = 0; it < k1 * ncb; it++) {
+  LT_PARALLEL_FOR(threads, it, k1 * ncb, {
     int64_t i = it / ncb, c0 = it % ncb * CB, w = k2 - c0 < CB ? k2 - c0 : CB;
     const float *xi = x + i * r * k2 + c0;
     float best[CB];
@@ -555,14 +548,13 @@ static void arg_f32(const lt_ctx *ctx, int is_max, const float *x, const layout 
         int wins = is_max ? v > b : v < b;
         if (wins || (v != v && b == b)) best[j] = v, bi[j] = rr;
       }
-  }
+  });
 }
 
 static void arg_i64(const lt_ctx *ctx, int is_max, const int64_t *x, const layout *L, int64_t *idx) {
   int64_t k1 = L->k1, r = L->r, k2 = L->k2, ncb = (k2 + CB - 1) / CB;
   int threads = threads_for(ctx, k1 * r * k2);
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (int64_t it = 0; it < k1 * ncb; it++) {
+  LT_PARALLEL_FOR(threads, it, k1 * ncb, {
     int64_t i = it / ncb, c0 = it % ncb * CB, w = k2 - c0 < CB ? k2 - c0 : CB;
     const int64_t *xi = x + i * r * k2 + c0;
     int64_t best[CB], *bi = idx + i * k2 + c0;
@@ -572,7 +564,7 @@ static void arg_i64(const lt_ctx *ctx, int is_max, const int64_t *x, const layou
         int64_t v = xi[rr * k2 + j];
         if (is_max ? v > best[j] : v < best[j]) best[j] = v, bi[j] = rr;
       }
-  }
+  });
 }
 
 static lt_status arg_reduce(lt_ctx *ctx, lt_tensor **out, int is_max, lt_tensor *x, int axis, int keepdims) {

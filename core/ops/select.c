@@ -86,11 +86,10 @@ static void where_run(const lt_ctx *ctx, const where_plan *p, lt_tensor *o, cons
   size_t es = lt_dtype_info(o->dtype)->size;
   int threads = n >= LT_GRAIN ? lt__ctx_threads(ctx) : 1;
   int64_t nchunks = (n + LT_GRAIN - 1) / LT_GRAIN;
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (int64_t k = 0; k < nchunks; k++) {
+  LT_PARALLEL_FOR(threads, k, nchunks, {
     int64_t lo = k * LT_GRAIN, hi = lo + LT_GRAIN < n ? lo + LT_GRAIN : n;
     where_chunk(p, lo, hi, lt_tensor_data(o), lt_tensor_data(c), lt_tensor_data(a), lt_tensor_data(b), es);
-  }
+  });
 }
 
 /* where(cond, a, b) into the pool (NULL when an input is). */
@@ -152,11 +151,10 @@ lt_status lt_where(lt_ctx *ctx, lt_tensor **out, lt_tensor *cond, lt_tensor *a, 
 /* x (n) -> y (n): y = min(max(x, lo), hi); a NaN bound is no bound, a NaN x stays NaN. */
 static void clip_f32(const lt_ctx *ctx, float *y, const float *x, int64_t n, float lo, float hi) {
   int threads = n >= LT_GRAIN ? lt__ctx_threads(ctx) : 1;
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (int64_t i = 0; i < n; i++) {
+  LT_PARALLEL_FOR(threads, i, n, {
     float v = x[i] < lo ? lo : x[i];
     y[i] = v > hi ? hi : v;
-  }
+  });
 }
 
 /* g (n), x (n) -> gx (n): g where lo <= x <= hi (bounds inclusive, as PyTorch's clamp), else 0. */
@@ -164,11 +162,10 @@ static void clip_backward_f32(const lt_ctx *ctx, float *gx, const float *g, cons
                               float hi) {
   int has_lo = !isnan(lo), has_hi = !isnan(hi);
   int threads = n >= LT_GRAIN ? lt__ctx_threads(ctx) : 1;
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (int64_t i = 0; i < n; i++) {
+  LT_PARALLEL_FOR(threads, i, n, {
     int in = (!has_lo || x[i] >= lo) && (!has_hi || x[i] <= hi);
     gx[i] = in ? g[i] : 0.0f;
-  }
+  });
 }
 
 static lt_status clip_backward(lt_ctx *ctx, const lt_node *node, lt_tensor *g, lt_tensor **gin) {

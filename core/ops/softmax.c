@@ -139,15 +139,13 @@ static void forward(const lt_ctx *ctx, int is_log, const float *x, float *y, con
   int64_t ncb = (s->k2 + CB - 1) / CB, rk = s->r * s->k2;
   int threads = threads_for(ctx, s);
   if (s->k2 == 1) {
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (int64_t i = 0; i < s->k1; i++) row_forward(is_log, x + i * rk, y + i * rk, s->r);
+    LT_PARALLEL_FOR(threads, i, s->k1, { row_forward(is_log, x + i * rk, y + i * rk, s->r); });
     return;
   }
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (int64_t it = 0; it < s->k1 * ncb; it++) {
+  LT_PARALLEL_FOR(threads, it, s->k1 * ncb, {
     int64_t i = it / ncb, c0 = it % ncb * CB, w = s->k2 - c0 < CB ? s->k2 - c0 : CB;
     col_forward(is_log, x + i * rk + c0, y + i * rk + c0, s->r, s->k2, w);
-  }
+  });
 }
 
 /* g, y, gx (K1, R, K2). */
@@ -155,15 +153,13 @@ static void backward(const lt_ctx *ctx, int is_log, const float *g, const float 
   int64_t ncb = (s->k2 + CB - 1) / CB, rk = s->r * s->k2;
   int threads = threads_for(ctx, s);
   if (s->k2 == 1) {
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (int64_t i = 0; i < s->k1; i++) row_backward(is_log, g + i * rk, y + i * rk, gx + i * rk, s->r);
+    LT_PARALLEL_FOR(threads, i, s->k1, { row_backward(is_log, g + i * rk, y + i * rk, gx + i * rk, s->r); });
     return;
   }
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (int64_t it = 0; it < s->k1 * ncb; it++) {
+  LT_PARALLEL_FOR(threads, it, s->k1 * ncb, {
     int64_t i = it / ncb, c0 = it % ncb * CB, w = s->k2 - c0 < CB ? s->k2 - c0 : CB, o = i * rk + c0;
     col_backward(is_log, g + o, y + o, gx + o, s->r, s->k2, w);
-  }
+  });
 }
 
 /* ---- entries ---- */

@@ -184,22 +184,20 @@ static lt__unary_bwd pick_bwd(lt_unary_op op, lt_isa isa) {
 static void run_fwd(const lt_ctx *ctx, lt__unary_fwd f, float *y, const float *x, int64_t n, float alpha) {
   int threads = n >= LT_GRAIN ? lt__ctx_threads(ctx) : 1;
   int64_t nblocks = (n + BLOCK - 1) / BLOCK;
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (int64_t b = 0; b < nblocks; b++) {
+  LT_PARALLEL_FOR(threads, b, nblocks, {
     int64_t lo = b * BLOCK, m = n - lo < BLOCK ? n - lo : BLOCK;
     f(y + lo, x + lo, m, alpha);
-  }
+  });
 }
 
 static void run_bwd(const lt_ctx *ctx, lt__unary_bwd f, float *gx, const float *g, const float *x, const float *y,
                     int64_t n, float alpha) {
   int threads = n >= LT_GRAIN ? lt__ctx_threads(ctx) : 1;
   int64_t nblocks = (n + BLOCK - 1) / BLOCK;
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (int64_t b = 0; b < nblocks; b++) {
+  LT_PARALLEL_FOR(threads, b, nblocks, {
     int64_t lo = b * BLOCK, m = n - lo < BLOCK ? n - lo : BLOCK;
     f(gx + lo, g + lo, x ? x + lo : NULL, y ? y + lo : NULL, m, alpha);
-  }
+  });
 }
 
 /* ---- integer inputs: neg, abs, square, relu keep the integer dtype ---- */
@@ -224,12 +222,11 @@ static lt_status int_unary(lt_ctx *ctx, lt_tensor **out, lt_unary_op op, lt_tens
     const int64_t *xi = lt_tensor_data(xc);
     int64_t *yi = lt_tensor_data(o), n = lt_tensor_size(o);
     int threads = n >= LT_GRAIN ? lt__ctx_threads(ctx) : 1;
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (int64_t i = 0; i < n; i++) {
+    LT_PARALLEL_FOR(threads, i, n, {
       uint64_t v = (uint64_t)xi[i];
       uint64_t r = op == LT_NEG ? 0 - v : op == LT_SQUARE ? v * v : (xi[i] < 0 ? (op == LT_ABS ? 0 - v : 0) : v);
       yi[i] = wrap(r, odt);
-    }
+    });
   }
   lt_tensor_release(xc);
   if (!st && odt != LT_INT64) {

@@ -9,6 +9,15 @@
 #include "internal.h"
 #include "runtime/alloc.h"
 
+/* Spare headers: glibc trims and regrows its heap under the GC's bursts of
+ * frees, and the page faults cost more than a small op itself (perf), so
+ * freed headers wait here for the next tensor, up to a bound. */
+#define SPARE_MAX 8192
+typedef struct spare_list {
+  void *head; /* intrusive: a spare object's first word links the next */
+  int64_t count;
+} spare_list;
+
 struct lt_ctx {
   int64_t refcount;
   char error[512];
@@ -19,7 +28,10 @@ struct lt_ctx {
   uint64_t tape_gen; /* generation of the recording tape; 0 when none */
   uint64_t last_tape_gen;
   lt_allocator alloc;
+  spare_list spare[LT_OBJ_KINDS];
 };
+
+static const size_t obj_size[LT_OBJ_KINDS] = {sizeof(lt_tensor), sizeof(lt_storage)};
 
 void openblas_set_num_threads(int n);
 int openblas_get_num_threads(void);
@@ -44,7 +56,34 @@ void lt_ctx_release(lt_ctx *ctx) {
   if (!ctx || --ctx->refcount > 0) return;
   lt_tape_end(ctx);
   lt__allocator_destroy(&ctx->alloc);
+  for (int k = 0; k < LT_OBJ_KINDS; k++)
+    while (ctx->spare[k].head) {
+      void *p = ctx->spare[k].head;
+      ctx->spare[k].head = *(void **)p;
+      free(p);
+    }
   free(ctx);
+}
+
+void *lt__ctx_obj_get(lt_ctx *ctx, lt_obj_kind kind) {
+  spare_list *l = &ctx->spare[kind];
+  if (!l->head) return calloc(1, obj_size[kind]);
+  void *p = l->head;
+  l->head = *(void **)p;
+  l->count--;
+  memset(p, 0, obj_size[kind]);
+  return p;
+}
+
+void lt__ctx_obj_put(lt_ctx *ctx, lt_obj_kind kind, void *p) {
+  spare_list *l = &ctx->spare[kind];
+  if (l->count >= SPARE_MAX) {
+    free(p);
+    return;
+  }
+  *(void **)p = l->head;
+  l->head = p;
+  l->count++;
 }
 
 const char *lt_ctx_error(const lt_ctx *ctx) { return ctx->error; }

@@ -26,13 +26,11 @@ const char *lt__shape_str(char *buf, size_t n, int ndim, const int64_t *shape) {
 
 static void storage_release(lt_storage *s) {
   if (--s->refcount > 0) return;
-  if (s->ctx) {
-    lt_ctx_free(s->ctx, s->data, s->nbytes);
-    lt_ctx_release(s->ctx);
-  } else if (s->release) {
-    s->release(s->release_ud);
-  }
-  free(s);
+  lt_ctx *ctx = s->ctx;
+  if (!s->wrapped) lt_ctx_free(ctx, s->data, s->nbytes);
+  else if (s->release) s->release(s->release_ud);
+  lt__ctx_obj_put(ctx, LT_OBJ_STORAGE, s);
+  lt_ctx_release(ctx); /* last: it may free the context and its spares */
 }
 
 lt_tensor *lt_tensor_retain(lt_tensor *t) {
@@ -42,8 +40,9 @@ lt_tensor *lt_tensor_retain(lt_tensor *t) {
 
 void lt_tensor_release(lt_tensor *t) {
   if (!t || --t->refcount > 0) return;
-  storage_release(t->storage);
-  free(t);
+  lt_storage *s = t->storage;
+  lt__ctx_obj_put(s->ctx, LT_OBJ_TENSOR, t);
+  storage_release(s);
 }
 
 void lt__release_all(int n, lt_tensor **ts) {
@@ -73,9 +72,9 @@ static lt_status check_shape(lt_ctx *ctx, int ndim, const int64_t *shape) {
   return LT_OK;
 }
 
-static lt_tensor *header(lt_storage *s, lt_dtype dt, int ndim, const int64_t *shape, const int64_t *strides,
-                         int64_t offset) {
-  lt_tensor *t = calloc(1, sizeof *t);
+static lt_tensor *header(lt_ctx *ctx, lt_storage *s, lt_dtype dt, int ndim, const int64_t *shape,
+                         const int64_t *strides, int64_t offset) {
+  lt_tensor *t = lt__ctx_obj_get(ctx, LT_OBJ_TENSOR);
   if (!t) return NULL;
   t->refcount = 1;
   t->storage = s;
@@ -96,12 +95,12 @@ lt_status lt_tensor_new(lt_ctx *ctx, lt_tensor **out, lt_dtype dt, int ndim, con
   *out = NULL;
   if (check_shape(ctx, ndim, shape)) return LT_ERR_ARG;
   size_t nbytes = (size_t)lt__numel(ndim, shape) * lt_dtype_info(dt)->size;
-  lt_storage *s = calloc(1, sizeof *s);
+  lt_storage *s = lt__ctx_obj_get(ctx, LT_OBJ_STORAGE);
   void *data = s ? lt_ctx_alloc(ctx, nbytes) : NULL;
-  lt_tensor *t = data ? header(s, dt, ndim, shape, NULL, 0) : NULL;
+  lt_tensor *t = data ? header(ctx, s, dt, ndim, shape, NULL, 0) : NULL;
   if (!t) {
     if (data) lt_ctx_free(ctx, data, nbytes);
-    free(s);
+    if (s) lt__ctx_obj_put(ctx, LT_OBJ_STORAGE, s);
     return lt_ctx_fail(ctx, LT_ERR_MEM, "tensor: out of memory allocating %zu bytes", nbytes);
   }
   *s = (lt_storage){.refcount = 1, .data = data, .nbytes = nbytes, .ctx = lt_ctx_retain(ctx)};
@@ -113,21 +112,22 @@ lt_status lt_tensor_wrap(lt_ctx *ctx, lt_tensor **out, lt_dtype dt, int ndim, co
                          void (*release)(void *ud), void *ud) {
   *out = NULL;
   if (check_shape(ctx, ndim, shape)) return LT_ERR_ARG;
-  lt_storage *s = calloc(1, sizeof *s);
-  lt_tensor *t = s ? header(s, dt, ndim, shape, NULL, 0) : NULL;
+  lt_storage *s = lt__ctx_obj_get(ctx, LT_OBJ_STORAGE);
+  lt_tensor *t = s ? header(ctx, s, dt, ndim, shape, NULL, 0) : NULL;
   if (!t) {
-    free(s);
+    if (s) lt__ctx_obj_put(ctx, LT_OBJ_STORAGE, s);
     return lt_ctx_fail(ctx, LT_ERR_MEM, "tensor: out of memory");
   }
   size_t nbytes = (size_t)lt__numel(ndim, shape) * lt_dtype_info(dt)->size;
-  *s = (lt_storage){.refcount = 1, .data = data, .nbytes = nbytes, .release = release, .release_ud = ud};
+  *s = (lt_storage){.refcount = 1, .data = data, .nbytes = nbytes, .ctx = lt_ctx_retain(ctx), .wrapped = 1,
+                    .release = release, .release_ud = ud};
   *out = t;
   return LT_OK;
 }
 
 lt_status lt__view(lt_ctx *ctx, lt_tensor **out, const lt_tensor *base, int ndim, const int64_t *shape,
                    const int64_t *strides, int64_t offset) {
-  lt_tensor *t = header(base->storage, base->dtype, ndim, shape, strides, offset);
+  lt_tensor *t = header(ctx, base->storage, base->dtype, ndim, shape, strides, offset);
   if (!t) return lt_ctx_fail(ctx, LT_ERR_MEM, "tensor: out of memory");
   base->storage->refcount++;
   *out = t;
