@@ -49,8 +49,9 @@ lt_status lt__as_contig(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, lt_dtype dt)
 static inline lt_status lt__as_f32(lt_ctx *ctx, lt_tensor **out, lt_tensor *x) {
   return lt__as_contig(ctx, out, x, LT_FLOAT32);
 }
-/* Converts a contiguous float32 result into dtype dt in place of *t. */
-lt_status lt__from_f32(lt_ctx *ctx, lt_tensor **t, lt_dtype dt);
+/* Replaces *t (contiguous) by its conversion to dt, releasing the old one
+ * (nothing to do when it already has dt). On failure *t is NULL. */
+lt_status lt__to_dtype(lt_ctx *ctx, lt_tensor **t, lt_dtype dt);
 static inline float *lt__f32(const lt_tensor *t) {
   return (float *)t->storage->data + t->offset;
 }

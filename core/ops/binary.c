@@ -282,12 +282,7 @@ static lt_status compute(lt_ctx *ctx, lt_tensor **out, lt_binary_op op, lt_tenso
   lt_tensor_release(ca);
   lt_tensor_release(cb);
   lt_dtype out_dt = is_comparison(op) ? LT_BOOL : value_dt;
-  if (!st && out_dt != cdt) {
-    lt_tensor *conv = NULL;
-    st = lt__as_contig(ctx, &conv, o, out_dt);
-    lt_tensor_release(o);
-    o = conv;
-  }
+  if (!st) st = lt__to_dtype(ctx, &o, out_dt);
   if (st) {
     lt_tensor_release(o);
     return st;

@@ -143,7 +143,7 @@ static lt_status scatter_backward(lt_ctx *ctx, const lt_node *node, lt_tensor *g
   if (!st) {
     scatter_add(ctx, lt__f32(gx), lt__f32(cg), lt_tensor_data(node->saved[0]), s, node->i[4], node->i[5],
                 node->i[6]);
-    st = lt__from_f32(ctx, &gx, x->dtype);
+    st = lt__to_dtype(ctx, &gx, x->dtype);
   }
   lt_tensor_release(cg);
   if (st) {

@@ -212,7 +212,7 @@ static lt_status ce_backward(lt_ctx *ctx, const lt_node *node, lt_tensor *g, lt_
   if (!st) {
     ce_backward_kernel(ctx, lt__f32(dz), lt__f32(z), lt__f32(node->saved[0]), lt_tensor_data(node->saved[1]),
                        cg ? lt__f32(cg) : NULL, gs, a);
-    st = lt__from_f32(ctx, &dz, logits->dtype);
+    st = lt__to_dtype(ctx, &dz, logits->dtype);
   }
   lt_tensor_release(z);
   lt_tensor_release(cg);
@@ -248,7 +248,7 @@ lt_status lt_cross_entropy(lt_ctx *ctx, lt_tensor **out, lt_tensor *logits, lt_t
     ce_forward(ctx, lt__f32(loss), lt__f32(lse), lt__f32(z), lt_tensor_data(t), a);
     if (reduction != LT_REDUCTION_NONE) st = ce_reduce(ctx, &loss, reduction, count);
   }
-  if (!st) st = lt__from_f32(ctx, &loss, logits->dtype);
+  if (!st) st = lt__to_dtype(ctx, &loss, logits->dtype);
   lt_tensor_release(z);
   lt_node *node = NULL;
   if (!st) {
@@ -327,8 +327,8 @@ static lt_status mse_backward(lt_ctx *ctx, const lt_node *node, lt_tensor *g, lt
   if (!st) {
     mse_grad(ctx, gp ? lt__f32(gp) : NULL, gt ? lt__f32(gt) : NULL, lt__f32(p), lt__f32(t), cg ? lt__f32(cg) : NULL,
              gs, n);
-    if (gp) st = lt__from_f32(ctx, &gp, node->in[0]->dtype);
-    if (!st && gt) st = lt__from_f32(ctx, &gt, node->in[1]->dtype);
+    if (gp) st = lt__to_dtype(ctx, &gp, node->in[0]->dtype);
+    if (!st && gt) st = lt__to_dtype(ctx, &gt, node->in[1]->dtype);
   }
   lt_tensor *tmp[3] = {p, t, cg};
   lt__release_all(3, tmp);
@@ -377,7 +377,7 @@ lt_status lt_mse_loss(lt_ctx *ctx, lt_tensor **out, lt_tensor *pred, lt_tensor *
     double s = sq_diff_sum(ctx, lt__f32(p), lt__f32(t), n);
     st = lt_tensor_full(ctx, &o, LT_FLOAT32, 0, NULL, reduction == LT_REDUCTION_MEAN ? s / (double)n : s);
   }
-  if (!st) st = lt__from_f32(ctx, &o, dt);
+  if (!st) st = lt__to_dtype(ctx, &o, dt);
   lt_tensor_release(p);
   lt_tensor_release(t);
   if (st) {

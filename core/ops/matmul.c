@@ -215,7 +215,7 @@ lt_status lt_matmul(lt_ctx *ctx, lt_tensor **out, lt_tensor *a, lt_tensor *b) {
   lt_tensor_release(am);
   lt_tensor_release(bm);
   /* float16 @ float16 stays float16; mixed 16-bit types meet in float32, as in binary ops */
-  if (!st && a->dtype == b->dtype) st = lt__from_f32(ctx, out, a->dtype);
+  if (!st && a->dtype == b->dtype) st = lt__to_dtype(ctx, out, a->dtype);
   if (st) return st;
   lt_tensor *ins[2] = {a, b};
   return lt__record(ctx, NULL, "matmul", matmul_backward, out, 2, ins);

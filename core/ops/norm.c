@@ -167,7 +167,7 @@ static lt_status norm_backward_rule(lt_ctx *ctx, const lt_node *n, lt_tensor *g,
   if (part) lt_ctx_free(ctx, part, part_bytes);
   lt_tensor_release(s.g), lt_tensor_release(s.x), lt_tensor_release(s.w);
   for (int k = 0; k < n->nin && !st; k++)
-    if (gin[k]) st = lt__from_f32(ctx, &gin[k], n->in[k]->dtype);
+    if (gin[k]) st = lt__to_dtype(ctx, &gin[k], n->in[k]->dtype);
   if (st)
     for (int k = 0; k < n->nin; k++) lt_tensor_release(gin[k]), gin[k] = NULL;
   return st;
@@ -194,7 +194,7 @@ static lt_status norm(lt_ctx *ctx, lt_tensor **out, const char *op, lt_tensor *x
     norm_forward(ctx, lt__f32(*out), mean ? lt__f32(mean) : NULL, lt__f32(rstd), lt__f32(xs), ws ? lt__f32(ws) : NULL,
                  bs ? lt__f32(bs) : NULL, rows, c, eps, center);
   lt_tensor_release(xs), lt_tensor_release(ws), lt_tensor_release(bs);
-  if (!st) st = lt__from_f32(ctx, out, x->dtype);
+  if (!st) st = lt__to_dtype(ctx, out, x->dtype);
   lt_node *node = NULL;
   lt_tensor *ins[3] = {x, w, b};
   if (!st) st = lt__record(ctx, &node, op, norm_backward_rule, out, center ? 3 : 2, ins);

@@ -359,12 +359,7 @@ static lt_status reduce_impl(lt_ctx *ctx, lt_tensor **out, lt_reduce_op op, lt_t
   if (!st && int_path) reduce_i64(ctx, op, lt_tensor_data(xc), &L, lt_tensor_data(o));
   else if (!st) st = reduce_f32(ctx, op, lt_tensor_data(xc), &L, ddof, lt_tensor_data(o));
   lt_tensor_release(xc);
-  if (!st && odt != cdt) {
-    lt_tensor *conv = NULL;
-    st = lt__as_contig(ctx, &conv, o, odt);
-    lt_tensor_release(o);
-    o = conv;
-  }
+  if (!st) st = lt__to_dtype(ctx, &o, odt);
   if (st) {
     lt_tensor_release(o);
     return st;
@@ -460,7 +455,7 @@ static lt_status reduce_backward(lt_ctx *ctx, const lt_node *n, lt_tensor *g, lt
   if (!st)
     grad_kernel(ctx, op, lt__f32(gx), lt__f32(gb), lt__f32(xc), ob ? lt__f32(ob) : NULL, cb ? lt__f32(cb) : NULL,
                 (float)scale, lt_tensor_size(x));
-  if (!st) st = lt__from_f32(ctx, &gx, x->dtype);
+  if (!st) st = lt__to_dtype(ctx, &gx, x->dtype);
   lt_tensor *tmp[4] = {gb, xc, ob, cb};
   lt__release_all(4, tmp);
   if (st) {

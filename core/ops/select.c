@@ -178,7 +178,7 @@ static lt_status clip_backward(lt_ctx *ctx, const lt_node *node, lt_tensor *g, l
                       (float)node->f[1]);
   lt_tensor_release(gc);
   lt_tensor_release(xc);
-  if (!st) st = lt__from_f32(ctx, &o, x->dtype);
+  if (!st) st = lt__to_dtype(ctx, &o, x->dtype);
   if (st) lt_tensor_release(o);
   else gin[0] = o;
   return st;
@@ -200,12 +200,7 @@ static lt_status clip_int(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, double lo,
     }
   }
   lt_tensor_release(xc);
-  if (!st && x->dtype != LT_INT64) {
-    lt_tensor *conv = NULL;
-    st = lt__as_contig(ctx, &conv, o, x->dtype);
-    lt_tensor_release(o);
-    o = conv;
-  }
+  if (!st) st = lt__to_dtype(ctx, &o, x->dtype);
   if (!st) *out = o;
   else lt_tensor_release(o);
   return st;
@@ -223,7 +218,7 @@ lt_status lt_clip(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, double lo, double 
   if (!st) st = lt_tensor_new(ctx, &o, LT_FLOAT32, x->ndim, x->shape);
   if (!st) clip_f32(ctx, lt__f32(o), lt__f32(xc), lt_tensor_size(o), (float)lo, (float)hi);
   lt_tensor_release(xc);
-  if (!st) st = lt__from_f32(ctx, &o, lt__float_result(x->dtype));
+  if (!st) st = lt__to_dtype(ctx, &o, lt__float_result(x->dtype));
   if (st) {
     lt_tensor_release(o);
     return st;

@@ -171,7 +171,7 @@ static lt_status softmax_backward(lt_ctx *ctx, const lt_node *n, lt_tensor *g, l
   if (!st) st = lt__as_f32(ctx, &yc, n->saved[0]);
   if (!st) st = lt_tensor_new(ctx, &gx, LT_FLOAT32, x->ndim, x->shape);
   if (!st) backward(ctx, (int)n->i[1], lt__f32(gc), lt__f32(yc), lt__f32(gx), &s);
-  if (!st) st = lt__from_f32(ctx, &gx, x->dtype);
+  if (!st) st = lt__to_dtype(ctx, &gx, x->dtype);
   lt_tensor_release(gc);
   lt_tensor_release(yc);
   if (st) {
@@ -193,7 +193,7 @@ static lt_status softmax_op(lt_ctx *ctx, lt_tensor **out, int is_log, lt_tensor 
   if (!st) st = lt_tensor_new(ctx, &y, LT_FLOAT32, x->ndim, x->shape);
   if (!st) forward(ctx, is_log, lt__f32(xc), lt__f32(y), &s);
   lt_tensor_release(xc);
-  if (!st) st = lt__from_f32(ctx, &y, lt__float_result(x->dtype));
+  if (!st) st = lt__to_dtype(ctx, &y, lt__float_result(x->dtype));
   if (st) {
     lt_tensor_release(y);
     return st;

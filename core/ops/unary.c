@@ -229,12 +229,7 @@ static lt_status int_unary(lt_ctx *ctx, lt_tensor **out, lt_unary_op op, lt_tens
     });
   }
   lt_tensor_release(xc);
-  if (!st && odt != LT_INT64) {
-    lt_tensor *conv = NULL;
-    st = lt__as_contig(ctx, &conv, o, odt);
-    lt_tensor_release(o);
-    o = conv;
-  }
+  if (!st) st = lt__to_dtype(ctx, &o, odt);
   if (st) {
     lt_tensor_release(o);
     return st;
@@ -255,7 +250,7 @@ static lt_status forward(lt_ctx *ctx, lt_tensor **out, lt_unary_op op, lt_tensor
   if (!st) st = lt_tensor_new(ctx, &o, LT_FLOAT32, x->ndim, x->shape);
   if (!st) run_fwd(ctx, pick_fwd(op, isa), lt__f32(o), lt__f32(xc), lt_tensor_size(o), (float)alpha);
   lt_tensor_release(xc);
-  if (!st) st = lt__from_f32(ctx, &o, lt__float_result(x->dtype));
+  if (!st) st = lt__to_dtype(ctx, &o, lt__float_result(x->dtype));
   if (st) {
     lt_tensor_release(o);
     return st;
@@ -297,7 +292,7 @@ static lt_status backward_kernel(lt_ctx *ctx, lt_tensor **out, lt_unary_op op, l
             lt_tensor_size(o), (float)alpha);
   lt_tensor *tmp[4] = {yown, gc, xc, yc};
   lt__release_all(4, tmp);
-  if (!st) st = lt__from_f32(ctx, &o, lt__float_result(x->dtype));
+  if (!st) st = lt__to_dtype(ctx, &o, lt__float_result(x->dtype));
   if (st) {
     lt_tensor_release(o);
     return st;

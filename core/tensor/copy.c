@@ -53,8 +53,8 @@ lt_status lt__as_contig(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, lt_dtype dt)
   return copy_as(ctx, out, x, dt);
 }
 
-lt_status lt__from_f32(lt_ctx *ctx, lt_tensor **t, lt_dtype dt) {
-  if (dt == LT_FLOAT32) return LT_OK;
+lt_status lt__to_dtype(lt_ctx *ctx, lt_tensor **t, lt_dtype dt) {
+  if ((*t)->dtype == dt) return LT_OK;
   lt_tensor *conv;
   lt_status st = copy_as(ctx, &conv, *t, dt);
   lt_tensor_release(*t);
