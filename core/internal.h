@@ -67,6 +67,12 @@ lt_status lt__sum_to_shape(lt_ctx *ctx, lt_tensor **out, lt_tensor *g, int ndim,
 int lt__broadcast_shape(lt_ctx *ctx, const char *op, int *ndim, int64_t *shape, const lt_tensor *a,
                         const lt_tensor *b);
 void lt__release_all(int n, lt_tensor **ts);
+/* Strides (in elements) of contiguous t read in the broadcast shape (nd,
+ * shape): 0 on broadcast axes. */
+void lt__broadcast_strides(int nd, const int64_t *shape, const lt_tensor *t, int64_t *strides);
+/* The common dtype of two operands: a float wins (two different floats meet
+ * in float32), else the wider integer (bool < uint8 < int32 < int64). */
+lt_dtype lt__promote(lt_dtype a, lt_dtype b);
 /* Writes src (same shape, any layout and dtype) into the view dst. */
 void lt__assign(lt_tensor *dst, const lt_tensor *src);
 /* An untracked view of x[start:stop] along the 0-based axis. */

@@ -85,14 +85,18 @@ static int int_rank(lt_dtype d) {
   }
 }
 
-/* The dtype of a value computed from a and b (before comparisons turn it to bool). */
-static lt_dtype promote(lt_binary_op op, lt_dtype a, lt_dtype b) {
+lt_dtype lt__promote(lt_dtype a, lt_dtype b) {
   int fa = lt_dtype_info(a)->is_float, fb = lt_dtype_info(b)->is_float;
   if (fa && fb) return a == b ? a : LT_FLOAT32; /* float16 with bfloat16 meet in float32 */
   if (fa) return a;
   if (fb) return b;
-  if (op == LT_DIV) return LT_FLOAT32;
-  lt_dtype r = int_rank(a) >= int_rank(b) ? a : b;
+  return int_rank(a) >= int_rank(b) ? a : b;
+}
+
+/* The dtype of a value computed from a and b (before comparisons turn it to bool). */
+static lt_dtype promote(lt_binary_op op, lt_dtype a, lt_dtype b) {
+  lt_dtype r = lt__promote(a, b);
+  if (op == LT_DIV && !lt_dtype_info(r)->is_float) return LT_FLOAT32; /* true division */
   /* arithmetic on booleans counts in int32; max/min and comparisons keep bool */
   if (r == LT_BOOL && op <= LT_POW) r = LT_INT32;
   return r;
@@ -118,8 +122,7 @@ int lt__broadcast_shape(lt_ctx *ctx, const char *op, int *ndim, int64_t *shape, 
   return 1;
 }
 
-/* Strides (in elements) of contiguous `t` read in the broadcast shape: 0 on broadcast axes. */
-static void broadcast_strides(int nd, const int64_t *shape, const lt_tensor *t, int64_t *strides) {
+void lt__broadcast_strides(int nd, const int64_t *shape, const lt_tensor *t, int64_t *strides) {
   int64_t s = 1;
   for (int i = nd - 1; i >= 0; i--) {
     int it = i - (nd - t->ndim);
@@ -137,8 +140,8 @@ typedef struct plan {
 
 static void make_plan(plan *p, int nd, const int64_t *shape, const lt_tensor *a, const lt_tensor *b) {
   int64_t sa[LT_MAX_DIMS], sb[LT_MAX_DIMS];
-  broadcast_strides(nd, shape, a, sa);
-  broadcast_strides(nd, shape, b, sb);
+  lt__broadcast_strides(nd, shape, a, sa);
+  lt__broadcast_strides(nd, shape, b, sb);
   p->nd = 0;
   for (int i = 0; i < nd; i++) {
     if (shape[i] == 1) continue;

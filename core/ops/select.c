@@ -6,36 +6,6 @@
 
 /* ---- where ---- */
 
-static int int_rank(lt_dtype d) {
-  switch (d) {
-  case LT_BOOL: return 0;
-  case LT_UINT8: return 1;
-  case LT_INT32: return 2;
-  default: return 3;
-  }
-}
-
-/* The dtype of where's result: a float wins (two different floats meet in
- * float32), else the wider integer. */
-static lt_dtype promote(lt_dtype a, lt_dtype b) {
-  int fa = lt_dtype_info(a)->is_float, fb = lt_dtype_info(b)->is_float;
-  if (fa && fb) return a == b ? a : LT_FLOAT32;
-  if (fa) return a;
-  if (fb) return b;
-  return int_rank(a) >= int_rank(b) ? a : b;
-}
-
-/* Strides (in elements) of contiguous `t` read in the broadcast shape: 0 on broadcast axes. */
-static void broadcast_strides(int nd, const int64_t *shape, const lt_tensor *t, int64_t *strides) {
-  int64_t s = 1;
-  for (int i = nd - 1; i >= 0; i--) {
-    int it = i - (nd - t->ndim);
-    int64_t d = it >= 0 ? t->shape[it] : 1;
-    strides[i] = (d == 1 && shape[i] != 1) ? 0 : s;
-    s *= d;
-  }
-}
-
 /* The three inputs read in the output's shape. */
 typedef struct where_plan {
   int nd;
@@ -118,9 +88,9 @@ static lt_status where_compute(lt_ctx *ctx, lt_tensor **out, lt_tensor *cond, lt
   if (!st) st = lt_tensor_new(ctx, &o, dt, p->nd, p->shape);
   if (!st) {
     where_plan q = *p;
-    broadcast_strides(p->nd, p->shape, cc, q.s[0]);
-    broadcast_strides(p->nd, p->shape, ac, q.s[1]);
-    broadcast_strides(p->nd, p->shape, bc, q.s[2]);
+    lt__broadcast_strides(p->nd, p->shape, cc, q.s[0]);
+    lt__broadcast_strides(p->nd, p->shape, ac, q.s[1]);
+    lt__broadcast_strides(p->nd, p->shape, bc, q.s[2]);
     where_run(ctx, &q, o, cc, ac, bc);
   }
   lt_tensor *tmp[3] = {cc, ac, bc};
@@ -139,7 +109,7 @@ lt_status lt_where(lt_ctx *ctx, lt_tensor **out, lt_tensor *cond, lt_tensor *a, 
   lt_tensor ab = {0}; /* only its shape: the broadcast of a and b */
   if (!lt__broadcast_shape(ctx, "where", &ab.ndim, ab.shape, a, b)) return LT_ERR_ARG;
   if (!lt__broadcast_shape(ctx, "where", &p.nd, p.shape, cond, &ab)) return LT_ERR_ARG;
-  lt_dtype dt = promote(a->dtype, b->dtype);
+  lt_dtype dt = lt__promote(a->dtype, b->dtype);
   lt_status st = where_compute(ctx, out, cond, a, b, &p, dt);
   if (st || !lt_dtype_info(dt)->is_float) return st;
   lt_tensor *ins[3] = {a, b, cond};

@@ -2,15 +2,11 @@
 #include <stdlib.h>
 #include "internal.h"
 
-/* The common dtype of the pieces: equal dtypes stay, a float wins, else int64. */
+/* The common dtype of the pieces, promoted as binary ops promote. */
 static lt_dtype join_dtype(int n, lt_tensor *const *xs) {
   lt_dtype dt = xs[0]->dtype;
-  int any_float = 0, same = 1;
-  for (int i = 0; i < n; i++) {
-    any_float |= lt_dtype_info(xs[i]->dtype)->is_float;
-    same &= xs[i]->dtype == dt;
-  }
-  return same ? dt : any_float ? LT_FLOAT32 : LT_INT64;
+  for (int i = 1; i < n; i++) dt = lt__promote(dt, xs[i]->dtype);
+  return dt;
 }
 
 static lt_status check_pieces(lt_ctx *ctx, int n, lt_tensor *const *xs, int a) {
