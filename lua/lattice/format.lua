@@ -75,9 +75,10 @@ local function float_formatter(values, dtype)
   if integral then return function(v) return special(v) or ("%d."):format(v) end end
   return function(v)
     if special(v) then return special(v) end
-    local s = ("%." .. digits .. "f"):format(v)
-    local trimmed = s:gsub("0+$", "")
-    return trimmed .. (" "):rep(#s - #trimmed) -- NumPy pads the fraction on the right
+    -- each value with its own fewest digits, padded on the right as NumPy does
+    local d = digits_needed(v, pattern, dtype)
+    local s = ("%." .. d .. "f"):format(v)
+    return (d == 0 and s .. "." or s) .. (" "):rep(digits - d)
   end
 end
 
