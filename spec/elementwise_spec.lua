@@ -1,13 +1,13 @@
 local lattice = require "lattice"
 local gradcheck = require "support.gradcheck"
+local support = require "support.reference"
 
 -- Every expected value is computed in plain Lua doubles from the float32 value
 -- the tensor actually holds, so the tolerances below measure only lattice's
 -- float32 arithmetic: a few ulp (1 ulp = 6e-8 relative) unless said otherwise.
 math.randomseed(8)
 
-local function f32(v) return (string.unpack("f", string.pack("f", v))) end
-local function flat(t) return t:reshape({t.size}):tolist() end
+local f32, flat = support.f32, support.flat
 local nan, inf = 0 / 0, math.huge
 
 -- erf/erfc in doubles: the Maclaurin series below 2.5 (at most 4 of 16 digits

@@ -2,25 +2,9 @@
 -- Axes are Lua axes (1-based); index values inside tensors are 0-based.
 local lattice = require "lattice"
 local gradcheck = require "support.gradcheck"
+local ref = require "support.reference"
 
-local function i64(t) return lattice.array(t, "int64") end
-
--- A small linear congruential generator, independent of lattice's random numbers.
-local function generator(seed)
-  local s = seed
-  return function()
-    s = (s * 1103515245 + 12345) % 2147483648
-    return s / 2147483648 * 2 - 1
-  end
-end
-
--- A nested table of the given shape filled by gen().
-local function rand(shape, gen, d)
-  d = d or 1
-  local t = {}
-  for i = 1, shape[d] do t[i] = d == #shape and gen() or rand(shape, gen, d + 1) end
-  return t
-end
+local i64, generator, rand, f32 = ref.i64, ref.generator, ref.rand, ref.f32
 
 -- Random 0-based integers in [lo, hi] (a nested table of the given shape).
 local function randint(shape, lo, hi, gen)
@@ -34,9 +18,6 @@ local function randint(shape, lo, hi, gen)
   end
   return fill(1)
 end
-
--- Values stored in float32: the reference compares what the tensor holds.
-local function f32(v) return (string.unpack("f", string.pack("f", v))) end
 
 -- A scalar that weighs every element of y differently: sum((y - r)^2) for a
 -- fixed r, so a gradient sent to the wrong place cannot hide behind symmetry.

@@ -1,4 +1,5 @@
 local lattice = require "lattice"
+local ref = require "support.reference"
 
 -- Every ISA variant of the unary kernels against the plain _ref kernel, in one
 -- process: lattice.unary_with_isa(op, x, isa) runs the forward with one ISA's
@@ -9,7 +10,7 @@ local lattice = require "lattice"
 local isas = {"avx2", "avx512"}
 local nan, inf = 0 / 0, math.huge
 
-local function flat(t) return t:reshape({t.size}):tolist() end
+local flat = ref.flat
 
 -- A dense grid over [-12, 12], a wide one over [-110, 100] (past exp's
 -- overflow and underflow), and the special values.

@@ -2,42 +2,17 @@
 -- with PyTorch's semantics (ignore_index, label smoothing, reductions).
 local lattice = require "lattice"
 local gradcheck = require "support.gradcheck"
+local ref = require "support.reference"
 
-local function i64(t) return lattice.array(t, "int64") end
-
--- A small linear congruential generator, independent of lattice's random numbers.
-local function generator(seed)
-  local s = seed
-  return function()
-    s = (s * 1103515245 + 12345) % 2147483648
-    return s / 2147483648 * 2 - 1
-  end
-end
-
-local function rand(shape, gen, d)
-  d = d or 1
-  local t = {}
-  for i = 1, shape[d] do t[i] = d == #shape and gen() or rand(shape, gen, d + 1) end
-  return t
-end
+local i64, generator, rand, f32 = ref.i64, ref.generator, ref.rand, ref.f32
+local assert_close = ref.assert_close
 
 -- Values as float32 holds them, so the reference sees the same inputs.
-local function f32(v) return (string.unpack("f", string.pack("f", v))) end
 local function round32(t)
   if type(t) ~= "table" then return f32(t) end
   local r = {}
   for i, v in ipairs(t) do r[i] = round32(v) end
   return r
-end
-
-local function assert_close(got, want, tol, where)
-  where = where or ""
-  if type(want) == "table" then
-    assert.are.equal(#want, #got, "length at " .. where)
-    for i = 1, #want do assert_close(got[i], want[i], tol, where .. "[" .. i .. "]") end
-  else
-    assert(math.abs(got - want) <= tol * (1 + math.abs(want)), ("at %s: got %.9g, want %.9g"):format(where, got, want))
-  end
 end
 
 -- PyTorch's cross_entropy over rows (N, C) with targets (N), in doubles:

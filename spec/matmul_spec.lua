@@ -1,24 +1,10 @@
 -- matmul: NumPy matmul semantics against a plain triple-loop reference.
 local lattice = require "lattice"
 local gradcheck = require "support.gradcheck"
+local ref = require "support.reference"
 
--- A small linear congruential generator: the reference data does not depend on
--- lattice's own random numbers.
-local function generator(seed)
-  local s = seed
-  return function()
-    s = (s * 1103515245 + 12345) % 2147483648
-    return (s / 2147483648) * 2 - 1
-  end
-end
-
--- A nested table of the given shape filled by gen().
-local function rand(shape, gen, d)
-  d = d or 1
-  local t = {}
-  for i = 1, shape[d] do t[i] = d == #shape and gen() or rand(shape, gen, d + 1) end
-  return t
-end
+local generator, rand, assert_close = ref.generator, ref.rand, ref.assert_close
+local weighted = ref.weighted
 
 -- Plain (M,K) @ (K,N) in double precision.
 local function mm(A, B)
@@ -34,17 +20,6 @@ local function mm(A, B)
   return C
 end
 
-local function assert_close(got, want, tol, where)
-  where = where or ""
-  if type(want) == "table" then
-    assert.are.equal(#want, #got, "length at " .. where)
-    for i = 1, #want do assert_close(got[i], want[i], tol, where .. "[" .. i .. "]") end
-  else
-    assert(math.abs(got - want) <= tol * (1 + math.abs(want)),
-      ("at %s: got %.9g, want %.9g"):format(where, got, want))
-  end
-end
-
 -- float32 sums of K products of values in [-1, 1]: the error is below K ulps of
 -- the largest partial sum, ~1e-6 for K <= 8; 1e-5 leaves a margin.
 local TOL = 1e-5
@@ -54,15 +29,6 @@ local function col(v)                               -- 1-D b as (K, 1)
   local t = {}
   for i = 1, #v do t[i] = { v[i] } end
   return t
-end
-
--- A loss that weighs every output element differently (a dot product with a
--- fixed vector), so a wrong gradient cannot hide behind symmetry.
-local function weighted(y)
-  local gen = generator(99)
-  local w = {}
-  for i = 1, y.size do w[i] = gen() end
-  return lattice.matmul(y:reshape(-1), lattice.array(w))
 end
 
 describe("matmul", function()

@@ -1,21 +1,12 @@
 -- layer_norm and rms_norm over the last axis, against a plain Lua reference.
 local lattice = require "lattice"
 local gradcheck = require "support.gradcheck"
+local ref = require "support.reference"
 
-local function generator(seed)
-  local s = seed
-  return function()
-    s = (s * 1103515245 + 12345) % 2147483648
-    return (s / 2147483648) * 2 - 1
-  end
-end
-
-local function rand(shape, gen, d)
-  d = d or 1
-  local t = {}
-  for i = 1, shape[d] do t[i] = d == #shape and gen() or rand(shape, gen, d + 1) end
-  return t
-end
+local generator, rand, assert_close = ref.generator, ref.rand, ref.assert_close
+-- weighted, not a plain sum: a normalised row sums to a constant, so a plain
+-- sum would hide a wrong gradient.
+local weighted = ref.weighted
 
 -- Reference over the rows of a nested table, in double precision.
 local function ref_norm(x, w, b, eps, center)
@@ -36,29 +27,9 @@ local function ref_norm(x, w, b, eps, center)
   return y
 end
 
-local function assert_close(got, want, tol, where)
-  where = where or ""
-  if type(want) == "table" then
-    assert.are.equal(#want, #got, "length at " .. where)
-    for i = 1, #want do assert_close(got[i], want[i], tol, where .. "[" .. i .. "]") end
-  else
-    assert(math.abs(got - want) <= tol * (1 + math.abs(want)),
-      ("at %s: got %.9g, want %.9g"):format(where, got, want))
-  end
-end
-
 -- Outputs are O(1) values computed in float32 from double-accumulated row
 -- statistics: a few ulps (~1e-7 each) of error; 1e-6 leaves a margin.
 local TOL = 1e-6
-
--- A dot product with a fixed vector: a normalised row sums to a constant, so a
--- plain sum would hide a wrong gradient.
-local function weighted(y)
-  local gen = generator(99)
-  local w = {}
-  for i = 1, y.size do w[i] = gen() end
-  return lattice.matmul(y:reshape(-1), lattice.array(w))
-end
 
 describe("layer_norm", function()
   local gen = generator(11)

@@ -1,26 +1,12 @@
 local lattice = require "lattice"
 local gradcheck = require "support.gradcheck"
+local ref = require "support.reference"
 
 -- Inputs are generated here with Lua's own generator, and every expected value is
 -- computed in plain Lua doubles from the values the tensor actually holds.
 math.randomseed(20240607)
 
-local function numel(shape)
-  local n = 1
-  for _, d in ipairs(shape) do n = n * d end
-  return n
-end
-
-local function randn(n)
-  local t = {}
-  for i = 1, n do
-    t[i] = math.sqrt(-2 * math.log(1 - math.random())) * math.cos(2 * math.pi * math.random())
-  end
-  return t
-end
-
-local function tensor(flat, shape, dtype) return lattice.array(flat, dtype):reshape(shape) end
-local function flat(t) return t:reshape({t.size}):tolist() end
+local numel, randn, tensor, flat = ref.numel, ref.randn, ref.tensor, ref.flat
 
 -- Normalises Lua axes (nil, a number, or a table) into a set of 1-based axes.
 local function axis_set(axes, ndim)

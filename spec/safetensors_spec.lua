@@ -2,11 +2,12 @@
 -- (spec/fixtures, made by make_fixtures.py from the published format), every
 -- kind of corrupt file with its exact message, and the atomic save.
 local lattice = require "lattice"
+local ref = require "support.reference"
 
 local here = debug.getinfo(1, "S").source:match("^@(.*[/\\])") or "spec/"
 local FIX = here .. "fixtures/"
 
-local function f32(v) return (string.unpack("<f", string.pack("<f", v))) end
+local f32 = ref.f32
 
 local function read_bytes(path)
   local f = assert(io.open(path, "rb"))

@@ -1,25 +1,11 @@
 local lattice = require "lattice"
 local gradcheck = require "support.gradcheck"
+local ref = require "support.reference"
 
 -- Inputs come from Lua's generator; expected values are textbook softmax in Lua doubles.
 math.randomseed(314159)
 
-local function numel(shape)
-  local n = 1
-  for _, d in ipairs(shape) do n = n * d end
-  return n
-end
-
-local function randn(n, scale)
-  local t = {}
-  for i = 1, n do
-    t[i] = (scale or 1) * math.sqrt(-2 * math.log(1 - math.random())) * math.cos(2 * math.pi * math.random())
-  end
-  return t
-end
-
-local function tensor(flat, shape, dtype) return lattice.array(flat, dtype):reshape(shape) end
-local function flat(t) return t:reshape({t.size}):tolist() end
+local numel, randn, tensor, flat = ref.numel, ref.randn, ref.tensor, ref.flat
 
 -- Calls fn(positions) for every line of `shape` along 1-based `axis`, where
 -- positions are the 1-based flat indices of that line's elements in order.

@@ -1,7 +1,8 @@
 local lattice = require "lattice"
 local gradcheck = require "support.gradcheck"
+local ref = require "support.reference"
 
-local function f32(v) return (string.unpack("f", string.pack("f", v))) end
+local f32 = ref.f32
 
 describe("lattice.array", function()
   it("builds float32 from nested Lua numbers and reads them back", function()
