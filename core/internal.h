@@ -6,7 +6,7 @@
 #include <stddef.h>
 #include "lattice/lattice.h"
 
-#define LT_ALIGN 64
+#define LT_ALIGN     64
 #define LT_ASSERT(c) ((c) ? (void)0 : lt__assert_fail(#c, __FILE__, __LINE__))
 void lt__assert_fail(const char *cond, const char *file, int line);
 
@@ -16,8 +16,8 @@ typedef struct lt_storage {
   int64_t refcount;
   void *data;
   size_t nbytes;
-  lt_ctx *ctx;                 /* retained; its allocator owns `data` unless wrapped */
-  int wrapped;                 /* a host buffer: released through `release`, if any */
+  lt_ctx *ctx; /* retained; its allocator owns `data` unless wrapped */
+  int wrapped; /* a host buffer: released through `release`, if any */
   void (*release)(void *ud);
   void *release_ud;
 } lt_storage;
@@ -52,9 +52,7 @@ static inline lt_status lt__as_f32(lt_ctx *ctx, lt_tensor **out, lt_tensor *x) {
 /* Replaces *t (contiguous) by its conversion to dt, releasing the old one
  * (nothing to do when it already has dt). On failure *t is NULL. */
 lt_status lt__to_dtype(lt_ctx *ctx, lt_tensor **t, lt_dtype dt);
-static inline float *lt__f32(const lt_tensor *t) {
-  return (float *)t->storage->data + t->offset;
-}
+static inline float *lt__f32(const lt_tensor *t) { return (float *)t->storage->data + t->offset; }
 /* The dtype float results take for a given input dtype (ints compute in float32). */
 static inline lt_dtype lt__float_result(lt_dtype dt) {
   return (dt == LT_FLOAT16 || dt == LT_BFLOAT16) ? dt : LT_FLOAT32;
@@ -64,8 +62,7 @@ lt_status lt__check_float(lt_ctx *ctx, const char *op, const lt_tensor *t, const
 /* Gradient reduced from a broadcast shape back to `ndim/shape` by summing. */
 lt_status lt__sum_to_shape(lt_ctx *ctx, lt_tensor **out, lt_tensor *g, int ndim, const int64_t *shape);
 /* Broadcast result shape of a and b; returns 0 and fails ctx when incompatible. */
-int lt__broadcast_shape(lt_ctx *ctx, const char *op, int *ndim, int64_t *shape, const lt_tensor *a,
-                        const lt_tensor *b);
+int lt__broadcast_shape(lt_ctx *ctx, const char *op, int *ndim, int64_t *shape, const lt_tensor *a, const lt_tensor *b);
 void lt__release_all(int n, lt_tensor **ts);
 /* Strides (in elements) of contiguous t read in the broadcast shape (nd,
  * shape): 0 on broadcast axes. */
@@ -80,7 +77,7 @@ lt_status lt__slice_view(lt_ctx *ctx, lt_tensor **out, const lt_tensor *x, int a
 
 /* ---- autograd tape ---- */
 
-#define LT_NODE_MAX_IN 4
+#define LT_NODE_MAX_IN    4
 #define LT_NODE_MAX_SAVED 4
 typedef struct lt_node lt_node;
 /* Computes the gradients of the inputs from `gout` (the gradient of the output).
@@ -91,12 +88,12 @@ struct lt_node {
   const char *name;
   lt_backward_fn backward;
   int nin;
-  lt_tensor *in[LT_NODE_MAX_IN];       /* retained */
-  int needs[LT_NODE_MAX_IN];           /* input is tracked */
+  lt_tensor *in[LT_NODE_MAX_IN]; /* retained */
+  int needs[LT_NODE_MAX_IN];     /* input is tracked */
   int64_t in_slot[LT_NODE_MAX_IN];
   lt_tensor *saved[LT_NODE_MAX_SAVED]; /* retained; often the output */
   int64_t out_slot;
-  double f[4];                         /* op attributes */
+  double f[4]; /* op attributes */
   int64_t i[LT_MAX_DIMS + 4];
 };
 
@@ -108,8 +105,8 @@ lt_node *lt__tape_record(lt_ctx *ctx, const char *name, lt_backward_fn backward,
                          lt_tensor *const *inputs);
 void lt__node_save(lt_node *node, int k, lt_tensor *t);
 /* Records `out = op(inputs...)` if wanted, releasing *out on failure. */
-lt_status lt__record(lt_ctx *ctx, lt_node **node, const char *name, lt_backward_fn backward, lt_tensor **out,
-                     int nin, lt_tensor *const *inputs);
+lt_status lt__record(lt_ctx *ctx, lt_node **node, const char *name, lt_backward_fn backward, lt_tensor **out, int nin,
+                     lt_tensor *const *inputs);
 
 /* ---- context internals ---- */
 
@@ -169,16 +166,16 @@ lt_status lt__pool_drain(lt_pool *p);
  * OpenMP at all: here even a one-thread parallel region costs a futex call
  * (~1.5 us, measured), more than a whole small op. The body is a braced block
  * that must not break out of the loop or return. */
-#define LT_PARALLEL_FOR(threads, i, n, ...)                                   \
-  do {                                                                        \
-    int lt_threads_ = (threads);                                              \
-    int64_t lt_n_ = (n);                                                      \
-    if (lt_threads_ > 1) {                                                    \
-      _Pragma("omp parallel for num_threads(lt_threads_) schedule(static)")   \
-      for (int64_t i = 0; i < lt_n_; i++) __VA_ARGS__                         \
-    } else {                                                                  \
-      for (int64_t i = 0; i < lt_n_; i++) __VA_ARGS__                         \
-    }                                                                         \
+#define LT_PARALLEL_FOR(threads, i, n, ...)                                                                     \
+  do {                                                                                                          \
+    int lt_threads_ = (threads);                                                                                \
+    int64_t lt_n_ = (n);                                                                                        \
+    if (lt_threads_ > 1) {                                                                                      \
+      _Pragma("omp parallel for num_threads(lt_threads_) schedule(static)") for (int64_t i = 0; i < lt_n_; i++) \
+          __VA_ARGS__                                                                                           \
+    } else {                                                                                                    \
+      for (int64_t i = 0; i < lt_n_; i++) __VA_ARGS__                                                           \
+    }                                                                                                           \
   } while (0)
 
 /* y[i] = exp(x[i] - shift) for n floats, within 1 ulp of expf, in a loop the

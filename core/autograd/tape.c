@@ -96,8 +96,8 @@ void lt__node_save(lt_node *node, int k, lt_tensor *t) {
   node->saved[k] = lt_tensor_retain(t);
 }
 
-lt_status lt__record(lt_ctx *ctx, lt_node **node, const char *name, lt_backward_fn backward, lt_tensor **out,
-                     int nin, lt_tensor *const *inputs) {
+lt_status lt__record(lt_ctx *ctx, lt_node **node, const char *name, lt_backward_fn backward, lt_tensor **out, int nin,
+                     lt_tensor *const *inputs) {
   if (node) *node = NULL;
   if (!lt__tape_wants(ctx, nin, inputs)) return LT_OK;
   lt_node *n = lt__tape_record(ctx, name, backward, *out, nin, inputs);
@@ -143,8 +143,7 @@ static lt_status run_node(lt_ctx *ctx, const lt_node *n, lt_tensor **grads) {
   return st;
 }
 
-static lt_status leaf_grads(lt_ctx *ctx, lt_tensor **grads, int nleaves, lt_tensor *const *leaves,
-                            lt_tensor **out) {
+static lt_status leaf_grads(lt_ctx *ctx, lt_tensor **grads, int nleaves, lt_tensor *const *leaves, lt_tensor **out) {
   for (int i = 0; i < nleaves; i++) {
     const lt_tensor *leaf = leaves[i];
     lt_tensor *g = tracked(ctx, leaf) ? grads[leaf->slot] : NULL;

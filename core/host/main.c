@@ -228,8 +228,10 @@ static void repl(lua_State *L) {
   int status;
   while ((status = load_input(L)) != -1) {
     if (status == LUA_OK) status = docall(L, 0, LUA_MULTRET);
-    if (status == LUA_OK) print_results(L);
-    else report(L, status);
+    if (status == LUA_OK)
+      print_results(L);
+    else
+      report(L, status);
   }
   lua_settop(L, 0);
   fputs("\n", stdout);
@@ -238,7 +240,7 @@ static void repl(lua_State *L) {
 /* ---- main ---- */
 
 typedef struct options {
-  int script;   /* index of the script in argv, or 0 */
+  int script; /* index of the script in argv, or 0 */
   int has_e, interactive, version;
 } options;
 
@@ -289,10 +291,13 @@ static int pmain(lua_State *L) {
   create_arg_table(L, argv, argc, o.script ? o.script : argc);
   if (!run_codes(L, argv, o.script ? o.script : argc)) return 0;
   if (o.script && run_script(L, argv, argc, o.script) != LUA_OK) return 0;
-  if (o.interactive) repl(L);
+  if (o.interactive)
+    repl(L);
   else if (!o.script && !o.has_e && !o.version) {
-    if (isatty(STDIN_FILENO)) repl(L);
-    else if (dochunk(L, luaL_loadfile(L, NULL)) != LUA_OK) return 0;
+    if (isatty(STDIN_FILENO))
+      repl(L);
+    else if (dochunk(L, luaL_loadfile(L, NULL)) != LUA_OK)
+      return 0;
   }
   lua_pushboolean(L, 1);
   return 1;

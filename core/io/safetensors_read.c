@@ -119,8 +119,10 @@ static const char *describe(const cJSON *v, char *buf, size_t n) {
                      : cJSON_IsObject(v) ? "an object"
                      : cJSON_IsBool(v)   ? "a boolean"
                                          : "null";
-  if (cJSON_IsNumber(v)) snprintf(buf, n, "%.17g", v->valuedouble);
-  else snprintf(buf, n, "%s", kind);
+  if (cJSON_IsNumber(v))
+    snprintf(buf, n, "%.17g", v->valuedouble);
+  else
+    snprintf(buf, n, "%s", kind);
   return buf;
 }
 
@@ -263,8 +265,7 @@ static lt_status check_tiling(reader *r) {
       return bad(r, "tensors '%s' [%lld,%lld] and '%s' [%lld,%lld] overlap", p->name, (long long)p->begin,
                  (long long)p->end, e->name, (long long)e->begin, (long long)e->end);
     }
-    if (e->begin > at)
-      return bad(r, "data bytes [%lld,%lld) belong to no tensor", (long long)at, (long long)e->begin);
+    if (e->begin > at) return bad(r, "data bytes [%lld,%lld) belong to no tensor", (long long)at, (long long)e->begin);
     at = e->end;
   }
   if (at < r->data_len)

@@ -52,8 +52,7 @@ static lt_status check_args(writer *w, int n, const lt_named_tensor *ts, int nme
     if (!ts[i].tensor) return lt_ctx_fail(w->ctx, LT_ERR_ARG, "save_safetensors: tensor '%s' is NULL", ts[i].name);
   }
   for (int i = 0; i < nmeta; i++)
-    if (check_name(w, "metadata key", meta[i].key) || check_name(w, "metadata value", meta[i].value))
-      return LT_ERR_ARG;
+    if (check_name(w, "metadata key", meta[i].key) || check_name(w, "metadata value", meta[i].value)) return LT_ERR_ARG;
   int most = n > nmeta ? n : nmeta;
   const char **names = malloc((size_t)(most ? most : 1) * sizeof *names), *dup = NULL;
   if (!names) return lt_ctx_fail(w->ctx, LT_ERR_MEM, "save_safetensors: out of memory");

@@ -47,8 +47,8 @@ static int l_stop_gradient(lua_State *L) {
 }
 
 void lt_l_open_autograd(lua_State *L) {
-  static const luaL_Reg fns[] = {{"tape_begin", l_tape_begin}, {"tape_end", l_tape_end},
-                                 {"tape_watch", l_tape_watch}, {"tape_backward", l_tape_backward},
+  static const luaL_Reg fns[] = {{"tape_begin", l_tape_begin},       {"tape_end", l_tape_end},
+                                 {"tape_watch", l_tape_watch},       {"tape_backward", l_tape_backward},
                                  {"stop_gradient", l_stop_gradient}, {NULL, NULL}};
   lt_l_register(L, fns);
 }

@@ -76,14 +76,14 @@ void lt_l_register(lua_State *L, const luaL_Reg *fns);
 void lt_l_pushctx(lua_State *L);
 
 /* Each area's binding file fills the module table at the top of the stack. */
-void lt_l_open_tensor(lua_State *L);     /* tensor.c: type, creation, layout */
-void lt_l_open_random(lua_State *L);     /* random.c */
+void lt_l_open_tensor(lua_State *L);      /* tensor.c: type, creation, layout */
+void lt_l_open_random(lua_State *L);      /* random.c */
 void lt_l_open_elementwise(lua_State *L); /* elementwise.c: unary, binary, where, clip */
-void lt_l_open_reduce(lua_State *L);     /* reduce.c: reductions, arg*, softmax */
-void lt_l_open_linalg(lua_State *L);     /* linalg.c: matmul, norms */
-void lt_l_open_index(lua_State *L);      /* index.c: take, gather, embedding, losses */
-void lt_l_open_autograd(lua_State *L);   /* autograd.c */
-void lt_l_open_io(lua_State *L);         /* io.c: safetensors */
-void lt_l_open_runtime(lua_State *L);    /* runtime.c: threads, blas_info, memory, now */
+void lt_l_open_reduce(lua_State *L);      /* reduce.c: reductions, arg*, softmax */
+void lt_l_open_linalg(lua_State *L);      /* linalg.c: matmul, norms */
+void lt_l_open_index(lua_State *L);       /* index.c: take, gather, embedding, losses */
+void lt_l_open_autograd(lua_State *L);    /* autograd.c */
+void lt_l_open_io(lua_State *L);          /* io.c: safetensors */
+void lt_l_open_runtime(lua_State *L);     /* runtime.c: threads, blas_info, memory, now */
 
 #endif

@@ -181,25 +181,50 @@ static int l_unary_grad_with_isa(lua_State *L) {
   return 2;
 }
 
-static const luaL_Reg functions[] = {
-    {"add", l_add}, {"subtract", l_subtract}, {"multiply", l_multiply}, {"divide", l_divide},
-    {"power", l_power}, {"maximum", l_maximum}, {"minimum", l_minimum}, {"equal", l_equal},
-    {"not_equal", l_not_equal}, {"less", l_less}, {"less_equal", l_less_equal}, {"greater", l_greater},
-    {"greater_equal", l_greater_equal},
-    {"neg", l_neg}, {"exp", l_exp}, {"log", l_log}, {"sqrt", l_sqrt}, {"rsqrt", l_rsqrt}, {"abs", l_abs},
-    {"tanh", l_tanh}, {"sigmoid", l_sigmoid}, {"relu", l_relu}, {"leaky_relu", l_leaky_relu},
-    {"gelu", l_gelu}, {"gelu_approx", l_gelu_approx}, {"silu", l_silu}, {"softplus", l_softplus},
-    {"square", l_square}, {"sin", l_sin}, {"cos", l_cos},
-    {"where", l_where}, {"clip", l_clip},
-    {"isa", l_isa}, {"peak_gflops", l_peak_gflops}, {"bench_memcpy", l_bench_memcpy},
-    {"unary_with_isa", l_unary_with_isa}, {"unary_grad_with_isa", l_unary_grad_with_isa},
-    {NULL, NULL}};
+static const luaL_Reg functions[] = {{"add", l_add},
+                                     {"subtract", l_subtract},
+                                     {"multiply", l_multiply},
+                                     {"divide", l_divide},
+                                     {"power", l_power},
+                                     {"maximum", l_maximum},
+                                     {"minimum", l_minimum},
+                                     {"equal", l_equal},
+                                     {"not_equal", l_not_equal},
+                                     {"less", l_less},
+                                     {"less_equal", l_less_equal},
+                                     {"greater", l_greater},
+                                     {"greater_equal", l_greater_equal},
+                                     {"neg", l_neg},
+                                     {"exp", l_exp},
+                                     {"log", l_log},
+                                     {"sqrt", l_sqrt},
+                                     {"rsqrt", l_rsqrt},
+                                     {"abs", l_abs},
+                                     {"tanh", l_tanh},
+                                     {"sigmoid", l_sigmoid},
+                                     {"relu", l_relu},
+                                     {"leaky_relu", l_leaky_relu},
+                                     {"gelu", l_gelu},
+                                     {"gelu_approx", l_gelu_approx},
+                                     {"silu", l_silu},
+                                     {"softplus", l_softplus},
+                                     {"square", l_square},
+                                     {"sin", l_sin},
+                                     {"cos", l_cos},
+                                     {"where", l_where},
+                                     {"clip", l_clip},
+                                     {"isa", l_isa},
+                                     {"peak_gflops", l_peak_gflops},
+                                     {"bench_memcpy", l_bench_memcpy},
+                                     {"unary_with_isa", l_unary_with_isa},
+                                     {"unary_grad_with_isa", l_unary_grad_with_isa},
+                                     {NULL, NULL}};
 
 /* Lua's arithmetic on tensors; comparisons cannot be metamethods (Lua turns
  * their results into booleans), so they stay functions. */
-static const luaL_Reg metamethods[] = {
-    {"__add", l_add}, {"__sub", l_subtract}, {"__mul", l_multiply}, {"__div", l_divide},
-    {"__pow", l_power}, {"__unm", l_unm}, {NULL, NULL}};
+static const luaL_Reg metamethods[] = {{"__add", l_add},    {"__sub", l_subtract}, {"__mul", l_multiply},
+                                       {"__div", l_divide}, {"__pow", l_power},    {"__unm", l_unm},
+                                       {NULL, NULL}};
 
 void lt_l_open_elementwise(lua_State *L) {
   lt_l_register(L, functions);

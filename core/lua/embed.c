@@ -75,7 +75,8 @@ static int push_protected(lua_State *L) {
   if (luaL_getmetatable(L, LT_L_TENSOR) != LUA_TTABLE)
     return luaL_error(L, "%s: lattice is not open in this state (call lattice_lua_open first)", fname);
   lua_pop(L, 1);
-  if (a->ndim < 0 || a->ndim > LT_MAX_DIMS || (a->ndim > 0 && !a->shape) || (int)a->dt < 0 || (int)a->dt >= LT_DTYPE_COUNT)
+  if (a->ndim < 0 || a->ndim > LT_MAX_DIMS || (a->ndim > 0 && !a->shape) || (int)a->dt < 0 ||
+      (int)a->dt >= LT_DTYPE_COUNT)
     return luaL_error(L, "%s: bad ndim, shape or dtype", fname);
   lt_ctx *ctx = lattice_lua_context(L);
   lt_l_pushtensor_ctx(L, ctx, NULL); /* the userdata first: an error below leaks nothing */

@@ -15,8 +15,10 @@
 /* The index tensor at arg; a clear message for a Lua table. */
 static lt_tensor *check_indices(lua_State *L, int arg, const char *fname, const char *what) {
   if (lua_type(L, arg) == LUA_TTABLE)
-    luaL_error(L, "%s: %s must be a tensor of 0-based integers (e.g. lattice.array({0, 2}, \"int64\")), "
-               "not a Lua table", fname, what);
+    luaL_error(L,
+               "%s: %s must be a tensor of 0-based integers (e.g. lattice.array({0, 2}, \"int64\")), "
+               "not a Lua table",
+               fname, what);
   return lt_l_checktensor(L, arg);
 }
 

@@ -4,9 +4,7 @@
 #include "binding.h"
 
 /* A tensor or nil at `arg` (NULL for nil). */
-static lt_tensor *opttensor(lua_State *L, int arg) {
-  return lua_isnoneornil(L, arg) ? NULL : lt_l_checktensor(L, arg);
-}
+static lt_tensor *opttensor(lua_State *L, int arg) { return lua_isnoneornil(L, arg) ? NULL : lt_l_checktensor(L, arg); }
 
 /* lattice.matmul(a, b) -> a @ b with NumPy matmul rules. */
 static int l_matmul(lua_State *L) {
@@ -81,10 +79,7 @@ static int l_bench_sgemm(lua_State *L) {
 
 void lt_l_open_linalg(lua_State *L) {
   static const luaL_Reg fns[] = {
-      {"matmul", l_matmul},
-      {"layer_norm", l_layer_norm},
-      {"rms_norm", l_rms_norm},
-      {"bench_sgemm", l_bench_sgemm},
+      {"matmul", l_matmul}, {"layer_norm", l_layer_norm}, {"rms_norm", l_rms_norm}, {"bench_sgemm", l_bench_sgemm},
       {NULL, NULL},
   };
   lt_l_register(L, fns);

@@ -67,10 +67,16 @@ static int l_softmax(lua_State *L) { return softmax(L, 0); }
 static int l_log_softmax(lua_State *L) { return softmax(L, 1); }
 
 void lt_l_open_reduce(lua_State *L) {
-  static const luaL_Reg fns[] = {
-      {"sum", l_sum},         {"mean", l_mean},       {"max", l_max},
-      {"min", l_min},         {"var", l_var},         {"logsumexp", l_logsumexp},
-      {"argmax", l_argmax},   {"argmin", l_argmin},   {"softmax", l_softmax},
-      {"log_softmax", l_log_softmax}, {NULL, NULL}};
+  static const luaL_Reg fns[] = {{"sum", l_sum},
+                                 {"mean", l_mean},
+                                 {"max", l_max},
+                                 {"min", l_min},
+                                 {"var", l_var},
+                                 {"logsumexp", l_logsumexp},
+                                 {"argmax", l_argmax},
+                                 {"argmin", l_argmin},
+                                 {"softmax", l_softmax},
+                                 {"log_softmax", l_log_softmax},
+                                 {NULL, NULL}};
   lt_l_register(L, fns);
 }

@@ -84,7 +84,8 @@ static int l_array(lua_State *L) {
                  scratch + m * (sizeof(double) + sizeof(lua_Integer))};
   int64_t pos = 0;
   int all_bool = type != LUA_TNUMBER;
-  if (type == LUA_TTABLE) read_nested(L, 1, 0, nd, shape, &vals, &pos, &all_bool); /* checks raggedness even when empty */
+  if (type == LUA_TTABLE)
+    read_nested(L, 1, 0, nd, shape, &vals, &pos, &all_bool); /* checks raggedness even when empty */
   else if (type != LUA_TTABLE) {
     vals.num[0] = type == LUA_TBOOLEAN ? lua_toboolean(L, 1) : lua_tonumber(L, 1);
     vals.is_int[0] = (char)lua_isinteger(L, 1);
@@ -96,8 +97,10 @@ static int l_array(lua_State *L) {
   const lt_dtype_traits *tr = lt_dtype_info(dt);
   char *p = lt_tensor_data(t);
   for (int64_t i = 0; i < n; i++) {
-    if (dt == LT_INT64 && vals.is_int[i]) ((int64_t *)p)[i] = vals.ints[i];
-    else tr->store(p + i * (int64_t)tr->size, vals.num[i]);
+    if (dt == LT_INT64 && vals.is_int[i])
+      ((int64_t *)p)[i] = vals.ints[i];
+    else
+      tr->store(p + i * (int64_t)tr->size, vals.num[i]);
   }
   lt_l_pushtensor(L, t);
   return 1;
@@ -135,7 +138,8 @@ static int l_arange(lua_State *L) {
   lt_dtype dt = LT_FLOAT32;
   if (top > 0 && lua_type(L, top) == LUA_TSTRING) dt = lt_l_checkdtype(L, top--);
   double start = 0, stop, step = 1;
-  if (top == 1) stop = luaL_checknumber(L, 1);
+  if (top == 1)
+    stop = luaL_checknumber(L, 1);
   else {
     start = luaL_checknumber(L, 1);
     stop = luaL_checknumber(L, 2);
@@ -161,8 +165,10 @@ static int l_eye(lua_State *L) {
 static void push_element(lua_State *L, const lt_tensor *t, int64_t flat) {
   double v = lt_tensor_get(t, flat);
   lt_dtype dt = lt_tensor_dtype(t);
-  if (dt == LT_BOOL) lua_pushboolean(L, v != 0);
-  else if (lt_dtype_info(dt)->is_float) lua_pushnumber(L, v);
+  if (dt == LT_BOOL)
+    lua_pushboolean(L, v != 0);
+  else if (lt_dtype_info(dt)->is_float)
+    lua_pushnumber(L, v);
   else if (dt == LT_INT64) {
     const int64_t *p = lt_tensor_data(t); /* exact: int64 does not round-trip through double */
     int64_t off = 0, rem = flat;
@@ -171,15 +177,18 @@ static void push_element(lua_State *L, const lt_tensor *t, int64_t flat) {
       rem /= lt_tensor_shape(t)[i];
     }
     lua_pushinteger(L, p[off]);
-  } else lua_pushinteger(L, (lua_Integer)v);
+  } else
+    lua_pushinteger(L, (lua_Integer)v);
 }
 
 static void push_list(lua_State *L, const lt_tensor *t, int d, int64_t *flat) {
   const int64_t *shape = lt_tensor_shape(t);
   lua_createtable(L, (int)shape[d], 0);
   for (int64_t i = 0; i < shape[d]; i++) {
-    if (d + 1 == lt_tensor_ndim(t)) push_element(L, t, (*flat)++);
-    else push_list(L, t, d + 1, flat);
+    if (d + 1 == lt_tensor_ndim(t))
+      push_element(L, t, (*flat)++);
+    else
+      push_list(L, t, d + 1, flat);
     lua_rawseti(L, -2, i + 1);
   }
 }
@@ -187,15 +196,16 @@ static void push_list(lua_State *L, const lt_tensor *t, int d, int64_t *flat) {
 static int l_tolist(lua_State *L) {
   lt_tensor *t = lt_l_checktensor(L, 1);
   int64_t flat = 0;
-  if (lt_tensor_ndim(t) == 0) push_element(L, t, 0);
-  else push_list(L, t, 0, &flat);
+  if (lt_tensor_ndim(t) == 0)
+    push_element(L, t, 0);
+  else
+    push_list(L, t, 0, &flat);
   return 1;
 }
 
 static int l_item(lua_State *L) {
   lt_tensor *t = lt_l_checktensor(L, 1);
-  if (lt_tensor_size(t) != 1)
-    return luaL_error(L, "item: tensor has %d elements, expected 1", (int)lt_tensor_size(t));
+  if (lt_tensor_size(t) != 1) return luaL_error(L, "item: tensor has %d elements, expected 1", (int)lt_tensor_size(t));
   push_element(L, t, 0);
   return 1;
 }
@@ -436,13 +446,31 @@ static int l_is_tensor(lua_State *L) {
   return 1;
 }
 
-static const luaL_Reg functions[] = {
-    {"array", l_array}, {"zeros", l_zeros}, {"ones", l_ones}, {"full", l_full},
-    {"zeros_like", l_zeros_like}, {"ones_like", l_ones_like}, {"arange", l_arange}, {"eye", l_eye},
-    {"tolist", l_tolist}, {"item", l_item}, {"astype", l_astype}, {"reshape", l_reshape},
-    {"transpose", l_transpose}, {"expand_dims", l_expand_dims}, {"squeeze", l_squeeze}, {"slice", l_slice},
-    {"broadcast_to", l_broadcast_to}, {"contiguous", l_contiguous}, {"concatenate", l_concatenate},
-    {"stack", l_stack}, {"split", l_split}, {"is_tensor", l_is_tensor}, {"shares_storage", l_shares_storage}, {"close", tensor_close}, {NULL, NULL}};
+static const luaL_Reg functions[] = {{"array", l_array},
+                                     {"zeros", l_zeros},
+                                     {"ones", l_ones},
+                                     {"full", l_full},
+                                     {"zeros_like", l_zeros_like},
+                                     {"ones_like", l_ones_like},
+                                     {"arange", l_arange},
+                                     {"eye", l_eye},
+                                     {"tolist", l_tolist},
+                                     {"item", l_item},
+                                     {"astype", l_astype},
+                                     {"reshape", l_reshape},
+                                     {"transpose", l_transpose},
+                                     {"expand_dims", l_expand_dims},
+                                     {"squeeze", l_squeeze},
+                                     {"slice", l_slice},
+                                     {"broadcast_to", l_broadcast_to},
+                                     {"contiguous", l_contiguous},
+                                     {"concatenate", l_concatenate},
+                                     {"stack", l_stack},
+                                     {"split", l_split},
+                                     {"is_tensor", l_is_tensor},
+                                     {"shares_storage", l_shares_storage},
+                                     {"close", tensor_close},
+                                     {NULL, NULL}};
 
 void lt_l_open_tensor(lua_State *L) {
   lt_l_register(L, functions);
@@ -455,8 +483,11 @@ void lt_l_open_tensor(lua_State *L) {
   lua_pushvalue(L, -3);
   lua_pushcclosure(L, tensor_index, 2);
   lua_setfield(L, -2, "__index");
-  static const luaL_Reg meta[] = {{"__gc", tensor_close}, {"__close", tensor_close}, {"__len", tensor_len},
-                                  {"__newindex", tensor_newindex}, {NULL, NULL}};
+  static const luaL_Reg meta[] = {{"__gc", tensor_close},
+                                  {"__close", tensor_close},
+                                  {"__len", tensor_len},
+                                  {"__newindex", tensor_newindex},
+                                  {NULL, NULL}};
   lt_l_register(L, meta);
   lua_pop(L, 2);
 }

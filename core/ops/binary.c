@@ -5,9 +5,9 @@
 #include <string.h>
 #include "internal.h"
 
-static const char *const names[LT_BINARY_COUNT] = {
-    "add", "subtract", "multiply", "divide", "power", "maximum", "minimum",
-    "equal", "not_equal", "less", "less_equal", "greater", "greater_equal"};
+static const char *const names[LT_BINARY_COUNT] = {"add",        "subtract", "multiply",     "divide",    "power",
+                                                   "maximum",    "minimum",  "equal",        "not_equal", "less",
+                                                   "less_equal", "greater",  "greater_equal"};
 
 const char *lt_binary_name(lt_binary_op op) { return names[op]; }
 
@@ -19,21 +19,33 @@ typedef void (*kernel_f32)(float *o, const float *a, int64_t sa, const float *b,
 typedef void (*kernel_i64)(int64_t *o, const int64_t *a, int64_t sa, const int64_t *b, int64_t sb, int64_t n);
 
 /* The three stride cases are spelled out so the compiler vectorises each. */
-#define DEFINE_KERNEL(name, T, expr)                                               \
+#define DEFINE_KERNEL(name, T, expr)                                                  \
   static void name(T *o, const T *a, int64_t sa, const T *b, int64_t sb, int64_t n) { \
-    if (sa && sb)                                                                  \
-      for (int64_t i = 0; i < n; i++) { T x = a[i], y = b[i]; o[i] = (expr); }     \
-    else if (sa)                                                                   \
-      for (int64_t i = 0; i < n; i++) { T x = a[i], y = b[0]; o[i] = (expr); }     \
-    else if (sb)                                                                   \
-      for (int64_t i = 0; i < n; i++) { T x = a[0], y = b[i]; o[i] = (expr); }     \
-    else                                                                           \
-      for (int64_t i = 0; i < n; i++) { T x = a[0], y = b[0]; o[i] = (expr); }     \
+    if (sa && sb)                                                                     \
+      for (int64_t i = 0; i < n; i++) {                                               \
+        T x = a[i], y = b[i];                                                         \
+        o[i] = (expr);                                                                \
+      }                                                                               \
+    else if (sa)                                                                      \
+      for (int64_t i = 0; i < n; i++) {                                               \
+        T x = a[i], y = b[0];                                                         \
+        o[i] = (expr);                                                                \
+      }                                                                               \
+    else if (sb)                                                                      \
+      for (int64_t i = 0; i < n; i++) {                                               \
+        T x = a[0], y = b[i];                                                         \
+        o[i] = (expr);                                                                \
+      }                                                                               \
+    else                                                                              \
+      for (int64_t i = 0; i < n; i++) {                                               \
+        T x = a[0], y = b[0];                                                         \
+        o[i] = (expr);                                                                \
+      }                                                                               \
   }
 
 DEFINE_KERNEL(add_f32, float, x + y)
 DEFINE_KERNEL(sub_f32, float, x - y)
-DEFINE_KERNEL(mul_f32, float, x * y)
+DEFINE_KERNEL(mul_f32, float, x *y)
 DEFINE_KERNEL(div_f32, float, x / y)
 DEFINE_KERNEL(pow_f32, float, powf(x, y))
 DEFINE_KERNEL(max_f32, float, (x > y || x != x) ? x : y) /* NaN propagates, as in NumPy */
@@ -55,7 +67,7 @@ static int64_t ipow(int64_t x, int64_t y) {
 
 DEFINE_KERNEL(add_i64, int64_t, (int64_t)((uint64_t)x + (uint64_t)y)) /* wraps like NumPy, no UB */
 DEFINE_KERNEL(sub_i64, int64_t, (int64_t)((uint64_t)x - (uint64_t)y))
-DEFINE_KERNEL(mul_i64, int64_t, (int64_t)((uint64_t)x * (uint64_t)y))
+DEFINE_KERNEL(mul_i64, int64_t, (int64_t)((uint64_t)x *(uint64_t)y))
 DEFINE_KERNEL(pow_i64, int64_t, ipow(x, y))
 DEFINE_KERNEL(max_i64, int64_t, x > y ? x : y)
 DEFINE_KERNEL(min_i64, int64_t, x < y ? x : y)
@@ -66,13 +78,11 @@ DEFINE_KERNEL(le_i64, int64_t, x <= y)
 DEFINE_KERNEL(gt_i64, int64_t, x > y)
 DEFINE_KERNEL(ge_i64, int64_t, x >= y)
 
-static const kernel_f32 kernels_f32[LT_BINARY_COUNT] = {
-    add_f32, sub_f32, mul_f32, div_f32, pow_f32, max_f32, min_f32,
-    eq_f32, ne_f32, lt_f32, le_f32, gt_f32, ge_f32};
+static const kernel_f32 kernels_f32[LT_BINARY_COUNT] = {add_f32, sub_f32, mul_f32, div_f32, pow_f32, max_f32, min_f32,
+                                                        eq_f32,  ne_f32,  lt_f32,  le_f32,  gt_f32,  ge_f32};
 /* Integer division is true division, computed in float32. */
-static const kernel_i64 kernels_i64[LT_BINARY_COUNT] = {
-    add_i64, sub_i64, mul_i64, NULL, pow_i64, max_i64, min_i64,
-    eq_i64, ne_i64, lt_i64, le_i64, gt_i64, ge_i64};
+static const kernel_i64 kernels_i64[LT_BINARY_COUNT] = {add_i64, sub_i64, mul_i64, NULL,   pow_i64, max_i64, min_i64,
+                                                        eq_i64,  ne_i64,  lt_i64,  le_i64, gt_i64,  ge_i64};
 
 /* ---- dtype promotion ---- */
 
@@ -178,8 +188,8 @@ static void row_offsets(const plan *p, int64_t r, int64_t *oa, int64_t *ob) {
 }
 
 /* Runs the kernel over the plan; `es` is the element size of the compute type. */
-static void run(const lt_ctx *ctx, const plan *p, void *out, const void *a, const void *b, size_t es,
-                kernel_f32 kf, kernel_i64 ki) {
+static void run(const lt_ctx *ctx, const plan *p, void *out, const void *a, const void *b, size_t es, kernel_f32 kf,
+                kernel_i64 ki) {
   int64_t inner = p->shape[p->nd - 1], rows = lt__numel(p->nd - 1, p->shape);
   int64_t ia = p->sa[p->nd - 1], ib = p->sb[p->nd - 1];
   int threads = rows * inner >= LT_GRAIN ? lt__ctx_threads(ctx) : 1;
@@ -194,8 +204,10 @@ static void run(const lt_ctx *ctx, const plan *p, void *out, const void *a, cons
     ob += lo * ib;
     char *o = (char *)out + (r * inner + lo) * (int64_t)es;
     const char *pa = (const char *)a + oa * (int64_t)es, *pb = (const char *)b + ob * (int64_t)es;
-    if (kf) kf((float *)o, (const float *)pa, ia, (const float *)pb, ib, n);
-    else ki((int64_t *)o, (const int64_t *)pa, ia, (const int64_t *)pb, ib, n);
+    if (kf)
+      kf((float *)o, (const float *)pa, ia, (const float *)pb, ib, n);
+    else
+      ki((int64_t *)o, (const int64_t *)pa, ia, (const int64_t *)pb, ib, n);
   });
 }
 
@@ -268,8 +280,8 @@ static const lt_backward_fn backward[LT_BINARY_COUNT] = {
 
 /* ---- entry ---- */
 
-static lt_status compute(lt_ctx *ctx, lt_tensor **out, lt_binary_op op, lt_tensor *a, lt_tensor *b,
-                         lt_dtype value_dt, int nd, const int64_t *shape) {
+static lt_status compute(lt_ctx *ctx, lt_tensor **out, lt_binary_op op, lt_tensor *a, lt_tensor *b, lt_dtype value_dt,
+                         int nd, const int64_t *shape) {
   int is_float = lt_dtype_info(value_dt)->is_float;
   lt_dtype cdt = is_float ? LT_FLOAT32 : LT_INT64;
   lt_tensor *ca = NULL, *cb = NULL, *o = NULL;

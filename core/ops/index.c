@@ -29,8 +29,7 @@ static lt_status int_indices(lt_ctx *ctx, lt_tensor **out, const char *op, const
   *out = NULL;
   if (!ind) return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: %s is NULL", op, what);
   if (!is_index_dtype(ind->dtype))
-    return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: %s must be integers, got %s", op, what,
-                       lt_dtype_info(ind->dtype)->name);
+    return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: %s must be integers, got %s", op, what, lt_dtype_info(ind->dtype)->name);
   lt_tensor *c = NULL;
   lt_status st = lt__as_contig(ctx, &c, ind, LT_INT64);
   if (st || c != ind) {
@@ -86,8 +85,10 @@ static void take_rows(const lt_ctx *ctx, char *out, const char *x, const int64_t
   int threads = rows * s.inner >= LT_GRAIN ? lt__ctx_threads(ctx) : 1;
   LT_PARALLEL_FOR(threads, r, rows, {
     const char *src = x + ((r / s.k) * s.n + idx[r % s.k]) * rb;
-    if (s.inner == 1) copy_elem(out + r * rb, src, es);
-    else memcpy(out + r * rb, src, (size_t)rb);
+    if (s.inner == 1)
+      copy_elem(out + r * rb, src, es);
+    else
+      memcpy(out + r * rb, src, (size_t)rb);
   });
 }
 
@@ -141,8 +142,7 @@ static lt_status scatter_backward(lt_ctx *ctx, const lt_node *node, lt_tensor *g
   lt_status st = lt__as_f32(ctx, &cg, g);
   if (!st) st = lt_tensor_zeros(ctx, &gx, LT_FLOAT32, x->ndim, x->shape);
   if (!st) {
-    scatter_add(ctx, lt__f32(gx), lt__f32(cg), lt_tensor_data(node->saved[0]), s, node->i[4], node->i[5],
-                node->i[6]);
+    scatter_add(ctx, lt__f32(gx), lt__f32(cg), lt_tensor_data(node->saved[0]), s, node->i[4], node->i[5], node->i[6]);
     st = lt__to_dtype(ctx, &gx, x->dtype);
   }
   lt_tensor_release(cg);
@@ -156,8 +156,8 @@ static lt_status scatter_backward(lt_ctx *ctx, const lt_node *node, lt_tensor *g
 
 /* Fills the new tensor *out (dtype of x, shape nd/shape) from x and the resolved
  * indices, and records the backward rule when x is a float being differentiated. */
-static lt_status gather(lt_ctx *ctx, lt_tensor **out, const char *name, lt_tensor *x, lt_tensor *idx, geom s,
-                        int along, int nd, const int64_t *shape) {
+static lt_status gather(lt_ctx *ctx, lt_tensor **out, const char *name, lt_tensor *x, lt_tensor *idx, geom s, int along,
+                        int nd, const int64_t *shape) {
   lt_tensor *cx = NULL;
   lt_status st = lt_tensor_new(ctx, out, x->dtype, nd, shape);
   if (!st) st = lt__as_contig(ctx, &cx, x, x->dtype);
@@ -167,8 +167,10 @@ static lt_status gather(lt_ctx *ctx, lt_tensor **out, const char *name, lt_tenso
     return st;
   }
   size_t es = lt_dtype_info(x->dtype)->size;
-  if (along) take_along(ctx, lt_tensor_data(*out), lt_tensor_data(cx), lt_tensor_data(idx), s, es);
-  else take_rows(ctx, lt_tensor_data(*out), lt_tensor_data(cx), lt_tensor_data(idx), s, es);
+  if (along)
+    take_along(ctx, lt_tensor_data(*out), lt_tensor_data(cx), lt_tensor_data(idx), s, es);
+  else
+    take_rows(ctx, lt_tensor_data(*out), lt_tensor_data(cx), lt_tensor_data(idx), s, es);
   lt_tensor_release(cx);
   if (!lt_dtype_info(x->dtype)->is_float) return LT_OK;
   lt_node *node;
@@ -226,8 +228,10 @@ static lt_status along_check(lt_ctx *ctx, const lt_tensor *x, const lt_tensor *i
   int ok = ind->ndim == x->ndim;
   for (int d = 0; ok && d < x->ndim; d++) ok = d == a || ind->shape[d] == x->shape[d];
   if (ok) return LT_OK;
-  return lt_ctx_fail(ctx, LT_ERR_ARG, "take_along_axis: indices have shape %s, x has shape %s; they must match "
-                     "except along axis %d", lt__shape_str(si, sizeof si, ind->ndim, ind->shape),
+  return lt_ctx_fail(ctx, LT_ERR_ARG,
+                     "take_along_axis: indices have shape %s, x has shape %s; they must match "
+                     "except along axis %d",
+                     lt__shape_str(si, sizeof si, ind->ndim, ind->shape),
                      lt__shape_str(sx, sizeof sx, x->ndim, x->shape), a + 1);
 }
 
@@ -236,8 +240,7 @@ lt_status lt_take_along_axis(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, lt_tens
   if (!x) return lt_ctx_fail(ctx, LT_ERR_ARG, "take_along_axis: x is NULL");
   int flat = axis == LT_ALL_AXES, a = flat ? LT_ALL_AXES : lt__axis(axis, x->ndim);
   if (a == -1)
-    return lt_ctx_fail(ctx, LT_ERR_ARG, "take_along_axis: axis %d is out of range for %d dimensions", axis,
-                       x->ndim);
+    return lt_ctx_fail(ctx, LT_ERR_ARG, "take_along_axis: axis %d is out of range for %d dimensions", axis, x->ndim);
   lt_tensor *idx;
   lt_status st = int_indices(ctx, &idx, "take_along_axis", "indices", indices);
   if (st) return st;

@@ -167,7 +167,8 @@ static lt_status ce_check(lt_ctx *ctx, const lt_tensor *z, const lt_tensor *t, d
   char sz[LT_SHAPE_STR_MAX], se[LT_SHAPE_STR_MAX], st[LT_SHAPE_STR_MAX];
   if (!ok)
     return lt_ctx_fail(ctx, LT_ERR_ARG, "cross_entropy: logits have shape %s, so targets must have shape %s, got %s",
-                       lt__shape_str(sz, sizeof sz, z->ndim, z->shape), lt__shape_str(se, sizeof se, z->ndim - 1, z->shape),
+                       lt__shape_str(sz, sizeof sz, z->ndim, z->shape),
+                       lt__shape_str(se, sizeof se, z->ndim - 1, z->shape),
                        lt__shape_str(st, sizeof st, t->ndim, t->shape));
   if (z->shape[z->ndim - 1] == 0) return lt_ctx_fail(ctx, LT_ERR_ARG, "cross_entropy: logits have 0 classes");
   if (!(eps >= 0 && eps <= 1))
@@ -206,8 +207,10 @@ static lt_status ce_backward(lt_ctx *ctx, const lt_node *node, lt_tensor *g, lt_
   lt_reduction red = (lt_reduction)node->i[0];
   float gs = 0;
   lt_status st = lt__as_f32(ctx, &z, logits);
-  if (!st && red == LT_REDUCTION_NONE) st = lt__as_f32(ctx, &cg, g);
-  else if (!st) gs = (float)(lt_tensor_get(g, 0) / (red == LT_REDUCTION_MEAN ? node->f[1] : 1.0));
+  if (!st && red == LT_REDUCTION_NONE)
+    st = lt__as_f32(ctx, &cg, g);
+  else if (!st)
+    gs = (float)(lt_tensor_get(g, 0) / (red == LT_REDUCTION_MEAN ? node->f[1] : 1.0));
   if (!st) st = lt_tensor_new(ctx, &dz, LT_FLOAT32, logits->ndim, logits->shape);
   if (!st) {
     ce_backward_kernel(ctx, lt__f32(dz), lt__f32(z), lt__f32(node->saved[0]), lt_tensor_data(node->saved[1]),
@@ -232,8 +235,8 @@ static lt_status ce_reduce(lt_ctx *ctx, lt_tensor **loss, lt_reduction red, int6
   return lt_tensor_full(ctx, loss, LT_FLOAT32, 0, NULL, s);
 }
 
-lt_status lt_cross_entropy(lt_ctx *ctx, lt_tensor **out, lt_tensor *logits, lt_tensor *targets,
-                           int64_t ignore_index, double label_smoothing, lt_reduction reduction) {
+lt_status lt_cross_entropy(lt_ctx *ctx, lt_tensor **out, lt_tensor *logits, lt_tensor *targets, int64_t ignore_index,
+                           double label_smoothing, lt_reduction reduction) {
   *out = NULL;
   lt_status st = ce_check(ctx, logits, targets, label_smoothing, reduction);
   if (st) return st;
@@ -301,8 +304,8 @@ static void sq_diff(const lt_ctx *ctx, float *out, const float *p, const float *
 }
 
 /* gp (n) = 2 (p - t) w_i, gt = -gp (either may be NULL); w_i = g[i] when g is given, else gs. */
-static void mse_grad(const lt_ctx *ctx, float *gp, float *gt, const float *p, const float *t, const float *g,
-                     float gs, int64_t n) {
+static void mse_grad(const lt_ctx *ctx, float *gp, float *gt, const float *p, const float *t, const float *g, float gs,
+                     int64_t n) {
   int threads = n >= LT_GRAIN ? lt__ctx_threads(ctx) : 1;
   LT_PARALLEL_FOR(threads, i, n, {
     float v = 2 * (p[i] - t[i]) * (g ? g[i] : gs);
@@ -320,13 +323,15 @@ static lt_status mse_backward(lt_ctx *ctx, const lt_node *node, lt_tensor *g, lt
   float gs = 0;
   lt_status st = lt__as_f32(ctx, &p, node->in[0]);
   if (!st) st = lt__as_f32(ctx, &t, node->in[1]);
-  if (!st && red == LT_REDUCTION_NONE) st = lt__as_f32(ctx, &cg, g);
-  else if (!st) gs = (float)(lt_tensor_get(g, 0) / (red == LT_REDUCTION_MEAN ? (double)n : 1.0));
+  if (!st && red == LT_REDUCTION_NONE)
+    st = lt__as_f32(ctx, &cg, g);
+  else if (!st)
+    gs = (float)(lt_tensor_get(g, 0) / (red == LT_REDUCTION_MEAN ? (double)n : 1.0));
   if (!st && node->needs[0]) st = lt_tensor_new(ctx, &gp, LT_FLOAT32, pred->ndim, pred->shape);
   if (!st && node->needs[1]) st = lt_tensor_new(ctx, &gt, LT_FLOAT32, pred->ndim, pred->shape);
   if (!st) {
-    mse_grad(ctx, gp ? lt__f32(gp) : NULL, gt ? lt__f32(gt) : NULL, lt__f32(p), lt__f32(t), cg ? lt__f32(cg) : NULL,
-             gs, n);
+    mse_grad(ctx, gp ? lt__f32(gp) : NULL, gt ? lt__f32(gt) : NULL, lt__f32(p), lt__f32(t), cg ? lt__f32(cg) : NULL, gs,
+             n);
     if (gp) st = lt__to_dtype(ctx, &gp, node->in[0]->dtype);
     if (!st && gt) st = lt__to_dtype(ctx, &gt, node->in[1]->dtype);
   }
@@ -353,9 +358,9 @@ static lt_status mse_check(lt_ctx *ctx, const lt_tensor *p, const lt_tensor *t, 
   char sp[LT_SHAPE_STR_MAX], stt[LT_SHAPE_STR_MAX];
   if (p->ndim != t->ndim || memcmp(p->shape, t->shape, (size_t)p->ndim * sizeof *p->shape) != 0)
     return lt_ctx_fail(ctx, LT_ERR_ARG, "mse_loss: pred has shape %s, target has shape %s",
-                       lt__shape_str(sp, sizeof sp, p->ndim, p->shape), lt__shape_str(stt, sizeof stt, t->ndim, t->shape));
-  if ((unsigned)red > LT_REDUCTION_SUM)
-    return lt_ctx_fail(ctx, LT_ERR_ARG, "mse_loss: unknown reduction %d", (int)red);
+                       lt__shape_str(sp, sizeof sp, p->ndim, p->shape),
+                       lt__shape_str(stt, sizeof stt, t->ndim, t->shape));
+  if ((unsigned)red > LT_REDUCTION_SUM) return lt_ctx_fail(ctx, LT_ERR_ARG, "mse_loss: unknown reduction %d", (int)red);
   return LT_OK;
 }
 

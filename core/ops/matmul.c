@@ -89,10 +89,10 @@ static lt_status prepare(lt_ctx *ctx, operand *op, lt_tensor *x, const problem *
   return LT_OK;
 }
 
-static void sgemm(const operand *a, const operand *b, int64_t m, int64_t n, int64_t k, const float *pa,
-                  const float *pb, float *pc) {
-  cblas_sgemm(CblasRowMajor, a->trans ? CblasTrans : CblasNoTrans, b->trans ? CblasTrans : CblasNoTrans, (int)m,
-              (int)n, (int)k, 1.0f, pa, (int)a->ld, pb, (int)b->ld, 0.0f, pc, (int)n);
+static void sgemm(const operand *a, const operand *b, int64_t m, int64_t n, int64_t k, const float *pa, const float *pb,
+                  float *pc) {
+  cblas_sgemm(CblasRowMajor, a->trans ? CblasTrans : CblasNoTrans, b->trans ? CblasTrans : CblasNoTrans, (int)m, (int)n,
+              (int)k, 1.0f, pa, (int)a->ld, pb, (int)b->ld, 0.0f, pc, (int)n);
 }
 
 /* When b is the same matrix for every batch and a's batch axes step through its
@@ -165,7 +165,8 @@ static lt_status plan(lt_ctx *ctx, problem *p, const lt_tensor *a, const lt_tens
   p->nbatch = lt__numel(p->nb, p->bshape);
   if (p->m > INT_MAX || p->n > INT_MAX || p->k > INT_MAX)
     return lt_ctx_fail(ctx, LT_ERR_ARG, "matmul: a dimension of %s @ %s is too large for BLAS",
-                       lt__shape_str(sa, sizeof sa, a->ndim, a->shape), lt__shape_str(sb, sizeof sb, b->ndim, b->shape));
+                       lt__shape_str(sa, sizeof sa, a->ndim, a->shape),
+                       lt__shape_str(sb, sizeof sb, b->ndim, b->shape));
   return LT_OK;
 }
 
@@ -202,7 +203,8 @@ lt_status lt_matmul(lt_ctx *ctx, lt_tensor **out, lt_tensor *a, lt_tensor *b) {
   char sa[LT_SHAPE_STR_MAX], sb[LT_SHAPE_STR_MAX];
   if (a->ndim == 0 || b->ndim == 0)
     return lt_ctx_fail(ctx, LT_ERR_ARG, "matmul: operands must have at least 1 dimension, got shapes %s and %s",
-                       lt__shape_str(sa, sizeof sa, a->ndim, a->shape), lt__shape_str(sb, sizeof sb, b->ndim, b->shape));
+                       lt__shape_str(sa, sizeof sa, a->ndim, a->shape),
+                       lt__shape_str(sb, sizeof sb, b->ndim, b->shape));
   lt_status st = check_dtype(ctx, a);
   if (!st) st = check_dtype(ctx, b);
   if (st) return st;
@@ -232,8 +234,10 @@ static lt_status fold_rows(lt_ctx *ctx, lt_tensor **out, const lt_tensor *t) {
   if (c > 1 && t->strides[nd - 1] != 1) return LT_OK;
   for (int i = nd - 2; i >= 0; i--) {
     if (t->shape[i] == 1) continue;
-    if (rstride < 0) rstride = expect = t->strides[i];
-    else if (t->strides[i] != expect) return LT_OK;
+    if (rstride < 0)
+      rstride = expect = t->strides[i];
+    else if (t->strides[i] != expect)
+      return LT_OK;
     expect *= t->shape[i];
   }
   if (rstride < 0) rstride = c;
@@ -248,7 +252,8 @@ static lt_status reduce_to(lt_ctx *ctx, lt_tensor **out, lt_tensor *full, const 
                            const lt_tensor *target) {
   lt_tensor *sum = NULL, *shaped = NULL;
   int same = full->ndim == like->ndim && !memcmp(full->shape, like->shape, (size_t)like->ndim * sizeof(int64_t));
-  lt_status st = same ? (sum = lt_tensor_retain(full), LT_OK) : lt__sum_to_shape(ctx, &sum, full, like->ndim, like->shape);
+  lt_status st =
+      same ? (sum = lt_tensor_retain(full), LT_OK) : lt__sum_to_shape(ctx, &sum, full, like->ndim, like->shape);
   if (!st) st = view_as(ctx, &shaped, sum, target->ndim, target->shape);
   lt_tensor_release(sum);
   if (!st && shaped->dtype != target->dtype) {

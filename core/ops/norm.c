@@ -77,17 +77,16 @@ static void row_backward(float *dx, double *pw, double *pb, const float *g, cons
 
 /* dx (R, C) overwritten (may be NULL); part (NORM_CHUNKS, 2, C) doubles overwritten
  * with per-chunk sums for dw and db (may be NULL). mean NULL when !center. */
-static void norm_backward(const lt_ctx *ctx, float *dx, double *part, const float *g, const float *x,
-                          const float *mean, const float *rstd, const float *w, int64_t rows, int64_t c,
-                          int center, int want_w, int want_b) {
+static void norm_backward(const lt_ctx *ctx, float *dx, double *part, const float *g, const float *x, const float *mean,
+                          const float *rstd, const float *w, int64_t rows, int64_t c, int center, int want_w,
+                          int want_b) {
   int threads = rows * c >= LT_GRAIN ? lt__ctx_threads(ctx) : 1;
   LT_PARALLEL_FOR(threads, k, NORM_CHUNKS, {
     double *pw = part && want_w ? part + (int64_t)k * 2 * c : NULL;
     double *pb = part && want_b ? part + (int64_t)k * 2 * c + c : NULL;
     if (part) memset(part + (int64_t)k * 2 * c, 0, (size_t)(2 * c) * sizeof *part);
     for (int64_t r = rows * k / NORM_CHUNKS; r < rows * (k + 1) / NORM_CHUNKS; r++)
-      row_backward(dx ? dx + r * c : NULL, pw, pb, g + r * c, x + r * c, mean ? mean[r] : 0.0f, rstd[r], w, c,
-                   center);
+      row_backward(dx ? dx + r * c : NULL, pw, pb, g + r * c, x + r * c, mean ? mean[r] : 0.0f, rstd[r], w, c, center);
   });
 }
 

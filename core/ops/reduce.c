@@ -29,7 +29,7 @@ const char *lt_reduce_name(lt_reduce_op op) { return (unsigned)op < LT_REDUCE_CO
 
 #define LANES 8
 #define CHUNK 16384 /* elements reduced by one task before partial results combine */
-#define CB 2048     /* columns per block in column reductions (a stack accumulator) */
+#define CB    2048  /* columns per block in column reductions (a stack accumulator) */
 
 /* ---- layout ---- */
 
@@ -215,15 +215,22 @@ static void col_centred(kmode m, const float *x, int64_t rows, int64_t ld, int64
 }
 
 static void col_block(kmode m, const float *x, int64_t rows, int64_t ld, int64_t w, const double *c, double *out) {
-  if (m == K_SUM) col_sum(x, rows, ld, w, out);
-  else if (m == K_MAX || m == K_MIN) col_extremum(x, rows, ld, w, m == K_MAX, out);
-  else col_centred(m, x, rows, ld, w, c, out);
+  if (m == K_SUM)
+    col_sum(x, rows, ld, w, out);
+  else if (m == K_MAX || m == K_MIN)
+    col_extremum(x, rows, ld, w, m == K_MAX, out);
+  else
+    col_centred(m, x, rows, ld, w, c, out);
 }
 
 /* ---- drivers: parallel over outputs, long reductions split in fixed chunks ---- */
 
-static double *scratch_get(lt_ctx *ctx, int64_t n) { return lt_ctx_alloc(ctx, (size_t)(n > 0 ? n : 1) * sizeof(double)); }
-static void scratch_put(lt_ctx *ctx, double *p, int64_t n) { lt_ctx_free(ctx, p, (size_t)(n > 0 ? n : 1) * sizeof(double)); }
+static double *scratch_get(lt_ctx *ctx, int64_t n) {
+  return lt_ctx_alloc(ctx, (size_t)(n > 0 ? n : 1) * sizeof(double));
+}
+static void scratch_put(lt_ctx *ctx, double *p, int64_t n) {
+  lt_ctx_free(ctx, p, (size_t)(n > 0 ? n : 1) * sizeof(double));
+}
 
 static int threads_for(const lt_ctx *ctx, int64_t work) { return work >= LT_GRAIN ? lt__ctx_threads(ctx) : 1; }
 
@@ -356,8 +363,10 @@ static lt_status reduce_impl(lt_ctx *ctx, lt_tensor **out, lt_reduce_op op, lt_t
   lt_tensor *xc = NULL, *o = NULL;
   lt_status st = stage(ctx, &xc, x, mask, &L, cdt);
   if (!st) st = lt_tensor_new(ctx, &o, cdt, ond, oshape);
-  if (!st && int_path) reduce_i64(ctx, op, lt_tensor_data(xc), &L, lt_tensor_data(o));
-  else if (!st) st = reduce_f32(ctx, op, lt_tensor_data(xc), &L, ddof, lt_tensor_data(o));
+  if (!st && int_path)
+    reduce_i64(ctx, op, lt_tensor_data(xc), &L, lt_tensor_data(o));
+  else if (!st)
+    st = reduce_f32(ctx, op, lt_tensor_data(xc), &L, ddof, lt_tensor_data(o));
   lt_tensor_release(xc);
   if (!st) st = lt__to_dtype(ctx, &o, odt);
   if (st) {
@@ -396,8 +405,8 @@ static lt_status expand_back(lt_ctx *ctx, lt_tensor **out, lt_tensor *t, const l
 /* All arrays (n) in x's shape. gx = g * d out / d x, where
  *   sum, mean: d = scale;             var: d = scale * (x - mean)   (ob = mean)
  *   logsumexp: d = exp(x - out);      max, min: d = [x == out] / ties (cb = ties) */
-static void grad_kernel(const lt_ctx *ctx, lt_reduce_op op, float *gx, const float *g, const float *x,
-                        const float *ob, const float *cb, float scale, int64_t n) {
+static void grad_kernel(const lt_ctx *ctx, lt_reduce_op op, float *gx, const float *g, const float *x, const float *ob,
+                        const float *cb, float scale, int64_t n) {
   int threads = threads_for(ctx, n);
   LT_PARALLEL_FOR(threads, blk, (n + 4095) / 4096, {
     int64_t b = blk * 4096, e = n - b < 4096 ? n : b + 4096;
@@ -446,7 +455,7 @@ static lt_status reduce_backward(lt_ctx *ctx, const lt_node *n, lt_tensor *g, lt
   unsigned mask = (unsigned)n->i[0];
   lt_reduce_op op = (lt_reduce_op)n->i[1];
   int64_t count = reduced_count(x, mask), ddof = n->i[2];
-  double scale = op == LT_MEAN ? 1.0 / (double)count
+  double scale = op == LT_MEAN  ? 1.0 / (double)count
                  : op == LT_VAR ? 2.0 / (double)(count - ddof > 0 ? count - ddof : 0)
                                 : 1.0;
   lt_status st = expand_back(ctx, &gb, g, x, mask);
@@ -473,7 +482,8 @@ static lt_status check_axes(lt_ctx *ctx, const char *name, int ndim, int naxes, 
   *mask = naxes == 0 ? (1u << ndim) - 1u : 0;
   for (int k = 0; k < naxes; k++) {
     int a = lt__axis(axes[k], ndim);
-    if (a < 0) return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: axis %d is out of range for %d dimensions", name, axes[k], ndim);
+    if (a < 0)
+      return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: axis %d is out of range for %d dimensions", name, axes[k], ndim);
     if ((*mask >> a) & 1u) return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: axis %d is repeated", name, axes[k]);
     *mask |= 1u << a;
   }
@@ -509,8 +519,10 @@ lt_status lt__sum_to_shape(lt_ctx *ctx, lt_tensor **out, lt_tensor *g, int ndim,
   unsigned mask = 0;
   for (int i = 0; i < g->ndim && lead >= 0; i++) {
     int64_t d = i < lead ? 1 : shape[i - lead];
-    if (i < lead || (d == 1 && g->shape[i] != 1)) mask |= 1u << i;
-    else if (d != g->shape[i]) lead = -1;
+    if (i < lead || (d == 1 && g->shape[i] != 1))
+      mask |= 1u << i;
+    else if (d != g->shape[i])
+      lead = -1;
   }
   if (lead < 0) {
     char a[LT_SHAPE_STR_MAX], b[LT_SHAPE_STR_MAX];
@@ -568,7 +580,8 @@ static lt_status arg_reduce(lt_ctx *ctx, lt_tensor **out, int is_max, lt_tensor 
   unsigned mask = (1u << x->ndim) - 1u;
   if (axis != LT_ALL_AXES) {
     int a = lt__axis(axis, x->ndim);
-    if (a < 0) return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: axis %d is out of range for %d dimensions", name, axis, x->ndim);
+    if (a < 0)
+      return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: axis %d is out of range for %d dimensions", name, axis, x->ndim);
     mask = 1u << a;
   }
   if (reduced_count(x, mask) == 0) return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: zero-size reduction", name);
@@ -581,8 +594,10 @@ static lt_status arg_reduce(lt_ctx *ctx, lt_tensor **out, int is_max, lt_tensor 
   lt_tensor *xc = NULL;
   lt_status st = stage(ctx, &xc, x, mask, &L, is_float ? LT_FLOAT32 : LT_INT64);
   if (!st) st = lt_tensor_new(ctx, out, LT_INT64, ond, oshape);
-  if (!st && is_float) arg_f32(ctx, is_max, lt_tensor_data(xc), &L, lt_tensor_data(*out));
-  else if (!st) arg_i64(ctx, is_max, lt_tensor_data(xc), &L, lt_tensor_data(*out));
+  if (!st && is_float)
+    arg_f32(ctx, is_max, lt_tensor_data(xc), &L, lt_tensor_data(*out));
+  else if (!st)
+    arg_i64(ctx, is_max, lt_tensor_data(xc), &L, lt_tensor_data(*out));
   lt_tensor_release(xc);
   return st;
 }

@@ -16,9 +16,8 @@ typedef struct where_plan {
 /* o[i] = c[i*sc] ? a[i*sa] : b[i*sb] for i < n, elements of `es` bytes. */
 static void select_run(void *o, const uint8_t *c, int64_t sc, const void *a, int64_t sa, const void *b, int64_t sb,
                        int64_t n, size_t es) {
-#define SELECT_LOOP(T)                                                        \
-  for (int64_t i = 0; i < n; i++)                                             \
-    ((T *)o)[i] = c[i * sc] ? ((const T *)a)[i * sa] : ((const T *)b)[i * sb]; \
+#define SELECT_LOOP(T)                                                                                       \
+  for (int64_t i = 0; i < n; i++) ((T *)o)[i] = c[i * sc] ? ((const T *)a)[i * sa] : ((const T *)b)[i * sb]; \
   break
   switch (es) {
   case 1: SELECT_LOOP(uint8_t);
@@ -149,8 +148,10 @@ static lt_status clip_backward(lt_ctx *ctx, const lt_node *node, lt_tensor *g, l
   lt_tensor_release(gc);
   lt_tensor_release(xc);
   if (!st) st = lt__to_dtype(ctx, &o, x->dtype);
-  if (st) lt_tensor_release(o);
-  else gin[0] = o;
+  if (st)
+    lt_tensor_release(o);
+  else
+    gin[0] = o;
   return st;
 }
 
@@ -171,8 +172,10 @@ static lt_status clip_int(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, double lo,
   }
   lt_tensor_release(xc);
   if (!st) st = lt__to_dtype(ctx, &o, x->dtype);
-  if (!st) *out = o;
-  else lt_tensor_release(o);
+  if (!st)
+    *out = o;
+  else
+    lt_tensor_release(o);
   return st;
 }
 

@@ -12,8 +12,8 @@
 #include "internal.h"
 #include "ops/expf.h"
 
-#define CB 64     /* columns per block for non-last axes */
-#define TMP 256   /* stack scratch for exps that are only summed */
+#define CB  64  /* columns per block for non-last axes */
+#define TMP 256 /* stack scratch for exps that are only summed */
 
 /* ---- exp ---- */
 
@@ -94,8 +94,7 @@ static void col_forward(int is_log, const float *x, float *y, int64_t r, int64_t
   }
   for (int64_t j = 0; j < w; j++) f[j] = is_log ? (float)log(s[j]) : (float)(1.0 / s[j]);
   for (int64_t i = 0; i < r; i++)
-    for (int64_t j = 0; j < w; j++)
-      y[i * ld + j] = is_log ? (x[i * ld + j] - m[j]) - f[j] : y[i * ld + j] * f[j];
+    for (int64_t j = 0; j < w; j++) y[i * ld + j] = is_log ? (x[i * ld + j] - m[j]) - f[j] : y[i * ld + j] * f[j];
 }
 
 static void col_backward(int is_log, const float *g, const float *y, float *gx, int64_t r, int64_t ld, int64_t w) {

@@ -8,9 +8,9 @@
 #include <string.h>
 #include "ops/unary_kernels.h"
 
-static const char *const names[LT_UNARY_COUNT] = {
-    "neg", "exp", "log", "sqrt", "rsqrt", "abs", "tanh", "sigmoid", "relu",
-    "leaky_relu", "gelu", "gelu_approx", "silu", "softplus", "square", "sin", "cos"};
+static const char *const names[LT_UNARY_COUNT] = {"neg",  "exp",      "log",    "sqrt",       "rsqrt", "abs",
+                                                  "tanh", "sigmoid",  "relu",   "leaky_relu", "gelu",  "gelu_approx",
+                                                  "silu", "softplus", "square", "sin",        "cos"};
 
 const char *lt_unary_name(lt_unary_op op) { return (unsigned)op < LT_UNARY_COUNT ? names[op] : "?"; }
 
@@ -20,20 +20,50 @@ int lt__unary_uses_output(lt_unary_op op) {
 
 /* ---- forward _ref kernels: y = f(x) ---- */
 
-#define SQRT_2_OVER_PI 0.7978845608028654f
-#define GELU_C 0.044715f
+#define SQRT_2_OVER_PI     0.7978845608028654f
+#define GELU_C             0.044715f
 #define SOFTPLUS_THRESHOLD 20.0f /* PyTorch's: above it softplus(x) == x in float32 */
 
-static void neg_ref(float *y, const float *x, int64_t n, float a) { (void)a; for (int64_t i = 0; i < n; i++) y[i] = -x[i]; }
-static void exp_ref(float *y, const float *x, int64_t n, float a) { (void)a; for (int64_t i = 0; i < n; i++) y[i] = expf(x[i]); }
-static void log_ref(float *y, const float *x, int64_t n, float a) { (void)a; for (int64_t i = 0; i < n; i++) y[i] = logf(x[i]); }
-static void sqrt_ref(float *y, const float *x, int64_t n, float a) { (void)a; for (int64_t i = 0; i < n; i++) y[i] = sqrtf(x[i]); }
-static void rsqrt_ref(float *y, const float *x, int64_t n, float a) { (void)a; for (int64_t i = 0; i < n; i++) y[i] = 1.0f / sqrtf(x[i]); }
-static void abs_ref(float *y, const float *x, int64_t n, float a) { (void)a; for (int64_t i = 0; i < n; i++) y[i] = fabsf(x[i]); }
-static void tanh_ref(float *y, const float *x, int64_t n, float a) { (void)a; for (int64_t i = 0; i < n; i++) y[i] = tanhf(x[i]); }
-static void sin_ref(float *y, const float *x, int64_t n, float a) { (void)a; for (int64_t i = 0; i < n; i++) y[i] = sinf(x[i]); }
-static void cos_ref(float *y, const float *x, int64_t n, float a) { (void)a; for (int64_t i = 0; i < n; i++) y[i] = cosf(x[i]); }
-static void square_ref(float *y, const float *x, int64_t n, float a) { (void)a; for (int64_t i = 0; i < n; i++) y[i] = x[i] * x[i]; }
+static void neg_ref(float *y, const float *x, int64_t n, float a) {
+  (void)a;
+  for (int64_t i = 0; i < n; i++) y[i] = -x[i];
+}
+static void exp_ref(float *y, const float *x, int64_t n, float a) {
+  (void)a;
+  for (int64_t i = 0; i < n; i++) y[i] = expf(x[i]);
+}
+static void log_ref(float *y, const float *x, int64_t n, float a) {
+  (void)a;
+  for (int64_t i = 0; i < n; i++) y[i] = logf(x[i]);
+}
+static void sqrt_ref(float *y, const float *x, int64_t n, float a) {
+  (void)a;
+  for (int64_t i = 0; i < n; i++) y[i] = sqrtf(x[i]);
+}
+static void rsqrt_ref(float *y, const float *x, int64_t n, float a) {
+  (void)a;
+  for (int64_t i = 0; i < n; i++) y[i] = 1.0f / sqrtf(x[i]);
+}
+static void abs_ref(float *y, const float *x, int64_t n, float a) {
+  (void)a;
+  for (int64_t i = 0; i < n; i++) y[i] = fabsf(x[i]);
+}
+static void tanh_ref(float *y, const float *x, int64_t n, float a) {
+  (void)a;
+  for (int64_t i = 0; i < n; i++) y[i] = tanhf(x[i]);
+}
+static void sin_ref(float *y, const float *x, int64_t n, float a) {
+  (void)a;
+  for (int64_t i = 0; i < n; i++) y[i] = sinf(x[i]);
+}
+static void cos_ref(float *y, const float *x, int64_t n, float a) {
+  (void)a;
+  for (int64_t i = 0; i < n; i++) y[i] = cosf(x[i]);
+}
+static void square_ref(float *y, const float *x, int64_t n, float a) {
+  (void)a;
+  for (int64_t i = 0; i < n; i++) y[i] = x[i] * x[i];
+}
 
 /* 1 / (1 + e^-x), written as e^x / (1 + e^x) for x < 0 so that e^-x never
  * overflows and the negative tail keeps its relative accuracy. */
@@ -85,36 +115,75 @@ static void softplus_ref(float *y, const float *x, int64_t n, float a) {
   for (int64_t i = 0; i < n; i++) y[i] = x[i] > SOFTPLUS_THRESHOLD ? x[i] : log1pf(expf(x[i]));
 }
 
-const lt__unary_fwd lt__unary_fwd_ref[LT_UNARY_COUNT] = {
-    [LT_NEG] = neg_ref, [LT_EXP] = exp_ref, [LT_LOG] = log_ref, [LT_SQRT] = sqrt_ref,
-    [LT_RSQRT] = rsqrt_ref, [LT_ABS] = abs_ref, [LT_TANH] = tanh_ref, [LT_SIGMOID] = sigmoid_ref,
-    [LT_RELU] = relu_ref, [LT_LEAKY_RELU] = leaky_relu_ref, [LT_GELU] = gelu_ref,
-    [LT_GELU_TANH] = gelu_tanh_ref, [LT_SILU] = silu_ref, [LT_SOFTPLUS] = softplus_ref,
-    [LT_SQUARE] = square_ref, [LT_SIN] = sin_ref, [LT_COS] = cos_ref};
+const lt__unary_fwd lt__unary_fwd_ref[LT_UNARY_COUNT] = {[LT_NEG] = neg_ref,       [LT_EXP] = exp_ref,
+                                                         [LT_LOG] = log_ref,       [LT_SQRT] = sqrt_ref,
+                                                         [LT_RSQRT] = rsqrt_ref,   [LT_ABS] = abs_ref,
+                                                         [LT_TANH] = tanh_ref,     [LT_SIGMOID] = sigmoid_ref,
+                                                         [LT_RELU] = relu_ref,     [LT_LEAKY_RELU] = leaky_relu_ref,
+                                                         [LT_GELU] = gelu_ref,     [LT_GELU_TANH] = gelu_tanh_ref,
+                                                         [LT_SILU] = silu_ref,     [LT_SOFTPLUS] = softplus_ref,
+                                                         [LT_SQUARE] = square_ref, [LT_SIN] = sin_ref,
+                                                         [LT_COS] = cos_ref};
 
 /* ---- backward _ref kernels: gx = g * f'(x), overwriting gx ---- */
 
 #define BWD(name) static void name(float *gx, const float *g, const float *x, const float *y, int64_t n, float a)
 
-BWD(neg_bwd_ref) { (void)x, (void)y, (void)a; for (int64_t i = 0; i < n; i++) gx[i] = -g[i]; }
-BWD(exp_bwd_ref) { (void)x, (void)a; for (int64_t i = 0; i < n; i++) gx[i] = g[i] * y[i]; }
-BWD(log_bwd_ref) { (void)y, (void)a; for (int64_t i = 0; i < n; i++) gx[i] = g[i] / x[i]; }
+BWD(neg_bwd_ref) {
+  (void)x, (void)y, (void)a;
+  for (int64_t i = 0; i < n; i++) gx[i] = -g[i];
+}
+BWD(exp_bwd_ref) {
+  (void)x, (void)a;
+  for (int64_t i = 0; i < n; i++) gx[i] = g[i] * y[i];
+}
+BWD(log_bwd_ref) {
+  (void)y, (void)a;
+  for (int64_t i = 0; i < n; i++) gx[i] = g[i] / x[i];
+}
 /* d sqrt(x) = 1 / (2 sqrt(x)) */
-BWD(sqrt_bwd_ref) { (void)x, (void)a; for (int64_t i = 0; i < n; i++) gx[i] = g[i] / (2.0f * y[i]); }
+BWD(sqrt_bwd_ref) {
+  (void)x, (void)a;
+  for (int64_t i = 0; i < n; i++) gx[i] = g[i] / (2.0f * y[i]);
+}
 /* d x^-1/2 = -x^-3/2 / 2 = -y^3 / 2 */
-BWD(rsqrt_bwd_ref) { (void)x, (void)a; for (int64_t i = 0; i < n; i++) gx[i] = -0.5f * g[i] * y[i] * y[i] * y[i]; }
+BWD(rsqrt_bwd_ref) {
+  (void)x, (void)a;
+  for (int64_t i = 0; i < n; i++) gx[i] = -0.5f * g[i] * y[i] * y[i] * y[i];
+}
 /* sign(0) = 0, as in PyTorch */
 BWD(abs_bwd_ref) {
   (void)y, (void)a;
   for (int64_t i = 0; i < n; i++) gx[i] = x[i] > 0 ? g[i] : x[i] < 0 ? -g[i] : 0.0f;
 }
-BWD(tanh_bwd_ref) { (void)x, (void)a; for (int64_t i = 0; i < n; i++) gx[i] = g[i] * (1.0f - y[i] * y[i]); }
-BWD(sigmoid_bwd_ref) { (void)x, (void)a; for (int64_t i = 0; i < n; i++) gx[i] = g[i] * y[i] * (1.0f - y[i]); }
-BWD(relu_bwd_ref) { (void)y, (void)a; for (int64_t i = 0; i < n; i++) gx[i] = x[i] > 0 ? g[i] : 0.0f; }
-BWD(leaky_relu_bwd_ref) { (void)y; for (int64_t i = 0; i < n; i++) gx[i] = x[i] > 0 ? g[i] : a * g[i]; }
-BWD(square_bwd_ref) { (void)y, (void)a; for (int64_t i = 0; i < n; i++) gx[i] = 2.0f * x[i] * g[i]; }
-BWD(sin_bwd_ref) { (void)y, (void)a; for (int64_t i = 0; i < n; i++) gx[i] = g[i] * cosf(x[i]); }
-BWD(cos_bwd_ref) { (void)y, (void)a; for (int64_t i = 0; i < n; i++) gx[i] = -g[i] * sinf(x[i]); }
+BWD(tanh_bwd_ref) {
+  (void)x, (void)a;
+  for (int64_t i = 0; i < n; i++) gx[i] = g[i] * (1.0f - y[i] * y[i]);
+}
+BWD(sigmoid_bwd_ref) {
+  (void)x, (void)a;
+  for (int64_t i = 0; i < n; i++) gx[i] = g[i] * y[i] * (1.0f - y[i]);
+}
+BWD(relu_bwd_ref) {
+  (void)y, (void)a;
+  for (int64_t i = 0; i < n; i++) gx[i] = x[i] > 0 ? g[i] : 0.0f;
+}
+BWD(leaky_relu_bwd_ref) {
+  (void)y;
+  for (int64_t i = 0; i < n; i++) gx[i] = x[i] > 0 ? g[i] : a * g[i];
+}
+BWD(square_bwd_ref) {
+  (void)y, (void)a;
+  for (int64_t i = 0; i < n; i++) gx[i] = 2.0f * x[i] * g[i];
+}
+BWD(sin_bwd_ref) {
+  (void)y, (void)a;
+  for (int64_t i = 0; i < n; i++) gx[i] = g[i] * cosf(x[i]);
+}
+BWD(cos_bwd_ref) {
+  (void)y, (void)a;
+  for (int64_t i = 0; i < n; i++) gx[i] = -g[i] * sinf(x[i]);
+}
 
 /* d x Phi(x) = Phi(x) + x phi(x) */
 BWD(gelu_bwd_ref) {
@@ -151,11 +220,14 @@ BWD(softplus_bwd_ref) {
 }
 
 const lt__unary_bwd lt__unary_bwd_ref[LT_UNARY_COUNT] = {
-    [LT_NEG] = neg_bwd_ref, [LT_EXP] = exp_bwd_ref, [LT_LOG] = log_bwd_ref, [LT_SQRT] = sqrt_bwd_ref,
-    [LT_RSQRT] = rsqrt_bwd_ref, [LT_ABS] = abs_bwd_ref, [LT_TANH] = tanh_bwd_ref,
-    [LT_SIGMOID] = sigmoid_bwd_ref, [LT_RELU] = relu_bwd_ref, [LT_LEAKY_RELU] = leaky_relu_bwd_ref,
-    [LT_GELU] = gelu_bwd_ref, [LT_GELU_TANH] = gelu_tanh_bwd_ref, [LT_SILU] = silu_bwd_ref,
-    [LT_SOFTPLUS] = softplus_bwd_ref, [LT_SQUARE] = square_bwd_ref, [LT_SIN] = sin_bwd_ref,
+    [LT_NEG] = neg_bwd_ref,       [LT_EXP] = exp_bwd_ref,
+    [LT_LOG] = log_bwd_ref,       [LT_SQRT] = sqrt_bwd_ref,
+    [LT_RSQRT] = rsqrt_bwd_ref,   [LT_ABS] = abs_bwd_ref,
+    [LT_TANH] = tanh_bwd_ref,     [LT_SIGMOID] = sigmoid_bwd_ref,
+    [LT_RELU] = relu_bwd_ref,     [LT_LEAKY_RELU] = leaky_relu_bwd_ref,
+    [LT_GELU] = gelu_bwd_ref,     [LT_GELU_TANH] = gelu_tanh_bwd_ref,
+    [LT_SILU] = silu_bwd_ref,     [LT_SOFTPLUS] = softplus_bwd_ref,
+    [LT_SQUARE] = square_bwd_ref, [LT_SIN] = sin_bwd_ref,
     [LT_COS] = cos_bwd_ref};
 
 /* ---- dispatch ---- */
@@ -272,8 +344,8 @@ lt_status lt__unary_isa(lt_ctx *ctx, lt_tensor **out, lt_unary_op op, lt_tensor 
 }
 
 /* gx = g f'(x) with the kernels of `isa` (one the CPU has). */
-static lt_status backward_kernel(lt_ctx *ctx, lt_tensor **out, lt_unary_op op, lt_tensor *g, lt_tensor *x,
-                                 lt_tensor *y, double alpha, lt_isa isa) {
+static lt_status backward_kernel(lt_ctx *ctx, lt_tensor **out, lt_unary_op op, lt_tensor *g, lt_tensor *x, lt_tensor *y,
+                                 double alpha, lt_isa isa) {
   *out = NULL;
   if ((unsigned)op >= LT_UNARY_COUNT) return lt_ctx_fail(ctx, LT_ERR_ARG, "unary: unknown op %d", (int)op);
   if (lt_tensor_size(g) != lt_tensor_size(x))
@@ -288,8 +360,8 @@ static lt_status backward_kernel(lt_ctx *ctx, lt_tensor **out, lt_unary_op op, l
   if (!st) st = stage(ctx, &yc, y);
   if (!st) st = lt_tensor_new(ctx, &o, LT_FLOAT32, x->ndim, x->shape);
   if (!st)
-    run_bwd(ctx, pick_bwd(op, isa), lt__f32(o), lt__f32(gc), lt__f32(xc), yc ? lt__f32(yc) : NULL,
-            lt_tensor_size(o), (float)alpha);
+    run_bwd(ctx, pick_bwd(op, isa), lt__f32(o), lt__f32(gc), lt__f32(xc), yc ? lt__f32(yc) : NULL, lt_tensor_size(o),
+            (float)alpha);
   lt_tensor *tmp[4] = {yown, gc, xc, yc};
   lt__release_all(4, tmp);
   if (!st) st = lt__to_dtype(ctx, &o, lt__float_result(x->dtype));

@@ -112,22 +112,52 @@ static inline vf v_gelu_u(vf x) {
 
 /* ---- forward ops: f(x, alpha) ---- */
 
-static inline vf f_neg(vf x, vf a) { (void)a; return vsub(vset(-0.0f), x); } /* -0 - x flips zeros too */
-static inline vf f_abs(vf x, vf a) { (void)a; return vabs(x); }
-static inline vf f_square(vf x, vf a) { (void)a; return vmul(x, x); }
-static inline vf f_sqrt(vf x, vf a) { (void)a; return vsqrt(x); }
-static inline vf f_rsqrt(vf x, vf a) { (void)a; return vdiv(vset(1.0f), vsqrt(x)); }
-static inline vf f_relu(vf x, vf a) { (void)a; return vsel(vlt(x, vset(0.0f)), vset(0.0f), x); }
+static inline vf f_neg(vf x, vf a) {
+  (void)a;
+  return vsub(vset(-0.0f), x);
+} /* -0 - x flips zeros too */
+static inline vf f_abs(vf x, vf a) {
+  (void)a;
+  return vabs(x);
+}
+static inline vf f_square(vf x, vf a) {
+  (void)a;
+  return vmul(x, x);
+}
+static inline vf f_sqrt(vf x, vf a) {
+  (void)a;
+  return vsqrt(x);
+}
+static inline vf f_rsqrt(vf x, vf a) {
+  (void)a;
+  return vdiv(vset(1.0f), vsqrt(x));
+}
+static inline vf f_relu(vf x, vf a) {
+  (void)a;
+  return vsel(vlt(x, vset(0.0f)), vset(0.0f), x);
+}
 static inline vf f_leaky_relu(vf x, vf a) { return vsel(vlt(x, vset(0.0f)), vmul(a, x), x); }
-static inline vf f_exp(vf x, vf a) { (void)a; return v_exp(x); }
-static inline vf f_tanh(vf x, vf a) { (void)a; return v_tanh(x); }
-static inline vf f_sigmoid(vf x, vf a) { (void)a; return v_sigmoid(x); }
+static inline vf f_exp(vf x, vf a) {
+  (void)a;
+  return v_exp(x);
+}
+static inline vf f_tanh(vf x, vf a) {
+  (void)a;
+  return v_tanh(x);
+}
+static inline vf f_sigmoid(vf x, vf a) {
+  (void)a;
+  return v_sigmoid(x);
+}
 static inline vf f_silu(vf x, vf a) {
   (void)a;
   vf den, num = v_sigmoid_parts(x, &den);
   return vdiv(vmul(x, num), den);
 }
-static inline vf f_gelu(vf x, vf a) { (void)a; return vmul(x, v_normal_cdf(x, NULL)); }
+static inline vf f_gelu(vf x, vf a) {
+  (void)a;
+  return vmul(x, v_normal_cdf(x, NULL));
+}
 static inline vf f_gelu_tanh(vf x, vf a) {
   (void)a;
   vf den, num = v_sigmoid_parts(vmul(v_gelu_u(x), vset(2.0f)), &den);
@@ -169,11 +199,23 @@ static void gelu_tanh_fwd(float *y, const float *x, int64_t n, float a) { map_fw
 
 /* ---- backward ops: gx = g f'(x or y) ---- */
 
-static inline vf b_relu(vf g, vf x, vf a) { (void)a; return vsel(vgt(x, vset(0.0f)), g, vset(0.0f)); }
+static inline vf b_relu(vf g, vf x, vf a) {
+  (void)a;
+  return vsel(vgt(x, vset(0.0f)), g, vset(0.0f));
+}
 static inline vf b_leaky_relu(vf g, vf x, vf a) { return vsel(vgt(x, vset(0.0f)), g, vmul(a, g)); }
-static inline vf b_exp(vf g, vf y, vf a) { (void)a; return vmul(g, y); }
-static inline vf b_tanh(vf g, vf y, vf a) { (void)a; return vmul(g, vfma(vsub(vset(0.0f), y), y, vset(1.0f))); }
-static inline vf b_sigmoid(vf g, vf y, vf a) { (void)a; return vmul(vmul(g, y), vsub(vset(1.0f), y)); }
+static inline vf b_exp(vf g, vf y, vf a) {
+  (void)a;
+  return vmul(g, y);
+}
+static inline vf b_tanh(vf g, vf y, vf a) {
+  (void)a;
+  return vmul(g, vfma(vsub(vset(0.0f), y), y, vset(1.0f)));
+}
+static inline vf b_sigmoid(vf g, vf y, vf a) {
+  (void)a;
+  return vmul(vmul(g, y), vsub(vset(1.0f), y));
+}
 
 /* s (1 + x (1 - s)) */
 static inline vf b_silu(vf g, vf x, vf a) {
@@ -245,13 +287,25 @@ static void sigmoid_bwd(float *gx, const float *g, const float *x, const float *
   map_bwd(gx, g, y, n, a, b_sigmoid);
 }
 
-const lt__unary_fwd LT_SIMD_FWD[LT_UNARY_COUNT] = {
-    [LT_NEG] = neg_fwd, [LT_EXP] = exp_fwd, [LT_SQRT] = sqrt_fwd, [LT_RSQRT] = rsqrt_fwd,
-    [LT_ABS] = abs_fwd, [LT_TANH] = tanh_fwd, [LT_SIGMOID] = sigmoid_fwd, [LT_RELU] = relu_fwd,
-    [LT_LEAKY_RELU] = leaky_relu_fwd, [LT_GELU] = gelu_fwd, [LT_GELU_TANH] = gelu_tanh_fwd,
-    [LT_SILU] = silu_fwd, [LT_SQUARE] = square_fwd};
+const lt__unary_fwd LT_SIMD_FWD[LT_UNARY_COUNT] = {[LT_NEG] = neg_fwd,
+                                                   [LT_EXP] = exp_fwd,
+                                                   [LT_SQRT] = sqrt_fwd,
+                                                   [LT_RSQRT] = rsqrt_fwd,
+                                                   [LT_ABS] = abs_fwd,
+                                                   [LT_TANH] = tanh_fwd,
+                                                   [LT_SIGMOID] = sigmoid_fwd,
+                                                   [LT_RELU] = relu_fwd,
+                                                   [LT_LEAKY_RELU] = leaky_relu_fwd,
+                                                   [LT_GELU] = gelu_fwd,
+                                                   [LT_GELU_TANH] = gelu_tanh_fwd,
+                                                   [LT_SILU] = silu_fwd,
+                                                   [LT_SQUARE] = square_fwd};
 
-const lt__unary_bwd LT_SIMD_BWD[LT_UNARY_COUNT] = {
-    [LT_EXP] = exp_bwd, [LT_TANH] = tanh_bwd, [LT_SIGMOID] = sigmoid_bwd, [LT_RELU] = relu_bwd,
-    [LT_LEAKY_RELU] = leaky_relu_bwd, [LT_GELU] = gelu_bwd, [LT_GELU_TANH] = gelu_tanh_bwd,
-    [LT_SILU] = silu_bwd};
+const lt__unary_bwd LT_SIMD_BWD[LT_UNARY_COUNT] = {[LT_EXP] = exp_bwd,
+                                                   [LT_TANH] = tanh_bwd,
+                                                   [LT_SIGMOID] = sigmoid_bwd,
+                                                   [LT_RELU] = relu_bwd,
+                                                   [LT_LEAKY_RELU] = leaky_relu_bwd,
+                                                   [LT_GELU] = gelu_bwd,
+                                                   [LT_GELU_TANH] = gelu_tanh_bwd,
+                                                   [LT_SILU] = silu_bwd};

@@ -4,8 +4,8 @@
 
 static lt_isa detect(void) {
   __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq"))
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+      __builtin_cpu_supports("avx512dq"))
     return LT_ISA_AVX512;
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return LT_ISA_AVX2;
   return LT_ISA_SCALAR;
@@ -16,9 +16,12 @@ lt_isa lt_cpu_isa(void) {
   const char *env = getenv("LATTICE_ISA");
   if (!env) return best;
   lt_isa want = best;
-  if (strcmp(env, "scalar") == 0) want = LT_ISA_SCALAR;
-  else if (strcmp(env, "avx2") == 0) want = LT_ISA_AVX2;
-  else if (strcmp(env, "avx512") == 0) want = LT_ISA_AVX512;
+  if (strcmp(env, "scalar") == 0)
+    want = LT_ISA_SCALAR;
+  else if (strcmp(env, "avx2") == 0)
+    want = LT_ISA_AVX2;
+  else if (strcmp(env, "avx512") == 0)
+    want = LT_ISA_AVX512;
   return want < best ? want : best; /* never more than the CPU has */
 }
 

@@ -32,7 +32,8 @@ static void copy_strided(const lt_ctx *ctx, void *dst, lt_dtype dd, const lt_ten
       float *df = (float *)d;
       for (int64_t j = 0; j < inner; j++) df[j] = sf[j * istride];
     } else {
-      for (int64_t j = 0; j < inner; j++) lt_dtype_convert(d + j * (int64_t)ds, dd, s + j * istride * (int64_t)ss, src->dtype, 1);
+      for (int64_t j = 0; j < inner; j++)
+        lt_dtype_convert(d + j * (int64_t)ds, dd, s + j * istride * (int64_t)ss, src->dtype, 1);
     }
   });
 }

@@ -10,7 +10,7 @@ uint16_t lt_f32_to_f16(float f) {
   if (ax >= 0x7f800000u) /* inf or nan */
     return (uint16_t)(sign | 0x7c00u | (ax > 0x7f800000u ? 0x200u | ((ax >> 13) & 0x3ffu) : 0));
   if (ax >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u); /* rounds past 65504: inf */
-  if (ax < 0x38800000u) { /* below the smallest normal half: subnormal or zero */
+  if (ax < 0x38800000u) {                                   /* below the smallest normal half: subnormal or zero */
     float a;
     memcpy(&a, &ax, 4);
     /* a * 2^24 rounds to the subnormal's integer mantissa (round to nearest even) */

@@ -95,7 +95,8 @@ lt_status lt_stack(lt_ctx *ctx, lt_tensor **out, int n, lt_tensor *const *xs, in
   for (int i = 0; i < n && !st; i++) {
     if (xs[i]->ndim != xs[0]->ndim) st = lt_ctx_fail(ctx, LT_ERR_ARG, "stack: all tensors must have the same shape");
     for (int d = 0; !st && d < xs[0]->ndim; d++)
-      if (xs[i]->shape[d] != xs[0]->shape[d]) st = lt_ctx_fail(ctx, LT_ERR_ARG, "stack: all tensors must have the same shape");
+      if (xs[i]->shape[d] != xs[0]->shape[d])
+        st = lt_ctx_fail(ctx, LT_ERR_ARG, "stack: all tensors must have the same shape");
     if (!st) {
       st = lt_expand_dims(ctx, &expanded[i], xs[i], axis);
       if (st) lt_ctx_fail(ctx, st, "stack: axis %d is out of range for %d dimensions", axis, xs[0]->ndim + 1);

@@ -15,9 +15,12 @@ static lt_status infer_shape(lt_ctx *ctx, const lt_tensor *x, int ndim, const in
   int infer = -1, overflow = 0;
   for (int i = 0; i < ndim; i++) {
     out[i] = shape[i];
-    if (shape[i] == -1 && infer < 0) infer = i;
-    else if (shape[i] < 0) return lt_ctx_fail(ctx, LT_ERR_ARG, "reshape: invalid dimension %lld", (long long)shape[i]);
-    else overflow |= __builtin_mul_overflow(known, shape[i], &known); /* such a shape fits no tensor */
+    if (shape[i] == -1 && infer < 0)
+      infer = i;
+    else if (shape[i] < 0)
+      return lt_ctx_fail(ctx, LT_ERR_ARG, "reshape: invalid dimension %lld", (long long)shape[i]);
+    else
+      overflow |= __builtin_mul_overflow(known, shape[i], &known); /* such a shape fits no tensor */
   }
   if (infer >= 0 && !overflow) out[infer] = known ? size / known : 0;
   char a[LT_SHAPE_STR_MAX], b[LT_SHAPE_STR_MAX];
@@ -146,8 +149,10 @@ static lt_status slice_backward(lt_ctx *ctx, const lt_node *n, lt_tensor *g, lt_
   if (!st) st = slice_view(ctx, &view, z, (int)n->i[0], n->i[1], n->i[2], n->i[3]);
   if (!st) lt__assign(view, g);
   lt_tensor_release(view);
-  if (st) lt_tensor_release(z);
-  else gin[0] = z;
+  if (st)
+    lt_tensor_release(z);
+  else
+    gin[0] = z;
   return st;
 }
 

@@ -18,7 +18,6 @@ static uint64_t bits(uint64_t key, uint64_t counter) {
 /* Uniform in [0, 1) with 53 random bits. */
 static double unit(uint64_t key, uint64_t counter) { return (double)(bits(key, counter) >> 11) * 0x1.0p-53; }
 
-
 static lt_status fill(lt_ctx *ctx, lt_tensor **out, lt_dtype dt, int ndim, const int64_t *shape, int kind, double p0,
                       double p1) {
   lt_status st = lt_tensor_new(ctx, out, dt, ndim, shape);
@@ -67,8 +66,10 @@ lt_status lt_random_randint(lt_ctx *ctx, lt_tensor **out, lt_dtype dt, int ndim,
                             int64_t high) {
   *out = NULL;
   if (lt_dtype_info(dt)->is_float || dt == LT_BOOL)
-    return lt_ctx_fail(ctx, LT_ERR_ARG, "random.randint: dtype must be an integer type, got %s", lt_dtype_info(dt)->name);
-  if (low >= high) return lt_ctx_fail(ctx, LT_ERR_ARG, "random.randint: low (%lld) must be below high (%lld)",
-                                      (long long)low, (long long)high);
+    return lt_ctx_fail(ctx, LT_ERR_ARG, "random.randint: dtype must be an integer type, got %s",
+                       lt_dtype_info(dt)->name);
+  if (low >= high)
+    return lt_ctx_fail(ctx, LT_ERR_ARG, "random.randint: low (%lld) must be below high (%lld)", (long long)low,
+                       (long long)high);
   return fill(ctx, out, dt, ndim, shape, 2, (double)low, (double)high);
 }

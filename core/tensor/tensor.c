@@ -27,8 +27,10 @@ const char *lt__shape_str(char *buf, size_t n, int ndim, const int64_t *shape) {
 static void storage_release(lt_storage *s) {
   if (--s->refcount > 0) return;
   lt_ctx *ctx = s->ctx;
-  if (!s->wrapped) lt_ctx_free(ctx, s->data, s->nbytes);
-  else if (s->release) s->release(s->release_ud);
+  if (!s->wrapped)
+    lt_ctx_free(ctx, s->data, s->nbytes);
+  else if (s->release)
+    s->release(s->release_ud);
   lt__ctx_obj_put(ctx, LT_OBJ_STORAGE, s);
   lt_ctx_release(ctx); /* last: it may free the context and its spares */
 }
@@ -119,8 +121,13 @@ lt_status lt_tensor_wrap(lt_ctx *ctx, lt_tensor **out, lt_dtype dt, int ndim, co
     return lt_ctx_fail(ctx, LT_ERR_MEM, "tensor: out of memory");
   }
   size_t nbytes = (size_t)lt__numel(ndim, shape) * lt_dtype_info(dt)->size;
-  *s = (lt_storage){.refcount = 1, .data = data, .nbytes = nbytes, .ctx = lt_ctx_retain(ctx), .wrapped = 1,
-                    .release = release, .release_ud = ud};
+  *s = (lt_storage){.refcount = 1,
+                    .data = data,
+                    .nbytes = nbytes,
+                    .ctx = lt_ctx_retain(ctx),
+                    .wrapped = 1,
+                    .release = release,
+                    .release_ud = ud};
   *out = t;
   return LT_OK;
 }

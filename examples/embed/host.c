@@ -64,8 +64,8 @@ static int demo(const char *path) {
    * valid until released() runs (when Lua drops the last view, at the latest
    * in lua_close). A copy can be reused by the host right after the push. */
   int ok = lattice_lua_push_view(L, points, LT_FLOAT32, 2, shape, released, "points") == LUA_OK &&
-           call_model(L, "project", proj, 8) == 8 &&
-           lattice_lua_push_copy(L, points, LT_FLOAT32, 2, shape) == LUA_OK && call_model(L, "gram", gram, 9) == 9;
+           call_model(L, "project", proj, 8) == 8 && lattice_lua_push_copy(L, points, LT_FLOAT32, 2, shape) == LUA_OK &&
+           call_model(L, "gram", gram, 9) == 9;
   if (!ok && lua_gettop(L) > 1) fprintf(stderr, "embed: %s\n", lua_tostring(L, -1));
   if (ok) {
     print_matrix("project(points)", proj, 4, 2);

@@ -3,10 +3,10 @@
 #define LATTICE_BLAS_H
 
 typedef struct lt_blas_info {
-  const char *core;     /* kernel family OpenBLAS chose, e.g. "Cooperlake" or "Haswell" */
-  const char *config;   /* build configuration string */
+  const char *core;   /* kernel family OpenBLAS chose, e.g. "Cooperlake" or "Haswell" */
+  const char *config; /* build configuration string */
   int num_threads;
-  const char *parallel; /* "pthreads", "openmp" or "sequential" */
+  const char *parallel;     /* "pthreads", "openmp" or "sequential" */
   const char *coretype_env; /* OPENBLAS_CORETYPE, or NULL */
 } lt_blas_info;
 

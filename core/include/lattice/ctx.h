@@ -11,10 +11,10 @@ typedef struct lt_ctx lt_ctx;
 
 typedef enum lt_status {
   LT_OK = 0,
-  LT_ERR_ARG,   /* bad argument: shape, dtype, axis, index, option */
-  LT_ERR_MEM,   /* allocation failed */
-  LT_ERR_IO,    /* file could not be read or written, or is malformed */
-  LT_ERR_STATE  /* call not allowed now (e.g. backward with no tape) */
+  LT_ERR_ARG,  /* bad argument: shape, dtype, axis, index, option */
+  LT_ERR_MEM,  /* allocation failed */
+  LT_ERR_IO,   /* file could not be read or written, or is malformed */
+  LT_ERR_STATE /* call not allowed now (e.g. backward with no tape) */
 } lt_status;
 
 /* Returns a new context with one reference, or NULL when out of memory. */
@@ -27,8 +27,7 @@ void lt_ctx_release(lt_ctx *ctx);
 const char *lt_ctx_error(const lt_ctx *ctx);
 /* Sets the message (printf-style) and returns `status`, so callers can write
  * `return lt_ctx_fail(ctx, LT_ERR_ARG, "matmul: ...")`. */
-lt_status lt_ctx_fail(lt_ctx *ctx, lt_status status, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+lt_status lt_ctx_fail(lt_ctx *ctx, lt_status status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* Threads used by lattice's own OpenMP loops and by OpenBLAS. */
 void lt_ctx_set_num_threads(lt_ctx *ctx, int n);
@@ -36,10 +35,10 @@ int lt_ctx_num_threads(const lt_ctx *ctx);
 
 /* Caching allocator (size classes, 64-byte aligned, bounded cache). */
 typedef struct lt_memory_stats {
-  size_t in_use;    /* bytes handed out and not yet returned */
-  size_t cached;    /* bytes held in the cache for reuse */
-  size_t peak;      /* highest in_use seen */
-  size_t limit;     /* most bytes the cache keeps */
+  size_t in_use; /* bytes handed out and not yet returned */
+  size_t cached; /* bytes held in the cache for reuse */
+  size_t peak;   /* highest in_use seen */
+  size_t limit;  /* most bytes the cache keeps */
 } lt_memory_stats;
 
 void *lt_ctx_alloc(lt_ctx *ctx, size_t nbytes);

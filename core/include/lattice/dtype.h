@@ -18,12 +18,12 @@ typedef enum lt_dtype {
 } lt_dtype;
 
 typedef struct lt_dtype_traits {
-  const char *name;        /* "float32", as Lua and tostring spell it */
-  const char *st_name;     /* "F32", as safetensors spells it */
-  size_t size;             /* bytes per element */
+  const char *name;    /* "float32", as Lua and tostring spell it */
+  const char *st_name; /* "F32", as safetensors spells it */
+  size_t size;         /* bytes per element */
   int is_float;
-  double (*load)(const void *p);          /* one element to double */
-  void (*store)(void *p, double v);       /* double to one element (rounds, saturates ints) */
+  double (*load)(const void *p);    /* one element to double */
+  void (*store)(void *p, double v); /* double to one element (rounds, saturates ints) */
 } lt_dtype_traits;
 
 const lt_dtype_traits *lt_dtype_info(lt_dtype dt);

@@ -24,8 +24,8 @@ typedef struct lt_metadata_entry {
  * "__metadata__". Writes "<path>.tmp.<pid>.<k>" next to `path`, fsyncs it and
  * renames it onto `path`: a failure never leaves a partial file under `path`
  * and removes the temporary file. Borrows everything. */
-lt_status lt_safetensors_save(lt_ctx *ctx, const char *path, int n, const lt_named_tensor *tensors,
-                              int nmeta, const lt_metadata_entry *meta);
+lt_status lt_safetensors_save(lt_ctx *ctx, const char *path, int n, const lt_named_tensor *tensors, int nmeta,
+                              const lt_metadata_entry *meta);
 
 /* A loaded file: tensors in the order of their data_offsets (the file's own
  * order), metadata in header order. Free with lt_safetensors_free. */

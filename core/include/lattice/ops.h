@@ -9,8 +9,19 @@
 
 /* Elementwise binary ops with NumPy broadcasting and dtype promotion. */
 typedef enum lt_binary_op {
-  LT_ADD, LT_SUB, LT_MUL, LT_DIV, LT_POW, LT_MAXIMUM, LT_MINIMUM,
-  LT_EQUAL, LT_NOT_EQUAL, LT_LESS, LT_LESS_EQUAL, LT_GREATER, LT_GREATER_EQUAL,
+  LT_ADD,
+  LT_SUB,
+  LT_MUL,
+  LT_DIV,
+  LT_POW,
+  LT_MAXIMUM,
+  LT_MINIMUM,
+  LT_EQUAL,
+  LT_NOT_EQUAL,
+  LT_LESS,
+  LT_LESS_EQUAL,
+  LT_GREATER,
+  LT_GREATER_EQUAL,
   LT_BINARY_COUNT
 } lt_binary_op;
 lt_status lt_binary(lt_ctx *ctx, lt_tensor **out, lt_binary_op op, lt_tensor *a, lt_tensor *b);
@@ -18,8 +29,23 @@ const char *lt_binary_name(lt_binary_op op);
 
 /* Elementwise unary ops; `alpha` parametrises leaky_relu (slope). */
 typedef enum lt_unary_op {
-  LT_NEG, LT_EXP, LT_LOG, LT_SQRT, LT_RSQRT, LT_ABS, LT_TANH, LT_SIGMOID, LT_RELU,
-  LT_LEAKY_RELU, LT_GELU, LT_GELU_TANH, LT_SILU, LT_SOFTPLUS, LT_SQUARE, LT_SIN, LT_COS,
+  LT_NEG,
+  LT_EXP,
+  LT_LOG,
+  LT_SQRT,
+  LT_RSQRT,
+  LT_ABS,
+  LT_TANH,
+  LT_SIGMOID,
+  LT_RELU,
+  LT_LEAKY_RELU,
+  LT_GELU,
+  LT_GELU_TANH,
+  LT_SILU,
+  LT_SOFTPLUS,
+  LT_SQUARE,
+  LT_SIN,
+  LT_COS,
   LT_UNARY_COUNT
 } lt_unary_op;
 lt_status lt_unary(lt_ctx *ctx, lt_tensor **out, lt_unary_op op, lt_tensor *x, double alpha);
@@ -59,8 +85,8 @@ lt_status lt_embedding(lt_ctx *ctx, lt_tensor **out, lt_tensor *weight, lt_tenso
 
 typedef enum lt_reduction { LT_REDUCTION_NONE, LT_REDUCTION_MEAN, LT_REDUCTION_SUM } lt_reduction;
 /* logits (..., C) with class axis last, targets (...) integer class ids. */
-lt_status lt_cross_entropy(lt_ctx *ctx, lt_tensor **out, lt_tensor *logits, lt_tensor *targets,
-                           int64_t ignore_index, double label_smoothing, lt_reduction reduction);
+lt_status lt_cross_entropy(lt_ctx *ctx, lt_tensor **out, lt_tensor *logits, lt_tensor *targets, int64_t ignore_index,
+                           double label_smoothing, lt_reduction reduction);
 lt_status lt_mse_loss(lt_ctx *ctx, lt_tensor **out, lt_tensor *pred, lt_tensor *target, lt_reduction reduction);
 
 #endif

@@ -25,25 +25,25 @@ lt_status lt_tensor_from_data(lt_ctx *ctx, lt_tensor **out, lt_dtype dt, int ndi
                               const void *data);
 /* Zero-copy: wraps a host buffer. `release(ud)` is called when the last view of
  * it is dropped; until then the buffer must stay valid and must not move. */
-lt_status lt_tensor_wrap(lt_ctx *ctx, lt_tensor **out, lt_dtype dt, int ndim, const int64_t *shape,
-                         void *data, void (*release)(void *ud), void *ud);
+lt_status lt_tensor_wrap(lt_ctx *ctx, lt_tensor **out, lt_dtype dt, int ndim, const int64_t *shape, void *data,
+                         void (*release)(void *ud), void *ud);
 lt_status lt_tensor_arange(lt_ctx *ctx, lt_tensor **out, double start, double stop, double step, lt_dtype dt);
 lt_status lt_tensor_eye(lt_ctx *ctx, lt_tensor **out, int64_t n, int64_t m, int64_t k, lt_dtype dt);
 
 /* Random tensors from the context's generator. */
-lt_status lt_random_normal(lt_ctx *ctx, lt_tensor **out, lt_dtype dt, int ndim, const int64_t *shape,
-                           double mean, double std);
-lt_status lt_random_uniform(lt_ctx *ctx, lt_tensor **out, lt_dtype dt, int ndim, const int64_t *shape,
-                            double low, double high);
-lt_status lt_random_randint(lt_ctx *ctx, lt_tensor **out, lt_dtype dt, int ndim, const int64_t *shape,
-                            int64_t low, int64_t high);
+lt_status lt_random_normal(lt_ctx *ctx, lt_tensor **out, lt_dtype dt, int ndim, const int64_t *shape, double mean,
+                           double std);
+lt_status lt_random_uniform(lt_ctx *ctx, lt_tensor **out, lt_dtype dt, int ndim, const int64_t *shape, double low,
+                            double high);
+lt_status lt_random_randint(lt_ctx *ctx, lt_tensor **out, lt_dtype dt, int ndim, const int64_t *shape, int64_t low,
+                            int64_t high);
 
 /* Accessors. */
 int lt_tensor_ndim(const lt_tensor *t);
 const int64_t *lt_tensor_shape(const lt_tensor *t);
 const int64_t *lt_tensor_strides(const lt_tensor *t); /* in elements */
 lt_dtype lt_tensor_dtype(const lt_tensor *t);
-int64_t lt_tensor_size(const lt_tensor *t);           /* number of elements */
+int64_t lt_tensor_size(const lt_tensor *t); /* number of elements */
 int lt_tensor_is_contiguous(const lt_tensor *t);
 /* Address of element 0 (after the view's offset). */
 void *lt_tensor_data(const lt_tensor *t);
@@ -60,8 +60,7 @@ lt_status lt_transpose(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, const int *pe
 lt_status lt_expand_dims(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, int axis);
 lt_status lt_squeeze(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, int axis); /* axis -1000: all size-1 */
 #define LT_ALL_AXES (-1000)
-lt_status lt_slice(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, int axis, int64_t start, int64_t stop,
-                   int64_t step);
+lt_status lt_slice(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, int axis, int64_t start, int64_t stop, int64_t step);
 lt_status lt_broadcast_to(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, int ndim, const int64_t *shape);
 lt_status lt_contiguous(lt_ctx *ctx, lt_tensor **out, lt_tensor *x);
 lt_status lt_astype(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, lt_dtype dt);
