@@ -166,17 +166,19 @@ lt_status lt__pool_drain(lt_pool *p);
  * OpenMP at all: here even a one-thread parallel region costs a futex call
  * (~1.5 us, measured), more than a whole small op. The body is a braced block
  * that must not break out of the loop or return. */
-#define LT_PARALLEL_FOR(threads, i, n, ...)                                                                     \
-  do {                                                                                                          \
-    int lt_threads_ = (threads);                                                                                \
-    int64_t lt_n_ = (n);                                                                                        \
-    if (lt_threads_ > 1) {                                                                                      \
-      _Pragma("omp parallel for num_threads(lt_threads_) schedule(static)") for (int64_t i = 0; i < lt_n_; i++) \
-          __VA_ARGS__                                                                                           \
-    } else {                                                                                                    \
-      for (int64_t i = 0; i < lt_n_; i++) __VA_ARGS__                                                           \
-    }                                                                                                           \
+// clang-format off
+#define LT_PARALLEL_FOR(threads, i, n, ...)                                 \
+  do {                                                                      \
+    int lt_threads_ = (threads);                                            \
+    int64_t lt_n_ = (n);                                                    \
+    if (lt_threads_ > 1) {                                                  \
+      _Pragma("omp parallel for num_threads(lt_threads_) schedule(static)") \
+      for (int64_t i = 0; i < lt_n_; i++) __VA_ARGS__                       \
+    } else {                                                                \
+      for (int64_t i = 0; i < lt_n_; i++) __VA_ARGS__                       \
+    }                                                                       \
   } while (0)
+// clang-format on
 
 /* y[i] = exp(x[i] - shift) for n floats, within 1 ulp of expf, in a loop the
  * compiler vectorises (core/ops/softmax.c). y may equal x. */
