@@ -297,8 +297,9 @@ static lt_status pass_f32(lt_ctx *ctx, kmode m, const float *x, const layout *L,
  * the mean (resp. the max) first, then the centred sum. */
 static lt_status reduce_f32(lt_ctx *ctx, lt_reduce_op op, const float *x, const layout *L, int ddof, float *y) {
   int64_t no = L->k1 * L->k2, r = L->r;
-  double *acc = scratch_get(ctx, 2 * no), *c = acc + no;
+  double *acc = scratch_get(ctx, 2 * no);
   if (!acc) return lt_ctx_fail(ctx, LT_ERR_MEM, "%s: out of memory", names[op]);
+  double *c = acc + no;
   kmode first = op == LT_MAX || op == LT_LOGSUMEXP ? K_MAX : op == LT_MIN ? K_MIN : K_SUM;
   lt_status st = pass_f32(ctx, first, x, L, NULL, acc);
   if (!st && op == LT_VAR) {
