@@ -23,14 +23,17 @@ void lt_l_check(lua_State *L, lt_status st) {
 
 void lt_l_pushtensor(lua_State *L, lt_tensor *t) { lt_l_pushtensor_ctx(L, lt_l_ctx(L), t); }
 
+void lt_l_report_alloc(lua_State *L, lt_ctx *ctx) {
+  size_t debt = lt_ctx_take_alloc_debt(ctx);
+  if (debt >= 1024 && lua_gc(L, LUA_GCISRUNNING)) /* LUA_GCSTEP would run even a stopped GC */
+    lua_gc(L, LUA_GCSTEP, (int)(debt / 1024));
+}
+
 void lt_l_pushtensor_ctx(lua_State *L, lt_ctx *ctx, lt_tensor *t) {
   lt_l_tensor *u = lua_newuserdatauv(L, sizeof *u, 0);
   u->t = t;
   luaL_setmetatable(L, LT_L_TENSOR);
-  /* Tell the GC about the C bytes behind tensors, so loops that drop tensors
-   * collect them at the pace they allocate. */
-  size_t debt = lt_ctx_take_alloc_debt(ctx);
-  if (debt >= 1024) lua_gc(L, LUA_GCSTEP, (int)(debt / 1024));
+  lt_l_report_alloc(L, ctx);
 }
 
 /* The dtype a Lua number at arg takes beside a tensor of dtype like. */

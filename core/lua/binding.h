@@ -42,6 +42,9 @@ void lt_l_pushtensor(lua_State *L, lt_tensor *t);
 /* The same with the context given, for C code that is not a registered
  * function (no upvalue 1): the embedding API in embed.c. */
 void lt_l_pushtensor_ctx(lua_State *L, lt_ctx *ctx, lt_tensor *t);
+/* Tells the GC about the tensor bytes allocated since the last report, so
+ * loops that drop tensors collect them at the pace they allocate. */
+void lt_l_report_alloc(lua_State *L, lt_ctx *ctx);
 /* Raises the context's message as a Lua error when st != LT_OK. */
 void lt_l_check(lua_State *L, lt_status st);
 

@@ -85,8 +85,7 @@ static int push_protected(lua_State *L) {
                          : lt_tensor_from_data(ctx, &u->t, a->dt, a->ndim, a->shape, a->data);
   if (a->view && st == LT_OK) a->owned = 1; /* the storage calls release from now on */
   if (st != LT_OK) return luaL_error(L, "%s", lt_ctx_error(ctx));
-  size_t debt = lt_ctx_take_alloc_debt(ctx); /* a copy's bytes, told to the GC */
-  if (debt >= 1024) lua_gc(L, LUA_GCSTEP, (int)(debt / 1024));
+  lt_l_report_alloc(L, ctx); /* a copy's bytes, told to the GC */
   return 1;
 }
 
