@@ -100,13 +100,23 @@ describe("value_and_grad", function()
   end)
 
   it("records nothing outside value_and_grad and for untracked tensors", function()
-    -- no tape is recording here; computing and dropping tensors must not grow anything
-    local x = lattice.array({1, 2})
-    local y = x * 2 + 1
-    assert.are.same({3, 5}, y:tolist())
-    local f = lattice.value_and_grad(function(p, c) return lattice.sum(p * c) end)
-    local _, g = f(x, lattice.array({4, 5}))
-    assert.are.same({4, 5}, g:tolist())
+    local core = require "lattice.core"
+    local x, c = lattice.array({1, 2}), lattice.array({4, 5})
+    local _ = x * c
+    assert.are.equal(0, core.tape_size()) -- no tape outside value_and_grad
+    local sizes = {}
+    local f = lattice.value_and_grad(function(p)
+      sizes[1] = core.tape_size()
+      local k = c * 2 + 1 -- constants only: nothing recorded
+      sizes[2] = core.tape_size()
+      local y = p * k -- one node
+      sizes[3] = core.tape_size()
+      return lattice.sum(y)
+    end)
+    local _, g = f(x)
+    assert.are.same({0, 0, 1}, sizes)
+    assert.are.same({9, 11}, g:tolist())
+    assert.are.equal(0, core.tape_size()) -- freed after backward
   end)
 
   it("matches finite differences on a composite function", function()

@@ -18,6 +18,11 @@ static int tracked(const lt_ctx *ctx, const lt_tensor *t) {
 
 int lt_tape_is_recording(const lt_ctx *ctx) { return lt__ctx_tape_gen(ctx) != 0; }
 
+int64_t lt_tape_size(lt_ctx *ctx) {
+  lt_tape *tape = lt__ctx_tape(ctx);
+  return tape ? tape->nnodes : 0;
+}
+
 lt_status lt_tape_begin(lt_ctx *ctx) {
   if (lt__ctx_tape(ctx))
     return lt_ctx_fail(ctx, LT_ERR_STATE, "value_and_grad: nested differentiation is not supported yet");

@@ -39,6 +39,11 @@ static int l_tape_backward(lua_State *L) {
   return 1;
 }
 
+static int l_tape_size(lua_State *L) {
+  lua_pushinteger(L, lt_tape_size(lt_l_ctx(L)));
+  return 1;
+}
+
 static int l_stop_gradient(lua_State *L) {
   lt_tensor *x = lt_l_checktensor(L, 1), *t;
   lt_l_check(L, lt_stop_gradient(lt_l_ctx(L), &t, x));
@@ -49,6 +54,6 @@ static int l_stop_gradient(lua_State *L) {
 void lt_l_open_autograd(lua_State *L) {
   static const luaL_Reg fns[] = {{"tape_begin", l_tape_begin},       {"tape_end", l_tape_end},
                                  {"tape_watch", l_tape_watch},       {"tape_backward", l_tape_backward},
-                                 {"stop_gradient", l_stop_gradient}, {NULL, NULL}};
+                                 {"tape_size", l_tape_size}, {"stop_gradient", l_stop_gradient}, {NULL, NULL}};
   lt_l_register(L, fns);
 }

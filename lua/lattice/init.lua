@@ -8,7 +8,9 @@ local format = require "lattice.format"
 local lattice = {}
 
 -- Tape primitives stay in lattice.core; everything else is public.
-local internal = { tape_begin = true, tape_end = true, tape_watch = true, tape_backward = true, Tensor = true }
+local internal = {
+  tape_begin = true, tape_end = true, tape_watch = true, tape_backward = true, tape_size = true, Tensor = true,
+}
 for name, value in pairs(core) do
   if not internal[name] then lattice[name] = value end
 end
