@@ -120,6 +120,10 @@ typedef struct lt_tape lt_tape;
 int lt__ctx_threads(const lt_ctx *ctx);
 lt_tape *lt__ctx_tape(lt_ctx *ctx);
 void lt__ctx_set_tape(lt_ctx *ctx, lt_tape *tape);
+/* An ended tape kept for reuse: take it (or NULL), keep one, free one. */
+lt_tape *lt__ctx_spare_tape(lt_ctx *ctx);
+void lt__ctx_keep_spare_tape(lt_ctx *ctx, lt_tape *tape);
+void lt__tape_free(lt_tape *tape);
 uint64_t lt__ctx_tape_gen(const lt_ctx *ctx);
 uint64_t lt__ctx_next_tape_gen(lt_ctx *ctx);
 /* Stops recording for a while (backward rules); returns what resume restores. */

@@ -26,7 +26,8 @@ int64_t lt_tape_size(lt_ctx *ctx) {
 lt_status lt_tape_begin(lt_ctx *ctx) {
   if (lt__ctx_tape(ctx))
     return lt_ctx_fail(ctx, LT_ERR_STATE, "value_and_grad: nested differentiation is not supported yet");
-  lt_tape *tape = calloc(1, sizeof *tape);
+  lt_tape *tape = lt__ctx_spare_tape(ctx); /* the last tape's node array, reused */
+  if (!tape) tape = calloc(1, sizeof *tape);
   if (!tape) return lt_ctx_fail(ctx, LT_ERR_MEM, "value_and_grad: out of memory");
   lt__ctx_set_tape(ctx, tape);
   lt__ctx_next_tape_gen(ctx);
@@ -38,13 +39,22 @@ static void node_clear(lt_node *n) {
   for (int k = 0; k < LT_NODE_MAX_SAVED; k++) lt_tensor_release(n->saved[k]);
 }
 
-void lt_tape_end(lt_ctx *ctx) {
-  lt_tape *tape = lt__ctx_tape(ctx);
+void lt__tape_free(lt_tape *tape) {
   if (!tape) return;
   for (int64_t i = 0; i < tape->nnodes; i++) node_clear(&tape->nodes[i]);
   free(tape->nodes);
   free(tape);
+}
+
+/* The node array is kept for the next tape: allocating it afresh every step
+ * makes malloc consolidate the many small blocks Lua just freed (perf). */
+void lt_tape_end(lt_ctx *ctx) {
+  lt_tape *tape = lt__ctx_tape(ctx);
+  if (!tape) return;
+  for (int64_t i = 0; i < tape->nnodes; i++) node_clear(&tape->nodes[i]);
+  tape->nnodes = tape->nslots = 0;
   lt__ctx_set_tape(ctx, NULL);
+  lt__ctx_keep_spare_tape(ctx, tape);
 }
 
 static void track(lt_tape *tape, uint64_t gen, lt_tensor *t) {

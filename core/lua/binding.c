@@ -24,9 +24,10 @@ void lt_l_check(lua_State *L, lt_status st) {
 void lt_l_pushtensor(lua_State *L, lt_tensor *t) { lt_l_pushtensor_ctx(L, lt_l_ctx(L), t); }
 
 void lt_l_report_alloc(lua_State *L, lt_ctx *ctx) {
-  size_t debt = lt_ctx_take_alloc_debt(ctx);
-  if (debt >= 1024 && lua_gc(L, LUA_GCISRUNNING)) /* LUA_GCSTEP would run even a stopped GC */
-    lua_gc(L, LUA_GCSTEP, (int)(debt / 1024));
+  /* LUA_GCSTEP counts whole kilobytes, and would run even a stopped GC */
+  if (!lua_gc(L, LUA_GCISRUNNING)) return;
+  size_t debt = lt_ctx_take_alloc_debt(ctx, 1024);
+  if (debt) lua_gc(L, LUA_GCSTEP, (int)(debt / 1024));
 }
 
 void lt_l_pushtensor_ctx(lua_State *L, lt_ctx *ctx, lt_tensor *t) {

@@ -25,6 +25,7 @@ struct lt_ctx {
   lt_isa isa;
   uint64_t rng_key, rng_counter;
   lt_tape *tape;
+  lt_tape *spare_tape; /* an ended tape whose node array the next one reuses */
   uint64_t tape_gen; /* generation of the recording tape; 0 when none */
   uint64_t last_tape_gen;
   lt_allocator alloc;
@@ -55,6 +56,7 @@ lt_ctx *lt_ctx_retain(lt_ctx *ctx) {
 void lt_ctx_release(lt_ctx *ctx) {
   if (!ctx || --ctx->refcount > 0) return;
   lt_tape_end(ctx);
+  lt__tape_free(ctx->spare_tape);
   lt__allocator_destroy(&ctx->alloc);
   for (int k = 0; k < LT_OBJ_KINDS; k++)
     while (ctx->spare[k].head) {
@@ -66,6 +68,7 @@ void lt_ctx_release(lt_ctx *ctx) {
 }
 
 void *lt__ctx_obj_get(lt_ctx *ctx, lt_obj_kind kind) {
+  ctx->alloc.debt += obj_size[kind]; /* the GC hears of headers too, not only of data */
   spare_list *l = &ctx->spare[kind];
   if (!l->head) return calloc(1, obj_size[kind]);
   void *p = l->head;
@@ -112,8 +115,9 @@ void lt_ctx_free(lt_ctx *ctx, void *ptr, size_t nbytes) { lt__allocator_put(&ctx
 lt_memory_stats lt_ctx_memory_stats(const lt_ctx *ctx) { return lt__allocator_stats(&ctx->alloc); }
 void lt_ctx_set_cache_limit(lt_ctx *ctx, size_t bytes) { lt__allocator_set_limit(&ctx->alloc, bytes); }
 void lt_ctx_clear_cache(lt_ctx *ctx) { lt__allocator_trim(&ctx->alloc, 0); }
-size_t lt_ctx_take_alloc_debt(lt_ctx *ctx) {
+size_t lt_ctx_take_alloc_debt(lt_ctx *ctx, size_t min) {
   size_t d = ctx->alloc.debt;
+  if (d < min) return 0;
   ctx->alloc.debt = 0;
   return d;
 }
@@ -134,6 +138,15 @@ lt_tape *lt__ctx_tape(lt_ctx *ctx) { return ctx->tape; }
 void lt__ctx_set_tape(lt_ctx *ctx, lt_tape *tape) {
   ctx->tape = tape;
   if (!tape) ctx->tape_gen = 0;
+}
+lt_tape *lt__ctx_spare_tape(lt_ctx *ctx) {
+  lt_tape *tape = ctx->spare_tape;
+  ctx->spare_tape = NULL;
+  return tape;
+}
+void lt__ctx_keep_spare_tape(lt_ctx *ctx, lt_tape *tape) {
+  lt__tape_free(ctx->spare_tape);
+  ctx->spare_tape = tape;
 }
 uint64_t lt__ctx_tape_gen(const lt_ctx *ctx) { return ctx->tape_gen; }
 uint64_t lt__ctx_next_tape_gen(lt_ctx *ctx) {

@@ -47,8 +47,9 @@ lt_memory_stats lt_ctx_memory_stats(const lt_ctx *ctx);
 void lt_ctx_set_cache_limit(lt_ctx *ctx, size_t bytes);
 /* Returns every cached block to the system. */
 void lt_ctx_clear_cache(lt_ctx *ctx);
-/* Bytes handed out since the last call; the Lua binding reports them to the GC. */
-size_t lt_ctx_take_alloc_debt(lt_ctx *ctx);
+/* Bytes handed out since they were last taken, once they reach `min` (else 0,
+ * and they keep adding up); the Lua binding reports them to the GC. */
+size_t lt_ctx_take_alloc_debt(lt_ctx *ctx, size_t min);
 
 /* Counter-based RNG: results do not depend on the thread count. */
 void lt_ctx_seed(lt_ctx *ctx, uint64_t seed);
