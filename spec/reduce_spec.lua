@@ -257,6 +257,22 @@ describe("reductions", function()
     end
   end)
 
+  it("reduce nothing over an empty table of axes, as NumPy does", function()
+    local x = lattice.array({{1, 2}, {3, 4}})
+    for _, name in ipairs({"sum", "mean", "max", "min", "logsumexp"}) do
+      local y = lattice[name](x, {})
+      assert.are.same({2, 2}, y.shape)
+      assert.are.same({{1, 2}, {3, 4}}, y:tolist(), name)
+    end
+    assert.are.same({{0, 0}, {0, 0}}, lattice.var(x, {}):tolist())
+    local i = lattice.array({1, 2}, "int32")
+    assert.are.equal("int64", lattice.sum(i, {}).dtype)
+    assert.are.equal("float32", lattice.mean(i, {}).dtype)
+    assert.are.equal("int32", lattice.max(i, {}).dtype)
+    local g = lattice.grad(function(t) return lattice.sum(lattice.sum(t, {}) * 3) end)(x)
+    assert.are.same({{3, 3}, {3, 3}}, g:tolist())
+  end)
+
   it("reject bad arguments with clear messages", function()
     local x = lattice.zeros({2, 3})
     assert.has_error(function() lattice.sum(x, 3) end, "sum: axis 3 is out of range for 2 dimensions")

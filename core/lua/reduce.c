@@ -3,7 +3,8 @@
  *   lattice.var(x, axes, keepdims, ddof)
  *   lattice.argmax(x, axis, keepdims), lattice.argmin   (axis nil: flattened)
  *   lattice.softmax(x, axis), lattice.log_softmax        (axis default -1)
- * Axes are Lua's (1-based, negative from the end); axes nil means all of them. */
+ * Axes are Lua's (1-based, negative from the end); axes nil means all of them,
+ * an empty table none. */
 #include <limits.h>
 #include "binding.h"
 
@@ -13,9 +14,26 @@ static int optboolean(lua_State *L, int arg) {
   return lua_toboolean(L, arg);
 }
 
+/* A reduction over an empty table of axes reduces nothing, as in NumPy: x in
+ * the dtype the reduction would give (int64 sums, float means), or zeros for
+ * var. The casts are differentiable, so gradients pass through unchanged. */
+static int reduce_no_axes(lua_State *L, lt_reduce_op op, lt_tensor *x) {
+  lt_ctx *ctx = lt_l_ctx(L);
+  lt_dtype dt = lt_tensor_dtype(x), out_dt = dt;
+  int is_float = lt_dtype_info(dt)->is_float;
+  if (op == LT_SUM && !is_float) out_dt = LT_INT64;
+  if ((op == LT_MEAN || op == LT_LOGSUMEXP || op == LT_VAR) && !is_float) out_dt = LT_FLOAT32;
+  lt_tensor *out;
+  if (op == LT_VAR) lt_l_check(L, lt_tensor_zeros(ctx, &out, out_dt, lt_tensor_ndim(x), lt_tensor_shape(x)));
+  else lt_l_check(L, lt_astype(ctx, &out, x, out_dt));
+  lt_l_pushtensor(L, out);
+  return 1;
+}
+
 static int reduce(lua_State *L, lt_reduce_op op) {
   const char *name = lt_reduce_name(op);
   lt_tensor *x = lt_l_checktensor(L, 1), *out;
+  if (lua_istable(L, 2) && luaL_len(L, 2) == 0) return reduce_no_axes(L, op, x);
   int axes[LT_MAX_DIMS];
   int naxes = lt_l_checkaxes(L, 2, lt_tensor_ndim(x), axes, name);
   int keepdims = optboolean(L, 3);
