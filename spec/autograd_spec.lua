@@ -78,8 +78,10 @@ describe("value_and_grad", function()
     assert.has_error(function() lattice.value_and_grad(function() return 1 end)(x) end,
       "value_and_grad: the function must return a lattice.Tensor, got number")
     assert.has_error(function() lattice.grad(function(t) return lattice.sum(t:astype("int32")) end)(x) end,
-      "value_and_grad: the function must return a float, got int64")
+      "grad: the function must return a float, got int64")
     assert.has_error(function() lattice.value_and_grad(42) end, "value_and_grad: fn must be a function, got number")
+    assert.has_error(function() lattice.grad(function(t) return t end)(x) end,
+      "grad: the function must return a scalar, got 2 elements")
   end)
 
   it("frees the tape when the function fails, so the next call works", function()
@@ -96,7 +98,7 @@ describe("value_and_grad", function()
   it("does not nest yet, and says so", function()
     local inner = lattice.grad(function(x) return lattice.sum(x * x) end)
     assert.has_error(function() lattice.grad(function(x) return lattice.sum(inner(x)) end)(lattice.array({1})) end,
-      "value_and_grad: nested differentiation is not supported yet")
+      "grad: nested differentiation is not supported yet")
   end)
 
   it("records nothing outside value_and_grad and for untracked tensors", function()

@@ -367,6 +367,7 @@ describe("closing", function()
     assert.has_error(function() return t + 1 end)
     assert.has_error(function() t:tolist() end, "calling 'tolist' on bad self (tensor is closed)")
     assert.has_error(function() lattice.tolist(t) end, "bad argument #1 to 'tolist' (tensor is closed)")
+    assert.are.equal("lattice.Tensor (closed)", tostring(t))
   end)
 
   it("works with to-be-closed variables", function()

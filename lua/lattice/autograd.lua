@@ -40,6 +40,14 @@ local function check_argnums(argnums, fname)
   error(fname .. ": argnums must be an integer or a table of integers", 3)
 end
 
+-- Calls a tape primitive; its errors name the public function the user called
+-- (the C core names them all "value_and_grad").
+local function tape_call(fname, primitive, ...)
+  local ok, result = pcall(primitive, ...)
+  if not ok then error((tostring(result):gsub("value_and_grad:", fname .. ":", 1)), 0) end
+  return result
+end
+
 -- Runs fn with its differentiated arguments watched; returns the results of fn
 -- and the gradients structured like those arguments. The tape is freed on
 -- every path, errors included.
@@ -50,7 +58,7 @@ local function differentiate(fname, fn, argnums, single, ...)
       error(("%s: argnums %s is out of range for %d arguments"):format(fname, tostring(k), args.n), 3)
     end
   end
-  core.tape_begin()
+  tape_call(fname, core.tape_begin)
   local results = table.pack(pcall(function()
     local originals, leaves = {}, {}
     for i, k in ipairs(argnums) do
@@ -61,7 +69,7 @@ local function differentiate(fname, fn, argnums, single, ...)
     if not core.is_tensor(out[1]) then
       error(("%s: the function must return a lattice.Tensor, got %s"):format(fname, type(out[1])), 0)
     end
-    local flat, pos = core.tape_backward(out[1], leaves), { 0 }
+    local flat, pos = tape_call(fname, core.tape_backward, out[1], leaves), { 0 }
     local grads = {}
     for i = 1, #argnums do grads[i] = rebuild(originals[i], flat, pos) end
     if single then return out, grads[1] end -- nil when the argument holds no tensor

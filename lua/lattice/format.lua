@@ -119,7 +119,8 @@ local function render(list, depth, ndim, fmt, width, indent, elided_shape)
 end
 
 function format.tostring(t)
-  if not core.is_tensor(t) then return tostring(t) end
+  -- only tensors reach here (it is their __tostring); one that is not live was closed
+  if not core.is_tensor(t) then return "lattice.Tensor (closed)" end
   local shown, elided = summarise(t)
   local list = core.tolist(shown)
   local values = flatten(list, {})
