@@ -57,8 +57,6 @@ static inline float *lt__f32(const lt_tensor *t) { return (float *)t->storage->d
 static inline lt_dtype lt__float_result(lt_dtype dt) {
   return (dt == LT_FLOAT16 || dt == LT_BFLOAT16) ? dt : LT_FLOAT32;
 }
-/* Checks that `t` is non-NULL; op names the function for the message. */
-lt_status lt__check_float(lt_ctx *ctx, const char *op, const lt_tensor *t, const char *what);
 /* Gradient reduced from a broadcast shape back to `ndim/shape` by summing. */
 lt_status lt__sum_to_shape(lt_ctx *ctx, lt_tensor **out, lt_tensor *g, int ndim, const int64_t *shape);
 /* Broadcast result shape of a and b; returns 0 and fails ctx when incompatible. */
@@ -185,7 +183,7 @@ lt_status lt__pool_drain(lt_pool *p);
 // clang-format on
 
 /* y[i] = exp(x[i] - shift) for n floats, within 1 ulp of expf, in a loop the
- * compiler vectorises (core/ops/softmax.c). y may equal x. */
+ * compiler vectorises (core/ops/expf.h, defined in softmax.c). y may equal x. */
 void lt__exp_shift(float *y, const float *x, float shift, int64_t n);
 
 #endif
