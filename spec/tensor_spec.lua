@@ -58,8 +58,8 @@ describe("lattice.array", function()
       "array: ragged nested table at depth 2 (expected 0 elements, got 1)")
     assert.are.same({2, 0}, lattice.array({{}, {}}).shape)
     assert.has_error(function() lattice.array({1, "x"}) end, "array: elements must be numbers or booleans, got string")
-    assert.has_error(function() lattice.array({1}, "float64") end,
-      "bad argument #2 to 'array' (unknown dtype 'float64')")
+    assert.has_error(function() lattice.array({1}, "float128") end,
+      "bad argument #2 to 'array' (unknown dtype 'float128')")
     assert.has_error(function() lattice.array("x") end,
       "bad argument #1 to 'array' (table, number or boolean expected, got string)")
   end)

@@ -1,15 +1,24 @@
 /* The tape: nodes recorded in execution order, walked in reverse by backward.
  * A tensor is tracked when its tape_gen equals the recording generation, so
- * tensors left over from an earlier tape are never mistaken for tracked ones. */
+ * tensors left over from an earlier tape are never mistaken for tracked ones.
+ * The tape lives in the context's LT_SLOT_TAPE; its node list and arena are
+ * kept between tapes, so a training step records without calling malloc. */
 #include <stdlib.h>
 #include <string.h>
-#include "internal.h"
+#include "autograd/tape.h"
+#include "runtime/arena.h"
+#include "runtime/context.h"
 
-struct lt_tape {
-  lt_node *nodes;
+typedef struct lt_tape {
+  lt_arena arena;
+  lt_node **nodes;
   int64_t nnodes, cap;
   int64_t nslots;
-};
+} lt_tape;
+
+static void tape_destroy(void *p);
+
+static lt_tape *tape_of(const lt_ctx *ctx) { return lt__ctx_slot(ctx, LT_SLOT_TAPE); }
 
 static int tracked(const lt_ctx *ctx, const lt_tensor *t) {
   uint64_t gen = lt__ctx_tape_gen(ctx);
@@ -17,44 +26,50 @@ static int tracked(const lt_ctx *ctx, const lt_tensor *t) {
 }
 
 int lt_tape_is_recording(const lt_ctx *ctx) { return lt__ctx_tape_gen(ctx) != 0; }
+uint64_t lt_tape_generation(const lt_ctx *ctx) { return lt__ctx_tape_gen(ctx); }
 
 int64_t lt_tape_size(lt_ctx *ctx) {
-  lt_tape *tape = lt__ctx_tape(ctx);
-  return tape ? tape->nnodes : 0;
+  lt_tape *tape = tape_of(ctx);
+  return tape && lt_tape_is_recording(ctx) ? tape->nnodes : 0;
 }
 
 lt_status lt_tape_begin(lt_ctx *ctx) {
-  if (lt__ctx_tape(ctx))
+  if (lt_tape_is_recording(ctx))
     return lt_ctx_fail(ctx, LT_ERR_STATE, "value_and_grad: nested differentiation is not supported yet");
-  lt_tape *tape = lt__ctx_spare_tape(ctx); /* the last tape's node array, reused */
-  if (!tape) tape = calloc(1, sizeof *tape);
-  if (!tape) return lt_ctx_fail(ctx, LT_ERR_MEM, "value_and_grad: out of memory");
-  lt__ctx_set_tape(ctx, tape);
-  lt__ctx_next_tape_gen(ctx);
+  if (!tape_of(ctx)) {
+    lt_tape *tape = calloc(1, sizeof *tape);
+    if (!tape) return lt_ctx_fail(ctx, LT_ERR_MEM, "value_and_grad: out of memory");
+    lt__ctx_set_slot(ctx, LT_SLOT_TAPE, tape, tape_destroy);
+  }
+  lt__ctx_set_tape_gen(ctx, lt__ctx_new_tape_gen(ctx));
   return LT_OK;
 }
 
 static void node_clear(lt_node *n) {
   for (int k = 0; k < n->nin; k++) lt_tensor_release(n->in[k]);
-  for (int k = 0; k < LT_NODE_MAX_SAVED; k++) lt_tensor_release(n->saved[k]);
+  for (int k = 0; k < n->nsaved; k++)
+    if (n->saved[k].obj && n->saved[k].release) n->saved[k].release(n->saved[k].obj);
 }
 
-void lt__tape_free(lt_tape *tape) {
-  if (!tape) return;
-  for (int64_t i = 0; i < tape->nnodes; i++) node_clear(&tape->nodes[i]);
+/* Releases what the nodes hold; keeps the node list and the arena's blocks. */
+static void tape_clear(lt_tape *tape) {
+  for (int64_t i = 0; i < tape->nnodes; i++) node_clear(tape->nodes[i]);
+  tape->nnodes = tape->nslots = 0;
+  lt__arena_reset(&tape->arena);
+}
+
+static void tape_destroy(void *p) {
+  lt_tape *tape = p;
+  tape_clear(tape);
+  lt__arena_free(&tape->arena);
   free(tape->nodes);
   free(tape);
 }
 
-/* The node array is kept for the next tape: allocating it afresh every step
- * makes malloc consolidate the many small blocks Lua just freed (perf). */
 void lt_tape_end(lt_ctx *ctx) {
-  lt_tape *tape = lt__ctx_tape(ctx);
-  if (!tape) return;
-  for (int64_t i = 0; i < tape->nnodes; i++) node_clear(&tape->nodes[i]);
-  tape->nnodes = tape->nslots = 0;
-  lt__ctx_set_tape(ctx, NULL);
-  lt__ctx_keep_spare_tape(ctx, tape);
+  lt_tape *tape = tape_of(ctx);
+  lt__ctx_set_tape_gen(ctx, 0);
+  if (tape) tape_clear(tape);
 }
 
 static void track(lt_tape *tape, uint64_t gen, lt_tensor *t) {
@@ -63,10 +78,10 @@ static void track(lt_tape *tape, uint64_t gen, lt_tensor *t) {
 }
 
 lt_status lt_tape_watch(lt_ctx *ctx, lt_tensor **leaf, lt_tensor *x) {
-  lt_tape *tape = lt__ctx_tape(ctx);
-  if (!tape) return lt_ctx_fail(ctx, LT_ERR_STATE, "value_and_grad: no tape is recording");
+  *leaf = NULL;
+  if (!lt_tape_is_recording(ctx)) return lt_ctx_fail(ctx, LT_ERR_STATE, "value_and_grad: no tape is recording");
   lt_status st = lt__view(ctx, leaf, x, x->ndim, x->shape, x->strides, x->offset);
-  if (st == LT_OK) track(tape, lt__ctx_tape_gen(ctx), *leaf);
+  if (st == LT_OK) track(tape_of(ctx), lt__ctx_tape_gen(ctx), *leaf);
   return st;
 }
 
@@ -77,84 +92,115 @@ int lt__tape_wants(const lt_ctx *ctx, int n, lt_tensor *const *inputs) {
   return 0;
 }
 
-lt_node *lt__tape_record(lt_ctx *ctx, const char *name, lt_backward_fn backward, lt_tensor *out, int nin,
-                         lt_tensor *const *inputs) {
-  lt_tape *tape = lt__ctx_tape(ctx);
-  LT_ASSERT(tape && nin <= LT_NODE_MAX_IN);
+/* A zeroed node with its arrays, appended to the tape; NULL when out of memory. */
+static lt_node *node_new(lt_tape *tape, lt_op op, int nin, int nout) {
   if (tape->nnodes == tape->cap) {
-    int64_t cap = tape->cap ? 2 * tape->cap : 64;
-    lt_node *nodes = realloc(tape->nodes, (size_t)cap * sizeof *nodes);
-    if (!nodes) {
-      lt_ctx_fail(ctx, LT_ERR_MEM, "%s: out of memory recording the tape", name);
-      return NULL;
-    }
+    int64_t cap = tape->cap ? 2 * tape->cap : 256;
+    lt_node **nodes = realloc(tape->nodes, (size_t)cap * sizeof *nodes);
+    if (!nodes) return NULL;
     tape->nodes = nodes;
     tape->cap = cap;
   }
-  lt_node *n = &tape->nodes[tape->nnodes++];
-  memset(n, 0, sizeof *n);
-  n->name = name;
-  n->backward = backward;
+  lt_arena *a = &tape->arena;
+  lt_node *n = lt__arena_alloc(a, sizeof *n);
+  if (!n) return NULL;
+  n->in = lt__arena_alloc(a, (size_t)nin * sizeof *n->in);
+  n->in_slot = lt__arena_alloc(a, (size_t)nin * sizeof *n->in_slot);
+  n->out_slot = lt__arena_alloc(a, (size_t)nout * sizeof *n->out_slot);
+  n->saved = lt__arena_alloc(a, (size_t)op.nsaved * sizeof *n->saved);
+  n->attrs = lt__arena_alloc(a, op.attrs_size);
+  if (!n->in || !n->in_slot || !n->out_slot || !n->saved || !n->attrs) return NULL;
+  n->name = op.name;
+  n->backward = op.backward;
   n->nin = nin;
-  for (int k = 0; k < nin; k++) {
-    n->in[k] = lt_tensor_retain(inputs[k]);
-    n->needs[k] = inputs[k] && tracked(ctx, inputs[k]);
-    n->in_slot[k] = n->needs[k] ? inputs[k]->slot : -1;
-  }
-  track(tape, lt__ctx_tape_gen(ctx), out);
-  n->out_slot = out->slot;
+  n->nout = nout;
+  n->nsaved = op.nsaved;
+  tape->nodes[tape->nnodes++] = n;
   return n;
 }
 
-void lt__node_save(lt_node *node, int k, lt_tensor *t) {
-  LT_ASSERT(k < LT_NODE_MAX_SAVED && !node->saved[k]);
-  node->saved[k] = lt_tensor_retain(t);
-}
-
-lt_status lt__record(lt_ctx *ctx, lt_node **node, const char *name, lt_backward_fn backward, lt_tensor **out, int nin,
-                     lt_tensor *const *inputs) {
+lt_status lt__record_outputs(lt_ctx *ctx, lt_node **node, lt_op op, int nout, lt_tensor **outs, int nin,
+                             lt_tensor *const *inputs) {
   if (node) *node = NULL;
   if (!lt__tape_wants(ctx, nin, inputs)) return LT_OK;
-  lt_node *n = lt__tape_record(ctx, name, backward, *out, nin, inputs);
+  lt_tape *tape = tape_of(ctx);
+  lt_node *n = node_new(tape, op, nin, nout);
   if (!n) {
-    lt_tensor_release(*out);
-    *out = NULL;
-    return LT_ERR_MEM;
+    lt__release_all(nout, outs);
+    return lt_ctx_fail(ctx, LT_ERR_MEM, "%s: out of memory recording the tape", op.name);
+  }
+  for (int k = 0; k < nin; k++) {
+    n->in[k] = lt_tensor_retain(inputs[k]);
+    n->in_slot[k] = inputs[k] && tracked(ctx, inputs[k]) ? inputs[k]->slot : -1;
+  }
+  for (int k = 0; k < nout; k++) {
+    track(tape, lt__ctx_tape_gen(ctx), outs[k]);
+    n->out_slot[k] = outs[k]->slot;
   }
   if (node) *node = n;
   return LT_OK;
 }
 
-/* grads[slot] += g (g is consumed). */
-static lt_status accumulate(lt_ctx *ctx, lt_tensor **slot, lt_tensor *g) {
-  if (!*slot) {
-    *slot = g;
-    return LT_OK;
-  }
-  lt_tensor *sum;
-  lt_status st = lt_binary(ctx, &sum, LT_ADD, *slot, g);
-  lt_tensor_release(g);
-  if (st) return st;
-  lt_tensor_release(*slot);
-  *slot = sum;
-  return LT_OK;
+lt_status lt__record(lt_ctx *ctx, lt_node **node, lt_op op, lt_tensor **out, int nin, lt_tensor *const *inputs) {
+  lt_status st = lt__record_outputs(ctx, node, op, 1, out, nin, inputs);
+  if (st) *out = NULL;
+  return st;
 }
 
-static lt_status run_node(lt_ctx *ctx, const lt_node *n, lt_tensor **grads) {
-  lt_tensor *gout = grads[n->out_slot], *gin[LT_NODE_MAX_IN] = {0};
-  grads[n->out_slot] = NULL;
+void lt__node_keep(lt_node *node, int k, void *obj, void (*release)(void *obj)) {
+  LT_ASSERT(k < node->nsaved && !node->saved[k].obj);
+  node->saved[k] = (lt_saved){obj, release};
+}
+
+static void release_tensor(void *t) { lt_tensor_release(t); }
+
+void lt__node_save(lt_node *node, int k, lt_tensor *t) { lt__node_keep(node, k, lt_tensor_retain(t), release_tensor); }
+
+/* ---- backward ---- */
+
+/* Runs one node: takes its outputs' gradients out of `grads`, adds the inputs'
+ * gradients into theirs. Gradients a rule returns for inputs that need none
+ * are dropped. */
+static lt_status run_node(lt_ctx *ctx, const lt_node *n, lt_tensor **grads, lt_tensor **gout, lt_tensor **gin) {
+  for (int k = 0; k < n->nout; k++) {
+    gout[k] = grads[n->out_slot[k]];
+    grads[n->out_slot[k]] = NULL;
+  }
+  memset(gin, 0, (size_t)n->nin * sizeof *gin);
   lt_status st = n->backward(ctx, n, gout, gin);
-  lt_tensor_release(gout);
+  lt__release_all(n->nout, gout);
   for (int k = 0; k < n->nin; k++) {
     if (!gin[k]) continue;
-    if (st == LT_OK && n->needs[k]) {
+    if (st == LT_OK && lt__needs(n, k)) {
       LT_ASSERT(gin[k]->ndim == n->in[k]->ndim &&
                 memcmp(gin[k]->shape, n->in[k]->shape, (size_t)gin[k]->ndim * sizeof(int64_t)) == 0);
-      st = accumulate(ctx, &grads[n->in_slot[k]], gin[k]);
+      st = lt__grad_accumulate(ctx, &grads[n->in_slot[k]], gin[k]);
     } else {
       lt_tensor_release(gin[k]);
     }
+    gin[k] = NULL;
   }
+  return st;
+}
+
+static int has_gradient(const lt_node *n, lt_tensor *const *grads) {
+  for (int k = 0; k < n->nout; k++)
+    if (grads[n->out_slot[k]]) return 1;
+  return 0;
+}
+
+/* The node list walked backwards; gout/gin scratch sized for the widest node. */
+static lt_status run_nodes(lt_ctx *ctx, lt_tape *tape, lt_tensor **grads) {
+  int width = 1;
+  for (int64_t i = 0; i < tape->nnodes; i++) {
+    if (tape->nodes[i]->nin > width) width = tape->nodes[i]->nin;
+    if (tape->nodes[i]->nout > width) width = tape->nodes[i]->nout;
+  }
+  lt_tensor **scratch = lt__arena_alloc(&tape->arena, 2 * (size_t)width * sizeof *scratch);
+  if (!scratch) return lt_ctx_fail(ctx, LT_ERR_MEM, "value_and_grad: out of memory");
+  lt_status st = LT_OK;
+  for (int64_t i = tape->nnodes - 1; st == LT_OK && i >= 0; i--)
+    if (has_gradient(tape->nodes[i], grads)) st = run_node(ctx, tape->nodes[i], grads, scratch, scratch + width);
   return st;
 }
 
@@ -166,7 +212,7 @@ static lt_status leaf_grads(lt_ctx *ctx, lt_tensor **grads, int nleaves, lt_tens
     if (!g) {
       st = lt_tensor_zeros(ctx, &out[i], leaf->dtype, leaf->ndim, leaf->shape);
     } else if (g->dtype != leaf->dtype) {
-      st = lt_astype(ctx, &out[i], g, leaf->dtype);
+      st = lt__copy_as(ctx, &out[i], g, leaf->dtype);
     } else {
       out[i] = lt_tensor_retain(g);
       st = LT_OK;
@@ -179,25 +225,30 @@ static lt_status leaf_grads(lt_ctx *ctx, lt_tensor **grads, int nleaves, lt_tens
   return LT_OK;
 }
 
-lt_status lt_tape_backward(lt_ctx *ctx, lt_tensor *y, int nleaves, lt_tensor *const *leaves, lt_tensor **out) {
-  lt_tape *tape = lt__ctx_tape(ctx);
-  if (!tape) return lt_ctx_fail(ctx, LT_ERR_STATE, "value_and_grad: no tape is recording");
+static lt_status check_output(lt_ctx *ctx, const lt_tensor *y) {
   if (lt_tensor_size(y) != 1)
     return lt_ctx_fail(ctx, LT_ERR_ARG, "value_and_grad: the function must return a scalar, got %lld elements",
                        (long long)lt_tensor_size(y));
   if (!lt_dtype_info(y->dtype)->is_float)
     return lt_ctx_fail(ctx, LT_ERR_ARG, "value_and_grad: the function must return a float, got %s",
                        lt_dtype_info(y->dtype)->name);
+  return LT_OK;
+}
+
+lt_status lt_tape_backward(lt_ctx *ctx, lt_tensor *y, int nleaves, lt_tensor *const *leaves, lt_tensor **out) {
+  lt_tape *tape = tape_of(ctx);
+  if (!lt_tape_is_recording(ctx)) return lt_ctx_fail(ctx, LT_ERR_STATE, "value_and_grad: no tape is recording");
+  lt_status st = check_output(ctx, y);
+  if (st) return st;
   lt_tensor **grads = calloc((size_t)tape->nslots + 1, sizeof *grads);
   if (!grads) return lt_ctx_fail(ctx, LT_ERR_MEM, "value_and_grad: out of memory");
-  lt_status st = LT_OK;
   if (tracked(ctx, y)) {
     /* Backward rules call ordinary ops; with the generation paused they record nothing. */
-    uint64_t gen = lt__ctx_pause_tape(ctx);
+    uint64_t gen = lt__ctx_tape_gen(ctx);
+    lt__ctx_set_tape_gen(ctx, 0);
     st = lt_tensor_full(ctx, &grads[y->slot], y->dtype, y->ndim, y->shape, 1.0);
-    for (int64_t i = tape->nnodes - 1; st == LT_OK && i >= 0; i--)
-      if (grads[tape->nodes[i].out_slot]) st = run_node(ctx, &tape->nodes[i], grads);
-    lt__ctx_resume_tape(ctx, gen);
+    if (st == LT_OK) st = run_nodes(ctx, tape, grads);
+    lt__ctx_set_tape_gen(ctx, gen);
   }
   if (st == LT_OK) st = leaf_grads(ctx, grads, nleaves, leaves, out);
   for (int64_t i = 0; i < tape->nslots; i++) lt_tensor_release(grads[i]);

@@ -2,7 +2,7 @@
  * (safetensors_write.c) share, and the release of a loaded file. */
 #include <stdlib.h>
 #include <string.h>
-#include "internal.h"
+#include "tensor/internal.h"
 #include "io/safetensors.h"
 
 int64_t lt__utf8_invalid_at(const char *str, size_t n) {

@@ -15,7 +15,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include "internal.h"
+#include "tensor/internal.h"
 #include "io/safetensors.h"
 
 /* Integers in the header are JSON numbers, which cJSON keeps as doubles:
@@ -140,7 +140,7 @@ static lt_status parse_dtype(reader *r, const cJSON *item, entry *e) {
   if (!cJSON_IsString(dt)) return bad(r, "tensor '%s' has a dtype that is not a string", e->name);
   int d = lt_dtype_from_st_name(dt->valuestring);
   if (d < 0)
-    return bad(r, "tensor '%s' has dtype '%s', which lattice does not read (F32 F16 BF16 I32 I64 U8 BOOL)", e->name,
+    return bad(r, "tensor '%s' has dtype '%s', which lattice does not read (F32 F16 BF16 I32 I64 U8 BOOL F64)", e->name,
                dt->valuestring);
   e->dtype = (lt_dtype)d;
   return LT_OK;

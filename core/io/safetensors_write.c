@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include "internal.h"
+#include "tensor/internal.h"
 #include "io/safetensors.h"
 
 typedef struct writer {

@@ -22,19 +22,19 @@ static int binary(lua_State *L, lt_binary_op op) {
   return 1;
 }
 
-static int l_add(lua_State *L) { return binary(L, LT_ADD); }
-static int l_subtract(lua_State *L) { return binary(L, LT_SUB); }
-static int l_multiply(lua_State *L) { return binary(L, LT_MUL); }
-static int l_divide(lua_State *L) { return binary(L, LT_DIV); }
-static int l_power(lua_State *L) { return binary(L, LT_POW); }
-static int l_maximum(lua_State *L) { return binary(L, LT_MAXIMUM); }
-static int l_minimum(lua_State *L) { return binary(L, LT_MINIMUM); }
-static int l_equal(lua_State *L) { return binary(L, LT_EQUAL); }
-static int l_not_equal(lua_State *L) { return binary(L, LT_NOT_EQUAL); }
-static int l_less(lua_State *L) { return binary(L, LT_LESS); }
-static int l_less_equal(lua_State *L) { return binary(L, LT_LESS_EQUAL); }
-static int l_greater(lua_State *L) { return binary(L, LT_GREATER); }
-static int l_greater_equal(lua_State *L) { return binary(L, LT_GREATER_EQUAL); }
+static int l_add(lua_State *L) { return binary(L, LT_BINARY_ADD); }
+static int l_subtract(lua_State *L) { return binary(L, LT_BINARY_SUB); }
+static int l_multiply(lua_State *L) { return binary(L, LT_BINARY_MUL); }
+static int l_divide(lua_State *L) { return binary(L, LT_BINARY_DIV); }
+static int l_power(lua_State *L) { return binary(L, LT_BINARY_POW); }
+static int l_maximum(lua_State *L) { return binary(L, LT_BINARY_MAXIMUM); }
+static int l_minimum(lua_State *L) { return binary(L, LT_BINARY_MINIMUM); }
+static int l_equal(lua_State *L) { return binary(L, LT_BINARY_EQUAL); }
+static int l_not_equal(lua_State *L) { return binary(L, LT_BINARY_NOT_EQUAL); }
+static int l_less(lua_State *L) { return binary(L, LT_BINARY_LESS); }
+static int l_less_equal(lua_State *L) { return binary(L, LT_BINARY_LESS_EQUAL); }
+static int l_greater(lua_State *L) { return binary(L, LT_BINARY_GREATER); }
+static int l_greater_equal(lua_State *L) { return binary(L, LT_BINARY_GREATER_EQUAL); }
 
 /* ---- unary ---- */
 
@@ -47,24 +47,24 @@ static int unary(lua_State *L, lt_unary_op op, double alpha) {
   return 1;
 }
 
-static int l_neg(lua_State *L) { return unary(L, LT_NEG, 0); }
-static int l_exp(lua_State *L) { return unary(L, LT_EXP, 0); }
-static int l_log(lua_State *L) { return unary(L, LT_LOG, 0); }
-static int l_sqrt(lua_State *L) { return unary(L, LT_SQRT, 0); }
-static int l_rsqrt(lua_State *L) { return unary(L, LT_RSQRT, 0); }
-static int l_abs(lua_State *L) { return unary(L, LT_ABS, 0); }
-static int l_tanh(lua_State *L) { return unary(L, LT_TANH, 0); }
-static int l_sigmoid(lua_State *L) { return unary(L, LT_SIGMOID, 0); }
-static int l_relu(lua_State *L) { return unary(L, LT_RELU, 0); }
-static int l_silu(lua_State *L) { return unary(L, LT_SILU, 0); }
-static int l_softplus(lua_State *L) { return unary(L, LT_SOFTPLUS, 0); }
-static int l_square(lua_State *L) { return unary(L, LT_SQUARE, 0); }
-static int l_sin(lua_State *L) { return unary(L, LT_SIN, 0); }
-static int l_cos(lua_State *L) { return unary(L, LT_COS, 0); }
-static int l_gelu_approx(lua_State *L) { return unary(L, LT_GELU_TANH, 0); }
+static int l_neg(lua_State *L) { return unary(L, LT_UNARY_NEG, 0); }
+static int l_exp(lua_State *L) { return unary(L, LT_UNARY_EXP, 0); }
+static int l_log(lua_State *L) { return unary(L, LT_UNARY_LOG, 0); }
+static int l_sqrt(lua_State *L) { return unary(L, LT_UNARY_SQRT, 0); }
+static int l_rsqrt(lua_State *L) { return unary(L, LT_UNARY_RSQRT, 0); }
+static int l_abs(lua_State *L) { return unary(L, LT_UNARY_ABS, 0); }
+static int l_tanh(lua_State *L) { return unary(L, LT_UNARY_TANH, 0); }
+static int l_sigmoid(lua_State *L) { return unary(L, LT_UNARY_SIGMOID, 0); }
+static int l_relu(lua_State *L) { return unary(L, LT_UNARY_RELU, 0); }
+static int l_silu(lua_State *L) { return unary(L, LT_UNARY_SILU, 0); }
+static int l_softplus(lua_State *L) { return unary(L, LT_UNARY_SOFTPLUS, 0); }
+static int l_square(lua_State *L) { return unary(L, LT_UNARY_SQUARE, 0); }
+static int l_sin(lua_State *L) { return unary(L, LT_UNARY_SIN, 0); }
+static int l_cos(lua_State *L) { return unary(L, LT_UNARY_COS, 0); }
+static int l_gelu_approx(lua_State *L) { return unary(L, LT_UNARY_GELU_TANH, 0); }
 
 /* leaky_relu(x, negative_slope = 0.01) */
-static int l_leaky_relu(lua_State *L) { return unary(L, LT_LEAKY_RELU, luaL_optnumber(L, 2, 0.01)); }
+static int l_leaky_relu(lua_State *L) { return unary(L, LT_UNARY_LEAKY_RELU, luaL_optnumber(L, 2, 0.01)); }
 
 /* gelu(x, {approximate = "none" | "tanh"}), as PyTorch names it. */
 static int l_gelu(lua_State *L) {
@@ -73,13 +73,13 @@ static int l_gelu(lua_State *L) {
   const char *approx = lt_l_optstringfield(L, 2, "approximate", "none");
   if (strcmp(approx, "none") != 0 && strcmp(approx, "tanh") != 0)
     return luaL_error(L, "gelu: approximate must be 'none' or 'tanh', got '%s'", approx);
-  return unary(L, strcmp(approx, "tanh") == 0 ? LT_GELU_TANH : LT_GELU, 0);
+  return unary(L, strcmp(approx, "tanh") == 0 ? LT_UNARY_GELU_TANH : LT_UNARY_GELU, 0);
 }
 
 /* __unm receives the operand twice. */
 static int l_unm(lua_State *L) {
   lua_settop(L, 1);
-  return unary(L, LT_NEG, 0);
+  return unary(L, LT_UNARY_NEG, 0);
 }
 
 /* ---- where, clip ---- */
@@ -154,7 +154,7 @@ static lt_unary_op check_unary_name(lua_State *L, int arg, const char *fname) {
   for (int i = 0; i < LT_UNARY_COUNT; i++)
     if (strcmp(name, lt_unary_name((lt_unary_op)i)) == 0) return (lt_unary_op)i;
   luaL_error(L, "%s: unknown unary op '%s'", fname, name);
-  return LT_NEG;
+  return LT_UNARY_NEG;
 }
 
 /* lattice.unary_with_isa(op, x, isa, alpha = 0) -> y, the ISA used: the

@@ -21,10 +21,10 @@ static int reduce_no_axes(lua_State *L, lt_reduce_op op, lt_tensor *x) {
   lt_ctx *ctx = lt_l_ctx(L);
   lt_dtype dt = lt_tensor_dtype(x), out_dt = dt;
   int is_float = lt_dtype_info(dt)->is_float;
-  if (op == LT_SUM && !is_float) out_dt = LT_INT64;
-  if ((op == LT_MEAN || op == LT_LOGSUMEXP || op == LT_VAR) && !is_float) out_dt = LT_FLOAT32;
+  if (op == LT_REDUCE_SUM && !is_float) out_dt = LT_INT64;
+  if ((op == LT_REDUCE_MEAN || op == LT_REDUCE_LOGSUMEXP || op == LT_REDUCE_VAR) && !is_float) out_dt = LT_FLOAT32;
   lt_tensor *out;
-  if (op == LT_VAR) lt_l_check(L, lt_tensor_zeros(ctx, &out, out_dt, lt_tensor_ndim(x), lt_tensor_shape(x)));
+  if (op == LT_REDUCE_VAR) lt_l_check(L, lt_tensor_zeros(ctx, &out, out_dt, lt_tensor_ndim(x), lt_tensor_shape(x)));
   else lt_l_check(L, lt_astype(ctx, &out, x, out_dt));
   lt_l_pushtensor(L, out);
   return 1;
@@ -38,7 +38,7 @@ static int reduce(lua_State *L, lt_reduce_op op) {
   int naxes = lt_l_checkaxes(L, 2, lt_tensor_ndim(x), axes, name);
   int keepdims = optboolean(L, 3);
   int ddof = 0;
-  if (op == LT_VAR) {
+  if (op == LT_REDUCE_VAR) {
     lua_Integer d = luaL_optinteger(L, 4, 0);
     if (d < 0 || d > INT_MAX) return luaL_error(L, "var: ddof must be a non-negative integer, got %I", d);
     ddof = (int)d;
@@ -48,12 +48,12 @@ static int reduce(lua_State *L, lt_reduce_op op) {
   return 1;
 }
 
-static int l_sum(lua_State *L) { return reduce(L, LT_SUM); }
-static int l_mean(lua_State *L) { return reduce(L, LT_MEAN); }
-static int l_max(lua_State *L) { return reduce(L, LT_MAX); }
-static int l_min(lua_State *L) { return reduce(L, LT_MIN); }
-static int l_var(lua_State *L) { return reduce(L, LT_VAR); }
-static int l_logsumexp(lua_State *L) { return reduce(L, LT_LOGSUMEXP); }
+static int l_sum(lua_State *L) { return reduce(L, LT_REDUCE_SUM); }
+static int l_mean(lua_State *L) { return reduce(L, LT_REDUCE_MEAN); }
+static int l_max(lua_State *L) { return reduce(L, LT_REDUCE_MAX); }
+static int l_min(lua_State *L) { return reduce(L, LT_REDUCE_MIN); }
+static int l_var(lua_State *L) { return reduce(L, LT_REDUCE_VAR); }
+static int l_logsumexp(lua_State *L) { return reduce(L, LT_REDUCE_LOGSUMEXP); }
 
 static int arg(lua_State *L, int is_max) {
   const char *name = is_max ? "argmax" : "argmin";

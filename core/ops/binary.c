@@ -3,7 +3,8 @@
  * and bfloat16 are converted on load and store); integers compute in int64. */
 #include <math.h>
 #include <string.h>
-#include "internal.h"
+#include "ops/internal.h"
+#include "ops/pool.h"
 
 static const char *const names[LT_BINARY_COUNT] = {"add",        "subtract", "multiply",     "divide",    "power",
                                                    "maximum",    "minimum",  "equal",        "not_equal", "less",
@@ -11,7 +12,11 @@ static const char *const names[LT_BINARY_COUNT] = {"add",        "subtract", "mu
 
 const char *lt_binary_name(lt_binary_op op) { return names[op]; }
 
-static int is_comparison(lt_binary_op op) { return op >= LT_EQUAL; }
+static int is_comparison(lt_binary_op op) { return op >= LT_BINARY_EQUAL; }
+
+typedef struct binary_attrs {
+  lt_binary_op op;
+} binary_attrs;
 
 /* ---- kernels: out[i] = f(a[i*sa], b[i*sb]) with sa, sb in {0, 1} ---- */
 
@@ -86,61 +91,16 @@ static const kernel_i64 kernels_i64[LT_BINARY_COUNT] = {add_i64, sub_i64, mul_i6
 
 /* ---- dtype promotion ---- */
 
-static int int_rank(lt_dtype d) {
-  switch (d) {
-  case LT_BOOL: return 0;
-  case LT_UINT8: return 1;
-  case LT_INT32: return 2;
-  default: return 3;
-  }
-}
-
-lt_dtype lt__promote(lt_dtype a, lt_dtype b) {
-  int fa = lt_dtype_info(a)->is_float, fb = lt_dtype_info(b)->is_float;
-  if (fa && fb) return a == b ? a : LT_FLOAT32; /* float16 with bfloat16 meet in float32 */
-  if (fa) return a;
-  if (fb) return b;
-  return int_rank(a) >= int_rank(b) ? a : b;
-}
-
 /* The dtype of a value computed from a and b (before comparisons turn it to bool). */
 static lt_dtype promote(lt_binary_op op, lt_dtype a, lt_dtype b) {
   lt_dtype r = lt__promote(a, b);
-  if (op == LT_DIV && !lt_dtype_info(r)->is_float) return LT_FLOAT32; /* true division */
+  if (op == LT_BINARY_DIV && !lt_dtype_info(r)->is_float) return LT_FLOAT32; /* true division */
   /* arithmetic on booleans counts in int32; max/min and comparisons keep bool */
-  if (r == LT_BOOL && op <= LT_POW) r = LT_INT32;
+  if (r == LT_BOOL && op <= LT_BINARY_POW) r = LT_INT32;
   return r;
 }
 
 /* ---- broadcasting ---- */
-
-int lt__broadcast_shape(lt_ctx *ctx, const char *op, int *ndim, int64_t *shape, const lt_tensor *a,
-                        const lt_tensor *b) {
-  int nd = a->ndim > b->ndim ? a->ndim : b->ndim;
-  for (int i = 0; i < nd; i++) {
-    int ia = i - (nd - a->ndim), ib = i - (nd - b->ndim);
-    int64_t da = ia >= 0 ? a->shape[ia] : 1, db = ib >= 0 ? b->shape[ib] : 1;
-    if (da != db && da != 1 && db != 1) {
-      char sa[LT_SHAPE_STR_MAX], sb[LT_SHAPE_STR_MAX];
-      lt_ctx_fail(ctx, LT_ERR_ARG, "%s: shapes %s and %s cannot be broadcast together", op,
-                  lt__shape_str(sa, sizeof sa, a->ndim, a->shape), lt__shape_str(sb, sizeof sb, b->ndim, b->shape));
-      return 0;
-    }
-    shape[i] = da == 1 ? db : da;
-  }
-  *ndim = nd;
-  return 1;
-}
-
-void lt__broadcast_strides(int nd, const int64_t *shape, const lt_tensor *t, int64_t *strides) {
-  int64_t s = 1;
-  for (int i = nd - 1; i >= 0; i--) {
-    int it = i - (nd - t->ndim);
-    int64_t d = it >= 0 ? t->shape[it] : 1;
-    strides[i] = (d == 1 && shape[i] != 1) ? 0 : s;
-    s *= d;
-  }
-}
 
 /* A loop nest over the output: dims merged where both inputs allow it. */
 typedef struct plan {
@@ -213,65 +173,74 @@ static void run(const lt_ctx *ctx, const plan *p, void *out, const void *a, cons
 
 /* ---- backward rules ---- */
 
-static lt_status add_backward(lt_ctx *ctx, const lt_node *n, lt_tensor *g, lt_tensor **gin) {
+static lt_status add_backward(lt_ctx *ctx, const lt_node *n, lt_tensor *const *gouts, lt_tensor **gin) {
+  lt_tensor *g = gouts[0];
   lt_pool p = LT_POOL(ctx);
   gin[0] = lt__pkeep(&p, lt__psum_to(&p, g, n->in[0]));
   gin[1] = lt__pkeep(&p, lt__psum_to(&p, g, n->in[1]));
   return lt__pool_drain(&p);
 }
 
-static lt_status sub_backward(lt_ctx *ctx, const lt_node *n, lt_tensor *g, lt_tensor **gin) {
+static lt_status sub_backward(lt_ctx *ctx, const lt_node *n, lt_tensor *const *gouts, lt_tensor **gin) {
+  lt_tensor *g = gouts[0];
   lt_pool p = LT_POOL(ctx);
   gin[0] = lt__pkeep(&p, lt__psum_to(&p, g, n->in[0]));
-  gin[1] = lt__pkeep(&p, lt__psum_to(&p, lt__pun(&p, LT_NEG, g, 0), n->in[1]));
+  gin[1] = lt__pkeep(&p, lt__psum_to(&p, lt__pun(&p, LT_UNARY_NEG, g, 0), n->in[1]));
   return lt__pool_drain(&p);
 }
 
-static lt_status mul_backward(lt_ctx *ctx, const lt_node *n, lt_tensor *g, lt_tensor **gin) {
+static lt_status mul_backward(lt_ctx *ctx, const lt_node *n, lt_tensor *const *gouts, lt_tensor **gin) {
+  lt_tensor *g = gouts[0];
   lt_pool p = LT_POOL(ctx);
   lt_tensor *a = n->in[0], *b = n->in[1];
-  if (n->needs[0]) gin[0] = lt__pkeep(&p, lt__psum_to(&p, lt__pbin(&p, LT_MUL, g, b), a));
-  if (n->needs[1]) gin[1] = lt__pkeep(&p, lt__psum_to(&p, lt__pbin(&p, LT_MUL, g, a), b));
+  if (lt__needs(n, 0)) gin[0] = lt__pkeep(&p, lt__psum_to(&p, lt__pbin(&p, LT_BINARY_MUL, g, b), a));
+  if (lt__needs(n, 1)) gin[1] = lt__pkeep(&p, lt__psum_to(&p, lt__pbin(&p, LT_BINARY_MUL, g, a), b));
   return lt__pool_drain(&p);
 }
 
 /* d(a/b) = g/b, -g*out/b */
-static lt_status div_backward(lt_ctx *ctx, const lt_node *n, lt_tensor *g, lt_tensor **gin) {
+static lt_status div_backward(lt_ctx *ctx, const lt_node *n, lt_tensor *const *gouts, lt_tensor **gin) {
+  lt_tensor *g = gouts[0];
   lt_pool p = LT_POOL(ctx);
-  lt_tensor *a = n->in[0], *b = n->in[1], *gb = lt__pbin(&p, LT_DIV, g, b);
-  if (n->needs[0]) gin[0] = lt__pkeep(&p, lt__psum_to(&p, gb, a));
-  if (n->needs[1])
-    gin[1] = lt__pkeep(&p, lt__psum_to(&p, lt__pun(&p, LT_NEG, lt__pbin(&p, LT_MUL, gb, n->saved[0]), 0), b));
+  lt_tensor *a = n->in[0], *b = n->in[1], *gb = lt__pbin(&p, LT_BINARY_DIV, g, b);
+  if (lt__needs(n, 0)) gin[0] = lt__pkeep(&p, lt__psum_to(&p, gb, a));
+  if (lt__needs(n, 1))
+    gin[1] = lt__pkeep(
+        &p, lt__psum_to(&p, lt__pun(&p, LT_UNARY_NEG, lt__pbin(&p, LT_BINARY_MUL, gb, lt__saved(n, 0)), 0), b));
   return lt__pool_drain(&p);
 }
 
 /* d(a^b) = g*b*a^(b-1), g*out*log(a) */
-static lt_status pow_backward(lt_ctx *ctx, const lt_node *n, lt_tensor *g, lt_tensor **gin) {
+static lt_status pow_backward(lt_ctx *ctx, const lt_node *n, lt_tensor *const *gouts, lt_tensor **gin) {
+  lt_tensor *g = gouts[0];
   lt_pool p = LT_POOL(ctx);
-  lt_tensor *a = n->in[0], *b = n->in[1], *out = n->saved[0];
-  if (n->needs[0]) {
-    lt_tensor *bm1 = lt__pbin(&p, LT_SUB, b, lt__pscalar(&p, 1, b->dtype));
-    lt_tensor *d = lt__pbin(&p, LT_MUL, b, lt__pbin(&p, LT_POW, a, bm1));
-    gin[0] = lt__pkeep(&p, lt__psum_to(&p, lt__pbin(&p, LT_MUL, g, d), a));
+  lt_tensor *a = n->in[0], *b = n->in[1], *out = lt__saved(n, 0);
+  if (lt__needs(n, 0)) {
+    lt_tensor *bm1 = lt__pbin(&p, LT_BINARY_SUB, b, lt__pscalar(&p, 1, b->dtype));
+    lt_tensor *d = lt__pbin(&p, LT_BINARY_MUL, b, lt__pbin(&p, LT_BINARY_POW, a, bm1));
+    gin[0] = lt__pkeep(&p, lt__psum_to(&p, lt__pbin(&p, LT_BINARY_MUL, g, d), a));
   }
-  if (n->needs[1]) {
-    lt_tensor *d = lt__pbin(&p, LT_MUL, out, lt__pun(&p, LT_LOG, a, 0));
-    gin[1] = lt__pkeep(&p, lt__psum_to(&p, lt__pbin(&p, LT_MUL, g, d), b));
+  if (lt__needs(n, 1)) {
+    lt_tensor *d = lt__pbin(&p, LT_BINARY_MUL, out, lt__pun(&p, LT_UNARY_LOG, a, 0));
+    gin[1] = lt__pkeep(&p, lt__psum_to(&p, lt__pbin(&p, LT_BINARY_MUL, g, d), b));
   }
   return lt__pool_drain(&p);
 }
 
 /* The gradient goes to the larger (smaller) input; ties split it evenly, as PyTorch does. */
-static lt_status extremum_backward(lt_ctx *ctx, const lt_node *n, lt_tensor *g, lt_tensor **gin) {
+static lt_status extremum_backward(lt_ctx *ctx, const lt_node *n, lt_tensor *const *gouts, lt_tensor **gin) {
+  lt_tensor *g = gouts[0];
   lt_pool p = LT_POOL(ctx);
   lt_tensor *a = n->in[0], *b = n->in[1];
-  lt_binary_op wins = n->i[0] == LT_MAXIMUM ? LT_GREATER : LT_LESS;
+  const binary_attrs *at = n->attrs;
+  lt_binary_op wins = at->op == LT_BINARY_MAXIMUM ? LT_BINARY_GREATER : LT_BINARY_LESS;
   lt_tensor *half = lt__pscalar(&p, 0.5, g->dtype);
-  lt_tensor *wa = lt__pbin(&p, LT_ADD, lt__pbin(&p, LT_MUL, lt__pbin(&p, wins, a, b), lt__pscalar(&p, 1, g->dtype)),
-                           lt__pbin(&p, LT_MUL, lt__pbin(&p, LT_EQUAL, a, b), half));
-  lt_tensor *ga = lt__pbin(&p, LT_MUL, g, wa);
-  if (n->needs[0]) gin[0] = lt__pkeep(&p, lt__psum_to(&p, ga, a));
-  if (n->needs[1]) gin[1] = lt__pkeep(&p, lt__psum_to(&p, lt__pbin(&p, LT_SUB, g, ga), b));
+  lt_tensor *wa =
+      lt__pbin(&p, LT_BINARY_ADD, lt__pbin(&p, LT_BINARY_MUL, lt__pbin(&p, wins, a, b), lt__pscalar(&p, 1, g->dtype)),
+               lt__pbin(&p, LT_BINARY_MUL, lt__pbin(&p, LT_BINARY_EQUAL, a, b), half));
+  lt_tensor *ga = lt__pbin(&p, LT_BINARY_MUL, g, wa);
+  if (lt__needs(n, 0)) gin[0] = lt__pkeep(&p, lt__psum_to(&p, ga, a));
+  if (lt__needs(n, 1)) gin[1] = lt__pkeep(&p, lt__psum_to(&p, lt__pbin(&p, LT_BINARY_SUB, g, ga), b));
   return lt__pool_drain(&p);
 }
 
@@ -317,10 +286,10 @@ lt_status lt_binary(lt_ctx *ctx, lt_tensor **out, lt_binary_op op, lt_tensor *a,
   if (st || is_comparison(op) || !lt_dtype_info(value_dt)->is_float) return st;
   lt_tensor *ins[2] = {a, b};
   lt_node *node;
-  st = lt__record(ctx, &node, names[op], backward[op], out, 2, ins);
+  st = lt__record(ctx, &node, LT_OP(names[op], backward[op], binary_attrs, 1), out, 2, ins);
   if (node) {
-    node->i[0] = op;
-    if (op == LT_DIV || op == LT_POW) lt__node_save(node, 0, *out);
+    *(binary_attrs *)node->attrs = (binary_attrs){op};
+    if (op == LT_BINARY_DIV || op == LT_BINARY_POW) lt__node_save(node, 0, *out);
   }
   return st;
 }

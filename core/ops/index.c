@@ -14,7 +14,7 @@
  * Messages name axes as Lua counts them (first axis = 1), since Lua users
  * read them; index values are shown as stored (0-based). */
 #include <string.h>
-#include "internal.h"
+#include "ops/internal.h"
 
 typedef struct geom {
   int64_t outer, n, k, inner;
@@ -134,15 +134,22 @@ static void scatter_add(const lt_ctx *ctx, float *gx, const float *g, const int6
 
 /* ---- backward: one rule for all three ops ---- */
 
-/* node: in[0] = x, saved[0] = resolved int64 indices, i[] = geometry and index strides. */
-static lt_status scatter_backward(lt_ctx *ctx, const lt_node *node, lt_tensor *g, lt_tensor **gin) {
+/* The scatter's geometry and the strides of its index tensor (see scatter_add). */
+typedef struct scatter_attrs {
+  geom s;
+  int64_t so, sk, si;
+} scatter_attrs;
+
+/* node: in[0] = x, saved[0] = resolved int64 indices. */
+static lt_status scatter_backward(lt_ctx *ctx, const lt_node *node, lt_tensor *const *gouts, lt_tensor **gin) {
+  lt_tensor *g = gouts[0];
   const lt_tensor *x = node->in[0];
-  geom s = {node->i[0], node->i[1], node->i[2], node->i[3]};
+  const scatter_attrs *at = node->attrs;
   lt_tensor *cg = NULL, *gx = NULL;
   lt_status st = lt__as_f32(ctx, &cg, g);
   if (!st) st = lt_tensor_zeros(ctx, &gx, LT_FLOAT32, x->ndim, x->shape);
   if (!st) {
-    scatter_add(ctx, lt__f32(gx), lt__f32(cg), lt_tensor_data(node->saved[0]), s, node->i[4], node->i[5], node->i[6]);
+    scatter_add(ctx, lt__f32(gx), lt__f32(cg), lt_tensor_data(lt__saved(node, 0)), at->s, at->so, at->sk, at->si);
     st = lt__to_dtype(ctx, &gx, x->dtype);
   }
   lt_tensor_release(cg);
@@ -174,11 +181,10 @@ static lt_status gather(lt_ctx *ctx, lt_tensor **out, const char *name, lt_tenso
   lt_tensor_release(cx);
   if (!lt_dtype_info(x->dtype)->is_float) return LT_OK;
   lt_node *node;
-  st = lt__record(ctx, &node, name, scatter_backward, out, 1, &x);
+  st = lt__record(ctx, &node, LT_OP(name, scatter_backward, scatter_attrs, 1), out, 1, &x);
   if (node) {
     lt__node_save(node, 0, idx);
-    int64_t attrs[7] = {s.outer, s.n, s.k, s.inner, along ? s.k * s.inner : 0, along ? s.inner : 1, along};
-    memcpy(node->i, attrs, sizeof attrs);
+    *(scatter_attrs *)node->attrs = (scatter_attrs){s, along ? s.k * s.inner : 0, along ? s.inner : 1, along};
   }
   return st;
 }

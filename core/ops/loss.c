@@ -10,7 +10,7 @@
  * thread count. */
 #include <math.h>
 #include <string.h>
-#include "internal.h"
+#include "ops/internal.h"
 #include "ops/expf.h"
 
 static int is_index_dtype(lt_dtype dt) { return dt == LT_INT32 || dt == LT_INT64 || dt == LT_UINT8; }
@@ -198,22 +198,30 @@ static lt_status ce_targets(lt_ctx *ctx, lt_tensor **out, lt_tensor *t, ce_args 
   return LT_OK;
 }
 
-/* node: in[0] = logits, saved[0] = lse (N) float32, saved[1] = int64 targets,
- * f[0] = eps, f[1] = count of rows not ignored, i[0] = reduction, i[1] = ignore_index. */
-static lt_status ce_backward(lt_ctx *ctx, const lt_node *node, lt_tensor *g, lt_tensor **gin) {
+typedef struct ce_attrs {
+  double eps;
+  double count; /* rows not ignored */
+  lt_reduction reduction;
+  int64_t ignore_index;
+} ce_attrs;
+
+/* node: in[0] = logits, saved[0] = lse (N) float32, saved[1] = int64 targets. */
+static lt_status ce_backward(lt_ctx *ctx, const lt_node *node, lt_tensor *const *gouts, lt_tensor **gin) {
+  lt_tensor *g = gouts[0];
   lt_tensor *logits = node->in[0], *z = NULL, *cg = NULL, *dz = NULL;
   int64_t C = logits->shape[logits->ndim - 1];
-  ce_args a = {lt_tensor_size(logits) / C, C, node->i[1], node->f[0]};
-  lt_reduction red = (lt_reduction)node->i[0];
+  const ce_attrs *at = node->attrs;
+  ce_args a = {lt_tensor_size(logits) / C, C, at->ignore_index, at->eps};
+  lt_reduction red = at->reduction;
   float gs = 0;
   lt_status st = lt__as_f32(ctx, &z, logits);
   if (!st && red == LT_REDUCTION_NONE)
     st = lt__as_f32(ctx, &cg, g);
   else if (!st)
-    gs = (float)(lt_tensor_get(g, 0) / (red == LT_REDUCTION_MEAN ? node->f[1] : 1.0));
+    gs = (float)(lt_tensor_get(g, 0) / (red == LT_REDUCTION_MEAN ? at->count : 1.0));
   if (!st) st = lt_tensor_new(ctx, &dz, LT_FLOAT32, logits->ndim, logits->shape);
   if (!st) {
-    ce_backward_kernel(ctx, lt__f32(dz), lt__f32(z), lt__f32(node->saved[0]), lt_tensor_data(node->saved[1]),
+    ce_backward_kernel(ctx, lt__f32(dz), lt__f32(z), lt__f32(lt__saved(node, 0)), lt_tensor_data(lt__saved(node, 1)),
                        cg ? lt__f32(cg) : NULL, gs, a);
     st = lt__to_dtype(ctx, &dz, logits->dtype);
   }
@@ -257,15 +265,12 @@ lt_status lt_cross_entropy(lt_ctx *ctx, lt_tensor **out, lt_tensor *logits, lt_t
   if (!st) {
     *out = loss;
     loss = NULL;
-    st = lt__record(ctx, &node, "cross_entropy", ce_backward, out, 1, &logits);
+    st = lt__record(ctx, &node, LT_OP("cross_entropy", ce_backward, ce_attrs, 2), out, 1, &logits);
   }
   if (node) {
     lt__node_save(node, 0, lse);
     lt__node_save(node, 1, t);
-    node->f[0] = label_smoothing;
-    node->f[1] = (double)count;
-    node->i[0] = reduction;
-    node->i[1] = ignore_index;
+    *(ce_attrs *)node->attrs = (ce_attrs){label_smoothing, (double)count, reduction, ignore_index};
   }
   lt_tensor_release(loss);
   lt_tensor_release(lse);
@@ -314,12 +319,17 @@ static void mse_grad(const lt_ctx *ctx, float *gp, float *gt, const float *p, co
   });
 }
 
-/* node: in[0] = pred, in[1] = target, i[0] = reduction. */
-static lt_status mse_backward(lt_ctx *ctx, const lt_node *node, lt_tensor *g, lt_tensor **gin) {
+typedef struct mse_attrs {
+  lt_reduction reduction;
+} mse_attrs;
+
+/* node: in[0] = pred, in[1] = target. */
+static lt_status mse_backward(lt_ctx *ctx, const lt_node *node, lt_tensor *const *gouts, lt_tensor **gin) {
+  lt_tensor *g = gouts[0];
   lt_tensor *p = NULL, *t = NULL, *cg = NULL, *gp = NULL, *gt = NULL;
   const lt_tensor *pred = node->in[0];
   int64_t n = lt_tensor_size(pred);
-  lt_reduction red = (lt_reduction)node->i[0];
+  lt_reduction red = ((const mse_attrs *)node->attrs)->reduction;
   float gs = 0;
   lt_status st = lt__as_f32(ctx, &p, node->in[0]);
   if (!st) st = lt__as_f32(ctx, &t, node->in[1]);
@@ -327,8 +337,8 @@ static lt_status mse_backward(lt_ctx *ctx, const lt_node *node, lt_tensor *g, lt
     st = lt__as_f32(ctx, &cg, g);
   else if (!st)
     gs = (float)(lt_tensor_get(g, 0) / (red == LT_REDUCTION_MEAN ? (double)n : 1.0));
-  if (!st && node->needs[0]) st = lt_tensor_new(ctx, &gp, LT_FLOAT32, pred->ndim, pred->shape);
-  if (!st && node->needs[1]) st = lt_tensor_new(ctx, &gt, LT_FLOAT32, pred->ndim, pred->shape);
+  if (!st && lt__needs(node, 0)) st = lt_tensor_new(ctx, &gp, LT_FLOAT32, pred->ndim, pred->shape);
+  if (!st && lt__needs(node, 1)) st = lt_tensor_new(ctx, &gt, LT_FLOAT32, pred->ndim, pred->shape);
   if (!st) {
     mse_grad(ctx, gp ? lt__f32(gp) : NULL, gt ? lt__f32(gt) : NULL, lt__f32(p), lt__f32(t), cg ? lt__f32(cg) : NULL, gs,
              n);
@@ -392,7 +402,7 @@ lt_status lt_mse_loss(lt_ctx *ctx, lt_tensor **out, lt_tensor *pred, lt_tensor *
   *out = o;
   lt_tensor *ins[2] = {pred, target};
   lt_node *node;
-  st = lt__record(ctx, &node, "mse_loss", mse_backward, out, 2, ins);
-  if (node) node->i[0] = reduction;
+  st = lt__record(ctx, &node, LT_OP("mse_loss", mse_backward, mse_attrs, 0), out, 2, ins);
+  if (node) ((mse_attrs *)node->attrs)->reduction = reduction;
   return st;
 }

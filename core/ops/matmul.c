@@ -8,7 +8,7 @@
 #include <cblas.h>
 #include <limits.h>
 #include <string.h>
-#include "internal.h"
+#include "ops/internal.h"
 
 /* One operand as sgemm sees it: a float32 tensor (the input or its staged copy),
  * its storage order, leading dimension and strides over the output's batch axes. */
@@ -196,7 +196,7 @@ static lt_status compute(lt_ctx *ctx, lt_tensor **out, const problem *p, lt_tens
   return st;
 }
 
-static lt_status matmul_backward(lt_ctx *ctx, const lt_node *n, lt_tensor *g, lt_tensor **gin);
+static lt_status matmul_backward(lt_ctx *ctx, const lt_node *n, lt_tensor *const *gouts, lt_tensor **gin);
 
 lt_status lt_matmul(lt_ctx *ctx, lt_tensor **out, lt_tensor *a, lt_tensor *b) {
   *out = NULL;
@@ -220,7 +220,7 @@ lt_status lt_matmul(lt_ctx *ctx, lt_tensor **out, lt_tensor *a, lt_tensor *b) {
   if (!st && a->dtype == b->dtype) st = lt__to_dtype(ctx, out, a->dtype);
   if (st) return st;
   lt_tensor *ins[2] = {a, b};
-  return lt__record(ctx, NULL, "matmul", matmul_backward, out, 2, ins);
+  return lt__record(ctx, NULL, LT_OP("matmul", matmul_backward, lt_no_attrs, 0), out, 2, ins);
 }
 
 /* ---- backward: dA = g @ B^T, dB = A^T @ g, summed over broadcast batch axes ---- */
@@ -281,7 +281,8 @@ static lt_status grad_b_folded(lt_ctx *ctx, lt_tensor **out, lt_tensor *am, lt_t
   return st;
 }
 
-static lt_status matmul_backward(lt_ctx *ctx, const lt_node *n, lt_tensor *g, lt_tensor **gin) {
+static lt_status matmul_backward(lt_ctx *ctx, const lt_node *n, lt_tensor *const *gouts, lt_tensor **gin) {
+  lt_tensor *g = gouts[0];
   lt_tensor *a = n->in[0], *b = n->in[1];
   lt_tensor *am = NULL, *bm = NULL, *gm = NULL, *t = NULL, *full = NULL;
   problem p;
@@ -292,14 +293,14 @@ static lt_status matmul_backward(lt_ctx *ctx, const lt_node *n, lt_tensor *g, lt
     p.bshape[p.nb] = p.m, p.bshape[p.nb + 1] = p.n; /* g with the dropped axes restored */
     st = view_as(ctx, &gm, g, p.nb + 2, p.bshape);
   }
-  if (!st && n->needs[0]) {
+  if (!st && lt__needs(n, 0)) {
     st = swap_last(ctx, &t, bm);
     if (!st) st = lt_matmul(ctx, &full, gm, t);
     if (!st) st = reduce_to(ctx, &gin[0], full, am, a);
     lt_tensor_release(t), lt_tensor_release(full);
     t = full = NULL;
   }
-  if (!st && n->needs[1]) {
+  if (!st && lt__needs(n, 1)) {
     if (bm->ndim == 2 && gm->ndim > 2) st = grad_b_folded(ctx, &full, am, gm);
     if (!st && !full) st = swap_last(ctx, &t, am);
     if (!st && !full) st = lt_matmul(ctx, &full, t, gm);

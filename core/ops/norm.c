@@ -6,7 +6,7 @@
  * staged to float32 and the result takes x's dtype; integer x is rejected. */
 #include <math.h>
 #include <string.h>
-#include "internal.h"
+#include "ops/internal.h"
 
 /* Weight and bias gradients sum over rows in this many fixed row chunks, each
  * with its own partial sums combined in chunk order: the result does not depend
@@ -142,24 +142,29 @@ static lt_status new_like(lt_ctx *ctx, lt_tensor **out, const lt_tensor *like) {
   return lt_tensor_new(ctx, out, LT_FLOAT32, like->ndim, like->shape);
 }
 
+typedef struct norm_attrs {
+  int center; /* layer_norm (1) or rms_norm (0) */
+} norm_attrs;
+
 /* gin[0] = dx, gin[1] = dweight, gin[2] = dbias; in = {x, weight, bias}, saved = {rstd, mean}. */
-static lt_status norm_backward_rule(lt_ctx *ctx, const lt_node *n, lt_tensor *g, lt_tensor **gin) {
+static lt_status norm_backward_rule(lt_ctx *ctx, const lt_node *n, lt_tensor *const *gouts, lt_tensor **gin) {
+  lt_tensor *g = gouts[0];
   lt_tensor *x = n->in[0], *w = n->in[1], *b = n->in[2];
-  int center = (int)n->i[0], want_w = n->needs[1], want_b = n->nin > 2 && n->needs[2];
+  int center = ((const norm_attrs *)n->attrs)->center, want_w = lt__needs(n, 1), want_b = n->nin > 2 && lt__needs(n, 2);
   int64_t c = x->shape[x->ndim - 1], rows = c ? lt_tensor_size(x) / c : 0;
   staged s = {0};
   double *part = NULL;
   size_t part_bytes = (size_t)(NORM_CHUNKS * 2 * c) * sizeof(double);
   lt_status st = stage(ctx, &s, g, x, w);
-  if (!st && n->needs[0]) st = new_like(ctx, &gin[0], x);
+  if (!st && lt__needs(n, 0)) st = new_like(ctx, &gin[0], x);
   if (!st && want_w) st = new_like(ctx, &gin[1], w);
   if (!st && want_b) st = new_like(ctx, &gin[2], b);
   if (!st && (want_w || want_b) && c > 0 && !(part = lt_ctx_alloc(ctx, part_bytes)))
     st = lt_ctx_fail(ctx, LT_ERR_MEM, "%s: out of memory", n->name);
   if (!st) {
     norm_backward(ctx, gin[0] ? lt__f32(gin[0]) : NULL, part, lt__f32(s.g), lt__f32(s.x),
-                  center ? lt__f32(n->saved[1]) : NULL, lt__f32(n->saved[0]), s.w ? lt__f32(s.w) : NULL, rows, c,
-                  center, want_w, want_b);
+                  center ? lt__f32(lt__saved(n, 1)) : NULL, lt__f32(lt__saved(n, 0)), s.w ? lt__f32(s.w) : NULL, rows,
+                  c, center, want_w, want_b);
     if (want_w) combine(lt__f32(gin[1]), part, c, 0);
     if (want_b) combine(lt__f32(gin[2]), part, c, 1);
   }
@@ -196,9 +201,9 @@ static lt_status norm(lt_ctx *ctx, lt_tensor **out, const char *op, lt_tensor *x
   if (!st) st = lt__to_dtype(ctx, out, x->dtype);
   lt_node *node = NULL;
   lt_tensor *ins[3] = {x, w, b};
-  if (!st) st = lt__record(ctx, &node, op, norm_backward_rule, out, center ? 3 : 2, ins);
+  if (!st) st = lt__record(ctx, &node, LT_OP(op, norm_backward_rule, norm_attrs, 2), out, center ? 3 : 2, ins);
   if (node) {
-    node->i[0] = center;
+    ((norm_attrs *)node->attrs)->center = center;
     lt__node_save(node, 0, rstd);
     if (mean) lt__node_save(node, 1, mean);
   }

@@ -21,7 +21,7 @@
  * argmax/argmin (int64, 0-based, first occurrence, NaN wins) share the layout. */
 #include <math.h>
 #include <string.h>
-#include "internal.h"
+#include "ops/internal.h"
 
 static const char *const names[LT_REDUCE_COUNT] = {"sum", "mean", "max", "min", "var", "logsumexp"};
 
@@ -300,19 +300,19 @@ static lt_status reduce_f32(lt_ctx *ctx, lt_reduce_op op, const float *x, const 
   double *acc = scratch_get(ctx, 2 * no);
   if (!acc) return lt_ctx_fail(ctx, LT_ERR_MEM, "%s: out of memory", names[op]);
   double *c = acc + no;
-  kmode first = op == LT_MAX || op == LT_LOGSUMEXP ? K_MAX : op == LT_MIN ? K_MIN : K_SUM;
+  kmode first = op == LT_REDUCE_MAX || op == LT_REDUCE_LOGSUMEXP ? K_MAX : op == LT_REDUCE_MIN ? K_MIN : K_SUM;
   lt_status st = pass_f32(ctx, first, x, L, NULL, acc);
-  if (!st && op == LT_VAR) {
+  if (!st && op == LT_REDUCE_VAR) {
     for (int64_t o = 0; o < no; o++) c[o] = acc[o] / (double)r;
     st = pass_f32(ctx, K_SQDEV, x, L, c, acc);
-  } else if (!st && op == LT_LOGSUMEXP) {
+  } else if (!st && op == LT_REDUCE_LOGSUMEXP) {
     for (int64_t o = 0; o < no; o++) c[o] = isfinite(acc[o]) ? acc[o] : 0.0; /* all -inf rows give log(0) */
     st = pass_f32(ctx, K_EXPSUM, x, L, c, acc);
   }
-  double denom = op == LT_MEAN ? (double)r : op == LT_VAR ? (double)(r - ddof > 0 ? r - ddof : 0) : 1.0;
+  double denom = op == LT_REDUCE_MEAN ? (double)r : op == LT_REDUCE_VAR ? (double)(r - ddof > 0 ? r - ddof : 0) : 1.0;
   for (int64_t o = 0; !st && o < no; o++) {
-    double v = op == LT_LOGSUMEXP ? c[o] + log(acc[o]) : acc[o];
-    y[o] = (float)(op == LT_MEAN || op == LT_VAR ? v / denom : v);
+    double v = op == LT_REDUCE_LOGSUMEXP ? c[o] + log(acc[o]) : acc[o];
+    y[o] = (float)(op == LT_REDUCE_MEAN || op == LT_REDUCE_VAR ? v / denom : v);
   }
   scratch_put(ctx, acc, 2 * no);
   return st;
@@ -325,12 +325,12 @@ static void reduce_i64(const lt_ctx *ctx, lt_reduce_op op, const int64_t *x, con
   LT_PARALLEL_FOR(threads, i, k1, {
     const int64_t *xi = x + i * r * k2;
     int64_t *yi = y + i * k2;
-    for (int64_t c = 0; c < k2; c++) yi[c] = op == LT_SUM ? 0 : xi[c];
-    for (int64_t j = op == LT_SUM ? 0 : 1; j < r; j++) {
+    for (int64_t c = 0; c < k2; c++) yi[c] = op == LT_REDUCE_SUM ? 0 : xi[c];
+    for (int64_t j = op == LT_REDUCE_SUM ? 0 : 1; j < r; j++) {
       const int64_t *p = xi + j * k2;
-      if (op == LT_SUM)
+      if (op == LT_REDUCE_SUM)
         for (int64_t c = 0; c < k2; c++) yi[c] = (int64_t)((uint64_t)yi[c] + (uint64_t)p[c]);
-      else if (op == LT_MAX)
+      else if (op == LT_REDUCE_MAX)
         for (int64_t c = 0; c < k2; c++) yi[c] = p[c] > yi[c] ? p[c] : yi[c];
       else
         for (int64_t c = 0; c < k2; c++) yi[c] = p[c] < yi[c] ? p[c] : yi[c];
@@ -349,16 +349,17 @@ static int64_t reduced_count(const lt_tensor *x, unsigned mask) {
 
 static lt_dtype result_dtype(lt_reduce_op op, lt_dtype dt) {
   if (lt_dtype_info(dt)->is_float) return dt;
-  if (op == LT_SUM) return LT_INT64;
-  return op == LT_MAX || op == LT_MIN ? dt : LT_FLOAT32;
+  if (op == LT_REDUCE_SUM) return LT_INT64;
+  return op == LT_REDUCE_MAX || op == LT_REDUCE_MIN ? dt : LT_FLOAT32;
 }
 
 static lt_status reduce_impl(lt_ctx *ctx, lt_tensor **out, lt_reduce_op op, lt_tensor *x, unsigned mask, int ond,
                              const int64_t *oshape, int ddof) {
   *out = NULL;
-  if ((op == LT_MAX || op == LT_MIN) && reduced_count(x, mask) == 0)
+  if ((op == LT_REDUCE_MAX || op == LT_REDUCE_MIN) && reduced_count(x, mask) == 0)
     return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: zero-size reduction", names[op]);
-  int int_path = !lt_dtype_info(x->dtype)->is_float && (op == LT_SUM || op == LT_MAX || op == LT_MIN);
+  int int_path =
+      !lt_dtype_info(x->dtype)->is_float && (op == LT_REDUCE_SUM || op == LT_REDUCE_MAX || op == LT_REDUCE_MIN);
   lt_dtype cdt = int_path ? LT_INT64 : LT_FLOAT32, odt = result_dtype(op, x->dtype);
   layout L = make_layout(x->ndim, x->shape, mask);
   lt_tensor *xc = NULL, *o = NULL;
@@ -384,6 +385,12 @@ static void kept_shape(const lt_tensor *x, unsigned mask, int64_t *shape) {
 }
 
 /* ---- backward rules ---- */
+
+typedef struct reduce_attrs {
+  unsigned mask; /* the reduced axes */
+  lt_reduce_op op;
+  int ddof;
+} reduce_attrs;
 
 /* t (holding x's kept elements in order, any shape) read as x's shape, i.e.
  * repeated along the reduced axes: a contiguous float32 tensor (new reference). */
@@ -411,11 +418,11 @@ static void grad_kernel(const lt_ctx *ctx, lt_reduce_op op, float *gx, const flo
   int threads = threads_for(ctx, n);
   LT_PARALLEL_FOR(threads, blk, (n + 4095) / 4096, {
     int64_t b = blk * 4096, e = n - b < 4096 ? n : b + 4096;
-    if (op == LT_SUM || op == LT_MEAN)
+    if (op == LT_REDUCE_SUM || op == LT_REDUCE_MEAN)
       for (int64_t i = b; i < e; i++) gx[i] = g[i] * scale;
-    else if (op == LT_VAR)
+    else if (op == LT_REDUCE_VAR)
       for (int64_t i = b; i < e; i++) gx[i] = g[i] * scale * (x[i] - ob[i]);
-    else if (op == LT_LOGSUMEXP)
+    else if (op == LT_REDUCE_LOGSUMEXP)
       for (int64_t i = b; i < e; i++) gx[i] = g[i] * expf(x[i] - ob[i]);
     else
       for (int64_t i = b; i < e; i++) gx[i] = x[i] == ob[i] ? g[i] / cb[i] : 0.0f;
@@ -425,40 +432,44 @@ static void grad_kernel(const lt_ctx *ctx, lt_reduce_op op, float *gx, const flo
 /* The tensors grad_kernel reads besides g: x in float32, `ob` and `cb` expanded to x's shape. */
 static lt_status grad_operands(lt_ctx *ctx, const lt_node *n, lt_tensor **xc, lt_tensor **ob, lt_tensor **cb) {
   lt_tensor *x = n->in[0], *t = NULL, *eq = NULL;
-  unsigned mask = (unsigned)n->i[0];
-  lt_reduce_op op = (lt_reduce_op)n->i[1];
+  const reduce_attrs *at = n->attrs;
+  unsigned mask = at->mask;
+  lt_reduce_op op = at->op;
   int64_t ks[LT_MAX_DIMS];
   kept_shape(x, mask, ks);
   lt_status st = lt__as_f32(ctx, xc, x);
-  if (st || op == LT_SUM || op == LT_MEAN) return st;
-  if (op == LT_VAR || (op == LT_LOGSUMEXP && x->dtype != LT_FLOAT32)) /* recomputed: a 16-bit output is too coarse */
-    st = reduce_impl(ctx, &t, op == LT_VAR ? LT_MEAN : op, *xc, mask, x->ndim, ks, 0);
+  if (st || op == LT_REDUCE_SUM || op == LT_REDUCE_MEAN) return st;
+  if (op == LT_REDUCE_VAR ||
+      (op == LT_REDUCE_LOGSUMEXP && x->dtype != LT_FLOAT32)) /* recomputed: a 16-bit output is too coarse */
+    st = reduce_impl(ctx, &t, op == LT_REDUCE_VAR ? LT_REDUCE_MEAN : op, *xc, mask, x->ndim, ks, 0);
   else
-    t = lt_tensor_retain(n->saved[0]);
+    t = lt_tensor_retain(lt__saved(n, 0));
   if (!st) st = expand_back(ctx, ob, t, x, mask);
   lt_tensor_release(t);
-  if (st || op == LT_VAR || op == LT_LOGSUMEXP) return st;
+  if (st || op == LT_REDUCE_VAR || op == LT_REDUCE_LOGSUMEXP) return st;
   /* max/min: count the ties of each output, so they share its gradient evenly */
   int64_t nx = lt_tensor_size(x);
   st = lt_tensor_new(ctx, &eq, LT_FLOAT32, x->ndim, x->shape);
   const float *xf = lt__f32(*xc), *of = st ? NULL : lt__f32(*ob);
   for (int64_t i = 0; !st && i < nx; i++) lt__f32(eq)[i] = xf[i] == of[i];
   t = NULL;
-  if (!st) st = reduce_impl(ctx, &t, LT_SUM, eq, mask, x->ndim, ks, 0);
+  if (!st) st = reduce_impl(ctx, &t, LT_REDUCE_SUM, eq, mask, x->ndim, ks, 0);
   if (!st) st = expand_back(ctx, cb, t, x, mask);
   lt_tensor_release(t);
   lt_tensor_release(eq);
   return st;
 }
 
-static lt_status reduce_backward(lt_ctx *ctx, const lt_node *n, lt_tensor *g, lt_tensor **gin) {
+static lt_status reduce_backward(lt_ctx *ctx, const lt_node *n, lt_tensor *const *gouts, lt_tensor **gin) {
+  lt_tensor *g = gouts[0];
   lt_tensor *x = n->in[0], *gb = NULL, *xc = NULL, *ob = NULL, *cb = NULL, *gx = NULL;
-  unsigned mask = (unsigned)n->i[0];
-  lt_reduce_op op = (lt_reduce_op)n->i[1];
-  int64_t count = reduced_count(x, mask), ddof = n->i[2];
-  double scale = op == LT_MEAN  ? 1.0 / (double)count
-                 : op == LT_VAR ? 2.0 / (double)(count - ddof > 0 ? count - ddof : 0)
-                                : 1.0;
+  const reduce_attrs *at = n->attrs;
+  unsigned mask = at->mask;
+  lt_reduce_op op = at->op;
+  int64_t count = reduced_count(x, mask), ddof = at->ddof;
+  double scale = op == LT_REDUCE_MEAN  ? 1.0 / (double)count
+                 : op == LT_REDUCE_VAR ? 2.0 / (double)(count - ddof > 0 ? count - ddof : 0)
+                                       : 1.0;
   lt_status st = expand_back(ctx, &gb, g, x, mask);
   if (!st) st = grad_operands(ctx, n, &xc, &ob, &cb);
   if (!st) st = lt_tensor_new(ctx, &gx, LT_FLOAT32, x->ndim, x->shape);
@@ -504,12 +515,10 @@ lt_status lt_reduce(lt_ctx *ctx, lt_tensor **out, lt_reduce_op op, lt_tensor *x,
   lt_status st = reduce_impl(ctx, out, op, x, mask, ond, oshape, ddof);
   if (st || !lt_dtype_info(x->dtype)->is_float) return st;
   lt_node *node;
-  st = lt__record(ctx, &node, names[op], reduce_backward, out, 1, &x);
+  st = lt__record(ctx, &node, LT_OP(names[op], reduce_backward, reduce_attrs, 1), out, 1, &x);
   if (node) {
-    node->i[0] = mask;
-    node->i[1] = op;
-    node->i[2] = ddof;
-    if (op == LT_MAX || op == LT_MIN || op == LT_LOGSUMEXP) lt__node_save(node, 0, *out);
+    *(reduce_attrs *)node->attrs = (reduce_attrs){mask, op, ddof};
+    if (op == LT_REDUCE_MAX || op == LT_REDUCE_MIN || op == LT_REDUCE_LOGSUMEXP) lt__node_save(node, 0, *out);
   }
   return st;
 }
@@ -534,7 +543,7 @@ lt_status lt__sum_to_shape(lt_ctx *ctx, lt_tensor **out, lt_tensor *g, int ndim,
     *out = lt_tensor_retain(g);
     return LT_OK;
   }
-  return reduce_impl(ctx, out, LT_SUM, g, mask, ndim, shape, 0);
+  return reduce_impl(ctx, out, LT_REDUCE_SUM, g, mask, ndim, shape, 0);
 }
 
 /* ---- argmax / argmin ---- */

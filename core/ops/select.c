@@ -2,7 +2,8 @@
  * backward rule. */
 #include <math.h>
 #include <string.h>
-#include "internal.h"
+#include "ops/internal.h"
+#include "ops/pool.h"
 
 /* ---- where ---- */
 
@@ -70,11 +71,12 @@ static lt_tensor *pwhere(lt_pool *p, lt_tensor *cond, lt_tensor *a, lt_tensor *b
 }
 
 /* ga = where(cond, g, 0), gb = where(cond, 0, g), each summed to its input's shape. */
-static lt_status where_backward(lt_ctx *ctx, const lt_node *n, lt_tensor *g, lt_tensor **gin) {
+static lt_status where_backward(lt_ctx *ctx, const lt_node *n, lt_tensor *const *gouts, lt_tensor **gin) {
+  lt_tensor *g = gouts[0];
   lt_pool p = LT_POOL(ctx);
   lt_tensor *zero = lt__pscalar(&p, 0, g->dtype), *cond = n->in[2];
-  if (n->needs[0]) gin[0] = lt__pkeep(&p, lt__psum_to(&p, pwhere(&p, cond, g, zero), n->in[0]));
-  if (n->needs[1]) gin[1] = lt__pkeep(&p, lt__psum_to(&p, pwhere(&p, cond, zero, g), n->in[1]));
+  if (lt__needs(n, 0)) gin[0] = lt__pkeep(&p, lt__psum_to(&p, pwhere(&p, cond, g, zero), n->in[0]));
+  if (lt__needs(n, 1)) gin[1] = lt__pkeep(&p, lt__psum_to(&p, pwhere(&p, cond, zero, g), n->in[1]));
   return lt__pool_drain(&p);
 }
 
@@ -112,7 +114,7 @@ lt_status lt_where(lt_ctx *ctx, lt_tensor **out, lt_tensor *cond, lt_tensor *a, 
   lt_status st = where_compute(ctx, out, cond, a, b, &p, dt);
   if (st || !lt_dtype_info(dt)->is_float) return st;
   lt_tensor *ins[3] = {a, b, cond};
-  return lt__record(ctx, NULL, "where", where_backward, out, 3, ins);
+  return lt__record(ctx, NULL, LT_OP("where", where_backward, lt_no_attrs, 0), out, 3, ins);
 }
 
 /* ---- clip ---- */
@@ -137,14 +139,19 @@ static void clip_backward_f32(const lt_ctx *ctx, float *gx, const float *g, cons
   });
 }
 
-static lt_status clip_backward(lt_ctx *ctx, const lt_node *node, lt_tensor *g, lt_tensor **gin) {
+typedef struct clip_attrs {
+  double lo, hi; /* NAN: no bound */
+} clip_attrs;
+
+static lt_status clip_backward(lt_ctx *ctx, const lt_node *node, lt_tensor *const *gouts, lt_tensor **gin) {
+  lt_tensor *g = gouts[0];
+  const clip_attrs *at = node->attrs;
   lt_tensor *x = node->in[0], *gc = NULL, *xc = NULL, *o = NULL;
   lt_status st = lt__as_f32(ctx, &gc, g);
   if (!st) st = lt__as_f32(ctx, &xc, x);
   if (!st) st = lt_tensor_new(ctx, &o, LT_FLOAT32, x->ndim, x->shape);
   if (!st)
-    clip_backward_f32(ctx, lt__f32(o), lt__f32(gc), lt__f32(xc), lt_tensor_size(o), (float)node->f[0],
-                      (float)node->f[1]);
+    clip_backward_f32(ctx, lt__f32(o), lt__f32(gc), lt__f32(xc), lt_tensor_size(o), (float)at->lo, (float)at->hi);
   lt_tensor_release(gc);
   lt_tensor_release(xc);
   if (!st) st = lt__to_dtype(ctx, &o, x->dtype);
@@ -199,10 +206,7 @@ lt_status lt_clip(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, double lo, double 
   *out = o;
   if (!is_float) return LT_OK;
   lt_node *node;
-  st = lt__record(ctx, &node, "clip", clip_backward, out, 1, &x);
-  if (node) {
-    node->f[0] = lo;
-    node->f[1] = hi;
-  }
+  st = lt__record(ctx, &node, LT_OP("clip", clip_backward, clip_attrs, 0), out, 1, &x);
+  if (node) *(clip_attrs *)node->attrs = (clip_attrs){lo, hi};
   return st;
 }

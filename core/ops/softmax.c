@@ -9,7 +9,7 @@
  *   log_softmax:  gx = g - exp(y) * sum_R(g) */
 #include <math.h>
 #include <string.h>
-#include "internal.h"
+#include "ops/internal.h"
 #include "ops/expf.h"
 
 #define CB  64  /* columns per block for non-last axes */
@@ -163,13 +163,19 @@ static void backward(const lt_ctx *ctx, int is_log, const float *g, const float 
 
 /* ---- entries ---- */
 
-static lt_status softmax_backward(lt_ctx *ctx, const lt_node *n, lt_tensor *g, lt_tensor **gin) {
+typedef struct softmax_attrs {
+  int axis, is_log;
+} softmax_attrs;
+
+static lt_status softmax_backward(lt_ctx *ctx, const lt_node *n, lt_tensor *const *gouts, lt_tensor **gin) {
+  lt_tensor *g = gouts[0];
   lt_tensor *x = n->in[0], *gc = NULL, *yc = NULL, *gx = NULL;
-  span s = make_span(x, (int)n->i[0]);
+  const softmax_attrs *at = n->attrs;
+  span s = make_span(x, at->axis);
   lt_status st = lt__as_f32(ctx, &gc, g);
-  if (!st) st = lt__as_f32(ctx, &yc, n->saved[0]);
+  if (!st) st = lt__as_f32(ctx, &yc, lt__saved(n, 0));
   if (!st) st = lt_tensor_new(ctx, &gx, LT_FLOAT32, x->ndim, x->shape);
-  if (!st) backward(ctx, (int)n->i[1], lt__f32(gc), lt__f32(yc), lt__f32(gx), &s);
+  if (!st) backward(ctx, at->is_log, lt__f32(gc), lt__f32(yc), lt__f32(gx), &s);
   if (!st) st = lt__to_dtype(ctx, &gx, x->dtype);
   lt_tensor_release(gc);
   lt_tensor_release(yc);
@@ -200,10 +206,9 @@ static lt_status softmax_op(lt_ctx *ctx, lt_tensor **out, int is_log, lt_tensor 
   *out = y;
   if (!lt_dtype_info(x->dtype)->is_float) return LT_OK;
   lt_node *node;
-  st = lt__record(ctx, &node, name, softmax_backward, out, 1, &x);
+  st = lt__record(ctx, &node, LT_OP(name, softmax_backward, softmax_attrs, 1), out, 1, &x);
   if (node) {
-    node->i[0] = a;
-    node->i[1] = is_log;
+    *(softmax_attrs *)node->attrs = (softmax_attrs){a, is_log};
     lt__node_save(node, 0, *out);
   }
   return st;

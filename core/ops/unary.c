@@ -15,7 +15,8 @@ static const char *const names[LT_UNARY_COUNT] = {"neg",  "exp",      "log",    
 const char *lt_unary_name(lt_unary_op op) { return (unsigned)op < LT_UNARY_COUNT ? names[op] : "?"; }
 
 int lt__unary_uses_output(lt_unary_op op) {
-  return op == LT_EXP || op == LT_SQRT || op == LT_RSQRT || op == LT_TANH || op == LT_SIGMOID;
+  return op == LT_UNARY_EXP || op == LT_UNARY_SQRT || op == LT_UNARY_RSQRT || op == LT_UNARY_TANH ||
+         op == LT_UNARY_SIGMOID;
 }
 
 /* ---- forward _ref kernels: y = f(x) ---- */
@@ -115,15 +116,16 @@ static void softplus_ref(float *y, const float *x, int64_t n, float a) {
   for (int64_t i = 0; i < n; i++) y[i] = x[i] > SOFTPLUS_THRESHOLD ? x[i] : log1pf(expf(x[i]));
 }
 
-const lt__unary_fwd lt__unary_fwd_ref[LT_UNARY_COUNT] = {[LT_NEG] = neg_ref,       [LT_EXP] = exp_ref,
-                                                         [LT_LOG] = log_ref,       [LT_SQRT] = sqrt_ref,
-                                                         [LT_RSQRT] = rsqrt_ref,   [LT_ABS] = abs_ref,
-                                                         [LT_TANH] = tanh_ref,     [LT_SIGMOID] = sigmoid_ref,
-                                                         [LT_RELU] = relu_ref,     [LT_LEAKY_RELU] = leaky_relu_ref,
-                                                         [LT_GELU] = gelu_ref,     [LT_GELU_TANH] = gelu_tanh_ref,
-                                                         [LT_SILU] = silu_ref,     [LT_SOFTPLUS] = softplus_ref,
-                                                         [LT_SQUARE] = square_ref, [LT_SIN] = sin_ref,
-                                                         [LT_COS] = cos_ref};
+const lt__unary_fwd lt__unary_fwd_ref[LT_UNARY_COUNT] = {
+    [LT_UNARY_NEG] = neg_ref,       [LT_UNARY_EXP] = exp_ref,
+    [LT_UNARY_LOG] = log_ref,       [LT_UNARY_SQRT] = sqrt_ref,
+    [LT_UNARY_RSQRT] = rsqrt_ref,   [LT_UNARY_ABS] = abs_ref,
+    [LT_UNARY_TANH] = tanh_ref,     [LT_UNARY_SIGMOID] = sigmoid_ref,
+    [LT_UNARY_RELU] = relu_ref,     [LT_UNARY_LEAKY_RELU] = leaky_relu_ref,
+    [LT_UNARY_GELU] = gelu_ref,     [LT_UNARY_GELU_TANH] = gelu_tanh_ref,
+    [LT_UNARY_SILU] = silu_ref,     [LT_UNARY_SOFTPLUS] = softplus_ref,
+    [LT_UNARY_SQUARE] = square_ref, [LT_UNARY_SIN] = sin_ref,
+    [LT_UNARY_COS] = cos_ref};
 
 /* ---- backward _ref kernels: gx = g * f'(x), overwriting gx ---- */
 
@@ -220,15 +222,15 @@ BWD(softplus_bwd_ref) {
 }
 
 const lt__unary_bwd lt__unary_bwd_ref[LT_UNARY_COUNT] = {
-    [LT_NEG] = neg_bwd_ref,       [LT_EXP] = exp_bwd_ref,
-    [LT_LOG] = log_bwd_ref,       [LT_SQRT] = sqrt_bwd_ref,
-    [LT_RSQRT] = rsqrt_bwd_ref,   [LT_ABS] = abs_bwd_ref,
-    [LT_TANH] = tanh_bwd_ref,     [LT_SIGMOID] = sigmoid_bwd_ref,
-    [LT_RELU] = relu_bwd_ref,     [LT_LEAKY_RELU] = leaky_relu_bwd_ref,
-    [LT_GELU] = gelu_bwd_ref,     [LT_GELU_TANH] = gelu_tanh_bwd_ref,
-    [LT_SILU] = silu_bwd_ref,     [LT_SOFTPLUS] = softplus_bwd_ref,
-    [LT_SQUARE] = square_bwd_ref, [LT_SIN] = sin_bwd_ref,
-    [LT_COS] = cos_bwd_ref};
+    [LT_UNARY_NEG] = neg_bwd_ref,       [LT_UNARY_EXP] = exp_bwd_ref,
+    [LT_UNARY_LOG] = log_bwd_ref,       [LT_UNARY_SQRT] = sqrt_bwd_ref,
+    [LT_UNARY_RSQRT] = rsqrt_bwd_ref,   [LT_UNARY_ABS] = abs_bwd_ref,
+    [LT_UNARY_TANH] = tanh_bwd_ref,     [LT_UNARY_SIGMOID] = sigmoid_bwd_ref,
+    [LT_UNARY_RELU] = relu_bwd_ref,     [LT_UNARY_LEAKY_RELU] = leaky_relu_bwd_ref,
+    [LT_UNARY_GELU] = gelu_bwd_ref,     [LT_UNARY_GELU_TANH] = gelu_tanh_bwd_ref,
+    [LT_UNARY_SILU] = silu_bwd_ref,     [LT_UNARY_SOFTPLUS] = softplus_bwd_ref,
+    [LT_UNARY_SQUARE] = square_bwd_ref, [LT_UNARY_SIN] = sin_bwd_ref,
+    [LT_UNARY_COS] = cos_bwd_ref};
 
 /* ---- dispatch ---- */
 
@@ -274,7 +276,9 @@ static void run_bwd(const lt_ctx *ctx, lt__unary_bwd f, float *gx, const float *
 
 /* ---- integer inputs: neg, abs, square, relu keep the integer dtype ---- */
 
-static int keeps_int(lt_unary_op op) { return op == LT_NEG || op == LT_ABS || op == LT_SQUARE || op == LT_RELU; }
+static int keeps_int(lt_unary_op op) {
+  return op == LT_UNARY_NEG || op == LT_UNARY_ABS || op == LT_UNARY_SQUARE || op == LT_UNARY_RELU;
+}
 
 /* Wraps v to the width of dt, as NumPy's fixed-width integers do. */
 static int64_t wrap(uint64_t v, lt_dtype dt) {
@@ -296,7 +300,9 @@ static lt_status int_unary(lt_ctx *ctx, lt_tensor **out, lt_unary_op op, lt_tens
     int threads = n >= LT_GRAIN ? lt__ctx_threads(ctx) : 1;
     LT_PARALLEL_FOR(threads, i, n, {
       uint64_t v = (uint64_t)xi[i];
-      uint64_t r = op == LT_NEG ? 0 - v : op == LT_SQUARE ? v * v : (xi[i] < 0 ? (op == LT_ABS ? 0 - v : 0) : v);
+      uint64_t r = op == LT_UNARY_NEG      ? 0 - v
+                   : op == LT_UNARY_SQUARE ? v * v
+                                           : (xi[i] < 0 ? (op == LT_UNARY_ABS ? 0 - v : 0) : v);
       yi[i] = wrap(r, odt);
     });
   }
@@ -379,19 +385,24 @@ lt_status lt__unary_grad_isa(lt_ctx *ctx, lt_tensor **out, lt_unary_op op, lt_te
   return backward_kernel(ctx, out, op, g, x, y, alpha, *used);
 }
 
-static lt_status unary_backward(lt_ctx *ctx, const lt_node *node, lt_tensor *g, lt_tensor **gin) {
-  return backward_kernel(ctx, &gin[0], (lt_unary_op)node->i[0], g, node->in[0], node->saved[0], node->f[0],
-                         lt__ctx_isa(ctx));
+typedef struct unary_attrs {
+  lt_unary_op op;
+  double alpha;
+} unary_attrs;
+
+static lt_status unary_backward(lt_ctx *ctx, const lt_node *node, lt_tensor *const *gouts, lt_tensor **gin) {
+  lt_tensor *g = gouts[0];
+  const unary_attrs *at = node->attrs;
+  return backward_kernel(ctx, &gin[0], at->op, g, node->in[0], lt__saved(node, 0), at->alpha, lt__ctx_isa(ctx));
 }
 
 lt_status lt_unary(lt_ctx *ctx, lt_tensor **out, lt_unary_op op, lt_tensor *x, double alpha) {
   lt_status st = forward(ctx, out, op, x, alpha, lt__ctx_isa(ctx));
   if (st || !lt_dtype_info(x->dtype)->is_float) return st;
   lt_node *node;
-  st = lt__record(ctx, &node, names[op], unary_backward, out, 1, &x);
+  st = lt__record(ctx, &node, LT_OP(names[op], unary_backward, unary_attrs, 1), out, 1, &x);
   if (node) {
-    node->i[0] = op;
-    node->f[0] = alpha;
+    *(unary_attrs *)node->attrs = (unary_attrs){op, alpha};
     if (lt__unary_uses_output(op)) lt__node_save(node, 0, *out);
   }
   return st;

@@ -6,7 +6,7 @@
 #ifndef LATTICE_UNARY_KERNELS_H
 #define LATTICE_UNARY_KERNELS_H
 
-#include "internal.h"
+#include "ops/internal.h"
 
 /* x (n) -> y (n): y[i] = f(x[i]); alpha is leaky_relu's slope (ignored elsewhere). */
 typedef void (*lt__unary_fwd)(float *y, const float *x, int64_t n, float alpha);

@@ -287,25 +287,25 @@ static void sigmoid_bwd(float *gx, const float *g, const float *x, const float *
   map_bwd(gx, g, y, n, a, b_sigmoid);
 }
 
-const lt__unary_fwd LT_SIMD_FWD[LT_UNARY_COUNT] = {[LT_NEG] = neg_fwd,
-                                                   [LT_EXP] = exp_fwd,
-                                                   [LT_SQRT] = sqrt_fwd,
-                                                   [LT_RSQRT] = rsqrt_fwd,
-                                                   [LT_ABS] = abs_fwd,
-                                                   [LT_TANH] = tanh_fwd,
-                                                   [LT_SIGMOID] = sigmoid_fwd,
-                                                   [LT_RELU] = relu_fwd,
-                                                   [LT_LEAKY_RELU] = leaky_relu_fwd,
-                                                   [LT_GELU] = gelu_fwd,
-                                                   [LT_GELU_TANH] = gelu_tanh_fwd,
-                                                   [LT_SILU] = silu_fwd,
-                                                   [LT_SQUARE] = square_fwd};
+const lt__unary_fwd LT_SIMD_FWD[LT_UNARY_COUNT] = {[LT_UNARY_NEG] = neg_fwd,
+                                                   [LT_UNARY_EXP] = exp_fwd,
+                                                   [LT_UNARY_SQRT] = sqrt_fwd,
+                                                   [LT_UNARY_RSQRT] = rsqrt_fwd,
+                                                   [LT_UNARY_ABS] = abs_fwd,
+                                                   [LT_UNARY_TANH] = tanh_fwd,
+                                                   [LT_UNARY_SIGMOID] = sigmoid_fwd,
+                                                   [LT_UNARY_RELU] = relu_fwd,
+                                                   [LT_UNARY_LEAKY_RELU] = leaky_relu_fwd,
+                                                   [LT_UNARY_GELU] = gelu_fwd,
+                                                   [LT_UNARY_GELU_TANH] = gelu_tanh_fwd,
+                                                   [LT_UNARY_SILU] = silu_fwd,
+                                                   [LT_UNARY_SQUARE] = square_fwd};
 
-const lt__unary_bwd LT_SIMD_BWD[LT_UNARY_COUNT] = {[LT_EXP] = exp_bwd,
-                                                   [LT_TANH] = tanh_bwd,
-                                                   [LT_SIGMOID] = sigmoid_bwd,
-                                                   [LT_RELU] = relu_bwd,
-                                                   [LT_LEAKY_RELU] = leaky_relu_bwd,
-                                                   [LT_GELU] = gelu_bwd,
-                                                   [LT_GELU_TANH] = gelu_tanh_bwd,
-                                                   [LT_SILU] = silu_bwd};
+const lt__unary_bwd LT_SIMD_BWD[LT_UNARY_COUNT] = {[LT_UNARY_EXP] = exp_bwd,
+                                                   [LT_UNARY_TANH] = tanh_bwd,
+                                                   [LT_UNARY_SIGMOID] = sigmoid_bwd,
+                                                   [LT_UNARY_RELU] = relu_bwd,
+                                                   [LT_UNARY_LEAKY_RELU] = leaky_relu_bwd,
+                                                   [LT_UNARY_GELU] = gelu_bwd,
+                                                   [LT_UNARY_GELU_TANH] = gelu_tanh_bwd,
+                                                   [LT_UNARY_SILU] = silu_bwd};

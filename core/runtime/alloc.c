@@ -1,6 +1,6 @@
 #include <stdlib.h>
 #include "runtime/alloc.h"
-#include "internal.h"
+#include "base.h"
 
 #define DEFAULT_LIMIT ((size_t)2 << 30) /* 2 GiB of cached blocks at most */
 
@@ -26,11 +26,12 @@ int lt__alloc_class(size_t nbytes, size_t *class_bytes) {
 
 void lt__allocator_init(lt_allocator *a) {
   *a = (lt_allocator){0};
+  pthread_mutex_init(&a->lock, NULL);
   a->limit = DEFAULT_LIMIT;
 }
 
-void lt__allocator_trim(lt_allocator *a, size_t keep) {
-  /* Largest classes first: they hold the most bytes per block. */
+/* Caller holds the lock. Largest classes first: they hold the most bytes per block. */
+static void trim_locked(lt_allocator *a, size_t keep) {
   for (int c = LT_ALLOC_CLASSES - 1; c >= 0 && a->cached > keep; c--) {
     while (a->free_list[c] && a->cached > keep) {
       void *blk = a->free_list[c];
@@ -41,28 +42,47 @@ void lt__allocator_trim(lt_allocator *a, size_t keep) {
   }
 }
 
-void lt__allocator_destroy(lt_allocator *a) { lt__allocator_trim(a, 0); }
+void lt__allocator_trim(lt_allocator *a, size_t keep) {
+  pthread_mutex_lock(&a->lock);
+  trim_locked(a, keep);
+  pthread_mutex_unlock(&a->lock);
+}
+
+void lt__allocator_destroy(lt_allocator *a) {
+  lt__allocator_trim(a, 0);
+  pthread_mutex_destroy(&a->lock);
+}
+
+/* A cached block of class c, or a fresh one from the system (the cache is
+ * given back first when the system has none). Caller holds the lock. */
+static void *take_locked(lt_allocator *a, int c, size_t bytes) {
+  void *blk = a->free_list[c];
+  if (blk) {
+    a->free_list[c] = *(void **)blk;
+    a->cached -= bytes;
+    return blk;
+  }
+  size_t padded = (bytes + LT_ALIGN - 1) / LT_ALIGN * LT_ALIGN; /* aligned_alloc wants a multiple */
+  blk = aligned_alloc(LT_ALIGN, padded);
+  if (!blk) {
+    trim_locked(a, 0);
+    blk = aligned_alloc(LT_ALIGN, padded);
+  }
+  return blk;
+}
 
 void *lt__allocator_get(lt_allocator *a, size_t nbytes) {
   size_t bytes;
   int c = lt__alloc_class(nbytes, &bytes);
   if (c >= LT_ALLOC_CLASSES) return NULL;
-  void *blk = a->free_list[c];
+  pthread_mutex_lock(&a->lock);
+  void *blk = take_locked(a, c, bytes);
   if (blk) {
-    a->free_list[c] = *(void **)blk;
-    a->cached -= bytes;
-  } else {
-    size_t padded = (bytes + LT_ALIGN - 1) / LT_ALIGN * LT_ALIGN; /* aligned_alloc wants a multiple */
-    blk = aligned_alloc(LT_ALIGN, padded);
-    if (!blk) {
-      lt__allocator_trim(a, 0); /* give the system our cache and try once more */
-      blk = aligned_alloc(LT_ALIGN, padded);
-      if (!blk) return NULL;
-    }
+    a->in_use += bytes;
+    lt__allocator_add_debt(a, bytes);
+    if (a->in_use > a->peak) a->peak = a->in_use;
   }
-  a->in_use += bytes;
-  a->debt += bytes;
-  if (a->in_use > a->peak) a->peak = a->in_use;
+  pthread_mutex_unlock(&a->lock);
   return blk;
 }
 
@@ -70,22 +90,40 @@ void lt__allocator_put(lt_allocator *a, void *ptr, size_t nbytes) {
   if (!ptr) return;
   size_t bytes;
   int c = lt__alloc_class(nbytes, &bytes);
+  pthread_mutex_lock(&a->lock);
   a->in_use -= bytes;
   if (bytes > a->limit) {
     free(ptr);
-    return;
+  } else {
+    if (a->cached + bytes > a->limit) trim_locked(a, a->limit - bytes);
+    *(void **)ptr = a->free_list[c];
+    a->free_list[c] = ptr;
+    a->cached += bytes;
   }
-  if (a->cached + bytes > a->limit) lt__allocator_trim(a, a->limit - bytes);
-  *(void **)ptr = a->free_list[c];
-  a->free_list[c] = ptr;
-  a->cached += bytes;
+  pthread_mutex_unlock(&a->lock);
 }
 
-lt_memory_stats lt__allocator_stats(const lt_allocator *a) {
-  return (lt_memory_stats){.in_use = a->in_use, .cached = a->cached, .peak = a->peak, .limit = a->limit};
+lt_memory_stats lt__allocator_stats(lt_allocator *a) {
+  pthread_mutex_lock(&a->lock);
+  lt_memory_stats s = {.in_use = a->in_use, .cached = a->cached, .peak = a->peak, .limit = a->limit};
+  pthread_mutex_unlock(&a->lock);
+  return s;
 }
 
 void lt__allocator_set_limit(lt_allocator *a, size_t limit) {
+  pthread_mutex_lock(&a->lock);
   a->limit = limit;
-  lt__allocator_trim(a, limit);
+  trim_locked(a, limit);
+  pthread_mutex_unlock(&a->lock);
+}
+
+/* The debt is an atomic counter rather than under the lock: every tensor
+ * header adds to it, and a lock there would cost more than the header. */
+void lt__allocator_add_debt(lt_allocator *a, size_t bytes) { __atomic_fetch_add(&a->debt, bytes, __ATOMIC_RELAXED); }
+
+size_t lt__allocator_take_debt(lt_allocator *a, size_t min) {
+  size_t d = __atomic_load_n(&a->debt, __ATOMIC_RELAXED);
+  while (d >= min && !__atomic_compare_exchange_n(&a->debt, &d, 0, 1, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+  }
+  return d >= min ? d : 0;
 }

@@ -1,10 +1,13 @@
 /* The caching allocator behind tensor storage. First touch of fresh pages is
  * expensive (~1.4 ms per MB on this kind of VM), so freed buffers go to
  * per-size-class free lists and are handed out again; the cache is bounded and
- * returns blocks to the system past its limit. Single-threaded: one per context. */
+ * returns blocks to the system past its limit. One per context; its calls may
+ * come from several threads at once (scratch taken inside a parallel region),
+ * so the lists are guarded by a mutex, uncontended in the usual case. */
 #ifndef LATTICE_ALLOC_H
 #define LATTICE_ALLOC_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include "lattice/ctx.h"
 
@@ -12,6 +15,7 @@
 #define LT_ALLOC_CLASSES 256
 
 typedef struct lt_allocator {
+  pthread_mutex_t lock;
   void *free_list[LT_ALLOC_CLASSES]; /* intrusive: a free block's first word links the next */
   size_t in_use, cached, peak, limit;
   size_t debt; /* bytes handed out since the binding last asked */
@@ -21,10 +25,14 @@ void lt__allocator_init(lt_allocator *a);
 void lt__allocator_destroy(lt_allocator *a);
 void *lt__allocator_get(lt_allocator *a, size_t nbytes);
 void lt__allocator_put(lt_allocator *a, void *ptr, size_t nbytes);
-lt_memory_stats lt__allocator_stats(const lt_allocator *a);
+lt_memory_stats lt__allocator_stats(lt_allocator *a);
 void lt__allocator_set_limit(lt_allocator *a, size_t limit);
 /* Frees cached blocks until at most `keep` bytes stay cached. */
 void lt__allocator_trim(lt_allocator *a, size_t keep);
+/* The debt reported to the GC: grown by allocations (and by the context's
+ * spare headers), taken when it reaches `min` (else 0, and it keeps adding up). */
+void lt__allocator_add_debt(lt_allocator *a, size_t bytes);
+size_t lt__allocator_take_debt(lt_allocator *a, size_t min);
 /* The size class of a request and the bytes that class holds. */
 int lt__alloc_class(size_t nbytes, size_t *class_bytes);
 

@@ -1,4 +1,5 @@
-/* The context: error message, thread count, RNG counter, tape, allocator. */
+/* The context: error message, thread count, ISA, RNG counter, the tape's
+ * generation, the allocator, spare headers and the extension slots. */
 #define _POSIX_C_SOURCE 200809L
 #include <stdarg.h>
 #include <stdio.h>
@@ -6,8 +7,9 @@
 #include <string.h>
 #include <time.h>
 #include <omp.h>
-#include "internal.h"
 #include "runtime/alloc.h"
+#include "runtime/context.h"
+#include "tensor/internal.h"
 
 /* Spare headers: glibc trims and regrows its heap under the GC's bursts of
  * frees, and the page faults cost more than a small op itself (perf), so
@@ -24,12 +26,14 @@ struct lt_ctx {
   int num_threads;
   lt_isa isa;
   uint64_t rng_key, rng_counter;
-  lt_tape *tape;
-  lt_tape *spare_tape; /* an ended tape whose node array the next one reuses */
   uint64_t tape_gen; /* generation of the recording tape; 0 when none */
   uint64_t last_tape_gen;
   lt_allocator alloc;
   spare_list spare[LT_OBJ_KINDS];
+  struct {
+    void *p;
+    void (*destroy)(void *p);
+  } slot[LT_SLOT_COUNT];
 };
 
 static const size_t obj_size[LT_OBJ_KINDS] = {sizeof(lt_tensor), sizeof(lt_storage)};
@@ -53,10 +57,22 @@ lt_ctx *lt_ctx_retain(lt_ctx *ctx) {
   return ctx;
 }
 
+static void destroy_slots(lt_ctx *ctx) {
+  for (int k = LT_SLOT_COUNT - 1; k >= 0; k--) lt__ctx_set_slot(ctx, (lt_ctx_slot)k, NULL, NULL);
+}
+
+/* What the slots hold may hold tensors, and tensors hold the context: the
+ * owner's close breaks that cycle, so the last tensor's release frees it. */
+void lt_ctx_close(lt_ctx *ctx) {
+  if (!ctx) return;
+  ctx->tape_gen = 0;
+  destroy_slots(ctx);
+  lt_ctx_release(ctx);
+}
+
 void lt_ctx_release(lt_ctx *ctx) {
   if (!ctx || --ctx->refcount > 0) return;
-  lt_tape_end(ctx);
-  lt__tape_free(ctx->spare_tape);
+  destroy_slots(ctx);
   lt__allocator_destroy(&ctx->alloc);
   for (int k = 0; k < LT_OBJ_KINDS; k++)
     while (ctx->spare[k].head) {
@@ -68,7 +84,7 @@ void lt_ctx_release(lt_ctx *ctx) {
 }
 
 void *lt__ctx_obj_get(lt_ctx *ctx, lt_obj_kind kind) {
-  ctx->alloc.debt += obj_size[kind]; /* the GC hears of headers too, not only of data */
+  lt__allocator_add_debt(&ctx->alloc, obj_size[kind]); /* the GC hears of headers too, not only of data */
   spare_list *l = &ctx->spare[kind];
   if (!l->head) return calloc(1, obj_size[kind]);
   void *p = l->head;
@@ -110,17 +126,23 @@ void lt__blas_threads(const lt_ctx *ctx) {
   if (openblas_get_num_threads() != ctx->num_threads) openblas_set_num_threads(ctx->num_threads);
 }
 
+void *lt__ctx_slot(const lt_ctx *ctx, lt_ctx_slot slot) { return ctx->slot[slot].p; }
+
+void lt__ctx_set_slot(lt_ctx *ctx, lt_ctx_slot slot, void *p, void (*destroy)(void *p)) {
+  void *old = ctx->slot[slot].p;
+  void (*old_destroy)(void *) = ctx->slot[slot].destroy;
+  ctx->slot[slot].p = p;
+  ctx->slot[slot].destroy = destroy;
+  if (old && old_destroy) old_destroy(old); /* after the swap: a destructor may look at the slot */
+}
+
 void *lt_ctx_alloc(lt_ctx *ctx, size_t nbytes) { return lt__allocator_get(&ctx->alloc, nbytes); }
 void lt_ctx_free(lt_ctx *ctx, void *ptr, size_t nbytes) { lt__allocator_put(&ctx->alloc, ptr, nbytes); }
-lt_memory_stats lt_ctx_memory_stats(const lt_ctx *ctx) { return lt__allocator_stats(&ctx->alloc); }
+/* The lock inside the allocator is not part of the context's value. */
+lt_memory_stats lt_ctx_memory_stats(const lt_ctx *ctx) { return lt__allocator_stats((lt_allocator *)&ctx->alloc); }
 void lt_ctx_set_cache_limit(lt_ctx *ctx, size_t bytes) { lt__allocator_set_limit(&ctx->alloc, bytes); }
 void lt_ctx_clear_cache(lt_ctx *ctx) { lt__allocator_trim(&ctx->alloc, 0); }
-size_t lt_ctx_take_alloc_debt(lt_ctx *ctx, size_t min) {
-  size_t d = ctx->alloc.debt;
-  if (d < min) return 0;
-  ctx->alloc.debt = 0;
-  return d;
-}
+size_t lt_ctx_take_alloc_debt(lt_ctx *ctx, size_t min) { return lt__allocator_take_debt(&ctx->alloc, min); }
 
 void lt_ctx_seed(lt_ctx *ctx, uint64_t seed) {
   ctx->rng_key = seed;
@@ -134,32 +156,9 @@ uint64_t lt__ctx_rng_take(lt_ctx *ctx, uint64_t n, uint64_t *key) {
   return start;
 }
 
-lt_tape *lt__ctx_tape(lt_ctx *ctx) { return ctx->tape; }
-void lt__ctx_set_tape(lt_ctx *ctx, lt_tape *tape) {
-  ctx->tape = tape;
-  if (!tape) ctx->tape_gen = 0;
-}
-lt_tape *lt__ctx_spare_tape(lt_ctx *ctx) {
-  lt_tape *tape = ctx->spare_tape;
-  ctx->spare_tape = NULL;
-  return tape;
-}
-void lt__ctx_keep_spare_tape(lt_ctx *ctx, lt_tape *tape) {
-  lt__tape_free(ctx->spare_tape);
-  ctx->spare_tape = tape;
-}
 uint64_t lt__ctx_tape_gen(const lt_ctx *ctx) { return ctx->tape_gen; }
-uint64_t lt__ctx_next_tape_gen(lt_ctx *ctx) {
-  ctx->tape_gen = ++ctx->last_tape_gen;
-  return ctx->tape_gen;
-}
-
-uint64_t lt__ctx_pause_tape(lt_ctx *ctx) {
-  uint64_t gen = ctx->tape_gen;
-  ctx->tape_gen = 0;
-  return gen;
-}
-void lt__ctx_resume_tape(lt_ctx *ctx, uint64_t gen) { ctx->tape_gen = gen; }
+void lt__ctx_set_tape_gen(lt_ctx *ctx, uint64_t gen) { ctx->tape_gen = gen; }
+uint64_t lt__ctx_new_tape_gen(lt_ctx *ctx) { return ++ctx->last_tape_gen; }
 
 double lt_now(void) {
   struct timespec ts;

@@ -4,7 +4,7 @@
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
-#include "internal.h"
+#include "runtime/context.h"
 #include "lattice/peak.h"
 
 /* In peak_avx2.c and peak_avx512.c, compiled with their ISA's flags. */

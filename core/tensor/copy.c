@@ -1,7 +1,9 @@
-/* Strided copies with dtype conversion: contiguous, astype, read-back, and the
- * float32 staging every op uses for float16/bfloat16 and strided inputs. */
+/* Strided copies with dtype conversion: read-back, assignment into views, and
+ * the float32 staging every op uses for float16/bfloat16 and strided inputs. */
 #include <string.h>
-#include "internal.h"
+#include "runtime/context.h"
+#include "runtime/parallel.h"
+#include "tensor/internal.h"
 
 /* Copies `src` (any strides) row-major into the contiguous buffer `dst` of dtype dd. */
 static void copy_strided(const lt_ctx *ctx, void *dst, lt_dtype dd, const lt_tensor *src) {
@@ -40,7 +42,7 @@ static void copy_strided(const lt_ctx *ctx, void *dst, lt_dtype dd, const lt_ten
 
 void lt_tensor_read(const lt_tensor *t, void *dst, lt_dtype dt) { copy_strided(NULL, dst, dt, t); }
 
-static lt_status copy_as(lt_ctx *ctx, lt_tensor **out, const lt_tensor *x, lt_dtype dt) {
+lt_status lt__copy_as(lt_ctx *ctx, lt_tensor **out, const lt_tensor *x, lt_dtype dt) {
   lt_status st = lt_tensor_new(ctx, out, dt, x->ndim, x->shape);
   if (st == LT_OK) copy_strided(ctx, lt_tensor_data(*out), dt, x);
   return st;
@@ -51,40 +53,41 @@ lt_status lt__as_contig(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, lt_dtype dt)
     *out = lt_tensor_retain(x);
     return LT_OK;
   }
-  return copy_as(ctx, out, x, dt);
+  return lt__copy_as(ctx, out, x, dt);
 }
 
 lt_status lt__to_dtype(lt_ctx *ctx, lt_tensor **t, lt_dtype dt) {
   if ((*t)->dtype == dt) return LT_OK;
   lt_tensor *conv;
-  lt_status st = copy_as(ctx, &conv, *t, dt);
+  lt_status st = lt__copy_as(ctx, &conv, *t, dt);
   lt_tensor_release(*t);
   *t = st ? NULL : conv;
   return st;
 }
 
-static lt_status contiguous_backward(lt_ctx *ctx, const lt_node *node, lt_tensor *gout, lt_tensor **gin) {
-  (void)ctx, (void)node;
-  gin[0] = lt_tensor_retain(gout);
-  return LT_OK;
-}
-
-lt_status lt_contiguous(lt_ctx *ctx, lt_tensor **out, lt_tensor *x) {
-  lt_status st = copy_as(ctx, out, x, x->dtype);
-  if (st) return st;
-  return lt__record(ctx, NULL, "contiguous", contiguous_backward, out, 1, &x);
-}
-
-static lt_status astype_backward(lt_ctx *ctx, const lt_node *node, lt_tensor *gout, lt_tensor **gin) {
-  return lt_astype(ctx, &gin[0], gout, node->in[0]->dtype);
-}
-
-lt_status lt_astype(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, lt_dtype dt) {
-  *out = NULL;
-  if ((unsigned)dt >= LT_DTYPE_COUNT) return lt_ctx_fail(ctx, LT_ERR_ARG, "astype: unknown dtype %d", (int)dt);
-  lt_status st = copy_as(ctx, out, x, dt);
-  if (st) return st;
-  /* Only float-to-float casts carry a gradient. */
-  if (!lt_dtype_info(dt)->is_float || !lt_dtype_info(x->dtype)->is_float) return LT_OK;
-  return lt__record(ctx, NULL, "astype", astype_backward, out, 1, &x);
+/* Writes src (same shape, any layout and dtype) into the view dst, a row at a time. */
+void lt__assign(lt_tensor *dst, const lt_tensor *src) {
+  int64_t n = lt_tensor_size(dst);
+  if (n == 0) return;
+  int nd = dst->ndim;
+  int64_t inner = nd ? dst->shape[nd - 1] : 1, rows = n / inner;
+  int64_t sd = nd ? dst->strides[nd - 1] : 1, ss = nd ? src->strides[nd - 1] : 1;
+  size_t ed = lt_dtype_info(dst->dtype)->size, es = lt_dtype_info(src->dtype)->size;
+  for (int64_t r = 0; r < rows; r++) {
+    int64_t od = 0, os = 0, rem = r;
+    for (int d = nd - 2; d >= 0; d--) {
+      int64_t k = rem % dst->shape[d];
+      rem /= dst->shape[d];
+      od += k * dst->strides[d];
+      os += k * src->strides[d];
+    }
+    char *pd = (char *)lt_tensor_data(dst) + od * (int64_t)ed;
+    const char *ps = (const char *)lt_tensor_data(src) + os * (int64_t)es;
+    if (sd == 1 && ss == 1) {
+      lt_dtype_convert(pd, dst->dtype, ps, src->dtype, inner);
+    } else {
+      for (int64_t j = 0; j < inner; j++)
+        lt_dtype_convert(pd + j * sd * (int64_t)ed, dst->dtype, ps + j * ss * (int64_t)es, src->dtype, 1);
+    }
+  }
 }

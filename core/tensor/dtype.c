@@ -1,7 +1,7 @@
 /* dtype traits and the float16/bfloat16 conversions. */
 #include <math.h>
 #include <string.h>
-#include "internal.h"
+#include "tensor/internal.h"
 
 uint16_t lt_f32_to_f16(float f) {
   uint32_t x;
@@ -53,6 +53,7 @@ float lt_bf16_to_f32(uint16_t h) {
 }
 
 static double load_f32(const void *p) { return *(const float *)p; }
+static double load_f64(const void *p) { return *(const double *)p; }
 static double load_f16(const void *p) { return lt_f16_to_f32(*(const uint16_t *)p); }
 static double load_bf16(const void *p) { return lt_bf16_to_f32(*(const uint16_t *)p); }
 static double load_i32(const void *p) { return *(const int32_t *)p; }
@@ -66,6 +67,7 @@ static double clamp_round(double v, double lo, double hi) {
   return v < lo ? lo : v > hi ? hi : v;
 }
 static void store_f32(void *p, double v) { *(float *)p = (float)v; }
+static void store_f64(void *p, double v) { *(double *)p = v; }
 static void store_f16(void *p, double v) { *(uint16_t *)p = lt_f32_to_f16((float)v); }
 static void store_bf16(void *p, double v) { *(uint16_t *)p = lt_f32_to_bf16((float)v); }
 static void store_i32(void *p, double v) { *(int32_t *)p = (int32_t)clamp_round(v, INT32_MIN, INT32_MAX); }
@@ -83,6 +85,7 @@ static const lt_dtype_traits traits[LT_DTYPE_COUNT] = {
     [LT_INT64] = {"int64", "I64", 8, 0, load_i64, store_i64},
     [LT_UINT8] = {"uint8", "U8", 1, 0, load_u8, store_u8},
     [LT_BOOL] = {"bool", "BOOL", 1, 0, load_bool, store_bool},
+    [LT_FLOAT64] = {"float64", "F64", 8, 1, load_f64, store_f64},
 };
 
 const lt_dtype_traits *lt_dtype_info(lt_dtype dt) { return &traits[dt]; }
@@ -121,8 +124,36 @@ void lt_dtype_convert(void *dst, lt_dtype dd, const void *src, lt_dtype sd, int6
     const float *s = src;
     uint16_t *d = dst;
     for (int64_t i = 0; i < n; i++) d[i] = lt_f32_to_bf16(s[i]);
+  } else if (dd == LT_FLOAT64 && sd == LT_FLOAT32) {
+    const float *s = src;
+    double *d = dst;
+    for (int64_t i = 0; i < n; i++) d[i] = s[i];
+  } else if (dd == LT_FLOAT32 && sd == LT_FLOAT64) {
+    const double *s = src;
+    float *d = dst;
+    for (int64_t i = 0; i < n; i++) d[i] = (float)s[i];
   } else {
     const lt_dtype_traits *td = &traits[dd], *ts = &traits[sd];
     for (int64_t i = 0; i < n; i++) td->store((char *)dst + i * td->size, ts->load((const char *)src + i * ts->size));
   }
+}
+
+/* ---- promotion ---- */
+
+static int int_rank(lt_dtype d) {
+  switch (d) {
+  case LT_BOOL: return 0;
+  case LT_UINT8: return 1;
+  case LT_INT32: return 2;
+  default: return 3;
+  }
+}
+
+lt_dtype lt__promote(lt_dtype a, lt_dtype b) {
+  int fa = lt_dtype_info(a)->is_float, fb = lt_dtype_info(b)->is_float;
+  if (a == LT_FLOAT64 || b == LT_FLOAT64) return LT_FLOAT64; /* as NumPy: the widest float wins */
+  if (fa && fb) return a == b ? a : LT_FLOAT32;              /* float16 with bfloat16 meet in float32 */
+  if (fa) return a;
+  if (fb) return b;
+  return int_rank(a) >= int_rank(b) ? a : b;
 }

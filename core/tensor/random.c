@@ -2,7 +2,9 @@
  * counter base+i, so results do not depend on the thread count or the order
  * of evaluation, and a seed reproduces them exactly. */
 #include <math.h>
-#include "internal.h"
+#include "runtime/context.h"
+#include "runtime/parallel.h"
+#include "tensor/internal.h"
 
 /* splitmix64's finaliser: a strong 64-bit mix. */
 static uint64_t mix(uint64_t z) {

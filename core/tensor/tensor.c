@@ -3,26 +3,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "internal.h"
-
-int64_t lt__numel(int ndim, const int64_t *shape) {
-  int64_t n = 1;
-  for (int i = 0; i < ndim; i++) n *= shape[i];
-  return n;
-}
-
-int lt__axis(int axis, int ndim) {
-  if (axis < 0) axis += ndim;
-  return (axis < 0 || axis >= ndim) ? -1 : axis;
-}
-
-const char *lt__shape_str(char *buf, size_t n, int ndim, const int64_t *shape) {
-  size_t len = (size_t)snprintf(buf, n, "{");
-  for (int i = 0; i < ndim && len < n; i++)
-    len += (size_t)snprintf(buf + len, n - len, i ? ",%lld" : "%lld", (long long)shape[i]);
-  if (len < n) snprintf(buf + len, n - len, "}");
-  return buf;
-}
+#include "runtime/context.h"
+#include "tensor/internal.h"
 
 static void storage_release(lt_storage *s) {
   if (--s->refcount > 0) return;
@@ -62,14 +44,18 @@ static void contiguous_strides(int ndim, const int64_t *shape, int64_t *strides)
   }
 }
 
+/* Every dimension is checked, zeros included: a zero-size tensor whose other
+ * dimensions multiply past int64 would still overflow its strides. The bound
+ * leaves room for the byte count of the widest dtype. */
 static lt_status check_shape(lt_ctx *ctx, int ndim, const int64_t *shape) {
   if (ndim < 0 || ndim > LT_MAX_DIMS)
     return lt_ctx_fail(ctx, LT_ERR_ARG, "tensor: %d dimensions (at most %d)", ndim, LT_MAX_DIMS);
   int64_t n = 1;
   for (int i = 0; i < ndim; i++) {
     if (shape[i] < 0) return lt_ctx_fail(ctx, LT_ERR_ARG, "tensor: negative dimension %lld", (long long)shape[i]);
-    if (shape[i] && n > INT64_MAX / 16 / shape[i]) return lt_ctx_fail(ctx, LT_ERR_ARG, "tensor: shape too large");
-    n *= shape[i];
+    int64_t d = shape[i] ? shape[i] : 1;
+    if (n > INT64_MAX / 16 / d) return lt_ctx_fail(ctx, LT_ERR_ARG, "tensor: shape too large");
+    n *= d;
   }
   return LT_OK;
 }
@@ -141,6 +127,16 @@ lt_status lt__view(lt_ctx *ctx, lt_tensor **out, const lt_tensor *base, int ndim
   return LT_OK;
 }
 
+lt_status lt__slice_view(lt_ctx *ctx, lt_tensor **out, const lt_tensor *x, int a, int64_t start, int64_t stop,
+                         int64_t step) {
+  int64_t shape[LT_MAX_DIMS], strides[LT_MAX_DIMS];
+  memcpy(shape, x->shape, sizeof shape);
+  memcpy(strides, x->strides, sizeof strides);
+  shape[a] = stop > start ? (stop - start - 1) / step + 1 : 0; /* no overflow for huge steps */
+  strides[a] = x->strides[a] * step;
+  return lt__view(ctx, out, x, x->ndim, shape, strides, x->offset + start * x->strides[a]);
+}
+
 lt_status lt_tensor_zeros(lt_ctx *ctx, lt_tensor **out, lt_dtype dt, int ndim, const int64_t *shape) {
   lt_status st = lt_tensor_new(ctx, out, dt, ndim, shape);
   if (st == LT_OK) memset(lt_tensor_data(*out), 0, (*out)->storage->nbytes);
@@ -206,6 +202,10 @@ void *lt_tensor_data(const lt_tensor *t) {
   return (char *)t->storage->data + t->offset * (int64_t)lt_dtype_info(t->dtype)->size;
 }
 int lt_tensor_shares_storage(const lt_tensor *a, const lt_tensor *b) { return a->storage == b->storage; }
+
+int lt__uniquely_owned(const lt_tensor *t) {
+  return t->refcount == 1 && t->storage->refcount == 1 && !t->storage->wrapped;
+}
 
 int lt_tensor_is_contiguous(const lt_tensor *t) {
   int64_t s = 1;

@@ -22,6 +22,11 @@ lt_ctx *lt_ctx_new(void);
 lt_ctx *lt_ctx_retain(lt_ctx *ctx);
 /* Drops one reference; the context is freed with its last reference. */
 void lt_ctx_release(lt_ctx *ctx);
+/* The owner's release: ends any recording tape and destroys the context's
+ * caches first (they may hold tensors, which hold the context), then drops
+ * the reference. Tensors still alive keep the rest until their last release.
+ * A lua_State's context is closed this way when the state closes. */
+void lt_ctx_close(lt_ctx *ctx);
 
 /* The message of the last failed call, prefixed with the public function name. */
 const char *lt_ctx_error(const lt_ctx *ctx);

@@ -1,5 +1,6 @@
 /* Element types and their traits. float32 is the compute type; float16 and
- * bfloat16 are storage types converted on load and store. */
+ * bfloat16 are storage types converted on load and store; float64 is for
+ * references and gradient checks (ops compute it in double, unoptimised). */
 #ifndef LATTICE_DTYPE_H
 #define LATTICE_DTYPE_H
 
@@ -14,6 +15,7 @@ typedef enum lt_dtype {
   LT_INT64,
   LT_UINT8,
   LT_BOOL,
+  LT_FLOAT64,
   LT_DTYPE_COUNT
 } lt_dtype;
 

@@ -9,19 +9,19 @@
 
 /* Elementwise binary ops with NumPy broadcasting and dtype promotion. */
 typedef enum lt_binary_op {
-  LT_ADD,
-  LT_SUB,
-  LT_MUL,
-  LT_DIV,
-  LT_POW,
-  LT_MAXIMUM,
-  LT_MINIMUM,
-  LT_EQUAL,
-  LT_NOT_EQUAL,
-  LT_LESS,
-  LT_LESS_EQUAL,
-  LT_GREATER,
-  LT_GREATER_EQUAL,
+  LT_BINARY_ADD,
+  LT_BINARY_SUB,
+  LT_BINARY_MUL,
+  LT_BINARY_DIV,
+  LT_BINARY_POW,
+  LT_BINARY_MAXIMUM,
+  LT_BINARY_MINIMUM,
+  LT_BINARY_EQUAL,
+  LT_BINARY_NOT_EQUAL,
+  LT_BINARY_LESS,
+  LT_BINARY_LESS_EQUAL,
+  LT_BINARY_GREATER,
+  LT_BINARY_GREATER_EQUAL,
   LT_BINARY_COUNT
 } lt_binary_op;
 lt_status lt_binary(lt_ctx *ctx, lt_tensor **out, lt_binary_op op, lt_tensor *a, lt_tensor *b);
@@ -29,23 +29,23 @@ const char *lt_binary_name(lt_binary_op op);
 
 /* Elementwise unary ops; `alpha` parametrises leaky_relu (slope). */
 typedef enum lt_unary_op {
-  LT_NEG,
-  LT_EXP,
-  LT_LOG,
-  LT_SQRT,
-  LT_RSQRT,
-  LT_ABS,
-  LT_TANH,
-  LT_SIGMOID,
-  LT_RELU,
-  LT_LEAKY_RELU,
-  LT_GELU,
-  LT_GELU_TANH,
-  LT_SILU,
-  LT_SOFTPLUS,
-  LT_SQUARE,
-  LT_SIN,
-  LT_COS,
+  LT_UNARY_NEG,
+  LT_UNARY_EXP,
+  LT_UNARY_LOG,
+  LT_UNARY_SQRT,
+  LT_UNARY_RSQRT,
+  LT_UNARY_ABS,
+  LT_UNARY_TANH,
+  LT_UNARY_SIGMOID,
+  LT_UNARY_RELU,
+  LT_UNARY_LEAKY_RELU,
+  LT_UNARY_GELU,
+  LT_UNARY_GELU_TANH,
+  LT_UNARY_SILU,
+  LT_UNARY_SOFTPLUS,
+  LT_UNARY_SQUARE,
+  LT_UNARY_SIN,
+  LT_UNARY_COS,
   LT_UNARY_COUNT
 } lt_unary_op;
 lt_status lt_unary(lt_ctx *ctx, lt_tensor **out, lt_unary_op op, lt_tensor *x, double alpha);
@@ -56,7 +56,15 @@ lt_status lt_where(lt_ctx *ctx, lt_tensor **out, lt_tensor *cond, lt_tensor *a, 
 lt_status lt_clip(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, double lo, double hi);
 
 /* Reductions over a set of axes (naxes == 0: all axes). */
-typedef enum lt_reduce_op { LT_SUM, LT_MEAN, LT_MAX, LT_MIN, LT_VAR, LT_LOGSUMEXP, LT_REDUCE_COUNT } lt_reduce_op;
+typedef enum lt_reduce_op {
+  LT_REDUCE_SUM,
+  LT_REDUCE_MEAN,
+  LT_REDUCE_MAX,
+  LT_REDUCE_MIN,
+  LT_REDUCE_VAR,
+  LT_REDUCE_LOGSUMEXP,
+  LT_REDUCE_COUNT
+} lt_reduce_op;
 lt_status lt_reduce(lt_ctx *ctx, lt_tensor **out, lt_reduce_op op, lt_tensor *x, int naxes, const int *axes,
                     int keepdims, int ddof);
 const char *lt_reduce_name(lt_reduce_op op);

@@ -1,6 +1,6 @@
 /* Joining and splitting along an axis: concatenate, stack, split. */
 #include <stdlib.h>
-#include "internal.h"
+#include "ops/internal.h"
 
 /* The common dtype of the pieces, promoted as binary ops promote. */
 static lt_dtype join_dtype(int n, lt_tensor *const *xs) {
@@ -23,46 +23,42 @@ static lt_status check_pieces(lt_ctx *ctx, int n, lt_tensor *const *xs, int a) {
   return LT_OK;
 }
 
-static lt_status concat_backward(lt_ctx *ctx, const lt_node *n, lt_tensor *g, lt_tensor **gin) {
-  /* n->i[0] is the axis, n->i[1 + k] the start of piece k (pieces beyond
-   * LT_NODE_MAX_IN are joined through nested nodes). */
+typedef struct concat_attrs {
+  int axis;
+} concat_attrs;
+
+/* Piece k's gradient is g's slice at the piece's place along the axis. */
+static lt_status concat_backward(lt_ctx *ctx, const lt_node *n, lt_tensor *const *gouts, lt_tensor **gin) {
+  lt_tensor *g = gouts[0];
+  int a = ((const concat_attrs *)n->attrs)->axis;
   lt_status st = LT_OK;
-  for (int k = 0; k < n->nin && !st; k++) {
-    if (!n->needs[k]) continue;
+  int64_t lo = 0;
+  for (int k = 0; k < n->nin && !st; lo += n->in[k]->shape[a], k++) {
+    if (!lt__needs(n, k)) continue;
     lt_tensor *view = NULL;
-    st = lt__slice_view(ctx, &view, g, (int)n->i[0], n->i[1 + k], n->i[1 + k] + n->in[k]->shape[n->i[0]]);
+    st = lt__slice_view(ctx, &view, g, a, lo, lo + n->in[k]->shape[a], 1);
     if (!st) st = lt__as_contig(ctx, &gin[k], view, view->dtype);
     lt_tensor_release(view);
   }
   return st;
 }
 
-/* Joins at most LT_NODE_MAX_IN pieces in one recorded node. */
-static lt_status concat_few(lt_ctx *ctx, lt_tensor **out, int n, lt_tensor *const *xs, int a) {
-  int64_t shape[LT_MAX_DIMS], starts[LT_NODE_MAX_IN];
+/* Each piece copied into its place in one new tensor. */
+static lt_status fill_pieces(lt_ctx *ctx, lt_tensor **out, int n, lt_tensor *const *xs, int a) {
+  int64_t shape[LT_MAX_DIMS];
   for (int d = 0; d < xs[0]->ndim; d++) shape[d] = xs[0]->shape[d];
   shape[a] = 0;
-  for (int i = 0; i < n; i++) {
-    starts[i] = shape[a];
-    shape[a] += xs[i]->shape[a];
-  }
+  for (int i = 0; i < n; i++) shape[a] += xs[i]->shape[a];
   lt_status st = lt_tensor_new(ctx, out, join_dtype(n, xs), xs[0]->ndim, shape);
-  for (int i = 0; i < n && !st; i++) {
+  for (int64_t i = 0, start = 0; i < n && !st; start += xs[i]->shape[a], i++) {
     lt_tensor *view = NULL;
-    st = lt__slice_view(ctx, &view, *out, a, starts[i], starts[i] + xs[i]->shape[a]);
+    st = lt__slice_view(ctx, &view, *out, a, start, start + xs[i]->shape[a], 1);
     if (!st) lt__assign(view, xs[i]);
     lt_tensor_release(view);
   }
   if (st) {
     lt_tensor_release(*out);
     *out = NULL;
-    return st;
-  }
-  lt_node *node;
-  st = lt__record(ctx, &node, "concatenate", concat_backward, out, n, xs);
-  if (node) {
-    node->i[0] = a;
-    for (int i = 0; i < n; i++) node->i[1 + i] = starts[i];
   }
   return st;
 }
@@ -74,15 +70,11 @@ lt_status lt_concatenate(lt_ctx *ctx, lt_tensor **out, int n, lt_tensor *const *
   if (a < 0)
     return lt_ctx_fail(ctx, LT_ERR_ARG, "concatenate: axis %d is out of range for %d dimensions", axis, xs[0]->ndim);
   lt_status st = check_pieces(ctx, n, xs, a);
+  if (!st) st = fill_pieces(ctx, out, n, xs, a);
   if (st) return st;
-  if (n <= LT_NODE_MAX_IN) return concat_few(ctx, out, n, xs, a);
-  /* More pieces: join groups, then join the groups (each level is one node). */
-  lt_tensor *groups[LT_NODE_MAX_IN] = {0};
-  int per = (n + LT_NODE_MAX_IN - 1) / LT_NODE_MAX_IN, ng = 0;
-  for (int i = 0; i < n && !st; i += per, ng++)
-    st = lt_concatenate(ctx, &groups[ng], n - i < per ? n - i : per, xs + i, a);
-  if (!st) st = concat_few(ctx, out, ng, groups, a);
-  lt__release_all(ng, groups);
+  lt_node *node;
+  st = lt__record(ctx, &node, LT_OP("concatenate", concat_backward, concat_attrs, 0), out, n, xs);
+  if (node) ((concat_attrs *)node->attrs)->axis = a;
   return st;
 }
 

@@ -1,5 +1,5 @@
-/* The expression pool that keeps backward rules short (see internal.h). */
-#include "internal.h"
+/* The expression pool that keeps backward rules short (ops/pool.h). */
+#include "ops/pool.h"
 
 lt_tensor *lt__padd(lt_pool *p, lt_status st, lt_tensor *t) {
   if (st) {

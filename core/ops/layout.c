@@ -1,11 +1,12 @@
-/* Views and layout: reshape, transpose, expand_dims, squeeze, slice,
- * broadcast_to; each is differentiable, and the views share storage. */
+/* Differentiable layout ops: reshape, transpose, expand_dims, squeeze, slice,
+ * broadcast_to (views sharing storage), contiguous and astype (copies). */
 #include <string.h>
-#include "internal.h"
+#include "ops/internal.h"
 
 /* ---- reshape ---- */
 
-static lt_status reshape_backward(lt_ctx *ctx, const lt_node *n, lt_tensor *g, lt_tensor **gin) {
+static lt_status reshape_backward(lt_ctx *ctx, const lt_node *n, lt_tensor *const *gouts, lt_tensor **gin) {
+  lt_tensor *g = gouts[0];
   return lt_reshape(ctx, &gin[0], g, n->in[0]->ndim, n->in[0]->shape);
 }
 
@@ -43,14 +44,20 @@ lt_status lt_reshape(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, int ndim, const
   if (!st) st = lt__view(ctx, out, src, ndim, dims, NULL, src->offset);
   lt_tensor_release(src);
   if (st) return st;
-  return lt__record(ctx, NULL, "reshape", reshape_backward, out, 1, &x);
+  return lt__record(ctx, NULL, LT_OP("reshape", reshape_backward, lt_no_attrs, 0), out, 1, &x);
 }
 
 /* ---- transpose ---- */
 
-static lt_status transpose_backward(lt_ctx *ctx, const lt_node *n, lt_tensor *g, lt_tensor **gin) {
+typedef struct transpose_attrs {
+  int perm[LT_MAX_DIMS];
+} transpose_attrs;
+
+static lt_status transpose_backward(lt_ctx *ctx, const lt_node *n, lt_tensor *const *gouts, lt_tensor **gin) {
+  lt_tensor *g = gouts[0];
   int inv[LT_MAX_DIMS];
-  for (int i = 0; i < g->ndim; i++) inv[n->i[i]] = i;
+  const transpose_attrs *at = n->attrs;
+  for (int i = 0; i < g->ndim; i++) inv[at->perm[i]] = i;
   return lt_transpose(ctx, &gin[0], g, inv);
 }
 
@@ -68,9 +75,8 @@ lt_status lt_transpose(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, const int *pe
   lt_status st = lt__view(ctx, out, x, x->ndim, shape, strides, x->offset);
   if (st) return st;
   lt_node *node;
-  st = lt__record(ctx, &node, "transpose", transpose_backward, out, 1, &x);
-  if (node)
-    for (int i = 0; i < x->ndim; i++) node->i[i] = p[i];
+  st = lt__record(ctx, &node, LT_OP("transpose", transpose_backward, transpose_attrs, 0), out, 1, &x);
+  if (node) memcpy(((transpose_attrs *)node->attrs)->perm, p, sizeof p);
   return st;
 }
 
@@ -105,48 +111,18 @@ lt_status lt_squeeze(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, int axis) {
 
 /* ---- slice ---- */
 
-/* Writes src (same shape, any layout and dtype) into the view dst, a row at a time. */
-void lt__assign(lt_tensor *dst, const lt_tensor *src) {
-  int64_t n = lt_tensor_size(dst);
-  if (n == 0) return;
-  int nd = dst->ndim;
-  int64_t inner = nd ? dst->shape[nd - 1] : 1, rows = n / inner;
-  int64_t sd = nd ? dst->strides[nd - 1] : 1, ss = nd ? src->strides[nd - 1] : 1;
-  size_t ed = lt_dtype_info(dst->dtype)->size, es = lt_dtype_info(src->dtype)->size;
-  for (int64_t r = 0; r < rows; r++) {
-    int64_t od = 0, os = 0, rem = r;
-    for (int d = nd - 2; d >= 0; d--) {
-      int64_t k = rem % dst->shape[d];
-      rem /= dst->shape[d];
-      od += k * dst->strides[d];
-      os += k * src->strides[d];
-    }
-    char *pd = (char *)lt_tensor_data(dst) + od * (int64_t)ed;
-    const char *ps = (const char *)lt_tensor_data(src) + os * (int64_t)es;
-    if (sd == 1 && ss == 1) {
-      lt_dtype_convert(pd, dst->dtype, ps, src->dtype, inner);
-    } else {
-      for (int64_t j = 0; j < inner; j++)
-        lt_dtype_convert(pd + j * sd * (int64_t)ed, dst->dtype, ps + j * ss * (int64_t)es, src->dtype, 1);
-    }
-  }
-}
+typedef struct slice_attrs {
+  int axis;
+  int64_t start, stop, step;
+} slice_attrs;
 
-static lt_status slice_view(lt_ctx *ctx, lt_tensor **out, const lt_tensor *x, int a, int64_t start, int64_t stop,
-                            int64_t step) {
-  int64_t shape[LT_MAX_DIMS], strides[LT_MAX_DIMS];
-  memcpy(shape, x->shape, sizeof shape);
-  memcpy(strides, x->strides, sizeof strides);
-  shape[a] = stop > start ? (stop - start - 1) / step + 1 : 0; /* no overflow for huge steps */
-  strides[a] = x->strides[a] * step;
-  return lt__view(ctx, out, x, x->ndim, shape, strides, x->offset + start * x->strides[a]);
-}
-
-static lt_status slice_backward(lt_ctx *ctx, const lt_node *n, lt_tensor *g, lt_tensor **gin) {
+static lt_status slice_backward(lt_ctx *ctx, const lt_node *n, lt_tensor *const *gouts, lt_tensor **gin) {
+  lt_tensor *g = gouts[0];
   const lt_tensor *x = n->in[0];
   lt_tensor *z = NULL, *view = NULL;
   lt_status st = lt_tensor_zeros(ctx, &z, g->dtype, x->ndim, x->shape);
-  if (!st) st = slice_view(ctx, &view, z, (int)n->i[0], n->i[1], n->i[2], n->i[3]);
+  const slice_attrs *at = n->attrs;
+  if (!st) st = lt__slice_view(ctx, &view, z, at->axis, at->start, at->stop, at->step);
   if (!st) lt__assign(view, g);
   lt_tensor_release(view);
   if (st)
@@ -167,23 +143,18 @@ lt_status lt_slice(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, int axis, int64_t
   if (stop < 0) stop += n;
   start = start < 0 ? 0 : start > n ? n : start;
   stop = stop < start ? start : stop > n ? n : stop;
-  lt_status st = slice_view(ctx, out, x, a, start, stop, step);
+  lt_status st = lt__slice_view(ctx, out, x, a, start, stop, step);
   if (st) return st;
   lt_node *node;
-  st = lt__record(ctx, &node, "slice", slice_backward, out, 1, &x);
-  if (node) {
-    node->i[0] = a;
-    node->i[1] = start;
-    node->i[2] = stop;
-    node->i[3] = step;
-  }
+  st = lt__record(ctx, &node, LT_OP("slice", slice_backward, slice_attrs, 0), out, 1, &x);
+  if (node) *(slice_attrs *)node->attrs = (slice_attrs){a, start, stop, step};
   return st;
 }
 
 /* ---- broadcast_to ---- */
 
-static lt_status broadcast_backward(lt_ctx *ctx, const lt_node *n, lt_tensor *g, lt_tensor **gin) {
-  return lt__sum_to_shape(ctx, &gin[0], g, n->in[0]->ndim, n->in[0]->shape);
+static lt_status broadcast_backward(lt_ctx *ctx, const lt_node *n, lt_tensor *const *gouts, lt_tensor **gin) {
+  return lt__sum_to_shape(ctx, &gin[0], gouts[0], n->in[0]->ndim, n->in[0]->shape);
 }
 
 lt_status lt_broadcast_to(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, int ndim, const int64_t *shape) {
@@ -202,12 +173,36 @@ lt_status lt_broadcast_to(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, int ndim, 
   }
   lt_status st = lt__view(ctx, out, x, ndim, shape, strides, x->offset);
   if (st) return st;
-  return lt__record(ctx, NULL, "broadcast_to", broadcast_backward, out, 1, &x);
+  return lt__record(ctx, NULL, LT_OP("broadcast_to", broadcast_backward, lt_no_attrs, 0), out, 1, &x);
 bad:
   return lt_ctx_fail(ctx, LT_ERR_ARG, "broadcast_to: cannot broadcast %s to %s",
                      lt__shape_str(a, sizeof a, x->ndim, x->shape), lt__shape_str(b, sizeof b, ndim, shape));
 }
 
-lt_status lt__slice_view(lt_ctx *ctx, lt_tensor **out, const lt_tensor *x, int axis, int64_t start, int64_t stop) {
-  return slice_view(ctx, out, x, axis, start, stop, 1);
+/* ---- contiguous, astype ---- */
+
+static lt_status contiguous_backward(lt_ctx *ctx, const lt_node *node, lt_tensor *const *gouts, lt_tensor **gin) {
+  (void)ctx, (void)node;
+  gin[0] = lt_tensor_retain(gouts[0]);
+  return LT_OK;
+}
+
+lt_status lt_contiguous(lt_ctx *ctx, lt_tensor **out, lt_tensor *x) {
+  lt_status st = lt__copy_as(ctx, out, x, x->dtype);
+  if (st) return st;
+  return lt__record(ctx, NULL, LT_OP("contiguous", contiguous_backward, lt_no_attrs, 0), out, 1, &x);
+}
+
+static lt_status astype_backward(lt_ctx *ctx, const lt_node *node, lt_tensor *const *gouts, lt_tensor **gin) {
+  return lt_astype(ctx, &gin[0], gouts[0], node->in[0]->dtype);
+}
+
+lt_status lt_astype(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, lt_dtype dt) {
+  *out = NULL;
+  if ((unsigned)dt >= LT_DTYPE_COUNT) return lt_ctx_fail(ctx, LT_ERR_ARG, "astype: unknown dtype %d", (int)dt);
+  lt_status st = lt__copy_as(ctx, out, x, dt);
+  if (st) return st;
+  /* Only float-to-float casts carry a gradient. */
+  if (!lt_dtype_info(dt)->is_float || !lt_dtype_info(x->dtype)->is_float) return LT_OK;
+  return lt__record(ctx, NULL, LT_OP("astype", astype_backward, lt_no_attrs, 0), out, 1, &x);
 }
