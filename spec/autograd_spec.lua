@@ -98,7 +98,72 @@ describe("value_and_grad", function()
   it("does not nest yet, and says so", function()
     local inner = lattice.grad(function(x) return lattice.sum(x * x) end)
     assert.has_error(function() lattice.grad(function(x) return lattice.sum(inner(x)) end)(lattice.array({1})) end,
-      "grad: nested differentiation is not supported yet")
+      "grad: nested differentiation is not supported yet (value_and_grad was called inside a function it is "
+        .. "differentiating)")
+  end)
+
+  it("calls nesting what nests through a coroutine the function resumes", function()
+    local inner = lattice.grad(function(x) return lattice.sum(x * x) end)
+    local outer = lattice.grad(function(x)
+      local co = coroutine.wrap(function() return inner(x) end)
+      return lattice.sum(co())
+    end)
+    assert.has_error(function() outer(lattice.array({1})) end,
+      "grad: nested differentiation is not supported yet (value_and_grad was called inside a function it is "
+        .. "differentiating)")
+    assert.are.same({4}, lattice.grad(function(x) return lattice.sum(x * x * 2) end)(lattice.array({1})):tolist())
+  end)
+
+  describe("abandoned in a coroutine", function()
+    local core = require "lattice.core"
+    -- a gradient whose function yields half-way: the coroutine is left suspended
+    local function suspended()
+      local co = coroutine.create(lattice.value_and_grad(function(x)
+        local y = x * 3
+        coroutine.yield()
+        return lattice.sum(y)
+      end))
+      assert(coroutine.resume(co, lattice.array({1, 2})))
+      assert.are.equal("suspended", coroutine.status(co))
+      return co
+    end
+    local function works()
+      local v, g = lattice.value_and_grad(function(x) return lattice.sum(x * x) end)(lattice.array({3}))
+      assert.are.equal(9, v:item())
+      assert.are.same({6}, g:tolist())
+    end
+
+    it("frees the tape when the coroutine is closed", function()
+      local co = suspended()
+      assert.is_true(coroutine.close(co))
+      assert.are.equal(0, core.tape_size())
+      works()
+    end)
+
+    it("frees the tape when the coroutine is collected", function()
+      suspended()
+      collectgarbage()
+      collectgarbage()
+      assert.are.equal(0, core.tape_size())
+      works()
+    end)
+
+    it("lets a new gradient take over while the old coroutine is still reachable, and fails the old one", function()
+      local co = suspended()
+      works()
+      local ok, err = coroutine.resume(co)
+      assert.is_false(ok)
+      assert.are.equal("value_and_grad: this gradient was abandoned: another value_and_grad started while its "
+        .. "coroutine was suspended", err)
+      works()
+    end)
+  end)
+
+  it("names a table that contains itself instead of overflowing the stack", function()
+    local params = { w = lattice.array({1}) }
+    params.self = params
+    assert.has_error(function() lattice.grad(function(p) return lattice.sum(p.w) end)(params) end,
+      "grad: the arguments contain a table that contains itself")
   end)
 
   it("records nothing outside value_and_grad and for untracked tensors", function()

@@ -21,8 +21,6 @@ void lt_l_check(lua_State *L, lt_status st) {
   if (st != LT_OK) luaL_error(L, "%s", lt_ctx_error(lt_l_ctx(L)));
 }
 
-void lt_l_pushtensor(lua_State *L, lt_tensor *t) { lt_l_pushtensor_ctx(L, lt_l_ctx(L), t); }
-
 void lt_l_report_alloc(lua_State *L, lt_ctx *ctx) {
   /* LUA_GCSTEP counts whole kilobytes, and would run even a stopped GC */
   if (!lua_gc(L, LUA_GCISRUNNING)) return;
@@ -30,11 +28,33 @@ void lt_l_report_alloc(lua_State *L, lt_ctx *ctx) {
   if (debt) lua_gc(L, LUA_GCSTEP, (int)(debt / 1024));
 }
 
-void lt_l_pushtensor_ctx(lua_State *L, lt_ctx *ctx, lt_tensor *t) {
+lt_l_tensor *lt_l_newtensor(lua_State *L) {
   lt_l_tensor *u = lua_newuserdatauv(L, sizeof *u, 0);
-  u->t = t;
+  u->t = NULL;
   luaL_setmetatable(L, LT_L_TENSOR);
-  lt_l_report_alloc(L, ctx);
+  return u;
+}
+
+void lt_l_newlist(lua_State *L, int n) {
+  lua_createtable(L, n, 0);
+  for (int i = 0; i < n; i++) {
+    lt_l_newtensor(L);
+    lua_rawseti(L, -2, i + 1);
+  }
+}
+
+void lt_l_fill_list(lua_State *L, int list, int n, lt_tensor **ts) {
+  for (int i = 0; i < n; i++) {
+    lua_rawgeti(L, list, i + 1);
+    ((lt_l_tensor *)lua_touserdata(L, -1))->t = ts[i];
+    lua_pop(L, 1);
+  }
+}
+
+int lt_l_result(lua_State *L, lt_status st) {
+  lt_l_check(L, st);
+  lt_l_report_alloc(L, lt_l_ctx(L));
+  return 1;
 }
 
 /* The dtype a Lua number at arg takes beside a tensor of dtype like. */

@@ -36,12 +36,20 @@ lt_tensor *lt_l_checkoperand(lua_State *L, int arg, const lt_tensor *like);
 /* Arguments i and j as operands: a number takes its dtype from the other side,
  * so `2 - t` and `t - 2` agree. Both are new references. */
 void lt_l_checkpair(lua_State *L, int i, int j, lt_tensor **a, lt_tensor **b);
-/* Pushes a new lattice.Tensor owning the reference `t` and reports freshly
- * allocated bytes to the GC. */
-void lt_l_pushtensor(lua_State *L, lt_tensor *t);
-/* The same with the context given, for C code that is not a registered
- * function (no upvalue 1): the embedding API in embed.c. */
-void lt_l_pushtensor_ctx(lua_State *L, lt_ctx *ctx, lt_tensor *t);
+/* Results are made userdata first, as Lua's liolib makes files: push an empty
+ * lattice.Tensor, then let the op write into it, so that an error raised in
+ * between (out of memory while pushing, a bad argument) leaks nothing:
+ *   lt_l_tensor *u = lt_l_newtensor(L);
+ *   return lt_l_result(L, lt_exp(lt_l_ctx(L), &u->t, x));
+ * lt_l_result raises the context's message on failure (the empty userdata is
+ * left to the GC), else reports the new bytes to the GC and returns 1. */
+lt_l_tensor *lt_l_newtensor(lua_State *L);
+int lt_l_result(lua_State *L, lt_status st);
+/* The same for ops with several outputs: lt_l_newlist pushes a Lua list of n
+ * empty lattice.Tensors; after the op has filled ts[0..n), lt_l_fill_list
+ * moves them into the list at `list` (nothing can raise in between). */
+void lt_l_newlist(lua_State *L, int n);
+void lt_l_fill_list(lua_State *L, int list, int n, lt_tensor **ts);
 /* Tells the GC about the tensor bytes allocated since the last report, so
  * loops that drop tensors collect them at the pace they allocate. */
 void lt_l_report_alloc(lua_State *L, lt_ctx *ctx);

@@ -11,15 +11,18 @@
 
 /* ---- binary ---- */
 
+/* The result userdata comes before the operands: a number operand is a new
+ * tensor that nothing may raise over before its release. (The stack is set
+ * first, so the userdata cannot pass for a missing argument.) */
 static int binary(lua_State *L, lt_binary_op op) {
-  lt_tensor *a, *b, *out;
+  lt_tensor *a, *b;
+  lua_settop(L, 2);
+  lt_l_tensor *u = lt_l_newtensor(L);
   lt_l_checkpair(L, 1, 2, &a, &b);
-  lt_status st = lt_binary(lt_l_ctx(L), &out, op, a, b);
+  lt_status st = lt_binary(lt_l_ctx(L), &u->t, op, a, b);
   lt_tensor_release(a);
   lt_tensor_release(b);
-  lt_l_check(L, st);
-  lt_l_pushtensor(L, out);
-  return 1;
+  return lt_l_result(L, st);
 }
 
 static int l_add(lua_State *L) { return binary(L, LT_BINARY_ADD); }
@@ -39,12 +42,12 @@ static int l_greater_equal(lua_State *L) { return binary(L, LT_BINARY_GREATER_EQ
 /* ---- unary ---- */
 
 static int unary(lua_State *L, lt_unary_op op, double alpha) {
-  lt_tensor *x = lt_l_checkoperand(L, 1, NULL), *out;
-  lt_status st = lt_unary(lt_l_ctx(L), &out, op, x, alpha);
+  lua_settop(L, 1);
+  lt_l_tensor *u = lt_l_newtensor(L);
+  lt_tensor *x = lt_l_checkoperand(L, 1, NULL);
+  lt_status st = lt_unary(lt_l_ctx(L), &u->t, op, x, alpha);
   lt_tensor_release(x);
-  lt_l_check(L, st);
-  lt_l_pushtensor(L, out);
-  return 1;
+  return lt_l_result(L, st);
 }
 
 static int l_neg(lua_State *L) { return unary(L, LT_UNARY_NEG, 0); }
@@ -86,24 +89,23 @@ static int l_unm(lua_State *L) {
 
 /* where(cond, a, b): a where cond is nonzero, else b; numbers allowed for a and b. */
 static int l_where(lua_State *L) {
-  lt_tensor *cond = lt_l_checktensor(L, 1), *a, *b, *out;
+  lua_settop(L, 3);
+  lt_tensor *cond = lt_l_checktensor(L, 1), *a, *b;
+  lt_l_tensor *u = lt_l_newtensor(L);
   lt_l_checkpair(L, 2, 3, &a, &b);
-  lt_status st = lt_where(lt_l_ctx(L), &out, cond, a, b);
+  lt_status st = lt_where(lt_l_ctx(L), &u->t, cond, a, b);
   lt_tensor_release(a);
   lt_tensor_release(b);
-  lt_l_check(L, st);
-  lt_l_pushtensor(L, out);
-  return 1;
+  return lt_l_result(L, st);
 }
 
 /* clip(x, lo, hi): nil is no bound on that side. */
 static int l_clip(lua_State *L) {
-  lt_tensor *x = lt_l_checktensor(L, 1), *out;
+  lt_tensor *x = lt_l_checktensor(L, 1);
   double lo = lua_isnoneornil(L, 2) ? NAN : luaL_checknumber(L, 2);
   double hi = lua_isnoneornil(L, 3) ? NAN : luaL_checknumber(L, 3);
-  lt_l_check(L, lt_clip(lt_l_ctx(L), &out, x, lo, hi));
-  lt_l_pushtensor(L, out);
-  return 1;
+  lt_l_tensor *u = lt_l_newtensor(L);
+  return lt_l_result(L, lt_clip(lt_l_ctx(L), &u->t, x, lo, hi));
 }
 
 /* ---- ISAs, peak and memcpy ---- */
@@ -162,10 +164,11 @@ static lt_unary_op check_unary_name(lua_State *L, int arg, const char *fname) {
  * the CPU has; records nothing. For specs that compare the variants. */
 static int l_unary_with_isa(lua_State *L) {
   lt_unary_op op = check_unary_name(L, 1, "unary_with_isa");
-  lt_tensor *x = lt_l_checktensor(L, 2), *out;
+  lt_tensor *x = lt_l_checktensor(L, 2);
   lt_isa isa = check_isa(L, 3, "unary_with_isa"), used;
-  lt_l_check(L, lt__unary_isa(lt_l_ctx(L), &out, op, x, luaL_optnumber(L, 4, 0), isa, &used));
-  lt_l_pushtensor(L, out);
+  double alpha = luaL_optnumber(L, 4, 0);
+  lt_l_tensor *u = lt_l_newtensor(L);
+  lt_l_result(L, lt__unary_isa(lt_l_ctx(L), &u->t, op, x, alpha, isa, &used));
   lua_pushstring(L, lt_isa_name(used));
   return 2;
 }
@@ -173,10 +176,11 @@ static int l_unary_with_isa(lua_State *L) {
 /* lattice.unary_grad_with_isa(op, g, x, isa, alpha = 0) -> g * f'(x), the ISA used. */
 static int l_unary_grad_with_isa(lua_State *L) {
   lt_unary_op op = check_unary_name(L, 1, "unary_grad_with_isa");
-  lt_tensor *g = lt_l_checktensor(L, 2), *x = lt_l_checktensor(L, 3), *out;
+  lt_tensor *g = lt_l_checktensor(L, 2), *x = lt_l_checktensor(L, 3);
   lt_isa isa = check_isa(L, 4, "unary_grad_with_isa"), used;
-  lt_l_check(L, lt__unary_grad_isa(lt_l_ctx(L), &out, op, g, x, NULL, luaL_optnumber(L, 5, 0), isa, &used));
-  lt_l_pushtensor(L, out);
+  double alpha = luaL_optnumber(L, 5, 0);
+  lt_l_tensor *u = lt_l_newtensor(L);
+  lt_l_result(L, lt__unary_grad_isa(lt_l_ctx(L), &u->t, op, g, x, NULL, alpha, isa, &used));
   lua_pushstring(L, lt_isa_name(used));
   return 2;
 }

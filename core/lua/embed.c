@@ -79,7 +79,7 @@ static int push_protected(lua_State *L) {
       (int)a->dt >= LT_DTYPE_COUNT)
     return luaL_error(L, "%s: bad ndim, shape or dtype", fname);
   lt_ctx *ctx = lattice_lua_context(L);
-  lt_l_pushtensor_ctx(L, ctx, NULL); /* the userdata first: an error below leaks nothing */
+  lt_l_newtensor(L); /* the userdata first: an error below leaks nothing */
   lt_l_tensor *u = lua_touserdata(L, -1);
   lt_status st = a->view ? lt_tensor_wrap(ctx, &u->t, a->dt, a->ndim, a->shape, a->data, a->release, a->ud)
                          : lt_tensor_from_data(ctx, &u->t, a->dt, a->ndim, a->shape, a->data);

@@ -22,37 +22,27 @@ static lt_tensor *check_indices(lua_State *L, int arg, const char *fname, const 
   return lt_l_checktensor(L, arg);
 }
 
-/* Takes the output by address: C leaves the order of argument evaluation open,
- * so the op must have run before *out is read. */
-static int push_result(lua_State *L, lt_status st, lt_tensor **out) {
-  lt_l_check(L, st);
-  lt_l_pushtensor(L, *out);
-  return 1;
-}
-
 /* lattice.take(x, indices [, axis]): axis nil takes from the flattened x. */
 static int l_take(lua_State *L) {
   lt_tensor *x = lt_l_checktensor(L, 1), *idx = check_indices(L, 2, "take", "indices");
   int axis = lua_isnoneornil(L, 3) ? LT_ALL_AXES : lt_l_checkaxis(L, 3, lt_tensor_ndim(x), "take");
-  lt_tensor *out = NULL;
-  return push_result(L, lt_take(lt_l_ctx(L), &out, x, idx, axis), &out);
+  lt_l_tensor *u = lt_l_newtensor(L);
+  return lt_l_result(L, lt_take(lt_l_ctx(L), &u->t, x, idx, axis));
 }
 
 static int along(lua_State *L, const char *fname) {
   lt_tensor *x = lt_l_checktensor(L, 1), *idx = check_indices(L, 2, fname, "indices");
   int axis = lua_isnoneornil(L, 3) ? LT_ALL_AXES : lt_l_checkaxis(L, 3, lt_tensor_ndim(x), fname);
-  lt_tensor *out = NULL;
+  lt_l_tensor *u = lt_l_newtensor(L);
   lt_ctx *ctx = lt_l_ctx(L);
-  lt_status st = lt_take_along_axis(ctx, &out, x, idx, axis);
+  lt_status st = lt_take_along_axis(ctx, &u->t, x, idx, axis);
   if (st != LT_OK) {
     /* The core names take_along_axis; a gather caller should read its own name. */
     const char *msg = lt_ctx_error(ctx), *prefix = "take_along_axis:";
     size_t n = strlen(prefix);
     if (strncmp(msg, prefix, n) == 0) luaL_error(L, "%s:%s", fname, msg + n);
-    luaL_error(L, "%s", msg);
   }
-  lt_l_pushtensor(L, out);
-  return 1;
+  return lt_l_result(L, st);
 }
 
 /* lattice.take_along_axis(x, indices [, axis]) and lattice.gather(x, indices [, axis]). */
@@ -62,8 +52,8 @@ static int l_gather(lua_State *L) { return along(L, "gather"); }
 /* lattice.embedding(weight, ids) */
 static int l_embedding(lua_State *L) {
   lt_tensor *w = lt_l_checktensor(L, 1), *ids = check_indices(L, 2, "embedding", "ids");
-  lt_tensor *out = NULL;
-  return push_result(L, lt_embedding(lt_l_ctx(L), &out, w, ids), &out);
+  lt_l_tensor *u = lt_l_newtensor(L);
+  return lt_l_result(L, lt_embedding(lt_l_ctx(L), &u->t, w, ids));
 }
 
 static lt_reduction check_reduction(lua_State *L, int arg, const char *fname) {
@@ -83,8 +73,8 @@ static int l_cross_entropy(lua_State *L) {
   lua_Integer ignore = lt_l_optintegerfield(L, 3, "ignore_index", -100);
   lua_Number eps = lt_l_optnumberfield(L, 3, "label_smoothing", 0);
   lt_reduction red = check_reduction(L, 3, "cross_entropy");
-  lt_tensor *out = NULL;
-  return push_result(L, lt_cross_entropy(lt_l_ctx(L), &out, z, t, (int64_t)ignore, eps, red), &out);
+  lt_l_tensor *u = lt_l_newtensor(L);
+  return lt_l_result(L, lt_cross_entropy(lt_l_ctx(L), &u->t, z, t, (int64_t)ignore, eps, red));
 }
 
 /* lattice.mse_loss(pred, target [, {reduction = "mean"}]) */
@@ -93,8 +83,8 @@ static int l_mse_loss(lua_State *L) {
   lt_tensor *p = lt_l_checktensor(L, 1), *t = lt_l_checktensor(L, 2);
   lt_l_checkoptions(L, 3, "mse_loss", allowed);
   lt_reduction red = check_reduction(L, 3, "mse_loss");
-  lt_tensor *out = NULL;
-  return push_result(L, lt_mse_loss(lt_l_ctx(L), &out, p, t, red), &out);
+  lt_l_tensor *u = lt_l_newtensor(L);
+  return lt_l_result(L, lt_mse_loss(lt_l_ctx(L), &u->t, p, t, red));
 }
 
 void lt_l_open_index(lua_State *L) {

@@ -88,7 +88,7 @@ static int l_load_safetensors(lua_State *L) {
   lt_safetensors *st = b->st;
   lua_createtable(L, 0, st->n);
   for (int i = 0; i < st->n; i++) {
-    lt_l_pushtensor(L, st->tensors[i].tensor); /* the Lua value owns it from here */
+    lt_l_newtensor(L)->t = st->tensors[i].tensor; /* the Lua value owns it from here */
     st->tensors[i].tensor = NULL;
     lua_setfield(L, -2, st->tensors[i].name);
   }
@@ -99,6 +99,7 @@ static int l_load_safetensors(lua_State *L) {
   }
   lt_safetensors_free(st);
   b->st = NULL;
+  lt_l_report_alloc(L, lt_l_ctx(L));
   return 2;
 }
 

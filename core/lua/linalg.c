@@ -8,29 +8,26 @@ static lt_tensor *opttensor(lua_State *L, int arg) { return lua_isnoneornil(L, a
 
 /* lattice.matmul(a, b) -> a @ b with NumPy matmul rules. */
 static int l_matmul(lua_State *L) {
-  lt_tensor *a = lt_l_checktensor(L, 1), *b = lt_l_checktensor(L, 2), *out;
-  lt_l_check(L, lt_matmul(lt_l_ctx(L), &out, a, b));
-  lt_l_pushtensor(L, out);
-  return 1;
+  lt_tensor *a = lt_l_checktensor(L, 1), *b = lt_l_checktensor(L, 2);
+  lt_l_tensor *u = lt_l_newtensor(L);
+  return lt_l_result(L, lt_matmul(lt_l_ctx(L), &u->t, a, b));
 }
 
 /* lattice.layer_norm(x, weight, bias, eps): MLX mx.fast.layer_norm's order;
  * weight and bias may be nil; eps defaults to 1e-5. */
 static int l_layer_norm(lua_State *L) {
-  lt_tensor *x = lt_l_checktensor(L, 1), *w = opttensor(L, 2), *b = opttensor(L, 3), *out;
+  lt_tensor *x = lt_l_checktensor(L, 1), *w = opttensor(L, 2), *b = opttensor(L, 3);
   double eps = luaL_optnumber(L, 4, 1e-5);
-  lt_l_check(L, lt_layer_norm(lt_l_ctx(L), &out, x, w, b, eps));
-  lt_l_pushtensor(L, out);
-  return 1;
+  lt_l_tensor *u = lt_l_newtensor(L);
+  return lt_l_result(L, lt_layer_norm(lt_l_ctx(L), &u->t, x, w, b, eps));
 }
 
 /* lattice.rms_norm(x, weight, eps): weight may be nil; eps defaults to 1e-5. */
 static int l_rms_norm(lua_State *L) {
-  lt_tensor *x = lt_l_checktensor(L, 1), *w = opttensor(L, 2), *out;
+  lt_tensor *x = lt_l_checktensor(L, 1), *w = opttensor(L, 2);
   double eps = luaL_optnumber(L, 3, 1e-5);
-  lt_l_check(L, lt_rms_norm(lt_l_ctx(L), &out, x, w, eps));
-  lt_l_pushtensor(L, out);
-  return 1;
+  lt_l_tensor *u = lt_l_newtensor(L);
+  return lt_l_result(L, lt_rms_norm(lt_l_ctx(L), &u->t, x, w, eps));
 }
 
 /* Times `reps` rounds of `batch` row-major (m,k) @ (k,n) cblas_sgemm calls, each

@@ -1,11 +1,12 @@
 /* luaopen_lattice_core: one context per lua_State, owned by a userdata in the
- * registry whose __gc releases it. */
+ * registry whose __gc closes it (lt_ctx_close: a tape left recording by an
+ * abandoned gradient, and every cache, is freed with the state). */
 #include "binding.h"
 #include "lattice/lua.h"
 
 static int ctx_gc(lua_State *L) {
   lt_ctx **box = lua_touserdata(L, 1);
-  if (*box) lt_ctx_release(*box);
+  if (*box) lt_ctx_close(*box);
   *box = NULL;
   return 0;
 }

@@ -14,11 +14,9 @@ static int l_normal(lua_State *L) {
   lt_l_checkoptions(L, 2, "random.normal", opts);
   int dt = lt_dtype_from_name(lt_l_optstringfield(L, 2, "dtype", "float32"));
   if (dt < 0) return luaL_error(L, "random.normal: unknown dtype");
-  lt_tensor *t;
-  lt_l_check(L, lt_random_normal(lt_l_ctx(L), &t, (lt_dtype)dt, nd, shape, lt_l_optnumberfield(L, 2, "loc", 0),
-                                 lt_l_optnumberfield(L, 2, "scale", 1)));
-  lt_l_pushtensor(L, t);
-  return 1;
+  double loc = lt_l_optnumberfield(L, 2, "loc", 0), scale = lt_l_optnumberfield(L, 2, "scale", 1);
+  lt_l_tensor *u = lt_l_newtensor(L);
+  return lt_l_result(L, lt_random_normal(lt_l_ctx(L), &u->t, (lt_dtype)dt, nd, shape, loc, scale));
 }
 
 /* uniform(low, high, shape[, {dtype=}]) as in MLX, or uniform(shape[, {dtype=}]) on [0, 1). */
@@ -36,10 +34,8 @@ static int l_uniform(lua_State *L) {
   lt_l_checkoptions(L, shape_arg + 1, "random.uniform", opts);
   int dt = lt_dtype_from_name(lt_l_optstringfield(L, shape_arg + 1, "dtype", "float32"));
   if (dt < 0) return luaL_error(L, "random.uniform: unknown dtype");
-  lt_tensor *t;
-  lt_l_check(L, lt_random_uniform(lt_l_ctx(L), &t, (lt_dtype)dt, nd, shape, low, high));
-  lt_l_pushtensor(L, t);
-  return 1;
+  lt_l_tensor *u = lt_l_newtensor(L);
+  return lt_l_result(L, lt_random_uniform(lt_l_ctx(L), &u->t, (lt_dtype)dt, nd, shape, low, high));
 }
 
 /* randint(low, high, shape[, {dtype=}]): integers in [low, high), int32 by default. */
@@ -51,10 +47,8 @@ static int l_randint(lua_State *L) {
   lt_l_checkoptions(L, 4, "random.randint", opts);
   int dt = lt_dtype_from_name(lt_l_optstringfield(L, 4, "dtype", "int32"));
   if (dt < 0) return luaL_error(L, "random.randint: unknown dtype");
-  lt_tensor *t;
-  lt_l_check(L, lt_random_randint(lt_l_ctx(L), &t, (lt_dtype)dt, nd, shape, low, high));
-  lt_l_pushtensor(L, t);
-  return 1;
+  lt_l_tensor *u = lt_l_newtensor(L);
+  return lt_l_result(L, lt_random_randint(lt_l_ctx(L), &u->t, (lt_dtype)dt, nd, shape, low, high));
 }
 
 void lt_l_open_random(lua_State *L) {

@@ -23,16 +23,15 @@ static int reduce_no_axes(lua_State *L, lt_reduce_op op, lt_tensor *x) {
   int is_float = lt_dtype_info(dt)->is_float;
   if (op == LT_REDUCE_SUM && !is_float) out_dt = LT_INT64;
   if ((op == LT_REDUCE_MEAN || op == LT_REDUCE_LOGSUMEXP || op == LT_REDUCE_VAR) && !is_float) out_dt = LT_FLOAT32;
-  lt_tensor *out;
-  if (op == LT_REDUCE_VAR) lt_l_check(L, lt_tensor_zeros(ctx, &out, out_dt, lt_tensor_ndim(x), lt_tensor_shape(x)));
-  else lt_l_check(L, lt_astype(ctx, &out, x, out_dt));
-  lt_l_pushtensor(L, out);
-  return 1;
+  lt_l_tensor *u = lt_l_newtensor(L);
+  if (op == LT_REDUCE_VAR)
+    return lt_l_result(L, lt_tensor_zeros(ctx, &u->t, out_dt, lt_tensor_ndim(x), lt_tensor_shape(x)));
+  return lt_l_result(L, lt_astype(ctx, &u->t, x, out_dt));
 }
 
 static int reduce(lua_State *L, lt_reduce_op op) {
   const char *name = lt_reduce_name(op);
-  lt_tensor *x = lt_l_checktensor(L, 1), *out;
+  lt_tensor *x = lt_l_checktensor(L, 1);
   if (lua_istable(L, 2) && luaL_len(L, 2) == 0) return reduce_no_axes(L, op, x);
   int axes[LT_MAX_DIMS];
   int naxes = lt_l_checkaxes(L, 2, lt_tensor_ndim(x), axes, name);
@@ -43,9 +42,8 @@ static int reduce(lua_State *L, lt_reduce_op op) {
     if (d < 0 || d > INT_MAX) return luaL_error(L, "var: ddof must be a non-negative integer, got %I", d);
     ddof = (int)d;
   }
-  lt_l_check(L, lt_reduce(lt_l_ctx(L), &out, op, x, naxes, axes, keepdims, ddof));
-  lt_l_pushtensor(L, out);
-  return 1;
+  lt_l_tensor *u = lt_l_newtensor(L);
+  return lt_l_result(L, lt_reduce(lt_l_ctx(L), &u->t, op, x, naxes, axes, keepdims, ddof));
 }
 
 static int l_sum(lua_State *L) { return reduce(L, LT_REDUCE_SUM); }
@@ -57,13 +55,12 @@ static int l_logsumexp(lua_State *L) { return reduce(L, LT_REDUCE_LOGSUMEXP); }
 
 static int arg(lua_State *L, int is_max) {
   const char *name = is_max ? "argmax" : "argmin";
-  lt_tensor *x = lt_l_checktensor(L, 1), *out;
+  lt_tensor *x = lt_l_checktensor(L, 1);
   int axis = lua_isnoneornil(L, 2) ? LT_ALL_AXES : lt_l_checkaxis(L, 2, lt_tensor_ndim(x), name);
   int keepdims = optboolean(L, 3);
   lt_ctx *ctx = lt_l_ctx(L);
-  lt_l_check(L, is_max ? lt_argmax(ctx, &out, x, axis, keepdims) : lt_argmin(ctx, &out, x, axis, keepdims));
-  lt_l_pushtensor(L, out);
-  return 1;
+  lt_l_tensor *u = lt_l_newtensor(L);
+  return lt_l_result(L, is_max ? lt_argmax(ctx, &u->t, x, axis, keepdims) : lt_argmin(ctx, &u->t, x, axis, keepdims));
 }
 
 static int l_argmax(lua_State *L) { return arg(L, 1); }
@@ -71,14 +68,13 @@ static int l_argmin(lua_State *L) { return arg(L, 0); }
 
 static int softmax(lua_State *L, int is_log) {
   const char *name = is_log ? "log_softmax" : "softmax";
-  lt_tensor *x = lt_l_checktensor(L, 1), *out;
+  lt_tensor *x = lt_l_checktensor(L, 1);
   int nd = lt_tensor_ndim(x);
   /* a 0-d input has no last axis: C reports axis -1 as out of range */
   int axis = lt_l_optaxis(L, 2, nd, name, nd - 1);
   lt_ctx *ctx = lt_l_ctx(L);
-  lt_l_check(L, is_log ? lt_log_softmax(ctx, &out, x, axis) : lt_softmax(ctx, &out, x, axis));
-  lt_l_pushtensor(L, out);
-  return 1;
+  lt_l_tensor *u = lt_l_newtensor(L);
+  return lt_l_result(L, is_log ? lt_log_softmax(ctx, &u->t, x, axis) : lt_softmax(ctx, &u->t, x, axis));
 }
 
 static int l_softmax(lua_State *L) { return softmax(L, 0); }

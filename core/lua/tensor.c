@@ -65,11 +65,11 @@ static void read_nested(lua_State *L, int idx, int d, int nd, const int64_t *sha
 static int l_array(lua_State *L) {
   lua_settop(L, 2); /* scratch pushed below must not look like the dtype argument */
   lt_ctx *ctx = lt_l_ctx(L);
-  lt_tensor *src = lt_l_totensor(L, 1), *t;
+  lt_tensor *src = lt_l_totensor(L, 1);
   if (src) { /* array(tensor[, dtype]): a copy */
-    lt_l_check(L, lt_astype(ctx, &t, src, lt_l_optdtype(L, 2, lt_tensor_dtype(src))));
-    lt_l_pushtensor(L, t);
-    return 1;
+    lt_dtype dt = lt_l_optdtype(L, 2, lt_tensor_dtype(src));
+    lt_l_tensor *u = lt_l_newtensor(L);
+    return lt_l_result(L, lt_astype(ctx, &u->t, src, dt));
   }
   int type = lua_type(L, 1);
   if (type != LUA_TTABLE && type != LUA_TNUMBER && type != LUA_TBOOLEAN)
@@ -93,26 +93,24 @@ static int l_array(lua_State *L) {
   }
   if (n == 0) all_bool = 0;
   lt_dtype dt = lt_l_optdtype(L, 2, all_bool ? LT_BOOL : LT_FLOAT32);
-  lt_l_check(L, lt_tensor_new(ctx, &t, dt, nd, shape));
+  lt_l_tensor *u = lt_l_newtensor(L);
+  lt_l_check(L, lt_tensor_new(ctx, &u->t, dt, nd, shape));
   const lt_dtype_traits *tr = lt_dtype_info(dt);
-  char *p = lt_tensor_data(t);
+  char *p = lt_tensor_data(u->t);
   for (int64_t i = 0; i < n; i++) {
     if (dt == LT_INT64 && vals.is_int[i])
       ((int64_t *)p)[i] = vals.ints[i];
     else
       tr->store(p + i * (int64_t)tr->size, vals.num[i]);
   }
-  lt_l_pushtensor(L, t);
-  return 1;
+  return lt_l_result(L, LT_OK);
 }
 
 static int push_full(lua_State *L, int shape_arg, double value, lt_dtype dt, const char *fname) {
   int64_t shape[LT_MAX_DIMS];
   int nd = lt_l_checkshape(L, shape_arg, shape, fname);
-  lt_tensor *t;
-  lt_l_check(L, lt_tensor_full(lt_l_ctx(L), &t, dt, nd, shape, value));
-  lt_l_pushtensor(L, t);
-  return 1;
+  lt_l_tensor *u = lt_l_newtensor(L);
+  return lt_l_result(L, lt_tensor_full(lt_l_ctx(L), &u->t, dt, nd, shape, value));
 }
 
 static int l_zeros(lua_State *L) { return push_full(L, 1, 0, lt_l_optdtype(L, 2, LT_FLOAT32), "zeros"); }
@@ -123,11 +121,10 @@ static int l_full(lua_State *L) {
 }
 
 static int like(lua_State *L, double value) {
-  lt_tensor *x = lt_l_checktensor(L, 1), *t;
+  lt_tensor *x = lt_l_checktensor(L, 1);
   lt_dtype dt = lt_l_optdtype(L, 2, lt_tensor_dtype(x));
-  lt_l_check(L, lt_tensor_full(lt_l_ctx(L), &t, dt, lt_tensor_ndim(x), lt_tensor_shape(x), value));
-  lt_l_pushtensor(L, t);
-  return 1;
+  lt_l_tensor *u = lt_l_newtensor(L);
+  return lt_l_result(L, lt_tensor_full(lt_l_ctx(L), &u->t, dt, lt_tensor_ndim(x), lt_tensor_shape(x), value));
 }
 static int l_zeros_like(lua_State *L) { return like(L, 0); }
 static int l_ones_like(lua_State *L) { return like(L, 1); }
@@ -145,19 +142,16 @@ static int l_arange(lua_State *L) {
     stop = luaL_checknumber(L, 2);
     if (top >= 3) step = luaL_checknumber(L, 3);
   }
-  lt_tensor *t;
-  lt_l_check(L, lt_tensor_arange(lt_l_ctx(L), &t, start, stop, step, dt));
-  lt_l_pushtensor(L, t);
-  return 1;
+  lt_l_tensor *u = lt_l_newtensor(L);
+  return lt_l_result(L, lt_tensor_arange(lt_l_ctx(L), &u->t, start, stop, step, dt));
 }
 
 static int l_eye(lua_State *L) {
   lua_Integer n = luaL_checkinteger(L, 1), m = luaL_optinteger(L, 2, n), k = luaL_optinteger(L, 3, 0);
   if (n < 0 || m < 0) return luaL_error(L, "eye: sizes must be non-negative");
-  lt_tensor *t;
-  lt_l_check(L, lt_tensor_eye(lt_l_ctx(L), &t, n, m, k, lt_l_optdtype(L, 4, LT_FLOAT32)));
-  lt_l_pushtensor(L, t);
-  return 1;
+  lt_dtype dt = lt_l_optdtype(L, 4, LT_FLOAT32);
+  lt_l_tensor *u = lt_l_newtensor(L);
+  return lt_l_result(L, lt_tensor_eye(lt_l_ctx(L), &u->t, n, m, k, dt));
 }
 
 /* ---- read-back ---- */
@@ -213,15 +207,15 @@ static int l_item(lua_State *L) {
 /* ---- layout ---- */
 
 static int l_astype(lua_State *L) {
-  lt_tensor *x = lt_l_checktensor(L, 1), *t;
-  lt_l_check(L, lt_astype(lt_l_ctx(L), &t, x, lt_l_checkdtype(L, 2)));
-  lt_l_pushtensor(L, t);
-  return 1;
+  lt_tensor *x = lt_l_checktensor(L, 1);
+  lt_dtype dt = lt_l_checkdtype(L, 2);
+  lt_l_tensor *u = lt_l_newtensor(L);
+  return lt_l_result(L, lt_astype(lt_l_ctx(L), &u->t, x, dt));
 }
 
 /* reshape(x, {2, 3}) or reshape(x, 2, 3); -1 infers one dimension. */
 static int l_reshape(lua_State *L) {
-  lt_tensor *x = lt_l_checktensor(L, 1), *t;
+  lt_tensor *x = lt_l_checktensor(L, 1);
   int64_t shape[LT_MAX_DIMS];
   int nd;
   if (lua_istable(L, 2)) {
@@ -237,14 +231,13 @@ static int l_reshape(lua_State *L) {
     if (nd > LT_MAX_DIMS) return luaL_error(L, "reshape: at most %d dimensions", LT_MAX_DIMS);
     for (int i = 0; i < nd; i++) shape[i] = luaL_checkinteger(L, i + 2);
   }
-  lt_l_check(L, lt_reshape(lt_l_ctx(L), &t, x, nd, shape));
-  lt_l_pushtensor(L, t);
-  return 1;
+  lt_l_tensor *u = lt_l_newtensor(L);
+  return lt_l_result(L, lt_reshape(lt_l_ctx(L), &u->t, x, nd, shape));
 }
 
 /* transpose(x) reverses the axes; transpose(x, {2, 1, 3}) permutes them (1-based). */
 static int l_transpose(lua_State *L) {
-  lt_tensor *x = lt_l_checktensor(L, 1), *t;
+  lt_tensor *x = lt_l_checktensor(L, 1);
   int perm[LT_MAX_DIMS], nd = lt_tensor_ndim(x);
   if (!lua_isnoneornil(L, 2)) {
     luaL_checktype(L, 2, LUA_TTABLE);
@@ -257,31 +250,29 @@ static int l_transpose(lua_State *L) {
       if (perm[i] < 0) return luaL_error(L, "transpose: axes must be a permutation of the %d dimensions", nd);
     }
   }
-  lt_l_check(L, lt_transpose(lt_l_ctx(L), &t, x, lua_isnoneornil(L, 2) ? NULL : perm));
-  lt_l_pushtensor(L, t);
-  return 1;
+  int identity = lua_isnoneornil(L, 2);
+  lt_l_tensor *u = lt_l_newtensor(L);
+  return lt_l_result(L, lt_transpose(lt_l_ctx(L), &u->t, x, identity ? NULL : perm));
 }
 
 static int l_expand_dims(lua_State *L) {
-  lt_tensor *x = lt_l_checktensor(L, 1), *t;
+  lt_tensor *x = lt_l_checktensor(L, 1);
   int axis = lt_l_checkaxis(L, 2, lt_tensor_ndim(x) + 1, "expand_dims");
-  lt_l_check(L, lt_expand_dims(lt_l_ctx(L), &t, x, axis));
-  lt_l_pushtensor(L, t);
-  return 1;
+  lt_l_tensor *u = lt_l_newtensor(L);
+  return lt_l_result(L, lt_expand_dims(lt_l_ctx(L), &u->t, x, axis));
 }
 
 static int l_squeeze(lua_State *L) {
-  lt_tensor *x = lt_l_checktensor(L, 1), *t;
+  lt_tensor *x = lt_l_checktensor(L, 1);
   int axis = lt_l_optaxis(L, 2, lt_tensor_ndim(x), "squeeze", LT_ALL_AXES);
-  lt_l_check(L, lt_squeeze(lt_l_ctx(L), &t, x, axis));
-  lt_l_pushtensor(L, t);
-  return 1;
+  lt_l_tensor *u = lt_l_newtensor(L);
+  return lt_l_result(L, lt_squeeze(lt_l_ctx(L), &u->t, x, axis));
 }
 
 /* slice(x, axis, first, last[, step]): Lua-style inclusive 1-based bounds,
  * negatives counted from the end (-1 is the last), like string.sub. */
 static int l_slice(lua_State *L) {
-  lt_tensor *x = lt_l_checktensor(L, 1), *t;
+  lt_tensor *x = lt_l_checktensor(L, 1);
   int axis = lt_l_checkaxis(L, 2, lt_tensor_ndim(x), "slice");
   int64_t n = lt_tensor_shape(x)[axis];
   lua_Integer first = luaL_optinteger(L, 3, 1), last = luaL_optinteger(L, 4, -1), step = luaL_optinteger(L, 5, 1);
@@ -290,25 +281,22 @@ static int l_slice(lua_State *L) {
   if (first < 1) first = 1;
   if (last > n) last = n;
   /* inclusive 1-based [first, last] is half-open 0-based [first-1, last) */
-  lt_l_check(L, lt_slice(lt_l_ctx(L), &t, x, axis, first - 1, last < first ? first - 1 : last, step));
-  lt_l_pushtensor(L, t);
-  return 1;
+  lt_l_tensor *u = lt_l_newtensor(L);
+  return lt_l_result(L, lt_slice(lt_l_ctx(L), &u->t, x, axis, first - 1, last < first ? first - 1 : last, step));
 }
 
 static int l_broadcast_to(lua_State *L) {
-  lt_tensor *x = lt_l_checktensor(L, 1), *t;
+  lt_tensor *x = lt_l_checktensor(L, 1);
   int64_t shape[LT_MAX_DIMS];
   int nd = lt_l_checkshape(L, 2, shape, "broadcast_to");
-  lt_l_check(L, lt_broadcast_to(lt_l_ctx(L), &t, x, nd, shape));
-  lt_l_pushtensor(L, t);
-  return 1;
+  lt_l_tensor *u = lt_l_newtensor(L);
+  return lt_l_result(L, lt_broadcast_to(lt_l_ctx(L), &u->t, x, nd, shape));
 }
 
 static int l_contiguous(lua_State *L) {
-  lt_tensor *x = lt_l_checktensor(L, 1), *t;
-  lt_l_check(L, lt_contiguous(lt_l_ctx(L), &t, x));
-  lt_l_pushtensor(L, t);
-  return 1;
+  lt_tensor *x = lt_l_checktensor(L, 1);
+  lt_l_tensor *u = lt_l_newtensor(L);
+  return lt_l_result(L, lt_contiguous(lt_l_ctx(L), &u->t, x));
 }
 
 /* The tensors of the list at `arg`, into a scratch userdata left on the stack. */
@@ -330,11 +318,10 @@ static int join(lua_State *L, int stack) {
   const char *fname = stack ? "stack" : "concatenate";
   lua_settop(L, 2);
   int n;
-  lt_tensor **xs = check_list(L, 1, &n, fname), *t;
+  lt_tensor **xs = check_list(L, 1, &n, fname);
   int axis = lt_l_optaxis(L, 2, lt_tensor_ndim(xs[0]) + stack, fname, 0);
-  lt_l_check(L, (stack ? lt_stack : lt_concatenate)(lt_l_ctx(L), &t, n, xs, axis));
-  lt_l_pushtensor(L, t);
-  return 1;
+  lt_l_tensor *u = lt_l_newtensor(L);
+  return lt_l_result(L, (stack ? lt_stack : lt_concatenate)(lt_l_ctx(L), &u->t, n, xs, axis));
 }
 static int l_concatenate(lua_State *L) { return join(L, 0); }
 static int l_stack(lua_State *L) { return join(L, 1); }
@@ -363,13 +350,10 @@ static int l_split(lua_State *L) {
     for (int i = 0; i + 1 < n; i++) at[i] = (i + 1) * (size / n);
   }
   lt_tensor **outs = lua_newuserdatauv(L, (size_t)n * sizeof *outs, 0);
+  lt_l_newlist(L, n);
   lt_l_check(L, lt_split(lt_l_ctx(L), outs, x, n, at, axis));
-  lua_createtable(L, n, 0);
-  for (int i = 0; i < n; i++) {
-    lt_l_pushtensor(L, outs[i]);
-    lua_rawseti(L, -2, i + 1);
-  }
-  return 1;
+  lt_l_fill_list(L, lua_gettop(L), n, outs);
+  return lt_l_result(L, LT_OK);
 }
 
 /* ---- properties and indexing ---- */
@@ -381,13 +365,12 @@ static int index_row(lua_State *L, lt_tensor *x, lua_Integer i) {
   lua_Integer k = i < 0 ? i + n + 1 : i;
   if (k < 1 || k > n) return luaL_error(L, "index: %d is out of range for axis 1 of size %d", (int)i, (int)n);
   lt_ctx *ctx = lt_l_ctx(L);
-  lt_tensor *row, *t;
+  lt_tensor *row;
+  lt_l_tensor *u = lt_l_newtensor(L);
   lt_l_check(L, lt_slice(ctx, &row, x, 0, k - 1, k, 1));
-  lt_status st = lt_squeeze(ctx, &t, row, 0);
+  lt_status st = lt_squeeze(ctx, &u->t, row, 0);
   lt_tensor_release(row);
-  lt_l_check(L, st);
-  lt_l_pushtensor(L, t);
-  return 1;
+  return lt_l_result(L, st);
 }
 
 static int tensor_index(lua_State *L) {
@@ -416,10 +399,8 @@ static int tensor_index(lua_State *L) {
       return 1;
     }
     if (strcmp(key, "T") == 0) {
-      lt_tensor *t;
-      lt_l_check(L, lt_transpose(lt_l_ctx(L), &t, x, NULL));
-      lt_l_pushtensor(L, t);
-      return 1;
+      lt_l_tensor *u = lt_l_newtensor(L);
+      return lt_l_result(L, lt_transpose(lt_l_ctx(L), &u->t, x, NULL));
     }
   }
   return 0; /* nil, like a missing field */

@@ -4,16 +4,29 @@ local core = require "lattice.core"
 
 local autograd = {}
 
+-- Calls a tape primitive; its errors name the public function the user called
+-- (the C core names them all "value_and_grad").
+local function tape_call(fname, primitive, ...)
+  local ok, result = pcall(primitive, ...)
+  if not ok then error((tostring(result):gsub("value_and_grad:", fname .. ":", 1)), 0) end
+  return result
+end
+
 -- Replaces every tensor in `tree` by a tracked leaf view; records the leaves in
--- order. Tables are copied (keeping their metatable); other values pass through.
-local function watch(tree, leaves)
+-- order. Tables are copied (keeping their metatable); other values pass
+-- through. A table met again on the path from the root is a cycle.
+local function watch(tree, leaves, tape, fname, path)
   if core.is_tensor(tree) then
-    local leaf = core.tape_watch(tree)
+    local leaf = tape_call(fname, core.tape_watch, tape, tree)
     leaves[#leaves + 1] = leaf
     return leaf
   elseif type(tree) == "table" then
+    path = path or {}
+    if path[tree] then error(fname .. ": the arguments contain a table that contains itself", 0) end
+    path[tree] = true
     local copy = {}
-    for k, v in pairs(tree) do copy[k] = watch(v, leaves) end
+    for k, v in pairs(tree) do copy[k] = watch(v, leaves, tape, fname, path) end
+    path[tree] = nil
     return setmetatable(copy, getmetatable(tree))
   end
   return tree
@@ -40,17 +53,11 @@ local function check_argnums(argnums, fname)
   error(fname .. ": argnums must be an integer or a table of integers", 3)
 end
 
--- Calls a tape primitive; its errors name the public function the user called
--- (the C core names them all "value_and_grad").
-local function tape_call(fname, primitive, ...)
-  local ok, result = pcall(primitive, ...)
-  if not ok then error((tostring(result):gsub("value_and_grad:", fname .. ":", 1)), 0) end
-  return result
-end
-
 -- Runs fn with its differentiated arguments watched; returns the results of fn
--- and the gradients structured like those arguments. The tape is freed on
--- every path, errors included.
+-- and the gradients structured like those arguments. The tape belongs to this
+-- call: it is freed on every path out, errors included, and when the call is
+-- abandoned (its coroutine closed or collected) through the handle's __close
+-- and __gc.
 local function differentiate(fname, fn, argnums, single, ...)
   local args = table.pack(...)
   for _, k in ipairs(argnums) do
@@ -58,26 +65,21 @@ local function differentiate(fname, fn, argnums, single, ...)
       error(("%s: argnums %s is out of range for %d arguments"):format(fname, tostring(k), args.n), 3)
     end
   end
-  tape_call(fname, core.tape_begin)
-  local results = table.pack(pcall(function()
-    local originals, leaves = {}, {}
-    for i, k in ipairs(argnums) do
-      originals[i] = args[k]
-      args[k] = watch(args[k], leaves)
-    end
-    local out = table.pack(fn(table.unpack(args, 1, args.n)))
-    if not core.is_tensor(out[1]) then
-      error(("%s: the function must return a lattice.Tensor, got %s"):format(fname, type(out[1])), 0)
-    end
-    local flat, pos = tape_call(fname, core.tape_backward, out[1], leaves), { 0 }
-    local grads = {}
-    for i = 1, #argnums do grads[i] = rebuild(originals[i], flat, pos) end
-    if single then return out, grads[1] end -- nil when the argument holds no tensor
-    return out, grads
-  end))
-  core.tape_end()
-  if not results[1] then error(results[2], 0) end
-  return results[2], results[3]
+  local tape <close> = tape_call(fname, core.tape_begin)
+  local originals, leaves = {}, {}
+  for i, k in ipairs(argnums) do
+    originals[i] = args[k]
+    args[k] = watch(args[k], leaves, tape, fname)
+  end
+  local out = table.pack(fn(table.unpack(args, 1, args.n)))
+  if not core.is_tensor(out[1]) then
+    error(("%s: the function must return a lattice.Tensor, got %s"):format(fname, type(out[1])), 0)
+  end
+  local flat, pos = tape_call(fname, core.tape_backward, tape, out[1], leaves), { 0 }
+  local grads = {}
+  for i = 1, #argnums do grads[i] = rebuild(originals[i], flat, pos) end
+  if single then return out, grads[1] end -- nil when the argument holds no tensor
+  return out, grads
 end
 
 --- value_and_grad(fn[, argnums]) -> function(...) returning fn's value, the

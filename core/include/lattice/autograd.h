@@ -18,6 +18,8 @@ lt_status lt_tape_backward(lt_ctx *ctx, lt_tensor *y, int nleaves, lt_tensor *co
 /* Stops recording and frees the tape. Safe to call when not recording. */
 void lt_tape_end(lt_ctx *ctx);
 int lt_tape_is_recording(const lt_ctx *ctx);
+/* The recording tape's generation (distinct for every tape of a context), or 0. */
+uint64_t lt_tape_generation(const lt_ctx *ctx);
 /* Nodes on the recording tape (0 when none records). */
 int64_t lt_tape_size(lt_ctx *ctx);
 /* A view of `x` that the tape does not track. */
