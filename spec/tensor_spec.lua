@@ -393,3 +393,20 @@ describe("argument checks", function()
       "transpose: axes has 2 entries for 1 dimensions")
   end)
 end)
+
+describe("tensor methods", function()
+  it("are the listed functions of a tensor first argument, the same functions as at the top level", function()
+    local x = lattice.array({1, 2})
+    assert.are.equal(lattice.sum, x.sum)
+    assert.are.equal(lattice.reshape, x.reshape)
+    assert.are.equal(3, x:sum():item())
+  end)
+
+  it("leave out creation functions, namespaces and runtime functions", function()
+    local x = lattice.array({1, 2})
+    for _, name in ipairs({"zeros", "array", "random", "value_and_grad", "grad", "save_safetensors",
+                           "load_safetensors", "set_num_threads", "blas_info", "now", "is_tensor"}) do
+      assert.is_nil(x[name], name)
+    end
+  end)
+end)

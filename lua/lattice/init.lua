@@ -18,18 +18,25 @@ end
 lattice.value_and_grad = autograd.value_and_grad
 lattice.grad = autograd.grad
 
--- Every function whose first argument is a tensor is also a method:
--- x:sum(1) is lattice.sum(x, 1). Creation functions and namespaces are not.
-local not_methods = {
-  array = true, zeros = true, ones = true, full = true, arange = true, eye = true, random = true,
-  concatenate = true, stack = true, is_tensor = true, value_and_grad = true, grad = true,
-  isa = true, peak_gflops = true, bench_memcpy = true, bench_sgemm = true, unary_with_isa = true,
-  unary_grad_with_isa = true, load_safetensors = true, save_safetensors = true, set_num_threads = true,
-  num_threads = true, blas_info = true, memory_stats = true, set_cache_limit = true, clear_cache = true, now = true,
+-- The tensor methods, listed: x:sum(1) is lattice.sum(x, 1). Each is a
+-- function whose first argument is a tensor; a new top-level function becomes
+-- a method only by being named here.
+local method_names = {
+  -- elementwise
+  "abs", "add", "clip", "cos", "divide", "equal", "exp", "gelu", "gelu_approx", "greater", "greater_equal",
+  "leaky_relu", "less", "less_equal", "log", "maximum", "minimum", "multiply", "neg", "not_equal", "power", "relu",
+  "rsqrt", "sigmoid", "silu", "sin", "softplus", "sqrt", "square", "subtract", "tanh", "where",
+  -- reductions, softmax
+  "argmax", "argmin", "logsumexp", "max", "mean", "min", "sum", "var", "softmax", "log_softmax",
+  -- linear algebra, norms, indexing, losses
+  "matmul", "layer_norm", "rms_norm", "take", "take_along_axis", "gather", "embedding", "cross_entropy", "mse_loss",
+  -- layout and conversion
+  "astype", "broadcast_to", "contiguous", "expand_dims", "reshape", "slice", "split", "squeeze", "transpose",
+  "item", "tolist", "zeros_like", "ones_like", "shares_storage", "stop_gradient", "close",
 }
 local methods = core.Tensor
-for name, value in pairs(lattice) do
-  if type(value) == "function" and not not_methods[name] and methods[name] == nil then methods[name] = value end
+for _, name in ipairs(method_names) do
+  methods[name] = assert(lattice[name] or core[name], name)
 end
 
 local meta = getmetatable(core.zeros({}))
