@@ -141,6 +141,32 @@ for _, isa in ipairs(isas) do
   end)
 end
 
+-- The exp kernel inside softmax, logsumexp and cross_entropy (kernels/exp.c):
+-- every variant, the portable one included, against glibc's expf (the _ref of
+-- the unary exp), 2 ulp apart at most as above. The portable variant has no
+-- FMA and rounds its polynomial's steps twice: 3 ulp (3.6e-7) leaves it margin.
+describe("the exp kernel", function()
+  local core = require "lattice.core"
+  for _, isa in ipairs({"scalar", "avx2", "avx512"}) do
+    it(isa .. " matches expf over the range, specials and every tail length", function()
+      local xs = inputs(false)
+      local got, used = core.exp_shift_with_isa(lattice.array(xs), 3.5, isa)
+      if used ~= isa then return pending(isa .. " is not available here") end
+      local shifted = {}
+      for i, v in ipairs(xs) do shifted[i] = ref.f32(ref.f32(v) - 3.5) end -- as the kernel subtracts, in float32
+      local want = lattice.unary_with_isa("exp", lattice.array(shifted), "scalar")
+      compare("exp_shift " .. isa, flat(got), flat(want), xs, isa == "scalar" and 3.6e-7 or 2.4e-7, 2e-43)
+      local full = flat(got)
+      for n = 1, 37 do
+        local part = {}
+        for i = 1, n do part[i] = xs[i] end
+        local g = flat(core.exp_shift_with_isa(lattice.array(part), 3.5, isa))
+        for i = 1, n do assert.equal(full[i], g[i]) end
+      end
+    end)
+  end
+end)
+
 describe("peak_gflops", function()
   it("measures a positive rate for the ISAs the CPU has and declines the others", function()
     for _, isa in ipairs({"scalar", "avx2", "avx512"}) do

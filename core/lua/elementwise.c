@@ -185,7 +185,20 @@ static int l_unary_grad_with_isa(lua_State *L) {
   return 2;
 }
 
-static const luaL_Reg functions[] = {{"add", l_add},
+/* lattice.core.exp_shift_with_isa(x, shift, isa) -> exp(x - shift), the ISA
+ * used: the exp kernel of softmax, logsumexp and cross_entropy, for specs. */
+static int l_exp_shift_with_isa(lua_State *L) {
+  lt_tensor *x = lt_l_checktensor(L, 1);
+  float shift = (float)luaL_checknumber(L, 2);
+  lt_isa isa = check_isa(L, 3, "exp_shift_with_isa"), used;
+  lt_l_tensor *u = lt_l_newtensor(L);
+  lt_l_result(L, lt__exp_shift_isa(lt_l_ctx(L), &u->t, x, shift, isa, &used));
+  lua_pushstring(L, lt_isa_name(used));
+  return 2;
+}
+
+static const luaL_Reg functions[] = {{"exp_shift_with_isa", l_exp_shift_with_isa},
+                                     {"add", l_add},
                                      {"subtract", l_subtract},
                                      {"multiply", l_multiply},
                                      {"divide", l_divide},

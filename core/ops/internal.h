@@ -10,8 +10,4 @@
 /* Gradient reduced from a broadcast shape back to `ndim/shape` by summing (reduce.c). */
 lt_status lt__sum_to_shape(lt_ctx *ctx, lt_tensor **out, lt_tensor *g, int ndim, const int64_t *shape);
 
-/* y[i] = exp(x[i] - shift) for n floats, within 1 ulp of expf, in a loop the
- * compiler vectorises (core/ops/expf.h, defined in softmax.c). y may equal x. */
-void lt__exp_shift(float *y, const float *x, float shift, int64_t n);
-
 #endif

@@ -11,7 +11,7 @@
 #include <math.h>
 #include <string.h>
 #include "ops/internal.h"
-#include "ops/expf.h"
+#include "kernels/exp.h"
 
 static int is_index_dtype(lt_dtype dt) { return dt == LT_INT32 || dt == LT_INT64 || dt == LT_UINT8; }
 
@@ -59,11 +59,8 @@ static inline int32_t order_key(float x) {
   return i ^ ((i >> 31) & 0x7fffffff);
 }
 
-/* Rows are read in LANES independent float lanes (vectorised without
- * reassociating anything), flushed to double every CHUNK elements; the order
- * is fixed, so results do not depend on the thread count. */
-#define LANES 16
-#define CHUNK 1024
+#define LANES     16
+#define EXP_BLOCK 256 /* exps computed at a time, on the stack */
 
 /* max_c z_c, compared as order keys (integer compares vectorise; float ones do
  * not under -ftrapping-math). A NaN in the row reaches the loss through exp. */
@@ -83,27 +80,30 @@ static float row_max(const float *z, int64_t C) {
   return from_bits((uint32_t)order_key(from_bits((uint32_t)r))); /* the key map is its own inverse */
 }
 
-/* *se = sum_c exp(z_c - m), *sz = sum_c z_c. */
-static void row_sums(const float *z, int64_t C, float m, double *se, double *sz) {
+/* The sum of v[0..n) in LANES float lanes (vectorised without reassociating
+ * anything), added up in double; n is at most EXP_BLOCK, so each lane adds few
+ * terms. */
+static double lanes_sum(const float *v, int64_t n) {
+  float acc[LANES] = {0};
+  int64_t i = 0;
+  for (; i + LANES <= n; i += LANES)
+    for (int j = 0; j < LANES; j++) acc[j] += v[i + j];
+  double s = 0;
+  for (; i < n; i++) s += v[i];
+  for (int j = 0; j < LANES; j++) s += acc[j];
+  return s;
+}
+
+/* *se = sum_c exp(z_c - m), *sz = sum_c z_c; the exps a block at a time on
+ * the stack. The order is fixed, so results do not depend on the thread count. */
+static void row_sums(lt_isa isa, const float *z, int64_t C, float m, double *se, double *sz) {
+  float e[EXP_BLOCK];
   double de = 0, dz = 0;
-  for (int64_t c0 = 0; c0 < C; c0 += CHUNK) {
-    int64_t c1 = c0 + CHUNK < C ? c0 + CHUNK : C, c = c0;
-    float e[LANES] = {0}, s[LANES] = {0};
-    for (; c + LANES <= c1; c += LANES) {
-      const float *zc = z + c;
-      for (int j = 0; j < LANES; j++) {
-        e[j] += lt__expf(zc[j] - m);
-        s[j] += zc[j];
-      }
-    }
-    for (; c < c1; c++) {
-      de += lt__expf(z[c] - m);
-      dz += z[c];
-    }
-    for (int j = 0; j < LANES; j++) {
-      de += e[j];
-      dz += s[j];
-    }
+  for (int64_t c0 = 0; c0 < C; c0 += EXP_BLOCK) {
+    int64_t len = C - c0 < EXP_BLOCK ? C - c0 : EXP_BLOCK;
+    lt__exp_shift(isa, e, z + c0, m, len);
+    de += lanes_sum(e, len);
+    dz += lanes_sum(z + c0, len);
   }
   *se = de;
   *sz = dz;
@@ -115,6 +115,7 @@ static void row_sums(const float *z, int64_t C, float m, double *se, double *sz)
 static void ce_forward(const lt_ctx *ctx, float *loss, float *lse, const float *z, const int64_t *t, ce_args a) {
   int64_t C = a.classes;
   int threads = a.rows * C >= LT_GRAIN ? lt__ctx_threads(ctx) : 1;
+  lt_isa isa = lt__ctx_isa(ctx);
   LT_PARALLEL_FOR(threads, r, a.rows, {
     const float *zr = z + r * C;
     if (t[r] == a.ignore) {
@@ -124,7 +125,7 @@ static void ce_forward(const lt_ctx *ctx, float *loss, float *lse, const float *
     float m = row_max(zr, C);
     if (isinf(m)) m = 0; /* all -inf (or a +inf): let the sum give -inf/inf/nan as math says */
     double se, sz;
-    row_sums(zr, C, m, &se, &sz);
+    row_sums(isa, zr, C, m, &se, &sz);
     double l = m + log(se);
     loss[r] = (float)((1 - a.eps) * (l - zr[t[r]]) + a.eps * (l - sz / (double)C));
     lse[r] = (float)l;
@@ -138,6 +139,7 @@ static void ce_backward_kernel(const lt_ctx *ctx, float *dz, const float *z, con
   int64_t C = a.classes;
   float off = (float)(a.eps / (double)C), hit = (float)(1 - a.eps);
   int threads = a.rows * C >= LT_GRAIN ? lt__ctx_threads(ctx) : 1;
+  lt_isa isa = lt__ctx_isa(ctx);
   LT_PARALLEL_FOR(threads, r, a.rows, {
     float *dr = dz + r * C;
     const float *zr = z + r * C;
@@ -146,7 +148,8 @@ static void ce_backward_kernel(const lt_ctx *ctx, float *dz, const float *z, con
       continue;
     }
     float w = g ? g[r] : gs, l = lse[r];
-    for (int64_t c = 0; c < C; c++) dr[c] = w * (lt__expf(zr[c] - l) - off);
+    lt__exp_shift(isa, dr, zr, l, C);
+    for (int64_t c = 0; c < C; c++) dr[c] = w * (dr[c] - off);
     dr[t[r]] -= w * hit;
   });
 }

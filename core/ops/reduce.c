@@ -21,6 +21,7 @@
  * argmax/argmin (int64, 0-based, first occurrence, NaN wins) share the layout. */
 #include <math.h>
 #include <string.h>
+#include "kernels/exp.h"
 #include "ops/internal.h"
 
 static const char *const names[LT_REDUCE_COUNT] = {"sum", "mean", "max", "min", "var", "logsumexp"};
@@ -111,13 +112,13 @@ static double row_sqdev(const float *x, int64_t n, double c) {
   return lanes_total(a);
 }
 
-/* x (n) -> sum exp(x - c), the exps computed 256 at a time by the vectorised lt__exp_shift */
-static double row_expsum(const float *x, int64_t n, double c) {
+/* x (n) -> sum exp(x - c), the exps computed 256 at a time on the stack */
+static double row_expsum(lt_isa isa, const float *x, int64_t n, double c) {
   float tmp[256];
   double s = 0;
   for (int64_t i = 0; i < n; i += 256) {
     int64_t len = n - i < 256 ? n - i : 256;
-    lt__exp_shift(tmp, x + i, (float)c, len);
+    lt__exp_shift(isa, tmp, x + i, (float)c, len);
     s += row_sum(tmp, len);
   }
   return s;
@@ -151,13 +152,13 @@ static double row_extremum(const float *x, int64_t n, int is_max) {
   return any_nan ? NAN : m;
 }
 
-static double row_reduce(kmode m, const float *x, int64_t n, double c) {
+static double row_reduce(lt_isa isa, kmode m, const float *x, int64_t n, double c) {
   switch (m) {
   case K_SUM: return row_sum(x, n);
   case K_MAX: return row_extremum(x, n, 1);
   case K_MIN: return row_extremum(x, n, 0);
   case K_SQDEV: return row_sqdev(x, n, c);
-  default: return row_expsum(x, n, c);
+  default: return row_expsum(isa, x, n, c);
   }
 }
 
@@ -199,8 +200,17 @@ static void col_extremum(const float *x, int64_t rows, int64_t ld, int64_t w, in
   for (int64_t j = 0; j < w; j++) out[j] = acc[j];
 }
 
+/* acc (w) += exp(p - c) for one row, through a stack block. */
+static void col_expsum_row(lt_isa isa, double *acc, const float *p, const float *c, int64_t w) {
+  float e[CB];
+  for (int64_t j = 0; j < w; j++) e[j] = p[j] - c[j];
+  lt__exp_shift(isa, e, e, 0.0f, w);
+  for (int64_t j = 0; j < w; j++) acc[j] += e[j];
+}
+
 /* sum (x - c)^2 (K_SQDEV) or sum exp(x - c) (K_EXPSUM), c (w) one centre per column. */
-static void col_centred(kmode m, const float *x, int64_t rows, int64_t ld, int64_t w, const double *c, double *out) {
+static void col_centred(lt_isa isa, kmode m, const float *x, int64_t rows, int64_t ld, int64_t w, const double *c,
+                        double *out) {
   double acc[CB];
   float cf[CB];
   for (int64_t j = 0; j < w; j++) acc[j] = 0, cf[j] = (float)c[j];
@@ -209,18 +219,19 @@ static void col_centred(kmode m, const float *x, int64_t rows, int64_t ld, int64
     if (m == K_SQDEV)
       for (int64_t j = 0; j < w; j++) acc[j] += (p[j] - c[j]) * (p[j] - c[j]);
     else
-      for (int64_t j = 0; j < w; j++) acc[j] += expf(p[j] - cf[j]);
+      col_expsum_row(isa, acc, p, cf, w);
   }
   memcpy(out, acc, (size_t)w * sizeof *out);
 }
 
-static void col_block(kmode m, const float *x, int64_t rows, int64_t ld, int64_t w, const double *c, double *out) {
+static void col_block(lt_isa isa, kmode m, const float *x, int64_t rows, int64_t ld, int64_t w, const double *c,
+                      double *out) {
   if (m == K_SUM)
     col_sum(x, rows, ld, w, out);
   else if (m == K_MAX || m == K_MIN)
     col_extremum(x, rows, ld, w, m == K_MAX, out);
   else
-    col_centred(m, x, rows, ld, w, c, out);
+    col_centred(isa, m, x, rows, ld, w, c, out);
 }
 
 /* ---- drivers: parallel over outputs, long reductions split in fixed chunks ---- */
@@ -247,16 +258,17 @@ static void combine_parts(const lt_ctx *ctx, kmode m, const double *part, int64_
 /* x (k1, r) -> out (k1). */
 static lt_status rows_f32(lt_ctx *ctx, kmode m, const float *x, int64_t k1, int64_t r, const double *c, double *out) {
   int threads = threads_for(ctx, k1 * r);
+  lt_isa isa = lt__ctx_isa(ctx);
   int64_t nch = r > CHUNK ? (r + CHUNK - 1) / CHUNK : 1;
   if (nch == 1) {
-    LT_PARALLEL_FOR(threads, i, k1, { out[i] = row_reduce(m, x + i * r, r, c ? c[i] : 0); });
+    LT_PARALLEL_FOR(threads, i, k1, { out[i] = row_reduce(isa, m, x + i * r, r, c ? c[i] : 0); });
     return LT_OK;
   }
   double *part = scratch_get(ctx, nch * k1); /* part[ch * k1 + i] */
   if (!part) return lt_ctx_fail(ctx, LT_ERR_MEM, "reduce: out of memory");
   LT_PARALLEL_FOR(threads, it, k1 * nch, {
     int64_t i = it / nch, ch = it % nch, lo = ch * CHUNK, n = r - lo < CHUNK ? r - lo : CHUNK;
-    part[ch * k1 + i] = row_reduce(m, x + i * r + lo, n, c ? c[i] : 0);
+    part[ch * k1 + i] = row_reduce(isa, m, x + i * r + lo, n, c ? c[i] : 0);
   });
   combine_parts(ctx, m, part, nch, k1, out);
   scratch_put(ctx, part, nch * k1);
@@ -276,10 +288,11 @@ static lt_status cols_f32(lt_ctx *ctx, kmode m, const float *x, int64_t k1, int6
   double *part = nrc > 1 ? scratch_get(ctx, nrc * no) : out; /* part[rc * no + o] */
   if (!part) return lt_ctx_fail(ctx, LT_ERR_MEM, "reduce: out of memory");
   int threads = threads_for(ctx, k1 * r * k2);
+  lt_isa isa = lt__ctx_isa(ctx);
   LT_PARALLEL_FOR(threads, it, nrc * k1 * ncb, {
     int64_t rc = it / (k1 * ncb), i = it % (k1 * ncb) / ncb, c0 = it % ncb * CB;
     int64_t cw = k2 - c0 < CB ? k2 - c0 : CB, r0 = rc * rpc, rn = r - r0 < rpc ? r - r0 : rpc;
-    col_block(m, x + (i * r + r0) * k2 + c0, rn, k2, cw, c ? c + i * k2 + c0 : NULL, part + rc * no + i * k2 + c0);
+    col_block(isa, m, x + (i * r + r0) * k2 + c0, rn, k2, cw, c ? c + i * k2 + c0 : NULL, part + rc * no + i * k2 + c0);
   });
   if (nrc > 1) {
     combine_parts(ctx, m, part, nrc, no, out);
@@ -410,12 +423,20 @@ static lt_status expand_back(lt_ctx *ctx, lt_tensor **out, lt_tensor *t, const l
   return st;
 }
 
+/* gx (n) = g * exp(x - o), the exps in place in gx. */
+static void exp_times(lt_isa isa, float *gx, const float *g, const float *x, const float *o, int64_t n) {
+  for (int64_t i = 0; i < n; i++) gx[i] = x[i] - o[i];
+  lt__exp_shift(isa, gx, gx, 0.0f, n);
+  for (int64_t i = 0; i < n; i++) gx[i] *= g[i];
+}
+
 /* All arrays (n) in x's shape. gx = g * d out / d x, where
  *   sum, mean: d = scale;             var: d = scale * (x - mean)   (ob = mean)
  *   logsumexp: d = exp(x - out);      max, min: d = [x == out] / ties (cb = ties) */
 static void grad_kernel(const lt_ctx *ctx, lt_reduce_op op, float *gx, const float *g, const float *x, const float *ob,
                         const float *cb, float scale, int64_t n) {
   int threads = threads_for(ctx, n);
+  lt_isa isa = lt__ctx_isa(ctx);
   LT_PARALLEL_FOR(threads, blk, (n + 4095) / 4096, {
     int64_t b = blk * 4096, e = n - b < 4096 ? n : b + 4096;
     if (op == LT_REDUCE_SUM || op == LT_REDUCE_MEAN)
@@ -423,7 +444,7 @@ static void grad_kernel(const lt_ctx *ctx, lt_reduce_op op, float *gx, const flo
     else if (op == LT_REDUCE_VAR)
       for (int64_t i = b; i < e; i++) gx[i] = g[i] * scale * (x[i] - ob[i]);
     else if (op == LT_REDUCE_LOGSUMEXP)
-      for (int64_t i = b; i < e; i++) gx[i] = g[i] * expf(x[i] - ob[i]);
+      exp_times(isa, gx + b, g + b, x + b, ob + b, e - b);
     else
       for (int64_t i = b; i < e; i++) gx[i] = x[i] == ob[i] ? g[i] / cb[i] : 0.0f;
   });

@@ -10,16 +10,10 @@
 #include <math.h>
 #include <string.h>
 #include "ops/internal.h"
-#include "ops/expf.h"
+#include "kernels/exp.h"
 
 #define CB  64  /* columns per block for non-last axes */
 #define TMP 256 /* stack scratch for exps that are only summed */
-
-/* ---- exp ---- */
-
-void lt__exp_shift(float *y, const float *x, float shift, int64_t n) {
-  for (int64_t i = 0; i < n; i++) y[i] = lt__expf(x[i] - shift);
-}
 
 static double sum_f64(const float *x, int64_t n) {
   double a[8] = {0};
@@ -43,29 +37,29 @@ static float row_max(const float *x, int64_t n) {
   return m; /* a NaN in x is skipped here but makes the row's sum NaN */
 }
 
-static void row_forward(int is_log, const float *x, float *y, int64_t n) {
+static void row_forward(lt_isa isa, int is_log, const float *x, float *y, int64_t n) {
   float m = row_max(x, n);
   if (is_log) {
     float tmp[TMP];
     double s = 0;
     for (int64_t i = 0; i < n; i += TMP) {
       int64_t len = n - i < TMP ? n - i : TMP;
-      lt__exp_shift(tmp, x + i, m, len);
+      lt__exp_shift(isa, tmp, x + i, m, len);
       s += sum_f64(tmp, len);
     }
     float ls = (float)log(s);
     for (int64_t i = 0; i < n; i++) y[i] = (x[i] - m) - ls;
   } else {
-    lt__exp_shift(y, x, m, n);
+    lt__exp_shift(isa, y, x, m, n);
     float inv = (float)(1.0 / sum_f64(y, n));
     for (int64_t i = 0; i < n; i++) y[i] *= inv;
   }
 }
 
-static void row_backward(int is_log, const float *g, const float *y, float *gx, int64_t n) {
+static void row_backward(lt_isa isa, int is_log, const float *g, const float *y, float *gx, int64_t n) {
   if (is_log) {
     float s = (float)sum_f64(g, n);
-    lt__exp_shift(gx, y, 0.0f, n);
+    lt__exp_shift(isa, gx, y, 0.0f, n);
     for (int64_t i = 0; i < n; i++) gx[i] = g[i] - gx[i] * s;
   } else {
     double a[8] = {0};
@@ -80,7 +74,7 @@ static void row_backward(int is_log, const float *g, const float *y, float *gx, 
 
 /* ---- other axes: x (r, ld), w <= CB columns -> y (r, ld) ---- */
 
-static void col_forward(int is_log, const float *x, float *y, int64_t r, int64_t ld, int64_t w) {
+static void col_forward(lt_isa isa, int is_log, const float *x, float *y, int64_t r, int64_t ld, int64_t w) {
   float m[CB], f[CB], d[CB], e[CB];
   double s[CB];
   for (int64_t j = 0; j < w; j++) m[j] = -INFINITY, s[j] = 0;
@@ -89,7 +83,7 @@ static void col_forward(int is_log, const float *x, float *y, int64_t r, int64_t
   for (int64_t i = 0; i < r; i++) {
     for (int64_t j = 0; j < w; j++) d[j] = x[i * ld + j] - m[j];
     float *out = is_log ? e : y + i * ld; /* log_softmax only sums the exps */
-    lt__exp_shift(out, d, 0.0f, w);
+    lt__exp_shift(isa, out, d, 0.0f, w);
     for (int64_t j = 0; j < w; j++) s[j] += out[j];
   }
   for (int64_t j = 0; j < w; j++) f[j] = is_log ? (float)log(s[j]) : (float)(1.0 / s[j]);
@@ -97,7 +91,8 @@ static void col_forward(int is_log, const float *x, float *y, int64_t r, int64_t
     for (int64_t j = 0; j < w; j++) y[i * ld + j] = is_log ? (x[i * ld + j] - m[j]) - f[j] : y[i * ld + j] * f[j];
 }
 
-static void col_backward(int is_log, const float *g, const float *y, float *gx, int64_t r, int64_t ld, int64_t w) {
+static void col_backward(lt_isa isa, int is_log, const float *g, const float *y, float *gx, int64_t r, int64_t ld,
+                         int64_t w) {
   double s[CB];
   float sf[CB];
   for (int64_t j = 0; j < w; j++) s[j] = 0;
@@ -108,7 +103,7 @@ static void col_backward(int is_log, const float *g, const float *y, float *gx, 
     const float *gi = g + i * ld, *yi = y + i * ld;
     float *o = gx + i * ld;
     if (is_log) {
-      lt__exp_shift(o, yi, 0.0f, w);
+      lt__exp_shift(isa, o, yi, 0.0f, w);
       for (int64_t j = 0; j < w; j++) o[j] = gi[j] - o[j] * sf[j];
     } else {
       for (int64_t j = 0; j < w; j++) o[j] = yi[j] * (gi[j] - sf[j]);
@@ -137,13 +132,14 @@ static int threads_for(const lt_ctx *ctx, const span *s) {
 static void forward(const lt_ctx *ctx, int is_log, const float *x, float *y, const span *s) {
   int64_t ncb = (s->k2 + CB - 1) / CB, rk = s->r * s->k2;
   int threads = threads_for(ctx, s);
+  lt_isa isa = lt__ctx_isa(ctx);
   if (s->k2 == 1) {
-    LT_PARALLEL_FOR(threads, i, s->k1, { row_forward(is_log, x + i * rk, y + i * rk, s->r); });
+    LT_PARALLEL_FOR(threads, i, s->k1, { row_forward(isa, is_log, x + i * rk, y + i * rk, s->r); });
     return;
   }
   LT_PARALLEL_FOR(threads, it, s->k1 * ncb, {
     int64_t i = it / ncb, c0 = it % ncb * CB, w = s->k2 - c0 < CB ? s->k2 - c0 : CB;
-    col_forward(is_log, x + i * rk + c0, y + i * rk + c0, s->r, s->k2, w);
+    col_forward(isa, is_log, x + i * rk + c0, y + i * rk + c0, s->r, s->k2, w);
   });
 }
 
@@ -151,13 +147,14 @@ static void forward(const lt_ctx *ctx, int is_log, const float *x, float *y, con
 static void backward(const lt_ctx *ctx, int is_log, const float *g, const float *y, float *gx, const span *s) {
   int64_t ncb = (s->k2 + CB - 1) / CB, rk = s->r * s->k2;
   int threads = threads_for(ctx, s);
+  lt_isa isa = lt__ctx_isa(ctx);
   if (s->k2 == 1) {
-    LT_PARALLEL_FOR(threads, i, s->k1, { row_backward(is_log, g + i * rk, y + i * rk, gx + i * rk, s->r); });
+    LT_PARALLEL_FOR(threads, i, s->k1, { row_backward(isa, is_log, g + i * rk, y + i * rk, gx + i * rk, s->r); });
     return;
   }
   LT_PARALLEL_FOR(threads, it, s->k1 * ncb, {
     int64_t i = it / ncb, c0 = it % ncb * CB, w = s->k2 - c0 < CB ? s->k2 - c0 : CB, o = i * rk + c0;
-    col_backward(is_log, g + o, y + o, gx + o, s->r, s->k2, w);
+    col_backward(isa, is_log, g + o, y + o, gx + o, s->r, s->k2, w);
   });
 }
 

@@ -6,6 +6,7 @@
  * vector variants, picked at run time from the context's ISA. */
 #include <math.h>
 #include <string.h>
+#include "kernels/exp.h"
 #include "ops/unary_kernels.h"
 
 static const char *const names[LT_UNARY_COUNT] = {"neg",  "exp",      "log",    "sqrt",       "rsqrt", "abs",
@@ -377,6 +378,16 @@ static lt_status backward_kernel(lt_ctx *ctx, lt_tensor **out, lt_unary_op op, l
   }
   *out = o;
   return LT_OK;
+}
+
+lt_status lt__exp_shift_isa(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, float shift, lt_isa isa, lt_isa *used) {
+  *used = clamp_isa(isa);
+  lt_tensor *xc = NULL;
+  lt_status st = lt__as_f32(ctx, &xc, x);
+  if (!st) st = lt_tensor_new(ctx, out, LT_FLOAT32, x->ndim, x->shape);
+  if (!st) lt__exp_shift(*used, lt__f32(*out), lt__f32(xc), shift, lt_tensor_size(x));
+  lt_tensor_release(xc);
+  return st;
 }
 
 lt_status lt__unary_grad_isa(lt_ctx *ctx, lt_tensor **out, lt_unary_op op, lt_tensor *g, lt_tensor *x, lt_tensor *y,

@@ -37,4 +37,9 @@ lt_status lt__unary_isa(lt_ctx *ctx, lt_tensor **out, lt_unary_op op, lt_tensor 
 lt_status lt__unary_grad_isa(lt_ctx *ctx, lt_tensor **out, lt_unary_op op, lt_tensor *g, lt_tensor *x, lt_tensor *y,
                              double alpha, lt_isa isa, lt_isa *used);
 
+/* exp(x - shift) through kernels/exp.c's variant for `isa` (lowered to what
+ * the CPU allows): the exp inside softmax, logsumexp and cross_entropy, for
+ * the specs to compare. x is float32; *used is the ISA that ran. */
+lt_status lt__exp_shift_isa(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, float shift, lt_isa isa, lt_isa *used);
+
 #endif
