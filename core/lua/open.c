@@ -2,6 +2,7 @@
  * registry whose __gc closes it (lt_ctx_close: a tape left recording by an
  * abandoned gradient, and every cache, is freed with the state). */
 #include "binding.h"
+#include "nn_module.h"
 #include "lattice/lua.h"
 
 static int ctx_gc(lua_State *L) {
@@ -43,6 +44,7 @@ int luaopen_lattice_core(lua_State *L) {
   lt_l_open_autograd(L);
   lt_l_open_io(L);
   lt_l_open_runtime(L);
+  lt_l_open_nn(L);
   return 1;
 }
 

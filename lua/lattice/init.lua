@@ -10,7 +10,7 @@ local lattice = {}
 -- Tape primitives stay in lattice.core; everything else is public.
 local internal = {
   tape_begin = true, tape_end = true, tape_watch = true, tape_backward = true, tape_size = true, Tensor = true,
-  exp_shift_with_isa = true,
+  exp_shift_with_isa = true, nn = true,
 }
 for name, value in pairs(core) do
   if not internal[name] then lattice[name] = value end

@@ -91,6 +91,22 @@ lt_status lt_take_along_axis(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, lt_tens
 /* weight (V,D), ids (...) -> (..., D); ids out of [0, V) are an error. */
 lt_status lt_embedding(lt_ctx *ctx, lt_tensor **out, lt_tensor *weight, lt_tensor *ids);
 
+/* x (..., in), weight (out, in), bias (out) or NULL -> x @ weight^T + bias (..., out). */
+lt_status lt_linear(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, lt_tensor *weight, lt_tensor *bias);
+
+/* Batch normalisation over the last (channel) axis; every other axis is rows.
+ * training: normalises with the rows' biased mean and variance, which it also
+ * returns (new references, float32, (C); either pointer may be NULL) for the
+ * caller's running averages; otherwise normalises with running_mean and
+ * running_var, which must be given. weight and bias may be NULL. */
+lt_status lt_batch_norm(lt_ctx *ctx, lt_tensor **out, lt_tensor **batch_mean, lt_tensor **batch_var, lt_tensor *x,
+                        lt_tensor *weight, lt_tensor *bias, lt_tensor *running_mean, lt_tensor *running_var,
+                        int training, double eps);
+
+/* Zeroes each element with probability p and scales the rest by 1 / (1 - p);
+ * the mask comes from the context's generator (a seed reproduces it). */
+lt_status lt_dropout(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, double p);
+
 typedef enum lt_reduction { LT_REDUCTION_NONE, LT_REDUCTION_MEAN, LT_REDUCTION_SUM } lt_reduction;
 /* logits (..., C) with class axis last, targets (...) integer class ids. */
 lt_status lt_cross_entropy(lt_ctx *ctx, lt_tensor **out, lt_tensor *logits, lt_tensor *targets, int64_t ignore_index,
