@@ -146,15 +146,22 @@ static input read_line(lua_State *L, const char *prompt) {
 /* ---- history ---- */
 
 #ifdef LATTICE_HAVE_READLINE
-/* Reads $HOME/.lattice_history, keeping its last HISTORY_ENTRIES entries.
- * Entries start with a "#<time>" line, so that a statement of several lines
- * reads back as one entry. Every failure leaves a REPL without a file. */
-static void history_open(session *s) {
+/* $HOME/.lattice_history into path, when a person types at a terminal
+ * (piped input is no one's history); 0 for no file. */
+static int history_path(char *path, size_t size) {
   const char *home = getenv("HOME");
-  int n = home && home[0] ? snprintf(s->history, sizeof s->history, "%s/.lattice_history", home) : -1;
-  if (n < 0 || (size_t)n >= sizeof s->history) s->history[0] = '\0';
+  if (!home || !home[0] || !isatty(STDIN_FILENO)) return 0;
+  int n = snprintf(path, size, "%s/.lattice_history", home);
+  return n > 0 && (size_t)n < size;
+}
+
+/* Reads the history file, keeping its last HISTORY_ENTRIES entries. Entries
+ * start with a "#<time>" line, so that a statement of several lines reads
+ * back as one entry. Every failure leaves a REPL without a file. */
+static void history_open(session *s) {
   history_comment_char = '#';
   history_write_timestamps = 1;
+  if (!history_path(s->history, sizeof s->history)) s->history[0] = '\0';
   if (s->history[0]) read_history(s->history);
   int longer = history_length > HISTORY_ENTRIES;
   stifle_history(HISTORY_ENTRIES);

@@ -271,12 +271,21 @@ static void homeless_session(const char *exe) {
   free(r);
 }
 
+/* Piped input is a script, not someone typing: it leaves no history. */
+static void piped_session(const char *exe, const char *home, const char *file) {
+  char command[8192];
+  snprintf(command, sizeof command, "echo 'piped = 1' | HOME='%s' '%s' -i >/dev/null", home, exe);
+  if (system(command) != 0) fprintf(stderr, "repl_pty: %s failed\n", command), exit(EXIT_FAILURE);
+  if (access(file, F_OK) == 0) fprintf(stderr, "repl_pty: piped input wrote %s\n", file), exit(EXIT_FAILURE);
+}
+
 int main(int argc, char **argv) {
   if (argc != 2) return fprintf(stderr, "usage: repl_pty path/to/lattice\n"), 2;
   char home[] = "/tmp/lattice-repl-XXXXXX";
   if (!mkdtemp(home)) return perror("repl_pty: mkdtemp"), 1;
   char file[sizeof home + 32];
   snprintf(file, sizeof file, "%s/.lattice_history", home);
+  piped_session(argv[1], home, file);
   first_session(argv[1], home, file);
   second_session(argv[1], home, file);
   homeless_session(argv[1]);
