@@ -1,9 +1,9 @@
 #!/bin/sh
 # lattice's entry script, for a Debian 12 machine (bare is fine):
 #
-#   sh setup.sh quickstart   install what is missing, build, run examples/quickstart.lua
-#   sh setup.sh test         install what is missing, build, run every test (ctest)
-#   sh setup.sh build        install what is missing, build into ./build
+#   sh setup.sh quickstart   install what building needs, build, run examples/quickstart.lua
+#   sh setup.sh test         install what building and testing need, build, run every test (ctest)
+#   sh setup.sh build        install what building needs, build into ./build
 #
 # As root it installs the missing Debian packages with apt-get; as another
 # user it prints the apt-get line to run and stops. The build is CMake's
@@ -12,21 +12,24 @@ set -eu
 
 cd "$(dirname "$0")"
 
-# What building and testing lattice needs (Debian package names).
+# What building and running lattice needs (Debian package names).
 #   gcc libc6-dev make cmake         the C toolchain (OpenMP comes with gcc)
-#   liblua5.4-dev lua5.4             Lua 5.4 to embed, and its interpreter
+#   liblua5.4-dev lua5.4             Lua 5.4 to embed, and its interpreter (CMake looks for it)
 #   libopenblas-dev libcjson-dev     GEMMs; JSON headers of safetensors files
-#   libreadline-dev                  line editing and history in the REPL
+#   libreadline-dev                  line editing, completion and history in the REPL
+BUILD_PACKAGES="gcc libc6-dev make cmake liblua5.4-dev lua5.4 libopenblas-dev libcjson-dev libreadline-dev"
+# What the tests need on top.
 #   lua-busted lua-check             the spec runner (its files cover Lua 5.4), the Lua linter
-PACKAGES="gcc libc6-dev make cmake liblua5.4-dev lua5.4 libopenblas-dev libcjson-dev libreadline-dev lua-busted lua-check"
+TEST_PACKAGES="lua-busted lua-check"
 
 usage() {
   sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
 }
 
+# The packages of the list $1 that are not installed.
 missing_packages() {
   missing=""
-  for p in $PACKAGES; do
+  for p in $1; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
       missing="$missing $p"
     fi
@@ -34,8 +37,9 @@ missing_packages() {
   echo "${missing# }"
 }
 
+# Installs the missing packages of the list $1 (as root), or says what to run.
 install_packages() {
-  missing=$(missing_packages)
+  missing=$(missing_packages "$1")
   [ -z "$missing" ] && return 0
   if [ "$(id -u)" != 0 ]; then
     echo "setup.sh: these Debian packages are missing: $missing" >&2
@@ -50,8 +54,9 @@ install_packages() {
   apt-get install -y -qq --no-install-recommends $missing >/dev/null
 }
 
+# Installs the packages of the list $1, then builds.
 build() {
-  install_packages
+  install_packages "$1"
   jobs=$(nproc 2>/dev/null || echo 2)
   cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
   cmake --build build -j "$jobs"
@@ -59,16 +64,16 @@ build() {
 
 case "${1:-}" in
   quickstart)
-    build
+    build "$BUILD_PACKAGES"
     exec ./build/bin/lattice examples/quickstart.lua
     ;;
   test)
-    build
+    build "$BUILD_PACKAGES $TEST_PACKAGES"
     # ctest's summary ("100% tests passed, 0 tests failed out of N") ends the output.
     exec ctest --test-dir build --output-on-failure -j "$(nproc 2>/dev/null || echo 2)"
     ;;
   build)
-    build
+    build "$BUILD_PACKAGES"
     ;;
   -h | --help | help)
     usage

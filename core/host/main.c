@@ -6,9 +6,7 @@
  *   lattice                     a REPL (standard input a terminal), else run stdin
  *
  * It follows lua.c where a Lua user expects it to (the `arg` table, `-e`, `-i`,
- * "return <line>" first in the REPL, incomplete input continued on the next
- * line, Ctrl-C stopping the running code), and keeps every error in the REPL
- * harmless. */
+ * Ctrl-C stopping the running code). The REPL is in repl.c. */
 #define _POSIX_C_SOURCE 200809L
 #include <signal.h>
 #include <stdio.h>
@@ -19,17 +17,13 @@
 #include <lua.h>
 #include <lualib.h>
 #include "lattice/lua.h"
-
-#ifdef LATTICE_HAVE_READLINE
-#include <readline/history.h>
-#include <readline/readline.h>
-#endif
+#include "host.h"
 
 #ifndef LATTICE_VERSION
 #define LATTICE_VERSION "0.1.0"
 #endif
 
-static const char *progname = "lattice";
+static const char *progname = LT_HOST_NAME;
 
 static void usage(FILE *out) {
   fprintf(out,
@@ -46,7 +40,9 @@ static void usage(FILE *out) {
 
 /* ---- running code with a traceback ---- */
 
-static lua_State *running; /* for the SIGINT handler only */
+/* The state whose code Ctrl-C stops: a signal handler can reach nothing but
+ * statics, so this one is set for the length of each call (as in lua.c). */
+static lua_State *running;
 
 static void stop_hook(lua_State *L, lua_Debug *ar) {
   (void)ar;
@@ -70,21 +66,26 @@ static int msghandler(lua_State *L) {
   return 1;
 }
 
-/* Calls the function under the `narg` arguments on top, with a traceback. */
-static int docall(lua_State *L, int narg, int nres) {
+/* The SIGINT handler in place before the call (the REPL's prompt handler, or
+ * the default) comes back after it, so Ctrl-C between two inputs never kills. */
+int lt__host_docall(lua_State *L, int narg, int nres) {
   int base = lua_gettop(L) - narg;
   lua_pushcfunction(L, msghandler);
   lua_insert(L, base);
+  struct sigaction stop = {0}, before;
+  stop.sa_handler = on_sigint;
+  sigemptyset(&stop.sa_mask);
   running = L;
-  signal(SIGINT, on_sigint);
+  sigaction(SIGINT, &stop, &before);
   int status = lua_pcall(L, narg, nres, base);
-  signal(SIGINT, SIG_DFL);
+  sigaction(SIGINT, &before, NULL);
+  /* a Ctrl-C that came as the call ended must not stop the next one */
+  if (lua_gethook(L) == stop_hook) lua_sethook(L, NULL, 0, 0);
   lua_remove(L, base);
   return status;
 }
 
-/* Prints the error message on top of the stack to stderr and pops it. */
-static int report(lua_State *L, int status) {
+int lt__host_report(lua_State *L, int status) {
   if (status != LUA_OK) {
     const char *msg = lua_tostring(L, -1);
     fflush(stdout); /* keep the order of what the script printed and the error */
@@ -96,8 +97,8 @@ static int report(lua_State *L, int status) {
 }
 
 static int dochunk(lua_State *L, int status) {
-  if (status == LUA_OK) status = docall(L, 0, 0);
-  return report(L, status);
+  if (status == LUA_OK) status = lt__host_docall(L, 0, 0);
+  return lt__host_report(L, status);
 }
 
 /* arg[i] = argv[script + i]; arg[-1] etc. hold what came before the script. */
@@ -114,127 +115,11 @@ static void create_arg_table(lua_State *L, char **argv, int argc, int script) {
 static int run_script(lua_State *L, char **argv, int argc, int script) {
   const char *fname = strcmp(argv[script], "-") == 0 ? NULL : argv[script];
   int status = luaL_loadfile(L, fname);
-  if (status != LUA_OK) return report(L, status);
+  if (status != LUA_OK) return lt__host_report(L, status);
   int n = argc - script - 1;
   luaL_checkstack(L, n, "too many arguments to the script");
   for (int i = 1; i <= n; i++) lua_pushstring(L, argv[script + i]);
-  return report(L, docall(L, n, 0));
-}
-
-/* ---- the REPL ---- */
-
-static int read_line(lua_State *L, const char *prompt) {
-#ifdef LATTICE_HAVE_READLINE
-  char *line = readline(prompt);
-  if (!line) return 0;
-  lua_pushstring(L, line);
-  free(line);
-#else
-  char buf[4096];
-  fputs(prompt, stdout);
-  fflush(stdout);
-  if (!fgets(buf, sizeof buf, stdin)) return 0;
-  size_t len = strlen(buf);
-  if (len > 0 && buf[len - 1] == '\n') buf[--len] = '\0';
-  lua_pushlstring(L, buf, len);
-#endif
-  return 1;
-}
-
-static void save_history(const char *line) {
-#ifdef LATTICE_HAVE_READLINE
-  if (line[0] != '\0') add_history(line);
-#else
-  (void)line;
-#endif
-}
-
-/* True when the compile error on top says the input ended too soon. */
-static int incomplete(lua_State *L, int status) {
-  size_t len;
-  const char *msg = lua_tolstring(L, -1, &len);
-  static const char eof[] = "<eof>";
-  if (status == LUA_ERRSYNTAX && len >= sizeof eof - 1 && strcmp(msg + len - (sizeof eof - 1), eof) == 0) {
-    lua_pop(L, 1);
-    return 1;
-  }
-  return 0;
-}
-
-/* Compiles the line on top as "return <line>" (so `x + 1` prints its value). */
-static int try_return(lua_State *L) {
-  const char *code = lua_pushfstring(L, "return %s;", lua_tostring(L, -1));
-  int status = luaL_loadbuffer(L, code, strlen(code), "=stdin");
-  if (status == LUA_OK) {
-    lua_remove(L, -2); /* the modified code */
-    save_history(lua_tostring(L, -2));
-  } else {
-    lua_pop(L, 2);
-  }
-  return status;
-}
-
-/* Compiles the statement on top, reading more lines while it is incomplete. */
-static int try_statement(lua_State *L) {
-  for (;;) {
-    size_t len;
-    const char *code = lua_tolstring(L, 1, &len);
-    int status = luaL_loadbuffer(L, code, len, "=stdin");
-    if (!incomplete(L, status)) {
-      save_history(code);
-      return status;
-    }
-    if (!read_line(L, ">> ")) {
-      lua_pushliteral(L, "stdin: incomplete statement at the end of input");
-      return LUA_ERRSYNTAX;
-    }
-    lua_pushliteral(L, "\n");
-    lua_insert(L, -2);
-    lua_concat(L, 3);
-  }
-}
-
-/* Reads one complete input; leaves its compiled chunk (or an error) on top.
- * Returns -1 at end of input. */
-static int load_input(lua_State *L) {
-  lua_settop(L, 0);
-  if (!read_line(L, "> ")) return -1;
-  int status = try_return(L);
-  if (status != LUA_OK) status = try_statement(L);
-  lua_remove(L, 1); /* the line */
-  return status;
-}
-
-/* Prints the values left by a REPL input with `print` (tostring for tensors). */
-static void print_results(lua_State *L) {
-  int n = lua_gettop(L);
-  if (n == 0) return;
-  luaL_checkstack(L, LUA_MINSTACK, "too many results to print");
-  lua_getglobal(L, "print");
-  lua_insert(L, 1);
-  if (lua_pcall(L, n, 0, 0) != LUA_OK)
-    fprintf(stderr, "%s: error calling 'print' (%s)\n", progname, lua_tostring(L, -1));
-}
-
-static void banner(lua_State *L) {
-  lt_blas_info b = lt_blas_get_info();
-  printf("lattice %s (%s), OpenBLAS %s (%s), %d threads\n", LATTICE_VERSION, LUA_RELEASE, b.core, b.parallel,
-         lt_ctx_num_threads(lattice_lua_context(L)));
-  printf("Type Lua; expressions print their value. Ctrl-D leaves.\n");
-}
-
-static void repl(lua_State *L) {
-  banner(L);
-  int status;
-  while ((status = load_input(L)) != -1) {
-    if (status == LUA_OK) status = docall(L, 0, LUA_MULTRET);
-    if (status == LUA_OK)
-      print_results(L);
-    else
-      report(L, status);
-  }
-  lua_settop(L, 0);
-  fputs("\n", stdout);
+  return lt__host_report(L, lt__host_docall(L, n, 0));
 }
 
 /* ---- main ---- */
@@ -287,15 +172,15 @@ static int pmain(lua_State *L) {
   if (scan_args(argv, argc, &o) != 0) return 0;
   if (o.version) printf("lattice %s (%s)\n", LATTICE_VERSION, LUA_RELEASE);
   luaL_openlibs(L);
-  if (report(L, lattice_lua_open(L, NULL)) != LUA_OK) return 0;
+  if (lt__host_report(L, lattice_lua_open(L, NULL)) != LUA_OK) return 0;
   create_arg_table(L, argv, argc, o.script ? o.script : argc);
   if (!run_codes(L, argv, o.script ? o.script : argc)) return 0;
   if (o.script && run_script(L, argv, argc, o.script) != LUA_OK) return 0;
   if (o.interactive)
-    repl(L);
+    lt__host_repl(L);
   else if (!o.script && !o.has_e && !o.version) {
     if (isatty(STDIN_FILENO))
-      repl(L);
+      lt__host_repl(L);
     else if (dochunk(L, luaL_loadfile(L, NULL)) != LUA_OK)
       return 0;
   }
@@ -314,7 +199,7 @@ int main(int argc, char **argv) {
   lua_pushlightuserdata(L, argv);
   int status = lua_pcall(L, 2, 1, 0);
   int ok = status == LUA_OK && lua_toboolean(L, -1);
-  if (status != LUA_OK) report(L, status);
+  if (status != LUA_OK) lt__host_report(L, status);
   lua_close(L);
   return ok ? EXIT_SUCCESS : EXIT_FAILURE;
 }

@@ -121,6 +121,11 @@ end
 function format.tostring(t)
   -- only tensors reach here (it is their __tostring); one that is not live was closed
   if not core.is_tensor(t) then return "lattice.Tensor (closed)" end
+  -- Zero-size: nothing but the shape to show, which NumPy and MLX write out
+  -- unless it is a plain empty vector.
+  if t.size == 0 and t.ndim > 1 then
+    return "array([], shape={" .. table.concat(t.shape, ", ") .. "}, dtype=" .. t.dtype .. ")"
+  end
   local shown, elided = summarise(t)
   local list = core.tolist(shown)
   local values = flatten(list, {})
