@@ -146,7 +146,15 @@ void lt_l_module_register(lua_State *L, const lt_l_module_type *type) {
   lua_setfield(L, -2, "__newindex");
   lua_pushlightuserdata(L, (void *)type);
   lua_setfield(L, -2, "__module_type");
-  lua_pop(L, 3);
+  lua_pushboolean(L, 1);
+  lua_setfield(L, -2, "__lattice_module");
+  lua_pushstring(L, type->name);
+  lua_setfield(L, -2, "__type_name");
+  /* lattice.core.nn.metatables[name]: lua/lattice/nn adds __call and __tostring */
+  lua_getfield(L, -4, "metatables");
+  lua_pushvalue(L, -2);
+  lua_setfield(L, -2, type->name);
+  lua_pop(L, 4);
 }
 
 void *lt_l_module_new(lua_State *L, const lt_l_module_type *type, int arg) {
@@ -164,6 +172,8 @@ void *lt_l_module_new(lua_State *L, const lt_l_module_type *type, int arg) {
 void lt_l_module_open(lua_State *L) {
   lua_newtable(L);
   lua_setfield(L, -2, METHODS_FIELD);
+  lua_newtable(L);
+  lua_setfield(L, -2, "metatables");
   lua_pushcfunction(L, l_fields);
   lua_setfield(L, -2, "fields");
 }

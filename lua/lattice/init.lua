@@ -44,4 +44,9 @@ local meta = getmetatable(core.zeros({}))
 meta.__tostring = format.tostring
 meta.__name = "lattice.Tensor"
 
+-- The libraries written on top of the tensors require "lattice" themselves:
+-- it is registered first, so they get this table.
+package.loaded["lattice"] = lattice
+lattice.nn = require "lattice.nn"
+
 return lattice

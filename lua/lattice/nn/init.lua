@@ -1,0 +1,68 @@
+-- lattice.nn: the module protocol, the built-in layers, containers,
+-- initialisers, losses and nn.value_and_grad.
+local autograd = require "lattice.autograd"
+local module = require "lattice.nn.module"
+local layers = require "lattice.nn.layers"
+local containers = require "lattice.nn.containers"
+
+local nn = {
+  Module = module.Module,
+  is_module = module.is_module,
+  init = require "lattice.nn.initializers",
+  losses = require "lattice.nn.losses",
+}
+for k, v in pairs(layers) do nn[k] = v end
+for k, v in pairs(containers) do nn[k] = v end
+
+-- Puts `params` (a tree of tensors mirroring the model's) into the model,
+-- writing the fields directly; returns what was written, for restore.
+local function put(model, params)
+  local written = {}
+  local function into(holder_of, tree)
+    local f = module.is_module(holder_of) and module.fields(holder_of) or holder_of
+    for k, v in pairs(tree) do
+      local cur = rawget(f, k)
+      if module.is_module(cur) or (type(cur) == "table" and getmetatable(cur) == nil) then
+        into(cur, v)
+      elseif cur ~= nil then
+        written[#written + 1] = {f, k, cur, v}
+        rawset(f, k, v)
+      end
+    end
+  end
+  into(model, params)
+  return written
+end
+
+-- Puts back the original tensors where the forward has not replaced ours.
+local function restore(written)
+  for i = #written, 1, -1 do
+    local w = written[i]
+    if rawget(w[1], w[2]) == w[4] then rawset(w[1], w[2], w[3]) end
+  end
+end
+
+--- nn.value_and_grad(model, fn) -> function(...) returning fn(...)'s value,
+-- the gradients of model:trainable_parameters() (a tree of the same shape),
+-- and any extra values fn returned. fn takes what the returned function is
+-- given, usually the model first: step(model, x, y). Frozen parameters get no
+-- gradient and cost no backward work. The model's own tensors are back in
+-- place when the call returns, errors included.
+function nn.value_and_grad(model, fn)
+  if not module.is_module(model) then error("nn.value_and_grad: model must be a module, got " .. type(model), 2) end
+  if type(fn) ~= "function" then error("nn.value_and_grad: fn must be a function, got " .. type(fn), 2) end
+  local written
+  local vg = autograd.value_and_grad(function(params, ...)
+    written = put(model, params)
+    return fn(...)
+  end)
+  local function finish(ok, ...)
+    if written then restore(written) end
+    written = nil
+    if not ok then error((...), 0) end
+    return ...
+  end
+  return function(...) return finish(pcall(vg, model:trainable_parameters(), ...)) end
+end
+
+return nn

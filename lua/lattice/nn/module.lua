@@ -1,0 +1,552 @@
+-- The module protocol, one implementation for built-in modules (userdata
+-- types of the C binding) and modules written in Lua (tables of a class made
+-- with Module:extend). A module's fields live in one table: the module itself
+-- for a Lua module, its fields table for a built-in (lattice.core.nn.fields).
+-- In that table a tensor is a parameter, a module is a child, and a plain Lua
+-- table (no metatable) is a container of them: its list part is named by
+-- 0-based indices (blocks.0.weight), as the reference projects name them, its
+-- string keys by name. Keys starting with "_" are private, `training` is the
+-- mode, anything else (numbers, strings, functions) is configuration.
+local lattice = require "lattice"
+local core = require "lattice.core"
+
+local is_tensor = lattice.is_tensor
+local fields_of_builtin = core.nn.fields
+
+local M = {}
+
+local function is_module(v)
+  local mt = getmetatable(v)
+  return type(mt) == "table" and rawget(mt, "__lattice_module") == true
+end
+M.is_module = is_module
+
+-- The table holding m's fields.
+local function fields(m)
+  if type(m) == "userdata" then return fields_of_builtin(m) end
+  return m
+end
+M.fields = fields
+
+local function is_container(v) return type(v) == "table" and getmetatable(v) == nil end
+
+local function type_name(m)
+  local mt = getmetatable(m)
+  return rawget(mt, "__type_name") or rawget(mt, "__name") or "Module"
+end
+M.type_name = type_name
+
+-- The field names of m in order: those recorded in _order first (the order a
+-- Lua module assigned them, a built-in's parameter order), then the rest sorted.
+local function field_names(f)
+  local names, seen = {}, {}
+  for _, k in ipairs(rawget(f, "_order") or {}) do
+    if not seen[k] and rawget(f, k) ~= nil then
+      names[#names + 1], seen[k] = k, true
+    end
+  end
+  local rest = {}
+  for k in pairs(f) do
+    if type(k) == "string" and not seen[k] and k:sub(1, 1) ~= "_" then rest[#rest + 1] = k end
+  end
+  table.sort(rest)
+  for _, k in ipairs(rest) do names[#names + 1] = k end
+  return names
+end
+
+-- The entries of a container: {key, name} for its list part (0-based names),
+-- then its string keys sorted (private ones left out).
+local function container_entries(t)
+  local entries = {}
+  for i = 1, #t do entries[#entries + 1] = {i, tostring(i - 1)} end
+  local keys = {}
+  for k in pairs(t) do
+    if type(k) == "string" and k:sub(1, 1) ~= "_" then keys[#keys + 1] = k end
+  end
+  table.sort(keys)
+  for _, k in ipairs(keys) do entries[#entries + 1] = {k, k} end
+  return entries
+end
+
+local function join(prefix, name) return prefix == "" and name or prefix .. "." .. name end
+
+-- ---- walking the tree ----
+
+-- visit(holder, key, value, name, owner, top) for every parameter under the
+-- value, and on_module(module, name) for every module (pre-order); `top` is
+-- the owner's field holding the parameter (for freezing by key).
+local function walk_value(v, holder, key, name, owner, top, visit, on_module, path)
+  if is_tensor(v) then
+    if visit then visit(holder, key, v, name, owner, top) end
+  elseif is_module(v) then
+    if path[v] then error(("%s: a module contains itself (at '%s')"):format(type_name(v), name), 0) end
+    path[v] = true
+    if on_module then on_module(v, name) end
+    local f = fields(v)
+    for _, k in ipairs(field_names(f)) do walk_value(rawget(f, k), f, k, join(name, k), v, k, visit, on_module, path) end
+    path[v] = nil
+  elseif is_container(v) then
+    if path[v] then error(("a table contains itself (at '%s')"):format(name), 0) end
+    path[v] = true
+    for _, e in ipairs(container_entries(v)) do
+      walk_value(v[e[1]], v, e[1], join(name, e[2]), owner, top, visit, on_module, path)
+    end
+    path[v] = nil
+  end
+end
+
+local function walk(m, visit, on_module) walk_value(m, nil, nil, "", nil, nil, visit, on_module, {}) end
+M.walk = walk
+
+local function frozen(owner, top)
+  local f = fields(owner)
+  local set = rawget(f, "_frozen")
+  return set ~= nil and set[top] == true
+end
+
+-- A nested table mirroring the module tree with the parameters that
+-- keep(owner, top) selects (top: the owner's field holding the parameter).
+-- List positions stay aligned: an entry with nothing selected is {}.
+local function tree_of(m, keep)
+  local function place(v, owner, top)
+    if is_tensor(v) then return keep(owner, top) and v or nil end
+    local node = {}
+    if is_module(v) then
+      local f = fields(v)
+      for _, k in ipairs(field_names(f)) do node[k] = place(rawget(f, k), v, k) end
+    elseif is_container(v) then
+      for _, e in ipairs(container_entries(v)) do
+        local sub = place(v[e[1]], owner, top)
+        node[e[1]] = sub == nil and type(e[1]) == "number" and {} or sub
+      end
+    else
+      return nil
+    end
+    return node
+  end
+  return place(m, nil, nil)
+end
+
+-- ---- the protocol's methods ----
+
+local Protocol = {}
+M.Protocol = Protocol
+
+function Protocol:parameters() return tree_of(self, function() return true end) end
+
+function Protocol:trainable_parameters()
+  return tree_of(self, function(owner, k) return not frozen(owner, k) end)
+end
+
+function Protocol:named_parameters()
+  local out = {}
+  walk(self, function(_, _, v, name) out[name] = v end)
+  return out
+end
+
+function Protocol:named_modules()
+  local out = {}
+  walk(self, nil, function(mod, name) out[name] = mod end)
+  return out
+end
+
+function Protocol:num_parameters(opts)
+  local trainable = opts and opts.trainable
+  local n = 0
+  walk(self, function(_, _, v, _, owner, top)
+    if not (trainable and frozen(owner, top)) then n = n + v.size end
+  end)
+  return n
+end
+
+-- The direct children: modules, and containers holding them, by field name.
+function Protocol:children()
+  local function kids(v)
+    if is_module(v) then return v end
+    if not is_container(v) then return nil end
+    local node, any = {}, false
+    for _, e in ipairs(container_entries(v)) do
+      local k = kids(v[e[1]])
+      if k ~= nil then node[e[1]], any = k, true end
+    end
+    return any and node or nil
+  end
+  local out, f = {}, fields(self)
+  for _, k in ipairs(field_names(f)) do out[k] = kids(rawget(f, k)) end
+  return out
+end
+
+function Protocol:apply_to_modules(fn)
+  local mods = {}
+  walk(self, nil, function(mod, name) mods[#mods + 1] = {name, mod} end)
+  for _, nm in ipairs(mods) do fn(nm[1], nm[2]) end
+  return self
+end
+
+function Protocol:train(mode)
+  if mode == nil then mode = true end
+  if type(mode) ~= "boolean" then error("train: mode must be a boolean, got " .. type(mode), 2) end
+  self:apply_to_modules(function(_, mod) rawset(fields(mod), "training", mode) end)
+  return self
+end
+
+function Protocol:eval() return self:train(false) end
+
+-- The names of m's own fields holding parameters (directly or in containers).
+local function own_parameter_keys(m)
+  local keys = {}
+  local f = fields(m)
+  for _, k in ipairs(field_names(f)) do
+    local v, has = rawget(f, k), false
+    walk_value(v, nil, nil, k, nil, nil, function() has = true end, nil, {})
+    if has and not is_module(v) then keys[#keys + 1] = k end
+  end
+  return keys
+end
+
+local FREEZE_OPTIONS = { recurse = true, keys = true, strict = true }
+
+local function check_options(opts, allowed, fname)
+  if opts == nil then return {} end
+  if type(opts) ~= "table" then error(("%s: options must be a table, got %s"):format(fname, type(opts)), 3) end
+  for k in pairs(opts) do
+    if not allowed[k] then error(("%s: unknown option '%s'"):format(fname, tostring(k)), 3) end
+  end
+  return opts
+end
+M.check_options = check_options
+
+local function set_frozen(m, opts, fname, value)
+  opts = check_options(opts, FREEZE_OPTIONS, fname)
+  local keys = opts.keys
+  if type(keys) == "string" then keys = { keys } end
+  local function one(mod)
+    local f = fields(mod)
+    local set = rawget(f, "_frozen") or {}
+    rawset(f, "_frozen", set)
+    local list = keys or own_parameter_keys(mod)
+    for _, k in ipairs(list) do
+      if opts.strict and rawget(f, k) == nil then
+        error(("%s: %s has no parameter '%s'"):format(fname, type_name(mod), k), 3)
+      end
+      set[k] = value or nil
+    end
+  end
+  if opts.recurse == false then
+    one(m)
+  else
+    m:apply_to_modules(function(_, mod) one(mod) end)
+  end
+  return m
+end
+
+--- m:freeze{recurse = true, keys = nil | name | {names}, strict = false}
+function Protocol:freeze(opts) return set_frozen(self, opts, "freeze", true) end
+function Protocol:unfreeze(opts) return set_frozen(self, opts, "unfreeze", false) end
+
+local function shape_str(t) return "{" .. table.concat(t.shape, ", ") .. "}" end
+M.shape_str = shape_str
+
+-- Writes the tensors of `tree` into the module tree at `dst`, checking names,
+-- shapes and dtypes; `name` is the dotted path so far.
+local function update_into(dst, tree, name, strict, fname)
+  if type(tree) ~= "table" or is_tensor(tree) then
+    error(("%s: %s: expected a table of parameters, got %s"):format(fname, name == "" and "tree" or name,
+      is_tensor(tree) and "a tensor" or type(tree)), 0)
+  end
+  local f = is_module(dst) and fields(dst) or dst
+  for k, new in pairs(tree) do
+    local sub = join(name, is_container(dst) and type(k) == "number" and tostring(k - 1) or tostring(k))
+    local cur = rawget(f, k)
+    if is_tensor(cur) then
+      if not is_tensor(new) then
+        error(("%s: %s: expected a lattice.Tensor, got %s"):format(fname, sub, type(new)), 0)
+      end
+      if #cur.shape ~= #new.shape or shape_str(cur) ~= shape_str(new) then
+        error(("%s: %s has shape %s, got %s"):format(fname, sub, shape_str(cur), shape_str(new)), 0)
+      end
+      if cur.dtype ~= new.dtype then
+        error(("%s: %s has dtype %s, got %s"):format(fname, sub, cur.dtype, new.dtype), 0)
+      end
+      rawset(f, k, new)
+    elseif cur ~= nil and (is_module(cur) or is_container(cur)) then
+      update_into(cur, new, sub, strict, fname)
+    elseif strict then
+      error(("%s: %s: no such parameter"):format(fname, sub), 0)
+    end
+  end
+end
+
+--- m:update(tree[, {strict = true}]): replaces parameters by those in the tree.
+function Protocol:update(tree, opts)
+  opts = check_options(opts, { strict = true }, "update")
+  update_into(self, tree, "", opts.strict ~= false, "update")
+  return self
+end
+
+--- m:apply(fn): every parameter p becomes fn(p) (a tensor of any shape/dtype).
+function Protocol:apply(fn)
+  if type(fn) ~= "function" then error("apply: fn must be a function, got " .. type(fn), 2) end
+  local todo = {}
+  walk(self, function(holder, key, v, name) todo[#todo + 1] = {holder, key, v, name} end)
+  for _, t in ipairs(todo) do
+    local new = fn(t[3])
+    if not is_tensor(new) then error(("apply: fn returned %s for %s"):format(type(new), t[4]), 2) end
+    rawset(t[1], t[2], new)
+  end
+  return self
+end
+
+-- The holder and key of the dotted path in m; `parts` may end early.
+local function resolve(m, path, fname)
+  local holder, cur, key = nil, m, nil
+  for part in path:gmatch("[^.]+") do
+    local f
+    if is_module(cur) then
+      f, key = fields(cur), part
+    elseif is_container(cur) then
+      f, key = cur, tonumber(part) and math.tointeger(tonumber(part)) + 1 or part
+    else
+      error(("%s: '%s' is not a module path (at '%s')"):format(fname, path, part), 3)
+    end
+    holder, cur = f, rawget(f, key)
+    if cur == nil then error(("%s: '%s' has no '%s'"):format(fname, path, part), 3) end
+  end
+  return holder, key, cur
+end
+
+--- m:set_child("blocks.0.attention.q_proj", new): replaces a child module in place.
+function Protocol:set_child(path, new)
+  if type(path) ~= "string" or path == "" then error("set_child: path must be a non-empty string", 2) end
+  if not is_module(new) then error("set_child: the new child must be a module, got " .. type(new), 2) end
+  local holder, key, cur = resolve(self, path, "set_child")
+  if not is_module(cur) then error(("set_child: '%s' is not a module"):format(path), 2) end
+  rawset(holder, key, new)
+  return self
+end
+
+--- m:get_child("blocks.0.attention"): the module at a dotted path.
+function Protocol:get_child(path)
+  local _, _, cur = resolve(self, path, "get_child")
+  return cur
+end
+
+--- m:update_modules(tree[, {strict = true}]): replaces child modules by those in the tree.
+function Protocol:update_modules(tree, opts)
+  opts = check_options(opts, { strict = true }, "update_modules")
+  local strict = opts.strict ~= false
+  local function into(dst, t, name)
+    local f = is_module(dst) and fields(dst) or dst
+    for k, new in pairs(t) do
+      local sub = join(name, is_container(dst) and type(k) == "number" and tostring(k - 1) or tostring(k))
+      local cur = rawget(f, k)
+      if is_module(new) and is_module(cur) then
+        rawset(f, k, new)
+      elseif type(new) == "table" and not is_module(new) and cur ~= nil and (is_module(cur) or is_container(cur)) then
+        into(cur, new, sub)
+      elseif strict then
+        error(("update_modules: %s: no such module"):format(sub), 0)
+      end
+    end
+  end
+  into(self, tree, "")
+  return self
+end
+
+-- ---- weights on disk ----
+
+function Protocol:save_weights(path)
+  lattice.save_safetensors(path, self:named_parameters())
+  return self
+end
+
+local function sorted_keys(t)
+  local keys = {}
+  for k in pairs(t) do keys[#keys + 1] = k end
+  table.sort(keys)
+  return keys
+end
+
+local function list_names(keys, limit)
+  local shown = {}
+  for i = 1, math.min(#keys, limit) do shown[i] = keys[i] end
+  return table.concat(shown, ", ") .. (#keys > limit and (", ... (%d in all)"):format(#keys) or "")
+end
+
+--- m:load_weights(path[, {strict = true}]): parameters by their dotted names;
+-- strict: the file must hold exactly the model's parameters. Shapes must
+-- match; a different float dtype is converted to the parameter's.
+function Protocol:load_weights(path, opts)
+  opts = check_options(opts, { strict = true }, "load_weights")
+  local strict = opts.strict ~= false
+  local loaded = lattice.load_safetensors(path)
+  local slots = {}
+  walk(self, function(holder, key, v, name) slots[name] = {holder, key, v} end)
+  local missing, unexpected = {}, {}
+  for name in pairs(slots) do
+    if loaded[name] == nil then missing[#missing + 1] = name end
+  end
+  for name in pairs(loaded) do
+    if slots[name] == nil then unexpected[#unexpected + 1] = name end
+  end
+  table.sort(missing)
+  table.sort(unexpected)
+  if strict and #missing > 0 then
+    error(("load_weights: %s: %d parameters missing: %s"):format(path, #missing, list_names(missing, 10)), 2)
+  end
+  if strict and #unexpected > 0 then
+    error(("load_weights: %s: %d unexpected parameters: %s"):format(path, #unexpected, list_names(unexpected, 10)), 2)
+  end
+  for _, name in ipairs(sorted_keys(loaded)) do
+    local slot, t = slots[name], loaded[name]
+    if slot and shape_str(slot[3]) ~= shape_str(t) then
+      error(("load_weights: %s: %s has shape %s in the file, the model expects %s"):format(path, name, shape_str(t),
+        shape_str(slot[3])), 2)
+    end
+  end
+  for name, t in pairs(loaded) do
+    local slot = slots[name]
+    if slot then rawset(slot[1], slot[2], t.dtype == slot[3].dtype and t or t:astype(slot[3].dtype)) end
+  end
+  return self
+end
+
+-- ---- calling, with errors named after the child that raised them ----
+
+-- Per coroutine: how deep in module calls it is, and the innermost module
+-- whose forward raised the error on its way out.
+local calls = setmetatable({}, { __mode = "k" })
+
+local function state()
+  local co = coroutine.running()
+  local s = calls[co]
+  if not s then
+    s = { depth = 0 }
+    calls[co] = s
+  end
+  return s
+end
+
+local function name_of(root, target)
+  local found
+  pcall(walk, root, nil, function(mod, name)
+    if found == nil and mod == target then found = name end
+  end)
+  return found
+end
+
+local function finish(m, s, ok, ...)
+  s.depth = s.depth - 1
+  if ok then return ... end
+  local err = ...
+  if s.failed == nil then s.failed, s.message = m, err end
+  if s.depth > 0 then error(err, 0) end
+  local failed, message = s.failed, s.message
+  s.failed, s.message = nil, nil
+  local name = message == err and failed ~= m and name_of(m, failed)
+  if name and name ~= "" then error(name .. ": " .. tostring(err), 0) end
+  error(err, 0)
+end
+
+local function call(m, ...)
+  local s = state()
+  if s.depth == 0 then s.failed, s.message = nil, nil end
+  s.depth = s.depth + 1
+  return finish(m, s, pcall(m.forward, m, ...))
+end
+M.call = call
+
+-- ---- printing ----
+
+-- The modules directly under m, as {dotted name, module}: its module fields
+-- and the modules in its containers (not looking inside those modules).
+local function direct_children(m)
+  local out = {}
+  local function scan(v, name)
+    if is_module(v) then
+      out[#out + 1] = { name, v }
+    elseif is_container(v) then
+      for _, e in ipairs(container_entries(v)) do scan(v[e[1]], join(name, e[2])) end
+    end
+  end
+  local f = fields(m)
+  for _, k in ipairs(field_names(f)) do scan(rawget(f, k), k) end
+  return out
+end
+
+-- Type(extra) on one line for a leaf; children indented, one per line.
+local function describe(m, indent)
+  local head = type_name(m) .. "(" .. (m._extra_repr and m:_extra_repr() or "")
+  local kids = direct_children(m)
+  if #kids == 0 then return head .. ")" end
+  local lines = { head }
+  for _, kv in ipairs(kids) do lines[#lines + 1] = indent .. "  (" .. kv[1] .. "): " .. describe(kv[2], indent .. "  ") end
+  lines[#lines + 1] = indent .. ")"
+  return table.concat(lines, "\n")
+end
+
+function Protocol:__tostring() return describe(self, "") end
+M.describe = describe
+
+-- ---- Lua modules: the Module class ----
+
+local Module = {}
+M.Module = Module
+
+-- Instance tables remember the order their fields were first assigned.
+local function record_order(self, k, v)
+  if type(k) == "string" and k:sub(1, 1) ~= "_" then
+    local order = rawget(self, "_order")
+    order[#order + 1] = k
+  end
+  rawset(self, k, v)
+end
+
+local function instantiate(cls, ...)
+  local self = setmetatable({ _order = {}, _frozen = {}, training = true }, cls)
+  local init = cls.init
+  if init then init(self, ...) end
+  return self
+end
+
+local function class(name, parent)
+  local cls = {}
+  for k, v in pairs(parent or {}) do
+    if type(k) == "string" and k:sub(1, 2) == "__" then cls[k] = v end
+  end
+  cls.__index = cls
+  cls.__name = name
+  cls.__type_name = name
+  cls.__lattice_module = true
+  cls.__newindex = record_order
+  cls.__call = call
+  cls.__tostring = Protocol.__tostring
+  return setmetatable(cls, { __index = parent, __call = instantiate, __tostring = function() return "class " .. name end })
+end
+
+for k, v in pairs(Protocol) do Module[k] = v end
+Module.__name, Module.__type_name = "Module", "Module"
+setmetatable(Module, { __call = instantiate, __tostring = function() return "class Module" end })
+
+--- Module:extend(name): a new module class; define :init(...) and :forward(...).
+function Module:extend(name)
+  if type(name) ~= "string" or name == "" then error("Module:extend: name must be a non-empty string", 2) end
+  return class(name, self)
+end
+
+function Module:forward()
+  error(type_name(self) .. ": forward is not defined", 2)
+end
+
+-- ---- built-in modules: the same protocol on their metatables ----
+
+for name, methods in pairs(core.nn.methods) do
+  for k, v in pairs(Protocol) do
+    if k ~= "__tostring" then methods[k] = v end
+  end
+  local mt = core.nn.metatables[name]
+  mt.__call = call
+  mt.__tostring = Protocol.__tostring
+end
+
+return M
