@@ -149,8 +149,13 @@ static int push_protected(lua_State *L) {
   }
   lt_l_pushtensor_ctx(L, ctx, NULL); /* the userdata first: an error below leaks nothing */
   lt_l_tensor *u = lua_touserdata(L, -1);
-  lt_status st = a->view ? lt_tensor_wrap(ctx, &u->t, a->dt, a->ndim, a->shape, a->data, a->release, a->ud)
-                         : lt_tensor_from_data(ctx, &u->t, a->dt, a->ndim, a->shape, a->data);
+  lt_status st;
+  if (a->view)
+    st = lt_tensor_wrap(ctx, &u->t, a->dt, a->ndim, a->shape, a->data, a->release, a->ud);
+  else if (n == 0) /* nothing to copy, and memcpy may not even see a NULL data */
+    st = lt_tensor_new(ctx, &u->t, a->dt, a->ndim, a->shape);
+  else
+    st = lt_tensor_from_data(ctx, &u->t, a->dt, a->ndim, a->shape, a->data);
   if (a->view && st == LT_OK) a->owned = 1; /* the storage calls release from now on */
   if (st == LT_ERR_MEM) {
     a->out_of_memory = 1;
