@@ -104,7 +104,8 @@ static int dtype_ok(lt_dtype dt) { return (int)dt >= 0 && (int)dt < LT_DTYPE_COU
  * byte counts of up to 16 bytes an element inside int64). Every dimension is
  * checked, zero or not: the strides of an empty tensor are products too. */
 static int64_t checked_numel(lua_State *L, const push_args *a) {
-  int64_t nonzero = 1, empty = 0;
+  int64_t nonzero = 1;
+  int empty = 0;
   for (int i = 0; i < a->ndim; i++) {
     int64_t d = a->shape[i];
     if (d < 0) luaL_error(L, "%s: shape[%d] is %I (dimensions are at least 0)", a->fname, i, (lua_Integer)d);
