@@ -1,7 +1,9 @@
 -- The `lattice` command (core/host/main.c), the host built on the embedding
 -- API: run as a child process through the shell. The C API itself is checked
--- by examples/embed (ctest embed_two_threads). These specs need the command's
--- path, which spec/run.lua keeps in arg[-1] when the specs run inside it.
+-- by C hosts: examples/embed (ctest embed_two_threads), spec/c/embed_api.c
+-- (every bad argument, c_embed_api) and spec/c/blas_states.c (four states,
+-- c_blas_states). These specs need the command's path, which spec/run.lua
+-- keeps in arg[-1] when the specs run inside it.
 local lattice = require "lattice"
 
 local exe = arg and arg[-1]

@@ -2,6 +2,7 @@
  * OpenBLAS call that bench/matmul.lua measures lattice.matmul against. */
 #include <cblas.h>
 #include "binding.h"
+#include "runtime/blas_call.h"
 
 /* A tensor or nil at `arg` (NULL for nil). */
 static lt_tensor *opttensor(lua_State *L, int arg) { return lua_isnoneornil(L, arg) ? NULL : lt_l_checktensor(L, arg); }
@@ -34,8 +35,7 @@ static int l_rms_norm(lua_State *L) {
  * on its own matrices (as a batched matmul reads them), with the context's
  * thread count; returns seconds per round. */
 static double time_sgemm(lt_ctx *ctx, float *a, float *b, float *c, int m, int n, int k, int64_t reps, int64_t batch) {
-  /* as lattice.matmul does: OpenBLAS's thread count is process-wide, set on change */
-  if (openblas_get_num_threads() != lt_ctx_num_threads(ctx)) openblas_set_num_threads(lt_ctx_num_threads(ctx));
+  lt__blas_begin(ctx); /* as lattice.matmul does; held over the timed rounds */
   double t0 = 0;
   for (int64_t r = -1; r < reps; r++) { /* round -1 warms up: pages touched, threads started */
     if (r == 0) t0 = lt_now();
@@ -43,7 +43,9 @@ static double time_sgemm(lt_ctx *ctx, float *a, float *b, float *c, int m, int n
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1.0f, a + i * m * k, k, b + i * k * n, n, 0.0f,
                   c + i * m * n, n);
   }
-  return (lt_now() - t0) / (double)reps;
+  double secs = (lt_now() - t0) / (double)reps;
+  lt__blas_end();
+  return secs;
 }
 
 /* lattice.bench_sgemm(m, n, k, reps[, batch]) -> seconds per (batched) product

@@ -48,10 +48,19 @@ int luaopen_lattice_core(lua_State *L) {
   return 1;
 }
 
-lt_ctx *lattice_lua_context(lua_State *L) {
+/* Protected part of lattice_lua_context: creating the context can fail. */
+static int context_protected(lua_State *L) {
   ensure_context(L);
   lua_getfield(L, LUA_REGISTRYINDEX, LT_L_CONTEXT);
-  lt_ctx *ctx = *(lt_ctx **)lua_touserdata(L, -1);
+  lua_pushlightuserdata(L, *(lt_ctx **)lua_touserdata(L, -1));
+  return 1;
+}
+
+/* A host calls this outside any pcall, so nothing here may raise. */
+lt_ctx *lattice_lua_context(lua_State *L) {
+  if (!L || !lua_checkstack(L, 2)) return NULL;
+  lua_pushcfunction(L, context_protected);
+  lt_ctx *ctx = lua_pcall(L, 0, 1, 0) == LUA_OK ? lua_touserdata(L, -1) : NULL;
   lua_pop(L, 1);
   return ctx;
 }

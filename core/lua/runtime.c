@@ -2,6 +2,7 @@
  * allocator's accounting, and a monotonic clock. Everything acts on this
  * lua_State's context only, so two states in one process never meet. */
 #include "binding.h"
+#include "runtime/blas_call.h"
 
 /* lattice.set_num_threads(n): lattice's OpenMP loops and OpenBLAS (which
  * matmul sets from the context before each call) both use n threads. */
@@ -25,9 +26,12 @@ static void setstring(lua_State *L, const char *key, const char *value) {
 }
 
 /* lattice.blas_info() -> {core=, config=, num_threads=, parallel=, coretype_env=}
- * coretype_env is nil when OPENBLAS_CORETYPE is not set. */
+ * coretype_env is nil when OPENBLAS_CORETYPE is not set. num_threads is this
+ * state's: what OpenBLAS's process-wide count will be for its next call, not
+ * whatever the last state to call left there. */
 static int l_blas_info(lua_State *L) {
   lt_blas_info info = lt_blas_get_info();
+  info.num_threads = lt__blas_threads_for(lt_l_ctx(L));
   lua_createtable(L, 0, 5);
   setstring(L, "core", info.core);
   setstring(L, "config", info.config);

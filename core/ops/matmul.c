@@ -9,6 +9,7 @@
 #include <limits.h>
 #include <string.h>
 #include "ops/internal.h"
+#include "runtime/blas_call.h"
 
 /* One operand as sgemm sees it: a float32 tensor (the input or its staged copy),
  * its storage order, leading dimension and strides over the output's batch axes. */
@@ -116,9 +117,10 @@ static int fold_batch(const operand *a, const operand *b, const problem *p) {
  * slower here (OpenBLAS 0.3.21 pthreads), so the batch is not split. */
 static void run(const lt_ctx *ctx, float *out, const operand *a, const operand *b, const problem *p) {
   const float *pa = lt__f32(a->t), *pb = lt__f32(b->t);
-  lt__blas_threads(ctx);
+  lt__blas_begin(ctx); /* the thread count and the calls as one step */
   if (fold_batch(a, b, p)) {
     sgemm(a, b, p->nbatch * p->m, p->n, p->k, pa, pb, out);
+    lt__blas_end();
     return;
   }
   for (int64_t bi = 0; bi < p->nbatch; bi++) {
@@ -131,6 +133,7 @@ static void run(const lt_ctx *ctx, float *out, const operand *a, const operand *
     }
     sgemm(a, b, p->m, p->n, p->k, pa + oa, pb + ob, out + bi * p->m * p->n);
   }
+  lt__blas_end();
 }
 
 /* ---- argument checks ---- */

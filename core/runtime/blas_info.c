@@ -13,7 +13,7 @@ lt_blas_info lt_blas_get_info(void) {
   return (lt_blas_info){
       .core = openblas_get_corename(),
       .config = openblas_get_config(),
-      .num_threads = openblas_get_num_threads(),
+      .num_threads = openblas_get_num_threads(), /* process-wide: the last call's; Lua's blas_info gives the state's */
       .parallel = (p >= 0 && p <= 2) ? parallel[p] : "unknown",
       .coretype_env = getenv("OPENBLAS_CORETYPE"),
   };

@@ -16,8 +16,6 @@ void lt__ctx_obj_put(lt_ctx *ctx, lt_obj_kind kind, void *p);
 
 int lt__ctx_threads(const lt_ctx *ctx);
 lt_isa lt__ctx_isa(const lt_ctx *ctx);
-/* Sets OpenBLAS's thread count to the context's before a BLAS call. */
-void lt__blas_threads(const lt_ctx *ctx);
 /* Hands out `n` consecutive RNG counters. */
 uint64_t lt__ctx_rng_take(lt_ctx *ctx, uint64_t n, uint64_t *key);
 

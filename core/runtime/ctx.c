@@ -38,9 +38,6 @@ struct lt_ctx {
 
 static const size_t obj_size[LT_OBJ_KINDS] = {sizeof(lt_tensor), sizeof(lt_storage)};
 
-void openblas_set_num_threads(int n);
-int openblas_get_num_threads(void);
-
 lt_ctx *lt_ctx_new(void) {
   lt_ctx *ctx = calloc(1, sizeof *ctx);
   if (!ctx) return NULL;
@@ -119,12 +116,6 @@ void lt_ctx_set_num_threads(lt_ctx *ctx, int n) { ctx->num_threads = n < 1 ? 1 :
 int lt_ctx_num_threads(const lt_ctx *ctx) { return ctx->num_threads; }
 int lt__ctx_threads(const lt_ctx *ctx) { return ctx->num_threads; }
 lt_isa lt__ctx_isa(const lt_ctx *ctx) { return ctx->isa; }
-
-/* OpenBLAS keeps one process-wide thread count; set it only when it differs,
- * since setting it is not free and most calls find it right already. */
-void lt__blas_threads(const lt_ctx *ctx) {
-  if (openblas_get_num_threads() != ctx->num_threads) openblas_set_num_threads(ctx->num_threads);
-}
 
 void *lt__ctx_slot(const lt_ctx *ctx, lt_ctx_slot slot) { return ctx->slot[slot].p; }
 
