@@ -263,9 +263,10 @@ describe("load_safetensors on corrupt files", function()
   it("rejects headers that are not UTF-8 JSON objects", function()
     rejects(file('{"a\255":1}'), "header is not valid UTF-8 (byte 3)")
     rejects(file('{"\237\160\128":1}'), "header is not valid UTF-8 (byte 2)") -- an encoded surrogate
-    rejects(file('{"w": }'), "header is not valid JSON (error at byte 6 of 7)")
-    rejects(file('{"w":{"dtype":"F32"'), "header is not valid JSON (error at byte 18 of 19)")
-    rejects(file(''), "header is not valid JSON (error at byte 0 of 0)")
+    rejects(file('{"w": }'), "header is not valid JSON (byte 6 of 7: expected a value, found '}')")
+    rejects(file('{"w":{"dtype":"F32"'),
+      "header is not valid JSON (byte 19 of 19: expected ',' or '}', found the end of the header)")
+    rejects(file(''), "header is not valid JSON (byte 0 of 0: expected a value, found the end of the header)")
     rejects(file('{}x'), "header has unexpected bytes after the JSON value (byte 2)")
     rejects(file('{}\0\0\0\0\0\0'), "header has unexpected bytes after the JSON value (byte 2)")
     rejects(file('[1,2]'), "header is not a JSON object")
@@ -297,16 +298,19 @@ describe("load_safetensors on corrupt files", function()
       "tensor 'w' has dtype 'f32', which lattice does not read (F32 F16 BF16 I32 I64 U8 BOOL)")
   end)
 
-  it("rejects dimensions that are not non-negative integers", function()
+  it("rejects dimensions that are not non-negative integers below 2^53", function()
     local function shape(s) return one('{"dtype":"U8","shape":' .. s .. ',"data_offsets":[0,1]}', "x") end
-    rejects(shape("[-1]"), "tensor 'w' has shape entry -1, not a non-negative integer")
-    rejects(shape("[2.5]"), "tensor 'w' has shape entry 2.5, not a non-negative integer")
-    rejects(shape('["1"]'), "tensor 'w' has shape entry a string, not a non-negative integer")
-    rejects(shape("[null]"), "tensor 'w' has shape entry null, not a non-negative integer")
-    rejects(shape("[true]"), "tensor 'w' has shape entry a boolean, not a non-negative integer")
-    -- past 2^53 a JSON number is no longer an exact integer
-    rejects(shape("[9007199254740994]"), "tensor 'w' has shape entry 9007199254740994, not a non-negative integer")
-    rejects(shape("[1e400]"), "tensor 'w' has shape entry inf, not a non-negative integer")
+    local function entry(v) return "tensor 'w' has shape entry " .. v .. ", not a non-negative integer below 2^53" end
+    rejects(shape("[-1]"), entry("-1"))
+    rejects(shape("[2.5]"), entry("2.5"))
+    rejects(shape('["1"]'), entry("a string"))
+    rejects(shape("[null]"), entry("null"))
+    rejects(shape("[true]"), entry("a boolean"))
+    rejects(shape("[[1]]"), entry("an array"))
+    rejects(shape('[{"n":1}]'), entry("an object"))
+    -- past 2^53 a double no longer holds every integer: JSON readers would disagree
+    rejects(shape("[9007199254740994]"), entry("9007199254740994"))
+    rejects(shape("[1e400]"), entry("1e400"))
     rejects(shape("[1,1,1,1,1,1,1,1,1]"), "tensor 'w' has 9 dimensions (lattice supports at most 8)")
     rejects(shape("[4503599627370496,4503599627370496]"),
       "tensor 'w' has shape {4503599627370496,4503599627370496}, too large to address")
@@ -314,9 +318,9 @@ describe("load_safetensors on corrupt files", function()
 
   it("rejects data_offsets that disagree with the shape or the buffer", function()
     rejects(one('{"dtype":"F32","shape":[1],"data_offsets":[-4,0]}', "1234"),
-      "tensor 'w' has data_offsets entry -4, not a non-negative integer")
+      "tensor 'w' has data_offsets entry -4, not a non-negative integer below 2^53")
     rejects(one('{"dtype":"F32","shape":[1],"data_offsets":[0,4.5]}', "1234"),
-      "tensor 'w' has data_offsets entry 4.5, not a non-negative integer")
+      "tensor 'w' has data_offsets entry 4.5, not a non-negative integer below 2^53")
     rejects(one('{"dtype":"F32","shape":[0],"data_offsets":[8,4]}', "12345678"),
       "tensor 'w' has data_offsets [8,4] that end before they begin")
     rejects(one('{"dtype":"F32","shape":[2,3],"data_offsets":[0,20]}', ("\0"):rep(20)),
@@ -438,5 +442,62 @@ describe("save_safetensors errors", function()
       "save_safetensors: " .. p .. ": cannot rename the temporary file onto it: Is a directory")
     assert.are.same({"taken"}, listing(d))
     assert.are.same({}, listing(p))
+  end)
+end)
+
+describe("load_safetensors on the malformed fixtures", function()
+  -- spec/fixtures/malformed.lua: each case's bytes (written to
+  -- spec/fixtures/malformed/ by make_malformed.lua) and its message.
+  local cases = require "fixtures.malformed"
+
+  it("finds the committed files as malformed.lua describes them", function()
+    assert.is_true(#cases >= 70)
+    for _, c in ipairs(cases) do
+      assert.are.equal(c[2], read_bytes(FIX .. "malformed/" .. c[1] .. ".safetensors"), c[1])
+    end
+  end)
+
+  it("rejects each with its exact message", function()
+    for _, c in ipairs(cases) do
+      local path = FIX .. "malformed/" .. c[1] .. ".safetensors"
+      local ok, err = pcall(lattice.load_safetensors, path)
+      assert.is_false(ok, c[1])
+      assert.are.equal("load_safetensors: " .. path .. ": " .. c[3], err)
+    end
+  end)
+end)
+
+describe("load_safetensors reads strict JSON", function()
+  local d, path
+  before_each(function()
+    d = tmpdir()
+    path = d .. "/ok.safetensors"
+  end)
+  after_each(function() rmdir(d) end)
+  local function file(header, data) return string.pack("<I8", #header) .. header .. (data or "") end
+  local function load(bytes)
+    write_bytes(path, bytes)
+    return lattice.load_safetensors(path)
+  end
+
+  it("decodes every escape in names, metadata, dtypes and field names", function()
+    local t, m = load(file('{"__metadata__":{"k\\"\\\\\\/":"\\b\\f\\n\\r\\t","\\u00e9":"\\ud83d\\ude00\\u20AC"},'
+      .. '"a\\/b\\u0041":{"\\u0064type":"\\u0055\\u0038","sha\\u0070e":[1],"data_offsets":[0,1]}}', "x"))
+    assert.are.same({['k"\\/'] = "\b\f\n\r\t", ["é"] = "😀€"}, m)
+    assert.are.same({120}, t["a/bA"]:tolist())
+    assert.are.equal("uint8", t["a/bA"].dtype)
+  end)
+
+  it("accepts \\u0000 in a field lattice ignores, and every JSON whitespace byte", function()
+    local t = load(file(' \t\r\n{ "w" :\n{"x":"\\u0000","dtype":"U8","shape":[ 1 ],"data_offsets":[0 , 1]\r} }\t\n ', "x"))
+    assert.are.same({120}, t.w:tolist())
+  end)
+
+  it("reads counts up to 2^53 - 1 exactly", function()
+    assert.has_error(function() load(file('{"w":{"dtype":"U8","shape":[1,9007199254740991],"data_offsets":[0,0]}}')) end,
+      "load_safetensors: " .. path .. ": tensor 'w' has data_offsets [0,0] but shape {1,9007199254740991} uint8 needs "
+      .. "9007199254740991 bytes")
+    assert.has_error(function() load(file('{"w":{"dtype":"U8","shape":[0],"data_offsets":[9007199254740991,0]}}')) end,
+      "load_safetensors: " .. path .. ": tensor 'w' has data_offsets [9007199254740991,0] that end before they begin")
   end)
 end)
