@@ -501,3 +501,41 @@ describe("load_safetensors reads strict JSON", function()
       "load_safetensors: " .. path .. ": tensor 'w' has data_offsets [9007199254740991,0] that end before they begin")
   end)
 end)
+
+describe("load_safetensors bounds its work per entry", function()
+  local d
+  before_each(function() d = tmpdir() end)
+  after_each(function() rmdir(d) end)
+  -- n zero-size tensors, all at offset 0 (which the format allows)
+  local function many(n)
+    local items = {}
+    for i = 1, n do items[i] = string.format('"t%d":{"dtype":"F32","shape":[0],"data_offsets":[0,0]}', i) end
+    local h = "{" .. table.concat(items, ",") .. "}"
+    return string.pack("<I8", #h) .. h
+  end
+
+  it("reads 2^17 tensors and refuses one more before creating any", function()
+    local path = d .. "/many.safetensors"
+    write_bytes(path, many(131072))
+    local t = lattice.load_safetensors(path)
+    local n = 0
+    for _ in pairs(t) do n = n + 1 end
+    assert.are.equal(131072, n)
+    assert.are.same({0}, t.t131072.shape)
+    t = nil -- luacheck: ignore 311
+    collectgarbage()
+    write_bytes(path, many(131073))
+    assert.has_error(function() lattice.load_safetensors(path) end, "load_safetensors: " .. path
+      .. ": header has more than 131072 tensors, the most lattice reads from one file")
+  end)
+
+  it("refuses more than 2^17 metadata entries", function()
+    local path = d .. "/meta.safetensors"
+    local items = {}
+    for i = 1, 131073 do items[i] = string.format('"k%d":""', i) end
+    local h = '{"__metadata__":{' .. table.concat(items, ",") .. "}}"
+    write_bytes(path, string.pack("<I8", #h) .. h)
+    assert.has_error(function() lattice.load_safetensors(path) end,
+      "load_safetensors: " .. path .. ": __metadata__ has more than 131072 entries, the most lattice reads")
+  end)
+end)

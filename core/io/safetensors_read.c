@@ -3,8 +3,8 @@
  * entry's dtype, shape and data_offsets, and that the regions tile the data
  * buffer exactly (no overlap, no hole, nothing after the last tensor), as the
  * reference implementation requires. The work is linear in the header's size
- * (plus a sort of the entries) and small per tensor: one fixed-size entry and
- * its decoded name. Data is then read
+ * (plus a sort of the entries) and bounded per tensor: one fixed-size entry,
+ * its decoded name, and at most LT_ST_MAX_TENSORS of them. Data is then read
  * with pread straight into each tensor's buffer, so nothing is ever read past
  * what the header promised and a file that shrinks meanwhile gives an error,
  * not a crash (mmap would give SIGBUS). */
@@ -277,7 +277,9 @@ static lt_status parse_metadata(reader *r, int64_t at) {
   if (h[at] == 'n') return LT_OK;
   if (h[at] != '{') return bad(r, "__metadata__ is not an object");
   int64_t count = 0, key, val;
-  for (int64_t i = at; lt__json_member(h, &i, &key, &val);) count++;
+  for (int64_t i = at; lt__json_member(h, &i, &key, &val);)
+    if (++count > LT_ST_MAX_METADATA)
+      return bad(r, "__metadata__ has more than %d entries, the most lattice reads", LT_ST_MAX_METADATA);
   r->meta = calloc((size_t)(count ? count : 1), sizeof *r->meta);
   if (!r->meta) return no_memory(r);
   for (int64_t i = at; lt__json_member(h, &i, &key, &val); r->nmeta++) {
@@ -291,19 +293,22 @@ static lt_status parse_metadata(reader *r, int64_t at) {
   return LT_OK;
 }
 
-/* Counts the tensors: members other than __metadata__, judged by the raw
- * key (an escaped spelling is counted, which only overestimates). */
-static void count_tensors(reader *r, int64_t root) {
+/* Counts the tensors (members other than __metadata__, judged by the raw
+ * key: an escaped spelling is counted, which only overestimates) and refuses
+ * more than LT_ST_MAX_TENSORS before anything is allocated per tensor. */
+static lt_status count_tensors(reader *r, int64_t root) {
   int64_t key, val;
   for (int64_t i = root; lt__json_member(r->header, &i, &key, &val);)
-    if (!(lt__json_skip(r->header, key) - key == 14 && memcmp(r->header + key, "\"__metadata__\"", 14) == 0))
-      r->count++;
+    if (!(lt__json_skip(r->header, key) - key == 14 && memcmp(r->header + key, "\"__metadata__\"", 14) == 0) &&
+        ++r->count > LT_ST_MAX_TENSORS)
+      return bad(r, "header has more than %d tensors, the most lattice reads from one file", LT_ST_MAX_TENSORS);
+  return LT_OK;
 }
 
 /* Fills r->entries from the header object, one per tensor. */
 static lt_status parse_entries(reader *r) {
   int64_t root = lt__json_ws(r->header, 0), key, val;
-  count_tensors(r, root);
+  if (count_tensors(r, root)) return LT_ERR_IO;
   r->entries = calloc((size_t)(r->count ? r->count : 1), sizeof *r->entries);
   if (!r->entries) return no_memory(r);
   for (int64_t i = root; lt__json_member(r->header, &i, &key, &val);) {

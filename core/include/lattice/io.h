@@ -39,11 +39,11 @@ typedef struct lt_safetensors {
 /* Validates the whole header before creating any tensor: length within the
  * file and at most 100 MB, UTF-8, strict JSON (RFC 8259: no BOM, no control
  * bytes outside strings, no raw control characters or invalid escapes inside
- * them) holding one object, each entry's dtype, shape (integers written as
- * digits alone, below 2^53, at most LT_MAX_DIMS) and data_offsets (the same
- * integers, exactly numel * itemsize bytes), names unique and free of
- * \u0000, regions tiling the data buffer exactly, __metadata__ an object of
- * strings. Unknown fields inside an
+ * them) holding one object, at most 2^17 tensors and 2^17 metadata entries,
+ * each entry's dtype, shape (integers written as digits alone, below 2^53, at
+ * most LT_MAX_DIMS) and data_offsets (the same integers, exactly numel *
+ * itemsize bytes), names unique and free of \u0000, regions tiling the data
+ * buffer exactly, __metadata__ an object of strings. Unknown fields inside an
  * entry are ignored, as the reference reader does. BOOL bytes are read as
  * 0/1. On success *out is a new lt_safetensors; on failure it is NULL. */
 lt_status lt_safetensors_load(lt_ctx *ctx, const char *path, lt_safetensors **out);
