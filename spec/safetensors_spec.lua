@@ -539,3 +539,153 @@ describe("load_safetensors bounds its work per entry", function()
       "load_safetensors: " .. path .. ": __metadata__ has more than 131072 entries, the most lattice reads")
   end)
 end)
+
+-- Shell helpers for the file-system specs: the output of a command, and
+-- whether one succeeds.
+local function sh(cmd)
+  local p = assert(io.popen(cmd))
+  local out = p:read("a")
+  p:close()
+  return (out:gsub("\n$", ""))
+end
+local function sh_ok(cmd) return os.execute(cmd) == true end
+local function q(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+local function sorted(t)
+  table.sort(t)
+  return t
+end
+local function exists(path)
+  local f = io.open(path)
+  if f then f:close() end
+  return f ~= nil
+end
+
+describe("save_safetensors over an existing file", function()
+  local d
+  before_each(function() d = tmpdir() end)
+  after_each(function() rmdir(d) end)
+  local x = lattice.arange(3)
+  local function saved(path) return lattice.load_safetensors(path).x:tolist() end
+
+  it("keeps the file's mode", function()
+    for _, mode in ipairs({"600", "640", "444", "755"}) do
+      local p = d .. "/m" .. mode
+      lattice.save_safetensors(p, {x = lattice.zeros({1})})
+      assert(sh_ok("chmod " .. mode .. " " .. q(p)))
+      lattice.save_safetensors(p, {x = x})
+      assert.are.equal(mode, sh("stat -c %a " .. q(p)))
+      assert.are.same({0, 1, 2}, saved(p))
+    end
+    -- a new file gets the mode the umask gives, as any new file does
+    assert(sh_ok("touch " .. q(d .. "/touched")))
+    lattice.save_safetensors(d .. "/new", {x = x})
+    assert.are.equal(sh("stat -c %a " .. q(d .. "/touched")), sh("stat -c %a " .. q(d .. "/new")))
+  end)
+
+  it("keeps the file's owner where the system permits it", function()
+    local p = d .. "/owned"
+    lattice.save_safetensors(p, {x = x})
+    if sh("id -u") == "0" then
+      assert(sh_ok("chown 65534:65534 " .. q(p) .. " && chmod 600 " .. q(p)))
+      lattice.save_safetensors(p, {x = x})
+      assert.are.equal("65534:65534 600", sh("stat -c '%u:%g %a' " .. q(p)))
+    else -- only root may give a file away: ours stays ours
+      lattice.save_safetensors(p, {x = x})
+      assert.are.equal(sh("id -u") .. ":" .. sh("id -g"), sh("stat -c %u:%g " .. q(p)))
+    end
+    assert.are.same({0, 1, 2}, saved(p))
+  end)
+
+  it("writes through a symbolic link to its target and keeps the link", function()
+    lattice.save_safetensors(d .. "/target", {x = lattice.zeros({1})})
+    assert(sh_ok("chmod 600 " .. q(d .. "/target") .. " && ln -s target " .. q(d .. "/link")))
+    lattice.save_safetensors(d .. "/link", {x = x})
+    assert.is_true(sh_ok("test -L " .. q(d .. "/link")))
+    assert.are.equal("target", sh("readlink " .. q(d .. "/link")))
+    assert.are.same({0, 1, 2}, saved(d .. "/target"))
+    assert.are.equal("600", sh("stat -c %a " .. q(d .. "/target")))
+    assert.are.same({"link", "target"}, sorted(listing(d)))
+  end)
+
+  it("follows relative links from the link's directory, absolute links and chains of links", function()
+    assert(sh_ok("mkdir " .. q(d .. "/sub") .. " " .. q(d .. "/other")))
+    lattice.save_safetensors(d .. "/sub/w", {x = lattice.zeros({1})})
+    assert(sh_ok("ln -s sub/w " .. q(d .. "/rel") .. " && ln -s " .. q(d .. "/rel") .. " " .. q(d .. "/other/abs")
+      .. " && ln -s ../other/abs " .. q(d .. "/sub/chain")))
+    for _, via in ipairs({"/rel", "/other/abs", "/sub/chain"}) do
+      lattice.save_safetensors(d .. via, {x = x + #via})
+      assert.are.same({#via, 1 + #via, 2 + #via}, saved(d .. "/sub/w"))
+    end
+    -- the temporary file went beside the target each time, and is gone
+    assert.are.same({"chain", "w"}, sorted(listing(d .. "/sub")))
+    assert.are.same({"abs"}, listing(d .. "/other"))
+    assert.are.same({"other", "rel", "sub"}, sorted(listing(d)))
+  end)
+
+  it("creates the file a dangling link names", function()
+    assert(sh_ok("ln -s made " .. q(d .. "/link")))
+    lattice.save_safetensors(d .. "/link", {x = x})
+    assert.is_true(sh_ok("test -L " .. q(d .. "/link")))
+    assert.are.same({0, 1, 2}, saved(d .. "/made"))
+  end)
+
+  it("refuses a loop of links and leaves it as it was", function()
+    assert(sh_ok("ln -s b " .. q(d .. "/a") .. " && ln -s a " .. q(d .. "/b")))
+    assert.has_error(function() lattice.save_safetensors(d .. "/a", {x = x}) end, "save_safetensors: " .. d
+      .. "/a: cannot follow its symbolic links: Too many levels of symbolic links")
+    assert.are.equal("b", sh("readlink " .. q(d .. "/a")))
+    assert.are.same({"a", "b"}, sorted(listing(d)))
+  end)
+end)
+
+describe("save_safetensors temporary files", function()
+  local d
+  before_each(function() d = tmpdir() end)
+  after_each(function() rmdir(d) end)
+
+  -- The documented name: ".lt-" .. FNV-1a of the target's name (16 hex
+  -- digits) .. "-" .. 12 hex digits (the writer's pid, then a counter) .. ".tmp".
+  local function temp_name(target, id)
+    local h = 0xcbf29ce484222325
+    for i = 1, #target do h = (h ~ target:byte(i)) * 0x100000001b3 end
+    return string.format(".lt-%016x-%s.tmp", h, id)
+  end
+
+  it("have a short fixed-length name, so a name of 255 bytes saves", function()
+    local name = ("n"):rep(243) .. ".safetensors"
+    assert.are.equal(255, #name)
+    lattice.save_safetensors(d .. "/" .. name, {w = lattice.ones({2})})
+    assert.are.same({1, 1}, lattice.load_safetensors(d .. "/" .. name).w:tolist())
+    assert.are.same({name}, listing(d))
+  end)
+
+  it("left by a writer that died are removed by the next save of that file, and nothing else", function()
+    local path = d .. "/w.safetensors"
+    local stale, other = temp_name("w.safetensors", "7ffffffe0000"), temp_name("v.safetensors", "7ffffffe0000")
+    for _, name in ipairs({stale, other, ".lt-notes.tmp", "w.safetensors.tmp.123.0"}) do
+      write_bytes(d .. "/" .. name, "half a file")
+    end
+    lattice.save_safetensors(path, {w = lattice.ones({2})})
+    assert.are.same(sorted({other, ".lt-notes.tmp", "w.safetensors", "w.safetensors.tmp.123.0"}), sorted(listing(d)))
+    assert.are.same({1, 1}, lattice.load_safetensors(path).w:tolist())
+  end)
+
+  it("of a writer still at work are left alone (it holds a lock on its file)", function()
+    if not sh_ok("command -v flock >/dev/null") then
+      pending("needs flock(1) from util-linux")
+      return
+    end
+    local path, live = d .. "/w.safetensors", d .. "/" .. temp_name("w.safetensors", "7ffffffe0001")
+    write_bytes(live, "being written")
+    -- flock(1) takes the lock a writer would hold, until we create `done`
+    assert(sh_ok("flock -x " .. q(live) .. " sh -c " .. q("touch " .. q(d .. "/ready")
+      .. "; while [ ! -e " .. q(d .. "/done") .. " ]; do sleep 0.02; done") .. " >/dev/null 2>&1 &"))
+    while not exists(d .. "/ready") do os.execute("sleep 0.02") end
+    lattice.save_safetensors(path, {w = lattice.ones({2})})
+    assert.is_true(exists(live))
+    write_bytes(d .. "/done", "")
+    assert(sh_ok("flock -x " .. q(live) .. " true")) -- waits for the holder to go
+    lattice.save_safetensors(path, {w = lattice.ones({2})})
+    assert.is_false(exists(live))
+  end)
+end)

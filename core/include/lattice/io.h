@@ -21,9 +21,12 @@ typedef struct lt_metadata_entry {
 /* Writes tensors in the order given (views as their row-major contents), the
  * metadata first, the header padded with spaces to a multiple of 8 bytes.
  * Names and metadata must be valid UTF-8, unique, and no tensor may be called
- * "__metadata__". Writes "<path>.tmp.<pid>.<k>" next to `path`, fsyncs it and
- * renames it onto `path`: a failure never leaves a partial file under `path`
- * and removes the temporary file. Borrows everything. */
+ * "__metadata__". A symbolic link at `path` is followed to the file it names
+ * (the target). The file is written as ".lt-<hash>-<id>.tmp" beside the
+ * target, given the target's mode and (where permitted) owner, fsynced and
+ * renamed onto the target: a failure never leaves a partial file under
+ * `path` and removes the temporary file; temporaries of the same target left
+ * by a writer that died are removed first (docs/io.md). Borrows everything. */
 lt_status lt_safetensors_save(lt_ctx *ctx, const char *path, int n, const lt_named_tensor *tensors, int nmeta,
                               const lt_metadata_entry *meta);
 
