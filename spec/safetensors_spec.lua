@@ -403,7 +403,7 @@ describe("save_safetensors errors", function()
     assert.has_error(function() lattice.save_safetensors(p, {x}) end,
       "save_safetensors: tensor name 1 is a number, not a string")
     assert.has_error(function() lattice.save_safetensors(p, {["a\0b"] = x}) end,
-      "save_safetensors: tensor name 'a' contains a NUL byte")
+      "save_safetensors: tensor name 'a\\0b' contains a NUL byte")
     assert.has_error(function() lattice.save_safetensors(p, {["\255"] = x}) end,
       "save_safetensors: tensor name '\255' is not valid UTF-8")
     assert.has_error(function() lattice.save_safetensors(p, {__metadata__ = x}) end,
@@ -687,5 +687,33 @@ describe("save_safetensors temporary files", function()
     assert(sh_ok("flock -x " .. q(live) .. " true")) -- waits for the holder to go
     lattice.save_safetensors(path, {w = lattice.ones({2})})
     assert.is_false(exists(live))
+  end)
+end)
+
+describe("save_safetensors and load_safetensors on NUL bytes", function()
+  local d
+  before_each(function() d = tmpdir() end)
+  after_each(function() rmdir(d) end)
+  local x = lattice.ones({2})
+
+  it("refuse a path with a NUL byte instead of cutting it short", function()
+    local p = d .. "/x.safetensors"
+    assert.has_error(function() lattice.save_safetensors(p .. "\0.bak", {w = x}) end,
+      "save_safetensors: " .. p .. "\\0.bak: path contains a NUL byte")
+    assert.are.same({}, listing(d))
+    lattice.save_safetensors(p, {w = x})
+    assert.has_error(function() lattice.load_safetensors(p .. "\0.bak") end,
+      "load_safetensors: " .. p .. "\\0.bak: path contains a NUL byte")
+  end)
+
+  it("refuse NUL bytes in names and metadata, showing where they are", function()
+    local p = d .. "/x.safetensors"
+    assert.has_error(function() lattice.save_safetensors(p, {["a\0"] = x, a = x}) end,
+      "save_safetensors: tensor name 'a\\0' contains a NUL byte")
+    assert.has_error(function() lattice.save_safetensors(p, {w = x}, {["k\0x"] = "v"}) end,
+      "save_safetensors: metadata key 'k\\0x' contains a NUL byte")
+    assert.has_error(function() lattice.save_safetensors(p, {w = x}, {k = "v\0w"}) end,
+      "save_safetensors: metadata value 'v\\0w' for 'k' contains a NUL byte")
+    assert.are.same({}, listing(d))
   end)
 end)
