@@ -60,7 +60,9 @@ __attribute__((format(printf, 2, 3))) static lt_status bad(reader *r, const char
   return lt_ctx_fail(r->ctx, LT_ERR_IO, "load_safetensors: %s: %s", r->path, msg);
 }
 
-static lt_status no_memory(reader *r) { return lt_ctx_fail(r->ctx, LT_ERR_MEM, "load_safetensors: out of memory"); }
+static lt_status no_memory(reader *r) {
+  return lt_ctx_fail(r->ctx, LT_ERR_MEM, "load_safetensors: %s: out of memory", r->path);
+}
 
 /* Reads exactly n bytes at `offset`; fails when the file ends first. */
 static lt_status read_at(reader *r, void *buf, int64_t n, int64_t offset) {
