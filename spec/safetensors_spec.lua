@@ -263,9 +263,10 @@ describe("load_safetensors on corrupt files", function()
   it("rejects headers that are not UTF-8 JSON objects", function()
     rejects(file('{"a\255":1}'), "header is not valid UTF-8 (byte 3)")
     rejects(file('{"\237\160\128":1}'), "header is not valid UTF-8 (byte 2)") -- an encoded surrogate
-    rejects(file('{"w": }'), "header is not valid JSON (error at byte 6 of 7)")
-    rejects(file('{"w":{"dtype":"F32"'), "header is not valid JSON (error at byte 18 of 19)")
-    rejects(file(''), "header is not valid JSON (error at byte 0 of 0)")
+    rejects(file('{"w": }'), "header is not valid JSON (byte 6 of 7: expected a value, found '}')")
+    rejects(file('{"w":{"dtype":"F32"'),
+      "header is not valid JSON (byte 19 of 19: expected ',' or '}', found the end of the header)")
+    rejects(file(''), "header is not valid JSON (byte 0 of 0: expected a value, found the end of the header)")
     rejects(file('{}x'), "header has unexpected bytes after the JSON value (byte 2)")
     rejects(file('{}\0\0\0\0\0\0'), "header has unexpected bytes after the JSON value (byte 2)")
     rejects(file('[1,2]'), "header is not a JSON object")
@@ -297,16 +298,19 @@ describe("load_safetensors on corrupt files", function()
       "tensor 'w' has dtype 'f32', which lattice does not read (F32 F16 BF16 I32 I64 U8 BOOL F64)")
   end)
 
-  it("rejects dimensions that are not non-negative integers", function()
+  it("rejects dimensions that are not non-negative integers below 2^53", function()
     local function shape(s) return one('{"dtype":"U8","shape":' .. s .. ',"data_offsets":[0,1]}', "x") end
-    rejects(shape("[-1]"), "tensor 'w' has shape entry -1, not a non-negative integer")
-    rejects(shape("[2.5]"), "tensor 'w' has shape entry 2.5, not a non-negative integer")
-    rejects(shape('["1"]'), "tensor 'w' has shape entry a string, not a non-negative integer")
-    rejects(shape("[null]"), "tensor 'w' has shape entry null, not a non-negative integer")
-    rejects(shape("[true]"), "tensor 'w' has shape entry a boolean, not a non-negative integer")
-    -- past 2^53 a JSON number is no longer an exact integer
-    rejects(shape("[9007199254740994]"), "tensor 'w' has shape entry 9007199254740994, not a non-negative integer")
-    rejects(shape("[1e400]"), "tensor 'w' has shape entry inf, not a non-negative integer")
+    local function entry(v) return "tensor 'w' has shape entry " .. v .. ", not a non-negative integer below 2^53" end
+    rejects(shape("[-1]"), entry("-1"))
+    rejects(shape("[2.5]"), entry("2.5"))
+    rejects(shape('["1"]'), entry("a string"))
+    rejects(shape("[null]"), entry("null"))
+    rejects(shape("[true]"), entry("a boolean"))
+    rejects(shape("[[1]]"), entry("an array"))
+    rejects(shape('[{"n":1}]'), entry("an object"))
+    -- past 2^53 a double no longer holds every integer: JSON readers would disagree
+    rejects(shape("[9007199254740994]"), entry("9007199254740994"))
+    rejects(shape("[1e400]"), entry("1e400"))
     rejects(shape("[1,1,1,1,1,1,1,1,1]"), "tensor 'w' has 9 dimensions (lattice supports at most 8)")
     rejects(shape("[4503599627370496,4503599627370496]"),
       "tensor 'w' has shape {4503599627370496,4503599627370496}, too large to address")
@@ -314,9 +318,9 @@ describe("load_safetensors on corrupt files", function()
 
   it("rejects data_offsets that disagree with the shape or the buffer", function()
     rejects(one('{"dtype":"F32","shape":[1],"data_offsets":[-4,0]}', "1234"),
-      "tensor 'w' has data_offsets entry -4, not a non-negative integer")
+      "tensor 'w' has data_offsets entry -4, not a non-negative integer below 2^53")
     rejects(one('{"dtype":"F32","shape":[1],"data_offsets":[0,4.5]}', "1234"),
-      "tensor 'w' has data_offsets entry 4.5, not a non-negative integer")
+      "tensor 'w' has data_offsets entry 4.5, not a non-negative integer below 2^53")
     rejects(one('{"dtype":"F32","shape":[0],"data_offsets":[8,4]}', "12345678"),
       "tensor 'w' has data_offsets [8,4] that end before they begin")
     rejects(one('{"dtype":"F32","shape":[2,3],"data_offsets":[0,20]}', ("\0"):rep(20)),
@@ -399,7 +403,7 @@ describe("save_safetensors errors", function()
     assert.has_error(function() lattice.save_safetensors(p, {x}) end,
       "save_safetensors: tensor name 1 is a number, not a string")
     assert.has_error(function() lattice.save_safetensors(p, {["a\0b"] = x}) end,
-      "save_safetensors: tensor name 'a' contains a NUL byte")
+      "save_safetensors: tensor name 'a\\0b' contains a NUL byte")
     assert.has_error(function() lattice.save_safetensors(p, {["\255"] = x}) end,
       "save_safetensors: tensor name '\255' is not valid UTF-8")
     assert.has_error(function() lattice.save_safetensors(p, {__metadata__ = x}) end,
@@ -438,5 +442,278 @@ describe("save_safetensors errors", function()
       "save_safetensors: " .. p .. ": cannot rename the temporary file onto it: Is a directory")
     assert.are.same({"taken"}, listing(d))
     assert.are.same({}, listing(p))
+  end)
+end)
+
+describe("load_safetensors on the malformed fixtures", function()
+  -- spec/fixtures/malformed.lua: each case's bytes (written to
+  -- spec/fixtures/malformed/ by make_malformed.lua) and its message.
+  local cases = require "fixtures.malformed"
+
+  it("finds the committed files as malformed.lua describes them", function()
+    assert.is_true(#cases >= 70)
+    for _, c in ipairs(cases) do
+      assert.are.equal(c[2], read_bytes(FIX .. "malformed/" .. c[1] .. ".safetensors"), c[1])
+    end
+  end)
+
+  it("rejects each with its exact message", function()
+    for _, c in ipairs(cases) do
+      local path = FIX .. "malformed/" .. c[1] .. ".safetensors"
+      local ok, err = pcall(lattice.load_safetensors, path)
+      assert.is_false(ok, c[1])
+      assert.are.equal("load_safetensors: " .. path .. ": " .. c[3], err)
+    end
+  end)
+end)
+
+describe("load_safetensors reads strict JSON", function()
+  local d, path
+  before_each(function()
+    d = tmpdir()
+    path = d .. "/ok.safetensors"
+  end)
+  after_each(function() rmdir(d) end)
+  local function file(header, data) return string.pack("<I8", #header) .. header .. (data or "") end
+  local function load(bytes)
+    write_bytes(path, bytes)
+    return lattice.load_safetensors(path)
+  end
+
+  it("decodes every escape in names, metadata, dtypes and field names", function()
+    local t, m = load(file('{"__metadata__":{"k\\"\\\\\\/":"\\b\\f\\n\\r\\t","\\u00e9":"\\ud83d\\ude00\\u20AC"},'
+      .. '"a\\/b\\u0041":{"\\u0064type":"\\u0055\\u0038","sha\\u0070e":[1],"data_offsets":[0,1]}}', "x"))
+    assert.are.same({['k"\\/'] = "\b\f\n\r\t", ["é"] = "😀€"}, m)
+    assert.are.same({120}, t["a/bA"]:tolist())
+    assert.are.equal("uint8", t["a/bA"].dtype)
+  end)
+
+  it("accepts \\u0000 in a field lattice ignores, and every JSON whitespace byte", function()
+    local t = load(file(' \t\r\n{ "w" :\n{"x":"\\u0000","dtype":"U8","shape":[ 1 ],"data_offsets":[0 , 1]\r} }\t\n ', "x"))
+    assert.are.same({120}, t.w:tolist())
+  end)
+
+  it("reads counts up to 2^53 - 1 exactly", function()
+    assert.has_error(function() load(file('{"w":{"dtype":"U8","shape":[1,9007199254740991],"data_offsets":[0,0]}}')) end,
+      "load_safetensors: " .. path .. ": tensor 'w' has data_offsets [0,0] but shape {1,9007199254740991} uint8 needs "
+      .. "9007199254740991 bytes")
+    assert.has_error(function() load(file('{"w":{"dtype":"U8","shape":[0],"data_offsets":[9007199254740991,0]}}')) end,
+      "load_safetensors: " .. path .. ": tensor 'w' has data_offsets [9007199254740991,0] that end before they begin")
+  end)
+end)
+
+describe("load_safetensors bounds its work per entry", function()
+  local d
+  before_each(function() d = tmpdir() end)
+  after_each(function() rmdir(d) end)
+  -- n zero-size tensors, all at offset 0 (which the format allows)
+  local function many(n)
+    local items = {}
+    for i = 1, n do items[i] = string.format('"t%d":{"dtype":"F32","shape":[0],"data_offsets":[0,0]}', i) end
+    local h = "{" .. table.concat(items, ",") .. "}"
+    return string.pack("<I8", #h) .. h
+  end
+
+  it("reads 2^17 tensors and refuses one more before creating any", function()
+    local path = d .. "/many.safetensors"
+    write_bytes(path, many(131072))
+    local t = lattice.load_safetensors(path)
+    local n = 0
+    for _ in pairs(t) do n = n + 1 end
+    assert.are.equal(131072, n)
+    assert.are.same({0}, t.t131072.shape)
+    t = nil -- luacheck: ignore 311
+    collectgarbage()
+    write_bytes(path, many(131073))
+    assert.has_error(function() lattice.load_safetensors(path) end, "load_safetensors: " .. path
+      .. ": header has more than 131072 tensors, the most lattice reads from one file")
+  end)
+
+  it("refuses more than 2^17 metadata entries", function()
+    local path = d .. "/meta.safetensors"
+    local items = {}
+    for i = 1, 131073 do items[i] = string.format('"k%d":""', i) end
+    local h = '{"__metadata__":{' .. table.concat(items, ",") .. "}}"
+    write_bytes(path, string.pack("<I8", #h) .. h)
+    assert.has_error(function() lattice.load_safetensors(path) end,
+      "load_safetensors: " .. path .. ": __metadata__ has more than 131072 entries, the most lattice reads")
+  end)
+end)
+
+-- Shell helpers for the file-system specs: the output of a command, and
+-- whether one succeeds.
+local function sh(cmd)
+  local p = assert(io.popen(cmd))
+  local out = p:read("a")
+  p:close()
+  return (out:gsub("\n$", ""))
+end
+local function sh_ok(cmd) return os.execute(cmd) == true end
+local function q(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+local function sorted(t)
+  table.sort(t)
+  return t
+end
+local function exists(path)
+  local f = io.open(path)
+  if f then f:close() end
+  return f ~= nil
+end
+
+describe("save_safetensors over an existing file", function()
+  local d
+  before_each(function() d = tmpdir() end)
+  after_each(function() rmdir(d) end)
+  local x = lattice.arange(3)
+  local function saved(path) return lattice.load_safetensors(path).x:tolist() end
+
+  it("keeps the file's mode", function()
+    for _, mode in ipairs({"600", "640", "444", "755"}) do
+      local p = d .. "/m" .. mode
+      lattice.save_safetensors(p, {x = lattice.zeros({1})})
+      assert(sh_ok("chmod " .. mode .. " " .. q(p)))
+      lattice.save_safetensors(p, {x = x})
+      assert.are.equal(mode, sh("stat -c %a " .. q(p)))
+      assert.are.same({0, 1, 2}, saved(p))
+    end
+    -- a new file gets the mode the umask gives, as any new file does
+    assert(sh_ok("touch " .. q(d .. "/touched")))
+    lattice.save_safetensors(d .. "/new", {x = x})
+    assert.are.equal(sh("stat -c %a " .. q(d .. "/touched")), sh("stat -c %a " .. q(d .. "/new")))
+  end)
+
+  it("keeps the file's owner where the system permits it", function()
+    local p = d .. "/owned"
+    lattice.save_safetensors(p, {x = x})
+    if sh("id -u") == "0" then
+      assert(sh_ok("chown 65534:65534 " .. q(p) .. " && chmod 600 " .. q(p)))
+      lattice.save_safetensors(p, {x = x})
+      assert.are.equal("65534:65534 600", sh("stat -c '%u:%g %a' " .. q(p)))
+    else -- only root may give a file away: ours stays ours
+      lattice.save_safetensors(p, {x = x})
+      assert.are.equal(sh("id -u") .. ":" .. sh("id -g"), sh("stat -c %u:%g " .. q(p)))
+    end
+    assert.are.same({0, 1, 2}, saved(p))
+  end)
+
+  it("writes through a symbolic link to its target and keeps the link", function()
+    lattice.save_safetensors(d .. "/target", {x = lattice.zeros({1})})
+    assert(sh_ok("chmod 600 " .. q(d .. "/target") .. " && ln -s target " .. q(d .. "/link")))
+    lattice.save_safetensors(d .. "/link", {x = x})
+    assert.is_true(sh_ok("test -L " .. q(d .. "/link")))
+    assert.are.equal("target", sh("readlink " .. q(d .. "/link")))
+    assert.are.same({0, 1, 2}, saved(d .. "/target"))
+    assert.are.equal("600", sh("stat -c %a " .. q(d .. "/target")))
+    assert.are.same({"link", "target"}, sorted(listing(d)))
+  end)
+
+  it("follows relative links from the link's directory, absolute links and chains of links", function()
+    assert(sh_ok("mkdir " .. q(d .. "/sub") .. " " .. q(d .. "/other")))
+    lattice.save_safetensors(d .. "/sub/w", {x = lattice.zeros({1})})
+    assert(sh_ok("ln -s sub/w " .. q(d .. "/rel") .. " && ln -s " .. q(d .. "/rel") .. " " .. q(d .. "/other/abs")
+      .. " && ln -s ../other/abs " .. q(d .. "/sub/chain")))
+    for _, via in ipairs({"/rel", "/other/abs", "/sub/chain"}) do
+      lattice.save_safetensors(d .. via, {x = x + #via})
+      assert.are.same({#via, 1 + #via, 2 + #via}, saved(d .. "/sub/w"))
+    end
+    -- the temporary file went beside the target each time, and is gone
+    assert.are.same({"chain", "w"}, sorted(listing(d .. "/sub")))
+    assert.are.same({"abs"}, listing(d .. "/other"))
+    assert.are.same({"other", "rel", "sub"}, sorted(listing(d)))
+  end)
+
+  it("creates the file a dangling link names", function()
+    assert(sh_ok("ln -s made " .. q(d .. "/link")))
+    lattice.save_safetensors(d .. "/link", {x = x})
+    assert.is_true(sh_ok("test -L " .. q(d .. "/link")))
+    assert.are.same({0, 1, 2}, saved(d .. "/made"))
+  end)
+
+  it("refuses a loop of links and leaves it as it was", function()
+    assert(sh_ok("ln -s b " .. q(d .. "/a") .. " && ln -s a " .. q(d .. "/b")))
+    assert.has_error(function() lattice.save_safetensors(d .. "/a", {x = x}) end, "save_safetensors: " .. d
+      .. "/a: cannot follow its symbolic links: Too many levels of symbolic links")
+    assert.are.equal("b", sh("readlink " .. q(d .. "/a")))
+    assert.are.same({"a", "b"}, sorted(listing(d)))
+  end)
+end)
+
+describe("save_safetensors temporary files", function()
+  local d
+  before_each(function() d = tmpdir() end)
+  after_each(function() rmdir(d) end)
+
+  -- The documented name: ".lt-" .. FNV-1a of the target's name (16 hex
+  -- digits) .. "-" .. 12 hex digits (the writer's pid, then a counter) .. ".tmp".
+  local function temp_name(target, id)
+    local h = 0xcbf29ce484222325
+    for i = 1, #target do h = (h ~ target:byte(i)) * 0x100000001b3 end
+    return string.format(".lt-%016x-%s.tmp", h, id)
+  end
+
+  it("have a short fixed-length name, so a name of 255 bytes saves", function()
+    local name = ("n"):rep(243) .. ".safetensors"
+    assert.are.equal(255, #name)
+    lattice.save_safetensors(d .. "/" .. name, {w = lattice.ones({2})})
+    assert.are.same({1, 1}, lattice.load_safetensors(d .. "/" .. name).w:tolist())
+    assert.are.same({name}, listing(d))
+  end)
+
+  it("left by a writer that died are removed by the next save of that file, and nothing else", function()
+    local path = d .. "/w.safetensors"
+    local stale, other = temp_name("w.safetensors", "7ffffffe0000"), temp_name("v.safetensors", "7ffffffe0000")
+    for _, name in ipairs({stale, other, ".lt-notes.tmp", "w.safetensors.tmp.123.0"}) do
+      write_bytes(d .. "/" .. name, "half a file")
+    end
+    lattice.save_safetensors(path, {w = lattice.ones({2})})
+    assert.are.same(sorted({other, ".lt-notes.tmp", "w.safetensors", "w.safetensors.tmp.123.0"}), sorted(listing(d)))
+    assert.are.same({1, 1}, lattice.load_safetensors(path).w:tolist())
+  end)
+
+  it("of a writer still at work are left alone (it holds a lock on its file)", function()
+    if not sh_ok("command -v flock >/dev/null") then
+      pending("needs flock(1) from util-linux")
+      return
+    end
+    local path, live = d .. "/w.safetensors", d .. "/" .. temp_name("w.safetensors", "7ffffffe0001")
+    write_bytes(live, "being written")
+    -- flock(1) takes the lock a writer would hold, until we create `done`
+    assert(sh_ok("flock -x " .. q(live) .. " sh -c " .. q("touch " .. q(d .. "/ready")
+      .. "; while [ ! -e " .. q(d .. "/done") .. " ]; do sleep 0.02; done") .. " >/dev/null 2>&1 &"))
+    while not exists(d .. "/ready") do os.execute("sleep 0.02") end
+    lattice.save_safetensors(path, {w = lattice.ones({2})})
+    assert.is_true(exists(live))
+    write_bytes(d .. "/done", "")
+    assert(sh_ok("flock -x " .. q(live) .. " true")) -- waits for the holder to go
+    lattice.save_safetensors(path, {w = lattice.ones({2})})
+    assert.is_false(exists(live))
+  end)
+end)
+
+describe("save_safetensors and load_safetensors on NUL bytes", function()
+  local d
+  before_each(function() d = tmpdir() end)
+  after_each(function() rmdir(d) end)
+  local x = lattice.ones({2})
+
+  it("refuse a path with a NUL byte instead of cutting it short", function()
+    local p = d .. "/x.safetensors"
+    assert.has_error(function() lattice.save_safetensors(p .. "\0.bak", {w = x}) end,
+      "save_safetensors: " .. p .. "\\0.bak: path contains a NUL byte")
+    assert.are.same({}, listing(d))
+    lattice.save_safetensors(p, {w = x})
+    assert.has_error(function() lattice.load_safetensors(p .. "\0.bak") end,
+      "load_safetensors: " .. p .. "\\0.bak: path contains a NUL byte")
+  end)
+
+  it("refuse NUL bytes in names and metadata, showing where they are", function()
+    local p = d .. "/x.safetensors"
+    assert.has_error(function() lattice.save_safetensors(p, {["a\0"] = x, a = x}) end,
+      "save_safetensors: tensor name 'a\\0' contains a NUL byte")
+    assert.has_error(function() lattice.save_safetensors(p, {w = x}, {["k\0x"] = "v"}) end,
+      "save_safetensors: metadata key 'k\\0x' contains a NUL byte")
+    assert.has_error(function() lattice.save_safetensors(p, {w = x}, {k = "v\0w"}) end,
+      "save_safetensors: metadata value 'v\\0w' for 'k' contains a NUL byte")
+    assert.are.same({}, listing(d))
   end)
 end)

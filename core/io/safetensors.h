@@ -16,6 +16,12 @@
 /* The reference implementation refuses headers past 100 MB; so do we, which
  * also bounds what a hostile file can make us allocate before validation. */
 #define LT_ST_MAX_HEADER 100000000LL
+/* At most this many tensors, and as many metadata entries, in one file: a
+ * tensor costs ~600 bytes and a few microseconds to create even when empty,
+ * so a hostile header stays under ~100 MB and half a second beyond its own
+ * size. Sharded checkpoints hold a few thousand tensors per file. */
+#define LT_ST_MAX_TENSORS  131072 /* 2^17 */
+#define LT_ST_MAX_METADATA 131072
 
 /* Index of the first byte that breaks UTF-8 (overlongs, surrogates and code
  * points past U+10FFFF included), or -1 when all n bytes are valid. */

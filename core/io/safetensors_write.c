@@ -3,8 +3,10 @@
  * text, and the header is padded with spaces to a multiple of 8 bytes as the
  * reference writer does, so the data buffer starts 8-byte aligned. Tensors are
  * laid out in the order given, contiguous, row-major, little-endian.
- * The file is written under a temporary name next to `path`, fsync'ed and
- * renamed over `path`: readers see the old file or the new one, never half. */
+ * The file is written under a temporary name beside `path` (beside the file
+ * it links to, if it is a symbolic link), fsync'ed and renamed onto it with
+ * the old file's mode and owner (replace.h): readers see the old file or the
+ * new one, never half. */
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -16,12 +18,12 @@
 #include <unistd.h>
 #include "tensor/internal.h"
 #include "io/safetensors.h"
+#include "io/replace.h"
 
 typedef struct writer {
   lt_ctx *ctx;
   const char *path;
-  char *tmp; /* temporary file name, unlinked on every failure */
-  int fd;
+  lt__replace rp; /* the temporary file, removed on every failure */
 } writer;
 
 /* Fails with "save_safetensors: <path>: <message>". */
@@ -118,45 +120,13 @@ static char *build_header(int n, const lt_named_tensor *ts, int nmeta, const lt_
 static lt_status write_all(writer *w, const void *buf, int64_t n) {
   const char *p = buf;
   while (n > 0) {
-    ssize_t put = write(w->fd, p, (size_t)(n < (1 << 30) ? n : (1 << 30)));
+    ssize_t put = write(w->rp.fd, p, (size_t)(n < (1 << 30) ? n : (1 << 30)));
     if (put < 0 && errno == EINTR) continue;
     if (put < 0) return bad(w, "write failed: %s", strerror(errno));
     p += put;
     n -= put;
   }
   return LT_OK;
-}
-
-/* Creates "<path>.tmp.<pid>.<k>" exclusively, so concurrent saves (other
- * processes, or other contexts in this one) never share a temporary file. */
-static lt_status open_temp(writer *w) {
-  size_t n = strlen(w->path) + 64;
-  w->tmp = malloc(n);
-  if (!w->tmp) return lt_ctx_fail(w->ctx, LT_ERR_MEM, "save_safetensors: out of memory");
-  for (int k = 0; k < 1000; k++) {
-    snprintf(w->tmp, n, "%s.tmp.%ld.%d", w->path, (long)getpid(), k);
-    w->fd = open(w->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-    if (w->fd >= 0 || errno != EEXIST) break;
-  }
-  if (w->fd < 0) {
-    int err = errno;
-    free(w->tmp);
-    w->tmp = NULL; /* nothing to clean up */
-    return bad(w, "cannot create a temporary file next to it: %s", strerror(err));
-  }
-  return LT_OK;
-}
-
-/* Makes the rename itself durable; failure here is not worth an error. */
-static void sync_dir(const char *path) {
-  char *copy = strdup(path);
-  if (!copy) return;
-  int fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd >= 0) {
-    fsync(fd);
-    close(fd);
-  }
-  free(copy);
 }
 
 static lt_status write_file(writer *w, const char *header, size_t hlen, int n, const lt_named_tensor *ts) {
@@ -167,30 +137,30 @@ static lt_status write_file(writer *w, const char *header, size_t hlen, int n, c
     if (st == LT_OK) st = write_all(w, lt_tensor_data(c), tensor_bytes(c));
     lt_tensor_release(c);
   }
-  if (st == LT_OK && fsync(w->fd) != 0) st = bad(w, "fsync failed: %s", strerror(errno));
-  int fd = w->fd;
-  w->fd = -1;
-  if (close(fd) != 0 && st == LT_OK) st = bad(w, "close failed: %s", strerror(errno));
-  if (st == LT_OK && rename(w->tmp, w->path) != 0)
-    st = bad(w, "cannot rename the temporary file onto it: %s", strerror(errno));
+  return st;
+}
+
+/* Through a temporary file beside the target (replace.h). */
+static lt_status save(writer *w, const char *header, size_t hlen, int n, const lt_named_tensor *ts) {
+  const char *what = NULL;
+  int err = lt__replace_begin(&w->rp, w->path, &what);
+  if (err) return bad(w, "%s: %s", what, strerror(err));
+  lt_status st = write_file(w, header, hlen, n, ts);
+  if (st == LT_OK && (err = lt__replace_commit(&w->rp, &what)) != 0) st = bad(w, "%s: %s", what, strerror(err));
   return st;
 }
 
 lt_status lt_safetensors_save(lt_ctx *ctx, const char *path, int n, const lt_named_tensor *tensors, int nmeta,
                               const lt_metadata_entry *meta) {
-  writer w = {.ctx = ctx, .path = path ? path : "(null)", .fd = -1};
+  writer w = {.ctx = ctx, .path = path ? path : "(null)", .rp = {.fd = -1}};
   if (!path) return lt_ctx_fail(ctx, LT_ERR_ARG, "save_safetensors: path is NULL");
   lt_status st = check_args(&w, n, tensors, nmeta, meta);
   if (st) return st;
   size_t hlen = 0;
   char *header = build_header(n, tensors, nmeta, meta, &hlen);
   if (!header) return lt_ctx_fail(ctx, LT_ERR_MEM, "save_safetensors: out of memory building the header");
-  st = open_temp(&w);
-  if (st == LT_OK) st = write_file(&w, header, hlen, n, tensors);
-  if (w.fd >= 0) close(w.fd);
-  if (st != LT_OK && w.tmp) unlink(w.tmp);
-  if (st == LT_OK) sync_dir(path);
-  free(w.tmp);
+  st = save(&w, header, hlen, n, tensors);
+  lt__replace_end(&w.rp);
   free(header);
   return st;
 }

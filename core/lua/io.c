@@ -9,6 +9,30 @@
 
 #define LT_L_ST_FILE "lattice.safetensors_file"
 
+/* Pushes the string at `idx` with each NUL byte shown as \0, for messages. */
+static const char *push_shown(lua_State *L, int idx) {
+  size_t len;
+  const char *s = lua_tolstring(L, idx, &len);
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  for (size_t i = 0; i < len; i++)
+    if (s[i])
+      luaL_addchar(&b, s[i]);
+    else
+      luaL_addstring(&b, "\\0");
+  luaL_pushresult(&b);
+  return lua_tostring(L, -1);
+}
+
+/* A path argument: C would see it end at a NUL byte, so one is an error
+ * ("<fname>: a\0b: path contains a NUL byte"), never a shorter path. */
+static const char *check_path(lua_State *L, int arg, const char *fname) {
+  size_t len;
+  const char *path = luaL_checklstring(L, arg, &len);
+  if (strlen(path) != len) luaL_error(L, "%s: %s: path contains a NUL byte", fname, push_shown(L, arg));
+  return path;
+}
+
 /* Counts the entries of the table at `arg` after checking every key is a
  * string without NUL bytes and, when `tensors`, every value a live tensor;
  * otherwise every value a string. */
@@ -23,7 +47,7 @@ static int check_table(lua_State *L, int arg, int tensors) {
     }
     size_t len;
     const char *key = lua_tolstring(L, -2, &len);
-    if (strlen(key) != len) luaL_error(L, "save_safetensors: %s '%s' contains a NUL byte", what, key);
+    if (strlen(key) != len) luaL_error(L, "save_safetensors: %s '%s' contains a NUL byte", what, push_shown(L, -2));
     if (tensors && !lt_l_totensor(L, -1)) {
       if (luaL_testudata(L, -1, LT_L_TENSOR)) luaL_error(L, "save_safetensors: tensor '%s' is closed", key);
       luaL_error(L, "save_safetensors: tensor '%s' is a %s, not a lattice.Tensor", key, luaL_typename(L, -1));
@@ -31,7 +55,7 @@ static int check_table(lua_State *L, int arg, int tensors) {
     if (!tensors && lua_type(L, -1) != LUA_TSTRING)
       luaL_error(L, "save_safetensors: metadata value for '%s' is a %s, not a string", key, luaL_typename(L, -1));
     if (!tensors && strlen(lua_tostring(L, -1)) != lua_rawlen(L, -1))
-      luaL_error(L, "save_safetensors: metadata value for '%s' contains a NUL byte", key);
+      luaL_error(L, "save_safetensors: metadata value '%s' for '%s' contains a NUL byte", push_shown(L, -1), key);
     n++;
     lua_pop(L, 1);
   }
@@ -48,7 +72,7 @@ static int cmp_meta(const void *a, const void *b) {
 /* Arrays live in userdata (collected if anything raises); the strings they
  * point to stay alive in the argument tables. */
 static int l_save_safetensors(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
+  const char *path = check_path(L, 1, "save_safetensors");
   luaL_checktype(L, 2, LUA_TTABLE);
   if (!lua_isnoneornil(L, 3)) luaL_checktype(L, 3, LUA_TTABLE);
   int n = check_table(L, 2, 1), nmeta = lua_istable(L, 3) ? check_table(L, 3, 0) : 0;
@@ -80,7 +104,7 @@ static int st_box_release(lua_State *L) {
 }
 
 static int l_load_safetensors(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
+  const char *path = check_path(L, 1, "load_safetensors");
   st_box *b = lua_newuserdatauv(L, sizeof *b, 0);
   b->st = NULL;
   luaL_setmetatable(L, LT_L_ST_FILE);

@@ -21,9 +21,12 @@ typedef struct lt_metadata_entry {
 /* Writes tensors in the order given (views as their row-major contents), the
  * metadata first, the header padded with spaces to a multiple of 8 bytes.
  * Names and metadata must be valid UTF-8, unique, and no tensor may be called
- * "__metadata__". Writes "<path>.tmp.<pid>.<k>" next to `path`, fsyncs it and
- * renames it onto `path`: a failure never leaves a partial file under `path`
- * and removes the temporary file. Borrows everything. */
+ * "__metadata__". A symbolic link at `path` is followed to the file it names
+ * (the target). The file is written as ".lt-<hash>-<id>.tmp" beside the
+ * target, given the target's mode and (where permitted) owner, fsynced and
+ * renamed onto the target: a failure never leaves a partial file under
+ * `path` and removes the temporary file; temporaries of the same target left
+ * by a writer that died are removed first (docs/io.md). Borrows everything. */
 lt_status lt_safetensors_save(lt_ctx *ctx, const char *path, int n, const lt_named_tensor *tensors, int nmeta,
                               const lt_metadata_entry *meta);
 
@@ -37,12 +40,15 @@ typedef struct lt_safetensors {
 } lt_safetensors;
 
 /* Validates the whole header before creating any tensor: length within the
- * file and at most 100 MB, UTF-8 JSON object, each entry's dtype, shape
- * (integers in [0, 2^53], at most LT_MAX_DIMS) and data_offsets (exactly
- * numel * itemsize bytes), names unique, regions tiling the data buffer
- * exactly, __metadata__ an object of strings. Unknown fields inside an entry
- * are ignored, as the reference reader does. BOOL bytes are read as 0/1.
- * On success *out is a new lt_safetensors; on failure it is NULL. */
+ * file and at most 100 MB, UTF-8, strict JSON (RFC 8259: no BOM, no control
+ * bytes outside strings, no raw control characters or invalid escapes inside
+ * them) holding one object, at most 2^17 tensors and 2^17 metadata entries,
+ * each entry's dtype, shape (integers written as digits alone, below 2^53, at
+ * most LT_MAX_DIMS) and data_offsets (the same integers, exactly numel *
+ * itemsize bytes), names unique and free of \u0000, regions tiling the data
+ * buffer exactly, __metadata__ an object of strings. Unknown fields inside an
+ * entry are ignored, as the reference reader does. BOOL bytes are read as
+ * 0/1. On success *out is a new lt_safetensors; on failure it is NULL. */
 lt_status lt_safetensors_load(lt_ctx *ctx, const char *path, lt_safetensors **out);
 void lt_safetensors_free(lt_safetensors *st);
 
