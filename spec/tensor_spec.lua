@@ -211,8 +211,14 @@ describe("views", function()
     assert.are.same({2, 3, 4, 1}, x:expand_dims(-1).shape)
     assert.are.same({2, 3, 4}, x:expand_dims(1):squeeze(1).shape)
     assert.are.same({3}, lattice.zeros({1, 3, 1}):squeeze().shape)
-    assert.has_error(function() x:squeeze(2) end, "squeeze: axis 1 has size 3, not 1")
+    -- axes in messages count from 1, as the caller does
+    assert.has_error(function() lattice.squeeze(lattice.ones({1, 2, 1}), 2) end, "squeeze: axis 2 has size 2, not 1")
+    assert.has_error(function() lattice.squeeze(lattice.ones({1, 2, 1}), -2) end, "squeeze: axis 2 has size 2, not 1")
+    assert.has_error(function() x:squeeze(2) end, "squeeze: axis 2 has size 3, not 1")
     assert.has_error(function() x:expand_dims(5) end, "expand_dims: axis 5 is out of range for 4 dimensions")
+    assert.has_error(function() x:expand_dims(2 ^ 32 + 1) end,
+      "expand_dims: axis 4294967297 is out of range for 4 dimensions")
+    assert.has_error(function() x:squeeze(-2 ^ 32) end, "squeeze: axis -4294967296 is out of range for 3 dimensions")
   end)
 
   it("slice takes inclusive 1-based bounds, negatives from the end, and a step", function()
@@ -225,6 +231,7 @@ describe("views", function()
     assert.has_error(function() v:slice(1, 1, 2, 0) end, "slice: step must be positive, got 0")
     assert.are.same({0}, v:slice(1, 1, -1, math.maxinteger):tolist())
     assert.has_error(function() v:slice(2, 1, 2) end, "slice: axis 2 is out of range for 1 dimensions")
+    assert.has_error(function() v:slice(2 ^ 32 + 1, 1, 2) end, "slice: axis 4294967297 is out of range for 1 dimensions")
   end)
 
   it("indexes rows with t[i], 1-based", function()

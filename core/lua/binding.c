@@ -116,7 +116,7 @@ int lt_l_axis_from_lua(lua_Integer axis, int ndim) {
 int lt_l_checkaxis(lua_State *L, int arg, int ndim, const char *fname) {
   lua_Integer a = luaL_checkinteger(L, arg);
   int ax = lt_l_axis_from_lua(a, ndim);
-  if (ax < 0) luaL_error(L, "%s: axis %d is out of range for %d dimensions", fname, (int)a, ndim);
+  if (ax < 0) luaL_error(L, "%s: axis %I is out of range for %d dimensions", fname, a, ndim);
   return ax;
 }
 
@@ -139,9 +139,9 @@ int lt_l_checkaxes(lua_State *L, int arg, int ndim, int *axes, const char *fname
     lua_pop(L, 1);
     if (!isnum) luaL_error(L, "%s: axes must be integers", fname);
     axes[i] = lt_l_axis_from_lua(a, ndim);
-    if (axes[i] < 0) luaL_error(L, "%s: axis %d is out of range for %d dimensions", fname, (int)a, ndim);
+    if (axes[i] < 0) luaL_error(L, "%s: axis %I is out of range for %d dimensions", fname, a, ndim);
     for (int j = 0; j < i; j++)
-      if (axes[j] == axes[i]) luaL_error(L, "%s: axis %d is repeated", fname, (int)a);
+      if (axes[j] == axes[i]) luaL_error(L, "%s: axis %I is repeated", fname, a);
   }
   return n;
 }
