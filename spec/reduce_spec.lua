@@ -296,6 +296,7 @@ describe("reductions", function()
     assert.has_error(function() lattice.sum(x, 2 ^ 32 + 1) end, "sum: axis 4294967297 is out of range for 2 dimensions")
     assert.has_error(function() lattice.mean(x, {1, 2 ^ 32 + 1}) end,
       "mean: axis 4294967297 is out of range for 2 dimensions")
+    assert.has_error(function() lattice.sum(x, {[1] = 1, [3] = 2}) end, "sum: the axes table has a hole at index 2")
   end)
 end)
 

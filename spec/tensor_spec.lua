@@ -3,6 +3,8 @@ local gradcheck = require "support.gradcheck"
 local ref = require "support.reference"
 
 local f32 = ref.f32
+-- what a message about an unknown dtype lists
+local KNOWN = "known dtypes: float32, float16, bfloat16, float64, int32, int64, uint8, bool"
 
 describe("lattice.array", function()
   it("builds float32 from nested Lua numbers and reads them back", function()
@@ -59,9 +61,20 @@ describe("lattice.array", function()
     assert.are.same({2, 0}, lattice.array({{}, {}}).shape)
     assert.has_error(function() lattice.array({1, "x"}) end, "array: elements must be numbers or booleans, got string")
     assert.has_error(function() lattice.array({1}, "float128") end,
-      "bad argument #2 to 'array' (unknown dtype 'float128')")
+      "bad argument #2 to 'array' (unknown dtype 'float128'; " .. KNOWN .. ")")
     assert.has_error(function() lattice.array("x") end,
       "bad argument #1 to 'array' (table, number or boolean expected, got string)")
+  end)
+
+  it("rejects tables that are not sequences instead of reading part of them", function()
+    assert.has_error(function() lattice.array({[1] = 1, [3] = 3}) end, "array: the table at depth 1 has a hole at index 2")
+    assert.has_error(function() lattice.array({x = 1}) end, "array: the table at depth 1 is not a sequence (key 'x')")
+    assert.has_error(function() lattice.array({1, 2, n = 2}) end, "array: the table at depth 1 is not a sequence (key 'n')")
+    assert.has_error(function() lattice.array({{1, 2}, {3, nil, 5}}) end,
+      "array: the table at depth 2 has a hole at index 2")
+    assert.has_error(function() lattice.array({{1}, {[0] = 0, 1}}) end,
+      "array: the table at depth 2 is not a sequence (key 0)")
+    assert.are.same({1, 2}, lattice.array({[2] = 2, [1] = 1}):tolist())
   end)
 end)
 
@@ -122,9 +135,41 @@ describe("creation functions", function()
   end)
 
   it("rejects bad shapes", function()
-    assert.has_error(function() lattice.zeros({2, -1}) end, "zeros: shape must hold non-negative integers")
+    assert.has_error(function() lattice.zeros({2, -1}) end, "zeros: shape[2] must be a non-negative integer, got -1")
+    assert.has_error(function() lattice.ones({2, 1.5}) end, "ones: shape[2] must be a non-negative integer, got 1.5")
+    assert.has_error(function() lattice.full({"x"}, 1) end, "full: shape[1] must be a non-negative integer, got string")
+    assert.has_error(function() lattice.zeros(-1) end, "zeros: shape[1] must be a non-negative integer, got -1")
+    assert.has_error(function() lattice.zeros({[1] = 2, [3] = 3}) end, "zeros: the shape has a hole at index 2")
     assert.has_error(function() lattice.zeros({1, 1, 1, 1, 1, 1, 1, 1, 1}) end,
       "zeros: shape has 9 dimensions (at most 8)")
+  end)
+
+  it("name themselves when the shape is too large or memory runs out", function()
+    local huge = {2 ^ 40, 2 ^ 40}
+    assert.has_error(function() lattice.zeros(huge) end, "zeros: shape too large")
+    assert.has_error(function() lattice.ones(huge, "int32") end, "ones: shape too large")
+    assert.has_error(function() lattice.full(huge, 2) end, "full: shape too large")
+    assert.has_error(function() lattice.eye(2 ^ 40) end, "eye: shape too large")
+    local view = lattice.broadcast_to(lattice.ones(1), {2 ^ 62})
+    assert.has_error(function() lattice.zeros_like(view) end, "zeros_like: shape too large")
+    assert.has_error(function() lattice.ones_like(view) end, "ones_like: shape too large")
+    assert.has_error(function() lattice.array(view) end, "array: shape too large")
+    assert.has_error(function() lattice.random.normal(huge) end, "random.normal: shape too large")
+    assert.has_error(function() lattice.random.uniform(0, 1, huge) end, "random.uniform: shape too large")
+    assert.has_error(function() lattice.random.randint(0, 2, huge) end, "random.randint: shape too large")
+    -- 2^57 float32 elements pass the shape check; no machine has the 512 PiB
+    assert.has_error(function() lattice.zeros({2 ^ 40, 2 ^ 17}) end,
+      "zeros: out of memory allocating 576460752303423488 bytes")
+    assert.has_error(function() lattice.arange(0, 2 ^ 57) end, "arange: out of memory allocating 576460752303423488 bytes")
+  end)
+
+  it("list the known dtypes when given an unknown one", function()
+    assert.has_error(function() lattice.zeros({2}, "float128") end,
+      "bad argument #2 to 'zeros' (unknown dtype 'float128'; " .. KNOWN .. ")")
+    assert.has_error(function() lattice.random.normal({2}, {dtype = "float128"}) end,
+      "random.normal: unknown dtype 'float128'; " .. KNOWN)
+    assert.has_error(function() lattice.random.randint(0, 2, {2}, {dtype = "int8"}) end,
+      "random.randint: unknown dtype 'int8'; " .. KNOWN)
   end)
 end)
 
@@ -188,6 +233,10 @@ describe("views", function()
     assert.are.same({6, 4}, x:reshape(-1, 4).shape)
     assert.are.same({24}, x:reshape({-1}).shape)
     assert.has_error(function() x:reshape(5, -1) end, "reshape: cannot reshape {2,3,4} (24 elements) into {5,-1}")
+    assert.has_error(function() lattice.reshape(lattice.ones(6), {2, 3.5}) end,
+      "reshape: shape[2] must be an integer, got 3.5")
+    assert.has_error(function() lattice.reshape(lattice.ones(6), {2, nil, 3}) end,
+      "reshape: the shape has a hole at index 2")
     -- a product that overflows int64 (2^64 wraps to 0) is no size at all
     assert.has_error(function() lattice.zeros({0}):reshape(4294967296, 4294967296) end,
       "reshape: cannot reshape {0} (0 elements) into {4294967296,4294967296}")
@@ -204,6 +253,8 @@ describe("views", function()
     assert.are.equal(x:tolist()[2][1][3], p:tolist()[1][3][2])
     assert.are.same({4, 3, 2}, x.T.shape)
     assert.has_error(function() x:transpose({1, 1, 2}) end, "transpose: axes must be a permutation of the 3 dimensions")
+    assert.has_error(function() x:transpose({1, 2.5, 3}) end, "transpose: axes[2] must be an integer, got 2.5")
+    assert.has_error(function() x:transpose({1, nil, 3}) end, "transpose: axes has a hole at index 2")
   end)
 
   it("expand_dims and squeeze", function()
@@ -238,6 +289,15 @@ describe("views", function()
     assert.are.same({{12, 13, 14, 15}, {16, 17, 18, 19}, {20, 21, 22, 23}}, x[2]:tolist())
     assert.are.same({8, 9, 10, 11}, x[1][-1]:tolist())
     assert.has_error(function() return x[3] end, "index: 3 is out of range for axis 1 of size 2")
+    assert.has_error(function() return lattice.ones({1})[math.mininteger] end,
+      "index: -9223372036854775808 is out of range for axis 1 of size 1")
+    assert.has_error(function() return x[2 ^ 32 + 1] end, "index: 4294967297 is out of range for axis 1 of size 2")
+  end)
+
+  it("takes integral numbers as Lua tables do and refuses others", function()
+    assert.are.same(x[2]:tolist(), x[2.0]:tolist())
+    assert.has_error(function() return x[1.5] end, "index: 1.5 is not an integer")
+    assert.is_nil(x.nonexistent)
   end)
 
   it("share storage with their base", function()
@@ -275,7 +335,17 @@ describe("concatenate, stack and split", function()
     assert.are.same({1, 2, 3, 4, 5, 6, 7, 8, 9}, lattice.concatenate(many):tolist())
     assert.has_error(function() lattice.concatenate({a, b}, 2) end,
       "concatenate: shapes {1,2} and {2,2} differ outside axis 2")
-    assert.has_error(function() lattice.concatenate({a, 3}) end, "concatenate: element 2 is not a lattice.Tensor")
+    assert.has_error(function() lattice.concatenate({a, 3}) end, "concatenate: element 2 is a number, not a lattice.Tensor")
+    assert.has_error(function() lattice.concatenate({a, nil, a}) end,
+      "concatenate: the list of tensors has a hole at index 2")
+  end)
+
+  it("say which element is closed", function()
+    local c1, c2 = lattice.ones(2), lattice.ones(2)
+    c1:close()
+    c2:close()
+    assert.has_error(function() lattice.concatenate({c1, c2}) end, "concatenate: element 1 is closed")
+    assert.has_error(function() lattice.stack({a[1], c2}) end, "stack: element 2 is closed")
   end)
 
   it("promotes mixed dtypes", function()
@@ -300,6 +370,10 @@ describe("concatenate, stack and split", function()
     assert.are.same({1, 2, 3}, at[2]:tolist())
     assert.are.same({4, 5}, at[3]:tolist())
     assert.has_error(function() v:split(4) end, "split: axis of size 6 cannot be split into 4 equal pieces")
+    assert.has_error(function() lattice.split(lattice.ones(5), math.maxinteger) end,
+      "split: axis of size 5 cannot be split into 9223372036854775807 equal pieces")
+    assert.has_error(function() v:split({2, 2.5}) end, "split: positions[2] must be an integer, got 2.5")
+    assert.has_error(function() lattice.split(lattice.array(1), 2) end, "split: a 0-d tensor has no axis to split")
   end)
 end)
 

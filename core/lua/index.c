@@ -34,15 +34,9 @@ static int along(lua_State *L, const char *fname) {
   lt_tensor *x = lt_l_checktensor(L, 1), *idx = check_indices(L, 2, fname, "indices");
   int axis = lua_isnoneornil(L, 3) ? LT_ALL_AXES : lt_l_checkaxis(L, 3, lt_tensor_ndim(x), fname);
   lt_l_tensor *u = lt_l_newtensor(L);
-  lt_ctx *ctx = lt_l_ctx(L);
-  lt_status st = lt_take_along_axis(ctx, &u->t, x, idx, axis);
-  if (st != LT_OK) {
-    /* The core names take_along_axis; a gather caller should read its own name. */
-    const char *msg = lt_ctx_error(ctx), *prefix = "take_along_axis:";
-    size_t n = strlen(prefix);
-    if (strncmp(msg, prefix, n) == 0) luaL_error(L, "%s:%s", fname, msg + n);
-  }
-  return lt_l_result(L, st);
+  /* The core names take_along_axis; a gather caller should read its own name. */
+  lt_l_check_renamed(L, lt_take_along_axis(lt_l_ctx(L), &u->t, x, idx, axis), "take_along_axis", fname);
+  return lt_l_result(L, LT_OK);
 }
 
 /* lattice.take_along_axis(x, indices [, axis]) and lattice.gather(x, indices [, axis]). */

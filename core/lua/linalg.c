@@ -53,9 +53,9 @@ static int l_bench_sgemm(lua_State *L) {
   lua_Integer m = luaL_checkinteger(L, 1), n = luaL_checkinteger(L, 2), k = luaL_checkinteger(L, 3);
   lua_Integer reps = luaL_optinteger(L, 4, 1), batch = luaL_optinteger(L, 5, 1);
   if (m < 1 || n < 1 || k < 1 || m > 65536 || n > 65536 || k > 65536)
-    return luaL_error(L, "bench_sgemm: sizes must be in [1, 65536], got %d, %d, %d", (int)m, (int)n, (int)k);
+    return luaL_error(L, "bench_sgemm: sizes must be in [1, 65536], got %I, %I, %I", m, n, k);
   if (reps < 1 || batch < 1 || batch > 4096)
-    return luaL_error(L, "bench_sgemm: reps must be >= 1 and batch in [1, 4096], got %d and %d", (int)reps, (int)batch);
+    return luaL_error(L, "bench_sgemm: reps must be >= 1 and batch in [1, 4096], got %I and %I", reps, batch);
   lt_ctx *ctx = lt_l_ctx(L);
   size_t na = (size_t)(batch * m * k), nb = (size_t)(batch * k * n), nc = (size_t)(batch * m * n);
   float *a = lt_ctx_alloc(ctx, na * sizeof(float)), *b = lt_ctx_alloc(ctx, nb * sizeof(float));

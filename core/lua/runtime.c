@@ -7,8 +7,8 @@
  * matmul sets from the context before each call) both use n threads. */
 static int l_set_num_threads(lua_State *L) {
   lua_Integer n = luaL_checkinteger(L, 1);
-  if (n < 1) return luaL_error(L, "set_num_threads: n must be at least 1, got %d", (int)n);
-  if (n > 1024) return luaL_error(L, "set_num_threads: n must be at most 1024, got %d", (int)n);
+  if (n < 1) return luaL_error(L, "set_num_threads: n must be at least 1, got %I", n);
+  if (n > 1024) return luaL_error(L, "set_num_threads: n must be at most 1024, got %I", n);
   lt_ctx_set_num_threads(lt_l_ctx(L), (int)n);
   return 0;
 }
