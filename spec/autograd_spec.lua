@@ -63,6 +63,8 @@ describe("value_and_grad", function()
   it("stops gradients at stop_gradient", function()
     local g = lattice.grad(function(x) return lattice.sum(x * lattice.stop_gradient(x)) end)(lattice.array({2, 3}))
     assert.are.same({2, 3}, g:tolist())
+    assert.has_error(function() lattice.stop_gradient(lattice.array({1}), 2) end,
+      "stop_gradient: too many arguments (expected at most 1, got 2)")
   end)
 
   it("keeps gradients in the dtype of their input", function()

@@ -131,6 +131,8 @@ describe("take", function()
     assert.has_error(function() lattice.take(x, i64({ 0 }), 3) end, "take: axis 3 is out of range for 2 dimensions")
     assert.has_error(function() lattice.take(x, i64({ 0 }), 2 ^ 32 + 1) end,
       "take: axis 4294967297 is out of range for 2 dimensions")
+    assert.has_error(function() lattice.take(x, i64({ 0 }), 1, 2) end,
+      "take: too many arguments (expected at most 3, got 4)")
     assert.has_error(function() lattice.take(x, { 0, 1 }, 2) end,
       'take: indices must be a tensor of 0-based integers (e.g. lattice.array({0, 2}, "int64")), not a Lua table')
     assert.has_error(function() lattice.take(x, "a") end, "bad argument #2 to 'take' (lattice.Tensor expected, got string)")
@@ -261,5 +263,7 @@ describe("embedding", function()
       "embedding: weight must be 2-D (V,D), got shape {10}")
     assert.has_error(function() lattice.embedding(big, { 1 }) end,
       'embedding: ids must be a tensor of 0-based integers (e.g. lattice.array({0, 2}, "int64")), not a Lua table')
+    assert.has_error(function() lattice.embedding(big, i64({ 1 }), 1) end,
+      "embedding: too many arguments (expected at most 2, got 3)")
   end)
 end)

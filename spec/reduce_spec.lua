@@ -288,6 +288,8 @@ describe("reductions", function()
     assert.has_error(function() lattice.max(lattice.zeros({0, 3}), 1) end, "max: zero-size reduction")
     assert.has_error(function() lattice.min(lattice.zeros({0})) end, "min: zero-size reduction")
     assert.has_error(function() lattice.max(lattice.zeros({2, 0}, "int32")) end, "max: zero-size reduction")
+    assert.has_error(function() lattice.sum(x, 1, true, 4) end, "sum: too many arguments (expected at most 3, got 4)")
+    assert.has_error(function() lattice.var(x, 1, true, 0, 5) end, "var: too many arguments (expected at most 4, got 5)")
   end)
 
   it("count axes in messages as Lua does, however large", function()
@@ -359,6 +361,8 @@ describe("argmax and argmin", function()
     local x = lattice.zeros({2, 3})
     assert.has_error(function() lattice.argmax(x, -2 ^ 40) end,
       "argmax: axis -1099511627776 is out of range for 2 dimensions")
+    assert.has_error(function() lattice.argmin(x, 1, false, 1) end,
+      "argmin: too many arguments (expected at most 3, got 4)")
   end)
 
   it("reject bad axes and empty inputs", function()

@@ -64,6 +64,7 @@ describe("lattice.array", function()
       "bad argument #2 to 'array' (unknown dtype 'float128'; " .. KNOWN .. ")")
     assert.has_error(function() lattice.array("x") end,
       "bad argument #1 to 'array' (table, number or boolean expected, got string)")
+    assert.has_error(function() lattice.array({1}, "int32", 3) end, "array: too many arguments (expected at most 2, got 3)")
   end)
 
   it("rejects tables that are not sequences instead of reading part of them", function()
@@ -171,6 +172,16 @@ describe("creation functions", function()
     assert.has_error(function() lattice.random.randint(0, 2, {2}, {dtype = "int8"}) end,
       "random.randint: unknown dtype 'int8'; " .. KNOWN)
   end)
+
+  it("refuse arguments past their last", function()
+    assert.has_error(function() lattice.zeros({2}, "float32", 0) end, "zeros: too many arguments (expected at most 2, got 3)")
+    assert.has_error(function() lattice.full({2}, 1, "int32", {}) end, "full: too many arguments (expected at most 3, got 4)")
+    assert.has_error(function() lattice.arange(0, 4, 1, "int32", 5) end,
+      "arange: too many arguments (expected at most 4, got 5)")
+    assert.has_error(function() lattice.random.normal({2}, {}, 3) end,
+      "random.normal: too many arguments (expected at most 2, got 3)")
+    assert.are.same({0, 0}, lattice.zeros({2}, nil, nil):tolist()) -- trailing nils are absent arguments
+  end)
 end)
 
 describe("lattice.random", function()
@@ -237,6 +248,7 @@ describe("views", function()
       "reshape: shape[2] must be an integer, got 3.5")
     assert.has_error(function() lattice.reshape(lattice.ones(6), {2, nil, 3}) end,
       "reshape: the shape has a hole at index 2")
+    assert.has_error(function() x:reshape({24}, 1) end, "reshape: too many arguments (expected at most 2, got 3)")
     -- a product that overflows int64 (2^64 wraps to 0) is no size at all
     assert.has_error(function() lattice.zeros({0}):reshape(4294967296, 4294967296) end,
       "reshape: cannot reshape {0} (0 elements) into {4294967296,4294967296}")
@@ -283,6 +295,7 @@ describe("views", function()
     assert.are.same({0}, v:slice(1, 1, -1, math.maxinteger):tolist())
     assert.has_error(function() v:slice(2, 1, 2) end, "slice: axis 2 is out of range for 1 dimensions")
     assert.has_error(function() v:slice(2 ^ 32 + 1, 1, 2) end, "slice: axis 4294967297 is out of range for 1 dimensions")
+    assert.has_error(function() v:slice(1, 1, 2, 1, 0) end, "slice: too many arguments (expected at most 5, got 6)")
   end)
 
   it("indexes rows with t[i], 1-based", function()
@@ -338,6 +351,8 @@ describe("concatenate, stack and split", function()
     assert.has_error(function() lattice.concatenate({a, 3}) end, "concatenate: element 2 is a number, not a lattice.Tensor")
     assert.has_error(function() lattice.concatenate({a, nil, a}) end,
       "concatenate: the list of tensors has a hole at index 2")
+    assert.has_error(function() lattice.concatenate({a, a}, 1, 2) end,
+      "concatenate: too many arguments (expected at most 2, got 3)")
   end)
 
   it("say which element is closed", function()
@@ -374,6 +389,7 @@ describe("concatenate, stack and split", function()
       "split: axis of size 5 cannot be split into 9223372036854775807 equal pieces")
     assert.has_error(function() v:split({2, 2.5}) end, "split: positions[2] must be an integer, got 2.5")
     assert.has_error(function() lattice.split(lattice.array(1), 2) end, "split: a 0-d tensor has no axis to split")
+    assert.has_error(function() v:split(2, 1, 1) end, "split: too many arguments (expected at most 3, got 4)")
   end)
 end)
 
@@ -472,6 +488,16 @@ describe("argument checks", function()
       "bad argument #1 to 'reshape' (lattice.Tensor expected, got string)")
     assert.has_error(function() lattice.transpose(lattice.zeros({2}), {1, 2}) end,
       "transpose: axes has 2 entries for 1 dimensions")
+  end)
+
+  it("refuse arguments past the last one a function takes", function()
+    local x = lattice.zeros({2})
+    assert.has_error(function() x:tolist(1) end, "tolist: too many arguments (expected at most 1, got 2)")
+    assert.has_error(function() x:astype("int32", 1) end, "astype: too many arguments (expected at most 2, got 3)")
+    assert.has_error(function() x:broadcast_to({2}, 1) end, "broadcast_to: too many arguments (expected at most 2, got 3)")
+    assert.has_error(function() lattice.shares_storage(x, x, x) end,
+      "shares_storage: too many arguments (expected at most 2, got 3)")
+    assert.is_true(lattice.is_tensor(x, nil)) -- a trailing nil is no argument
   end)
 end)
 

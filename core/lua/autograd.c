@@ -132,6 +132,7 @@ static int l_tape_size(lua_State *L) {
 }
 
 static int l_stop_gradient(lua_State *L) {
+  lt_l_checkmaxargs(L, 1, "stop_gradient");
   lt_tensor *x = lt_l_checktensor(L, 1);
   lt_l_tensor *u = lt_l_newtensor(L);
   lt_l_check(L, lt_stop_gradient(lt_l_ctx(L), &u->t, x));

@@ -70,6 +70,12 @@ int lt_l_created(lua_State *L, lt_status st, const char *fname) {
   return lt_l_result(L, LT_OK);
 }
 
+void lt_l_checkmaxargs(lua_State *L, int max, const char *fname) {
+  int n = lua_gettop(L);
+  while (n > max && lua_isnil(L, n)) n--; /* a trailing nil is an absent argument */
+  if (n > max) luaL_error(L, "%s: too many arguments (expected at most %d, got %d)", fname, max, n);
+}
+
 /* How a table key reads in a message: 'x' for strings, else as tostring. */
 static const char *key_name(lua_State *L, int idx) {
   if (lua_type(L, idx) == LUA_TSTRING) return lua_pushfstring(L, "'%s'", lua_tostring(L, idx));

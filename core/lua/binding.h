@@ -62,6 +62,10 @@ void lt_l_check_renamed(lua_State *L, lt_status st, const char *core_name, const
  * shape too large", "tensor: out of memory ...") name `fname` instead. */
 int lt_l_created(lua_State *L, lt_status st, const char *fname);
 
+/* Raises "<fname>: too many arguments (expected at most 2, got 3)" when an
+ * argument past the max-th is given; trailing nils count as absent. Call it
+ * before anything is pushed, and before lua_settop. */
+void lt_l_checkmaxargs(lua_State *L, int max, const char *fname);
 /* The length of the table at idx read as a sequence: every key an integer from
  * 1 to the length, else "<fname>: <what> is not a sequence (key 'x')" or
  * "<fname>: <what> has a hole at index 2". Unlike luaL_len, never a guess. */

@@ -8,6 +8,7 @@ static lt_tensor *opttensor(lua_State *L, int arg) { return lua_isnoneornil(L, a
 
 /* lattice.matmul(a, b) -> a @ b with NumPy matmul rules. */
 static int l_matmul(lua_State *L) {
+  lt_l_checkmaxargs(L, 2, "matmul");
   lt_tensor *a = lt_l_checktensor(L, 1), *b = lt_l_checktensor(L, 2);
   lt_l_tensor *u = lt_l_newtensor(L);
   return lt_l_result(L, lt_matmul(lt_l_ctx(L), &u->t, a, b));
@@ -16,6 +17,7 @@ static int l_matmul(lua_State *L) {
 /* lattice.layer_norm(x, weight, bias, eps): MLX mx.fast.layer_norm's order;
  * weight and bias may be nil; eps defaults to 1e-5. */
 static int l_layer_norm(lua_State *L) {
+  lt_l_checkmaxargs(L, 4, "layer_norm");
   lt_tensor *x = lt_l_checktensor(L, 1), *w = opttensor(L, 2), *b = opttensor(L, 3);
   double eps = luaL_optnumber(L, 4, 1e-5);
   lt_l_tensor *u = lt_l_newtensor(L);
@@ -24,6 +26,7 @@ static int l_layer_norm(lua_State *L) {
 
 /* lattice.rms_norm(x, weight, eps): weight may be nil; eps defaults to 1e-5. */
 static int l_rms_norm(lua_State *L) {
+  lt_l_checkmaxargs(L, 3, "rms_norm");
   lt_tensor *x = lt_l_checktensor(L, 1), *w = opttensor(L, 2);
   double eps = luaL_optnumber(L, 3, 1e-5);
   lt_l_tensor *u = lt_l_newtensor(L);

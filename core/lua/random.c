@@ -2,6 +2,7 @@
 #include "binding.h"
 
 static int l_seed(lua_State *L) {
+  lt_l_checkmaxargs(L, 1, "random.seed");
   lt_ctx_seed(lt_l_ctx(L), (uint64_t)luaL_checkinteger(L, 1));
   return 0;
 }
@@ -9,6 +10,7 @@ static int l_seed(lua_State *L) {
 /* normal(shape[, {dtype=, loc=, scale=}]) */
 static int l_normal(lua_State *L) {
   static const char *const opts[] = {"dtype", "loc", "scale", NULL};
+  lt_l_checkmaxargs(L, 2, "random.normal");
   int64_t shape[LT_MAX_DIMS];
   int nd = lt_l_checkshape(L, 1, shape, "random.normal");
   lt_l_checkoptions(L, 2, "random.normal", opts);
@@ -23,6 +25,7 @@ static int l_uniform(lua_State *L) {
   static const char *const opts[] = {"dtype", NULL};
   double low = 0, high = 1;
   int shape_arg = 1;
+  lt_l_checkmaxargs(L, lua_istable(L, 1) ? 2 : 4, "random.uniform");
   if (!lua_istable(L, 1)) {
     low = luaL_checknumber(L, 1);
     high = luaL_checknumber(L, 2);
@@ -39,6 +42,7 @@ static int l_uniform(lua_State *L) {
 /* randint(low, high, shape[, {dtype=}]): integers in [low, high), int32 by default. */
 static int l_randint(lua_State *L) {
   static const char *const opts[] = {"dtype", NULL};
+  lt_l_checkmaxargs(L, 4, "random.randint");
   lua_Integer low = luaL_checkinteger(L, 1), high = luaL_checkinteger(L, 2);
   int64_t shape[LT_MAX_DIMS];
   int nd = lt_l_checkshape(L, 3, shape, "random.randint");

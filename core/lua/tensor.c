@@ -75,6 +75,7 @@ static void read_nested(lua_State *L, int idx, int d, int nd, const int64_t *sha
 }
 
 static int l_array(lua_State *L) {
+  lt_l_checkmaxargs(L, 2, "array");
   lua_settop(L, 2); /* scratch pushed below must not look like the dtype argument */
   lt_ctx *ctx = lt_l_ctx(L);
   lt_tensor *src = lt_l_totensor(L, 1);
@@ -125,14 +126,22 @@ static int push_full(lua_State *L, int shape_arg, double value, lt_dtype dt, con
   return lt_l_created(L, lt_tensor_full(lt_l_ctx(L), &u->t, dt, nd, shape, value), fname);
 }
 
-static int l_zeros(lua_State *L) { return push_full(L, 1, 0, lt_l_optdtype(L, 2, LT_FLOAT32), "zeros"); }
-static int l_ones(lua_State *L) { return push_full(L, 1, 1, lt_l_optdtype(L, 2, LT_FLOAT32), "ones"); }
+static int l_zeros(lua_State *L) {
+  lt_l_checkmaxargs(L, 2, "zeros");
+  return push_full(L, 1, 0, lt_l_optdtype(L, 2, LT_FLOAT32), "zeros");
+}
+static int l_ones(lua_State *L) {
+  lt_l_checkmaxargs(L, 2, "ones");
+  return push_full(L, 1, 1, lt_l_optdtype(L, 2, LT_FLOAT32), "ones");
+}
 static int l_full(lua_State *L) {
+  lt_l_checkmaxargs(L, 3, "full");
   double v = lua_isboolean(L, 2) ? lua_toboolean(L, 2) : luaL_checknumber(L, 2);
   return push_full(L, 1, v, lt_l_optdtype(L, 3, lua_isboolean(L, 2) ? LT_BOOL : LT_FLOAT32), "full");
 }
 
 static int like(lua_State *L, double value, const char *fname) {
+  lt_l_checkmaxargs(L, 2, fname);
   lt_tensor *x = lt_l_checktensor(L, 1);
   lt_dtype dt = lt_l_optdtype(L, 2, lt_tensor_dtype(x));
   lt_l_tensor *u = lt_l_newtensor(L);
@@ -143,6 +152,7 @@ static int l_ones_like(lua_State *L) { return like(L, 1, "ones_like"); }
 
 /* arange(stop), arange(start, stop[, step]); a trailing string is the dtype. */
 static int l_arange(lua_State *L) {
+  lt_l_checkmaxargs(L, 4, "arange");
   int top = lua_gettop(L);
   lt_dtype dt = LT_FLOAT32;
   if (top > 0 && lua_type(L, top) == LUA_TSTRING) dt = lt_l_checkdtype(L, top--);
@@ -159,6 +169,7 @@ static int l_arange(lua_State *L) {
 }
 
 static int l_eye(lua_State *L) {
+  lt_l_checkmaxargs(L, 4, "eye");
   lua_Integer n = luaL_checkinteger(L, 1), m = luaL_optinteger(L, 2, n), k = luaL_optinteger(L, 3, 0);
   if (n < 0 || m < 0) return luaL_error(L, "eye: sizes must be non-negative");
   lt_dtype dt = lt_l_optdtype(L, 4, LT_FLOAT32);
@@ -200,6 +211,7 @@ static void push_list(lua_State *L, const lt_tensor *t, int d, int64_t *flat) {
 }
 
 static int l_tolist(lua_State *L) {
+  lt_l_checkmaxargs(L, 1, "tolist");
   lt_tensor *t = lt_l_checktensor(L, 1);
   int64_t flat = 0;
   if (lt_tensor_ndim(t) == 0)
@@ -210,6 +222,7 @@ static int l_tolist(lua_State *L) {
 }
 
 static int l_item(lua_State *L) {
+  lt_l_checkmaxargs(L, 1, "item");
   lt_tensor *t = lt_l_checktensor(L, 1);
   if (lt_tensor_size(t) != 1)
     return luaL_error(L, "item: tensor has %I elements, expected 1", (lua_Integer)lt_tensor_size(t));
@@ -220,6 +233,7 @@ static int l_item(lua_State *L) {
 /* ---- layout ---- */
 
 static int l_astype(lua_State *L) {
+  lt_l_checkmaxargs(L, 2, "astype");
   lt_tensor *x = lt_l_checktensor(L, 1);
   lt_dtype dt = lt_l_checkdtype(L, 2);
   lt_l_tensor *u = lt_l_newtensor(L);
@@ -232,6 +246,7 @@ static int l_reshape(lua_State *L) {
   int64_t shape[LT_MAX_DIMS];
   int nd;
   if (lua_istable(L, 2)) {
+    lt_l_checkmaxargs(L, 2, "reshape");
     nd = lt_l_readshape(L, 2, shape, LUA_MININTEGER, "reshape"); /* -1 infers, the core checks the rest */
   } else {
     nd = lua_gettop(L) - 1;
@@ -244,6 +259,7 @@ static int l_reshape(lua_State *L) {
 
 /* transpose(x) reverses the axes; transpose(x, {2, 1, 3}) permutes them (1-based). */
 static int l_transpose(lua_State *L) {
+  lt_l_checkmaxargs(L, 2, "transpose");
   lt_tensor *x = lt_l_checktensor(L, 1);
   int perm[LT_MAX_DIMS], nd = lt_tensor_ndim(x);
   if (!lua_isnoneornil(L, 2)) {
@@ -266,6 +282,7 @@ static int l_transpose(lua_State *L) {
 }
 
 static int l_expand_dims(lua_State *L) {
+  lt_l_checkmaxargs(L, 2, "expand_dims");
   lt_tensor *x = lt_l_checktensor(L, 1);
   int axis = lt_l_checkaxis(L, 2, lt_tensor_ndim(x) + 1, "expand_dims");
   lt_l_tensor *u = lt_l_newtensor(L);
@@ -273,6 +290,7 @@ static int l_expand_dims(lua_State *L) {
 }
 
 static int l_squeeze(lua_State *L) {
+  lt_l_checkmaxargs(L, 2, "squeeze");
   lt_tensor *x = lt_l_checktensor(L, 1);
   int axis = lt_l_optaxis(L, 2, lt_tensor_ndim(x), "squeeze", LT_ALL_AXES);
   lt_l_tensor *u = lt_l_newtensor(L);
@@ -282,6 +300,7 @@ static int l_squeeze(lua_State *L) {
 /* slice(x, axis, first, last[, step]): Lua-style inclusive 1-based bounds,
  * negatives counted from the end (-1 is the last), like string.sub. */
 static int l_slice(lua_State *L) {
+  lt_l_checkmaxargs(L, 5, "slice");
   lt_tensor *x = lt_l_checktensor(L, 1);
   int axis = lt_l_checkaxis(L, 2, lt_tensor_ndim(x), "slice");
   int64_t n = lt_tensor_shape(x)[axis];
@@ -296,6 +315,7 @@ static int l_slice(lua_State *L) {
 }
 
 static int l_broadcast_to(lua_State *L) {
+  lt_l_checkmaxargs(L, 2, "broadcast_to");
   lt_tensor *x = lt_l_checktensor(L, 1);
   int64_t shape[LT_MAX_DIMS];
   int nd = lt_l_checkshape(L, 2, shape, "broadcast_to");
@@ -304,6 +324,7 @@ static int l_broadcast_to(lua_State *L) {
 }
 
 static int l_contiguous(lua_State *L) {
+  lt_l_checkmaxargs(L, 1, "contiguous");
   lt_tensor *x = lt_l_checktensor(L, 1);
   lt_l_tensor *u = lt_l_newtensor(L);
   return lt_l_result(L, lt_contiguous(lt_l_ctx(L), &u->t, x));
@@ -329,6 +350,7 @@ static lt_tensor **check_list(lua_State *L, int arg, int *n, const char *fname) 
 
 static int join(lua_State *L, int stack) {
   const char *fname = stack ? "stack" : "concatenate";
+  lt_l_checkmaxargs(L, 2, fname);
   lua_settop(L, 2);
   int n;
   lt_tensor **xs = check_list(L, 1, &n, fname);
@@ -370,6 +392,7 @@ static int64_t *equal_positions(lua_State *L, lua_Integer n, int64_t size) {
 }
 
 static int l_split(lua_State *L) {
+  lt_l_checkmaxargs(L, 3, "split");
   lua_settop(L, 3);
   lt_tensor *x = lt_l_checktensor(L, 1);
   if (lt_tensor_ndim(x) == 0) return luaL_error(L, "split: a 0-d tensor has no axis to split");
@@ -457,11 +480,13 @@ static int tensor_newindex(lua_State *L) {
 }
 
 static int l_shares_storage(lua_State *L) {
+  lt_l_checkmaxargs(L, 2, "shares_storage");
   lua_pushboolean(L, lt_tensor_shares_storage(lt_l_checktensor(L, 1), lt_l_checktensor(L, 2)));
   return 1;
 }
 
 static int l_is_tensor(lua_State *L) {
+  lt_l_checkmaxargs(L, 1, "is_tensor");
   lua_pushboolean(L, lt_l_totensor(L, 1) != NULL);
   return 1;
 }
