@@ -454,6 +454,21 @@ describe("tostring", function()
     local s = tostring(lattice.arange(2000, "int32"))
     assert.are.equal("array([   0,    1,    2, ..., 1997, 1998, 1999], dtype=int32)", s)
   end)
+
+  it("prints a view of any size without copying it", function()
+    -- 2^58 elements: the corners are cut through views before anything is copied
+    local big = lattice.broadcast_to(lattice.arange(8):reshape(1, 8), {2 ^ 27, 2 ^ 28, 8})
+    local row = "[0., 1., 2., ..., 5., 6., 7.]"
+    local block = "[" .. table.concat({row, row, row, "...", row, row, row}, ",\n        ") .. "]"
+    local want = "array([" .. table.concat({block, block, block, "...", block, block, block}, ",\n\n       ")
+      .. "], dtype=float32)"
+    assert.are.equal(want, tostring(big))
+  end)
+
+  it("prints float64 with up to 8 digits that read back", function()
+    assert.are.equal("array([0.12345679, 0.33333333, 0.1       ], dtype=float64)",
+      tostring(lattice.array({0.1234567891, 1 / 3, 0.1}, "float64")))
+  end)
 end)
 
 describe("closing", function()
