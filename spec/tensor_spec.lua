@@ -524,11 +524,43 @@ describe("tensor methods", function()
     assert.are.equal(3, x:sum():item())
   end)
 
-  it("leave out creation functions, namespaces and runtime functions", function()
+  it("leave out creation functions, namespaces, runtime functions and functions of lists", function()
     local x = lattice.array({1, 2})
     for _, name in ipairs({"zeros", "array", "random", "value_and_grad", "grad", "save_safetensors",
-                           "load_safetensors", "set_num_threads", "blas_info", "now", "is_tensor"}) do
+                           "load_safetensors", "set_num_threads", "blas_info", "now", "is_tensor",
+                           "concatenate", "stack"}) do
       assert.is_nil(x[name], name)
+    end
+  end)
+end)
+
+describe("lattice.Tensor", function()
+  it("is the tensor type's methods table, and its metatable's name", function()
+    local x = lattice.array({1, 2})
+    assert.are.equal("table", type(lattice.Tensor))
+    assert.are.equal(lattice.sum, lattice.Tensor.sum)
+    assert.are.equal(3, lattice.Tensor.sum(x):item())
+    assert.are.equal("lattice.Tensor", getmetatable(x).__name)
+    assert.is_true(lattice.is_tensor(x))
+    assert.is_false(lattice.is_tensor(getmetatable(x)))
+  end)
+
+  it("takes new methods, as the string table does", function()
+    local x = lattice.array({1, 2})
+    function lattice.Tensor.double(t) return t * 2 end
+    assert.are.same({2, 4}, x:double():tolist())
+    lattice.Tensor.double = nil
+    assert.is_nil(x.double)
+  end)
+end)
+
+describe("the public namespace", function()
+  it("keeps the benchmark and spec hooks in lattice.core only", function()
+    local core = require "lattice.core"
+    for _, name in ipairs({"bench_memcpy", "bench_sgemm", "peak_gflops", "unary_with_isa", "unary_grad_with_isa",
+                           "tape_begin", "tape_backward"}) do
+      assert.is_nil(lattice[name], name)
+      assert.are.equal("function", type(core[name]), name)
     end
   end)
 end)
