@@ -77,6 +77,30 @@ describe("lattice.isa", function()
     assert.equal("scalar", out)
   end)
 
+  it("says once on stderr that it ignores an unknown LATTICE_ISA, and runs at the CPU's best", function()
+    local exe = arg and arg[-1] or "lua5.4"
+    -- peak_gflops asks for the ISA again: still one line
+    local code = ("package.path = %q; package.cpath = %q; require('lattice.core').peak_gflops('scalar', 0.001);"
+      .. "io.write(require('lattice').isa())"):format(package.path, package.cpath)
+    local function run(value)
+      local err = os.tmpname()
+      local p = assert(io.popen(value .. " '" .. exe .. "' -e " .. ("%q"):format(code) .. " 2>" .. err))
+      local out = p:read("a")
+      p:close()
+      local f = assert(io.open(err))
+      local msg = f:read("a")
+      f:close()
+      os.remove(err)
+      return out, msg
+    end
+    local best = run("env -u LATTICE_ISA")
+    local out, msg = run("LATTICE_ISA=avx9000")
+    assert.equal(best, out)
+    assert.equal("lattice: ignoring LATTICE_ISA='avx9000' (expected scalar, avx2 or avx512); using " .. best .. "\n", msg)
+    assert.equal("", select(2, run("LATTICE_ISA=scalar")))
+    assert.equal(best, (run("LATTICE_ISA=")))
+  end)
+
   it("rejects an unknown ISA name", function()
     assert.has_error(function() core.unary_with_isa("exp", lattice.zeros({1}), "sse9") end,
       "unary_with_isa: unknown ISA 'sse9' (expected scalar, avx2 or avx512)")
