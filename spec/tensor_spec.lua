@@ -193,6 +193,22 @@ describe("lattice.random", function()
     assert.are_not.same(a, lattice.random.normal({5}):tolist())
   end)
 
+  it("starts every state at seed 0, so an unseeded script draws the same numbers every run", function()
+    local exe = arg and arg[-1]
+    if type(exe) ~= "string" or not exe:match("lattice$") then return pending("needs the lattice command") end
+    local code = "io.write(table.concat(lattice.random.normal({4}):tolist(), ' '))"
+    local function run()
+      local p = assert(io.popen("'" .. exe .. "' -e " .. ("%q"):format(code)))
+      local out = p:read("a")
+      p:close()
+      return out
+    end
+    local first = run()
+    assert.are.equal(first, run())
+    lattice.random.seed(0)
+    assert.are.equal(table.concat(lattice.random.normal({4}):tolist(), " "), first)
+  end)
+
   it("does not depend on the thread count", function()
     local threads = lattice.num_threads and lattice.num_threads()
     if not threads then return end
