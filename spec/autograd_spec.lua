@@ -63,6 +63,8 @@ describe("value_and_grad", function()
   it("stops gradients at stop_gradient", function()
     local g = lattice.grad(function(x) return lattice.sum(x * lattice.stop_gradient(x)) end)(lattice.array({2, 3}))
     assert.are.same({2, 3}, g:tolist())
+    assert.has_error(function() lattice.stop_gradient(lattice.array({1}), 2) end,
+      "stop_gradient: too many arguments (expected at most 1, got 2)")
   end)
 
   it("keeps gradients in the dtype of their input", function()
@@ -157,6 +159,21 @@ describe("value_and_grad", function()
         .. "coroutine was suspended", err)
       works()
     end)
+  end)
+
+  it("says an input was closed inside the function, naming the function called", function()
+    local function closes(t)
+      local y = lattice.sum(t * t)
+      t:close()
+      return y
+    end
+    assert.has_error(function() lattice.value_and_grad(closes)(lattice.array({1, 2})) end,
+      "value_and_grad: an input being differentiated was closed inside the function (close it after the gradient "
+        .. "is taken)")
+    assert.has_error(function() lattice.grad(function(p) return closes(p.w) end)({ w = lattice.array({1}) }) end,
+      "grad: an input being differentiated was closed inside the function (close it after the gradient is taken)")
+    local v, g = lattice.value_and_grad(function(t) return lattice.sum(t * t) end)(lattice.array({3}))
+    assert.are.same({9, 6}, {v:item(), g:item()})
   end)
 
   it("names a table that contains itself instead of overflowing the stack", function()

@@ -172,6 +172,17 @@ describe("unary ops", function()
     assert.has_error(function() lattice.gelu(lattice.zeros({2}), {approximate = "fast"}) end,
       "gelu: approximate must be 'none' or 'tanh', got 'fast'")
   end)
+
+  it("refuses an argument past its operand instead of ignoring it", function()
+    local x = lattice.zeros({2})
+    assert.has_error(function() lattice.exp(x, 2) end, "exp: too many arguments (expected at most 1, got 2)")
+    assert.has_error(function() x:relu(true) end, "relu: too many arguments (expected at most 1, got 2)")
+    assert.has_error(function() lattice.leaky_relu(x, 0.1, 3) end,
+      "leaky_relu: too many arguments (expected at most 2, got 3)")
+    assert.has_error(function() lattice.gelu(x, {}, 3) end, "gelu: too many arguments (expected at most 2, got 3)")
+    assert.same({1, 1}, lattice.exp(x, nil):tolist()) -- a trailing nil is no argument
+    assert.same({0, 0}, (-x):tolist()) -- __unm receives its operand twice
+  end)
 end)
 
 local function randn(n, lo, hi)
@@ -318,6 +329,15 @@ describe("binary ops", function()
     assert.has_error(function() lattice.subtract(2, nil) end,
       "bad argument #2 to 'subtract' (lattice.Tensor expected, got nil)")
   end)
+
+  it("refuse a third operand instead of ignoring it", function()
+    local p, q, r = lattice.ones({2}), lattice.ones({2}), lattice.ones({2})
+    assert.has_error(function() lattice.add(p, q, r) end, "add: too many arguments (expected at most 2, got 3)")
+    assert.has_error(function() p:multiply(q, 2) end, "multiply: too many arguments (expected at most 2, got 3)")
+    assert.has_error(function() lattice.greater_equal(p, q, r) end,
+      "greater_equal: too many arguments (expected at most 2, got 3)")
+    assert.same({2, 2}, (p + q):tolist())
+  end)
 end)
 
 describe("binary gradients", function()
@@ -389,6 +409,8 @@ describe("where", function()
       "where: shapes {2} and {3} cannot be broadcast together")
     assert.has_error(function() lattice.where(1, lattice.zeros({2}), 0) end,
       "bad argument #1 to 'where' (lattice.Tensor expected, got number)")
+    assert.has_error(function() lattice.where(lattice.zeros({2}), 1, 0, 2) end,
+      "where: too many arguments (expected at most 3, got 4)")
   end)
 end)
 
@@ -429,5 +451,6 @@ describe("clip", function()
     assert.has_error(function() lattice.clip(x, nil, nil) end, "clip: at least one of lo and hi must be given")
     assert.has_error(function() lattice.clip(x, "a") end,
       "bad argument #2 to 'clip' (number expected, got string)")
+    assert.has_error(function() lattice.clip(x, 0, 1, 2) end, "clip: too many arguments (expected at most 3, got 4)")
   end)
 end)

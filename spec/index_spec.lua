@@ -129,6 +129,10 @@ describe("take", function()
       "take: index 2 is out of range for axis 1 of size 2")
     assert.has_error(function() lattice.take(x, i64({ 6 })) end, "take: index 6 is out of range for size 6")
     assert.has_error(function() lattice.take(x, i64({ 0 }), 3) end, "take: axis 3 is out of range for 2 dimensions")
+    assert.has_error(function() lattice.take(x, i64({ 0 }), 2 ^ 32 + 1) end,
+      "take: axis 4294967297 is out of range for 2 dimensions")
+    assert.has_error(function() lattice.take(x, i64({ 0 }), 1, 2) end,
+      "take: too many arguments (expected at most 3, got 4)")
     assert.has_error(function() lattice.take(x, { 0, 1 }, 2) end,
       'take: indices must be a tensor of 0-based integers (e.g. lattice.array({0, 2}, "int64")), not a Lua table')
     assert.has_error(function() lattice.take(x, "a") end, "bad argument #2 to 'take' (lattice.Tensor expected, got string)")
@@ -170,6 +174,8 @@ describe("take_along_axis", function()
       "gather: index 3 is out of range for axis 2 of size 3")
     assert.has_error(function() lattice.gather(x, i64({ { 0 } }), 4) end,
       "gather: axis 4 is out of range for 2 dimensions")
+    assert.has_error(function() lattice.gather(x, i64({ { 0 } }), 1) end,
+      "gather: indices have shape {1,1}, x has shape {2,3}; they must match except along axis 1")
   end)
 
   it("has the gradient of a scatter-add", function()
@@ -257,5 +263,7 @@ describe("embedding", function()
       "embedding: weight must be 2-D (V,D), got shape {10}")
     assert.has_error(function() lattice.embedding(big, { 1 }) end,
       'embedding: ids must be a tensor of 0-based integers (e.g. lattice.array({0, 2}, "int64")), not a Lua table')
+    assert.has_error(function() lattice.embedding(big, i64({ 1 }), 1) end,
+      "embedding: too many arguments (expected at most 2, got 3)")
   end)
 end)

@@ -1,8 +1,9 @@
 local lattice = require "lattice"
+local core = require "lattice.core" -- unary_with_isa, exp_shift_with_isa, peak_gflops, bench_memcpy: test hooks
 local ref = require "support.reference"
 
 -- Every ISA variant of the unary kernels against the plain _ref kernel, in one
--- process: lattice.unary_with_isa(op, x, isa) runs the forward with one ISA's
+-- process: lattice.core.unary_with_isa(op, x, isa) runs the forward with one ISA's
 -- table ("scalar" is the _ref kernels), lowered to what the CPU (and
 -- LATTICE_ISA) allows, and returns the ISA it used; an ISA this machine lacks
 -- is reported as pending.
@@ -76,10 +77,34 @@ describe("lattice.isa", function()
     assert.equal("scalar", out)
   end)
 
+  it("says once on stderr that it ignores an unknown LATTICE_ISA, and runs at the CPU's best", function()
+    local exe = arg and arg[-1] or "lua5.4"
+    -- peak_gflops asks for the ISA again: still one line
+    local code = ("package.path = %q; package.cpath = %q; require('lattice.core').peak_gflops('scalar', 0.001);"
+      .. "io.write(require('lattice').isa())"):format(package.path, package.cpath)
+    local function run(value)
+      local err = os.tmpname()
+      local p = assert(io.popen(value .. " '" .. exe .. "' -e " .. ("%q"):format(code) .. " 2>" .. err))
+      local out = p:read("a")
+      p:close()
+      local f = assert(io.open(err))
+      local msg = f:read("a")
+      f:close()
+      os.remove(err)
+      return out, msg
+    end
+    local best = run("env -u LATTICE_ISA")
+    local out, msg = run("LATTICE_ISA=avx9000")
+    assert.equal(best, out)
+    assert.equal("lattice: ignoring LATTICE_ISA='avx9000' (expected scalar, avx2 or avx512); using " .. best .. "\n", msg)
+    assert.equal("", select(2, run("LATTICE_ISA=scalar")))
+    assert.equal(best, (run("LATTICE_ISA=")))
+  end)
+
   it("rejects an unknown ISA name", function()
-    assert.has_error(function() lattice.unary_with_isa("exp", lattice.zeros({1}), "sse9") end,
+    assert.has_error(function() core.unary_with_isa("exp", lattice.zeros({1}), "sse9") end,
       "unary_with_isa: unknown ISA 'sse9' (expected scalar, avx2 or avx512)")
-    assert.has_error(function() lattice.unary_with_isa("expo", lattice.zeros({1}), "avx2") end,
+    assert.has_error(function() core.unary_with_isa("expo", lattice.zeros({1}), "avx2") end,
       "unary_with_isa: unknown unary op 'expo'")
   end)
 end)
@@ -91,9 +116,9 @@ for _, isa in ipairs(isas) do
         local lo = name == "sqrt" or name == "rsqrt"
         local xs = inputs(lo)
         local x = lattice.array(xs)
-        local got, used = lattice.unary_with_isa(name, x, isa, 0.1)
+        local got, used = core.unary_with_isa(name, x, isa, 0.1)
         if used ~= isa then return pending(isa .. " is not available here") end
-        local want = lattice.unary_with_isa(name, x, "scalar", 0.1)
+        local want = core.unary_with_isa(name, x, "scalar", 0.1)
         -- A subnormal intermediate (e^-|x|, or sigmoid below 1.2e-38) is quantised
         -- to 1.4e-45, which a factor |x| <= 110 scales to 1.5e-43: absolute 2e-43.
         compare(name, flat(got), flat(want), xs, tol, tol == 0 and 0 or 2e-43)
@@ -103,11 +128,11 @@ for _, isa in ipairs(isas) do
     it("handles every tail length like the full vectors", function()
       local xs = {}
       for i = 1, 40 do xs[i] = (i - 20) * 0.37 end
-      local full = flat(lattice.unary_with_isa("silu", lattice.array(xs), isa))
+      local full = flat(core.unary_with_isa("silu", lattice.array(xs), isa))
       for n = 1, 40 do
         local part = {}
         for i = 1, n do part[i] = xs[i] end
-        local got, used = lattice.unary_with_isa("silu", lattice.array(part), isa)
+        local got, used = core.unary_with_isa("silu", lattice.array(part), isa)
         if used ~= isa then return pending(isa .. " is not available here") end
         local g = flat(got)
         for i = 1, n do assert.equal(full[i], g[i]) end
@@ -128,9 +153,9 @@ for _, isa in ipairs(isas) do
           for i, v in ipairs(xs) do xs[i] = v / 2 end
         end
         local x, g = lattice.array(xs), lattice.array(gs)
-        local got, used = lattice.unary_grad_with_isa(name, g, x, isa, 0.1)
+        local got, used = core.unary_grad_with_isa(name, g, x, isa, 0.1)
         if used ~= isa then return pending(isa .. " is not available here") end
-        local want = flat(lattice.unary_grad_with_isa(name, g, x, "scalar", 0.1))
+        local want = flat(core.unary_grad_with_isa(name, g, x, "scalar", 0.1))
         got = flat(got)
         for i = 1, #xs do
           local ok = math.abs(got[i] - want[i]) <= 2e-6 * math.abs(want[i]) + 1e-6 * gs[i]
@@ -146,7 +171,6 @@ end
 -- the unary exp), 2 ulp apart at most as above. The portable variant has no
 -- FMA and rounds its polynomial's steps twice: 3 ulp (3.6e-7) leaves it margin.
 describe("the exp kernel", function()
-  local core = require "lattice.core"
   for _, isa in ipairs({"scalar", "avx2", "avx512"}) do
     it(isa .. " matches expf over the range, specials and every tail length", function()
       local xs = inputs(false)
@@ -154,7 +178,7 @@ describe("the exp kernel", function()
       if used ~= isa then return pending(isa .. " is not available here") end
       local shifted = {}
       for i, v in ipairs(xs) do shifted[i] = ref.f32(ref.f32(v) - 3.5) end -- as the kernel subtracts, in float32
-      local want = lattice.unary_with_isa("exp", lattice.array(shifted), "scalar")
+      local want = core.unary_with_isa("exp", lattice.array(shifted), "scalar")
       compare("exp_shift " .. isa, flat(got), flat(want), xs, isa == "scalar" and 3.6e-7 or 2.4e-7, 2e-43)
       local full = flat(got)
       for n = 1, 37 do
@@ -170,20 +194,20 @@ end)
 describe("peak_gflops", function()
   it("measures a positive rate for the ISAs the CPU has and declines the others", function()
     for _, isa in ipairs({"scalar", "avx2", "avx512"}) do
-      local g, msg = lattice.peak_gflops(isa, 0.01)
+      local g, msg = core.peak_gflops(isa, 0.01)
       if g then
         assert(g > 0.1, isa)
       else
         assert.equal("peak_gflops: " .. isa .. " is not available on this CPU (or LATTICE_ISA)", msg)
       end
     end
-    assert.has_error(function() lattice.peak_gflops("avx", 0.1) end,
+    assert.has_error(function() core.peak_gflops("avx", 0.1) end,
       "peak_gflops: unknown ISA 'avx' (expected scalar, avx2 or avx512)")
   end)
 
   it("bench_memcpy returns seconds per copy", function()
-    local s = lattice.bench_memcpy(1 << 20, 3)
+    local s = core.bench_memcpy(1 << 20, 3)
     assert(s > 0 and s < 1)
-    assert.has_error(function() lattice.bench_memcpy(1024, 0) end, "bench_memcpy: reps must be in [1, 10000]")
+    assert.has_error(function() core.bench_memcpy(1024, 0) end, "bench_memcpy: reps must be in [1, 10000]")
   end)
 end)

@@ -196,6 +196,9 @@ describe("cross_entropy", function()
       "cross_entropy: reduction must be 'none', 'mean' or 'sum', got 'avg'")
     assert.has_error(function() lattice.cross_entropy(z, i64({ 0, 1, 2, 3 }), { smoothing = 0.1 }) end,
       "cross_entropy: unknown option 'smoothing'")
+    assert.has_error(function() lattice.cross_entropy(z, i64({ 0, 1, 2, 3 }), {}, "sum") end,
+      "cross_entropy: too many arguments (expected at most 3, got 4)")
+    assert.has_error(function() lattice.mse_loss(z, z, nil, 1) end, "mse_loss: too many arguments (expected at most 3, got 4)")
     assert.has_error(function() lattice.cross_entropy(z, { 0, 1, 2, 3 }) end,
       'cross_entropy: targets must be a tensor of 0-based integers (e.g. lattice.array({0, 2}, "int64")), not a Lua table')
     assert.has_error(function() lattice.cross_entropy(lattice.zeros({ 2, 0 }), i64({ 0, 0 })) end,

@@ -243,5 +243,10 @@ describe("matmul", function()
       assert.has_error(function() lattice.matmul(lattice.zeros({ 2 }), "x") end,
         "bad argument #2 to 'matmul' (lattice.Tensor expected, got string)")
     end)
+
+    it("a third operand", function()
+      local x = lattice.zeros({ 2, 2 })
+      assert.has_error(function() lattice.matmul(x, x, x) end, "matmul: too many arguments (expected at most 2, got 3)")
+    end)
   end)
 end)

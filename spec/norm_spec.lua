@@ -151,6 +151,13 @@ describe("layer_norm", function()
       assert.has_error(function() lattice.layer_norm(lattice.zeros({ 4 }), "w") end,
         "bad argument #2 to 'layer_norm' (lattice.Tensor expected, got string)")
     end)
+
+    it("an argument past eps", function()
+      assert.has_error(function() lattice.layer_norm(lattice.zeros({ 4 }), nil, nil, 1e-5, 0) end,
+        "layer_norm: too many arguments (expected at most 4, got 5)")
+      assert.has_error(function() lattice.rms_norm(lattice.zeros({ 4 }), nil, 1e-5, 0) end,
+        "rms_norm: too many arguments (expected at most 3, got 4)")
+    end)
   end)
 end)
 

@@ -288,6 +288,17 @@ describe("reductions", function()
     assert.has_error(function() lattice.max(lattice.zeros({0, 3}), 1) end, "max: zero-size reduction")
     assert.has_error(function() lattice.min(lattice.zeros({0})) end, "min: zero-size reduction")
     assert.has_error(function() lattice.max(lattice.zeros({2, 0}, "int32")) end, "max: zero-size reduction")
+    assert.has_error(function() lattice.sum(x, 1, true, 4) end, "sum: too many arguments (expected at most 3, got 4)")
+    assert.has_error(function() lattice.var(x, 1, true, 0, 5) end, "var: too many arguments (expected at most 4, got 5)")
+  end)
+
+  it("count axes in messages as Lua does, however large", function()
+    local x = lattice.zeros({2, 3})
+    -- 2^32 + 1 once wrapped to axis 1 in the message
+    assert.has_error(function() lattice.sum(x, 2 ^ 32 + 1) end, "sum: axis 4294967297 is out of range for 2 dimensions")
+    assert.has_error(function() lattice.mean(x, {1, 2 ^ 32 + 1}) end,
+      "mean: axis 4294967297 is out of range for 2 dimensions")
+    assert.has_error(function() lattice.sum(x, {[1] = 1, [3] = 2}) end, "sum: the axes table has a hole at index 2")
   end)
 end)
 
@@ -344,6 +355,14 @@ describe("argmax and argmin", function()
     assert.are.same({2, 0}, lattice.argmax(lattice.array({{0, 1, 9}, {200, 3, 4}}, "uint8"), 2):tolist())
     assert.are.same({1, 0}, lattice.argmax(lattice.array({{0.5, 2}, {3, -1}}, "bfloat16"), 2):tolist())
     assert.are.same({0, 1}, lattice.argmin(lattice.array({{0.5, 2}, {3, -1}}, "float16"), 2):tolist())
+  end)
+
+  it("count axes in messages as Lua does, however large", function()
+    local x = lattice.zeros({2, 3})
+    assert.has_error(function() lattice.argmax(x, -2 ^ 40) end,
+      "argmax: axis -1099511627776 is out of range for 2 dimensions")
+    assert.has_error(function() lattice.argmin(x, 1, false, 1) end,
+      "argmin: too many arguments (expected at most 3, got 4)")
   end)
 
   it("reject bad axes and empty inputs", function()

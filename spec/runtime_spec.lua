@@ -51,6 +51,22 @@ describe("lattice.set_num_threads", function()
     assert.has_error(function() lattice.set_num_threads(-2) end, "set_num_threads: n must be at least 1, got -2")
   end)
 
+  it("says the count it was given, however large", function()
+    -- 2^40 once printed as 0, math.maxinteger as -1
+    assert.has_error(function() lattice.set_num_threads(2 ^ 40) end,
+      "set_num_threads: n must be at most 1024, got 1099511627776")
+    assert.has_error(function() lattice.set_num_threads(math.maxinteger) end,
+      "set_num_threads: n must be at most 1024, got 9223372036854775807")
+    assert.has_error(function() lattice.set_num_threads(math.mininteger) end,
+      "set_num_threads: n must be at least 1, got -9223372036854775808")
+  end)
+
+  it("refuses arguments it does not take", function()
+    assert.has_error(function() lattice.set_num_threads(1, 2) end,
+      "set_num_threads: too many arguments (expected at most 1, got 2)")
+    assert.has_error(function() lattice.num_threads(2) end, "num_threads: too many arguments (expected at most 0, got 1)")
+  end)
+
   it("rejects a count that is not an integer", function()
     assert.has_error(function() lattice.set_num_threads(1.5) end,
       "bad argument #1 to 'set_num_threads' (number has no integer representation)")

@@ -150,6 +150,9 @@ describe("softmax and log_softmax", function()
     assert.has_error(function() lattice.softmax(x, 0) end, "softmax: axis 0 is out of range for 2 dimensions")
     assert.has_error(function() lattice.softmax(lattice.array(1)) end,
       "softmax: axis -1 is out of range for 0 dimensions")
+    assert.has_error(function() lattice.softmax(x, 2 ^ 32 + 2) end,
+      "softmax: axis 4294967298 is out of range for 2 dimensions")
+    assert.has_error(function() lattice.softmax(x, 2, 3) end, "softmax: too many arguments (expected at most 2, got 3)")
     assert.has_error(function() lattice.softmax({1, 2}) end,
       "bad argument #1 to 'softmax' (lattice.Tensor expected, got table)")
     assert.has_error(function() lattice.log_softmax(x, "a") end,

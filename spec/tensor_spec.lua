@@ -3,6 +3,8 @@ local gradcheck = require "support.gradcheck"
 local ref = require "support.reference"
 
 local f32 = ref.f32
+-- what a message about an unknown dtype lists
+local KNOWN = "known dtypes: float32, float16, bfloat16, float64, int32, int64, uint8, bool"
 
 describe("lattice.array", function()
   it("builds float32 from nested Lua numbers and reads them back", function()
@@ -59,9 +61,21 @@ describe("lattice.array", function()
     assert.are.same({2, 0}, lattice.array({{}, {}}).shape)
     assert.has_error(function() lattice.array({1, "x"}) end, "array: elements must be numbers or booleans, got string")
     assert.has_error(function() lattice.array({1}, "float128") end,
-      "bad argument #2 to 'array' (unknown dtype 'float128')")
+      "bad argument #2 to 'array' (unknown dtype 'float128'; " .. KNOWN .. ")")
     assert.has_error(function() lattice.array("x") end,
       "bad argument #1 to 'array' (table, number or boolean expected, got string)")
+    assert.has_error(function() lattice.array({1}, "int32", 3) end, "array: too many arguments (expected at most 2, got 3)")
+  end)
+
+  it("rejects tables that are not sequences instead of reading part of them", function()
+    assert.has_error(function() lattice.array({[1] = 1, [3] = 3}) end, "array: the table at depth 1 has a hole at index 2")
+    assert.has_error(function() lattice.array({x = 1}) end, "array: the table at depth 1 is not a sequence (key 'x')")
+    assert.has_error(function() lattice.array({1, 2, n = 2}) end, "array: the table at depth 1 is not a sequence (key 'n')")
+    assert.has_error(function() lattice.array({{1, 2}, {3, nil, 5}}) end,
+      "array: the table at depth 2 has a hole at index 2")
+    assert.has_error(function() lattice.array({{1}, {[0] = 0, 1}}) end,
+      "array: the table at depth 2 is not a sequence (key 0)")
+    assert.are.same({1, 2}, lattice.array({[2] = 2, [1] = 1}):tolist())
   end)
 end)
 
@@ -122,9 +136,51 @@ describe("creation functions", function()
   end)
 
   it("rejects bad shapes", function()
-    assert.has_error(function() lattice.zeros({2, -1}) end, "zeros: shape must hold non-negative integers")
+    assert.has_error(function() lattice.zeros({2, -1}) end, "zeros: shape[2] must be a non-negative integer, got -1")
+    assert.has_error(function() lattice.ones({2, 1.5}) end, "ones: shape[2] must be a non-negative integer, got 1.5")
+    assert.has_error(function() lattice.full({"x"}, 1) end, "full: shape[1] must be a non-negative integer, got string")
+    assert.has_error(function() lattice.zeros(-1) end, "zeros: shape[1] must be a non-negative integer, got -1")
+    assert.has_error(function() lattice.zeros({[1] = 2, [3] = 3}) end, "zeros: the shape has a hole at index 2")
     assert.has_error(function() lattice.zeros({1, 1, 1, 1, 1, 1, 1, 1, 1}) end,
       "zeros: shape has 9 dimensions (at most 8)")
+  end)
+
+  it("name themselves when the shape is too large or memory runs out", function()
+    local huge = {2 ^ 40, 2 ^ 40}
+    assert.has_error(function() lattice.zeros(huge) end, "zeros: shape too large")
+    assert.has_error(function() lattice.ones(huge, "int32") end, "ones: shape too large")
+    assert.has_error(function() lattice.full(huge, 2) end, "full: shape too large")
+    assert.has_error(function() lattice.eye(2 ^ 40) end, "eye: shape too large")
+    local view = lattice.broadcast_to(lattice.ones(1), {2 ^ 62})
+    assert.has_error(function() lattice.zeros_like(view) end, "zeros_like: shape too large")
+    assert.has_error(function() lattice.ones_like(view) end, "ones_like: shape too large")
+    assert.has_error(function() lattice.array(view) end, "array: shape too large")
+    assert.has_error(function() lattice.random.normal(huge) end, "random.normal: shape too large")
+    assert.has_error(function() lattice.random.uniform(0, 1, huge) end, "random.uniform: shape too large")
+    assert.has_error(function() lattice.random.randint(0, 2, huge) end, "random.randint: shape too large")
+    -- 2^57 float32 elements pass the shape check; no machine has the 512 PiB
+    assert.has_error(function() lattice.zeros({2 ^ 40, 2 ^ 17}) end,
+      "zeros: out of memory allocating 576460752303423488 bytes")
+    assert.has_error(function() lattice.arange(0, 2 ^ 57) end, "arange: out of memory allocating 576460752303423488 bytes")
+  end)
+
+  it("list the known dtypes when given an unknown one", function()
+    assert.has_error(function() lattice.zeros({2}, "float128") end,
+      "bad argument #2 to 'zeros' (unknown dtype 'float128'; " .. KNOWN .. ")")
+    assert.has_error(function() lattice.random.normal({2}, {dtype = "float128"}) end,
+      "random.normal: unknown dtype 'float128'; " .. KNOWN)
+    assert.has_error(function() lattice.random.randint(0, 2, {2}, {dtype = "int8"}) end,
+      "random.randint: unknown dtype 'int8'; " .. KNOWN)
+  end)
+
+  it("refuse arguments past their last", function()
+    assert.has_error(function() lattice.zeros({2}, "float32", 0) end, "zeros: too many arguments (expected at most 2, got 3)")
+    assert.has_error(function() lattice.full({2}, 1, "int32", {}) end, "full: too many arguments (expected at most 3, got 4)")
+    assert.has_error(function() lattice.arange(0, 4, 1, "int32", 5) end,
+      "arange: too many arguments (expected at most 4, got 5)")
+    assert.has_error(function() lattice.random.normal({2}, {}, 3) end,
+      "random.normal: too many arguments (expected at most 2, got 3)")
+    assert.are.same({0, 0}, lattice.zeros({2}, nil, nil):tolist()) -- trailing nils are absent arguments
   end)
 end)
 
@@ -135,6 +191,22 @@ describe("lattice.random", function()
     lattice.random.seed(42)
     assert.are.same(a, lattice.random.normal({5}):tolist())
     assert.are_not.same(a, lattice.random.normal({5}):tolist())
+  end)
+
+  it("starts every state at seed 0, so an unseeded script draws the same numbers every run", function()
+    local exe = arg and arg[-1]
+    if type(exe) ~= "string" or not exe:match("lattice$") then return pending("needs the lattice command") end
+    local code = "io.write(table.concat(lattice.random.normal({4}):tolist(), ' '))"
+    local function run()
+      local p = assert(io.popen("'" .. exe .. "' -e " .. ("%q"):format(code)))
+      local out = p:read("a")
+      p:close()
+      return out
+    end
+    local first = run()
+    assert.are.equal(first, run())
+    lattice.random.seed(0)
+    assert.are.equal(table.concat(lattice.random.normal({4}):tolist(), " "), first)
   end)
 
   it("does not depend on the thread count", function()
@@ -188,6 +260,11 @@ describe("views", function()
     assert.are.same({6, 4}, x:reshape(-1, 4).shape)
     assert.are.same({24}, x:reshape({-1}).shape)
     assert.has_error(function() x:reshape(5, -1) end, "reshape: cannot reshape {2,3,4} (24 elements) into {5,-1}")
+    assert.has_error(function() lattice.reshape(lattice.ones(6), {2, 3.5}) end,
+      "reshape: shape[2] must be an integer, got 3.5")
+    assert.has_error(function() lattice.reshape(lattice.ones(6), {2, nil, 3}) end,
+      "reshape: the shape has a hole at index 2")
+    assert.has_error(function() x:reshape({24}, 1) end, "reshape: too many arguments (expected at most 2, got 3)")
     -- a product that overflows int64 (2^64 wraps to 0) is no size at all
     assert.has_error(function() lattice.zeros({0}):reshape(4294967296, 4294967296) end,
       "reshape: cannot reshape {0} (0 elements) into {4294967296,4294967296}")
@@ -204,6 +281,8 @@ describe("views", function()
     assert.are.equal(x:tolist()[2][1][3], p:tolist()[1][3][2])
     assert.are.same({4, 3, 2}, x.T.shape)
     assert.has_error(function() x:transpose({1, 1, 2}) end, "transpose: axes must be a permutation of the 3 dimensions")
+    assert.has_error(function() x:transpose({1, 2.5, 3}) end, "transpose: axes[2] must be an integer, got 2.5")
+    assert.has_error(function() x:transpose({1, nil, 3}) end, "transpose: axes has a hole at index 2")
   end)
 
   it("expand_dims and squeeze", function()
@@ -211,8 +290,14 @@ describe("views", function()
     assert.are.same({2, 3, 4, 1}, x:expand_dims(-1).shape)
     assert.are.same({2, 3, 4}, x:expand_dims(1):squeeze(1).shape)
     assert.are.same({3}, lattice.zeros({1, 3, 1}):squeeze().shape)
-    assert.has_error(function() x:squeeze(2) end, "squeeze: axis 1 has size 3, not 1")
+    -- axes in messages count from 1, as the caller does
+    assert.has_error(function() lattice.squeeze(lattice.ones({1, 2, 1}), 2) end, "squeeze: axis 2 has size 2, not 1")
+    assert.has_error(function() lattice.squeeze(lattice.ones({1, 2, 1}), -2) end, "squeeze: axis 2 has size 2, not 1")
+    assert.has_error(function() x:squeeze(2) end, "squeeze: axis 2 has size 3, not 1")
     assert.has_error(function() x:expand_dims(5) end, "expand_dims: axis 5 is out of range for 4 dimensions")
+    assert.has_error(function() x:expand_dims(2 ^ 32 + 1) end,
+      "expand_dims: axis 4294967297 is out of range for 4 dimensions")
+    assert.has_error(function() x:squeeze(-2 ^ 32) end, "squeeze: axis -4294967296 is out of range for 3 dimensions")
   end)
 
   it("slice takes inclusive 1-based bounds, negatives from the end, and a step", function()
@@ -225,12 +310,23 @@ describe("views", function()
     assert.has_error(function() v:slice(1, 1, 2, 0) end, "slice: step must be positive, got 0")
     assert.are.same({0}, v:slice(1, 1, -1, math.maxinteger):tolist())
     assert.has_error(function() v:slice(2, 1, 2) end, "slice: axis 2 is out of range for 1 dimensions")
+    assert.has_error(function() v:slice(2 ^ 32 + 1, 1, 2) end, "slice: axis 4294967297 is out of range for 1 dimensions")
+    assert.has_error(function() v:slice(1, 1, 2, 1, 0) end, "slice: too many arguments (expected at most 5, got 6)")
   end)
 
   it("indexes rows with t[i], 1-based", function()
     assert.are.same({{12, 13, 14, 15}, {16, 17, 18, 19}, {20, 21, 22, 23}}, x[2]:tolist())
     assert.are.same({8, 9, 10, 11}, x[1][-1]:tolist())
     assert.has_error(function() return x[3] end, "index: 3 is out of range for axis 1 of size 2")
+    assert.has_error(function() return lattice.ones({1})[math.mininteger] end,
+      "index: -9223372036854775808 is out of range for axis 1 of size 1")
+    assert.has_error(function() return x[2 ^ 32 + 1] end, "index: 4294967297 is out of range for axis 1 of size 2")
+  end)
+
+  it("takes integral numbers as Lua tables do and refuses others", function()
+    assert.are.same(x[2]:tolist(), x[2.0]:tolist())
+    assert.has_error(function() return x[1.5] end, "index: 1.5 is not an integer")
+    assert.is_nil(x.nonexistent)
   end)
 
   it("share storage with their base", function()
@@ -268,7 +364,19 @@ describe("concatenate, stack and split", function()
     assert.are.same({1, 2, 3, 4, 5, 6, 7, 8, 9}, lattice.concatenate(many):tolist())
     assert.has_error(function() lattice.concatenate({a, b}, 2) end,
       "concatenate: shapes {1,2} and {2,2} differ outside axis 2")
-    assert.has_error(function() lattice.concatenate({a, 3}) end, "concatenate: element 2 is not a lattice.Tensor")
+    assert.has_error(function() lattice.concatenate({a, 3}) end, "concatenate: element 2 is a number, not a lattice.Tensor")
+    assert.has_error(function() lattice.concatenate({a, nil, a}) end,
+      "concatenate: the list of tensors has a hole at index 2")
+    assert.has_error(function() lattice.concatenate({a, a}, 1, 2) end,
+      "concatenate: too many arguments (expected at most 2, got 3)")
+  end)
+
+  it("say which element is closed", function()
+    local c1, c2 = lattice.ones(2), lattice.ones(2)
+    c1:close()
+    c2:close()
+    assert.has_error(function() lattice.concatenate({c1, c2}) end, "concatenate: element 1 is closed")
+    assert.has_error(function() lattice.stack({a[1], c2}) end, "stack: element 2 is closed")
   end)
 
   it("promotes mixed dtypes", function()
@@ -293,6 +401,11 @@ describe("concatenate, stack and split", function()
     assert.are.same({1, 2, 3}, at[2]:tolist())
     assert.are.same({4, 5}, at[3]:tolist())
     assert.has_error(function() v:split(4) end, "split: axis of size 6 cannot be split into 4 equal pieces")
+    assert.has_error(function() lattice.split(lattice.ones(5), math.maxinteger) end,
+      "split: axis of size 5 cannot be split into 9223372036854775807 equal pieces")
+    assert.has_error(function() v:split({2, 2.5}) end, "split: positions[2] must be an integer, got 2.5")
+    assert.has_error(function() lattice.split(lattice.array(1), 2) end, "split: a 0-d tensor has no axis to split")
+    assert.has_error(function() v:split(2, 1, 1) end, "split: too many arguments (expected at most 3, got 4)")
   end)
 end)
 
@@ -357,6 +470,21 @@ describe("tostring", function()
     local s = tostring(lattice.arange(2000, "int32"))
     assert.are.equal("array([   0,    1,    2, ..., 1997, 1998, 1999], dtype=int32)", s)
   end)
+
+  it("prints a view of any size without copying it", function()
+    -- 2^58 elements: the corners are cut through views before anything is copied
+    local big = lattice.broadcast_to(lattice.arange(8):reshape(1, 8), {2 ^ 27, 2 ^ 28, 8})
+    local row = "[0., 1., 2., ..., 5., 6., 7.]"
+    local block = "[" .. table.concat({row, row, row, "...", row, row, row}, ",\n        ") .. "]"
+    local want = "array([" .. table.concat({block, block, block, "...", block, block, block}, ",\n\n       ")
+      .. "], dtype=float32)"
+    assert.are.equal(want, tostring(big))
+  end)
+
+  it("prints float64 with up to 8 digits that read back", function()
+    assert.are.equal("array([0.12345679, 0.33333333, 0.1       ], dtype=float64)",
+      tostring(lattice.array({0.1234567891, 1 / 3, 0.1}, "float64")))
+  end)
 end)
 
 describe("closing", function()
@@ -392,6 +520,16 @@ describe("argument checks", function()
     assert.has_error(function() lattice.transpose(lattice.zeros({2}), {1, 2}) end,
       "transpose: axes has 2 entries for 1 dimensions")
   end)
+
+  it("refuse arguments past the last one a function takes", function()
+    local x = lattice.zeros({2})
+    assert.has_error(function() x:tolist(1) end, "tolist: too many arguments (expected at most 1, got 2)")
+    assert.has_error(function() x:astype("int32", 1) end, "astype: too many arguments (expected at most 2, got 3)")
+    assert.has_error(function() x:broadcast_to({2}, 1) end, "broadcast_to: too many arguments (expected at most 2, got 3)")
+    assert.has_error(function() lattice.shares_storage(x, x, x) end,
+      "shares_storage: too many arguments (expected at most 2, got 3)")
+    assert.is_true(lattice.is_tensor(x, nil)) -- a trailing nil is no argument
+  end)
 end)
 
 describe("tensor methods", function()
@@ -402,11 +540,43 @@ describe("tensor methods", function()
     assert.are.equal(3, x:sum():item())
   end)
 
-  it("leave out creation functions, namespaces and runtime functions", function()
+  it("leave out creation functions, namespaces, runtime functions and functions of lists", function()
     local x = lattice.array({1, 2})
     for _, name in ipairs({"zeros", "array", "random", "value_and_grad", "grad", "save_safetensors",
-                           "load_safetensors", "set_num_threads", "blas_info", "now", "is_tensor"}) do
+                           "load_safetensors", "set_num_threads", "blas_info", "now", "is_tensor",
+                           "concatenate", "stack"}) do
       assert.is_nil(x[name], name)
+    end
+  end)
+end)
+
+describe("lattice.Tensor", function()
+  it("is the tensor type's methods table, and its metatable's name", function()
+    local x = lattice.array({1, 2})
+    assert.are.equal("table", type(lattice.Tensor))
+    assert.are.equal(lattice.sum, lattice.Tensor.sum)
+    assert.are.equal(3, lattice.Tensor.sum(x):item())
+    assert.are.equal("lattice.Tensor", getmetatable(x).__name)
+    assert.is_true(lattice.is_tensor(x))
+    assert.is_false(lattice.is_tensor(getmetatable(x)))
+  end)
+
+  it("takes new methods, as the string table does", function()
+    local x = lattice.array({1, 2})
+    function lattice.Tensor.double(t) return t * 2 end
+    assert.are.same({2, 4}, x:double():tolist())
+    lattice.Tensor.double = nil
+    assert.is_nil(x.double)
+  end)
+end)
+
+describe("the public namespace", function()
+  it("keeps the benchmark and spec hooks in lattice.core only", function()
+    local core = require "lattice.core"
+    for _, name in ipairs({"bench_memcpy", "bench_sgemm", "peak_gflops", "unary_with_isa", "unary_grad_with_isa",
+                           "tape_begin", "tape_backward"}) do
+      assert.is_nil(lattice[name], name)
+      assert.are.equal("function", type(core[name]), name)
     end
   end)
 end)

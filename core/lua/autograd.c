@@ -96,6 +96,20 @@ static int l_tape_watch(lua_State *L) {
   return 1;
 }
 
+/* Leaf i (1-based) of the list at arg. Leaves are what the differentiated
+ * function received, so one that is closed was closed inside it: the message
+ * says so in the words of the caller (autograd.lua puts "grad:" for grad). */
+static lt_tensor *check_leaf(lua_State *L, int arg, int i) {
+  lua_geti(L, arg, i);
+  lt_tensor *t = lt_l_totensor(L, -1);
+  if (!t && luaL_testudata(L, -1, LT_L_TENSOR))
+    luaL_error(L, "value_and_grad: an input being differentiated was closed inside the function (close it after "
+                  "the gradient is taken)");
+  if (!t) luaL_error(L, "tape_backward: leaf %d is a %s, not a lattice.Tensor", i, luaL_typename(L, -1));
+  lua_pop(L, 1); /* the list keeps it alive */
+  return t;
+}
+
 /* tape_backward(handle, y, {leaf, ...}) -> {grad, ...} */
 static int l_tape_backward(lua_State *L) {
   lua_settop(L, 3);
@@ -104,11 +118,7 @@ static int l_tape_backward(lua_State *L) {
   luaL_checktype(L, 3, LUA_TTABLE);
   int n = (int)luaL_len(L, 3);
   lt_tensor **leaves = lua_newuserdatauv(L, (size_t)(n + 1) * sizeof *leaves, 0);
-  for (int i = 0; i < n; i++) {
-    lua_geti(L, 3, i + 1);
-    leaves[i] = lt_l_checktensor(L, -1);
-    lua_pop(L, 1);
-  }
+  for (int i = 0; i < n; i++) leaves[i] = check_leaf(L, 3, i + 1);
   lt_tensor **grads = lua_newuserdatauv(L, (size_t)(n + 1) * sizeof *grads, 0);
   lt_l_newlist(L, n);
   lt_l_check(L, lt_tape_backward(lt_l_ctx(L), y, n, leaves, grads));
@@ -122,6 +132,7 @@ static int l_tape_size(lua_State *L) {
 }
 
 static int l_stop_gradient(lua_State *L) {
+  lt_l_checkmaxargs(L, 1, "stop_gradient");
   lt_tensor *x = lt_l_checktensor(L, 1);
   lt_l_tensor *u = lt_l_newtensor(L);
   lt_l_check(L, lt_stop_gradient(lt_l_ctx(L), &u->t, x));

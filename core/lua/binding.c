@@ -57,6 +57,52 @@ int lt_l_result(lua_State *L, lt_status st) {
   return 1;
 }
 
+void lt_l_check_renamed(lua_State *L, lt_status st, const char *core_name, const char *fname) {
+  if (st == LT_OK) return;
+  const char *msg = lt_ctx_error(lt_l_ctx(L));
+  size_t n = strlen(core_name);
+  if (strncmp(msg, core_name, n) == 0 && msg[n] == ':') luaL_error(L, "%s%s", fname, msg + n);
+  luaL_error(L, "%s", msg);
+}
+
+int lt_l_created(lua_State *L, lt_status st, const char *fname) {
+  lt_l_check_renamed(L, st, "tensor", fname);
+  return lt_l_result(L, LT_OK);
+}
+
+void lt_l_checkmaxargs(lua_State *L, int max, const char *fname) {
+  int n = lua_gettop(L);
+  while (n > max && lua_isnil(L, n)) n--; /* a trailing nil is an absent argument */
+  if (n > max) luaL_error(L, "%s: too many arguments (expected at most %d, got %d)", fname, max, n);
+}
+
+/* How a table key reads in a message: 'x' for strings, else as tostring. */
+static const char *key_name(lua_State *L, int idx) {
+  if (lua_type(L, idx) == LUA_TSTRING) return lua_pushfstring(L, "'%s'", lua_tostring(L, idx));
+  return luaL_tolstring(L, idx, NULL);
+}
+
+lua_Integer lt_l_seqlen(lua_State *L, int idx, const char *fname, const char *what) {
+  idx = lua_absindex(L, idx);
+  lua_Integer count = 0, max = 0;
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    lua_pop(L, 1);
+    lua_Integer k = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : 0;
+    if (k < 1) luaL_error(L, "%s: %s is not a sequence (key %s)", fname, what, key_name(L, -1));
+    count++;
+    if (k > max) max = k;
+  }
+  if (max == count) return count;
+  /* a hole below max: the first one is at most count + 1, so this loop is short */
+  lua_Integer hole = 1;
+  while (lua_rawgeti(L, idx, hole) != LUA_TNIL) {
+    lua_pop(L, 1);
+    hole++;
+  }
+  return luaL_error(L, "%s: %s has a hole at index %I", fname, what, hole);
+}
+
 /* The dtype a Lua number at arg takes beside a tensor of dtype like. */
 static lt_dtype number_dtype(lua_State *L, int arg, const lt_tensor *like) {
   if (!like) return LT_FLOAT32;
@@ -116,7 +162,7 @@ int lt_l_axis_from_lua(lua_Integer axis, int ndim) {
 int lt_l_checkaxis(lua_State *L, int arg, int ndim, const char *fname) {
   lua_Integer a = luaL_checkinteger(L, arg);
   int ax = lt_l_axis_from_lua(a, ndim);
-  if (ax < 0) luaL_error(L, "%s: axis %d is out of range for %d dimensions", fname, (int)a, ndim);
+  if (ax < 0) luaL_error(L, "%s: axis %I is out of range for %d dimensions", fname, a, ndim);
   return ax;
 }
 
@@ -130,7 +176,7 @@ int lt_l_checkaxes(lua_State *L, int arg, int ndim, int *axes, const char *fname
     axes[0] = lt_l_checkaxis(L, arg, ndim, fname);
     return 1;
   }
-  int n = (int)luaL_len(L, arg);
+  lua_Integer n = lt_l_seqlen(L, arg, fname, "the axes table");
   if (n > LT_MAX_DIMS) luaL_error(L, "%s: too many axes", fname);
   for (int i = 0; i < n; i++) {
     lua_geti(L, arg, i + 1);
@@ -139,17 +185,43 @@ int lt_l_checkaxes(lua_State *L, int arg, int ndim, int *axes, const char *fname
     lua_pop(L, 1);
     if (!isnum) luaL_error(L, "%s: axes must be integers", fname);
     axes[i] = lt_l_axis_from_lua(a, ndim);
-    if (axes[i] < 0) luaL_error(L, "%s: axis %d is out of range for %d dimensions", fname, (int)a, ndim);
+    if (axes[i] < 0) luaL_error(L, "%s: axis %I is out of range for %d dimensions", fname, a, ndim);
     for (int j = 0; j < i; j++)
-      if (axes[j] == axes[i]) luaL_error(L, "%s: axis %d is repeated", fname, (int)a);
+      if (axes[j] == axes[i]) luaL_error(L, "%s: axis %I is repeated", fname, a);
   }
-  return n;
+  return (int)n;
+}
+
+/* Pushes "unknown dtype 'x'; known dtypes: float32, ..., bool", the floats
+ * first, from the traits table so that a new dtype is listed at once. */
+static const char *push_unknown_dtype(lua_State *L, const char *name) {
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  lua_pushfstring(L, "unknown dtype '%s'; known dtypes: ", name);
+  luaL_addvalue(&b);
+  int first = 1;
+  for (int floats = 1; floats >= 0; floats--)
+    for (int i = 0; i < LT_DTYPE_COUNT; i++) {
+      const lt_dtype_traits *tr = lt_dtype_info((lt_dtype)i);
+      if (tr->is_float != floats) continue;
+      if (!first) luaL_addstring(&b, ", ");
+      luaL_addstring(&b, tr->name);
+      first = 0;
+    }
+  luaL_pushresult(&b);
+  return lua_tostring(L, -1);
 }
 
 lt_dtype lt_l_checkdtype(lua_State *L, int arg) {
   const char *name = luaL_checkstring(L, arg);
   int dt = lt_dtype_from_name(name);
-  if (dt < 0) luaL_argerror(L, arg, lua_pushfstring(L, "unknown dtype '%s'", name));
+  if (dt < 0) luaL_argerror(L, arg, push_unknown_dtype(L, name));
+  return (lt_dtype)dt;
+}
+
+lt_dtype lt_l_dtype_named(lua_State *L, const char *name, const char *fname) {
+  int dt = lt_dtype_from_name(name);
+  if (dt < 0) luaL_error(L, "%s: %s", fname, push_unknown_dtype(L, name));
   return (lt_dtype)dt;
 }
 
@@ -157,24 +229,38 @@ lt_dtype lt_l_optdtype(lua_State *L, int arg, lt_dtype def) {
   return lua_isnoneornil(L, arg) ? def : lt_l_checkdtype(L, arg);
 }
 
+const char *lt_l_valuename(lua_State *L, int idx) {
+  return lua_type(L, idx) == LUA_TNUMBER ? luaL_tolstring(L, idx, NULL) : luaL_typename(L, idx);
+}
+
+/* The integer at idx, at least `min`, as element i of a shape; else an error
+ * naming the element: "reshape: shape[2] must be an integer, got 3.5". */
+static int64_t shape_element(lua_State *L, int idx, int i, lua_Integer min, const char *fname) {
+  int isnum;
+  lua_Integer d = lua_tointegerx(L, idx, &isnum);
+  if (isnum && d >= min) return d;
+  return luaL_error(L, "%s: shape[%d] must be %s, got %s", fname, i, min < 0 ? "an integer" : "a non-negative integer",
+                    lt_l_valuename(L, idx));
+}
+
+int lt_l_readshape(lua_State *L, int arg, int64_t *shape, lua_Integer min, const char *fname) {
+  lua_Integer n = lt_l_seqlen(L, arg, fname, "the shape");
+  if (n > LT_MAX_DIMS) luaL_error(L, "%s: shape has %I dimensions (at most %d)", fname, n, LT_MAX_DIMS);
+  for (int i = 0; i < n; i++) {
+    lua_geti(L, arg, i + 1);
+    shape[i] = shape_element(L, -1, i + 1, min, fname);
+    lua_pop(L, 1);
+  }
+  return (int)n;
+}
+
 int lt_l_checkshape(lua_State *L, int arg, int64_t *shape, const char *fname) {
   if (lua_isinteger(L, arg)) { /* a lone number is a 1-D shape */
-    shape[0] = lua_tointeger(L, arg);
-    if (shape[0] < 0) luaL_error(L, "%s: shape has a negative dimension", fname);
+    shape[0] = shape_element(L, arg, 1, 0, fname);
     return 1;
   }
   luaL_checktype(L, arg, LUA_TTABLE);
-  int n = (int)luaL_len(L, arg);
-  if (n > LT_MAX_DIMS) luaL_error(L, "%s: shape has %d dimensions (at most %d)", fname, n, LT_MAX_DIMS);
-  for (int i = 0; i < n; i++) {
-    lua_geti(L, arg, i + 1);
-    int isnum;
-    lua_Integer d = lua_tointegerx(L, -1, &isnum);
-    lua_pop(L, 1);
-    if (!isnum || d < 0) luaL_error(L, "%s: shape must hold non-negative integers", fname);
-    shape[i] = d;
-  }
-  return n;
+  return lt_l_readshape(L, arg, shape, 0, fname);
 }
 
 void lt_l_pushshape(lua_State *L, int ndim, const int64_t *shape) {

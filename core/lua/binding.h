@@ -55,6 +55,24 @@ void lt_l_fill_list(lua_State *L, int list, int n, lt_tensor **ts);
 void lt_l_report_alloc(lua_State *L, lt_ctx *ctx);
 /* Raises the context's message as a Lua error when st != LT_OK. */
 void lt_l_check(lua_State *L, lt_status st);
+/* lt_l_check for a message that may come from a core function beneath the one
+ * the user called: a message "<core_name>: ..." is raised as "<fname>: ...". */
+void lt_l_check_renamed(lua_State *L, lt_status st, const char *core_name, const char *fname);
+/* lt_l_result for the creation functions: lt_tensor_new's messages ("tensor:
+ * shape too large", "tensor: out of memory ...") name `fname` instead. */
+int lt_l_created(lua_State *L, lt_status st, const char *fname);
+
+/* Raises "<fname>: too many arguments (expected at most 2, got 3)" when an
+ * argument past the max-th is given; trailing nils count as absent. Call it
+ * before anything is pushed, and before lua_settop. */
+void lt_l_checkmaxargs(lua_State *L, int max, const char *fname);
+/* The length of the table at idx read as a sequence: every key an integer from
+ * 1 to the length, else "<fname>: <what> is not a sequence (key 'x')" or
+ * "<fname>: <what> has a hole at index 2". Unlike luaL_len, never a guess. */
+lua_Integer lt_l_seqlen(lua_State *L, int idx, const char *fname, const char *what);
+/* How the value at idx reads in a message: a number as itself ("3.5"), any
+ * other value by its type ("string"). */
+const char *lt_l_valuename(lua_State *L, int idx);
 
 /* Axis from Lua (1-based, negative from the end) to C (0-based); a Lua error
  * "<fname>: axis 4 is out of range for 3 dimensions" when it does not exist. */
@@ -65,10 +83,18 @@ int lt_l_checkaxes(lua_State *L, int arg, int ndim, int *axes, const char *fname
 /* A Lua axis number to C's 0-based one; -1 when out of range. */
 int lt_l_axis_from_lua(lua_Integer axis, int ndim);
 
+/* A dtype name at `arg`; an unknown name is an argument error that lists the
+ * known ones. */
 lt_dtype lt_l_checkdtype(lua_State *L, int arg);
 lt_dtype lt_l_optdtype(lua_State *L, int arg, lt_dtype def);
-/* A shape table {2, 3} at `arg`; returns ndim. */
+/* The dtype called `name` (from an options table), else "<fname>: unknown
+ * dtype 'x'; known dtypes: ...". */
+lt_dtype lt_l_dtype_named(lua_State *L, const char *name, const char *fname);
+/* A shape table {2, 3} or a lone number (1-D) at `arg`; returns ndim. */
 int lt_l_checkshape(lua_State *L, int arg, int64_t *shape, const char *fname);
+/* The shape table at `arg`, each element an integer of at least `min`
+ * (reshape allows -1); an error names the element: "shape[2] must be ...". */
+int lt_l_readshape(lua_State *L, int arg, int64_t *shape, lua_Integer min, const char *fname);
 /* Pushes a shape as a Lua sequence. */
 void lt_l_pushshape(lua_State *L, int ndim, const int64_t *shape);
 

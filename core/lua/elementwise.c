@@ -13,9 +13,11 @@
 
 /* The result userdata comes before the operands: a number operand is a new
  * tensor that nothing may raise over before its release. (The stack is set
- * first, so the userdata cannot pass for a missing argument.) */
+ * first, so the userdata cannot pass for a missing argument; a third argument
+ * is refused before that, as it would otherwise vanish.) */
 static int binary(lua_State *L, lt_binary_op op) {
   lt_tensor *a, *b;
+  lt_l_checkmaxargs(L, 2, lt_binary_name(op));
   lua_settop(L, 2);
   lt_l_tensor *u = lt_l_newtensor(L);
   lt_l_checkpair(L, 1, 2, &a, &b);
@@ -41,7 +43,9 @@ static int l_greater_equal(lua_State *L) { return binary(L, LT_BINARY_GREATER_EQ
 
 /* ---- unary ---- */
 
-static int unary(lua_State *L, lt_unary_op op, double alpha) {
+/* nargs: how many arguments the Lua function takes (leaky_relu and gelu 2). */
+static int unary(lua_State *L, lt_unary_op op, double alpha, int nargs) {
+  lt_l_checkmaxargs(L, nargs, lt_unary_name(op));
   lua_settop(L, 1);
   lt_l_tensor *u = lt_l_newtensor(L);
   lt_tensor *x = lt_l_checkoperand(L, 1, NULL);
@@ -50,45 +54,47 @@ static int unary(lua_State *L, lt_unary_op op, double alpha) {
   return lt_l_result(L, st);
 }
 
-static int l_neg(lua_State *L) { return unary(L, LT_UNARY_NEG, 0); }
-static int l_exp(lua_State *L) { return unary(L, LT_UNARY_EXP, 0); }
-static int l_log(lua_State *L) { return unary(L, LT_UNARY_LOG, 0); }
-static int l_sqrt(lua_State *L) { return unary(L, LT_UNARY_SQRT, 0); }
-static int l_rsqrt(lua_State *L) { return unary(L, LT_UNARY_RSQRT, 0); }
-static int l_abs(lua_State *L) { return unary(L, LT_UNARY_ABS, 0); }
-static int l_tanh(lua_State *L) { return unary(L, LT_UNARY_TANH, 0); }
-static int l_sigmoid(lua_State *L) { return unary(L, LT_UNARY_SIGMOID, 0); }
-static int l_relu(lua_State *L) { return unary(L, LT_UNARY_RELU, 0); }
-static int l_silu(lua_State *L) { return unary(L, LT_UNARY_SILU, 0); }
-static int l_softplus(lua_State *L) { return unary(L, LT_UNARY_SOFTPLUS, 0); }
-static int l_square(lua_State *L) { return unary(L, LT_UNARY_SQUARE, 0); }
-static int l_sin(lua_State *L) { return unary(L, LT_UNARY_SIN, 0); }
-static int l_cos(lua_State *L) { return unary(L, LT_UNARY_COS, 0); }
-static int l_gelu_approx(lua_State *L) { return unary(L, LT_UNARY_GELU_TANH, 0); }
+static int l_neg(lua_State *L) { return unary(L, LT_UNARY_NEG, 0, 1); }
+static int l_exp(lua_State *L) { return unary(L, LT_UNARY_EXP, 0, 1); }
+static int l_log(lua_State *L) { return unary(L, LT_UNARY_LOG, 0, 1); }
+static int l_sqrt(lua_State *L) { return unary(L, LT_UNARY_SQRT, 0, 1); }
+static int l_rsqrt(lua_State *L) { return unary(L, LT_UNARY_RSQRT, 0, 1); }
+static int l_abs(lua_State *L) { return unary(L, LT_UNARY_ABS, 0, 1); }
+static int l_tanh(lua_State *L) { return unary(L, LT_UNARY_TANH, 0, 1); }
+static int l_sigmoid(lua_State *L) { return unary(L, LT_UNARY_SIGMOID, 0, 1); }
+static int l_relu(lua_State *L) { return unary(L, LT_UNARY_RELU, 0, 1); }
+static int l_silu(lua_State *L) { return unary(L, LT_UNARY_SILU, 0, 1); }
+static int l_softplus(lua_State *L) { return unary(L, LT_UNARY_SOFTPLUS, 0, 1); }
+static int l_square(lua_State *L) { return unary(L, LT_UNARY_SQUARE, 0, 1); }
+static int l_sin(lua_State *L) { return unary(L, LT_UNARY_SIN, 0, 1); }
+static int l_cos(lua_State *L) { return unary(L, LT_UNARY_COS, 0, 1); }
+static int l_gelu_approx(lua_State *L) { return unary(L, LT_UNARY_GELU_TANH, 0, 1); }
 
 /* leaky_relu(x, negative_slope = 0.01) */
-static int l_leaky_relu(lua_State *L) { return unary(L, LT_UNARY_LEAKY_RELU, luaL_optnumber(L, 2, 0.01)); }
+static int l_leaky_relu(lua_State *L) { return unary(L, LT_UNARY_LEAKY_RELU, luaL_optnumber(L, 2, 0.01), 2); }
 
 /* gelu(x, {approximate = "none" | "tanh"}), as PyTorch names it. */
 static int l_gelu(lua_State *L) {
   static const char *const allowed[] = {"approximate", NULL};
+  lt_l_checkmaxargs(L, 2, "gelu");
   lt_l_checkoptions(L, 2, "gelu", allowed);
   const char *approx = lt_l_optstringfield(L, 2, "approximate", "none");
   if (strcmp(approx, "none") != 0 && strcmp(approx, "tanh") != 0)
     return luaL_error(L, "gelu: approximate must be 'none' or 'tanh', got '%s'", approx);
-  return unary(L, strcmp(approx, "tanh") == 0 ? LT_UNARY_GELU_TANH : LT_UNARY_GELU, 0);
+  return unary(L, strcmp(approx, "tanh") == 0 ? LT_UNARY_GELU_TANH : LT_UNARY_GELU, 0, 2);
 }
 
 /* __unm receives the operand twice. */
 static int l_unm(lua_State *L) {
   lua_settop(L, 1);
-  return unary(L, LT_UNARY_NEG, 0);
+  return unary(L, LT_UNARY_NEG, 0, 1);
 }
 
 /* ---- where, clip ---- */
 
 /* where(cond, a, b): a where cond is nonzero, else b; numbers allowed for a and b. */
 static int l_where(lua_State *L) {
+  lt_l_checkmaxargs(L, 3, "where");
   lua_settop(L, 3);
   lt_tensor *cond = lt_l_checktensor(L, 1), *a, *b;
   lt_l_tensor *u = lt_l_newtensor(L);
@@ -101,6 +107,7 @@ static int l_where(lua_State *L) {
 
 /* clip(x, lo, hi): nil is no bound on that side. */
 static int l_clip(lua_State *L) {
+  lt_l_checkmaxargs(L, 3, "clip");
   lt_tensor *x = lt_l_checktensor(L, 1);
   double lo = lua_isnoneornil(L, 2) ? NAN : luaL_checknumber(L, 2);
   double hi = lua_isnoneornil(L, 3) ? NAN : luaL_checknumber(L, 3);
@@ -120,6 +127,7 @@ static lt_isa check_isa(lua_State *L, int arg, const char *fname) {
 
 /* lattice.isa() -> "scalar" | "avx2" | "avx512": what lattice's own kernels use. */
 static int l_isa(lua_State *L) {
+  lt_l_checkmaxargs(L, 0, "isa");
   lua_pushstring(L, lt_isa_name(lt__ctx_isa(lt_l_ctx(L))));
   return 1;
 }

@@ -24,6 +24,7 @@ static lt_tensor *check_indices(lua_State *L, int arg, const char *fname, const 
 
 /* lattice.take(x, indices [, axis]): axis nil takes from the flattened x. */
 static int l_take(lua_State *L) {
+  lt_l_checkmaxargs(L, 3, "take");
   lt_tensor *x = lt_l_checktensor(L, 1), *idx = check_indices(L, 2, "take", "indices");
   int axis = lua_isnoneornil(L, 3) ? LT_ALL_AXES : lt_l_checkaxis(L, 3, lt_tensor_ndim(x), "take");
   lt_l_tensor *u = lt_l_newtensor(L);
@@ -31,18 +32,13 @@ static int l_take(lua_State *L) {
 }
 
 static int along(lua_State *L, const char *fname) {
+  lt_l_checkmaxargs(L, 3, fname);
   lt_tensor *x = lt_l_checktensor(L, 1), *idx = check_indices(L, 2, fname, "indices");
   int axis = lua_isnoneornil(L, 3) ? LT_ALL_AXES : lt_l_checkaxis(L, 3, lt_tensor_ndim(x), fname);
   lt_l_tensor *u = lt_l_newtensor(L);
-  lt_ctx *ctx = lt_l_ctx(L);
-  lt_status st = lt_take_along_axis(ctx, &u->t, x, idx, axis);
-  if (st != LT_OK) {
-    /* The core names take_along_axis; a gather caller should read its own name. */
-    const char *msg = lt_ctx_error(ctx), *prefix = "take_along_axis:";
-    size_t n = strlen(prefix);
-    if (strncmp(msg, prefix, n) == 0) luaL_error(L, "%s:%s", fname, msg + n);
-  }
-  return lt_l_result(L, st);
+  /* The core names take_along_axis; a gather caller should read its own name. */
+  lt_l_check_renamed(L, lt_take_along_axis(lt_l_ctx(L), &u->t, x, idx, axis), "take_along_axis", fname);
+  return lt_l_result(L, LT_OK);
 }
 
 /* lattice.take_along_axis(x, indices [, axis]) and lattice.gather(x, indices [, axis]). */
@@ -51,6 +47,7 @@ static int l_gather(lua_State *L) { return along(L, "gather"); }
 
 /* lattice.embedding(weight, ids) */
 static int l_embedding(lua_State *L) {
+  lt_l_checkmaxargs(L, 2, "embedding");
   lt_tensor *w = lt_l_checktensor(L, 1), *ids = check_indices(L, 2, "embedding", "ids");
   lt_l_tensor *u = lt_l_newtensor(L);
   return lt_l_result(L, lt_embedding(lt_l_ctx(L), &u->t, w, ids));
@@ -68,6 +65,7 @@ static lt_reduction check_reduction(lua_State *L, int arg, const char *fname) {
 /* lattice.cross_entropy(logits, targets [, {ignore_index = -100, label_smoothing = 0, reduction = "mean"}]) */
 static int l_cross_entropy(lua_State *L) {
   static const char *const allowed[] = {"ignore_index", "label_smoothing", "reduction", NULL};
+  lt_l_checkmaxargs(L, 3, "cross_entropy");
   lt_tensor *z = lt_l_checktensor(L, 1), *t = check_indices(L, 2, "cross_entropy", "targets");
   lt_l_checkoptions(L, 3, "cross_entropy", allowed);
   lua_Integer ignore = lt_l_optintegerfield(L, 3, "ignore_index", -100);
@@ -80,6 +78,7 @@ static int l_cross_entropy(lua_State *L) {
 /* lattice.mse_loss(pred, target [, {reduction = "mean"}]) */
 static int l_mse_loss(lua_State *L) {
   static const char *const allowed[] = {"reduction", NULL};
+  lt_l_checkmaxargs(L, 3, "mse_loss");
   lt_tensor *p = lt_l_checktensor(L, 1), *t = lt_l_checktensor(L, 2);
   lt_l_checkoptions(L, 3, "mse_loss", allowed);
   lt_reduction red = check_reduction(L, 3, "mse_loss");

@@ -9,6 +9,7 @@ static lt_tensor *opttensor(lua_State *L, int arg) { return lua_isnoneornil(L, a
 
 /* lattice.matmul(a, b) -> a @ b with NumPy matmul rules. */
 static int l_matmul(lua_State *L) {
+  lt_l_checkmaxargs(L, 2, "matmul");
   lt_tensor *a = lt_l_checktensor(L, 1), *b = lt_l_checktensor(L, 2);
   lt_l_tensor *u = lt_l_newtensor(L);
   return lt_l_result(L, lt_matmul(lt_l_ctx(L), &u->t, a, b));
@@ -17,6 +18,7 @@ static int l_matmul(lua_State *L) {
 /* lattice.layer_norm(x, weight, bias, eps): MLX mx.fast.layer_norm's order;
  * weight and bias may be nil; eps defaults to 1e-5. */
 static int l_layer_norm(lua_State *L) {
+  lt_l_checkmaxargs(L, 4, "layer_norm");
   lt_tensor *x = lt_l_checktensor(L, 1), *w = opttensor(L, 2), *b = opttensor(L, 3);
   double eps = luaL_optnumber(L, 4, 1e-5);
   lt_l_tensor *u = lt_l_newtensor(L);
@@ -25,6 +27,7 @@ static int l_layer_norm(lua_State *L) {
 
 /* lattice.rms_norm(x, weight, eps): weight may be nil; eps defaults to 1e-5. */
 static int l_rms_norm(lua_State *L) {
+  lt_l_checkmaxargs(L, 3, "rms_norm");
   lt_tensor *x = lt_l_checktensor(L, 1), *w = opttensor(L, 2);
   double eps = luaL_optnumber(L, 3, 1e-5);
   lt_l_tensor *u = lt_l_newtensor(L);
@@ -55,9 +58,9 @@ static int l_bench_sgemm(lua_State *L) {
   lua_Integer m = luaL_checkinteger(L, 1), n = luaL_checkinteger(L, 2), k = luaL_checkinteger(L, 3);
   lua_Integer reps = luaL_optinteger(L, 4, 1), batch = luaL_optinteger(L, 5, 1);
   if (m < 1 || n < 1 || k < 1 || m > 65536 || n > 65536 || k > 65536)
-    return luaL_error(L, "bench_sgemm: sizes must be in [1, 65536], got %d, %d, %d", (int)m, (int)n, (int)k);
+    return luaL_error(L, "bench_sgemm: sizes must be in [1, 65536], got %I, %I, %I", m, n, k);
   if (reps < 1 || batch < 1 || batch > 4096)
-    return luaL_error(L, "bench_sgemm: reps must be >= 1 and batch in [1, 4096], got %d and %d", (int)reps, (int)batch);
+    return luaL_error(L, "bench_sgemm: reps must be >= 1 and batch in [1, 4096], got %I and %I", reps, batch);
   lt_ctx *ctx = lt_l_ctx(L);
   size_t na = (size_t)(batch * m * k), nb = (size_t)(batch * k * n), nc = (size_t)(batch * m * n);
   float *a = lt_ctx_alloc(ctx, na * sizeof(float)), *b = lt_ctx_alloc(ctx, nb * sizeof(float));

@@ -31,6 +31,7 @@ static int reduce_no_axes(lua_State *L, lt_reduce_op op, lt_tensor *x) {
 
 static int reduce(lua_State *L, lt_reduce_op op) {
   const char *name = lt_reduce_name(op);
+  lt_l_checkmaxargs(L, op == LT_REDUCE_VAR ? 4 : 3, name);
   lt_tensor *x = lt_l_checktensor(L, 1);
   if (lua_istable(L, 2) && luaL_len(L, 2) == 0) return reduce_no_axes(L, op, x);
   int axes[LT_MAX_DIMS];
@@ -55,6 +56,7 @@ static int l_logsumexp(lua_State *L) { return reduce(L, LT_REDUCE_LOGSUMEXP); }
 
 static int arg(lua_State *L, int is_max) {
   const char *name = is_max ? "argmax" : "argmin";
+  lt_l_checkmaxargs(L, 3, name);
   lt_tensor *x = lt_l_checktensor(L, 1);
   int axis = lua_isnoneornil(L, 2) ? LT_ALL_AXES : lt_l_checkaxis(L, 2, lt_tensor_ndim(x), name);
   int keepdims = optboolean(L, 3);
@@ -68,6 +70,7 @@ static int l_argmin(lua_State *L) { return arg(L, 0); }
 
 static int softmax(lua_State *L, int is_log) {
   const char *name = is_log ? "log_softmax" : "softmax";
+  lt_l_checkmaxargs(L, 2, name);
   lt_tensor *x = lt_l_checktensor(L, 1);
   int nd = lt_tensor_ndim(x);
   /* a 0-d input has no last axis: C reports axis -1 as out of range */

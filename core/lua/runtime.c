@@ -7,14 +7,16 @@
 /* lattice.set_num_threads(n): lattice's OpenMP loops and OpenBLAS (which
  * matmul sets from the context before each call) both use n threads. */
 static int l_set_num_threads(lua_State *L) {
+  lt_l_checkmaxargs(L, 1, "set_num_threads");
   lua_Integer n = luaL_checkinteger(L, 1);
-  if (n < 1) return luaL_error(L, "set_num_threads: n must be at least 1, got %d", (int)n);
-  if (n > 1024) return luaL_error(L, "set_num_threads: n must be at most 1024, got %d", (int)n);
+  if (n < 1) return luaL_error(L, "set_num_threads: n must be at least 1, got %I", n);
+  if (n > 1024) return luaL_error(L, "set_num_threads: n must be at most 1024, got %I", n);
   lt_ctx_set_num_threads(lt_l_ctx(L), (int)n);
   return 0;
 }
 
 static int l_num_threads(lua_State *L) {
+  lt_l_checkmaxargs(L, 0, "num_threads");
   lua_pushinteger(L, lt_ctx_num_threads(lt_l_ctx(L)));
   return 1;
 }
@@ -30,6 +32,7 @@ static void setstring(lua_State *L, const char *key, const char *value) {
  * state's: what OpenBLAS's process-wide count will be for its next call, not
  * whatever the last state to call left there. */
 static int l_blas_info(lua_State *L) {
+  lt_l_checkmaxargs(L, 0, "blas_info");
   lt_blas_info info = lt_blas_get_info();
   info.num_threads = lt__blas_threads_for(lt_l_ctx(L));
   lua_createtable(L, 0, 5);
@@ -44,6 +47,7 @@ static int l_blas_info(lua_State *L) {
 
 /* lattice.memory_stats() -> {in_use=, cached=, peak=, limit=} in bytes. */
 static int l_memory_stats(lua_State *L) {
+  lt_l_checkmaxargs(L, 0, "memory_stats");
   lt_memory_stats s = lt_ctx_memory_stats(lt_l_ctx(L));
   lua_createtable(L, 0, 4);
   lua_pushinteger(L, (lua_Integer)s.in_use);
@@ -59,6 +63,7 @@ static int l_memory_stats(lua_State *L) {
 
 /* lattice.set_cache_limit(bytes): the most bytes the cache keeps for reuse. */
 static int l_set_cache_limit(lua_State *L) {
+  lt_l_checkmaxargs(L, 1, "set_cache_limit");
   int isint;
   lua_Integer bytes = lua_tointegerx(L, 1, &isint);
   if (!isint) return luaL_typeerror(L, 1, "integer");
@@ -69,12 +74,14 @@ static int l_set_cache_limit(lua_State *L) {
 
 /* lattice.clear_cache(): returns every cached block to the system. */
 static int l_clear_cache(lua_State *L) {
+  lt_l_checkmaxargs(L, 0, "clear_cache");
   lt_ctx_clear_cache(lt_l_ctx(L));
   return 0;
 }
 
 /* lattice.now(): monotonic wall clock in seconds (for timing, not dates). */
 static int l_now(lua_State *L) {
+  lt_l_checkmaxargs(L, 0, "now");
   lua_pushnumber(L, lt_now());
   return 1;
 }

@@ -1,5 +1,7 @@
 /* The lattice.Tensor type: creation from Lua values, read-back, properties,
  * layout methods, and the release shared by close(), __close and __gc. */
+#include <limits.h>
+#include <stdio.h>
 #include <string.h>
 #include "binding.h"
 
@@ -14,13 +16,22 @@ static int tensor_close(lua_State *L) {
 
 /* ---- creation from nested tables ---- */
 
+/* The length of the nested table at idx (depth d from 1), which must be a
+ * sequence: a table with holes or other keys is no array. */
+static int64_t nested_len(lua_State *L, int idx, int d) {
+  char what[48];
+  snprintf(what, sizeof what, "the table at depth %d", d);
+  return lt_l_seqlen(L, idx, "array", what);
+}
+
 /* Walks the first elements of nested tables to find the shape. */
 static int infer_shape(lua_State *L, int idx, int64_t *shape) {
   int nd = 0;
   lua_pushvalue(L, idx);
   while (lua_istable(L, -1)) {
     if (nd == LT_MAX_DIMS) luaL_error(L, "array: more than %d levels of nesting", LT_MAX_DIMS);
-    shape[nd++] = (int64_t)luaL_len(L, -1);
+    shape[nd] = nested_len(L, -1, nd + 1);
+    nd++;
     if (shape[nd - 1] == 0) break;
     lua_geti(L, -1, 1);
     lua_remove(L, -2);
@@ -39,9 +50,10 @@ typedef struct values {
 
 static void read_nested(lua_State *L, int idx, int d, int nd, const int64_t *shape, values *out, int64_t *pos,
                         int *all_bool) {
-  if ((int64_t)luaL_len(L, idx) != shape[d])
-    luaL_error(L, "array: ragged nested table at depth %d (expected %d elements, got %d)", d + 1, (int)shape[d],
-               (int)luaL_len(L, idx));
+  int64_t len = nested_len(L, idx, d + 1);
+  if (len != shape[d])
+    luaL_error(L, "array: ragged nested table at depth %d (expected %I elements, got %I)", d + 1, (lua_Integer)shape[d],
+               (lua_Integer)len);
   for (int64_t i = 1; i <= shape[d]; i++) {
     int t = lua_geti(L, idx, i);
     if (d + 1 < nd) {
@@ -63,13 +75,14 @@ static void read_nested(lua_State *L, int idx, int d, int nd, const int64_t *sha
 }
 
 static int l_array(lua_State *L) {
+  lt_l_checkmaxargs(L, 2, "array");
   lua_settop(L, 2); /* scratch pushed below must not look like the dtype argument */
   lt_ctx *ctx = lt_l_ctx(L);
   lt_tensor *src = lt_l_totensor(L, 1);
   if (src) { /* array(tensor[, dtype]): a copy */
     lt_dtype dt = lt_l_optdtype(L, 2, lt_tensor_dtype(src));
     lt_l_tensor *u = lt_l_newtensor(L);
-    return lt_l_result(L, lt_astype(ctx, &u->t, src, dt));
+    return lt_l_created(L, lt_astype(ctx, &u->t, src, dt), "array");
   }
   int type = lua_type(L, 1);
   if (type != LUA_TTABLE && type != LUA_TNUMBER && type != LUA_TBOOLEAN)
@@ -94,7 +107,7 @@ static int l_array(lua_State *L) {
   if (n == 0) all_bool = 0;
   lt_dtype dt = lt_l_optdtype(L, 2, all_bool ? LT_BOOL : LT_FLOAT32);
   lt_l_tensor *u = lt_l_newtensor(L);
-  lt_l_check(L, lt_tensor_new(ctx, &u->t, dt, nd, shape));
+  lt_l_check_renamed(L, lt_tensor_new(ctx, &u->t, dt, nd, shape), "tensor", "array");
   const lt_dtype_traits *tr = lt_dtype_info(dt);
   char *p = lt_tensor_data(u->t);
   for (int64_t i = 0; i < n; i++) {
@@ -110,27 +123,36 @@ static int push_full(lua_State *L, int shape_arg, double value, lt_dtype dt, con
   int64_t shape[LT_MAX_DIMS];
   int nd = lt_l_checkshape(L, shape_arg, shape, fname);
   lt_l_tensor *u = lt_l_newtensor(L);
-  return lt_l_result(L, lt_tensor_full(lt_l_ctx(L), &u->t, dt, nd, shape, value));
+  return lt_l_created(L, lt_tensor_full(lt_l_ctx(L), &u->t, dt, nd, shape, value), fname);
 }
 
-static int l_zeros(lua_State *L) { return push_full(L, 1, 0, lt_l_optdtype(L, 2, LT_FLOAT32), "zeros"); }
-static int l_ones(lua_State *L) { return push_full(L, 1, 1, lt_l_optdtype(L, 2, LT_FLOAT32), "ones"); }
+static int l_zeros(lua_State *L) {
+  lt_l_checkmaxargs(L, 2, "zeros");
+  return push_full(L, 1, 0, lt_l_optdtype(L, 2, LT_FLOAT32), "zeros");
+}
+static int l_ones(lua_State *L) {
+  lt_l_checkmaxargs(L, 2, "ones");
+  return push_full(L, 1, 1, lt_l_optdtype(L, 2, LT_FLOAT32), "ones");
+}
 static int l_full(lua_State *L) {
+  lt_l_checkmaxargs(L, 3, "full");
   double v = lua_isboolean(L, 2) ? lua_toboolean(L, 2) : luaL_checknumber(L, 2);
   return push_full(L, 1, v, lt_l_optdtype(L, 3, lua_isboolean(L, 2) ? LT_BOOL : LT_FLOAT32), "full");
 }
 
-static int like(lua_State *L, double value) {
+static int like(lua_State *L, double value, const char *fname) {
+  lt_l_checkmaxargs(L, 2, fname);
   lt_tensor *x = lt_l_checktensor(L, 1);
   lt_dtype dt = lt_l_optdtype(L, 2, lt_tensor_dtype(x));
   lt_l_tensor *u = lt_l_newtensor(L);
-  return lt_l_result(L, lt_tensor_full(lt_l_ctx(L), &u->t, dt, lt_tensor_ndim(x), lt_tensor_shape(x), value));
+  return lt_l_created(L, lt_tensor_full(lt_l_ctx(L), &u->t, dt, lt_tensor_ndim(x), lt_tensor_shape(x), value), fname);
 }
-static int l_zeros_like(lua_State *L) { return like(L, 0); }
-static int l_ones_like(lua_State *L) { return like(L, 1); }
+static int l_zeros_like(lua_State *L) { return like(L, 0, "zeros_like"); }
+static int l_ones_like(lua_State *L) { return like(L, 1, "ones_like"); }
 
 /* arange(stop), arange(start, stop[, step]); a trailing string is the dtype. */
 static int l_arange(lua_State *L) {
+  lt_l_checkmaxargs(L, 4, "arange");
   int top = lua_gettop(L);
   lt_dtype dt = LT_FLOAT32;
   if (top > 0 && lua_type(L, top) == LUA_TSTRING) dt = lt_l_checkdtype(L, top--);
@@ -143,15 +165,16 @@ static int l_arange(lua_State *L) {
     if (top >= 3) step = luaL_checknumber(L, 3);
   }
   lt_l_tensor *u = lt_l_newtensor(L);
-  return lt_l_result(L, lt_tensor_arange(lt_l_ctx(L), &u->t, start, stop, step, dt));
+  return lt_l_created(L, lt_tensor_arange(lt_l_ctx(L), &u->t, start, stop, step, dt), "arange");
 }
 
 static int l_eye(lua_State *L) {
+  lt_l_checkmaxargs(L, 4, "eye");
   lua_Integer n = luaL_checkinteger(L, 1), m = luaL_optinteger(L, 2, n), k = luaL_optinteger(L, 3, 0);
   if (n < 0 || m < 0) return luaL_error(L, "eye: sizes must be non-negative");
   lt_dtype dt = lt_l_optdtype(L, 4, LT_FLOAT32);
   lt_l_tensor *u = lt_l_newtensor(L);
-  return lt_l_result(L, lt_tensor_eye(lt_l_ctx(L), &u->t, n, m, k, dt));
+  return lt_l_created(L, lt_tensor_eye(lt_l_ctx(L), &u->t, n, m, k, dt), "eye");
 }
 
 /* ---- read-back ---- */
@@ -188,6 +211,7 @@ static void push_list(lua_State *L, const lt_tensor *t, int d, int64_t *flat) {
 }
 
 static int l_tolist(lua_State *L) {
+  lt_l_checkmaxargs(L, 1, "tolist");
   lt_tensor *t = lt_l_checktensor(L, 1);
   int64_t flat = 0;
   if (lt_tensor_ndim(t) == 0)
@@ -198,8 +222,10 @@ static int l_tolist(lua_State *L) {
 }
 
 static int l_item(lua_State *L) {
+  lt_l_checkmaxargs(L, 1, "item");
   lt_tensor *t = lt_l_checktensor(L, 1);
-  if (lt_tensor_size(t) != 1) return luaL_error(L, "item: tensor has %d elements, expected 1", (int)lt_tensor_size(t));
+  if (lt_tensor_size(t) != 1)
+    return luaL_error(L, "item: tensor has %I elements, expected 1", (lua_Integer)lt_tensor_size(t));
   push_element(L, t, 0);
   return 1;
 }
@@ -207,6 +233,7 @@ static int l_item(lua_State *L) {
 /* ---- layout ---- */
 
 static int l_astype(lua_State *L) {
+  lt_l_checkmaxargs(L, 2, "astype");
   lt_tensor *x = lt_l_checktensor(L, 1);
   lt_dtype dt = lt_l_checkdtype(L, 2);
   lt_l_tensor *u = lt_l_newtensor(L);
@@ -219,13 +246,8 @@ static int l_reshape(lua_State *L) {
   int64_t shape[LT_MAX_DIMS];
   int nd;
   if (lua_istable(L, 2)) {
-    nd = (int)luaL_len(L, 2);
-    if (nd > LT_MAX_DIMS) return luaL_error(L, "reshape: at most %d dimensions", LT_MAX_DIMS);
-    for (int i = 0; i < nd; i++) {
-      lua_geti(L, 2, i + 1);
-      shape[i] = luaL_checkinteger(L, -1);
-      lua_pop(L, 1);
-    }
+    lt_l_checkmaxargs(L, 2, "reshape");
+    nd = lt_l_readshape(L, 2, shape, LUA_MININTEGER, "reshape"); /* -1 infers, the core checks the rest */
   } else {
     nd = lua_gettop(L) - 1;
     if (nd > LT_MAX_DIMS) return luaL_error(L, "reshape: at most %d dimensions", LT_MAX_DIMS);
@@ -237,15 +259,19 @@ static int l_reshape(lua_State *L) {
 
 /* transpose(x) reverses the axes; transpose(x, {2, 1, 3}) permutes them (1-based). */
 static int l_transpose(lua_State *L) {
+  lt_l_checkmaxargs(L, 2, "transpose");
   lt_tensor *x = lt_l_checktensor(L, 1);
   int perm[LT_MAX_DIMS], nd = lt_tensor_ndim(x);
   if (!lua_isnoneornil(L, 2)) {
     luaL_checktype(L, 2, LUA_TTABLE);
-    if ((int)luaL_len(L, 2) != nd)
-      return luaL_error(L, "transpose: axes has %d entries for %d dimensions", (int)luaL_len(L, 2), nd);
+    lua_Integer len = lt_l_seqlen(L, 2, "transpose", "axes");
+    if (len != nd) return luaL_error(L, "transpose: axes has %I entries for %d dimensions", len, nd);
     for (int i = 0; i < nd; i++) {
       lua_geti(L, 2, i + 1);
-      perm[i] = lt_l_axis_from_lua(luaL_checkinteger(L, -1), nd);
+      int isint;
+      lua_Integer a = lua_tointegerx(L, -1, &isint);
+      if (!isint) return luaL_error(L, "transpose: axes[%d] must be an integer, got %s", i + 1, lt_l_valuename(L, -1));
+      perm[i] = lt_l_axis_from_lua(a, nd);
       lua_pop(L, 1);
       if (perm[i] < 0) return luaL_error(L, "transpose: axes must be a permutation of the %d dimensions", nd);
     }
@@ -256,6 +282,7 @@ static int l_transpose(lua_State *L) {
 }
 
 static int l_expand_dims(lua_State *L) {
+  lt_l_checkmaxargs(L, 2, "expand_dims");
   lt_tensor *x = lt_l_checktensor(L, 1);
   int axis = lt_l_checkaxis(L, 2, lt_tensor_ndim(x) + 1, "expand_dims");
   lt_l_tensor *u = lt_l_newtensor(L);
@@ -263,6 +290,7 @@ static int l_expand_dims(lua_State *L) {
 }
 
 static int l_squeeze(lua_State *L) {
+  lt_l_checkmaxargs(L, 2, "squeeze");
   lt_tensor *x = lt_l_checktensor(L, 1);
   int axis = lt_l_optaxis(L, 2, lt_tensor_ndim(x), "squeeze", LT_ALL_AXES);
   lt_l_tensor *u = lt_l_newtensor(L);
@@ -272,6 +300,7 @@ static int l_squeeze(lua_State *L) {
 /* slice(x, axis, first, last[, step]): Lua-style inclusive 1-based bounds,
  * negatives counted from the end (-1 is the last), like string.sub. */
 static int l_slice(lua_State *L) {
+  lt_l_checkmaxargs(L, 5, "slice");
   lt_tensor *x = lt_l_checktensor(L, 1);
   int axis = lt_l_checkaxis(L, 2, lt_tensor_ndim(x), "slice");
   int64_t n = lt_tensor_shape(x)[axis];
@@ -286,6 +315,7 @@ static int l_slice(lua_State *L) {
 }
 
 static int l_broadcast_to(lua_State *L) {
+  lt_l_checkmaxargs(L, 2, "broadcast_to");
   lt_tensor *x = lt_l_checktensor(L, 1);
   int64_t shape[LT_MAX_DIMS];
   int nd = lt_l_checkshape(L, 2, shape, "broadcast_to");
@@ -294,6 +324,7 @@ static int l_broadcast_to(lua_State *L) {
 }
 
 static int l_contiguous(lua_State *L) {
+  lt_l_checkmaxargs(L, 1, "contiguous");
   lt_tensor *x = lt_l_checktensor(L, 1);
   lt_l_tensor *u = lt_l_newtensor(L);
   return lt_l_result(L, lt_contiguous(lt_l_ctx(L), &u->t, x));
@@ -302,20 +333,24 @@ static int l_contiguous(lua_State *L) {
 /* The tensors of the list at `arg`, into a scratch userdata left on the stack. */
 static lt_tensor **check_list(lua_State *L, int arg, int *n, const char *fname) {
   luaL_checktype(L, arg, LUA_TTABLE);
-  *n = (int)luaL_len(L, arg);
-  if (*n < 1) luaL_error(L, "%s: needs at least one tensor", fname);
+  lua_Integer len = lt_l_seqlen(L, arg, fname, "the list of tensors");
+  if (len < 1) luaL_error(L, "%s: needs at least one tensor", fname);
+  if (len > INT_MAX) luaL_error(L, "%s: %I tensors are too many", fname, len);
+  *n = (int)len;
   lt_tensor **xs = lua_newuserdatauv(L, (size_t)*n * sizeof *xs, 0);
   for (int i = 0; i < *n; i++) {
     lua_geti(L, arg, i + 1);
     xs[i] = lt_l_totensor(L, -1);
+    if (!xs[i] && luaL_testudata(L, -1, LT_L_TENSOR)) luaL_error(L, "%s: element %d is closed", fname, i + 1);
+    if (!xs[i]) luaL_error(L, "%s: element %d is a %s, not a lattice.Tensor", fname, i + 1, luaL_typename(L, -1));
     lua_pop(L, 1); /* the list keeps the tensor alive */
-    if (!xs[i]) luaL_error(L, "%s: element %d is not a lattice.Tensor", fname, i + 1);
   }
   return xs;
 }
 
 static int join(lua_State *L, int stack) {
   const char *fname = stack ? "stack" : "concatenate";
+  lt_l_checkmaxargs(L, 2, fname);
   lua_settop(L, 2);
   int n;
   lt_tensor **xs = check_list(L, 1, &n, fname);
@@ -328,26 +363,48 @@ static int l_stack(lua_State *L) { return join(L, 1); }
 
 /* split(x, n[, axis]): n equal pieces; split(x, {i, j, ...}[, axis]): new
  * pieces begin at the 1-based positions i, j, ... */
+/* The 1-based positions at which split's pieces begin, as 0-based indices
+ * into a scratch userdata left on the stack; *n is the number of pieces. */
+static int64_t *split_positions(lua_State *L, int arg, int *n) {
+  lua_Integer len = lt_l_seqlen(L, arg, "split", "the positions");
+  if (len >= INT_MAX) luaL_error(L, "split: %I positions are too many", len);
+  *n = (int)len + 1;
+  int64_t *at = lua_newuserdatauv(L, (size_t)*n * sizeof *at, 0);
+  for (int i = 0; i + 1 < *n; i++) {
+    lua_geti(L, arg, i + 1);
+    int isint;
+    lua_Integer p = lua_tointegerx(L, -1, &isint);
+    if (!isint) luaL_error(L, "split: positions[%d] must be an integer, got %s", i + 1, lt_l_valuename(L, -1));
+    lua_pop(L, 1);
+    at[i] = p < 1 ? -1 : p - 1; /* below 1 stays out of range without overflowing */
+  }
+  return at;
+}
+
+/* 0-based starts of n equal pieces of an axis of `size`, in a scratch userdata. */
+static int64_t *equal_positions(lua_State *L, lua_Integer n, int64_t size) {
+  if (n < 1 || size % n)
+    luaL_error(L, "split: axis of size %I cannot be split into %I equal pieces", (lua_Integer)size, n);
+  if (n > INT_MAX) luaL_error(L, "split: %I pieces are too many", n);
+  int64_t *at = lua_newuserdatauv(L, (size_t)n * sizeof *at, 0);
+  for (int64_t i = 0; i + 1 < n; i++) at[i] = (i + 1) * (size / n);
+  return at;
+}
+
 static int l_split(lua_State *L) {
+  lt_l_checkmaxargs(L, 3, "split");
   lua_settop(L, 3);
   lt_tensor *x = lt_l_checktensor(L, 1);
+  if (lt_tensor_ndim(x) == 0) return luaL_error(L, "split: a 0-d tensor has no axis to split");
   int axis = lt_l_optaxis(L, 3, lt_tensor_ndim(x), "split", 0);
   int64_t size = lt_tensor_shape(x)[axis], *at;
   int n;
   if (lua_istable(L, 2)) {
-    n = (int)luaL_len(L, 2) + 1;
-    at = lua_newuserdatauv(L, (size_t)n * sizeof *at, 0);
-    for (int i = 0; i + 1 < n; i++) {
-      lua_geti(L, 2, i + 1);
-      at[i] = luaL_checkinteger(L, -1) - 1;
-      lua_pop(L, 1);
-    }
+    at = split_positions(L, 2, &n);
   } else {
-    n = (int)luaL_checkinteger(L, 2);
-    if (n < 1 || size % n)
-      return luaL_error(L, "split: axis of size %d cannot be split into %d equal pieces", (int)size, n);
-    at = lua_newuserdatauv(L, (size_t)n * sizeof *at, 0);
-    for (int i = 0; i + 1 < n; i++) at[i] = (i + 1) * (size / n);
+    lua_Integer pieces = luaL_checkinteger(L, 2);
+    at = equal_positions(L, pieces, size);
+    n = (int)pieces;
   }
   lt_tensor **outs = lua_newuserdatauv(L, (size_t)n * sizeof *outs, 0);
   lt_l_newlist(L, n);
@@ -363,7 +420,7 @@ static int index_row(lua_State *L, lt_tensor *x, lua_Integer i) {
   if (lt_tensor_ndim(x) == 0) return luaL_error(L, "index: a 0-d tensor cannot be indexed");
   int64_t n = lt_tensor_shape(x)[0];
   lua_Integer k = i < 0 ? i + n + 1 : i;
-  if (k < 1 || k > n) return luaL_error(L, "index: %d is out of range for axis 1 of size %d", (int)i, (int)n);
+  if (k < 1 || k > n) return luaL_error(L, "index: %I is out of range for axis 1 of size %I", i, (lua_Integer)n);
   lt_ctx *ctx = lt_l_ctx(L);
   lt_tensor *row;
   lt_l_tensor *u = lt_l_newtensor(L);
@@ -379,7 +436,12 @@ static int tensor_index(lua_State *L) {
   lua_pushvalue(L, 2);
   if (lua_rawget(L, lua_upvalueindex(2)) != LUA_TNIL) return 1;
   lt_tensor *x = lt_l_checktensor(L, 1);
-  if (lua_isinteger(L, 2)) return index_row(L, x, lua_tointeger(L, 2));
+  if (lua_type(L, 2) == LUA_TNUMBER) { /* t[2.0] is t[2], as for Lua tables; t[1.5] is a mistake */
+    int isint;
+    lua_Integer i = lua_tointegerx(L, 2, &isint);
+    if (!isint) return luaL_error(L, "index: %s is not an integer", luaL_tolstring(L, 2, NULL));
+    return index_row(L, x, i);
+  }
   const char *key = lua_tostring(L, 2);
   if (key && lua_type(L, 2) == LUA_TSTRING) {
     if (strcmp(key, "shape") == 0) {
@@ -418,11 +480,13 @@ static int tensor_newindex(lua_State *L) {
 }
 
 static int l_shares_storage(lua_State *L) {
+  lt_l_checkmaxargs(L, 2, "shares_storage");
   lua_pushboolean(L, lt_tensor_shares_storage(lt_l_checktensor(L, 1), lt_l_checktensor(L, 2)));
   return 1;
 }
 
 static int l_is_tensor(lua_State *L) {
+  lt_l_checkmaxargs(L, 1, "is_tensor");
   lua_pushboolean(L, lt_l_totensor(L, 1) != NULL);
   return 1;
 }

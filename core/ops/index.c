@@ -195,7 +195,9 @@ lt_status lt_take(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, lt_tensor *indices
   *out = NULL;
   if (!x) return lt_ctx_fail(ctx, LT_ERR_ARG, "take: x is NULL");
   int flat = axis == LT_ALL_AXES, a = flat ? 0 : lt__axis(axis, x->ndim);
-  if (a < 0) return lt_ctx_fail(ctx, LT_ERR_ARG, "take: axis %d is out of range for %d dimensions", axis, x->ndim);
+  if (a < 0)
+    return lt_ctx_fail(ctx, LT_ERR_ARG, "take: axis %d is out of range for %d dimensions", axis + (axis >= 0),
+                       x->ndim); /* as Lua counts */
   lt_tensor *idx;
   lt_status st = int_indices(ctx, &idx, "take", "indices", indices);
   if (st) return st;
@@ -246,7 +248,8 @@ lt_status lt_take_along_axis(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, lt_tens
   if (!x) return lt_ctx_fail(ctx, LT_ERR_ARG, "take_along_axis: x is NULL");
   int flat = axis == LT_ALL_AXES, a = flat ? LT_ALL_AXES : lt__axis(axis, x->ndim);
   if (a == -1)
-    return lt_ctx_fail(ctx, LT_ERR_ARG, "take_along_axis: axis %d is out of range for %d dimensions", axis, x->ndim);
+    return lt_ctx_fail(ctx, LT_ERR_ARG, "take_along_axis: axis %d is out of range for %d dimensions",
+                       axis + (axis >= 0), x->ndim); /* as Lua counts */
   lt_tensor *idx;
   lt_status st = int_indices(ctx, &idx, "take_along_axis", "indices", indices);
   if (st) return st;

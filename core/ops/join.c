@@ -68,7 +68,8 @@ lt_status lt_concatenate(lt_ctx *ctx, lt_tensor **out, int n, lt_tensor *const *
   if (n < 1) return lt_ctx_fail(ctx, LT_ERR_ARG, "concatenate: needs at least one tensor");
   int a = lt__axis(axis, xs[0]->ndim);
   if (a < 0)
-    return lt_ctx_fail(ctx, LT_ERR_ARG, "concatenate: axis %d is out of range for %d dimensions", axis, xs[0]->ndim);
+    return lt_ctx_fail(ctx, LT_ERR_ARG, "concatenate: axis %d is out of range for %d dimensions", axis + (axis >= 0),
+                       xs[0]->ndim); /* as Lua counts */
   lt_status st = check_pieces(ctx, n, xs, a);
   if (!st) st = fill_pieces(ctx, out, n, xs, a);
   if (st) return st;
@@ -91,7 +92,9 @@ lt_status lt_stack(lt_ctx *ctx, lt_tensor **out, int n, lt_tensor *const *xs, in
         st = lt_ctx_fail(ctx, LT_ERR_ARG, "stack: all tensors must have the same shape");
     if (!st) {
       st = lt_expand_dims(ctx, &expanded[i], xs[i], axis);
-      if (st) lt_ctx_fail(ctx, st, "stack: axis %d is out of range for %d dimensions", axis, xs[0]->ndim + 1);
+      if (st)
+        lt_ctx_fail(ctx, st, "stack: axis %d is out of range for %d dimensions", axis + (axis >= 0),
+                    xs[0]->ndim + 1); /* as Lua counts */
     }
   }
   if (!st) st = lt_concatenate(ctx, out, n, expanded, axis);
@@ -102,7 +105,9 @@ lt_status lt_stack(lt_ctx *ctx, lt_tensor **out, int n, lt_tensor *const *xs, in
 
 lt_status lt_split(lt_ctx *ctx, lt_tensor **outs, lt_tensor *x, int n, const int64_t *at, int axis) {
   int a = lt__axis(axis, x->ndim);
-  if (a < 0) return lt_ctx_fail(ctx, LT_ERR_ARG, "split: axis %d is out of range for %d dimensions", axis, x->ndim);
+  if (a < 0)
+    return lt_ctx_fail(ctx, LT_ERR_ARG, "split: axis %d is out of range for %d dimensions", axis + (axis >= 0),
+                       x->ndim); /* as Lua counts */
   for (int i = 0; i + 1 < n; i++)
     if (at[i] < 0 || at[i] > x->shape[a] || (i && at[i] < at[i - 1]))
       return lt_ctx_fail(ctx, LT_ERR_ARG, "split: indices must be sorted and within the axis size %lld",

@@ -86,7 +86,8 @@ lt_status lt_expand_dims(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, int axis) {
   *out = NULL;
   int a = lt__axis(axis, x->ndim + 1);
   if (a < 0)
-    return lt_ctx_fail(ctx, LT_ERR_ARG, "expand_dims: axis %d is out of range for %d dimensions", axis, x->ndim + 1);
+    return lt_ctx_fail(ctx, LT_ERR_ARG, "expand_dims: axis %d is out of range for %d dimensions", axis + (axis >= 0),
+                       x->ndim + 1); /* as Lua counts */
   if (x->ndim == LT_MAX_DIMS) return lt_ctx_fail(ctx, LT_ERR_ARG, "expand_dims: at most %d dimensions", LT_MAX_DIMS);
   int64_t shape[LT_MAX_DIMS];
   for (int i = 0, j = 0; i <= x->ndim; i++) shape[i] = i == a ? 1 : x->shape[j++];
@@ -98,9 +99,12 @@ lt_status lt_squeeze(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, int axis) {
   int a = -1;
   if (axis != LT_ALL_AXES) {
     a = lt__axis(axis, x->ndim);
-    if (a < 0) return lt_ctx_fail(ctx, LT_ERR_ARG, "squeeze: axis %d is out of range for %d dimensions", axis, x->ndim);
+    if (a < 0)
+      return lt_ctx_fail(ctx, LT_ERR_ARG, "squeeze: axis %d is out of range for %d dimensions", axis + (axis >= 0),
+                         x->ndim); /* as Lua counts */
     if (x->shape[a] != 1)
-      return lt_ctx_fail(ctx, LT_ERR_ARG, "squeeze: axis %d has size %lld, not 1", axis, (long long)x->shape[a]);
+      return lt_ctx_fail(ctx, LT_ERR_ARG, "squeeze: axis %d has size %lld, not 1", a + 1, /* as Lua counts */
+                         (long long)x->shape[a]);
   }
   int64_t shape[LT_MAX_DIMS];
   int nd = 0;
@@ -135,7 +139,9 @@ static lt_status slice_backward(lt_ctx *ctx, const lt_node *n, lt_tensor *const 
 lt_status lt_slice(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, int axis, int64_t start, int64_t stop, int64_t step) {
   *out = NULL;
   int a = lt__axis(axis, x->ndim);
-  if (a < 0) return lt_ctx_fail(ctx, LT_ERR_ARG, "slice: axis %d is out of range for %d dimensions", axis, x->ndim);
+  if (a < 0)
+    return lt_ctx_fail(ctx, LT_ERR_ARG, "slice: axis %d is out of range for %d dimensions", axis + (axis >= 0),
+                       x->ndim); /* as Lua counts */
   if (step <= 0) return lt_ctx_fail(ctx, LT_ERR_ARG, "slice: step must be positive, got %lld", (long long)step);
   int64_t n = x->shape[a];
   /* Python-style clamping of half-open [start, stop) bounds, negatives from the end. */

@@ -516,8 +516,10 @@ static lt_status check_axes(lt_ctx *ctx, const char *name, int ndim, int naxes, 
   for (int k = 0; k < naxes; k++) {
     int a = lt__axis(axes[k], ndim);
     if (a < 0)
-      return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: axis %d is out of range for %d dimensions", name, axes[k], ndim);
-    if ((*mask >> a) & 1u) return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: axis %d is repeated", name, axes[k]);
+      return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: axis %d is out of range for %d dimensions", name,
+                         axes[k] + (axes[k] >= 0), ndim); /* as Lua counts */
+    if ((*mask >> a) & 1u)
+      return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: axis %d is repeated", name, a + 1); /* as Lua counts */
     *mask |= 1u << a;
   }
   return LT_OK;
@@ -612,7 +614,8 @@ static lt_status arg_reduce(lt_ctx *ctx, lt_tensor **out, int is_max, lt_tensor 
   if (axis != LT_ALL_AXES) {
     int a = lt__axis(axis, x->ndim);
     if (a < 0)
-      return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: axis %d is out of range for %d dimensions", name, axis, x->ndim);
+      return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: axis %d is out of range for %d dimensions", name, axis + (axis >= 0),
+                         x->ndim); /* as Lua counts */
     mask = 1u << a;
   }
   if (reduced_count(x, mask) == 0) return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: zero-size reduction", name);

@@ -188,7 +188,9 @@ static lt_status softmax_op(lt_ctx *ctx, lt_tensor **out, int is_log, lt_tensor 
   const char *name = is_log ? "log_softmax" : "softmax";
   *out = NULL;
   int a = lt__axis(axis, x->ndim);
-  if (a < 0) return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: axis %d is out of range for %d dimensions", name, axis, x->ndim);
+  if (a < 0)
+    return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: axis %d is out of range for %d dimensions", name, axis + (axis >= 0),
+                       x->ndim); /* as Lua counts */
   span s = make_span(x, a);
   lt_tensor *xc = NULL, *y = NULL;
   lt_status st = lt__as_f32(ctx, &xc, x);

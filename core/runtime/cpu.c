@@ -1,3 +1,5 @@
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "lattice/cpu.h"
@@ -11,18 +13,25 @@ static lt_isa detect(void) {
   return LT_ISA_SCALAR;
 }
 
+/* A LATTICE_ISA that names no ISA is most likely a typo that would otherwise
+ * go unnoticed (the kernels simply run at the CPU's best), so it is reported
+ * on stderr, once per process: the variable belongs to the process, and this
+ * runs for every new context, so a host with many states hears it once. */
+static void warn_unknown(const char *env, lt_isa best) {
+  static atomic_flag warned = ATOMIC_FLAG_INIT;
+  if (atomic_flag_test_and_set(&warned)) return;
+  fprintf(stderr, "lattice: ignoring LATTICE_ISA='%s' (expected scalar, avx2 or avx512); using %s\n", env,
+          lt_isa_name(best));
+}
+
 lt_isa lt_cpu_isa(void) {
   lt_isa best = detect();
   const char *env = getenv("LATTICE_ISA");
-  if (!env) return best;
-  lt_isa want = best;
-  if (strcmp(env, "scalar") == 0)
-    want = LT_ISA_SCALAR;
-  else if (strcmp(env, "avx2") == 0)
-    want = LT_ISA_AVX2;
-  else if (strcmp(env, "avx512") == 0)
-    want = LT_ISA_AVX512;
-  return want < best ? want : best; /* never more than the CPU has */
+  if (!env || !*env) return best; /* unset or empty: the CPU's best */
+  for (int i = LT_ISA_SCALAR; i <= LT_ISA_AVX512; i++)
+    if (strcmp(env, lt_isa_name((lt_isa)i)) == 0) return (lt_isa)i < best ? (lt_isa)i : best; /* never above the CPU */
+  warn_unknown(env, best);
+  return best;
 }
 
 const char *lt_isa_name(lt_isa isa) {

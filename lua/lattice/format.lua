@@ -6,17 +6,23 @@ local format = {}
 
 local THRESHOLD, EDGE, LINEWIDTH = 1000, 3, 75
 
--- Flat list of the values to print, and per axis whether it is elided.
+-- The corners of t from `axis` on: EDGE entries at each end of every axis
+-- longer than 2 * EDGE. The axes are cut down through views first and only
+-- the small corner blocks are copied, so a view of any size (a broadcast of
+-- 2^40 elements) prints without allocating like it.
+local function corners(t, axis)
+  if axis > t.ndim then return t end
+  local n = t.shape[axis]
+  if n <= 2 * EDGE then return corners(t, axis + 1) end
+  local head = corners(core.slice(t, axis, 1, EDGE), axis + 1)
+  local tail = corners(core.slice(t, axis, n - EDGE + 1, n), axis + 1)
+  return core.concatenate({ head, tail }, axis)
+end
+
+-- The tensor of the values to print, and whether long axes are elided.
 local function summarise(t)
   if t.size <= THRESHOLD then return t, false end
-  local parts = t
-  for axis = 1, t.ndim do
-    local n = parts.shape[axis]
-    if n > 2 * EDGE then
-      parts = core.concatenate({ core.slice(parts, axis, 1, EDGE), core.slice(parts, axis, n - EDGE + 1, n) }, axis)
-    end
-  end
-  return parts, true
+  return corners(t, 1), true
 end
 
 local function flatten(list, out)
@@ -29,9 +35,11 @@ local function flatten(list, out)
 end
 
 -- True when the decimal string s reads back as v at the dtype's precision:
--- float32 by rounding through string.pack, the 16-bit floats within half an ulp.
+-- float64 exactly, float32 by rounding through string.pack, the 16-bit floats
+-- within half an ulp.
 local function reads_back(s, v, dtype)
   local r = tonumber(s)
+  if dtype == "float64" then return r == v end
   if dtype == "float32" then return string.unpack("f", string.pack("f", r)) == v end
   local bits = dtype == "float16" and 11 or 8
   return math.abs(r - v) <= math.abs(v) * 2.0 ^ -bits

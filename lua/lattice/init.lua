@@ -7,10 +7,13 @@ local format = require "lattice.format"
 
 local lattice = {}
 
--- Tape primitives stay in lattice.core; everything else is public.
+-- Stay in lattice.core: the tape primitives, and the hooks that benchmarks and
+-- specs measure or compare kernels with (bench/, spec/isa_spec.lua). The rest
+-- is public.
 local internal = {
-  tape_begin = true, tape_end = true, tape_watch = true, tape_backward = true, tape_size = true, Tensor = true,
-  exp_shift_with_isa = true, nn = true,
+  tape_begin = true, tape_end = true, tape_watch = true, tape_backward = true, tape_size = true, nn = true,
+  peak_gflops = true, bench_memcpy = true, bench_sgemm = true, unary_with_isa = true, unary_grad_with_isa = true,
+  exp_shift_with_isa = true,
 }
 for name, value in pairs(core) do
   if not internal[name] then lattice[name] = value end
@@ -39,6 +42,9 @@ local methods = core.Tensor
 for _, name in ipairs(method_names) do
   methods[name] = assert(lattice[name] or core[name], name)
 end
+-- lattice.Tensor is the methods table, as `string` is for strings: x:f(...)
+-- is lattice.Tensor.f(x, ...), and a function stored there becomes a method.
+lattice.Tensor = methods
 
 local meta = getmetatable(core.zeros({}))
 meta.__tostring = format.tostring
