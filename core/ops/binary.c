@@ -1,6 +1,7 @@
 /* Elementwise binary ops with NumPy broadcasting and dtype promotion.
  * a (...), b (...) -> out (broadcast shape). Floats compute in float32 (float16
- * and bfloat16 are converted on load and store); integers compute in int64. */
+ * and bfloat16 are converted on load and store), float64 in double; integers
+ * compute in int64 and wrap when narrowed back to their dtype. */
 #include <math.h>
 #include <string.h>
 #include "ops/internal.h"
@@ -21,6 +22,7 @@ typedef struct binary_attrs {
 /* ---- kernels: out[i] = f(a[i*sa], b[i*sb]) with sa, sb in {0, 1} ---- */
 
 typedef void (*kernel_f32)(float *o, const float *a, int64_t sa, const float *b, int64_t sb, int64_t n);
+typedef void (*kernel_f64)(double *o, const double *a, int64_t sa, const double *b, int64_t sb, int64_t n);
 typedef void (*kernel_i64)(int64_t *o, const int64_t *a, int64_t sa, const int64_t *b, int64_t sb, int64_t n);
 
 /* The three stride cases are spelled out so the compiler vectorises each. */
@@ -62,6 +64,20 @@ DEFINE_KERNEL(le_f32, float, x <= y)
 DEFINE_KERNEL(gt_f32, float, x > y)
 DEFINE_KERNEL(ge_f32, float, x >= y)
 
+DEFINE_KERNEL(add_f64, double, x + y)
+DEFINE_KERNEL(sub_f64, double, x - y)
+DEFINE_KERNEL(mul_f64, double, x *y)
+DEFINE_KERNEL(div_f64, double, x / y)
+DEFINE_KERNEL(pow_f64, double, pow(x, y))
+DEFINE_KERNEL(max_f64, double, (x > y || x != x) ? x : y)
+DEFINE_KERNEL(min_f64, double, (x < y || x != x) ? x : y)
+DEFINE_KERNEL(eq_f64, double, x == y)
+DEFINE_KERNEL(ne_f64, double, x != y)
+DEFINE_KERNEL(lt_f64, double, x < y)
+DEFINE_KERNEL(le_f64, double, x <= y)
+DEFINE_KERNEL(gt_f64, double, x > y)
+DEFINE_KERNEL(ge_f64, double, x >= y)
+
 static int64_t ipow(int64_t x, int64_t y) {
   if (y < 0) return x == 1 ? 1 : x == -1 ? (y & 1 ? -1 : 1) : 0;
   uint64_t r = 1, b = (uint64_t)x; /* unsigned: wraps like NumPy, no UB */
@@ -85,6 +101,8 @@ DEFINE_KERNEL(ge_i64, int64_t, x >= y)
 
 static const kernel_f32 kernels_f32[LT_BINARY_COUNT] = {add_f32, sub_f32, mul_f32, div_f32, pow_f32, max_f32, min_f32,
                                                         eq_f32,  ne_f32,  lt_f32,  le_f32,  gt_f32,  ge_f32};
+static const kernel_f64 kernels_f64[LT_BINARY_COUNT] = {add_f64, sub_f64, mul_f64, div_f64, pow_f64, max_f64, min_f64,
+                                                        eq_f64,  ne_f64,  lt_f64,  le_f64,  gt_f64,  ge_f64};
 /* Integer division is true division, computed in float32. */
 static const kernel_i64 kernels_i64[LT_BINARY_COUNT] = {add_i64, sub_i64, mul_i64, NULL,   pow_i64, max_i64, min_i64,
                                                         eq_i64,  ne_i64,  lt_i64,  le_i64, gt_i64,  ge_i64};
@@ -147,9 +165,24 @@ static void row_offsets(const plan *p, int64_t r, int64_t *oa, int64_t *ob) {
   *ob = b;
 }
 
+/* One kernel of the compute type: exactly one member is set. */
+typedef struct kernel {
+  kernel_f32 f32;
+  kernel_f64 f64;
+  kernel_i64 i64;
+} kernel;
+
+static void run_block(const kernel *k, char *o, const char *a, int64_t sa, const char *b, int64_t sb, int64_t n) {
+  if (k->f32)
+    k->f32((float *)o, (const float *)a, sa, (const float *)b, sb, n);
+  else if (k->f64)
+    k->f64((double *)o, (const double *)a, sa, (const double *)b, sb, n);
+  else
+    k->i64((int64_t *)o, (const int64_t *)a, sa, (const int64_t *)b, sb, n);
+}
+
 /* Runs the kernel over the plan; `es` is the element size of the compute type. */
-static void run(const lt_ctx *ctx, const plan *p, void *out, const void *a, const void *b, size_t es, kernel_f32 kf,
-                kernel_i64 ki) {
+static void run(const lt_ctx *ctx, const plan *p, void *out, const void *a, const void *b, size_t es, const kernel *k) {
   int64_t inner = p->shape[p->nd - 1], rows = lt__numel(p->nd - 1, p->shape);
   int64_t ia = p->sa[p->nd - 1], ib = p->sb[p->nd - 1];
   int threads = rows * inner >= LT_GRAIN ? lt__ctx_threads(ctx) : 1;
@@ -163,11 +196,7 @@ static void run(const lt_ctx *ctx, const plan *p, void *out, const void *a, cons
     oa += lo * ia;
     ob += lo * ib;
     char *o = (char *)out + (r * inner + lo) * (int64_t)es;
-    const char *pa = (const char *)a + oa * (int64_t)es, *pb = (const char *)b + ob * (int64_t)es;
-    if (kf)
-      kf((float *)o, (const float *)pa, ia, (const float *)pb, ib, n);
-    else
-      ki((int64_t *)o, (const int64_t *)pa, ia, (const int64_t *)pb, ib, n);
+    run_block(k, o, (const char *)a + oa * (int64_t)es, ia, (const char *)b + ob * (int64_t)es, ib, n);
   });
 }
 
@@ -252,7 +281,11 @@ static const lt_backward_fn backward[LT_BINARY_COUNT] = {
 static lt_status compute(lt_ctx *ctx, lt_tensor **out, lt_binary_op op, lt_tensor *a, lt_tensor *b, lt_dtype value_dt,
                          int nd, const int64_t *shape) {
   int is_float = lt_dtype_info(value_dt)->is_float;
-  lt_dtype cdt = is_float ? LT_FLOAT32 : LT_INT64;
+  lt_dtype cdt = is_float ? lt__compute_dtype(value_dt) : LT_INT64;
+  kernel k = {NULL, NULL, NULL};
+  if (cdt == LT_FLOAT32) k.f32 = kernels_f32[op];
+  if (cdt == LT_FLOAT64) k.f64 = kernels_f64[op];
+  if (cdt == LT_INT64) k.i64 = kernels_i64[op];
   lt_tensor *ca = NULL, *cb = NULL, *o = NULL;
   lt_status st = lt__as_contig(ctx, &ca, a, cdt);
   if (!st) st = lt__as_contig(ctx, &cb, b, cdt);
@@ -260,8 +293,7 @@ static lt_status compute(lt_ctx *ctx, lt_tensor **out, lt_binary_op op, lt_tenso
   if (!st && lt_tensor_size(o) > 0) {
     plan p;
     make_plan(&p, nd, shape, ca, cb);
-    run(ctx, &p, lt_tensor_data(o), lt_tensor_data(ca), lt_tensor_data(cb), lt_dtype_info(cdt)->size,
-        is_float ? kernels_f32[op] : NULL, is_float ? NULL : kernels_i64[op]);
+    run(ctx, &p, lt_tensor_data(o), lt_tensor_data(ca), lt_tensor_data(cb), lt_dtype_info(cdt)->size, &k);
   }
   lt_tensor_release(ca);
   lt_tensor_release(cb);

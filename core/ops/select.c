@@ -139,6 +139,21 @@ static void clip_backward_f32(const lt_ctx *ctx, float *gx, const float *g, cons
   });
 }
 
+/* clip_f32 and clip_backward_f32 in double (float64 x): y = clip(x), or with g, gx = g where in bounds. */
+static void clip_f64(const lt_ctx *ctx, double *y, const double *x, int64_t n, double lo, double hi) {
+  int threads = n >= LT_GRAIN ? lt__ctx_threads(ctx) : 1;
+  LT_PARALLEL_FOR(threads, i, n, {
+    double v = x[i] < lo ? lo : x[i];
+    y[i] = v > hi ? hi : v;
+  });
+}
+
+static void clip_backward_f64(const lt_ctx *ctx, double *gx, const double *g, const double *x, int64_t n, double lo,
+                              double hi) {
+  int threads = n >= LT_GRAIN ? lt__ctx_threads(ctx) : 1;
+  LT_PARALLEL_FOR(threads, i, n, { gx[i] = (isnan(lo) || x[i] >= lo) && (isnan(hi) || x[i] <= hi) ? g[i] : 0.0; });
+}
+
 typedef struct clip_attrs {
   double lo, hi; /* NAN: no bound */
 } clip_attrs;
@@ -147,10 +162,13 @@ static lt_status clip_backward(lt_ctx *ctx, const lt_node *node, lt_tensor *cons
   lt_tensor *g = gouts[0];
   const clip_attrs *at = node->attrs;
   lt_tensor *x = node->in[0], *gc = NULL, *xc = NULL, *o = NULL;
-  lt_status st = lt__as_f32(ctx, &gc, g);
-  if (!st) st = lt__as_f32(ctx, &xc, x);
-  if (!st) st = lt_tensor_new(ctx, &o, LT_FLOAT32, x->ndim, x->shape);
-  if (!st)
+  lt_dtype cdt = lt__compute_dtype(x->dtype);
+  lt_status st = lt__as_contig(ctx, &gc, g, cdt);
+  if (!st) st = lt__as_contig(ctx, &xc, x, cdt);
+  if (!st) st = lt_tensor_new(ctx, &o, cdt, x->ndim, x->shape);
+  if (!st && cdt == LT_FLOAT64)
+    clip_backward_f64(ctx, lt__f64(o), lt__f64(gc), lt__f64(xc), lt_tensor_size(o), at->lo, at->hi);
+  else if (!st)
     clip_backward_f32(ctx, lt__f32(o), lt__f32(gc), lt__f32(xc), lt_tensor_size(o), (float)at->lo, (float)at->hi);
   lt_tensor_release(gc);
   lt_tensor_release(xc);
@@ -193,10 +211,14 @@ lt_status lt_clip(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, double lo, double 
   if (isnan(lo) && isnan(hi)) return lt_ctx_fail(ctx, LT_ERR_ARG, "clip: at least one of lo and hi must be given");
   int is_float = lt_dtype_info(x->dtype)->is_float;
   if (!is_float && integral(lo) && integral(hi)) return clip_int(ctx, out, x, lo, hi);
+  lt_dtype cdt = lt__compute_dtype(x->dtype);
   lt_tensor *xc = NULL, *o = NULL;
-  lt_status st = lt__as_f32(ctx, &xc, x);
-  if (!st) st = lt_tensor_new(ctx, &o, LT_FLOAT32, x->ndim, x->shape);
-  if (!st) clip_f32(ctx, lt__f32(o), lt__f32(xc), lt_tensor_size(o), (float)lo, (float)hi);
+  lt_status st = lt__as_contig(ctx, &xc, x, cdt);
+  if (!st) st = lt_tensor_new(ctx, &o, cdt, x->ndim, x->shape);
+  if (!st && cdt == LT_FLOAT64)
+    clip_f64(ctx, lt__f64(o), lt__f64(xc), lt_tensor_size(o), lo, hi);
+  else if (!st)
+    clip_f32(ctx, lt__f32(o), lt__f32(xc), lt_tensor_size(o), (float)lo, (float)hi);
   lt_tensor_release(xc);
   if (!st) st = lt__to_dtype(ctx, &o, lt__float_result(x->dtype));
   if (st) {

@@ -55,13 +55,18 @@ lt_status lt__to_dtype(lt_ctx *ctx, lt_tensor **t, lt_dtype dt);
 /* Writes src (same shape, any layout and dtype) into the view dst. */
 void lt__assign(lt_tensor *dst, const lt_tensor *src);
 static inline float *lt__f32(const lt_tensor *t) { return (float *)t->storage->data + t->offset; }
+static inline double *lt__f64(const lt_tensor *t) { return (double *)t->storage->data + t->offset; }
 
 /* The dtype float results take for a given input dtype (ints compute in float32). */
 static inline lt_dtype lt__float_result(lt_dtype dt) {
-  return (dt == LT_FLOAT16 || dt == LT_BFLOAT16) ? dt : LT_FLOAT32;
+  return (dt == LT_FLOAT16 || dt == LT_BFLOAT16 || dt == LT_FLOAT64) ? dt : LT_FLOAT32;
 }
-/* The common dtype of two operands: a float wins (two different floats meet
- * in float32), else the wider integer (bool < uint8 < int32 < int64). */
+/* The dtype a float op computes in: float64 stays float64 (the reference
+ * path, plain loops in double); every other dtype computes in float32. */
+static inline lt_dtype lt__compute_dtype(lt_dtype dt) { return dt == LT_FLOAT64 ? LT_FLOAT64 : LT_FLOAT32; }
+/* The common dtype of two operands: float64 wins over everything, then any
+ * float (two different other floats meet in float32), else the wider integer
+ * (bool < uint8 < int32 < int64). */
 lt_dtype lt__promote(lt_dtype a, lt_dtype b);
 
 /* Broadcast result shape of a and b; returns 0 and fails ctx when incompatible. */
