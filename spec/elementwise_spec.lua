@@ -188,14 +188,14 @@ describe("unary gradients", function()
     it(name .. " passes gradcheck", function()
       local x = lattice.array(domain[name] or away)
       local w = lattice.array(randn(x.size, -1, 1))
-      gradcheck(function(a) return lattice.sum(lattice[name](a) * w) end, {x})
+      gradcheck.each_dtype(function(a) return lattice.sum(lattice[name](a) * w) end, {x})
     end)
   end
 
   it("gelu_approx and leaky_relu with a slope pass gradcheck", function()
     local x = lattice.array(away)
-    gradcheck(function(a) return lattice.sum(lattice.gelu(a, {approximate = "tanh"})) end, {x})
-    gradcheck(function(a) return lattice.sum(lattice.leaky_relu(a, 0.3)) end, {x})
+    gradcheck.each_dtype(function(a) return lattice.sum(lattice.gelu(a, {approximate = "tanh"})) end, {x})
+    gradcheck.each_dtype(function(a) return lattice.sum(lattice.leaky_relu(a, 0.3)) end, {x})
   end)
 
   it("softplus is linear past the threshold of 20, as in PyTorch", function()
@@ -333,14 +333,14 @@ describe("binary gradients", function()
       -- ranges per element pair rarely tied (ties are measure-zero with random data).
       local a, b = rand({2, 3}, -2, 2), rand({3}, 0.5, 2)
       local w = rand({2, 3}, -1, 1)
-      gradcheck(function(p, q) return lattice.sum(lattice[name](p, q) * w) end, {a, b})
-      gradcheck(function(p, q) return lattice.sum(lattice[name](p, q) * w) end, {rand({2, 1}, 0.5, 2), a})
+      gradcheck.each_dtype(function(p, q) return lattice.sum(lattice[name](p, q) * w) end, {a, b})
+      gradcheck.each_dtype(function(p, q) return lattice.sum(lattice[name](p, q) * w) end, {rand({2, 1}, 0.5, 2), a})
     end)
   end
 
   it("power passes gradcheck with broadcasting", function()
     local a, b = rand({2, 3}, 0.5, 2), rand({3}, -1.5, 1.5)
-    gradcheck(function(p, q) return lattice.sum(lattice.power(p, q)) end, {a, b})
+    gradcheck.each_dtype(function(p, q) return lattice.sum(lattice.power(p, q)) end, {a, b})
   end)
 
   it("maximum splits the gradient on ties, as PyTorch does", function()
@@ -352,7 +352,7 @@ describe("binary gradients", function()
 
   it("flow through the Lua operators", function()
     local x = lattice.array({0.5, -1, 2})
-    gradcheck(function(p) return lattice.sum(p * p + 2 * p - p / 3 - (1 - p) ^ 2 + -p) end, {x})
+    gradcheck.each_dtype(function(p) return lattice.sum(p * p + 2 * p - p / 3 - (1 - p) ^ 2 + -p) end, {x})
   end)
 end)
 
@@ -379,7 +379,7 @@ describe("where", function()
   it("passes gradcheck for a and b with broadcasting", function()
     local cond = lattice.array({{true, false, true}, {false, false, true}}, "bool")
     local a, b = lattice.array({{0.3, -1.2, 2}, {1, 0.7, -0.4}}), lattice.array({0.9, -0.6, 1.1})
-    gradcheck(function(p, q) return lattice.sum(lattice.where(cond, p, q) * lattice.array({1, 2, 3})) end, {a, b})
+    gradcheck.each_dtype(function(p, q) return lattice.sum(lattice.where(cond, p, q) * lattice.array({1, 2, 3})) end, {a, b})
   end)
 
   it("rejects shapes that do not broadcast and a non-tensor condition", function()
@@ -419,7 +419,7 @@ describe("clip", function()
 
   it("passes gradcheck away from the bounds and passes the gradient at them", function()
     local v = lattice.array({-2.5, -0.4, 0.3, 1.6, 3})
-    gradcheck(function(p) return lattice.sum(lattice.clip(p, -1, 2) * lattice.array({1, 2, 3, 4, 5})) end, {v})
+    gradcheck.each_dtype(function(p) return lattice.sum(lattice.clip(p, -1, 2) * lattice.array({1, 2, 3, 4, 5})) end, {v})
     local g = lattice.grad(function(p) return lattice.sum(lattice.clip(p, -1, 2)) end)(lattice.array({-1, 2, 2.5, -3}))
     assert.same({1, 1, 0, 0}, flat(g))
   end)
@@ -429,5 +429,63 @@ describe("clip", function()
     assert.has_error(function() lattice.clip(x, nil, nil) end, "clip: at least one of lo and hi must be given")
     assert.has_error(function() lattice.clip(x, "a") end,
       "bad argument #2 to 'clip' (number expected, got string)")
+  end)
+end)
+
+describe("float64", function()
+  -- Inputs are exact doubles and the references plain Lua, so only lattice's
+  -- double arithmetic is measured: libm's functions are within an ulp or two
+  -- (2.2e-16 each); gelu's reference erf series loses up to 4 digits near
+  -- |x| = 2.5, hence its 1e-11.
+  local xs = {-30, -9.5, -5.5, -1, -0.3, -1e-4, 0.1, 1e-4, 0.3, 1, 2.5, 10, 30}
+  local pos = {1e-6, 1e-3, 0.1, 1, 2, 100, 1e6}
+  local domain = {log = pos, sqrt = pos, rsqrt = pos}
+  local rel = {gelu = 1e-11}
+
+  for name, ref in pairs(reference) do
+    it(name .. " computes in double and matches plain Lua to 1e-12", function()
+      local v = domain[name] or xs
+      local y = lattice[name](lattice.array(v, "float64"))
+      assert.equal("float64", y.dtype)
+      for i, got in ipairs(flat(y)) do
+        assert(close(got, ref(v[i]), rel[name] or 1e-12, 1e-300),
+          ("%s(%.17g): got %.17g, want %.17g"):format(name, v[i], got, ref(v[i])))
+      end
+    end)
+  end
+
+  it("binary ops are IEEE double arithmetic", function()
+    local a, b = {0.1, -2.5, 1e-300, 7, 3}, {0.2, 3, 1e300, -0.7, 0.5}
+    local ops = {add = function(p, q) return p + q end, subtract = function(p, q) return p - q end,
+                 multiply = function(p, q) return p * q end, divide = function(p, q) return p / q end,
+                 power = function(p, q) return p ^ q end, maximum = math.max, minimum = math.min}
+    for name, f in pairs(ops) do
+      local y = lattice[name](lattice.array(a, "float64"), lattice.array(b, "float64"))
+      assert.equal("float64", y.dtype)
+      for i, got in ipairs(flat(y)) do
+        if name ~= "power" or a[i] > 0 then assert.equal(f(a[i], b[i]), got, name) end
+      end
+    end
+  end)
+
+  it("wins over every other dtype, and a Lua number next to it stays a double", function()
+    local d = lattice.array({1, 2}, "float64")
+    for _, dt in ipairs({"float32", "float16", "bfloat16", "int32", "int64", "uint8", "bool"}) do
+      assert.equal("float64", (d + lattice.array({1, 0}, dt)).dtype, dt)
+      assert.equal("float64", (lattice.array({1, 0}, dt) * d).dtype, dt)
+    end
+    assert.same({1 + 0.1, 2 + 0.1}, flat(d + 0.1)) -- 0.1 is not rounded to float32
+    assert.same({0.1 - 1, 0.1 - 2}, flat(0.1 - d))
+    assert.equal("bool", lattice.less(d, 1.5).dtype)
+  end)
+
+  it("where and clip keep float64", function()
+    local d = lattice.array({0.1, 0.7, 1.3}, "float64")
+    local w = lattice.where(lattice.array({true, false, true}), d, lattice.array({0, 0, 0}))
+    assert.equal("float64", w.dtype)
+    assert.same({0.1, 0, 1.3}, flat(w))
+    local c = lattice.clip(d, 0.25, 1.2)
+    assert.equal("float64", c.dtype)
+    assert.same({0.25, 0.7, 1.2}, flat(c))
   end)
 end)
