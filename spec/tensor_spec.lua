@@ -37,6 +37,19 @@ describe("lattice.array", function()
     assert.are.same({0, 255, 3}, lattice.array({-5, 300, 3.7}, "uint8"):tolist())
   end)
 
+  it("saturates floats past the int64 range at its exact limits", function()
+    -- INT64_MAX is not a double: the nearest one below it is 2^63 - 1024
+    local big = {1e30, -1e30, 2 ^ 63, -2 ^ 63, 2 ^ 63 - 1024, 0 / 0, math.huge, -math.huge}
+    local want = {math.maxinteger, math.mininteger, math.maxinteger, math.mininteger, (1 << 63) - 1024, 0,
+                  math.maxinteger, math.mininteger}
+    assert.are.same(want, lattice.array(big, "int64"):tolist())
+    assert.are.same(want, lattice.array(big, "float64"):astype("int64"):tolist())
+    assert.are.same({math.maxinteger, math.mininteger}, lattice.array({1e30, -1e30}):astype("int64"):tolist())
+    assert.are.same({2147483647, -2147483648, 255, 0}, {lattice.array({1e30}, "int32"):item(),
+      lattice.array({-1e30}):astype("int32"):item(), lattice.array({1e30}, "uint8"):item(),
+      lattice.array({-1e30}, "float64"):astype("uint8"):item()})
+  end)
+
   it("makes 0-d tensors from numbers", function()
     local t = lattice.array(2.5)
     assert.are.same({}, t.shape)

@@ -180,14 +180,22 @@ static lt_status clip_backward(lt_ctx *ctx, const lt_node *node, lt_tensor *cons
   return st;
 }
 
+/* The bound v (NAN: no bound, read as `none`) as an integer inside dt's range, so
+ * that a bound past the range clips to the range's end instead of wrapping. */
+static int64_t int_bound(double v, lt_dtype dt, int64_t none) {
+  int64_t b = isnan(v) ? none : lt__double_to_i64(v);
+  int64_t min = dt == LT_INT32 ? INT32_MIN : dt == LT_INT64 ? INT64_MIN : 0;
+  int64_t max = dt == LT_INT32 ? INT32_MAX : dt == LT_INT64 ? INT64_MAX : dt == LT_UINT8 ? UINT8_MAX : 1;
+  return b < min ? min : b > max ? max : b;
+}
+
 /* Integers with integral bounds stay integers: clipped in int64, narrowed back. */
 static lt_status clip_int(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, double lo, double hi) {
   lt_tensor *xc = NULL, *o = NULL;
   lt_status st = lt__as_contig(ctx, &xc, x, LT_INT64);
   if (!st) st = lt_tensor_new(ctx, &o, LT_INT64, x->ndim, x->shape);
   if (!st) {
-    int64_t ilo = isnan(lo) ? INT64_MIN : lo < -9.2e18 ? INT64_MIN : (int64_t)lo;
-    int64_t ihi = isnan(hi) ? INT64_MAX : hi > 9.2e18 ? INT64_MAX : (int64_t)hi;
+    int64_t ilo = int_bound(lo, x->dtype, INT64_MIN), ihi = int_bound(hi, x->dtype, INT64_MAX);
     const int64_t *xi = lt_tensor_data(xc);
     int64_t *yi = lt_tensor_data(o), n = lt_tensor_size(o);
     for (int64_t i = 0; i < n; i++) {

@@ -66,14 +66,22 @@ static double clamp_round(double v, double lo, double hi) {
   v = trunc(v); /* C casts truncate, as NumPy's astype does */
   return v < lo ? lo : v > hi ? hi : v;
 }
+
+/* INT64_MAX is not a double (the nearest below is 2^63 - 1024), so the bounds
+ * are the exact powers 2^63: everything at or past them saturates. */
+int64_t lt__double_to_i64(double v) {
+  if (isnan(v)) return 0;
+  if (v >= 0x1p63) return INT64_MAX;
+  if (v < -0x1p63) return INT64_MIN;
+  return (int64_t)v; /* truncates toward zero */
+}
+
 static void store_f32(void *p, double v) { *(float *)p = (float)v; }
 static void store_f64(void *p, double v) { *(double *)p = v; }
 static void store_f16(void *p, double v) { *(uint16_t *)p = lt_f32_to_f16((float)v); }
 static void store_bf16(void *p, double v) { *(uint16_t *)p = lt_f32_to_bf16((float)v); }
 static void store_i32(void *p, double v) { *(int32_t *)p = (int32_t)clamp_round(v, INT32_MIN, INT32_MAX); }
-static void store_i64(void *p, double v) {
-  *(int64_t *)p = (int64_t)clamp_round(v, -9223372036854775808.0, 9223372036854774784.0);
-}
+static void store_i64(void *p, double v) { *(int64_t *)p = lt__double_to_i64(v); }
 static void store_u8(void *p, double v) { *(uint8_t *)p = (uint8_t)clamp_round(v, 0, 255); }
 static void store_bool(void *p, double v) { *(uint8_t *)p = v != 0; }
 

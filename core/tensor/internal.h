@@ -64,6 +64,9 @@ static inline lt_dtype lt__float_result(lt_dtype dt) {
 /* The dtype a float op computes in: float64 stays float64 (the reference
  * path, plain loops in double); every other dtype computes in float32. */
 static inline lt_dtype lt__compute_dtype(lt_dtype dt) { return dt == LT_FLOAT64 ? LT_FLOAT64 : LT_FLOAT32; }
+/* v truncated toward zero and saturated at the int64 range, NaN to 0 (exact
+ * at the bounds, which a double cannot hold). (dtype.c) */
+int64_t lt__double_to_i64(double v);
 /* The common dtype of two operands: float64 wins over everything, then any
  * float (two different other floats meet in float32), else the wider integer
  * (bool < uint8 < int32 < int64). */
