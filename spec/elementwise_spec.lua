@@ -300,6 +300,37 @@ describe("binary ops", function()
     assert.same({4294967296, ipow(3, 39), math.mininteger, ipow(3, 41)}, flat(p))
   end)
 
+  it("wrap on integer overflow, as NumPy, PyTorch and MLX do", function()
+    local function i32(v) return lattice.array(v, "int32") end
+    local function low32(v) -- the int32 holding v's low 32 bits (v a Lua integer)
+      v = v & 0xffffffff
+      return v >= 1 << 31 and v - (1 << 32) or v
+    end
+    local function ipow(x, y) local r = 1; for _ = 1, y do r = r * x end; return r end -- Lua integers wrap too
+    assert.same({-2147483648}, flat(i32({2147483647}) + i32({1})))
+    assert.same({2147483647}, flat(i32({-2147483648}) - i32({1})))
+    assert.same({low32(123456789 * 1000)}, flat(i32({123456789}) * i32({1000})))
+    assert.same({-2147483648}, flat(i32({-2147483648}) * i32({-1})))
+    assert.same({-2147483648}, flat(-i32({-2147483648})))
+    assert.same({0, low32(ipow(3, 40))}, flat(lattice.power(i32({2, 3}), i32({40, 40}))))
+    local u = lattice.array({250, 5}, "uint8")
+    assert.same({4, 10}, flat(u + lattice.array({10, 5}, "uint8")))
+    assert.same({251}, flat(lattice.array({0}, "uint8") - lattice.array({5}, "uint8")))
+    assert.same({244}, flat(lattice.array({5}, "uint8") * lattice.array({100}, "uint8")))
+    assert.same({math.mininteger}, flat(lattice.array({math.maxinteger}, "int64") + lattice.array({1}, "int64")))
+    -- casts between integer dtypes keep the low bits, as NumPy's astype
+    assert.same({5, -1, -1}, flat(lattice.array({(1 << 32) + 5, (1 << 32) - 1, -1}, "int64"):astype("int32")))
+    assert.same({5, 255, 1}, flat(lattice.array({261, -1, 257}, "int64"):astype("uint8")))
+  end)
+
+  it("refuse a negative integer power of an integer, as NumPy does", function()
+    local msg = "power: integers to negative integer powers are not allowed, got -1"
+    assert.has_error(function() return lattice.array({5}, "int32") ^ -1 end, msg)
+    assert.has_error(function() lattice.power(lattice.array({1, 2}, "int64"), lattice.array({2, -1}, "int64")) end, msg)
+    assert.has_error(function() return lattice.array({true}) ^ lattice.array({-1}, "int32") end, msg)
+    assert.same({f32(0.2)}, flat(lattice.array({5}, "int32") ^ -1.0)) -- a float exponent computes in float32
+  end)
+
   it("divide integers in float32", function()
     local q = lattice.divide(lattice.array({7, -7}, "int32"), lattice.array({2, 2}, "int32"))
     assert.equal("float32", q.dtype)

@@ -78,8 +78,9 @@ DEFINE_KERNEL(le_f64, double, x <= y)
 DEFINE_KERNEL(gt_f64, double, x > y)
 DEFINE_KERNEL(ge_f64, double, x >= y)
 
+/* x^y for y >= 0 (lt_binary refuses negative integer exponents). */
 static int64_t ipow(int64_t x, int64_t y) {
-  if (y < 0) return x == 1 ? 1 : x == -1 ? (y & 1 ? -1 : 1) : 0;
+  if (y < 0) return 0;             /* not reached; keeps the loop below finite */
   uint64_t r = 1, b = (uint64_t)x; /* unsigned: wraps like NumPy, no UB */
   for (; y; y >>= 1, b *= b)
     if (y & 1) r *= b;
@@ -278,6 +279,17 @@ static const lt_backward_fn backward[LT_BINARY_COUNT] = {
 
 /* ---- entry ---- */
 
+/* NumPy's rule: an integer to a negative integer power is an error, whatever
+ * the base (the result would not be an integer). b is contiguous int64. */
+static lt_status check_int_power(lt_ctx *ctx, const lt_tensor *b) {
+  const int64_t *e = lt_tensor_data(b);
+  for (int64_t i = 0, n = lt_tensor_size(b); i < n; i++)
+    if (e[i] < 0)
+      return lt_ctx_fail(ctx, LT_ERR_ARG, "power: integers to negative integer powers are not allowed, got %lld",
+                         (long long)e[i]);
+  return LT_OK;
+}
+
 static lt_status compute(lt_ctx *ctx, lt_tensor **out, lt_binary_op op, lt_tensor *a, lt_tensor *b, lt_dtype value_dt,
                          int nd, const int64_t *shape) {
   int is_float = lt_dtype_info(value_dt)->is_float;
@@ -289,6 +301,7 @@ static lt_status compute(lt_ctx *ctx, lt_tensor **out, lt_binary_op op, lt_tenso
   lt_tensor *ca = NULL, *cb = NULL, *o = NULL;
   lt_status st = lt__as_contig(ctx, &ca, a, cdt);
   if (!st) st = lt__as_contig(ctx, &cb, b, cdt);
+  if (!st && op == LT_BINARY_POW && cdt == LT_INT64) st = check_int_power(ctx, cb);
   if (!st) st = lt_tensor_new(ctx, &o, cdt, nd, shape);
   if (!st && lt_tensor_size(o) > 0) {
     plan p;
