@@ -279,19 +279,30 @@ describe("binary ops", function()
     assert.equal("int64", (lattice.array({1}, "int64") + i).dtype)
   end)
 
-  it("keep the value of a Lua integer next to bool and narrow integer tensors", function()
+  it("give a Lua integer the integer tensor's dtype whatever its value, wrapped into it", function()
     local bools = lattice.array({true, false})
     assert.equal("int32", (bools + 2).dtype)
     assert.same({3, 2}, flat(bools + 2))
     assert.same({3, 2}, flat(2 + bools))
     assert.same({true, false}, flat(lattice.equal(bools, 1)))
-    local u = lattice.array({1, 2}, "uint8")
-    assert.equal("uint8", (u + 1).dtype)
-    assert.same({301, 302}, flat(u + 300))
-    assert.same({0, 1}, flat(u - 1))
-    assert.same({-1, 0}, flat(u + (-2)))
-    assert.same({2 ^ 40 + 1, 2 ^ 40 + 2}, flat(lattice.array({1, 2}, "int32") + (1 << 40)))
+    local u = lattice.array({5, 2}, "uint8")
+    for _, n in ipairs({1, 250, 300, -1, 1 << 40}) do
+      assert.equal("uint8", (u + n).dtype, n)
+      assert.equal("uint8", (n * u).dtype, n)
+    end
+    assert.same({255, 252}, flat(u + 250))
+    assert.same({49, 46}, flat(u + 300))  -- 300 is 44 in uint8, as in NumPy 2 and MLX
+    assert.same({4, 1}, flat(u - 1))
+    assert.same({251, 254}, flat(u * -1)) -- -1 is 255
+    assert.same({3, 0}, flat(u + (-2)))
+    assert.same({true, false}, flat(lattice.equal(u, 261)))
+    local i = lattice.array({1, 2}, "int32")
+    assert.equal("int32", (i + (1 << 40)).dtype)
+    assert.same({1, 2}, flat(i + (1 << 40))) -- the low 32 bits of 2^40 are 0
+    assert.same({-2147483648, -2147483647}, flat(i + 2147483647))
     assert.same({math.maxinteger}, flat(lattice.array({0}, "int64") + math.maxinteger))
+    assert.same({math.mininteger}, flat(lattice.array({1}, "int64") + math.maxinteger))
+    assert.equal("float32", (u + 0.5).dtype)
   end)
 
   it("raise integers to integer powers, wrapping like NumPy", function()
