@@ -218,6 +218,47 @@ describe("lattice.random", function()
     assert.is_nil(seen[7])
   end)
 
+  it("randint draws from ranges its dtype holds, full int64 ranges included", function()
+    lattice.random.seed(5)
+    local function distinct(t)
+      local seen, k = {}, 0
+      for _, v in ipairs(t:tolist()) do
+        if not seen[v] then seen[v], k = true, k + 1 end
+      end
+      return k
+    end
+    local r = lattice.random.randint(math.mininteger, math.maxinteger, {64}, {dtype = "int64"})
+    assert.are.equal(64, distinct(r))
+    local neg, pos = 0, 0
+    for _, v in ipairs(r:tolist()) do if v < 0 then neg = neg + 1 else pos = pos + 1 end end
+    assert.is_true(neg > 10 and pos > 10)
+    local big = lattice.random.randint(1 << 62, (1 << 62) + 4, {200}, {dtype = "int64"}):tolist()
+    for _, v in ipairs(big) do assert.is_true(v >= 1 << 62 and v < (1 << 62) + 4) end
+    assert.are.equal(4, distinct(lattice.array(big, "int64")))
+    -- the edges of int32 and uint8: high is exclusive
+    local i = lattice.random.randint(-2 ^ 31, 2 ^ 31, {1000}):tolist()
+    local lo, hi = math.huge, -math.huge
+    for _, v in ipairs(i) do lo, hi = math.min(lo, v), math.max(hi, v) end
+    assert.is_true(lo < -2 ^ 30 and hi > 2 ^ 30 and lo >= -2 ^ 31 and hi < 2 ^ 31)
+    local u = lattice.random.randint(250, 256, {600}, {dtype = "uint8"}):tolist()
+    local seen = {}
+    for _, v in ipairs(u) do seen[v] = true end
+    for v = 250, 255 do assert.is_true(seen[v], v) end
+  end)
+
+  it("randint refuses bounds its dtype cannot hold, as NumPy does", function()
+    assert.has_error(function() lattice.random.randint(2 ^ 31, 2 ^ 31 + 4, {4}) end,
+      "random.randint: low (2147483648) is out of bounds for int32")
+    assert.has_error(function() lattice.random.randint(0, 2 ^ 40, {6}) end,
+      "random.randint: high (1099511627776) is out of bounds for int32")
+    assert.has_error(function() lattice.random.randint(0, 300, {6}, {dtype = "uint8"}) end,
+      "random.randint: high (300) is out of bounds for uint8")
+    assert.has_error(function() lattice.random.randint(-1, 3, {6}, {dtype = "uint8"}) end,
+      "random.randint: low (-1) is out of bounds for uint8")
+    assert.has_error(function() lattice.random.randint(-2 ^ 31 - 1, 0, {1}) end,
+      "random.randint: low (-2147483649) is out of bounds for int32")
+  end)
+
   it("rejects bad arguments", function()
     assert.has_error(function() lattice.random.randint(5, 5, {2}) end, "random.randint: low (5) must be below high (5)")
     assert.has_error(function() lattice.random.normal({2}, {dtype = "int32"}) end,
