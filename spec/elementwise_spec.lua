@@ -362,6 +362,71 @@ describe("binary ops", function()
   end)
 end)
 
+describe("floor_divide and remainder", function()
+  -- Python's and NumPy's rules: the quotient rounds toward -inf and the
+  -- remainder takes the divisor's sign, so a == b * (a // b) + a % b.
+  local as, bs = {7, -7, 7, -7, 0, 6, -6}, {2, 2, -2, -2, 3, 3, -3}
+
+  it("follow Python's sign rules for integers, as // and % and as functions", function()
+    local a, b = lattice.array(as, "int32"), lattice.array(bs, "int32")
+    local q, r = a // b, a % b
+    assert.equal("int32", q.dtype)
+    assert.equal("int32", r.dtype)
+    for i = 1, #as do
+      assert.equal(as[i] // bs[i], flat(q)[i]) -- Lua's integer // and % are Python's
+      assert.equal(as[i] % bs[i], flat(r)[i])
+    end
+    assert.same(flat(q), flat(lattice.floor_divide(a, b)))
+    assert.same(flat(r), flat(lattice.remainder(a, b)))
+    assert.same(flat(q), flat(a:floor_divide(b)))
+    assert.same({3, -4}, flat(lattice.array({7, -7}, "int64") // 2))
+    assert.same({1, -1}, flat(7 % lattice.array({2, -2}, "int32")))
+    assert.same({2, 1}, flat(lattice.array({5, 7}, "uint8") % 3))
+  end)
+
+  it("give 0 for an integer division by zero, and wrap the one overflowing quotient", function()
+    local a = lattice.array({7, -7, 0}, "int32")
+    assert.same({0, 0, 0}, flat(a // 0))
+    assert.same({0, 0, 0}, flat(a % 0))
+    local m = lattice.array({-2147483648}, "int32")
+    assert.same({-2147483648}, flat(m // -1)) -- 2^31 wraps, as in NumPy
+    assert.same({0}, flat(m % -1))
+    local big = lattice.array({math.mininteger}, "int64")
+    assert.same({math.mininteger}, flat(big // -1))
+    assert.same({0}, flat(big % -1))
+    assert.equal("int32", (lattice.array({true, false}) // lattice.array({true, true})).dtype)
+  end)
+
+  it("follow the same rules for floats, with inf and NaN for a zero divisor", function()
+    local fa, fb = {7.5, -7.5, 7.5, -7.5, 0, 1, -1, 5, -5}, {2, 2, -2, -2, -3, 0, 0, -inf, inf}
+    for _, dt in ipairs({"float32", "float64"}) do
+      local a, b = lattice.array(fa, dt), lattice.array(fb, dt)
+      local q, r = flat(a // b), flat(a % b)
+      assert.equal(dt, (a // b).dtype)
+      assert.same({3, -4, -4, 3}, {q[1], q[2], q[3], q[4]})
+      assert.same({1.5, 0.5, -0.5, -1.5}, {r[1], r[2], r[3], r[4]})
+      assert.equal(-inf, 1 / q[5]) -- -0, as Python's 0.0 // -3
+      assert.equal(-inf, 1 / r[5]) -- the divisor's sign, zero included
+      assert.equal(inf, q[6])
+      assert.equal(-inf, q[7])
+      assert(r[6] ~= r[6] and r[7] ~= r[7])
+      assert.same({-1, -1}, {q[8], q[9]})   -- as NumPy: 5 // -inf is -1
+      assert.same({-inf, inf}, {r[8], r[9]}) -- and 5 % -inf is -inf
+    end
+  end)
+
+  it("have the gradients of PyTorch: 1 and -(a // b) for remainder, none for floor_divide", function()
+    local a, b = lattice.array({7.5, -7.5, 2.25}), lattice.array({2, 2, -0.5})
+    gradcheck.each_dtype(function(p, q) return lattice.sum(lattice.remainder(p, q) * lattice.array({1, 2, 3})) end,
+      {a, b})
+    local g = lattice.grad(function(p, q) return lattice.sum(p // q + p % q) end, {1, 2})(a, b)
+    assert.same({1, 1, 1}, flat(g[1]))
+    assert.same({-3, 4, 5}, flat(g[2]))
+    local z = lattice.grad(function(p) return lattice.sum(lattice.floor_divide(p, 2) * p) end)(a)
+    assert.same({3, -4, 1}, flat(z)) -- only through the second factor
+  end)
+end)
+
 describe("binary gradients", function()
   local function rand(shape, lo, hi)
     local n = 1

@@ -7,9 +7,21 @@
 #include "ops/internal.h"
 #include "ops/pool.h"
 
-static const char *const names[LT_BINARY_COUNT] = {"add",        "subtract", "multiply",     "divide",    "power",
-                                                   "maximum",    "minimum",  "equal",        "not_equal", "less",
-                                                   "less_equal", "greater",  "greater_equal"};
+static const char *const names[LT_BINARY_COUNT] = {[LT_BINARY_ADD] = "add",
+                                                   [LT_BINARY_SUB] = "subtract",
+                                                   [LT_BINARY_MUL] = "multiply",
+                                                   [LT_BINARY_DIV] = "divide",
+                                                   [LT_BINARY_POW] = "power",
+                                                   [LT_BINARY_MAXIMUM] = "maximum",
+                                                   [LT_BINARY_MINIMUM] = "minimum",
+                                                   [LT_BINARY_FLOOR_DIVIDE] = "floor_divide",
+                                                   [LT_BINARY_REMAINDER] = "remainder",
+                                                   [LT_BINARY_EQUAL] = "equal",
+                                                   [LT_BINARY_NOT_EQUAL] = "not_equal",
+                                                   [LT_BINARY_LESS] = "less",
+                                                   [LT_BINARY_LESS_EQUAL] = "less_equal",
+                                                   [LT_BINARY_GREATER] = "greater",
+                                                   [LT_BINARY_GREATER_EQUAL] = "greater_equal"};
 
 const char *lt_binary_name(lt_binary_op op) { return names[op]; }
 
@@ -50,6 +62,53 @@ typedef void (*kernel_i64)(int64_t *o, const int64_t *a, int64_t sa, const int64
       }                                                                               \
   }
 
+/* Floor division and its remainder with NumPy's (and Python's) rules, as
+ * NumPy's npy_divmod computes them: the remainder takes the divisor's sign
+ * (zero included), the quotient is (a - mod) / b rounded to the nearest
+ * integer, so that the two agree; x / 0 gives inf or NaN and x % 0 NaN. */
+static inline float floor_divide_f(float a, float b) {
+  if (b == 0) return a / b;
+  float mod = fmodf(a, b), div = (a - mod) / b;
+  if (mod != 0 && ((b < 0) != (mod < 0))) div -= 1.0f;
+  if (div == 0) return copysignf(0.0f, a / b);
+  float f = floorf(div);
+  return div - f > 0.5f ? f + 1.0f : f;
+}
+static inline float remainder_f(float a, float b) {
+  float mod = fmodf(a, b);
+  if (b == 0) return mod;
+  if (mod == 0) return copysignf(0.0f, b);
+  return (b < 0) != (mod < 0) ? mod + b : mod;
+}
+static inline double floor_divide_d(double a, double b) {
+  if (b == 0) return a / b;
+  double mod = fmod(a, b), div = (a - mod) / b;
+  if (mod != 0 && ((b < 0) != (mod < 0))) div -= 1.0;
+  if (div == 0) return copysign(0.0, a / b);
+  double f = floor(div);
+  return div - f > 0.5 ? f + 1.0 : f;
+}
+static inline double remainder_d(double a, double b) {
+  double mod = fmod(a, b);
+  if (b == 0) return mod;
+  if (mod == 0) return copysign(0.0, b);
+  return (b < 0) != (mod < 0) ? mod + b : mod;
+}
+/* Integers: division by zero gives 0 for both, as NumPy's result is (NumPy
+ * also warns); INT64_MIN // -1 wraps to INT64_MIN, its remainder is 0, with
+ * no C overflow. */
+static inline int64_t floor_divide_i(int64_t a, int64_t b) {
+  if (b == 0) return 0;
+  if (b == -1) return (int64_t)(0 - (uint64_t)a);
+  int64_t q = a / b;
+  return (a % b != 0 && ((a < 0) != (b < 0))) ? q - 1 : q;
+}
+static inline int64_t remainder_i(int64_t a, int64_t b) {
+  if (b == 0 || b == -1) return 0;
+  int64_t r = a % b;
+  return (r != 0 && ((r < 0) != (b < 0))) ? r + b : r;
+}
+
 DEFINE_KERNEL(add_f32, float, x + y)
 DEFINE_KERNEL(sub_f32, float, x - y)
 DEFINE_KERNEL(mul_f32, float, x *y)
@@ -57,6 +116,8 @@ DEFINE_KERNEL(div_f32, float, x / y)
 DEFINE_KERNEL(pow_f32, float, powf(x, y))
 DEFINE_KERNEL(max_f32, float, (x > y || x != x) ? x : y) /* NaN propagates, as in NumPy */
 DEFINE_KERNEL(min_f32, float, (x < y || x != x) ? x : y)
+DEFINE_KERNEL(fdiv_f32, float, floor_divide_f(x, y))
+DEFINE_KERNEL(mod_f32, float, remainder_f(x, y))
 DEFINE_KERNEL(eq_f32, float, x == y)
 DEFINE_KERNEL(ne_f32, float, x != y)
 DEFINE_KERNEL(lt_f32, float, x < y)
@@ -71,6 +132,8 @@ DEFINE_KERNEL(div_f64, double, x / y)
 DEFINE_KERNEL(pow_f64, double, pow(x, y))
 DEFINE_KERNEL(max_f64, double, (x > y || x != x) ? x : y)
 DEFINE_KERNEL(min_f64, double, (x < y || x != x) ? x : y)
+DEFINE_KERNEL(fdiv_f64, double, floor_divide_d(x, y))
+DEFINE_KERNEL(mod_f64, double, remainder_d(x, y))
 DEFINE_KERNEL(eq_f64, double, x == y)
 DEFINE_KERNEL(ne_f64, double, x != y)
 DEFINE_KERNEL(lt_f64, double, x < y)
@@ -93,6 +156,8 @@ DEFINE_KERNEL(mul_i64, int64_t, (int64_t)((uint64_t)x *(uint64_t)y))
 DEFINE_KERNEL(pow_i64, int64_t, ipow(x, y))
 DEFINE_KERNEL(max_i64, int64_t, x > y ? x : y)
 DEFINE_KERNEL(min_i64, int64_t, x < y ? x : y)
+DEFINE_KERNEL(fdiv_i64, int64_t, floor_divide_i(x, y))
+DEFINE_KERNEL(mod_i64, int64_t, remainder_i(x, y))
 DEFINE_KERNEL(eq_i64, int64_t, x == y)
 DEFINE_KERNEL(ne_i64, int64_t, x != y)
 DEFINE_KERNEL(lt_i64, int64_t, x < y)
@@ -100,13 +165,25 @@ DEFINE_KERNEL(le_i64, int64_t, x <= y)
 DEFINE_KERNEL(gt_i64, int64_t, x > y)
 DEFINE_KERNEL(ge_i64, int64_t, x >= y)
 
-static const kernel_f32 kernels_f32[LT_BINARY_COUNT] = {add_f32, sub_f32, mul_f32, div_f32, pow_f32, max_f32, min_f32,
-                                                        eq_f32,  ne_f32,  lt_f32,  le_f32,  gt_f32,  ge_f32};
-static const kernel_f64 kernels_f64[LT_BINARY_COUNT] = {add_f64, sub_f64, mul_f64, div_f64, pow_f64, max_f64, min_f64,
-                                                        eq_f64,  ne_f64,  lt_f64,  le_f64,  gt_f64,  ge_f64};
-/* Integer division is true division, computed in float32. */
-static const kernel_i64 kernels_i64[LT_BINARY_COUNT] = {add_i64, sub_i64, mul_i64, NULL,   pow_i64, max_i64, min_i64,
-                                                        eq_i64,  ne_i64,  lt_i64,  le_i64, gt_i64,  ge_i64};
+static const kernel_f32 kernels_f32[LT_BINARY_COUNT] = {
+    [LT_BINARY_ADD] = add_f32,       [LT_BINARY_SUB] = sub_f32,           [LT_BINARY_MUL] = mul_f32,
+    [LT_BINARY_DIV] = div_f32,       [LT_BINARY_POW] = pow_f32,           [LT_BINARY_MAXIMUM] = max_f32,
+    [LT_BINARY_MINIMUM] = min_f32,   [LT_BINARY_FLOOR_DIVIDE] = fdiv_f32, [LT_BINARY_REMAINDER] = mod_f32,
+    [LT_BINARY_EQUAL] = eq_f32,      [LT_BINARY_NOT_EQUAL] = ne_f32,      [LT_BINARY_LESS] = lt_f32,
+    [LT_BINARY_LESS_EQUAL] = le_f32, [LT_BINARY_GREATER] = gt_f32,        [LT_BINARY_GREATER_EQUAL] = ge_f32};
+static const kernel_f64 kernels_f64[LT_BINARY_COUNT] = {
+    [LT_BINARY_ADD] = add_f64,       [LT_BINARY_SUB] = sub_f64,           [LT_BINARY_MUL] = mul_f64,
+    [LT_BINARY_DIV] = div_f64,       [LT_BINARY_POW] = pow_f64,           [LT_BINARY_MAXIMUM] = max_f64,
+    [LT_BINARY_MINIMUM] = min_f64,   [LT_BINARY_FLOOR_DIVIDE] = fdiv_f64, [LT_BINARY_REMAINDER] = mod_f64,
+    [LT_BINARY_EQUAL] = eq_f64,      [LT_BINARY_NOT_EQUAL] = ne_f64,      [LT_BINARY_LESS] = lt_f64,
+    [LT_BINARY_LESS_EQUAL] = le_f64, [LT_BINARY_GREATER] = gt_f64,        [LT_BINARY_GREATER_EQUAL] = ge_f64};
+/* Integer division is true division, computed in float32 (no entry). */
+static const kernel_i64 kernels_i64[LT_BINARY_COUNT] = {
+    [LT_BINARY_ADD] = add_i64,           [LT_BINARY_SUB] = sub_i64,         [LT_BINARY_MUL] = mul_i64,
+    [LT_BINARY_POW] = pow_i64,           [LT_BINARY_MAXIMUM] = max_i64,     [LT_BINARY_MINIMUM] = min_i64,
+    [LT_BINARY_FLOOR_DIVIDE] = fdiv_i64, [LT_BINARY_REMAINDER] = mod_i64,   [LT_BINARY_EQUAL] = eq_i64,
+    [LT_BINARY_NOT_EQUAL] = ne_i64,      [LT_BINARY_LESS] = lt_i64,         [LT_BINARY_LESS_EQUAL] = le_i64,
+    [LT_BINARY_GREATER] = gt_i64,        [LT_BINARY_GREATER_EQUAL] = ge_i64};
 
 /* ---- dtype promotion ---- */
 
@@ -115,7 +192,8 @@ static lt_dtype promote(lt_binary_op op, lt_dtype a, lt_dtype b) {
   lt_dtype r = lt__promote(a, b);
   if (op == LT_BINARY_DIV && !lt_dtype_info(r)->is_float) return LT_FLOAT32; /* true division */
   /* arithmetic on booleans counts in int32; max/min and comparisons keep bool */
-  if (r == LT_BOOL && op <= LT_BINARY_POW) r = LT_INT32;
+  int arithmetic = op <= LT_BINARY_POW || op == LT_BINARY_FLOOR_DIVIDE || op == LT_BINARY_REMAINDER;
+  if (r == LT_BOOL && arithmetic) r = LT_INT32;
   return r;
 }
 
@@ -274,8 +352,34 @@ static lt_status extremum_backward(lt_ctx *ctx, const lt_node *n, lt_tensor *con
   return lt__pool_drain(&p);
 }
 
-static const lt_backward_fn backward[LT_BINARY_COUNT] = {
-    add_backward, sub_backward, mul_backward, div_backward, pow_backward, extremum_backward, extremum_backward};
+/* floor_divide is flat almost everywhere: no gradient to either input, as in PyTorch. */
+static lt_status floor_divide_backward(lt_ctx *ctx, const lt_node *n, lt_tensor *const *gouts, lt_tensor **gin) {
+  (void)ctx, (void)n, (void)gouts, (void)gin;
+  return LT_OK;
+}
+
+/* a % b = a - b floor(a / b): d/da = 1, d/db = -floor(a / b), as PyTorch (away from the jumps). */
+static lt_status remainder_backward(lt_ctx *ctx, const lt_node *n, lt_tensor *const *gouts, lt_tensor **gin) {
+  lt_tensor *g = gouts[0];
+  lt_pool p = LT_POOL(ctx);
+  lt_tensor *a = n->in[0], *b = n->in[1];
+  if (lt__needs(n, 0)) gin[0] = lt__pkeep(&p, lt__psum_to(&p, g, a));
+  if (lt__needs(n, 1)) {
+    lt_tensor *q = lt__pbin(&p, LT_BINARY_FLOOR_DIVIDE, a, b);
+    gin[1] = lt__pkeep(&p, lt__psum_to(&p, lt__pun(&p, LT_UNARY_NEG, lt__pbin(&p, LT_BINARY_MUL, g, q), 0), b));
+  }
+  return lt__pool_drain(&p);
+}
+
+static const lt_backward_fn backward[LT_BINARY_COUNT] = {[LT_BINARY_ADD] = add_backward,
+                                                         [LT_BINARY_SUB] = sub_backward,
+                                                         [LT_BINARY_MUL] = mul_backward,
+                                                         [LT_BINARY_DIV] = div_backward,
+                                                         [LT_BINARY_POW] = pow_backward,
+                                                         [LT_BINARY_MAXIMUM] = extremum_backward,
+                                                         [LT_BINARY_MINIMUM] = extremum_backward,
+                                                         [LT_BINARY_FLOOR_DIVIDE] = floor_divide_backward,
+                                                         [LT_BINARY_REMAINDER] = remainder_backward};
 
 /* ---- entry ---- */
 
