@@ -308,9 +308,31 @@ describe("views", function()
     assert.are.same({0, 3, 6, 9}, v:slice(1, 1, -1, 3):tolist())
     assert.are.same({}, v:slice(1, 5, 4):tolist())
     assert.are.same({{1, 2}, {5, 6}, {9, 10}}, x[1]:slice(2, 2, 3):tolist())
-    assert.has_error(function() v:slice(1, 1, 2, 0) end, "slice: step must be positive, got 0")
+    assert.has_error(function() v:slice(1, 1, 2, 0) end, "slice: step must be non-zero, got 0")
     assert.are.same({0}, v:slice(1, 1, -1, math.maxinteger):tolist())
     assert.has_error(function() v:slice(2, 1, 2) end, "slice: axis 2 is out of range for 1 dimensions")
+  end)
+
+  it("slice walks backwards with a negative step, from first down to last inclusive", function()
+    local v = lattice.arange(10, "int32")
+    assert.are.same({9, 8, 7, 6, 5, 4, 3, 2, 1, 0}, v:slice(1, nil, nil, -1):tolist()) -- Python's v[::-1]
+    assert.are.same({7, 5, 3}, v:slice(1, 8, 3, -2):tolist())    -- v[7:1:-2]
+    assert.are.same({9, 6, 3, 0}, v:slice(1, -1, 1, -3):tolist()) -- down to the first element
+    assert.are.same({4, 3, 2}, v:slice(1, 5, -8, -1):tolist())    -- negatives count from the end
+    assert.are.same({9, 5, 1}, v:slice(1, 100, -100, -4):tolist()) -- bounds clamp
+    assert.are.same({4}, v:slice(1, 5, 5, -1):tolist())
+    assert.are.same({}, v:slice(1, 3, 8, -1):tolist())            -- first below last: empty
+    assert.are.same({9}, v:slice(1, 10, 1, math.mininteger):tolist())
+    assert.are.same({}, lattice.arange(0):slice(1, nil, nil, -1):tolist())
+    local m = lattice.arange(6):reshape(2, 3)
+    local r = m:slice(2, nil, nil, -1)
+    assert.are.same({{2, 1, 0}, {5, 4, 3}}, r:tolist())
+    assert.is_true(lattice.shares_storage(r, m)) -- a view with a negative stride
+    assert.are.same({{5, 4, 3}, {2, 1, 0}}, r:slice(1, nil, nil, -1):tolist())
+    assert.are.same({{2, 5}, {1, 4}, {0, 3}}, r:transpose():contiguous():tolist())
+    assert.are.same({3, 12}, lattice.sum(r, 2):tolist())
+    assert.are.same({7, 5, 3}, lattice.sum(r, 1):tolist())
+    assert.are.same({{2, 1, 0}}, lattice.matmul(lattice.array({{1, 0}}), r):tolist())
   end)
 
   it("indexes rows with t[i], 1-based", function()
@@ -395,6 +417,8 @@ describe("gradients of layout ops", function()
       function(t) return t:expand_dims(2):squeeze(2) end,
       function(t) return t:slice(3, 2, 4) end,
       function(t) return t:slice(2, 1, -1, 2) end,
+      function(t) return t:slice(3, nil, nil, -1) end,
+      function(t) return t:slice(2, 3, 1, -2):slice(1, 2, 1, -1) end,
       function(t) return t[2] end,
       function(t) return t:slice(1, 1, 1):broadcast_to({5, 3, 4}) end,
       function(t) return t:transpose():reshape(-1) end,

@@ -33,7 +33,9 @@ struct lt_tensor {
 /* A new header viewing `base`'s storage with the given layout (untracked). */
 lt_status lt__view(lt_ctx *ctx, lt_tensor **out, const lt_tensor *base, int ndim, const int64_t *shape,
                    const int64_t *strides, int64_t offset);
-/* An untracked view of x[start:stop] along the 0-based axis. */
+/* An untracked view of x[start:stop:step] along the 0-based axis, with
+ * resolved bounds (as lt_slice leaves them: no negatives counted from the end;
+ * for a negative step, stop may be -1, before the first element). */
 lt_status lt__slice_view(lt_ctx *ctx, lt_tensor **out, const lt_tensor *x, int axis, int64_t start, int64_t stop,
                          int64_t step);
 void lt__release_all(int n, lt_tensor **ts);
