@@ -470,7 +470,7 @@ describe("float64 reductions", function()
     assert.are.same({1, 1}, lattice.argmax(m, 2):tolist()) -- NaN wins; 1e-15 apart is not a tie
     assert.are.same({1, 0}, lattice.argmin(m, 2):tolist())
     local t = lattice.array({{1, 3, 3}, {2, 2, 0}}, "float64")
-    local gmax = lattice.grad(function(v) return lattice.sum(lattice.max(v, 2)) end)(t)
+    local gmax = lattice.grad(function(u) return lattice.sum(lattice.max(u, 2)) end)(t)
     assert.are.equal("float64", gmax.dtype)
     assert.are.same({{0, 0.5, 0.5}, {0.5, 0.5, 0}}, gmax:tolist()) -- ties split the gradient
     local c = lattice.array({{0.1, 0.2}, {0.1 + 1e-15, 0.2 - 1e-15}}, "float64")
