@@ -199,14 +199,14 @@ describe("unary gradients", function()
     it(name .. " passes gradcheck", function()
       local x = lattice.array(domain[name] or away)
       local w = lattice.array(randn(x.size, -1, 1))
-      gradcheck(function(a) return lattice.sum(lattice[name](a) * w) end, {x})
+      gradcheck.each_dtype(function(a) return lattice.sum(lattice[name](a) * w) end, {x})
     end)
   end
 
   it("gelu_approx and leaky_relu with a slope pass gradcheck", function()
     local x = lattice.array(away)
-    gradcheck(function(a) return lattice.sum(lattice.gelu(a, {approximate = "tanh"})) end, {x})
-    gradcheck(function(a) return lattice.sum(lattice.leaky_relu(a, 0.3)) end, {x})
+    gradcheck.each_dtype(function(a) return lattice.sum(lattice.gelu(a, {approximate = "tanh"})) end, {x})
+    gradcheck.each_dtype(function(a) return lattice.sum(lattice.leaky_relu(a, 0.3)) end, {x})
   end)
 
   it("softplus is linear past the threshold of 20, as in PyTorch", function()
@@ -290,25 +290,67 @@ describe("binary ops", function()
     assert.equal("int64", (lattice.array({1}, "int64") + i).dtype)
   end)
 
-  it("keep the value of a Lua integer next to bool and narrow integer tensors", function()
+  it("give a Lua integer the integer tensor's dtype whatever its value, wrapped into it", function()
     local bools = lattice.array({true, false})
     assert.equal("int32", (bools + 2).dtype)
     assert.same({3, 2}, flat(bools + 2))
     assert.same({3, 2}, flat(2 + bools))
     assert.same({true, false}, flat(lattice.equal(bools, 1)))
-    local u = lattice.array({1, 2}, "uint8")
-    assert.equal("uint8", (u + 1).dtype)
-    assert.same({301, 302}, flat(u + 300))
-    assert.same({0, 1}, flat(u - 1))
-    assert.same({-1, 0}, flat(u + (-2)))
-    assert.same({2 ^ 40 + 1, 2 ^ 40 + 2}, flat(lattice.array({1, 2}, "int32") + (1 << 40)))
+    local u = lattice.array({5, 2}, "uint8")
+    for _, n in ipairs({1, 250, 300, -1, 1 << 40}) do
+      assert.equal("uint8", (u + n).dtype, n)
+      assert.equal("uint8", (n * u).dtype, n)
+    end
+    assert.same({255, 252}, flat(u + 250))
+    assert.same({49, 46}, flat(u + 300))  -- 300 is 44 in uint8, as in NumPy 2 and MLX
+    assert.same({4, 1}, flat(u - 1))
+    assert.same({251, 254}, flat(u * -1)) -- -1 is 255
+    assert.same({3, 0}, flat(u + (-2)))
+    assert.same({true, false}, flat(lattice.equal(u, 261)))
+    local i = lattice.array({1, 2}, "int32")
+    assert.equal("int32", (i + (1 << 40)).dtype)
+    assert.same({1, 2}, flat(i + (1 << 40))) -- the low 32 bits of 2^40 are 0
+    assert.same({-2147483648, -2147483647}, flat(i + 2147483647))
     assert.same({math.maxinteger}, flat(lattice.array({0}, "int64") + math.maxinteger))
+    assert.same({math.mininteger}, flat(lattice.array({1}, "int64") + math.maxinteger))
+    assert.equal("float32", (u + 0.5).dtype)
   end)
 
   it("raise integers to integer powers, wrapping like NumPy", function()
     local function ipow(x, y) local r = 1; for _ = 1, y do r = r * x end; return r end -- Lua integers wrap too
     local p = lattice.power(lattice.array({65536, 3, -2, 3}, "int64"), lattice.array({2, 39, 63, 41}, "int64"))
     assert.same({4294967296, ipow(3, 39), math.mininteger, ipow(3, 41)}, flat(p))
+  end)
+
+  it("wrap on integer overflow, as NumPy, PyTorch and MLX do", function()
+    local function i32(v) return lattice.array(v, "int32") end
+    local function low32(v) -- the int32 holding v's low 32 bits (v a Lua integer)
+      v = v & 0xffffffff
+      return v >= 1 << 31 and v - (1 << 32) or v
+    end
+    local function ipow(x, y) local r = 1; for _ = 1, y do r = r * x end; return r end -- Lua integers wrap too
+    assert.same({-2147483648}, flat(i32({2147483647}) + i32({1})))
+    assert.same({2147483647}, flat(i32({-2147483648}) - i32({1})))
+    assert.same({low32(123456789 * 1000)}, flat(i32({123456789}) * i32({1000})))
+    assert.same({-2147483648}, flat(i32({-2147483648}) * i32({-1})))
+    assert.same({-2147483648}, flat(-i32({-2147483648})))
+    assert.same({0, low32(ipow(3, 40))}, flat(lattice.power(i32({2, 3}), i32({40, 40}))))
+    local u = lattice.array({250, 5}, "uint8")
+    assert.same({4, 10}, flat(u + lattice.array({10, 5}, "uint8")))
+    assert.same({251}, flat(lattice.array({0}, "uint8") - lattice.array({5}, "uint8")))
+    assert.same({244}, flat(lattice.array({5}, "uint8") * lattice.array({100}, "uint8")))
+    assert.same({math.mininteger}, flat(lattice.array({math.maxinteger}, "int64") + lattice.array({1}, "int64")))
+    -- casts between integer dtypes keep the low bits, as NumPy's astype
+    assert.same({5, -1, -1}, flat(lattice.array({(1 << 32) + 5, (1 << 32) - 1, -1}, "int64"):astype("int32")))
+    assert.same({5, 255, 1}, flat(lattice.array({261, -1, 257}, "int64"):astype("uint8")))
+  end)
+
+  it("refuse a negative integer power of an integer, as NumPy does", function()
+    local msg = "power: integers to negative integer powers are not allowed, got -1"
+    assert.has_error(function() return lattice.array({5}, "int32") ^ -1 end, msg)
+    assert.has_error(function() lattice.power(lattice.array({1, 2}, "int64"), lattice.array({2, -1}, "int64")) end, msg)
+    assert.has_error(function() return lattice.array({true}) ^ lattice.array({-1}, "int32") end, msg)
+    assert.same({f32(0.2)}, flat(lattice.array({5}, "int32") ^ -1.0)) -- a float exponent computes in float32
   end)
 
   it("divide integers in float32", function()
@@ -340,6 +382,71 @@ describe("binary ops", function()
   end)
 end)
 
+describe("floor_divide and remainder", function()
+  -- Python's and NumPy's rules: the quotient rounds toward -inf and the
+  -- remainder takes the divisor's sign, so a == b * (a // b) + a % b.
+  local as, bs = {7, -7, 7, -7, 0, 6, -6}, {2, 2, -2, -2, 3, 3, -3}
+
+  it("follow Python's sign rules for integers, as // and % and as functions", function()
+    local a, b = lattice.array(as, "int32"), lattice.array(bs, "int32")
+    local q, r = a // b, a % b
+    assert.equal("int32", q.dtype)
+    assert.equal("int32", r.dtype)
+    for i = 1, #as do
+      assert.equal(as[i] // bs[i], flat(q)[i]) -- Lua's integer // and % are Python's
+      assert.equal(as[i] % bs[i], flat(r)[i])
+    end
+    assert.same(flat(q), flat(lattice.floor_divide(a, b)))
+    assert.same(flat(r), flat(lattice.remainder(a, b)))
+    assert.same(flat(q), flat(a:floor_divide(b)))
+    assert.same({3, -4}, flat(lattice.array({7, -7}, "int64") // 2))
+    assert.same({1, -1}, flat(7 % lattice.array({2, -2}, "int32")))
+    assert.same({2, 1}, flat(lattice.array({5, 7}, "uint8") % 3))
+  end)
+
+  it("give 0 for an integer division by zero, and wrap the one overflowing quotient", function()
+    local a = lattice.array({7, -7, 0}, "int32")
+    assert.same({0, 0, 0}, flat(a // 0))
+    assert.same({0, 0, 0}, flat(a % 0))
+    local m = lattice.array({-2147483648}, "int32")
+    assert.same({-2147483648}, flat(m // -1)) -- 2^31 wraps, as in NumPy
+    assert.same({0}, flat(m % -1))
+    local big = lattice.array({math.mininteger}, "int64")
+    assert.same({math.mininteger}, flat(big // -1))
+    assert.same({0}, flat(big % -1))
+    assert.equal("int32", (lattice.array({true, false}) // lattice.array({true, true})).dtype)
+  end)
+
+  it("follow the same rules for floats, with inf and NaN for a zero divisor", function()
+    local fa, fb = {7.5, -7.5, 7.5, -7.5, 0, 1, -1, 5, -5}, {2, 2, -2, -2, -3, 0, 0, -inf, inf}
+    for _, dt in ipairs({"float32", "float64"}) do
+      local a, b = lattice.array(fa, dt), lattice.array(fb, dt)
+      local q, r = flat(a // b), flat(a % b)
+      assert.equal(dt, (a // b).dtype)
+      assert.same({3, -4, -4, 3}, {q[1], q[2], q[3], q[4]})
+      assert.same({1.5, 0.5, -0.5, -1.5}, {r[1], r[2], r[3], r[4]})
+      assert.equal(-inf, 1 / q[5]) -- -0, as Python's 0.0 // -3
+      assert.equal(-inf, 1 / r[5]) -- the divisor's sign, zero included
+      assert.equal(inf, q[6])
+      assert.equal(-inf, q[7])
+      assert(r[6] ~= r[6] and r[7] ~= r[7])
+      assert.same({-1, -1}, {q[8], q[9]})   -- as NumPy: 5 // -inf is -1
+      assert.same({-inf, inf}, {r[8], r[9]}) -- and 5 % -inf is -inf
+    end
+  end)
+
+  it("have the gradients of PyTorch: 1 and -(a // b) for remainder, none for floor_divide", function()
+    local a, b = lattice.array({7.5, -7.5, 2.25}), lattice.array({2, 2, -0.5})
+    gradcheck.each_dtype(function(p, q) return lattice.sum(lattice.remainder(p, q) * lattice.array({1, 2, 3})) end,
+      {a, b})
+    local g = lattice.grad(function(p, q) return lattice.sum(p // q + p % q) end, {1, 2})(a, b)
+    assert.same({1, 1, 1}, flat(g[1]))
+    assert.same({-3, 4, 5}, flat(g[2]))
+    local z = lattice.grad(function(p) return lattice.sum(lattice.floor_divide(p, 2) * p) end)(a)
+    assert.same({3, -4, 1}, flat(z)) -- only through the second factor
+  end)
+end)
+
 describe("binary gradients", function()
   local function rand(shape, lo, hi)
     local n = 1
@@ -353,14 +460,14 @@ describe("binary gradients", function()
       -- ranges per element pair rarely tied (ties are measure-zero with random data).
       local a, b = rand({2, 3}, -2, 2), rand({3}, 0.5, 2)
       local w = rand({2, 3}, -1, 1)
-      gradcheck(function(p, q) return lattice.sum(lattice[name](p, q) * w) end, {a, b})
-      gradcheck(function(p, q) return lattice.sum(lattice[name](p, q) * w) end, {rand({2, 1}, 0.5, 2), a})
+      gradcheck.each_dtype(function(p, q) return lattice.sum(lattice[name](p, q) * w) end, {a, b})
+      gradcheck.each_dtype(function(p, q) return lattice.sum(lattice[name](p, q) * w) end, {rand({2, 1}, 0.5, 2), a})
     end)
   end
 
   it("power passes gradcheck with broadcasting", function()
     local a, b = rand({2, 3}, 0.5, 2), rand({3}, -1.5, 1.5)
-    gradcheck(function(p, q) return lattice.sum(lattice.power(p, q)) end, {a, b})
+    gradcheck.each_dtype(function(p, q) return lattice.sum(lattice.power(p, q)) end, {a, b})
   end)
 
   it("maximum splits the gradient on ties, as PyTorch does", function()
@@ -372,7 +479,7 @@ describe("binary gradients", function()
 
   it("flow through the Lua operators", function()
     local x = lattice.array({0.5, -1, 2})
-    gradcheck(function(p) return lattice.sum(p * p + 2 * p - p / 3 - (1 - p) ^ 2 + -p) end, {x})
+    gradcheck.each_dtype(function(p) return lattice.sum(p * p + 2 * p - p / 3 - (1 - p) ^ 2 + -p) end, {x})
   end)
 end)
 
@@ -399,7 +506,7 @@ describe("where", function()
   it("passes gradcheck for a and b with broadcasting", function()
     local cond = lattice.array({{true, false, true}, {false, false, true}}, "bool")
     local a, b = lattice.array({{0.3, -1.2, 2}, {1, 0.7, -0.4}}), lattice.array({0.9, -0.6, 1.1})
-    gradcheck(function(p, q) return lattice.sum(lattice.where(cond, p, q) * lattice.array({1, 2, 3})) end, {a, b})
+    gradcheck.each_dtype(function(p, q) return lattice.sum(lattice.where(cond, p, q) * lattice.array({1, 2, 3})) end, {a, b})
   end)
 
   it("rejects shapes that do not broadcast and a non-tensor condition", function()
@@ -439,9 +546,18 @@ describe("clip", function()
     assert.equal("float16", lattice.clip(lattice.array({1}, "float16"), 0, 0.5).dtype)
   end)
 
+  it("clips integers to bounds past their range at the range's end, with exact int64 bounds", function()
+    local u = lattice.clip(lattice.array({5, 250}, "uint8"), 300, nil)
+    assert.equal("uint8", u.dtype)
+    assert.same({255, 255}, flat(u))
+    assert.same({-3, 7}, flat(lattice.clip(lattice.array({-3, 7}, "int32"), -1e12, 1e12)))
+    assert.same({math.tointeger(9.21e18), -5}, flat(lattice.clip(lattice.array({math.maxinteger, -5}, "int64"), nil, 9.21e18)))
+    assert.same({math.tointeger(-9.21e18)}, flat(lattice.clip(lattice.array({math.mininteger}, "int64"), -9.21e18, 0)))
+  end)
+
   it("passes gradcheck away from the bounds and passes the gradient at them", function()
     local v = lattice.array({-2.5, -0.4, 0.3, 1.6, 3})
-    gradcheck(function(p) return lattice.sum(lattice.clip(p, -1, 2) * lattice.array({1, 2, 3, 4, 5})) end, {v})
+    gradcheck.each_dtype(function(p) return lattice.sum(lattice.clip(p, -1, 2) * lattice.array({1, 2, 3, 4, 5})) end, {v})
     local g = lattice.grad(function(p) return lattice.sum(lattice.clip(p, -1, 2)) end)(lattice.array({-1, 2, 2.5, -3}))
     assert.same({1, 1, 0, 0}, flat(g))
   end)
@@ -452,5 +568,63 @@ describe("clip", function()
     assert.has_error(function() lattice.clip(x, "a") end,
       "bad argument #2 to 'clip' (number expected, got string)")
     assert.has_error(function() lattice.clip(x, 0, 1, 2) end, "clip: too many arguments (expected at most 3, got 4)")
+  end)
+end)
+
+describe("float64", function()
+  -- Inputs are exact doubles and the references plain Lua, so only lattice's
+  -- double arithmetic is measured: libm's functions are within an ulp or two
+  -- (2.2e-16 each); gelu's reference erf series loses up to 4 digits near
+  -- |x| = 2.5, hence its 1e-11.
+  local xs = {-30, -9.5, -5.5, -1, -0.3, -1e-4, 0.1, 1e-4, 0.3, 1, 2.5, 10, 30}
+  local pos = {1e-6, 1e-3, 0.1, 1, 2, 100, 1e6}
+  local domain = {log = pos, sqrt = pos, rsqrt = pos}
+  local rel = {gelu = 1e-11}
+
+  for name, ref in pairs(reference) do
+    it(name .. " computes in double and matches plain Lua to 1e-12", function()
+      local v = domain[name] or xs
+      local y = lattice[name](lattice.array(v, "float64"))
+      assert.equal("float64", y.dtype)
+      for i, got in ipairs(flat(y)) do
+        assert(close(got, ref(v[i]), rel[name] or 1e-12, 1e-300),
+          ("%s(%.17g): got %.17g, want %.17g"):format(name, v[i], got, ref(v[i])))
+      end
+    end)
+  end
+
+  it("binary ops are IEEE double arithmetic", function()
+    local a, b = {0.1, -2.5, 1e-300, 7, 3}, {0.2, 3, 1e300, -0.7, 0.5}
+    local ops = {add = function(p, q) return p + q end, subtract = function(p, q) return p - q end,
+                 multiply = function(p, q) return p * q end, divide = function(p, q) return p / q end,
+                 power = function(p, q) return p ^ q end, maximum = math.max, minimum = math.min}
+    for name, f in pairs(ops) do
+      local y = lattice[name](lattice.array(a, "float64"), lattice.array(b, "float64"))
+      assert.equal("float64", y.dtype)
+      for i, got in ipairs(flat(y)) do
+        if name ~= "power" or a[i] > 0 then assert.equal(f(a[i], b[i]), got, name) end
+      end
+    end
+  end)
+
+  it("wins over every other dtype, and a Lua number next to it stays a double", function()
+    local d = lattice.array({1, 2}, "float64")
+    for _, dt in ipairs({"float32", "float16", "bfloat16", "int32", "int64", "uint8", "bool"}) do
+      assert.equal("float64", (d + lattice.array({1, 0}, dt)).dtype, dt)
+      assert.equal("float64", (lattice.array({1, 0}, dt) * d).dtype, dt)
+    end
+    assert.same({1 + 0.1, 2 + 0.1}, flat(d + 0.1)) -- 0.1 is not rounded to float32
+    assert.same({0.1 - 1, 0.1 - 2}, flat(0.1 - d))
+    assert.equal("bool", lattice.less(d, 1.5).dtype)
+  end)
+
+  it("where and clip keep float64", function()
+    local d = lattice.array({0.1, 0.7, 1.3}, "float64")
+    local w = lattice.where(lattice.array({true, false, true}), d, lattice.array({0, 0, 0}))
+    assert.equal("float64", w.dtype)
+    assert.same({0.1, 0, 1.3}, flat(w))
+    local c = lattice.clip(d, 0.25, 1.2)
+    assert.equal("float64", c.dtype)
+    assert.same({0.25, 0.7, 1.2}, flat(c))
   end)
 end)

@@ -164,14 +164,14 @@ describe("cross_entropy", function()
     for _, eps in ipairs({ 0, 0.25 }) do
       for _, red in ipairs({ "mean", "sum" }) do
         local opts = { label_smoothing = eps, reduction = red, ignore_index = 7 }
-        gradcheck(function(v) return lattice.cross_entropy(v, i64({ 3, 2, 0, 1, 7 }), opts) end, { z })
+        gradcheck.each_dtype(function(v) return lattice.cross_entropy(v, i64({ 3, 2, 0, 1, 7 }), opts) end, { z })
       end
-      gradcheck(function(v)
+      gradcheck.each_dtype(function(v)
         return weigh(lattice.cross_entropy(v, t, { label_smoothing = eps, reduction = "none", ignore_index = 7 }))
       end, { z })
     end
     local z3 = lattice.array(rand({ 2, 2, 3 }, generator(24)))
-    gradcheck(function(v) return lattice.cross_entropy(v, i64({ { 0, 2 }, { 1, -100 } })) end, { z3 })
+    gradcheck.each_dtype(function(v) return lattice.cross_entropy(v, i64({ { 0, 2 }, { 1, -100 } })) end, { z3 })
   end)
 
   it("rejects bad inputs with clear messages", function()
@@ -240,9 +240,9 @@ describe("mse_loss", function()
 
   it("passes gradcheck for both inputs and every reduction", function()
     local a, b = lattice.array(rand({ 3, 4 }, generator(33))), lattice.array(rand({ 3, 4 }, generator(34)))
-    gradcheck(function(u, v) return lattice.mse_loss(u, v) end, { a, b })
-    gradcheck(function(u, v) return lattice.mse_loss(u, v, { reduction = "sum" }) end, { a, b })
-    gradcheck(function(u, v) return weigh(lattice.mse_loss(u, v, { reduction = "none" })) end, { a, b })
+    gradcheck.each_dtype(function(u, v) return lattice.mse_loss(u, v) end, { a, b })
+    gradcheck.each_dtype(function(u, v) return lattice.mse_loss(u, v, { reduction = "sum" }) end, { a, b })
+    gradcheck.each_dtype(function(u, v) return weigh(lattice.mse_loss(u, v, { reduction = "none" })) end, { a, b })
   end)
 
   it("rejects bad inputs with clear messages", function()
@@ -255,5 +255,36 @@ describe("mse_loss", function()
     assert.has_error(function() lattice.mse_loss(p, t, { reduction = "max" }) end,
       "mse_loss: reduction must be 'none', 'mean' or 'sum', got 'max'")
     assert.has_error(function() lattice.mse_loss(p, t, { weight = 1 }) end, "mse_loss: unknown option 'weight'")
+  end)
+end)
+
+describe("float64 losses", function()
+  it("cross_entropy computes in double and matches the reference to 1e-13", function()
+    local rows, targets = rand({ 6, 9 }, generator(41)), { 3, 0, -100, 8, 1, 1 }
+    local z = lattice.array(rows, "float64")
+    for _, opts in ipairs({ {}, { label_smoothing = 0.2 }, { reduction = "sum" }, { reduction = "none" } }) do
+      local y = lattice.cross_entropy(z, i64(targets), opts)
+      assert.are.equal("float64", y.dtype)
+      local want = ce_ref(rows, targets, opts)
+      assert_close(opts.reduction == "none" and y:tolist() or y:item(), want, 1e-13)
+    end
+    -- d/dz mean loss = (softmax(z) - onehot) / count on the rows not ignored
+    local g = lattice.grad(function(v) return lattice.cross_entropy(v, i64(targets)) end)(z):tolist()
+    assert.are.same({ 0, 0, 0, 0, 0, 0, 0, 0, 0 }, g[3])
+    local s = 0
+    for _, v in ipairs(rows[1]) do s = s + math.exp(v) end
+    assert_close(g[1][4], (math.exp(rows[1][4]) / s - 1) / 5, 1e-14)
+    assert_close(g[1][1], math.exp(rows[1][1]) / s / 5, 1e-14)
+  end)
+
+  it("mse_loss gives float64 when either input is and matches plain sums", function()
+    local a, b = rand({ 1000 }, generator(42)), rand({ 1000 }, generator(43))
+    local s = 0
+    for i = 1, #a do s = s + (a[i] - b[i]) ^ 2 end
+    local y = lattice.mse_loss(lattice.array(a, "float64"), lattice.array(b, "float64"))
+    assert.are.equal("float64", y.dtype)
+    assert_close(y:item(), s / #a, 1e-13)
+    assert.are.equal("float64", lattice.mse_loss(lattice.array(a, "float64"), lattice.array(b)).dtype)
+    assert.are.equal("float64", lattice.mse_loss(lattice.array(a, "float16"), lattice.array(b, "float64")).dtype)
   end)
 end)

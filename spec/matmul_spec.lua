@@ -185,7 +185,7 @@ describe("matmul", function()
   describe("gradient", function()
     local function check(sa, sb)
       local a, b = lattice.array(rand(sa, gen)), lattice.array(rand(sb, gen))
-      gradcheck(function(x, y) return weighted(lattice.matmul(x, y)) end, { a, b })
+      gradcheck.each_dtype(function(x, y) return weighted(lattice.matmul(x, y)) end, { a, b })
     end
 
     it("matches finite differences for 2-D operands", function() check({ 3, 4 }, { 4, 2 }) end)
@@ -203,7 +203,7 @@ describe("matmul", function()
 
     it("flows through transposed views", function()
       local a, b = lattice.array(rand({ 4, 3 }, gen)), lattice.array(rand({ 2, 4 }, gen))
-      gradcheck(function(x, y) return weighted(lattice.matmul(x:transpose(), y:transpose())) end, { a, b })
+      gradcheck.each_dtype(function(x, y) return weighted(lattice.matmul(x:transpose(), y:transpose())) end, { a, b })
     end)
 
     it("keeps the 16-bit dtype of each input", function()
@@ -248,5 +248,44 @@ describe("matmul", function()
       local x = lattice.zeros({ 2, 2 })
       assert.has_error(function() lattice.matmul(x, x, x) end, "matmul: too many arguments (expected at most 2, got 3)")
     end)
+  end)
+end)
+
+describe("float64 matmul", function()
+  local gen = generator(17)
+
+  it("goes to dgemm and matches the double reference to 1e-13", function()
+    local A, B = rand({ 17, 300 }, gen), rand({ 300, 9 }, gen)
+    local y = lattice.matmul(lattice.array(A, "float64"), lattice.array(B, "float64"))
+    assert.are.equal("float64", y.dtype)
+    assert_close(y:tolist(), mm(A, B), 1e-13)
+  end)
+
+  it("reads transposed views, batches and 1-D operands as the float32 path does", function()
+    local A, B = rand({ 2, 4, 3 }, gen), rand({ 5, 4 }, gen)
+    local a = lattice.array(A, "float64"):transpose({ 1, 3, 2 }) -- (2, 3, 4), column-major matrices
+    local b = lattice.array(B, "float64"):transpose()            -- (4, 5)
+    local at, bt = a:tolist(), b:tolist()
+    local y = lattice.matmul(a, b)
+    assert.are.same({ 2, 3, 5 }, y.shape)
+    assert_close(y:tolist(), { mm(at[1], bt), mm(at[2], bt) }, 1e-14)
+    local V = rand({ 4 }, gen)
+    local want = {}
+    for i = 1, 2 do
+      want[i] = {}
+      for r = 1, 3 do want[i][r] = mm(at[i], col(V))[r][1] end
+    end
+    assert_close(lattice.matmul(a, lattice.array(V, "float64")):tolist(), want, 1e-14, "matrix-vector")
+  end)
+
+  it("wins over float32 and the 16-bit types", function()
+    local A, B = rand({ 3, 4 }, gen), rand({ 4, 2 }, gen)
+    for _, dt in ipairs({ "float32", "float16", "bfloat16" }) do
+      local b = lattice.array(B, dt)
+      local y = lattice.matmul(lattice.array(A, "float64"), b)
+      assert.are.equal("float64", y.dtype, dt)
+      assert_close(y:tolist(), mm(A, b:astype("float64"):tolist()), 1e-14)
+      assert.are.equal("float64", lattice.matmul(b:transpose(), lattice.array(A, "float64"):transpose()).dtype)
+    end
   end)
 end)

@@ -386,7 +386,7 @@ describe("reduction gradients", function()
     local x = tensor(vals or randn(numel(shape)), shape)
     local y0 = lattice[op](x, axes, keepdims, extra)
     local w = tensor(randn(y0.size), y0.shape)
-    gradcheck(function(t) return weighted(lattice[op](t, axes, keepdims, extra), w) end, {x})
+    gradcheck.each_dtype(function(t) return weighted(lattice[op](t, axes, keepdims, extra), w) end, {x})
   end
 
   -- distinct values spaced far beyond the finite-difference step, so max/min
@@ -455,5 +455,45 @@ describe("reduction gradients", function()
       local gs = lattice.grad(function(t) return lattice.sum(lattice.sum(t, 1)) end)(x)
       assert.are.same({{1, 1}, {1, 1}}, gs:tolist())
     end
+  end)
+end)
+
+describe("float64 reductions", function()
+  -- Plain double sums of N terms are exact to ~N ulps of the largest partial
+  -- sum (2.2e-16 each): 1e-12 relative holds for these sizes.
+  it("compute in double and match a plain Lua reference over shapes and axes", function()
+    for _, shape in ipairs({{7}, {3, 4}, {2, 3, 4, 5}, {300, 7}}) do
+      local x = tensor(randn(numel(shape)), shape, "float64")
+      for _, axes in ipairs({false, 1, -1, {1, 3}, {2, 4}, {1, 2}}) do
+        local ok = true
+        for _, a in ipairs(type(axes) == "table" and axes or {axes or 1}) do ok = ok and math.abs(a) <= #shape end
+        if ok then
+          axes = axes or nil
+          for _, op in ipairs(ops) do
+            local y = lattice[op](x, axes)
+            local what = ("float64 %s of {%s}"):format(op, table.concat(shape, ","))
+            assert.are.equal("float64", y.dtype, what)
+            assert_close(reference(op, x, axes), flat(y), 1e-12, 1e-13, what)
+          end
+        end
+      end
+    end
+  end)
+
+  it("keep ddof, NaN and the arg reductions in double", function()
+    local v = {1e-9, 2e-9, 3e-9 + 1e-20}
+    local x = lattice.array(v, "float64")
+    assert_close({ref_ops.var(v, 1)}, {lattice.var(x, nil, false, 1):item()}, 1e-12, 0, "var ddof 1")
+    local m = lattice.array({{1, 0 / 0, 3}, {0.1, 0.1 + 1e-15, 0.1}}, "float64")
+    assert(lattice.max(m, 2):tolist()[1] ~= lattice.max(m, 2):tolist()[1])
+    assert.are.same({1, 1}, lattice.argmax(m, 2):tolist()) -- NaN wins; 1e-15 apart is not a tie
+    assert.are.same({1, 0}, lattice.argmin(m, 2):tolist())
+    local t = lattice.array({{1, 3, 3}, {2, 2, 0}}, "float64")
+    local gmax = lattice.grad(function(u) return lattice.sum(lattice.max(u, 2)) end)(t)
+    assert.are.equal("float64", gmax.dtype)
+    assert.are.same({{0, 0.5, 0.5}, {0.5, 0.5, 0}}, gmax:tolist()) -- ties split the gradient
+    local c = lattice.array({{0.1, 0.2}, {0.1 + 1e-15, 0.2 - 1e-15}}, "float64")
+    assert.are.same({1, 0}, lattice.argmax(c, 1):tolist())
+    assert.are.same({0, 1}, lattice.argmin(c, 1):tolist())
   end)
 end)

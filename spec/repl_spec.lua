@@ -113,7 +113,7 @@ describe("lattice.repl.complete", function()
   end)
 
   it("completes a tensor's methods after : and its fields and methods after .", function()
-    assert.are.same({ "x:relu(", "x:reshape(" }, repl.complete("x:re", env))
+    assert.are.same({ "x:relu(", "x:remainder(", "x:reshape(" }, repl.complete("x:re", env))
     assert.are.same({ "x.shape", "x.shares_storage(" }, repl.complete("x.sha", env))
     assert.are.same({ "x.T" }, repl.complete("x.T", env))
   end)

@@ -172,7 +172,7 @@ describe("softmax gradients", function()
         local shape, axis = case[1], case[2]
         local x = tensor(randn(numel(shape)), shape)
         local w = tensor(randn(numel(shape)), shape)
-        gradcheck(function(t) return weighted(lattice[name](t, axis), w) end, {x})
+        gradcheck.each_dtype(function(t) return weighted(lattice[name](t, axis), w) end, {x})
       end
     end
   end)
@@ -207,5 +207,35 @@ describe("softmax gradients", function()
       local row = g:tolist()[2]
       assert(math.abs(row[2] - 2 / 3) < 2 ^ -7 and math.abs(row[1] + 1 / 3) < 2 ^ -7)
     end
+  end)
+end)
+
+describe("float64 softmax and log_softmax", function()
+  -- exp and log in double, sums of at most 130 terms: 1e-13 relative.
+  it("compute in double and match the textbook formula along every axis", function()
+    for _, shape in ipairs({{7}, {3, 130}, {2, 3, 4}}) do
+      local vals = randn(numel(shape), 3)
+      local x = tensor(vals, shape, "float64")
+      for axis = 1, #shape do
+        local y = lattice.softmax(x, axis)
+        assert.are.equal("float64", y.dtype)
+        assert_close(ref_softmax(vals, shape, axis, false), flat(y), 1e-13, 1e-300, "softmax axis " .. axis)
+        assert_close(ref_softmax(vals, shape, axis, true), flat(lattice.log_softmax(x, axis)), 1e-13, 1e-14,
+          "log_softmax axis " .. axis)
+      end
+    end
+  end)
+
+  it("have the closed-form gradient in double", function()
+    local vals = randn(5, 1)
+    local w = {0.3, -1, 2, 0.5, -0.25}
+    local g = lattice.grad(function(t) return lattice.sum(lattice.softmax(t) * lattice.array(w, "float64")) end)(
+      lattice.array(vals, "float64"))
+    assert.are.equal("float64", g.dtype)
+    local y, s = ref_softmax(vals, {5}, 1, false), 0
+    for i = 1, 5 do s = s + w[i] * y[i] end
+    local want = {}
+    for i = 1, 5 do want[i] = y[i] * (w[i] - s) end
+    assert_close(want, flat(g), 1e-13, 1e-15, "softmax gradient")
   end)
 end)

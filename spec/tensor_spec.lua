@@ -39,6 +39,19 @@ describe("lattice.array", function()
     assert.are.same({0, 255, 3}, lattice.array({-5, 300, 3.7}, "uint8"):tolist())
   end)
 
+  it("saturates floats past the int64 range at its exact limits", function()
+    -- INT64_MAX is not a double: the nearest one below it is 2^63 - 1024
+    local big = {1e30, -1e30, 2 ^ 63, -2 ^ 63, 2 ^ 63 - 1024, 0 / 0, math.huge, -math.huge}
+    local want = {math.maxinteger, math.mininteger, math.maxinteger, math.mininteger, (1 << 63) - 1024, 0,
+                  math.maxinteger, math.mininteger}
+    assert.are.same(want, lattice.array(big, "int64"):tolist())
+    assert.are.same(want, lattice.array(big, "float64"):astype("int64"):tolist())
+    assert.are.same({math.maxinteger, math.mininteger}, lattice.array({1e30, -1e30}):astype("int64"):tolist())
+    assert.are.same({2147483647, -2147483648, 255, 0}, {lattice.array({1e30}, "int32"):item(),
+      lattice.array({-1e30}):astype("int32"):item(), lattice.array({1e30}, "uint8"):item(),
+      lattice.array({-1e30}, "float64"):astype("uint8"):item()})
+  end)
+
   it("makes 0-d tensors from numbers", function()
     local t = lattice.array(2.5)
     assert.are.same({}, t.shape)
@@ -105,6 +118,38 @@ describe("float16 and bfloat16 storage", function()
     end
     assert.are.same({1, -3, 100}, x:astype("int32"):tolist())
     assert.are.same({true, true, true}, x:astype("bool"):tolist())
+  end)
+end)
+
+describe("float64", function()
+  it("stores doubles exactly and converts to and from every dtype", function()
+    local vals = {0.1, -1 / 3, 1e300, 2 ^ -1074, 2 ^ 53 + 2}
+    local x = lattice.array(vals, "float64")
+    assert.are.same(vals, x:tolist())
+    local f = lattice.array({0.1, 1 / 3})
+    assert.are.same(f:tolist(), f:astype("float64"):tolist()) -- float32 widens exactly
+    assert.are.same(vals, x:astype("float64"):tolist())
+    assert.are.same({1, -3, 100}, lattice.array({1.75, -3.5, 100}, "float64"):astype("int64"):tolist())
+    assert.are.same({2 ^ 53 + 2}, lattice.array({2 ^ 53 + 2}, "int64"):astype("float64"):tolist())
+    assert.are.same({0, 0}, lattice.zeros({2}, "float64"):tolist())
+  end)
+
+  it("goes through every layout op unchanged", function()
+    local x = lattice.array({{0.1, 0.2, 0.3}, {0.4, 0.5, 0.6}}, "float64")
+    local function same(want, t)
+      assert.are.equal("float64", t.dtype)
+      assert.are.same(want, t:tolist())
+    end
+    same({{0.1, 0.4}, {0.2, 0.5}, {0.3, 0.6}}, x:transpose())
+    same({0.1, 0.2, 0.3, 0.4, 0.5, 0.6}, x:reshape(-1))
+    same({{0.1, 0.4}, {0.2, 0.5}, {0.3, 0.6}}, x:transpose():contiguous())
+    same({{0.2, 0.3}, {0.5, 0.6}}, x:slice(2, 2, 3))
+    same({{0.1, 0.2, 0.3}, {0.4, 0.5, 0.6}, {0.1, 0.2, 0.3}}, lattice.concatenate({x, x:slice(1, 1, 1)}))
+    same({{{0.1, 0.2, 0.3}}, {{0.4, 0.5, 0.6}}}, x:expand_dims(2))
+    same({{0.1, 0.2, 0.3}, {0.1, 0.2, 0.3}}, x[1]:broadcast_to({2, 3}))
+    same({{0.1}, {0.4}}, x:split({2}, 2)[1])
+    same({0.1, 1}, lattice.concatenate({lattice.array({0.1}, "float64"), lattice.array({1}, "float32")}))
+    assert.are.equal("array([0.1, 0.2, 0.3], dtype=float64)", tostring(x[1]))
   end)
 end)
 
@@ -245,6 +290,47 @@ describe("lattice.random", function()
     assert.is_nil(seen[7])
   end)
 
+  it("randint draws from ranges its dtype holds, full int64 ranges included", function()
+    lattice.random.seed(5)
+    local function distinct(t)
+      local seen, k = {}, 0
+      for _, v in ipairs(t:tolist()) do
+        if not seen[v] then seen[v], k = true, k + 1 end
+      end
+      return k
+    end
+    local r = lattice.random.randint(math.mininteger, math.maxinteger, {64}, {dtype = "int64"})
+    assert.are.equal(64, distinct(r))
+    local neg, pos = 0, 0
+    for _, v in ipairs(r:tolist()) do if v < 0 then neg = neg + 1 else pos = pos + 1 end end
+    assert.is_true(neg > 10 and pos > 10)
+    local big = lattice.random.randint(1 << 62, (1 << 62) + 4, {200}, {dtype = "int64"}):tolist()
+    for _, v in ipairs(big) do assert.is_true(v >= 1 << 62 and v < (1 << 62) + 4) end
+    assert.are.equal(4, distinct(lattice.array(big, "int64")))
+    -- the edges of int32 and uint8: high is exclusive
+    local i = lattice.random.randint(-2 ^ 31, 2 ^ 31, {1000}):tolist()
+    local lo, hi = math.huge, -math.huge
+    for _, v in ipairs(i) do lo, hi = math.min(lo, v), math.max(hi, v) end
+    assert.is_true(lo < -2 ^ 30 and hi > 2 ^ 30 and lo >= -2 ^ 31 and hi < 2 ^ 31)
+    local u = lattice.random.randint(250, 256, {600}, {dtype = "uint8"}):tolist()
+    local seen = {}
+    for _, v in ipairs(u) do seen[v] = true end
+    for v = 250, 255 do assert.is_true(seen[v], v) end
+  end)
+
+  it("randint refuses bounds its dtype cannot hold, as NumPy does", function()
+    assert.has_error(function() lattice.random.randint(2 ^ 31, 2 ^ 31 + 4, {4}) end,
+      "random.randint: low (2147483648) is out of bounds for int32")
+    assert.has_error(function() lattice.random.randint(0, 2 ^ 40, {6}) end,
+      "random.randint: high (1099511627776) is out of bounds for int32")
+    assert.has_error(function() lattice.random.randint(0, 300, {6}, {dtype = "uint8"}) end,
+      "random.randint: high (300) is out of bounds for uint8")
+    assert.has_error(function() lattice.random.randint(-1, 3, {6}, {dtype = "uint8"}) end,
+      "random.randint: low (-1) is out of bounds for uint8")
+    assert.has_error(function() lattice.random.randint(-2 ^ 31 - 1, 0, {1}) end,
+      "random.randint: low (-2147483649) is out of bounds for int32")
+  end)
+
   it("rejects bad arguments", function()
     assert.has_error(function() lattice.random.randint(5, 5, {2}) end, "random.randint: low (5) must be below high (5)")
     assert.has_error(function() lattice.random.normal({2}, {dtype = "int32"}) end,
@@ -307,11 +393,33 @@ describe("views", function()
     assert.are.same({0, 3, 6, 9}, v:slice(1, 1, -1, 3):tolist())
     assert.are.same({}, v:slice(1, 5, 4):tolist())
     assert.are.same({{1, 2}, {5, 6}, {9, 10}}, x[1]:slice(2, 2, 3):tolist())
-    assert.has_error(function() v:slice(1, 1, 2, 0) end, "slice: step must be positive, got 0")
+    assert.has_error(function() v:slice(1, 1, 2, 0) end, "slice: step must be non-zero, got 0")
     assert.are.same({0}, v:slice(1, 1, -1, math.maxinteger):tolist())
     assert.has_error(function() v:slice(2, 1, 2) end, "slice: axis 2 is out of range for 1 dimensions")
     assert.has_error(function() v:slice(2 ^ 32 + 1, 1, 2) end, "slice: axis 4294967297 is out of range for 1 dimensions")
     assert.has_error(function() v:slice(1, 1, 2, 1, 0) end, "slice: too many arguments (expected at most 5, got 6)")
+  end)
+
+  it("slice walks backwards with a negative step, from first down to last inclusive", function()
+    local v = lattice.arange(10, "int32")
+    assert.are.same({9, 8, 7, 6, 5, 4, 3, 2, 1, 0}, v:slice(1, nil, nil, -1):tolist()) -- Python's v[::-1]
+    assert.are.same({7, 5, 3}, v:slice(1, 8, 3, -2):tolist())    -- v[7:1:-2]
+    assert.are.same({9, 6, 3, 0}, v:slice(1, -1, 1, -3):tolist()) -- down to the first element
+    assert.are.same({4, 3, 2}, v:slice(1, 5, -8, -1):tolist())    -- negatives count from the end
+    assert.are.same({9, 5, 1}, v:slice(1, 100, -100, -4):tolist()) -- bounds clamp
+    assert.are.same({4}, v:slice(1, 5, 5, -1):tolist())
+    assert.are.same({}, v:slice(1, 3, 8, -1):tolist())            -- first below last: empty
+    assert.are.same({9}, v:slice(1, 10, 1, math.mininteger):tolist())
+    assert.are.same({}, lattice.arange(0):slice(1, nil, nil, -1):tolist())
+    local m = lattice.arange(6):reshape(2, 3)
+    local r = m:slice(2, nil, nil, -1)
+    assert.are.same({{2, 1, 0}, {5, 4, 3}}, r:tolist())
+    assert.is_true(lattice.shares_storage(r, m)) -- a view with a negative stride
+    assert.are.same({{5, 4, 3}, {2, 1, 0}}, r:slice(1, nil, nil, -1):tolist())
+    assert.are.same({{2, 5}, {1, 4}, {0, 3}}, r:transpose():contiguous():tolist())
+    assert.are.same({3, 12}, lattice.sum(r, 2):tolist())
+    assert.are.same({7, 5, 3}, lattice.sum(r, 1):tolist())
+    assert.are.same({{2, 1, 0}}, lattice.matmul(lattice.array({{1, 0}}), r):tolist())
   end)
 
   it("indexes rows with t[i], 1-based", function()
@@ -422,6 +530,8 @@ describe("gradients of layout ops", function()
       function(t) return t:expand_dims(2):squeeze(2) end,
       function(t) return t:slice(3, 2, 4) end,
       function(t) return t:slice(2, 1, -1, 2) end,
+      function(t) return t:slice(3, nil, nil, -1) end,
+      function(t) return t:slice(2, 3, 1, -2):slice(1, 2, 1, -1) end,
       function(t) return t[2] end,
       function(t) return t:slice(1, 1, 1):broadcast_to({5, 3, 4}) end,
       function(t) return t:transpose():reshape(-1) end,
@@ -431,7 +541,7 @@ describe("gradients of layout ops", function()
       lattice.random.seed(9)
       local y = op(x)
       local probe = lattice.random.normal(y.shape)
-      gradcheck(function(t) return lattice.sum(op(t) * probe) end, {x})
+      gradcheck.each_dtype(function(t) return lattice.sum(op(t) * probe) end, {x})
     end
     assert.is_truthy(w and weighted)
   end)
@@ -446,10 +556,10 @@ describe("gradients of layout ops", function()
   it("flow through concatenate, stack and split", function()
     local a, b, c = lattice.random.normal({2, 3}), lattice.random.normal({1, 3}), lattice.random.normal({2, 3})
     local p1 = lattice.random.normal({3, 3})
-    gradcheck(function(x, y) return lattice.sum(lattice.concatenate({x, y}) * p1) end, {a, b})
+    gradcheck.each_dtype(function(x, y) return lattice.sum(lattice.concatenate({x, y}) * p1) end, {a, b})
     local p2 = lattice.random.normal({2, 2, 3})
-    gradcheck(function(x, y) return lattice.sum(lattice.stack({x, y}, 2) * p2) end, {a, c})
-    gradcheck(function(x)
+    gradcheck.each_dtype(function(x, y) return lattice.sum(lattice.stack({x, y}, 2) * p2) end, {a, c})
+    gradcheck.each_dtype(function(x)
       local parts = x:split({2}, 2)
       return lattice.sum(parts[1] * 2) + lattice.sum(parts[2] * parts[2])
     end, {a})

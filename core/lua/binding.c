@@ -103,19 +103,17 @@ lua_Integer lt_l_seqlen(lua_State *L, int idx, const char *fname, const char *wh
   return luaL_error(L, "%s: %s has a hole at index %I", fname, what, hole);
 }
 
-/* The dtype a Lua number at arg takes beside a tensor of dtype like. */
+/* The dtype a Lua number at arg takes beside a tensor of dtype like. It
+ * depends on the dtypes only, never on the value (as in NumPy 2 and MLX): a
+ * float tensor's dtype; beside an integer tensor, a Lua integer takes its dtype
+ * (booleans count in int32), its value wrapped into it, and a Lua float is
+ * float32. */
 static lt_dtype number_dtype(lua_State *L, int arg, const lt_tensor *like) {
   if (!like) return LT_FLOAT32;
   lt_dtype ld = lt_tensor_dtype(like);
   if (lt_dtype_info(ld)->is_float) return ld;
   if (!lua_isinteger(L, arg)) return LT_FLOAT32;
-  /* the integer keeps its value: booleans count in int32, and a number that
-   * the other side's integer type cannot hold widens to int64 */
-  lua_Integer v = lua_tointeger(L, arg);
-  lt_dtype dt = ld == LT_BOOL ? LT_INT32 : ld;
-  if ((dt == LT_UINT8 && (v < 0 || v > UINT8_MAX)) || (dt == LT_INT32 && (v < INT32_MIN || v > INT32_MAX)))
-    dt = LT_INT64;
-  return dt;
+  return ld == LT_BOOL ? LT_INT32 : ld;
 }
 
 static int is_number(lua_State *L, int arg) { return lua_type(L, arg) == LUA_TNUMBER; }
@@ -129,7 +127,10 @@ static lt_status operand(lua_State *L, int arg, const lt_tensor *like, lt_tensor
   }
   lt_dtype dt = number_dtype(L, arg, like);
   lt_status st = lt_tensor_full(lt_l_ctx(L), out, dt, 0, NULL, lua_tonumber(L, arg));
-  if (!st && dt == LT_INT64 && lua_isinteger(L, arg)) *(int64_t *)lt_tensor_data(*out) = lua_tointeger(L, arg);
+  if (!st && !lt_dtype_info(dt)->is_float) { /* exact, and wrapped like integer arithmetic */
+    int64_t v = lua_tointeger(L, arg);
+    lt_dtype_convert(lt_tensor_data(*out), dt, &v, LT_INT64, 1);
+  }
   return st;
 }
 

@@ -34,6 +34,8 @@ static int l_divide(lua_State *L) { return binary(L, LT_BINARY_DIV); }
 static int l_power(lua_State *L) { return binary(L, LT_BINARY_POW); }
 static int l_maximum(lua_State *L) { return binary(L, LT_BINARY_MAXIMUM); }
 static int l_minimum(lua_State *L) { return binary(L, LT_BINARY_MINIMUM); }
+static int l_floor_divide(lua_State *L) { return binary(L, LT_BINARY_FLOOR_DIVIDE); }
+static int l_remainder(lua_State *L) { return binary(L, LT_BINARY_REMAINDER); }
 static int l_equal(lua_State *L) { return binary(L, LT_BINARY_EQUAL); }
 static int l_not_equal(lua_State *L) { return binary(L, LT_BINARY_NOT_EQUAL); }
 static int l_less(lua_State *L) { return binary(L, LT_BINARY_LESS); }
@@ -213,6 +215,8 @@ static const luaL_Reg functions[] = {{"exp_shift_with_isa", l_exp_shift_with_isa
                                      {"power", l_power},
                                      {"maximum", l_maximum},
                                      {"minimum", l_minimum},
+                                     {"floor_divide", l_floor_divide},
+                                     {"remainder", l_remainder},
                                      {"equal", l_equal},
                                      {"not_equal", l_not_equal},
                                      {"less", l_less},
@@ -247,9 +251,9 @@ static const luaL_Reg functions[] = {{"exp_shift_with_isa", l_exp_shift_with_isa
 
 /* Lua's arithmetic on tensors; comparisons cannot be metamethods (Lua turns
  * their results into booleans), so they stay functions. */
-static const luaL_Reg metamethods[] = {{"__add", l_add},    {"__sub", l_subtract}, {"__mul", l_multiply},
-                                       {"__div", l_divide}, {"__pow", l_power},    {"__unm", l_unm},
-                                       {NULL, NULL}};
+static const luaL_Reg metamethods[] = {{"__add", l_add},    {"__sub", l_subtract},      {"__mul", l_multiply},
+                                       {"__div", l_divide}, {"__idiv", l_floor_divide}, {"__mod", l_remainder},
+                                       {"__pow", l_power},  {"__unm", l_unm},           {NULL, NULL}};
 
 void lt_l_open_elementwise(lua_State *L) {
   lt_l_register(L, functions);

@@ -297,21 +297,41 @@ static int l_squeeze(lua_State *L) {
   return lt_l_result(L, lt_squeeze(lt_l_ctx(L), &u->t, x, axis));
 }
 
+/* Lua's inclusive 1-based [first, last] (negatives from the end, -1 the last)
+ * as lt_slice's 0-based start and exclusive stop. A negative step walks from
+ * first down to last; the stop before the first element is passed as
+ * -(n + 1), which lt_slice reads as Python does. */
+static void slice_bounds(int64_t n, lua_Integer first, lua_Integer last, lua_Integer step, int64_t *start,
+                         int64_t *stop) {
+  if (first < 0) first += n + 1;
+  if (last < 0) last += n + 1;
+  if (step > 0) {
+    if (first < 1) first = 1;
+    if (last > n) last = n;
+    *start = first - 1;
+    *stop = last < first ? first - 1 : last;
+  } else {
+    if (first > n) first = n;
+    if (last < 1) last = 1;
+    *start = first < last ? 0 : first - 1; /* first < last: nothing to walk */
+    *stop = first < last ? 0 : last >= 2 ? last - 2 : -(n + 1);
+  }
+}
+
 /* slice(x, axis, first, last[, step]): Lua-style inclusive 1-based bounds,
- * negatives counted from the end (-1 is the last), like string.sub. */
+ * negatives counted from the end (-1 is the last), like string.sub. A negative
+ * step walks backwards from first to last, which default to the last and the
+ * first element (Python's x[::-1] is slice(x, 1, nil, nil, -1)). */
 static int l_slice(lua_State *L) {
   lt_l_checkmaxargs(L, 5, "slice");
   lt_tensor *x = lt_l_checktensor(L, 1);
   int axis = lt_l_checkaxis(L, 2, lt_tensor_ndim(x), "slice");
-  int64_t n = lt_tensor_shape(x)[axis];
-  lua_Integer first = luaL_optinteger(L, 3, 1), last = luaL_optinteger(L, 4, -1), step = luaL_optinteger(L, 5, 1);
-  if (first < 0) first += n + 1;
-  if (last < 0) last += n + 1;
-  if (first < 1) first = 1;
-  if (last > n) last = n;
-  /* inclusive 1-based [first, last] is half-open 0-based [first-1, last) */
+  int64_t n = lt_tensor_shape(x)[axis], start, stop;
+  lua_Integer step = luaL_optinteger(L, 5, 1);
+  lua_Integer first = luaL_optinteger(L, 3, step > 0 ? 1 : -1), last = luaL_optinteger(L, 4, step > 0 ? -1 : 1);
+  slice_bounds(n, first, last, step, &start, &stop);
   lt_l_tensor *u = lt_l_newtensor(L);
-  return lt_l_result(L, lt_slice(lt_l_ctx(L), &u->t, x, axis, first - 1, last < first ? first - 1 : last, step));
+  return lt_l_result(L, lt_slice(lt_l_ctx(L), &u->t, x, axis, start, stop, step));
 }
 
 static int l_broadcast_to(lua_State *L) {

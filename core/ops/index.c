@@ -9,7 +9,8 @@
  * dtype works and nothing is converted. The backward scatter-adds the gradient
  * into zeros of x's shape without atomics: each task owns one outer index and
  * one slice of the inner axis and walks k in order, so results are bitwise
- * identical for any thread count.
+ * identical for any thread count. It adds in float32, or in double when x is
+ * float64.
  *
  * Messages name axes as Lua counts them (first axis = 1), since Lua users
  * read them; index values are shown as stored (0-based). */
@@ -104,11 +105,22 @@ static void take_along(const lt_ctx *ctx, char *out, const char *x, const int64_
   });
 }
 
+/* row[lo..hi) += g[lo..hi) */
+static inline void add_row_f32(float *row, const float *g, int64_t lo, int64_t hi) {
+  for (int64_t i = lo; i < hi; i++) row[i] += g[i];
+}
+static inline void add_row_f64(double *row, const double *g, int64_t lo, int64_t hi) {
+  for (int64_t i = lo; i < hi; i++) row[i] += g[i];
+}
+
 /* gx (outer,n,inner) zeroed by the caller; accumulates gx[o, idx[o*so+k*sk+i*si], i] += g[o,k,i]
- * for g (outer,K,inner). si is 0 (one index per row: take, embedding) or 1 (take_along_axis).
- * Tasks are (o, slice of inner) pairs, disjoint in gx, each walking k in order. */
-static void scatter_add(const lt_ctx *ctx, float *gx, const float *g, const int64_t *idx, geom s, int64_t so,
-                        int64_t sk, int64_t si) {
+ * for g (outer,K,inner), of float32 or (f64) double elements. si is 0 (one index
+ * per row: take, embedding) or 1 (take_along_axis). Tasks are (o, slice of
+ * inner) pairs, disjoint in gx, each walking k in order. Always inlined into
+ * the two entries below with f64 a constant, so each loop has one element type. */
+static inline __attribute__((always_inline)) void scatter_add_any(const lt_ctx *ctx, void *gx, const void *g,
+                                                                  const int64_t *idx, geom s, int64_t so, int64_t sk,
+                                                                  int64_t si, int f64) {
   if (s.outer * s.k * s.inner == 0) return; /* nothing to add (and no slice width to divide by) */
   int threads = s.outer * s.k * s.inner >= LT_GRAIN ? lt__ctx_threads(ctx) : 1;
   int64_t slices = s.outer >= threads ? 1 : threads;
@@ -118,18 +130,29 @@ static void scatter_add(const lt_ctx *ctx, float *gx, const float *g, const int6
   LT_PARALLEL_FOR(threads, t, s.outer * slices, {
     int64_t o = t / slices, b = t % slices;
     int64_t lo = b * width, hi = lo + width < s.inner ? lo + width : s.inner;
-    float *go = gx + o * s.n * s.inner;
     for (int64_t k = 0; k < s.k; k++) {
       const int64_t *ik = idx + o * so + k * sk;
-      const float *gk = g + (o * s.k + k) * s.inner;
-      if (si == 0) {
-        float *row = go + ik[0] * s.inner;
-        for (int64_t i = lo; i < hi; i++) row[i] += gk[i];
-      } else {
-        for (int64_t i = lo; i < hi; i++) go[ik[i] * s.inner + i] += gk[i];
-      }
+      int64_t gk = (o * s.k + k) * s.inner, go = o * s.n * s.inner;
+      if (si == 0 && f64)
+        add_row_f64((double *)gx + go + ik[0] * s.inner, (const double *)g + gk, lo, hi);
+      else if (si == 0)
+        add_row_f32((float *)gx + go + ik[0] * s.inner, (const float *)g + gk, lo, hi);
+      else if (f64)
+        for (int64_t i = lo; i < hi; i++) ((double *)gx)[go + ik[i] * s.inner + i] += ((const double *)g)[gk + i];
+      else
+        for (int64_t i = lo; i < hi; i++) ((float *)gx)[go + ik[i] * s.inner + i] += ((const float *)g)[gk + i];
     }
   });
+}
+
+static void scatter_add_f32(const lt_ctx *ctx, float *gx, const float *g, const int64_t *idx, geom s, int64_t so,
+                            int64_t sk, int64_t si) {
+  scatter_add_any(ctx, gx, g, idx, s, so, sk, si, 0);
+}
+
+static void scatter_add_f64(const lt_ctx *ctx, double *gx, const double *g, const int64_t *idx, geom s, int64_t so,
+                            int64_t sk, int64_t si) {
+  scatter_add_any(ctx, gx, g, idx, s, so, sk, si, 1);
 }
 
 /* ---- backward: one rule for all three ops ---- */
@@ -146,12 +169,15 @@ static lt_status scatter_backward(lt_ctx *ctx, const lt_node *node, lt_tensor *c
   const lt_tensor *x = node->in[0];
   const scatter_attrs *at = node->attrs;
   lt_tensor *cg = NULL, *gx = NULL;
-  lt_status st = lt__as_f32(ctx, &cg, g);
-  if (!st) st = lt_tensor_zeros(ctx, &gx, LT_FLOAT32, x->ndim, x->shape);
-  if (!st) {
-    scatter_add(ctx, lt__f32(gx), lt__f32(cg), lt_tensor_data(lt__saved(node, 0)), at->s, at->so, at->sk, at->si);
-    st = lt__to_dtype(ctx, &gx, x->dtype);
-  }
+  lt_dtype cdt = lt__compute_dtype(x->dtype);
+  const int64_t *idx = lt_tensor_data(lt__saved(node, 0));
+  lt_status st = lt__as_contig(ctx, &cg, g, cdt);
+  if (!st) st = lt_tensor_zeros(ctx, &gx, cdt, x->ndim, x->shape);
+  if (!st && cdt == LT_FLOAT64)
+    scatter_add_f64(ctx, lt__f64(gx), lt__f64(cg), idx, at->s, at->so, at->sk, at->si);
+  else if (!st)
+    scatter_add_f32(ctx, lt__f32(gx), lt__f32(cg), idx, at->s, at->so, at->sk, at->si);
+  if (!st) st = lt__to_dtype(ctx, &gx, x->dtype);
   lt_tensor_release(cg);
   if (st) {
     lt_tensor_release(gx);

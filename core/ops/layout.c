@@ -136,19 +136,28 @@ static lt_status slice_backward(lt_ctx *ctx, const lt_node *n, lt_tensor *const 
   return st;
 }
 
+/* Python's slice.indices on an axis of n elements: negative bounds count from
+ * the end, then clamp to [0, n] for a positive step and to [-1, n - 1] for a
+ * negative one, where a stop of -1 means before the first element (so
+ * x[3:-(n+1):-1] reaches element 0, as in Python). */
+static void resolve_bounds(int64_t n, int64_t step, int64_t *start, int64_t *stop) {
+  int64_t lo = step > 0 ? 0 : -1, hi = step > 0 ? n : n - 1;
+  int64_t *b[2] = {start, stop};
+  for (int k = 0; k < 2; k++) {
+    if (*b[k] < 0) *b[k] += n;
+    *b[k] = *b[k] < lo ? lo : *b[k] > hi ? hi : *b[k];
+  }
+  if (step > 0 ? *stop < *start : *stop > *start) *stop = *start; /* empty */
+}
+
 lt_status lt_slice(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, int axis, int64_t start, int64_t stop, int64_t step) {
   *out = NULL;
   int a = lt__axis(axis, x->ndim);
   if (a < 0)
     return lt_ctx_fail(ctx, LT_ERR_ARG, "slice: axis %d is out of range for %d dimensions", axis + (axis >= 0),
                        x->ndim); /* as Lua counts */
-  if (step <= 0) return lt_ctx_fail(ctx, LT_ERR_ARG, "slice: step must be positive, got %lld", (long long)step);
-  int64_t n = x->shape[a];
-  /* Python-style clamping of half-open [start, stop) bounds, negatives from the end. */
-  if (start < 0) start += n;
-  if (stop < 0) stop += n;
-  start = start < 0 ? 0 : start > n ? n : start;
-  stop = stop < start ? start : stop > n ? n : stop;
+  if (step == 0) return lt_ctx_fail(ctx, LT_ERR_ARG, "slice: step must be non-zero, got 0");
+  resolve_bounds(x->shape[a], step, &start, &stop);
   lt_status st = lt__slice_view(ctx, out, x, a, start, stop, step);
   if (st) return st;
   lt_node *node;

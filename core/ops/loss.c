@@ -7,7 +7,8 @@
  * allocates nothing of logits' size beyond that gradient (and a float32 copy
  * when logits are float16/bfloat16). Reductions add per-row or per-block
  * partial sums in double in a fixed order, so results do not depend on the
- * thread count. */
+ * thread count. float64 inputs compute in double with plain loops (the
+ * reference path) and give float64. */
 #include <math.h>
 #include <string.h>
 #include "ops/internal.h"
@@ -154,6 +155,42 @@ static void ce_backward_kernel(const lt_ctx *ctx, float *dz, const float *z, con
   });
 }
 
+/* ---- cross_entropy in double (float64 logits): the same math, plain loops ---- */
+
+static void ce_forward_f64(const lt_ctx *ctx, double *loss, double *lse, const double *z, const int64_t *t, ce_args a) {
+  int64_t C = a.classes;
+  int threads = a.rows * C >= LT_GRAIN ? lt__ctx_threads(ctx) : 1;
+  LT_PARALLEL_FOR(threads, r, a.rows, {
+    const double *zr = z + r * C;
+    if (t[r] == a.ignore) {
+      loss[r] = lse[r] = 0;
+      continue;
+    }
+    double m = -INFINITY, se = 0, sz = 0;
+    for (int64_t c = 0; c < C; c++) m = zr[c] > m ? zr[c] : m;
+    if (isinf(m)) m = 0; /* as ce_forward */
+    for (int64_t c = 0; c < C; c++) se += exp(zr[c] - m), sz += zr[c];
+    double l = m + log(se);
+    loss[r] = (1 - a.eps) * (l - zr[t[r]]) + a.eps * (l - sz / (double)C);
+    lse[r] = l;
+  });
+}
+
+static void ce_backward_f64(const lt_ctx *ctx, double *dz, const double *z, const double *lse, const int64_t *t,
+                            const double *g, double gs, ce_args a) {
+  int64_t C = a.classes;
+  int threads = a.rows * C >= LT_GRAIN ? lt__ctx_threads(ctx) : 1;
+  LT_PARALLEL_FOR(threads, r, a.rows, {
+    double *dr = dz + r * C, w = g ? g[r] : gs;
+    if (t[r] == a.ignore) {
+      memset(dr, 0, (size_t)C * sizeof *dr);
+      continue;
+    }
+    for (int64_t c = 0; c < C; c++) dr[c] = w * (exp(z[r * C + c] - lse[r]) - a.eps / (double)C);
+    dr[t[r]] -= w * (1 - a.eps);
+  });
+}
+
 /* ---- cross_entropy ---- */
 
 static lt_status ce_check(lt_ctx *ctx, const lt_tensor *z, const lt_tensor *t, double eps, lt_reduction red) {
@@ -208,7 +245,7 @@ typedef struct ce_attrs {
   int64_t ignore_index;
 } ce_attrs;
 
-/* node: in[0] = logits, saved[0] = lse (N) float32, saved[1] = int64 targets. */
+/* node: in[0] = logits, saved[0] = lse (N) in the compute dtype, saved[1] = int64 targets. */
 static lt_status ce_backward(lt_ctx *ctx, const lt_node *node, lt_tensor *const *gouts, lt_tensor **gin) {
   lt_tensor *g = gouts[0];
   lt_tensor *logits = node->in[0], *z = NULL, *cg = NULL, *dz = NULL;
@@ -216,18 +253,21 @@ static lt_status ce_backward(lt_ctx *ctx, const lt_node *node, lt_tensor *const 
   const ce_attrs *at = node->attrs;
   ce_args a = {lt_tensor_size(logits) / C, C, at->ignore_index, at->eps};
   lt_reduction red = at->reduction;
-  float gs = 0;
-  lt_status st = lt__as_f32(ctx, &z, logits);
+  lt_dtype cdt = lt__compute_dtype(logits->dtype);
+  const lt_tensor *lse = lt__saved(node, 0);
+  const int64_t *t = lt_tensor_data(lt__saved(node, 1));
+  double gs = 0;
+  lt_status st = lt__as_contig(ctx, &z, logits, cdt);
   if (!st && red == LT_REDUCTION_NONE)
-    st = lt__as_f32(ctx, &cg, g);
+    st = lt__as_contig(ctx, &cg, g, cdt);
   else if (!st)
-    gs = (float)(lt_tensor_get(g, 0) / (red == LT_REDUCTION_MEAN ? at->count : 1.0));
-  if (!st) st = lt_tensor_new(ctx, &dz, LT_FLOAT32, logits->ndim, logits->shape);
-  if (!st) {
-    ce_backward_kernel(ctx, lt__f32(dz), lt__f32(z), lt__f32(lt__saved(node, 0)), lt_tensor_data(lt__saved(node, 1)),
-                       cg ? lt__f32(cg) : NULL, gs, a);
-    st = lt__to_dtype(ctx, &dz, logits->dtype);
-  }
+    gs = lt_tensor_get(g, 0) / (red == LT_REDUCTION_MEAN ? at->count : 1.0);
+  if (!st) st = lt_tensor_new(ctx, &dz, cdt, logits->ndim, logits->shape);
+  if (!st && cdt == LT_FLOAT64)
+    ce_backward_f64(ctx, lt__f64(dz), lt__f64(z), lt__f64(lse), t, cg ? lt__f64(cg) : NULL, gs, a);
+  else if (!st)
+    ce_backward_kernel(ctx, lt__f32(dz), lt__f32(z), lt__f32(lse), t, cg ? lt__f32(cg) : NULL, (float)gs, a);
+  if (!st) st = lt__to_dtype(ctx, &dz, logits->dtype);
   lt_tensor_release(z);
   lt_tensor_release(cg);
   if (st) {
@@ -238,12 +278,21 @@ static lt_status ce_backward(lt_ctx *ctx, const lt_node *node, lt_tensor *const 
   return LT_OK;
 }
 
+/* Sum of v[0..n) in order (the float64 path). */
+static double sum_f64(const double *v, int64_t n) {
+  double s = 0;
+  for (int64_t i = 0; i < n; i++) s += v[i];
+  return s;
+}
+
 /* The reduced 0-d result (mean over rows not ignored: NaN when all are, as in PyTorch). */
 static lt_status ce_reduce(lt_ctx *ctx, lt_tensor **loss, lt_reduction red, int64_t count) {
-  double s = sum_f32(ctx, lt__f32(*loss), lt_tensor_size(*loss));
+  lt_dtype dt = (*loss)->dtype;
+  int64_t n = lt_tensor_size(*loss);
+  double s = dt == LT_FLOAT64 ? sum_f64(lt__f64(*loss), n) : sum_f32(ctx, lt__f32(*loss), n);
   if (red == LT_REDUCTION_MEAN) s /= (double)count;
   lt_tensor_release(*loss);
-  return lt_tensor_full(ctx, loss, LT_FLOAT32, 0, NULL, s);
+  return lt_tensor_full(ctx, loss, dt, 0, NULL, s);
 }
 
 lt_status lt_cross_entropy(lt_ctx *ctx, lt_tensor **out, lt_tensor *logits, lt_tensor *targets, int64_t ignore_index,
@@ -254,14 +303,16 @@ lt_status lt_cross_entropy(lt_ctx *ctx, lt_tensor **out, lt_tensor *logits, lt_t
   int64_t C = logits->shape[logits->ndim - 1], count = 0;
   ce_args a = {lt_tensor_size(targets), C, ignore_index, label_smoothing};
   lt_tensor *t = NULL, *z = NULL, *lse = NULL, *loss = NULL;
+  lt_dtype cdt = lt__compute_dtype(logits->dtype);
   st = ce_targets(ctx, &t, targets, a, &count);
-  if (!st) st = lt__as_f32(ctx, &z, logits);
-  if (!st) st = lt_tensor_new(ctx, &lse, LT_FLOAT32, 1, &a.rows);
-  if (!st) st = lt_tensor_new(ctx, &loss, LT_FLOAT32, targets->ndim, targets->shape);
-  if (!st) {
+  if (!st) st = lt__as_contig(ctx, &z, logits, cdt);
+  if (!st) st = lt_tensor_new(ctx, &lse, cdt, 1, &a.rows);
+  if (!st) st = lt_tensor_new(ctx, &loss, cdt, targets->ndim, targets->shape);
+  if (!st && cdt == LT_FLOAT64)
+    ce_forward_f64(ctx, lt__f64(loss), lt__f64(lse), lt__f64(z), lt_tensor_data(t), a);
+  else if (!st)
     ce_forward(ctx, lt__f32(loss), lt__f32(lse), lt__f32(z), lt_tensor_data(t), a);
-    if (reduction != LT_REDUCTION_NONE) st = ce_reduce(ctx, &loss, reduction, count);
-  }
+  if (!st && reduction != LT_REDUCTION_NONE) st = ce_reduce(ctx, &loss, reduction, count);
   if (!st) st = lt__to_dtype(ctx, &loss, logits->dtype);
   lt_tensor_release(z);
   lt_node *node = NULL;
@@ -322,6 +373,29 @@ static void mse_grad(const lt_ctx *ctx, float *gp, float *gt, const float *p, co
   });
 }
 
+/* The mse kernels in double (the float64 path): out = (p - t)^2, its sum, and
+ * gp = 2 (p - t) w, gt = -gp as mse_grad. */
+static void sq_diff_f64(const lt_ctx *ctx, double *out, const double *p, const double *t, int64_t n) {
+  int threads = n >= LT_GRAIN ? lt__ctx_threads(ctx) : 1;
+  LT_PARALLEL_FOR(threads, i, n, { out[i] = (p[i] - t[i]) * (p[i] - t[i]); });
+}
+
+static double sq_diff_sum_f64(const double *p, const double *t, int64_t n) {
+  double s = 0;
+  for (int64_t i = 0; i < n; i++) s += (p[i] - t[i]) * (p[i] - t[i]);
+  return s;
+}
+
+static void mse_grad_f64(const lt_ctx *ctx, double *gp, double *gt, const double *p, const double *t, const double *g,
+                         double gs, int64_t n) {
+  int threads = n >= LT_GRAIN ? lt__ctx_threads(ctx) : 1;
+  LT_PARALLEL_FOR(threads, i, n, {
+    double v = 2 * (p[i] - t[i]) * (g ? g[i] : gs);
+    if (gp) gp[i] = v;
+    if (gt) gt[i] = -v;
+  });
+}
+
 typedef struct mse_attrs {
   lt_reduction reduction;
 } mse_attrs;
@@ -333,18 +407,23 @@ static lt_status mse_backward(lt_ctx *ctx, const lt_node *node, lt_tensor *const
   const lt_tensor *pred = node->in[0];
   int64_t n = lt_tensor_size(pred);
   lt_reduction red = ((const mse_attrs *)node->attrs)->reduction;
-  float gs = 0;
-  lt_status st = lt__as_f32(ctx, &p, node->in[0]);
-  if (!st) st = lt__as_f32(ctx, &t, node->in[1]);
+  lt_dtype cdt = lt__compute_dtype(lt__promote(node->in[0]->dtype, node->in[1]->dtype));
+  double gs = 0;
+  lt_status st = lt__as_contig(ctx, &p, node->in[0], cdt);
+  if (!st) st = lt__as_contig(ctx, &t, node->in[1], cdt);
   if (!st && red == LT_REDUCTION_NONE)
-    st = lt__as_f32(ctx, &cg, g);
+    st = lt__as_contig(ctx, &cg, g, cdt);
   else if (!st)
-    gs = (float)(lt_tensor_get(g, 0) / (red == LT_REDUCTION_MEAN ? (double)n : 1.0));
-  if (!st && lt__needs(node, 0)) st = lt_tensor_new(ctx, &gp, LT_FLOAT32, pred->ndim, pred->shape);
-  if (!st && lt__needs(node, 1)) st = lt_tensor_new(ctx, &gt, LT_FLOAT32, pred->ndim, pred->shape);
+    gs = lt_tensor_get(g, 0) / (red == LT_REDUCTION_MEAN ? (double)n : 1.0);
+  if (!st && lt__needs(node, 0)) st = lt_tensor_new(ctx, &gp, cdt, pred->ndim, pred->shape);
+  if (!st && lt__needs(node, 1)) st = lt_tensor_new(ctx, &gt, cdt, pred->ndim, pred->shape);
+  if (!st && cdt == LT_FLOAT64)
+    mse_grad_f64(ctx, gp ? lt__f64(gp) : NULL, gt ? lt__f64(gt) : NULL, lt__f64(p), lt__f64(t), cg ? lt__f64(cg) : NULL,
+                 gs, n);
+  else if (!st)
+    mse_grad(ctx, gp ? lt__f32(gp) : NULL, gt ? lt__f32(gt) : NULL, lt__f32(p), lt__f32(t), cg ? lt__f32(cg) : NULL,
+             (float)gs, n);
   if (!st) {
-    mse_grad(ctx, gp ? lt__f32(gp) : NULL, gt ? lt__f32(gt) : NULL, lt__f32(p), lt__f32(t), cg ? lt__f32(cg) : NULL, gs,
-             n);
     if (gp) st = lt__to_dtype(ctx, &gp, node->in[0]->dtype);
     if (!st && gt) st = lt__to_dtype(ctx, &gt, node->in[1]->dtype);
   }
@@ -378,22 +457,25 @@ static lt_status mse_check(lt_ctx *ctx, const lt_tensor *p, const lt_tensor *t, 
 }
 
 /* Shapes must be equal (PyTorch only warns when they broadcast, which usually hides a bug).
- * The result has pred's dtype when both dtypes agree, else float32. */
+ * The result has pred's dtype when both dtypes agree, float64 when either is,
+ * else float32 (lt__promote's rule for floats). */
 lt_status lt_mse_loss(lt_ctx *ctx, lt_tensor **out, lt_tensor *pred, lt_tensor *target, lt_reduction reduction) {
   *out = NULL;
   lt_status st = mse_check(ctx, pred, target, reduction);
   if (st) return st;
   int64_t n = lt_tensor_size(pred);
-  lt_dtype dt = pred->dtype == target->dtype ? pred->dtype : LT_FLOAT32;
+  lt_dtype dt = lt__promote(pred->dtype, target->dtype), cdt = lt__compute_dtype(dt);
+  int f64 = cdt == LT_FLOAT64;
   lt_tensor *p = NULL, *t = NULL, *o = NULL;
-  st = lt__as_f32(ctx, &p, pred);
-  if (!st) st = lt__as_f32(ctx, &t, target);
+  st = lt__as_contig(ctx, &p, pred, cdt);
+  if (!st) st = lt__as_contig(ctx, &t, target, cdt);
   if (!st && reduction == LT_REDUCTION_NONE) {
-    st = lt_tensor_new(ctx, &o, LT_FLOAT32, pred->ndim, pred->shape);
-    if (!st) sq_diff(ctx, lt__f32(o), lt__f32(p), lt__f32(t), n);
+    st = lt_tensor_new(ctx, &o, cdt, pred->ndim, pred->shape);
+    if (!st && f64) sq_diff_f64(ctx, lt__f64(o), lt__f64(p), lt__f64(t), n);
+    if (!st && !f64) sq_diff(ctx, lt__f32(o), lt__f32(p), lt__f32(t), n);
   } else if (!st) {
-    double s = sq_diff_sum(ctx, lt__f32(p), lt__f32(t), n);
-    st = lt_tensor_full(ctx, &o, LT_FLOAT32, 0, NULL, reduction == LT_REDUCTION_MEAN ? s / (double)n : s);
+    double s = f64 ? sq_diff_sum_f64(lt__f64(p), lt__f64(t), n) : sq_diff_sum(ctx, lt__f32(p), lt__f32(t), n);
+    st = lt_tensor_full(ctx, &o, cdt, 0, NULL, reduction == LT_REDUCTION_MEAN ? s / (double)n : s);
   }
   if (!st) st = lt__to_dtype(ctx, &o, dt);
   lt_tensor_release(p);

@@ -3,16 +3,19 @@
  * (1, K) and a 1-D b as (K, 1); the added axis is dropped from the result.
  * Inputs whose last two axes are row-major or column-major (a transposed view) go
  * to sgemm as they are (NoTrans / Trans with their leading dimension); only other
- * layouts and float16/bfloat16 are staged into a contiguous float32 copy. Integer
- * inputs are rejected: a float product of integers would silently round. */
+ * layouts and float16/bfloat16 are staged into a contiguous float32 copy. When
+ * either operand is float64 both go to dgemm with the same layout logic and
+ * the result is float64. Integer inputs are rejected: a float product of
+ * integers would silently round. */
 #include <cblas.h>
 #include <limits.h>
 #include <string.h>
 #include "ops/internal.h"
 #include "runtime/blas_call.h"
 
-/* One operand as sgemm sees it: a float32 tensor (the input or its staged copy),
- * its storage order, leading dimension and strides over the output's batch axes. */
+/* One operand as the GEMM sees it: a tensor of the compute dtype (the input or
+ * its staged copy), its storage order, leading dimension and strides over the
+ * output's batch axes. */
 typedef struct operand {
   lt_tensor *t;
   int trans;
@@ -20,11 +23,12 @@ typedef struct operand {
   int64_t bstride[LT_MAX_DIMS]; /* 0 on broadcast batch axes */
 } operand;
 
-/* The output's batch axes and matrix sizes. */
+/* The output's batch axes, matrix sizes and compute dtype (float32: sgemm, float64: dgemm). */
 typedef struct problem {
   int nb;
   int64_t bshape[LT_MAX_DIMS];
   int64_t nbatch, m, n, k;
+  lt_dtype cdt;
 } problem;
 
 /* An untracked view of x reshaped to `shape` (x copied when not contiguous). */
@@ -72,13 +76,13 @@ static int gemm_layout(const lt_tensor *t, int *trans, int64_t *ld) {
   return *ld <= INT_MAX;
 }
 
-/* Fills op from the matrix stack x: x itself when sgemm can read it, else a
- * contiguous float32 copy. Batch strides are aligned to the output's batch axes. */
+/* Fills op from the matrix stack x: x itself when the GEMM can read it, else a
+ * contiguous copy in the compute dtype. Batch strides are aligned to the output's batch axes. */
 static lt_status prepare(lt_ctx *ctx, operand *op, lt_tensor *x, const problem *p) {
-  if (x->dtype == LT_FLOAT32 && gemm_layout(x, &op->trans, &op->ld)) {
+  if (x->dtype == p->cdt && gemm_layout(x, &op->trans, &op->ld)) {
     op->t = lt_tensor_retain(x);
   } else {
-    lt_status st = lt__as_f32(ctx, &op->t, x);
+    lt_status st = lt__as_contig(ctx, &op->t, x, p->cdt);
     if (st) return st;
     gemm_layout(op->t, &op->trans, &op->ld);
   }
@@ -90,10 +94,17 @@ static lt_status prepare(lt_ctx *ctx, operand *op, lt_tensor *x, const problem *
   return LT_OK;
 }
 
-static void sgemm(const operand *a, const operand *b, int64_t m, int64_t n, int64_t k, const float *pa, const float *pb,
-                  float *pc) {
-  cblas_sgemm(CblasRowMajor, a->trans ? CblasTrans : CblasNoTrans, b->trans ? CblasTrans : CblasNoTrans, (int)m, (int)n,
-              (int)k, 1.0f, pa, (int)a->ld, pb, (int)b->ld, 0.0f, pc, (int)n);
+/* c (m, n) = a @ b for element offsets oa, ob, oc into the operands and out,
+ * in the compute dtype. */
+static void gemm(lt_dtype cdt, const operand *a, const operand *b, int64_t m, int64_t n, int64_t k, int64_t oa,
+                 int64_t ob, void *out, int64_t oc) {
+  CBLAS_TRANSPOSE ta = a->trans ? CblasTrans : CblasNoTrans, tb = b->trans ? CblasTrans : CblasNoTrans;
+  if (cdt == LT_FLOAT64)
+    cblas_dgemm(CblasRowMajor, ta, tb, (int)m, (int)n, (int)k, 1.0, lt__f64(a->t) + oa, (int)a->ld, lt__f64(b->t) + ob,
+                (int)b->ld, 0.0, (double *)out + oc, (int)n);
+  else
+    cblas_sgemm(CblasRowMajor, ta, tb, (int)m, (int)n, (int)k, 1.0f, lt__f32(a->t) + oa, (int)a->ld, lt__f32(b->t) + ob,
+                (int)b->ld, 0.0f, (float *)out + oc, (int)n);
 }
 
 /* When b is the same matrix for every batch and a's batch axes step through its
@@ -111,15 +122,14 @@ static int fold_batch(const operand *a, const operand *b, const problem *p) {
   return 1;
 }
 
-/* out (nbatch, M, N) contiguous float32 = a @ b over the broadcast batch.
+/* out (nbatch, M, N) contiguous, of the compute dtype, = a @ b over the broadcast batch.
  * The batch loop is sequential, each sgemm threaded by OpenBLAS: running
  * single-threaded sgemms from several OpenMP threads at once was measured ~15x
  * slower here (OpenBLAS 0.3.21 pthreads), so the batch is not split. */
-static void run(const lt_ctx *ctx, float *out, const operand *a, const operand *b, const problem *p) {
-  const float *pa = lt__f32(a->t), *pb = lt__f32(b->t);
+static void run(const lt_ctx *ctx, void *out, const operand *a, const operand *b, const problem *p) {
   lt__blas_begin(ctx); /* the thread count and the calls as one step */
   if (fold_batch(a, b, p)) {
-    sgemm(a, b, p->nbatch * p->m, p->n, p->k, pa, pb, out);
+    gemm(p->cdt, a, b, p->nbatch * p->m, p->n, p->k, 0, 0, out, 0);
     lt__blas_end();
     return;
   }
@@ -131,7 +141,7 @@ static void run(const lt_ctx *ctx, float *out, const operand *a, const operand *
       oa += idx * a->bstride[i];
       ob += idx * b->bstride[i];
     }
-    sgemm(a, b, p->m, p->n, p->k, pa + oa, pb + ob, out + bi * p->m * p->n);
+    gemm(p->cdt, a, b, p->m, p->n, p->k, oa, ob, out, bi * p->m * p->n);
   }
   lt__blas_end();
 }
@@ -166,6 +176,7 @@ static lt_status plan(lt_ctx *ctx, problem *p, const lt_tensor *a, const lt_tens
     p->bshape[i] = da == 1 ? db : da;
   }
   p->nbatch = lt__numel(p->nb, p->bshape);
+  p->cdt = a->dtype == LT_FLOAT64 || b->dtype == LT_FLOAT64 ? LT_FLOAT64 : LT_FLOAT32;
   if (p->m > INT_MAX || p->n > INT_MAX || p->k > INT_MAX)
     return lt_ctx_fail(ctx, LT_ERR_ARG, "matmul: a dimension of %s @ %s is too large for BLAS",
                        lt__shape_str(sa, sizeof sa, a->ndim, a->shape),
@@ -175,7 +186,7 @@ static lt_status plan(lt_ctx *ctx, problem *p, const lt_tensor *a, const lt_tens
 
 /* ---- forward ---- */
 
-/* out = am @ bm as a contiguous float32 tensor of shape (batch..., [M], [N]). */
+/* out = am @ bm as a contiguous tensor of the compute dtype, shape (batch..., [M], [N]). */
 static lt_status compute(lt_ctx *ctx, lt_tensor **out, const problem *p, lt_tensor *am, lt_tensor *bm, int drop_m,
                          int drop_n) {
   int64_t shape[LT_MAX_DIMS];
@@ -183,13 +194,13 @@ static lt_status compute(lt_ctx *ctx, lt_tensor **out, const problem *p, lt_tens
   memcpy(shape, p->bshape, (size_t)p->nb * sizeof *shape);
   if (!drop_m) shape[nd++] = p->m;
   if (!drop_n) shape[nd++] = p->n;
-  if (p->k == 0) return lt_tensor_zeros(ctx, out, LT_FLOAT32, nd, shape);
-  lt_status st = lt_tensor_new(ctx, out, LT_FLOAT32, nd, shape);
+  if (p->k == 0) return lt_tensor_zeros(ctx, out, p->cdt, nd, shape);
+  lt_status st = lt_tensor_new(ctx, out, p->cdt, nd, shape);
   if (st || lt_tensor_size(*out) == 0) return st;
   operand oa = {0}, ob = {0};
   st = prepare(ctx, &oa, am, p);
   if (!st) st = prepare(ctx, &ob, bm, p);
-  if (!st) run(ctx, lt__f32(*out), &oa, &ob, p);
+  if (!st) run(ctx, lt_tensor_data(*out), &oa, &ob, p);
   lt_tensor_release(oa.t);
   lt_tensor_release(ob.t);
   if (st) {
@@ -219,7 +230,8 @@ lt_status lt_matmul(lt_ctx *ctx, lt_tensor **out, lt_tensor *a, lt_tensor *b) {
   if (!st) st = compute(ctx, out, &p, am, bm, a->ndim == 1, b->ndim == 1);
   lt_tensor_release(am);
   lt_tensor_release(bm);
-  /* float16 @ float16 stays float16; mixed 16-bit types meet in float32, as in binary ops */
+  /* float16 @ float16 stays float16; mixed 16-bit types meet in float32, as in binary ops
+   * (and anything with float64 is float64: computed so) */
   if (!st && a->dtype == b->dtype) st = lt__to_dtype(ctx, out, a->dtype);
   if (st) return st;
   lt_tensor *ins[2] = {a, b};

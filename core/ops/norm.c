@@ -2,8 +2,10 @@
  * x (R, C) (all leading axes are rows), weight (C), bias (C) -> y (R, C):
  *   layer_norm: y = (x - mean) * rstd * weight + bias,  rstd = 1 / sqrt(var + eps)
  *   rms_norm:   y = x * rstd * weight,                  rstd = 1 / sqrt(mean(x^2) + eps)
- * Row statistics are kept (float32, R each) for backward. float16/bfloat16 are
- * staged to float32 and the result takes x's dtype; integer x is rejected. */
+ * Row statistics are kept (R each, in the compute dtype) for backward.
+ * float16/bfloat16 are staged to float32 and the result takes x's dtype; when
+ * x, weight or bias is float64 everything computes in double (plain loops, the
+ * reference path) and the result is float64. Integer x is rejected. */
 #include <math.h>
 #include <string.h>
 #include "ops/internal.h"
@@ -99,6 +101,55 @@ static void combine(float *out, const double *part, int64_t c, int which) {
   }
 }
 
+/* ---- float64: the same rows in double, plain loops ---- */
+
+/* y, mean (R, NULL when !center), rstd (R) <- x (R, C), w (C)?, b (C)?. */
+static void norm_forward_f64(const lt_ctx *ctx, double *y, double *mean, double *rstd, const double *x, const double *w,
+                             const double *b, int64_t rows, int64_t c, double eps, int center) {
+  int threads = rows * c >= LT_GRAIN ? lt__ctx_threads(ctx) : 1;
+  LT_PARALLEL_FOR(threads, r, rows, {
+    const double *xr = x + r * c;
+    double mu = 0, v = 0;
+    for (int64_t j = 0; center && j < c; j++) mu += xr[j];
+    mu = center ? mu / (double)c : 0.0;
+    for (int64_t j = 0; j < c; j++) v += (xr[j] - mu) * (xr[j] - mu);
+    double rs = 1.0 / sqrt(v / (double)c + eps);
+    if (mean) mean[r] = mu;
+    rstd[r] = rs;
+    for (int64_t j = 0; j < c; j++) y[r * c + j] = (xr[j] - mu) * rs * (w ? w[j] : 1.0) + (b ? b[j] : 0.0);
+  });
+}
+
+/* dx (R, C), dw (C), db (C) overwritten (each may be NULL), as row_backward
+ * writes them; dw and db sum over the rows in order, one task per column. */
+static void norm_backward_f64(const lt_ctx *ctx, double *dx, double *dw, double *db, const double *g, const double *x,
+                              const double *mean, const double *rstd, const double *w, int64_t rows, int64_t c) {
+  int threads = rows * c >= LT_GRAIN ? lt__ctx_threads(ctx) : 1;
+  if (dx)
+    LT_PARALLEL_FOR(threads, r, rows, {
+      const double *gr = g + r * c, *xr = x + r * c;
+      double mu = mean ? mean[r] : 0.0, rs = rstd[r], su = 0, sux = 0;
+      for (int64_t j = 0; j < c; j++) {
+        double u = gr[j] * (w ? w[j] : 1.0);
+        su += u;
+        sux += u * (xr[j] - mu) * rs;
+      }
+      double mu_u = mean ? su / (double)c : 0.0, mu_ux = sux / (double)c;
+      for (int64_t j = 0; j < c; j++)
+        dx[r * c + j] = rs * (gr[j] * (w ? w[j] : 1.0) - mu_u - (xr[j] - mu) * rs * mu_ux);
+    });
+  if (dw || db)
+    LT_PARALLEL_FOR(threads, j, c, {
+      double sw = 0, sb = 0;
+      for (int64_t r = 0; r < rows; r++) {
+        sw += g[r * c + j] * (x[r * c + j] - (mean ? mean[r] : 0.0)) * rstd[r];
+        sb += g[r * c + j];
+      }
+      if (dw) dw[j] = sw;
+      if (db) db[j] = sb;
+    });
+}
+
 /* ---- argument checks ---- */
 
 static lt_status check_input(lt_ctx *ctx, const char *op, const lt_tensor *x) {
@@ -125,50 +176,70 @@ static lt_status check_param(lt_ctx *ctx, const char *op, const lt_tensor *p, co
 
 /* ---- backward ---- */
 
-/* Float32 staging of the backward's inputs: g, x, weight (NULL when absent). */
-typedef struct staged {
-  lt_tensor *g, *x, *w;
-} staged;
-
-static lt_status stage(lt_ctx *ctx, staged *s, lt_tensor *g, lt_tensor *x, lt_tensor *w) {
-  lt_status st = lt__as_f32(ctx, &s->g, g);
-  if (!st) st = lt__as_f32(ctx, &s->x, x);
-  if (!st && w) st = lt__as_f32(ctx, &s->w, w);
-  return st;
-}
-
-/* A new float32 tensor shaped like `like`, converted to like's dtype by the caller. */
-static lt_status new_like(lt_ctx *ctx, lt_tensor **out, const lt_tensor *like) {
-  return lt_tensor_new(ctx, out, LT_FLOAT32, like->ndim, like->shape);
-}
-
 typedef struct norm_attrs {
   int center; /* layer_norm (1) or rms_norm (0) */
 } norm_attrs;
 
+/* The dtype of the result: float64 when any of x, weight, bias is (as binary
+ * ops promote), else x's. */
+static lt_dtype result_dtype(const lt_tensor *x, const lt_tensor *w, const lt_tensor *b) {
+  int f64 = x->dtype == LT_FLOAT64 || (w && w->dtype == LT_FLOAT64) || (b && b->dtype == LT_FLOAT64);
+  return f64 ? LT_FLOAT64 : x->dtype;
+}
+
+/* Staging of the backward's inputs in the compute dtype: g, x, weight (NULL when absent). */
+typedef struct staged {
+  lt_tensor *g, *x, *w;
+} staged;
+
+static lt_status stage(lt_ctx *ctx, staged *s, lt_tensor *g, lt_tensor *x, lt_tensor *w, lt_dtype cdt) {
+  lt_status st = lt__as_contig(ctx, &s->g, g, cdt);
+  if (!st) st = lt__as_contig(ctx, &s->x, x, cdt);
+  if (!st && w) st = lt__as_contig(ctx, &s->w, w, cdt);
+  return st;
+}
+
+/* A new tensor of the compute dtype shaped like `like`, converted to like's dtype by the caller. */
+static lt_status new_like(lt_ctx *ctx, lt_tensor **out, const lt_tensor *like, lt_dtype cdt) {
+  return lt_tensor_new(ctx, out, cdt, like->ndim, like->shape);
+}
+
+/* The float32 backward: dx and per-chunk partial sums of dw and db combined in order. */
+static lt_status backward_f32(lt_ctx *ctx, const lt_node *n, const staged *s, lt_tensor **gin, int64_t rows,
+                              int64_t c) {
+  int center = ((const norm_attrs *)n->attrs)->center, want_w = gin[1] != NULL, want_b = n->nin > 2 && gin[2];
+  double *part = NULL;
+  size_t part_bytes = (size_t)(NORM_CHUNKS * 2 * c) * sizeof(double);
+  if ((want_w || want_b) && c > 0 && !(part = lt_ctx_alloc(ctx, part_bytes)))
+    return lt_ctx_fail(ctx, LT_ERR_MEM, "%s: out of memory", n->name);
+  norm_backward(ctx, gin[0] ? lt__f32(gin[0]) : NULL, part, lt__f32(s->g), lt__f32(s->x),
+                center ? lt__f32(lt__saved(n, 1)) : NULL, lt__f32(lt__saved(n, 0)), s->w ? lt__f32(s->w) : NULL, rows,
+                c, center, want_w, want_b);
+  if (want_w) combine(lt__f32(gin[1]), part, c, 0);
+  if (want_b) combine(lt__f32(gin[2]), part, c, 1);
+  if (part) lt_ctx_free(ctx, part, part_bytes);
+  return LT_OK;
+}
+
 /* gin[0] = dx, gin[1] = dweight, gin[2] = dbias; in = {x, weight, bias}, saved = {rstd, mean}. */
 static lt_status norm_backward_rule(lt_ctx *ctx, const lt_node *n, lt_tensor *const *gouts, lt_tensor **gin) {
   lt_tensor *g = gouts[0];
-  lt_tensor *x = n->in[0], *w = n->in[1], *b = n->in[2];
+  lt_tensor *x = n->in[0], *w = n->in[1], *b = n->nin > 2 ? n->in[2] : NULL;
   int center = ((const norm_attrs *)n->attrs)->center, want_w = lt__needs(n, 1), want_b = n->nin > 2 && lt__needs(n, 2);
   int64_t c = x->shape[x->ndim - 1], rows = c ? lt_tensor_size(x) / c : 0;
+  lt_dtype cdt = lt__compute_dtype(result_dtype(x, w, b));
   staged s = {0};
-  double *part = NULL;
-  size_t part_bytes = (size_t)(NORM_CHUNKS * 2 * c) * sizeof(double);
-  lt_status st = stage(ctx, &s, g, x, w);
-  if (!st && lt__needs(n, 0)) st = new_like(ctx, &gin[0], x);
-  if (!st && want_w) st = new_like(ctx, &gin[1], w);
-  if (!st && want_b) st = new_like(ctx, &gin[2], b);
-  if (!st && (want_w || want_b) && c > 0 && !(part = lt_ctx_alloc(ctx, part_bytes)))
-    st = lt_ctx_fail(ctx, LT_ERR_MEM, "%s: out of memory", n->name);
-  if (!st) {
-    norm_backward(ctx, gin[0] ? lt__f32(gin[0]) : NULL, part, lt__f32(s.g), lt__f32(s.x),
-                  center ? lt__f32(lt__saved(n, 1)) : NULL, lt__f32(lt__saved(n, 0)), s.w ? lt__f32(s.w) : NULL, rows,
-                  c, center, want_w, want_b);
-    if (want_w) combine(lt__f32(gin[1]), part, c, 0);
-    if (want_b) combine(lt__f32(gin[2]), part, c, 1);
-  }
-  if (part) lt_ctx_free(ctx, part, part_bytes);
+  lt_status st = stage(ctx, &s, g, x, w, cdt);
+  if (!st && lt__needs(n, 0)) st = new_like(ctx, &gin[0], x, cdt);
+  if (!st && want_w) st = new_like(ctx, &gin[1], w, cdt);
+  if (!st && want_b) st = new_like(ctx, &gin[2], b, cdt);
+  if (!st && cdt == LT_FLOAT64)
+    norm_backward_f64(ctx, gin[0] ? lt__f64(gin[0]) : NULL, want_w ? lt__f64(gin[1]) : NULL,
+                      want_b ? lt__f64(gin[2]) : NULL, lt__f64(s.g), lt__f64(s.x),
+                      center ? lt__f64(lt__saved(n, 1)) : NULL, lt__f64(lt__saved(n, 0)), s.w ? lt__f64(s.w) : NULL,
+                      rows, c);
+  else if (!st)
+    st = backward_f32(ctx, n, &s, gin, rows, c);
   lt_tensor_release(s.g), lt_tensor_release(s.x), lt_tensor_release(s.w);
   for (int k = 0; k < n->nin && !st; k++)
     if (gin[k]) st = lt__to_dtype(ctx, &gin[k], n->in[k]->dtype);
@@ -187,18 +258,22 @@ static lt_status norm(lt_ctx *ctx, lt_tensor **out, const char *op, lt_tensor *x
   int64_t c = x->shape[x->ndim - 1], rows = c ? lt_tensor_size(x) / c : 0;
   if ((st = check_param(ctx, op, w, "weight", c)) || (st = check_param(ctx, op, b, "bias", c))) return st;
   if (!(eps >= 0)) return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: eps must be non-negative, got %g", op, eps);
+  lt_dtype odt = result_dtype(x, w, b), cdt = lt__compute_dtype(odt);
   lt_tensor *xs = NULL, *ws = NULL, *bs = NULL, *mean = NULL, *rstd = NULL;
-  st = lt__as_f32(ctx, &xs, x);
-  if (!st && w) st = lt__as_f32(ctx, &ws, w);
-  if (!st && b) st = lt__as_f32(ctx, &bs, b);
-  if (!st) st = lt_tensor_new(ctx, out, LT_FLOAT32, x->ndim, x->shape);
-  if (!st) st = lt_tensor_new(ctx, &rstd, LT_FLOAT32, 1, &rows);
-  if (!st && center) st = lt_tensor_new(ctx, &mean, LT_FLOAT32, 1, &rows);
-  if (!st && c > 0)
+  st = lt__as_contig(ctx, &xs, x, cdt);
+  if (!st && w) st = lt__as_contig(ctx, &ws, w, cdt);
+  if (!st && b) st = lt__as_contig(ctx, &bs, b, cdt);
+  if (!st) st = lt_tensor_new(ctx, out, cdt, x->ndim, x->shape);
+  if (!st) st = lt_tensor_new(ctx, &rstd, cdt, 1, &rows);
+  if (!st && center) st = lt_tensor_new(ctx, &mean, cdt, 1, &rows);
+  if (!st && c > 0 && cdt == LT_FLOAT64)
+    norm_forward_f64(ctx, lt__f64(*out), mean ? lt__f64(mean) : NULL, lt__f64(rstd), lt__f64(xs),
+                     ws ? lt__f64(ws) : NULL, bs ? lt__f64(bs) : NULL, rows, c, eps, center);
+  else if (!st && c > 0)
     norm_forward(ctx, lt__f32(*out), mean ? lt__f32(mean) : NULL, lt__f32(rstd), lt__f32(xs), ws ? lt__f32(ws) : NULL,
                  bs ? lt__f32(bs) : NULL, rows, c, eps, center);
   lt_tensor_release(xs), lt_tensor_release(ws), lt_tensor_release(bs);
-  if (!st) st = lt__to_dtype(ctx, out, x->dtype);
+  if (!st) st = lt__to_dtype(ctx, out, odt);
   lt_node *node = NULL;
   lt_tensor *ins[3] = {x, w, b};
   if (!st) st = lt__record(ctx, &node, LT_OP(op, norm_backward_rule, norm_attrs, 2), out, center ? 3 : 2, ins);

@@ -16,8 +16,10 @@
  * throughput-bound instead of bound by the add latency. Splitting into chunks
  * depends on the shape only, never on the thread count, and chunks are combined
  * in a fixed order, so results are bitwise reproducible; no atomics anywhere.
- * Integers compute in int64 (exact, wrapping like NumPy): sum -> int64, max/min
- * keep the dtype; mean/var/logsumexp of integers compute in float32.
+ * float64 is the reference path: one task per output walks its R elements in
+ * order in double (plain loops, not tuned). Integers compute in int64 (exact,
+ * wrapping like NumPy): sum -> int64, max/min keep the dtype; mean/var/logsumexp
+ * of integers compute in float32.
  * argmax/argmin (int64, 0-based, first occurrence, NaN wins) share the layout. */
 #include <math.h>
 #include <string.h>
@@ -331,6 +333,49 @@ static lt_status reduce_f32(lt_ctx *ctx, lt_reduce_op op, const float *x, const 
   return st;
 }
 
+/* ---- float64: one task per output, its R elements at stride K2 ---- */
+
+/* max (min) of p[0], p[s], ..., p[(r-1)s], r >= 1; NaN wins. */
+static double strided_extremum_f64(const double *p, int64_t r, int64_t s, int is_max) {
+  double m = p[0];
+  for (int64_t j = 1; j < r && m == m; j++) {
+    double v = p[j * s];
+    if (v != v || (is_max ? v > m : v < m)) m = v;
+  }
+  return m;
+}
+
+/* The sum over j < r of p[js] (K_SUM), (p[js] - c)^2 (K_SQDEV) or exp(p[js] - c) (K_EXPSUM). */
+static double strided_sum_f64(kmode m, const double *p, int64_t r, int64_t s, double c) {
+  double acc = 0;
+  for (int64_t j = 0; j < r; j++) {
+    double v = p[j * s];
+    acc += m == K_SQDEV ? (v - c) * (v - c) : m == K_EXPSUM ? exp(v - c) : v;
+  }
+  return acc;
+}
+
+static double strided_reduce_f64(lt_reduce_op op, const double *p, int64_t r, int64_t s, int ddof) {
+  if (op == LT_REDUCE_MAX || op == LT_REDUCE_MIN) return strided_extremum_f64(p, r, s, op == LT_REDUCE_MAX);
+  if (op == LT_REDUCE_LOGSUMEXP) {
+    double m = r ? strided_extremum_f64(p, r, s, 1) : -INFINITY, c = isfinite(m) ? m : 0.0;
+    return c + log(strided_sum_f64(K_EXPSUM, p, r, s, c));
+  }
+  double sum = strided_sum_f64(K_SUM, p, r, s, 0);
+  if (op == LT_REDUCE_SUM) return sum;
+  if (op == LT_REDUCE_MEAN) return sum / (double)r;
+  double sq = strided_sum_f64(K_SQDEV, p, r, s, sum / (double)r); /* var: two passes, no cancellation */
+  return sq / (double)(r - ddof > 0 ? r - ddof : 0);
+}
+
+/* x (K1, R, K2) float64 -> y (K1, K2) float64. */
+static void reduce_f64(const lt_ctx *ctx, lt_reduce_op op, const double *x, const layout *L, int ddof, double *y) {
+  int64_t r = L->r, k2 = L->k2;
+  int threads = threads_for(ctx, L->k1 * r * k2);
+  LT_PARALLEL_FOR(threads, o, L->k1 * k2,
+                  { y[o] = strided_reduce_f64(op, x + (o / k2) * r * k2 + o % k2, r, k2, ddof); });
+}
+
 /* x (K1, R, K2) int64 -> y (K1, K2) int64 for sum (wrapping), max, min (R >= 1). */
 static void reduce_i64(const lt_ctx *ctx, lt_reduce_op op, const int64_t *x, const layout *L, int64_t *y) {
   int64_t k1 = L->k1, r = L->r, k2 = L->k2;
@@ -373,13 +418,15 @@ static lt_status reduce_impl(lt_ctx *ctx, lt_tensor **out, lt_reduce_op op, lt_t
     return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: zero-size reduction", names[op]);
   int int_path =
       !lt_dtype_info(x->dtype)->is_float && (op == LT_REDUCE_SUM || op == LT_REDUCE_MAX || op == LT_REDUCE_MIN);
-  lt_dtype cdt = int_path ? LT_INT64 : LT_FLOAT32, odt = result_dtype(op, x->dtype);
+  lt_dtype cdt = int_path ? LT_INT64 : lt__compute_dtype(x->dtype), odt = result_dtype(op, x->dtype);
   layout L = make_layout(x->ndim, x->shape, mask);
   lt_tensor *xc = NULL, *o = NULL;
   lt_status st = stage(ctx, &xc, x, mask, &L, cdt);
   if (!st) st = lt_tensor_new(ctx, &o, cdt, ond, oshape);
   if (!st && int_path)
     reduce_i64(ctx, op, lt_tensor_data(xc), &L, lt_tensor_data(o));
+  else if (!st && cdt == LT_FLOAT64)
+    reduce_f64(ctx, op, lt_tensor_data(xc), &L, ddof, lt_tensor_data(o));
   else if (!st)
     st = reduce_f32(ctx, op, lt_tensor_data(xc), &L, ddof, lt_tensor_data(o));
   lt_tensor_release(xc);
@@ -406,10 +453,11 @@ typedef struct reduce_attrs {
 } reduce_attrs;
 
 /* t (holding x's kept elements in order, any shape) read as x's shape, i.e.
- * repeated along the reduced axes: a contiguous float32 tensor (new reference). */
-static lt_status expand_back(lt_ctx *ctx, lt_tensor **out, lt_tensor *t, const lt_tensor *x, unsigned mask) {
+ * repeated along the reduced axes: a contiguous tensor of dtype cdt (new reference). */
+static lt_status expand_back(lt_ctx *ctx, lt_tensor **out, lt_tensor *t, const lt_tensor *x, unsigned mask,
+                             lt_dtype cdt) {
   lt_tensor *tc = NULL, *v = NULL;
-  lt_status st = lt__as_f32(ctx, &tc, t);
+  lt_status st = lt__as_contig(ctx, &tc, t, cdt);
   if (st) return st;
   int64_t strides[LT_MAX_DIMS], s = 1;
   for (int i = x->ndim - 1; i >= 0; i--) {
@@ -417,7 +465,7 @@ static lt_status expand_back(lt_ctx *ctx, lt_tensor **out, lt_tensor *t, const l
     s *= (mask >> i) & 1u ? 1 : x->shape[i];
   }
   st = lt__view(ctx, &v, tc, x->ndim, x->shape, strides, tc->offset);
-  if (!st) st = lt__as_contig(ctx, out, v, LT_FLOAT32);
+  if (!st) st = lt__as_contig(ctx, out, v, cdt);
   lt_tensor_release(v);
   lt_tensor_release(tc);
   return st;
@@ -450,7 +498,32 @@ static void grad_kernel(const lt_ctx *ctx, lt_reduce_op op, float *gx, const flo
   });
 }
 
-/* The tensors grad_kernel reads besides g: x in float32, `ob` and `cb` expanded to x's shape. */
+/* grad_kernel in double (the float64 path). */
+static void grad_kernel_f64(const lt_ctx *ctx, lt_reduce_op op, double *gx, const double *g, const double *x,
+                            const double *ob, const double *cb, double scale, int64_t n) {
+  int threads = threads_for(ctx, n);
+  LT_PARALLEL_FOR(threads, i, n, {
+    if (op == LT_REDUCE_SUM || op == LT_REDUCE_MEAN)
+      gx[i] = g[i] * scale;
+    else if (op == LT_REDUCE_VAR)
+      gx[i] = g[i] * scale * (x[i] - ob[i]);
+    else if (op == LT_REDUCE_LOGSUMEXP)
+      gx[i] = g[i] * exp(x[i] - ob[i]);
+    else
+      gx[i] = x[i] == ob[i] ? g[i] / cb[i] : 0.0;
+  });
+}
+
+/* eq (n) = [x == o], all contiguous of one compute dtype. */
+static void mark_ties(lt_tensor *eq, const lt_tensor *xc, const lt_tensor *ob) {
+  int64_t n = lt_tensor_size(eq);
+  if (eq->dtype == LT_FLOAT64)
+    for (int64_t i = 0; i < n; i++) lt__f64(eq)[i] = lt__f64(xc)[i] == lt__f64(ob)[i];
+  else
+    for (int64_t i = 0; i < n; i++) lt__f32(eq)[i] = lt__f32(xc)[i] == lt__f32(ob)[i];
+}
+
+/* The tensors grad_kernel reads besides g: x in the compute dtype, `ob` and `cb` expanded to x's shape. */
 static lt_status grad_operands(lt_ctx *ctx, const lt_node *n, lt_tensor **xc, lt_tensor **ob, lt_tensor **cb) {
   lt_tensor *x = n->in[0], *t = NULL, *eq = NULL;
   const reduce_attrs *at = n->attrs;
@@ -458,24 +531,23 @@ static lt_status grad_operands(lt_ctx *ctx, const lt_node *n, lt_tensor **xc, lt
   lt_reduce_op op = at->op;
   int64_t ks[LT_MAX_DIMS];
   kept_shape(x, mask, ks);
-  lt_status st = lt__as_f32(ctx, xc, x);
+  lt_dtype cdt = lt__compute_dtype(x->dtype);
+  lt_status st = lt__as_contig(ctx, xc, x, cdt);
   if (st || op == LT_REDUCE_SUM || op == LT_REDUCE_MEAN) return st;
   if (op == LT_REDUCE_VAR ||
-      (op == LT_REDUCE_LOGSUMEXP && x->dtype != LT_FLOAT32)) /* recomputed: a 16-bit output is too coarse */
+      (op == LT_REDUCE_LOGSUMEXP && x->dtype != cdt)) /* recomputed: a 16-bit output is too coarse */
     st = reduce_impl(ctx, &t, op == LT_REDUCE_VAR ? LT_REDUCE_MEAN : op, *xc, mask, x->ndim, ks, 0);
   else
     t = lt_tensor_retain(lt__saved(n, 0));
-  if (!st) st = expand_back(ctx, ob, t, x, mask);
+  if (!st) st = expand_back(ctx, ob, t, x, mask, cdt);
   lt_tensor_release(t);
   if (st || op == LT_REDUCE_VAR || op == LT_REDUCE_LOGSUMEXP) return st;
   /* max/min: count the ties of each output, so they share its gradient evenly */
-  int64_t nx = lt_tensor_size(x);
-  st = lt_tensor_new(ctx, &eq, LT_FLOAT32, x->ndim, x->shape);
-  const float *xf = lt__f32(*xc), *of = st ? NULL : lt__f32(*ob);
-  for (int64_t i = 0; !st && i < nx; i++) lt__f32(eq)[i] = xf[i] == of[i];
+  st = lt_tensor_new(ctx, &eq, cdt, x->ndim, x->shape);
+  if (!st) mark_ties(eq, *xc, *ob);
   t = NULL;
   if (!st) st = reduce_impl(ctx, &t, LT_REDUCE_SUM, eq, mask, x->ndim, ks, 0);
-  if (!st) st = expand_back(ctx, cb, t, x, mask);
+  if (!st) st = expand_back(ctx, cb, t, x, mask, cdt);
   lt_tensor_release(t);
   lt_tensor_release(eq);
   return st;
@@ -491,10 +563,14 @@ static lt_status reduce_backward(lt_ctx *ctx, const lt_node *n, lt_tensor *const
   double scale = op == LT_REDUCE_MEAN  ? 1.0 / (double)count
                  : op == LT_REDUCE_VAR ? 2.0 / (double)(count - ddof > 0 ? count - ddof : 0)
                                        : 1.0;
-  lt_status st = expand_back(ctx, &gb, g, x, mask);
+  lt_dtype cdt = lt__compute_dtype(x->dtype);
+  lt_status st = expand_back(ctx, &gb, g, x, mask, cdt);
   if (!st) st = grad_operands(ctx, n, &xc, &ob, &cb);
-  if (!st) st = lt_tensor_new(ctx, &gx, LT_FLOAT32, x->ndim, x->shape);
-  if (!st)
+  if (!st) st = lt_tensor_new(ctx, &gx, cdt, x->ndim, x->shape);
+  if (!st && cdt == LT_FLOAT64)
+    grad_kernel_f64(ctx, op, lt__f64(gx), lt__f64(gb), lt__f64(xc), ob ? lt__f64(ob) : NULL, cb ? lt__f64(cb) : NULL,
+                    scale, lt_tensor_size(x));
+  else if (!st)
     grad_kernel(ctx, op, lt__f32(gx), lt__f32(gb), lt__f32(xc), ob ? lt__f32(ob) : NULL, cb ? lt__f32(cb) : NULL,
                 (float)scale, lt_tensor_size(x));
   if (!st) st = lt__to_dtype(ctx, &gx, x->dtype);
@@ -591,6 +667,21 @@ static void arg_f32(const lt_ctx *ctx, int is_max, const float *x, const layout 
   });
 }
 
+static void arg_f64(const lt_ctx *ctx, int is_max, const double *x, const layout *L, int64_t *idx) {
+  int64_t r = L->r, k2 = L->k2;
+  int threads = threads_for(ctx, L->k1 * r * k2);
+  LT_PARALLEL_FOR(threads, o, L->k1 * k2, {
+    const double *p = x + (o / k2) * r * k2 + o % k2;
+    double best = p[0];
+    int64_t bi = 0;
+    for (int64_t j = 1; j < r; j++) {
+      double v = p[j * k2];
+      if ((is_max ? v > best : v < best) || (v != v && best == best)) best = v, bi = j;
+    }
+    idx[o] = bi;
+  });
+}
+
 static void arg_i64(const lt_ctx *ctx, int is_max, const int64_t *x, const layout *L, int64_t *idx) {
   int64_t k1 = L->k1, r = L->r, k2 = L->k2, ncb = (k2 + CB - 1) / CB;
   int threads = threads_for(ctx, k1 * r * k2);
@@ -623,13 +714,15 @@ static lt_status arg_reduce(lt_ctx *ctx, lt_tensor **out, int is_max, lt_tensor 
   int ond = 0;
   for (int i = 0; i < x->ndim; i++)
     if (keepdims || !((mask >> i) & 1u)) oshape[ond++] = (mask >> i) & 1u ? 1 : x->shape[i];
-  int is_float = lt_dtype_info(x->dtype)->is_float;
+  lt_dtype cdt = lt_dtype_info(x->dtype)->is_float ? lt__compute_dtype(x->dtype) : LT_INT64;
   layout L = make_layout(x->ndim, x->shape, mask);
   lt_tensor *xc = NULL;
-  lt_status st = stage(ctx, &xc, x, mask, &L, is_float ? LT_FLOAT32 : LT_INT64);
+  lt_status st = stage(ctx, &xc, x, mask, &L, cdt);
   if (!st) st = lt_tensor_new(ctx, out, LT_INT64, ond, oshape);
-  if (!st && is_float)
+  if (!st && cdt == LT_FLOAT32)
     arg_f32(ctx, is_max, lt_tensor_data(xc), &L, lt_tensor_data(*out));
+  else if (!st && cdt == LT_FLOAT64)
+    arg_f64(ctx, is_max, lt_tensor_data(xc), &L, lt_tensor_data(*out));
   else if (!st)
     arg_i64(ctx, is_max, lt_tensor_data(xc), &L, lt_tensor_data(*out));
   lt_tensor_release(xc);

@@ -139,6 +139,21 @@ static void clip_backward_f32(const lt_ctx *ctx, float *gx, const float *g, cons
   });
 }
 
+/* clip_f32 and clip_backward_f32 in double (float64 x): y = clip(x), or with g, gx = g where in bounds. */
+static void clip_f64(const lt_ctx *ctx, double *y, const double *x, int64_t n, double lo, double hi) {
+  int threads = n >= LT_GRAIN ? lt__ctx_threads(ctx) : 1;
+  LT_PARALLEL_FOR(threads, i, n, {
+    double v = x[i] < lo ? lo : x[i];
+    y[i] = v > hi ? hi : v;
+  });
+}
+
+static void clip_backward_f64(const lt_ctx *ctx, double *gx, const double *g, const double *x, int64_t n, double lo,
+                              double hi) {
+  int threads = n >= LT_GRAIN ? lt__ctx_threads(ctx) : 1;
+  LT_PARALLEL_FOR(threads, i, n, { gx[i] = (isnan(lo) || x[i] >= lo) && (isnan(hi) || x[i] <= hi) ? g[i] : 0.0; });
+}
+
 typedef struct clip_attrs {
   double lo, hi; /* NAN: no bound */
 } clip_attrs;
@@ -147,10 +162,13 @@ static lt_status clip_backward(lt_ctx *ctx, const lt_node *node, lt_tensor *cons
   lt_tensor *g = gouts[0];
   const clip_attrs *at = node->attrs;
   lt_tensor *x = node->in[0], *gc = NULL, *xc = NULL, *o = NULL;
-  lt_status st = lt__as_f32(ctx, &gc, g);
-  if (!st) st = lt__as_f32(ctx, &xc, x);
-  if (!st) st = lt_tensor_new(ctx, &o, LT_FLOAT32, x->ndim, x->shape);
-  if (!st)
+  lt_dtype cdt = lt__compute_dtype(x->dtype);
+  lt_status st = lt__as_contig(ctx, &gc, g, cdt);
+  if (!st) st = lt__as_contig(ctx, &xc, x, cdt);
+  if (!st) st = lt_tensor_new(ctx, &o, cdt, x->ndim, x->shape);
+  if (!st && cdt == LT_FLOAT64)
+    clip_backward_f64(ctx, lt__f64(o), lt__f64(gc), lt__f64(xc), lt_tensor_size(o), at->lo, at->hi);
+  else if (!st)
     clip_backward_f32(ctx, lt__f32(o), lt__f32(gc), lt__f32(xc), lt_tensor_size(o), (float)at->lo, (float)at->hi);
   lt_tensor_release(gc);
   lt_tensor_release(xc);
@@ -162,14 +180,22 @@ static lt_status clip_backward(lt_ctx *ctx, const lt_node *node, lt_tensor *cons
   return st;
 }
 
+/* The bound v (NAN: no bound, read as `none`) as an integer inside dt's range, so
+ * that a bound past the range clips to the range's end instead of wrapping. */
+static int64_t int_bound(double v, lt_dtype dt, int64_t none) {
+  int64_t b = isnan(v) ? none : lt__double_to_i64(v);
+  int64_t min = dt == LT_INT32 ? INT32_MIN : dt == LT_INT64 ? INT64_MIN : 0;
+  int64_t max = dt == LT_INT32 ? INT32_MAX : dt == LT_INT64 ? INT64_MAX : dt == LT_UINT8 ? UINT8_MAX : 1;
+  return b < min ? min : b > max ? max : b;
+}
+
 /* Integers with integral bounds stay integers: clipped in int64, narrowed back. */
 static lt_status clip_int(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, double lo, double hi) {
   lt_tensor *xc = NULL, *o = NULL;
   lt_status st = lt__as_contig(ctx, &xc, x, LT_INT64);
   if (!st) st = lt_tensor_new(ctx, &o, LT_INT64, x->ndim, x->shape);
   if (!st) {
-    int64_t ilo = isnan(lo) ? INT64_MIN : lo < -9.2e18 ? INT64_MIN : (int64_t)lo;
-    int64_t ihi = isnan(hi) ? INT64_MAX : hi > 9.2e18 ? INT64_MAX : (int64_t)hi;
+    int64_t ilo = int_bound(lo, x->dtype, INT64_MIN), ihi = int_bound(hi, x->dtype, INT64_MAX);
     const int64_t *xi = lt_tensor_data(xc);
     int64_t *yi = lt_tensor_data(o), n = lt_tensor_size(o);
     for (int64_t i = 0; i < n; i++) {
@@ -193,10 +219,14 @@ lt_status lt_clip(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, double lo, double 
   if (isnan(lo) && isnan(hi)) return lt_ctx_fail(ctx, LT_ERR_ARG, "clip: at least one of lo and hi must be given");
   int is_float = lt_dtype_info(x->dtype)->is_float;
   if (!is_float && integral(lo) && integral(hi)) return clip_int(ctx, out, x, lo, hi);
+  lt_dtype cdt = lt__compute_dtype(x->dtype);
   lt_tensor *xc = NULL, *o = NULL;
-  lt_status st = lt__as_f32(ctx, &xc, x);
-  if (!st) st = lt_tensor_new(ctx, &o, LT_FLOAT32, x->ndim, x->shape);
-  if (!st) clip_f32(ctx, lt__f32(o), lt__f32(xc), lt_tensor_size(o), (float)lo, (float)hi);
+  lt_status st = lt__as_contig(ctx, &xc, x, cdt);
+  if (!st) st = lt_tensor_new(ctx, &o, cdt, x->ndim, x->shape);
+  if (!st && cdt == LT_FLOAT64)
+    clip_f64(ctx, lt__f64(o), lt__f64(xc), lt_tensor_size(o), lo, hi);
+  else if (!st)
+    clip_f32(ctx, lt__f32(o), lt__f32(xc), lt_tensor_size(o), (float)lo, (float)hi);
   lt_tensor_release(xc);
   if (!st) st = lt__to_dtype(ctx, &o, lt__float_result(x->dtype));
   if (st) {

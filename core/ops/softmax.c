@@ -4,6 +4,8 @@
  * blocks of CB columns over the R rows, so both read memory in order. Stable:
  * each row's max is subtracted before exp, and the sum of exps accumulates in
  * double. float16/bfloat16 are staged to float32; integer inputs give float32.
+ * float64 computes in double, one task per (K1, K2) column of R elements: the
+ * reference path, plain loops.
  * Backward (g, y -> gx, same shapes; overwrites gx):
  *   softmax:      gx = y * (g - sum_R(g * y))
  *   log_softmax:  gx = g - exp(y) * sum_R(g) */
@@ -158,6 +160,39 @@ static void backward(const lt_ctx *ctx, int is_log, const float *g, const float 
   });
 }
 
+/* ---- float64: x, y (K1, R, K2), one column of R elements at stride K2 per task ---- */
+
+static void column_forward_f64(int is_log, const double *x, double *y, int64_t r, int64_t st) {
+  double m = -INFINITY, sum = 0;
+  for (int64_t j = 0; j < r; j++) m = x[j * st] > m ? x[j * st] : m; /* a NaN is skipped, then spreads */
+  for (int64_t j = 0; j < r; j++) sum += exp(x[j * st] - m);
+  double ls = log(sum);
+  for (int64_t j = 0; j < r; j++) y[j * st] = is_log ? (x[j * st] - m) - ls : exp(x[j * st] - m) / sum;
+}
+
+static void column_backward_f64(int is_log, const double *g, const double *y, double *gx, int64_t r, int64_t st) {
+  double sum = 0;
+  for (int64_t j = 0; j < r; j++) sum += is_log ? g[j * st] : g[j * st] * y[j * st];
+  for (int64_t j = 0; j < r; j++)
+    gx[j * st] = is_log ? g[j * st] - exp(y[j * st]) * sum : y[j * st] * (g[j * st] - sum);
+}
+
+static void forward_f64(const lt_ctx *ctx, int is_log, const double *x, double *y, const span *s) {
+  int64_t rk = s->r * s->k2;
+  LT_PARALLEL_FOR(threads_for(ctx, s), o, s->k1 * s->k2, {
+    int64_t off = o / s->k2 * rk + o % s->k2;
+    column_forward_f64(is_log, x + off, y + off, s->r, s->k2);
+  });
+}
+
+static void backward_f64(const lt_ctx *ctx, int is_log, const double *g, const double *y, double *gx, const span *s) {
+  int64_t rk = s->r * s->k2;
+  LT_PARALLEL_FOR(threads_for(ctx, s), o, s->k1 * s->k2, {
+    int64_t off = o / s->k2 * rk + o % s->k2;
+    column_backward_f64(is_log, g + off, y + off, gx + off, s->r, s->k2);
+  });
+}
+
 /* ---- entries ---- */
 
 typedef struct softmax_attrs {
@@ -169,10 +204,14 @@ static lt_status softmax_backward(lt_ctx *ctx, const lt_node *n, lt_tensor *cons
   lt_tensor *x = n->in[0], *gc = NULL, *yc = NULL, *gx = NULL;
   const softmax_attrs *at = n->attrs;
   span s = make_span(x, at->axis);
-  lt_status st = lt__as_f32(ctx, &gc, g);
-  if (!st) st = lt__as_f32(ctx, &yc, lt__saved(n, 0));
-  if (!st) st = lt_tensor_new(ctx, &gx, LT_FLOAT32, x->ndim, x->shape);
-  if (!st) backward(ctx, at->is_log, lt__f32(gc), lt__f32(yc), lt__f32(gx), &s);
+  lt_dtype cdt = lt__compute_dtype(x->dtype);
+  lt_status st = lt__as_contig(ctx, &gc, g, cdt);
+  if (!st) st = lt__as_contig(ctx, &yc, lt__saved(n, 0), cdt);
+  if (!st) st = lt_tensor_new(ctx, &gx, cdt, x->ndim, x->shape);
+  if (!st && cdt == LT_FLOAT64)
+    backward_f64(ctx, at->is_log, lt__f64(gc), lt__f64(yc), lt__f64(gx), &s);
+  else if (!st)
+    backward(ctx, at->is_log, lt__f32(gc), lt__f32(yc), lt__f32(gx), &s);
   if (!st) st = lt__to_dtype(ctx, &gx, x->dtype);
   lt_tensor_release(gc);
   lt_tensor_release(yc);
@@ -192,10 +231,14 @@ static lt_status softmax_op(lt_ctx *ctx, lt_tensor **out, int is_log, lt_tensor 
     return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: axis %d is out of range for %d dimensions", name, axis + (axis >= 0),
                        x->ndim); /* as Lua counts */
   span s = make_span(x, a);
+  lt_dtype cdt = lt__compute_dtype(x->dtype);
   lt_tensor *xc = NULL, *y = NULL;
-  lt_status st = lt__as_f32(ctx, &xc, x);
-  if (!st) st = lt_tensor_new(ctx, &y, LT_FLOAT32, x->ndim, x->shape);
-  if (!st) forward(ctx, is_log, lt__f32(xc), lt__f32(y), &s);
+  lt_status st = lt__as_contig(ctx, &xc, x, cdt);
+  if (!st) st = lt_tensor_new(ctx, &y, cdt, x->ndim, x->shape);
+  if (!st && cdt == LT_FLOAT64)
+    forward_f64(ctx, is_log, lt__f64(xc), lt__f64(y), &s);
+  else if (!st)
+    forward(ctx, is_log, lt__f32(xc), lt__f32(y), &s);
   lt_tensor_release(xc);
   if (!st) st = lt__to_dtype(ctx, &y, lt__float_result(x->dtype));
   if (st) {

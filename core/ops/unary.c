@@ -1,9 +1,10 @@
 /* Elementwise unary ops: x (...) -> y (...), same shape.
  * Floats compute in float32 (float16 and bfloat16 are converted on load and
- * store and keep their dtype); integer inputs of neg/abs/square/relu keep
- * their integer dtype, the other ops turn integers into float32. The _ref
- * kernels below read like the math; unary_avx2.c and unary_avx512.c hold the
- * vector variants, picked at run time from the context's ISA. */
+ * store and keep their dtype), float64 in double (unary_f64.c); integer inputs
+ * of neg/abs/square/relu keep their integer dtype, the other ops turn integers
+ * into float32. The _ref kernels below read like the math; unary_avx2.c and
+ * unary_avx512.c hold the vector variants, picked at run time from the
+ * context's ISA. */
 #include <math.h>
 #include <string.h>
 #include "kernels/exp.h"
@@ -324,10 +325,14 @@ static lt_status forward(lt_ctx *ctx, lt_tensor **out, lt_unary_op op, lt_tensor
   *out = NULL;
   if ((unsigned)op >= LT_UNARY_COUNT) return lt_ctx_fail(ctx, LT_ERR_ARG, "unary: unknown op %d", (int)op);
   if (!lt_dtype_info(x->dtype)->is_float && keeps_int(op)) return int_unary(ctx, out, op, x);
+  lt_dtype cdt = lt__compute_dtype(x->dtype);
   lt_tensor *xc = NULL, *o = NULL;
-  lt_status st = lt__as_f32(ctx, &xc, x);
-  if (!st) st = lt_tensor_new(ctx, &o, LT_FLOAT32, x->ndim, x->shape);
-  if (!st) run_fwd(ctx, pick_fwd(op, isa), lt__f32(o), lt__f32(xc), lt_tensor_size(o), (float)alpha);
+  lt_status st = lt__as_contig(ctx, &xc, x, cdt);
+  if (!st) st = lt_tensor_new(ctx, &o, cdt, x->ndim, x->shape);
+  if (!st && cdt == LT_FLOAT64)
+    lt__unary_fwd_f64(ctx, op, lt__f64(o), lt__f64(xc), lt_tensor_size(o), alpha);
+  else if (!st)
+    run_fwd(ctx, pick_fwd(op, isa), lt__f32(o), lt__f32(xc), lt_tensor_size(o), (float)alpha);
   lt_tensor_release(xc);
   if (!st) st = lt__to_dtype(ctx, &o, lt__float_result(x->dtype));
   if (st) {
@@ -338,10 +343,10 @@ static lt_status forward(lt_ctx *ctx, lt_tensor **out, lt_unary_op op, lt_tensor
   return LT_OK;
 }
 
-/* Stages t as contiguous float32 (NULL stays NULL). */
-static lt_status stage(lt_ctx *ctx, lt_tensor **out, lt_tensor *t) {
+/* Stages t as contiguous dtype cdt (NULL stays NULL). */
+static lt_status stage(lt_ctx *ctx, lt_tensor **out, lt_tensor *t, lt_dtype cdt) {
   *out = NULL;
-  return t ? lt__as_f32(ctx, out, t) : LT_OK;
+  return t ? lt__as_contig(ctx, out, t, cdt) : LT_OK;
 }
 
 lt_status lt__unary_isa(lt_ctx *ctx, lt_tensor **out, lt_unary_op op, lt_tensor *x, double alpha, lt_isa isa,
@@ -362,11 +367,14 @@ static lt_status backward_kernel(lt_ctx *ctx, lt_tensor **out, lt_unary_op op, l
   lt_status st = LT_OK;
   if (lt__unary_uses_output(op) && !y) st = forward(ctx, &yown, op, x, alpha, isa), y = yown;
   if (!lt__unary_uses_output(op)) y = NULL;
-  if (!st) st = stage(ctx, &gc, g);
-  if (!st) st = stage(ctx, &xc, x);
-  if (!st) st = stage(ctx, &yc, y);
-  if (!st) st = lt_tensor_new(ctx, &o, LT_FLOAT32, x->ndim, x->shape);
-  if (!st)
+  lt_dtype cdt = lt__compute_dtype(x->dtype); /* the input's precision decides, as in the forward */
+  if (!st) st = stage(ctx, &gc, g, cdt);
+  if (!st) st = stage(ctx, &xc, x, cdt);
+  if (!st) st = stage(ctx, &yc, y, cdt);
+  if (!st) st = lt_tensor_new(ctx, &o, cdt, x->ndim, x->shape);
+  if (!st && cdt == LT_FLOAT64)
+    lt__unary_bwd_f64(ctx, op, lt__f64(o), lt__f64(gc), lt__f64(xc), yc ? lt__f64(yc) : NULL, lt_tensor_size(o), alpha);
+  else if (!st)
     run_bwd(ctx, pick_bwd(op, isa), lt__f32(o), lt__f32(gc), lt__f32(xc), yc ? lt__f32(yc) : NULL, lt_tensor_size(o),
             (float)alpha);
   lt_tensor *tmp[4] = {yown, gc, xc, yc};

@@ -27,6 +27,13 @@ extern const lt__unary_bwd lt__unary_bwd_avx2[LT_UNARY_COUNT];
 extern const lt__unary_fwd lt__unary_fwd_avx512[LT_UNARY_COUNT];
 extern const lt__unary_bwd lt__unary_bwd_avx512[LT_UNARY_COUNT];
 
+/* The float64 path (unary_f64.c): plain loops in double through libm, for
+ * references and gradient checks; same contracts as the kernels above, y
+ * (the saved output) read only by the ops lt__unary_uses_output names. */
+void lt__unary_fwd_f64(const lt_ctx *ctx, lt_unary_op op, double *y, const double *x, int64_t n, double alpha);
+void lt__unary_bwd_f64(const lt_ctx *ctx, lt_unary_op op, double *gx, const double *g, const double *x, const double *y,
+                       int64_t n, double alpha);
+
 /* lt_unary computed with the kernels of `isa`, lowered to what lt_cpu_isa()
  * allows; records nothing. *used is the ISA whose table was consulted. */
 lt_status lt__unary_isa(lt_ctx *ctx, lt_tensor **out, lt_unary_op op, lt_tensor *x, double alpha, lt_isa isa,

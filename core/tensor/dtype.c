@@ -66,14 +66,22 @@ static double clamp_round(double v, double lo, double hi) {
   v = trunc(v); /* C casts truncate, as NumPy's astype does */
   return v < lo ? lo : v > hi ? hi : v;
 }
+
+/* INT64_MAX is not a double (the nearest below is 2^63 - 1024), so the bounds
+ * are the exact powers 2^63: everything at or past them saturates. */
+int64_t lt__double_to_i64(double v) {
+  if (isnan(v)) return 0;
+  if (v >= 0x1p63) return INT64_MAX;
+  if (v < -0x1p63) return INT64_MIN;
+  return (int64_t)v; /* truncates toward zero */
+}
+
 static void store_f32(void *p, double v) { *(float *)p = (float)v; }
 static void store_f64(void *p, double v) { *(double *)p = v; }
 static void store_f16(void *p, double v) { *(uint16_t *)p = lt_f32_to_f16((float)v); }
 static void store_bf16(void *p, double v) { *(uint16_t *)p = lt_f32_to_bf16((float)v); }
 static void store_i32(void *p, double v) { *(int32_t *)p = (int32_t)clamp_round(v, INT32_MIN, INT32_MAX); }
-static void store_i64(void *p, double v) {
-  *(int64_t *)p = (int64_t)clamp_round(v, -9223372036854775808.0, 9223372036854774784.0);
-}
+static void store_i64(void *p, double v) { *(int64_t *)p = lt__double_to_i64(v); }
 static void store_u8(void *p, double v) { *(uint8_t *)p = (uint8_t)clamp_round(v, 0, 255); }
 static void store_bool(void *p, double v) { *(uint8_t *)p = v != 0; }
 
@@ -102,7 +110,37 @@ int lt_dtype_from_st_name(const char *st_name) {
   return -1;
 }
 
-/* Fast paths for the conversions every op makes; the rest go through doubles. */
+/* ---- integer to integer: through int64, exact, wrapping ---- */
+
+static int64_t load_int(const void *p, lt_dtype dt) {
+  switch (dt) {
+  case LT_INT32: return *(const int32_t *)p;
+  case LT_INT64: return *(const int64_t *)p;
+  case LT_BOOL: return *(const uint8_t *)p != 0;
+  default: return *(const uint8_t *)p;
+  }
+}
+
+/* Keeps the low bits, as NumPy's fixed-width integers do (the conversions to
+ * unsigned types are defined in C; int32_t of a uint32_t is two's complement
+ * on every compiler lattice builds with). */
+static void store_int(void *p, lt_dtype dt, int64_t v) {
+  switch (dt) {
+  case LT_INT32: *(int32_t *)p = (int32_t)(uint32_t)v; break;
+  case LT_INT64: *(int64_t *)p = v; break;
+  case LT_BOOL: *(uint8_t *)p = v != 0; break;
+  default: *(uint8_t *)p = (uint8_t)v; break;
+  }
+}
+
+static void convert_int(void *dst, lt_dtype dd, const void *src, lt_dtype sd, int64_t n) {
+  size_t es = traits[sd].size, ed = traits[dd].size;
+  for (int64_t i = 0; i < n; i++)
+    store_int((char *)dst + i * (int64_t)ed, dd, load_int((const char *)src + i * (int64_t)es, sd));
+}
+
+/* Fast paths for the conversions every op makes; integers convert among
+ * themselves through int64; the rest go through doubles. */
 void lt_dtype_convert(void *dst, lt_dtype dd, const void *src, lt_dtype sd, int64_t n) {
   if (dd == sd) {
     memcpy(dst, src, (size_t)n * traits[dd].size);
@@ -132,6 +170,8 @@ void lt_dtype_convert(void *dst, lt_dtype dd, const void *src, lt_dtype sd, int6
     const double *s = src;
     float *d = dst;
     for (int64_t i = 0; i < n; i++) d[i] = (float)s[i];
+  } else if (!traits[dd].is_float && !traits[sd].is_float) {
+    convert_int(dst, dd, src, sd, n);
   } else {
     const lt_dtype_traits *td = &traits[dd], *ts = &traits[sd];
     for (int64_t i = 0; i < n; i++) td->store((char *)dst + i * td->size, ts->load((const char *)src + i * ts->size));

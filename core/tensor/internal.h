@@ -33,7 +33,9 @@ struct lt_tensor {
 /* A new header viewing `base`'s storage with the given layout (untracked). */
 lt_status lt__view(lt_ctx *ctx, lt_tensor **out, const lt_tensor *base, int ndim, const int64_t *shape,
                    const int64_t *strides, int64_t offset);
-/* An untracked view of x[start:stop] along the 0-based axis. */
+/* An untracked view of x[start:stop:step] along the 0-based axis, with
+ * resolved bounds (as lt_slice leaves them: no negatives counted from the end;
+ * for a negative step, stop may be -1, before the first element). */
 lt_status lt__slice_view(lt_ctx *ctx, lt_tensor **out, const lt_tensor *x, int axis, int64_t start, int64_t stop,
                          int64_t step);
 void lt__release_all(int n, lt_tensor **ts);
@@ -55,13 +57,21 @@ lt_status lt__to_dtype(lt_ctx *ctx, lt_tensor **t, lt_dtype dt);
 /* Writes src (same shape, any layout and dtype) into the view dst. */
 void lt__assign(lt_tensor *dst, const lt_tensor *src);
 static inline float *lt__f32(const lt_tensor *t) { return (float *)t->storage->data + t->offset; }
+static inline double *lt__f64(const lt_tensor *t) { return (double *)t->storage->data + t->offset; }
 
 /* The dtype float results take for a given input dtype (ints compute in float32). */
 static inline lt_dtype lt__float_result(lt_dtype dt) {
-  return (dt == LT_FLOAT16 || dt == LT_BFLOAT16) ? dt : LT_FLOAT32;
+  return (dt == LT_FLOAT16 || dt == LT_BFLOAT16 || dt == LT_FLOAT64) ? dt : LT_FLOAT32;
 }
-/* The common dtype of two operands: a float wins (two different floats meet
- * in float32), else the wider integer (bool < uint8 < int32 < int64). */
+/* The dtype a float op computes in: float64 stays float64 (the reference
+ * path, plain loops in double); every other dtype computes in float32. */
+static inline lt_dtype lt__compute_dtype(lt_dtype dt) { return dt == LT_FLOAT64 ? LT_FLOAT64 : LT_FLOAT32; }
+/* v truncated toward zero and saturated at the int64 range, NaN to 0 (exact
+ * at the bounds, which a double cannot hold). (dtype.c) */
+int64_t lt__double_to_i64(double v);
+/* The common dtype of two operands: float64 wins over everything, then any
+ * float (two different other floats meet in float32), else the wider integer
+ * (bool < uint8 < int32 < int64). */
 lt_dtype lt__promote(lt_dtype a, lt_dtype b);
 
 /* Broadcast result shape of a and b; returns 0 and fails ctx when incompatible. */

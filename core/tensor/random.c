@@ -25,7 +25,7 @@ static lt_status fill(lt_ctx *ctx, lt_tensor **out, lt_dtype dt, int ndim, const
   lt_status st = lt_tensor_new(ctx, out, dt, ndim, shape);
   if (st) return st;
   int64_t n = lt_tensor_size(*out);
-  /* a normal draw spends two counters per element */
+  /* a normal draw spends two counters per element (kind 0: normal, 1: uniform) */
   uint64_t key, base = lt__ctx_rng_take(ctx, (uint64_t)n * (kind == 0 ? 2 : 1), &key);
   const lt_dtype_traits *tr = lt_dtype_info(dt);
   char *p = lt_tensor_data(*out);
@@ -35,15 +35,38 @@ static lt_status fill(lt_ctx *ctx, lt_tensor **out, lt_dtype dt, int ndim, const
     if (kind == 0) { /* normal: Box-Muller on two uniforms of this element's counter pair */
       double u1 = unit(key, base + 2 * (uint64_t)i), u2 = unit(key, base + 2 * (uint64_t)i + 1);
       v = p0 + p1 * sqrt(-2.0 * log1p(-u1)) * cos(6.283185307179586 * u2);
-    } else if (kind == 1) { /* uniform */
+    } else { /* uniform */
       v = p0 + (p1 - p0) * unit(key, base + (uint64_t)i);
-    } else { /* integers in [p0, p1): scale 64 bits by the range, unbiased to 2^-64 */
-      uint64_t range = (uint64_t)(p1 - p0);
-      v = p0 + (double)(uint64_t)(((unsigned __int128)bits(key, base + (uint64_t)i) * range) >> 64);
     }
     tr->store(p + i * (int64_t)tr->size, v);
   });
   return LT_OK;
+}
+
+/* Integers in [low, high) of dtype dt: 64 random bits scaled by the range,
+ * unbiased to 2^-64. The range and the sum are unsigned, so a range past
+ * INT64_MAX (a full int64 draw) works; the values are written exactly. */
+static lt_status fill_int(lt_ctx *ctx, lt_tensor **out, lt_dtype dt, int ndim, const int64_t *shape, int64_t low,
+                          int64_t high) {
+  lt_status st = lt_tensor_new(ctx, out, dt, ndim, shape);
+  if (st) return st;
+  int64_t n = lt_tensor_size(*out);
+  uint64_t key, base = lt__ctx_rng_take(ctx, (uint64_t)n, &key), range = (uint64_t)high - (uint64_t)low;
+  size_t es = lt_dtype_info(dt)->size;
+  char *p = lt_tensor_data(*out);
+  int threads = n >= LT_GRAIN ? lt__ctx_threads(ctx) : 1;
+  LT_PARALLEL_FOR(threads, i, n, {
+    uint64_t r = (uint64_t)(((unsigned __int128)bits(key, base + (uint64_t)i) * range) >> 64);
+    int64_t v = (int64_t)((uint64_t)low + r); /* in [low, high): no wrap once converted back */
+    lt_dtype_convert(p + i * (int64_t)es, dt, &v, LT_INT64, 1);
+  });
+  return LT_OK;
+}
+
+/* The values integer dtype dt holds. */
+static void int_range(lt_dtype dt, int64_t *min, int64_t *max) {
+  *min = dt == LT_INT32 ? INT32_MIN : dt == LT_INT64 ? INT64_MIN : 0;
+  *max = dt == LT_INT32 ? INT32_MAX : dt == LT_INT64 ? INT64_MAX : UINT8_MAX;
 }
 
 lt_status lt_random_normal(lt_ctx *ctx, lt_tensor **out, lt_dtype dt, int ndim, const int64_t *shape, double mean,
@@ -73,5 +96,12 @@ lt_status lt_random_randint(lt_ctx *ctx, lt_tensor **out, lt_dtype dt, int ndim,
   if (low >= high)
     return lt_ctx_fail(ctx, LT_ERR_ARG, "random.randint: low (%lld) must be below high (%lld)", (long long)low,
                        (long long)high);
-  return fill(ctx, out, dt, ndim, shape, 2, (double)low, (double)high);
+  int64_t min, max;
+  int_range(dt, &min, &max);
+  const char *name = lt_dtype_info(dt)->name;
+  if (low < min || low > max)
+    return lt_ctx_fail(ctx, LT_ERR_ARG, "random.randint: low (%lld) is out of bounds for %s", (long long)low, name);
+  if (high - 1 > max) /* high is exclusive: int32 takes high = 2^31 */
+    return lt_ctx_fail(ctx, LT_ERR_ARG, "random.randint: high (%lld) is out of bounds for %s", (long long)high, name);
+  return fill_int(ctx, out, dt, ndim, shape, low, high);
 }

@@ -127,14 +127,21 @@ lt_status lt__view(lt_ctx *ctx, lt_tensor **out, const lt_tensor *base, int ndim
   return LT_OK;
 }
 
+/* Resolved bounds: start is an element (for a non-empty view), stop the first
+ * one not taken, below start for a negative step (-1: before the first). */
 lt_status lt__slice_view(lt_ctx *ctx, lt_tensor **out, const lt_tensor *x, int a, int64_t start, int64_t stop,
                          int64_t step) {
   int64_t shape[LT_MAX_DIMS], strides[LT_MAX_DIMS];
   memcpy(shape, x->shape, sizeof shape);
   memcpy(strides, x->strides, sizeof strides);
-  shape[a] = stop > start ? (stop - start - 1) / step + 1 : 0; /* no overflow for huge steps */
-  strides[a] = x->strides[a] * step;
-  return lt__view(ctx, out, x, x->ndim, shape, strides, x->offset + start * x->strides[a]);
+  if (step > 0) /* no overflow for huge steps; unsigned, so that -INT64_MIN is a step too */
+    shape[a] = stop > start ? (int64_t)((uint64_t)(stop - start - 1) / (uint64_t)step) + 1 : 0;
+  else
+    shape[a] = start > stop ? (int64_t)((uint64_t)(start - stop - 1) / (0 - (uint64_t)step)) + 1 : 0;
+  /* a stride matters only past one element, where it cannot overflow */
+  strides[a] = shape[a] > 1 ? x->strides[a] * step : x->strides[a];
+  int64_t offset = shape[a] > 0 ? x->offset + start * x->strides[a] : x->offset;
+  return lt__view(ctx, out, x, x->ndim, shape, strides, offset);
 }
 
 lt_status lt_tensor_zeros(lt_ctx *ctx, lt_tensor **out, lt_dtype dt, int ndim, const int64_t *shape) {

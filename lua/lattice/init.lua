@@ -27,9 +27,10 @@ lattice.grad = autograd.grad
 -- a method only by being named here.
 local method_names = {
   -- elementwise
-  "abs", "add", "clip", "cos", "divide", "equal", "exp", "gelu", "gelu_approx", "greater", "greater_equal",
-  "leaky_relu", "less", "less_equal", "log", "maximum", "minimum", "multiply", "neg", "not_equal", "power", "relu",
-  "rsqrt", "sigmoid", "silu", "sin", "softplus", "sqrt", "square", "subtract", "tanh", "where",
+  "abs", "add", "clip", "cos", "divide", "equal", "exp", "floor_divide", "gelu", "gelu_approx", "greater",
+  "greater_equal", "leaky_relu", "less", "less_equal", "log", "maximum", "minimum", "multiply", "neg", "not_equal",
+  "power", "relu", "remainder", "rsqrt", "sigmoid", "silu", "sin", "softplus", "sqrt", "square", "subtract", "tanh",
+  "where",
   -- reductions, softmax
   "argmax", "argmin", "logsumexp", "max", "mean", "min", "sum", "var", "softmax", "log_softmax",
   -- linear algebra, norms, indexing, losses

@@ -16,6 +16,8 @@ typedef enum lt_binary_op {
   LT_BINARY_POW,
   LT_BINARY_MAXIMUM,
   LT_BINARY_MINIMUM,
+  LT_BINARY_FLOOR_DIVIDE, /* NumPy's floor_divide (//): the quotient rounded toward -inf; integer x // 0 is 0 */
+  LT_BINARY_REMAINDER,    /* NumPy's remainder (%): the sign of the divisor; integer x % 0 is 0 */
   LT_BINARY_EQUAL,
   LT_BINARY_NOT_EQUAL,
   LT_BINARY_LESS,

@@ -60,6 +60,8 @@ lt_status lt_transpose(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, const int *pe
 lt_status lt_expand_dims(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, int axis);
 lt_status lt_squeeze(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, int axis); /* axis -1000: all size-1 */
 #define LT_ALL_AXES (-1000)
+/* x[start:stop:step] along axis with Python's rules (step non-zero, may be
+ * negative; bounds counted from the end when negative, then clamped). */
 lt_status lt_slice(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, int axis, int64_t start, int64_t stop, int64_t step);
 lt_status lt_broadcast_to(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, int ndim, const int64_t *shape);
 lt_status lt_contiguous(lt_ctx *ctx, lt_tensor **out, lt_tensor *x);
