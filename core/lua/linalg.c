@@ -1,4 +1,4 @@
-/* The linalg binding: matmul, layer_norm, rms_norm, and bench_sgemm, the direct
+/* The linalg binding: matmul, linear, dropout, layer_norm, rms_norm, and bench_sgemm, the direct
  * OpenBLAS call that bench/matmul.lua measures lattice.matmul against. */
 #include <cblas.h>
 #include "binding.h"
@@ -32,6 +32,25 @@ static int l_rms_norm(lua_State *L) {
   double eps = luaL_optnumber(L, 3, 1e-5);
   lt_l_tensor *u = lt_l_newtensor(L);
   return lt_l_result(L, lt_rms_norm(lt_l_ctx(L), &u->t, x, w, eps));
+}
+
+/* lattice.linear(x, weight[, bias]) -> x @ weight^T + bias, weight (out, in)
+ * as nn.Linear holds it; the bias is added inside the GEMM. */
+static int l_linear(lua_State *L) {
+  lt_l_checkmaxargs(L, 3, "linear");
+  lt_tensor *x = lt_l_checktensor(L, 1), *w = lt_l_checktensor(L, 2), *b = opttensor(L, 3);
+  lt_l_tensor *u = lt_l_newtensor(L);
+  return lt_l_result(L, lt_linear(lt_l_ctx(L), &u->t, x, w, b));
+}
+
+/* lattice.dropout(x, p): elements zeroed with probability p, the rest scaled
+ * by 1 / (1 - p), the mask from the context's generator. */
+static int l_dropout(lua_State *L) {
+  lt_l_checkmaxargs(L, 2, "dropout");
+  lt_tensor *x = lt_l_checktensor(L, 1);
+  double p = luaL_checknumber(L, 2);
+  lt_l_tensor *u = lt_l_newtensor(L);
+  return lt_l_result(L, lt_dropout(lt_l_ctx(L), &u->t, x, p));
 }
 
 /* Times `reps` rounds of `batch` row-major (m,k) @ (k,n) cblas_sgemm calls, each
@@ -81,8 +100,8 @@ static int l_bench_sgemm(lua_State *L) {
 
 void lt_l_open_linalg(lua_State *L) {
   static const luaL_Reg fns[] = {
-      {"matmul", l_matmul}, {"layer_norm", l_layer_norm}, {"rms_norm", l_rms_norm}, {"bench_sgemm", l_bench_sgemm},
-      {NULL, NULL},
+      {"matmul", l_matmul},     {"linear", l_linear},           {"dropout", l_dropout}, {"layer_norm", l_layer_norm},
+      {"rms_norm", l_rms_norm}, {"bench_sgemm", l_bench_sgemm}, {NULL, NULL},
   };
   lt_l_register(L, fns);
 }

@@ -55,8 +55,7 @@ static const char *const embedding_params[] = {"weight", NULL};
 static int embedding_forward(lua_State *L);
 static int embedding_as_linear(lua_State *L);
 static const luaL_Reg embedding_methods[] = {{"as_linear", embedding_as_linear}, {NULL, NULL}};
-static const lt_l_module_type embedding_type = {"Embedding", 0, embedding_forward, embedding_params,
-                                                embedding_methods};
+static const lt_l_module_type embedding_type = {"Embedding", 0, embedding_forward, embedding_params, embedding_methods};
 
 static int embedding_forward(lua_State *L) {
   lt_l_module_check(L, 1, &embedding_type);
@@ -89,8 +88,7 @@ static const char *const norm_params[] = {"weight", "bias", NULL};
 
 static int layer_norm_forward(lua_State *L);
 static int rms_norm_forward(lua_State *L);
-static const lt_l_module_type layer_norm_type = {"LayerNorm", sizeof(norm_cfg), layer_norm_forward, norm_params,
-                                                 NULL};
+static const lt_l_module_type layer_norm_type = {"LayerNorm", sizeof(norm_cfg), layer_norm_forward, norm_params, NULL};
 static const lt_l_module_type rms_norm_type = {"RMSNorm", sizeof(norm_cfg), rms_norm_forward, norm_params, NULL};
 
 static int layer_norm_forward(lua_State *L) {
@@ -270,7 +268,8 @@ static int l_activation(lua_State *L) {
   for (int k = 0; k < NACTIVATIONS; k++) {
     if (strcmp(name, activation_types[k].name) != 0) continue;
     activation_cfg cfg = {ops[k], 0};
-    if (ops[k] == LT_UNARY_LEAKY_RELU) cfg.alpha = lt_l_module_number(L, 2, "negative_slope", -HUGE_VAL, HUGE_VAL, name);
+    if (ops[k] == LT_UNARY_LEAKY_RELU)
+      cfg.alpha = lt_l_module_number(L, 2, "negative_slope", -HUGE_VAL, HUGE_VAL, name);
     if (ops[k] == LT_UNARY_GELU) {
       lua_getfield(L, 2, "approx");
       const char *a = lua_tostring(L, -1);
@@ -288,13 +287,13 @@ static int l_activation(lua_State *L) {
 void lt_l_open_nn(lua_State *L) {
   lua_newtable(L);
   lt_l_module_open(L);
-  const lt_l_module_type *types[] = {&linear_type,  &embedding_type, &layer_norm_type, &rms_norm_type,
-                                     &batch_norm_type, &dropout_type, &identity_type};
+  const lt_l_module_type *types[] = {&linear_type,     &embedding_type, &layer_norm_type, &rms_norm_type,
+                                     &batch_norm_type, &dropout_type,   &identity_type};
   for (size_t k = 0; k < sizeof types / sizeof types[0]; k++) lt_l_module_register(L, types[k]);
   for (int k = 0; k < NACTIVATIONS; k++) lt_l_module_register(L, &activation_types[k]);
-  static const luaL_Reg fns[] = {{"Linear", l_linear},       {"Embedding", l_embedding}, {"LayerNorm", l_layer_norm},
-                                 {"RMSNorm", l_rms_norm},    {"BatchNorm", l_batch_norm}, {"Dropout", l_dropout},
-                                 {"Identity", l_identity},   {"activation", l_activation}, {NULL, NULL}};
+  static const luaL_Reg fns[] = {{"Linear", l_linear},     {"Embedding", l_embedding},   {"LayerNorm", l_layer_norm},
+                                 {"RMSNorm", l_rms_norm},  {"BatchNorm", l_batch_norm},  {"Dropout", l_dropout},
+                                 {"Identity", l_identity}, {"activation", l_activation}, {NULL, NULL}};
   lt_l_register(L, fns);
   lua_setfield(L, -2, "nn");
 }

@@ -15,11 +15,11 @@
 #include "binding.h"
 
 typedef struct lt_l_module_type {
-  const char *name;             /* "Linear": metatable "lattice.nn.Linear" */
-  size_t size;                  /* its C struct */
-  lua_CFunction forward;        /* forward(m, x, ...) */
-  const char *const *params;    /* its tensor fields, in order (NULL-terminated) */
-  const luaL_Reg *methods;      /* type-specific methods, or NULL */
+  const char *name;          /* "Linear": metatable "lattice.nn.Linear" */
+  size_t size;               /* its C struct */
+  lua_CFunction forward;     /* forward(m, x, ...) */
+  const char *const *params; /* its tensor fields, in order (NULL-terminated) */
+  const luaL_Reg *methods;   /* type-specific methods, or NULL */
 } lt_l_module_type;
 
 /* Registers the type: its metatable, and its methods table at

@@ -45,6 +45,7 @@ int luaopen_lattice_core(lua_State *L) {
   lt_l_open_io(L);
   lt_l_open_runtime(L);
   lt_l_open_nn(L);
+  lt_l_open_optim(L);
   return 1;
 }
 

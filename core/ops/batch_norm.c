@@ -71,8 +71,8 @@ static void batch_stats(const lt_ctx *ctx, float *mean, float *var, double *part
 }
 
 /* y = (x - mean) * rstd * w + b per row. */
-static void normalise(const lt_ctx *ctx, float *y, const float *x, const float *mean, const float *rstd,
-                      const float *w, const float *b, int64_t rows, int64_t c) {
+static void normalise(const lt_ctx *ctx, float *y, const float *x, const float *mean, const float *rstd, const float *w,
+                      const float *b, int64_t rows, int64_t c) {
   int threads = rows * c >= LT_GRAIN ? lt__ctx_threads(ctx) : 1;
   LT_PARALLEL_FOR(threads, r, rows, {
     const float *xr = x + r * c;
@@ -169,8 +169,7 @@ static lt_status check_vec(lt_ctx *ctx, const lt_tensor *t, const char *what, in
   return LT_OK;
 }
 
-static lt_status check_args(lt_ctx *ctx, const lt_tensor *x, lt_tensor *const *vecs, int training,
-                            double eps) {
+static lt_status check_args(lt_ctx *ctx, const lt_tensor *x, lt_tensor *const *vecs, int training, double eps) {
   static const char *const what[4] = {"weight", "bias", "running_mean", "running_var"};
   if (!lt_dtype_info(x->dtype)->is_float)
     return lt_ctx_fail(ctx, LT_ERR_ARG, "batch_norm: x must be a float tensor, got %s", lt_dtype_info(x->dtype)->name);

@@ -13,7 +13,7 @@ local lattice = {}
 local internal = {
   tape_begin = true, tape_end = true, tape_watch = true, tape_backward = true, tape_size = true, nn = true,
   peak_gflops = true, bench_memcpy = true, bench_sgemm = true, unary_with_isa = true, unary_grad_with_isa = true,
-  exp_shift_with_isa = true,
+  exp_shift_with_isa = true, optim_update = true, optim_state_shapes = true, sum_squares = true,
 }
 for name, value in pairs(core) do
   if not internal[name] then lattice[name] = value end
@@ -34,7 +34,7 @@ local method_names = {
   -- reductions, softmax
   "argmax", "argmin", "logsumexp", "max", "mean", "min", "sum", "var", "softmax", "log_softmax",
   -- linear algebra, norms, indexing, losses
-  "matmul", "layer_norm", "rms_norm", "take", "take_along_axis", "gather", "embedding", "cross_entropy", "mse_loss",
+  "matmul", "linear", "dropout", "layer_norm", "rms_norm", "take", "take_along_axis", "gather", "embedding", "cross_entropy", "mse_loss",
   -- layout and conversion
   "astype", "broadcast_to", "contiguous", "expand_dims", "reshape", "slice", "split", "squeeze", "transpose",
   "item", "tolist", "zeros_like", "ones_like", "shares_storage", "stop_gradient", "close",
@@ -55,5 +55,6 @@ meta.__name = "lattice.Tensor"
 -- it is registered first, so they get this table.
 package.loaded["lattice"] = lattice
 lattice.nn = require "lattice.nn"
+lattice.optim = require "lattice.optim"
 
 return lattice

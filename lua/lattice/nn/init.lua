@@ -34,11 +34,14 @@ local function put(model, params)
   return written
 end
 
--- Puts back the original tensors where the forward has not replaced ours.
+-- Puts back the original tensors where the forward has not replaced ours,
+-- and closes the tracked views: left to the GC they would share the
+-- parameters' storage, and an optimizer could no longer update those in place.
 local function restore(written)
   for i = #written, 1, -1 do
     local w = written[i]
     if rawget(w[1], w[2]) == w[4] then rawset(w[1], w[2], w[3]) end
+    w[4]:close()
   end
 end
 
@@ -47,7 +50,9 @@ end
 -- and any extra values fn returned. fn takes what the returned function is
 -- given, usually the model first: step(model, x, y). Frozen parameters get no
 -- gradient and cost no backward work. The model's own tensors are back in
--- place when the call returns, errors included.
+-- place when the call returns, errors included; inside fn the model holds
+-- tracked views of them, which are closed when the call returns (keep
+-- results, not parameters read inside fn).
 function nn.value_and_grad(model, fn)
   if not module.is_module(model) then error("nn.value_and_grad: model must be a module, got " .. type(model), 2) end
   if type(fn) ~= "function" then error("nn.value_and_grad: fn must be a function, got " .. type(fn), 2) end

@@ -137,7 +137,7 @@ function M.smooth_l1_loss(predictions, targets, opts)
   local beta = opts.beta or 1
   if not (type(beta) == "number" and beta > 0) then error("smooth_l1_loss: beta must be a positive number", 2) end
   local d = lattice.abs(predictions - targets)
-  local loss = lattice.where(d < beta, 0.5 * d * d / beta, d - 0.5 * beta)
+  local loss = lattice.where(lattice.less(d, beta), 0.5 * d * d / beta, d - 0.5 * beta)
   return reduce(loss, opts.reduction or "mean", "smooth_l1_loss")
 end
 
