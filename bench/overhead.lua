@@ -54,3 +54,22 @@ assert(v.size == 1)
 local t = per_call(function() return step(params, x) end, 20000)
 common.report({bench = "overhead", case = "value_and_grad_10_ops", us_per_step = t * 1e6,
                us_per_op = t * 1e6 / 10, lua_c_call_us = base * 1e6, target_us = 2, within_target = t * 1e6 / 10 <= 2})
+
+-- Modules: the time a call of a small nn.Linear adds to the lattice.linear op
+-- it runs, and per layer for a 4-layer nn.Sequential of them (each call goes
+-- through the protocol's __call, which names a failing child). Target: <= 1 us
+-- of overhead per layer.
+local lin = lattice.nn.Linear(4, 4)
+local seq = lattice.nn.Sequential(lattice.nn.Linear(4, 4), lattice.nn.Linear(4, 4), lattice.nn.Linear(4, 4),
+  lattice.nn.Linear(4, 4))
+local xin = lattice.ones({2, 4})
+assert(lin(xin).shape[2] == 4 and seq(xin).shape[2] == 4)
+local w4, b4 = lin.weight, lin.bias
+local t_op = per_call(function() return lattice.linear(xin, w4, b4) end, N)
+local t_lin = per_call(function() return lin(xin) end, N)
+local t_seq = per_call(function() return seq(xin) end, N // 4)
+common.report({bench = "overhead", case = "nn_Linear_call", op_us = t_op * 1e6, module_us = t_lin * 1e6,
+               overhead_us_per_layer = (t_lin - t_op) * 1e6, target_us = 1, within_target = (t_lin - t_op) * 1e6 <= 1})
+local per_layer = (t_seq - 4 * t_op) / 4
+common.report({bench = "overhead", case = "nn_Sequential_4_Linear_call", op_us = t_op * 1e6, module_us = t_seq * 1e6,
+               overhead_us_per_layer = per_layer * 1e6, target_us = 1, within_target = per_layer * 1e6 <= 1})
