@@ -92,7 +92,11 @@ int lt__tape_wants(const lt_ctx *ctx, int n, lt_tensor *const *inputs) {
   return 0;
 }
 
-/* A zeroed node with its arrays, appended to the tape; NULL when out of memory. */
+/* Bytes rounded up to the arena's alignment. */
+static size_t aligned(size_t n) { return (n + 15) / 16 * 16; }
+
+/* A zeroed node with its arrays, appended to the tape; NULL when out of
+ * memory. The node and its arrays are one arena allocation. */
 static lt_node *node_new(lt_tape *tape, lt_op op, int nin, int nout) {
   if (tape->nnodes == tape->cap) {
     int64_t cap = tape->cap ? 2 * tape->cap : 256;
@@ -101,20 +105,29 @@ static lt_node *node_new(lt_tape *tape, lt_op op, int nin, int nout) {
     tape->nodes = nodes;
     tape->cap = cap;
   }
-  lt_arena *a = &tape->arena;
-  lt_node *n = lt__arena_alloc(a, sizeof *n);
-  if (!n) return NULL;
-  n->in = lt__arena_alloc(a, (size_t)nin * sizeof *n->in);
-  n->in_slot = lt__arena_alloc(a, (size_t)nin * sizeof *n->in_slot);
-  n->out_slot = lt__arena_alloc(a, (size_t)nout * sizeof *n->out_slot);
-  n->saved = lt__arena_alloc(a, (size_t)op.nsaved * sizeof *n->saved);
-  n->attrs = lt__arena_alloc(a, op.attrs_size);
-  if (!n->in || !n->in_slot || !n->out_slot || !n->saved || !n->attrs) return NULL;
-  n->name = op.name;
-  n->backward = op.backward;
-  n->nin = nin;
-  n->nout = nout;
-  n->nsaved = op.nsaved;
+  size_t sizes[6] = {sizeof(lt_node),
+                     (size_t)nin * sizeof(lt_tensor *),
+                     (size_t)nin * sizeof(int64_t),
+                     (size_t)nout * sizeof(int64_t),
+                     (size_t)op.nsaved * sizeof(lt_saved),
+                     op.attrs_size};
+  size_t total = 0;
+  for (int k = 0; k < 6; k++) total += aligned(sizes[k]);
+  char *p = lt__arena_alloc(&tape->arena, total);
+  if (!p) return NULL;
+  char *parts[6];
+  for (int k = 0; k < 6; k++) parts[k] = p, p += aligned(sizes[k]);
+  lt_node *n = (lt_node *)parts[0];
+  *n = (lt_node){.name = op.name,
+                 .backward = op.backward,
+                 .nin = nin,
+                 .nout = nout,
+                 .nsaved = op.nsaved,
+                 .in = (lt_tensor **)parts[1],
+                 .in_slot = (int64_t *)parts[2],
+                 .out_slot = (int64_t *)parts[3],
+                 .saved = (lt_saved *)parts[4],
+                 .attrs = parts[5]};
   tape->nodes[tape->nnodes++] = n;
   return n;
 }

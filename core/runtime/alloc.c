@@ -1,3 +1,4 @@
+#include <sched.h>
 #include <stdlib.h>
 #include "runtime/alloc.h"
 #include "base.h"
@@ -24,9 +25,17 @@ int lt__alloc_class(size_t nbytes, size_t *class_bytes) {
   return (k - 6) * 4 + (int)q;
 }
 
+/* A spin of a few hundred tries, then yields: the holder only ever moves a
+ * few pointers, or frees blocks to the system. */
+static void lock(lt_allocator *a) {
+  for (int spins = 0; __atomic_exchange_n(&a->lock, 1, __ATOMIC_ACQUIRE); spins++)
+    if (spins > 256) sched_yield();
+}
+
+static void unlock(lt_allocator *a) { __atomic_store_n(&a->lock, 0, __ATOMIC_RELEASE); }
+
 void lt__allocator_init(lt_allocator *a) {
   *a = (lt_allocator){0};
-  pthread_mutex_init(&a->lock, NULL);
   a->limit = DEFAULT_LIMIT;
 }
 
@@ -43,15 +52,12 @@ static void trim_locked(lt_allocator *a, size_t keep) {
 }
 
 void lt__allocator_trim(lt_allocator *a, size_t keep) {
-  pthread_mutex_lock(&a->lock);
+  lock(a);
   trim_locked(a, keep);
-  pthread_mutex_unlock(&a->lock);
+  unlock(a);
 }
 
-void lt__allocator_destroy(lt_allocator *a) {
-  lt__allocator_trim(a, 0);
-  pthread_mutex_destroy(&a->lock);
-}
+void lt__allocator_destroy(lt_allocator *a) { lt__allocator_trim(a, 0); }
 
 /* A cached block of class c, or a fresh one from the system (the cache is
  * given back first when the system has none). Caller holds the lock. */
@@ -75,14 +81,14 @@ void *lt__allocator_get(lt_allocator *a, size_t nbytes) {
   size_t bytes;
   int c = lt__alloc_class(nbytes, &bytes);
   if (c >= LT_ALLOC_CLASSES) return NULL;
-  pthread_mutex_lock(&a->lock);
+  lock(a);
   void *blk = take_locked(a, c, bytes);
   if (blk) {
     a->in_use += bytes;
     lt__allocator_add_debt(a, bytes);
     if (a->in_use > a->peak) a->peak = a->in_use;
   }
-  pthread_mutex_unlock(&a->lock);
+  unlock(a);
   return blk;
 }
 
@@ -90,7 +96,7 @@ void lt__allocator_put(lt_allocator *a, void *ptr, size_t nbytes) {
   if (!ptr) return;
   size_t bytes;
   int c = lt__alloc_class(nbytes, &bytes);
-  pthread_mutex_lock(&a->lock);
+  lock(a);
   a->in_use -= bytes;
   if (bytes > a->limit) {
     free(ptr);
@@ -100,21 +106,21 @@ void lt__allocator_put(lt_allocator *a, void *ptr, size_t nbytes) {
     a->free_list[c] = ptr;
     a->cached += bytes;
   }
-  pthread_mutex_unlock(&a->lock);
+  unlock(a);
 }
 
 lt_memory_stats lt__allocator_stats(lt_allocator *a) {
-  pthread_mutex_lock(&a->lock);
+  lock(a);
   lt_memory_stats s = {.in_use = a->in_use, .cached = a->cached, .peak = a->peak, .limit = a->limit};
-  pthread_mutex_unlock(&a->lock);
+  unlock(a);
   return s;
 }
 
 void lt__allocator_set_limit(lt_allocator *a, size_t limit) {
-  pthread_mutex_lock(&a->lock);
+  lock(a);
   a->limit = limit;
   trim_locked(a, limit);
-  pthread_mutex_unlock(&a->lock);
+  unlock(a);
 }
 
 /* The debt is an atomic counter rather than under the lock: every tensor
