@@ -690,3 +690,16 @@ describe("the public namespace", function()
     end
   end)
 end)
+
+describe("zero-size shapes with huge dimensions", function()
+  -- Strides are products of the dimensions, so each must fit even when
+  -- another one is 0 (issue 12, 5d: the check stopped at the first 0).
+  it("are refused by creation and by reshape, whatever the order of the dimensions", function()
+    local big = math.tointeger(2 ^ 53)
+    assert.has_error(function() lattice.zeros({0, big, big}) end, "zeros: shape too large")
+    assert.has_error(function() lattice.zeros({big, big, 0}) end, "zeros: shape too large")
+    assert.has_error(function() lattice.reshape(lattice.zeros({0}), {0, big, big}) end,
+      "reshape: shape {0,9007199254740992,9007199254740992} is too large")
+    assert.are.same({0, big}, lattice.zeros({0, big}).shape)
+  end)
+end)

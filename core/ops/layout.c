@@ -42,6 +42,10 @@ lt_status lt_reshape(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, int ndim, const
   lt_tensor *src = NULL;
   st = lt_tensor_is_contiguous(x) ? (src = lt_tensor_retain(x), LT_OK) : lt__as_contig(ctx, &src, x, x->dtype);
   if (!st) st = lt__view(ctx, out, src, ndim, dims, NULL, src->offset);
+  if (st == LT_ERR_ARG) { /* an empty tensor may take any shape whose strides still fit */
+    char b[LT_SHAPE_STR_MAX];
+    lt_ctx_fail(ctx, st, "reshape: shape %s is too large", lt__shape_str(b, sizeof b, ndim, dims));
+  }
   lt_tensor_release(src);
   if (st) return st;
   return lt__record(ctx, NULL, LT_OP("reshape", reshape_backward, lt_no_attrs, 0), out, 1, &x);

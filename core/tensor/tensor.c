@@ -120,6 +120,10 @@ lt_status lt_tensor_wrap(lt_ctx *ctx, lt_tensor **out, lt_dtype dt, int ndim, co
 
 lt_status lt__view(lt_ctx *ctx, lt_tensor **out, const lt_tensor *base, int ndim, const int64_t *shape,
                    const int64_t *strides, int64_t offset) {
+  *out = NULL;
+  /* contiguous strides are products of the dimensions: the shape must fit (a
+   * reshape of an empty tensor may ask for {0, 2^53, 2^53}) */
+  if (!strides && check_shape(ctx, ndim, shape)) return LT_ERR_ARG;
   lt_tensor *t = header(ctx, base->storage, base->dtype, ndim, shape, strides, offset);
   if (!t) return lt_ctx_fail(ctx, LT_ERR_MEM, "tensor: out of memory");
   base->storage->refcount++;
