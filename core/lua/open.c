@@ -3,6 +3,7 @@
  * abandoned gradient, and every cache, is freed with the state). */
 #include "binding.h"
 #include "nn_module.h"
+#include "sparse_binding.h"
 #include "lattice/lua.h"
 
 static int ctx_gc(lua_State *L) {
@@ -46,6 +47,8 @@ int luaopen_lattice_core(lua_State *L) {
   lt_l_open_runtime(L);
   lt_l_open_nn(L);
   lt_l_open_optim(L);
+  lt_l_open_sparse(L);
+  lt_l_open_sparse_ops(L);
   return 1;
 }
 

@@ -45,7 +45,8 @@ static int l_blas_info(lua_State *L) {
   return 1;
 }
 
-/* lattice.memory_stats() -> {in_use=, cached=, peak=, limit=} in bytes. */
+/* lattice.memory_stats() -> {in_use=, cached=, peak=, limit=, sparse_cache=} in bytes;
+ * sparse_cache: what the coordinate manager keeps (interned maps, relations). */
 static int l_memory_stats(lua_State *L) {
   lt_l_checkmaxargs(L, 0, "memory_stats");
   lt_memory_stats s = lt_ctx_memory_stats(lt_l_ctx(L));
@@ -58,6 +59,8 @@ static int l_memory_stats(lua_State *L) {
   lua_setfield(L, -2, "peak");
   lua_pushinteger(L, (lua_Integer)s.limit);
   lua_setfield(L, -2, "limit");
+  lua_pushinteger(L, (lua_Integer)lt_sparse_cache_bytes(lt_l_ctx(L)));
+  lua_setfield(L, -2, "sparse_cache");
   return 1;
 }
 
@@ -75,6 +78,7 @@ static int l_set_cache_limit(lua_State *L) {
 /* lattice.clear_cache(): returns every cached block to the system. */
 static int l_clear_cache(lua_State *L) {
   lt_l_checkmaxargs(L, 0, "clear_cache");
+  lt_sparse_clear_cache(lt_l_ctx(L)); /* first: it gives blocks back to the allocator's cache */
   lt_ctx_clear_cache(lt_l_ctx(L));
   return 0;
 }

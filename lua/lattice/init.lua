@@ -14,6 +14,7 @@ local internal = {
   tape_begin = true, tape_end = true, tape_watch = true, tape_backward = true, tape_size = true, nn = true,
   peak_gflops = true, bench_memcpy = true, bench_sgemm = true, unary_with_isa = true, unary_grad_with_isa = true,
   exp_shift_with_isa = true, optim_update = true, optim_state_shapes = true, sum_squares = true,
+  SparseTensor = true, SparseTensor_methods = true, kernel_relation = true, sparse_conv = true,
 }
 for name, value in pairs(core) do
   if not internal[name] then lattice[name] = value end
@@ -54,6 +55,8 @@ meta.__name = "lattice.Tensor"
 -- The libraries written on top of the tensors require "lattice" themselves:
 -- it is registered first, so they get this table.
 package.loaded["lattice"] = lattice
+lattice.SparseTensor = require("lattice.sparse").SparseTensor
+lattice.ops = require "lattice.ops"
 lattice.nn = require "lattice.nn"
 lattice.optim = require "lattice.optim"
 

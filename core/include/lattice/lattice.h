@@ -9,6 +9,7 @@
 #include "lattice/autograd.h"
 #include "lattice/io.h"
 #include "lattice/optim.h"
+#include "lattice/sparse.h"
 #include "lattice/blas.h"
 #include "lattice/cpu.h"
 #include "lattice/peak.h"

@@ -1,0 +1,254 @@
+/* The sparse types of the binding:
+ *   lattice.CoordinateMapKey  a coordinate map's identity: keys are == exactly
+ *                             when they name the same map (rows, order, stride)
+ *   lattice.SparseTensor      a key, features (N, C) and optional batch counts
+ * A SparseTensor is a userdata whose uservalues are its key, its feature
+ * tensor and its batch counts (a Lua list or nil); the features are an
+ * ordinary tensor, so autograd sees everything a sparse op does to them. */
+#include <string.h>
+#include "base.h"
+#include "sparse_binding.h"
+
+/* ---- CoordinateMapKey ---- */
+
+typedef struct key_box {
+  lt_coords *c;
+} key_box;
+
+lt_coords *lt_l_tokey(lua_State *L, int arg) {
+  key_box *k = luaL_testudata(L, arg, LT_L_KEY);
+  return k ? k->c : NULL;
+}
+
+void lt_l_pushkey(lua_State *L, lt_coords *c) {
+  key_box *k = lua_newuserdatauv(L, sizeof *k, 0);
+  k->c = c;
+  luaL_setmetatable(L, LT_L_KEY);
+}
+
+static int key_gc(lua_State *L) {
+  key_box *k = luaL_checkudata(L, 1, LT_L_KEY);
+  lt_coords_release(k->c);
+  k->c = NULL;
+  return 0;
+}
+
+static int key_eq(lua_State *L) {
+  lua_pushboolean(L, lt_l_tokey(L, 1) == lt_l_tokey(L, 2));
+  return 1;
+}
+
+static int key_tostring(lua_State *L) {
+  lt_coords *c = lt_l_tokey(L, 1);
+  const int *s = lt_coords_stride(c);
+  lua_pushfstring(L, "CoordinateMapKey(%I, stride={%d, %d, %d}, rows=%I)", (lua_Integer)lt_coords_id(c), s[0], s[1],
+                  s[2], (lua_Integer)lt_coords_count(c));
+  return 1;
+}
+
+/* ---- SparseTensor ---- */
+
+enum { UV_KEY = 1, UV_FEATS, UV_COUNTS, UV_COUNT = 3 };
+
+int lt_l_issparse(lua_State *L, int arg) { return luaL_testudata(L, arg, LT_L_SPARSE) != NULL; }
+
+void lt_l_checksparse(lua_State *L, int arg) {
+  if (!lt_l_issparse(L, arg)) luaL_typeerror(L, arg, LT_L_SPARSE);
+}
+
+lt_coords *lt_l_sparse_coords(lua_State *L, int arg) {
+  lua_getiuservalue(L, arg, UV_KEY);
+  lt_coords *c = lt_l_tokey(L, -1);
+  lua_pop(L, 1);
+  return c;
+}
+
+lt_tensor *lt_l_sparse_feats(lua_State *L, int arg) {
+  lua_getiuservalue(L, arg, UV_FEATS);
+  lt_tensor *t = lt_l_totensor(L, -1);
+  lua_pop(L, 1);
+  if (!t) luaL_error(L, "SparseTensor: its features are closed");
+  return t;
+}
+
+/* Counts per batch of the map's rows: a Lua list. */
+void lt_l_push_batch_counts(lua_State *L, const lt_coords *c) {
+  const int32_t *r = lt_tensor_data(lt_coords_tensor(c));
+  int64_t n = lt_coords_count(c), nb = 0;
+  for (int64_t i = 0; i < n; i++)
+    if (r[i * 4] + 1 > nb) nb = r[i * 4] + 1;
+  lua_createtable(L, (int)nb, 0);
+  for (int64_t b = 1; b <= nb; b++) {
+    lua_pushinteger(L, 0);
+    lua_rawseti(L, -2, b);
+  }
+  for (int64_t i = 0; i < n; i++) {
+    lua_rawgeti(L, -1, r[i * 4] + 1);
+    lua_Integer v = lua_tointeger(L, -1) + 1;
+    lua_pop(L, 1);
+    lua_pushinteger(L, v);
+    lua_rawseti(L, -2, r[i * 4] + 1);
+  }
+}
+
+void lt_l_pushsparse(lua_State *L, int key, int feats, int counts) {
+  key = lua_absindex(L, key), feats = lua_absindex(L, feats), counts = lua_absindex(L, counts);
+  lua_newuserdatauv(L, 1, UV_COUNT);
+  luaL_setmetatable(L, LT_L_SPARSE);
+  lua_pushvalue(L, key);
+  lua_setiuservalue(L, -2, UV_KEY);
+  lua_pushvalue(L, feats);
+  lua_setiuservalue(L, -2, UV_FEATS);
+  lua_pushvalue(L, counts);
+  lua_setiuservalue(L, -2, UV_COUNTS);
+}
+
+/* The batch counts at arg (a list of non-negative integers) checked against
+ * the rows: they must sum to N and give each batch its rows. */
+static void check_counts(lua_State *L, int arg, const lt_coords *c) {
+  luaL_checktype(L, arg, LUA_TTABLE);
+  lt_l_push_batch_counts(L, c);
+  int actual = lua_gettop(L);
+  lua_Integer n = (lua_Integer)luaL_len(L, arg), total = 0;
+  for (lua_Integer b = 1; b <= n; b++) {
+    lua_geti(L, arg, b);
+    int isint;
+    lua_Integer v = lua_tointegerx(L, -1, &isint);
+    lua_pop(L, 1);
+    if (!isint || v < 0) luaL_error(L, "SparseTensor: batch_counts[%I] must be a non-negative integer", b);
+    total += v;
+  }
+  if (total != lt_coords_count(c))
+    luaL_error(L, "SparseTensor: batch_counts sum to %I, there are %I rows", total, (lua_Integer)lt_coords_count(c));
+  lua_Integer nb = (lua_Integer)luaL_len(L, actual);
+  for (lua_Integer b = 1; b <= (n > nb ? n : nb); b++) {
+    lua_geti(L, arg, b);
+    lua_geti(L, actual, b);
+    lua_Integer want = lua_tointeger(L, -2), got = lua_tointeger(L, -1);
+    lua_pop(L, 2);
+    if (want != got)
+      luaL_error(L, "SparseTensor: batch_counts[%I] is %I, the batch column has %I rows with batch %I", b, want, got,
+                 b - 1);
+  }
+  lua_pop(L, 1);
+}
+
+/* Strides from a number or a list of 3 at arg (default 1). */
+void lt_l_checkstride(lua_State *L, int arg, int *stride, const char *fname, const char *what) {
+  for (int a = 0; a < 3; a++) stride[a] = 1;
+  if (lua_isnoneornil(L, arg)) return;
+  if (lua_istable(L, arg)) {
+    if (luaL_len(L, arg) != 3) luaL_error(L, "%s: %s must be a number or a list of 3", fname, what);
+    for (int a = 0; a < 3; a++) {
+      lua_geti(L, arg, a + 1);
+      int isint;
+      lua_Integer v = lua_tointegerx(L, -1, &isint);
+      lua_pop(L, 1);
+      if (!isint || v < 1 || v > INT32_MAX) luaL_error(L, "%s: %s must hold positive integers", fname, what);
+      stride[a] = (int)v;
+    }
+    return;
+  }
+  int isint;
+  lua_Integer v = lua_tointegerx(L, arg, &isint);
+  if (!isint || v < 1 || v > INT32_MAX) luaL_error(L, "%s: %s must be a positive integer", fname, what);
+  for (int a = 0; a < 3; a++) stride[a] = (int)v;
+}
+
+/* lattice.core.SparseTensor(coords, feats, batch_counts or nil, stride or nil) */
+static int l_sparse_new(lua_State *L) {
+  lua_settop(L, 4);
+  lt_tensor *coords = lt_l_checktensor(L, 1), *feats = lt_l_checktensor(L, 2);
+  int stride[3];
+  lt_l_checkstride(L, 4, stride, "SparseTensor", "stride");
+  if (!lt_dtype_info(lt_tensor_dtype(feats))->is_float)
+    return luaL_error(L, "SparseTensor: feats must be a float tensor, got %s",
+                      lt_dtype_info(lt_tensor_dtype(feats))->name);
+  if (lt_tensor_ndim(feats) != 2) return luaL_error(L, "SparseTensor: feats must be 2-D (N, C)");
+  lt_coords **box = &((key_box *)lua_newuserdatauv(L, sizeof(key_box), 0))->c;
+  *box = NULL;
+  luaL_setmetatable(L, LT_L_KEY); /* first: an error below leaks nothing */
+  lt_l_check(L, lt_coords_new(lt_l_ctx(L), box, coords, stride, "SparseTensor"));
+  if (lt_tensor_shape(feats)[0] != lt_coords_count(*box))
+    return luaL_error(L, "SparseTensor: feats have %I rows, coords have %I", (lua_Integer)lt_tensor_shape(feats)[0],
+                      (lua_Integer)lt_coords_count(*box));
+  if (!lua_isnil(L, 3)) check_counts(L, 3, *box);
+  lt_l_pushsparse(L, 5, 2, 3);
+  return 1;
+}
+
+static int sparse_index(lua_State *L) {
+  lua_pushvalue(L, 2);
+  if (lua_rawget(L, lua_upvalueindex(2)) != LUA_TNIL) return 1; /* methods */
+  const char *k = luaL_checkstring(L, 2);
+  lt_coords *c = lt_l_sparse_coords(L, 1);
+  if (!strcmp(k, "feats")) {
+    lua_getiuservalue(L, 1, UV_FEATS);
+  } else if (!strcmp(k, "coordinate_map_key")) {
+    lua_getiuservalue(L, 1, UV_KEY);
+  } else if (!strcmp(k, "batch_counts")) {
+    lua_getiuservalue(L, 1, UV_COUNTS);
+  } else if (!strcmp(k, "coords")) {
+    lt_l_newtensor(L)->t = lt_tensor_retain(lt_coords_tensor(c));
+  } else if (!strcmp(k, "stride")) {
+    const int *s = lt_coords_stride(c);
+    lua_createtable(L, 3, 0);
+    for (int a = 0; a < 3; a++) lua_pushinteger(L, s[a]), lua_rawseti(L, -2, a + 1);
+  } else {
+    lua_pushnil(L);
+  }
+  return 1;
+}
+
+static int sparse_len(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)lt_coords_count(lt_l_sparse_coords(L, 1)));
+  return 1;
+}
+
+static int sparse_newindex(lua_State *L) {
+  return luaL_error(L, "SparseTensor: field '%s' cannot be set (use with_feats for new features)",
+                    luaL_tolstring(L, 2, NULL));
+}
+
+/* x:with_feats(f): the same coordinates (identity kept), features f. */
+static int l_with_feats(lua_State *L) {
+  lt_l_checksparse(L, 1);
+  lt_tensor *f = lt_l_checktensor(L, 2);
+  lt_coords *c = lt_l_sparse_coords(L, 1);
+  if (lt_tensor_ndim(f) != 2 || lt_tensor_shape(f)[0] != lt_coords_count(c))
+    return luaL_error(L, "with_feats: features must have %I rows (N, C), got %d dimensions with %I rows",
+                      (lua_Integer)lt_coords_count(c), lt_tensor_ndim(f),
+                      (lua_Integer)(lt_tensor_ndim(f) ? lt_tensor_shape(f)[0] : 0));
+  if (!lt_dtype_info(lt_tensor_dtype(f))->is_float)
+    return luaL_error(L, "with_feats: features must be a float tensor, got %s",
+                      lt_dtype_info(lt_tensor_dtype(f))->name);
+  lua_settop(L, 2);
+  lua_getiuservalue(L, 1, UV_KEY);
+  lua_getiuservalue(L, 1, UV_COUNTS);
+  lt_l_pushsparse(L, 3, 2, 4);
+  return 1;
+}
+
+static const luaL_Reg sparse_methods[] = {{"with_feats", l_with_feats}, {NULL, NULL}};
+
+void lt_l_open_sparse(lua_State *L) {
+  luaL_newmetatable(L, LT_L_KEY);
+  static const luaL_Reg key_meta[] = {{"__gc", key_gc}, {"__eq", key_eq}, {"__tostring", key_tostring}, {NULL, NULL}};
+  luaL_setfuncs(L, key_meta, 0);
+  lua_pop(L, 1);
+  /* methods: shared with Lua as lattice.core.SparseTensor_methods (astype, tostring are added there) */
+  lua_newtable(L);
+  lt_l_register(L, sparse_methods);
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -3, "SparseTensor_methods");
+  luaL_newmetatable(L, LT_L_SPARSE);
+  lt_l_pushctx(L);
+  lua_pushvalue(L, -3);
+  lua_pushcclosure(L, sparse_index, 2);
+  lua_setfield(L, -2, "__index");
+  static const luaL_Reg meta[] = {{"__len", sparse_len}, {"__newindex", sparse_newindex}, {NULL, NULL}};
+  luaL_setfuncs(L, meta, 0);
+  lua_pop(L, 2);
+  static const luaL_Reg fns[] = {{"SparseTensor", l_sparse_new}, {NULL, NULL}};
+  lt_l_register(L, fns);
+}

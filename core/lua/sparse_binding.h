@@ -1,0 +1,34 @@
+/* What the sparse binding files share (sparse.c, sparse_ops.c, relation.c). */
+#ifndef LATTICE_SPARSE_BINDING_H
+#define LATTICE_SPARSE_BINDING_H
+
+#include "binding.h"
+
+#define LT_L_KEY    "lattice.CoordinateMapKey"
+#define LT_L_SPARSE "lattice.SparseTensor"
+
+/* The map of the key at arg, or NULL when it is not a key. */
+lt_coords *lt_l_tokey(lua_State *L, int arg);
+/* Pushes a key owning the reference c. */
+void lt_l_pushkey(lua_State *L, lt_coords *c);
+int lt_l_issparse(lua_State *L, int arg);
+void lt_l_checksparse(lua_State *L, int arg);
+/* The map and the features of the SparseTensor at arg (borrowed). */
+lt_coords *lt_l_sparse_coords(lua_State *L, int arg);
+lt_tensor *lt_l_sparse_feats(lua_State *L, int arg);
+/* Pushes a SparseTensor of the key, features and counts (nil or a list) at those indices. */
+void lt_l_pushsparse(lua_State *L, int key, int feats, int counts);
+/* Pushes the list of row counts per batch of the map. */
+void lt_l_push_batch_counts(lua_State *L, const lt_coords *c);
+/* Three positive integers from a number or a list of 3 at arg (default 1). */
+void lt_l_checkstride(lua_State *L, int arg, int *stride, const char *fname, const char *what);
+
+/* Pushes the SparseTensor conv(x) for the SparseTensor at xarg (sparse_ops.c);
+ * target_arg: nil, a SparseTensor, a key or coordinates. */
+int lt_l_sparse_conv_push(lua_State *L, lt_relation_kind kind, int xarg, lt_tensor *w, lt_tensor *bias,
+                          const lt_kernel_spec *spec, int target_arg, const char *op);
+
+void lt_l_open_sparse(lua_State *L);     /* sparse.c: SparseTensor, CoordinateMapKey */
+void lt_l_open_sparse_ops(lua_State *L); /* sparse_ops.c: relations and convolutions */
+
+#endif

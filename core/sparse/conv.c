@@ -1,0 +1,244 @@
+/* Sparse convolution over a kernel relation (lattice/sparse.h):
+ *   x (n_in, C_in), weight (C_out, K, C_in) (the seed's (C_out, Kx, Ky, Kz, C_in)
+ *   flattened), bias (C_out)? -> y (n_out, C_out)
+ *   y[o] = bias + sum_k x[idx[o, k]] @ W_k,   W_k[c, j] = weight[j, k, c]
+ * Backward, with the relation's transpose idxT (n_in, K):
+ *   dx[i] = sum_k dy[idxT[i, k]] @ W_k^T,  dW_k = sum_o x[idx[o, k]]^T dy[o],  dbias = sum_o dy[o]
+ * Output-stationary: each output row (input row for dx, offset for dW) is one
+ * task that gathers its neighbours and accumulates in order, so results are
+ * the same for any thread count and no write races another. float16/bfloat16
+ * are staged to float32; float64 computes in double. */
+#include <string.h>
+#include "autograd/tape.h"
+#include "ops/internal.h"
+#include "sparse/internal.h"
+
+/* The problem's sizes, and the weight repacked per offset. */
+typedef struct conv_dims {
+  int64_t n_in, n_out, c_in, c_out, k;
+} conv_dims;
+
+/* ---- float32 kernels ---- */
+
+/* w (C_out, K, C_in) -> wp (K, C_in, C_out): each offset's matrix with C_out contiguous. */
+static void pack_forward(float *wp, const float *w, conv_dims d) {
+  for (int64_t j = 0; j < d.c_out; j++)
+    for (int64_t k = 0; k < d.k; k++)
+      for (int64_t c = 0; c < d.c_in; c++) wp[(k * d.c_in + c) * d.c_out + j] = w[(j * d.k + k) * d.c_in + c];
+}
+
+/* y (n_out, C_out) = b + sum_k x[idx] @ W_k; rows without any input get b (or 0). */
+static void forward_f32(const lt_ctx *ctx, float *y, const float *x, const float *wp, const float *b,
+                        const int64_t *idx, conv_dims d) {
+  int threads = d.n_out * d.k * d.c_in >= LT_GRAIN ? lt__ctx_threads(ctx) : 1;
+  LT_PARALLEL_FOR(threads, o, d.n_out, {
+    float *yo = y + o * d.c_out;
+    for (int64_t j = 0; j < d.c_out; j++) yo[j] = b ? b[j] : 0.0f;
+    for (int64_t k = 0; k < d.k; k++) {
+      int64_t i = idx[o * d.k + k];
+      if (i < 0) continue;
+      const float *xi = x + i * d.c_in, *wk = wp + k * d.c_in * d.c_out;
+      for (int64_t c = 0; c < d.c_in; c++) {
+        float a = xi[c];
+        const float *wr = wk + c * d.c_out;
+        for (int64_t j = 0; j < d.c_out; j++) yo[j] += a * wr[j];
+      }
+    }
+  });
+}
+
+/* dx (n_in, C_in) = sum_k dy[idxT] @ W_k^T, with w (C_out, K, C_in) read as it lies. */
+static void grad_x_f32(const lt_ctx *ctx, float *dx, const float *dy, const float *w, const int64_t *idx_t,
+                       conv_dims d) {
+  int threads = d.n_in * d.k * d.c_in >= LT_GRAIN ? lt__ctx_threads(ctx) : 1;
+  LT_PARALLEL_FOR(threads, i, d.n_in, {
+    float *dxi = dx + i * d.c_in;
+    memset(dxi, 0, (size_t)d.c_in * sizeof *dxi);
+    for (int64_t k = 0; k < d.k; k++) {
+      int64_t o = idx_t[i * d.k + k];
+      if (o < 0) continue;
+      const float *g = dy + o * d.c_out;
+      for (int64_t j = 0; j < d.c_out; j++) {
+        float gj = g[j];
+        const float *wr = w + (j * d.k + k) * d.c_in;
+        for (int64_t c = 0; c < d.c_in; c++) dxi[c] += gj * wr[c];
+      }
+    }
+  });
+}
+
+/* dw (C_out, K, C_in) = sum_o dy[o]^T x[idx[o, k]], one task per offset, rows in order. */
+static void grad_w_f32(const lt_ctx *ctx, float *dw, const float *dy, const float *x, const int64_t *idx, conv_dims d) {
+  int threads = d.n_out * d.c_in * d.c_out >= LT_GRAIN ? lt__ctx_threads(ctx) : 1;
+  LT_PARALLEL_FOR(threads, k, d.k, {
+    for (int64_t j = 0; j < d.c_out; j++) memset(dw + (j * d.k + k) * d.c_in, 0, (size_t)d.c_in * sizeof *dw);
+    for (int64_t o = 0; o < d.n_out; o++) {
+      int64_t i = idx[o * d.k + k];
+      if (i < 0) continue;
+      const float *xi = x + i * d.c_in, *g = dy + o * d.c_out;
+      for (int64_t j = 0; j < d.c_out; j++) {
+        float gj = g[j];
+        float *dwr = dw + (j * d.k + k) * d.c_in;
+        for (int64_t c = 0; c < d.c_in; c++) dwr[c] += gj * xi[c];
+      }
+    }
+  });
+}
+
+/* ---- float64 kernels: the same sums in double, for references ---- */
+
+static void forward_f64(double *y, const double *x, const double *w, const double *b, const int64_t *idx, conv_dims d) {
+  for (int64_t o = 0; o < d.n_out; o++)
+    for (int64_t j = 0; j < d.c_out; j++) {
+      double s = b ? b[j] : 0;
+      for (int64_t k = 0; k < d.k; k++) {
+        int64_t i = idx[o * d.k + k];
+        for (int64_t c = 0; i >= 0 && c < d.c_in; c++) s += x[i * d.c_in + c] * w[(j * d.k + k) * d.c_in + c];
+      }
+      y[o * d.c_out + j] = s;
+    }
+}
+
+static void grad_x_f64(double *dx, const double *dy, const double *w, const int64_t *idx_t, conv_dims d) {
+  for (int64_t i = 0; i < d.n_in; i++)
+    for (int64_t c = 0; c < d.c_in; c++) {
+      double s = 0;
+      for (int64_t k = 0; k < d.k; k++) {
+        int64_t o = idx_t[i * d.k + k];
+        for (int64_t j = 0; o >= 0 && j < d.c_out; j++) s += dy[o * d.c_out + j] * w[(j * d.k + k) * d.c_in + c];
+      }
+      dx[i * d.c_in + c] = s;
+    }
+}
+
+static void grad_w_f64(double *dw, const double *dy, const double *x, const int64_t *idx, conv_dims d) {
+  memset(dw, 0, (size_t)(d.c_out * d.k * d.c_in) * sizeof *dw);
+  for (int64_t o = 0; o < d.n_out; o++)
+    for (int64_t k = 0; k < d.k; k++) {
+      int64_t i = idx[o * d.k + k];
+      for (int64_t j = 0; i >= 0 && j < d.c_out; j++)
+        for (int64_t c = 0; c < d.c_in; c++) dw[(j * d.k + k) * d.c_in + c] += dy[o * d.c_out + j] * x[i * d.c_in + c];
+    }
+}
+
+/* ---- argument checks ---- */
+
+static lt_status check_args(lt_ctx *ctx, const lt_tensor *x, const lt_tensor *w, const lt_tensor *b,
+                            const lt_relation *r, const char *op) {
+  char s[LT_SHAPE_STR_MAX];
+  const lt_tensor *ts[3] = {x, w, b};
+  const char *what[3] = {"features", "weight", "bias"};
+  for (int t = 0; t < 3; t++)
+    if (ts[t] && !lt_dtype_info(ts[t]->dtype)->is_float)
+      return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: %s must be a float tensor, got %s", op, what[t],
+                         lt_dtype_info(ts[t]->dtype)->name);
+  if (x->ndim != 2 || x->shape[0] != r->in->n)
+    return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: features have shape %s, the input has %lld rows", op,
+                       lt__shape_str(s, sizeof s, x->ndim, x->shape), (long long)r->in->n);
+  int64_t K = r->volume;
+  if (w->ndim != 5 || w->shape[1] * w->shape[2] * w->shape[3] != K || w->shape[1] != r->spec.size[0] ||
+      w->shape[2] != r->spec.size[1] || w->shape[3] != r->spec.size[2])
+    return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: weight has shape %s, expected {C_out,%d,%d,%d,C_in}", op,
+                       lt__shape_str(s, sizeof s, w->ndim, w->shape), r->spec.size[0], r->spec.size[1],
+                       r->spec.size[2]);
+  if (w->shape[4] != x->shape[1])
+    return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: weight has %lld input channels, the input has %lld", op,
+                       (long long)w->shape[4], (long long)x->shape[1]);
+  if (b && (b->ndim != 1 || b->shape[0] != w->shape[0]))
+    return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: bias has shape %s, expected {%lld}", op,
+                       lt__shape_str(s, sizeof s, b->ndim, b->shape), (long long)w->shape[0]);
+  return LT_OK;
+}
+
+static conv_dims dims_of(const lt_tensor *w, const lt_relation *r) {
+  return (conv_dims){r->in->n, r->out->n, w->shape[4], w->shape[0], r->volume};
+}
+
+static lt_dtype compute_dtype(const lt_tensor *x, const lt_tensor *w, const lt_tensor *b) {
+  return x->dtype == LT_FLOAT64 || w->dtype == LT_FLOAT64 || (b && b->dtype == LT_FLOAT64) ? LT_FLOAT64 : LT_FLOAT32;
+}
+
+/* ---- backward ---- */
+
+/* Contiguous copies in the compute dtype of dy, x and the weight. */
+typedef struct staged {
+  lt_tensor *g, *x, *w;
+} staged;
+
+static lt_status stage_backward(lt_ctx *ctx, staged *s, lt_tensor *g, const lt_node *n, lt_dtype cdt) {
+  lt_status st = lt__as_contig(ctx, &s->g, g, cdt);
+  if (!st && lt__needs(n, 1)) st = lt__as_contig(ctx, &s->x, n->in[0], cdt);
+  if (!st && lt__needs(n, 0)) st = lt__as_contig(ctx, &s->w, n->in[1], cdt);
+  return st;
+}
+
+static lt_status conv_backward(lt_ctx *ctx, const lt_node *n, lt_tensor *const *gouts, lt_tensor **gin) {
+  lt_tensor *x = n->in[0], *w = n->in[1], *b = n->in[2];
+  const lt_relation *r = n->saved[0].obj;
+  conv_dims d = dims_of(w, r);
+  lt_dtype cdt = compute_dtype(x, w, b);
+  staged s = {0};
+  lt_status st = stage_backward(ctx, &s, gouts[0], n, cdt);
+  if (!st && lt__needs(n, 0)) st = lt_tensor_new(ctx, &gin[0], cdt, 2, x->shape);
+  if (!st && lt__needs(n, 1)) st = lt_tensor_new(ctx, &gin[1], cdt, 5, w->shape);
+  if (!st && cdt == LT_FLOAT32) {
+    if (gin[0]) grad_x_f32(ctx, lt__f32(gin[0]), lt__f32(s.g), lt__f32(s.w), lt_tensor_data(r->idx_t), d);
+    if (gin[1]) grad_w_f32(ctx, lt__f32(gin[1]), lt__f32(s.g), lt__f32(s.x), lt_tensor_data(r->idx), d);
+  } else if (!st) {
+    if (gin[0])
+      grad_x_f64(lt_tensor_data(gin[0]), lt_tensor_data(s.g), lt_tensor_data(s.w), lt_tensor_data(r->idx_t), d);
+    if (gin[1]) grad_w_f64(lt_tensor_data(gin[1]), lt_tensor_data(s.g), lt_tensor_data(s.x), lt_tensor_data(r->idx), d);
+  }
+  if (!st && b && lt__needs(n, 2)) st = lt__sum_to_shape(ctx, &gin[2], s.g, 1, &d.c_out);
+  lt_tensor_release(s.g), lt_tensor_release(s.x), lt_tensor_release(s.w);
+  for (int k = 0; k < 3 && !st; k++)
+    if (gin[k]) st = lt__to_dtype(ctx, &gin[k], n->in[k]->dtype);
+  return st;
+}
+
+/* ---- forward ---- */
+
+static lt_status compute(lt_ctx *ctx, lt_tensor *y, lt_tensor *x, lt_tensor *w, lt_tensor *b, const lt_relation *r,
+                         lt_dtype cdt, const char *op) {
+  conv_dims d = dims_of(w, r);
+  lt_tensor *xs = NULL, *ws = NULL, *bs = NULL;
+  lt_status st = lt__as_contig(ctx, &xs, x, cdt);
+  if (!st) st = lt__as_contig(ctx, &ws, w, cdt);
+  if (!st && b) st = lt__as_contig(ctx, &bs, b, cdt);
+  if (!st && cdt == LT_FLOAT64) {
+    forward_f64(lt_tensor_data(y), lt_tensor_data(xs), lt_tensor_data(ws), bs ? lt_tensor_data(bs) : NULL,
+                lt_tensor_data(r->idx), d);
+  } else if (!st) {
+    size_t bytes = (size_t)(d.k * d.c_in * d.c_out) * sizeof(float);
+    float *wp = lt_ctx_alloc(ctx, bytes ? bytes : 1);
+    if (!wp) st = lt_ctx_fail(ctx, LT_ERR_MEM, "%s: out of memory", op);
+    if (wp) pack_forward(wp, lt__f32(ws), d);
+    if (wp) forward_f32(ctx, lt__f32(y), lt__f32(xs), wp, bs ? lt__f32(bs) : NULL, lt_tensor_data(r->idx), d);
+    if (wp) lt_ctx_free(ctx, wp, bytes ? bytes : 1);
+  }
+  lt_tensor_release(xs), lt_tensor_release(ws), lt_tensor_release(bs);
+  return st;
+}
+
+static void release_relation(void *r) { lt_relation_release(r); }
+
+lt_status lt_sparse_conv(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, lt_tensor *weight, lt_tensor *bias, lt_relation *r,
+                         const char *op) {
+  *out = NULL;
+  lt_status st = check_args(ctx, x, weight, bias, r, op);
+  if (st) return st;
+  lt_dtype cdt = compute_dtype(x, weight, bias);
+  st = lt_tensor_new(ctx, out, cdt, 2, (int64_t[]){r->out->n, weight->shape[0]});
+  if (!st) st = compute(ctx, *out, x, weight, bias, r, cdt, op);
+  if (!st && cdt == LT_FLOAT32 && x->dtype == weight->dtype) st = lt__to_dtype(ctx, out, x->dtype);
+  if (st) {
+    lt_tensor_release(*out);
+    *out = NULL;
+    return st;
+  }
+  lt_node *node;
+  lt_tensor *ins[3] = {x, weight, bias};
+  st = lt__record(ctx, &node, LT_OP(op, conv_backward, lt_no_attrs, 1), out, 3, ins);
+  if (node) lt__node_keep(node, 0, lt_relation_retain(r), release_relation);
+  return st;
+}

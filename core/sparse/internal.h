@@ -1,0 +1,88 @@
+/* The sparse area's internals: the coordinate map and relation structs, the
+ * coordinate hash, and the coordinate manager (core/sparse/). */
+#ifndef LATTICE_SPARSE_INTERNAL_H
+#define LATTICE_SPARSE_INTERNAL_H
+
+#include "lattice/sparse.h"
+#include "runtime/context.h"
+#include "tensor/internal.h"
+
+#define LT_KERNEL_MAX 7 /* per axis */
+
+/* Open addressing over rows: slots[s] is row + 1 (0: empty), probed linearly
+ * from the hash of the row's four values; a hit compares the rows. */
+typedef struct lt_coord_hash {
+  uint32_t *slots;
+  uint64_t mask;
+  size_t bytes;
+} lt_coord_hash;
+
+struct lt_coords {
+  int64_t refcount;
+  lt_ctx *ctx;
+  lt_tensor *rows; /* int32 (N, 4), contiguous */
+  int64_t n;
+  int stride[3];
+  uint64_t id, digest; /* digest: of the rows and stride, for interning */
+  lt_coord_hash hash;
+};
+
+struct lt_relation {
+  int64_t refcount;
+  lt_relation_kind kind;
+  lt_kernel_spec spec;
+  lt_coords *in, *out; /* retained */
+  int targeted;        /* built onto a target the caller gave */
+  int volume;
+  int offsets[LT_KERNEL_MAX * LT_KERNEL_MAX * LT_KERNEL_MAX][3];
+  lt_tensor *idx, *idx_t; /* int64 (n_out, K), (n_in, K) */
+  int64_t *counts;        /* K */
+  int64_t edges;
+  size_t bytes;
+};
+
+/* The row's slot hash. */
+static inline uint64_t lt__coord_digest(const int32_t *r) {
+  uint64_t h = 0x9e3779b97f4a7c15ull;
+  for (int k = 0; k < 4; k++) {
+    h ^= (uint32_t)r[k];
+    h *= 0xbf58476d1ce4e5b9ull;
+    h ^= h >> 31;
+  }
+  return h;
+}
+
+/* An empty table sized for n rows. */
+lt_status lt__coord_hash_alloc(lt_ctx *ctx, lt_coord_hash *h, int64_t n, const char *op);
+/* Builds the hash of the n rows; the first duplicate pair is reported in
+ * *dup_a < *dup_b (else -1). */
+lt_status lt__coord_hash_build(lt_ctx *ctx, lt_coord_hash *h, const int32_t *rows, int64_t n, int64_t *dup_a,
+                               int64_t *dup_b, const char *op);
+void lt__coord_hash_free(lt_ctx *ctx, lt_coord_hash *h);
+static inline int64_t lt__coord_hash_find(const lt_coord_hash *h, const int32_t *rows, const int32_t *key) {
+  if (!h->slots) return -1;
+  for (uint64_t s = lt__coord_digest(key) & h->mask;; s = (s + 1) & h->mask) {
+    uint32_t v = h->slots[s];
+    if (!v) return -1;
+    const int32_t *r = rows + (int64_t)(v - 1) * 4;
+    if (r[0] == key[0] && r[1] == key[1] && r[2] == key[2] && r[3] == key[3]) return v - 1;
+  }
+}
+
+/* A map of the rows tensor (taken over: the map owns it), not interned. */
+lt_status lt__coords_make(lt_ctx *ctx, lt_coords **out, lt_tensor *rows, const int *stride, const char *op);
+
+/* The manager (sparse/manager.c). */
+uint64_t lt__manager_next_id(lt_ctx *ctx);
+/* An interned map equal to c (same rows, order and stride), or NULL. */
+lt_coords *lt__manager_find_coords(lt_ctx *ctx, const lt_coords *c);
+void lt__manager_keep_coords(lt_ctx *ctx, lt_coords *c);
+lt_relation *lt__manager_find_relation(lt_ctx *ctx, lt_relation_kind kind, const lt_coords *in, const lt_coords *target,
+                                       const lt_kernel_spec *spec);
+void lt__manager_keep_relation(lt_ctx *ctx, lt_relation *r);
+
+/* Relations (sparse/relation.c). */
+lt_status lt__relation_build(lt_ctx *ctx, lt_relation **out, lt_relation_kind kind, lt_coords *in, lt_coords *target,
+                             const lt_kernel_spec *spec, const char *op);
+
+#endif

@@ -1,0 +1,283 @@
+/* Kernel relations (lattice/sparse.h): the output support of each kind, and
+ * the output-stationary index idx (n_out, K) with its transpose idxT (n_in, K).
+ *
+ * Coordinates are indices on their own lattice (the seed's convention): a
+ * stride-s conv maps input row p to output floor(p / s) and reads, for output
+ * o and offset d_k, the input o s + d_k - padding; a transposed conv maps input
+ * p to outputs p s + d_k - padding on the finer lattice; a generative one the
+ * same without padding, onto every output reached; a submanifold conv keeps the
+ * input's support and reads o + d_k. New supports list their rows in the order
+ * first seen (input rows in order, offsets in kernel-id order), duplicates
+ * merged. idx is filled in parallel, one output row per task: deterministic. */
+#include <stdlib.h>
+#include <string.h>
+#include "runtime/parallel.h"
+#include "sparse/internal.h"
+
+/* ---- kernel offsets ---- */
+
+static int axis_offsets(int size, int dilation, int *out) {
+  for (int i = 0; i < size; i++) out[i] = (size % 2 ? i - size / 2 : i) * dilation;
+  return size;
+}
+
+static int make_offsets(const lt_kernel_spec *spec, int (*off)[3]) {
+  int ax[3][LT_KERNEL_MAX];
+  for (int a = 0; a < 3; a++) axis_offsets(spec->size[a], spec->dilation[a], ax[a]);
+  int k = 0;
+  for (int x = 0; x < spec->size[0]; x++)
+    for (int y = 0; y < spec->size[1]; y++)
+      for (int z = 0; z < spec->size[2]; z++, k++) off[k][0] = ax[0][x], off[k][1] = ax[1][y], off[k][2] = ax[2][z];
+  return k;
+}
+
+static lt_status check_spec(lt_ctx *ctx, lt_relation_kind kind, const lt_kernel_spec *s, const char *op) {
+  for (int a = 0; a < 3; a++) {
+    if (s->size[a] < 1 || s->size[a] > LT_KERNEL_MAX)
+      return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: kernel_size must be in 1..%d, got %d", op, LT_KERNEL_MAX, s->size[a]);
+    if (s->stride[a] < 1) return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: stride must be positive, got %d", op, s->stride[a]);
+    if (s->dilation[a] < 1)
+      return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: dilation must be positive, got %d", op, s->dilation[a]);
+    if (s->padding[a] < 0)
+      return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: padding must be non-negative, got %d", op, s->padding[a]);
+    if (kind == LT_RELATION_SUBM && s->size[a] % 2 == 0)
+      return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: a submanifold kernel_size must be odd, got %d", op, s->size[a]);
+  }
+  return LT_OK;
+}
+
+/* ---- coordinates ---- */
+
+static int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
+
+static int fits(int64_t v) { return v >= INT32_MIN && v <= INT32_MAX; }
+
+/* The input coordinate that output `o` reads at offset `d` (0 when there is
+ * none: outside int32, or not on the input lattice). */
+static int input_at(lt_relation_kind kind, const lt_kernel_spec *s, const int32_t *o, const int *d, int32_t *in) {
+  in[0] = o[0];
+  for (int a = 0; a < 3; a++) {
+    int64_t v;
+    if (kind == LT_RELATION_SUBM) {
+      v = (int64_t)o[a + 1] + d[a];
+    } else if (kind == LT_RELATION_CONV) {
+      v = (int64_t)o[a + 1] * s->stride[a] + d[a] - s->padding[a];
+    } else {
+      int64_t num = (int64_t)o[a + 1] - d[a] + (kind == LT_RELATION_TRANSPOSED ? s->padding[a] : 0);
+      if (num % s->stride[a]) return 0;
+      v = num / s->stride[a];
+    }
+    if (!fits(v)) return 0;
+    in[a + 1] = (int32_t)v;
+  }
+  return 1;
+}
+
+/* The output coordinate input `p` reaches at offset `d` (conv: d unused). */
+static int output_of(lt_relation_kind kind, const lt_kernel_spec *s, const int32_t *p, const int *d, int32_t *o) {
+  o[0] = p[0];
+  for (int a = 0; a < 3; a++) {
+    int64_t v = kind == LT_RELATION_CONV
+                    ? floor_div(p[a + 1], s->stride[a])
+                    : (int64_t)p[a + 1] * s->stride[a] + d[a] - (kind == LT_RELATION_TRANSPOSED ? s->padding[a] : 0);
+    if (!fits(v)) return 0;
+    o[a + 1] = (int32_t)v;
+  }
+  return 1;
+}
+
+lt_status lt_relation_output_stride(lt_ctx *ctx, lt_relation_kind kind, const lt_coords *in, const lt_kernel_spec *s,
+                                    int *stride, const char *op) {
+  for (int a = 0; a < 3; a++) {
+    if (kind == LT_RELATION_SUBM) {
+      stride[a] = in->stride[a];
+    } else if (kind == LT_RELATION_CONV) {
+      stride[a] = in->stride[a] * s->stride[a];
+    } else {
+      if (in->stride[a] % s->stride[a])
+        return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: stride %d does not divide the input's tensor stride %d", op,
+                           s->stride[a], in->stride[a]);
+      stride[a] = in->stride[a] / s->stride[a];
+    }
+  }
+  return LT_OK;
+}
+
+/* ---- the output support of a kind without a target ---- */
+
+/* Appends key to rows (m so far) unless the hash has it. The hash and rows
+ * are sized for every candidate, so nothing grows. */
+static void add_unique(lt_coord_hash *h, int32_t *rows, int64_t *m, const int32_t *key) {
+  for (uint64_t s = lt__coord_digest(key) & h->mask;; s = (s + 1) & h->mask) {
+    uint32_t v = h->slots[s];
+    if (!v) {
+      memcpy(rows + *m * 4, key, 16);
+      h->slots[s] = (uint32_t)(++*m);
+      return;
+    }
+    const int32_t *r = rows + (int64_t)(v - 1) * 4;
+    if (r[0] == key[0] && r[1] == key[1] && r[2] == key[2] && r[3] == key[3]) return;
+  }
+}
+
+static lt_status new_support(lt_ctx *ctx, lt_coords **out, lt_relation_kind kind, lt_coords *in,
+                             const lt_kernel_spec *s, int (*off)[3], int volume, const int *stride, const char *op) {
+  int per_row = kind == LT_RELATION_CONV ? 1 : volume;
+  int64_t cand = in->n * per_row, m = 0;
+  lt_tensor *rows = NULL;
+  lt_coord_hash h = {0};
+  lt_status st = lt_tensor_new(ctx, &rows, LT_INT32, 2, (int64_t[]){cand, 4});
+  if (!st) st = lt__coord_hash_alloc(ctx, &h, cand, op);
+  if (st) {
+    lt_tensor_release(rows);
+    return st;
+  }
+  const int32_t *p = lt_tensor_data(in->rows);
+  int32_t *r = lt_tensor_data(rows), o[4];
+  for (int64_t i = 0; i < in->n; i++)
+    for (int k = 0; k < per_row; k++)
+      if (output_of(kind, s, p + i * 4, off[k], o)) add_unique(&h, r, &m, o);
+  lt__coord_hash_free(ctx, &h);
+  lt_tensor *shrunk = NULL;
+  st = lt__slice_view(ctx, &shrunk, rows, 0, 0, m, 1);
+  lt_tensor_release(rows);
+  if (!st) st = lt__as_contig(ctx, &rows, shrunk, LT_INT32);
+  lt_tensor_release(shrunk);
+  if (st) return st;
+  lt_coords *c;
+  st = lt__coords_make(ctx, &c, rows, stride, op);
+  if (st) return st;
+  lt_coords *same = lt__manager_find_coords(ctx, c);
+  if (same) {
+    lt_coords_release(c);
+    c = lt_coords_retain(same);
+  } else {
+    lt__manager_keep_coords(ctx, c);
+  }
+  *out = c;
+  return LT_OK;
+}
+
+/* ---- the index ---- */
+
+/* idx (n_out, K): for each output row, the input row at each offset or -1. */
+static void fill_index(const lt_ctx *ctx, lt_relation *r) {
+  const lt_coords *in = r->in, *out = r->out;
+  const int32_t *orow = lt_tensor_data(out->rows), *irow = lt_tensor_data(in->rows);
+  int64_t *idx = lt_tensor_data(r->idx), K = r->volume;
+  int threads = out->n * K >= LT_GRAIN / 8 ? lt__ctx_threads(ctx) : 1;
+  LT_PARALLEL_FOR(threads, o, out->n, {
+    int32_t c[4];
+    for (int64_t k = 0; k < K; k++)
+      idx[o * K + k] =
+          input_at(r->kind, &r->spec, orow + o * 4, r->offsets[k], c) ? lt__coord_hash_find(&in->hash, irow, c) : -1;
+  });
+}
+
+/* idxT (n_in, K) and the counts per offset. Each (input, offset) pair has at
+ * most one output, so the parallel writes never meet. */
+static void fill_transpose(const lt_ctx *ctx, lt_relation *r) {
+  int64_t K = r->volume, n_out = r->out->n, n_in = r->in->n;
+  const int64_t *idx = lt_tensor_data(r->idx);
+  int64_t *t = lt_tensor_data(r->idx_t);
+  for (int64_t i = 0; i < n_in * K; i++) t[i] = -1;
+  int threads = n_out * K >= LT_GRAIN / 8 ? lt__ctx_threads(ctx) : 1;
+  LT_PARALLEL_FOR(threads, o, n_out, {
+    for (int64_t k = 0; k < K; k++)
+      if (idx[o * K + k] >= 0) t[idx[o * K + k] * K + k] = o;
+  });
+  r->edges = 0;
+  for (int64_t k = 0; k < K; k++) r->counts[k] = 0;
+  for (int64_t e = 0; e < n_out * K; e++)
+    if (idx[e] >= 0) r->counts[e % K]++;
+  for (int64_t k = 0; k < K; k++) r->edges += r->counts[k];
+}
+
+static lt_status check_target(lt_ctx *ctx, const lt_coords *target, const int *stride, const char *op) {
+  if (memcmp(target->stride, stride, sizeof target->stride))
+    return lt_ctx_fail(ctx, LT_ERR_ARG,
+                       "%s: the target coordinates have tensor stride {%d,%d,%d}, this convolution "
+                       "makes {%d,%d,%d}",
+                       op, target->stride[0], target->stride[1], target->stride[2], stride[0], stride[1], stride[2]);
+  return LT_OK;
+}
+
+static lt_status alloc_index(lt_ctx *ctx, lt_relation *r) {
+  lt_status st = lt_tensor_new(ctx, &r->idx, LT_INT64, 2, (int64_t[]){r->out->n, r->volume});
+  if (!st) st = lt_tensor_new(ctx, &r->idx_t, LT_INT64, 2, (int64_t[]){r->in->n, r->volume});
+  if (!st && !(r->counts = calloc((size_t)r->volume, sizeof *r->counts)))
+    st = lt_ctx_fail(ctx, LT_ERR_MEM, "relation: out of memory");
+  r->bytes = (size_t)(r->out->n + r->in->n) * (size_t)r->volume * 8;
+  return st;
+}
+
+lt_status lt__relation_build(lt_ctx *ctx, lt_relation **out, lt_relation_kind kind, lt_coords *in, lt_coords *target,
+                             const lt_kernel_spec *spec, const char *op) {
+  *out = NULL;
+  lt_status st = check_spec(ctx, kind, spec, op);
+  int stride[3];
+  if (!st) st = lt_relation_output_stride(ctx, kind, in, spec, stride, op);
+  if (!st && target) st = check_target(ctx, target, stride, op);
+  if (st) return st;
+  lt_relation *r = calloc(1, sizeof *r);
+  if (!r) return lt_ctx_fail(ctx, LT_ERR_MEM, "%s: out of memory", op);
+  *r = (lt_relation){.refcount = 1, .kind = kind, .spec = *spec, .in = lt_coords_retain(in), .targeted = !!target};
+  r->volume = make_offsets(spec, r->offsets);
+  int identity = kind == LT_RELATION_SUBM ||
+                 (kind == LT_RELATION_CONV && spec->stride[0] * spec->stride[1] * spec->stride[2] == 1);
+  if (target)
+    r->out = lt_coords_retain(target);
+  else if (identity)
+    r->out = lt_coords_retain(in);
+  else
+    st = new_support(ctx, &r->out, kind, in, spec, r->offsets, r->volume, stride, op);
+  if (!st) st = alloc_index(ctx, r);
+  if (!st) {
+    fill_index(ctx, r);
+    fill_transpose(ctx, r);
+    *out = r;
+    return LT_OK;
+  }
+  lt_relation_release(r);
+  return st;
+}
+
+lt_status lt_relation_get(lt_ctx *ctx, lt_relation **out, lt_relation_kind kind, lt_coords *in, lt_coords *target,
+                          const lt_kernel_spec *spec, const char *op) {
+  *out = NULL;
+  if ((unsigned)kind >= LT_RELATION_KINDS) return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: unknown relation kind", op);
+  lt_relation *r = lt__manager_find_relation(ctx, kind, in, target, spec);
+  if (r) {
+    *out = lt_relation_retain(r);
+    return LT_OK;
+  }
+  lt_status st = lt__relation_build(ctx, &r, kind, in, target, spec, op);
+  if (st) return st;
+  lt__manager_keep_relation(ctx, r);
+  *out = r;
+  return LT_OK;
+}
+
+lt_relation *lt_relation_retain(lt_relation *r) {
+  if (r) r->refcount++;
+  return r;
+}
+
+void lt_relation_release(lt_relation *r) {
+  if (!r || --r->refcount > 0) return;
+  lt_coords_release(r->in);
+  lt_coords_release(r->out);
+  lt_tensor_release(r->idx);
+  lt_tensor_release(r->idx_t);
+  free(r->counts);
+  free(r);
+}
+
+lt_coords *lt_relation_input(const lt_relation *r) { return r->in; }
+lt_coords *lt_relation_output(const lt_relation *r) { return r->out; }
+int lt_relation_volume(const lt_relation *r) { return r->volume; }
+lt_tensor *lt_relation_index(const lt_relation *r) { return r->idx; }
+lt_tensor *lt_relation_index_transposed(const lt_relation *r) { return r->idx_t; }
+const int64_t *lt_relation_counts(const lt_relation *r) { return r->counts; }
+int64_t lt_relation_edges(const lt_relation *r) { return r->edges; }
+const int *lt_relation_offsets(const lt_relation *r) { return &r->offsets[0][0]; }
