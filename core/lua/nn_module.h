@@ -55,6 +55,7 @@ double lt_l_module_number(lua_State *L, int arg, const char *key, double lo, dou
 /* Fills lattice.core.nn (at the top of the stack) with `methods` and `fields`. */
 void lt_l_module_open(lua_State *L);
 
-void lt_l_open_nn(lua_State *L); /* nn_layers.c: lattice.core.nn */
+void lt_l_open_nn(lua_State *L);        /* nn_layers.c: lattice.core.nn */
+void lt_l_open_nn_sparse(lua_State *L); /* nn_sparse.c: the sparse conv modules, into lattice.core.nn */
 
 #endif

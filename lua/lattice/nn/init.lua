@@ -1,9 +1,11 @@
 -- lattice.nn: the module protocol, the built-in layers, containers,
 -- initialisers, losses and nn.value_and_grad.
+local lattice = require "lattice"
 local autograd = require "lattice.autograd"
 local module = require "lattice.nn.module"
 local layers = require "lattice.nn.layers"
 local containers = require "lattice.nn.containers"
+local sparse_layers = require "lattice.nn.sparse_layers"
 
 local nn = {
   Module = module.Module,
@@ -13,6 +15,7 @@ local nn = {
 }
 for k, v in pairs(layers) do nn[k] = v end
 for k, v in pairs(containers) do nn[k] = v end
+for k, v in pairs(sparse_layers) do nn[k] = v end
 
 -- Puts `params` (a tree of tensors mirroring the model's) into the model,
 -- writing the fields directly; returns what was written, for restore.
@@ -24,7 +27,7 @@ local function put(model, params)
       local cur = rawget(f, k)
       if module.is_module(cur) or (type(cur) == "table" and getmetatable(cur) == nil) then
         into(cur, v)
-      elseif cur ~= nil then
+      elseif lattice.is_tensor(cur) then
         written[#written + 1] = {f, k, cur, v}
         rawset(f, k, v)
       end

@@ -115,10 +115,13 @@ local function tree_of(m, keep)
       local f = fields(v)
       for _, k in ipairs(field_names(f)) do node[k] = place(rawget(f, k), v, k) end
     elseif is_container(v) then
+      local any = false
       for _, e in ipairs(container_entries(v)) do
         local sub = place(v[e[1]], owner, top)
+        any = any or sub ~= nil
         node[e[1]] = sub == nil and type(e[1]) == "number" and {} or sub
       end
+      if not any then return nil end -- configuration such as {3, 3, 3}: no parameters
     else
       return nil
     end
