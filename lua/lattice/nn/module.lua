@@ -72,6 +72,16 @@ local function join(prefix, name) return prefix == "" and name or prefix .. "." 
 
 -- ---- walking the tree ----
 
+-- Marks v as on the path from the root; a module or table met again on its
+-- own path is a cycle, an error here rather than a stack overflow later.
+local function enter(path, v, name)
+  if path[v] then
+    if is_module(v) then error(("%s: a module contains itself (at '%s')"):format(type_name(v), name), 0) end
+    error(("a table contains itself (at '%s')"):format(name), 0)
+  end
+  path[v] = true
+end
+
 -- visit(holder, key, value, name, owner, top) for every parameter under the
 -- value, and on_module(module, name) for every module (pre-order); `top` is
 -- the owner's field holding the parameter (for freezing by key).
@@ -79,15 +89,13 @@ local function walk_value(v, holder, key, name, owner, top, visit, on_module, pa
   if is_tensor(v) then
     if visit then visit(holder, key, v, name, owner, top) end
   elseif is_module(v) then
-    if path[v] then error(("%s: a module contains itself (at '%s')"):format(type_name(v), name), 0) end
-    path[v] = true
+    enter(path, v, name)
     if on_module then on_module(v, name) end
     local f = fields(v)
     for _, k in ipairs(field_names(f)) do walk_value(rawget(f, k), f, k, join(name, k), v, k, visit, on_module, path) end
     path[v] = nil
   elseif is_container(v) then
-    if path[v] then error(("a table contains itself (at '%s')"):format(name), 0) end
-    path[v] = true
+    enter(path, v, name)
     for _, e in ipairs(container_entries(v)) do
       walk_value(v[e[1]], v, e[1], join(name, e[2]), owner, top, visit, on_module, path)
     end
@@ -108,26 +116,30 @@ end
 -- keep(owner, top) selects (top: the owner's field holding the parameter).
 -- List positions stay aligned: an entry with nothing selected is {}.
 local function tree_of(m, keep)
-  local function place(v, owner, top)
+  local path = {}
+  local function place(v, owner, top, name)
     if is_tensor(v) then return keep(owner, top) and v or nil end
     local node = {}
     if is_module(v) then
+      enter(path, v, name)
       local f = fields(v)
-      for _, k in ipairs(field_names(f)) do node[k] = place(rawget(f, k), v, k) end
+      for _, k in ipairs(field_names(f)) do node[k] = place(rawget(f, k), v, k, join(name, k)) end
     elseif is_container(v) then
+      enter(path, v, name)
       local any = false
       for _, e in ipairs(container_entries(v)) do
-        local sub = place(v[e[1]], owner, top)
+        local sub = place(v[e[1]], owner, top, join(name, e[2]))
         any = any or sub ~= nil
         node[e[1]] = sub == nil and type(e[1]) == "number" and {} or sub
       end
-      if not any then return nil end -- configuration such as {3, 3, 3}: no parameters
+      if not any then node = nil end -- configuration such as {3, 3, 3}: no parameters
     else
       return nil
     end
+    path[v] = nil
     return node
   end
-  return place(m, nil, nil)
+  return place(m, nil, nil, "")
 end
 
 -- ---- the protocol's methods ----
@@ -164,18 +176,21 @@ end
 
 -- The direct children: modules, and containers holding them, by field name.
 function Protocol:children()
-  local function kids(v)
+  local path = {}
+  local function kids(v, name)
     if is_module(v) then return v end
     if not is_container(v) then return nil end
+    enter(path, v, name)
     local node, any = {}, false
     for _, e in ipairs(container_entries(v)) do
-      local k = kids(v[e[1]])
+      local k = kids(v[e[1]], join(name, e[2]))
       if k ~= nil then node[e[1]], any = k, true end
     end
+    path[v] = nil
     return any and node or nil
   end
   local out, f = {}, fields(self)
-  for _, k in ipairs(field_names(f)) do out[k] = kids(rawget(f, k)) end
+  for _, k in ipairs(field_names(f)) do out[k] = kids(rawget(f, k), k) end
   return out
 end
 
@@ -463,13 +478,15 @@ M.call = call
 
 -- The modules directly under m, as {dotted name, module}: its module fields
 -- and the modules in its containers (not looking inside those modules).
-local function direct_children(m)
+local function direct_children(m, path)
   local out = {}
   local function scan(v, name)
     if is_module(v) then
       out[#out + 1] = { name, v }
     elseif is_container(v) then
+      enter(path, v, name)
       for _, e in ipairs(container_entries(v)) do scan(v[e[1]], join(name, e[2])) end
+      path[v] = nil
     end
   end
   local f = fields(m)
@@ -478,18 +495,22 @@ local function direct_children(m)
 end
 
 -- Type(extra) on one line for a leaf; children indented, one per line.
-local function describe(m, indent)
+local function describe(m, indent, name, path)
+  enter(path, m, name)
   local head = type_name(m) .. "(" .. (m._extra_repr and m:_extra_repr() or "")
-  local kids = direct_children(m)
-  if #kids == 0 then return head .. ")" end
+  local kids = direct_children(m, path)
   local lines = { head }
-  for _, kv in ipairs(kids) do lines[#lines + 1] = indent .. "  (" .. kv[1] .. "): " .. describe(kv[2], indent .. "  ") end
+  for _, kv in ipairs(kids) do
+    local sub = join(name, kv[1])
+    lines[#lines + 1] = indent .. "  (" .. kv[1] .. "): " .. describe(kv[2], indent .. "  ", sub, path)
+  end
+  path[m] = nil
+  if #kids == 0 then return head .. ")" end
   lines[#lines + 1] = indent .. ")"
   return table.concat(lines, "\n")
 end
 
-function Protocol:__tostring() return describe(self, "") end
-M.describe = describe
+function Protocol:__tostring() return describe(self, "", "", {}) end
 
 -- ---- Lua modules: the Module class ----
 
