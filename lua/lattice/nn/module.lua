@@ -431,8 +431,8 @@ end
 
 -- ---- calling, with errors named after the child that raised them ----
 
--- Per coroutine: how deep in module calls it is, and the innermost module
--- whose forward raised the error on its way out.
+-- Per coroutine: how deep in module calls it is, and the error on its way
+-- out with the modules it has left so far, innermost first.
 local calls = setmetatable({}, { __mode = "k" })
 
 local function state()
@@ -453,22 +453,42 @@ local function name_of(root, target)
   return found
 end
 
+-- The error prefixed with the dotted name, under root, of the innermost
+-- module it left that root holds (a module made inside a forward has no
+-- name there: the one that made it is named). Error objects that are not
+-- strings pass unchanged.
+local function labelled(root, through, err)
+  if type(err) ~= "string" then return err end
+  for _, mod in ipairs(through) do
+    if mod == root then break end
+    local name = name_of(root, mod)
+    if name then return name .. ": " .. err end
+  end
+  return err
+end
+
+-- A call that returns normally clears what was recorded below it: that
+-- error was caught by a pcall inside. A different error starts a new record.
+-- (An error caught inside a forward and raised again as the same string by
+-- that forward itself still names the child that raised it first.)
 local function finish(m, s, ok, ...)
   s.depth = s.depth - 1
-  if ok then return ... end
+  if ok then
+    s.err, s.through = nil, nil
+    return ...
+  end
   local err = ...
-  if s.failed == nil then s.failed, s.message = m, err end
+  if s.through == nil or not rawequal(s.err, err) then s.err, s.through = err, {} end
+  s.through[#s.through + 1] = m
   if s.depth > 0 then error(err, 0) end
-  local failed, message = s.failed, s.message
-  s.failed, s.message = nil, nil
-  local name = message == err and failed ~= m and name_of(m, failed)
-  if name and name ~= "" then error(name .. ": " .. tostring(err), 0) end
-  error(err, 0)
+  local through = s.through
+  s.err, s.through = nil, nil
+  error(labelled(m, through, err), 0)
 end
 
 local function call(m, ...)
   local s = state()
-  if s.depth == 0 then s.failed, s.message = nil, nil end
+  if s.depth == 0 then s.err, s.through = nil, nil end
   s.depth = s.depth + 1
   return finish(m, s, pcall(m.forward, m, ...))
 end
