@@ -534,9 +534,6 @@ function Protocol:__tostring() return describe(self, "", "", {}) end
 
 -- ---- Lua modules: the Module class ----
 
-local Module = {}
-M.Module = Module
-
 -- Instance tables remember the order their fields were first assigned.
 local function record_order(self, k, v)
   if type(k) == "string" and k:sub(1, 1) ~= "_" then
@@ -553,6 +550,8 @@ local function instantiate(cls, ...)
   return self
 end
 
+-- A class is the metatable of its instances: methods through __index (its
+-- own, then its parent's), and the metamethods every module has.
 local function class(name, parent)
   local cls = {}
   for k, v in pairs(parent or {}) do
@@ -568,12 +567,15 @@ local function class(name, parent)
   return setmetatable(cls, { __index = parent, __call = instantiate, __tostring = function() return "class " .. name end })
 end
 
+-- nn.Module() itself makes an empty module to hold children, as in MLX.
+local Module = class("Module")
+M.Module = Module
 for k, v in pairs(Protocol) do Module[k] = v end
-Module.__name, Module.__type_name = "Module", "Module"
-setmetatable(Module, { __call = instantiate, __tostring = function() return "class Module" end })
 
 --- Module:extend(name): a new module class; define :init(...) and :forward(...).
 function Module:extend(name)
+  -- a class has its metamethods as its own keys; an instance has none
+  if rawget(self, "__lattice_module") == nil then error("Module:extend: call it on a class, not on a module", 2) end
   if type(name) ~= "string" or name == "" then error("Module:extend: name must be a non-empty string", 2) end
   return class(name, self)
 end
