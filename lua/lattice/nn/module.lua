@@ -147,6 +147,28 @@ end
 local Protocol = {}
 M.Protocol = Protocol
 
+local function check_options(opts, allowed, fname)
+  if opts == nil then return {} end
+  if type(opts) ~= "table" then error(("%s: options must be a table, got %s"):format(fname, type(opts)), 3) end
+  for k in pairs(opts) do
+    if not allowed[k] then error(("%s: unknown option '%s'"):format(fname, tostring(k)), 3) end
+  end
+  return opts
+end
+M.check_options = check_options
+
+-- opts[key] as a boolean, `default` when absent.
+local function bool_option(opts, key, default, fname)
+  local v = opts[key]
+  if v == nil then return default end
+  if type(v) ~= "boolean" then error(("%s: %s must be a boolean, got %s"):format(fname, key, type(v)), 3) end
+  return v
+end
+
+local function check_function(fn, fname)
+  if type(fn) ~= "function" then error(("%s: fn must be a function, got %s"):format(fname, type(fn)), 3) end
+end
+
 function Protocol:parameters() return tree_of(self, function() return true end) end
 
 function Protocol:trainable_parameters()
@@ -165,8 +187,11 @@ function Protocol:named_modules()
   return out
 end
 
+--- m:num_parameters([{trainable = false}]): the number of elements of all
+-- (or of the trainable) parameters.
 function Protocol:num_parameters(opts)
-  local trainable = opts and opts.trainable
+  opts = check_options(opts, { trainable = true }, "num_parameters")
+  local trainable = bool_option(opts, "trainable", false, "num_parameters")
   local n = 0
   walk(self, function(_, _, v, _, owner, top)
     if not (trainable and frozen(owner, top)) then n = n + v.size end
@@ -194,7 +219,10 @@ function Protocol:children()
   return out
 end
 
+--- m:apply_to_modules(fn): fn(name, module) for m ("") and every module
+-- under it, parents before children.
 function Protocol:apply_to_modules(fn)
+  check_function(fn, "apply_to_modules")
   local mods = {}
   walk(self, nil, function(mod, name) mods[#mods + 1] = {name, mod} end)
   for _, nm in ipairs(mods) do fn(nm[1], nm[2]) end
@@ -210,50 +238,71 @@ end
 
 function Protocol:eval() return self:train(false) end
 
--- The names of m's own fields holding parameters (directly or in containers).
+-- ---- freezing ----
+
+-- The names of m's own fields holding parameters: tensors, or containers of
+-- tensors that m itself owns (not those of the modules in them).
 local function own_parameter_keys(m)
   local keys = {}
   local f = fields(m)
   for _, k in ipairs(field_names(f)) do
     local v, has = rawget(f, k), false
-    walk_value(v, nil, nil, k, nil, nil, function() has = true end, nil, {})
-    if has and not is_module(v) then keys[#keys + 1] = k end
+    if not is_module(v) then
+      walk_value(v, nil, nil, k, nil, nil, function(_, _, _, _, owner) has = has or owner == nil end, nil, {})
+    end
+    if has then keys[#keys + 1] = k end
   end
   return keys
 end
 
-local FREEZE_OPTIONS = { recurse = true, keys = true, strict = true }
-
-local function check_options(opts, allowed, fname)
-  if opts == nil then return {} end
-  if type(opts) ~= "table" then error(("%s: options must be a table, got %s"):format(fname, type(opts)), 3) end
-  for k in pairs(opts) do
-    if not allowed[k] then error(("%s: unknown option '%s'"):format(fname, tostring(k)), 3) end
+-- opts.keys as a list of names, or nil (all of a module's parameters).
+local function key_list(keys, fname)
+  if keys == nil then return nil end
+  if type(keys) == "string" then return { keys } end
+  if not is_container(keys) then
+    error(("%s: keys must be a string or a list of strings, got %s"):format(fname, type(keys)), 3)
   end
-  return opts
+  for k, v in pairs(keys) do
+    if math.type(k) ~= "integer" or type(v) ~= "string" then
+      error(("%s: keys[%s] must be a string, got %s"):format(fname, tostring(k), type(v)), 3)
+    end
+  end
+  return keys
 end
-M.check_options = check_options
 
+-- Tensors a module keeps but never trains (BatchNorm's running statistics,
+-- PyTorch's buffers) are named in its class's `_buffers`: they stay frozen
+-- through unfreeze, as MLX's BatchNorm keeps them.
+local function buffers(mod) return mod._buffers or {} end
+
+-- Every module and key is checked before any changes, so a strict error
+-- leaves the model as it was.
 local function set_frozen(m, opts, fname, value)
-  opts = check_options(opts, FREEZE_OPTIONS, fname)
-  local keys = opts.keys
-  if type(keys) == "string" then keys = { keys } end
-  local function one(mod)
+  opts = check_options(opts, { recurse = true, keys = true, strict = true }, fname)
+  local keys = key_list(opts.keys, fname)
+  local recurse = bool_option(opts, "recurse", true, fname)
+  local strict = bool_option(opts, "strict", false, fname)
+  local mods = { m }
+  if recurse then
+    mods = {}
+    walk(m, nil, function(mod) mods[#mods + 1] = mod end)
+  end
+  local lists = {}
+  for i, mod in ipairs(mods) do
+    local own = own_parameter_keys(mod)
+    for _, k in ipairs(strict and keys or {}) do
+      local found = false
+      for _, o in ipairs(own) do found = found or o == k end
+      if not found then error(("%s: %s has no parameter '%s'"):format(fname, type_name(mod), k), 2) end
+    end
+    lists[i] = keys or own
+  end
+  for i, mod in ipairs(mods) do
     local f = fields(mod)
     local set = rawget(f, "_frozen") or {}
     rawset(f, "_frozen", set)
-    local list = keys or own_parameter_keys(mod)
-    for _, k in ipairs(list) do
-      if opts.strict and rawget(f, k) == nil then
-        error(("%s: %s has no parameter '%s'"):format(fname, type_name(mod), k), 3)
-      end
-      set[k] = value or nil
-    end
-  end
-  if opts.recurse == false then
-    one(m)
-  else
-    m:apply_to_modules(function(_, mod) one(mod) end)
+    for _, k in ipairs(lists[i]) do set[k] = value or nil end
+    for _, k in ipairs(buffers(mod)) do set[k] = true end
   end
   return m
 end
@@ -594,5 +643,8 @@ for name, methods in pairs(core.nn.methods) do
   mt.__call = call
   mt.__tostring = Protocol.__tostring
 end
+-- BatchNorm's running statistics: saved with the weights, never trained
+-- (layers.lua freezes them when it makes the module).
+core.nn.methods.BatchNorm._buffers = { "running_mean", "running_var" }
 
 return M
