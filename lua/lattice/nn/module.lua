@@ -142,6 +142,10 @@ local function tree_of(m, keep)
   return place(m, nil, nil, "")
 end
 
+-- An empty table where a tensor sits: the place a tree keeps in a list for
+-- a parameter it leaves out (a frozen one in trainable_parameters).
+local function is_placeholder(v) return is_container(v) and next(v) == nil end
+
 -- ---- the protocol's methods ----
 
 local Protocol = {}
@@ -200,6 +204,7 @@ function Protocol:num_parameters(opts)
 end
 
 -- The direct children: modules, and containers holding them, by field name.
+-- As in parameters(), a list position holding no module is {}.
 function Protocol:children()
   local path = {}
   local function kids(v, name)
@@ -210,6 +215,7 @@ function Protocol:children()
     for _, e in ipairs(container_entries(v)) do
       local k = kids(v[e[1]], join(name, e[2]))
       if k ~= nil then node[e[1]], any = k, true end
+      if k == nil and type(e[1]) == "number" then node[e[1]] = {} end
     end
     path[v] = nil
     return any and node or nil
@@ -311,72 +317,101 @@ end
 function Protocol:freeze(opts) return set_frozen(self, opts, "freeze", true) end
 function Protocol:unfreeze(opts) return set_frozen(self, opts, "unfreeze", false) end
 
+-- ---- replacing parameters and children ----
+
 local function shape_str(t) return "{" .. table.concat(t.shape, ", ") .. "}" end
 M.shape_str = shape_str
 
--- Writes the tensors of `tree` into the module tree at `dst`, checking names,
--- shapes and dtypes; `name` is the dotted path so far.
-local function update_into(dst, tree, name, strict, fname)
-  if type(tree) ~= "table" or is_tensor(tree) then
-    error(("%s: %s: expected a table of parameters, got %s"):format(fname, name == "" and "tree" or name,
-      is_tensor(tree) and "a tensor" or type(tree)), 0)
+-- The dotted name of key k of `holder` under `name`: position k of a list
+-- is named k - 1.
+local function sub_name(name, holder, k)
+  return join(name, is_container(holder) and math.type(k) == "integer" and tostring(k - 1) or tostring(k))
+end
+
+-- What a tree meets at key k of a module's fields or a container: nothing
+-- for the protocol's private fields ("_frozen", "_order").
+local function public_field(f, k)
+  if type(k) == "string" and k:sub(1, 1) == "_" then return nil end
+  return rawget(f, k)
+end
+
+local function kind(v)
+  return is_tensor(v) and "a tensor" or is_module(v) and "a module" or type(v)
+end
+
+-- Whether `new` replaces the parameter `cur` (named `sub`): a tensor of its
+-- shape and dtype does; {} leaves it (trainable_parameters() keeps {} for a
+-- frozen parameter in a list); anything else is an error.
+local function replaces(sub, cur, new)
+  if is_placeholder(new) then return false end
+  if not is_tensor(new) then error(("update: %s: expected a lattice.Tensor, got %s"):format(sub, type(new)), 0) end
+  if shape_str(cur) ~= shape_str(new) then
+    error(("update: %s has shape %s, got %s"):format(sub, shape_str(cur), shape_str(new)), 0)
+  end
+  if cur.dtype ~= new.dtype then error(("update: %s has dtype %s, got %s"):format(sub, cur.dtype, new.dtype), 0) end
+  return true
+end
+
+-- Checks the tensors of `tree` against the module tree at `dst` (names,
+-- shapes, dtypes) and adds {holder, key, tensor} to `writes` for each;
+-- `name` is the dotted path so far.
+local function plan_update(dst, tree, name, strict, writes)
+  if not is_container(tree) then
+    error(("update: %s: expected a table of parameters, got %s"):format(name == "" and "tree" or name, kind(tree)), 0)
   end
   local f = is_module(dst) and fields(dst) or dst
   for k, new in pairs(tree) do
-    local sub = join(name, is_container(dst) and type(k) == "number" and tostring(k - 1) or tostring(k))
-    local cur = rawget(f, k)
+    local sub, cur = sub_name(name, dst, k), public_field(f, k)
     if is_tensor(cur) then
-      if not is_tensor(new) then
-        error(("%s: %s: expected a lattice.Tensor, got %s"):format(fname, sub, type(new)), 0)
-      end
-      if #cur.shape ~= #new.shape or shape_str(cur) ~= shape_str(new) then
-        error(("%s: %s has shape %s, got %s"):format(fname, sub, shape_str(cur), shape_str(new)), 0)
-      end
-      if cur.dtype ~= new.dtype then
-        error(("%s: %s has dtype %s, got %s"):format(fname, sub, cur.dtype, new.dtype), 0)
-      end
-      rawset(f, k, new)
+      if replaces(sub, cur, new) then writes[#writes + 1] = { f, k, new } end
     elseif cur ~= nil and (is_module(cur) or is_container(cur)) then
-      update_into(cur, new, sub, strict, fname)
+      plan_update(cur, new, sub, strict, writes)
     elseif strict then
-      error(("%s: %s: no such parameter"):format(fname, sub), 0)
+      error(("update: %s: no such parameter"):format(sub), 0)
     end
   end
 end
 
---- m:update(tree[, {strict = true}]): replaces parameters by those in the tree.
+local function write_all(writes)
+  for _, w in ipairs(writes) do rawset(w[1], w[2], w[3]) end
+end
+
+--- m:update(tree[, {strict = true}]): replaces parameters by those in the
+-- tree, all of them or (on an error) none.
 function Protocol:update(tree, opts)
   opts = check_options(opts, { strict = true }, "update")
-  update_into(self, tree, "", opts.strict ~= false, "update")
+  local writes = {}
+  plan_update(self, tree, "", bool_option(opts, "strict", true, "update"), writes)
+  write_all(writes)
   return self
 end
 
 --- m:apply(fn): every parameter p becomes fn(p) (a tensor of any shape/dtype).
 function Protocol:apply(fn)
-  if type(fn) ~= "function" then error("apply: fn must be a function, got " .. type(fn), 2) end
-  local todo = {}
-  walk(self, function(holder, key, v, name) todo[#todo + 1] = {holder, key, v, name} end)
-  for _, t in ipairs(todo) do
-    local new = fn(t[3])
-    if not is_tensor(new) then error(("apply: fn returned %s for %s"):format(type(new), t[4]), 2) end
-    rawset(t[1], t[2], new)
-  end
+  check_function(fn, "apply")
+  local writes = {}
+  walk(self, function(holder, key, v, name)
+    local new = fn(v)
+    if not is_tensor(new) then error(("apply: fn returned %s for %s"):format(type(new), name), 0) end
+    writes[#writes + 1] = { holder, key, new }
+  end)
+  write_all(writes)
   return self
 end
 
--- The holder and key of the dotted path in m; `parts` may end early.
+-- The holder, key and value at a dotted path in m.
 local function resolve(m, path, fname)
+  if type(path) ~= "string" or path == "" then error(fname .. ": path must be a non-empty string", 3) end
   local holder, cur, key = nil, m, nil
   for part in path:gmatch("[^.]+") do
-    local f
     if is_module(cur) then
-      f, key = fields(cur), part
+      holder, key = fields(cur), part
     elseif is_container(cur) then
-      f, key = cur, tonumber(part) and math.tointeger(tonumber(part)) + 1 or part
+      holder, key = cur, part:match("^%d+$") and tonumber(part) + 1 or part
     else
       error(("%s: '%s' is not a module path (at '%s')"):format(fname, path, part), 3)
     end
-    holder, cur = f, rawget(f, key)
+    cur = rawget(holder, key)
     if cur == nil then error(("%s: '%s' has no '%s'"):format(fname, path, part), 3) end
   end
   return holder, key, cur
@@ -384,9 +419,8 @@ end
 
 --- m:set_child("blocks.0.attention.q_proj", new): replaces a child module in place.
 function Protocol:set_child(path, new)
-  if type(path) ~= "string" or path == "" then error("set_child: path must be a non-empty string", 2) end
-  if not is_module(new) then error("set_child: the new child must be a module, got " .. type(new), 2) end
   local holder, key, cur = resolve(self, path, "set_child")
+  if not is_module(new) then error("set_child: the new child must be a module, got " .. type(new), 2) end
   if not is_module(cur) then error(("set_child: '%s' is not a module"):format(path), 2) end
   rawset(holder, key, new)
   return self
@@ -395,28 +429,37 @@ end
 --- m:get_child("blocks.0.attention"): the module at a dotted path.
 function Protocol:get_child(path)
   local _, _, cur = resolve(self, path, "get_child")
+  if not is_module(cur) then error(("get_child: '%s' is not a module"):format(path), 2) end
   return cur
 end
 
---- m:update_modules(tree[, {strict = true}]): replaces child modules by those in the tree.
-function Protocol:update_modules(tree, opts)
-  opts = check_options(opts, { strict = true }, "update_modules")
-  local strict = opts.strict ~= false
-  local function into(dst, t, name)
-    local f = is_module(dst) and fields(dst) or dst
-    for k, new in pairs(t) do
-      local sub = join(name, is_container(dst) and type(k) == "number" and tostring(k - 1) or tostring(k))
-      local cur = rawget(f, k)
-      if is_module(new) and is_module(cur) then
-        rawset(f, k, new)
-      elseif type(new) == "table" and not is_module(new) and cur ~= nil and (is_module(cur) or is_container(cur)) then
-        into(cur, new, sub)
-      elseif strict then
-        error(("update_modules: %s: no such module"):format(sub), 0)
-      end
+-- Checks `tree` against the module tree at `dst` and adds {holder, key,
+-- module} to `writes` for each module in it.
+local function plan_modules(dst, tree, name, strict, writes)
+  if not is_container(tree) then
+    error(("update_modules: %s: expected a table of modules, got %s"):format(name == "" and "tree" or name,
+      kind(tree)), 0)
+  end
+  local f = is_module(dst) and fields(dst) or dst
+  for k, new in pairs(tree) do
+    local sub, cur = sub_name(name, dst, k), public_field(f, k)
+    if is_module(new) and is_module(cur) then
+      writes[#writes + 1] = { f, k, new }
+    elseif is_container(new) and (is_module(cur) or is_container(cur)) then
+      plan_modules(cur, new, sub, strict, writes)
+    elseif strict and not (is_placeholder(new) and cur ~= nil) then -- {}: what children() keeps for a non-module
+      error(("update_modules: %s: no such module"):format(sub), 0)
     end
   end
-  into(self, tree, "")
+end
+
+--- m:update_modules(tree[, {strict = true}]): replaces child modules by
+-- those in the tree (as children() gives it), all of them or none.
+function Protocol:update_modules(tree, opts)
+  opts = check_options(opts, { strict = true }, "update_modules")
+  local writes = {}
+  plan_modules(self, tree, "", bool_option(opts, "strict", true, "update_modules"), writes)
+  write_all(writes)
   return self
 end
 
