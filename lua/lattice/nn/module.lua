@@ -465,8 +465,21 @@ end
 
 -- ---- weights on disk ----
 
+-- Calls a safetensors function; its errors name the method the user called.
+local function io_call(fname, fn, ...)
+  local ok, result = pcall(fn, ...)
+  if not ok then error((tostring(result):gsub("^[%w_]+_safetensors:", fname .. ":", 1)), 3) end
+  return result
+end
+
+local function check_path(path, fname)
+  if type(path) ~= "string" then error(("%s: path must be a string, got %s"):format(fname, type(path)), 3) end
+end
+
+--- m:save_weights(path): the parameters under their dotted names.
 function Protocol:save_weights(path)
-  lattice.save_safetensors(path, self:named_parameters())
+  check_path(path, "save_weights")
+  io_call("save_weights", lattice.save_safetensors, path, self:named_parameters())
   return self
 end
 
@@ -483,41 +496,51 @@ local function list_names(keys, limit)
   return table.concat(shown, ", ") .. (#keys > limit and (", ... (%d in all)"):format(#keys) or "")
 end
 
---- m:load_weights(path[, {strict = true}]): parameters by their dotted names;
--- strict: the file must hold exactly the model's parameters. Shapes must
--- match; a different float dtype is converted to the parameter's.
-function Protocol:load_weights(path, opts)
-  opts = check_options(opts, { strict = true }, "load_weights")
-  local strict = opts.strict ~= false
-  local loaded = lattice.load_safetensors(path)
-  local slots = {}
-  walk(self, function(holder, key, v, name) slots[name] = {holder, key, v} end)
+-- "2 parameters missing: a, b; 1 unexpected parameter: c", or nil when
+-- the names agree.
+local function mismatch(slots, loaded)
   local missing, unexpected = {}, {}
-  for name in pairs(slots) do
+  for _, name in ipairs(sorted_keys(slots)) do
     if loaded[name] == nil then missing[#missing + 1] = name end
   end
-  for name in pairs(loaded) do
+  for _, name in ipairs(sorted_keys(loaded)) do
     if slots[name] == nil then unexpected[#unexpected + 1] = name end
   end
-  table.sort(missing)
-  table.sort(unexpected)
-  if strict and #missing > 0 then
-    error(("load_weights: %s: %d parameters missing: %s"):format(path, #missing, list_names(missing, 10)), 2)
+  local parts = {}
+  if #missing > 0 then
+    parts[#parts + 1] = ("%d parameter%s missing: %s"):format(#missing, #missing == 1 and "" or "s",
+      list_names(missing, 10))
   end
-  if strict and #unexpected > 0 then
-    error(("load_weights: %s: %d unexpected parameters: %s"):format(path, #unexpected, list_names(unexpected, 10)), 2)
+  if #unexpected > 0 then
+    parts[#parts + 1] = ("%d unexpected parameter%s: %s"):format(#unexpected, #unexpected == 1 and "" or "s",
+      list_names(unexpected, 10))
   end
+  return #parts > 0 and table.concat(parts, "; ") or nil
+end
+
+--- m:load_weights(path[, {strict = true}]): parameters by their dotted names;
+-- strict: the file must hold exactly the model's parameters. Shapes must
+-- match; a different float dtype is converted to the parameter's. Nothing
+-- changes unless every check passes.
+function Protocol:load_weights(path, opts)
+  opts = check_options(opts, { strict = true }, "load_weights")
+  local strict = bool_option(opts, "strict", true, "load_weights")
+  check_path(path, "load_weights")
+  local loaded = io_call("load_weights", lattice.load_safetensors, path)
+  local slots = {}
+  walk(self, function(holder, key, v, name) slots[name] = {holder, key, v} end)
+  local problem = strict and mismatch(slots, loaded)
+  if problem then error(("load_weights: %s: %s"):format(path, problem), 2) end
+  local writes = {}
   for _, name in ipairs(sorted_keys(loaded)) do
     local slot, t = slots[name], loaded[name]
     if slot and shape_str(slot[3]) ~= shape_str(t) then
       error(("load_weights: %s: %s has shape %s in the file, the model expects %s"):format(path, name, shape_str(t),
         shape_str(slot[3])), 2)
     end
+    if slot then writes[#writes + 1] = { slot[1], slot[2], t.dtype == slot[3].dtype and t or t:astype(slot[3].dtype) } end
   end
-  for name, t in pairs(loaded) do
-    local slot = slots[name]
-    if slot then rawset(slot[1], slot[2], t.dtype == slot[3].dtype and t or t:astype(slot[3].dtype)) end
-  end
+  write_all(writes)
   return self
 end
 
