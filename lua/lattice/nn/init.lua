@@ -18,7 +18,8 @@ for k, v in pairs(containers) do nn[k] = v end
 for k, v in pairs(sparse_layers) do nn[k] = v end
 
 -- Puts `params` (a tree of tensors mirroring the model's) into the model,
--- writing the fields directly; returns what was written, for restore.
+-- writing the fields directly; returns what was written, for restore. The
+-- {} that a tree keeps in a list for a frozen parameter writes nothing.
 local function put(model, params)
   local written = {}
   local function into(holder_of, tree)
@@ -27,7 +28,7 @@ local function put(model, params)
       local cur = rawget(f, k)
       if module.is_module(cur) or (type(cur) == "table" and getmetatable(cur) == nil) then
         into(cur, v)
-      elseif lattice.is_tensor(cur) then
+      elseif lattice.is_tensor(cur) and lattice.is_tensor(v) then
         written[#written + 1] = {f, k, cur, v}
         rawset(f, k, v)
       end
@@ -59,18 +60,21 @@ end
 function nn.value_and_grad(model, fn)
   if not module.is_module(model) then error("nn.value_and_grad: model must be a module, got " .. type(model), 2) end
   if type(fn) ~= "function" then error("nn.value_and_grad: fn must be a function, got " .. type(fn), 2) end
-  local written
-  local vg = autograd.value_and_grad(function(params, ...)
-    written = put(model, params)
+  -- `call` is per call, so a failed call made inside fn (a nested one)
+  -- cannot restore the tensors of the call still running.
+  local vg = autograd.value_and_grad(function(call, params, ...)
+    call.written = put(model, params)
     return fn(...)
-  end)
-  local function finish(ok, ...)
-    if written then restore(written) end
-    written = nil
+  end, 2)
+  local function finish(call, ok, ...)
+    if call.written then restore(call.written) end
     if not ok then error((...), 0) end
     return ...
   end
-  return function(...) return finish(pcall(vg, model:trainable_parameters(), ...)) end
+  return function(...)
+    local call = {}
+    return finish(call, pcall(vg, call, model:trainable_parameters(), ...))
+  end
 end
 
 return nn
