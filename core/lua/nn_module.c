@@ -92,7 +92,8 @@ static int module_newindex(lua_State *L) {
     return 0;
   }
   if (key && strcmp(key, "training") == 0) {
-    luaL_checktype(L, 3, LUA_TBOOLEAN);
+    if (!lua_isboolean(L, 3))
+      return luaL_error(L, "%s: training must be a boolean, got %s", type->name, luaL_typename(L, 3));
   } else if (key && is_param(type, key)) {
     lt_tensor *t = lt_l_totensor(L, 3);
     if (!t) return luaL_error(L, "%s: %s must be a lattice.Tensor, got %s", type->name, key, luaL_typename(L, 3));
