@@ -107,7 +107,12 @@ local function read_file(path)
   return s
 end
 
-local function tmp_path(name) return os.tmpname() .. "-" .. name .. ".safetensors" end
+-- A fresh path in the temporary directory (os.tmpname creates its file: removed).
+local function tmp_path(name)
+  local base = os.tmpname()
+  os.remove(base)
+  return base .. "-" .. name .. ".safetensors"
+end
 
 -- A Lua module whose forward raises `err`.
 local Boom = nn.Module:extend("Boom")
