@@ -114,7 +114,9 @@ end
 
 -- A nested table mirroring the module tree with the parameters that
 -- keep(owner, top) selects (top: the owner's field holding the parameter).
--- List positions stay aligned: an entry with nothing selected is {}.
+-- List positions stay aligned: an entry with nothing selected is {}. A
+-- table holding no tensor at all is configuration ({3, 3, 3}) and left out,
+-- whatever keep selects, so every tree has the skeleton of parameters().
 local function tree_of(m, keep)
   local path = {}
   local function place(v, owner, top, name)
@@ -129,7 +131,7 @@ local function tree_of(m, keep)
       local any = false
       for _, e in ipairs(container_entries(v)) do
         local sub = place(v[e[1]], owner, top, join(name, e[2]))
-        any = any or sub ~= nil
+        any = any or sub ~= nil or is_tensor(v[e[1]])
         node[e[1]] = sub == nil and type(e[1]) == "number" and {} or sub
       end
       if not any then node = nil end -- configuration such as {3, 3, 3}: no parameters
