@@ -20,17 +20,6 @@ for k, v in pairs(schedules) do optim[k] = v end
 local Optimizer = {}
 optim.Optimizer = Optimizer
 
--- The names of a kind's state tensors, in the order the C kernel takes them.
-local state_names = {
-  SGD = { "v" }, Adam = { "m", "v" }, AdamW = { "m", "v" }, Lion = { "m" }, RMSprop = { "v" }, Adagrad = { "v" },
-}
-local function names_for(self, param)
-  if self.kind ~= "Adafactor" then return state_names[self.kind] end
-  local names = param.ndim >= 2 and { "exp_avg_sq_row", "exp_avg_sq_col" } or { "exp_avg_sq" }
-  if self.hyper.first_moment then names[#names + 1] = "exp_avg" end
-  return names
-end
-
 local function check_number(v, what, fname, lo)
   if type(v) ~= "number" or (lo and v < lo) then
     error(("%s: %s must be a number%s, got %s"):format(fname, what, lo and (" >= " .. lo) or "", tostring(v)), 4)
@@ -55,7 +44,8 @@ local function new(kind, opts, hyper, lr_required)
   end
   local schedule = type(lr) == "function" and lr or nil
   local state = { step = 0, learning_rate = schedule and schedule(0) or lr or 0 }
-  return setmetatable({ kind = kind, hyper = hyper, state = state, schedule = schedule }, Optimizer)
+  -- _names: the state names of a parameter by its number of axes (optimizer_names)
+  return setmetatable({ kind = kind, hyper = hyper, state = state, schedule = schedule, _names = {} }, Optimizer)
 end
 
 --- SGD{learning_rate, momentum = 0, weight_decay = 0, dampening = 0, nesterov = false}
@@ -138,61 +128,111 @@ end
 
 -- ---- the step ----
 
--- Calls visit(holder, key, param, grad, name) for each gradient in `grads`
--- with the model's parameter at the same place.
-local function each_pair(model, grads, fname, visit)
+-- The {holder, key, parameter, gradient, name} of each gradient in `grads`
+-- with the model's parameter at the same place, or nil and a message.
+local function collect(model, grads, kind)
+  local found = {}
   local function walk(node, tree, prefix)
-    local f = is_module(node) and fields(node) or node
     local list = not is_module(node)
+    local f = list and node or fields(node)
     for k, g in pairs(tree) do
       local name = (prefix == "" and "" or prefix .. ".") .. ((list and type(k) == "number") and tostring(k - 1) or k)
       local cur = rawget(f, k)
       if is_tensor(g) then
-        if not is_tensor(cur) then error(("%s: the gradient %s has no parameter in the model"):format(fname, name), 4) end
-        visit(f, k, cur, g, name)
-      elseif type(g) == "table" and cur ~= nil and not is_tensor(cur) then
-        walk(cur, g, name)
-      elseif type(g) == "table" and next(g) ~= nil then
-        error(("%s: the gradient %s has no parameter in the model"):format(fname, name), 4)
+        if not is_tensor(cur) then return ("%s: the gradient %s has no parameter in the model"):format(kind, name) end
+        found[#found + 1] = { f, k, cur, g, name }
+      elseif type(g) ~= "table" or is_tensor(cur) then
+        return ("%s: %s: expected a gradient tensor, got %s"):format(kind, name, type(g))
+      elseif is_module(cur) or type(cur) == "table" then
+        local err = walk(cur, g, name)
+        if err then return err end
+      elseif next(g) ~= nil then
+        return ("%s: the gradient %s has no parameter in the model"):format(kind, name)
       end
     end
   end
-  walk(model, grads, "")
+  local err = walk(model, grads, "")
+  if err then return nil, err end
+  return found
 end
 
--- The state tensors of a parameter, made (zeros, float32) at its first update.
+-- The names of a parameter's state tensors, in the order the C kernel takes
+-- them; they depend on the kind, its options and the parameter's number of
+-- axes (Adafactor factors matrices), so they are asked once per ndim.
+local function optimizer_names(self, param)
+  local cache = rawget(self, "_names")
+  local names = cache[param.ndim]
+  if not names then
+    names = select(2, core.optim_state_shapes(self.kind, self.hyper, param))
+    cache[param.ndim] = names
+  end
+  return names
+end
+
+-- The state tensors of a parameter as a list, and its state table when it
+-- is new (zeros, float32; the caller keeps it once every check has passed);
+-- or nil, nil and a message.
 local function state_for(self, name, param)
-  local st = self.state[name]
-  local names = names_for(self, param)
+  local names = optimizer_names(self, param)
+  local st, fresh = self.state[name], nil
   if st == nil then
-    st = {}
-    for i, shape in ipairs(core.optim_state_shapes(self.kind, self.hyper, param)) do
-      st[names[i]] = lattice.zeros(shape)
+    fresh = {}
+    for i, shape in ipairs((core.optim_state_shapes(self.kind, self.hyper, param))) do
+      fresh[names[i]] = lattice.zeros(shape)
     end
-    self.state[name] = st
+    st = fresh
+  elseif type(st) ~= "table" then
+    return nil, nil, ("%s: the state of %s is a %s, not a table of tensors"):format(self.kind, name, type(st))
   end
   local list = {}
   for i, n in ipairs(names) do
     list[i] = st[n]
-    if not is_tensor(list[i]) then error(("%s: the state of %s has no '%s'"):format(self.kind, name, n), 3) end
+    if not is_tensor(list[i]) then return nil, nil, ("%s: the state of %s has no '%s'"):format(self.kind, name, n) end
   end
-  return list
+  return list, fresh
+end
+
+-- The learning rate of the next update: the schedule at the updates made so
+-- far (0 at the first), as MLX evaluates it before counting the update.
+local function next_learning_rate(self)
+  local state, schedule = self.state, self.schedule
+  if not schedule then return state.learning_rate end
+  local lr = schedule(state.step)
+  if type(lr) ~= "number" then
+    return nil, ("%s: the learning rate schedule returned %s at step %d, not a number"):format(self.kind, type(lr),
+      state.step)
+  end
+  return lr
 end
 
 --- opt:update(model, grads): one step for every parameter that has a gradient
--- (grads as nn.value_and_grad gives them).
+-- (grads as nn.value_and_grad gives them). Every gradient, parameter and
+-- state is checked before any is changed: a bad one raises and leaves the
+-- model, the state and the step count as they were.
 function Optimizer:update(model, grads)
-  if not is_module(model) then error(self.kind .. ":update: model must be a module, got " .. type(model), 2) end
-  if type(grads) ~= "table" then error(self.kind .. ":update: grads must be a table, got " .. type(grads), 2) end
-  local state = self.state
-  if self.schedule then state.learning_rate = self.schedule(state.step) end
-  state.step = state.step + 1
-  local h = self.hyper
-  h.learning_rate, h.step = state.learning_rate, state.step
-  each_pair(model, grads, self.kind, function(holder, key, param, grad, name)
-    local updated = core.optim_update(self.kind, h, param, grad, table.unpack(state_for(self, name, param)))
-    if updated ~= param then rawset(holder, key, updated) end
-  end)
+  local kind = self.kind
+  if not is_module(model) then error(kind .. ":update: model must be a module, got " .. type(model), 2) end
+  if type(grads) ~= "table" then error(kind .. ":update: grads must be a table, got " .. type(grads), 2) end
+  local found, err = collect(model, grads, kind)
+  if not found then error(err, 2) end
+  local lr
+  lr, err = next_learning_rate(self)
+  if not lr then error(err, 2) end
+  local state, h = self.state, self.hyper
+  h.learning_rate, h.step = lr, state.step + 1
+  local lists, fresh = {}, {}
+  for i, e in ipairs(found) do
+    lists[i], fresh[i], err = state_for(self, e[5], e[3])
+    if not lists[i] then error(err, 2) end
+    local ok, msg = core.optim_check(kind, h, e[5], e[3], e[4], table.unpack(lists[i]))
+    if not ok then error(msg, 2) end
+  end
+  state.learning_rate, state.step = lr, h.step
+  for i, e in ipairs(found) do
+    if fresh[i] then state[e[5]] = fresh[i] end
+    local updated = core.optim_update(kind, h, e[3], e[4], table.unpack(lists[i]))
+    if updated ~= e[3] then rawset(e[1], e[2], updated) end
+  end
   return self
 end
 
