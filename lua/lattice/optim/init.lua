@@ -259,7 +259,8 @@ end
 function Optimizer:save_state(path)
   local flat = {
     step = lattice.array(self.state.step, "int64"),
-    learning_rate = lattice.array(self.state.learning_rate),
+    -- float64: the rate in the file is the double the next updates use
+    learning_rate = lattice.array(self.state.learning_rate, "float64"),
   }
   for name, st in pairs(self.state) do
     if type(st) == "table" then
