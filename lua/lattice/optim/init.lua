@@ -20,27 +20,38 @@ for k, v in pairs(schedules) do optim[k] = v end
 local Optimizer = {}
 optim.Optimizer = Optimizer
 
-local function check_number(v, what, fname, lo)
-  if type(v) ~= "number" or (lo and v < lo) then
-    error(("%s: %s must be a number%s, got %s"):format(fname, what, lo and (" >= " .. lo) or "", tostring(v)), 4)
+-- Errors in the constructors: the helpers below raise at level 3, the
+-- caller of the constructor that called them (optim.Adam's `return adam(...)`
+-- is a tail call, so adam stands in its place).
+local function check_number(v, what, fname, lo, positive)
+  if type(v) ~= "number" or v ~= v or (lo and v < lo) or (positive and v <= 0) then
+    local bound = positive and " > 0" or lo and (" >= " .. lo) or ""
+    error(("%s: %s must be a number%s, got %s"):format(fname, what, bound, tostring(v)), 3)
   end
+  return v
+end
+
+local function check_boolean(v, what, fname, default)
+  if v == nil then return default end
+  if type(v) ~= "boolean" then error(("%s: %s must be a boolean, got %s"):format(fname, what, type(v)), 3) end
   return v
 end
 
 local function check_betas(v, fname, default)
   v = v or default
   if type(v) ~= "table" or type(v[1]) ~= "number" or type(v[2]) ~= "number" then
-    error(fname .. ": betas must be a list of two numbers", 4)
+    error(fname .. ": betas must be a list of two numbers", 3)
   end
   return v
 end
 
 -- A new optimizer of `kind` whose learning rate (a number or a schedule) comes from opts.
+-- Called in tail position by the constructors, so level 2 is their caller.
 local function new(kind, opts, hyper, lr_required)
   local lr = opts.learning_rate
-  if lr == nil and lr_required then error(kind .. ": learning_rate is required", 3) end
+  if lr == nil and lr_required then error(kind .. ": learning_rate is required", 2) end
   if lr ~= nil and type(lr) ~= "number" and type(lr) ~= "function" then
-    error(("%s: learning_rate must be a number or a schedule (a function of the step), got %s"):format(kind, type(lr)), 3)
+    error(("%s: learning_rate must be a number or a schedule (a function of the step), got %s"):format(kind, type(lr)), 2)
   end
   local schedule = type(lr) == "function" and lr or nil
   local state = { step = 0, learning_rate = schedule and schedule(0) or lr or 0 }
@@ -56,7 +67,7 @@ function optim.SGD(opts)
     momentum = check_number(opts.momentum or 0, "momentum", "SGD", 0),
     weight_decay = check_number(opts.weight_decay or 0, "weight_decay", "SGD"),
     dampening = check_number(opts.dampening or 0, "dampening", "SGD"),
-    nesterov = opts.nesterov == true,
+    nesterov = check_boolean(opts.nesterov, "nesterov", "SGD", false),
   }
   if h.nesterov and (h.momentum <= 0 or h.dampening ~= 0) then
     error("SGD: Nesterov momentum requires a momentum and zero dampening", 2)
@@ -71,7 +82,7 @@ local function adam(kind, opts, default_wd)
   local betas = check_betas(opts.betas, kind, { 0.9, 0.999 })
   return new(kind, opts, {
     beta1 = betas[1], beta2 = betas[2], eps = check_number(opts.eps or 1e-8, "eps", kind, 0),
-    bias_correction = opts.bias_correction == true,
+    bias_correction = check_boolean(opts.bias_correction, "bias_correction", kind, false),
     weight_decay = check_number(opts.weight_decay or default_wd or 0, "weight_decay", kind),
   }, true)
 end
@@ -112,17 +123,18 @@ function optim.Adafactor(opts)
   if type(eps) ~= "table" or type(eps[1]) ~= "number" or type(eps[2]) ~= "number" then
     error("Adafactor: eps must be a list of two numbers", 2)
   end
-  local relative = opts.relative_step ~= false
+  local relative = check_boolean(opts.relative_step, "relative_step", "Adafactor", true)
   if not relative and opts.learning_rate == nil then
     error("Adafactor: learning_rate is required when relative_step is false", 2)
   end
   return new("Adafactor", opts, {
-    eps = eps[1], eps2 = eps[2], clip_threshold = check_number(opts.clip_threshold or 1, "clip_threshold", "Adafactor"),
+    eps = eps[1], eps2 = eps[2], clip_threshold = check_number(opts.clip_threshold or 1, "clip_threshold", "Adafactor", nil, true),
     decay_rate = check_number(opts.decay_rate or -0.8, "decay_rate", "Adafactor"),
     beta1 = opts.beta_1 and check_number(opts.beta_1, "beta_1", "Adafactor", 0) or 0,
     first_moment = opts.beta_1 ~= nil,
     weight_decay = check_number(opts.weight_decay or 0, "weight_decay", "Adafactor"),
-    scale_parameter = opts.scale_parameter ~= false, relative_step = relative, warmup_init = opts.warmup_init == true,
+    scale_parameter = check_boolean(opts.scale_parameter, "scale_parameter", "Adafactor", true),
+    relative_step = relative, warmup_init = check_boolean(opts.warmup_init, "warmup_init", "Adafactor", false),
   }, false)
 end
 
