@@ -54,7 +54,13 @@ local function new(kind, opts, hyper, lr_required)
     error(("%s: learning_rate must be a number or a schedule (a function of the step), got %s"):format(kind, type(lr)), 2)
   end
   local schedule = type(lr) == "function" and lr or nil
-  local state = { step = 0, learning_rate = schedule and schedule(0) or lr or 0 }
+  if schedule then
+    lr = schedule(0)
+    if type(lr) ~= "number" then
+      error(("%s: the learning rate schedule returned %s at step 0, not a number"):format(kind, type(lr)), 2)
+    end
+  end
+  local state = { step = 0, learning_rate = lr or 0 }
   -- _names: the state names of a parameter by its number of axes (optimizer_names)
   return setmetatable({ kind = kind, hyper = hyper, state = state, schedule = schedule, _names = {} }, Optimizer)
 end
@@ -291,7 +297,11 @@ function Optimizer:load_state(path)
     error(("%s: %s holds the state of %s, not %s"):format(fname, path, meta.optimizer, self.kind), 2)
   end
   if not flat.step then error(("%s: %s has no 'step'"):format(fname, path), 2) end
-  local state = { step = math.tointeger(flat.step:item()), learning_rate = flat.learning_rate and flat.learning_rate:item() }
+  local step = flat.step.ndim == 0 and math.tointeger(flat.step:item())
+  if not step or step < 0 then error(("%s: %s: 'step' must be one integer >= 0"):format(fname, path), 2) end
+  local lr = flat.learning_rate
+  if lr and lr.ndim ~= 0 then error(("%s: %s: 'learning_rate' must be one number"):format(fname, path), 2) end
+  local state = { step = step, learning_rate = lr and lr:item() }
   for key, t in pairs(flat) do
     local name, k = key:match("^(.*)%.([^.]+)$")
     if name then
