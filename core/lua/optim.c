@@ -3,7 +3,10 @@
  * updates param and its state in place and returns param; when param cannot
  * be written in place (shared with a view, a host buffer, not contiguous) the
  * update goes to a copy, which is returned for the caller to put in its place.
- *   lattice.core.optim_state_shapes(kind, hyper, param) -> {shape, ...} */
+ *   lattice.core.optim_check(kind, hyper, name, param, grad, state...) -> true, or nil and a message
+ * runs optim_update's checks, changing nothing (the caller checks every
+ * parameter before it updates any).
+ *   lattice.core.optim_state_shapes(kind, hyper, param) -> {shape, ...}, {name, ...} */
 #include <string.h>
 #include "binding.h"
 #include "tensor/internal.h"
@@ -55,14 +58,20 @@ static lt_optim_hyper check_hyper(lua_State *L, int arg) {
   return h;
 }
 
+/* The state tensors at first, first + 1, ... (at most 4). */
+static int check_states(lua_State *L, int first, lt_tensor **state) {
+  int nstate = lua_gettop(L) - first + 1;
+  if (nstate > 4) return luaL_error(L, "optim_update: at most 4 state tensors");
+  for (int k = 0; k < nstate; k++) state[k] = lt_l_checktensor(L, first + k);
+  return nstate;
+}
+
 static int l_optim_update(lua_State *L) {
   lt_optim_kind kind = check_kind(L, 1);
   lt_optim_hyper h = check_hyper(L, 2);
   lt_tensor *p = lt_l_checktensor(L, 3), *g = lt_l_checktensor(L, 4);
-  int nstate = lua_gettop(L) - 4;
-  if (nstate > 4) return luaL_error(L, "optim_update: at most 4 state tensors");
   lt_tensor *state[4];
-  for (int k = 0; k < nstate; k++) state[k] = lt_l_checktensor(L, 5 + k);
+  int nstate = check_states(L, 5, state);
   lt_ctx *ctx = lt_l_ctx(L);
   if (lt_tensor_is_contiguous(p) && lt__uniquely_owned(p)) {
     lt_l_check(L, lt_optim_update(ctx, kind, &h, p, g, nstate, state));
@@ -74,19 +83,39 @@ static int l_optim_update(lua_State *L) {
   return lt_l_result(L, lt_optim_update(ctx, kind, &h, u->t, g, nstate, state));
 }
 
+static int l_optim_check(lua_State *L) {
+  lt_optim_kind kind = check_kind(L, 1);
+  lt_optim_hyper h = check_hyper(L, 2);
+  const char *name = luaL_checkstring(L, 3);
+  lt_tensor *p = lt_l_checktensor(L, 4), *g = lt_l_checktensor(L, 5);
+  lt_tensor *state[4];
+  int nstate = check_states(L, 6, state);
+  lt_ctx *ctx = lt_l_ctx(L);
+  if (lt_optim_check(ctx, kind, &h, name, p, g, nstate, state) == LT_OK) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  lua_pushnil(L);
+  lua_pushstring(L, lt_ctx_error(ctx));
+  return 2;
+}
+
 static int l_optim_state_shapes(lua_State *L) {
   lt_optim_kind kind = check_kind(L, 1);
   lt_optim_hyper h = check_hyper(L, 2);
   lt_tensor *p = lt_l_checktensor(L, 3);
   int n = lt_optim_state_count(kind, &h, p);
   lua_createtable(L, n, 0);
+  lua_createtable(L, n, 0);
   for (int k = 0; k < n; k++) {
     int64_t shape[LT_MAX_DIMS];
     int nd = lt_optim_state_shape(kind, &h, p, k, shape);
     lt_l_pushshape(L, nd, shape);
+    lua_rawseti(L, -3, k + 1);
+    lua_pushstring(L, lt_optim_state_name(kind, &h, p, k));
     lua_rawseti(L, -2, k + 1);
   }
-  return 1;
+  return 2;
 }
 
 /* lattice.core.sum_squares(t) -> the sum of t's squared elements, in double
@@ -105,6 +134,7 @@ static int l_sum_squares(lua_State *L) {
 
 void lt_l_open_optim(lua_State *L) {
   static const luaL_Reg fns[] = {{"optim_update", l_optim_update},
+                                 {"optim_check", l_optim_check},
                                  {"optim_state_shapes", l_optim_state_shapes},
                                  {"sum_squares", l_sum_squares},
                                  {NULL, NULL}};

@@ -159,10 +159,10 @@ lt_status lt__optim_adafactor(lt_ctx *ctx, const lt_optim_hyper *h, lt_tensor *p
   }
   double rms = sqrt(update_sq(ctx, g, v, w.rf, w.cf, &a) / (double)a.n);
   float scale = (float)(lr / fmax(1.0, rms / h->clip_threshold)), decay = (float)(1.0 - h->weight_decay * lr);
-  float b1 = (float)h->beta1;
+  float b1 = (float)h->beta1, b1c = (float)(1.0 - h->beta1); /* the complement in double, as in update.c */
   LT_PARALLEL_FOR(threads, i, a.n, {
     float u = scale * unscaled(i, g, v, w.rf, w.cf, &a);
-    if (m) u = m[i] = b1 * m[i] + (1.0f - b1) * u;
+    if (m) u = m[i] = b1 * m[i] + b1c * u;
     p[i] = p[i] * decay - u;
   });
   if (w.p != param) lt__assign(param, w.p); /* a 16-bit parameter: rounded back */

@@ -1,6 +1,7 @@
 /* lt_optim_update: the checks every optimizer shares, then its kernel
  * (update.c for the elementwise ones, adafactor.c). */
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 #include "optim/internal.h"
 
@@ -32,6 +33,20 @@ int lt_optim_state_shape(lt_optim_kind kind, const lt_optim_hyper *h, const lt_t
   return nd - 1; /* columns: shape[:-2] + shape[-1:] */
 }
 
+const char *lt_optim_state_name(lt_optim_kind kind, const lt_optim_hyper *h, const lt_tensor *param, int k) {
+  if (k < 0 || k >= lt_optim_state_count(kind, h, param)) return NULL;
+  switch (kind) {
+  case LT_OPTIM_ADAM:
+  case LT_OPTIM_ADAMW: return k == 0 ? "m" : "v";
+  case LT_OPTIM_LION: return "m";
+  case LT_OPTIM_ADAFACTOR:
+    if (h->first_moment && k == lt_optim_state_count(kind, h, param) - 1) return "exp_avg";
+    if (!factored(param)) return "exp_avg_sq";
+    return k == 0 ? "exp_avg_sq_row" : "exp_avg_sq_col";
+  default: return "v"; /* SGD, RMSprop, Adagrad */
+  }
+}
+
 /* ---- checks ---- */
 
 static int same_shape(int nd, const int64_t *shape, const lt_tensor *t) {
@@ -44,8 +59,6 @@ static lt_status check_tensors(lt_ctx *ctx, const char *name, lt_optim_kind kind
   if (p->dtype != LT_FLOAT32 && p->dtype != LT_FLOAT16 && p->dtype != LT_BFLOAT16)
     return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: parameters must be float32, float16 or bfloat16, got %s", name,
                        lt_dtype_info(p->dtype)->name);
-  if (!lt_tensor_is_contiguous(p) || !lt__uniquely_owned(p))
-    return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: the parameter must be contiguous and not shared", name);
   if (!lt_dtype_info(g->dtype)->is_float)
     return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: the gradient must be a float tensor, got %s", name,
                        lt_dtype_info(g->dtype)->name);
@@ -59,10 +72,11 @@ static lt_status check_tensors(lt_ctx *ctx, const char *name, lt_optim_kind kind
     int64_t shape[LT_MAX_DIMS];
     int nd = lt_optim_state_shape(kind, h, p, k, shape);
     const lt_tensor *s = state[k];
+    const char *sname = lt_optim_state_name(kind, h, p, k);
     if (s->dtype != LT_FLOAT32 || !lt_tensor_is_contiguous(s) || !lt__uniquely_owned(s))
-      return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: state %d must be a contiguous float32 tensor of its own", name, k + 1);
+      return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: state '%s' must be a contiguous float32 tensor of its own", name, sname);
     if (!same_shape(nd, shape, s))
-      return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: state %d has shape %s, expected %s", name, k + 1,
+      return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: state '%s' has shape %s, expected %s", name, sname,
                          lt__shape_str(a, sizeof a, s->ndim, s->shape), lt__shape_str(b, sizeof b, nd, shape));
   }
   return LT_OK;
@@ -80,13 +94,25 @@ static lt_status check_hyper(lt_ctx *ctx, const char *name, lt_optim_kind kind, 
   return LT_OK;
 }
 
+lt_status lt_optim_check(lt_ctx *ctx, lt_optim_kind kind, const lt_optim_hyper *h, const char *param_name,
+                         const lt_tensor *param, const lt_tensor *grad, int nstate, lt_tensor *const *state) {
+  if ((unsigned)kind >= LT_OPTIM_COUNT) return lt_ctx_fail(ctx, LT_ERR_ARG, "optimizer: unknown kind %d", (int)kind);
+  lt_status st = check_hyper(ctx, names[kind], kind, h);
+  if (st) return st;
+  char prefix[256]; /* "AdamW: layers.0.weight", a long name cut short */
+  if (param_name)
+    snprintf(prefix, sizeof prefix, "%s: %s", names[kind], param_name);
+  else
+    snprintf(prefix, sizeof prefix, "%s", names[kind]);
+  return check_tensors(ctx, prefix, kind, h, param, grad, nstate, state);
+}
+
 lt_status lt_optim_update(lt_ctx *ctx, lt_optim_kind kind, const lt_optim_hyper *h, lt_tensor *param, lt_tensor *grad,
                           int nstate, lt_tensor *const *state) {
-  if ((unsigned)kind >= LT_OPTIM_COUNT) return lt_ctx_fail(ctx, LT_ERR_ARG, "optimizer: unknown kind %d", (int)kind);
-  const char *name = names[kind];
-  lt_status st = check_hyper(ctx, name, kind, h);
-  if (!st) st = check_tensors(ctx, name, kind, h, param, grad, nstate, state);
+  lt_status st = lt_optim_check(ctx, kind, h, NULL, param, grad, nstate, state);
   if (st) return st;
+  if (!lt_tensor_is_contiguous(param) || !lt__uniquely_owned(param))
+    return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: the parameter must be contiguous and not shared", names[kind]);
   if (kind == LT_OPTIM_ADAFACTOR) return lt__optim_adafactor(ctx, h, param, grad, nstate, state);
   return lt__optim_elementwise(ctx, kind, h, param, grad, nstate, state);
 }

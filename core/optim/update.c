@@ -20,9 +20,11 @@
 
 #define BLOCK 1024
 
-/* The coefficients of one step, computed once in double. */
+/* The coefficients of one step, computed once in double. The complements
+ * (1 - beta) are taken in double before rounding, as MLX's Python floats are:
+ * 1 - (float)0.999 is 0.000999987, 1.3e-5 away from 1 - 0.999. */
 typedef struct coef {
-  float lr, wd, mu, damp, b1, b2, eps, decay, step_size, denom_scale;
+  float lr, wd, mu, damp1, b1, b2, b1c, b2c, eps, decay, step_size, denom_scale;
   int nesterov;
 } coef;
 
@@ -30,9 +32,11 @@ static coef make_coef(lt_optim_kind kind, const lt_optim_hyper *h) {
   coef c = {.lr = (float)h->learning_rate,
             .wd = (float)h->weight_decay,
             .mu = (float)h->momentum,
-            .damp = (float)h->dampening,
+            .damp1 = (float)(1.0 - h->dampening),
             .b1 = (float)h->beta1,
             .b2 = (float)h->beta2,
+            .b1c = (float)(1.0 - h->beta1),
+            .b2c = (float)(1.0 - h->beta2),
             .eps = (float)h->eps,
             .nesterov = h->nesterov};
   c.decay = (float)(1.0 - h->learning_rate * h->weight_decay); /* decoupled weight decay */
@@ -56,23 +60,23 @@ static void sgd(float *p, const float *g, float *v, float *unused, int64_t n, co
   }
   for (int64_t i = 0; i < n; i++) {
     float gi = g[i] + c->wd * p[i];
-    v[i] = c->mu * v[i] + (1.0f - c->damp) * gi;
+    v[i] = c->mu * v[i] + c->damp1 * gi;
     p[i] -= c->lr * (c->nesterov ? gi + c->mu * v[i] : v[i]);
   }
 }
 
 static void adam(float *p, const float *g, float *m, float *v, int64_t n, const coef *c) {
   for (int64_t i = 0; i < n; i++) {
-    m[i] = c->b1 * m[i] + (1.0f - c->b1) * g[i];
-    v[i] = c->b2 * v[i] + (1.0f - c->b2) * g[i] * g[i];
+    m[i] = c->b1 * m[i] + c->b1c * g[i];
+    v[i] = c->b2 * v[i] + c->b2c * (g[i] * g[i]);
     p[i] -= c->step_size * m[i] / (sqrtf(v[i]) * c->denom_scale + c->eps);
   }
 }
 
 static void adamw(float *p, const float *g, float *m, float *v, int64_t n, const coef *c) {
   for (int64_t i = 0; i < n; i++) {
-    m[i] = c->b1 * m[i] + (1.0f - c->b1) * g[i];
-    v[i] = c->b2 * v[i] + (1.0f - c->b2) * g[i] * g[i];
+    m[i] = c->b1 * m[i] + c->b1c * g[i];
+    v[i] = c->b2 * v[i] + c->b2c * (g[i] * g[i]);
     p[i] = p[i] * c->decay - c->step_size * m[i] / (sqrtf(v[i]) * c->denom_scale + c->eps);
   }
 }
@@ -80,8 +84,8 @@ static void adamw(float *p, const float *g, float *m, float *v, int64_t n, const
 static void lion(float *p, const float *g, float *m, float *unused, int64_t n, const coef *c) {
   (void)unused;
   for (int64_t i = 0; i < n; i++) {
-    float u = c->b1 * m[i] + (1.0f - c->b1) * g[i];
-    m[i] = c->b2 * m[i] + (1.0f - c->b2) * g[i];
+    float u = c->b1 * m[i] + c->b1c * g[i];
+    m[i] = c->b2 * m[i] + c->b2c * g[i];
     float sign = u > 0 ? 1.0f : u < 0 ? -1.0f : 0.0f;
     p[i] = p[i] * c->decay - c->lr * sign;
   }
@@ -91,7 +95,7 @@ static void lion(float *p, const float *g, float *m, float *unused, int64_t n, c
 static void rmsprop(float *p, const float *g, float *v, float *unused, int64_t n, const coef *c) {
   (void)unused;
   for (int64_t i = 0; i < n; i++) {
-    v[i] = c->b1 * v[i] + (1.0f - c->b1) * g[i] * g[i];
+    v[i] = c->b1 * v[i] + c->b1c * (g[i] * g[i]);
     p[i] -= c->lr * g[i] / (sqrtf(v[i]) + c->eps);
   }
 }

@@ -13,7 +13,7 @@ local lattice = {}
 local internal = {
   tape_begin = true, tape_end = true, tape_watch = true, tape_backward = true, tape_size = true, nn = true,
   peak_gflops = true, bench_memcpy = true, bench_sgemm = true, unary_with_isa = true, unary_grad_with_isa = true,
-  exp_shift_with_isa = true, optim_update = true, optim_state_shapes = true, sum_squares = true,
+  exp_shift_with_isa = true, optim_update = true, optim_check = true, optim_state_shapes = true, sum_squares = true,
   SparseTensor = true, SparseTensor_methods = true, kernel_relation = true, sparse_conv = true,
 }
 for name, value in pairs(core) do

@@ -39,12 +39,22 @@ typedef struct lt_optim_hyper {
  * k: Adafactor's factored ones are a parameter's row and column statistics. */
 int lt_optim_state_count(lt_optim_kind kind, const lt_optim_hyper *h, const lt_tensor *param);
 int lt_optim_state_shape(lt_optim_kind kind, const lt_optim_hyper *h, const lt_tensor *param, int k, int64_t *shape);
+/* The name of state k, as MLX names it ("m", "v", "exp_avg_sq_row", ...). */
+const char *lt_optim_state_name(lt_optim_kind kind, const lt_optim_hyper *h, const lt_tensor *param, int k);
 
 /* One step: param and state[0..nstate) are written in place. Checks dtypes,
  * shapes, contiguity and hyperparameters first and changes nothing when one
  * is wrong ("AdamW: ..."). */
 lt_status lt_optim_update(lt_ctx *ctx, lt_optim_kind kind, const lt_optim_hyper *h, lt_tensor *param, lt_tensor *grad,
                           int nstate, lt_tensor *const *state);
+
+/* The checks of lt_optim_update but the parameter's layout (it may be shared
+ * or strided: an update would go to a contiguous copy of it), changing
+ * nothing. A caller updating many parameters checks them all first, so that a
+ * bad one leaves every parameter as it was. Messages name the parameter when
+ * param_name is not NULL ("AdamW: layers.0.weight: ..."). */
+lt_status lt_optim_check(lt_ctx *ctx, lt_optim_kind kind, const lt_optim_hyper *h, const char *param_name,
+                         const lt_tensor *param, const lt_tensor *grad, int nstate, lt_tensor *const *state);
 
 const char *lt_optim_name(lt_optim_kind kind);
 

@@ -20,42 +20,49 @@ for k, v in pairs(schedules) do optim[k] = v end
 local Optimizer = {}
 optim.Optimizer = Optimizer
 
--- The names of a kind's state tensors, in the order the C kernel takes them.
-local state_names = {
-  SGD = { "v" }, Adam = { "m", "v" }, AdamW = { "m", "v" }, Lion = { "m" }, RMSprop = { "v" }, Adagrad = { "v" },
-}
-local function names_for(self, param)
-  if self.kind ~= "Adafactor" then return state_names[self.kind] end
-  local names = param.ndim >= 2 and { "exp_avg_sq_row", "exp_avg_sq_col" } or { "exp_avg_sq" }
-  if self.hyper.first_moment then names[#names + 1] = "exp_avg" end
-  return names
+-- Errors in the constructors: the helpers below raise at level 3, the
+-- caller of the constructor that called them (optim.Adam's `return adam(...)`
+-- is a tail call, so adam stands in its place).
+local function check_number(v, what, fname, lo, positive)
+  if type(v) ~= "number" or v ~= v or (lo and v < lo) or (positive and v <= 0) then
+    local bound = positive and " > 0" or lo and (" >= " .. lo) or ""
+    error(("%s: %s must be a number%s, got %s"):format(fname, what, bound, tostring(v)), 3)
+  end
+  return v
 end
 
-local function check_number(v, what, fname, lo)
-  if type(v) ~= "number" or (lo and v < lo) then
-    error(("%s: %s must be a number%s, got %s"):format(fname, what, lo and (" >= " .. lo) or "", tostring(v)), 4)
-  end
+local function check_boolean(v, what, fname, default)
+  if v == nil then return default end
+  if type(v) ~= "boolean" then error(("%s: %s must be a boolean, got %s"):format(fname, what, type(v)), 3) end
   return v
 end
 
 local function check_betas(v, fname, default)
   v = v or default
   if type(v) ~= "table" or type(v[1]) ~= "number" or type(v[2]) ~= "number" then
-    error(fname .. ": betas must be a list of two numbers", 4)
+    error(fname .. ": betas must be a list of two numbers", 3)
   end
   return v
 end
 
 -- A new optimizer of `kind` whose learning rate (a number or a schedule) comes from opts.
+-- Called in tail position by the constructors, so level 2 is their caller.
 local function new(kind, opts, hyper, lr_required)
   local lr = opts.learning_rate
-  if lr == nil and lr_required then error(kind .. ": learning_rate is required", 3) end
+  if lr == nil and lr_required then error(kind .. ": learning_rate is required", 2) end
   if lr ~= nil and type(lr) ~= "number" and type(lr) ~= "function" then
-    error(("%s: learning_rate must be a number or a schedule (a function of the step), got %s"):format(kind, type(lr)), 3)
+    error(("%s: learning_rate must be a number or a schedule (a function of the step), got %s"):format(kind, type(lr)), 2)
   end
   local schedule = type(lr) == "function" and lr or nil
-  local state = { step = 0, learning_rate = schedule and schedule(0) or lr or 0 }
-  return setmetatable({ kind = kind, hyper = hyper, state = state, schedule = schedule }, Optimizer)
+  if schedule then
+    lr = schedule(0)
+    if type(lr) ~= "number" then
+      error(("%s: the learning rate schedule returned %s at step 0, not a number"):format(kind, type(lr)), 2)
+    end
+  end
+  local state = { step = 0, learning_rate = lr or 0 }
+  -- _names: the state names of a parameter by its number of axes (optimizer_names)
+  return setmetatable({ kind = kind, hyper = hyper, state = state, schedule = schedule, _names = {} }, Optimizer)
 end
 
 --- SGD{learning_rate, momentum = 0, weight_decay = 0, dampening = 0, nesterov = false}
@@ -66,7 +73,7 @@ function optim.SGD(opts)
     momentum = check_number(opts.momentum or 0, "momentum", "SGD", 0),
     weight_decay = check_number(opts.weight_decay or 0, "weight_decay", "SGD"),
     dampening = check_number(opts.dampening or 0, "dampening", "SGD"),
-    nesterov = opts.nesterov == true,
+    nesterov = check_boolean(opts.nesterov, "nesterov", "SGD", false),
   }
   if h.nesterov and (h.momentum <= 0 or h.dampening ~= 0) then
     error("SGD: Nesterov momentum requires a momentum and zero dampening", 2)
@@ -81,7 +88,7 @@ local function adam(kind, opts, default_wd)
   local betas = check_betas(opts.betas, kind, { 0.9, 0.999 })
   return new(kind, opts, {
     beta1 = betas[1], beta2 = betas[2], eps = check_number(opts.eps or 1e-8, "eps", kind, 0),
-    bias_correction = opts.bias_correction == true,
+    bias_correction = check_boolean(opts.bias_correction, "bias_correction", kind, false),
     weight_decay = check_number(opts.weight_decay or default_wd or 0, "weight_decay", kind),
   }, true)
 end
@@ -122,77 +129,128 @@ function optim.Adafactor(opts)
   if type(eps) ~= "table" or type(eps[1]) ~= "number" or type(eps[2]) ~= "number" then
     error("Adafactor: eps must be a list of two numbers", 2)
   end
-  local relative = opts.relative_step ~= false
+  local relative = check_boolean(opts.relative_step, "relative_step", "Adafactor", true)
   if not relative and opts.learning_rate == nil then
     error("Adafactor: learning_rate is required when relative_step is false", 2)
   end
   return new("Adafactor", opts, {
-    eps = eps[1], eps2 = eps[2], clip_threshold = check_number(opts.clip_threshold or 1, "clip_threshold", "Adafactor"),
+    eps = eps[1], eps2 = eps[2], clip_threshold = check_number(opts.clip_threshold or 1, "clip_threshold", "Adafactor", nil, true),
     decay_rate = check_number(opts.decay_rate or -0.8, "decay_rate", "Adafactor"),
     beta1 = opts.beta_1 and check_number(opts.beta_1, "beta_1", "Adafactor", 0) or 0,
     first_moment = opts.beta_1 ~= nil,
     weight_decay = check_number(opts.weight_decay or 0, "weight_decay", "Adafactor"),
-    scale_parameter = opts.scale_parameter ~= false, relative_step = relative, warmup_init = opts.warmup_init == true,
+    scale_parameter = check_boolean(opts.scale_parameter, "scale_parameter", "Adafactor", true),
+    relative_step = relative, warmup_init = check_boolean(opts.warmup_init, "warmup_init", "Adafactor", false),
   }, false)
 end
 
 -- ---- the step ----
 
--- Calls visit(holder, key, param, grad, name) for each gradient in `grads`
--- with the model's parameter at the same place.
-local function each_pair(model, grads, fname, visit)
+-- The {holder, key, parameter, gradient, name} of each gradient in `grads`
+-- with the model's parameter at the same place, or nil and a message.
+local function collect(model, grads, kind)
+  local found = {}
   local function walk(node, tree, prefix)
-    local f = is_module(node) and fields(node) or node
     local list = not is_module(node)
+    local f = list and node or fields(node)
     for k, g in pairs(tree) do
       local name = (prefix == "" and "" or prefix .. ".") .. ((list and type(k) == "number") and tostring(k - 1) or k)
       local cur = rawget(f, k)
       if is_tensor(g) then
-        if not is_tensor(cur) then error(("%s: the gradient %s has no parameter in the model"):format(fname, name), 4) end
-        visit(f, k, cur, g, name)
-      elseif type(g) == "table" and cur ~= nil and not is_tensor(cur) then
-        walk(cur, g, name)
-      elseif type(g) == "table" and next(g) ~= nil then
-        error(("%s: the gradient %s has no parameter in the model"):format(fname, name), 4)
+        if not is_tensor(cur) then return ("%s: the gradient %s has no parameter in the model"):format(kind, name) end
+        found[#found + 1] = { f, k, cur, g, name }
+      elseif type(g) ~= "table" or is_tensor(cur) then
+        return ("%s: %s: expected a gradient tensor, got %s"):format(kind, name, type(g))
+      elseif is_module(cur) or type(cur) == "table" then
+        local err = walk(cur, g, name)
+        if err then return err end
+      elseif next(g) ~= nil then
+        return ("%s: the gradient %s has no parameter in the model"):format(kind, name)
       end
     end
   end
-  walk(model, grads, "")
+  local err = walk(model, grads, "")
+  if err then return nil, err end
+  return found
 end
 
--- The state tensors of a parameter, made (zeros, float32) at its first update.
+-- The names of a parameter's state tensors, in the order the C kernel takes
+-- them; they depend on the kind, its options and the parameter's number of
+-- axes (Adafactor factors matrices), so they are asked once per ndim.
+local function optimizer_names(self, param)
+  local cache = rawget(self, "_names")
+  local names = cache[param.ndim]
+  if not names then
+    names = select(2, core.optim_state_shapes(self.kind, self.hyper, param))
+    cache[param.ndim] = names
+  end
+  return names
+end
+
+-- The state tensors of a parameter as a list, and its state table when it
+-- is new (zeros, float32; the caller keeps it once every check has passed);
+-- or nil, nil and a message.
 local function state_for(self, name, param)
-  local st = self.state[name]
-  local names = names_for(self, param)
+  local names = optimizer_names(self, param)
+  local st, fresh = self.state[name], nil
   if st == nil then
-    st = {}
-    for i, shape in ipairs(core.optim_state_shapes(self.kind, self.hyper, param)) do
-      st[names[i]] = lattice.zeros(shape)
+    fresh = {}
+    for i, shape in ipairs((core.optim_state_shapes(self.kind, self.hyper, param))) do
+      fresh[names[i]] = lattice.zeros(shape)
     end
-    self.state[name] = st
+    st = fresh
+  elseif type(st) ~= "table" then
+    return nil, nil, ("%s: the state of %s is a %s, not a table of tensors"):format(self.kind, name, type(st))
   end
   local list = {}
   for i, n in ipairs(names) do
     list[i] = st[n]
-    if not is_tensor(list[i]) then error(("%s: the state of %s has no '%s'"):format(self.kind, name, n), 3) end
+    if not is_tensor(list[i]) then return nil, nil, ("%s: the state of %s has no '%s'"):format(self.kind, name, n) end
   end
-  return list
+  return list, fresh
+end
+
+-- The learning rate of the next update: the schedule at the updates made so
+-- far (0 at the first), as MLX evaluates it before counting the update.
+local function next_learning_rate(self)
+  local state, schedule = self.state, self.schedule
+  if not schedule then return state.learning_rate end
+  local lr = schedule(state.step)
+  if type(lr) ~= "number" then
+    return nil, ("%s: the learning rate schedule returned %s at step %d, not a number"):format(self.kind, type(lr),
+      state.step)
+  end
+  return lr
 end
 
 --- opt:update(model, grads): one step for every parameter that has a gradient
--- (grads as nn.value_and_grad gives them).
+-- (grads as nn.value_and_grad gives them). Every gradient, parameter and
+-- state is checked before any is changed: a bad one raises and leaves the
+-- model, the state and the step count as they were.
 function Optimizer:update(model, grads)
-  if not is_module(model) then error(self.kind .. ":update: model must be a module, got " .. type(model), 2) end
-  if type(grads) ~= "table" then error(self.kind .. ":update: grads must be a table, got " .. type(grads), 2) end
-  local state = self.state
-  if self.schedule then state.learning_rate = self.schedule(state.step) end
-  state.step = state.step + 1
-  local h = self.hyper
-  h.learning_rate, h.step = state.learning_rate, state.step
-  each_pair(model, grads, self.kind, function(holder, key, param, grad, name)
-    local updated = core.optim_update(self.kind, h, param, grad, table.unpack(state_for(self, name, param)))
-    if updated ~= param then rawset(holder, key, updated) end
-  end)
+  local kind = self.kind
+  if not is_module(model) then error(kind .. ":update: model must be a module, got " .. type(model), 2) end
+  if type(grads) ~= "table" then error(kind .. ":update: grads must be a table, got " .. type(grads), 2) end
+  local found, err = collect(model, grads, kind)
+  if not found then error(err, 2) end
+  local lr
+  lr, err = next_learning_rate(self)
+  if not lr then error(err, 2) end
+  local state, h = self.state, self.hyper
+  h.learning_rate, h.step = lr, state.step + 1
+  local lists, fresh = {}, {}
+  for i, e in ipairs(found) do
+    lists[i], fresh[i], err = state_for(self, e[5], e[3])
+    if not lists[i] then error(err, 2) end
+    local ok, msg = core.optim_check(kind, h, e[5], e[3], e[4], table.unpack(lists[i]))
+    if not ok then error(msg, 2) end
+  end
+  state.learning_rate, state.step = lr, h.step
+  for i, e in ipairs(found) do
+    if fresh[i] then state[e[5]] = fresh[i] end
+    local updated = core.optim_update(kind, h, e[3], e[4], table.unpack(lists[i]))
+    if updated ~= e[3] then rawset(e[1], e[2], updated) end
+  end
   return self
 end
 
@@ -219,7 +277,8 @@ end
 function Optimizer:save_state(path)
   local flat = {
     step = lattice.array(self.state.step, "int64"),
-    learning_rate = lattice.array(self.state.learning_rate),
+    -- float64: the rate in the file is the double the next updates use
+    learning_rate = lattice.array(self.state.learning_rate, "float64"),
   }
   for name, st in pairs(self.state) do
     if type(st) == "table" then
@@ -238,7 +297,11 @@ function Optimizer:load_state(path)
     error(("%s: %s holds the state of %s, not %s"):format(fname, path, meta.optimizer, self.kind), 2)
   end
   if not flat.step then error(("%s: %s has no 'step'"):format(fname, path), 2) end
-  local state = { step = math.tointeger(flat.step:item()), learning_rate = flat.learning_rate and flat.learning_rate:item() }
+  local step = flat.step.ndim == 0 and math.tointeger(flat.step:item())
+  if not step or step < 0 then error(("%s: %s: 'step' must be one integer >= 0"):format(fname, path), 2) end
+  local lr = flat.learning_rate
+  if lr and lr.ndim ~= 0 then error(("%s: %s: 'learning_rate' must be one number"):format(fname, path), 2) end
+  local state = { step = step, learning_rate = lr and lr:item() }
   for key, t in pairs(flat) do
     local name, k = key:match("^(.*)%.([^.]+)$")
     if name then
