@@ -91,7 +91,7 @@ static void push_edges(lua_State *L, const lt_relation *r, int which) {
   int64_t E = lt_relation_edges(r), K = lt_relation_volume(r);
   const lt_tensor *idx = lt_relation_index(r);
   int64_t n_out = lt_tensor_shape(idx)[0];
-  const int64_t *p = lt_tensor_data(idx);
+  const int32_t *p = lt_tensor_data(idx);
   lt_l_tensor *u = lt_l_newtensor(L);
   lt_l_check(L, lt_tensor_new(lt_l_ctx(L), &u->t, LT_INT32, 1, &E));
   int32_t *out = lt_tensor_data(u->t);

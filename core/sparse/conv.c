@@ -29,7 +29,7 @@ static void pack_forward(float *wp, const float *w, conv_dims d) {
 
 /* y (n_out, C_out) = b + sum_k x[idx] @ W_k; rows without any input get b (or 0). */
 static void forward_f32(const lt_ctx *ctx, float *y, const float *x, const float *wp, const float *b,
-                        const int64_t *idx, conv_dims d) {
+                        const int32_t *idx, conv_dims d) {
   int threads = d.n_out * d.k * d.c_in >= LT_GRAIN ? lt__ctx_threads(ctx) : 1;
   LT_PARALLEL_FOR(threads, o, d.n_out, {
     float *yo = y + o * d.c_out;
@@ -47,15 +47,21 @@ static void forward_f32(const lt_ctx *ctx, float *y, const float *x, const float
   });
 }
 
+/* The output row input i feeds at offset k: idxT[i, k], or for a mirrored
+ * relation (no idxT) idx[i, K-1-k]. */
+static inline int64_t out_of(const int32_t *t, int mirrored, int64_t i, int64_t k, int64_t K) {
+  return mirrored ? t[i * K + K - 1 - k] : t[i * K + k];
+}
+
 /* dx (n_in, C_in) = sum_k dy[idxT] @ W_k^T, with w (C_out, K, C_in) read as it lies. */
-static void grad_x_f32(const lt_ctx *ctx, float *dx, const float *dy, const float *w, const int64_t *idx_t,
-                       conv_dims d) {
+static void grad_x_f32(const lt_ctx *ctx, float *dx, const float *dy, const float *w, const int32_t *idx_t,
+                       int mirrored, conv_dims d) {
   int threads = d.n_in * d.k * d.c_in >= LT_GRAIN ? lt__ctx_threads(ctx) : 1;
   LT_PARALLEL_FOR(threads, i, d.n_in, {
     float *dxi = dx + i * d.c_in;
     memset(dxi, 0, (size_t)d.c_in * sizeof *dxi);
     for (int64_t k = 0; k < d.k; k++) {
-      int64_t o = idx_t[i * d.k + k];
+      int64_t o = out_of(idx_t, mirrored, i, k, d.k);
       if (o < 0) continue;
       const float *g = dy + o * d.c_out;
       for (int64_t j = 0; j < d.c_out; j++) {
@@ -68,7 +74,7 @@ static void grad_x_f32(const lt_ctx *ctx, float *dx, const float *dy, const floa
 }
 
 /* dw (C_out, K, C_in) = sum_o dy[o]^T x[idx[o, k]], one task per offset, rows in order. */
-static void grad_w_f32(const lt_ctx *ctx, float *dw, const float *dy, const float *x, const int64_t *idx, conv_dims d) {
+static void grad_w_f32(const lt_ctx *ctx, float *dw, const float *dy, const float *x, const int32_t *idx, conv_dims d) {
   int threads = d.n_out * d.c_in * d.c_out >= LT_GRAIN ? lt__ctx_threads(ctx) : 1;
   LT_PARALLEL_FOR(threads, k, d.k, {
     for (int64_t j = 0; j < d.c_out; j++) memset(dw + (j * d.k + k) * d.c_in, 0, (size_t)d.c_in * sizeof *dw);
@@ -87,7 +93,7 @@ static void grad_w_f32(const lt_ctx *ctx, float *dw, const float *dy, const floa
 
 /* ---- float64 kernels: the same sums in double, for references ---- */
 
-static void forward_f64(double *y, const double *x, const double *w, const double *b, const int64_t *idx, conv_dims d) {
+static void forward_f64(double *y, const double *x, const double *w, const double *b, const int32_t *idx, conv_dims d) {
   for (int64_t o = 0; o < d.n_out; o++)
     for (int64_t j = 0; j < d.c_out; j++) {
       double s = b ? b[j] : 0;
@@ -99,19 +105,19 @@ static void forward_f64(double *y, const double *x, const double *w, const doubl
     }
 }
 
-static void grad_x_f64(double *dx, const double *dy, const double *w, const int64_t *idx_t, conv_dims d) {
+static void grad_x_f64(double *dx, const double *dy, const double *w, const int32_t *idx_t, int mirrored, conv_dims d) {
   for (int64_t i = 0; i < d.n_in; i++)
     for (int64_t c = 0; c < d.c_in; c++) {
       double s = 0;
       for (int64_t k = 0; k < d.k; k++) {
-        int64_t o = idx_t[i * d.k + k];
+        int64_t o = out_of(idx_t, mirrored, i, k, d.k);
         for (int64_t j = 0; o >= 0 && j < d.c_out; j++) s += dy[o * d.c_out + j] * w[(j * d.k + k) * d.c_in + c];
       }
       dx[i * d.c_in + c] = s;
     }
 }
 
-static void grad_w_f64(double *dw, const double *dy, const double *x, const int64_t *idx, conv_dims d) {
+static void grad_w_f64(double *dw, const double *dy, const double *x, const int32_t *idx, conv_dims d) {
   memset(dw, 0, (size_t)(d.c_out * d.k * d.c_in) * sizeof *dw);
   for (int64_t o = 0; o < d.n_out; o++)
     for (int64_t k = 0; k < d.k; k++) {
@@ -172,6 +178,8 @@ static lt_status stage_backward(lt_ctx *ctx, staged *s, lt_tensor *g, const lt_n
   return st;
 }
 
+static const int32_t *transposed(const lt_relation *r) { return lt_tensor_data(r->mirrored ? r->idx : r->idx_t); }
+
 static lt_status conv_backward(lt_ctx *ctx, const lt_node *n, lt_tensor *const *gouts, lt_tensor **gin) {
   lt_tensor *x = n->in[0], *w = n->in[1], *b = n->in[2];
   const lt_relation *r = n->saved[0].obj;
@@ -182,11 +190,11 @@ static lt_status conv_backward(lt_ctx *ctx, const lt_node *n, lt_tensor *const *
   if (!st && lt__needs(n, 0)) st = lt_tensor_new(ctx, &gin[0], cdt, 2, x->shape);
   if (!st && lt__needs(n, 1)) st = lt_tensor_new(ctx, &gin[1], cdt, 5, w->shape);
   if (!st && cdt == LT_FLOAT32) {
-    if (gin[0]) grad_x_f32(ctx, lt__f32(gin[0]), lt__f32(s.g), lt__f32(s.w), lt_tensor_data(r->idx_t), d);
+    if (gin[0]) grad_x_f32(ctx, lt__f32(gin[0]), lt__f32(s.g), lt__f32(s.w), transposed(r), r->mirrored, d);
     if (gin[1]) grad_w_f32(ctx, lt__f32(gin[1]), lt__f32(s.g), lt__f32(s.x), lt_tensor_data(r->idx), d);
   } else if (!st) {
     if (gin[0])
-      grad_x_f64(lt_tensor_data(gin[0]), lt_tensor_data(s.g), lt_tensor_data(s.w), lt_tensor_data(r->idx_t), d);
+      grad_x_f64(lt_tensor_data(gin[0]), lt_tensor_data(s.g), lt_tensor_data(s.w), transposed(r), r->mirrored, d);
     if (gin[1]) grad_w_f64(lt_tensor_data(gin[1]), lt_tensor_data(s.g), lt_tensor_data(s.x), lt_tensor_data(r->idx), d);
   }
   if (!st && b && lt__needs(n, 2)) st = lt__sum_to_shape(ctx, &gin[2], s.g, 1, &d.c_out);

@@ -164,7 +164,8 @@ static lt_status new_support(lt_ctx *ctx, lt_coords **out, lt_relation_kind kind
 static void fill_index(const lt_ctx *ctx, lt_relation *r) {
   const lt_coords *in = r->in, *out = r->out;
   const int32_t *orow = lt_tensor_data(out->rows), *irow = lt_tensor_data(in->rows);
-  int64_t *idx = lt_tensor_data(r->idx), K = r->volume;
+  int32_t *idx = lt_tensor_data(r->idx);
+  int64_t K = r->volume;
   int threads = out->n * K >= LT_GRAIN / 8 ? lt__ctx_threads(ctx) : 1;
   LT_PARALLEL_FOR(threads, o, out->n, {
     int32_t c[4];
@@ -174,18 +175,21 @@ static void fill_index(const lt_ctx *ctx, lt_relation *r) {
   });
 }
 
-/* idxT (n_in, K) and the counts per offset. Each (input, offset) pair has at
- * most one output, so the parallel writes never meet. */
+/* idxT (n_in, K), unless the relation is mirrored, and the counts per offset.
+ * Each (input, offset) pair has at most one output, so the parallel writes
+ * never meet. */
 static void fill_transpose(const lt_ctx *ctx, lt_relation *r) {
   int64_t K = r->volume, n_out = r->out->n, n_in = r->in->n;
-  const int64_t *idx = lt_tensor_data(r->idx);
-  int64_t *t = lt_tensor_data(r->idx_t);
-  for (int64_t i = 0; i < n_in * K; i++) t[i] = -1;
-  int threads = n_out * K >= LT_GRAIN / 8 ? lt__ctx_threads(ctx) : 1;
-  LT_PARALLEL_FOR(threads, o, n_out, {
-    for (int64_t k = 0; k < K; k++)
-      if (idx[o * K + k] >= 0) t[idx[o * K + k] * K + k] = o;
-  });
+  const int32_t *idx = lt_tensor_data(r->idx);
+  if (r->idx_t) {
+    int32_t *t = lt_tensor_data(r->idx_t);
+    for (int64_t i = 0; i < n_in * K; i++) t[i] = -1;
+    int threads = n_out * K >= LT_GRAIN / 8 ? lt__ctx_threads(ctx) : 1;
+    LT_PARALLEL_FOR(threads, o, n_out, {
+      for (int64_t k = 0; k < K; k++)
+        if (idx[o * K + k] >= 0) t[(int64_t)idx[o * K + k] * K + k] = (int32_t)o;
+    });
+  }
   r->edges = 0;
   for (int64_t k = 0; k < K; k++) r->counts[k] = 0;
   for (int64_t e = 0; e < n_out * K; e++)
@@ -202,12 +206,16 @@ static lt_status check_target(lt_ctx *ctx, const lt_coords *target, const int *s
   return LT_OK;
 }
 
+/* A submanifold relation is its own transpose with the offsets reversed (the
+ * offsets of an odd kernel are symmetric: d_{K-1-k} = -d_k), so it keeps no
+ * idxT: half the memory and no second pass. */
 static lt_status alloc_index(lt_ctx *ctx, lt_relation *r) {
-  lt_status st = lt_tensor_new(ctx, &r->idx, LT_INT64, 2, (int64_t[]){r->out->n, r->volume});
-  if (!st) st = lt_tensor_new(ctx, &r->idx_t, LT_INT64, 2, (int64_t[]){r->in->n, r->volume});
+  r->mirrored = r->kind == LT_RELATION_SUBM;
+  lt_status st = lt_tensor_new(ctx, &r->idx, LT_INT32, 2, (int64_t[]){r->out->n, r->volume});
+  if (!st && !r->mirrored) st = lt_tensor_new(ctx, &r->idx_t, LT_INT32, 2, (int64_t[]){r->in->n, r->volume});
   if (!st && !(r->counts = calloc((size_t)r->volume, sizeof *r->counts)))
     st = lt_ctx_fail(ctx, LT_ERR_MEM, "relation: out of memory");
-  r->bytes = (size_t)(r->out->n + r->in->n) * (size_t)r->volume * 8;
+  r->bytes = (size_t)(r->out->n + (r->mirrored ? 0 : r->in->n)) * (size_t)r->volume * 4;
   return st;
 }
 
@@ -278,6 +286,7 @@ lt_coords *lt_relation_output(const lt_relation *r) { return r->out; }
 int lt_relation_volume(const lt_relation *r) { return r->volume; }
 lt_tensor *lt_relation_index(const lt_relation *r) { return r->idx; }
 lt_tensor *lt_relation_index_transposed(const lt_relation *r) { return r->idx_t; }
+int lt_relation_mirrored(const lt_relation *r) { return r->mirrored; }
 const int64_t *lt_relation_counts(const lt_relation *r) { return r->counts; }
 int64_t lt_relation_edges(const lt_relation *r) { return r->edges; }
 const int *lt_relation_offsets(const lt_relation *r) { return &r->offsets[0][0]; }

@@ -72,10 +72,13 @@ void lt_relation_release(lt_relation *r);
 lt_coords *lt_relation_input(const lt_relation *r);  /* borrowed */
 lt_coords *lt_relation_output(const lt_relation *r); /* borrowed */
 int lt_relation_volume(const lt_relation *r);        /* K */
-/* idx (n_out, K) and idxT (n_in, K) as int64 tensors (borrowed), and the
- * number of edges of each kernel offset (K entries, borrowed). */
+/* idx (n_out, K) and idxT (n_in, K) as int32 tensors (borrowed), and the
+ * number of edges of each kernel offset (K entries, borrowed). idxT is NULL
+ * for a mirrored (submanifold) relation, whose transpose is idx read with the
+ * offsets reversed: idxT[i, k] = idx[i, K-1-k]. */
 lt_tensor *lt_relation_index(const lt_relation *r);
 lt_tensor *lt_relation_index_transposed(const lt_relation *r);
+int lt_relation_mirrored(const lt_relation *r);
 const int64_t *lt_relation_counts(const lt_relation *r);
 int64_t lt_relation_edges(const lt_relation *r);
 /* The kernel offsets (K rows of 3), borrowed. */
