@@ -918,6 +918,14 @@ describe("lattice.dropout", function()
     end
   end)
 
+  it("counts elements in row-major order, views included", function()
+    local xt = lattice.array(rand({ 6, 5 }, gen)):transpose()
+    lattice.random.seed(8)
+    local a = lattice.dropout(xt, 0.5):tolist()
+    lattice.random.seed(8)
+    assert.are.same(lattice.dropout(lattice.array(xt:tolist()), 0.5):tolist(), a)
+  end)
+
   describe("gradient", function()
     it("uses the forward's mask, scaled the same", function()
       local x = lattice.array(rand({ 200 }, gen))
