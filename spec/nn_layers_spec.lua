@@ -119,6 +119,14 @@ describe("lattice.linear", function()
     assert.are.same({ { 1, 2, 3 }, { 1, 2, 3 } }, y0:tolist())
     local n0 = lattice.linear(lattice.zeros({ 2, 0 }), lattice.zeros({ 3, 0 }))
     assert.are.same({ { 0, 0, 0 }, { 0, 0, 0 } }, n0:tolist())
+    -- and their gradients: zero weight and bias sums over no rows, the bias
+    -- gradient of zero features the row count
+    local f = lattice.grad(function(x_, w_, b_) return lattice.sum(lattice.linear(x_, w_, b_)) end, { 1, 2, 3 })
+    local g = f(lattice.zeros({ 0, 3 }), lattice.ones({ 2, 3 }), lattice.ones({ 2 }))
+    assert.are.same({ 0, 3 }, g[1].shape)
+    assert.are.same({ { 0, 0, 0 }, { 0, 0, 0 } }, g[2]:tolist())
+    assert.are.same({ 0, 0 }, g[3]:tolist())
+    assert.are.same({ 2, 2, 2 }, f(lattice.zeros({ 2, 0 }), lattice.zeros({ 3, 0 }), lattice.ones({ 3 }))[3]:tolist())
   end)
 
   describe("gradient", function()

@@ -3,11 +3,11 @@
  *   training:  mean, var = the biased statistics of x's rows per channel;
  *              y = (x - mean) * rstd * weight + bias,  rstd = 1 / sqrt(var + eps)
  *   eval:      the same with the given running mean and variance.
- * In training the batch statistics are returned too (float32, C each), for the
- * caller's running averages, and the gradient flows through them:
+ * In training the batch statistics are returned too (C each, in the compute
+ * dtype), for the caller's running averages, and the gradient flows through them:
  *   dx = rstd * (u - mean_rows(u) - xhat * mean_rows(u * xhat)),  u = g * weight
  * In eval they are constants: dx = g * weight * rstd. Both: dweight = sum_rows(g
- * * xhat), dbias = sum_rows(g). Sums over rows run in double, in NORM_CHUNKS
+ * * xhat), dbias = sum_rows(g). Sums over rows run in double, in CHUNKS
  * fixed row chunks combined in order (independent of the thread count).
  * float16/bfloat16 are staged to float32 and the result takes x's dtype; when
  * x, weight or bias is float64 everything computes in double (plain loops, the
