@@ -214,7 +214,7 @@ static int dropout_forward(lua_State *L) {
 
 static int l_dropout(lua_State *L) {
   double p = lt_l_module_number(L, 1, "p", 0, 1, "Dropout");
-  if (p >= 1) return luaL_error(L, "Dropout: p must be in [0, 1), got %g", p);
+  if (p >= 1) return luaL_error(L, "Dropout: p must be in [0, 1), got 1"); /* p = 1 would divide by 0 */
   dropout_cfg *c = lt_l_module_new(L, &dropout_type, 1);
   c->p = p;
   return 1;
@@ -259,7 +259,8 @@ static const lt_l_module_type activation_types[] = {
 #define NACTIVATIONS (int)(sizeof activation_types / sizeof activation_types[0])
 
 /* lattice.core.nn.activation(name, fields): the activation module of that name;
- * LeakyReLU reads fields.negative_slope, GELU fields.approx ("none"/"tanh"). */
+ * LeakyReLU reads fields.negative_slope, GELU fields.approx ("none", or "tanh"
+ * and its MLX name "precise"). */
 static int l_activation(lua_State *L) {
   const char *name = luaL_checkstring(L, 1);
   luaL_checktype(L, 2, LUA_TTABLE);
@@ -273,9 +274,10 @@ static int l_activation(lua_State *L) {
     if (ops[k] == LT_UNARY_GELU) {
       lua_getfield(L, 2, "approx");
       const char *a = lua_tostring(L, -1);
-      if (!a || (strcmp(a, "none") && strcmp(a, "tanh")))
-        return luaL_error(L, "GELU: approx must be 'none' or 'tanh', got %s", a ? a : luaL_typename(L, -1));
-      if (strcmp(a, "tanh") == 0) cfg.op = LT_UNARY_GELU_TANH;
+      int tanh_approx = a && (strcmp(a, "tanh") == 0 || strcmp(a, "precise") == 0);
+      if (!a || (strcmp(a, "none") && !tanh_approx))
+        return luaL_error(L, "GELU: approx must be 'none', 'tanh' or 'precise', got %s", a ? a : luaL_typename(L, -1));
+      if (tanh_approx) cfg.op = LT_UNARY_GELU_TANH;
       lua_pop(L, 1);
     }
     *(activation_cfg *)lt_l_module_new(L, &activation_types[k], 2) = cfg;

@@ -58,7 +58,11 @@ double lt_l_module_number(lua_State *L, int arg, const char *key, double lo, dou
   if (lua_type(L, -1) != LUA_TNUMBER) luaL_error(L, "%s: %s must be a number", type, key);
   double v = lua_tonumber(L, -1);
   lua_pop(L, 1);
-  if (!(v >= lo && v <= hi)) luaL_error(L, "%s: %s must be in [%g, %g], got %g", type, key, lo, hi, v);
+  if (!(v >= lo && v <= hi)) { /* lua_pushfstring knows no %g */
+    char msg[200];
+    snprintf(msg, sizeof msg, "%s: %s must be in [%g, %g], got %g", type, key, lo, hi, v);
+    luaL_error(L, "%s", msg);
+  }
   return v;
 }
 

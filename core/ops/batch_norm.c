@@ -3,14 +3,15 @@
  *   training:  mean, var = the biased statistics of x's rows per channel;
  *              y = (x - mean) * rstd * weight + bias,  rstd = 1 / sqrt(var + eps)
  *   eval:      the same with the given running mean and variance.
- * In training the batch statistics are returned too (float32, C each), for the
- * caller's running averages, and the gradient flows through them:
+ * In training the batch statistics are returned too (C each, in the compute
+ * dtype), for the caller's running averages, and the gradient flows through them:
  *   dx = rstd * (u - mean_rows(u) - xhat * mean_rows(u * xhat)),  u = g * weight
  * In eval they are constants: dx = g * weight * rstd. Both: dweight = sum_rows(g
- * * xhat), dbias = sum_rows(g). Sums over rows run in double, in NORM_CHUNKS
+ * * xhat), dbias = sum_rows(g). Sums over rows run in double, in CHUNKS
  * fixed row chunks combined in order (independent of the thread count).
- * float16/bfloat16 are staged to float32; float64 computes in float32 here
- * (its own path is for references, and batch statistics are an average). */
+ * float16/bfloat16 are staged to float32 and the result takes x's dtype; when
+ * x, weight or bias is float64 everything computes in double (plain loops, the
+ * reference path gradchecks run on) and the result is float64. */
 #include <math.h>
 #include <string.h>
 #include "ops/internal.h"
@@ -84,6 +85,46 @@ static void normalise(const lt_ctx *ctx, float *y, const float *x, const float *
   });
 }
 
+/* ---- float64: the same in double, plain loops (the reference path) ---- */
+
+/* mean (C), var (C) of x's rows: two passes, rows in order. */
+static void batch_stats_f64(double *mean, double *var, const double *x, int64_t rows, int64_t c) {
+  for (int64_t j = 0; j < c; j++) mean[j] = 0, var[j] = 0;
+  for (int64_t r = 0; r < rows; r++)
+    for (int64_t j = 0; j < c; j++) mean[j] += x[r * c + j];
+  for (int64_t j = 0; j < c; j++) mean[j] /= (double)rows;
+  for (int64_t r = 0; r < rows; r++)
+    for (int64_t j = 0; j < c; j++) var[j] += (x[r * c + j] - mean[j]) * (x[r * c + j] - mean[j]);
+  for (int64_t j = 0; j < c; j++) var[j] /= (double)rows;
+}
+
+static void normalise_f64(double *y, const double *x, const double *mean, const double *rstd, const double *w,
+                          const double *b, int64_t rows, int64_t c) {
+  for (int64_t r = 0; r < rows; r++)
+    for (int64_t j = 0; j < c; j++)
+      y[r * c + j] = (x[r * c + j] - mean[j]) * rstd[j] * (w ? w[j] : 1.0) + (b ? b[j] : 0.0);
+}
+
+/* dx (R, C), dw (C), db (C) overwritten (each may be NULL), one column at a
+ * time: its two row sums, then its dx as bn_dx writes it. */
+static void bn_backward_f64(double *dx, double *dw, double *db, const double *g, const double *x, const double *mean,
+                            const double *rstd, const double *w, int64_t rows, int64_t c, int training) {
+  for (int64_t j = 0; j < c; j++) {
+    double sg = 0, sgx = 0;
+    for (int64_t r = 0; r < rows; r++) {
+      sg += g[r * c + j];
+      sgx += g[r * c + j] * (x[r * c + j] - mean[j]) * rstd[j];
+    }
+    if (dw) dw[j] = sgx;
+    if (db) db[j] = sg;
+    double scale = (w ? w[j] : 1.0) * rstd[j];
+    for (int64_t r = 0; dx && r < rows; r++) {
+      double gj = g[r * c + j], xh = (x[r * c + j] - mean[j]) * rstd[j];
+      dx[r * c + j] = training ? scale * (gj - sg / (double)rows - xh * sgx / (double)rows) : scale * gj;
+    }
+  }
+}
+
 /* ---- backward ---- */
 
 /* Float32 staging of the backward's tensors. */
@@ -131,12 +172,30 @@ static void bn_dx(const lt_ctx *ctx, float *dx, const bn_staged *s, int64_t rows
   });
 }
 
-static lt_status bn_backward(lt_ctx *ctx, const lt_node *n, lt_tensor *const *gouts, lt_tensor **gin) {
+/* The float64 backward: gin[k] new float64 tensors for the inputs that need them. */
+static lt_status backward_f64(lt_ctx *ctx, const lt_node *n, lt_tensor *g, lt_tensor **gin, int64_t rows, int64_t c,
+                              int training) {
+  lt_tensor *x = n->in[0], *w = n->in[1], *b = n->in[2], *gs = NULL, *xs = NULL, *ws = NULL;
+  lt_status st = lt__as_contig(ctx, &gs, g, LT_FLOAT64);
+  if (!st) st = lt__as_contig(ctx, &xs, x, LT_FLOAT64);
+  if (!st && w) st = lt__as_contig(ctx, &ws, w, LT_FLOAT64);
+  if (!st && lt__needs(n, 0)) st = lt_tensor_new(ctx, &gin[0], LT_FLOAT64, x->ndim, x->shape);
+  if (!st && w && lt__needs(n, 1)) st = lt_tensor_new(ctx, &gin[1], LT_FLOAT64, 1, &c);
+  if (!st && b && lt__needs(n, 2)) st = lt_tensor_new(ctx, &gin[2], LT_FLOAT64, 1, &c);
+  if (!st)
+    bn_backward_f64(gin[0] ? lt__f64(gin[0]) : NULL, gin[1] ? lt__f64(gin[1]) : NULL, gin[2] ? lt__f64(gin[2]) : NULL,
+                    lt__f64(gs), lt__f64(xs), lt__f64(lt__saved(n, 0)), lt__f64(lt__saved(n, 1)),
+                    ws ? lt__f64(ws) : NULL, rows, c, training);
+  lt_tensor_release(gs), lt_tensor_release(xs), lt_tensor_release(ws);
+  return st;
+}
+
+/* The float32 backward, from per-chunk row sums combined in order. */
+static lt_status backward_f32(lt_ctx *ctx, const lt_node *n, lt_tensor *g, lt_tensor **gin, int64_t rows, int64_t c,
+                              int training) {
   lt_tensor *x = n->in[0], *w = n->in[1], *b = n->in[2];
-  int training = ((const bn_attrs *)n->attrs)->training;
-  int64_t c = x->shape[x->ndim - 1], rows = c ? lt_tensor_size(x) / c : 0;
   bn_staged s = {0};
-  lt_status st = bn_stage(ctx, &s, gouts[0], n, c);
+  lt_status st = bn_stage(ctx, &s, g, n, c);
   if (!st) { /* sum_rows(g), sum_rows(g * xhat) */
     chunk_sums(ctx, s.part, lt__f32(s.g), lt__f32(s.x), lt__f32(s.mean), lt__f32(s.rstd), rows, c);
     combine(s.sg, s.sgx, s.part, c);
@@ -150,8 +209,20 @@ static lt_status bn_backward(lt_ctx *ctx, const lt_node *n, lt_tensor *const *go
   if (!st && b && lt__needs(n, 2))
     for (int64_t j = 0; j < c; j++) lt__f32(gin[2])[j] = (float)s.sg[j];
   bn_unstage(ctx, &s);
+  return st;
+}
+
+/* in = {x, weight, bias}, saved = {mean, rstd} in the compute dtype. */
+static lt_status bn_backward(lt_ctx *ctx, const lt_node *n, lt_tensor *const *gouts, lt_tensor **gin) {
+  lt_tensor *x = n->in[0];
+  int training = ((const bn_attrs *)n->attrs)->training;
+  int64_t c = x->shape[x->ndim - 1], rows = c ? lt_tensor_size(x) / c : 0;
+  lt_status st = lt__saved(n, 0)->dtype == LT_FLOAT64 ? backward_f64(ctx, n, gouts[0], gin, rows, c, training)
+                                                      : backward_f32(ctx, n, gouts[0], gin, rows, c, training);
   for (int k = 0; k < 3 && !st; k++)
     if (gin[k]) st = lt__to_dtype(ctx, &gin[k], n->in[k]->dtype);
+  if (st)
+    for (int k = 0; k < 3; k++) lt_tensor_release(gin[k]), gin[k] = NULL;
   return st;
 }
 
@@ -190,26 +261,58 @@ static lt_status check_args(lt_ctx *ctx, const lt_tensor *x, lt_tensor *const *v
   return LT_OK;
 }
 
-/* mean and rstd (C each, float32) of this call: the batch's or the running ones. */
+/* The compute dtype: float64 when x, weight or bias is (as binary ops promote),
+ * else float32. */
+static lt_dtype compute_dtype(const lt_tensor *x, const lt_tensor *w, const lt_tensor *b) {
+  int f64 = x->dtype == LT_FLOAT64 || (w && w->dtype == LT_FLOAT64) || (b && b->dtype == LT_FLOAT64);
+  return f64 ? LT_FLOAT64 : LT_FLOAT32;
+}
+
+/* mean, var (training only) of xs's rows per channel, in float32. */
+static lt_status batch_stats_f32(lt_ctx *ctx, lt_tensor *mean, lt_tensor *var, const lt_tensor *xs, int64_t rows,
+                                 int64_t c) {
+  size_t bytes = (size_t)(CHUNKS * 2 * c + c) * sizeof(double);
+  double *part = lt_ctx_alloc(ctx, bytes ? bytes : 1);
+  if (!part) return lt_ctx_fail(ctx, LT_ERR_MEM, "batch_norm: out of memory");
+  batch_stats(ctx, lt__f32(mean), lt__f32(var), part, part + CHUNKS * 2 * c, lt__f32(xs), rows, c);
+  lt_ctx_free(ctx, part, bytes ? bytes : 1);
+  return LT_OK;
+}
+
+/* mean, var and rstd (C each, in xs's dtype, the compute dtype) of this call:
+ * the batch's or the running ones. */
 static lt_status stats(lt_ctx *ctx, lt_tensor **mean, lt_tensor **var, lt_tensor **rstd, const lt_tensor *xs,
                        lt_tensor *rm, lt_tensor *rv, int training, double eps) {
+  lt_dtype cdt = xs->dtype;
   int64_t c = xs->shape[xs->ndim - 1], rows = c ? lt_tensor_size(xs) / c : 0;
-  lt_status st = lt_tensor_new(ctx, rstd, LT_FLOAT32, 1, &c);
-  if (st) return st;
-  if (training) {
-    size_t bytes = (size_t)(CHUNKS * 2 * c + c) * sizeof(double);
-    double *part = lt_ctx_alloc(ctx, bytes ? bytes : 1);
-    if (!part) return lt_ctx_fail(ctx, LT_ERR_MEM, "batch_norm: out of memory");
-    st = lt_tensor_new(ctx, mean, LT_FLOAT32, 1, &c);
-    if (!st) st = lt_tensor_new(ctx, var, LT_FLOAT32, 1, &c);
-    if (!st) batch_stats(ctx, lt__f32(*mean), lt__f32(*var), part, part + CHUNKS * 2 * c, lt__f32(xs), rows, c);
-    lt_ctx_free(ctx, part, bytes ? bytes : 1);
-  } else {
-    st = lt__as_f32(ctx, mean, rm);
-    if (!st) st = lt__as_f32(ctx, var, rv);
+  lt_status st = lt_tensor_new(ctx, rstd, cdt, 1, &c);
+  if (!st && training) {
+    st = lt_tensor_new(ctx, mean, cdt, 1, &c);
+    if (!st) st = lt_tensor_new(ctx, var, cdt, 1, &c);
+    if (!st && cdt == LT_FLOAT64) batch_stats_f64(lt__f64(*mean), lt__f64(*var), lt__f64(xs), rows, c);
+    if (!st && cdt == LT_FLOAT32) st = batch_stats_f32(ctx, *mean, *var, xs, rows, c);
+  } else if (!st) {
+    st = lt__as_contig(ctx, mean, rm, cdt);
+    if (!st) st = lt__as_contig(ctx, var, rv, cdt);
   }
-  for (int64_t j = 0; !st && j < c; j++) lt__f32(*rstd)[j] = (float)(1.0 / sqrt((double)lt__f32(*var)[j] + eps));
+  for (int64_t j = 0; !st && j < c; j++) {
+    if (cdt == LT_FLOAT64)
+      lt__f64(*rstd)[j] = 1.0 / sqrt(lt__f64(*var)[j] + eps);
+    else
+      lt__f32(*rstd)[j] = (float)(1.0 / sqrt((double)lt__f32(*var)[j] + eps));
+  }
   return st;
+}
+
+/* y = the normalised xs in the compute dtype (the tensors' own). */
+static void normalise_any(const lt_ctx *ctx, lt_tensor *y, const lt_tensor *xs, const lt_tensor *mean,
+                          const lt_tensor *rstd, const lt_tensor *ws, const lt_tensor *bs, int64_t rows, int64_t c) {
+  if (y->dtype == LT_FLOAT64)
+    normalise_f64(lt__f64(y), lt__f64(xs), lt__f64(mean), lt__f64(rstd), ws ? lt__f64(ws) : NULL,
+                  bs ? lt__f64(bs) : NULL, rows, c);
+  else
+    normalise(ctx, lt__f32(y), lt__f32(xs), lt__f32(mean), lt__f32(rstd), ws ? lt__f32(ws) : NULL,
+              bs ? lt__f32(bs) : NULL, rows, c);
 }
 
 lt_status lt_batch_norm(lt_ctx *ctx, lt_tensor **out, lt_tensor **batch_mean, lt_tensor **batch_var, lt_tensor *x,
@@ -223,16 +326,15 @@ lt_status lt_batch_norm(lt_ctx *ctx, lt_tensor **out, lt_tensor **batch_mean, lt
   if (st) return st;
   int64_t c = x->shape[x->ndim - 1], rows = c ? lt_tensor_size(x) / c : 0;
   lt_tensor *xs = NULL, *ws = NULL, *bs = NULL, *mean = NULL, *var = NULL, *rstd = NULL;
-  st = lt__as_f32(ctx, &xs, x);
-  if (!st && weight) st = lt__as_f32(ctx, &ws, weight);
-  if (!st && bias) st = lt__as_f32(ctx, &bs, bias);
+  lt_dtype cdt = compute_dtype(x, weight, bias);
+  st = lt__as_contig(ctx, &xs, x, cdt);
+  if (!st && weight) st = lt__as_contig(ctx, &ws, weight, cdt);
+  if (!st && bias) st = lt__as_contig(ctx, &bs, bias, cdt);
   if (!st) st = stats(ctx, &mean, &var, &rstd, xs, running_mean, running_var, training, eps);
-  if (!st) st = lt_tensor_new(ctx, out, LT_FLOAT32, x->ndim, x->shape);
-  if (!st)
-    normalise(ctx, lt__f32(*out), lt__f32(xs), lt__f32(mean), lt__f32(rstd), ws ? lt__f32(ws) : NULL,
-              bs ? lt__f32(bs) : NULL, rows, c);
+  if (!st) st = lt_tensor_new(ctx, out, cdt, x->ndim, x->shape);
+  if (!st) normalise_any(ctx, *out, xs, mean, rstd, ws, bs, rows, c);
   lt_tensor_release(xs), lt_tensor_release(ws), lt_tensor_release(bs);
-  if (!st) st = lt__to_dtype(ctx, out, lt__float_result(x->dtype));
+  if (!st) st = lt__to_dtype(ctx, out, cdt == LT_FLOAT64 ? LT_FLOAT64 : lt__float_result(x->dtype));
   lt_node *node = NULL;
   lt_tensor *ins[3] = {x, weight, bias};
   if (!st) st = lt__record(ctx, &node, LT_OP("batch_norm", bn_backward, bn_attrs, 2), out, 3, ins);

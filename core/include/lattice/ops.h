@@ -98,9 +98,10 @@ lt_status lt_linear(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, lt_tensor *weigh
 
 /* Batch normalisation over the last (channel) axis; every other axis is rows.
  * training: normalises with the rows' biased mean and variance, which it also
- * returns (new references, float32, (C); either pointer may be NULL) for the
- * caller's running averages; otherwise normalises with running_mean and
- * running_var, which must be given. weight and bias may be NULL. */
+ * returns (new references, (C), float64 when x, weight or bias is float64 and
+ * float32 otherwise; either pointer may be NULL) for the caller's running
+ * averages; otherwise normalises with running_mean and running_var, which must
+ * be given. weight and bias may be NULL. */
 lt_status lt_batch_norm(lt_ctx *ctx, lt_tensor **out, lt_tensor **batch_mean, lt_tensor **batch_var, lt_tensor *x,
                         lt_tensor *weight, lt_tensor *bias, lt_tensor *running_mean, lt_tensor *running_var,
                         int training, double eps);

@@ -21,8 +21,23 @@ local function check_bool(v, what, fname)
   if type(v) ~= "boolean" then error(("%s: %s must be a boolean, got %s"):format(fname, what, type(v)), 3) end
 end
 
-local function check_number(v, what, fname)
-  if type(v) ~= "number" then error(("%s: %s must be a number, got %s"):format(fname, what, type(v)), 3) end
+-- level: where the error points, 3 (the constructor's caller) unless given.
+local function check_number(v, what, fname, level)
+  if type(v) ~= "number" then error(("%s: %s must be a number, got %s"):format(fname, what, type(v)), level or 3) end
+end
+
+-- eps of the norms: a number >= 0 (not NaN).
+local function check_eps(v, fname)
+  check_number(v, "eps", fname, 4)
+  if v ~= v or v < 0 then error(("%s: eps must be non-negative, got %g"):format(fname, v), 3) end
+end
+
+-- A number in [lo, hi] (or [lo, hi) when open), written as the message says.
+local function check_range(v, what, fname, lo, hi, open)
+  check_number(v, what, fname, 4)
+  if not (v >= lo and (v < hi or (not open and v == hi))) then
+    error(("%s: %s must be in [%g, %g%s, got %g"):format(fname, what, lo, hi, open and ")" or "]", v), 3)
+  end
 end
 
 -- The fields every built-in starts with; `order` lists its parameters.
@@ -54,7 +69,10 @@ set_extra_repr("Linear", function(m)
 end)
 
 --- Embedding(num_embeddings, dims): a lookup table initialised N(0, 1/dims).
-function M.Embedding(num_embeddings, dims)
+-- It takes no options (PyTorch's padding_idx and max_norm are not here): a
+-- table of them is an error rather than silently ignored.
+function M.Embedding(num_embeddings, dims, opts)
+  check_options(opts, {}, "Embedding")
   check_dims(num_embeddings, "num_embeddings", "Embedding")
   check_dims(dims, "dims", "Embedding")
   local f = base_fields({ "weight" })
@@ -71,7 +89,7 @@ function M.LayerNorm(dims, opts)
   local eps, affine, bias = opts.eps or 1e-5, opts.affine, opts.bias
   if affine == nil then affine = true end
   if bias == nil then bias = true end
-  check_number(eps, "eps", "LayerNorm")
+  check_eps(eps, "LayerNorm")
   check_bool(affine, "affine", "LayerNorm")
   check_bool(bias, "bias", "LayerNorm")
   local f = base_fields({ "weight", "bias" })
@@ -89,13 +107,19 @@ function M.RMSNorm(dims, opts)
   opts = check_options(opts, { eps = true }, "RMSNorm")
   check_dims(dims, "dims", "RMSNorm")
   local eps = opts.eps or 1e-5
-  check_number(eps, "eps", "RMSNorm")
+  check_eps(eps, "RMSNorm")
   local f = base_fields({ "weight" })
   f.dims, f.eps = dims, eps
   f.weight = lattice.ones({ dims })
   return cnn.RMSNorm(f)
 end
 set_extra_repr("RMSNorm", function(m) return ("%d, eps=%g"):format(m.dims, m.eps) end)
+
+-- The running statistics stay frozen whatever unfreeze does (on the layer or
+-- on a model holding it): an optimizer must never move them (weight decay
+-- would shrink running_var). The protocol reads _frozen[k] with a plain index
+-- and unfreeze clears keys to nil, so these defaults show through.
+local ALWAYS_FROZEN = { __index = { running_mean = true, running_var = true } }
 
 --- BatchNorm(num_features[, {eps = 1e-5, momentum = 0.1, affine = true, track_running_stats = true}])
 -- over the last (channel) axis. The running statistics are parameters that
@@ -106,8 +130,8 @@ function M.BatchNorm(num_features, opts)
   local eps, momentum, affine, track = opts.eps or 1e-5, opts.momentum or 0.1, opts.affine, opts.track_running_stats
   if affine == nil then affine = true end
   if track == nil then track = true end
-  check_number(eps, "eps", "BatchNorm")
-  check_number(momentum, "momentum", "BatchNorm")
+  check_eps(eps, "BatchNorm")
+  check_range(momentum, "momentum", "BatchNorm", 0, 1)
   check_bool(affine, "affine", "BatchNorm")
   check_bool(track, "track_running_stats", "BatchNorm")
   local f = base_fields({ "weight", "bias", "running_mean", "running_var" })
@@ -117,7 +141,7 @@ function M.BatchNorm(num_features, opts)
   end
   if track then
     f.running_mean, f.running_var = lattice.zeros({ num_features }), lattice.ones({ num_features })
-    f._frozen = { running_mean = true, running_var = true }
+    f._frozen = setmetatable({}, ALWAYS_FROZEN)
   end
   return cnn.BatchNorm(f)
 end
@@ -132,7 +156,7 @@ function M.Dropout(opts)
   opts = check_options(opts, { p = true }, "Dropout")
   local f = base_fields({})
   f.p = opts.p or 0.5
-  check_number(f.p, "p", "Dropout")
+  check_range(f.p, "p", "Dropout", 0, 1, true)
   return cnn.Dropout(f)
 end
 set_extra_repr("Dropout", function(m) return ("p=%g"):format(m.p) end)
@@ -141,7 +165,8 @@ function M.Identity() return cnn.Identity(base_fields({})) end
 
 -- ---- activations ----
 
-local function activation(name, defaults, repr)
+-- check(f) validates the filled-in fields, so errors name the caller's line.
+local function activation(name, defaults, repr, check)
   M[name] = function(opts)
     local allowed = {}
     for k in pairs(defaults) do allowed[k] = true end
@@ -150,14 +175,23 @@ local function activation(name, defaults, repr)
     for k, v in pairs(defaults) do
       if opts[k] == nil then f[k] = v else f[k] = opts[k] end
     end
+    if check then check(f) end
     return cnn.activation(name, f)
   end
   if repr then set_extra_repr(name, repr) end
 end
 
+-- GELU's approximations: MLX's "precise" is PyTorch's "tanh" (MLX takes both).
+local GELU_APPROX = { none = true, tanh = true, precise = true }
+
 activation("ReLU", {})
-activation("LeakyReLU", { negative_slope = 0.01 }, function(m) return ("negative_slope=%g"):format(m.negative_slope) end)
-activation("GELU", { approx = "none" }, function(m) return ("approx=%q"):format(m.approx) end)
+activation("LeakyReLU", { negative_slope = 0.01 }, function(m) return ("negative_slope=%g"):format(m.negative_slope) end,
+  function(f) check_number(f.negative_slope, "negative_slope", "LeakyReLU", 4) end)
+activation("GELU", { approx = "none" }, function(m) return ("approx=%q"):format(m.approx) end, function(f)
+  if not GELU_APPROX[f.approx] then
+    error(("GELU: approx must be 'none', 'tanh' or 'precise', got %s"):format(tostring(f.approx)), 3)
+  end
+end)
 activation("SiLU", {})
 activation("Sigmoid", {})
 activation("Tanh", {})
