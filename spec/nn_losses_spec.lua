@@ -218,11 +218,11 @@ describe("nn.losses.cross_entropy", function()
     local z = lattice.array({ { 2, -1 }, { -1, 2 } })
     it("targets of the wrong shape or dtype", function()
       assert.has_error(function() losses.cross_entropy(z, i64({ 0, 1, 1 })) end,
-        "cross_entropy: inputs have shape {2, 2}, so class-index targets must have shape {2}, got {3}")
+        "cross_entropy: inputs have shape {2,2}, so class-index targets must have shape {2}, got {3}")
       assert.has_error(function() losses.cross_entropy(z, lattice.array({ 0, 1 })) end,
         "cross_entropy: class-index targets must be integers, got float32")
       assert.has_error(function() losses.cross_entropy(z, lattice.array({ { 1, 0, 0 }, { 0, 1, 0 } })) end,
-        "cross_entropy: logits and probability targets must have the same shape, got {2, 2} and {2, 3}")
+        "cross_entropy: logits and probability targets must have the same shape, got {2,2} and {2,3}")
       assert.has_error(function() losses.cross_entropy(z, i64({ 0, 5 })) end,
         "cross_entropy: target 5 is out of range for 2 classes")
       assert.has_error(function() losses.cross_entropy(z, { 0, 1 }) end,
@@ -358,7 +358,7 @@ describe("nn.losses.nll_loss", function()
     assert.has_error(function() losses.nll_loss(x, i64({ 2 })) end, "nll_loss: target 2 is out of range for 2 classes")
     assert.has_error(function() losses.nll_loss(x, i64({ -1 })) end, "nll_loss: target -1 is out of range for 2 classes")
     assert.has_error(function() losses.nll_loss(x, i64({ 1, 0 })) end,
-      "nll_loss: inputs have shape {1, 2}, so class-index targets must have shape {1}, got {2}")
+      "nll_loss: inputs have shape {1,2}, so class-index targets must have shape {1}, got {2}")
     assert.has_error(function() losses.nll_loss(x, lattice.array({ 1 })) end,
       "nll_loss: class-index targets must be integers, got float32")
     assert.has_error(function() losses.nll_loss(x, i64({ 1 }), { axis = -3 }) end,
@@ -465,7 +465,7 @@ describe("nn.losses.kl_div_loss", function()
 
   it("rejects mismatched shapes and bad axes", function()
     assert.has_error(function() losses.kl_div_loss(lattice.ones({ 1, 2 }), lattice.ones({ 1, 1 })) end,
-      "kl_div_loss: inputs and targets must have the same shape, got {1, 2} and {1, 1}")
+      "kl_div_loss: inputs and targets must have the same shape, got {1,2} and {1,1}")
     assert.has_error(function() losses.kl_div_loss(lattice.ones({ 2 }), lattice.ones({ 2 }), { axis = 2 }) end,
       "kl_div_loss: axis 2 is out of range for 1 dimensions")
   end)
@@ -515,7 +515,7 @@ describe("nn.losses.cosine_similarity_loss", function()
   it("rejects mismatched shapes, bad axes and a bad eps", function()
     local a = lattice.ones({ 2, 2 })
     assert.has_error(function() losses.cosine_similarity_loss(a, lattice.ones({ 2, 3 })) end,
-      "cosine_similarity_loss: x1 and x2 must have the same shape, got {2, 2} and {2, 3}")
+      "cosine_similarity_loss: x1 and x2 must have the same shape, got {2,2} and {2,3}")
     assert.has_error(function() losses.cosine_similarity_loss(lattice.ones({ 2 }), lattice.ones({ 2 })) end,
       "cosine_similarity_loss: axis 2 is out of range for 1 dimensions")
     assert.has_error(function() losses.cosine_similarity_loss(a, a, { eps = "a" }) end,

@@ -425,11 +425,11 @@ describe("update", function()
   it("checks shapes and dtypes, naming the dotted parameter", function()
     local m = Net(4)
     assert.has_error(function() m:update{blocks = {{}, {}, {ffn = {up = {weight = lattice.ones({4, 8})}}}}} end,
-      "update: blocks.2.ffn.up.weight has shape {8, 4}, got {4, 8}")
+      "update: blocks.2.ffn.up.weight has shape {8,4}, got {4,8}")
     assert.has_error(function() m:update{out = {layers = {[2] = {weight = lattice.ones({3, 4}, "float16")}}}} end,
       "update: out.layers.1.weight has dtype float32, got float16")
     assert.has_error(function() m:update{scales = {lattice.ones({4, 1})}} end,
-      "update: scales.0 has shape {4}, got {4, 1}")
+      "update: scales.0 has shape {4}, got {4,1}")
     assert.has_error(function() m:update{embed = {weight = 1}} end,
       "update: embed.weight: expected a lattice.Tensor, got number")
     assert.has_error(function() m:update{embed = lattice.ones({10, 4})} end,
@@ -465,7 +465,7 @@ describe("update", function()
     assert.has_error(function()
       m:update{blocks = {{proj = {weight = lattice.ones({4, 4})}}, {proj = {weight = lattice.ones({3, 3})}}},
                scales = {lattice.ones({4})}}
-    end, "update: blocks.1.proj.weight has shape {4, 4}, got {3, 3}")
+    end, "update: blocks.1.proj.weight has shape {4,4}, got {3,3}")
     local after = m:named_parameters()
     for name, t in pairs(before) do assert.are.equal(t, after[name], name) end
   end)

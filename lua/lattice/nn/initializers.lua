@@ -57,7 +57,7 @@ local function fans(t, fname)
   local shape = t.shape
   if #shape < 2 then
     error(("%s: a tensor needs at least 2 dimensions for fan_in and fan_out, got shape {%s}"):format(fname,
-      table.concat(shape, ", ")), 3)
+      table.concat(shape, ",")), 3)
   end
   local rf = 1
   for i = 2, #shape - 1 do rf = rf * shape[i] end

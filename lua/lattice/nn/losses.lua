@@ -82,7 +82,7 @@ local function check_indices(inputs, targets, a, fname)
   for i = 1, #want do same = same and got[i] == want[i] end
   if not same then
     error(("%s: inputs have shape %s, so class-index targets must have shape {%s}, got %s"):format(fname,
-      shape_str(inputs), table.concat(want, ", "), shape_str(targets)), 3)
+      shape_str(inputs), table.concat(want, ","), shape_str(targets)), 3)
   end
   if not is_int(targets) then
     error(("%s: class-index targets must be integers, got %s"):format(fname, targets.dtype), 3)

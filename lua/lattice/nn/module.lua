@@ -321,7 +321,7 @@ function Protocol:unfreeze(opts) return set_frozen(self, opts, "unfreeze", false
 
 -- ---- replacing parameters and children ----
 
-local function shape_str(t) return "{" .. table.concat(t.shape, ", ") .. "}" end
+local function shape_str(t) return "{" .. table.concat(t.shape, ",") .. "}" end
 M.shape_str = shape_str
 
 -- The dotted name of key k of `holder` under `name`: position k of a list
