@@ -1,35 +1,16 @@
 -- lattice.ops: the sparse operations, with mlx_lattice.ops's names; its
 -- keyword arguments are one options table. Sizes, strides, paddings and
--- dilations are a number or a list of 3 (x, y, z).
+-- dilations are a number or a list of 3 (x, y, z). The convolutions and
+-- relations are here; each other family is a file under lattice/ops/ whose
+-- functions are merged in below.
 local lattice = require "lattice"
 local core = require "lattice.core"
 local sparse = require "lattice.sparse"
+local args = require "lattice.ops.args"
+
+local check_options, triple, check_sparse = args.options, args.triple, args.sparse
 
 local ops = {}
-
-local function check_options(opts, allowed, fname)
-  if opts == nil then return {} end
-  if type(opts) ~= "table" then error(("%s: options must be a table, got %s"):format(fname, type(opts)), 3) end
-  for k in pairs(opts) do
-    if not allowed[k] then error(("%s: unknown option '%s'"):format(fname, tostring(k)), 3) end
-  end
-  return opts
-end
-
--- A number or a list of 3 integers, as a list of 3.
-local function triple(v, default, what, fname)
-  if v == nil then v = default end
-  if math.type(v) == "integer" then return { v, v, v } end
-  if type(v) == "table" and #v == 3 and math.type(v[1]) == "integer" and math.type(v[2]) == "integer"
-    and math.type(v[3]) == "integer" then
-    return { v[1], v[2], v[3] }
-  end
-  error(("%s: %s must be an integer or a list of 3 integers, got %s"):format(fname, what, tostring(v)), 4)
-end
-
-local function check_sparse(x, fname)
-  if not sparse.is_sparse(x) then error(("%s: x must be a SparseTensor, got %s"):format(fname, type(x)), 3) end
-end
 
 -- The kernel size from the options, or from the weight (C_out, Kx, Ky, Kz, C_in).
 local function kernel_size(opts, w, fname)
@@ -100,6 +81,13 @@ function ops.build_kernel_relation(coords, opts)
     dilation = triple(opts.dilation, 1, "dilation", "build_kernel_relation"),
   }
   return core.kernel_relation("conv", coords, spec)
+end
+
+for _, family in ipairs {} do
+  for name, fn in pairs(require("lattice.ops." .. family)) do
+    assert(ops[name] == nil, name)
+    ops[name] = fn
+  end
 end
 
 return ops
