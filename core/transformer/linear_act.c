@@ -30,9 +30,11 @@
 #include "ops/unary_kernels.h"
 #include "runtime/blas_call.h"
 
-#define BLOCK_BYTES (4 << 20) /* a block's pre-activation: cache-sized, and rows enough that the GEMM stays efficient \
-                               */
-#define MIN_ROWS 128
+/* A block's pre-activation stays within BLOCK_BYTES (it is read again from
+ * cache, L3 at worst), but has at least MIN_ROWS rows: each block's GEMM
+ * packs the whole weight again, which fewer rows would not repay. */
+#define BLOCK_BYTES (4 << 20)
+#define MIN_ROWS    128
 
 static const char *const names[LT_LINEAR_ACT_COUNT] = {"relu", "gelu", "silu", "glu", "swiglu"};
 
