@@ -89,6 +89,12 @@ describe("BlockConfig", function()
       assert.are.equal(2, BlockConfig{n_kv_heads = 2}.effective_n_kv_heads)
       assert.are.equal(1, BlockConfig{n_kv_heads = 1}.effective_n_kv_heads) -- MQA
     end)
+
+    it("attention_scale is 1/sqrt(head_dim), 1/head_dim with mup (lattice's, for the kernels)", function()
+      assert.are.equal(1 / 8, BlockConfig().attention_scale)
+      assert.are.equal(1 / 64, BlockConfig{mup = true}.attention_scale)
+      assert.are.equal(1 / math.sqrt(32), BlockConfig{d_model = 128, n_heads = 4}.attention_scale)
+    end)
   end)
 
   describe("replace", function()

@@ -552,6 +552,8 @@ static int block_index(lua_State *L) {
     lua_pushinteger(L, lt_block_config_head_dim(c));
   else if (strcmp(key, "effective_n_kv_heads") == 0)
     lua_pushinteger(L, lt_block_config_kv_heads(c));
+  else if (strcmp(key, "attention_scale") == 0)
+    lua_pushnumber(L, lt_block_config_attention_scale(c));
   else
     return config_index(L, LT_CONFIG_BLOCK_KIND, c);
   return 1;

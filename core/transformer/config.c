@@ -233,6 +233,11 @@ int64_t lt_block_config_head_dim(const lt_block_config *c) { return c->d_model /
 
 int64_t lt_block_config_kv_heads(const lt_block_config *c) { return c->n_kv_heads ? c->n_kv_heads : c->n_heads; }
 
+double lt_block_config_attention_scale(const lt_block_config *c) {
+  double d = (double)lt_block_config_head_dim(c);
+  return c->mup ? 1.0 / d : 1.0 / sqrt(d);
+}
+
 double lt_model_config_width_mult(const lt_model_config *m) {
   return m->mup_base_width ? (double)m->block.d_model / (double)m->mup_base_width : 1.0;
 }

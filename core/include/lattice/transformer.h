@@ -117,8 +117,10 @@ void lt_model_config_init(lt_model_config *m);
 lt_status lt_block_config_check(lt_ctx *ctx, const lt_block_config *c);
 lt_status lt_model_config_check(lt_ctx *ctx, const lt_model_config *m, int64_t n_block_configs);
 
-int64_t lt_block_config_head_dim(const lt_block_config *c);  /* d_model / n_heads */
-int64_t lt_block_config_kv_heads(const lt_block_config *c);  /* effective_n_kv_heads */
+int64_t lt_block_config_head_dim(const lt_block_config *c); /* d_model / n_heads */
+int64_t lt_block_config_kv_heads(const lt_block_config *c); /* effective_n_kv_heads */
+/* The attention's score scale: 1/head_dim with mup (muP), else 1/sqrt(head_dim). */
+double lt_block_config_attention_scale(const lt_block_config *c);
 double lt_model_config_width_mult(const lt_model_config *m); /* d_model / mup_base_width, 1 without muP */
 /* The config of layer i (0-based, i < n_layers): block_configs[i] or block. */
 const lt_block_config *lt_model_config_layer(const lt_model_config *m, int64_t i);
