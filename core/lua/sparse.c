@@ -33,8 +33,11 @@ static int key_gc(lua_State *L) {
   return 0;
 }
 
+/* Equal content is equal identity: the manager interns maps, but a map it
+ * has forgotten (cleared, or pushed out by newer ones) may be built again. */
 static int key_eq(lua_State *L) {
-  lua_pushboolean(L, lt_l_tokey(L, 1) == lt_l_tokey(L, 2));
+  lt_coords *a = lt_l_tokey(L, 1), *b = lt_l_tokey(L, 2);
+  lua_pushboolean(L, a && b && lt_coords_equal(a, b));
   return 1;
 }
 

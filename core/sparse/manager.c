@@ -58,13 +58,16 @@ uint64_t lt__manager_next_id(lt_ctx *ctx) {
 
 static size_t map_bytes(const lt_coords *c) { return (size_t)c->n * 16 + c->hash.bytes; }
 
+/* The recent maps and those the cached relations hold are all interned: a
+ * network's supports stay shared however many maps came in between. */
 lt_coords *lt__manager_find_coords(lt_ctx *ctx, const lt_coords *c) {
   manager *m = lt__ctx_slot(ctx, LT_SLOT_COORDS);
-  for (int k = 0; m && k < RECENT_MAPS; k++) {
-    lt_coords *o = m->maps[k];
-    if (o && o->digest == c->digest && o->n == c->n && !memcmp(o->stride, c->stride, sizeof o->stride) &&
-        !memcmp(lt_tensor_data(o->rows), lt_tensor_data(c->rows), (size_t)c->n * 16))
-      return o;
+  for (int k = 0; m && k < RECENT_MAPS; k++)
+    if (m->maps[k] && lt_coords_equal(m->maps[k], c)) return m->maps[k];
+  for (int k = 0; m && k < m->nrel; k++) {
+    lt_relation *r = m->rel[k].r;
+    if (lt_coords_equal(r->in, c)) return r->in;
+    if (lt_coords_equal(r->out, c)) return r->out;
   }
   return NULL;
 }

@@ -36,6 +36,9 @@ lt_tensor *lt_coords_tensor(const lt_coords *c);
 int64_t lt_coords_count(const lt_coords *c);
 const int *lt_coords_stride(const lt_coords *c);
 uint64_t lt_coords_id(const lt_coords *c);
+/* 1 when a and b hold the same rows in the same order at the same stride (the
+ * same map, or two maps built apart, e.g. after the manager forgot one). */
+int lt_coords_equal(const lt_coords *a, const lt_coords *b);
 /* The row holding (b, x, y, z), or -1. */
 int64_t lt_coords_find(const lt_coords *c, const int32_t *row);
 
