@@ -66,6 +66,8 @@ lt_coords *lt_l_sparse_coords(lua_State *L, int arg) {
   return c;
 }
 
+void lt_l_push_sparse_counts(lua_State *L, int arg) { lua_getiuservalue(L, arg, UV_COUNTS); }
+
 lt_tensor *lt_l_sparse_feats(lua_State *L, int arg) {
   lua_getiuservalue(L, arg, UV_FEATS);
   lt_tensor *t = lt_l_totensor(L, -1);
@@ -122,7 +124,8 @@ static void check_counts(lua_State *L, int arg, const lt_coords *c) {
     total += v;
   }
   if (total != lt_coords_count(c))
-    luaL_error(L, "SparseTensor: batch_counts sum to %I, there are %I rows", total, (lua_Integer)lt_coords_count(c));
+    luaL_error(L, "SparseTensor: batch_counts sum to %I, not to the row count %I", total,
+               (lua_Integer)lt_coords_count(c));
   lua_Integer nb = (lua_Integer)luaL_len(L, actual);
   for (lua_Integer b = 1; b <= (n > nb ? n : nb); b++) {
     lua_geti(L, arg, b);
@@ -130,7 +133,7 @@ static void check_counts(lua_State *L, int arg, const lt_coords *c) {
     lua_Integer want = lua_tointeger(L, -2), got = lua_tointeger(L, -1);
     lua_pop(L, 2);
     if (want != got)
-      luaL_error(L, "SparseTensor: batch_counts[%I] is %I, the batch column has %I rows with batch %I", b, want, got,
+      luaL_error(L, "SparseTensor: batch_counts[%I] is %I, the batch column counts %I for batch %I", b, want, got,
                  b - 1);
   }
   lua_pop(L, 1);
@@ -167,7 +170,10 @@ static int l_sparse_new(lua_State *L) {
   if (!lt_dtype_info(lt_tensor_dtype(feats))->is_float)
     return luaL_error(L, "SparseTensor: feats must be a float tensor, got %s",
                       lt_dtype_info(lt_tensor_dtype(feats))->name);
-  if (lt_tensor_ndim(feats) != 2) return luaL_error(L, "SparseTensor: feats must be 2-D (N, C)");
+  char shape[LT_SHAPE_STR_MAX];
+  if (lt_tensor_ndim(feats) != 2)
+    return luaL_error(L, "SparseTensor: feats must have shape {N,C}, got %s",
+                      lt__shape_str(shape, sizeof shape, lt_tensor_ndim(feats), lt_tensor_shape(feats)));
   lt_coords **box = &((key_box *)lua_newuserdatauv(L, sizeof(key_box), 0))->c;
   *box = NULL;
   luaL_setmetatable(L, LT_L_KEY); /* first: an error below leaks nothing */
@@ -218,10 +224,10 @@ static int l_with_feats(lua_State *L) {
   lt_l_checksparse(L, 1);
   lt_tensor *f = lt_l_checktensor(L, 2);
   lt_coords *c = lt_l_sparse_coords(L, 1);
+  char shape[LT_SHAPE_STR_MAX];
   if (lt_tensor_ndim(f) != 2 || lt_tensor_shape(f)[0] != lt_coords_count(c))
-    return luaL_error(L, "with_feats: features must have %I rows (N, C), got %d dimensions with %I rows",
-                      (lua_Integer)lt_coords_count(c), lt_tensor_ndim(f),
-                      (lua_Integer)(lt_tensor_ndim(f) ? lt_tensor_shape(f)[0] : 0));
+    return luaL_error(L, "with_feats: features must have shape {%I,C}, got %s", (lua_Integer)lt_coords_count(c),
+                      lt__shape_str(shape, sizeof shape, lt_tensor_ndim(f), lt_tensor_shape(f)));
   if (!lt_dtype_info(lt_tensor_dtype(f))->is_float)
     return luaL_error(L, "with_feats: features must be a float tensor, got %s",
                       lt_dtype_info(lt_tensor_dtype(f))->name);

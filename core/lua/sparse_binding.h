@@ -16,6 +16,8 @@ void lt_l_checksparse(lua_State *L, int arg);
 /* The map and the features of the SparseTensor at arg (borrowed). */
 lt_coords *lt_l_sparse_coords(lua_State *L, int arg);
 lt_tensor *lt_l_sparse_feats(lua_State *L, int arg);
+/* Pushes the batch counts of the SparseTensor at arg (a list, or nil). */
+void lt_l_push_sparse_counts(lua_State *L, int arg);
 /* Pushes a SparseTensor of the key, features and counts (nil or a list) at those indices. */
 void lt_l_pushsparse(lua_State *L, int key, int feats, int counts);
 /* Pushes the list of row counts per batch of the map. */

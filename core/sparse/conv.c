@@ -148,7 +148,7 @@ static lt_status check_args(lt_ctx *ctx, const lt_tensor *x, const lt_tensor *w,
                        lt__shape_str(s, sizeof s, w->ndim, w->shape), r->spec.size[0], r->spec.size[1],
                        r->spec.size[2]);
   if (w->shape[4] != x->shape[1])
-    return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: weight has %lld input channels, the input has %lld", op,
+    return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: weight has %lld input channels, input has %lld", op,
                        (long long)w->shape[4], (long long)x->shape[1]);
   if (b && (b->ndim != 1 || b->shape[0] != w->shape[0]))
     return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: bias has shape %s, expected {%lld}", op,
