@@ -76,24 +76,29 @@ lt_tensor *lt_l_sparse_feats(lua_State *L, int arg) {
   return t;
 }
 
-/* Counts per batch of the map's rows: a Lua list. */
-void lt_l_push_batch_counts(lua_State *L, const lt_coords *c) {
+/* The rows of each batch 0 .. batches-1 of the map: a Lua list, sized by
+ * the caller (never by the largest batch index, which a row may set to 2^31-1).
+ * Returns -1, or the first row (0-based) whose batch is not below `batches`. */
+int64_t lt_l_push_batch_counts(lua_State *L, const lt_coords *c, lua_Integer batches) {
   const int32_t *r = lt_tensor_data(lt_coords_tensor(c));
-  int64_t n = lt_coords_count(c), nb = 0;
-  for (int64_t i = 0; i < n; i++)
-    if (r[i * 4] + 1 > nb) nb = r[i * 4] + 1;
-  lua_createtable(L, (int)nb, 0);
-  for (int64_t b = 1; b <= nb; b++) {
+  int64_t n = lt_coords_count(c), outside = -1;
+  lua_createtable(L, batches < INT32_MAX ? (int)batches : 0, 0);
+  for (lua_Integer b = 1; b <= batches; b++) {
     lua_pushinteger(L, 0);
     lua_rawseti(L, -2, b);
   }
   for (int64_t i = 0; i < n; i++) {
+    if (r[i * 4] >= batches) {
+      if (outside < 0) outside = i;
+      continue;
+    }
     lua_rawgeti(L, -1, r[i * 4] + 1);
     lua_Integer v = lua_tointeger(L, -1) + 1;
     lua_pop(L, 1);
     lua_pushinteger(L, v);
     lua_rawseti(L, -2, r[i * 4] + 1);
   }
+  return outside;
 }
 
 void lt_l_pushsparse(lua_State *L, int key, int feats, int counts) {
@@ -112,8 +117,6 @@ void lt_l_pushsparse(lua_State *L, int key, int feats, int counts) {
  * the rows: they must sum to N and give each batch its rows. */
 static void check_counts(lua_State *L, int arg, const lt_coords *c) {
   luaL_checktype(L, arg, LUA_TTABLE);
-  lt_l_push_batch_counts(L, c);
-  int actual = lua_gettop(L);
   lua_Integer n = (lua_Integer)luaL_len(L, arg), total = 0;
   for (lua_Integer b = 1; b <= n; b++) {
     lua_geti(L, arg, b);
@@ -126,10 +129,13 @@ static void check_counts(lua_State *L, int arg, const lt_coords *c) {
   if (total != lt_coords_count(c))
     luaL_error(L, "SparseTensor: batch_counts sum to %I, not to the row count %I", total,
                (lua_Integer)lt_coords_count(c));
-  lua_Integer nb = (lua_Integer)luaL_len(L, actual);
-  for (lua_Integer b = 1; b <= (n > nb ? n : nb); b++) {
+  int64_t outside = lt_l_push_batch_counts(L, c, n);
+  if (outside >= 0)
+    luaL_error(L, "SparseTensor: row %I has batch index %d, batch_counts has %I batches", (lua_Integer)outside + 1,
+               ((const int32_t *)lt_tensor_data(lt_coords_tensor(c)))[outside * 4], n);
+  for (lua_Integer b = 1; b <= n; b++) {
     lua_geti(L, arg, b);
-    lua_geti(L, actual, b);
+    lua_geti(L, -2, b);
     lua_Integer want = lua_tointeger(L, -2), got = lua_tointeger(L, -1);
     lua_pop(L, 2);
     if (want != got)

@@ -201,19 +201,19 @@ static int l_kernel_relation(lua_State *L) {
 
 /* ---- convolution ---- */
 
-/* The output's batch counts: nil when the input has none, else counted from
- * the output's rows, with as many batches as the input at least (a batch may
- * have no rows left in the output, or have had none). */
-static void push_output_counts(lua_State *L, int xarg, const lt_coords *out) {
+/* The output's batch counts: nil when the input has none, else the rows of
+ * each of the input's batches (an output row in another batch, which only a
+ * target can bring, is an error: the counts would not cover it). */
+static void push_output_counts(lua_State *L, int xarg, const lt_coords *out, const char *op) {
   lt_l_push_sparse_counts(L, xarg);
   if (lua_isnil(L, -1)) return;
   lua_Integer batches = (lua_Integer)lua_rawlen(L, -1);
   lua_pop(L, 1);
-  lt_l_push_batch_counts(L, out);
-  for (lua_Integer b = (lua_Integer)lua_rawlen(L, -1) + 1; b <= batches; b++) {
-    lua_pushinteger(L, 0);
-    lua_rawseti(L, -2, b);
-  }
+  int64_t outside = lt_l_push_batch_counts(L, out, batches);
+  if (outside >= 0)
+    luaL_error(L, "%s: coordinates: row %I has batch index %d, the input's batch_counts has %I batches", op,
+               (lua_Integer)outside + 1, ((const int32_t *)lt_tensor_data(lt_coords_tensor(out)))[outside * 4],
+               batches);
 }
 
 int lt_l_sparse_conv_push(lua_State *L, lt_relation_kind kind, int xarg, lt_tensor *w, lt_tensor *bias,
@@ -229,11 +229,12 @@ int lt_l_sparse_conv_push(lua_State *L, lt_relation_kind kind, int xarg, lt_tens
   lt_l_check(L, lt_relation_get(ctx, &b->r, kind, in, target, spec, op));
   lt_l_pushkey(L, lt_coords_retain(lt_relation_output(b->r)));
   int key = lua_gettop(L);
+  push_output_counts(L, xarg, lt_relation_output(b->r), op); /* before the conv: its errors record nothing */
+  int counts = lua_gettop(L);
   lt_l_tensor *u = lt_l_newtensor(L);
   int feats = lua_gettop(L);
   lt_l_check(L, lt_sparse_conv(ctx, &u->t, x, w, bias, b->r, op));
-  push_output_counts(L, xarg, lt_relation_output(b->r));
-  lt_l_pushsparse(L, key, feats, -1);
+  lt_l_pushsparse(L, key, feats, counts);
   lt_l_report_alloc(L, ctx);
   return 1;
 }
