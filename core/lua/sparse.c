@@ -192,6 +192,18 @@ static int l_sparse_new(lua_State *L) {
   return 1;
 }
 
+static void push_counts_copy(lua_State *L, int arg) {
+  lua_getiuservalue(L, arg, UV_COUNTS);
+  if (lua_isnil(L, -1)) return;
+  lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
+  lua_createtable(L, n < INT32_MAX ? (int)n : 0, 0);
+  for (lua_Integer b = 1; b <= n; b++) {
+    lua_rawgeti(L, -2, b);
+    lua_rawseti(L, -2, b);
+  }
+  lua_remove(L, -2);
+}
+
 static int sparse_index(lua_State *L) {
   lua_pushvalue(L, 2);
   if (lua_rawget(L, lua_upvalueindex(2)) != LUA_TNIL) return 1; /* methods */
@@ -202,7 +214,7 @@ static int sparse_index(lua_State *L) {
   } else if (!strcmp(k, "coordinate_map_key")) {
     lua_getiuservalue(L, 1, UV_KEY);
   } else if (!strcmp(k, "batch_counts")) {
-    lua_getiuservalue(L, 1, UV_COUNTS);
+    push_counts_copy(L, 1); /* a copy: the tensor's own list must not change under it */
   } else if (!strcmp(k, "coords")) {
     lt_l_newtensor(L)->t = lt_tensor_retain(lt_coords_tensor(c));
   } else if (!strcmp(k, "stride")) {
