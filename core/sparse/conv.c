@@ -238,7 +238,9 @@ lt_status lt_sparse_conv(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, lt_tensor *
   lt_dtype cdt = compute_dtype(x, weight, bias);
   st = lt_tensor_new(ctx, out, cdt, 2, (int64_t[]){r->out->n, weight->shape[0]});
   if (!st) st = compute(ctx, *out, x, weight, bias, r, cdt, op);
-  if (!st && cdt == LT_FLOAT32 && x->dtype == weight->dtype) st = lt__to_dtype(ctx, out, x->dtype);
+  /* the inputs' dtype when they all share it (float16, bfloat16), as lattice.add would give for the bias */
+  if (!st && cdt == LT_FLOAT32 && x->dtype == weight->dtype && (!bias || bias->dtype == x->dtype))
+    st = lt__to_dtype(ctx, out, x->dtype);
   if (st) {
     lt_tensor_release(*out);
     *out = NULL;
