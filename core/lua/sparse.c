@@ -113,18 +113,26 @@ void lt_l_pushsparse(lua_State *L, int key, int feats, int counts) {
   lua_setiuservalue(L, -2, UV_COUNTS);
 }
 
+/* t[i] (or the value at index t when i is 0) as an integer: a number with an
+ * integral value; a numeric string is not one. */
+static int to_integer(lua_State *L, int t, lua_Integer i, lua_Integer *v) {
+  if (i) lua_geti(L, t, i);
+  int isint = lua_type(L, i ? -1 : t) == LUA_TNUMBER;
+  *v = isint ? lua_tointegerx(L, i ? -1 : t, &isint) : 0;
+  if (i) lua_pop(L, 1);
+  return isint;
+}
+
 /* The batch counts at arg (a list of non-negative integers) checked against
  * the rows: they must sum to N and give each batch its rows. */
 static void check_counts(lua_State *L, int arg, const lt_coords *c) {
   luaL_checktype(L, arg, LUA_TTABLE);
   lua_Integer n = (lua_Integer)luaL_len(L, arg), total = 0;
   for (lua_Integer b = 1; b <= n; b++) {
-    lua_geti(L, arg, b);
-    int isint;
-    lua_Integer v = lua_tointegerx(L, -1, &isint);
-    lua_pop(L, 1);
-    if (!isint || v < 0) luaL_error(L, "SparseTensor: batch_counts[%I] must be a non-negative integer", b);
-    total += v;
+    lua_Integer v;
+    if (!to_integer(L, arg, b, &v) || v < 0)
+      luaL_error(L, "SparseTensor: batch_counts[%I] must be a non-negative integer", b);
+    total = (lua_Integer)((lua_Unsigned)total + (lua_Unsigned)v); /* wraps as Lua's own sums do; rows checked below */
   }
   if (total != lt_coords_count(c))
     luaL_error(L, "SparseTensor: batch_counts sum to %I, not to the row count %I", total,
@@ -152,18 +160,16 @@ void lt_l_checkstride(lua_State *L, int arg, int *stride, const char *fname, con
   if (lua_istable(L, arg)) {
     if (luaL_len(L, arg) != 3) luaL_error(L, "%s: %s must be a number or a list of 3", fname, what);
     for (int a = 0; a < 3; a++) {
-      lua_geti(L, arg, a + 1);
-      int isint;
-      lua_Integer v = lua_tointegerx(L, -1, &isint);
-      lua_pop(L, 1);
-      if (!isint || v < 1 || v > INT32_MAX) luaL_error(L, "%s: %s must hold positive integers", fname, what);
+      lua_Integer v;
+      if (!to_integer(L, arg, a + 1, &v) || v < 1 || v > INT32_MAX)
+        luaL_error(L, "%s: %s must hold positive integers", fname, what);
       stride[a] = (int)v;
     }
     return;
   }
-  int isint;
-  lua_Integer v = lua_tointegerx(L, arg, &isint);
-  if (!isint || v < 1 || v > INT32_MAX) luaL_error(L, "%s: %s must be a positive integer", fname, what);
+  lua_Integer v;
+  if (!to_integer(L, arg, 0, &v) || v < 1 || v > INT32_MAX)
+    luaL_error(L, "%s: %s must be a positive integer", fname, what);
   for (int a = 0; a < 3; a++) stride[a] = (int)v;
 }
 
