@@ -606,6 +606,17 @@ describe("the coordinate manager", function()
     assert.is_true(z1.coordinate_map_key == z2.coordinate_map_key)
   end)
 
+  it("counts the maps its relations keep alive, also when the recent maps no longer hold them", function()
+    lattice.clear_cache()
+    local big = sref.random_support(ref.generator(42), 2000, { batches = 1, lo = -10, hi = 10 })
+    ops.subm_conv3d(lattice.SparseTensor(big, lattice.ones({ 2000, 1 })), lattice.ones({ 1, 3, 3, 3, 1 }))
+    local with_big = cache()
+    for i = 1, 100 do lattice.SparseTensor({ { 0, i, 0, 0 } }, lattice.ones({ 1, 1 })) end
+    assert.is_true(cache() > with_big) -- the ring forgot the big map; the relation still holds it
+    lattice.clear_cache()
+    assert.are.equal(0, cache())
+  end)
+
   it("is bounded: past its capacity every new relation replaces an old one", function()
     lattice.clear_cache()
     -- same-sized supports, so every map and relation weighs the same
