@@ -226,6 +226,18 @@ describe("sparse convolutions against a brute-force convolution", function()
     end)
   end
 
+  it("gives each gradient alone as it gives it with the others", function()
+    local r = run_case({ kind = "conv", size = 3, stride = 2 }, "float32", 3)
+    local function loss(feats, weight, bias)
+      local y = ops.conv3d(r.x:with_feats(feats), weight, { stride = 2, bias = bias })
+      return lattice.sum(lattice.multiply(y.feats, r.g))
+    end
+    for k = 1, 3 do
+      local g = lattice.grad(loss, k)(r.f, r.w, r.b)
+      assert.is_true(same_bits(r.grads[k], g), "gradient " .. k)
+    end
+  end)
+
   it("generative_conv_transpose3d sums the contributions that meet at one output", function()
     -- two inputs two apart, kernel 3 at stride 2: they both write the coordinate between them
     local r = check_case({ kind = "generative", size = 3, stride = 2, in_stride = 2, batches = 1,

@@ -61,8 +61,9 @@ typedef struct lt_kernel_spec {
   int size[3], stride[3], padding[3], dilation[3];
 } lt_kernel_spec;
 
-/* The tensor stride the output of `kind` has for input `in` (fails when a
- * transposed stride does not divide the input's). */
+/* The tensor stride the output of `kind` has for input `in`. Checks the spec
+ * (sizes 1..7, odd for subm, positive strides and dilations, non-negative
+ * paddings) and fails when a transposed stride does not divide the input's. */
 lt_status lt_relation_output_stride(lt_ctx *ctx, lt_relation_kind kind, const lt_coords *in, const lt_kernel_spec *spec,
                                     int *stride, const char *op);
 /* The relation of `kind` from `in` onto `target` (NULL: the support the kind
