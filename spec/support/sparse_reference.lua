@@ -116,13 +116,16 @@ function M.edges(kind, in_coords, out_coords, spec)
   return edges, #offsets
 end
 
--- A fresh n x m table of zeros.
+-- A fresh list of n zeros, and an n x m table of them.
+local function list(n)
+  local t = {}
+  for i = 1, n do t[i] = 0 end
+  return t
+end
+
 local function zeros(n, m)
   local t = {}
-  for i = 1, n do
-    t[i] = {}
-    for j = 1, m do t[i][j] = 0 end
-  end
+  for i = 1, n do t[i] = list(m) end
   return t
 end
 
@@ -154,8 +157,8 @@ function M.conv(p)
   end
   if not p.g then return r end
   r.dx, r.dx_abs, r.dx_terms = zeros(p.n_in, ci), zeros(p.n_in, ci), zeros(p.n_in, ci)
-  r.dw, r.dw_abs, r.dw_terms = zeros(1, co * K * ci)[1], zeros(1, co * K * ci)[1], zeros(1, co * K * ci)[1]
-  r.db, r.db_abs, r.db_terms = zeros(1, co)[1], zeros(1, co)[1], zeros(1, co)[1]
+  r.dw, r.dw_abs, r.dw_terms = list(co * K * ci), list(co * K * ci), list(co * K * ci)
+  r.db, r.db_abs, r.db_terms = list(co), list(co), list(co)
   for _, e in ipairs(p.edges) do
     local i, o, k = e[1], e[2], e[3]
     for j = 1, co do
