@@ -10,21 +10,10 @@ local nn = lattice.nn
 local type_name = require("lattice.nn.module").type_name
 local assert_close, weighted, generator, rand = ref.assert_close, ref.weighted, ref.generator, ref.rand
 
--- erf by its Maclaurin series in doubles (|z| < 3 here: 12 digits or more).
-local function erf(z)
-  local sum, term, n = 0, z, 0
-  repeat
-    sum = sum + term / (2 * n + 1)
-    n = n + 1
-    term = -term * z * z / n
-  until math.abs(term) < 1e-17
-  return 2 / math.sqrt(math.pi) * sum
-end
-
 local function sigmoid(v) return 1 / (1 + math.exp(-v)) end
 local ACT = {
   relu = function(v) return v > 0 and v or 0 end,
-  gelu = function(v) return 0.5 * v * (1 + erf(v / math.sqrt(2))) end,
+  gelu = ref.gelu,
   silu = function(v) return v * sigmoid(v) end,
 }
 

@@ -22,13 +22,11 @@
  * vector activation kernels of the unary ops (the result keeps x's dtype
  * when x and weight share it); float64 computes through dgemm and plain
  * loops in double. */
-#include <cblas.h>
 #include <limits.h>
 #include <string.h>
 #include "lattice/transformer.h"
 #include "ops/internal.h"
 #include "ops/unary_kernels.h"
-#include "runtime/blas_call.h"
 
 /* A block's pre-activation stays within BLOCK_BYTES (it is read again from
  * cache, L3 at worst), but has at least MIN_ROWS rows: each block's GEMM
@@ -47,36 +45,6 @@ static lt_unary_op unary_of(lt_linear_act_op op) {
   return op == LT_LINEAR_ACT_RELU ? LT_UNARY_RELU : op == LT_LINEAR_ACT_GELU ? LT_UNARY_GELU : LT_UNARY_SILU;
 }
 
-static lt__unary_fwd pick_fwd(lt_unary_op op, lt_isa isa) {
-  if (isa >= LT_ISA_AVX512 && lt__unary_fwd_avx512[op]) return lt__unary_fwd_avx512[op];
-  if (isa >= LT_ISA_AVX2 && lt__unary_fwd_avx2[op]) return lt__unary_fwd_avx2[op];
-  return lt__unary_fwd_ref[op];
-}
-
-static lt__unary_bwd pick_bwd(lt_unary_op op, lt_isa isa) {
-  if (isa >= LT_ISA_AVX512 && lt__unary_bwd_avx512[op]) return lt__unary_bwd_avx512[op];
-  if (isa >= LT_ISA_AVX2 && lt__unary_bwd_avx2[op]) return lt__unary_bwd_avx2[op];
-  return lt__unary_bwd_ref[op];
-}
-
-/* c (m, n) = op(a) @ op(b) + beta c, row-major, contiguous, in dtype dt. */
-static void gemm(const lt_ctx *ctx, lt_dtype dt, int ta, int tb, int64_t m, int64_t n, int64_t k, const void *a,
-                 const void *b, double beta, void *c) {
-  if (m == 0 || n == 0) return;
-  if (k == 0) { /* BLAS leaves c untouched when k is 0 */
-    if (beta == 0) memset(c, 0, (size_t)(m * n) * lt_dtype_info(dt)->size);
-    return;
-  }
-  int lda = (int)(ta ? m : k), ldb = (int)(tb ? k : n);
-  enum CBLAS_TRANSPOSE oa = ta ? CblasTrans : CblasNoTrans, ob = tb ? CblasTrans : CblasNoTrans;
-  lt__blas_begin(ctx);
-  if (dt == LT_FLOAT64)
-    cblas_dgemm(CblasRowMajor, oa, ob, (int)m, (int)n, (int)k, 1.0, a, lda, b, ldb, beta, c, (int)n);
-  else
-    cblas_sgemm(CblasRowMajor, oa, ob, (int)m, (int)n, (int)k, 1.0f, a, lda, b, ldb, (float)beta, c, (int)n);
-  lt__blas_end();
-}
-
 /* ---- the epilogues: a block of m rows of h (m, n) -> its rows of y ---- */
 
 /* float32: y (m, n) = act(h), or y (m, n/2) = the gate product. */
@@ -84,13 +52,13 @@ static void act_f32(const lt_ctx *ctx, lt_linear_act_op op, float *y, const floa
   lt_isa isa = lt__ctx_isa(ctx);
   int threads = m * n >= LT_GRAIN ? lt__ctx_threads(ctx) : 1;
   if (!gated(op)) {
-    lt__unary_fwd f = pick_fwd(unary_of(op), isa);
+    lt__unary_fwd f = lt__unary_pick_fwd(unary_of(op), isa);
     LT_PARALLEL_FOR(threads, r, m, { f(y + r * n, h + r * n, n, 0.0f); });
     return;
   }
   int64_t half = n / 2;
   int swiglu = op == LT_LINEAR_ACT_SWIGLU;
-  lt__unary_fwd f = pick_fwd(swiglu ? LT_UNARY_SILU : LT_UNARY_SIGMOID, isa);
+  lt__unary_fwd f = lt__unary_pick_fwd(swiglu ? LT_UNARY_SILU : LT_UNARY_SIGMOID, isa);
   LT_PARALLEL_FOR(threads, r, m, {
     const float *a = h + r * n, *b = a + half;
     float *yr = y + r * half;
@@ -137,7 +105,7 @@ static void forward_blocks(const lt_ctx *ctx, lt_linear_act_op op, lt_dtype dt, 
     int64_t m = d->rows - r0 < br ? d->rows - r0 : br;
     char *blk = h ? (char *)h + r0 * d->n * (int64_t)es : scratch;
     if (b) fill_rows(blk, b, m, d->n, es);
-    gemm(ctx, dt, 0, 1, m, d->n, d->k, (const char *)x + r0 * d->k * (int64_t)es, w, b ? 1.0 : 0.0, blk);
+    lt__gemm(ctx, dt, 0, 1, m, d->n, d->k, (const char *)x + r0 * d->k * (int64_t)es, w, b ? 1.0 : 0.0, blk);
     char *yb = (char *)y + r0 * d->m * (int64_t)es;
     if (dt == LT_FLOAT64)
       act_f64(ctx, op, (double *)yb, (const double *)blk, m, d->n);
@@ -182,13 +150,13 @@ static void dh_f32(const lt_ctx *ctx, lt_linear_act_op op, float *dh, const floa
   int64_t n = d->n, half = n / 2;
   int threads = d->rows * n >= LT_GRAIN ? lt__ctx_threads(ctx) : 1;
   if (!gated(op)) {
-    lt__unary_bwd f = pick_bwd(unary_of(op), isa); /* relu, gelu, silu read x only */
+    lt__unary_bwd f = lt__unary_pick_bwd(unary_of(op), isa); /* relu, gelu, silu read x only */
     LT_PARALLEL_FOR(threads, r, d->rows, { f(dh + r * n, g + r * n, h + r * n, NULL, n, 0.0f); });
     return;
   }
   if (op == LT_LINEAR_ACT_SWIGLU) {
-    lt__unary_fwd silu = pick_fwd(LT_UNARY_SILU, isa);
-    lt__unary_bwd dsilu = pick_bwd(LT_UNARY_SILU, isa);
+    lt__unary_fwd silu = lt__unary_pick_fwd(LT_UNARY_SILU, isa);
+    lt__unary_bwd dsilu = lt__unary_pick_bwd(LT_UNARY_SILU, isa);
     LT_PARALLEL_FOR(threads, r, d->rows, {
       const float *a = h + r * n, *b = a + half, *gr = g + r * half;
       float *da = dh + r * n, *db = da + half;
@@ -198,7 +166,7 @@ static void dh_f32(const lt_ctx *ctx, lt_linear_act_op op, float *dh, const floa
     });
     return;
   }
-  lt__unary_fwd sigmoid = pick_fwd(LT_UNARY_SIGMOID, isa);
+  lt__unary_fwd sigmoid = lt__unary_pick_fwd(LT_UNARY_SIGMOID, isa);
   LT_PARALLEL_FOR(threads, r, d->rows, {
     const float *a = h + r * n, *b = a + half, *gr = g + r * half;
     float *da = dh + r * n, *db = da + half;
@@ -247,13 +215,13 @@ static lt_status input_grads(lt_ctx *ctx, const lt_node *node, lt_tensor *dh, lt
     st = lt__as_contig(ctx, &ws, w, cdt);
     if (!st) st = lt_tensor_new(ctx, &gin[0], cdt, x->ndim, x->shape);
     if (!st)
-      gemm(ctx, cdt, 0, 0, d->rows, d->k, d->n, lt_tensor_data(dh), lt_tensor_data(ws), 0, lt_tensor_data(gin[0]));
+      lt__gemm(ctx, cdt, 0, 0, d->rows, d->k, d->n, lt_tensor_data(dh), lt_tensor_data(ws), 0, lt_tensor_data(gin[0]));
   }
   if (!st && lt__needs(node, 1)) { /* dw (n, k) = dh^T (n, rows) @ x (rows, k) */
     st = lt__as_contig(ctx, &xs, x, cdt);
     if (!st) st = lt_tensor_new(ctx, &gin[1], cdt, 2, w->shape);
     if (!st)
-      gemm(ctx, cdt, 1, 0, d->n, d->k, d->rows, lt_tensor_data(dh), lt_tensor_data(xs), 0, lt_tensor_data(gin[1]));
+      lt__gemm(ctx, cdt, 1, 0, d->n, d->k, d->rows, lt_tensor_data(dh), lt_tensor_data(xs), 0, lt_tensor_data(gin[1]));
   }
   if (!st && node->nin > 2 && lt__needs(node, 2)) st = lt__sum_to_shape(ctx, &gin[2], dh, 1, &d->n);
   lt_tensor_release(xs), lt_tensor_release(ws);
