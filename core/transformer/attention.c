@@ -357,9 +357,11 @@ lt_status lt_attention(lt_ctx *ctx, lt_tensor **out, lt_tensor *q, lt_tensor *k,
   lt_tensor *mask = opts ? opts->mask : NULL, *alibi = opts ? opts->alibi : NULL, *y = NULL, *lse = NULL;
   lt_status st = lt__attn_check(ctx, &p, q, k, v, opts);
   if (st) return st;
-  if (lt__tape_wants(ctx, 1, &mask) || lt__tape_wants(ctx, 1, &alibi))
-    return lt_ctx_fail(ctx, LT_ERR_ARG, "attention: the %s takes no gradient; pass it through stop_gradient",
-                       lt__tape_wants(ctx, 1, &mask) ? "mask" : "alibi slopes");
+  if (lt__tape_wants(ctx, 1, &mask))
+    return lt_ctx_fail(ctx, LT_ERR_ARG, "attention: the mask takes no gradient; pass it through stop_gradient");
+  if (lt__tape_wants(ctx, 1, &alibi))
+    return lt_ctx_fail(ctx, LT_ERR_ARG,
+                       "attention: the alibi slopes take no gradient; pass them through stop_gradient");
   st = lt__attn_forward(ctx, &y, &lse, &p, q, k, v, mask, alibi, lt__ctx_isa(ctx), LT__ATTN_AUTO);
   if (!st) st = out_as(ctx, out, y, &p, p.odt);
   lt_node *node = NULL;

@@ -47,7 +47,7 @@
 #define NK     64         /* keys per forward tile */
 #define NKB    (4 * LT_W) /* keys per backward tile: four vectors of lanes */
 #define MQB    64         /* query rows per backward tile */
-#define NKD    64         /* keys per decode block */
+#define NKD    128        /* keys per decode block */
 #define EXP_LO (-87.0f)
 
 static inline int64_t round_up(int64_t n, int64_t w) { return (n + w - 1) / w * w; }
@@ -378,14 +378,14 @@ static void bwd_group(const lt__attn_job *j, int64_t b, int64_t hk, void *scratc
 
 typedef struct dec_scratch {
   float *q, *sc, *acc; /* (R, Dp) scale * q, (R, NKD) scores, (R, Dv) */
-  float *m, *l;        /* (R) */
+  float *m, *l, *part; /* (R), (R), (LT_W, LT_W): the partial dot products of LT_W keys */
   int64_t *lo, *hi;    /* (R) */
   int64_t dp_cols;
 } dec_scratch;
 
 static size_t dec_scratch_bytes(const lt__attn_job *j) {
   int64_t r = j->group * j->t, dp = round_up(j->d, LT_W);
-  return (size_t)(r * (dp + NKD + j->dv + 2)) * sizeof(float) + (size_t)(2 * r) * sizeof(int64_t) + 64;
+  return (size_t)(r * (dp + NKD + j->dv + 2) + LT_W * LT_W) * sizeof(float) + (size_t)(2 * r) * sizeof(int64_t);
 }
 
 static dec_scratch dec_carve(void *p, const lt__attn_job *j) {
@@ -394,7 +394,7 @@ static dec_scratch dec_carve(void *p, const lt__attn_job *j) {
   s.dp_cols = round_up(j->d, LT_W);
   s.lo = p, s.hi = s.lo + r;
   s.q = (float *)(s.hi + r), s.sc = s.q + r * s.dp_cols, s.acc = s.sc + r * NKD, s.m = s.acc + r * j->dv;
-  s.l = s.m + r;
+  s.l = s.m + r, s.part = s.l + r;
   return s;
 }
 
@@ -417,70 +417,86 @@ static void dec_rows(const lt__attn_job *j, int64_t b, int64_t hk, int64_t s0, i
   }
 }
 
-/* sc (R, nk): every row's scores against keys j0 .. j0 + nk - 1, each key
- * row read from memory once (and from L1 by the other rows). */
+/* sc (R, nk): every row's scores against keys j0 .. j0 + nk - 1. Each run of
+ * LT_W keys leaves one vector of partial sums per key, which att_row_sums
+ * (from the ISA's file) reduces to their LT_W scores at once; the key rows
+ * come from memory for the first row and from L1 for the others. */
 static void dec_scores(const lt__attn_job *j, const float *k, int64_t j0, int64_t nk, dec_scratch s) {
   int64_t rows = j->group * j->t, dfull = j->d / LT_W * LT_W;
-  for (int64_t jj = 0; jj < nk; jj++) {
-    const float *kr = k + (j0 + jj) * j->ks[2];
-    for (int64_t r = 0; r < rows; r++) {
-      const float *qr = s.q + r * s.dp_cols;
-      vf acc = vset(0.0f);
-      for (int64_t c = 0; c < dfull; c += LT_W) acc = vfma(vload(qr + c), vload(kr + c), acc);
-      float x = vreduce_add(acc);
-      for (int64_t c = dfull; c < j->d; c++) x += qr[c] * kr[c];
-      s.sc[r * NKD + jj] = x;
+  for (int64_t r = 0; r < rows; r++) {
+    const float *qr = s.q + r * s.dp_cols;
+    float *out = s.sc + r * NKD;
+    for (int64_t jb = 0; jb < nk; jb += LT_W) {
+      int64_t nb = nk - jb < LT_W ? nk - jb : LT_W;
+      for (int64_t i = 0; i < LT_W; i += 4) { /* four keys' chains side by side */
+        const float *k0 = k + (j0 + jb + (i < nb ? i : 0)) * j->ks[2];
+        const float *k1 = k + (j0 + jb + (i + 1 < nb ? i + 1 : 0)) * j->ks[2];
+        const float *k2 = k + (j0 + jb + (i + 2 < nb ? i + 2 : 0)) * j->ks[2];
+        const float *k3 = k + (j0 + jb + (i + 3 < nb ? i + 3 : 0)) * j->ks[2];
+        vf a0 = vset(0.0f), a1 = a0, a2 = a0, a3 = a0;
+        for (int64_t c = 0; c < dfull; c += LT_W) {
+          vf qv = vload(qr + c);
+          a0 = vfma(qv, vload(k0 + c), a0), a1 = vfma(qv, vload(k1 + c), a1);
+          a2 = vfma(qv, vload(k2 + c), a2), a3 = vfma(qv, vload(k3 + c), a3);
+        }
+        vstore(s.part + i * LT_W, a0), vstore(s.part + (i + 1) * LT_W, a1);
+        vstore(s.part + (i + 2) * LT_W, a2), vstore(s.part + (i + 3) * LT_W, a3);
+      }
+      att_row_sums(s.part, LT_W, out + jb);
+      for (int64_t i = 0; i < nb && dfull < j->d; i++) {
+        const float *kr = k + (j0 + jb + i) * j->ks[2];
+        for (int64_t c = dfull; c < j->d; c++) out[jb + i] += qr[c] * kr[c];
+      }
     }
   }
 }
 
-/* Row r's scores of keys j0 .. j0 + nk - 1: bias and range applied, then the
- * online softmax; the scores become probabilities and acc is rescaled. */
+/* Row r's scores of keys j0 .. j0 + nk - 1: bias and range applied (whole
+ * vectors; the lanes past nk are masked), then the online softmax: the
+ * scores become probabilities and acc is rescaled. */
 static void dec_softmax_row(const lt__attn_job *j, int64_t b, int64_t hk, int64_t r, int64_t j0, int64_t nk,
                             dec_scratch s) {
-  int64_t h = hk * j->group + r / j->t, t = r % j->t;
-  float *x = s.sc + r * NKD, mx = s.m[r];
-  float ns = j->alibi ? -((const float *)j->alibi)[h] : 0.0f, pos = (float)(j->q_offset + t);
-  const float *mr = j->mask ? (const float *)j->mask + lt__attn_mask_at(j, b, h, t, j0) : NULL;
-  for (int64_t jj = 0; jj < nk; jj++) {
-    if (j->alibi) x[jj] += ns * fabsf(pos - (float)(j0 + jj));
-    if (mr) x[jj] += mr[jj * j->ms[3]];
-    if (j0 + jj < s.lo[r] || j0 + jj > s.hi[r]) x[jj] = -INFINITY;
-    mx = x[jj] > mx ? x[jj] : mx;
+  int64_t h = hk * j->group + r / j->t, t = r % j->t, hi = s.hi[r] < j0 + nk - 1 ? s.hi[r] : j0 + nk - 1;
+  float *x = s.sc + r * NKD, ns = j->alibi ? -((const float *)j->alibi)[h] : 0.0f, lanes[LT_W];
+  if (j->mask) {
+    const float *mr = (const float *)j->mask + lt__attn_mask_at(j, b, h, t, j0);
+    for (int64_t jj = 0; jj < nk; jj++) x[jj] += mr[jj * j->ms[3]];
   }
-  float ms = mx == -INFINITY ? 0.0f : mx, sum = 0, buf[LT_W];
-  vstore(buf, exp_prob(vset(s.m[r] - ms))); /* the same exp as the probabilities */
-  float alpha = buf[0];
-  int64_t jj = 0;
-  vf vs = vset(0.0f);
-  for (; jj + LT_W <= nk; jj += LT_W) {
-    vf p = exp_prob(vsub(vload(x + jj), vset(ms)));
-    vstore(x + jj, p);
-    vs = vadd(vs, p);
+  for (int i = 0; i < LT_W; i++) lanes[i] = (float)(j0 + i);
+  vf pos = vset((float)(j->q_offset + t)), flo = vset((float)s.lo[r]), fhi = vset((float)hi), ninf = vset(-INFINITY);
+  vf mx = vset(s.m[r]), vsum = vset(0.0f), jp = vload(lanes);
+  for (int64_t v = 0; v < nk; v += LT_W, jp = vadd(jp, vset((float)LT_W))) {
+    vf xv = vload(x + v);
+    if (j->alibi) xv = vfma(vabs(vsub(pos, jp)), vset(ns), xv);
+    xv = vsel(vlt(jp, flo), ninf, vsel(vgt(jp, fhi), ninf, xv));
+    vstore(x + v, xv);
+    mx = vmax(mx, xv);
   }
-  sum = vreduce_add(vs);
-  if (jj < nk) {
-    float tail[LT_W] = {0};
-    memcpy(tail, x + jj, (size_t)(nk - jj) * sizeof(float));
-    vstore(tail, exp_prob(vsub(vload(tail), vset(ms))));
-    for (int64_t i = 0; i < nk - jj; i++) x[jj + i] = tail[i], sum += tail[i];
+  float m = vreduce_max(mx), ms = m == -INFINITY ? 0.0f : m;
+  vstore(lanes, exp_prob(vset(s.m[r] - ms))); /* the same exp as the probabilities */
+  for (int64_t v = 0; v < nk; v += LT_W) {
+    vf p = exp_prob(vsub(vload(x + v), vset(ms)));
+    vstore(x + v, p);
+    vsum = vadd(vsum, p);
   }
-  s.l[r] = s.l[r] * alpha + sum, s.m[r] = mx;
-  float *acc = s.acc + r * j->dv;
-  for (int64_t e = 0; e < j->dv; e++) acc[e] *= alpha;
+  s.l[r] = s.l[r] * lanes[0] + vreduce_add(vsum), s.m[r] = m;
+  scale_by(s.acc + r * j->dv, j->dv, lanes[0]);
 }
 
-/* acc (R, Dv) += p v for keys j0 .. j0 + nk - 1, each value row read once. */
+/* acc (R, Dv) += p v for keys j0 .. j0 + nk - 1, each value row read once: the
+ * tile product (its accumulators in registers over the keys) when value rows
+ * are whole vectors, else a plain loop. */
 static void dec_values(const lt__attn_job *j, const float *v, int64_t j0, int64_t nk, dec_scratch s) {
-  int64_t rows = j->group * j->t, efull = j->dv / LT_W * LT_W;
+  int64_t rows = j->group * j->t;
+  if (j->dv % LT_W == 0) {
+    LT_ATT_GEMM(rows, j->dv, nk, s.sc, NKD, 0, v + j0 * j->vs[2], j->vs[2], s.acc, j->dv, 1);
+    return;
+  }
   for (int64_t jj = 0; jj < nk; jj++) {
     const float *vr = v + (j0 + jj) * j->vs[2];
     for (int64_t r = 0; r < rows; r++) {
       float p = s.sc[r * NKD + jj], *acc = s.acc + r * j->dv;
-      if (p == 0) continue;
-      vf pv = vset(p);
-      for (int64_t e = 0; e < efull; e += LT_W) vstore(acc + e, vfma(pv, vload(vr + e), vload(acc + e)));
-      for (int64_t e = efull; e < j->dv; e++) acc[e] += p * vr[e];
+      for (int64_t e = 0; e < j->dv; e++) acc[e] += p * vr[e];
     }
   }
 }
