@@ -24,7 +24,7 @@
 #include "transformer/attention_internal.h"
 
 /* Queries per kv head up to which the decode kernel runs instead of the tiles. */
-#define DECODE_T 4
+#define DECODE_T 8
 /* Keys per decode task: a fixed split, so the combined sums do not depend on
  * the thread count, and small enough that a single sequence keeps every
  * thread busy. */
@@ -229,7 +229,7 @@ static int threads_for(const lt_ctx *ctx, const lt__attn_job *j) {
 static int64_t zigzag(int64_t i, int64_t n) { return i % 2 ? n - 1 - i / 2 : i / 2; }
 
 static lt_status run_tiles(lt_ctx *ctx, const lt__attn_job *j, const lt__attn_kernels *kn) {
-  int64_t rows = kn->fwd_rows, ntile = (j->t + rows - 1) / rows, nhead = j->nb * j->hq;
+  int64_t rows = kn->fwd_rows(j), ntile = (j->t + rows - 1) / rows, nhead = j->nb * j->hq;
   int threads = threads_for(ctx, j);
   lt_workspace ws;
   if (lt__workspace_reserve(ctx, &ws, threads, kn->fwd_scratch(j), "attention")) return LT_ERR_MEM;

@@ -63,7 +63,7 @@ static inline int64_t lt__attn_mask_at(const lt__attn_job *j, int64_t b, int64_t
 
 /* One ISA's kernels (or float64's). The drivers give each call its thread's
  * scratch of the size the matching *_scratch returns.
- *   forward   rows t0 .. t0 + rows - 1 (rows <= fwd_rows) of query head h:
+ *   forward   rows t0 .. t0 + rows - 1 (rows <= fwd_rows(j)) of query head h:
  *             o and lse, overwritten
  *   backward  every query head of kv head hkv: dq of those heads, and dk, dv
  *             of hkv summed over them (each query head, then each query, in
@@ -74,7 +74,7 @@ static inline int64_t lt__attn_mask_at(const lt__attn_job *j, int64_t b, int64_t
  *             (2 + Dv floats) into part, for attention.c to combine */
 typedef struct lt__attn_kernels {
   lt_isa isa;
-  int64_t fwd_rows;
+  int64_t (*fwd_rows)(const lt__attn_job *j); /* rows per forward call */
   size_t (*fwd_scratch)(const lt__attn_job *j);
   void (*forward)(const lt__attn_job *j, int64_t b, int64_t h, int64_t t0, int64_t rows, void *scratch);
   size_t (*bwd_scratch)(const lt__attn_job *j);

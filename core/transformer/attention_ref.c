@@ -82,6 +82,12 @@ static void row_backward_f32(const lt__attn_job *j, int64_t b, int64_t h, int64_
   }
 }
 
+/* The plain kernels take any rows; tiles of 16 keep tasks few. */
+static int64_t rows_16(const lt__attn_job *j) {
+  (void)j;
+  return 16;
+}
+
 static size_t bwd_scratch_none(const lt__attn_job *j) {
   (void)j;
   return 0;
@@ -97,8 +103,12 @@ static void backward_f32(const lt__attn_job *j, int64_t b, int64_t hkv, void *sc
     for (int64_t t = 0; t < j->t; t++) row_backward_f32(j, b, h, t, dk, dv);
 }
 
-const lt__attn_kernels lt__attn_ref = {LT_ISA_SCALAR, 1,   fwd_scratch_f32, forward_f32, bwd_scratch_none, backward_f32,
-                                       NULL,          NULL};
+const lt__attn_kernels lt__attn_ref = {.isa = LT_ISA_SCALAR,
+                                       .fwd_rows = rows_16,
+                                       .fwd_scratch = fwd_scratch_f32,
+                                       .forward = forward_f32,
+                                       .bwd_scratch = bwd_scratch_none,
+                                       .backward = backward_f32};
 
 /* ---- float64: the same loops in double ---- */
 
@@ -176,5 +186,9 @@ static void backward_f64(const lt__attn_job *j, int64_t b, int64_t hkv, void *sc
     for (int64_t t = 0; t < j->t; t++) row_backward_f64(j, b, h, t, dk, dv);
 }
 
-const lt__attn_kernels lt__attn_f64 = {LT_ISA_SCALAR, 1,   fwd_scratch_f64, forward_f64, bwd_scratch_none, backward_f64,
-                                       NULL,          NULL};
+const lt__attn_kernels lt__attn_f64 = {.isa = LT_ISA_SCALAR,
+                                       .fwd_rows = rows_16,
+                                       .fwd_scratch = fwd_scratch_f64,
+                                       .forward = forward_f64,
+                                       .bwd_scratch = bwd_scratch_none,
+                                       .backward = backward_f64};

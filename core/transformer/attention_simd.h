@@ -6,14 +6,14 @@
  * broadcast operand may be any strided view; so K and V are never packed in
  * the forward, and Q and dO never in the backward.
  *
- * forward, one task = MQ query rows of one head ("queries on lanes"):
- *   qt (D, MQ)   = scale * q^T of the task's rows, packed once
+ * forward, one task = nl <= MQ query rows of one head ("queries on lanes"):
+ *   qt (D, nl)   = scale * q^T of the task's rows, packed once
  *   per tile of NK keys j0..:
- *     st (NK, MQ)  = K[j0..] qt                 (K rows broadcast)
+ *     st (NK, nl)  = K[j0..] qt                 (K rows broadcast)
  *     st          += alibi, mask; -inf outside each query's keys
  *     online softmax per lane: m' = max(m, max_j st), p = exp(st - m'),
  *     l = l e^(m - m') + sum_j p, ot *= e^(m - m')
- *     ot (Dv, MQ) += V[j0..]^T p               (V read by columns)
+ *     ot (Dv, nl) += V[j0..]^T p               (V read by columns)
  *   o = ot^T / l, lse = m + log l
  * Each query is a lane: the max, the exps and the rescaling are vertical,
  * and a tile of scores is the only thing stored.
@@ -43,10 +43,10 @@
 #include "kernels/simd_math.h"
 #include "transformer/attention.h"
 
-#define MQ     (2 * LT_W) /* query rows per forward task: two vectors of lanes */
+#define MQ     (4 * LT_W) /* the most query rows per forward task: four vectors of lanes */
 #define NK     64         /* keys per forward tile */
 #define NKB    (4 * LT_W) /* keys per backward tile: four vectors of lanes */
-#define MQB    64         /* query rows per backward tile */
+#define MQB    32         /* query rows per backward tile */
 #define NKD    128        /* keys per decode block */
 #define EXP_LO (-87.0f)
 
@@ -89,26 +89,33 @@ static void scale_by(float *x, int64_t n, float a) {
 /* ================= forward: queries on lanes ================= */
 
 typedef struct fwd_scratch {
-  float *qt, *st, *ot;          /* (D, MQ), (NK, MQ), (Dv, MQ) */
-  float *lo, *hi, *pos, *m, *l; /* (MQ) each: the lane's keys, position, max, sum */
+  float *qt, *st, *ot;          /* (D, nl), (NK, nl), (Dv, nl) */
+  float *lo, *hi, *pos, *m, *l; /* (nl) each: the lane's keys, position, max, sum */
+  int64_t nl;                   /* lanes: the task's rows in whole vectors */
 } fwd_scratch;
 
 static size_t fwd_scratch_bytes(const lt__attn_job *j) {
   return (size_t)((j->d + NK + j->dv + 5) * MQ) * sizeof(float);
 }
 
-static fwd_scratch fwd_carve(void *p, const lt__attn_job *j) {
+static fwd_scratch fwd_carve(void *p, const lt__attn_job *j, int64_t rows) {
   fwd_scratch s;
-  s.qt = p, s.st = s.qt + j->d * MQ, s.ot = s.st + NK * MQ, s.lo = s.ot + j->dv * MQ;
-  s.hi = s.lo + MQ, s.pos = s.hi + MQ, s.m = s.pos + MQ, s.l = s.m + MQ;
+  s.nl = round_up(rows, LT_W);
+  s.qt = p, s.st = s.qt + j->d * s.nl, s.ot = s.st + NK * s.nl, s.lo = s.ot + j->dv * s.nl;
+  s.hi = s.lo + s.nl, s.pos = s.hi + s.nl, s.m = s.pos + s.nl, s.l = s.m + s.nl;
   return s;
 }
 
-/* qt (D, MQ) = scale * q^T of rows t0 .. t0 + rows - 1; lanes past rows are 0. */
-static void fwd_pack_q(const lt__attn_job *j, const float *q, int64_t rows, float *qt) {
-  if (rows < MQ) memset(qt, 0, (size_t)(j->d * MQ) * sizeof *qt);
-  transpose(q, j->qs[2], rows, j->d, qt, MQ, NULL);
-  scale_by(qt, j->d * MQ, (float)j->scale);
+/* Rows per task: four vectors of lanes, or two for causal attention over
+ * short sequences, where the tiles across the diagonal (half masked) are a
+ * large share of the work. */
+static int64_t fwd_rows(const lt__attn_job *j) { return j->causal && j->t < 512 ? MQ / 2 : MQ; }
+
+/* qt (D, nl) = scale * q^T of rows t0 .. t0 + rows - 1; lanes past rows are 0. */
+static void fwd_pack_q(const lt__attn_job *j, const float *q, int64_t rows, fwd_scratch s) {
+  if (rows < s.nl) memset(s.qt, 0, (size_t)(j->d * s.nl) * sizeof(float));
+  transpose(q, j->qs[2], rows, j->d, s.qt, s.nl, NULL);
+  scale_by(s.qt, j->d * s.nl, (float)j->scale);
 }
 
 /* Each lane's key range and position as floats (lanes past rows see every
@@ -116,7 +123,7 @@ static void fwd_pack_q(const lt__attn_job *j, const float *q, int64_t rows, floa
  * the union klo .. khi of the rows' ranges. */
 static void fwd_lanes(const lt__attn_job *j, int64_t t0, int64_t rows, fwd_scratch s, int64_t *klo, int64_t *khi) {
   int64_t lo, hi;
-  for (int64_t i = 0; i < MQ; i++) {
+  for (int64_t i = 0; i < s.nl; i++) {
     if (i < rows) lt__attn_range(j, t0 + i, &lo, &hi);
     s.lo[i] = i < rows ? (float)lo : -1.0f;
     s.hi[i] = i < rows ? (float)hi : 33554432.0f;
@@ -127,15 +134,15 @@ static void fwd_lanes(const lt__attn_job *j, int64_t t0, int64_t rows, fwd_scrat
   lt__attn_range(j, t0 + rows - 1, &lo, khi);
 }
 
-/* st (nk, MQ) += alibi and mask terms of keys j0 .. j0 + nk - 1; -inf where
+/* st (nk, nl) += alibi and mask terms of keys j0 .. j0 + nk - 1; -inf where
  * a lane does not see the key (skipped when every lane sees every key). */
 static void fwd_bias(const lt__attn_job *j, int64_t b, int64_t h, int64_t t0, int64_t rows, int64_t j0, int64_t nk,
                      int full, fwd_scratch s) {
   if (j->alibi) {
     vf ns = vset(-((const float *)j->alibi)[h]);
     for (int64_t jj = 0; jj < nk; jj++)
-      for (int v = 0; v < MQ; v += LT_W) {
-        float *p = s.st + jj * MQ + v;
+      for (int64_t v = 0; v < s.nl; v += LT_W) {
+        float *p = s.st + jj * s.nl + v;
         vstore(p, vfma(vabs(vsub(vload(s.pos + v), vset((float)(j0 + jj)))), ns, vload(p)));
       }
   }
@@ -143,47 +150,47 @@ static void fwd_bias(const lt__attn_job *j, int64_t b, int64_t h, int64_t t0, in
     const float *mk = j->mask;
     for (int64_t i = 0; i < rows; i++) {
       const float *mr = mk + lt__attn_mask_at(j, b, h, t0 + i, j0);
-      for (int64_t jj = 0; jj < nk; jj++) s.st[jj * MQ + i] += mr[jj * j->ms[3]];
+      for (int64_t jj = 0; jj < nk; jj++) s.st[jj * s.nl + i] += mr[jj * j->ms[3]];
     }
   }
   if (full) return;
   for (int64_t jj = 0; jj < nk; jj++) {
     vf jf = vset((float)(j0 + jj)), ninf = vset(-INFINITY);
-    for (int v = 0; v < MQ; v += LT_W) {
-      float *p = s.st + jj * MQ + v;
+    for (int64_t v = 0; v < s.nl; v += LT_W) {
+      float *p = s.st + jj * s.nl + v;
       vf x = vsel(vlt(jf, vload(s.lo + v)), ninf, vload(p));
       vstore(p, vsel(vgt(jf, vload(s.hi + v)), ninf, x));
     }
   }
 }
 
-/* max(m0, the column of nk scores at st, MQ apart), over four independent
+/* max(m0, the column of nk scores at st, ld apart), over four independent
  * chains: one chain of vmax would wait on its latency at every key. */
-static inline vf fwd_colmax(const float *st, int64_t nk, vf m0) {
+static inline vf fwd_colmax(const float *st, int64_t ld, int64_t nk, vf m0) {
   vf a = m0, b = m0, c = m0, d = m0;
   int64_t jj = 0;
   for (; jj + 4 <= nk; jj += 4) {
-    a = vmax(a, vload(st + jj * MQ)), b = vmax(b, vload(st + (jj + 1) * MQ));
-    c = vmax(c, vload(st + (jj + 2) * MQ)), d = vmax(d, vload(st + (jj + 3) * MQ));
+    a = vmax(a, vload(st + jj * ld)), b = vmax(b, vload(st + (jj + 1) * ld));
+    c = vmax(c, vload(st + (jj + 2) * ld)), d = vmax(d, vload(st + (jj + 3) * ld));
   }
-  for (; jj < nk; jj++) a = vmax(a, vload(st + jj * MQ));
+  for (; jj < nk; jj++) a = vmax(a, vload(st + jj * ld));
   return vmax(vmax(a, b), vmax(c, d));
 }
 
 /* The online softmax over nk keys: st becomes p, m, l and ot are updated. */
 static void fwd_softmax(const lt__attn_job *j, int64_t nk, fwd_scratch s) {
-  for (int v = 0; v < MQ; v += LT_W) {
-    vf m0 = vload(s.m + v), mx = fwd_colmax(s.st + v, nk, m0), sum = vset(0.0f);
+  for (int64_t v = 0; v < s.nl; v += LT_W) {
+    vf m0 = vload(s.m + v), mx = fwd_colmax(s.st + v, s.nl, nk, m0), sum = vset(0.0f);
     vf ms = vsel(vgt(mx, vset(-INFINITY)), mx, vset(0.0f)); /* a lane without keys so far subtracts 0 */
     vf alpha = exp_prob(vsub(m0, ms));
     for (int64_t jj = 0; jj < nk; jj++) {
-      vf p = exp_prob(vsub(vload(s.st + jj * MQ + v), ms));
-      vstore(s.st + jj * MQ + v, p);
+      vf p = exp_prob(vsub(vload(s.st + jj * s.nl + v), ms));
+      vstore(s.st + jj * s.nl + v, p);
       sum = vadd(sum, p);
     }
     vstore(s.l + v, vfma(vload(s.l + v), alpha, sum));
     vstore(s.m + v, mx);
-    for (int64_t e = 0; e < j->dv; e++) vstore(s.ot + e * MQ + v, vmul(vload(s.ot + e * MQ + v), alpha));
+    for (int64_t e = 0; e < j->dv; e++) vstore(s.ot + e * s.nl + v, vmul(vload(s.ot + e * s.nl + v), alpha));
   }
 }
 
@@ -195,26 +202,26 @@ static void fwd_finish(const lt__attn_job *j, int64_t b, int64_t h, int64_t t0, 
     inv[i] = l > 0 ? 1.0f / l : 0.0f;
     ((float *)j->lse)[(b * j->hq + h) * j->t + t0 + i] = l > 0 ? s.m[i] + logf(l) : INFINITY;
   }
-  transpose(s.ot, MQ, j->dv, rows, (float *)j->o + lt__attn_at(j->os, b, h, t0), j->os[2], inv);
+  transpose(s.ot, s.nl, j->dv, rows, (float *)j->o + lt__attn_at(j->os, b, h, t0), j->os[2], inv);
 }
 
 static void fwd_tile(const lt__attn_job *j, int64_t b, int64_t h, int64_t t0, int64_t rows, void *scratch) {
-  fwd_scratch s = fwd_carve(scratch, j);
+  fwd_scratch s = fwd_carve(scratch, j, rows);
   const float *q = (const float *)j->q + lt__attn_at(j->qs, b, h, t0);
   const float *k = (const float *)j->k + lt__attn_at(j->ks, b, h / j->group, 0);
   const float *v = (const float *)j->v + lt__attn_at(j->vs, b, h / j->group, 0);
   int64_t klo, khi, lo_last, hi_first, unused;
-  fwd_pack_q(j, q, rows, s.qt);
+  fwd_pack_q(j, q, rows, s);
   fwd_lanes(j, t0, rows, s, &klo, &khi);
   lt__attn_range(j, t0 + rows - 1, &lo_last, &unused);
   lt__attn_range(j, t0, &unused, &hi_first);
-  memset(s.ot, 0, (size_t)(j->dv * MQ) * sizeof *s.ot);
+  memset(s.ot, 0, (size_t)(j->dv * s.nl) * sizeof *s.ot);
   for (int64_t j0 = klo; j0 <= khi; j0 += NK) {
     int64_t nk = khi + 1 - j0 < NK ? khi + 1 - j0 : NK;
-    LT_ATT_GEMM(nk, MQ, j->d, k + j0 * j->ks[2], j->ks[2], 0, s.qt, MQ, s.st, MQ, 0);
+    LT_ATT_GEMM(nk, s.nl, j->d, k + j0 * j->ks[2], j->ks[2], 0, s.qt, s.nl, s.st, s.nl, 0);
     fwd_bias(j, b, h, t0, rows, j0, nk, lo_last <= j0 && hi_first >= j0 + nk - 1, s);
     fwd_softmax(j, nk, s);
-    LT_ATT_GEMM(j->dv, MQ, nk, v + j0 * j->vs[2], j->vs[2], 1, s.st, MQ, s.ot, MQ, 1);
+    LT_ATT_GEMM(j->dv, s.nl, nk, v + j0 * j->vs[2], j->vs[2], 1, s.st, s.nl, s.ot, s.nl, 1);
   }
   fwd_finish(j, b, h, t0, rows, s);
 }
@@ -283,7 +290,7 @@ static void bwd_pack_kv(const lt__attn_job *j, const float *k, const float *v, i
 /* s (mq, NKB) of rows t0 .. of head h becomes p = exp(s + bias - lse): 0 for
  * keys a row does not see, and for keys past nk. */
 static void bwd_probs(const lt__attn_job *j, int64_t b, int64_t h, int64_t t0, int64_t mq, int64_t j0, int64_t nk,
-                      int full, bwd_scratch s) {
+                      int64_t nw, int full, bwd_scratch s) {
   const float *lse = (const float *)j->lse + (b * j->hq + h) * j->t;
   float ns = j->alibi ? -((const float *)j->alibi)[h] : 0.0f;
   for (int64_t i = 0; i < mq; i++) {
@@ -295,7 +302,7 @@ static void bwd_probs(const lt__attn_job *j, int64_t b, int64_t h, int64_t t0, i
       for (int64_t jj = 0; jj < nk; jj++) row[jj] += mr[jj * j->ms[3]];
     }
     vf l = vset(lse[t0 + i]), pos = vset((float)(j->q_offset + t0 + i)), flo = vset((float)lo), fhi = vset((float)hi);
-    for (int v = 0; v < NKB; v += LT_W) {
+    for (int v = 0; v < nw; v += LT_W) {
       vf x = vload(row + v), jp = vload(s.jpos + v);
       if (j->alibi) x = vfma(vabs(vsub(pos, jp)), vset(ns), x);
       vf p = exp_prob(vsub(x, l));
@@ -306,28 +313,30 @@ static void bwd_probs(const lt__attn_job *j, int64_t b, int64_t h, int64_t t0, i
 }
 
 /* dp becomes ds = p (dp - delta) for rows t0 .. (delta of the group's row g*T + t0 ..). */
-static void bwd_dscore(int64_t mq, const float *delta, bwd_scratch s) {
+static void bwd_dscore(int64_t mq, int64_t nw, const float *delta, bwd_scratch s) {
   for (int64_t i = 0; i < mq; i++) {
     vf d = vset(delta[i]);
-    for (int v = 0; v < NKB; v += LT_W) {
+    for (int v = 0; v < nw; v += LT_W) {
       float *dp = s.dp + i * NKB + v;
       vstore(dp, vmul(vload(s.s + i * NKB + v), vsub(vload(dp), d)));
     }
   }
 }
 
-/* The five products of one (query tile, key tile) pair. */
+/* The five products of one (query tile, key tile) pair, over the first nw
+ * key lanes (the tile's keys that any of the rows sees, in whole vectors). */
 static void bwd_pair(const lt__attn_job *j, int64_t b, int64_t h, int64_t g, int64_t t0, int64_t mq, int64_t j0,
-                     int64_t nk, int full, bwd_scratch s) {
+                     int64_t nk, int64_t nw, int full, bwd_scratch s) {
   const float *q = (const float *)j->q + lt__attn_at(j->qs, b, h, t0);
   const float *go = (const float *)j->gout + lt__attn_at(j->gs, b, h, t0);
-  LT_ATT_GEMM(mq, NKB, j->d, q, j->qs[2], 0, s.kt, NKB, s.s, NKB, 0);
-  bwd_probs(j, b, h, t0, mq, j0, nk, full, s);
-  LT_ATT_GEMM(mq, NKB, j->dv, go, j->gs[2], 0, s.vt, NKB, s.dp, NKB, 0);
-  bwd_dscore(mq, s.delta + g * j->t + t0, s);
-  LT_ATT_GEMM(j->dv, NKB, mq, go, j->gs[2], 1, s.s, NKB, s.dvt, NKB, 1);
-  LT_ATT_GEMM(j->d, NKB, mq, q, j->qs[2], 1, s.dp, NKB, s.dkt, NKB, 1);
-  LT_ATT_GEMM(mq, s.dp_cols, nk, s.dp, NKB, 0, s.kp, s.dp_cols, s.dq + (g * j->t + t0) * s.dp_cols, s.dp_cols, 1);
+  LT_ATT_GEMM(mq, nw, j->d, q, j->qs[2], 0, s.kt, NKB, s.s, NKB, 0);
+  bwd_probs(j, b, h, t0, mq, j0, nk, nw, full, s);
+  LT_ATT_GEMM(mq, nw, j->dv, go, j->gs[2], 0, s.vt, NKB, s.dp, NKB, 0);
+  bwd_dscore(mq, nw, s.delta + g * j->t + t0, s);
+  LT_ATT_GEMM(j->dv, nw, mq, go, j->gs[2], 1, s.s, NKB, s.dvt, NKB, 1);
+  LT_ATT_GEMM(j->d, nw, mq, q, j->qs[2], 1, s.dp, NKB, s.dkt, NKB, 1);
+  LT_ATT_GEMM(mq, s.dp_cols, nw < nk ? nw : nk, s.dp, NKB, 0, s.kp, s.dp_cols, s.dq + (g * j->t + t0) * s.dp_cols,
+              s.dp_cols, 1);
 }
 
 /* dk = scale dkt^T and dv = dvt^T for keys j0 .. j0 + nk - 1 of kv head hk. */
@@ -341,19 +350,45 @@ static void bwd_store_kv(const lt__attn_job *j, int64_t b, int64_t hk, int64_t j
   transpose(s.dvt, NKB, j->dv, nk, dv, j->dv, NULL);
 }
 
+/* Narrows the query rows *t0 .. *t1 - 1 to those that see any of the keys
+ * j0 .. j0 + nk - 1 (a run, as the ranges only grow with t); 0 if none. */
+static int bwd_rows(const lt__attn_job *j, int64_t j0, int64_t nk, int64_t *t0, int64_t *t1) {
+  int64_t lo, hi;
+  for (; *t0 < *t1; ++*t0) {
+    lt__attn_range(j, *t0, &lo, &hi);
+    if (hi >= j0 && lo <= j0 + nk - 1) break;
+    if (lo > j0 + nk - 1) return 0; /* so do all later rows */
+  }
+  for (; *t1 > *t0; --*t1) {
+    lt__attn_range(j, *t1 - 1, &lo, &hi);
+    if (hi >= j0 && lo <= j0 + nk - 1) break;
+  }
+  return *t0 < *t1;
+}
+
 /* Every query tile of the group against keys j0 .. j0 + nk - 1. */
 static void bwd_key_tile(const lt__attn_job *j, int64_t b, int64_t hk, int64_t j0, int64_t nk, bwd_scratch s) {
   memset(s.dkt, 0, (size_t)(j->d * NKB) * sizeof(float));
   memset(s.dvt, 0, (size_t)(j->dv * NKB) * sizeof(float));
-  for (int64_t t0 = 0; t0 < j->t; t0 += MQB) {
-    int64_t mq = j->t - t0 < MQB ? j->t - t0 : MQB, lo_first, hi_first, lo_last, hi_last;
+  for (int64_t ts = 0; ts < j->t; ts += MQB) {
+    int64_t t0 = ts, t1 = j->t - ts < MQB ? j->t : ts + MQB, lo_first, hi_first, lo_last, hi_last;
+    if (!bwd_rows(j, j0, nk, &t0, &t1)) continue;
     lt__attn_range(j, t0, &lo_first, &hi_first);
-    lt__attn_range(j, t0 + mq - 1, &lo_last, &hi_last);
-    if (lo_first > j0 + nk - 1 || hi_last < j0) continue; /* no row of the tile sees these keys */
+    lt__attn_range(j, t1 - 1, &lo_last, &hi_last);
+    int64_t seen = hi_last - j0 + 1 < nk ? hi_last - j0 + 1 : nk, nw = round_up(seen, LT_W);
     int full = nk == NKB && lo_last <= j0 && hi_first >= j0 + nk - 1;
-    for (int64_t g = 0; g < j->group; g++) bwd_pair(j, b, hk * j->group + g, g, t0, mq, j0, nk, full, s);
+    for (int64_t g = 0; g < j->group; g++) bwd_pair(j, b, hk * j->group + g, g, t0, t1 - t0, j0, nk, nw, full, s);
   }
   bwd_store_kv(j, b, hk, j0, nk, s);
+}
+
+/* The next key tile's rows of k and v on their way to L2 while this one is
+ * computed: the pack is their first read, and a miss there would stall it. */
+static void bwd_prefetch(const lt__attn_job *j, const float *k, const float *v, int64_t j0) {
+  for (int64_t jj = j0; jj < j0 + NKB && jj < j->s; jj++) {
+    for (int64_t c = 0; c < j->d; c += 16) __builtin_prefetch(k + jj * j->ks[2] + c, 0, 2);
+    for (int64_t e = 0; e < j->dv; e += 16) __builtin_prefetch(v + jj * j->vs[2] + e, 0, 2);
+  }
 }
 
 static void bwd_group(const lt__attn_job *j, int64_t b, int64_t hk, void *scratch) {
@@ -364,6 +399,7 @@ static void bwd_group(const lt__attn_job *j, int64_t b, int64_t hk, void *scratc
   memset(s.dq, 0, (size_t)(j->group * j->t * s.dp_cols) * sizeof(float));
   for (int64_t j0 = 0; j0 < j->s; j0 += NKB) {
     int64_t nk = j->s - j0 < NKB ? j->s - j0 : NKB;
+    bwd_prefetch(j, k, v, j0 + NKB);
     bwd_pack_kv(j, k, v, j0, nk, s);
     bwd_key_tile(j, b, hk, j0, nk, s);
   }
@@ -521,5 +557,11 @@ static void dec_split(const lt__attn_job *j, int64_t b, int64_t hk, int64_t s0, 
   }
 }
 
-const lt__attn_kernels LT_ATT_KERNELS = {LT_ATT_ISA,        MQ,        fwd_scratch_bytes, fwd_tile,
-                                         bwd_scratch_bytes, bwd_group, dec_scratch_bytes, dec_split};
+const lt__attn_kernels LT_ATT_KERNELS = {.isa = LT_ATT_ISA,
+                                         .fwd_rows = fwd_rows,
+                                         .fwd_scratch = fwd_scratch_bytes,
+                                         .forward = fwd_tile,
+                                         .bwd_scratch = bwd_scratch_bytes,
+                                         .backward = bwd_group,
+                                         .dec_scratch = dec_scratch_bytes,
+                                         .decode = dec_split};
