@@ -158,6 +158,27 @@ describe("scaled_dot_product_attention", function()
     ref.assert_close(o, expect(p), 2e-6)
   end)
 
+  it("gives zeros and zero gradients without keys, and empty results for empty sizes", function()
+    for _, c in ipairs({
+      { B = 1, Hq = 2, Hkv = 1, T = 3, S = 0, D = 4 },
+      { B = 1, Hq = 2, Hkv = 1, T = 0, S = 5, D = 4, opts = { causal = true } },
+      { B = 1, Hq = 2, Hkv = 2, T = 3, S = 5, D = 4, Dv = 0 },
+      { B = 0, Hq = 2, Hkv = 2, T = 3, S = 5, D = 4 },
+    }) do
+      local p = problem(c)
+      local o = run(p)
+      assert.are.same({ c.B, c.Hq, c.T, c.Dv or c.D }, o.shape)
+      assert.equal(0, o:abs():sum():item())
+      local grads = lattice.grad(function(q, k, v)
+        return lattice.scaled_dot_product_attention(q, k, v, p.opts):sum()
+      end, { 1, 2, 3 })(p.q, p.k, p.v)
+      for i, x in ipairs({ p.q, p.k, p.v }) do
+        assert.are.same(x.shape, grads[i].shape)
+        assert.equal(0, grads[i]:abs():sum():item())
+      end
+    end
+  end)
+
   it("takes 1/sqrt(D) as the default scale", function()
     local p = problem({ B = 1, Hq = 1, Hkv = 1, T = 3, S = 4, D = 9 })
     local explicit = lattice.scaled_dot_product_attention(p.q, p.k, p.v, { scale = 1 / 3 })

@@ -285,7 +285,7 @@ static lt_status run_decode(lt_ctx *ctx, const lt__attn_job *j, const lt__attn_k
 }
 
 lt_status lt__attn_run_forward(lt_ctx *ctx, const lt__attn_job *j, const lt__attn_kernels *kn, lt__attn_path path) {
-  if (j->nb * j->hq * j->t == 0 || j->dv == 0) return LT_OK;
+  if (j->nb * j->hq * j->t == 0) return LT_OK;
   int decode = kn->decode && (path == LT__ATTN_DECODE || (path == LT__ATTN_AUTO && j->t <= DECODE_T));
   return decode ? run_decode(ctx, j, kn) : run_tiles(ctx, j, kn);
 }
@@ -341,7 +341,14 @@ lt_status lt__attn_forward(lt_ctx *ctx, lt_tensor **y, lt_tensor **lse, const lt
   if (!st) st = lt__attn_new_out(ctx, y, p, p->cdt);
   if (!st) st = lt_tensor_new(ctx, lse, p->cdt, 3, lshape);
   if (!st) lt__attn_job_of(&j, p, &s, *y, *lse);
-  if (!st) st = lt__attn_run_forward(ctx, &j, lt__attn_kernels_for(p->cdt, isa), path);
+  if (!st && p->dv == 0) /* nothing to compute; the backward reads every row as seeing no key */
+    for (int64_t i = 0, n = lt_tensor_size(*lse); i < n; i++) {
+      if (p->cdt == LT_FLOAT64)
+        lt__f64(*lse)[i] = INFINITY;
+      else
+        lt__f32(*lse)[i] = INFINITY;
+    }
+  if (!st && p->dv > 0) st = lt__attn_run_forward(ctx, &j, lt__attn_kernels_for(p->cdt, isa), path);
   lt__attn_unstage(&s);
   if (st) {
     lt_tensor_release(*y), lt_tensor_release(*lse);
