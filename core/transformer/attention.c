@@ -76,8 +76,9 @@ static lt_status check_options(lt_ctx *ctx, lt__attn_plan *p, const lt_attention
   p->window = o->window, p->chunk = o->chunk;
   p->causal = o->causal || o->window > 0 || o->chunk > 0;
   p->q_offset = o->has_q_offset ? o->q_offset : p->s - p->t;
-  int64_t far = llabs(p->q_offset) > p->s ? llabs(p->q_offset) : p->s;
-  if (far >= MAX_POSITION - p->t)
+  int64_t off = p->q_offset;
+  if (off <= -MAX_POSITION || off >= MAX_POSITION || p->t > MAX_POSITION || p->s >= MAX_POSITION ||
+      off + p->t > MAX_POSITION)
     return lt_ctx_fail(ctx, LT_ERR_ARG, "attention: positions must stay below %d, got q_offset %lld, T %lld, S %lld",
                        MAX_POSITION, (long long)p->q_offset, (long long)p->t, (long long)p->s);
   return LT_OK;
@@ -211,6 +212,25 @@ void lt__attn_job_of(lt__attn_job *j, const lt__attn_plan *p, const lt__attn_sta
 
 /* ---- running the kernels ---- */
 
+/* LT_PARALLEL_FOR (runtime/parallel.h) with the tasks handed out one at a
+ * time: causal tiles differ in cost and the cores may be shared, so a thread
+ * that finishes early takes the next task rather than waiting at the end.
+ * Tasks write disjoint memory and each sums in its own fixed order, so which
+ * thread runs a task changes no bit of the result. */
+// clang-format off
+#define ATTN_PARALLEL_FOR(threads, i, n, ...)                                   \
+  do {                                                                          \
+    int lt_threads_ = (threads);                                                \
+    int64_t lt_n_ = (n);                                                        \
+    if (lt_threads_ > 1) {                                                      \
+      _Pragma("omp parallel for num_threads(lt_threads_) schedule(dynamic, 1)") \
+      for (int64_t i = 0; i < lt_n_; i++) __VA_ARGS__                           \
+    } else {                                                                    \
+      for (int64_t i = 0; i < lt_n_; i++) __VA_ARGS__                           \
+    }                                                                           \
+  } while (0)
+// clang-format on
+
 const lt__attn_kernels *lt__attn_kernels_for(lt_dtype cdt, lt_isa isa) {
   if (cdt == LT_FLOAT64) return &lt__attn_f64;
   if (isa >= LT_ISA_AVX512) return &lt__attn_avx512;
@@ -233,7 +253,7 @@ static lt_status run_tiles(lt_ctx *ctx, const lt__attn_job *j, const lt__attn_ke
   int threads = threads_for(ctx, j);
   lt_workspace ws;
   if (lt__workspace_reserve(ctx, &ws, threads, kn->fwd_scratch(j), "attention")) return LT_ERR_MEM;
-  LT_PARALLEL_FOR(threads, i, nhead * ntile, {
+  ATTN_PARALLEL_FOR(threads, i, nhead * ntile, {
     int64_t bh = i / ntile, t0 = zigzag(i % ntile, ntile) * rows;
     int64_t n = j->t - t0 < rows ? j->t - t0 : rows;
     kn->forward(j, bh / j->hq, bh % j->hq, t0, n, lt__workspace_mine(&ws));
@@ -271,11 +291,13 @@ static lt_status run_decode(lt_ctx *ctx, const lt__attn_job *j, const lt__attn_k
     if (part) lt_ctx_free(ctx, part, part_bytes);
     return lt_ctx_fail(ctx, LT_ERR_MEM, "attention: out of memory");
   }
-  LT_PARALLEL_FOR(threads, i, ngroup * nsplit, {
+  ATTN_PARALLEL_FOR(threads, i, ngroup * nsplit, {
     int64_t g = i / nsplit, s0 = i % nsplit * DECODE_SPLIT, s1 = s0 + DECODE_SPLIT < j->s ? s0 + DECODE_SPLIT : j->s;
     kn->decode(j, g / j->hkv, g % j->hkv, s0, s1, part + i * rows * w, lt__workspace_mine(&ws));
   });
-  LT_PARALLEL_FOR(threads, i, ngroup * rows, {
+  /* the merge is small beside the splits: a second parallel region would cost more than it saves */
+  int merge_threads = ngroup * rows * nsplit * j->dv >= LT_GRAIN ? threads : 1;
+  LT_PARALLEL_FOR(merge_threads, i, ngroup * rows, {
     int64_t g = i / rows;
     combine_row(j, part + g * nsplit * rows * w, nsplit, g / j->hkv, g % j->hkv, i % rows);
   });
@@ -294,7 +316,7 @@ lt_status lt__attn_run_backward(lt_ctx *ctx, const lt__attn_job *j, const lt__at
   int threads = threads_for(ctx, j);
   lt_workspace ws;
   if (lt__workspace_reserve(ctx, &ws, threads, kn->bwd_scratch(j), "attention")) return LT_ERR_MEM;
-  LT_PARALLEL_FOR(threads, i, j->nb * j->hkv, { kn->backward(j, i / j->hkv, i % j->hkv, lt__workspace_mine(&ws)); });
+  ATTN_PARALLEL_FOR(threads, i, j->nb * j->hkv, { kn->backward(j, i / j->hkv, i % j->hkv, lt__workspace_mine(&ws)); });
   lt__workspace_release(ctx, &ws);
   return LT_OK;
 }
