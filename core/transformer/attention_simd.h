@@ -34,10 +34,11 @@
  * every query's accumulator.
  *
  * exp: the probabilities use simd_math.h's v_exp on arguments clamped at
- * -87 and then set to 0 below it: e^-87 is 1.6e-38, the least normal float,
- * so no exp (or product of one) is ever subnormal, which costs a microcode
- * assist per element on some CPUs, and a term below it is lost in any sum
- * that holds the row's largest term, 1, anyway. */
+ * -87 and then set to 0 below it: e^-87 = 1.6e-38 is just above the least
+ * normal float, so no exp is computed through subnormals (a microcode assist
+ * per element on some CPUs; masked scores are -inf, half of every diagonal
+ * tile), and a term below it is lost anyway in a sum that holds the row's
+ * largest term, 1. */
 #include <string.h>
 #include "kernels/gemm_tile.h"
 #include "kernels/simd_math.h"
