@@ -131,5 +131,6 @@ void lt_l_open_transformer(lua_State *L); /* transformer.c: rope, linear_act */
  * ("bad argument #1 to 'f' (lattice.BlockConfig expected, got table)"). */
 const lt_block_config *lt_l_checkblockconfig(lua_State *L, int arg);
 const lt_model_config *lt_l_checkmodelconfig(lua_State *L, int arg);
+void lt_l_open_attention(lua_State *L);   /* attention.c: scaled_dot_product_attention */
 
 #endif
