@@ -143,6 +143,7 @@ local function tree_of(m, keep)
   end
   return place(m, nil, nil, "")
 end
+M.tree_of = tree_of
 
 -- An empty table where a tensor sits: the place a tree keeps in a list for
 -- a parameter it leaves out (a frozen one in trainable_parameters).
