@@ -94,7 +94,7 @@ static void put_number(out *o, int idx) {
     double v = lua_tonumber(o->L, idx);
     if (!isfinite(v))
       luaL_error(o->L, "json.encode: cannot write %s (JSON has no such number)", lua_tostring(o->L, idx));
-    for (int digits = 15; digits <= 17; digits++) {
+    for (int digits = 1; digits <= 17; digits++) {
       snprintf(buf, sizeof buf, "%.*g", digits, v);
       if (strtod(buf, NULL) == v) break;
     }

@@ -53,7 +53,7 @@ function M.collate_scenes(scenes, who)
     first = first or sc
     local c, n = sc.x.coords, #sc.x
     local b = lattice.full({ n, 1 }, k - 1, "int32")
-    coords[k] = lattice.concatenate({ b, lattice.slice(c, 2, 2, 3) }, 2)
+    coords[k] = lattice.concatenate({ b, lattice.slice(c, 2, 2, 4) }, 2)
     feats[k], labels[k], counts[k] = sc.x.feats, sc.labels, n
   end
   local x = sparse.SparseTensor(lattice.concatenate(coords, 1), lattice.concatenate(feats, 1),

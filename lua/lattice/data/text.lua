@@ -38,7 +38,7 @@ end
 local function make(tokens, seq_len, stride, who)
   local n = tokens.shape[1]
   if n < seq_len + 1 then
-    error(("%s: %d tokens are too few for one window of seq_len %d (it needs %d)"):format(who, n, seq_len,
+    error(("%s: too few tokens (%d) for one window of seq_len %d (it needs %d)"):format(who, n, seq_len,
       seq_len + 1), 3)
   end
   return setmetatable({ tokens = tokens, seq_len = seq_len, stride = stride, size = (n - seq_len - 1) // stride + 1,

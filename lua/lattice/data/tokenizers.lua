@@ -112,7 +112,7 @@ M.ByteTokenizer = setmetatable({}, {
   end,
 })
 
-function ByteTokenizer:encode(text)
+function ByteTokenizer.encode(_, text)
   check_text(text, "ByteTokenizer:encode")
   return core.tokens_bytes(text, "ByteTokenizer:encode")
 end
