@@ -37,7 +37,7 @@ end
 local function rank_alpha(opts, who, level)
   local rank = opts.rank == nil and 8 or positive_integer(opts.rank, "rank", who, level)
   local alpha = opts.alpha == nil and 1.0 or finite_number(opts.alpha, "alpha", who, level)
-  return rank, alpha
+  return rank, alpha + 0.0 -- a float, as the seed types it (and writes it in adapter_config.json)
 end
 
 -- The LoRA matrices and configuration on a module whose weight (out, in) is set.
@@ -278,7 +278,7 @@ function M.save_lora_adapters(dir, model, opts)
   local config = {}
   for k, v in pairs(opts.metadata or {}) do config[k] = v end
   config.rank = opts.rank == nil and rank or positive_integer(opts.rank, "rank", who, 2)
-  config.alpha = opts.alpha == nil and alpha or finite_number(opts.alpha, "alpha", who, 2)
+  config.alpha = opts.alpha == nil and alpha or finite_number(opts.alpha, "alpha", who, 2) + 0.0
   local ok, text = pcall(lattice.json.encode, config, { indent = 2 })
   if not ok then error(("%s: metadata: %s"):format(who, text), 2) end
   local tensors = {}
@@ -316,15 +316,21 @@ function M.load_lora_adapters(dir, model)
   if not ok then error((tostring(loaded):gsub("^load_safetensors:", who .. ":", 1)), 2) end
   local slots, any = lora_slots(model)
   if not any then error(who .. ": the model has no LoRA layers (apply_lora first)", 2) end
-  for name, t in pairs(loaded) do
-    local slot = slots[name]
+  local function sorted(t)
+    local keys = {}
+    for k in pairs(t) do keys[#keys + 1] = k end
+    table.sort(keys)
+    return keys
+  end
+  for _, name in ipairs(sorted(loaded)) do
+    local t, slot = loaded[name], slots[name]
     if not slot then error(("%s: %s: '%s' is not a LoRA matrix of the model"):format(who, path, name), 2) end
     if module.shape_str(t) ~= module.shape_str(slot[3]) then
       error(("%s: %s: %s has shape %s in the adapter, the model's is %s"):format(who, path, name,
         module.shape_str(t), module.shape_str(slot[3])), 2)
     end
   end
-  for name in pairs(slots) do
+  for _, name in ipairs(sorted(slots)) do
     if not loaded[name] then error(("%s: %s: the adapter has no '%s'"):format(who, path, name), 2) end
   end
   local config = read_config(dir .. "/adapter_config.json", who)
