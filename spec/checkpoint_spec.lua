@@ -9,7 +9,7 @@ local lattice = require "lattice"
 local core = require "lattice.core"
 local tiny = require "support.tiny_models"
 
-local nn, optim, train, data = lattice.nn, lattice.optim, lattice.train, lattice.data
+local nn, optim, train = lattice.nn, lattice.optim, lattice.train
 
 local exe = arg and arg[-1]
 local base = os.tmpname()
@@ -161,7 +161,7 @@ for _, m in ipairs(fit(t, 40)) do io.write(("%%a\n"):format(m.loss)) end
     local real = t.optimizer.save_state
     local seen_model = false
     -- model.safetensors is written first; the optimizer's file then fails
-    rawset(t.optimizer, "save_state", function(opt, path)
+    rawset(t.optimizer, "save_state", function(_, path)
       seen_model = exists(path:gsub("optimizer%.safetensors$", "model.safetensors"))
       error("disk full", 0)
     end)

@@ -94,7 +94,7 @@ function M.Writer(tty)
     return self
   end
   function w:text() return table.concat(self.parts) end
-  if tty ~= nil then function w:isatty() return tty end end
+  if tty ~= nil then function w.isatty() return tty end end
   return w
 end
 
