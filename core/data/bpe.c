@@ -203,6 +203,7 @@ lt_status lt_bpe_encode(lt_ctx *ctx, lt_tensor **out, const uint8_t *text, int64
   st = check_repeats(ctx, pairs, m);
   lt__pairs ps = {0};
   if (!st) st = lt__pairs_init(ctx, &ps, text, n, NULL, NULL);
+  ps.counting = 0;
   for (int64_t i = 0; i < m && !st; i++) st = lt__pairs_merge(&ps, pairs[2 * i], pairs[2 * i + 1], (int32_t)(256 + i));
   int64_t count = 0;
   for (int64_t p = n ? 0 : -1; !st && p >= 0; p = ps.next[p]) count++;

@@ -96,7 +96,7 @@ static void decrease(lt__pairs *ps, int32_t a, int32_t b) {
 
 lt_status lt__pairs_init(lt_ctx *ctx, lt__pairs *ps, const uint8_t *text, int64_t n, lt__pair_hook on_increase,
                          void *user) {
-  *ps = (lt__pairs){.ctx = ctx, .n = n, .nslots = 1024};
+  *ps = (lt__pairs){.ctx = ctx, .n = n, .nslots = 1024, .counting = 1};
   ps->tok = get(ps, n, sizeof *ps->tok);
   ps->prev = get(ps, n, sizeof *ps->prev);
   ps->next = get(ps, n, sizeof *ps->next);
@@ -124,9 +124,11 @@ static int cmp_node(const void *x, const void *y) {
 static void fold(lt__pairs *ps, int64_t p, int32_t new_id) {
   int64_t q = ps->next[p], o = ps->prev[p], r = ps->next[q];
   int32_t a = ps->tok[p], b = ps->tok[q];
-  if (o >= 0) decrease(ps, ps->tok[o], a);
-  if (r >= 0) decrease(ps, b, ps->tok[r]);
-  decrease(ps, a, b);
+  if (ps->counting) {
+    if (o >= 0) decrease(ps, ps->tok[o], a);
+    if (r >= 0) decrease(ps, b, ps->tok[r]);
+    decrease(ps, a, b);
+  }
   ps->tok[p] = new_id;
   ps->tok[q] = -1;
   ps->next[p] = r;
@@ -141,7 +143,7 @@ static void fold(lt__pairs *ps, int64_t p, int32_t new_id) {
  * comes, as a left-to-right replacement leaves it. */
 lt_status lt__pairs_merge(lt__pairs *ps, int32_t a, int32_t b, int32_t new_id) {
   lt__pair *e = lt__pairs_find(ps, LT_PAIR_KEY(a, b));
-  if (!e || e->count == 0) return LT_OK;
+  if (!e || e->npos == 0 || (ps->counting && e->count == 0)) return LT_OK;
   int64_t *nodes = e->nodes, np = e->npos, cap = e->cap;
   e->nodes = NULL;
   e->npos = e->cap = 0;
@@ -152,7 +154,7 @@ lt_status lt__pairs_merge(lt__pairs *ps, int32_t a, int32_t b, int32_t new_id) {
   }
   put(ps, nodes, cap, sizeof *nodes);
   if (ps->status) return lt_ctx_fail(ps->ctx, LT_ERR_MEM, "train: out of memory");
-  LT_ASSERT(lt__pairs_find(ps, LT_PAIR_KEY(a, b))->count == 0);
+  LT_ASSERT(!ps->counting || lt__pairs_find(ps, LT_PAIR_KEY(a, b))->count == 0);
   return LT_OK;
 }
 

@@ -15,7 +15,10 @@
  *   lt__pairs_free(&ps);   always, once init has been called
  *
  * on_increase(user, key, count), when not NULL, hears every count that grew
- * after init (the trainer's heap of candidates). */
+ * after init (the trainer's heap of candidates). Encoding needs no counts
+ * (it merges in a fixed order) and sets counting = 0 after init: a merge
+ * then skips the three lookups that lower its neighbours' counts, and
+ * counts only ever grow (an empty pair is found by its nodes instead). */
 #ifndef LATTICE_DATA_PAIRS_H
 #define LATTICE_DATA_PAIRS_H
 
@@ -43,7 +46,8 @@ typedef struct lt__pairs {
   int64_t nslots, used;
   lt__pair_hook on_increase;
   void *user;
-  int status; /* LT_ERR_MEM once an allocation failed: the index is then incomplete */
+  int counting; /* 1 (init's default): counts follow every merge; 0: only the nodes are kept */
+  int status;   /* LT_ERR_MEM once an allocation failed: the index is then incomplete */
 } lt__pairs;
 
 lt_status lt__pairs_init(lt_ctx *ctx, lt__pairs *ps, const uint8_t *text, int64_t n, lt__pair_hook on_increase,
