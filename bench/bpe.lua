@@ -78,11 +78,7 @@ local function single_thread_memcpy(bytes)
   return t
 end
 
-local function median(xs)
-  local s = { table.unpack(xs) }
-  table.sort(s)
-  return s[(#s + 1) // 2]
-end
+local median = common.median
 
 for _, vocab in ipairs({ 512, 1024, 4096 }) do
   local tok = data.BPETokenizer.train(text, { vocab_size = vocab })

@@ -271,7 +271,7 @@ describe("curricula", function()
 
   it("names bad input", function()
     local t = lattice.arange(50, "int32")
-    assert.has_error(function() train.length_curriculum(t, {}) end, "length_curriculum: batch_size must be an integer >= 1, got nil")
+    assert.has_error(function() train.length_curriculum(t, {}) end, "length_curriculum: batch_size must be a positive integer, got nil")
     assert.has_error(function() train.length_curriculum(t, { batch_size = 1, min_seq_len = 10, max_seq_len = 5 }) end,
       "length_curriculum: max_seq_len must be an integer >= 10, got 5")
     assert.has_error(function() train.length_curriculum(lattice.ones({ 5 }), { batch_size = 1 }) end,

@@ -29,25 +29,19 @@ static const uint8_t *check_text(lua_State *L, int arg, size_t *n) {
   return (const uint8_t *)luaL_checklstring(L, arg, n);
 }
 
-/* tokens_bytes(text, who) -> ids */
-static int l_tokens_bytes(lua_State *L) {
+/* fn(text) -> a tensor, for tokens_bytes(text, who) -> ids and
+ * tokens_char_vocab(text, who) -> keys. */
+static int from_text(lua_State *L, lt_status (*fn)(lt_ctx *, lt_tensor **, const uint8_t *, int64_t)) {
   size_t n;
   const uint8_t *text = check_text(L, 1, &n);
   const char *who = luaL_checkstring(L, 2);
   lt_l_tensor *u = lt_l_newtensor(L);
-  check(L, lt_bytes_encode(lt_l_ctx(L), &u->t, text, (int64_t)n), who);
+  check(L, fn(lt_l_ctx(L), &u->t, text, (int64_t)n), who);
   return lt_l_result(L, LT_OK);
 }
 
-/* tokens_char_vocab(text, who) -> keys */
-static int l_tokens_char_vocab(lua_State *L) {
-  size_t n;
-  const uint8_t *text = check_text(L, 1, &n);
-  const char *who = luaL_checkstring(L, 2);
-  lt_l_tensor *u = lt_l_newtensor(L);
-  check(L, lt_chars_vocab(lt_l_ctx(L), &u->t, text, (int64_t)n), who);
-  return lt_l_result(L, LT_OK);
-}
+static int l_tokens_bytes(lua_State *L) { return from_text(L, lt_bytes_encode); }
+static int l_tokens_char_vocab(lua_State *L) { return from_text(L, lt_chars_vocab); }
 
 /* tokens_chars(text, keys, who) -> ids */
 static int l_tokens_chars(lua_State *L) {

@@ -9,6 +9,7 @@
 local lattice = require "lattice"
 local core = require "lattice.core"
 local module = require "lattice.nn.module"
+local checks = require "lattice.checks"
 local nn = require "lattice.nn"
 
 local check_options = module.check_options
@@ -19,19 +20,9 @@ local M = {}
 local LoRALinear = module.Module:extend("LoRALinear")
 M.LoRALinear = LoRALinear
 
-local function positive_integer(v, what, who, level)
-  if math.type(v) ~= "integer" or v < 1 then
-    error(("%s: %s must be a positive integer, got %s"):format(who, what, tostring(v)), level)
-  end
-  return v
-end
-
-local function finite_number(v, what, who, level)
-  if type(v) ~= "number" or v ~= v or v == math.huge or v == -math.huge then
-    error(("%s: %s must be a finite number, got %s"):format(who, what, tostring(v)), level)
-  end
-  return v
-end
+-- (a tail call: the check takes the wrapper's place, and its level)
+local function positive_integer(v, what, who, level) return checks.integer(v, 1, what, who, level) end
+local finite_number = checks.finite
 
 -- rank and alpha from opts, with the seed's defaults (8, 1.0).
 local function rank_alpha(opts, who, level)
@@ -316,12 +307,7 @@ function M.load_lora_adapters(dir, model)
   if not ok then error((tostring(loaded):gsub("^load_safetensors:", who .. ":", 1)), 2) end
   local slots, any = lora_slots(model)
   if not any then error(who .. ": the model has no LoRA layers (apply_lora first)", 2) end
-  local function sorted(t)
-    local keys = {}
-    for k in pairs(t) do keys[#keys + 1] = k end
-    table.sort(keys)
-    return keys
-  end
+  local sorted = module.sorted_keys
   for _, name in ipairs(sorted(loaded)) do
     local t, slot = loaded[name], slots[name]
     if not slot then error(("%s: %s: '%s' is not a LoRA matrix of the model"):format(who, path, name), 2) end

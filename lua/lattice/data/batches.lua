@@ -8,6 +8,7 @@
 -- neither the global generator nor what ran before.
 local lattice = require "lattice"
 local module = require "lattice.nn.module"
+local checks = require "lattice.checks"
 
 local M = {}
 
@@ -16,18 +17,9 @@ BatchIterator.__index = BatchIterator
 BatchIterator.__name = "lattice.data.BatchIterator"
 M.BatchIterator = BatchIterator
 
-local function positive_integer(v, what, who, level)
-  if math.type(v) ~= "integer" or v < 1 then
-    error(("%s: %s must be a positive integer, got %s"):format(who, what, tostring(v)), level)
-  end
-  return v
-end
-
-local function boolean(v, default, what, who, level)
-  if v == nil then return default end
-  if type(v) ~= "boolean" then error(("%s: %s must be a boolean, got %s"):format(who, what, type(v)), level) end
-  return v
-end
+-- (tail calls: the check takes the wrapper's place, and its level)
+local function positive_integer(v, what, who, level) return checks.integer(v, 1, what, who, level) end
+local boolean = checks.boolean
 
 --- batches(source, {batch_size, shuffle = true, seed = 0, drop_last = true, epochs}, who):
 -- epochs = nil runs forever (each epoch a new order); a number stops after it.

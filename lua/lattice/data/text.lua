@@ -4,6 +4,7 @@
 -- predict each next token. Batches gather their windows with one take.
 local lattice = require "lattice"
 local module = require "lattice.nn.module"
+local checks = require "lattice.checks"
 local batches = require "lattice.data.batches"
 
 local M = {}
@@ -12,12 +13,7 @@ local TextDataset = {}
 TextDataset.__index = TextDataset
 TextDataset.__name = "lattice.data.TextDataset"
 
-local function positive_integer(v, what, who)
-  if math.type(v) ~= "integer" or v < 1 then
-    error(("%s: %s must be a positive integer, got %s"):format(who, what, tostring(v)), 3)
-  end
-  return v
-end
+local function positive_integer(v, what, who) return checks.integer(v, 1, what, who, 3) end -- a tail call
 
 -- tokens as a 1-D integer tensor: a string is encoded by the tokenizer.
 local function token_tensor(tokens, tokenizer, who)

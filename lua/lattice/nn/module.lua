@@ -492,6 +492,7 @@ local function sorted_keys(t)
   table.sort(keys)
   return keys
 end
+M.sorted_keys = sorted_keys
 
 local function list_names(keys, limit)
   local shown = {}

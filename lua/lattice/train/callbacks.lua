@@ -8,19 +8,14 @@
 --   cb:state() / cb:set_state(t)             kept in checkpoints (JSON values)
 local lattice = require "lattice"
 local module = require "lattice.nn.module"
+local checks = require "lattice.checks"
 local nn = require "lattice.nn"
 
 local check_options = module.check_options
 
 local M = {}
 
-local function positive_integer(v, default, what, who)
-  if v == nil then return default end
-  if math.type(v) ~= "integer" or v < 1 then
-    error(("%s: %s must be a positive integer, got %s"):format(who, what, tostring(v)), 3)
-  end
-  return v
-end
+local function positive_integer(v, default, what, who) return checks.integer(v, 1, what, who, 3, default) end -- a tail call
 
 local function class(name)
   local cls = { __name = "lattice.train." .. name }

@@ -5,6 +5,7 @@
 -- counts its batches (state/set_state), so a resumed run draws the same.
 local lattice = require "lattice"
 local module = require "lattice.nn.module"
+local checks = require "lattice.checks"
 
 local check_options = module.check_options
 
@@ -13,13 +14,7 @@ local M = {}
 local Curriculum = {}
 Curriculum.__index = Curriculum
 
-local function integer_at_least(v, default, min, what, who)
-  if v == nil then v = default end
-  if math.type(v) ~= "integer" or v < min then
-    error(("%s: %s must be an integer >= %d, got %s"):format(who, what, min, tostring(v)), 3)
-  end
-  return v
-end
+local function integer_at_least(v, default, min, what, who) return checks.integer(v, min, what, who, 3, default) end -- a tail call
 
 local function check_ids(t, what, who)
   if not lattice.is_tensor(t) or t.ndim ~= 1 or t.dtype:find("float") or t.dtype == "bool" then

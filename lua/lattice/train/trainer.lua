@@ -14,6 +14,7 @@
 local lattice = require "lattice"
 local core = require "lattice.core"
 local module = require "lattice.nn.module"
+local checks = require "lattice.checks"
 local nn = require "lattice.nn"
 local optim = require "lattice.optim"
 local checkpoint = require "lattice.train.checkpoint"
@@ -301,10 +302,7 @@ end
 
 local function optional_positive(v, what, who)
   if v == nil then return nil end
-  if math.type(v) ~= "integer" or v < 1 then
-    error(("%s: %s must be a positive integer, got %s"):format(who, what, tostring(v)), 4)
-  end
-  return v
+  return checks.integer(v, 1, what, who, 4) -- a tail call: its level is this function's
 end
 
 local function fit_options(self, opts)
