@@ -16,10 +16,13 @@ void lt_l_checksparse(lua_State *L, int arg);
 /* The map and the features of the SparseTensor at arg (borrowed). */
 lt_coords *lt_l_sparse_coords(lua_State *L, int arg);
 lt_tensor *lt_l_sparse_feats(lua_State *L, int arg);
+/* Pushes the batch counts of the SparseTensor at arg (a list, or nil). */
+void lt_l_push_sparse_counts(lua_State *L, int arg);
 /* Pushes a SparseTensor of the key, features and counts (nil or a list) at those indices. */
 void lt_l_pushsparse(lua_State *L, int key, int feats, int counts);
-/* Pushes the list of row counts per batch of the map. */
-void lt_l_push_batch_counts(lua_State *L, const lt_coords *c);
+/* Pushes the list of the rows of each batch 0 .. batches-1 of the map; returns
+ * -1, or the first row (0-based) whose batch is not below `batches`. */
+int64_t lt_l_push_batch_counts(lua_State *L, const lt_coords *c, lua_Integer batches);
 /* Three positive integers from a number or a list of 3 at arg (default 1). */
 void lt_l_checkstride(lua_State *L, int arg, int *stride, const char *fname, const char *what);
 

@@ -11,6 +11,7 @@
 #include "lattice/data.h"
 #include "lattice/optim.h"
 #include "lattice/sparse.h"
+#include "lattice/transformer.h"
 #include "lattice/blas.h"
 #include "lattice/cpu.h"
 #include "lattice/peak.h"
