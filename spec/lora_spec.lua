@@ -239,6 +239,20 @@ describe("apply_lora", function()
     assert.truthy(tostring(lora.merge_lora(only)):find("^Linear%(input_dims=3, output_dims=2, bias=false%)"))
   end)
 
+  it("adapts lattice.transformer's gated FFN, whose projections carry the seed's names", function()
+    lattice.random.seed(11)
+    local Holder = nn.Module:extend("FFNHolder")
+    function Holder:init() self.ffn = lattice.transformer.GatedFFN(lattice.BlockConfig({ ffn = "gated", d_model = 8,
+      d_ff = 16, n_heads = 2 })) end
+    function Holder:forward(x) return self.ffn(x) end
+    local m = Holder()
+    local x = lattice.random.normal({ 3, 8 })
+    local before = m(x):tolist()
+    lora.apply_lora(m, { targets = { "ffn" }, rank = 2 })
+    assert.are.same({ "ffn.down", "ffn.gate", "ffn.up" }, lora_layers(m))
+    assert.are.same(before, m(x):tolist())
+  end)
+
   it("names bad targets and options", function()
     assert.has_error(function() lora.apply_lora(stack(), { targets = {} }) end,
       "apply_lora: targets must be a non-empty list of names")
