@@ -332,6 +332,8 @@ describe("lattice.train.Trainer", function()
     assert.has_error(function() t:fit({ steps = 2, checkpoint_every = 1 }) end,
       "Trainer:fit: checkpoint_every needs a checkpoint_dir (a string)")
     assert.has_error(function() t:fit({ steps = 2, eval_every = 1 }) end, "Trainer:fit: eval_every needs the trainer's eval_data")
+    assert.has_error(function() t:fit({ steps = 2, keep_checkpoints = 0 }) end,
+      "Trainer:fit: keep_checkpoints must be a positive integer or false, got 0")
     assert.has_error(function() t:fit({ steps = 2, callbacks = { 3 } }) end, "Trainer:fit: callbacks[1] must be a table, got number")
     assert.has_error(function() t:evaluate() end, "Trainer:evaluate: the trainer has no eval_data")
     local bad = trainer({ model = m, optimizer = opt, train_data = it, loss_fn = function(model, x) return model(x) end })

@@ -323,6 +323,9 @@ local function fit_options(self, opts)
     callbacks = opts.callbacks or {},
   }
   if o.keep == nil then o.keep = 3 end
+  if o.keep ~= false and (math.type(o.keep) ~= "integer" or o.keep < 1) then
+    error(who .. ": keep_checkpoints must be a positive integer or false, got " .. tostring(o.keep), 3)
+  end
   if o.clip ~= nil and (type(o.clip) ~= "number" or o.clip ~= o.clip or o.clip <= 0) then
     error(who .. ": clip_grad_norm must be a number > 0, got " .. tostring(o.clip), 3)
   end
@@ -395,7 +398,11 @@ function Trainer:fit(opts)
       call_all(o.callbacks, "on_eval_end", self.step, m, self)
     end
     if o.checkpoint_every and self.step % o.checkpoint_every == 0 then
-      local saved = { step = m.step, loss = m.loss, learning_rate = m.learning_rate, eval_loss = m.eval_loss }
+      local saved = {} -- JSON holds no NaN or infinity: a diverged loss is left out
+      for _, k in ipairs({ "step", "loss", "learning_rate", "grad_norm", "eval_loss" }) do
+        local v = m[k]
+        if v ~= nil and v == v and v ~= math.huge and v ~= -math.huge then saved[k] = v end
+      end
       local path = self:save_checkpoint(o.checkpoint_dir, { keep = o.keep }, saved)
       bar:message("checkpoint " .. path)
     end
