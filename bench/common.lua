@@ -17,6 +17,13 @@ function common.median_time(fn, reps)
   return times[(reps + 1) // 2]
 end
 
+-- The median of a list of numbers.
+function common.median(xs)
+  local s = { table.unpack(xs) }
+  table.sort(s)
+  return s[(#s + 1) // 2]
+end
+
 local function encode(v)
   local t = type(v)
   if t == "table" then

@@ -108,8 +108,9 @@ describe("lattice.repl.complete", function()
 
   it("completes the fields of a path", function()
     assert.are.same({ "lattice.zeros(", "lattice.zeros_like(" }, repl.complete("lattice.ze", env))
-    assert.are.same({ "lattice.random.normal(", "lattice.random.randint(", "lattice.random.seed(",
-      "lattice.random.uniform(" }, repl.complete("lattice.random.", env))
+    assert.are.same({ "lattice.random.get_state(", "lattice.random.normal(", "lattice.random.permutation(",
+      "lattice.random.randint(", "lattice.random.seed(", "lattice.random.set_state(", "lattice.random.uniform(" },
+      repl.complete("lattice.random.", env))
   end)
 
   it("completes a tensor's methods after : and its fields and methods after .", function()

@@ -124,6 +124,9 @@ void lt_l_open_autograd(lua_State *L);    /* autograd.c */
 void lt_l_open_io(lua_State *L);          /* io.c: safetensors */
 void lt_l_open_runtime(lua_State *L);     /* runtime.c: threads, blas_info, memory, now */
 void lt_l_open_optim(lua_State *L);       /* optim.c: fused optimizer steps */
+void lt_l_open_tokens(lua_State *L);      /* tokens.c: tokenizer kernels, lattice.Pieces */
+void lt_l_open_json(lua_State *L);        /* json.c: lattice.json */
+void lt_l_open_fs(lua_State *L);          /* fs.c: isatty, directories written whole */
 void lt_l_open_config(lua_State *L);      /* config.c: BlockConfig, ModelConfig */
 void lt_l_open_transformer(lua_State *L); /* transformer.c: rope, linear_act */
 

@@ -53,6 +53,9 @@ int luaopen_lattice_core(lua_State *L) {
   lt_l_open_attention(L);
   lt_l_open_sparse(L);
   lt_l_open_sparse_ops(L);
+  lt_l_open_tokens(L);
+  lt_l_open_json(L);
+  lt_l_open_fs(L);
   return 1;
 }
 

@@ -140,6 +140,16 @@ void lt_ctx_seed(lt_ctx *ctx, uint64_t seed) {
   ctx->rng_counter = 0;
 }
 
+void lt_ctx_rng_state(const lt_ctx *ctx, uint64_t *key, uint64_t *counter) {
+  *key = ctx->rng_key;
+  *counter = ctx->rng_counter;
+}
+
+void lt_ctx_set_rng_state(lt_ctx *ctx, uint64_t key, uint64_t counter) {
+  ctx->rng_key = key;
+  ctx->rng_counter = counter;
+}
+
 uint64_t lt__ctx_rng_take(lt_ctx *ctx, uint64_t n, uint64_t *key) {
   uint64_t start = ctx->rng_counter;
   ctx->rng_counter += n;

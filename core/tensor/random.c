@@ -105,3 +105,24 @@ lt_status lt_random_randint(lt_ctx *ctx, lt_tensor **out, lt_dtype dt, int ndim,
     return lt_ctx_fail(ctx, LT_ERR_ARG, "random.randint: high (%lld) is out of bounds for %s", (long long)high, name);
   return fill_int(ctx, out, dt, ndim, shape, low, high);
 }
+
+/* Fisher-Yates from the top: position i swaps with j uniform in [0, i],
+ * drawn from counter base + i (64 bits scaled by i + 1, unbiased to 2^-64). */
+lt_status lt_random_permutation(lt_ctx *ctx, lt_tensor **out, int64_t n, const uint64_t *seed) {
+  *out = NULL;
+  if (n < 0 || n > INT32_MAX)
+    return lt_ctx_fail(ctx, LT_ERR_ARG, "random.permutation: n must be in [0, 2^31), got %lld", (long long)n);
+  lt_status st = lt_tensor_new(ctx, out, LT_INT32, 1, &n);
+  if (st) return st;
+  uint64_t key = seed ? *seed : 0, base = 0;
+  if (!seed) base = lt__ctx_rng_take(ctx, (uint64_t)n, &key);
+  int32_t *p = lt_tensor_data(*out);
+  for (int64_t i = 0; i < n; i++) p[i] = (int32_t)i;
+  for (int64_t i = n - 1; i > 0; i--) {
+    int64_t j = (int64_t)(((unsigned __int128)bits(key, base + (uint64_t)i) * (uint64_t)(i + 1)) >> 64);
+    int32_t t = p[i];
+    p[i] = p[j];
+    p[j] = t;
+  }
+  return LT_OK;
+}

@@ -16,6 +16,11 @@ local internal = {
   exp_shift_with_isa = true, optim_update = true, optim_check = true, optim_state_shapes = true, sum_squares = true,
   SparseTensor = true, SparseTensor_methods = true, kernel_relation = true, sparse_conv = true,
   attention_with_isa = true, attention_grad_with_isa = true, gemm_tile_with_isa = true,
+  -- lattice.data's tokenizer kernels and the directory operations of
+  -- lattice.train and lattice.lora
+  tokens_bytes = true, tokens_char_vocab = true, tokens_chars = true, bpe_train = true, bpe_check = true,
+  bpe_encode = true, pieces = true, fs_mkdirs = true, fs_remove_tree = true, fs_write = true, fs_kind = true,
+  fs_list = true, fs_tempdir = true,
 }
 for name, value in pairs(core) do
   if not internal[name] then lattice[name] = value end
@@ -65,5 +70,15 @@ local registry = require "lattice.registry"
 lattice.Registry = registry.Registry
 lattice.registry = registry.registries
 lattice.transformer = require "lattice.transformer"
+
+-- Loaded on first use: lattice.train, lattice.data, lattice.lora.
+local lazy = { train = "lattice.train", data = "lattice.data", lora = "lattice.lora" }
+setmetatable(lattice, { __index = function(t, k)
+  local name = lazy[k]
+  if name == nil then return nil end
+  local v = require(name)
+  rawset(t, k, v)
+  return v
+end })
 
 return lattice

@@ -185,9 +185,10 @@ static void completes_names(repl *r) {
   run(r, "x = lattice.ones({2, 3})", "");
   run(r, "x:resh\t3, 2).shape", "{3, 2}");                            /* a method, then the line goes on */
   run(r, "lattice.ze\t({2}, 'int32')", "array([0, 0], dtype=int32)"); /* the common prefix */
-  send(r, "lattice.random.\t\t");                                     /* lists the members */
+  send(r, "lattice.random.\t\t"); /* lists the members, in columns sorted top to bottom */
+  expect(r, "lattice.random.get_state(");
   expect(r, "lattice.random.normal(");
-  expect(r, "lattice.random.uniform(");
+  expect(r, "lattice.random.permutation(");
   send(r, "\x03"); /* Ctrl-C drops the line */
   expect(r, "^C");
   expect(r, "> ");

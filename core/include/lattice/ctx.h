@@ -58,6 +58,11 @@ size_t lt_ctx_take_alloc_debt(lt_ctx *ctx, size_t min);
 
 /* Counter-based RNG: results do not depend on the thread count. */
 void lt_ctx_seed(lt_ctx *ctx, uint64_t seed);
+/* The generator's whole state: its key (the seed) and the counters handed out
+ * so far. Setting a saved state makes the next draws those that followed it,
+ * which is how a training run resumes bit for bit. */
+void lt_ctx_rng_state(const lt_ctx *ctx, uint64_t *key, uint64_t *counter);
+void lt_ctx_set_rng_state(lt_ctx *ctx, uint64_t key, uint64_t counter);
 
 /* Monotonic wall clock in seconds. */
 double lt_now(void);

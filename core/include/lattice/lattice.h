@@ -8,6 +8,7 @@
 #include "lattice/ops.h"
 #include "lattice/autograd.h"
 #include "lattice/io.h"
+#include "lattice/data.h"
 #include "lattice/optim.h"
 #include "lattice/sparse.h"
 #include "lattice/transformer.h"

@@ -37,6 +37,12 @@ lt_status lt_random_uniform(lt_ctx *ctx, lt_tensor **out, lt_dtype dt, int ndim,
                             double high);
 lt_status lt_random_randint(lt_ctx *ctx, lt_tensor **out, lt_dtype dt, int ndim, const int64_t *shape, int64_t low,
                             int64_t high);
+/* A uniformly random permutation of 0 .. n-1 (int32, n < 2^31): a
+ * Fisher-Yates shuffle whose swap i draws counter i of the draw. With seed ==
+ * NULL it draws from the context's generator (n counters); with a seed it uses
+ * a generator of its own keyed by *seed from counter 0 and leaves the
+ * context's as it was, so a data loader's order depends on its seed alone. */
+lt_status lt_random_permutation(lt_ctx *ctx, lt_tensor **out, int64_t n, const uint64_t *seed);
 
 /* Accessors. */
 int lt_tensor_ndim(const lt_tensor *t);

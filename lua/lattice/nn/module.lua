@@ -143,6 +143,7 @@ local function tree_of(m, keep)
   end
   return place(m, nil, nil, "")
 end
+M.tree_of = tree_of
 
 -- An empty table where a tensor sits: the place a tree keeps in a list for
 -- a parameter it leaves out (a frozen one in trainable_parameters).
@@ -491,6 +492,7 @@ local function sorted_keys(t)
   table.sort(keys)
   return keys
 end
+M.sorted_keys = sorted_keys
 
 local function list_names(keys, limit)
   local shown = {}
