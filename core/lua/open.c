@@ -50,6 +50,9 @@ int luaopen_lattice_core(lua_State *L) {
   lt_l_open_optim(L);
   lt_l_open_sparse(L);
   lt_l_open_sparse_ops(L);
+  lt_l_open_sparse_pool(L);
+  lt_l_open_sparse_algebra(L);
+  lt_l_open_sparse_rows(L);
   return 1;
 }
 

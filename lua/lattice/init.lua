@@ -15,6 +15,7 @@ local internal = {
   peak_gflops = true, bench_memcpy = true, bench_sgemm = true, unary_with_isa = true, unary_grad_with_isa = true,
   exp_shift_with_isa = true, optim_update = true, optim_check = true, optim_state_shapes = true, sum_squares = true,
   SparseTensor = true, SparseTensor_methods = true, kernel_relation = true, sparse_conv = true,
+  sparse = true,
 }
 for name, value in pairs(core) do
   if not internal[name] then lattice[name] = value end

@@ -83,7 +83,7 @@ function ops.build_kernel_relation(coords, opts)
   return core.kernel_relation("conv", coords, spec)
 end
 
-for _, family in ipairs {} do
+for _, family in ipairs { "pool", "feature", "algebra", "rows" } do
   for name, fn in pairs(require("lattice.ops." .. family)) do
     assert(ops[name] == nil, name)
     ops[name] = fn

@@ -37,6 +37,10 @@ local function int32_coords(coords, fname)
   return coords:astype("int32")
 end
 
+-- int32_coords(coords, fname): the conversion every coordinate argument shares
+-- (lattice.ops uses it too); its errors point at the caller of its caller.
+M.int32_coords = int32_coords
+
 --- SparseTensor(coords, feats[, {batch_counts, stride = 1}])
 function M.SparseTensor(coords, feats, opts)
   opts = check_options(opts, { batch_counts = true, stride = true }, "SparseTensor")
