@@ -41,12 +41,18 @@ static int l_binary(lua_State *L) {
   return push_binary(L, op, 2, 3, join, names[luaL_checkoption(L, 5, NULL, names)]);
 }
 
+/* The type of the value at i as a message names it: its __name, else its Lua type. */
+static const char *type_name(lua_State *L, int i) {
+  if (luaL_getmetafield(L, i, "__name") == LUA_TSTRING) return lua_tostring(L, -1); /* kept on the stack */
+  return luaL_typename(L, i);
+}
+
 /* x + y and its kin: the same coordinate identity only (alignment by value
  * is the ops' job, with its join stated). */
 static int arith(lua_State *L, lt_sparse_binary_op op, const char *sign, const char *name) {
   if (!lt_l_issparse(L, 1) || !lt_l_issparse(L, 2))
     return luaL_error(L, "SparseTensor %s: both operands must be SparseTensors, got %s and %s", sign,
-                      luaL_typename(L, 1), luaL_typename(L, 2));
+                      type_name(L, 1), type_name(L, 2));
   if (lt_l_sparse_coords(L, 1) != lt_l_sparse_coords(L, 2))
     return luaL_error(L,
                       "SparseTensor %s: the operands have different coordinate identities (ops.%s aligns them "

@@ -37,8 +37,12 @@ static void pop_triple(lua_State *L, int *out, const char *what) {
 /* ---- the pools ---- */
 
 /* Pushes the local pool of the SparseTensor at xarg. */
+static void check_input(lua_State *L, int xarg, const char *op) {
+  if (!lt_l_issparse(L, xarg)) luaL_error(L, "%s: x must be a SparseTensor, got %s", op, luaL_typename(L, xarg));
+}
+
 static int push_pool(lua_State *L, lt_sparse_pool_mode mode, int xarg, const lt_kernel_spec *spec, const char *op) {
-  lt_l_checksparse(L, xarg);
+  check_input(L, xarg, op);
   lt_coords *in = lt_l_sparse_coords(L, xarg);
   lt_tensor *x = lt_l_sparse_feats(L, xarg);
   lt_ctx *ctx = lt_l_ctx(L);
@@ -61,7 +65,7 @@ static int push_pool(lua_State *L, lt_sparse_pool_mode mode, int xarg, const lt_
 }
 
 static int push_global_pool(lua_State *L, lt_sparse_pool_mode mode, int xarg, const char *op) {
-  lt_l_checksparse(L, xarg);
+  check_input(L, xarg, op);
   lua_Integer batches = lt_l_sparse_batches(L, xarg);
   if (batches < 0)
     return luaL_error(L,

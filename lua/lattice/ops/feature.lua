@@ -148,7 +148,10 @@ function M.dropout(x, opts)
   if type(training) ~= "boolean" then
     error(("dropout: training must be a boolean, got %s"):format(type(training)), 2)
   end
-  if not training or p == 0 then return apply(x, "dropout", function(f) return f end) end
+  if not training or p == 0 then
+    if not (sparse.is_sparse(x) or lattice.is_tensor(x)) then return apply(x, "dropout") end -- its error
+    return x
+  end
   return apply(x, "dropout", function(f) return lattice.dropout(f, p) end)
 end
 

@@ -69,7 +69,8 @@ local function bound(v, default, what)
     end
     return { v[1], v[2], v[3] }
   end
-  error(("crop: %s must be a list of 3 integers, got %s"):format(what, tostring(v)), 3)
+  local got = type(v) == "table" and ("a list of %d"):format(#v) or type(v)
+  error(("crop: %s must be a list of 3 integers, got %s"):format(what, got), 3)
 end
 
 --- crop(x[, {min_coord = {x, y, z}, max_coord = {x, y, z}}]): x's rows inside
@@ -137,7 +138,7 @@ local function scenes_of(a, b, fname)
           table.concat(stride, ",")), 3)
       end
       stride = stride or t.stride
-      coords[i], feats[i] = lattice.slice(c, 2, 2, 3), t.feats
+      coords[i], feats[i] = lattice.slice(c, 2, 2, 4), t.feats
     end
     return coords, feats, stride
   end
