@@ -2,7 +2,10 @@
  * LayerNorm, RMSNorm, BatchNorm, Dropout, Identity and the activations. Each
  * forward is one C call on the tensors of the module's fields table. The
  * constructors here take a ready fields table (lua/lattice/nn/layers.lua makes
- * it, with the initial weights) and check it. */
+ * it, with the initial weights) and check it. Every forward but Embedding's
+ * also takes a SparseTensor: it transforms the features and returns a
+ * SparseTensor of the same coordinates (BatchNorm's statistics are then over
+ * the sparse rows). */
 #include <math.h>
 #include <string.h>
 #include "base.h"

@@ -91,6 +91,25 @@ static void max_forward_f32(const lt_ctx *ctx, float *y, int32_t *arg, const flo
   });
 }
 
+/* The maxima alone, when no gradient needs their rows: NaN still wins. */
+static void max_values_f32(const lt_ctx *ctx, float *y, const float *x, const int32_t *idx, pool_dims d) {
+  LT_PARALLEL_FOR(threads_for(ctx, d.n_out * d.k * d.c), o, d.n_out, {
+    float *yo = y + o * d.c;
+    int first = 1;
+    for (int64_t k = 0; k < d.k; k++) {
+      int64_t i = idx[o * d.k + k];
+      if (i < 0) continue;
+      const float *xi = x + i * d.c;
+      if (first)
+        memcpy(yo, xi, (size_t)d.c * sizeof *yo);
+      else
+        for (int64_t c = 0; c < d.c; c++) yo[c] = (xi[c] > yo[c] || xi[c] != xi[c]) ? xi[c] : yo[c];
+      first = 0;
+    }
+    if (first) memset(yo, 0, (size_t)d.c * sizeof *yo);
+  });
+}
+
 /* dx (n_in, C), overwritten; count (n_out) for avg, else NULL. */
 static void sum_backward_f32(const lt_ctx *ctx, float *dx, const float *dy, const int32_t *t, int mirrored,
                              const int32_t *count, pool_dims d) {
@@ -216,13 +235,15 @@ static lt_status check_args(lt_ctx *ctx, lt_sparse_pool_mode mode, const lt_tens
 
 static void release_relation(void *r) { lt_relation_release(r); }
 
-/* y (and argmax for max) in the compute dtype of xs. */
+/* y (and argmax, when wanted, for max) in the compute dtype of xs. */
 static void compute(const lt_ctx *ctx, lt_tensor *y, lt_tensor *arg, const lt_tensor *xs, lt_sparse_pool_mode mode,
                     const lt_relation *r) {
   pool_dims d = dims_of(r, xs->shape[1]);
   const int32_t *idx = lt_tensor_data(r->idx);
   int avg = mode == LT_SPARSE_POOL_AVG;
-  if (xs->dtype == LT_FLOAT64 && arg)
+  if (xs->dtype == LT_FLOAT32 && mode == LT_SPARSE_POOL_MAX && !arg)
+    max_values_f32(ctx, lt__f32(y), lt__f32(xs), idx, d);
+  else if (xs->dtype == LT_FLOAT64 && arg)
     max_forward_f64(lt__f64(y), lt_tensor_data(arg), lt__f64(xs), idx, d);
   else if (xs->dtype == LT_FLOAT64)
     sum_forward_f64(lt__f64(y), lt__f64(xs), idx, d, avg);
@@ -242,7 +263,9 @@ lt_status lt_sparse_pool(lt_ctx *ctx, lt_tensor **out, lt_sparse_pool_mode mode,
   lt_tensor *xs = NULL, *arg = NULL;
   st = lt__as_contig(ctx, &xs, x, cdt);
   if (!st) st = lt_tensor_new(ctx, out, cdt, 2, shape);
-  if (!st && mode == LT_SPARSE_POOL_MAX) st = lt_tensor_new(ctx, &arg, LT_INT32, 2, shape);
+  /* the argmax rows only for a gradient (float64 keeps them: its path is the plain one) */
+  int need_arg = mode == LT_SPARSE_POOL_MAX && (cdt == LT_FLOAT64 || lt__tape_wants(ctx, 1, &x));
+  if (!st && need_arg) st = lt_tensor_new(ctx, &arg, LT_INT32, 2, shape);
   if (!st) compute(ctx, *out, arg, xs, mode, r);
   lt_tensor_release(xs);
   if (!st) st = lt__to_dtype(ctx, out, x->dtype);
