@@ -20,7 +20,8 @@ cd "$(dirname "$0")"
 BUILD_PACKAGES="gcc libc6-dev make cmake liblua5.4-dev lua5.4 libopenblas-dev libcjson-dev libreadline-dev"
 # What the tests need on top.
 #   lua-busted lua-check             the spec runner (its files cover Lua 5.4), the Lua linter
-TEST_PACKAGES="lua-busted lua-check"
+#   pkg-config luarocks              the install checks: a host built with pkg-config, luarocks make
+TEST_PACKAGES="lua-busted lua-check pkg-config luarocks"
 
 usage() {
   sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'

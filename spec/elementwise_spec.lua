@@ -10,25 +10,7 @@ math.randomseed(8)
 local f32, flat = support.f32, support.flat
 local nan, inf = 0 / 0, math.huge
 
--- erf/erfc in doubles: the Maclaurin series below 2.5 (at most 4 of 16 digits
--- lost to cancellation), the continued fraction of erfc above (60 terms,
--- converged to double precision for z >= 2.5).
-local function erf_series(z)
-  local sum, term, n = z, z, 0
-  repeat
-    n = n + 1
-    term = -term * z * z / n
-    sum = sum + term / (2 * n + 1)
-  until math.abs(term) <= 1e-17 * math.abs(sum)
-  return 2 / math.sqrt(math.pi) * sum
-end
-local function erfc(z)
-  if z < 0 then return 2 - erfc(-z) end
-  if z < 2.5 then return 1 - erf_series(z) end
-  local f = z
-  for k = 60, 1, -1 do f = z + (k / 2) / f end
-  return math.exp(-z * z) / math.sqrt(math.pi) / f
-end
+local erfc = support.erfc
 
 -- log(1 + v) without losing v's digits to the rounding of 1 + v.
 local function log1p(v)

@@ -362,16 +362,6 @@ end)
 
 -- ---------------------------------------------------------------------------
 
--- erf by its Taylor series, for |x| <= 3: the largest term is ~170, so the
--- sum keeps ~1e-14 absolute accuracy; 80 terms leave a remainder below 1e-30.
-local function erf(x)
-  local s, term = 0, x
-  for n = 0, 80 do
-    s = s + term / (2 * n + 1)
-    term = -term * x * x / (n + 1)
-  end
-  return 2 / math.sqrt(math.pi) * s
-end
 local function sigmoid(x) return 1 / (1 + math.exp(-x)) end
 local function tanh(x) return 1 - 2 / (math.exp(2 * x) + 1) end
 
@@ -380,7 +370,7 @@ local activations = {
   { "LeakyReLU", nil, function(x) return x > 0 and x or 0.01 * x end },
   { "LeakyReLU", { negative_slope = 0.2 }, function(x) return x > 0 and x or 0.2 * x end },
   { "LeakyReLU", { negative_slope = -1 }, function(x) return math.abs(x) end },
-  { "GELU", nil, function(x) return 0.5 * x * (1 + erf(x / math.sqrt(2))) end },
+  { "GELU", nil, ref.gelu },
   { "GELU", { approx = "tanh" }, function(x)
     return 0.5 * x * (1 + tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ^ 3)))
   end },

@@ -183,6 +183,11 @@ describe("sparse algebra", function()
     assert.are.same(sr.counts(join_ref(ra, va, rb, vb, "outer", "add"), 4), ops.sparse_add(x, b).batch_counts)
     assert.are.same(sr.counts(join_ref(ra, va, rb, vb, "inner", "add"), 4), ops.sparse_mul(b, x).batch_counts)
     assert.is_nil(ops.sparse_add(a, b).batch_counts)
+    local c = sr.tensor({ { 0, 9, 9, 9 }, { 5, 9, 9, 9 } }, { { 1, 1, 1 }, { 2, 2, 2 } })
+    assert.has_error(function() ops.sparse_add(x, c) end,
+      "sparse_add: b has a row of batch 5, beyond the 4 batches of a's batch_counts")
+    assert.has_error(function() ops.sparse_mul(c, x) end,
+      "sparse_mul: a has a row of batch 5, beyond the 4 batches of b's batch_counts")
   end)
 
   it("folds cat over any number of tensors", function()
@@ -223,13 +228,26 @@ describe("sparse algebra", function()
       { function() ops.sparse_add(a, b, { join = "full" }) end,
         "sparse_add: join must be 'inner', 'left', 'outer', 'right', got full" },
       { function() ops.sparse_sub(a, b, { how = "inner" }) end, "sparse_sub: unknown option 'how'" },
-      { function() ops.sparse_maximum(a, b.feats) end, "sparse_maximum: b must be a SparseTensor, got userdata" },
-      { function() ops.sparse_minimum(a.feats, b) end, "sparse_minimum: x must be a SparseTensor, got userdata" },
+      { function() ops.sparse_maximum(a, b.feats) end, "sparse_maximum: b must be a SparseTensor, got lattice.Tensor" },
+      { function() ops.sparse_minimum(a.feats, b) end, "sparse_minimum: x must be a SparseTensor, got lattice.Tensor" },
       { function() ops.cat({}) end, "cat: tensors must be a non-empty list of SparseTensors" },
       { function() ops.cat({ a, 3 }) end, "cat: tensors[2] must be a SparseTensor, got number" },
       { function() ops.cat({ a, s2 }) end, "cat: the tensor strides differ, {1,1,1} and {2,2,2}" },
     }
     for _, c in ipairs(cases) do assert.has_error(c[1], c[2]) end
+  end)
+end)
+
+describe("sparse algebra errors", function()
+  it("are raised at the caller's line", function()
+    local a = sr.tensor({ { 0, 0, 0, 0 } }, { { 1 } })
+    local b = lattice.SparseTensor({ { 0, 0, 0, 0 } }, lattice.ones({ 1, 1 }), { stride = 2 })
+    sr.assert_raised_here({
+      function() ops.sparse_add(a, b) end,
+      function() ops.sparse_mul(a, a, { join = "full" }) end,
+      function() ops.cat({ a, 3 }) end,
+      function() return a + b end,
+    })
   end)
 end)
 

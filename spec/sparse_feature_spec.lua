@@ -208,6 +208,20 @@ describe("feature ops on a SparseTensor", function()
   end)
 end)
 
+describe("feature op errors", function()
+  it("are raised at the caller's line", function()
+    local x = sr.tensor({ { 0, 0, 0, 0 } }, { { 1, 2 } })
+    sr.assert_raised_here({
+      function() ops.relu(3) end,
+      function() ops.gelu(x, { approximate = "erf" }) end,
+      function() ops.linear(x, lattice.ones({ 3, 5 })) end,
+      function() ops.layer_norm(x, { weight = lattice.ones({ 3 }) }) end,
+      function() ops.batch_norm(x, { mean = lattice.zeros({ 3 }) }) end,
+      function() ops.softplus(x, { beta = 0 }) end,
+    })
+  end)
+end)
+
 describe("nn layers on a SparseTensor", function()
   local gen = generator(23)
   local rows = sr.support(gen, { n = 20, batches = 3, lo = -3, hi = 3 })

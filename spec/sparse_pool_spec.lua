@@ -207,10 +207,23 @@ describe("local sparse pooling", function()
         "max_pool3d: kernel_size must be an integer or a list of 3 integers, got 2.5" },
       { function() ops.max_pool3d(x, { size = 2 }) end, "max_pool3d: unknown option 'size'" },
       { function() ops.max_pool3d(x, 2) end, "max_pool3d: options must be a table, got number" },
-      { function() ops.max_pool3d(x.feats) end, "max_pool3d: x must be a SparseTensor, got userdata" },
+      { function() ops.max_pool3d(x.feats) end, "max_pool3d: x must be a SparseTensor, got lattice.Tensor" },
       { function() ops.pool3d(x, { mode = "min" }) end, "pool3d: mode must be 'avg', 'max', 'sum', got min" },
     }
     for _, c in ipairs(cases) do assert.has_error(c[1], c[2]) end
+  end)
+end)
+
+describe("sparse pooling errors", function()
+  it("are raised at the caller's line", function()
+    local x = sr.tensor({ { 0, 0, 0, 0 } }, { { 1 } })
+    sr.assert_raised_here({
+      function() ops.max_pool3d(x, { kernel_size = 0 }) end,
+      function() ops.max_pool3d(x, { kernel_size = 2.5 }) end,
+      function() ops.pool3d(x, { mode = "min" }) end,
+      function() ops.global_avg_pool(x) end,
+      function() nn.MaxPool3d({ stride = 0 }) end, -- (a module's forward raises without a position, as every built-in's)
+    })
   end)
 end)
 
@@ -298,7 +311,7 @@ describe("global sparse pooling", function()
         "(give them to SparseTensor, or build x with ops.sparse_collate)")
     end
     assert.has_error(function() ops.global_sum_pool(lattice.ones({ 2, 2 })) end,
-      "global_sum_pool: x must be a SparseTensor, got userdata")
+      "global_sum_pool: x must be a SparseTensor, got lattice.Tensor")
   end)
 end)
 
@@ -344,7 +357,7 @@ describe("the pooling modules", function()
     assert.has_error(function() nn.Pool3d({ mode = "mean" }) end, "Pool3d: mode must be 'avg', 'max', 'sum', got mean")
     assert.has_error(function() nn.GlobalSumPool({ dim = 1 }) end, "GlobalSumPool: unknown option 'dim'")
     assert.has_error(function() nn.MaxPool3d()(x.feats) end,
-      "MaxPool3d: x must be a SparseTensor, got userdata")
+      "MaxPool3d: x must be a SparseTensor, got lattice.Tensor")
     assert.has_error(function() nn.GlobalMaxPool()(sr.tensor(rows, sr.values(gen, #rows, 4))) end,
       "GlobalMaxPool: x has no batch_counts, which global pooling needs (give them to SparseTensor, or build x " ..
       "with ops.sparse_collate)")

@@ -59,13 +59,29 @@ describe("prune and prune_mask", function()
       { function() ops.prune(x, lattice.ones({ 2 })) end, "prune: rows must be an integer tensor, got float32" },
       { function() ops.prune(x, lattice.zeros({ 2, 2 }, "int32")) end, "prune: rows must have shape {M}, got {2,2}" },
       { function() ops.prune(x, "all") end, "prune: rows must be a lattice.Tensor or a list, got string" },
-      { function() ops.prune(x.feats, { 0 }) end, "prune: x must be a SparseTensor, got userdata" },
+      { function() ops.prune(x.feats, { 0 }) end, "prune: x must be a SparseTensor, got lattice.Tensor" },
       { function() ops.prune_mask(x, lattice.ones({ #rows }, "int32")) end,
         "prune_mask: mask must be a bool tensor, got int32" },
       { function() ops.prune_mask(x, lattice.ones({ 3 }, "bool")) end, "prune_mask: mask has shape {3}, x has 20 rows" },
       { function() ops.prune_mask(x, { true }) end, "prune_mask: mask must be a bool lattice.Tensor, got table" },
     }
     for _, c in ipairs(cases) do assert.has_error(c[1], c[2]) end
+  end)
+end)
+
+describe("row operation errors", function()
+  it("are raised at the caller's line", function()
+    local x = sr.tensor({ { 0, 0, 0, 0 }, { 0, 1, 0, 0 } }, { { 1 }, { 2 } })
+    sr.assert_raised_here({
+      function() ops.prune(x, { 0, 0 }) end,
+      function() ops.prune(x, { 0.5 }) end,
+      function() ops.crop(x, { min_coord = { 1, 0, 0 }, max_coord = { 0, 0, 0 } }) end,
+      function() ops.topk_rows(x, { 1 }) end,
+      function() ops.sparse_collate({ { { 0, 0, 0 }, { 0, 0, 0 } } }, { lattice.ones({ 2, 1 }) }) end,
+      function() ops.morton_codes({ { 0, 0, 2 ^ 21, 0 } }) end,
+      function() ops.occupancy_expand({ { 0, 0, 0, 0 } }, { 256 }) end,
+      function() ops.replace_feature(x, lattice.ones({ 3, 1 })) end,
+    })
   end)
 end)
 
@@ -214,7 +230,7 @@ describe("sparse_collate and replace_feature", function()
     assert.has_error(function() ops.replace_feature(x, { 1 }) end,
       "replace_feature: feats must be a lattice.Tensor, got table")
     assert.has_error(function() ops.replace_feature(x, lattice.ones({ 3, 1 })) end,
-      "with_feats: features must have 2 rows (N, C), got 2 dimensions with 3 rows")
+      "with_feats: features must have shape {2,C}, got {3,1}")
   end)
 end)
 

@@ -8,6 +8,7 @@
 #include <lua.h>
 #include <lauxlib.h>
 #include "lattice/lattice.h"
+#include "lattice/transformer.h"
 
 #define LT_L_TENSOR "lattice.Tensor"
 /* Registry field holding this state's context userdata (an lt_ctx *). */
@@ -123,5 +124,12 @@ void lt_l_open_autograd(lua_State *L);    /* autograd.c */
 void lt_l_open_io(lua_State *L);          /* io.c: safetensors */
 void lt_l_open_runtime(lua_State *L);     /* runtime.c: threads, blas_info, memory, now */
 void lt_l_open_optim(lua_State *L);       /* optim.c: fused optimizer steps */
+void lt_l_open_config(lua_State *L);      /* config.c: BlockConfig, ModelConfig */
+void lt_l_open_transformer(lua_State *L); /* transformer.c: rope, linear_act */
+
+/* The config at `arg`, or Lua's own type error
+ * ("bad argument #1 to 'f' (lattice.BlockConfig expected, got table)"). */
+const lt_block_config *lt_l_checkblockconfig(lua_State *L, int arg);
+const lt_model_config *lt_l_checkmodelconfig(lua_State *L, int arg);
 
 #endif

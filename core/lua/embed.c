@@ -2,6 +2,8 @@
  * pointers first and runs its Lua work under lua_pcall, so bad arguments and
  * errors (out of memory included) come back to the host as a status with a
  * message, never as a crash or a panic. */
+#define _GNU_SOURCE /* dladdr */
+#include <dlfcn.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -15,6 +17,9 @@
 #endif
 #ifndef LATTICE_INSTALL_LUA_DIR
 #define LATTICE_INSTALL_LUA_DIR "/usr/local/share/lua/5.4"
+#endif
+#ifndef LATTICE_LUA_DIR_FROM_LIB
+#define LATTICE_LUA_DIR_FROM_LIB "../share/lua/5.4"
 #endif
 
 /* Before any push: a NULL state has no stack to leave a message on, and the
@@ -33,14 +38,32 @@ static int has_lattice(const char *dir) {
   return f != NULL;
 }
 
+/* The Lua directory of an installed liblattice_lua: LATTICE_LUA_DIR_FROM_LIB
+ * from the directory the library was loaded from, written into buf. Holds
+ * for any install prefix, and wherever the install was moved. Empty when the
+ * code is not in a shared library of its own (lattice/core.so, a static
+ * link), where the path means nothing; has_lattice then refuses it. */
+static const char *lua_dir_beside_library(char *buf, size_t n) {
+  Dl_info info;
+  buf[0] = '\0';
+  if (!dladdr((void *)lattice_lua_open, &info) || !info.dli_fname) return buf;
+  const char *slash = strrchr(info.dli_fname, '/');
+  if (!slash) return buf;
+  int len = snprintf(buf, n, "%.*s/%s", (int)(slash - info.dli_fname), info.dli_fname, LATTICE_LUA_DIR_FROM_LIB);
+  if (len < 0 || (size_t)len >= n) buf[0] = '\0';
+  return buf;
+}
+
 /* The Lua directory, and whether the host named it (lua_dir or
  * LATTICE_LUA_PATH). Only a named one must hold lattice: without one, require
- * may still find lattice through the host's own package.path. */
-static const char *pick_lua_dir(const char *lua_dir, int *named) {
+ * may still find lattice through the host's own package.path. `buf` holds
+ * the directory found beside the library. */
+static const char *pick_lua_dir(const char *lua_dir, int *named, char *buf, size_t n) {
   const char *env = getenv("LATTICE_LUA_PATH");
   *named = lua_dir != NULL || (env && *env);
   if (lua_dir) return lua_dir;
   if (env && *env) return env;
+  if (has_lattice(lua_dir_beside_library(buf, n))) return buf;
   return has_lattice(LATTICE_LUA_DIR) ? LATTICE_LUA_DIR : LATTICE_INSTALL_LUA_DIR;
 }
 
@@ -74,7 +97,8 @@ static int open_protected(lua_State *L) {
 int lattice_lua_open(lua_State *L, const char *lua_dir) {
   int status = entry_status(L, 3), named;
   if (status != LUA_OK) return status;
-  const char *dir = pick_lua_dir(lua_dir, &named);
+  char beside[4096];
+  const char *dir = pick_lua_dir(lua_dir, &named, beside, sizeof beside);
   lua_pushcfunction(L, open_protected);
   lua_pushlightuserdata(L, (void *)dir);
   lua_pushboolean(L, named);

@@ -33,8 +33,11 @@ static int key_gc(lua_State *L) {
   return 0;
 }
 
+/* Equal content is equal identity: the manager interns maps, but a map it
+ * has forgotten (cleared, or pushed out by newer ones) may be built again. */
 static int key_eq(lua_State *L) {
-  lua_pushboolean(L, lt_l_tokey(L, 1) == lt_l_tokey(L, 2));
+  lt_coords *a = lt_l_tokey(L, 1), *b = lt_l_tokey(L, 2);
+  lua_pushboolean(L, a && b && lt_coords_equal(a, b));
   return 1;
 }
 
@@ -63,6 +66,8 @@ lt_coords *lt_l_sparse_coords(lua_State *L, int arg) {
   return c;
 }
 
+void lt_l_push_sparse_counts(lua_State *L, int arg) { lua_getiuservalue(L, arg, UV_COUNTS); }
+
 lt_tensor *lt_l_sparse_feats(lua_State *L, int arg) {
   lua_getiuservalue(L, arg, UV_FEATS);
   lt_tensor *t = lt_l_totensor(L, -1);
@@ -71,8 +76,12 @@ lt_tensor *lt_l_sparse_feats(lua_State *L, int arg) {
   return t;
 }
 
-/* Counts per batch of the map's rows: a Lua list. */
-void lt_l_push_batch_counts(lua_State *L, const lt_coords *c) { lt_l_push_counts_for(L, c, 0); }
+const char *lt_l_type_name(lua_State *L, int i) {
+  int t = luaL_getmetafield(L, i, "__name");
+  const char *name = t == LUA_TSTRING ? lua_tostring(L, -1) : luaL_typename(L, i);
+  if (t != LUA_TNIL) lua_pop(L, 1); /* a __name string stays alive in the metatable */
+  return name;
+}
 
 lua_Integer lt_l_sparse_batches(lua_State *L, int arg) {
   lua_getiuservalue(L, arg, UV_COUNTS);
@@ -81,25 +90,34 @@ lua_Integer lt_l_sparse_batches(lua_State *L, int arg) {
   return n;
 }
 
-void lt_l_push_counts_for(lua_State *L, const lt_coords *c, lua_Integer batches) {
-  if (batches < 0) {
-    lua_pushnil(L);
-    return;
-  }
+/* The rows of each batch 0 .. batches-1 of the map: a Lua list, sized by
+ * the caller (never by the largest batch index, which a row may set to 2^31-1).
+ * Returns -1, or the first row (0-based) whose batch is not below `batches`.
+ * Counted in C, in a scratch userdata the GC frees whatever happens. */
+int64_t lt_l_push_batch_counts(lua_State *L, const lt_coords *c, lua_Integer batches) {
   const int32_t *r = lt_tensor_data(lt_coords_tensor(c));
-  int64_t n = lt_coords_count(c), nb = batches;
-  for (int64_t i = 0; i < n; i++)
-    if (r[i * 4] + 1 > nb) nb = r[i * 4] + 1;
-  /* counted in a scratch userdata (freed by the GC even if a push below fails) */
-  lua_Integer *count = lua_newuserdatauv(L, (size_t)(nb ? nb : 1) * sizeof *count, 0);
-  for (int64_t b = 0; b < nb; b++) count[b] = 0;
-  for (int64_t i = 0; i < n; i++) count[r[i * 4]]++;
-  lua_createtable(L, (int)nb, 0);
-  for (int64_t b = 0; b < nb; b++) {
+  int64_t n = lt_coords_count(c), outside = -1;
+  lua_Integer *count = lua_newuserdatauv(L, (size_t)(batches > 0 ? batches : 1) * sizeof *count, 0);
+  for (lua_Integer b = 0; b < batches; b++) count[b] = 0;
+  for (int64_t i = 0; i < n; i++) {
+    if (r[i * 4] < batches)
+      count[r[i * 4]]++;
+    else if (outside < 0)
+      outside = i;
+  }
+  lua_createtable(L, batches < INT32_MAX ? (int)batches : 0, 0);
+  for (lua_Integer b = 0; b < batches; b++) {
     lua_pushinteger(L, count[b]);
     lua_rawseti(L, -2, b + 1);
   }
   lua_remove(L, -2);
+  return outside;
+}
+
+int64_t lt_l_push_counts_for(lua_State *L, const lt_coords *c, lua_Integer batches) {
+  if (batches >= 0) return lt_l_push_batch_counts(L, c, batches);
+  lua_pushnil(L);
+  return -1;
 }
 
 void lt_l_pushsparse(lua_State *L, int key, int feats, int counts) {
@@ -114,31 +132,41 @@ void lt_l_pushsparse(lua_State *L, int key, int feats, int counts) {
   lua_setiuservalue(L, -2, UV_COUNTS);
 }
 
+/* t[i] (or the value at index t when i is 0) as an integer: a number with an
+ * integral value; a numeric string is not one. */
+static int to_integer(lua_State *L, int t, lua_Integer i, lua_Integer *v) {
+  if (i) lua_geti(L, t, i);
+  int isint = lua_type(L, i ? -1 : t) == LUA_TNUMBER;
+  *v = isint ? lua_tointegerx(L, i ? -1 : t, &isint) : 0;
+  if (i) lua_pop(L, 1);
+  return isint;
+}
+
 /* The batch counts at arg (a list of non-negative integers) checked against
  * the rows: they must sum to N and give each batch its rows. */
 static void check_counts(lua_State *L, int arg, const lt_coords *c) {
   luaL_checktype(L, arg, LUA_TTABLE);
-  lt_l_push_batch_counts(L, c);
-  int actual = lua_gettop(L);
   lua_Integer n = (lua_Integer)luaL_len(L, arg), total = 0;
   for (lua_Integer b = 1; b <= n; b++) {
-    lua_geti(L, arg, b);
-    int isint;
-    lua_Integer v = lua_tointegerx(L, -1, &isint);
-    lua_pop(L, 1);
-    if (!isint || v < 0) luaL_error(L, "SparseTensor: batch_counts[%I] must be a non-negative integer", b);
-    total += v;
+    lua_Integer v;
+    if (!to_integer(L, arg, b, &v) || v < 0)
+      luaL_error(L, "SparseTensor: batch_counts[%I] must be a non-negative integer", b);
+    total = (lua_Integer)((lua_Unsigned)total + (lua_Unsigned)v); /* wraps as Lua's own sums do; rows checked below */
   }
   if (total != lt_coords_count(c))
-    luaL_error(L, "SparseTensor: batch_counts sum to %I, there are %I rows", total, (lua_Integer)lt_coords_count(c));
-  lua_Integer nb = (lua_Integer)luaL_len(L, actual);
-  for (lua_Integer b = 1; b <= (n > nb ? n : nb); b++) {
+    luaL_error(L, "SparseTensor: batch_counts sum to %I, not to the row count %I", total,
+               (lua_Integer)lt_coords_count(c));
+  int64_t outside = lt_l_push_batch_counts(L, c, n);
+  if (outside >= 0)
+    luaL_error(L, "SparseTensor: row %I has batch index %d, batch_counts has %I batches", (lua_Integer)outside + 1,
+               ((const int32_t *)lt_tensor_data(lt_coords_tensor(c)))[outside * 4], n);
+  for (lua_Integer b = 1; b <= n; b++) {
     lua_geti(L, arg, b);
-    lua_geti(L, actual, b);
+    lua_geti(L, -2, b);
     lua_Integer want = lua_tointeger(L, -2), got = lua_tointeger(L, -1);
     lua_pop(L, 2);
     if (want != got)
-      luaL_error(L, "SparseTensor: batch_counts[%I] is %I, the batch column has %I rows with batch %I", b, want, got,
+      luaL_error(L, "SparseTensor: batch_counts[%I] is %I, the batch column counts %I for batch %I", b, want, got,
                  b - 1);
   }
   lua_pop(L, 1);
@@ -151,18 +179,16 @@ void lt_l_checkstride(lua_State *L, int arg, int *stride, const char *fname, con
   if (lua_istable(L, arg)) {
     if (luaL_len(L, arg) != 3) luaL_error(L, "%s: %s must be a number or a list of 3", fname, what);
     for (int a = 0; a < 3; a++) {
-      lua_geti(L, arg, a + 1);
-      int isint;
-      lua_Integer v = lua_tointegerx(L, -1, &isint);
-      lua_pop(L, 1);
-      if (!isint || v < 1 || v > INT32_MAX) luaL_error(L, "%s: %s must hold positive integers", fname, what);
+      lua_Integer v;
+      if (!to_integer(L, arg, a + 1, &v) || v < 1 || v > INT32_MAX)
+        luaL_error(L, "%s: %s must hold positive integers", fname, what);
       stride[a] = (int)v;
     }
     return;
   }
-  int isint;
-  lua_Integer v = lua_tointegerx(L, arg, &isint);
-  if (!isint || v < 1 || v > INT32_MAX) luaL_error(L, "%s: %s must be a positive integer", fname, what);
+  lua_Integer v;
+  if (!to_integer(L, arg, 0, &v) || v < 1 || v > INT32_MAX)
+    luaL_error(L, "%s: %s must be a positive integer", fname, what);
   for (int a = 0; a < 3; a++) stride[a] = (int)v;
 }
 
@@ -175,7 +201,10 @@ static int l_sparse_new(lua_State *L) {
   if (!lt_dtype_info(lt_tensor_dtype(feats))->is_float)
     return luaL_error(L, "SparseTensor: feats must be a float tensor, got %s",
                       lt_dtype_info(lt_tensor_dtype(feats))->name);
-  if (lt_tensor_ndim(feats) != 2) return luaL_error(L, "SparseTensor: feats must be 2-D (N, C)");
+  char shape[LT_SHAPE_STR_MAX];
+  if (lt_tensor_ndim(feats) != 2)
+    return luaL_error(L, "SparseTensor: feats must have shape {N,C}, got %s",
+                      lt__shape_str(shape, sizeof shape, lt_tensor_ndim(feats), lt_tensor_shape(feats)));
   lt_coords **box = &((key_box *)lua_newuserdatauv(L, sizeof(key_box), 0))->c;
   *box = NULL;
   luaL_setmetatable(L, LT_L_KEY); /* first: an error below leaks nothing */
@@ -188,6 +217,18 @@ static int l_sparse_new(lua_State *L) {
   return 1;
 }
 
+static void push_counts_copy(lua_State *L, int arg) {
+  lua_getiuservalue(L, arg, UV_COUNTS);
+  if (lua_isnil(L, -1)) return;
+  lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
+  lua_createtable(L, n < INT32_MAX ? (int)n : 0, 0);
+  for (lua_Integer b = 1; b <= n; b++) {
+    lua_rawgeti(L, -2, b);
+    lua_rawseti(L, -2, b);
+  }
+  lua_remove(L, -2);
+}
+
 static int sparse_index(lua_State *L) {
   lua_pushvalue(L, 2);
   if (lua_rawget(L, lua_upvalueindex(2)) != LUA_TNIL) return 1; /* methods */
@@ -198,7 +239,7 @@ static int sparse_index(lua_State *L) {
   } else if (!strcmp(k, "coordinate_map_key")) {
     lua_getiuservalue(L, 1, UV_KEY);
   } else if (!strcmp(k, "batch_counts")) {
-    lua_getiuservalue(L, 1, UV_COUNTS);
+    push_counts_copy(L, 1); /* a copy: the tensor's own list must not change under it */
   } else if (!strcmp(k, "coords")) {
     lt_l_newtensor(L)->t = lt_tensor_retain(lt_coords_tensor(c));
   } else if (!strcmp(k, "stride")) {
@@ -226,10 +267,10 @@ static int l_with_feats(lua_State *L) {
   lt_l_checksparse(L, 1);
   lt_tensor *f = lt_l_checktensor(L, 2);
   lt_coords *c = lt_l_sparse_coords(L, 1);
+  char shape[LT_SHAPE_STR_MAX];
   if (lt_tensor_ndim(f) != 2 || lt_tensor_shape(f)[0] != lt_coords_count(c))
-    return luaL_error(L, "with_feats: features must have %I rows (N, C), got %d dimensions with %I rows",
-                      (lua_Integer)lt_coords_count(c), lt_tensor_ndim(f),
-                      (lua_Integer)(lt_tensor_ndim(f) ? lt_tensor_shape(f)[0] : 0));
+    return luaL_error(L, "with_feats: features must have shape {%I,C}, got %s", (lua_Integer)lt_coords_count(c),
+                      lt__shape_str(shape, sizeof shape, lt_tensor_ndim(f), lt_tensor_shape(f)));
   if (!lt_dtype_info(lt_tensor_dtype(f))->is_float)
     return luaL_error(L, "with_feats: features must be a float tensor, got %s",
                       lt_dtype_info(lt_tensor_dtype(f))->name);

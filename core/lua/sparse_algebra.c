@@ -13,11 +13,35 @@ static const char *const joins[] = {"inner", "left", "right", "outer", NULL};
 static const char *const names[] = {"sparse_add",     "sparse_sub", "sparse_mul",         "sparse_maximum",
                                     "sparse_minimum", "cat",        "sparse_cat_aligned", NULL};
 
+/* The largest batch index of the map's rows (-1 for none). */
+static lua_Integer max_batch(const lt_coords *c) {
+  const int32_t *r = lt_tensor_data(lt_coords_tensor(c));
+  lua_Integer m = -1;
+  for (int64_t i = 0; i < lt_coords_count(c); i++)
+    if (r[i * 4] > m) m = r[i * 4];
+  return m;
+}
+
+/* The result's batch count: as many as either input has (-1: neither has
+ * counts). An input without counts must have its rows inside them. */
+static lua_Integer result_batches(lua_State *L, int a, int b, const char *name) {
+  lua_Integer na = lt_l_sparse_batches(L, a), nb = lt_l_sparse_batches(L, b), n = na > nb ? na : nb;
+  for (int k = 0; k < 2 && n >= 0; k++) {
+    int arg = k ? b : a;
+    lua_Integer m = lt_l_sparse_batches(L, arg) < 0 ? max_batch(lt_l_sparse_coords(L, arg)) : -1;
+    if (m >= n)
+      luaL_error(L, "%s: %s has a row of batch %I, beyond the %I batches of %s's batch_counts", name, k ? "b" : "a", m,
+                 n, k ? "a" : "b");
+  }
+  return n;
+}
+
 /* Pushes op(a, b) for the SparseTensors at a and b; its batch counts cover as
  * many batches as either input's (none when neither has counts). */
 static int push_binary(lua_State *L, lt_sparse_binary_op op, int a, int b, lt_sparse_join join, const char *name) {
   lt_l_checksparse(L, a);
   lt_l_checksparse(L, b);
+  lua_Integer batches = result_batches(L, a, b, name);
   lt_ctx *ctx = lt_l_ctx(L);
   lt_l_pushkey(L, NULL);
   int key = lua_gettop(L);
@@ -26,8 +50,7 @@ static int push_binary(lua_State *L, lt_sparse_binary_op op, int a, int b, lt_sp
   lt_coords **out = lua_touserdata(L, key);
   lt_l_check(L, lt_sparse_binary(ctx, out, &u->t, op, lt_l_sparse_coords(L, a), lt_l_sparse_feats(L, a),
                                  lt_l_sparse_coords(L, b), lt_l_sparse_feats(L, b), join, name));
-  lua_Integer na = lt_l_sparse_batches(L, a), nb = lt_l_sparse_batches(L, b);
-  lt_l_push_counts_for(L, *out, na > nb ? na : nb);
+  lt_l_push_counts_for(L, *out, batches);
   lt_l_pushsparse(L, key, feats, -1);
   lt_l_report_alloc(L, ctx);
   return 1;
@@ -41,19 +64,13 @@ static int l_binary(lua_State *L) {
   return push_binary(L, op, 2, 3, join, names[luaL_checkoption(L, 5, NULL, names)]);
 }
 
-/* The type of the value at i as a message names it: its __name, else its Lua type. */
-static const char *type_name(lua_State *L, int i) {
-  if (luaL_getmetafield(L, i, "__name") == LUA_TSTRING) return lua_tostring(L, -1); /* kept on the stack */
-  return luaL_typename(L, i);
-}
-
 /* x + y and its kin: the same coordinate identity only (alignment by value
  * is the ops' job, with its join stated). */
 static int arith(lua_State *L, lt_sparse_binary_op op, const char *sign, const char *name) {
   if (!lt_l_issparse(L, 1) || !lt_l_issparse(L, 2))
     return luaL_error(L, "SparseTensor %s: both operands must be SparseTensors, got %s and %s", sign,
-                      type_name(L, 1), type_name(L, 2));
-  if (lt_l_sparse_coords(L, 1) != lt_l_sparse_coords(L, 2))
+                      lt_l_type_name(L, 1), lt_l_type_name(L, 2));
+  if (!lt_coords_equal(lt_l_sparse_coords(L, 1), lt_l_sparse_coords(L, 2)))
     return luaL_error(L,
                       "SparseTensor %s: the operands have different coordinate identities (ops.%s aligns them "
                       "by coordinate value)",

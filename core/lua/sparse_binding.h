@@ -16,15 +16,20 @@ void lt_l_checksparse(lua_State *L, int arg);
 /* The map and the features of the SparseTensor at arg (borrowed). */
 lt_coords *lt_l_sparse_coords(lua_State *L, int arg);
 lt_tensor *lt_l_sparse_feats(lua_State *L, int arg);
+/* Pushes the batch counts of the SparseTensor at arg (a list, or nil). */
+void lt_l_push_sparse_counts(lua_State *L, int arg);
 /* Pushes a SparseTensor of the key, features and counts (nil or a list) at those indices. */
 void lt_l_pushsparse(lua_State *L, int key, int feats, int counts);
-/* Pushes the list of row counts per batch of the map. */
-void lt_l_push_batch_counts(lua_State *L, const lt_coords *c);
+/* Pushes the list of the rows of each batch 0 .. batches-1 of the map; returns
+ * -1, or the first row (0-based) whose batch is not below `batches`. */
+int64_t lt_l_push_batch_counts(lua_State *L, const lt_coords *c, lua_Integer batches);
+/* How the value at i reads in a message: its __name ("lattice.Tensor"), else
+ * its Lua type. */
+const char *lt_l_type_name(lua_State *L, int i);
 /* The number of batch counts of the SparseTensor at arg, -1 when it has none. */
 lua_Integer lt_l_sparse_batches(lua_State *L, int arg);
-/* Pushes nil when batches < 0, else the map's counts for at least `batches`
- * batches (trailing empty ones kept). */
-void lt_l_push_counts_for(lua_State *L, const lt_coords *c, lua_Integer batches);
+/* lt_l_push_batch_counts, or nil (returning -1) when batches < 0. */
+int64_t lt_l_push_counts_for(lua_State *L, const lt_coords *c, lua_Integer batches);
 /* Pushes a SparseTensor with the key and batch counts of the one at `like`
  * and the features at `feats` (not checked: the caller made them). */
 void lt_l_push_with_feats(lua_State *L, int like, int feats);

@@ -7,6 +7,7 @@
  * SparseTensor or a CoordinateMapKey; target nil, a SparseTensor, a key or an
  * int32 (M, 4) coordinate tensor at the output's tensor stride. */
 #include <string.h>
+#include "base.h"
 #include "sparse_binding.h"
 
 #define LT_L_RELATION "lattice.Relation"
@@ -45,28 +46,64 @@ static lt_kernel_spec check_spec(lua_State *L, int arg) {
   return s;
 }
 
-/* The map at arg: a SparseTensor's or a key's. */
+/* What a value is called in messages: its type's __name, else its Lua type. */
+static const char *type_name(lua_State *L, int arg) {
+  int t = luaL_getmetafield(L, arg, "__name");
+  if (t == LUA_TSTRING) {
+    const char *name = lua_tostring(L, -1);
+    lua_pop(L, 1); /* the string stays alive in the metatable */
+    return name;
+  }
+  if (t != LUA_TNIL) lua_pop(L, 1);
+  return luaL_typename(L, arg);
+}
+
+/* The map of the int32 (N, 4) tensor t at `stride`; its key userdata is pushed
+ * to keep it alive. `op` prefixes the manager's messages. */
+static lt_coords *coords_of_tensor(lua_State *L, lt_tensor *t, const int *stride, const char *op) {
+  lt_l_pushkey(L, NULL);
+  lt_coords **box = lua_touserdata(L, -1);
+  lt_l_check(L, lt_coords_new(lt_l_ctx(L), box, t, stride, op));
+  return *box;
+}
+
+/* The map at arg: a SparseTensor's, a key's, or that of an int32 coordinate
+ * tensor at tensor stride 1 (build_kernel_relation; lua/lattice/ops.lua
+ * converts tables and other integer tensors). */
 static lt_coords *check_coords(lua_State *L, int arg, const char *fname) {
   if (lt_l_issparse(L, arg)) return lt_l_sparse_coords(L, arg);
   lt_coords *c = lt_l_tokey(L, arg);
-  if (!c) luaL_error(L, "%s: expected a SparseTensor or a CoordinateMapKey, got %s", fname, luaL_typename(L, arg));
-  return c;
+  if (c) return c;
+  lt_tensor *t = lt_l_totensor(L, arg);
+  if (!t)
+    luaL_error(L, "%s: coords must be a lattice.Tensor, a table, a SparseTensor or a CoordinateMapKey, got %s", fname,
+               type_name(L, arg));
+  return coords_of_tensor(L, t, (int[]){1, 1, 1}, fname);
 }
 
-/* The target map at arg (nil: none); a coordinate tensor becomes a map at the
- * output's stride, whose key userdata is pushed to keep it alive. */
+/* The target map at arg (nil: none): a SparseTensor, a key, or an int32
+ * coordinate tensor, which becomes a map at the output's stride. */
 static lt_coords *check_target(lua_State *L, int arg, lt_relation_kind kind, lt_coords *in, const lt_kernel_spec *s,
                                const char *fname) {
   if (lua_isnoneornil(L, arg)) return NULL;
+  if (lt_l_issparse(L, arg)) return lt_l_sparse_coords(L, arg);
+  lt_coords *c = lt_l_tokey(L, arg);
+  if (c) return c;
   lt_tensor *t = lt_l_totensor(L, arg);
-  if (!t) return check_coords(L, arg, fname);
-  lt_ctx *ctx = lt_l_ctx(L);
+  if (!t || lt_tensor_dtype(t) != LT_INT32) {
+    const char *got =
+        t ? lua_pushfstring(L, "a %s tensor", lt_dtype_info(lt_tensor_dtype(t))->name) : type_name(L, arg);
+    luaL_error(L, "%s: coordinates must be a SparseTensor, a CoordinateMapKey or an int32 coordinate tensor, got %s",
+               fname, got);
+  }
+  char shape[LT_SHAPE_STR_MAX];
+  if (lt_tensor_ndim(t) != 2 || lt_tensor_shape(t)[1] != 4)
+    luaL_error(L, "%s: coordinates must have shape {N,4} (batch, x, y, z), got %s", fname,
+               lt__shape_str(shape, sizeof shape, lt_tensor_ndim(t), lt_tensor_shape(t)));
   int stride[3];
-  lt_l_check(L, lt_relation_output_stride(ctx, kind, in, s, stride, fname));
-  lt_l_pushkey(L, NULL);
-  lt_coords **box = lua_touserdata(L, -1);
-  lt_l_check(L, lt_coords_new(ctx, box, t, stride, fname));
-  return *box;
+  lt_l_check(L, lt_relation_output_stride(lt_l_ctx(L), kind, in, s, stride, fname));
+  /* the manager's messages about these rows read "conv3d: coordinates: rows 1 and 2 are ..." */
+  return coords_of_tensor(L, t, stride, lua_pushfstring(L, "%s: coordinates", fname));
 }
 
 /* ---- Relation ---- */
@@ -164,6 +201,21 @@ static int l_kernel_relation(lua_State *L) {
 
 /* ---- convolution ---- */
 
+/* The output's batch counts: nil when the input has none, else the rows of
+ * each of the input's batches (an output row in another batch, which only a
+ * target can bring, is an error: the counts would not cover it). */
+static void push_output_counts(lua_State *L, int xarg, const lt_coords *out, const char *op) {
+  lt_l_push_sparse_counts(L, xarg);
+  if (lua_isnil(L, -1)) return;
+  lua_Integer batches = (lua_Integer)lua_rawlen(L, -1);
+  lua_pop(L, 1);
+  int64_t outside = lt_l_push_batch_counts(L, out, batches);
+  if (outside >= 0)
+    luaL_error(L, "%s: coordinates: row %I has batch index %d, the input's batch_counts has %I batches", op,
+               (lua_Integer)outside + 1, ((const int32_t *)lt_tensor_data(lt_coords_tensor(out)))[outside * 4],
+               batches);
+}
+
 int lt_l_sparse_conv_push(lua_State *L, lt_relation_kind kind, int xarg, lt_tensor *w, lt_tensor *bias,
                           const lt_kernel_spec *spec, int target_arg, const char *op) {
   lt_l_checksparse(L, xarg);
@@ -177,15 +229,12 @@ int lt_l_sparse_conv_push(lua_State *L, lt_relation_kind kind, int xarg, lt_tens
   lt_l_check(L, lt_relation_get(ctx, &b->r, kind, in, target, spec, op));
   lt_l_pushkey(L, lt_coords_retain(lt_relation_output(b->r)));
   int key = lua_gettop(L);
+  push_output_counts(L, xarg, lt_relation_output(b->r), op); /* before the conv: its errors record nothing */
+  int counts = lua_gettop(L);
   lt_l_tensor *u = lt_l_newtensor(L);
   int feats = lua_gettop(L);
   lt_l_check(L, lt_sparse_conv(ctx, &u->t, x, w, bias, b->r, op));
-  lua_getiuservalue(L, xarg, 3); /* the input's batch counts: the output gets its own when the input had them */
-  if (!lua_isnil(L, -1)) {
-    lua_pop(L, 1);
-    lt_l_push_batch_counts(L, lt_relation_output(b->r));
-  }
-  lt_l_pushsparse(L, key, feats, -1);
+  lt_l_pushsparse(L, key, feats, counts);
   lt_l_report_alloc(L, ctx);
   return 1;
 }

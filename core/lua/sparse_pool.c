@@ -38,7 +38,7 @@ static void pop_triple(lua_State *L, int *out, const char *what) {
 
 /* Pushes the local pool of the SparseTensor at xarg. */
 static void check_input(lua_State *L, int xarg, const char *op) {
-  if (!lt_l_issparse(L, xarg)) luaL_error(L, "%s: x must be a SparseTensor, got %s", op, luaL_typename(L, xarg));
+  if (!lt_l_issparse(L, xarg)) luaL_error(L, "%s: x must be a SparseTensor, got %s", op, lt_l_type_name(L, xarg));
 }
 
 static int push_pool(lua_State *L, lt_sparse_pool_mode mode, int xarg, const lt_kernel_spec *spec, const char *op) {

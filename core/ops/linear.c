@@ -8,11 +8,9 @@
  * float32, float16 and bfloat16 compute through sgemm (16-bit inputs staged to
  * float32; the result keeps their dtype when x and weight share it); float64
  * computes through dgemm. */
-#include <cblas.h>
 #include <limits.h>
 #include <string.h>
 #include "ops/internal.h"
-#include "runtime/blas_call.h"
 
 /* The dtype the GEMM runs in and the result's dtype. */
 static lt_dtype compute_dtype(const lt_tensor *x, const lt_tensor *w, const lt_tensor *b) {
@@ -22,24 +20,6 @@ static lt_dtype compute_dtype(const lt_tensor *x, const lt_tensor *w, const lt_t
 
 static lt_dtype result_dtype(const lt_tensor *x, const lt_tensor *w, lt_dtype cdt) {
   return cdt == LT_FLOAT32 && x->dtype == w->dtype ? x->dtype : cdt;
-}
-
-/* c (m, n) = op(a) @ op(b) + beta c, all contiguous row-major in dtype dt. */
-static void gemm(const lt_ctx *ctx, lt_dtype dt, int ta, int tb, int64_t m, int64_t n, int64_t k, const void *a,
-                 const void *b, double beta, void *c) {
-  if (m == 0 || n == 0) return;
-  int lda = (int)(ta ? m : k), ldb = (int)(tb ? k : n);
-  enum CBLAS_TRANSPOSE oa = ta ? CblasTrans : CblasNoTrans, ob = tb ? CblasTrans : CblasNoTrans;
-  if (k == 0) { /* BLAS leaves c untouched when k is 0 only for beta 1 */
-    if (beta == 0) memset(c, 0, (size_t)(m * n) * lt_dtype_info(dt)->size);
-    return;
-  }
-  lt__blas_begin(ctx);
-  if (dt == LT_FLOAT64)
-    cblas_dgemm(CblasRowMajor, oa, ob, (int)m, (int)n, (int)k, 1.0, a, lda, b, ldb, beta, c, (int)n);
-  else
-    cblas_sgemm(CblasRowMajor, oa, ob, (int)m, (int)n, (int)k, 1.0f, a, lda, b, ldb, (float)beta, c, (int)n);
-  lt__blas_end();
 }
 
 /* Each of the m rows of y (m, n) set to b (n). */
@@ -115,12 +95,14 @@ static lt_status linear_backward(lt_ctx *ctx, const lt_node *n, lt_tensor *const
   if (!st && lt__needs(n, 0)) { /* dx (rows, in) = g (rows, out) @ w (out, in) */
     st = lt_tensor_new(ctx, &gin[0], cdt, x->ndim, x->shape);
     if (!st)
-      gemm(ctx, cdt, 0, 0, s.rows, s.in, s.out, lt_tensor_data(s.g), lt_tensor_data(s.w), 0, lt_tensor_data(gin[0]));
+      lt__gemm(ctx, cdt, 0, 0, s.rows, s.in, s.out, lt_tensor_data(s.g), lt_tensor_data(s.w), 0,
+               lt_tensor_data(gin[0]));
   }
   if (!st && lt__needs(n, 1)) { /* dw (out, in) = g^T (out, rows) @ x (rows, in) */
     st = lt_tensor_new(ctx, &gin[1], cdt, 2, w->shape);
     if (!st)
-      gemm(ctx, cdt, 1, 0, s.out, s.in, s.rows, lt_tensor_data(s.g), lt_tensor_data(s.x), 0, lt_tensor_data(gin[1]));
+      lt__gemm(ctx, cdt, 1, 0, s.out, s.in, s.rows, lt_tensor_data(s.g), lt_tensor_data(s.x), 0,
+               lt_tensor_data(gin[1]));
   }
   if (!st && b && lt__needs(n, 2)) st = bias_grad(ctx, &gin[2], s.g, &s);
   unstage(&s);
@@ -140,7 +122,7 @@ static lt_status compute(lt_ctx *ctx, lt_tensor *y, lt_tensor *x, lt_tensor *w, 
   if (!st && b) st = lt__as_contig(ctx, &bs, b, cdt);
   if (!st) {
     if (bs) fill_rows(ctx, lt_tensor_data(y), lt_tensor_data(bs), rows, out, lt_dtype_info(cdt)->size);
-    gemm(ctx, cdt, 0, 1, rows, out, in, lt_tensor_data(xs), lt_tensor_data(ws), bs ? 1.0 : 0.0, lt_tensor_data(y));
+    lt__gemm(ctx, cdt, 0, 1, rows, out, in, lt_tensor_data(xs), lt_tensor_data(ws), bs ? 1.0 : 0.0, lt_tensor_data(y));
   }
   lt_tensor_release(xs), lt_tensor_release(ws), lt_tensor_release(bs);
   return st;

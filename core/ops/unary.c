@@ -241,13 +241,13 @@ static lt_isa clamp_isa(lt_isa want) {
   return want < best ? want : best;
 }
 
-static lt__unary_fwd pick_fwd(lt_unary_op op, lt_isa isa) {
+lt__unary_fwd lt__unary_pick_fwd(lt_unary_op op, lt_isa isa) {
   if (isa >= LT_ISA_AVX512 && lt__unary_fwd_avx512[op]) return lt__unary_fwd_avx512[op];
   if (isa >= LT_ISA_AVX2 && lt__unary_fwd_avx2[op]) return lt__unary_fwd_avx2[op];
   return lt__unary_fwd_ref[op];
 }
 
-static lt__unary_bwd pick_bwd(lt_unary_op op, lt_isa isa) {
+lt__unary_bwd lt__unary_pick_bwd(lt_unary_op op, lt_isa isa) {
   if (isa >= LT_ISA_AVX512 && lt__unary_bwd_avx512[op]) return lt__unary_bwd_avx512[op];
   if (isa >= LT_ISA_AVX2 && lt__unary_bwd_avx2[op]) return lt__unary_bwd_avx2[op];
   return lt__unary_bwd_ref[op];
@@ -332,7 +332,7 @@ static lt_status forward(lt_ctx *ctx, lt_tensor **out, lt_unary_op op, lt_tensor
   if (!st && cdt == LT_FLOAT64)
     lt__unary_fwd_f64(ctx, op, lt__f64(o), lt__f64(xc), lt_tensor_size(o), alpha);
   else if (!st)
-    run_fwd(ctx, pick_fwd(op, isa), lt__f32(o), lt__f32(xc), lt_tensor_size(o), (float)alpha);
+    run_fwd(ctx, lt__unary_pick_fwd(op, isa), lt__f32(o), lt__f32(xc), lt_tensor_size(o), (float)alpha);
   lt_tensor_release(xc);
   if (!st) st = lt__to_dtype(ctx, &o, lt__float_result(x->dtype));
   if (st) {
@@ -375,8 +375,8 @@ static lt_status backward_kernel(lt_ctx *ctx, lt_tensor **out, lt_unary_op op, l
   if (!st && cdt == LT_FLOAT64)
     lt__unary_bwd_f64(ctx, op, lt__f64(o), lt__f64(gc), lt__f64(xc), yc ? lt__f64(yc) : NULL, lt_tensor_size(o), alpha);
   else if (!st)
-    run_bwd(ctx, pick_bwd(op, isa), lt__f32(o), lt__f32(gc), lt__f32(xc), yc ? lt__f32(yc) : NULL, lt_tensor_size(o),
-            (float)alpha);
+    run_bwd(ctx, lt__unary_pick_bwd(op, isa), lt__f32(o), lt__f32(gc), lt__f32(xc), yc ? lt__f32(yc) : NULL,
+            lt_tensor_size(o), (float)alpha);
   lt_tensor *tmp[4] = {yown, gc, xc, yc};
   lt__release_all(4, tmp);
   if (!st) st = lt__to_dtype(ctx, &o, lt__float_result(x->dtype));

@@ -27,6 +27,10 @@ extern const lt__unary_bwd lt__unary_bwd_avx2[LT_UNARY_COUNT];
 extern const lt__unary_fwd lt__unary_fwd_avx512[LT_UNARY_COUNT];
 extern const lt__unary_bwd lt__unary_bwd_avx512[LT_UNARY_COUNT];
 
+/* The kernel of op for `isa`: its table's entry, or the next lower ISA's. */
+lt__unary_fwd lt__unary_pick_fwd(lt_unary_op op, lt_isa isa);
+lt__unary_bwd lt__unary_pick_bwd(lt_unary_op op, lt_isa isa);
+
 /* The float64 path (unary_f64.c): plain loops in double through libm, for
  * references and gradient checks; same contracts as the kernels above, y
  * (the saved output) read only by the ops lt__unary_uses_output names. */

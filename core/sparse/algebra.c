@@ -10,8 +10,9 @@
  *   max  da = g w      db = g (1 - w),  w = [a_j > b_j] + [a_j == b_j] / 2  (min: <)
  * Every row of an input has at most one output row, so each task writes only
  * its own row: no races, no atomics, the same result for any thread count.
- * Two tensors of the same coordinate map skip the alignment and combine their
- * features row by row with the dense ops (lt_binary, lt_concatenate). */
+ * Two tensors of the same coordinates (equal maps: the same rows in the same
+ * order) skip the alignment and combine their features row by row with the
+ * dense ops (lt_binary, lt_concatenate). */
 #include <string.h>
 #include "autograd/tape.h"
 #include "lattice/ops.h"
@@ -284,7 +285,7 @@ lt_status lt_sparse_binary(lt_ctx *ctx, lt_coords **out_coords, lt_tensor **out,
   lt_status st = check_args(ctx, op, a, xa, b, xb, name);
   if (!st && (unsigned)join >= LT_SPARSE_JOINS) st = lt_ctx_fail(ctx, LT_ERR_ARG, "%s: unknown join", name);
   if (st) return st;
-  if (a == b) {
+  if (lt_coords_equal(a, b)) {
     st = same_map(ctx, out, op, xa, xb);
     if (!st) *out_coords = lt_coords_retain(a);
     return st;

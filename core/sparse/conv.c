@@ -148,7 +148,7 @@ static lt_status check_args(lt_ctx *ctx, const lt_tensor *x, const lt_tensor *w,
                        lt__shape_str(s, sizeof s, w->ndim, w->shape), r->spec.size[0], r->spec.size[1],
                        r->spec.size[2]);
   if (w->shape[4] != x->shape[1])
-    return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: weight has %lld input channels, the input has %lld", op,
+    return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: weight has %lld input channels, input has %lld", op,
                        (long long)w->shape[4], (long long)x->shape[1]);
   if (b && (b->ndim != 1 || b->shape[0] != w->shape[0]))
     return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: bias has shape %s, expected {%lld}", op,
@@ -238,7 +238,9 @@ lt_status lt_sparse_conv(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, lt_tensor *
   lt_dtype cdt = compute_dtype(x, weight, bias);
   st = lt_tensor_new(ctx, out, cdt, 2, (int64_t[]){r->out->n, weight->shape[0]});
   if (!st) st = compute(ctx, *out, x, weight, bias, r, cdt, op);
-  if (!st && cdt == LT_FLOAT32 && x->dtype == weight->dtype) st = lt__to_dtype(ctx, out, x->dtype);
+  /* the inputs' dtype when they all share it (float16, bfloat16), as lattice.add would give for the bias */
+  if (!st && cdt == LT_FLOAT32 && x->dtype == weight->dtype && (!bias || bias->dtype == x->dtype))
+    st = lt__to_dtype(ctx, out, x->dtype);
   if (st) {
     lt_tensor_release(*out);
     *out = NULL;

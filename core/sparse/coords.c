@@ -155,6 +155,11 @@ int64_t lt_coords_count(const lt_coords *c) { return c->n; }
 const int *lt_coords_stride(const lt_coords *c) { return c->stride; }
 uint64_t lt_coords_id(const lt_coords *c) { return c->id; }
 
+int lt_coords_equal(const lt_coords *a, const lt_coords *b) {
+  return a == b || (a->digest == b->digest && a->n == b->n && !memcmp(a->stride, b->stride, sizeof a->stride) &&
+                    !memcmp(lt_tensor_data(a->rows), lt_tensor_data(b->rows), (size_t)a->n * 16));
+}
+
 int64_t lt_coords_find(const lt_coords *c, const int32_t *row) {
   return lt__coord_hash_find(&c->hash, lt_tensor_data(c->rows), row);
 }

@@ -24,6 +24,7 @@ struct lt_coords {
   int64_t n;
   int stride[3];
   uint64_t id, digest; /* digest: of the rows and stride, for interning */
+  int64_t cache_holds; /* references the manager holds (sparse/manager.c) */
   lt_coord_hash hash;
 };
 

@@ -2,7 +2,9 @@
  * ids, interns recent maps by content, and caches kernel relations keyed by
  * (kind, input map, target map, kernel spec) so that a network's layers reuse
  * them. The cache is bounded in bytes; the least recently used relation goes
- * first. It holds references: maps and relations live while cached. */
+ * first. It holds references: maps and relations live while cached, and its
+ * bytes count every map it keeps alive once, whether the ring or a relation
+ * holds it (lt_coords.cache_holds). */
 #include <stdlib.h>
 #include <string.h>
 #include "sparse/internal.h"
@@ -25,14 +27,43 @@ typedef struct manager {
   size_t bytes, limit;
 } manager;
 
+static size_t map_bytes(const lt_coords *c) { return (size_t)c->n * 16 + c->hash.bytes; }
+
+/* The cache takes (hold) or gives up (drop) a reference to c; its bytes count
+ * c while it holds any. */
+static lt_coords *hold(manager *m, lt_coords *c) {
+  if (c->cache_holds++ == 0) m->bytes += map_bytes(c);
+  return lt_coords_retain(c);
+}
+
+static void drop(manager *m, lt_coords *c) {
+  if (!c) return;
+  if (--c->cache_holds == 0) m->bytes -= map_bytes(c);
+  lt_coords_release(c);
+}
+
+static void hold_relation(manager *m, lt_relation *r, uint64_t used, int slot) {
+  m->rel[slot] = (cached){lt_relation_retain(r), used};
+  m->bytes += r->bytes;
+  hold(m, r->in);
+  hold(m, r->out);
+}
+
+static void drop_relation(manager *m, int slot) {
+  lt_relation *r = m->rel[slot].r;
+  drop(m, r->in);
+  drop(m, r->out);
+  m->bytes -= r->bytes;
+  lt_relation_release(r);
+}
+
 static void clear(manager *m) {
   for (int k = 0; k < RECENT_MAPS; k++) {
-    lt_coords_release(m->maps[k]);
+    drop(m, m->maps[k]);
     m->maps[k] = NULL;
   }
-  for (int k = 0; k < m->nrel; k++) lt_relation_release(m->rel[k].r);
+  for (int k = 0; k < m->nrel; k++) drop_relation(m, k);
   m->nrel = 0;
-  m->bytes = 0;
 }
 
 static void destroy(void *p) {
@@ -56,15 +87,16 @@ uint64_t lt__manager_next_id(lt_ctx *ctx) {
   return m ? ++m->next_id : 0; /* 0 when out of memory: only a name, identity is the object */
 }
 
-static size_t map_bytes(const lt_coords *c) { return (size_t)c->n * 16 + c->hash.bytes; }
-
+/* The recent maps and those the cached relations hold are all interned: a
+ * network's supports stay shared however many maps came in between. */
 lt_coords *lt__manager_find_coords(lt_ctx *ctx, const lt_coords *c) {
   manager *m = lt__ctx_slot(ctx, LT_SLOT_COORDS);
-  for (int k = 0; m && k < RECENT_MAPS; k++) {
-    lt_coords *o = m->maps[k];
-    if (o && o->digest == c->digest && o->n == c->n && !memcmp(o->stride, c->stride, sizeof o->stride) &&
-        !memcmp(lt_tensor_data(o->rows), lt_tensor_data(c->rows), (size_t)c->n * 16))
-      return o;
+  for (int k = 0; m && k < RECENT_MAPS; k++)
+    if (m->maps[k] && lt_coords_equal(m->maps[k], c)) return m->maps[k];
+  for (int k = 0; m && k < m->nrel; k++) {
+    lt_relation *r = m->rel[k].r;
+    if (lt_coords_equal(r->in, c)) return r->in;
+    if (lt_coords_equal(r->out, c)) return r->out;
   }
   return NULL;
 }
@@ -72,11 +104,8 @@ lt_coords *lt__manager_find_coords(lt_ctx *ctx, const lt_coords *c) {
 void lt__manager_keep_coords(lt_ctx *ctx, lt_coords *c) {
   manager *m = get(ctx);
   if (!m) return; /* not interned: it still works, it is only not shared */
-  lt_coords *old = m->maps[m->next_map];
-  if (old) m->bytes -= map_bytes(old);
-  lt_coords_release(old);
-  m->maps[m->next_map] = lt_coords_retain(c);
-  m->bytes += map_bytes(c);
+  drop(m, m->maps[m->next_map]);
+  m->maps[m->next_map] = hold(m, c);
   m->next_map = (m->next_map + 1) % RECENT_MAPS;
 }
 
@@ -101,8 +130,7 @@ static void evict_one(manager *m) {
   int lru = 0;
   for (int k = 1; k < m->nrel; k++)
     if (m->rel[k].used < m->rel[lru].used) lru = k;
-  m->bytes -= m->rel[lru].r->bytes;
-  lt_relation_release(m->rel[lru].r);
+  drop_relation(m, lru);
   m->rel[lru] = m->rel[--m->nrel];
 }
 
@@ -110,8 +138,7 @@ void lt__manager_keep_relation(lt_ctx *ctx, lt_relation *r) {
   manager *m = get(ctx);
   if (!m || r->bytes > m->limit) return;
   while (m->nrel > 0 && (m->nrel == MAX_RELATIONS || m->bytes + r->bytes > m->limit)) evict_one(m);
-  m->rel[m->nrel++] = (cached){lt_relation_retain(r), ++m->clock};
-  m->bytes += r->bytes;
+  hold_relation(m, r, ++m->clock, m->nrel++);
 }
 
 size_t lt_sparse_cache_bytes(lt_ctx *ctx) {

@@ -38,6 +38,9 @@ static lt_status check_spec(lt_ctx *ctx, lt_relation_kind kind, const lt_kernel_
     if (s->stride[a] < 1) return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: stride must be positive, got %d", op, s->stride[a]);
     if (s->dilation[a] < 1)
       return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: dilation must be positive, got %d", op, s->dilation[a]);
+    if ((int64_t)(s->size[a] - 1) * s->dilation[a] > INT32_MAX) /* the offsets are int */
+      return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: dilation %d is too large for kernel_size %d", op, s->dilation[a],
+                         s->size[a]);
     if (s->padding[a] < 0)
       return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: padding must be non-negative, got %d", op, s->padding[a]);
     if (kind == LT_RELATION_SUBM && s->size[a] % 2 == 0)
@@ -73,26 +76,38 @@ static int input_at(lt_relation_kind kind, const lt_kernel_spec *s, const int32_
   return 1;
 }
 
-/* The output coordinate input `p` reaches at offset `d` (conv: d unused). */
-static int output_of(lt_relation_kind kind, const lt_kernel_spec *s, const int32_t *p, const int *d, int32_t *o) {
+/* The output coordinate input `p` reaches at offset `d` (conv: d unused).
+ * Returns the axis (1..3) whose value leaves int32, its value in *bad, or 0. */
+static int output_of(lt_relation_kind kind, const lt_kernel_spec *s, const int32_t *p, const int *d, int32_t *o,
+                     int64_t *bad) {
   o[0] = p[0];
   for (int a = 0; a < 3; a++) {
     int64_t v = kind == LT_RELATION_CONV
                     ? floor_div(p[a + 1], s->stride[a])
                     : (int64_t)p[a + 1] * s->stride[a] + d[a] - (kind == LT_RELATION_TRANSPOSED ? s->padding[a] : 0);
-    if (!fits(v)) return 0;
+    if (!fits(v)) {
+      *bad = v;
+      return a + 1;
+    }
     o[a + 1] = (int32_t)v;
   }
-  return 1;
+  return 0;
 }
 
+/* Checks the spec first: a target tensor's stride is computed before any
+ * relation is built, and a zero stride must not reach the divisions below. */
 lt_status lt_relation_output_stride(lt_ctx *ctx, lt_relation_kind kind, const lt_coords *in, const lt_kernel_spec *s,
                                     int *stride, const char *op) {
+  lt_status st = check_spec(ctx, kind, s, op);
+  if (st) return st;
   for (int a = 0; a < 3; a++) {
     if (kind == LT_RELATION_SUBM) {
       stride[a] = in->stride[a];
     } else if (kind == LT_RELATION_CONV) {
-      stride[a] = in->stride[a] * s->stride[a];
+      int64_t v = (int64_t)in->stride[a] * s->stride[a];
+      if (v > INT32_MAX)
+        return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: the output's tensor stride %lld is outside int32", op, (long long)v);
+      stride[a] = (int)v;
     } else {
       if (in->stride[a] % s->stride[a])
         return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: stride %d does not divide the input's tensor stride %d", op,
@@ -134,9 +149,18 @@ static lt_status new_support(lt_ctx *ctx, lt_coords **out, lt_relation_kind kind
   }
   const int32_t *p = lt_tensor_data(in->rows);
   int32_t *r = lt_tensor_data(rows), o[4];
-  for (int64_t i = 0; i < in->n; i++)
-    for (int k = 0; k < per_row; k++)
-      if (output_of(kind, s, p + i * 4, off[k], o)) add_unique(&h, r, &m, o);
+  int64_t bad = 0;
+  int axis = 0;
+  for (int64_t i = 0; i < in->n && !axis; i++)
+    for (int k = 0; k < per_row && !axis; k++)
+      if (!(axis = output_of(kind, s, p + i * 4, off[k], o, &bad))) add_unique(&h, r, &m, o);
+  if (axis) {
+    /* a coordinate the rows cannot hold: an error, never a wrapped or dropped row */
+    lt__coord_hash_free(ctx, &h);
+    lt_tensor_release(rows);
+    return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: output coordinate %c = %lld is outside int32", op, "xyz"[axis - 1],
+                       (long long)bad);
+  }
   lt__coord_hash_free(ctx, &h);
   lt_tensor *shrunk = NULL;
   st = lt__slice_view(ctx, &shrunk, rows, 0, 0, m, 1);
@@ -222,9 +246,8 @@ static lt_status alloc_index(lt_ctx *ctx, lt_relation *r) {
 lt_status lt__relation_build(lt_ctx *ctx, lt_relation **out, lt_relation_kind kind, lt_coords *in, lt_coords *target,
                              const lt_kernel_spec *spec, const char *op) {
   *out = NULL;
-  lt_status st = check_spec(ctx, kind, spec, op);
   int stride[3];
-  if (!st) st = lt_relation_output_stride(ctx, kind, in, spec, stride, op);
+  lt_status st = lt_relation_output_stride(ctx, kind, in, spec, stride, op);
   if (!st && target) st = check_target(ctx, target, stride, op);
   if (st) return st;
   lt_relation *r = calloc(1, sizeof *r);

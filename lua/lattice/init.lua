@@ -36,7 +36,7 @@ local method_names = {
   -- reductions, softmax
   "argmax", "argmin", "logsumexp", "max", "mean", "min", "sum", "var", "softmax", "log_softmax",
   -- linear algebra, norms, indexing, losses
-  "matmul", "linear", "dropout", "layer_norm", "rms_norm", "take", "take_along_axis", "gather", "embedding", "cross_entropy", "mse_loss",
+  "matmul", "linear", "linear_act", "rope", "dropout", "layer_norm", "rms_norm", "take", "take_along_axis", "gather", "embedding", "cross_entropy", "mse_loss",
   -- layout and conversion
   "astype", "broadcast_to", "contiguous", "expand_dims", "reshape", "slice", "split", "squeeze", "transpose",
   "item", "tolist", "zeros_like", "ones_like", "shares_storage", "stop_gradient", "close",
@@ -60,5 +60,10 @@ lattice.SparseTensor = require("lattice.sparse").SparseTensor
 lattice.ops = require "lattice.ops"
 lattice.nn = require "lattice.nn"
 lattice.optim = require "lattice.optim"
+-- Transformers: the component registries, then the components that fill them.
+local registry = require "lattice.registry"
+lattice.Registry = registry.Registry
+lattice.registry = registry.registries
+lattice.transformer = require "lattice.transformer"
 
 return lattice

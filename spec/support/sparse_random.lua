@@ -77,6 +77,19 @@ function M.offsets(size, dilation)
   return out
 end
 
+-- Asserts that each one-line function raises an error positioned at its own
+-- line (lattice's errors point at the caller's line, never inside lattice).
+function M.assert_raised_here(fns)
+  for _, f in ipairs(fns) do
+    local ok, err = pcall(f)
+    assert(not ok, "expected an error")
+    local info = debug.getinfo(f, "S")
+    local where = info.short_src .. ":" .. info.linedefined .. ":"
+    assert(tostring(err):sub(1, #where) == where and not tostring(err):sub(#where + 1):match("^ [^ ]*%.lua:%d+:"),
+      ("error not at the caller's line %s: %s"):format(where, tostring(err)))
+  end
+end
+
 -- The tensor's rows as a Lua list (empty for no rows).
 function M.rows_of(t) return t.shape[1] > 0 and t:tolist() or {} end
 

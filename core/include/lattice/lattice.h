@@ -14,6 +14,7 @@
 #include "lattice/sparse_algebra.h"
 #include "lattice/sparse_rows.h"
 #include "lattice/sparse_order.h"
+#include "lattice/transformer.h"
 #include "lattice/blas.h"
 #include "lattice/cpu.h"
 #include "lattice/peak.h"

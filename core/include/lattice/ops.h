@@ -84,6 +84,21 @@ lt_status lt_matmul(lt_ctx *ctx, lt_tensor **out, lt_tensor *a, lt_tensor *b);
 lt_status lt_layer_norm(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, lt_tensor *weight, lt_tensor *bias, double eps);
 lt_status lt_rms_norm(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, lt_tensor *weight, double eps);
 
+/* Rotary position embedding, MLX's mx.fast.rope: x (..., T, ..., D) -> y, the
+ * same shape and dtype, with the leading `dims` features of each row rotated
+ * pair by pair by theta_i = p * scale * base^(-2i/dims), p the row's position
+ * (core/ops/rope.c). Differentiable in x. */
+typedef struct lt_rope_opts {
+  int64_t dims;         /* features rotated: even, at most x's last axis */
+  int traditional;      /* 1: pairs (2i, 2i+1); 0: rotate-half pairs (i, i + dims/2), MLX's default */
+  double base;          /* 10000 in nn.RoPE */
+  double scale;         /* positions are multiplied by it; 1 in nn.RoPE */
+  int64_t offset;       /* the position of the first row (cached decoding) */
+  int seq_axis;         /* the axis positions run along, 0-based or negative, not the last: -2 for (B, H, T, D) */
+  lt_tensor *positions; /* NULL, or int32/int64 (T): each row's position, replacing offset + t */
+} lt_rope_opts;
+lt_status lt_rope(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, const lt_rope_opts *opts);
+
 /* NumPy take: out.shape = x.shape[:axis] + idx.shape + x.shape[axis+1:].
  * axis LT_ALL_AXES takes from the flattened tensor. Indices are 0-based,
  * negative ones count from the end. */

@@ -36,6 +36,9 @@ lt_tensor *lt_coords_tensor(const lt_coords *c);
 int64_t lt_coords_count(const lt_coords *c);
 const int *lt_coords_stride(const lt_coords *c);
 uint64_t lt_coords_id(const lt_coords *c);
+/* 1 when a and b hold the same rows in the same order at the same stride (the
+ * same map, or two maps built apart, e.g. after the manager forgot one). */
+int lt_coords_equal(const lt_coords *a, const lt_coords *b);
 /* The row holding (b, x, y, z), or -1. */
 int64_t lt_coords_find(const lt_coords *c, const int32_t *row);
 
@@ -58,8 +61,9 @@ typedef struct lt_kernel_spec {
   int size[3], stride[3], padding[3], dilation[3];
 } lt_kernel_spec;
 
-/* The tensor stride the output of `kind` has for input `in` (fails when a
- * transposed stride does not divide the input's). */
+/* The tensor stride the output of `kind` has for input `in`. Checks the spec
+ * (sizes 1..7, odd for subm, positive strides and dilations, non-negative
+ * paddings) and fails when a transposed stride does not divide the input's. */
 lt_status lt_relation_output_stride(lt_ctx *ctx, lt_relation_kind kind, const lt_coords *in, const lt_kernel_spec *spec,
                                     int *stride, const char *op);
 /* The relation of `kind` from `in` onto `target` (NULL: the support the kind

@@ -45,8 +45,8 @@ typedef enum lt_sparse_binary_op {
 /* out (M, C) = op(A's row or zeros, B's row or zeros) for each row of the
  * joined support, *out_coords its map (new references). xa (n_A, C_A) and xb
  * (n_B, C_B) are the features of maps a and b; C_A = C_B except for CAT. When
- * a and b are the same map this is op on the features row by row: no hash is
- * built or probed. Differentiable in xa and xb; float16/bfloat16 compute in
+ * a and b are equal maps (lt_coords_equal) this is op on the features row by
+ * row: no hash is built or probed. Differentiable in xa and xb; float16/bfloat16 compute in
  * float32, float64 in double; the result has the inputs' dtype when they
  * agree, else their promotion (as lt_binary). */
 lt_status lt_sparse_binary(lt_ctx *ctx, lt_coords **out_coords, lt_tensor **out, lt_sparse_binary_op op, lt_coords *a,

@@ -18,6 +18,7 @@ for k, v in pairs(layers) do nn[k] = v end
 for k, v in pairs(containers) do nn[k] = v end
 for k, v in pairs(sparse_layers) do nn[k] = v end
 for k, v in pairs(sparse_pool) do nn[k] = v end
+nn.MLP = require("lattice.nn.mlp").MLP
 
 -- Puts `params` (a tree of tensors mirroring the model's) into the model,
 -- writing the fields directly; returns what was written, for restore. The

@@ -4,7 +4,6 @@
 -- GlobalAvgPool, GlobalMaxPool returning dense (B, C). No parameters. The
 -- types are in core/lua/sparse_pool.c; their forward is the op of lattice.ops.
 local core = require "lattice.core"
-local module = require "lattice.nn.module"
 local args = require "lattice.ops.args"
 
 local cnn = core.nn
@@ -21,14 +20,14 @@ local function t(v) return "(" .. table.concat(v, ", ") .. ")" end
 
 -- name: the type; mode: its mode, nil for Pool3d (an option then).
 local function local_pool(name, mode)
-  M[name] = function(opts)
+  M[name] = args.api(function(opts)
     local allowed = mode and SPEC or { mode = true, kernel_size = true, stride = true, padding = true, dilation = true }
-    opts = module.check_options(opts, allowed, name)
+    opts = args.options(opts, allowed, name)
     local f = fields(mode or args.choice(opts.mode or "sum", MODES, "mode", name))
     local spec = args.pool_spec(opts, name)
     f.kernel_size, f.stride, f.padding, f.dilation = spec.size, spec.stride, spec.padding, spec.dilation
     return cnn.sparse_pool(name, f)
-  end
+  end)
   cnn.methods[name]._extra_repr = function(m)
     return ("%skernel_size=%s, stride=%s, padding=%s, dilation=%s"):format(mode and "" or ("mode=%q, "):format(m.mode),
       t(m.kernel_size), t(m.stride), t(m.padding), t(m.dilation))
@@ -36,10 +35,10 @@ local function local_pool(name, mode)
 end
 
 local function global_pool(name, mode)
-  M[name] = function(opts)
-    module.check_options(opts, {}, name)
+  M[name] = args.api(function(opts)
+    args.options(opts, {}, name)
     return cnn.sparse_pool(name, fields(mode))
-  end
+  end)
 end
 
 --- Pool3d([{mode = "sum", kernel_size = 2, stride = 2, padding = 0, dilation = 1}]); m(x) -> SparseTensor

@@ -1,0 +1,70 @@
+-- LuaRocks: `luarocks make rocks/lattice-scm-1.rockspec` builds lattice/core.so
+-- with CMake (without the tests) and installs it with the Lua library into
+-- the rocks tree, after which `require "lattice"` works wherever that tree is
+-- on the Lua paths (`luarocks path` prints them). The install table below is
+-- the rock's whole contents, one entry per module; spec/rockspec_spec.lua
+-- checks that it names every file under lua/ and the C module.
+rockspec_format = "3.0"
+package = "lattice"
+version = "scm-1"
+source = {
+  url = "git+file://.",
+}
+description = {
+  summary = "Sparse 3D deep learning and transformers on the CPU, from Lua",
+  detailed = [[
+lattice: sparse tensors and sparse voxel convolutions, transformers, autograd,
+optimizers and safetensors I/O, in a C core with OpenMP and AVX-512/AVX2
+kernels, for Lua 5.4.]],
+  license = "MIT",
+  labels = { "deep-learning", "sparse", "point-cloud", "transformer" },
+}
+dependencies = {
+  "lua >= 5.4, < 5.5",
+}
+-- Debian: libopenblas-dev libcjson-dev (readline is only for the lattice
+-- command, which the rock does not install)
+external_dependencies = {
+  OPENBLAS = { library = "openblas" },
+  CJSON = { header = "cjson/cJSON.h", library = "cjson" },
+}
+build = {
+  type = "cmake",
+  variables = {
+    CMAKE_BUILD_TYPE = "Release",
+    LUA_INCLUDE_DIR = "$(LUA_INCDIR)",
+    LATTICE_BUILD_TESTS = "OFF",
+  },
+  -- the install below, not CMake's (which is for a prefix, not a rocks tree)
+  install_pass = false,
+  install = {
+    lib = {
+      ["lattice.core"] = "build.luarocks/lattice/core.so",
+    },
+    lua = {
+      ["lattice.autograd"] = "lua/lattice/autograd.lua",
+      ["lattice.format"] = "lua/lattice/format.lua",
+      ["lattice.init"] = "lua/lattice/init.lua",
+      ["lattice.nn.containers"] = "lua/lattice/nn/containers.lua",
+      ["lattice.nn.init"] = "lua/lattice/nn/init.lua",
+      ["lattice.nn.initializers"] = "lua/lattice/nn/initializers.lua",
+      ["lattice.nn.layers"] = "lua/lattice/nn/layers.lua",
+      ["lattice.nn.losses"] = "lua/lattice/nn/losses.lua",
+      ["lattice.nn.mlp"] = "lua/lattice/nn/mlp.lua",
+      ["lattice.nn.module"] = "lua/lattice/nn/module.lua",
+      ["lattice.nn.sparse_layers"] = "lua/lattice/nn/sparse_layers.lua",
+      ["lattice.ops"] = "lua/lattice/ops.lua",
+      ["lattice.ops.args"] = "lua/lattice/ops/args.lua",
+      ["lattice.optim.init"] = "lua/lattice/optim/init.lua",
+      ["lattice.optim.schedules"] = "lua/lattice/optim/schedules.lua",
+      ["lattice.registry"] = "lua/lattice/registry.lua",
+      ["lattice.repl"] = "lua/lattice/repl.lua",
+      ["lattice.sparse"] = "lua/lattice/sparse.lua",
+      ["lattice.transformer.common"] = "lua/lattice/transformer/common.lua",
+      ["lattice.transformer.ffn"] = "lua/lattice/transformer/ffn.lua",
+      ["lattice.transformer.init"] = "lua/lattice/transformer/init.lua",
+      ["lattice.transformer.norm"] = "lua/lattice/transformer/norm.lua",
+      ["lattice.transformer.position"] = "lua/lattice/transformer/position.lua",
+    },
+  },
+}
