@@ -24,24 +24,9 @@ static uint64_t spread(uint64_t v) {
   return v;
 }
 
-/* The inverse of spread: every third bit gathered to the low 21. */
-static uint32_t gather(uint64_t v) {
-  v &= 0x1249249249249249ull;
-  v = (v | v >> 2) & 0x10c30c30c30c30c3ull;
-  v = (v | v >> 4) & 0x100f00f00f00f00full;
-  v = (v | v >> 8) & 0x1f0000ff0000ffull;
-  v = (v | v >> 16) & 0x1f00000000ffffull;
-  v = (v | v >> 32) & 0x1fffff;
-  return (uint32_t)v;
-}
-
 uint64_t lt_morton_encode(int32_t x, int32_t y, int32_t z) {
   return spread((uint32_t)(x + (int32_t)OFFSET)) | spread((uint32_t)(y + (int32_t)OFFSET)) << 1 |
          spread((uint32_t)(z + (int32_t)OFFSET)) << 2;
-}
-
-void lt_morton_decode(uint64_t code, int32_t *xyz) {
-  for (int a = 0; a < 3; a++) xyz[a] = (int32_t)gather(code >> a) - (int32_t)OFFSET;
 }
 
 /* A contiguous int32 (N, 4) copy of coords (or coords itself), every x, y, z in range. */

@@ -18,8 +18,6 @@
 
 /* The code of (x, y, z), each in range (not checked: lt_morton_codes checks). */
 uint64_t lt_morton_encode(int32_t x, int32_t y, int32_t z);
-/* The inverse: x, y, z of a code below 2^63. */
-void lt_morton_decode(uint64_t code, int32_t *xyz);
 
 /* codes (N) int64: the Morton code of each row's x, y, z (the batch is not in
  * the code). Fails, naming the row, for a coordinate out of range. */
