@@ -14,58 +14,14 @@ package.path = arg[0]:gsub("[^/]*$", "") .. "?.lua;" .. package.path
 local lattice = require "lattice"
 local core = require "lattice.core"
 local common = require "common"
+local sparse_support = require "sparse_support"
 
 local ops = lattice.ops
 local TARGET = math.tointeger(tonumber(arg and arg[1]) or 150000) or error("sparse_conv: bad voxel count")
 if arg and arg[2] then lattice.set_num_threads(math.tointeger(tonumber(arg[2])) or error("sparse_conv: bad threads")) end
 local VOXEL = 0.05
-math.randomseed(7)
 
--- ---- the support ----
-
-local function spread(v) -- 21 bits of v spread to every third bit
-  local r = 0
-  for b = 0, 20 do r = r | (((v >> b) & 1) << (3 * b)) end
-  return r
-end
-
--- Voxels of sampled surface points until TARGET distinct ones exist.
-local function surface_voxels()
-  local seen, list = {}, {}
-  local function add(x, y, z)
-    local i, j, k = math.floor(x / VOXEL), math.floor(y / VOXEL), math.floor(z / VOXEL)
-    local key = (i + 4096) * 67108864 + (j + 4096) * 8192 + (k + 4096)
-    if not seen[key] then
-      seen[key] = true
-      list[#list + 1] = {i, j, k}
-    end
-  end
-  for _ = 1, 200000 do add(math.random() * 12 - 6, math.random() * 12 - 6, 0) end -- ground
-  while #list < TARGET do
-    local cx, cy, s = math.random() * 10 - 5, math.random() * 10 - 5, 0.5 + math.random() * 1.5
-    local sphere = math.random() < 0.5
-    for _ = 1, 20000 do
-      if sphere then
-        local u, v = math.random() * 2 - 1, math.random() * 2 * math.pi
-        local r = math.sqrt(1 - u * u)
-        add(cx + s * r * math.cos(v), cy + s * r * math.sin(v), s + s * u)
-      else
-        local face, a, b = math.random(6), (math.random() - 0.5) * s, (math.random() - 0.5) * s
-        local h = s / 2 * (face % 2 == 0 and 1 or -1)
-        if face <= 2 then add(cx + h, cy + a, s / 2 + b) elseif face <= 4 then add(cx + a, cy + h, s / 2 + b)
-        else add(cx + a, cy + b, s / 2 + h) end
-      end
-      if #list >= TARGET then break end
-    end
-  end
-  for _, v in ipairs(list) do v.m = spread(v[1] + 4096) | (spread(v[2] + 4096) << 1) | (spread(v[3] + 4096) << 2) end
-  table.sort(list, function(p, q) return p.m < q.m end)
-  local rows = {}
-  for i, v in ipairs(list) do rows[i] = {0, v[1], v[2], v[3]} end
-  return rows
-end
-
-local rows = surface_voxels()
+local rows = sparse_support.surface_voxels(TARGET, VOXEL)
 local coords = lattice.array(rows, "int32")
 
 -- ---- a check on a crop, against a plain Lua conv ----

@@ -2,14 +2,27 @@
  * LayerNorm, RMSNorm, BatchNorm, Dropout, Identity and the activations. Each
  * forward is one C call on the tensors of the module's fields table. The
  * constructors here take a ready fields table (lua/lattice/nn/layers.lua makes
- * it, with the initial weights) and check it. */
+ * it, with the initial weights) and check it. Every forward but Embedding's
+ * also takes a SparseTensor: it transforms the features and returns a
+ * SparseTensor of the same coordinates (BatchNorm's statistics are then over
+ * the sparse rows). */
 #include <math.h>
 #include <string.h>
 #include "base.h"
 #include "nn_module.h"
+#include "sparse_binding.h"
 
-/* The tensor a forward gets at arg 2. */
-static lt_tensor *input(lua_State *L) { return lt_l_checktensor(L, 2); }
+/* The tensor a forward gets at arg 2: a tensor, or a SparseTensor's features. */
+static lt_tensor *input(lua_State *L) { return lt_l_issparse(L, 2) ? lt_l_sparse_feats(L, 2) : lt_l_checktensor(L, 2); }
+
+/* lt_l_result for the forwards that take input(): the new tensor at the top,
+ * for a SparseTensor input, becomes the features of a SparseTensor with the
+ * input's coordinates (identity and batch counts kept). */
+static int output(lua_State *L, lt_status st) {
+  lt_l_result(L, st);
+  if (lt_l_issparse(L, 2)) lt_l_push_with_feats(L, 2, -1);
+  return 1;
+}
 
 /* Checks the fields table's tensor `key`: a float tensor of `ndim` dims (and
  * first dim `d0` when d0 >= 0), or absent when optional. */
@@ -40,7 +53,7 @@ static int linear_forward(lua_State *L) {
   lt_l_module_check(L, 1, &linear_type);
   lt_tensor *x = input(L), *w = lt_l_module_tensor(L, 1, "weight", 0), *b = lt_l_module_tensor(L, 1, "bias", 1);
   lt_l_tensor *u = lt_l_newtensor(L);
-  return lt_l_result(L, lt_linear(lt_l_ctx(L), &u->t, x, w, b));
+  return output(L, lt_linear(lt_l_ctx(L), &u->t, x, w, b));
 }
 
 static int l_linear(lua_State *L) {
@@ -59,7 +72,7 @@ static const lt_l_module_type embedding_type = {"Embedding", 0, embedding_forwar
 
 static int embedding_forward(lua_State *L) {
   lt_l_module_check(L, 1, &embedding_type);
-  lt_tensor *ids = input(L), *w = lt_l_module_tensor(L, 1, "weight", 0);
+  lt_tensor *ids = lt_l_checktensor(L, 2), *w = lt_l_module_tensor(L, 1, "weight", 0);
   lt_l_tensor *u = lt_l_newtensor(L);
   return lt_l_result(L, lt_embedding(lt_l_ctx(L), &u->t, w, ids));
 }
@@ -67,7 +80,7 @@ static int embedding_forward(lua_State *L) {
 /* emb:as_linear(x) = x @ weight^T: the output head tied to the embedding. */
 static int embedding_as_linear(lua_State *L) {
   lt_l_module_check(L, 1, &embedding_type);
-  lt_tensor *x = input(L), *w = lt_l_module_tensor(L, 1, "weight", 0);
+  lt_tensor *x = lt_l_checktensor(L, 2), *w = lt_l_module_tensor(L, 1, "weight", 0);
   lt_l_tensor *u = lt_l_newtensor(L);
   return lt_l_result(L, lt_linear(lt_l_ctx(L), &u->t, x, w, NULL));
 }
@@ -95,14 +108,14 @@ static int layer_norm_forward(lua_State *L) {
   norm_cfg *c = lt_l_module_check(L, 1, &layer_norm_type);
   lt_tensor *x = input(L), *w = lt_l_module_tensor(L, 1, "weight", 1), *b = lt_l_module_tensor(L, 1, "bias", 1);
   lt_l_tensor *u = lt_l_newtensor(L);
-  return lt_l_result(L, lt_layer_norm(lt_l_ctx(L), &u->t, x, w, b, c->eps));
+  return output(L, lt_layer_norm(lt_l_ctx(L), &u->t, x, w, b, c->eps));
 }
 
 static int rms_norm_forward(lua_State *L) {
   norm_cfg *c = lt_l_module_check(L, 1, &rms_norm_type);
   lt_tensor *x = input(L), *w = lt_l_module_tensor(L, 1, "weight", 1);
   lt_l_tensor *u = lt_l_newtensor(L);
-  return lt_l_result(L, lt_rms_norm(lt_l_ctx(L), &u->t, x, w, c->eps));
+  return output(L, lt_rms_norm(lt_l_ctx(L), &u->t, x, w, c->eps));
 }
 
 static int new_norm(lua_State *L, const lt_l_module_type *type, int has_bias) {
@@ -173,7 +186,7 @@ static int batch_norm_forward(lua_State *L) {
   } else {
     lt_tensor_release(bm), lt_tensor_release(bv);
   }
-  return lt_l_result(L, st);
+  return output(L, st);
 }
 
 static int l_batch_norm(lua_State *L) {
@@ -209,7 +222,7 @@ static int dropout_forward(lua_State *L) {
     return 1;
   }
   lt_l_tensor *u = lt_l_newtensor(L);
-  return lt_l_result(L, lt_dropout(lt_l_ctx(L), &u->t, x, c->p));
+  return output(L, lt_dropout(lt_l_ctx(L), &u->t, x, c->p));
 }
 
 static int l_dropout(lua_State *L) {
@@ -244,7 +257,7 @@ static int activation_forward(lua_State *L) {
   activation_cfg *c = lua_touserdata(L, 1);
   lt_tensor *x = input(L);
   lt_l_tensor *u = lt_l_newtensor(L);
-  return lt_l_result(L, lt_unary(lt_l_ctx(L), &u->t, c->op, x, c->alpha));
+  return output(L, lt_unary(lt_l_ctx(L), &u->t, c->op, x, c->alpha));
 }
 
 static const lt_l_module_type activation_types[] = {

@@ -56,6 +56,9 @@ int luaopen_lattice_core(lua_State *L) {
   lt_l_open_tokens(L);
   lt_l_open_json(L);
   lt_l_open_fs(L);
+  lt_l_open_sparse_pool(L);
+  lt_l_open_sparse_algebra(L);
+  lt_l_open_sparse_rows(L);
   return 1;
 }
 

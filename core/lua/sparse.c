@@ -76,29 +76,48 @@ lt_tensor *lt_l_sparse_feats(lua_State *L, int arg) {
   return t;
 }
 
+const char *lt_l_type_name(lua_State *L, int i) {
+  int t = luaL_getmetafield(L, i, "__name");
+  const char *name = t == LUA_TSTRING ? lua_tostring(L, -1) : luaL_typename(L, i);
+  if (t != LUA_TNIL) lua_pop(L, 1); /* a __name string stays alive in the metatable */
+  return name;
+}
+
+lua_Integer lt_l_sparse_batches(lua_State *L, int arg) {
+  lua_getiuservalue(L, arg, UV_COUNTS);
+  lua_Integer n = lua_isnil(L, -1) ? -1 : (lua_Integer)lua_rawlen(L, -1);
+  lua_pop(L, 1);
+  return n;
+}
+
 /* The rows of each batch 0 .. batches-1 of the map: a Lua list, sized by
  * the caller (never by the largest batch index, which a row may set to 2^31-1).
- * Returns -1, or the first row (0-based) whose batch is not below `batches`. */
+ * Returns -1, or the first row (0-based) whose batch is not below `batches`.
+ * Counted in C, in a scratch userdata the GC frees whatever happens. */
 int64_t lt_l_push_batch_counts(lua_State *L, const lt_coords *c, lua_Integer batches) {
   const int32_t *r = lt_tensor_data(lt_coords_tensor(c));
   int64_t n = lt_coords_count(c), outside = -1;
-  lua_createtable(L, batches < INT32_MAX ? (int)batches : 0, 0);
-  for (lua_Integer b = 1; b <= batches; b++) {
-    lua_pushinteger(L, 0);
-    lua_rawseti(L, -2, b);
-  }
+  lua_Integer *count = lua_newuserdatauv(L, (size_t)(batches > 0 ? batches : 1) * sizeof *count, 0);
+  for (lua_Integer b = 0; b < batches; b++) count[b] = 0;
   for (int64_t i = 0; i < n; i++) {
-    if (r[i * 4] >= batches) {
-      if (outside < 0) outside = i;
-      continue;
-    }
-    lua_rawgeti(L, -1, r[i * 4] + 1);
-    lua_Integer v = lua_tointeger(L, -1) + 1;
-    lua_pop(L, 1);
-    lua_pushinteger(L, v);
-    lua_rawseti(L, -2, r[i * 4] + 1);
+    if (r[i * 4] < batches)
+      count[r[i * 4]]++;
+    else if (outside < 0)
+      outside = i;
   }
+  lua_createtable(L, batches < INT32_MAX ? (int)batches : 0, 0);
+  for (lua_Integer b = 0; b < batches; b++) {
+    lua_pushinteger(L, count[b]);
+    lua_rawseti(L, -2, b + 1);
+  }
+  lua_remove(L, -2);
   return outside;
+}
+
+int64_t lt_l_push_counts_for(lua_State *L, const lt_coords *c, lua_Integer batches) {
+  if (batches >= 0) return lt_l_push_batch_counts(L, c, batches);
+  lua_pushnil(L);
+  return -1;
 }
 
 void lt_l_pushsparse(lua_State *L, int key, int feats, int counts) {
@@ -255,11 +274,17 @@ static int l_with_feats(lua_State *L) {
   if (!lt_dtype_info(lt_tensor_dtype(f))->is_float)
     return luaL_error(L, "with_feats: features must be a float tensor, got %s",
                       lt_dtype_info(lt_tensor_dtype(f))->name);
-  lua_settop(L, 2);
-  lua_getiuservalue(L, 1, UV_KEY);
-  lua_getiuservalue(L, 1, UV_COUNTS);
-  lt_l_pushsparse(L, 3, 2, 4);
+  lt_l_push_with_feats(L, 1, 2);
   return 1;
+}
+
+void lt_l_push_with_feats(lua_State *L, int like, int feats) {
+  like = lua_absindex(L, like), feats = lua_absindex(L, feats);
+  lua_getiuservalue(L, like, UV_KEY);
+  lua_getiuservalue(L, like, UV_COUNTS);
+  lt_l_pushsparse(L, -2, feats, -1);
+  lua_replace(L, -3);
+  lua_pop(L, 1);
 }
 
 static const luaL_Reg sparse_methods[] = {{"with_feats", l_with_feats}, {NULL, NULL}};
@@ -284,4 +309,12 @@ void lt_l_open_sparse(lua_State *L) {
   lua_pop(L, 2);
   static const luaL_Reg fns[] = {{"SparseTensor", l_sparse_new}, {NULL, NULL}};
   lt_l_register(L, fns);
+}
+
+void lt_l_sparse_table(lua_State *L) {
+  if (lua_getfield(L, -1, "sparse") == LUA_TTABLE) return;
+  lua_pop(L, 1);
+  lua_newtable(L);
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -3, "sparse");
 }

@@ -91,7 +91,7 @@ lt_status lt__coords_make(lt_ctx *ctx, lt_coords **out, lt_tensor *rows, const i
   return LT_OK;
 }
 
-static lt_status check_rows(lt_ctx *ctx, const lt_tensor *t, const char *op) {
+lt_status lt__coords_check_rows(lt_ctx *ctx, const lt_tensor *t, const char *op) {
   char s[LT_SHAPE_STR_MAX];
   if (t->dtype != LT_INT32)
     return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: coords must be int32, got %s", op, lt_dtype_info(t->dtype)->name);
@@ -112,7 +112,7 @@ static lt_status check_batches(lt_ctx *ctx, const lt_tensor *rows, const char *o
 
 lt_status lt_coords_new(lt_ctx *ctx, lt_coords **out, lt_tensor *coords, const int *stride, const char *op) {
   *out = NULL;
-  lt_status st = check_rows(ctx, coords, op);
+  lt_status st = lt__coords_check_rows(ctx, coords, op);
   lt_tensor *rows = NULL;
   if (!st) st = lt__copy_as(ctx, &rows, coords, LT_INT32); /* a copy of its own: tensors are shared */
   if (!st) st = check_batches(ctx, rows, op);
@@ -120,8 +120,12 @@ lt_status lt_coords_new(lt_ctx *ctx, lt_coords **out, lt_tensor *coords, const i
     lt_tensor_release(rows);
     return st;
   }
+  return lt__coords_intern(ctx, out, rows, stride, op);
+}
+
+lt_status lt__coords_intern(lt_ctx *ctx, lt_coords **out, lt_tensor *rows, const int *stride, const char *op) {
   lt_coords *c;
-  st = lt__coords_make(ctx, &c, rows, stride, op);
+  lt_status st = lt__coords_make(ctx, &c, rows, stride, op);
   if (st) return st;
   lt_coords *same = lt__manager_find_coords(ctx, c);
   if (same) {

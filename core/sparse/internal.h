@@ -71,8 +71,28 @@ static inline int64_t lt__coord_hash_find(const lt_coord_hash *h, const int32_t 
   }
 }
 
+/* The row of `rows` (m so far) holding key, appending it (as row m, m
+ * incremented) when the hash does not have it yet. The hash and rows must
+ * have room for every key inserted: nothing grows. */
+static inline int64_t lt__coord_hash_insert(lt_coord_hash *h, int32_t *rows, int64_t *m, const int32_t *key) {
+  for (uint64_t s = lt__coord_digest(key) & h->mask;; s = (s + 1) & h->mask) {
+    uint32_t v = h->slots[s];
+    if (!v) {
+      for (int k = 0; k < 4; k++) rows[*m * 4 + k] = key[k];
+      h->slots[s] = (uint32_t)(++*m);
+      return *m - 1;
+    }
+    const int32_t *r = rows + (int64_t)(v - 1) * 4;
+    if (r[0] == key[0] && r[1] == key[1] && r[2] == key[2] && r[3] == key[3]) return v - 1;
+  }
+}
+
+/* Fails with "<op>: coords must be int32 ..." unless t is an int32 (N, 4) tensor. */
+lt_status lt__coords_check_rows(lt_ctx *ctx, const lt_tensor *t, const char *op);
 /* A map of the rows tensor (taken over: the map owns it), not interned. */
 lt_status lt__coords_make(lt_ctx *ctx, lt_coords **out, lt_tensor *rows, const int *stride, const char *op);
+/* The same, interned: an equal map the manager holds replaces it. */
+lt_status lt__coords_intern(lt_ctx *ctx, lt_coords **out, lt_tensor *rows, const int *stride, const char *op);
 
 /* The manager (sparse/manager.c). */
 uint64_t lt__manager_next_id(lt_ctx *ctx);

@@ -21,6 +21,7 @@ local internal = {
   tokens_bytes = true, tokens_char_vocab = true, tokens_chars = true, bpe_train = true, bpe_check = true,
   bpe_encode = true, pieces = true, fs_mkdirs = true, fs_remove_tree = true, fs_write = true, fs_kind = true,
   fs_list = true, fs_tempdir = true,
+  sparse = true,
 }
 for name, value in pairs(core) do
   if not internal[name] then lattice[name] = value end

@@ -22,19 +22,22 @@ M.type_name = type_name
 -- at its caller's line. C functions are called through `call`, so that their
 -- messages carry no position inside this library either (luaL_error names the
 -- Lua function calling it; under pcall, that is pcall itself, which has none).
-function M.api(impl)
-  return function(...)
-    local ok, result = pcall(impl, ...)
-    if not ok then error(result, 2) end
-    return result
-  end
+-- (Every result is passed on: some ops return several.)
+local function rethrow_at_caller(ok, ...)
+  if not ok then error((...), 2) end -- tail-called by the wrapper: level 2 is its caller
+  return ...
 end
 
-function M.call(f, ...)
-  local ok, result = pcall(f, ...)
-  if not ok then error(result, 0) end
-  return result
+function M.api(impl)
+  return function(...) return rethrow_at_caller(pcall(impl, ...)) end
 end
+
+local function rethrow(ok, ...)
+  if not ok then error((...), 0) end
+  return ...
+end
+
+function M.call(f, ...) return rethrow(pcall(f, ...)) end
 
 function M.check_options(opts, allowed, fname)
   if opts == nil then return {} end

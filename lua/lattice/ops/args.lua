@@ -45,6 +45,41 @@ function args.triple(v, default, what, fname)
   return { t[1], t[2], t[3] }
 end
 
+local KERNEL_MAX = 7 -- per axis, as the relations take it
+
+-- {size, stride, padding, dilation} of a pooling kernel from opts'
+-- kernel_size, stride (defaults 2, as mlx_lattice pools), padding (0) and
+-- dilation (1), each checked to its range (before a module keeps them; the C
+-- core checks them again for the ops).
+function args.pool_spec(opts, fname)
+  local spec = {
+    size = args.triple(opts.kernel_size, 2, "kernel_size", fname),
+    stride = args.triple(opts.stride, 2, "stride", fname),
+    padding = args.triple(opts.padding, 0, "padding", fname),
+    dilation = args.triple(opts.dilation, 1, "dilation", fname),
+  }
+  for a = 1, 3 do
+    local k, s, p, d = spec.size[a], spec.stride[a], spec.padding[a], spec.dilation[a]
+    if k < 1 or k > KERNEL_MAX then
+      error(("%s: kernel_size must be in 1..%d, got %d"):format(fname, KERNEL_MAX, k), 0)
+    end
+    if s < 1 then error(("%s: stride must be positive, got %d"):format(fname, s), 0) end
+    if p < 0 then error(("%s: padding must be non-negative, got %d"):format(fname, p), 0) end
+    if d < 1 then error(("%s: dilation must be positive, got %d"):format(fname, d), 0) end
+  end
+  return spec
+end
+
+-- One of the strings `choices` lists (a set), else an error naming them.
+function args.choice(v, choices, what, fname)
+  if choices[v] then return v end
+  local names = {}
+  for k in pairs(choices) do names[#names + 1] = "'" .. k .. "'" end
+  table.sort(names)
+  error(("%s: %s must be %s, got %s"):format(fname, what, table.concat(names, ", "),
+    type(v) == "string" and v or args.show(v)), 0)
+end
+
 function args.sparse(x, fname)
   if not sparse.is_sparse(x) then error(("%s: x must be a SparseTensor, got %s"):format(fname, args.type_name(x)), 0) end
 end

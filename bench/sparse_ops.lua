@@ -1,0 +1,141 @@
+-- The gather/scatter-bound sparse ops on the ~150,000-voxel surface support
+-- of bench/sparse_conv.lua (bench/sparse_support.lua builds it), C = 64
+-- float32 features: max pooling k2s2 (the relation cached, as in a network
+-- where a conv of that spec built it), global average pooling (batch counts
+-- of 4 scenes), and sparse_add of two tensors of different identities (the
+-- support and itself shifted by one voxel: an outer join with a new map and
+-- its hash each call). Each case is checked against plain Lua first, then
+-- timed against a memcpy moving the same bytes in the same run (the op and
+-- the copy alternate; medians). The bytes are those the op cannot avoid:
+-- the features it reads and writes, plus the relation index or coordinate
+-- rows it reads and writes. Target (2 threads): ratio >= 0.25.
+-- A case is one entry of `cases`: name, and prepare() returning {run, bytes,
+-- check, fields} (fields: extra JSON).
+-- Usage: lattice bench/sparse_ops.lua [voxels, default 150000] [threads]
+package.path = arg[0]:gsub("[^/]*$", "") .. "?.lua;" .. package.path
+local lattice = require "lattice"
+local core = require "lattice.core"
+local common = require "common"
+local sparse_support = require "sparse_support"
+
+local ops = lattice.ops
+local TARGET = math.tointeger(tonumber(arg and arg[1]) or 150000) or error("sparse_ops: bad voxel count")
+if arg and arg[2] then lattice.set_num_threads(math.tointeger(tonumber(arg[2])) or error("sparse_ops: bad threads")) end
+local C, SAMPLES, TARGET_RATIO = 64, 9, 0.25
+
+-- The support as a tensor only: the cases build their Lua tables (for the
+-- checks) in prepare and drop them, so the GC steps that every op's
+-- allocations trigger do not walk 150,000 live tables while an op is timed.
+local coords = lattice.array(sparse_support.surface_voxels(TARGET, 0.05), "int32")
+local N = coords.shape[1]
+
+local function key(r) return table.concat(r, ",") end
+
+local function median(xs)
+  local s = {table.unpack(xs)}
+  table.sort(s)
+  return s[(#s + 1) // 2]
+end
+
+local function close(got, want, what)
+  assert(math.abs(got - want) <= 1e-5 * (1 + math.abs(want)), ("sparse_ops: %s check failed (%g vs %g)"):format(what,
+    got, want))
+end
+
+local x = lattice.SparseTensor(coords, lattice.random.normal({N, C}))
+
+local cases = {}
+
+cases[#cases + 1] = {name = "max_pool3d_k2s2", prepare = function()
+  local y = ops.max_pool3d(x) -- builds and caches the relation
+  local rel = core.kernel_relation("conv", x, {size = {2, 2, 2}, stride = {2, 2, 2}})
+  return {
+    run = function() return ops.max_pool3d(x) end,
+    bytes = (N * C + #y * C + #y * rel.n_kernels) * 4,
+    fields = {rows_in = N, rows_out = #y, channels = C},
+    check = function(out)
+      local index, xf = {}, x.feats
+      for i, r in ipairs(coords:tolist()) do index[key(r)] = i end
+      local oc = out.coords
+      for o = 1, #out, 997 do
+        local orow, want = oc[o]:tolist(), -math.huge
+        for _, d in ipairs(rel.kernel_offsets) do
+          local i = index[key({orow[1], orow[2] * 2 + d[1], orow[3] * 2 + d[2], orow[4] * 2 + d[3]})]
+          if i then want = math.max(want, xf[i]:tolist()[3]) end
+        end
+        close(out.feats[o]:tolist()[3], want, "max_pool3d")
+      end
+    end,
+  }
+end}
+
+cases[#cases + 1] = {name = "global_avg_pool", prepare = function()
+  -- four scenes: the support's rows split into batches by their order
+  local batched, counts = {}, {0, 0, 0, 0}
+  for i, r in ipairs(coords:tolist()) do
+    local b = (i - 1) * 4 // N
+    batched[i], counts[b + 1] = {b, r[2], r[3], r[4]}, counts[b + 1] + 1
+  end
+  local xb = lattice.SparseTensor(lattice.array(batched, "int32"), x.feats, {batch_counts = counts})
+  return {
+    run = function() return ops.global_avg_pool(xb) end,
+    bytes = N * C * 4 + N * 16 + 4 * C * 4, -- features, the rows' batch column (a 16-byte row each), the result
+    fields = {rows_in = N, batches = 4, channels = C},
+    check = function(out)
+      local col, s = lattice.slice(x.feats, 2, 5, 5):reshape({N}):tolist(), 0
+      for i = 1, counts[1] do s = s + col[i] end
+      close(out:tolist()[1][5], s / counts[1], "global_avg_pool")
+    end,
+  }
+end}
+
+cases[#cases + 1] = {name = "sparse_add_outer_different_identities", prepare = function()
+  local y = lattice.SparseTensor(lattice.add(coords, lattice.array({0, 1, 0, 0}, "int32")), lattice.random.normal({N, C}))
+  local out = ops.sparse_add(x, y)
+  local M = #out
+  return {
+    run = function() return ops.sparse_add(x, y) end,
+    -- both inputs' features and rows read, the output's features and rows written
+    bytes = (2 * N * C + M * C) * 4 + (2 * N + M) * 16,
+    fields = {rows_a = N, rows_b = N, rows_out = M, channels = C, join = "outer"},
+    check = function(res)
+      local index, rows = {}, coords:tolist()
+      for i, r in ipairs(y.coords:tolist()) do index[key(r)] = i end
+      for j = 1, N, 1009 do
+        local i = index[key(rows[j])]
+        local want = x.feats[j]:tolist()[7] + (i and y.feats[i]:tolist()[7] or 0)
+        close(res.feats[j]:tolist()[7], want, "sparse_add")
+      end
+    end,
+  }
+end}
+
+-- The result's tensor goes back to the context's cache after each call, so
+-- every timed call reuses warm pages, as a training loop does.
+local function release(out)
+  if lattice.is_tensor(out) then out:close() else out.feats:close() end
+end
+
+for _, case in ipairs(cases) do
+  local c = case.prepare()
+  c.check(c.run())
+  c.check = nil
+  collectgarbage()
+  collectgarbage()
+  release(c.run())
+  local op_times, cp_times, ratios = {}, {}, {}
+  for i = 1, SAMPLES do
+    local t0 = lattice.now()
+    local out = c.run()
+    op_times[i] = lattice.now() - t0
+    release(out)
+    cp_times[i] = core.bench_memcpy(c.bytes // 2, 1)
+    ratios[i] = cp_times[i] / op_times[i]
+  end
+  local t_op, t_cp = median(op_times), median(cp_times)
+  local fields = {bench = "sparse_ops", case = case.name, bytes = c.bytes, ms = t_op * 1e3,
+    gbps = c.bytes / t_op * 1e-9, memcpy_gbps = c.bytes / t_cp * 1e-9, ratio = median(ratios),
+    target_ratio = TARGET_RATIO}
+  for k, v in pairs(c.fields) do fields[k] = v end
+  common.report(fields)
+end

@@ -1,0 +1,119 @@
+/* Morton (Z-order) codes and the Morton order of coordinate rows
+ * (lattice/sparse_order.h). The order is a least-significant-digit radix sort
+ * of the 95-bit keys (batch, code), one byte per pass, carrying the row along:
+ * stable, so equal keys keep their row order, and passes whose byte is the
+ * same for every row are skipped (coordinates of one scene share their high
+ * bits). Plain sequential passes: their result is the same for any thread
+ * count by construction. */
+#include <string.h>
+#include "lattice/sparse_order.h"
+#include "sparse/internal.h"
+
+#define OFFSET  (1u << 20)
+#define DIGITS  12 /* 8 bytes of code, then 4 of batch */
+#define BUCKETS 256
+
+/* The low 21 bits of v spread to every third bit. */
+static uint64_t spread(uint64_t v) {
+  v &= 0x1fffff;
+  v = (v | v << 32) & 0x1f00000000ffffull;
+  v = (v | v << 16) & 0x1f0000ff0000ffull;
+  v = (v | v << 8) & 0x100f00f00f00f00full;
+  v = (v | v << 4) & 0x10c30c30c30c30c3ull;
+  v = (v | v << 2) & 0x1249249249249249ull;
+  return v;
+}
+
+uint64_t lt_morton_encode(int32_t x, int32_t y, int32_t z) {
+  return spread((uint32_t)(x + (int32_t)OFFSET)) | spread((uint32_t)(y + (int32_t)OFFSET)) << 1 |
+         spread((uint32_t)(z + (int32_t)OFFSET)) << 2;
+}
+
+/* A contiguous int32 (N, 4) copy of coords (or coords itself), every x, y, z in range. */
+static lt_status staged_coords(lt_ctx *ctx, lt_tensor **out, lt_tensor *coords, const char *op) {
+  *out = NULL;
+  lt_status st = lt__coords_check_rows(ctx, coords, op);
+  if (!st) st = lt__as_contig(ctx, out, coords, LT_INT32);
+  if (st) return st;
+  const int32_t *r = lt_tensor_data(*out);
+  for (int64_t i = 0; i < coords->shape[0]; i++)
+    for (int a = 1; a < 4; a++)
+      if (r[i * 4 + a] < LT_MORTON_MIN || r[i * 4 + a] > LT_MORTON_MAX) {
+        lt_tensor_release(*out), *out = NULL;
+        return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: row %lld has %c = %d, outside the Morton range [%d, %d]", op,
+                           (long long)i + 1, "xyz"[a - 1], r[i * 4 + a], LT_MORTON_MIN, LT_MORTON_MAX);
+      }
+  return LT_OK;
+}
+
+lt_status lt_morton_codes(lt_ctx *ctx, lt_tensor **codes, lt_tensor *coords, const char *op) {
+  *codes = NULL;
+  lt_tensor *c;
+  lt_status st = staged_coords(ctx, &c, coords, op);
+  if (st) return st;
+  int64_t n = c->shape[0];
+  st = lt_tensor_new(ctx, codes, LT_INT64, 1, &n);
+  const int32_t *r = lt_tensor_data(c);
+  for (int64_t i = 0; !st && i < n; i++)
+    ((int64_t *)lt_tensor_data(*codes))[i] = (int64_t)lt_morton_encode(r[i * 4 + 1], r[i * 4 + 2], r[i * 4 + 3]);
+  lt_tensor_release(c);
+  return st;
+}
+
+/* ---- the radix sort ---- */
+
+typedef struct item {
+  uint64_t code;
+  uint32_t batch; /* the batch with its sign bit flipped: unsigned order is signed order */
+  int32_t row;
+} item;
+
+static unsigned digit(const item *it, int d) {
+  return d < 8 ? (unsigned)(it->code >> (8 * d)) & 0xff : (it->batch >> (8 * (d - 8))) & 0xff;
+}
+
+/* One stable pass by digit d from src into dst, with that digit's counts. */
+static void radix_pass(item *dst, const item *src, int64_t n, int d, const int64_t *count) {
+  int64_t start[BUCKETS], total = 0;
+  for (int b = 0; b < BUCKETS; b++) start[b] = total, total += count[b];
+  for (int64_t i = 0; i < n; i++) dst[start[digit(src + i, d)]++] = src[i];
+}
+
+/* Sorts items[0..n) by (batch, code), tmp (n) being the other buffer;
+ * returns the buffer that holds the result. */
+static item *radix_sort(item *items, item *tmp, int64_t n) {
+  int64_t count[DIGITS][BUCKETS] = {{0}}; /* 24 KB: every digit's counts in one read of the items */
+  for (int64_t i = 0; i < n; i++)
+    for (int d = 0; d < DIGITS; d++) count[d][digit(items + i, d)]++;
+  for (int d = 0; d < DIGITS; d++) {
+    if (n == 0 || count[d][digit(items, d)] == n) continue; /* one value for every row: nothing to order */
+    radix_pass(tmp, items, n, d, count[d]);
+    item *t = items;
+    items = tmp, tmp = t;
+  }
+  return items;
+}
+
+lt_status lt_morton_order(lt_ctx *ctx, lt_tensor **order, lt_tensor *coords, const char *op) {
+  *order = NULL;
+  lt_tensor *c;
+  lt_status st = staged_coords(ctx, &c, coords, op);
+  if (st) return st;
+  int64_t n = c->shape[0];
+  size_t bytes = (size_t)(2 * n + 1) * sizeof(item);
+  item *buf = lt_ctx_alloc(ctx, bytes);
+  if (!buf) st = lt_ctx_fail(ctx, LT_ERR_MEM, "%s: out of memory", op);
+  if (!st) st = lt_tensor_new(ctx, order, LT_INT32, 1, &n);
+  if (!st) {
+    const int32_t *r = lt_tensor_data(c);
+    for (int64_t i = 0; i < n; i++)
+      buf[i] = (item){lt_morton_encode(r[i * 4 + 1], r[i * 4 + 2], r[i * 4 + 3]), (uint32_t)r[i * 4] ^ 0x80000000u,
+                      (int32_t)i};
+    const item *sorted = radix_sort(buf, buf + n, n);
+    int32_t *o = lt_tensor_data(*order);
+    for (int64_t i = 0; i < n; i++) o[i] = sorted[i].row;
+  }
+  if (buf) lt_ctx_free(ctx, buf, bytes);
+  lt_tensor_release(c);
+  return st;
+}
