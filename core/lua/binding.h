@@ -123,5 +123,6 @@ void lt_l_open_autograd(lua_State *L);    /* autograd.c */
 void lt_l_open_io(lua_State *L);          /* io.c: safetensors */
 void lt_l_open_runtime(lua_State *L);     /* runtime.c: threads, blas_info, memory, now */
 void lt_l_open_optim(lua_State *L);       /* optim.c: fused optimizer steps */
+void lt_l_open_kernels(lua_State *L);     /* kernels.c: microkernel test hooks (ggemm_with_isa, ...) */
 
 #endif

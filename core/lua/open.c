@@ -48,6 +48,7 @@ int luaopen_lattice_core(lua_State *L) {
   lt_l_open_nn(L);
   lt_l_open_nn_sparse(L);
   lt_l_open_optim(L);
+  lt_l_open_kernels(L);
   lt_l_open_sparse(L);
   lt_l_open_sparse_ops(L);
   return 1;

@@ -1,0 +1,11 @@
+/* The gather-GEMM kernels for AVX2 + FMA: column blocks of up to 2 ymm (16
+ * floats); register tiles of 6 rows x 2 vectors (12 accumulators, 2 weight
+ * vectors and a broadcast: 15 of 16 registers) and 12 x 1. */
+#include "kernels/simd_avx2.h"
+
+#define LT_GGEMM_ROWS lt__ggemm_rows_avx2
+#define LT_GGEMM_WGRAD_OFFSET lt__ggemm_wgrad_offset_avx2
+#define LT_GGEMM_NV_MAX 2
+#define LT_GGEMM_MR1 12
+#define LT_GGEMM_MR2 6
+#include "kernels/gather_gemm_simd.h"

@@ -1,0 +1,128 @@
+/* The gather-GEMM kernels on tensors, with one ISA forced: the entries behind
+ * lattice.core.ggemm_with_isa and ggemm_wgrad_with_isa, for the specs and
+ * the benchmark. They check every argument (shapes, dtypes, each index in
+ * range) before touching memory; the kernels themselves trust their callers.
+ * Nothing is recorded on the tape. */
+#include "kernels/gather_gemm_tensor.h"
+#include <string.h>
+#include "kernels/gather_gemm.h"
+#include "tensor/internal.h"
+
+static lt_status check_f32(lt_ctx *ctx, const lt_tensor *t, int ndim, const char *what, const char *op) {
+  char s[LT_SHAPE_STR_MAX];
+  if (t->dtype != LT_FLOAT32)
+    return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: %s must be float32, got %s", op, what, lt_dtype_info(t->dtype)->name);
+  if (t->ndim != ndim)
+    return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: %s must be %d-D, got shape %s", op, what, ndim,
+                       lt__shape_str(s, sizeof s, t->ndim, t->shape));
+  return LT_OK;
+}
+
+/* idx: int32 or int64 (n_out, K), every entry in [-1, n_in); *out is a
+ * contiguous int64 version (a new reference). */
+static lt_status check_index(lt_ctx *ctx, lt_tensor **out, lt_tensor *idx, int64_t n_in, const char *op) {
+  char s[LT_SHAPE_STR_MAX];
+  *out = NULL;
+  if (idx->dtype != LT_INT32 && idx->dtype != LT_INT64)
+    return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: idx must be int32 or int64, got %s", op, lt_dtype_info(idx->dtype)->name);
+  if (idx->ndim != 2)
+    return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: idx must be 2-D (n_out, K), got shape %s", op,
+                       lt__shape_str(s, sizeof s, idx->ndim, idx->shape));
+  lt_status st = lt__as_contig(ctx, out, idx, LT_INT64);
+  if (st) return st;
+  const int64_t *p = lt_tensor_data(*out);
+  int64_t n = idx->shape[0] * idx->shape[1];
+  for (int64_t e = 0; e < n; e++)
+    if (p[e] < -1 || p[e] >= n_in) {
+      st = lt_ctx_fail(ctx, LT_ERR_ARG, "%s: idx holds %lld (row %lld, offset %lld); inputs are rows 0 to %lld, or -1",
+                       op, (long long)p[e], (long long)(e / idx->shape[1]), (long long)(e % idx->shape[1]),
+                       (long long)n_in - 1);
+      lt_tensor_release(*out);
+      *out = NULL;
+      return st;
+    }
+  return LT_OK;
+}
+
+/* A float32 matrix whose rows may be strided: x itself when its columns are
+ * contiguous (a new reference), else a contiguous copy. */
+static lt_status rows_of(lt_ctx *ctx, lt_tensor **out, lt_tensor *x) {
+  if (x->strides[1] == 1 || x->shape[1] <= 1) {
+    *out = lt_tensor_retain(x);
+    return LT_OK;
+  }
+  return lt__copy_as(ctx, out, x, LT_FLOAT32);
+}
+
+/* The distance between rows (any sign, 0 for broadcast rows). */
+static int64_t ld_of(const lt_tensor *t) { return t->strides[0]; }
+
+/* A new contiguous float32 result with shape (ndim, shape): a copy of init when given. */
+static lt_status new_result(lt_ctx *ctx, lt_tensor **out, lt_tensor *init, int ndim, const int64_t *shape,
+                            const char *what, const char *op) {
+  char s[LT_SHAPE_STR_MAX], e[LT_SHAPE_STR_MAX];
+  if (!init) return lt_tensor_new(ctx, out, LT_FLOAT32, ndim, shape);
+  lt_status st = check_f32(ctx, init, ndim, what, op);
+  if (st) return st;
+  if (memcmp(init->shape, shape, (size_t)ndim * sizeof *shape))
+    return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: %s has shape %s, expected %s", op, what,
+                       lt__shape_str(s, sizeof s, init->ndim, init->shape), lt__shape_str(e, sizeof e, ndim, shape));
+  return lt__copy_as(ctx, out, init, LT_FLOAT32);
+}
+
+lt_status lt__ggemm_tensor(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, lt_tensor *w, lt_tensor *idx, lt_tensor *y0,
+                           lt_isa isa, lt_isa *used, const char *op) {
+  *out = NULL;
+  lt_status st = check_f32(ctx, x, 2, "x", op);
+  if (!st) st = check_f32(ctx, w, 3, "w", op);
+  if (st) return st;
+  if (w->shape[1] != x->shape[1])
+    return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: w has %lld input channels, x has %lld columns", op, (long long)w->shape[1],
+                       (long long)x->shape[1]);
+  lt_tensor *ix = NULL, *xr = NULL, *y = NULL;
+  lt_ggemm_weight pw = {0};
+  st = check_index(ctx, &ix, idx, x->shape[0], op);
+  if (!st && idx->shape[1] != w->shape[0])
+    st = lt_ctx_fail(ctx, LT_ERR_ARG, "%s: idx has %lld offsets, w has %lld", op, (long long)idx->shape[1],
+                     (long long)w->shape[0]);
+  int64_t n_out = idx->shape[0], c_in = w->shape[1], c_out = w->shape[2];
+  if (!st) st = new_result(ctx, &y, y0, 2, (int64_t[]){n_out, c_out}, "y", op);
+  if (!st) st = rows_of(ctx, &xr, x);
+  if (!st)
+    st = lt__ggemm_pack_isa(ctx, &pw, isa, lt__f32(w), w->strides[0], w->strides[1], w->strides[2], w->shape[0], c_in,
+                            c_out, op);
+  if (!st) st = lt__ggemm(ctx, lt__f32(y), c_out, lt__f32(xr), ld_of(xr), lt_tensor_data(ix), &pw, n_out, !!y0, op);
+  *used = pw.isa;
+  lt__ggemm_weight_release(ctx, &pw);
+  lt_tensor_release(ix), lt_tensor_release(xr);
+  if (st) return lt_tensor_release(y), st;
+  *out = y;
+  return LT_OK;
+}
+
+lt_status lt__ggemm_wgrad_tensor(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, lt_tensor *dy, lt_tensor *idx,
+                                 lt_tensor *dw0, int transposed, lt_isa isa, lt_isa *used, const char *op) {
+  *out = NULL;
+  lt_status st = check_f32(ctx, x, 2, "x", op);
+  if (!st) st = check_f32(ctx, dy, 2, "dy", op);
+  if (st) return st;
+  lt_tensor *ix = NULL, *xr = NULL, *gr = NULL, *dw = NULL;
+  st = check_index(ctx, &ix, idx, x->shape[0], op);
+  if (!st && idx->shape[0] != dy->shape[0])
+    st = lt_ctx_fail(ctx, LT_ERR_ARG, "%s: idx has %lld rows, dy has %lld", op, (long long)idx->shape[0],
+                     (long long)dy->shape[0]);
+  int64_t K = idx->shape[1], c_in = x->shape[1], c_out = dy->shape[1];
+  int64_t shape[3] = {K, transposed ? c_out : c_in, transposed ? c_in : c_out};
+  if (!st) st = new_result(ctx, &dw, dw0, 3, shape, "dw", op);
+  if (!st) st = rows_of(ctx, &xr, x);
+  if (!st) st = rows_of(ctx, &gr, dy);
+  if (!st)
+    st = lt__ggemm_wgrad_isa(ctx, isa, lt__f32(dw), shape[1] * shape[2], shape[2], lt__f32(gr), ld_of(gr), lt__f32(xr),
+                             ld_of(xr), lt_tensor_data(ix), idx->shape[0], K, c_in, c_out, transposed, !!dw0, op);
+  lt_isa best = lt_cpu_isa();
+  *used = isa < best ? isa : best;
+  lt_tensor_release(ix), lt_tensor_release(xr), lt_tensor_release(gr);
+  if (st) return lt_tensor_release(dw), st;
+  *out = dw;
+  return LT_OK;
+}
