@@ -41,7 +41,8 @@ void lt__ggemm_wgrad_offset_ref(const lt__wgrad_job *j, int64_t k, void *scratch
   for (int64_t o = 0; o < j->n_out; o++) {
     int64_t i = j->idx[o * j->k + k];
     if (i < 0) continue;
-    const float *a = j->a + (j->a_is_x ? i : o) * j->lda, *b = j->b + (j->a_is_x ? o : i) * j->ldb;
+    const float *xi = j->x + i * j->ldx, *g = j->dy + o * j->lddy;
+    const float *a = j->a_is_x ? xi : g, *b = j->a_is_x ? g : xi;
     for (int64_t r = 0; r < j->p; r++)
       for (int64_t c = 0; c < j->q; c++) out[r * j->ldr + c] = fmaf(a[r], b[c], out[r * j->ldr + c]);
   }
@@ -90,12 +91,6 @@ static lt__ggemm_rows_fn rows_fn(lt_isa isa) {
   return isa == LT_ISA_AVX512 ? lt__ggemm_rows_avx512 : isa == LT_ISA_AVX2 ? lt__ggemm_rows_avx2 : lt__ggemm_rows_ref;
 }
 
-static lt__wgrad_fn wgrad_fn(lt_isa isa) {
-  return isa == LT_ISA_AVX512 ? lt__ggemm_wgrad_offset_avx512
-         : isa == LT_ISA_AVX2 ? lt__ggemm_wgrad_offset_avx2
-                              : lt__ggemm_wgrad_offset_ref;
-}
-
 /* ---- packing ---- */
 
 lt_status lt__ggemm_pack_isa(lt_ctx *ctx, lt_ggemm_weight *pw, lt_isa isa, const float *w, int64_t sk, int64_t sc,
@@ -133,14 +128,14 @@ void lt__ggemm_weight_release(lt_ctx *ctx, lt_ggemm_weight *pw) {
 
 lt_status lt__ggemm(lt_ctx *ctx, float *y, int64_t ldy, const float *x, int64_t ldx, const int64_t *idx,
                     const lt_ggemm_weight *w, int64_t n_out, int accumulate, const char *op) {
-  lt__ggemm_job j = {.y = y, .ldy = ldy, .x = x, .ldx = ldx, .idx = idx, .wp = w->data, .k = w->k,
+  lt__ggemm_job j = {.y = y, .ldy = ldy, .x = x, .ldx = ldx, .idx = idx, .wp = w->data, .n_out = n_out, .k = w->k,
                      .c_in = w->c_in, .c_out = w->c_out, .ldt = w->ldt, .accumulate = accumulate};
   int64_t tiles = (n_out + LT_GGEMM_TILE_ROWS - 1) / LT_GGEMM_TILE_ROWS;
   int threads = n_out * w->k * (w->c_in + 1) * w->c_out >= LT_GRAIN * 8 ? lt__ctx_threads(ctx) : 1;
   if (threads > tiles) threads = tiles > 0 ? (int)tiles : 1;
   lt_workspace ws;
   lt_status st = lt__workspace_reserve(ctx, &ws, w->isa == LT_ISA_SCALAR ? 0 : threads,
-                                       w->isa == LT_ISA_SCALAR ? 0 : lt__ggemm_scratch_bytes(w->ldt), op);
+                                       w->isa == LT_ISA_SCALAR ? 0 : lt__ggemm_scratch_bytes(w->ldt, w->k), op);
   if (st) return st;
   lt__ggemm_rows_fn fn = rows_fn(w->isa);
   LT_PARALLEL_FOR(threads, t, tiles, {
@@ -154,132 +149,89 @@ lt_status lt__ggemm(lt_ctx *ctx, float *y, int64_t ldy, const float *x, int64_t 
 
 /* ---- the weight gradient ---- */
 
-/* Rows per chunk of the edge-list build: counts per (chunk, offset), then a
- * prefix sum, then each chunk fills its slots, in row order. */
-#define EDGE_CHUNK_ROWS 4096
+/* The weight gradient's threads (each owns whole offsets). */
+#define LT_GGEMM_MAX_THREADS 256
+/* Rows per task of the edge count, and how many of them it counts: the
+ * count only balances the threads' work, so a sample of the rows does. */
+#define COUNT_ROWS 4096
+#define COUNT_SAMPLE 256
 
-/* Offset-major edge lists: for each k, the (a row, b row) pairs of the rows
- * o with idx[o, k] >= 0, o ascending; start (K + 1) delimits them. */
-static void edges_count(const lt_ctx *ctx, int64_t *cnt, const int64_t *idx, int64_t n_out, int64_t K, int threads) {
-  int64_t chunks = (n_out + EDGE_CHUNK_ROWS - 1) / EDGE_CHUNK_ROWS;
-  (void)ctx;
+/* cnt[k] ~ the edges of offset k / (COUNT_ROWS / COUNT_SAMPLE): per-chunk
+ * counts of each chunk's first COUNT_SAMPLE rows (chunks x K), summed. */
+static void count_edges(int64_t *cnt, const int64_t *idx, int64_t n_out, int64_t K, int threads) {
+  int64_t chunks = (n_out + COUNT_ROWS - 1) / COUNT_ROWS;
   LT_PARALLEL_FOR(threads, ch, chunks, {
-    int64_t *c = cnt + ch * K, end = (ch + 1) * EDGE_CHUNK_ROWS < n_out ? (ch + 1) * EDGE_CHUNK_ROWS : n_out;
+    int64_t *c = cnt + (ch + 1) * K, o0 = ch * COUNT_ROWS;
+    int64_t end = o0 + COUNT_SAMPLE < n_out ? o0 + COUNT_SAMPLE : n_out;
     for (int64_t k = 0; k < K; k++) c[k] = 0;
-    for (int64_t o = ch * EDGE_CHUNK_ROWS; o < end; o++)
-      for (int64_t k = 0; k < K; k++) c[k] += idx[o * K + k] >= 0;
+    for (int64_t o = o0; o < end; o++)
+      for (int64_t k = 0; k < K; k++) c[k] += 1 - (int64_t)((uint64_t)idx[o * K + k] >> 63);
   });
+  for (int64_t k = 0; k < K; k++) cnt[k] = 0;
+  for (int64_t ch = 0; ch < chunks; ch++)
+    for (int64_t k = 0; k < K; k++) cnt[k] += cnt[(ch + 1) * K + k];
 }
 
-static void edges_fill(int64_t *edges, int64_t *pos, const int64_t *idx, int64_t n_out, int64_t K, int a_is_x,
-                       int threads) {
-  int64_t chunks = (n_out + EDGE_CHUNK_ROWS - 1) / EDGE_CHUNK_ROWS;
-  LT_PARALLEL_FOR(threads, ch, chunks, {
-    int64_t *p = pos + ch * K, end = (ch + 1) * EDGE_CHUNK_ROWS < n_out ? (ch + 1) * EDGE_CHUNK_ROWS : n_out;
-    for (int64_t o = ch * EDGE_CHUNK_ROWS; o < end; o++)
-      for (int64_t k = 0; k < K; k++) {
-        int64_t i = idx[o * K + k];
-        if (i < 0) continue;
-        int64_t e = p[k]++;
-        edges[2 * e] = a_is_x ? i : o;
-        edges[2 * e + 1] = a_is_x ? o : i;
-      }
-  });
-}
-
-/* cnt (chunks x K) -> start (K + 1) and each chunk's first slot per offset, in place. */
-static void edges_prefix(int64_t *cnt, int64_t *start, int64_t chunks, int64_t K) {
-  int64_t s = 0;
-  for (int64_t k = 0; k < K; k++) {
-    start[k] = s;
-    for (int64_t ch = 0; ch < chunks; ch++) {
-      int64_t c = cnt[ch * K + k];
-      cnt[ch * K + k] = s;
-      s += c;
-    }
-  }
-  start[K] = s;
-}
-
-/* Offsets to threads, largest first onto the least loaded: owner[k]. Which
- * thread computes an offset does not change its result. */
-static void assign_offsets(int *owner, const int64_t *start, int64_t K, int threads) {
-  int64_t load[64] = {0};
-  if (threads > 64) threads = 64;
+/* Offsets to threads, the largest first onto the least loaded, then each
+ * thread's list ascending: ks[t*K .. t*K + nk[t]). owner (K) is scratch.
+ * Which thread computes an offset does not change its result. */
+static void assign_offsets(int64_t *ks, int64_t *nk, int64_t *owner, const int64_t *cnt, int64_t K, int threads) {
+  int64_t load[LT_GGEMM_MAX_THREADS] = {0};
   for (int64_t k = 0; k < K; k++) owner[k] = -1;
   for (int64_t n = 0; n < K; n++) {
     int64_t best = -1;
     for (int64_t k = 0; k < K; k++)
-      if (owner[k] < 0 && (best < 0 || start[k + 1] - start[k] > start[best + 1] - start[best])) best = k;
+      if (owner[k] < 0 && (best < 0 || cnt[k] > cnt[best])) best = k;
     int t = 0;
     for (int u = 1; u < threads; u++)
       if (load[u] < load[t]) t = u;
     owner[best] = t;
-    load[t] += start[best + 1] - start[best] + 1;
+    load[t] += cnt[best] + 1;
   }
+  for (int t = 0; t < threads; t++) nk[t] = 0;
+  for (int64_t k = 0; k < K; k++) ks[owner[k] * K + nk[owner[k]]++] = k;
 }
 
-/* Everything the vector kernels need beyond the job: the edge lists and who runs which offset. */
+/* The split of the offsets over the threads: ks (threads x K), nk (threads),
+ * with cnt ((chunks + 1) x K) and owner (K) as scratch, in one allocation. */
 typedef struct wgrad_plan {
-  int64_t *edges, *cnt, *start;
-  int *owner;
-  size_t edge_bytes, cnt_bytes, start_bytes, owner_bytes;
+  int64_t *ks, *nk, *cnt, *owner;
+  size_t bytes;
 } wgrad_plan;
 
-static void plan_release(lt_ctx *ctx, wgrad_plan *p) {
-  if (p->edges) lt_ctx_free(ctx, p->edges, p->edge_bytes);
-  if (p->cnt) lt_ctx_free(ctx, p->cnt, p->cnt_bytes);
-  if (p->start) lt_ctx_free(ctx, p->start, p->start_bytes);
-  if (p->owner) lt_ctx_free(ctx, p->owner, p->owner_bytes);
-  *p = (wgrad_plan){0};
-}
-
 static lt_status plan_build(lt_ctx *ctx, wgrad_plan *p, const lt__wgrad_job *j, int threads, const char *op) {
-  int64_t chunks = (j->n_out + EDGE_CHUNK_ROWS - 1) / EDGE_CHUNK_ROWS, K = j->k;
-  *p = (wgrad_plan){.cnt_bytes = (size_t)(chunks * K + 1) * sizeof(int64_t),
-                    .start_bytes = (size_t)(K + 1) * sizeof(int64_t),
-                    .owner_bytes = (size_t)(K + 1) * sizeof(int)};
-  p->cnt = lt_ctx_alloc(ctx, p->cnt_bytes);
-  p->start = lt_ctx_alloc(ctx, p->start_bytes);
-  p->owner = lt_ctx_alloc(ctx, p->owner_bytes);
-  if (!p->cnt || !p->start || !p->owner) goto oom;
-  edges_count(ctx, p->cnt, j->idx, j->n_out, K, threads);
-  edges_prefix(p->cnt, p->start, chunks, K);
-  p->edge_bytes = (size_t)(2 * p->start[K] + 1) * sizeof(int64_t);
-  p->edges = lt_ctx_alloc(ctx, p->edge_bytes);
-  if (!p->edges) goto oom;
-  edges_fill(p->edges, p->cnt, j->idx, j->n_out, K, j->a_is_x, threads);
-  assign_offsets(p->owner, p->start, K, threads);
+  int64_t K = j->k, chunks = (j->n_out + COUNT_ROWS - 1) / COUNT_ROWS;
+  size_t n = (size_t)(threads * K + threads + (chunks + 1) * K + K);
+  *p = (wgrad_plan){.bytes = n * sizeof(int64_t)};
+  p->ks = lt_ctx_alloc(ctx, p->bytes);
+  if (!p->ks) return lt_ctx_fail(ctx, LT_ERR_MEM, "%s: out of memory for the weight gradient's plan", op);
+  p->nk = p->ks + threads * K, p->cnt = p->nk + threads, p->owner = p->cnt + (chunks + 1) * K;
+  count_edges(p->cnt, j->idx, j->n_out, K, threads);
+  assign_offsets(p->ks, p->nk, p->owner, p->cnt, K, threads);
   return LT_OK;
-oom:
-  plan_release(ctx, p);
-  return lt_ctx_fail(ctx, LT_ERR_MEM, "%s: out of memory for the weight gradient's edge lists", op);
 }
 
 static lt_status wgrad_run(lt_ctx *ctx, lt__wgrad_job *j, lt_isa isa, int threads, const char *op) {
-  wgrad_plan plan = {0};
-  lt_workspace ws = {0};
-  lt_status st = isa == LT_ISA_SCALAR ? LT_OK : plan_build(ctx, &plan, j, threads, op);
-  if (!st && isa != LT_ISA_SCALAR) st = lt__workspace_reserve(ctx, &ws, threads, lt__wgrad_scratch_bytes(j->p, j->ldq), op);
-  if (st) {
-    plan_release(ctx, &plan);
-    return st;
-  }
-  j->edges = plan.edges, j->start = plan.start;
-  lt__wgrad_fn fn = wgrad_fn(isa);
-  const int *owner = plan.owner;
-  int64_t K = j->k;
   if (isa == LT_ISA_SCALAR) {
-    LT_PARALLEL_FOR(threads, k, K, { fn(j, k, NULL); });
-  } else {
-    LT_PARALLEL_FOR(threads, t, threads, {
-      for (int64_t k = 0; k < K; k++)
-        if (owner[k] == t) fn(j, k, lt__workspace_mine(&ws));
-    });
+    LT_PARALLEL_FOR(threads, k, j->k, { lt__ggemm_wgrad_offset_ref(j, k, NULL); });
+    return LT_OK;
+  }
+  wgrad_plan plan;
+  lt_workspace ws = {0};
+  lt_status st = plan_build(ctx, &plan, j, threads, op);
+  if (st) return st;
+  int64_t most = 0;
+  for (int t = 0; t < threads; t++) most = plan.nk[t] > most ? plan.nk[t] : most;
+  st = lt__workspace_reserve(ctx, &ws, threads, lt__wgrad_scratch_bytes(most, j->p, j->ldq, j->k), op);
+  if (!st) {
+    lt__wgrad_fn fn = isa == LT_ISA_AVX512 ? lt__ggemm_wgrad_offsets_avx512 : lt__ggemm_wgrad_offsets_avx2;
+    const int64_t *ks = plan.ks, *nk = plan.nk;
+    int64_t K = j->k;
+    LT_PARALLEL_FOR(threads, t, threads, { fn(j, ks + t * K, nk[t], lt__workspace_mine(&ws)); });
   }
   lt__workspace_release(ctx, &ws);
-  plan_release(ctx, &plan);
-  return LT_OK;
+  lt_ctx_free(ctx, plan.ks, plan.bytes);
+  return st;
 }
 
 lt_status lt__ggemm_wgrad_isa(lt_ctx *ctx, lt_isa isa, float *dw, int64_t ldk, int64_t ldr, const float *dy,
@@ -287,16 +239,14 @@ lt_status lt__ggemm_wgrad_isa(lt_ctx *ctx, lt_isa isa, float *dw, int64_t ldk, i
                               int64_t c_in, int64_t c_out, int transposed, int accumulate, const char *op) {
   isa = clamp_isa(isa);
   int64_t lanes = lanes_of(isa);
-  lt__wgrad_job j = {.dw = dw, .ldk = ldk, .ldr = ldr, .idx = idx, .a_is_x = !transposed, .n_out = n_out, .k = k,
-                     .accumulate = accumulate};
-  if (transposed)
-    j.a = dy, j.lda = lddy, j.b = x, j.ldb = ldx, j.p = c_out, j.q = c_in;
-  else
-    j.a = x, j.lda = ldx, j.b = dy, j.ldb = lddy, j.p = c_in, j.q = c_out;
+  lt__wgrad_job j = {.dw = dw, .ldk = ldk, .ldr = ldr, .x = x, .dy = dy, .ldx = ldx, .lddy = lddy,
+                     .a_is_x = !transposed, .idx = idx, .n_out = n_out, .k = k, .accumulate = accumulate};
+  j.p = transposed ? c_out : c_in, j.q = transposed ? c_in : c_out;
   j.ldq = (j.q + lanes - 1) / lanes * lanes;
   if (k <= 0 || j.p <= 0 || j.q <= 0) return LT_OK;
   int threads = n_out * c_in * c_out >= LT_GRAIN * 8 ? lt__ctx_threads(ctx) : 1;
   if (threads > k) threads = (int)k;
+  if (threads > LT_GGEMM_MAX_THREADS) threads = LT_GGEMM_MAX_THREADS;
   return wgrad_run(ctx, &j, isa, threads, op);
 }
 

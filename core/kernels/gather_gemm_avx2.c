@@ -4,7 +4,9 @@
 #include "kernels/simd_avx2.h"
 
 #define LT_GGEMM_ROWS lt__ggemm_rows_avx2
-#define LT_GGEMM_WGRAD_OFFSET lt__ggemm_wgrad_offset_avx2
+#define LT_GGEMM_WGRAD_OFFSETS lt__ggemm_wgrad_offsets_avx2
+#define LT_GGEMM_PRESENT lt__ggemm_present
+#define LT_GGEMM_LIST lt__ggemm_list
 #define LT_GGEMM_NV_MAX 2
 #define LT_GGEMM_MR1 12
 #define LT_GGEMM_MR2 6

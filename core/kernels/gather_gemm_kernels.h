@@ -24,7 +24,7 @@ typedef struct lt__ggemm_job {
   int64_t ldx;
   const int64_t *idx;
   const float *wp;
-  int64_t k, c_in, c_out, ldt;
+  int64_t n_out, k, c_in, c_out, ldt;
   int accumulate;
 } lt__ggemm_job;
 
@@ -35,43 +35,69 @@ void lt__ggemm_rows_ref(const lt__ggemm_job *j, int64_t o0, int64_t rows, void *
 void lt__ggemm_rows_avx2(const lt__ggemm_job *j, int64_t o0, int64_t rows, void *scratch);
 void lt__ggemm_rows_avx512(const lt__ggemm_job *j, int64_t o0, int64_t rows, void *scratch);
 
-/* A forward tile's scratch: the accumulator tile (LT_GGEMM_TILE_ROWS x ldt),
- * then one offset's compacted rows: the input row each reads and the tile
- * row it adds to. */
+/* A forward tile's scratch: the accumulator tile (LT_GGEMM_TILE_ROWS x ldt);
+ * which of the tile's rows have an input at each offset (present[k], bit r
+ * for row r: the tile has 64 rows so that one word holds them); one
+ * offset's present rows listed (tr), with room for a vector store past the
+ * last. */
 typedef struct lt__ggemm_scratch {
   float *tile;
-  const float **xr;
+  uint64_t *present;
   int32_t *tr;
 } lt__ggemm_scratch;
+
+_Static_assert(LT_GGEMM_TILE_ROWS == 64, "a tile's rows are the bits of one uint64_t");
+#define LT_GGEMM_LIST_SLOTS (LT_GGEMM_TILE_ROWS + 16)
 
 static inline size_t lt__ggemm_tile_bytes(int64_t ldt) {
   return ((size_t)LT_GGEMM_TILE_ROWS * (size_t)ldt * sizeof(float) + 63) / 64 * 64;
 }
-static inline size_t lt__ggemm_scratch_bytes(int64_t ldt) {
-  return lt__ggemm_tile_bytes(ldt) + LT_GGEMM_TILE_ROWS * (sizeof(const float *) + sizeof(int32_t));
+static inline size_t lt__ggemm_scratch_bytes(int64_t ldt, int64_t k) {
+  return lt__ggemm_tile_bytes(ldt) + (size_t)k * sizeof(uint64_t) + LT_GGEMM_LIST_SLOTS * sizeof(int32_t);
 }
-static inline lt__ggemm_scratch lt__ggemm_scratch_of(void *p, int64_t ldt) {
+static inline lt__ggemm_scratch lt__ggemm_scratch_of(void *p, int64_t ldt, int64_t k) {
   lt__ggemm_scratch s;
   s.tile = p;
-  s.xr = (const float **)((char *)p + lt__ggemm_tile_bytes(ldt));
-  s.tr = (int32_t *)(s.xr + LT_GGEMM_TILE_ROWS);
+  s.present = (uint64_t *)((char *)p + lt__ggemm_tile_bytes(ldt));
+  s.tr = (int32_t *)(s.present + k);
   return s;
 }
 
-/* The offset-k inputs of rows [o0, o0 + rows), in row order, skipping the
- * -1 entries: xr[e] the input row, tr[e] its tile row. Branch-free: every
- * entry is written, and the count advances only past the present ones. */
-static inline int64_t lt__ggemm_compact(lt__ggemm_scratch s, const lt__ggemm_job *j, int64_t o0, int64_t rows,
-                                        int64_t k) {
-  const int64_t *col = j->idx + o0 * j->k + k;
+/* present[k] for the tile's rows (idx points at its first row), in one pass
+ * over its rows of idx, which lie contiguous (a pass per offset would stride
+ * through them K times). */
+static inline void lt__ggemm_present(uint64_t *present, const int64_t *idx, int64_t K, int64_t rows) {
+  for (int64_t k = 0; k < K; k++) present[k] = 0;
+  for (int64_t r = 0; r < rows; r++)
+    for (int64_t k = 0; k < K; k++) present[k] |= (uint64_t)(idx[r * K + k] >= 0) << r;
+}
+
+/* The rows whose bits are set in `present`, ascending, into tr; the count. */
+static inline int64_t lt__ggemm_list(uint64_t present, int32_t *tr) {
   int64_t n = 0;
-  for (int64_t r = 0; r < rows; r++) {
-    int64_t i = col[r * j->k];
-    s.xr[n] = j->x + (i >= 0 ? i : 0) * j->ldx;
-    s.tr[n] = (int32_t)r;
-    n += i >= 0;
-  }
+  for (; present; present &= present - 1) tr[n++] = __builtin_ctzll(present);
   return n;
+}
+
+/* Asks for the n floats at p. */
+static inline void lt__prefetch_row(const float *p, int64_t n) {
+  for (int64_t b = 0; b < n; b += 16) __builtin_prefetch(p + b, 0, 3);
+}
+
+/* Asks for part `part` of `parts` of the next tile's rows of idx and of x
+ * ahead of time: the first offset's compaction would otherwise wait on a
+ * miss per row, and for a map with locality (rows in Morton order) the
+ * inputs the next tile reads are close to its own rows. Spread over the
+ * offsets, because a burst of a few hundred prefetches stalls on the line
+ * fill buffers. */
+static inline void lt__ggemm_prefetch_next(const lt__ggemm_job *j, int64_t o_next, int64_t part, int64_t parts) {
+  int64_t n = j->n_out - o_next < LT_GGEMM_TILE_ROWS ? j->n_out - o_next : LT_GGEMM_TILE_ROWS;
+  if (n <= 0) return;
+  int64_t lines = (n * j->k * (int64_t)sizeof(int64_t) + 63) / 64;
+  const char *base = (const char *)(j->idx + o_next * j->k);
+  for (int64_t l = lines * part / parts; l < lines * (part + 1) / parts; l++) __builtin_prefetch(base + 64 * l, 0, 3);
+  for (int64_t r = o_next + n * part / parts; r < o_next + n * (part + 1) / parts; r++)
+    lt__prefetch_row(j->x + r * j->ldx, j->c_in);
 }
 
 /* The tile starts as y's rows (accumulate) or zeros; the columns past c_out
@@ -79,49 +105,59 @@ static inline int64_t lt__ggemm_compact(lt__ggemm_scratch s, const lt__ggemm_job
 void lt__ggemm_tile_begin(const lt__ggemm_job *j, float *tile, int64_t o0, int64_t rows);
 void lt__ggemm_tile_end(const lt__ggemm_job *j, const float *tile, int64_t o0, int64_t rows);
 
-/* The weight gradient, one offset at a time: out_k (p, q) [+]= sum_e a[ea]^T b[eb]
- * over the offset's edges (ea, eb) in ascending output-row order, with
- * out_k[r][c] at dw[k*ldk + r*ldr + c]. a are the rows whose elements are
- * broadcast (x for dW_k, dy for dW_k^T), b the rows read as vectors. */
+/* The weight gradient: out_k (p, q) [+]= sum_e a_e^T b_e over the edges of
+ * offset k in ascending output-row order, out_k[r][c] at dw[k*ldk + r*ldr + c].
+ * The a rows' elements are broadcast (x for dW_k, dy for dW_k^T), the b rows
+ * read as vectors. */
 typedef struct lt__wgrad_job {
   float *dw;
   int64_t ldk, ldr;
-  const float *a, *b;
-  int64_t lda, ldb;
-  /* the _ref kernel scans idx; the vector kernels read edges: (a row, b row)
-   * pairs, offset k's at [2*start[k], 2*start[k+1]) */
-  const int64_t *idx;
+  const float *x, *dy;
+  int64_t ldx, lddy;
   int a_is_x;
-  const int64_t *edges, *start;
+  const int64_t *idx;
   int64_t n_out, k, p, q, ldq;
   int accumulate;
 } lt__wgrad_job;
 
-typedef void (*lt__wgrad_fn)(const lt__wgrad_job *j, int64_t k, void *scratch);
+/* The _ref kernel: offset k alone. */
 void lt__ggemm_wgrad_offset_ref(const lt__wgrad_job *j, int64_t k, void *scratch);
-void lt__ggemm_wgrad_offset_avx2(const lt__wgrad_job *j, int64_t k, void *scratch);
-void lt__ggemm_wgrad_offset_avx512(const lt__wgrad_job *j, int64_t k, void *scratch);
+/* The vector kernels: the nk offsets ks[] (ascending) of one thread. They
+ * sweep the output rows once in chunks of LT_GGEMM_WGRAD_CHUNK rows, each of
+ * the thread's offsets taking the chunk's edges in turn, so that the chunk's
+ * rows of dy and x stay in cache for all of them (a sweep per offset would
+ * fetch them from memory K times). Each out_k still sums its edges in
+ * ascending row order. */
+typedef void (*lt__wgrad_fn)(const lt__wgrad_job *j, const int64_t *ks, int64_t nk, void *scratch);
+void lt__ggemm_wgrad_offsets_avx2(const lt__wgrad_job *j, const int64_t *ks, int64_t nk, void *scratch);
+void lt__ggemm_wgrad_offsets_avx512(const lt__wgrad_job *j, const int64_t *ks, int64_t nk, void *scratch);
 
-/* A weight-gradient task's scratch: the accumulator out_k (p x ldq), the
- * packed b rows of one panel (LT_GGEMM_PANEL_EDGES x ldq), the a row of each
- * edge of the panel. */
+#define LT_GGEMM_WGRAD_CHUNK 512
+#define LT_GGEMM_WGRAD_TILES (LT_GGEMM_WGRAD_CHUNK / LT_GGEMM_TILE_ROWS)
+
+/* A weight-gradient thread's scratch: its offsets' accumulators out_k
+ * (nk x p x ldq), the packed b rows of one panel (LT_GGEMM_PANEL_EDGES x
+ * ldq), the a row of each edge of the panel, and the chunk's presence masks
+ * (LT_GGEMM_WGRAD_TILES x K, as the forward's). */
 typedef struct lt__wgrad_scratch {
-  float *tile, *panel;
+  float *tiles, *panel;
   const float **ar;
+  uint64_t *present;
 } lt__wgrad_scratch;
 
-static inline size_t lt__wgrad_tile_bytes(int64_t p, int64_t ldq) {
-  return ((size_t)p * (size_t)ldq * sizeof(float) + 63) / 64 * 64;
+static inline size_t lt__wgrad_tiles_bytes(int64_t nk, int64_t p, int64_t ldq) {
+  return ((size_t)nk * (size_t)p * (size_t)ldq * sizeof(float) + 63) / 64 * 64;
 }
-static inline size_t lt__wgrad_scratch_bytes(int64_t p, int64_t ldq) {
-  return lt__wgrad_tile_bytes(p, ldq) + (size_t)LT_GGEMM_PANEL_EDGES * (size_t)ldq * sizeof(float) +
-         LT_GGEMM_PANEL_EDGES * sizeof(const float *);
+static inline size_t lt__wgrad_scratch_bytes(int64_t nk, int64_t p, int64_t ldq, int64_t k) {
+  return lt__wgrad_tiles_bytes(nk, p, ldq) + (size_t)LT_GGEMM_PANEL_EDGES * (size_t)ldq * sizeof(float) +
+         LT_GGEMM_PANEL_EDGES * sizeof(const float *) + (size_t)(LT_GGEMM_WGRAD_TILES * k) * sizeof(uint64_t);
 }
-static inline lt__wgrad_scratch lt__wgrad_scratch_of(void *p, const lt__wgrad_job *j) {
+static inline lt__wgrad_scratch lt__wgrad_scratch_of(void *p, const lt__wgrad_job *j, int64_t nk) {
   lt__wgrad_scratch s;
-  s.tile = p;
-  s.panel = (float *)((char *)p + lt__wgrad_tile_bytes(j->p, j->ldq));
+  s.tiles = p;
+  s.panel = (float *)((char *)p + lt__wgrad_tiles_bytes(nk, j->p, j->ldq));
   s.ar = (const float **)(s.panel + (size_t)LT_GGEMM_PANEL_EDGES * (size_t)j->ldq);
+  s.present = (uint64_t *)(s.ar + LT_GGEMM_PANEL_EDGES);
   return s;
 }
 

@@ -1,9 +1,11 @@
 /* The gather-GEMM kernels written once over the primitives of the simd_*.h
  * header the including file chose. That file defines:
- *   LT_GGEMM_ROWS, LT_GGEMM_WGRAD_OFFSET  the functions to define
+ *   LT_GGEMM_ROWS, LT_GGEMM_WGRAD_OFFSETS the functions to define
  *   LT_GGEMM_NV_MAX                        vectors per column block
  *   LT_GGEMM_MR1 .. LT_GGEMM_MR<NV_MAX>    rows per register tile for a block
  *                                          of 1 .. NV_MAX vectors
+ *   LT_GGEMM_PRESENT, LT_GGEMM_LIST        lt__ggemm_present and
+ *                                          lt__ggemm_list, or the ISA's own
  * The register tile is MR rows x NV vectors of accumulators; each step of the
  * reduction loads NV weight vectors once and broadcasts one element per row
  * against them. Rows come from pointer lists (gathered inputs), so the gather
@@ -17,18 +19,20 @@
 /* ---- forward ---- */
 
 /* acc (tile rows tr[0..mr), nv vectors from the tile pointer's column) +=
- * sum_{c < n} xr[r][c] * w[c*ldw .. + nv*LT_W). mr and nv are constants
+ * sum_{c < n} x[col[tr[r]*K]][c] * w[c*ldw .. + nv*LT_W), where col is the
+ * offset's column of idx from the tile's first row. mr and nv are constants
  * at every call, so the accumulators live in registers. */
 static inline __attribute__((always_inline)) void ggemm_micro(const int mr, const int nv, int64_t n, const float *w,
-                                                              int64_t ldw, const float *const *xr, float *tile,
-                                                              int64_t ldt, const int32_t *tr) {
+                                                              int64_t ldw, const float *x, int64_t ldx,
+                                                              const int64_t *col, int64_t K, float *tile, int64_t ldt,
+                                                              const int32_t *tr) {
   vf acc[LT_GGEMM_MR_MAX][LT_GGEMM_NV_ARR];
   const float *xp[LT_GGEMM_MR_MAX];
   for (int r = 0; r < mr; r++) {
-    xp[r] = xr[r];
+    xp[r] = x + col[tr[r] * K] * ldx;
     for (int v = 0; v < nv; v++) acc[r][v] = vload(tile + tr[r] * ldt + v * LT_W);
   }
-  for (int64_t c = 0; c < n; c++) {
+  _Pragma("GCC unroll 4") for (int64_t c = 0; c < n; c++) {
     vf wv[LT_GGEMM_NV_ARR];
     for (int v = 0; v < nv; v++) wv[v] = vload(w + c * ldw + v * LT_W);
     for (int r = 0; r < mr; r++) {
@@ -40,44 +44,73 @@ static inline __attribute__((always_inline)) void ggemm_micro(const int mr, cons
     for (int v = 0; v < nv; v++) vstore(tile + tr[r] * ldt + v * LT_W, acc[r][v]);
 }
 
-/* All m compacted rows of one column block of nv vectors: register tiles of
- * MR rows, then the remainder as tiles of 4, 2 and 1. */
-static inline __attribute__((always_inline)) void ggemm_block_nv(const int nv, const int mr, int64_t m, int64_t n,
-                                                                 const float *w, const float *const *xr, float *tile,
-                                                                 int64_t ldt, const int32_t *tr) {
-  int64_t ldw = nv * LT_W, g = 0;
-  for (; g + mr <= m; g += mr) ggemm_micro(mr, nv, n, w, ldw, xr + g, tile, ldt, tr + g);
-  for (; g + 4 <= m; g += 4) ggemm_micro(4, nv, n, w, ldw, xr + g, tile, ldt, tr + g);
-  for (; g + 2 <= m; g += 2) ggemm_micro(2, nv, n, w, ldw, xr + g, tile, ldt, tr + g);
-  if (g < m) ggemm_micro(1, nv, n, w, ldw, xr + g, tile, ldt, tr + g);
+/* One register tile of m (1 to LT_GGEMM_MR_MAX) rows: m becomes a constant. */
+static inline __attribute__((always_inline)) void ggemm_tile_of(const int nv, int64_t m, int64_t n, const float *w,
+                                                                const float *x, int64_t ldx, const int64_t *col,
+                                                                int64_t K, float *tile, int64_t ldt,
+                                                                const int32_t *tr) {
+  int64_t ldw = nv * LT_W;
+  switch (m) {
+    case 1: ggemm_micro(1, nv, n, w, ldw, x, ldx, col, K, tile, ldt, tr); break;
+    case 2: ggemm_micro(2, nv, n, w, ldw, x, ldx, col, K, tile, ldt, tr); break;
+    case 3: ggemm_micro(3, nv, n, w, ldw, x, ldx, col, K, tile, ldt, tr); break;
+    case 4: ggemm_micro(4, nv, n, w, ldw, x, ldx, col, K, tile, ldt, tr); break;
+    case 5: ggemm_micro(5, nv, n, w, ldw, x, ldx, col, K, tile, ldt, tr); break;
+    case 6: ggemm_micro(6, nv, n, w, ldw, x, ldx, col, K, tile, ldt, tr); break;
+    case 7: ggemm_micro(7, nv, n, w, ldw, x, ldx, col, K, tile, ldt, tr); break;
+    case 8: ggemm_micro(8, nv, n, w, ldw, x, ldx, col, K, tile, ldt, tr); break;
+    case 9: ggemm_micro(9, nv, n, w, ldw, x, ldx, col, K, tile, ldt, tr); break;
+    case 10: ggemm_micro(10, nv, n, w, ldw, x, ldx, col, K, tile, ldt, tr); break;
+    case 11: ggemm_micro(11, nv, n, w, ldw, x, ldx, col, K, tile, ldt, tr); break;
+    case 12: ggemm_micro(12, nv, n, w, ldw, x, ldx, col, K, tile, ldt, tr); break;
+  }
 }
 
-static void ggemm_block(int nv, int64_t m, int64_t n, const float *w, const float *const *xr, float *tile, int64_t ldt,
-                        const int32_t *tr) {
-  if (nv == 1) ggemm_block_nv(1, LT_GGEMM_MR1, m, n, w, xr, tile, ldt, tr);
-  if (nv == 2) ggemm_block_nv(2, LT_GGEMM_MR2, m, n, w, xr, tile, ldt, tr);
+/* All m compacted rows of one column block of nv vectors, in register tiles
+ * of at most mr rows, as even as they can be (m = 14 with mr = 12 runs as
+ * 7 + 7: two tiles of 14 chains each, where 12 + 2 would leave the last one
+ * short of the 8 chains two FMA pipes of latency 4 need). */
+static inline __attribute__((always_inline)) void ggemm_block_nv(const int nv, const int mr, int64_t m, int64_t n,
+                                                                 const float *w, const float *x, int64_t ldx,
+                                                                 const int64_t *col, int64_t K, float *tile,
+                                                                 int64_t ldt, const int32_t *tr) {
+  int64_t tiles = (m + mr - 1) / mr;
+  for (int64_t g = 0; tiles > 0; tiles--) {
+    int64_t take = (m - g + tiles - 1) / tiles;
+    ggemm_tile_of(nv, take, n, w, x, ldx, col, K, tile, ldt, tr + g);
+    g += take;
+  }
+}
+
+static void ggemm_block(int nv, int64_t m, int64_t n, const float *w, const float *x, int64_t ldx, const int64_t *col,
+                        int64_t K, float *tile, int64_t ldt, const int32_t *tr) {
+  if (nv == 1) ggemm_block_nv(1, LT_GGEMM_MR1, m, n, w, x, ldx, col, K, tile, ldt, tr);
+  if (nv == 2) ggemm_block_nv(2, LT_GGEMM_MR2, m, n, w, x, ldx, col, K, tile, ldt, tr);
 #if LT_GGEMM_NV_MAX >= 4
-  if (nv == 3) ggemm_block_nv(3, LT_GGEMM_MR3, m, n, w, xr, tile, ldt, tr);
-  if (nv == 4) ggemm_block_nv(4, LT_GGEMM_MR4, m, n, w, xr, tile, ldt, tr);
+  if (nv == 3) ggemm_block_nv(3, LT_GGEMM_MR3, m, n, w, x, ldx, col, K, tile, ldt, tr);
+  if (nv == 4) ggemm_block_nv(4, LT_GGEMM_MR4, m, n, w, x, ldx, col, K, tile, ldt, tr);
 #endif
 }
 
 /* The m compacted rows of offset k, every column block. */
-static void ggemm_offset(const lt__ggemm_job *j, int64_t k, int64_t m, lt__ggemm_scratch s) {
+static void ggemm_offset(const lt__ggemm_job *j, int64_t o0, int64_t k, int64_t m, lt__ggemm_scratch s) {
+  const int64_t *col = j->idx + o0 * j->k + k;
   const float *wk = j->wp + k * j->c_in * j->ldt;
   for (int64_t col0 = 0; col0 < j->ldt; col0 += LT_GGEMM_NV_MAX * LT_W) {
     int64_t nv = (j->ldt - col0) / LT_W;
     if (nv > LT_GGEMM_NV_MAX) nv = LT_GGEMM_NV_MAX;
-    ggemm_block((int)nv, m, j->c_in, wk + j->c_in * col0, s.xr, s.tile + col0, j->ldt, s.tr);
+    ggemm_block((int)nv, m, j->c_in, wk + j->c_in * col0, j->x, j->ldx, col, j->k, s.tile + col0, j->ldt, s.tr);
   }
 }
 
 void LT_GGEMM_ROWS(const lt__ggemm_job *j, int64_t o0, int64_t rows, void *scratch) {
-  lt__ggemm_scratch s = lt__ggemm_scratch_of(scratch, j->ldt);
+  lt__ggemm_scratch s = lt__ggemm_scratch_of(scratch, j->ldt, j->k);
   lt__ggemm_tile_begin(j, s.tile, o0, rows);
+  LT_GGEMM_PRESENT(s.present, j->idx + o0 * j->k, j->k, rows);
   for (int64_t k = 0; k < j->k; k++) {
-    int64_t m = lt__ggemm_compact(s, j, o0, rows, k);
-    if (m) ggemm_offset(j, k, m, s);
+    lt__ggemm_prefetch_next(j, o0 + rows, k, j->k);
+    int64_t m = LT_GGEMM_LIST(s.present[k], s.tr);
+    if (m) ggemm_offset(j, o0, k, m, s);
   }
   lt__ggemm_tile_end(j, s.tile, o0, rows);
 }
@@ -127,33 +160,68 @@ static void wgrad_block(int nv, int64_t p, int64_t m, const float *const *ar, co
 #endif
 }
 
-/* Gathers the panel's m edges: a row pointers, b rows copied into the panel
- * (its columns past q stay zero from wgrad_offset's start). */
-static void wgrad_pack(const lt__wgrad_job *j, const int64_t *edges, int64_t m, lt__wgrad_scratch s) {
-  for (int64_t e = 0; e < m; e++) {
-    s.ar[e] = j->a + edges[2 * e] * j->lda;
-    const float *b = j->b + edges[2 * e + 1] * j->ldb;
-    float *dst = s.panel + e * j->ldq;
-    int64_t c = 0;
-    for (; c + LT_W <= j->q; c += LT_W) vstore(dst + c, vload(b + c));
-    for (; c < j->q; c++) dst[c] = b[c];
+/* The panel's m edges into one offset's accumulator, every column block. */
+static void wgrad_flush(const lt__wgrad_job *j, int64_t m, float *tile, lt__wgrad_scratch s) {
+  for (int64_t col0 = 0; col0 < j->ldq; col0 += LT_GGEMM_NV_MAX * LT_W) {
+    int64_t nv = (j->ldq - col0) / LT_W;
+    if (nv > LT_GGEMM_NV_MAX) nv = LT_GGEMM_NV_MAX;
+    wgrad_block((int)nv, j->p, m, s.ar, s.panel + col0, j->ldq, tile + col0, j->ldq);
   }
 }
 
-void LT_GGEMM_WGRAD_OFFSET(const lt__wgrad_job *j, int64_t k, void *scratch) {
-  lt__wgrad_scratch s = lt__wgrad_scratch_of(scratch, j);
-  lt__wgrad_tile_begin(j, s.tile, k);
+/* Adds edge (i, o) to the panel at slot e: its a row's pointer, its b row
+ * copied (the panel's columns past q stay zero from the start). */
+static inline void wgrad_put(const lt__wgrad_job *j, int64_t e, int64_t i, int64_t o, lt__wgrad_scratch s) {
+  const float *xi = j->x + i * j->ldx, *g = j->dy + o * j->lddy, *b = j->a_is_x ? g : xi;
+  s.ar[e] = j->a_is_x ? xi : g;
+  float *dst = s.panel + e * j->ldq;
+  int64_t c = 0;
+  for (; c + LT_W <= j->q; c += LT_W) vstore(dst + c, vload(b + c));
+  for (; c < j->q; c++) dst[c] = b[c];
+}
+
+/* Part `part` of `parts` of the rows [o0, o0 + rows) of x and dy asked for
+ * ahead of time: the next chunk's rows of dy are its outputs' and, for a
+ * map with locality (rows in Morton order), those of x are close to the
+ * inputs it reads. Spread over the offsets, as the forward's prefetch is. */
+static void wgrad_prefetch(const lt__wgrad_job *j, int64_t o0, int64_t rows, int64_t part, int64_t parts) {
+  int64_t c_in = j->a_is_x ? j->p : j->q, c_out = j->a_is_x ? j->q : j->p;
+  for (int64_t r = o0 + rows * part / parts; r < o0 + rows * (part + 1) / parts; r++) {
+    lt__prefetch_row(j->x + r * j->ldx, c_in);
+    lt__prefetch_row(j->dy + r * j->lddy, c_out);
+  }
+}
+
+/* Offset k's edges among rows [o0, o0 + rows) (their presence masks in
+ * present, K apart per tile), ascending, into its accumulator. */
+static void wgrad_chunk(const lt__wgrad_job *j, int64_t k, int64_t o0, int64_t rows, float *tile,
+                        lt__wgrad_scratch s) {
+  int64_t e = 0;
+  for (int64_t t = 0; t * LT_GGEMM_TILE_ROWS < rows; t++)
+    for (uint64_t bits = s.present[t * j->k + k]; bits; bits &= bits - 1) {
+      int64_t o = o0 + t * LT_GGEMM_TILE_ROWS + __builtin_ctzll(bits);
+      wgrad_put(j, e++, j->idx[o * j->k + k], o, s);
+      if (e == LT_GGEMM_PANEL_EDGES) wgrad_flush(j, e, tile, s), e = 0;
+    }
+  if (e) wgrad_flush(j, e, tile, s);
+}
+
+void LT_GGEMM_WGRAD_OFFSETS(const lt__wgrad_job *j, const int64_t *ks, int64_t nk, void *scratch) {
+  lt__wgrad_scratch s = lt__wgrad_scratch_of(scratch, j, nk);
+  size_t tile_floats = (size_t)(j->p * j->ldq);
+  for (int64_t t = 0; t < nk; t++) lt__wgrad_tile_begin(j, s.tiles + t * tile_floats, ks[t]);
   for (int64_t e = 0; e < LT_GGEMM_PANEL_EDGES; e++)
     for (int64_t c = j->q; c < j->ldq; c++) s.panel[e * j->ldq + c] = 0;
-  for (int64_t e0 = j->start[k]; e0 < j->start[k + 1]; e0 += LT_GGEMM_PANEL_EDGES) {
-    int64_t m = j->start[k + 1] - e0;
-    if (m > LT_GGEMM_PANEL_EDGES) m = LT_GGEMM_PANEL_EDGES;
-    wgrad_pack(j, j->edges + 2 * e0, m, s);
-    for (int64_t col0 = 0; col0 < j->ldq; col0 += LT_GGEMM_NV_MAX * LT_W) {
-      int64_t nv = (j->ldq - col0) / LT_W;
-      if (nv > LT_GGEMM_NV_MAX) nv = LT_GGEMM_NV_MAX;
-      wgrad_block((int)nv, j->p, m, s.ar, s.panel + col0, j->ldq, s.tile + col0, j->ldq);
+  for (int64_t o0 = 0; o0 < j->n_out; o0 += LT_GGEMM_WGRAD_CHUNK) {
+    int64_t rows = j->n_out - o0 < LT_GGEMM_WGRAD_CHUNK ? j->n_out - o0 : LT_GGEMM_WGRAD_CHUNK;
+    for (int64_t r = 0; r < rows; r += LT_GGEMM_TILE_ROWS)
+      LT_GGEMM_PRESENT(s.present + r / LT_GGEMM_TILE_ROWS * j->k, j->idx + (o0 + r) * j->k, j->k,
+                       rows - r < LT_GGEMM_TILE_ROWS ? rows - r : LT_GGEMM_TILE_ROWS);
+    int64_t next = j->n_out - o0 - rows < LT_GGEMM_WGRAD_CHUNK ? j->n_out - o0 - rows : LT_GGEMM_WGRAD_CHUNK;
+    for (int64_t t = 0; t < nk; t++) {
+      wgrad_prefetch(j, o0 + rows, next, t, nk);
+      wgrad_chunk(j, ks[t], o0, rows, s.tiles + t * tile_floats, s);
     }
   }
-  lt__wgrad_tile_end(j, s.tile, k);
+  for (int64_t t = 0; t < nk; t++) lt__wgrad_tile_end(j, s.tiles + t * tile_floats, ks[t]);
 }

@@ -4,6 +4,7 @@
  * range) before touching memory; the kernels themselves trust their callers.
  * Nothing is recorded on the tape. */
 #include "kernels/gather_gemm_tensor.h"
+#include <stdlib.h>
 #include <string.h>
 #include "kernels/gather_gemm.h"
 #include "tensor/internal.h"
@@ -70,59 +71,165 @@ static lt_status new_result(lt_ctx *ctx, lt_tensor **out, lt_tensor *init, int n
   return lt__copy_as(ctx, out, init, LT_FLOAT32);
 }
 
-lt_status lt__ggemm_tensor(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, lt_tensor *w, lt_tensor *idx, lt_tensor *y0,
-                           lt_isa isa, lt_isa *used, const char *op) {
-  *out = NULL;
+/* The forward's checked operands: x's rows, the int64 map, the sizes. */
+typedef struct fwd_args {
+  lt_tensor *xr, *ix;
+  int64_t n_out, c_in, c_out;
+} fwd_args;
+
+static void fwd_release(fwd_args *a) {
+  lt_tensor_release(a->xr), lt_tensor_release(a->ix);
+  *a = (fwd_args){0};
+}
+
+static lt_status fwd_prepare(lt_ctx *ctx, fwd_args *a, lt_tensor *x, lt_tensor *w, lt_tensor *idx, const char *op) {
+  *a = (fwd_args){0};
   lt_status st = check_f32(ctx, x, 2, "x", op);
   if (!st) st = check_f32(ctx, w, 3, "w", op);
   if (st) return st;
   if (w->shape[1] != x->shape[1])
     return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: w has %lld input channels, x has %lld columns", op, (long long)w->shape[1],
                        (long long)x->shape[1]);
-  lt_tensor *ix = NULL, *xr = NULL, *y = NULL;
-  lt_ggemm_weight pw = {0};
-  st = check_index(ctx, &ix, idx, x->shape[0], op);
+  st = check_index(ctx, &a->ix, idx, x->shape[0], op);
   if (!st && idx->shape[1] != w->shape[0])
     st = lt_ctx_fail(ctx, LT_ERR_ARG, "%s: idx has %lld offsets, w has %lld", op, (long long)idx->shape[1],
                      (long long)w->shape[0]);
-  int64_t n_out = idx->shape[0], c_in = w->shape[1], c_out = w->shape[2];
-  if (!st) st = new_result(ctx, &y, y0, 2, (int64_t[]){n_out, c_out}, "y", op);
-  if (!st) st = rows_of(ctx, &xr, x);
-  if (!st)
-    st = lt__ggemm_pack_isa(ctx, &pw, isa, lt__f32(w), w->strides[0], w->strides[1], w->strides[2], w->shape[0], c_in,
-                            c_out, op);
-  if (!st) st = lt__ggemm(ctx, lt__f32(y), c_out, lt__f32(xr), ld_of(xr), lt_tensor_data(ix), &pw, n_out, !!y0, op);
+  if (!st) st = rows_of(ctx, &a->xr, x);
+  a->n_out = idx->shape[0], a->c_in = w->shape[1], a->c_out = w->shape[2];
+  if (st) fwd_release(a);
+  return st;
+}
+
+/* Packs w for `isa` and runs the forward into y (n_out, c_out), contiguous: one call's work. */
+static lt_status fwd_run(lt_ctx *ctx, float *y, const fwd_args *a, lt_tensor *w, lt_isa isa, int accumulate,
+                         lt_isa *used, const char *op) {
+  lt_ggemm_weight pw;
+  lt_status st = lt__ggemm_pack_isa(ctx, &pw, isa, lt__f32(w), w->strides[0], w->strides[1], w->strides[2],
+                                    w->shape[0], a->c_in, a->c_out, op);
+  if (st) return st;
+  st = lt__ggemm(ctx, y, a->c_out, lt__f32(a->xr), ld_of(a->xr), lt_tensor_data(a->ix), &pw, a->n_out, accumulate, op);
   *used = pw.isa;
   lt__ggemm_weight_release(ctx, &pw);
-  lt_tensor_release(ix), lt_tensor_release(xr);
+  return st;
+}
+
+lt_status lt__ggemm_tensor(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, lt_tensor *w, lt_tensor *idx, lt_tensor *y0,
+                           lt_isa isa, lt_isa *used, const char *op) {
+  *out = NULL;
+  fwd_args a;
+  lt_tensor *y = NULL;
+  lt_status st = fwd_prepare(ctx, &a, x, w, idx, op);
+  if (st) return st;
+  st = new_result(ctx, &y, y0, 2, (int64_t[]){a.n_out, a.c_out}, "y", op);
+  if (!st) st = fwd_run(ctx, lt__f32(y), &a, w, isa, !!y0, used, op);
+  fwd_release(&a);
   if (st) return lt_tensor_release(y), st;
   *out = y;
   return LT_OK;
 }
 
-lt_status lt__ggemm_wgrad_tensor(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, lt_tensor *dy, lt_tensor *idx,
-                                 lt_tensor *dw0, int transposed, lt_isa isa, lt_isa *used, const char *op) {
-  *out = NULL;
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+/* The median of reps timings (sorts them). */
+static double median_of(double *t, int reps) {
+  qsort(t, (size_t)reps, sizeof *t, cmp_double);
+  return t[(reps - 1) / 2];
+}
+
+lt_status lt__ggemm_bench(lt_ctx *ctx, double *seconds, lt_tensor *x, lt_tensor *w, lt_tensor *idx, lt_isa isa,
+                          int reps, lt_isa *used, const char *op) {
+  fwd_args a;
+  lt_tensor *y = NULL;
+  double t[LT_GGEMM_BENCH_REPS_MAX];
+  if (reps < 1 || reps > LT_GGEMM_BENCH_REPS_MAX)
+    return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: reps must be in [1, %d], got %d", op, LT_GGEMM_BENCH_REPS_MAX, reps);
+  lt_status st = fwd_prepare(ctx, &a, x, w, idx, op);
+  if (st) return st;
+  st = lt_tensor_new(ctx, &y, LT_FLOAT32, 2, (int64_t[]){a.n_out, a.c_out});
+  for (int r = -1; r < reps && !st; r++) { /* run -1 warms up: pages touched, threads started */
+    double t0 = lt_now();
+    st = fwd_run(ctx, lt__f32(y), &a, w, isa, 0, used, op);
+    if (r >= 0) t[r] = lt_now() - t0;
+  }
+  if (!st) *seconds = median_of(t, reps);
+  fwd_release(&a);
+  lt_tensor_release(y);
+  return st;
+}
+
+/* The weight gradient's checked operands. */
+typedef struct wgrad_args {
+  lt_tensor *xr, *gr, *ix;
+  int64_t n_out, k, c_in, c_out, shape[3];
+} wgrad_args;
+
+static void wgrad_release(wgrad_args *a) {
+  lt_tensor_release(a->xr), lt_tensor_release(a->gr), lt_tensor_release(a->ix);
+  *a = (wgrad_args){0};
+}
+
+static lt_status wgrad_prepare(lt_ctx *ctx, wgrad_args *a, lt_tensor *x, lt_tensor *dy, lt_tensor *idx,
+                               int transposed, const char *op) {
+  *a = (wgrad_args){0};
   lt_status st = check_f32(ctx, x, 2, "x", op);
   if (!st) st = check_f32(ctx, dy, 2, "dy", op);
   if (st) return st;
-  lt_tensor *ix = NULL, *xr = NULL, *gr = NULL, *dw = NULL;
-  st = check_index(ctx, &ix, idx, x->shape[0], op);
+  st = check_index(ctx, &a->ix, idx, x->shape[0], op);
   if (!st && idx->shape[0] != dy->shape[0])
     st = lt_ctx_fail(ctx, LT_ERR_ARG, "%s: idx has %lld rows, dy has %lld", op, (long long)idx->shape[0],
                      (long long)dy->shape[0]);
-  int64_t K = idx->shape[1], c_in = x->shape[1], c_out = dy->shape[1];
-  int64_t shape[3] = {K, transposed ? c_out : c_in, transposed ? c_in : c_out};
-  if (!st) st = new_result(ctx, &dw, dw0, 3, shape, "dw", op);
-  if (!st) st = rows_of(ctx, &xr, x);
-  if (!st) st = rows_of(ctx, &gr, dy);
-  if (!st)
-    st = lt__ggemm_wgrad_isa(ctx, isa, lt__f32(dw), shape[1] * shape[2], shape[2], lt__f32(gr), ld_of(gr), lt__f32(xr),
-                             ld_of(xr), lt_tensor_data(ix), idx->shape[0], K, c_in, c_out, transposed, !!dw0, op);
+  if (!st) st = rows_of(ctx, &a->xr, x);
+  if (!st) st = rows_of(ctx, &a->gr, dy);
+  a->n_out = dy->shape[0], a->k = idx->shape[1], a->c_in = x->shape[1], a->c_out = dy->shape[1];
+  a->shape[0] = a->k, a->shape[1] = transposed ? a->c_out : a->c_in, a->shape[2] = transposed ? a->c_in : a->c_out;
+  if (st) wgrad_release(a);
+  return st;
+}
+
+static lt_status wgrad_run(lt_ctx *ctx, float *dw, const wgrad_args *a, lt_isa isa, int transposed, int accumulate,
+                           lt_isa *used, const char *op) {
   lt_isa best = lt_cpu_isa();
   *used = isa < best ? isa : best;
-  lt_tensor_release(ix), lt_tensor_release(xr), lt_tensor_release(gr);
+  return lt__ggemm_wgrad_isa(ctx, isa, dw, a->shape[1] * a->shape[2], a->shape[2], lt__f32(a->gr), ld_of(a->gr),
+                             lt__f32(a->xr), ld_of(a->xr), lt_tensor_data(a->ix), a->n_out, a->k, a->c_in, a->c_out,
+                             transposed, accumulate, op);
+}
+
+lt_status lt__ggemm_wgrad_tensor(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, lt_tensor *dy, lt_tensor *idx,
+                                 lt_tensor *dw0, int transposed, lt_isa isa, lt_isa *used, const char *op) {
+  *out = NULL;
+  wgrad_args a;
+  lt_tensor *dw = NULL;
+  lt_status st = wgrad_prepare(ctx, &a, x, dy, idx, transposed, op);
+  if (st) return st;
+  st = new_result(ctx, &dw, dw0, 3, a.shape, "dw", op);
+  if (!st) st = wgrad_run(ctx, lt__f32(dw), &a, isa, transposed, !!dw0, used, op);
+  wgrad_release(&a);
   if (st) return lt_tensor_release(dw), st;
   *out = dw;
   return LT_OK;
+}
+
+lt_status lt__ggemm_wgrad_bench(lt_ctx *ctx, double *seconds, lt_tensor *x, lt_tensor *dy, lt_tensor *idx,
+                                lt_isa isa, int reps, lt_isa *used, const char *op) {
+  wgrad_args a;
+  lt_tensor *dw = NULL;
+  double t[LT_GGEMM_BENCH_REPS_MAX];
+  if (reps < 1 || reps > LT_GGEMM_BENCH_REPS_MAX)
+    return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: reps must be in [1, %d], got %d", op, LT_GGEMM_BENCH_REPS_MAX, reps);
+  lt_status st = wgrad_prepare(ctx, &a, x, dy, idx, 0, op);
+  if (st) return st;
+  st = lt_tensor_new(ctx, &dw, LT_FLOAT32, 3, a.shape);
+  for (int r = -1; r < reps && !st; r++) {
+    double t0 = lt_now();
+    st = wgrad_run(ctx, lt__f32(dw), &a, isa, 0, 0, used, op);
+    if (r >= 0) t[r] = lt_now() - t0;
+  }
+  if (!st) *seconds = median_of(t, reps);
+  wgrad_release(&a);
+  lt_tensor_release(dw);
+  return st;
 }

@@ -18,4 +18,14 @@ lt_status lt__ggemm_tensor(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, lt_tensor
 lt_status lt__ggemm_wgrad_tensor(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, lt_tensor *dy, lt_tensor *idx,
                                  lt_tensor *dw0, int transposed, lt_isa isa, lt_isa *used, const char *op);
 
+/* Benchmarks: the median seconds of `reps` (1 to LT_GGEMM_BENCH_REPS_MAX)
+ * calls after a warm-up, each call packing the weight and running the
+ * forward (overwriting a reused output), or running the weight gradient;
+ * the arguments are checked once, outside the timing. */
+#define LT_GGEMM_BENCH_REPS_MAX 100
+lt_status lt__ggemm_bench(lt_ctx *ctx, double *seconds, lt_tensor *x, lt_tensor *w, lt_tensor *idx, lt_isa isa,
+                          int reps, lt_isa *used, const char *op);
+lt_status lt__ggemm_wgrad_bench(lt_ctx *ctx, double *seconds, lt_tensor *x, lt_tensor *dy, lt_tensor *idx,
+                                lt_isa isa, int reps, lt_isa *used, const char *op);
+
 #endif

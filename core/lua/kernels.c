@@ -46,8 +46,39 @@ static int l_ggemm_wgrad_with_isa(lua_State *L) {
   return 2;
 }
 
+/* lattice.core.bench_ggemm(x, w, idx, isa, reps) -> median seconds per
+ * forward call (packing included), the ISA used; bench_ggemm_wgrad(x, dy,
+ * idx, isa, reps) likewise for the weight gradient. Arguments are checked
+ * once, outside the timing. Benchmark use only. */
+static int l_bench_ggemm(lua_State *L) {
+  lt_l_checkmaxargs(L, 5, "bench_ggemm");
+  lt_tensor *x = lt_l_checktensor(L, 1), *w = lt_l_checktensor(L, 2), *idx = lt_l_checktensor(L, 3);
+  lt_isa isa = check_isa(L, 4, "bench_ggemm"), used = LT_ISA_SCALAR;
+  int reps = (int)luaL_checkinteger(L, 5);
+  double s = 0;
+  lt_l_check(L, lt__ggemm_bench(lt_l_ctx(L), &s, x, w, idx, isa, reps, &used, "bench_ggemm"));
+  lua_pushnumber(L, s);
+  lua_pushstring(L, lt_isa_name(used));
+  return 2;
+}
+
+static int l_bench_ggemm_wgrad(lua_State *L) {
+  lt_l_checkmaxargs(L, 5, "bench_ggemm_wgrad");
+  lt_tensor *x = lt_l_checktensor(L, 1), *dy = lt_l_checktensor(L, 2), *idx = lt_l_checktensor(L, 3);
+  lt_isa isa = check_isa(L, 4, "bench_ggemm_wgrad"), used = LT_ISA_SCALAR;
+  int reps = (int)luaL_checkinteger(L, 5);
+  double s = 0;
+  lt_l_check(L, lt__ggemm_wgrad_bench(lt_l_ctx(L), &s, x, dy, idx, isa, reps, &used, "bench_ggemm_wgrad"));
+  lua_pushnumber(L, s);
+  lua_pushstring(L, lt_isa_name(used));
+  return 2;
+}
+
 void lt_l_open_kernels(lua_State *L) {
-  static const luaL_Reg fns[] = {
-      {"ggemm_with_isa", l_ggemm_with_isa}, {"ggemm_wgrad_with_isa", l_ggemm_wgrad_with_isa}, {NULL, NULL}};
+  static const luaL_Reg fns[] = {{"ggemm_with_isa", l_ggemm_with_isa},
+                                 {"ggemm_wgrad_with_isa", l_ggemm_wgrad_with_isa},
+                                 {"bench_ggemm", l_bench_ggemm},
+                                 {"bench_ggemm_wgrad", l_bench_ggemm_wgrad},
+                                 {NULL, NULL}};
   lt_l_register(L, fns);
 }

@@ -15,7 +15,7 @@ local internal = {
   peak_gflops = true, bench_memcpy = true, bench_sgemm = true, unary_with_isa = true, unary_grad_with_isa = true,
   exp_shift_with_isa = true, optim_update = true, optim_state_shapes = true, sum_squares = true,
   SparseTensor = true, SparseTensor_methods = true, kernel_relation = true, sparse_conv = true,
-  ggemm_with_isa = true, ggemm_wgrad_with_isa = true,
+  ggemm_with_isa = true, ggemm_wgrad_with_isa = true, bench_ggemm = true, bench_ggemm_wgrad = true,
 }
 for name, value in pairs(core) do
   if not internal[name] then lattice[name] = value end
