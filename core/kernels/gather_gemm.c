@@ -128,8 +128,18 @@ void lt__ggemm_weight_release(lt_ctx *ctx, lt_ggemm_weight *pw) {
 
 lt_status lt__ggemm(lt_ctx *ctx, float *y, int64_t ldy, const float *x, int64_t ldx, const int64_t *idx,
                     const lt_ggemm_weight *w, int64_t n_out, int accumulate, const char *op) {
-  lt__ggemm_job j = {.y = y, .ldy = ldy, .x = x, .ldx = ldx, .idx = idx, .wp = w->data, .n_out = n_out, .k = w->k,
-                     .c_in = w->c_in, .c_out = w->c_out, .ldt = w->ldt, .accumulate = accumulate};
+  lt__ggemm_job j = {.y = y,
+                     .ldy = ldy,
+                     .x = x,
+                     .ldx = ldx,
+                     .idx = idx,
+                     .wp = w->data,
+                     .n_out = n_out,
+                     .k = w->k,
+                     .c_in = w->c_in,
+                     .c_out = w->c_out,
+                     .ldt = w->ldt,
+                     .accumulate = accumulate};
   int64_t tiles = (n_out + LT_GGEMM_TILE_ROWS - 1) / LT_GGEMM_TILE_ROWS;
   int threads = n_out * w->k * (w->c_in + 1) * w->c_out >= LT_GRAIN * 8 ? lt__ctx_threads(ctx) : 1;
   if (threads > tiles) threads = tiles > 0 ? (int)tiles : 1;
@@ -153,7 +163,7 @@ lt_status lt__ggemm(lt_ctx *ctx, float *y, int64_t ldy, const float *x, int64_t 
 #define LT_GGEMM_MAX_THREADS 256
 /* Rows per task of the edge count, and how many of them it counts: the
  * count only balances the threads' work, so a sample of the rows does. */
-#define COUNT_ROWS 4096
+#define COUNT_ROWS   4096
 #define COUNT_SAMPLE 256
 
 /* cnt[k] ~ the edges of offset k / (COUNT_ROWS / COUNT_SAMPLE): per-chunk
@@ -239,8 +249,18 @@ lt_status lt__ggemm_wgrad_isa(lt_ctx *ctx, lt_isa isa, float *dw, int64_t ldk, i
                               int64_t c_in, int64_t c_out, int transposed, int accumulate, const char *op) {
   isa = clamp_isa(isa);
   int64_t lanes = lanes_of(isa);
-  lt__wgrad_job j = {.dw = dw, .ldk = ldk, .ldr = ldr, .x = x, .dy = dy, .ldx = ldx, .lddy = lddy,
-                     .a_is_x = !transposed, .idx = idx, .n_out = n_out, .k = k, .accumulate = accumulate};
+  lt__wgrad_job j = {.dw = dw,
+                     .ldk = ldk,
+                     .ldr = ldr,
+                     .x = x,
+                     .dy = dy,
+                     .ldx = ldx,
+                     .lddy = lddy,
+                     .a_is_x = !transposed,
+                     .idx = idx,
+                     .n_out = n_out,
+                     .k = k,
+                     .accumulate = accumulate};
   j.p = transposed ? c_out : c_in, j.q = transposed ? c_in : c_out;
   j.ldq = (j.q + lanes - 1) / lanes * lanes;
   if (k <= 0 || j.p <= 0 || j.q <= 0) return LT_OK;

@@ -3,11 +3,11 @@
  * vectors and a broadcast: 15 of 16 registers) and 12 x 1. */
 #include "kernels/simd_avx2.h"
 
-#define LT_GGEMM_ROWS lt__ggemm_rows_avx2
+#define LT_GGEMM_ROWS          lt__ggemm_rows_avx2
 #define LT_GGEMM_WGRAD_OFFSETS lt__ggemm_wgrad_offsets_avx2
-#define LT_GGEMM_PRESENT lt__ggemm_present
-#define LT_GGEMM_LIST lt__ggemm_list
-#define LT_GGEMM_NV_MAX 2
-#define LT_GGEMM_MR1 12
-#define LT_GGEMM_MR2 6
+#define LT_GGEMM_PRESENT       lt__ggemm_present
+#define LT_GGEMM_LIST          lt__ggemm_list
+#define LT_GGEMM_NV_MAX        2
+#define LT_GGEMM_MR1           12
+#define LT_GGEMM_MR2           6
 #include "kernels/gather_gemm_simd.h"

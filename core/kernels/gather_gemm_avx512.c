@@ -49,13 +49,13 @@ static inline int64_t list_avx512(uint64_t present, int32_t *tr) {
   return n;
 }
 
-#define LT_GGEMM_ROWS lt__ggemm_rows_avx512
+#define LT_GGEMM_ROWS          lt__ggemm_rows_avx512
 #define LT_GGEMM_WGRAD_OFFSETS lt__ggemm_wgrad_offsets_avx512
-#define LT_GGEMM_PRESENT present_avx512
-#define LT_GGEMM_LIST list_avx512
-#define LT_GGEMM_NV_MAX 4
-#define LT_GGEMM_MR1 12
-#define LT_GGEMM_MR2 12
-#define LT_GGEMM_MR3 8
-#define LT_GGEMM_MR4 6
+#define LT_GGEMM_PRESENT       present_avx512
+#define LT_GGEMM_LIST          list_avx512
+#define LT_GGEMM_NV_MAX        4
+#define LT_GGEMM_MR1           12
+#define LT_GGEMM_MR2           12
+#define LT_GGEMM_MR3           8
+#define LT_GGEMM_MR4           6
 #include "kernels/gather_gemm_simd.h"

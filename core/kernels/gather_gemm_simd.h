@@ -51,18 +51,18 @@ static inline __attribute__((always_inline)) void ggemm_tile_of(const int nv, in
                                                                 const int32_t *tr) {
   int64_t ldw = nv * LT_W;
   switch (m) {
-    case 1: ggemm_micro(1, nv, n, w, ldw, x, ldx, col, K, tile, ldt, tr); break;
-    case 2: ggemm_micro(2, nv, n, w, ldw, x, ldx, col, K, tile, ldt, tr); break;
-    case 3: ggemm_micro(3, nv, n, w, ldw, x, ldx, col, K, tile, ldt, tr); break;
-    case 4: ggemm_micro(4, nv, n, w, ldw, x, ldx, col, K, tile, ldt, tr); break;
-    case 5: ggemm_micro(5, nv, n, w, ldw, x, ldx, col, K, tile, ldt, tr); break;
-    case 6: ggemm_micro(6, nv, n, w, ldw, x, ldx, col, K, tile, ldt, tr); break;
-    case 7: ggemm_micro(7, nv, n, w, ldw, x, ldx, col, K, tile, ldt, tr); break;
-    case 8: ggemm_micro(8, nv, n, w, ldw, x, ldx, col, K, tile, ldt, tr); break;
-    case 9: ggemm_micro(9, nv, n, w, ldw, x, ldx, col, K, tile, ldt, tr); break;
-    case 10: ggemm_micro(10, nv, n, w, ldw, x, ldx, col, K, tile, ldt, tr); break;
-    case 11: ggemm_micro(11, nv, n, w, ldw, x, ldx, col, K, tile, ldt, tr); break;
-    case 12: ggemm_micro(12, nv, n, w, ldw, x, ldx, col, K, tile, ldt, tr); break;
+  case 1: ggemm_micro(1, nv, n, w, ldw, x, ldx, col, K, tile, ldt, tr); break;
+  case 2: ggemm_micro(2, nv, n, w, ldw, x, ldx, col, K, tile, ldt, tr); break;
+  case 3: ggemm_micro(3, nv, n, w, ldw, x, ldx, col, K, tile, ldt, tr); break;
+  case 4: ggemm_micro(4, nv, n, w, ldw, x, ldx, col, K, tile, ldt, tr); break;
+  case 5: ggemm_micro(5, nv, n, w, ldw, x, ldx, col, K, tile, ldt, tr); break;
+  case 6: ggemm_micro(6, nv, n, w, ldw, x, ldx, col, K, tile, ldt, tr); break;
+  case 7: ggemm_micro(7, nv, n, w, ldw, x, ldx, col, K, tile, ldt, tr); break;
+  case 8: ggemm_micro(8, nv, n, w, ldw, x, ldx, col, K, tile, ldt, tr); break;
+  case 9: ggemm_micro(9, nv, n, w, ldw, x, ldx, col, K, tile, ldt, tr); break;
+  case 10: ggemm_micro(10, nv, n, w, ldw, x, ldx, col, K, tile, ldt, tr); break;
+  case 11: ggemm_micro(11, nv, n, w, ldw, x, ldx, col, K, tile, ldt, tr); break;
+  case 12: ggemm_micro(12, nv, n, w, ldw, x, ldx, col, K, tile, ldt, tr); break;
   }
 }
 
@@ -194,8 +194,7 @@ static void wgrad_prefetch(const lt__wgrad_job *j, int64_t o0, int64_t rows, int
 
 /* Offset k's edges among rows [o0, o0 + rows) (their presence masks in
  * present, K apart per tile), ascending, into its accumulator. */
-static void wgrad_chunk(const lt__wgrad_job *j, int64_t k, int64_t o0, int64_t rows, float *tile,
-                        lt__wgrad_scratch s) {
+static void wgrad_chunk(const lt__wgrad_job *j, int64_t k, int64_t o0, int64_t rows, float *tile, lt__wgrad_scratch s) {
   int64_t e = 0;
   for (int64_t t = 0; t * LT_GGEMM_TILE_ROWS < rows; t++)
     for (uint64_t bits = s.present[t * j->k + k]; bits; bits &= bits - 1) {

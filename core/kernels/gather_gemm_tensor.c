@@ -19,6 +19,17 @@ static lt_status check_f32(lt_ctx *ctx, const lt_tensor *t, int ndim, const char
   return LT_OK;
 }
 
+/* The message for entry e of idx (K per row), value v: its position as Lua
+ * indexes the tensor (1-based), its value as stored. */
+static lt_status bad_entry(lt_ctx *ctx, int64_t e, int64_t K, int64_t v, int64_t n_in, const char *op) {
+  long long r = (long long)(e / K + 1), k = (long long)(e % K + 1);
+  if (n_in == 0)
+    return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: idx[%lld][%lld] is %lld; x has no rows, so every entry must be -1", op, r,
+                       k, (long long)v);
+  return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: idx[%lld][%lld] is %lld; an input row is 0 to %lld (0-based) or -1", op, r,
+                     k, (long long)v, (long long)n_in - 1);
+}
+
 /* idx: int32 or int64 (n_out, K), every entry in [-1, n_in); *out is a
  * contiguous int64 version (a new reference). */
 static lt_status check_index(lt_ctx *ctx, lt_tensor **out, lt_tensor *idx, int64_t n_in, const char *op) {
@@ -35,9 +46,7 @@ static lt_status check_index(lt_ctx *ctx, lt_tensor **out, lt_tensor *idx, int64
   int64_t n = idx->shape[0] * idx->shape[1];
   for (int64_t e = 0; e < n; e++)
     if (p[e] < -1 || p[e] >= n_in) {
-      st = lt_ctx_fail(ctx, LT_ERR_ARG, "%s: idx holds %lld (row %lld, offset %lld); inputs are rows 0 to %lld, or -1",
-                       op, (long long)p[e], (long long)(e / idx->shape[1]), (long long)(e % idx->shape[1]),
-                       (long long)n_in - 1);
+      st = bad_entry(ctx, e, idx->shape[1], p[e], n_in, op);
       lt_tensor_release(*out);
       *out = NULL;
       return st;
@@ -104,8 +113,8 @@ static lt_status fwd_prepare(lt_ctx *ctx, fwd_args *a, lt_tensor *x, lt_tensor *
 static lt_status fwd_run(lt_ctx *ctx, float *y, const fwd_args *a, lt_tensor *w, lt_isa isa, int accumulate,
                          lt_isa *used, const char *op) {
   lt_ggemm_weight pw;
-  lt_status st = lt__ggemm_pack_isa(ctx, &pw, isa, lt__f32(w), w->strides[0], w->strides[1], w->strides[2],
-                                    w->shape[0], a->c_in, a->c_out, op);
+  lt_status st = lt__ggemm_pack_isa(ctx, &pw, isa, lt__f32(w), w->strides[0], w->strides[1], w->strides[2], w->shape[0],
+                                    a->c_in, a->c_out, op);
   if (st) return st;
   st = lt__ggemm(ctx, y, a->c_out, lt__f32(a->xr), ld_of(a->xr), lt_tensor_data(a->ix), &pw, a->n_out, accumulate, op);
   *used = pw.isa;
@@ -171,8 +180,8 @@ static void wgrad_release(wgrad_args *a) {
   *a = (wgrad_args){0};
 }
 
-static lt_status wgrad_prepare(lt_ctx *ctx, wgrad_args *a, lt_tensor *x, lt_tensor *dy, lt_tensor *idx,
-                               int transposed, const char *op) {
+static lt_status wgrad_prepare(lt_ctx *ctx, wgrad_args *a, lt_tensor *x, lt_tensor *dy, lt_tensor *idx, int transposed,
+                               const char *op) {
   *a = (wgrad_args){0};
   lt_status st = check_f32(ctx, x, 2, "x", op);
   if (!st) st = check_f32(ctx, dy, 2, "dy", op);
@@ -213,8 +222,8 @@ lt_status lt__ggemm_wgrad_tensor(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, lt_
   return LT_OK;
 }
 
-lt_status lt__ggemm_wgrad_bench(lt_ctx *ctx, double *seconds, lt_tensor *x, lt_tensor *dy, lt_tensor *idx,
-                                lt_isa isa, int reps, lt_isa *used, const char *op) {
+lt_status lt__ggemm_wgrad_bench(lt_ctx *ctx, double *seconds, lt_tensor *x, lt_tensor *dy, lt_tensor *idx, lt_isa isa,
+                                int reps, lt_isa *used, const char *op) {
   wgrad_args a;
   lt_tensor *dw = NULL;
   double t[LT_GGEMM_BENCH_REPS_MAX];

@@ -25,7 +25,7 @@ lt_status lt__ggemm_wgrad_tensor(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, lt_
 #define LT_GGEMM_BENCH_REPS_MAX 100
 lt_status lt__ggemm_bench(lt_ctx *ctx, double *seconds, lt_tensor *x, lt_tensor *w, lt_tensor *idx, lt_isa isa,
                           int reps, lt_isa *used, const char *op);
-lt_status lt__ggemm_wgrad_bench(lt_ctx *ctx, double *seconds, lt_tensor *x, lt_tensor *dy, lt_tensor *idx,
-                                lt_isa isa, int reps, lt_isa *used, const char *op);
+lt_status lt__ggemm_wgrad_bench(lt_ctx *ctx, double *seconds, lt_tensor *x, lt_tensor *dy, lt_tensor *idx, lt_isa isa,
+                                int reps, lt_isa *used, const char *op);
 
 #endif

@@ -14,7 +14,9 @@ static lt_isa check_isa(lua_State *L, int arg, const char *fname) {
   return LT_ISA_SCALAR;
 }
 
-static lt_tensor *opt_tensor(lua_State *L, int arg) { return lua_isnoneornil(L, arg) ? NULL : lt_l_checktensor(L, arg); }
+static lt_tensor *opt_tensor(lua_State *L, int arg) {
+  return lua_isnoneornil(L, arg) ? NULL : lt_l_checktensor(L, arg);
+}
 
 /* lattice.core.ggemm_with_isa(x, w, idx, isa [, y]) -> [y +] sum_k x[idx[:, k]] @ w[k],
  * the ISA used. x (n_in, c_in), w (K, c_in, c_out) float32; idx int32/int64
@@ -40,8 +42,8 @@ static int l_ggemm_wgrad_with_isa(lua_State *L) {
   lt_tensor *dw = opt_tensor(L, 5);
   int transposed = lua_toboolean(L, 6);
   lt_l_tensor *u = lt_l_newtensor(L);
-  lt_l_result(L, lt__ggemm_wgrad_tensor(lt_l_ctx(L), &u->t, x, dy, idx, dw, transposed, isa, &used,
-                                        "ggemm_wgrad_with_isa"));
+  lt_l_result(
+      L, lt__ggemm_wgrad_tensor(lt_l_ctx(L), &u->t, x, dy, idx, dw, transposed, isa, &used, "ggemm_wgrad_with_isa"));
   lua_pushstring(L, lt_isa_name(used));
   return 2;
 }
