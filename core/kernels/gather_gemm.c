@@ -63,6 +63,11 @@ void lt__ggemm_tile_end(const lt__ggemm_job *j, const float *tile, int64_t o0, i
 }
 
 void lt__wgrad_tile_begin(const lt__wgrad_job *j, float *tile, int64_t k) {
+  if (j->direct) {
+    if (!j->accumulate)
+      for (int64_t r = 0; r < j->p; r++) memset(tile + r * j->ldr, 0, (size_t)j->q * sizeof *tile);
+    return;
+  }
   memset(tile, 0, (size_t)(j->p * j->ldq) * sizeof *tile);
   if (j->accumulate)
     for (int64_t r = 0; r < j->p; r++)
@@ -70,6 +75,7 @@ void lt__wgrad_tile_begin(const lt__wgrad_job *j, float *tile, int64_t k) {
 }
 
 void lt__wgrad_tile_end(const lt__wgrad_job *j, const float *tile, int64_t k) {
+  if (j->direct) return;
   for (int64_t r = 0; r < j->p; r++)
     memcpy(j->dw + k * j->ldk + r * j->ldr, tile + r * j->ldq, (size_t)j->q * sizeof *tile);
 }
@@ -232,7 +238,7 @@ static lt_status wgrad_run(lt_ctx *ctx, lt__wgrad_job *j, lt_isa isa, int thread
   if (st) return st;
   int64_t most = 0;
   for (int t = 0; t < threads; t++) most = plan.nk[t] > most ? plan.nk[t] : most;
-  st = lt__workspace_reserve(ctx, &ws, threads, lt__wgrad_scratch_bytes(most, j->p, j->ldq, j->k), op);
+  st = lt__workspace_reserve(ctx, &ws, threads, lt__wgrad_scratch_bytes(j->direct ? 0 : most, j->p, j->ldq, j->k), op);
   if (!st) {
     lt__wgrad_fn fn = isa == LT_ISA_AVX512 ? lt__ggemm_wgrad_offsets_avx512 : lt__ggemm_wgrad_offsets_avx2;
     const int64_t *ks = plan.ks, *nk = plan.nk;
@@ -263,6 +269,7 @@ lt_status lt__ggemm_wgrad_isa(lt_ctx *ctx, lt_isa isa, float *dw, int64_t ldk, i
                      .accumulate = accumulate};
   j.p = transposed ? c_out : c_in, j.q = transposed ? c_in : c_out;
   j.ldq = (j.q + lanes - 1) / lanes * lanes;
+  j.direct = j.q % lanes == 0;
   if (k <= 0 || j.p <= 0 || j.q <= 0) return LT_OK;
   int threads = n_out * c_in * c_out >= LT_GRAIN * 8 ? lt__ctx_threads(ctx) : 1;
   if (threads > k) threads = (int)k;

@@ -1,8 +1,9 @@
 /* The gather-GEMM kernels for AVX-512: column blocks of up to 4 zmm (64
  * floats); register tiles of 6 rows x 4 vectors (24 accumulators, 4 weight
- * vectors, a broadcast: 29 of 32 registers), 8 x 3, 12 x 2 and 12 x 1; and
- * the tile's presence masks and row lists built with vector compares, bit
- * tests and compresses. */
+ * vectors, a broadcast: 29 of 32 registers), 8 x 3, 10 x 2 and 10 x 1 (10
+ * rows, not 12: a row pointer each, and 12 of them leave the loop short of
+ * general registers, spilling in its body); and the tile's presence masks
+ * and row lists built with vector compares, bit tests and compresses. */
 #include "kernels/simd_avx512.h"
 #include "kernels/gather_gemm_kernels.h"
 
@@ -54,8 +55,8 @@ static inline int64_t list_avx512(uint64_t present, int32_t *tr) {
 #define LT_GGEMM_PRESENT       present_avx512
 #define LT_GGEMM_LIST          list_avx512
 #define LT_GGEMM_NV_MAX        4
-#define LT_GGEMM_MR1           12
-#define LT_GGEMM_MR2           12
+#define LT_GGEMM_MR1           10
+#define LT_GGEMM_MR2           10
 #define LT_GGEMM_MR3           8
 #define LT_GGEMM_MR4           6
 #include "kernels/gather_gemm_simd.h"

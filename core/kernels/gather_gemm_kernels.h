@@ -38,12 +38,14 @@ void lt__ggemm_rows_avx512(const lt__ggemm_job *j, int64_t o0, int64_t rows, voi
 /* A forward tile's scratch: the accumulator tile (LT_GGEMM_TILE_ROWS x ldt);
  * which of the tile's rows have an input at each offset (present[k], bit r
  * for row r: the tile has 64 rows so that one word holds them); one
- * offset's present rows listed (tr), with room for a vector store past the
- * last. */
+ * offset's present rows listed (tr, with room for a vector store past the
+ * last), and for each its input row (xr) and accumulator row (ar). */
 typedef struct lt__ggemm_scratch {
   float *tile;
   uint64_t *present;
   int32_t *tr;
+  const float **xr;
+  float **ar;
 } lt__ggemm_scratch;
 
 _Static_assert(LT_GGEMM_TILE_ROWS == 64, "a tile's rows are the bits of one uint64_t");
@@ -53,13 +55,17 @@ static inline size_t lt__ggemm_tile_bytes(int64_t ldt) {
   return ((size_t)LT_GGEMM_TILE_ROWS * (size_t)ldt * sizeof(float) + 63) / 64 * 64;
 }
 static inline size_t lt__ggemm_scratch_bytes(int64_t ldt, int64_t k) {
-  return lt__ggemm_tile_bytes(ldt) + (size_t)k * sizeof(uint64_t) + LT_GGEMM_LIST_SLOTS * sizeof(int32_t);
+  return lt__ggemm_tile_bytes(ldt) + LT_GGEMM_TILE_ROWS * (sizeof(const float *) + sizeof(float *)) +
+         LT_GGEMM_LIST_SLOTS * sizeof(int32_t) + (size_t)k * sizeof(uint64_t);
 }
 static inline lt__ggemm_scratch lt__ggemm_scratch_of(void *p, int64_t ldt, int64_t k) {
   lt__ggemm_scratch s;
+  (void)k;
   s.tile = p;
-  s.present = (uint64_t *)((char *)p + lt__ggemm_tile_bytes(ldt));
-  s.tr = (int32_t *)(s.present + k);
+  s.xr = (const float **)((char *)p + lt__ggemm_tile_bytes(ldt));
+  s.ar = (float **)(s.xr + LT_GGEMM_TILE_ROWS);
+  s.tr = (int32_t *)(s.ar + LT_GGEMM_TILE_ROWS);
+  s.present = (uint64_t *)(s.tr + LT_GGEMM_LIST_SLOTS);
   return s;
 }
 
@@ -118,6 +124,7 @@ typedef struct lt__wgrad_job {
   const int64_t *idx;
   int64_t n_out, k, p, q, ldq;
   int accumulate;
+  int direct; /* q is whole vectors: the vector kernels accumulate in dw itself */
 } lt__wgrad_job;
 
 /* The _ref kernel: offset k alone. */
@@ -136,7 +143,7 @@ void lt__ggemm_wgrad_offsets_avx512(const lt__wgrad_job *j, const int64_t *ks, i
 #define LT_GGEMM_WGRAD_TILES (LT_GGEMM_WGRAD_CHUNK / LT_GGEMM_TILE_ROWS)
 
 /* A weight-gradient thread's scratch: its offsets' accumulators out_k
- * (nk x p x ldq), the packed b rows of one panel (LT_GGEMM_PANEL_EDGES x
+ * (nk x p x ldq, none when they accumulate in place), the packed b rows of one panel (LT_GGEMM_PANEL_EDGES x
  * ldq), the a row of each edge of the panel, and the chunk's presence masks
  * (LT_GGEMM_WGRAD_TILES x K, as the forward's). */
 typedef struct lt__wgrad_scratch {
@@ -162,7 +169,8 @@ static inline lt__wgrad_scratch lt__wgrad_scratch_of(void *p, const lt__wgrad_jo
 }
 
 /* out_k starts as dw's block (accumulate) or zeros, columns past q zero;
- * only q columns go back. */
+ * only q columns go back. In place (j->direct) begin zeroes dw's block
+ * unless accumulating, and end has nothing to do. */
 void lt__wgrad_tile_begin(const lt__wgrad_job *j, float *tile, int64_t k);
 void lt__wgrad_tile_end(const lt__wgrad_job *j, const float *tile, int64_t k);
 

@@ -18,19 +18,18 @@
 
 /* ---- forward ---- */
 
-/* acc (tile rows tr[0..mr), nv vectors from the tile pointer's column) +=
- * sum_{c < n} x[col[tr[r]*K]][c] * w[c*ldw .. + nv*LT_W), where col is the
- * offset's column of idx from the tile's first row. mr and nv are constants
- * at every call, so the accumulators live in registers. */
+/* acc (rows ar[0..mr) of the tile from column col0, nv vectors) +=
+ * sum_{c < n} xr[r][c] * w[c*ldw .. + nv*LT_W): xr are the gathered input
+ * rows. mr and nv are constants at every call, so the accumulators live in
+ * registers. */
 static inline __attribute__((always_inline)) void ggemm_micro(const int mr, const int nv, int64_t n, const float *w,
-                                                              int64_t ldw, const float *x, int64_t ldx,
-                                                              const int64_t *col, int64_t K, float *tile, int64_t ldt,
-                                                              const int32_t *tr) {
+                                                              int64_t ldw, const float *const *xr, float *const *ar,
+                                                              int64_t col0) {
   vf acc[LT_GGEMM_MR_MAX][LT_GGEMM_NV_ARR];
   const float *xp[LT_GGEMM_MR_MAX];
   for (int r = 0; r < mr; r++) {
-    xp[r] = x + col[tr[r] * K] * ldx;
-    for (int v = 0; v < nv; v++) acc[r][v] = vload(tile + tr[r] * ldt + v * LT_W);
+    xp[r] = xr[r];
+    for (int v = 0; v < nv; v++) acc[r][v] = vload(ar[r] + col0 + v * LT_W);
   }
   _Pragma("GCC unroll 4") for (int64_t c = 0; c < n; c++) {
     vf wv[LT_GGEMM_NV_ARR];
@@ -41,28 +40,52 @@ static inline __attribute__((always_inline)) void ggemm_micro(const int mr, cons
     }
   }
   for (int r = 0; r < mr; r++)
-    for (int v = 0; v < nv; v++) vstore(tile + tr[r] * ldt + v * LT_W, acc[r][v]);
+    for (int v = 0; v < nv; v++) vstore(ar[r] + col0 + v * LT_W, acc[r][v]);
 }
 
-/* One register tile of m (1 to LT_GGEMM_MR_MAX) rows: m becomes a constant. */
-static inline __attribute__((always_inline)) void ggemm_tile_of(const int nv, int64_t m, int64_t n, const float *w,
-                                                                const float *x, int64_t ldx, const int64_t *col,
-                                                                int64_t K, float *tile, int64_t ldt,
-                                                                const int32_t *tr) {
+/* One register tile of m (1 to mr) rows: m becomes a constant (and no tile
+ * larger than mr is compiled). */
+static inline __attribute__((always_inline)) void ggemm_tile_of(const int nv, const int mr, int64_t m, int64_t n,
+                                                                const float *w, const float *const *xr,
+                                                                float *const *ar, int64_t col0) {
   int64_t ldw = nv * LT_W;
   switch (m) {
-  case 1: ggemm_micro(1, nv, n, w, ldw, x, ldx, col, K, tile, ldt, tr); break;
-  case 2: ggemm_micro(2, nv, n, w, ldw, x, ldx, col, K, tile, ldt, tr); break;
-  case 3: ggemm_micro(3, nv, n, w, ldw, x, ldx, col, K, tile, ldt, tr); break;
-  case 4: ggemm_micro(4, nv, n, w, ldw, x, ldx, col, K, tile, ldt, tr); break;
-  case 5: ggemm_micro(5, nv, n, w, ldw, x, ldx, col, K, tile, ldt, tr); break;
-  case 6: ggemm_micro(6, nv, n, w, ldw, x, ldx, col, K, tile, ldt, tr); break;
-  case 7: ggemm_micro(7, nv, n, w, ldw, x, ldx, col, K, tile, ldt, tr); break;
-  case 8: ggemm_micro(8, nv, n, w, ldw, x, ldx, col, K, tile, ldt, tr); break;
-  case 9: ggemm_micro(9, nv, n, w, ldw, x, ldx, col, K, tile, ldt, tr); break;
-  case 10: ggemm_micro(10, nv, n, w, ldw, x, ldx, col, K, tile, ldt, tr); break;
-  case 11: ggemm_micro(11, nv, n, w, ldw, x, ldx, col, K, tile, ldt, tr); break;
-  case 12: ggemm_micro(12, nv, n, w, ldw, x, ldx, col, K, tile, ldt, tr); break;
+  case 1:
+    if (1 <= mr) ggemm_micro(1, nv, n, w, ldw, xr, ar, col0);
+    break;
+  case 2:
+    if (2 <= mr) ggemm_micro(2, nv, n, w, ldw, xr, ar, col0);
+    break;
+  case 3:
+    if (3 <= mr) ggemm_micro(3, nv, n, w, ldw, xr, ar, col0);
+    break;
+  case 4:
+    if (4 <= mr) ggemm_micro(4, nv, n, w, ldw, xr, ar, col0);
+    break;
+  case 5:
+    if (5 <= mr) ggemm_micro(5, nv, n, w, ldw, xr, ar, col0);
+    break;
+  case 6:
+    if (6 <= mr) ggemm_micro(6, nv, n, w, ldw, xr, ar, col0);
+    break;
+  case 7:
+    if (7 <= mr) ggemm_micro(7, nv, n, w, ldw, xr, ar, col0);
+    break;
+  case 8:
+    if (8 <= mr) ggemm_micro(8, nv, n, w, ldw, xr, ar, col0);
+    break;
+  case 9:
+    if (9 <= mr) ggemm_micro(9, nv, n, w, ldw, xr, ar, col0);
+    break;
+  case 10:
+    if (10 <= mr) ggemm_micro(10, nv, n, w, ldw, xr, ar, col0);
+    break;
+  case 11:
+    if (11 <= mr) ggemm_micro(11, nv, n, w, ldw, xr, ar, col0);
+    break;
+  case 12:
+    if (12 <= mr) ggemm_micro(12, nv, n, w, ldw, xr, ar, col0);
+    break;
   }
 }
 
@@ -71,35 +94,39 @@ static inline __attribute__((always_inline)) void ggemm_tile_of(const int nv, in
  * 7 + 7: two tiles of 14 chains each, where 12 + 2 would leave the last one
  * short of the 8 chains two FMA pipes of latency 4 need). */
 static inline __attribute__((always_inline)) void ggemm_block_nv(const int nv, const int mr, int64_t m, int64_t n,
-                                                                 const float *w, const float *x, int64_t ldx,
-                                                                 const int64_t *col, int64_t K, float *tile,
-                                                                 int64_t ldt, const int32_t *tr) {
+                                                                 const float *w, const float *const *xr,
+                                                                 float *const *ar, int64_t col0) {
   int64_t tiles = (m + mr - 1) / mr;
   for (int64_t g = 0; tiles > 0; tiles--) {
     int64_t take = (m - g + tiles - 1) / tiles;
-    ggemm_tile_of(nv, take, n, w, x, ldx, col, K, tile, ldt, tr + g);
+    ggemm_tile_of(nv, mr, take, n, w, xr + g, ar + g, col0);
     g += take;
   }
 }
 
-static void ggemm_block(int nv, int64_t m, int64_t n, const float *w, const float *x, int64_t ldx, const int64_t *col,
-                        int64_t K, float *tile, int64_t ldt, const int32_t *tr) {
-  if (nv == 1) ggemm_block_nv(1, LT_GGEMM_MR1, m, n, w, x, ldx, col, K, tile, ldt, tr);
-  if (nv == 2) ggemm_block_nv(2, LT_GGEMM_MR2, m, n, w, x, ldx, col, K, tile, ldt, tr);
+static void ggemm_block(int nv, int64_t m, int64_t n, const float *w, const float *const *xr, float *const *ar,
+                        int64_t col0) {
+  if (nv == 1) ggemm_block_nv(1, LT_GGEMM_MR1, m, n, w, xr, ar, col0);
+  if (nv == 2) ggemm_block_nv(2, LT_GGEMM_MR2, m, n, w, xr, ar, col0);
 #if LT_GGEMM_NV_MAX >= 4
-  if (nv == 3) ggemm_block_nv(3, LT_GGEMM_MR3, m, n, w, x, ldx, col, K, tile, ldt, tr);
-  if (nv == 4) ggemm_block_nv(4, LT_GGEMM_MR4, m, n, w, x, ldx, col, K, tile, ldt, tr);
+  if (nv == 3) ggemm_block_nv(3, LT_GGEMM_MR3, m, n, w, xr, ar, col0);
+  if (nv == 4) ggemm_block_nv(4, LT_GGEMM_MR4, m, n, w, xr, ar, col0);
 #endif
 }
 
-/* The m compacted rows of offset k, every column block. */
+/* The m present rows tr[] of offset k: their input rows and tile rows as
+ * pointers, then every column block. */
 static void ggemm_offset(const lt__ggemm_job *j, int64_t o0, int64_t k, int64_t m, lt__ggemm_scratch s) {
   const int64_t *col = j->idx + o0 * j->k + k;
+  for (int64_t e = 0; e < m; e++) {
+    s.xr[e] = j->x + col[s.tr[e] * j->k] * j->ldx;
+    s.ar[e] = s.tile + s.tr[e] * j->ldt;
+  }
   const float *wk = j->wp + k * j->c_in * j->ldt;
   for (int64_t col0 = 0; col0 < j->ldt; col0 += LT_GGEMM_NV_MAX * LT_W) {
     int64_t nv = (j->ldt - col0) / LT_W;
     if (nv > LT_GGEMM_NV_MAX) nv = LT_GGEMM_NV_MAX;
-    ggemm_block((int)nv, m, j->c_in, wk + j->c_in * col0, j->x, j->ldx, col, j->k, s.tile + col0, j->ldt, s.tr);
+    ggemm_block((int)nv, m, j->c_in, wk + j->c_in * col0, s.xr, s.ar, col0);
   }
 }
 
@@ -139,15 +166,61 @@ static inline __attribute__((always_inline)) void wgrad_micro(const int mr, cons
     for (int v = 0; v < nv; v++) vstore(tile + r * ldt + v * LT_W, acc[r][v]);
 }
 
-/* Rows [0, p) of one column block over one panel: tiles of MR rows, then 4, 2, 1. */
+/* One register tile of rows [p0, p0 + rows), rows 1 to mr: a constant. */
+static inline __attribute__((always_inline)) void wgrad_tile_of(const int nv, const int mr, int64_t rows, int64_t m,
+                                                                const float *const *ar, int64_t p0, const float *panel,
+                                                                int64_t ldp, float *tile, int64_t ldt) {
+  switch (rows) {
+  case 1:
+    if (1 <= mr) wgrad_micro(1, nv, m, ar, p0, panel, ldp, tile, ldt);
+    break;
+  case 2:
+    if (2 <= mr) wgrad_micro(2, nv, m, ar, p0, panel, ldp, tile, ldt);
+    break;
+  case 3:
+    if (3 <= mr) wgrad_micro(3, nv, m, ar, p0, panel, ldp, tile, ldt);
+    break;
+  case 4:
+    if (4 <= mr) wgrad_micro(4, nv, m, ar, p0, panel, ldp, tile, ldt);
+    break;
+  case 5:
+    if (5 <= mr) wgrad_micro(5, nv, m, ar, p0, panel, ldp, tile, ldt);
+    break;
+  case 6:
+    if (6 <= mr) wgrad_micro(6, nv, m, ar, p0, panel, ldp, tile, ldt);
+    break;
+  case 7:
+    if (7 <= mr) wgrad_micro(7, nv, m, ar, p0, panel, ldp, tile, ldt);
+    break;
+  case 8:
+    if (8 <= mr) wgrad_micro(8, nv, m, ar, p0, panel, ldp, tile, ldt);
+    break;
+  case 9:
+    if (9 <= mr) wgrad_micro(9, nv, m, ar, p0, panel, ldp, tile, ldt);
+    break;
+  case 10:
+    if (10 <= mr) wgrad_micro(10, nv, m, ar, p0, panel, ldp, tile, ldt);
+    break;
+  case 11:
+    if (11 <= mr) wgrad_micro(11, nv, m, ar, p0, panel, ldp, tile, ldt);
+    break;
+  case 12:
+    if (12 <= mr) wgrad_micro(12, nv, m, ar, p0, panel, ldp, tile, ldt);
+    break;
+  }
+}
+
+/* Rows [0, p) of one column block over one panel, in register tiles of at
+ * most mr rows, as even as they can be (as the forward's). */
 static inline __attribute__((always_inline)) void wgrad_block_nv(const int nv, const int mr, int64_t p, int64_t m,
                                                                  const float *const *ar, const float *panel,
                                                                  int64_t ldp, float *tile, int64_t ldt) {
-  int64_t r = 0;
-  for (; r + mr <= p; r += mr) wgrad_micro(mr, nv, m, ar, r, panel, ldp, tile + r * ldt, ldt);
-  for (; r + 4 <= p; r += 4) wgrad_micro(4, nv, m, ar, r, panel, ldp, tile + r * ldt, ldt);
-  for (; r + 2 <= p; r += 2) wgrad_micro(2, nv, m, ar, r, panel, ldp, tile + r * ldt, ldt);
-  if (r < p) wgrad_micro(1, nv, m, ar, r, panel, ldp, tile + r * ldt, ldt);
+  int64_t tiles = (p + mr - 1) / mr;
+  for (int64_t r = 0; tiles > 0; tiles--) {
+    int64_t take = (p - r + tiles - 1) / tiles;
+    wgrad_tile_of(nv, mr, take, m, ar, r, panel, ldp, tile + r * ldt, ldt);
+    r += take;
+  }
 }
 
 static void wgrad_block(int nv, int64_t p, int64_t m, const float *const *ar, const float *panel, int64_t ldp,
@@ -160,12 +233,12 @@ static void wgrad_block(int nv, int64_t p, int64_t m, const float *const *ar, co
 #endif
 }
 
-/* The panel's m edges into one offset's accumulator, every column block. */
-static void wgrad_flush(const lt__wgrad_job *j, int64_t m, float *tile, lt__wgrad_scratch s) {
+/* The panel's m edges into one offset's accumulator (rows ldt apart), every column block. */
+static void wgrad_flush(const lt__wgrad_job *j, int64_t m, float *tile, int64_t ldt, lt__wgrad_scratch s) {
   for (int64_t col0 = 0; col0 < j->ldq; col0 += LT_GGEMM_NV_MAX * LT_W) {
     int64_t nv = (j->ldq - col0) / LT_W;
     if (nv > LT_GGEMM_NV_MAX) nv = LT_GGEMM_NV_MAX;
-    wgrad_block((int)nv, j->p, m, s.ar, s.panel + col0, j->ldq, tile + col0, j->ldq);
+    wgrad_block((int)nv, j->p, m, s.ar, s.panel + col0, j->ldq, tile + col0, ldt);
   }
 }
 
@@ -194,21 +267,29 @@ static void wgrad_prefetch(const lt__wgrad_job *j, int64_t o0, int64_t rows, int
 
 /* Offset k's edges among rows [o0, o0 + rows) (their presence masks in
  * present, K apart per tile), ascending, into its accumulator. */
-static void wgrad_chunk(const lt__wgrad_job *j, int64_t k, int64_t o0, int64_t rows, float *tile, lt__wgrad_scratch s) {
+static void wgrad_chunk(const lt__wgrad_job *j, int64_t k, int64_t o0, int64_t rows, float *tile, int64_t ldt,
+                        lt__wgrad_scratch s) {
   int64_t e = 0;
   for (int64_t t = 0; t * LT_GGEMM_TILE_ROWS < rows; t++)
     for (uint64_t bits = s.present[t * j->k + k]; bits; bits &= bits - 1) {
       int64_t o = o0 + t * LT_GGEMM_TILE_ROWS + __builtin_ctzll(bits);
       wgrad_put(j, e++, j->idx[o * j->k + k], o, s);
-      if (e == LT_GGEMM_PANEL_EDGES) wgrad_flush(j, e, tile, s), e = 0;
+      if (e == LT_GGEMM_PANEL_EDGES) wgrad_flush(j, e, tile, ldt, s), e = 0;
     }
-  if (e) wgrad_flush(j, e, tile, s);
+  if (e) wgrad_flush(j, e, tile, ldt, s);
+}
+
+/* Where offset t of the thread's accumulates: in place in dw when q is a
+ * whole number of vectors (j->direct), else its tile in the scratch. */
+static float *wgrad_acc(const lt__wgrad_job *j, const int64_t *ks, int64_t t, lt__wgrad_scratch s, int64_t *ldt) {
+  *ldt = j->direct ? j->ldr : j->ldq;
+  return j->direct ? j->dw + ks[t] * j->ldk : s.tiles + (size_t)t * (size_t)(j->p * j->ldq);
 }
 
 void LT_GGEMM_WGRAD_OFFSETS(const lt__wgrad_job *j, const int64_t *ks, int64_t nk, void *scratch) {
-  lt__wgrad_scratch s = lt__wgrad_scratch_of(scratch, j, nk);
-  size_t tile_floats = (size_t)(j->p * j->ldq);
-  for (int64_t t = 0; t < nk; t++) lt__wgrad_tile_begin(j, s.tiles + t * tile_floats, ks[t]);
+  lt__wgrad_scratch s = lt__wgrad_scratch_of(scratch, j, j->direct ? 0 : nk);
+  int64_t ldt;
+  for (int64_t t = 0; t < nk; t++) lt__wgrad_tile_begin(j, wgrad_acc(j, ks, t, s, &ldt), ks[t]);
   for (int64_t e = 0; e < LT_GGEMM_PANEL_EDGES; e++)
     for (int64_t c = j->q; c < j->ldq; c++) s.panel[e * j->ldq + c] = 0;
   for (int64_t o0 = 0; o0 < j->n_out; o0 += LT_GGEMM_WGRAD_CHUNK) {
@@ -219,8 +300,9 @@ void LT_GGEMM_WGRAD_OFFSETS(const lt__wgrad_job *j, const int64_t *ks, int64_t n
     int64_t next = j->n_out - o0 - rows < LT_GGEMM_WGRAD_CHUNK ? j->n_out - o0 - rows : LT_GGEMM_WGRAD_CHUNK;
     for (int64_t t = 0; t < nk; t++) {
       wgrad_prefetch(j, o0 + rows, next, t, nk);
-      wgrad_chunk(j, ks[t], o0, rows, s.tiles + t * tile_floats, s);
+      float *acc = wgrad_acc(j, ks, t, s, &ldt);
+      wgrad_chunk(j, ks[t], o0, rows, acc, ldt, s);
     }
   }
-  for (int64_t t = 0; t < nk; t++) lt__wgrad_tile_end(j, s.tiles + t * tile_floats, ks[t]);
+  for (int64_t t = 0; t < nk; t++) lt__wgrad_tile_end(j, wgrad_acc(j, ks, t, s, &ldt), ks[t]);
 }
