@@ -132,6 +132,13 @@ void lt__ggemm_weight_release(lt_ctx *ctx, lt_ggemm_weight *pw) {
 
 /* ---- the forward ---- */
 
+/* Row tiles go to the threads in blocks of TILES_PER_BLOCK, dealt out in
+ * turn: a thread's tiles stay neighbours in the rows' (Morton) order, and
+ * the work of a dense region of the support is shared rather than landing on
+ * one thread, as halves of the rows would. Each output row is written by
+ * the one thread that owns its tile, and its sum does not depend on which. */
+#define TILES_PER_BLOCK 16
+
 lt_status lt__ggemm(lt_ctx *ctx, float *y, int64_t ldy, const float *x, int64_t ldx, const int64_t *idx,
                     const lt_ggemm_weight *w, int64_t n_out, int accumulate, const char *op) {
   lt__ggemm_job j = {.y = y,
@@ -147,17 +154,21 @@ lt_status lt__ggemm(lt_ctx *ctx, float *y, int64_t ldy, const float *x, int64_t 
                      .ldt = w->ldt,
                      .accumulate = accumulate};
   int64_t tiles = (n_out + LT_GGEMM_TILE_ROWS - 1) / LT_GGEMM_TILE_ROWS;
+  int64_t blocks = (tiles + TILES_PER_BLOCK - 1) / TILES_PER_BLOCK;
   int threads = n_out * w->k * (w->c_in + 1) * w->c_out >= LT_GRAIN * 8 ? lt__ctx_threads(ctx) : 1;
-  if (threads > tiles) threads = tiles > 0 ? (int)tiles : 1;
+  if (threads > blocks) threads = blocks > 0 ? (int)blocks : 1;
   lt_workspace ws;
   lt_status st = lt__workspace_reserve(ctx, &ws, w->isa == LT_ISA_SCALAR ? 0 : threads,
                                        w->isa == LT_ISA_SCALAR ? 0 : lt__ggemm_scratch_bytes(w->ldt, w->k), op);
   if (st) return st;
   lt__ggemm_rows_fn fn = rows_fn(w->isa);
-  LT_PARALLEL_FOR(threads, t, tiles, {
-    int64_t o0 = t * LT_GGEMM_TILE_ROWS;
-    int64_t rows = n_out - o0 < LT_GGEMM_TILE_ROWS ? n_out - o0 : LT_GGEMM_TILE_ROWS;
-    fn(&j, o0, rows, ws.base ? lt__workspace_mine(&ws) : NULL);
+  LT_PARALLEL_FOR(threads, t, threads, {
+    void *scratch = ws.base ? lt__workspace_mine(&ws) : NULL;
+    for (int64_t b = t; b < blocks; b += threads)
+      for (int64_t tile = b * TILES_PER_BLOCK; tile < (b + 1) * TILES_PER_BLOCK && tile < tiles; tile++) {
+        int64_t o0 = tile * LT_GGEMM_TILE_ROWS;
+        fn(&j, o0, n_out - o0 < LT_GGEMM_TILE_ROWS ? n_out - o0 : LT_GGEMM_TILE_ROWS, scratch);
+      }
   });
   lt__workspace_release(ctx, &ws);
   return LT_OK;

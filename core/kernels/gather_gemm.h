@@ -35,9 +35,10 @@ typedef struct lt_ggemm_weight {
   int64_t ldt; /* c_out rounded up to the ISA's vector width */
 } lt_ggemm_weight;
 
-/* Packs W_k[c][j] = w[k*sk + c*sc + j*sj] (so a (K, c_in, c_out) tensor
- * has strides (c_in*c_out, c_out, 1), and W_k^T of it (c_out*c_in... swapped)
- * is packed by exchanging sc and sj and c_in and c_out) for the context's ISA.
+/* Packs W_k[c][j] = w[k*sk + c*sc + j*sj] for the context's ISA. A
+ * (K, c_in, c_out) tensor has strides (c_in*c_out, c_out, 1); the seed's
+ * conv weight (C_out, K, C_in) has (C_in, 1, K*C_in) for the forward, and
+ * its input gradient's W_k^T (c_in = C_out, c_out = C_in) is (C_in, K*C_in, 1).
  * Fails with "<op>: out of memory" on the context. */
 lt_status lt__ggemm_pack(lt_ctx *ctx, lt_ggemm_weight *pw, const float *w, int64_t sk, int64_t sc, int64_t sj,
                          int64_t k, int64_t c_in, int64_t c_out, const char *op);
@@ -58,8 +59,9 @@ lt_status lt__ggemm(lt_ctx *ctx, float *y, int64_t ldy, const float *x, int64_t 
  *   transposed = 0: dw[k*ldk + c*ldr + j] = sum_o x[i][c] dy[o][j]    (dW_k, c_in x c_out)
  *   transposed = 1: dw[k*ldk + j*ldr + c] = the same sum              (dW_k^T, c_out x c_in)
  * with i = idx[o*K + k] >= 0, dy (n_out, c_out) rows lddy apart, x rows ldx
- * apart. Each dW_k sums o in ascending order; parallel over the offsets.
- * Uses the context's ISA, or `isa` in the _isa form. */
+ * apart; the seed's (C_out, K, C_in) gradient is transposed = 1 with
+ * ldk = C_in, ldr = K*C_in. Each dW_k sums o in ascending order; parallel
+ * over the offsets. Uses the context's ISA, or `isa` in the _isa form. */
 lt_status lt__ggemm_wgrad(lt_ctx *ctx, float *dw, int64_t ldk, int64_t ldr, const float *dy, int64_t lddy,
                           const float *x, int64_t ldx, const int64_t *idx, int64_t n_out, int64_t k, int64_t c_in,
                           int64_t c_out, int transposed, int accumulate, const char *op);

@@ -15,8 +15,9 @@
  * (edges x ldq floats) stay in L1 while every row block of dW_k reads them. */
 #define LT_GGEMM_PANEL_EDGES 64
 
-/* The forward: y (n_out, c_out) [+]= sum_k x[idx[o*K + k]] @ W_k, with the
- * weight packed (gather_gemm.h) into column blocks of `block` columns. */
+/* The forward: y (n_out, c_out) [+]= sum_k x[idx[o*K + k]] @ W_k, with wp
+ * the packed weight (gather_gemm.h): offset k's block of columns [col0, ..)
+ * at wp + (k*c_in)*ldt + c_in*col0, c_in rows of the block's width. */
 typedef struct lt__ggemm_job {
   float *y;
   int64_t ldy;
@@ -58,9 +59,8 @@ static inline size_t lt__ggemm_scratch_bytes(int64_t ldt, int64_t k) {
   return lt__ggemm_tile_bytes(ldt) + LT_GGEMM_TILE_ROWS * (sizeof(const float *) + sizeof(float *)) +
          LT_GGEMM_LIST_SLOTS * sizeof(int32_t) + (size_t)k * sizeof(uint64_t);
 }
-static inline lt__ggemm_scratch lt__ggemm_scratch_of(void *p, int64_t ldt, int64_t k) {
+static inline lt__ggemm_scratch lt__ggemm_scratch_of(void *p, int64_t ldt) {
   lt__ggemm_scratch s;
-  (void)k;
   s.tile = p;
   s.xr = (const float **)((char *)p + lt__ggemm_tile_bytes(ldt));
   s.ar = (float **)(s.xr + LT_GGEMM_TILE_ROWS);
@@ -143,9 +143,10 @@ void lt__ggemm_wgrad_offsets_avx512(const lt__wgrad_job *j, const int64_t *ks, i
 #define LT_GGEMM_WGRAD_TILES (LT_GGEMM_WGRAD_CHUNK / LT_GGEMM_TILE_ROWS)
 
 /* A weight-gradient thread's scratch: its offsets' accumulators out_k
- * (nk x p x ldq, none when they accumulate in place), the packed b rows of one panel (LT_GGEMM_PANEL_EDGES x
- * ldq), the a row of each edge of the panel, and the chunk's presence masks
- * (LT_GGEMM_WGRAD_TILES x K, as the forward's). */
+ * (nk x p x ldq; none when they accumulate in place), the packed b rows of
+ * one panel (LT_GGEMM_PANEL_EDGES x ldq), the a row of each edge of the
+ * panel, and the chunk's presence masks (LT_GGEMM_WGRAD_TILES x K, as the
+ * forward's). */
 typedef struct lt__wgrad_scratch {
   float *tiles, *panel;
   const float **ar;

@@ -131,7 +131,7 @@ static void ggemm_offset(const lt__ggemm_job *j, int64_t o0, int64_t k, int64_t 
 }
 
 void LT_GGEMM_ROWS(const lt__ggemm_job *j, int64_t o0, int64_t rows, void *scratch) {
-  lt__ggemm_scratch s = lt__ggemm_scratch_of(scratch, j->ldt, j->k);
+  lt__ggemm_scratch s = lt__ggemm_scratch_of(scratch, j->ldt);
   lt__ggemm_tile_begin(j, s.tile, o0, rows);
   LT_GGEMM_PRESENT(s.present, j->idx + o0 * j->k, j->k, rows);
   for (int64_t k = 0; k < j->k; k++) {
