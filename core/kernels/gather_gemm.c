@@ -140,7 +140,7 @@ void lt__ggemm_weight_release(lt_ctx *ctx, lt_ggemm_weight *pw) {
 #define TILES_PER_BLOCK 16
 
 lt_status lt__ggemm(lt_ctx *ctx, float *y, int64_t ldy, const float *x, int64_t ldx, const int64_t *idx,
-                    const lt_ggemm_weight *w, int64_t n_out, int accumulate, const char *op) {
+                    const lt_ggemm_weight *w, int64_t n_out, int64_t n_in, int accumulate, const char *op) {
   lt__ggemm_job j = {.y = y,
                      .ldy = ldy,
                      .x = x,
@@ -148,6 +148,7 @@ lt_status lt__ggemm(lt_ctx *ctx, float *y, int64_t ldy, const float *x, int64_t 
                      .idx = idx,
                      .wp = w->data,
                      .n_out = n_out,
+                     .n_in = n_in,
                      .k = w->k,
                      .c_in = w->c_in,
                      .c_out = w->c_out,
@@ -262,8 +263,9 @@ static lt_status wgrad_run(lt_ctx *ctx, lt__wgrad_job *j, lt_isa isa, int thread
 }
 
 lt_status lt__ggemm_wgrad_isa(lt_ctx *ctx, lt_isa isa, float *dw, int64_t ldk, int64_t ldr, const float *dy,
-                              int64_t lddy, const float *x, int64_t ldx, const int64_t *idx, int64_t n_out, int64_t k,
-                              int64_t c_in, int64_t c_out, int transposed, int accumulate, const char *op) {
+                              int64_t lddy, const float *x, int64_t ldx, const int64_t *idx, int64_t n_out,
+                              int64_t n_in, int64_t k, int64_t c_in, int64_t c_out, int transposed, int accumulate,
+                              const char *op) {
   isa = clamp_isa(isa);
   int64_t lanes = lanes_of(isa);
   lt__wgrad_job j = {.dw = dw,
@@ -276,6 +278,7 @@ lt_status lt__ggemm_wgrad_isa(lt_ctx *ctx, lt_isa isa, float *dw, int64_t ldk, i
                      .a_is_x = !transposed,
                      .idx = idx,
                      .n_out = n_out,
+                     .n_in = n_in,
                      .k = k,
                      .accumulate = accumulate};
   j.p = transposed ? c_out : c_in, j.q = transposed ? c_in : c_out;
@@ -289,8 +292,8 @@ lt_status lt__ggemm_wgrad_isa(lt_ctx *ctx, lt_isa isa, float *dw, int64_t ldk, i
 }
 
 lt_status lt__ggemm_wgrad(lt_ctx *ctx, float *dw, int64_t ldk, int64_t ldr, const float *dy, int64_t lddy,
-                          const float *x, int64_t ldx, const int64_t *idx, int64_t n_out, int64_t k, int64_t c_in,
-                          int64_t c_out, int transposed, int accumulate, const char *op) {
-  return lt__ggemm_wgrad_isa(ctx, lt__ctx_isa(ctx), dw, ldk, ldr, dy, lddy, x, ldx, idx, n_out, k, c_in, c_out,
+                          const float *x, int64_t ldx, const int64_t *idx, int64_t n_out, int64_t n_in, int64_t k,
+                          int64_t c_in, int64_t c_out, int transposed, int accumulate, const char *op) {
+  return lt__ggemm_wgrad_isa(ctx, lt__ctx_isa(ctx), dw, ldk, ldr, dy, lddy, x, ldx, idx, n_out, n_in, k, c_in, c_out,
                              transposed, accumulate, op);
 }

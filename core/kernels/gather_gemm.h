@@ -53,20 +53,21 @@ void lt__ggemm_weight_release(lt_ctx *ctx, lt_ggemm_weight *pw);
  * overwrites y (a row without inputs becomes 0), 1 adds to it. Parallel over
  * tiles of output rows with the context's threads. */
 lt_status lt__ggemm(lt_ctx *ctx, float *y, int64_t ldy, const float *x, int64_t ldx, const int64_t *idx,
-                    const lt_ggemm_weight *w, int64_t n_out, int accumulate, const char *op);
+                    const lt_ggemm_weight *w, int64_t n_out, int64_t n_in, int accumulate, const char *op);
 
 /* dw [+]= the weight gradient, for every k:
  *   transposed = 0: dw[k*ldk + c*ldr + j] = sum_o x[i][c] dy[o][j]    (dW_k, c_in x c_out)
  *   transposed = 1: dw[k*ldk + j*ldr + c] = the same sum              (dW_k^T, c_out x c_in)
- * with i = idx[o*K + k] >= 0, dy (n_out, c_out) rows lddy apart, x rows ldx
- * apart; the seed's (C_out, K, C_in) gradient is transposed = 1 with
+ * with i = idx[o*K + k] >= 0, dy (n_out, c_out) rows lddy apart, x
+ * (n_in, c_in) rows ldx apart; the seed's (C_out, K, C_in) gradient is transposed = 1 with
  * ldk = C_in, ldr = K*C_in. Each dW_k sums o in ascending order; parallel
  * over the offsets. Uses the context's ISA, or `isa` in the _isa form. */
 lt_status lt__ggemm_wgrad(lt_ctx *ctx, float *dw, int64_t ldk, int64_t ldr, const float *dy, int64_t lddy,
-                          const float *x, int64_t ldx, const int64_t *idx, int64_t n_out, int64_t k, int64_t c_in,
-                          int64_t c_out, int transposed, int accumulate, const char *op);
+                          const float *x, int64_t ldx, const int64_t *idx, int64_t n_out, int64_t n_in, int64_t k,
+                          int64_t c_in, int64_t c_out, int transposed, int accumulate, const char *op);
 lt_status lt__ggemm_wgrad_isa(lt_ctx *ctx, lt_isa isa, float *dw, int64_t ldk, int64_t ldr, const float *dy,
-                              int64_t lddy, const float *x, int64_t ldx, const int64_t *idx, int64_t n_out, int64_t k,
-                              int64_t c_in, int64_t c_out, int transposed, int accumulate, const char *op);
+                              int64_t lddy, const float *x, int64_t ldx, const int64_t *idx, int64_t n_out,
+                              int64_t n_in, int64_t k, int64_t c_in, int64_t c_out, int transposed, int accumulate,
+                              const char *op);
 
 #endif

@@ -25,7 +25,7 @@ typedef struct lt__ggemm_job {
   int64_t ldx;
   const int64_t *idx;
   const float *wp;
-  int64_t n_out, k, c_in, c_out, ldt;
+  int64_t n_out, n_in, k, c_in, c_out, ldt;
   int accumulate;
 } lt__ggemm_job;
 
@@ -102,7 +102,7 @@ static inline void lt__ggemm_prefetch_next(const lt__ggemm_job *j, int64_t o_nex
   int64_t lines = (n * j->k * (int64_t)sizeof(int64_t) + 63) / 64;
   const char *base = (const char *)(j->idx + o_next * j->k);
   for (int64_t l = lines * part / parts; l < lines * (part + 1) / parts; l++) __builtin_prefetch(base + 64 * l, 0, 3);
-  for (int64_t r = o_next + n * part / parts; r < o_next + n * (part + 1) / parts; r++)
+  for (int64_t r = o_next + n * part / parts; r < o_next + n * (part + 1) / parts && r < j->n_in; r++)
     lt__prefetch_row(j->x + r * j->ldx, j->c_in);
 }
 
@@ -122,7 +122,7 @@ typedef struct lt__wgrad_job {
   int64_t ldx, lddy;
   int a_is_x;
   const int64_t *idx;
-  int64_t n_out, k, p, q, ldq;
+  int64_t n_out, n_in, k, p, q, ldq;
   int accumulate;
   int direct; /* q is whole vectors: the vector kernels accumulate in dw itself */
 } lt__wgrad_job;

@@ -31,6 +31,8 @@ static inline __attribute__((always_inline)) void ggemm_micro(const int mr, cons
     xp[r] = xr[r];
     for (int v = 0; v < nv; v++) acc[r][v] = vload(ar[r] + col0 + v * LT_W);
   }
+  /* unrolled 4 times: measured 5 to 15% faster, the loop's own count and
+   * branch being a fifth of its instructions at n = 32 otherwise */
   _Pragma("GCC unroll 4") for (int64_t c = 0; c < n; c++) {
     vf wv[LT_GGEMM_NV_ARR];
     for (int v = 0; v < nv; v++) wv[v] = vload(w + c * ldw + v * LT_W);
@@ -153,7 +155,7 @@ static inline __attribute__((always_inline)) void wgrad_micro(const int mr, cons
   vf acc[LT_GGEMM_MR_MAX][LT_GGEMM_NV_ARR];
   for (int r = 0; r < mr; r++)
     for (int v = 0; v < nv; v++) acc[r][v] = vload(tile + r * ldt + v * LT_W);
-  for (int64_t e = 0; e < m; e++) {
+  _Pragma("GCC unroll 4") for (int64_t e = 0; e < m; e++) { /* as the forward's */
     vf bv[LT_GGEMM_NV_ARR];
     for (int v = 0; v < nv; v++) bv[v] = vload(panel + e * ldp + v * LT_W);
     const float *a = ar[e] + p0;
@@ -260,7 +262,7 @@ static inline void wgrad_put(const lt__wgrad_job *j, int64_t e, int64_t i, int64
 static void wgrad_prefetch(const lt__wgrad_job *j, int64_t o0, int64_t rows, int64_t part, int64_t parts) {
   int64_t c_in = j->a_is_x ? j->p : j->q, c_out = j->a_is_x ? j->q : j->p;
   for (int64_t r = o0 + rows * part / parts; r < o0 + rows * (part + 1) / parts; r++) {
-    lt__prefetch_row(j->x + r * j->ldx, c_in);
+    if (r < j->n_in) lt__prefetch_row(j->x + r * j->ldx, c_in);
     lt__prefetch_row(j->dy + r * j->lddy, c_out);
   }
 }

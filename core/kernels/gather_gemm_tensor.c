@@ -116,7 +116,8 @@ static lt_status fwd_run(lt_ctx *ctx, float *y, const fwd_args *a, lt_tensor *w,
   lt_status st = lt__ggemm_pack_isa(ctx, &pw, isa, lt__f32(w), w->strides[0], w->strides[1], w->strides[2], w->shape[0],
                                     a->c_in, a->c_out, op);
   if (st) return st;
-  st = lt__ggemm(ctx, y, a->c_out, lt__f32(a->xr), ld_of(a->xr), lt_tensor_data(a->ix), &pw, a->n_out, accumulate, op);
+  st = lt__ggemm(ctx, y, a->c_out, lt__f32(a->xr), ld_of(a->xr), lt_tensor_data(a->ix), &pw, a->n_out, a->xr->shape[0],
+                 accumulate, op);
   *used = pw.isa;
   lt__ggemm_weight_release(ctx, &pw);
   return st;
@@ -203,8 +204,8 @@ static lt_status wgrad_run(lt_ctx *ctx, float *dw, const wgrad_args *a, lt_isa i
   lt_isa best = lt_cpu_isa();
   *used = isa < best ? isa : best;
   return lt__ggemm_wgrad_isa(ctx, isa, dw, a->shape[1] * a->shape[2], a->shape[2], lt__f32(a->gr), ld_of(a->gr),
-                             lt__f32(a->xr), ld_of(a->xr), lt_tensor_data(a->ix), a->n_out, a->k, a->c_in, a->c_out,
-                             transposed, accumulate, op);
+                             lt__f32(a->xr), ld_of(a->xr), lt_tensor_data(a->ix), a->n_out, a->xr->shape[0], a->k,
+                             a->c_in, a->c_out, transposed, accumulate, op);
 }
 
 lt_status lt__ggemm_wgrad_tensor(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, lt_tensor *dy, lt_tensor *idx,
