@@ -85,9 +85,10 @@ static inline int64_t lt__ggemm_list(uint64_t present, int32_t *tr) {
   return n;
 }
 
-/* Asks for the n floats at p. */
+/* Asks for the n floats at p, into L2: what is asked for a tile or a chunk
+ * ahead is more than L1 holds beside the working set. */
 static inline void lt__prefetch_row(const float *p, int64_t n) {
-  for (int64_t b = 0; b < n; b += 16) __builtin_prefetch(p + b, 0, 3);
+  for (int64_t b = 0; b < n; b += 16) __builtin_prefetch(p + b, 0, 2);
 }
 
 /* Asks for part `part` of `parts` of the next tile's rows of idx and of x
@@ -101,7 +102,7 @@ static inline void lt__ggemm_prefetch_next(const lt__ggemm_job *j, int64_t o_nex
   if (n <= 0) return;
   int64_t lines = (n * j->k * (int64_t)sizeof(int64_t) + 63) / 64;
   const char *base = (const char *)(j->idx + o_next * j->k);
-  for (int64_t l = lines * part / parts; l < lines * (part + 1) / parts; l++) __builtin_prefetch(base + 64 * l, 0, 3);
+  for (int64_t l = lines * part / parts; l < lines * (part + 1) / parts; l++) __builtin_prefetch(base + 64 * l, 0, 2);
   for (int64_t r = o_next + n * part / parts; r < o_next + n * (part + 1) / parts && r < j->n_in; r++)
     lt__prefetch_row(j->x + r * j->ldx, j->c_in);
 }
