@@ -129,11 +129,12 @@ void lt_l_open_json(lua_State *L);        /* json.c: lattice.json */
 void lt_l_open_fs(lua_State *L);          /* fs.c: isatty, directories written whole */
 void lt_l_open_config(lua_State *L);      /* config.c: BlockConfig, ModelConfig */
 void lt_l_open_transformer(lua_State *L); /* transformer.c: rope, linear_act */
+void lt_l_open_attention(lua_State *L);   /* attention.c: scaled_dot_product_attention */
+void lt_l_open_kernels(lua_State *L);     /* kernels.c: microkernel test hooks (ggemm_with_isa, ...) */
 
 /* The config at `arg`, or Lua's own type error
  * ("bad argument #1 to 'f' (lattice.BlockConfig expected, got table)"). */
 const lt_block_config *lt_l_checkblockconfig(lua_State *L, int arg);
 const lt_model_config *lt_l_checkmodelconfig(lua_State *L, int arg);
-void lt_l_open_attention(lua_State *L);   /* attention.c: scaled_dot_product_attention */
 
 #endif

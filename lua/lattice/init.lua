@@ -22,6 +22,7 @@ local internal = {
   bpe_encode = true, pieces = true, fs_mkdirs = true, fs_remove_tree = true, fs_write = true, fs_kind = true,
   fs_list = true, fs_tempdir = true,
   sparse = true,
+  ggemm_with_isa = true, ggemm_wgrad_with_isa = true, bench_ggemm = true, bench_ggemm_wgrad = true,
 }
 for name, value in pairs(core) do
   if not internal[name] then lattice[name] = value end
