@@ -149,9 +149,30 @@ describe("LoRALinear", function()
     assert.is_true(y.coordinate_map_key == x.coordinate_map_key)
     assert.are.same(l(x.feats):tolist(), y.feats:tolist())
     assert.are.same({ 2, 1 }, y.batch_counts)
-    -- the merged layer's weight applied to the features gives the same rows
+    -- the merged layer takes the SparseTensor itself and gives the same rows
     local merged = l:to_linear()
-    assert_close(lattice.linear(x.feats, merged.weight, merged.bias):tolist(), y.feats:tolist(), 1e-6)
+    local z = merged(x)
+    assert.is_true(z.coordinate_map_key == x.coordinate_map_key)
+    assert_close(z.feats:tolist(), y.feats:tolist(), 1e-6)
+  end)
+
+  it("adapts and merges the linear layers of a sparse network", function()
+    lattice.random.seed(6)
+    local coords = lattice.array({ { 0, 0, 0, 0 }, { 0, 1, 0, 0 }, { 0, 1, 1, 0 }, { 1, 0, 2, 0 } }, "int32")
+    local x = lattice.SparseTensor(coords, lattice.random.normal({ 4, 3 }), { batch_counts = { 3, 1 } })
+    local net = nn.Sequential(nn.SubmConv3d(3, 4, { kernel_size = 3 }), nn.ReLU(), nn.Linear(4, 2))
+    local base = net(x).feats:tolist()
+    local lora = require "lattice.lora"
+    lora.apply_lora(net, { rank = 2, targets = { "layers.2" } })
+    assert.is_true(lora.is_lora(net.layers[3]))
+    assert.are.same(base, net(x).feats:tolist()) -- lora_B is zero: the base output
+    net.layers[3].lora_B = lattice.random.normal({ 2, 2 })
+    local adapted = net(x)
+    assert.is_true(adapted.coordinate_map_key == x.coordinate_map_key)
+    lora.merge_lora(net)
+    assert.is_false(lora.is_lora(net.layers[3]))
+    -- float32: the merged weight W + s A B rounds once more than x W^T + s (x A) B
+    assert_close(net(x).feats:tolist(), adapted.feats:tolist(), 2e-5)
   end)
 
   it("names bad input", function()

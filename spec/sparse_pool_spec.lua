@@ -127,9 +127,14 @@ describe("local sparse pooling", function()
   end)
 
   it("reuses the relation a convolution of the same spec built", function()
-    local w = lattice.ones({ 5, 2, 2, 2, 5 })
-    local conv = ops.conv3d(x, w, { kernel_size = 2, stride = 2 })
-    assert(ops.max_pool3d(x).coordinate_map_key == conv.coordinate_map_key)
+    lattice.clear_cache()
+    local conv = ops.conv3d(x, lattice.ones({ 5, 2, 2, 2, 5 }), { kernel_size = 2, stride = 2 })
+    local built = lattice.memory_stats().sparse_cache
+    assert(built > 0, "the convolution cached its relation")
+    for _, mode in ipairs({ "sum", "avg", "max" }) do
+      assert(pool_op(mode)(x).coordinate_map_key == conv.coordinate_map_key, mode)
+      assert.are.equal(built, lattice.memory_stats().sparse_cache, mode .. " built nothing new")
+    end
   end)
 
   it("keeps the batch counts of every batch, trailing empty ones included", function()
@@ -157,6 +162,21 @@ describe("local sparse pooling", function()
         -- float16/bfloat16 round the float32 result once: 2^-11 and 2^-8 relative
         local tol = ({ float16 = 1e-3, bfloat16 = 8e-3, float64 = 1e-12 })[dt]
         assert_close(y.feats:astype("float64"):tolist(), want, tol)
+      end
+    end
+  end)
+
+  it("gives float16 and bfloat16 features the float64 gradient, rounded to their dtype", function()
+    for _, dt in ipairs({ "float16", "bfloat16" }) do
+      local t = x:astype(dt)
+      local t64 = t:astype("float64") -- the same values, so the same argmax rows
+      for _, mode in ipairs({ "sum", "avg", "max" }) do
+        local function loss(src) return function(f) return lattice.sum(pool_op(mode)(src:with_feats(f)).feats) end end
+        local g = lattice.grad(loss(t))(t.feats)
+        assert.are.equal(dt, g.dtype)
+        -- the gradients are 1, 1/count or 0: float16 holds them to 2^-11, bfloat16 to 2^-8
+        local tol = ({ float16 = 1e-3, bfloat16 = 8e-3 })[dt]
+        assert_close(g:astype("float64"):tolist(), lattice.grad(loss(t64))(t64.feats):tolist(), tol, dt .. " " .. mode)
       end
     end
   end)
