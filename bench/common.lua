@@ -17,7 +17,7 @@ function common.median_time(fn, reps)
   return times[(reps + 1) // 2]
 end
 
--- The median of a list of numbers.
+-- The median of a list of numbers (the list is not changed).
 function common.median(xs)
   local s = { table.unpack(xs) }
   table.sort(s)

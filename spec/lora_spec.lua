@@ -162,7 +162,6 @@ describe("LoRALinear", function()
     local x = lattice.SparseTensor(coords, lattice.random.normal({ 4, 3 }), { batch_counts = { 3, 1 } })
     local net = nn.Sequential(nn.SubmConv3d(3, 4, { kernel_size = 3 }), nn.ReLU(), nn.Linear(4, 2))
     local base = net(x).feats:tolist()
-    local lora = require "lattice.lora"
     lora.apply_lora(net, { rank = 2, targets = { "layers.2" } })
     assert.is_true(lora.is_lora(net.layers[3]))
     assert.are.same(base, net(x).feats:tolist()) -- lora_B is zero: the base output

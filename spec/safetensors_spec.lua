@@ -293,9 +293,9 @@ describe("load_safetensors on corrupt files", function()
 
   it("rejects dtypes lattice does not read", function()
     rejects(one('{"dtype":"I16","shape":[1],"data_offsets":[0,2]}', "12"),
-      "tensor 'w' has dtype 'I16', which lattice does not read (F32 F16 BF16 I32 I64 U8 BOOL F64)")
+      "tensor 'w' has dtype 'I16', which lattice does not read (F32 F16 BF16 I32 I64 U8 BOOL F64 U32)")
     rejects(one('{"dtype":"f32","shape":[1],"data_offsets":[0,4]}', "1234"),
-      "tensor 'w' has dtype 'f32', which lattice does not read (F32 F16 BF16 I32 I64 U8 BOOL F64)")
+      "tensor 'w' has dtype 'f32', which lattice does not read (F32 F16 BF16 I32 I64 U8 BOOL F64 U32)")
   end)
 
   it("rejects dimensions that are not non-negative integers below 2^53", function()

@@ -4,7 +4,7 @@ local ref = require "support.reference"
 
 local f32 = ref.f32
 -- what a message about an unknown dtype lists
-local KNOWN = "known dtypes: float32, float16, bfloat16, float64, int32, int64, uint8, bool"
+local KNOWN = "known dtypes: float32, float16, bfloat16, float64, int32, int64, uint8, bool, uint32"
 
 describe("lattice.array", function()
   it("builds float32 from nested Lua numbers and reads them back", function()

@@ -188,8 +188,8 @@ static lt_status parse_dtype(reader *r, entry *e, int64_t at) {
   if (cstring(r, at, "dtype", whose, &name)) return LT_ERR_IO;
   int d = lt_dtype_from_st_name(name);
   if (d < 0)
-    return bad(r, "tensor '%s' has dtype '%s', which lattice does not read (F32 F16 BF16 I32 I64 U8 BOOL F64)", e->name,
-               name);
+    return bad(r, "tensor '%s' has dtype '%s', which lattice does not read (F32 F16 BF16 I32 I64 U8 BOOL F64 U32)",
+               e->name, name);
   r->strings_used = mark;
   e->dtype = (lt_dtype)d;
   return LT_OK;

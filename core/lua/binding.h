@@ -91,6 +91,9 @@ lt_dtype lt_l_optdtype(lua_State *L, int arg, lt_dtype def);
 /* The dtype called `name` (from an options table), else "<fname>: unknown
  * dtype 'x'; known dtypes: ...". */
 lt_dtype lt_l_dtype_named(lua_State *L, const char *name, const char *fname);
+/* An ISA name ("scalar", "avx2", "avx512") at arg, for the specs' hooks that
+ * run one ISA's kernels (elementwise.c). */
+lt_isa lt_l_checkisa(lua_State *L, int arg, const char *fname);
 /* A shape table {2, 3} or a lone number (1-D) at `arg`; returns ndim. */
 int lt_l_checkshape(lua_State *L, int arg, int64_t *shape, const char *fname);
 /* The shape table at `arg`, each element an integer of at least `min`

@@ -119,7 +119,7 @@ static int l_clip(lua_State *L) {
 
 /* ---- ISAs, peak and memcpy ---- */
 
-static lt_isa check_isa(lua_State *L, int arg, const char *fname) {
+lt_isa lt_l_checkisa(lua_State *L, int arg, const char *fname) {
   const char *name = luaL_checkstring(L, arg);
   for (int i = LT_ISA_SCALAR; i <= LT_ISA_AVX512; i++)
     if (strcmp(name, lt_isa_name((lt_isa)i)) == 0) return (lt_isa)i;
@@ -137,7 +137,7 @@ static int l_isa(lua_State *L) {
 /* lattice.peak_gflops(isa, seconds = 0.5) -> GFLOP/s of the FMA peak kernel on
  * the current thread count, or nil and a message when the CPU lacks the ISA. */
 static int l_peak_gflops(lua_State *L) {
-  lt_isa isa = check_isa(L, 1, "peak_gflops");
+  lt_isa isa = lt_l_checkisa(L, 1, "peak_gflops");
   double seconds = luaL_optnumber(L, 2, 0.5);
   if (!(seconds > 0 && seconds <= 60)) return luaL_error(L, "peak_gflops: seconds must be in (0, 60]");
   double g = lt_peak_gflops(isa, lt_ctx_num_threads(lt_l_ctx(L)), seconds);
@@ -175,7 +175,7 @@ static lt_unary_op check_unary_name(lua_State *L, int arg, const char *fname) {
 static int l_unary_with_isa(lua_State *L) {
   lt_unary_op op = check_unary_name(L, 1, "unary_with_isa");
   lt_tensor *x = lt_l_checktensor(L, 2);
-  lt_isa isa = check_isa(L, 3, "unary_with_isa"), used;
+  lt_isa isa = lt_l_checkisa(L, 3, "unary_with_isa"), used;
   double alpha = luaL_optnumber(L, 4, 0);
   lt_l_tensor *u = lt_l_newtensor(L);
   lt_l_result(L, lt__unary_isa(lt_l_ctx(L), &u->t, op, x, alpha, isa, &used));
@@ -187,7 +187,7 @@ static int l_unary_with_isa(lua_State *L) {
 static int l_unary_grad_with_isa(lua_State *L) {
   lt_unary_op op = check_unary_name(L, 1, "unary_grad_with_isa");
   lt_tensor *g = lt_l_checktensor(L, 2), *x = lt_l_checktensor(L, 3);
-  lt_isa isa = check_isa(L, 4, "unary_grad_with_isa"), used;
+  lt_isa isa = lt_l_checkisa(L, 4, "unary_grad_with_isa"), used;
   double alpha = luaL_optnumber(L, 5, 0);
   lt_l_tensor *u = lt_l_newtensor(L);
   lt_l_result(L, lt__unary_grad_isa(lt_l_ctx(L), &u->t, op, g, x, NULL, alpha, isa, &used));
@@ -200,7 +200,7 @@ static int l_unary_grad_with_isa(lua_State *L) {
 static int l_exp_shift_with_isa(lua_State *L) {
   lt_tensor *x = lt_l_checktensor(L, 1);
   float shift = (float)luaL_checknumber(L, 2);
-  lt_isa isa = check_isa(L, 3, "exp_shift_with_isa"), used;
+  lt_isa isa = lt_l_checkisa(L, 3, "exp_shift_with_isa"), used;
   lt_l_tensor *u = lt_l_newtensor(L);
   lt_l_result(L, lt__exp_shift_isa(lt_l_ctx(L), &u->t, x, shift, isa, &used));
   lua_pushstring(L, lt_isa_name(used));

@@ -2,6 +2,7 @@
  * OpenBLAS call that bench/matmul.lua measures lattice.matmul against. */
 #include <cblas.h>
 #include "binding.h"
+#include "quant_binding.h"
 #include "runtime/blas_call.h"
 
 /* A tensor or nil at `arg` (NULL for nil). */
@@ -35,9 +36,16 @@ static int l_rms_norm(lua_State *L) {
 }
 
 /* lattice.linear(x, weight[, bias]) -> x @ weight^T + bias, weight (out, in)
- * as nn.Linear holds it; the bias is added inside the GEMM. */
+ * as nn.Linear holds it, or a QuantizedWeight of that shape; the bias is
+ * added inside the GEMM. */
 static int l_linear(lua_State *L) {
   lt_l_checkmaxargs(L, 3, "linear");
+  lt_qweight qw;
+  if (lt_l_toqweight(L, 2, &qw)) {
+    lt_tensor *x = lt_l_checktensor(L, 1), *b = opttensor(L, 3);
+    lt_l_tensor *u = lt_l_newtensor(L);
+    return lt_l_result(L, lt_quant_linear(lt_l_ctx(L), &u->t, x, &qw, b));
+  }
   lt_tensor *x = lt_l_checktensor(L, 1), *w = lt_l_checktensor(L, 2), *b = opttensor(L, 3);
   lt_l_tensor *u = lt_l_newtensor(L);
   return lt_l_result(L, lt_linear(lt_l_ctx(L), &u->t, x, w, b));

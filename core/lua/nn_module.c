@@ -84,7 +84,8 @@ static int is_param(const lt_l_module_type *type, const char *key) {
   return 0;
 }
 
-/* A parameter takes a tensor of its current shape (any float dtype); the
+/* A parameter takes a tensor of its current shape (any float dtype; an
+ * integer parameter, a quantized weight's codes, its own dtype); the
  * training flag a boolean; the protocol's private fields ("_...") anything.
  * Everything else is read-only. */
 static int module_newindex(lua_State *L) {
@@ -104,9 +105,14 @@ static int module_newindex(lua_State *L) {
     lt_l_module_field(L, 1, key);
     lt_tensor *old = lt_l_totensor(L, -1);
     lua_pop(L, 1);
-    if (!lt_dtype_info(lt_tensor_dtype(t))->is_float)
-      return luaL_error(L, "%s: %s must be a float tensor, got %s", type->name, key,
-                        lt_dtype_info(lt_tensor_dtype(t))->name);
+    lt_dtype dt = lt_tensor_dtype(t);
+    if (old && !lt_dtype_info(lt_tensor_dtype(old))->is_float) { /* a quantized weight's codes */
+      if (dt != lt_tensor_dtype(old))
+        return luaL_error(L, "%s: %s must be a %s tensor, got %s", type->name, key,
+                          lt_dtype_info(lt_tensor_dtype(old))->name, lt_dtype_info(dt)->name);
+    } else if (!lt_dtype_info(dt)->is_float) {
+      return luaL_error(L, "%s: %s must be a float tensor, got %s", type->name, key, lt_dtype_info(dt)->name);
+    }
     if (old && (lt_tensor_ndim(old) != lt_tensor_ndim(t) ||
                 memcmp(lt_tensor_shape(old), lt_tensor_shape(t), (size_t)lt_tensor_ndim(t) * sizeof(int64_t)))) {
       char a[LT_SHAPE_STR_MAX], b[LT_SHAPE_STR_MAX];

@@ -3,6 +3,7 @@
  * abandoned gradient, and every cache, is freed with the state). */
 #include "binding.h"
 #include "nn_module.h"
+#include "quant_binding.h"
 #include "sparse_binding.h"
 #include "lattice/lua.h"
 
@@ -47,6 +48,7 @@ int luaopen_lattice_core(lua_State *L) {
   lt_l_open_runtime(L);
   lt_l_open_nn(L);
   lt_l_open_nn_sparse(L);
+  lt_l_open_nn_quant(L);
   lt_l_open_optim(L);
   lt_l_open_config(L);
   lt_l_open_transformer(L);
@@ -60,6 +62,7 @@ int luaopen_lattice_core(lua_State *L) {
   lt_l_open_sparse_pool(L);
   lt_l_open_sparse_algebra(L);
   lt_l_open_sparse_rows(L);
+  lt_l_open_quant(L);
   return 1;
 }
 

@@ -185,7 +185,11 @@ static lt_status clip_backward(lt_ctx *ctx, const lt_node *node, lt_tensor *cons
 static int64_t int_bound(double v, lt_dtype dt, int64_t none) {
   int64_t b = isnan(v) ? none : lt__double_to_i64(v);
   int64_t min = dt == LT_INT32 ? INT32_MIN : dt == LT_INT64 ? INT64_MIN : 0;
-  int64_t max = dt == LT_INT32 ? INT32_MAX : dt == LT_INT64 ? INT64_MAX : dt == LT_UINT8 ? UINT8_MAX : 1;
+  int64_t max = dt == LT_INT32    ? INT32_MAX
+                : dt == LT_INT64  ? INT64_MAX
+                : dt == LT_UINT32 ? UINT32_MAX
+                : dt == LT_UINT8  ? UINT8_MAX
+                                  : 1;
   return b < min ? min : b > max ? max : b;
 }
 

@@ -286,6 +286,7 @@ static int keeps_int(lt_unary_op op) {
 static int64_t wrap(uint64_t v, lt_dtype dt) {
   if (dt == LT_UINT8) return (int64_t)(uint8_t)v;
   if (dt == LT_INT32) return (int64_t)(int32_t)(uint32_t)v;
+  if (dt == LT_UINT32) return (int64_t)(uint32_t)v;
   return (int64_t)v;
 }
 

@@ -59,6 +59,7 @@ static double load_bf16(const void *p) { return lt_bf16_to_f32(*(const uint16_t 
 static double load_i32(const void *p) { return *(const int32_t *)p; }
 static double load_i64(const void *p) { return (double)*(const int64_t *)p; }
 static double load_u8(const void *p) { return *(const uint8_t *)p; }
+static double load_u32(const void *p) { return *(const uint32_t *)p; }
 static double load_bool(const void *p) { return *(const uint8_t *)p ? 1.0 : 0.0; }
 
 static double clamp_round(double v, double lo, double hi) {
@@ -83,6 +84,7 @@ static void store_bf16(void *p, double v) { *(uint16_t *)p = lt_f32_to_bf16((flo
 static void store_i32(void *p, double v) { *(int32_t *)p = (int32_t)clamp_round(v, INT32_MIN, INT32_MAX); }
 static void store_i64(void *p, double v) { *(int64_t *)p = lt__double_to_i64(v); }
 static void store_u8(void *p, double v) { *(uint8_t *)p = (uint8_t)clamp_round(v, 0, 255); }
+static void store_u32(void *p, double v) { *(uint32_t *)p = (uint32_t)clamp_round(v, 0, UINT32_MAX); }
 static void store_bool(void *p, double v) { *(uint8_t *)p = v != 0; }
 
 static const lt_dtype_traits traits[LT_DTYPE_COUNT] = {
@@ -94,6 +96,7 @@ static const lt_dtype_traits traits[LT_DTYPE_COUNT] = {
     [LT_UINT8] = {"uint8", "U8", 1, 0, load_u8, store_u8},
     [LT_BOOL] = {"bool", "BOOL", 1, 0, load_bool, store_bool},
     [LT_FLOAT64] = {"float64", "F64", 8, 1, load_f64, store_f64},
+    [LT_UINT32] = {"uint32", "U32", 4, 0, load_u32, store_u32},
 };
 
 const lt_dtype_traits *lt_dtype_info(lt_dtype dt) { return &traits[dt]; }
@@ -116,6 +119,7 @@ static int64_t load_int(const void *p, lt_dtype dt) {
   switch (dt) {
   case LT_INT32: return *(const int32_t *)p;
   case LT_INT64: return *(const int64_t *)p;
+  case LT_UINT32: return *(const uint32_t *)p;
   case LT_BOOL: return *(const uint8_t *)p != 0;
   default: return *(const uint8_t *)p;
   }
@@ -128,6 +132,7 @@ static void store_int(void *p, lt_dtype dt, int64_t v) {
   switch (dt) {
   case LT_INT32: *(int32_t *)p = (int32_t)(uint32_t)v; break;
   case LT_INT64: *(int64_t *)p = v; break;
+  case LT_UINT32: *(uint32_t *)p = (uint32_t)v; break;
   case LT_BOOL: *(uint8_t *)p = v != 0; break;
   default: *(uint8_t *)p = (uint8_t)v; break;
   }
@@ -185,7 +190,8 @@ static int int_rank(lt_dtype d) {
   case LT_BOOL: return 0;
   case LT_UINT8: return 1;
   case LT_INT32: return 2;
-  default: return 3;
+  case LT_UINT32: return 3;
+  default: return 4;
   }
 }
 
@@ -195,5 +201,6 @@ lt_dtype lt__promote(lt_dtype a, lt_dtype b) {
   if (fa && fb) return a == b ? a : LT_FLOAT32;              /* float16 with bfloat16 meet in float32 */
   if (fa) return a;
   if (fb) return b;
+  if ((a == LT_INT32 && b == LT_UINT32) || (a == LT_UINT32 && b == LT_INT32)) return LT_INT64; /* holds both */
   return int_rank(a) >= int_rank(b) ? a : b;
 }

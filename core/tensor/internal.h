@@ -71,7 +71,7 @@ static inline lt_dtype lt__compute_dtype(lt_dtype dt) { return dt == LT_FLOAT64 
 int64_t lt__double_to_i64(double v);
 /* The common dtype of two operands: float64 wins over everything, then any
  * float (two different other floats meet in float32), else the wider integer
- * (bool < uint8 < int32 < int64). */
+ * (bool < uint8 < int32 < uint32 < int64; int32 with uint32 meet in int64). */
 lt_dtype lt__promote(lt_dtype a, lt_dtype b);
 
 /* Broadcast result shape of a and b; returns 0 and fails ctx when incompatible. */

@@ -66,7 +66,7 @@ static lt_status fill_int(lt_ctx *ctx, lt_tensor **out, lt_dtype dt, int ndim, c
 /* The values integer dtype dt holds. */
 static void int_range(lt_dtype dt, int64_t *min, int64_t *max) {
   *min = dt == LT_INT32 ? INT32_MIN : dt == LT_INT64 ? INT64_MIN : 0;
-  *max = dt == LT_INT32 ? INT32_MAX : dt == LT_INT64 ? INT64_MAX : UINT8_MAX;
+  *max = dt == LT_INT32 ? INT32_MAX : dt == LT_INT64 ? INT64_MAX : dt == LT_UINT32 ? UINT32_MAX : UINT8_MAX;
 }
 
 lt_status lt_random_normal(lt_ctx *ctx, lt_tensor **out, lt_dtype dt, int ndim, const int64_t *shape, double mean,

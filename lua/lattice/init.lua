@@ -23,6 +23,7 @@ local internal = {
   fs_list = true, fs_tempdir = true,
   sparse = true,
   ggemm_with_isa = true, ggemm_wgrad_with_isa = true, bench_ggemm = true, bench_ggemm_wgrad = true,
+  quant_linear_with_isa = true, quant_linear_grad_with_isa = true,
 }
 for name, value in pairs(core) do
   if not internal[name] then lattice[name] = value end
@@ -72,6 +73,7 @@ local registry = require "lattice.registry"
 lattice.Registry = registry.Registry
 lattice.registry = registry.registries
 lattice.transformer = require "lattice.transformer"
+for k, v in pairs(require "lattice.quantize") do lattice[k] = v end
 
 -- Loaded on first use: lattice.train, lattice.data, lattice.lora.
 local lazy = { train = "lattice.train", data = "lattice.data", lora = "lattice.lora" }

@@ -204,9 +204,9 @@ static int push_out_of_memory(void) {
 static int push_bad_dtype(void) {
   lua_State *L = open_state();
   CHECK_ERROR(L, 0, lattice_lua_push_copy(L, four, (lt_dtype)99, 1, shape4), LUA_ERRRUN,
-              "lattice_lua_push_copy: dtype 99 is not an lt_dtype (0 to 7)");
+              "lattice_lua_push_copy: dtype 99 is not an lt_dtype (0 to 8)");
   CHECK_ERROR(L, 0, lattice_lua_push_view(L, (void *)four, (lt_dtype)-1, 1, shape4, NULL, NULL), LUA_ERRRUN,
-              "lattice_lua_push_view: dtype -1 is not an lt_dtype (0 to 7)");
+              "lattice_lua_push_view: dtype -1 is not an lt_dtype (0 to 8)");
   lua_close(L);
   return 0;
 }
@@ -304,8 +304,8 @@ static int read_bad_buffer(void) {
                    "lattice_lua_read: capacity is 3, the tensor has 4 elements");
   CHECK_READ_ERROR(L, lattice_lua_read(L, -1, out, LT_FLOAT32, -1),
                    "lattice_lua_read: capacity is -1, the tensor has 4 elements");
-  CHECK_READ_ERROR(L, lattice_lua_read(L, -1, out, (lt_dtype)8, 4),
-                   "lattice_lua_read: dtype 8 is not an lt_dtype (0 to 7)");
+  CHECK_READ_ERROR(L, lattice_lua_read(L, -1, out, (lt_dtype)9, 4),
+                   "lattice_lua_read: dtype 9 is not an lt_dtype (0 to 8)");
   CHECK(out[0] == 0 && out[3] == 0, "nothing written on failure");
   CHECK(lattice_lua_read(L, -1, out, LT_FLOAT32, 4) == 4 && out[3] == 4, "a good read");
   CHECK(lua_gettop(L) == 1, "the stack is unchanged");

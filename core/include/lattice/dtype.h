@@ -16,6 +16,7 @@ typedef enum lt_dtype {
   LT_UINT8,
   LT_BOOL,
   LT_FLOAT64,
+  LT_UINT32, /* packed codes of quantized weights (MLX's uint32 words) */
   LT_DTYPE_COUNT
 } lt_dtype;
 

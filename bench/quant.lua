@@ -1,0 +1,103 @@
+-- Quantized linear layers (core/quant): one JSON line per case.
+--   matvec  a QuantizedLinear on one token, the decoding case: GB/s of weight
+--           bytes read (codes, scales and biases) and the ratio to a memcpy of
+--           the same bytes measured alternately in the same run.
+--           Targets (2 threads): int4 >= 0.78, int8 >= 0.75 of memcpy.
+--   batch   8 and 64 tokens: GFLOP/s (2 m n k per product, the float work it
+--           stands for) and the ratio to the FMA peak, measured alternately.
+--           Target: batch 8, int4 >= 360 GFLOP/s on a quiet machine.
+-- Each case is checked against the scalar _ref kernels before it is timed.
+-- The machine is shared: kernel and reference are timed in alternating short
+-- samples and the ratio is the median of the per-pair ratios.
+-- Usage: lattice bench/quant.lua [seconds per sample] [threads]
+package.path = arg[0]:gsub("[^/]*$", "") .. "?.lua;" .. package.path
+local lattice = require "lattice"
+local core = require "lattice.core" -- peak_gflops, bench_memcpy, quant_linear_with_isa: measuring hooks
+local common = require "common"
+
+local SAMPLE = tonumber(arg and arg[1]) or 0.2
+local PAIRS = 9
+if arg and arg[2] then lattice.set_num_threads(math.tointeger(tonumber(arg[2])) or error("quant bench: threads must be an integer")) end
+local ISA = lattice.isa()
+
+local SHAPES = { { out = 4096, inp = 4096 }, { out = 14336, inp = 4096 }, { out = 4096, inp = 14336 } }
+local GROUP = 64
+
+local median = common.median
+
+-- Seconds per call of f over about SAMPLE seconds (after one call).
+local function per_call(f)
+  f()
+  local n, t0 = 0, lattice.now()
+  repeat
+    f()
+    n = n + 1
+  until lattice.now() - t0 >= SAMPLE
+  return (lattice.now() - t0) / n
+end
+
+-- The layer's output against the scalar _ref kernels (the plain loops that
+-- quant_spec checks against Lua), within a float32 summation's error.
+local function check(ql, x, name)
+  local y = ql(x)
+  local want = core.quant_linear_with_isa(x, ql:quantized_weight(), nil, "scalar")
+  local scale = want:abs():max():item()
+  local err = (y - want):abs():max():item()
+  assert(err <= 1e-4 * scale, ("%s: differs from the _ref kernels by %g (scale %g)"):format(name, err, scale))
+end
+
+local function layer(shape, bits)
+  return lattice.nn.QuantizedLinear(shape.inp, shape.out, { bits = bits, group_size = GROUP, bias = false })
+end
+
+local function matvec_case(shape, bits)
+  local ql = layer(shape, bits)
+  local x = lattice.random.normal({ 1, shape.inp })
+  local name = ("matvec %dx%d int%d"):format(shape.out, shape.inp, bits)
+  check(ql, x, name)
+  local bytes = ql:quantized_weight().nbytes
+  local times, copies, ratios = {}, {}, {}
+  for i = 1, PAIRS do
+    times[i] = per_call(function() ql(x):close() end)
+    copies[i] = core.bench_memcpy(bytes, 3)
+    ratios[i] = copies[i] / times[i]
+  end
+  local t, c = median(times), median(copies)
+  common.report({
+    bench = "quant", case = "matvec", out = shape.out, inp = shape.inp, bits = bits, group_size = GROUP,
+    weight_bytes = bytes, us = t * 1e6, gbps = bytes / t * 1e-9, memcpy_gbps = bytes / c * 1e-9,
+    ratio = median(ratios), target = bits == 4 and 0.78 or 0.75,
+  })
+end
+
+local function batch_case(shape, bits, m)
+  local ql = layer(shape, bits)
+  local x = lattice.random.normal({ m, shape.inp })
+  local name = ("batch %d %dx%d int%d"):format(m, shape.out, shape.inp, bits)
+  check(ql, x, name)
+  local flops = 2 * m * shape.out * shape.inp
+  local times, peaks, ratios = {}, {}, {}
+  for i = 1, PAIRS do
+    times[i] = per_call(function() ql(x):close() end)
+    peaks[i] = core.peak_gflops(ISA, SAMPLE / 2)
+    ratios[i] = flops / times[i] * 1e-9 / peaks[i]
+  end
+  local t = median(times)
+  common.report({
+    bench = "quant", case = "batch", m = m, out = shape.out, inp = shape.inp, bits = bits, group_size = GROUP,
+    us = t * 1e6, gflops = flops / t * 1e-9, peak_gflops = median(peaks), ratio = median(ratios),
+    target_gflops = (m == 8 and bits == 4) and 360 or nil,
+  })
+end
+
+for _, shape in ipairs(SHAPES) do
+  for _, bits in ipairs({ 4, 8 }) do matvec_case(shape, bits) end
+end
+for _, m in ipairs({ 8, 64 }) do
+  for _, shape in ipairs(SHAPES) do
+    for _, bits in ipairs({ 4, 8 }) do batch_case(shape, bits, m) end
+  end
+end
+-- The decode line (a tiny quantized LanguageModel's tokens/s against float32)
+-- waits for the transformer issue: lattice has no LanguageModel yet.
+common.report({ bench = "quant", case = "decode", skipped = "no LanguageModel yet (the transformer issue has not landed)" })
