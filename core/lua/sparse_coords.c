@@ -7,6 +7,8 @@
  *   lattice.core.sparse.coords_bounds(map, batches, fname) -> lo, hi (B, 3)
  *   lattice.core.sparse.dense_index(map, batches, min, shape, fname) -> index (B X Y Z)
  *   lattice.core.sparse.from_dense(dense, min, fname) -> cells, coords
+ *   lattice.core.sparse.neighbors(kind, source, query, k, radius, fname) -> {query_row, source_row,
+ *       neighbor_id, distances, row_offsets}      kind "knn" or "radius" (k: max_neighbors, 0 for all)
  * A map argument is a SparseTensor, a CoordinateMapKey or an int32 (N, 4)
  * tensor of distinct rows (made a map at stride 1). */
 #include "sparse_binding.h"
@@ -112,12 +114,37 @@ static int l_from_dense(lua_State *L) {
   return 2;
 }
 
+static const char *const kinds[] = {"knn", "radius", NULL};
+
+static int l_neighbors(lua_State *L) {
+  lua_settop(L, 6);
+  lt_neighbor_kind kind = (lt_neighbor_kind)luaL_checkoption(L, 1, NULL, kinds);
+  lua_Integer k = luaL_checkinteger(L, 4);
+  double radius = luaL_optnumber(L, 5, 0);
+  const char *fname = luaL_checkstring(L, 6);
+  lt_coords *source = map_at(L, 2, fname), *query = map_at(L, 3, fname);
+  static const char *const fields[] = {"query_row", "source_row", "neighbor_id", "distances", "row_offsets"};
+  lt_l_tensor *u[5];
+  for (int f = 0; f < 5; f++) u[f] = lt_l_newtensor(L); /* made first: they own the fields as soon as they exist */
+  lt_neighbors r;
+  lt_l_check(L, lt_neighbors_build(lt_l_ctx(L), &r, source, query, kind, k, radius, fname));
+  lt_tensor *ts[5] = {r.query_row, r.source_row, r.neighbor_id, r.distances, r.row_offsets};
+  lua_createtable(L, 0, 5);
+  for (int f = 0; f < 5; f++) {
+    u[f]->t = ts[f];
+    lua_pushvalue(L, -6 + f);
+    lua_setfield(L, -2, fields[f]);
+  }
+  lt_l_report_alloc(L, lt_l_ctx(L));
+  return 1;
+}
+
 void lt_l_open_sparse_coords(lua_State *L) {
   lt_l_sparse_table(L);
-  static const luaL_Reg fns[] = {{"coords_setop", l_setop},    {"coords_lookup", l_lookup},
-                                 {"coords_unique", l_unique},  {"coords_order", l_order},
-                                 {"coords_bounds", l_bounds},  {"dense_index", l_dense_index},
-                                 {"from_dense", l_from_dense}, {NULL, NULL}};
+  static const luaL_Reg fns[] = {
+      {"coords_setop", l_setop},    {"coords_lookup", l_lookup}, {"coords_unique", l_unique},
+      {"coords_order", l_order},    {"coords_bounds", l_bounds}, {"dense_index", l_dense_index},
+      {"from_dense", l_from_dense}, {"neighbors", l_neighbors},  {NULL, NULL}};
   lt_l_register(L, fns);
   lua_pop(L, 1);
 }

@@ -5,6 +5,7 @@
 
 #include "lattice/sparse.h"
 #include "lattice/sparse_voxel.h"
+#include "lattice/sparse_neighbors.h"
 #include "runtime/context.h"
 #include "tensor/internal.h"
 

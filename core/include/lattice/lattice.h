@@ -17,6 +17,7 @@
 #include "lattice/sparse_order.h"
 #include "lattice/sparse_voxel.h"
 #include "lattice/sparse_coords.h"
+#include "lattice/sparse_neighbors.h"
 #include "lattice/transformer.h"
 #include "lattice/quant.h"
 #include "lattice/blas.h"
