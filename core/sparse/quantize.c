@@ -11,9 +11,11 @@
  *   C  per part, the distinct keys through the coordinate hash (sparse/
  *      internal.h) into the part's own rows, first seen first, each voxel's
  *      point count, and (voxelize) its features reduced in point order;
- *   D  per chunk, the rank of each voxel's first point among first points:
- *      the voxel's id in first-seen order (a prefix sum over chunks);
- *   E  per part, the output rows, first points, counts, features and inverse.
+ *   D  per chunk, the rank of each voxel's first point among first points
+ *      is the voxel's id in first-seen order (a prefix sum over chunks): the
+ *      chunk writes its voxels' rows, first points, counts and features in
+ *      id order, reading them from the parts;
+ *   E  per chunk, each point's voxel id.
  * A part holds ~16384 points, so its hash and rows stay in cache. */
 #include <math.h>
 #include <string.h>
@@ -41,14 +43,13 @@ typedef struct plan {
 
 /* The scratch of one build, carved from one block (bytes per point: 48 + slots). */
 typedef struct scratch {
-  int32_t *bkey;                         /* (n, 4): keys by part, then each part's distinct rows */
-  int32_t *bidx, *lj, *rep, *end, *flag; /* (n) each */
-  int32_t *cnt;                          /* (m): each voxel's points (the counts tensor) */
-  char *bfeat;                           /* (n, c) features by part, then each part's reduced rows */
-  int32_t *barg;                         /* (n, c) for max: each reduced row's first point holding it */
-  uint32_t *slots;                       /* every part's hash */
-  int64_t *hist, *pstart, *hstart, *pm;  /* (chunks, parts), (parts + 1) x 2, (parts) */
-  int64_t *bad;                          /* (chunks): first bad point of each chunk, or -1 */
+  int32_t *bkey;                                 /* (n, 4): keys by part, then each part's distinct rows */
+  int32_t *bidx, *lj, *vmap, *end, *flag, *ppos; /* (n) each */
+  char *bfeat;                                   /* (n, c) features by part, then each part's reduced rows */
+  int32_t *barg;                                 /* (n, c) for max: each reduced row's first point holding it */
+  uint32_t *slots;                               /* every part's hash */
+  int64_t *hist, *pstart, *hstart, *pm;          /* (chunks, parts), (parts + 1) x 2, (parts) */
+  int64_t *bad;                                  /* (chunks): first bad point of each chunk, or -1 */
 } scratch;
 
 static int64_t chunk_lo(const plan *q, int64_t k) { return q->n * k / q->chunks; }
@@ -119,7 +120,7 @@ static void scatter_parts(const plan *q, scratch *s) {
       voxel_key(key, q, i);
       int64_t pos = cur[part_of(q, key)]++;
       memcpy(bkey + pos * 4, key, 16);
-      bidx[pos] = (int32_t)i;
+      bidx[pos] = (int32_t)i, s->ppos[i] = (int32_t)pos;
       if (q->feats) memcpy(s->bfeat + pos * q->fsize, q->feats + i * q->fsize, q->fsize);
     }
   });
@@ -145,12 +146,13 @@ static void combine(const plan *q, char *acc, int32_t *arg, const char *row, int
 
 /* C for one part: its distinct rows (compacted in place over its keys: row j
  * is written once key j + 1 or later has been read; the reduced features the
- * same way over its feature rows), each point's local voxel (lj), each
- * voxel's first point (rep) and point count (end). */
+ * same way over its feature rows), each point's voxel as a position lo + j in
+ * that layout (lj), each voxel's point count (end, at its position) and, at
+ * each voxel's first point, flag = its position + 1. */
 static int64_t unique_part(const plan *q, const scratch *s, int64_t lo, int64_t hi, uint32_t *slots, int64_t cap) {
   memset(slots, 0, (size_t)cap * sizeof *slots);
   lt_coord_hash h = {slots, (uint64_t)cap - 1, 0};
-  int32_t *rows = s->bkey + lo * 4, *rep = s->rep + lo, *end = s->end + lo, *flag = s->flag;
+  int32_t *rows = s->bkey + lo * 4, *end = s->end + lo, *flag = s->flag;
   const int32_t *bidx = s->bidx + lo;
   int32_t *lj = s->lj + lo;
   char *feat = q->feats ? s->bfeat + lo * q->fsize : NULL;
@@ -160,9 +162,9 @@ static int64_t unique_part(const plan *q, const scratch *s, int64_t lo, int64_t 
     int32_t key[4];
     memcpy(key, rows + k * 4, 16);
     int64_t before = m, j = lt__coord_hash_insert(&h, rows, &m, key);
-    lj[k] = (int32_t)j;
+    lj[k] = (int32_t)(lo + j);
     if (m > before) {
-      rep[j] = bidx[k], end[j] = 1, flag[bidx[k]] = 1;
+      end[j] = 1, flag[bidx[k]] = (int32_t)(lo + j + 1);
       if (feat && j != k) memcpy(feat + j * q->fsize, feat + k * q->fsize, q->fsize);
       for (int64_t ch = 0; arg && ch < q->c; ch++) arg[j * q->c + ch] = bidx[k];
       continue;
@@ -173,12 +175,12 @@ static int64_t unique_part(const plan *q, const scratch *s, int64_t lo, int64_t 
   return m;
 }
 
-/* D: flag[i] of each first point becomes its voxel's id; returns M. */
-static int64_t rank_firsts(const plan *q, scratch *s) {
+/* D1: per chunk, the first points (voxels) it holds, as each chunk's first voxel id; returns M. */
+static int64_t count_firsts(const plan *q, scratch *s) {
   LT_PARALLEL_FOR(q->threads, k, q->chunks, {
     int64_t c = 0, hi = chunk_lo(q, k + 1);
     const int32_t *flag = s->flag;
-    for (int64_t i = chunk_lo(q, k); i < hi; i++) c += flag[i];
+    for (int64_t i = chunk_lo(q, k); i < hi; i++) c += flag[i] != 0;
     s->bad[k] = c;
   });
   int64_t total = 0;
@@ -186,41 +188,53 @@ static int64_t rank_firsts(const plan *q, scratch *s) {
     int64_t c = s->bad[k];
     s->bad[k] = total, total += c;
   }
-  LT_PARALLEL_FOR(q->threads, k, q->chunks, {
-    int64_t r = s->bad[k], hi = chunk_lo(q, k + 1);
-    int32_t *flag = s->flag;
-    for (int64_t i = chunk_lo(q, k); i < hi; i++)
-      if (flag[i]) flag[i] = (int32_t)r++;
-  });
   return total;
 }
 
-/* The outputs of voxelize: y (M, c) in the compute dtype, arg (M, c) for max. */
-typedef struct reduced {
+/* The outputs: rows (M, 4), first points, counts, features (M, c) and arg for max, inverse (N). */
+typedef struct outputs {
+  int32_t *rows, *index, *cnt, *inverse, *arg;
   char *y;
-  int32_t *arg;
-} reduced;
+} outputs;
 
-/* E for one part: rows, first points, counts, features and the inverse in voxel-id order. */
-static void emit_part(const plan *q, const scratch *s, int64_t lo, int64_t hi, int64_t m, int32_t *rows, int32_t *index,
-                      int32_t *inverse, const reduced *out) {
-  int32_t *vmap = s->rep + lo; /* rep[j] is read once, then holds voxel j's id */
-  const int32_t *flag = s->flag, *end = s->end + lo, *prows = s->bkey + lo * 4, *bidx = s->bidx + lo, *lj = s->lj + lo;
-  for (int64_t j = 0; j < m; j++) {
-    int32_t first = vmap[j], v = flag[first];
-    memcpy(rows + (int64_t)v * 4, prows + j * 4, 16);
-    index[v] = first, s->cnt[v] = end[j], vmap[j] = v;
-    if (!q->feats) continue;
-    char *y = out->y + (int64_t)v * q->fsize;
-    memcpy(y, s->bfeat + (lo + j) * q->fsize, q->fsize);
-    if (out->arg) memcpy(out->arg + (int64_t)v * q->c, s->barg + (lo + j) * q->c, (size_t)q->c * 4);
-    for (int64_t ch = 0; q->red == LT_VOXEL_MEAN && end[j] > 1 && ch < q->c; ch++)
-      if (q->f64)
-        ((double *)y)[ch] /= end[j];
-      else
-        ((float *)y)[ch] /= (float)end[j];
-  }
-  for (int64_t k = 0; k < hi - lo; k++) inverse[bidx[k]] = vmap[lj[k]];
+/* Voxel v (at position pos of the parts' layout) written out. */
+static void emit_voxel(const plan *q, const scratch *s, const outputs *o, int64_t v, int64_t pos) {
+  int32_t n = s->end[pos];
+  memcpy(o->rows + v * 4, s->bkey + pos * 4, 16);
+  o->cnt[v] = n;
+  if (!q->feats) return;
+  char *y = o->y + v * (int64_t)q->fsize;
+  memcpy(y, s->bfeat + pos * (int64_t)q->fsize, q->fsize);
+  if (o->arg) memcpy(o->arg + v * q->c, s->barg + pos * q->c, (size_t)q->c * 4);
+  for (int64_t ch = 0; q->red == LT_VOXEL_MEAN && n > 1 && ch < q->c; ch++)
+    if (q->f64)
+      ((double *)y)[ch] /= n;
+    else
+      ((float *)y)[ch] /= (float)n;
+}
+
+/* D2: per chunk, in point order, each first point's voxel written out as the
+ * next id (writes in id order; reads by position); vmap[pos] = the id. */
+static void emit_voxels(const plan *q, scratch *s, const outputs *o) {
+  LT_PARALLEL_FOR(q->threads, k, q->chunks, {
+    int64_t v = s->bad[k], hi = chunk_lo(q, k + 1);
+    const int32_t *flag = s->flag;
+    for (int64_t i = chunk_lo(q, k); i < hi; i++) {
+      if (!flag[i]) continue;
+      int64_t pos = flag[i] - 1;
+      o->index[v] = (int32_t)i;
+      emit_voxel(q, s, o, v, pos);
+      s->vmap[pos] = (int32_t)v++;
+    }
+  });
+}
+
+/* E: each point's voxel id, in point order. */
+static void emit_inverse(const plan *q, const scratch *s, int32_t *inverse) {
+  LT_PARALLEL_FOR(q->threads, k, q->chunks, {
+    int64_t hi = chunk_lo(q, k + 1);
+    for (int64_t i = chunk_lo(q, k); i < hi; i++) inverse[i] = s->vmap[s->lj[s->ppos[i]]];
+  });
 }
 
 /* ---- checks and staging ---- */
@@ -297,14 +311,14 @@ static lt_status reserve(lt_ctx *ctx, lt__voxels *v, scratch *s, const plan *q, 
   size_t slots = (size_t)(4 * n + 16 * P); /* sum of caps <= 4 count + 16 per part */
   size_t fbytes = q->feats ? (size_t)n * q->fsize : 0,
          abytes = q->feats && q->red == LT_VOXEL_MAX ? (size_t)(n * q->c) * 4 : 0;
-  v->bytes = (size_t)n * 36 + slots * 4 + (size_t)(K * P + 3 * (P + 1) + K) * 8 + fbytes + abytes + 128;
+  v->bytes = (size_t)n * 40 + slots * 4 + (size_t)(K * P + 3 * (P + 1) + K) * 8 + fbytes + abytes + 128;
   char *b = lt_ctx_alloc(ctx, v->bytes);
   if (!b) return lt_ctx_fail(ctx, LT_ERR_MEM, "%s: out of memory for quantizing %lld points", op, (long long)q->n);
   v->scratch = b;
   s->hist = (int64_t *)b, s->pstart = s->hist + K * P, s->hstart = s->pstart + P + 1, s->pm = s->hstart + P + 1;
   s->bad = s->pm + P + 1;
   s->bkey = (int32_t *)(s->bad + K);
-  int32_t **cols[] = {&s->bidx, &s->lj, &s->rep, &s->end, &s->flag};
+  int32_t **cols[] = {&s->bidx, &s->lj, &s->vmap, &s->end, &s->flag, &s->ppos};
   int32_t *at = s->bkey + 4 * n;
   for (size_t c = 0; c < sizeof cols / sizeof *cols; c++) *cols[c] = at, at += n;
   s->slots = (uint32_t *)at;
@@ -323,7 +337,7 @@ static lt_status run(lt_ctx *ctx, lt__voxels *v, const plan *q, scratch *s, cons
     s->pm[p] =
         unique_part(q, s, s->pstart[p], s->pstart[p + 1], s->slots + s->hstart[p], s->hstart[p + 1] - s->hstart[p]);
   });
-  v->m = rank_firsts(q, s);
+  v->m = count_firsts(q, s);
   lt_status st = lt_tensor_new(ctx, &v->rows, LT_INT32, 2, (int64_t[]){v->m, 4});
   if (!st) st = lt_tensor_new(ctx, &v->index, LT_INT32, 1, &v->m);
   if (!st) st = lt_tensor_new(ctx, &v->inverse, LT_INT32, 1, &q->n);
@@ -331,11 +345,14 @@ static lt_status run(lt_ctx *ctx, lt__voxels *v, const plan *q, scratch *s, cons
   if (!st && q->feats) st = lt_tensor_new(ctx, &v->feats, q->f64 ? LT_FLOAT64 : LT_FLOAT32, 2, (int64_t[]){v->m, q->c});
   if (!st && q->feats && q->red == LT_VOXEL_MAX) st = lt_tensor_new(ctx, &v->arg, LT_INT32, 2, (int64_t[]){v->m, q->c});
   if (st) return st;
-  s->cnt = lt_tensor_data(v->counts);
-  int32_t *rows = lt_tensor_data(v->rows), *index = lt_tensor_data(v->index), *inverse = lt_tensor_data(v->inverse);
-  reduced out = {v->feats ? lt_tensor_data(v->feats) : NULL, v->arg ? lt_tensor_data(v->arg) : NULL};
-  LT_PARALLEL_FOR(q->threads, p, q->parts,
-                  { emit_part(q, s, s->pstart[p], s->pstart[p + 1], s->pm[p], rows, index, inverse, &out); });
+  outputs o = {lt_tensor_data(v->rows),
+               lt_tensor_data(v->index),
+               lt_tensor_data(v->counts),
+               lt_tensor_data(v->inverse),
+               v->arg ? lt_tensor_data(v->arg) : NULL,
+               v->feats ? lt_tensor_data(v->feats) : NULL};
+  emit_voxels(q, s, &o);
+  emit_inverse(q, s, o.inverse);
   return LT_OK;
 }
 
