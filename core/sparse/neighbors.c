@@ -12,7 +12,9 @@
  *           nearest unvisited cell, or the rings cover every source cell;
  *   radius  h = ceil(r): ring 1 covers the ball; every d^2 <= r^2 is kept,
  *           all of them (counted first) or the best max_neighbors.
- * One task per query, each writing only its own edges: deterministic. Edges
+ * kNN groups the queries by cell, so that the queries of one cell gather
+ * the sources around it once (gather_knn). One task per query cell, each
+ * writing only its queries' edges: deterministic. Edges
  * are listed by query row, nearest first, equal distances by source row. */
 #include <math.h>
 #include <stdlib.h>
@@ -29,6 +31,7 @@ typedef struct grid {
   int32_t *rows;        /* (n) source rows by cell */
   int32_t *coords;      /* (n, 3) their x, y, z, by cell (read as a stream) */
   int64_t lo[3], hi[3]; /* the cells' extent */
+  int64_t maxcell;      /* the most rows one cell holds */
   void *block;
   size_t bytes;
 } grid;
@@ -71,7 +74,10 @@ static lt_status grid_build(lt_ctx *ctx, grid *g, const int32_t *src, int64_t n,
   }
   memset(g->start, 0, (size_t)(g->ncell + 1) * sizeof *g->start);
   for (int64_t i = 0; i < n; i++) g->start[cell_of_row[i] + 1]++;
-  for (int64_t c = 0; c < g->ncell; c++) g->start[c + 1] += g->start[c];
+  for (int64_t c = 0; c < g->ncell; c++) {
+    if (g->start[c + 1] > g->maxcell) g->maxcell = g->start[c + 1];
+    g->start[c + 1] += g->start[c];
+  }
   for (int64_t i = 0; i < n; i++) {
     int64_t at = g->start[cell_of_row[i]]++;
     g->rows[at] = (int32_t)i;
@@ -214,6 +220,16 @@ static lt_status gather_all(lt_ctx *ctx, best **out, int64_t *start, const searc
   return LT_OK;
 }
 
+/* Query i's m = start[i + 1] edges, at b + i cap, laid out by prefix sum in place. */
+static void compact(best *b, int64_t *start, int64_t nq, int64_t cap) {
+  start[0] = 0;
+  for (int64_t i = 0; i < nq; i++) { /* query i's edges move down, never over unread ones */
+    int64_t m = start[i + 1];
+    memmove(b + start[i], b + i * cap, (size_t)m * sizeof *b);
+    start[i + 1] = start[i] + m;
+  }
+}
+
 /* The best `cap` edges per query, into a (nq, cap) buffer, then laid out by prefix sum. */
 static lt_status gather_best(lt_ctx *ctx, best **out, int64_t *start, const search *s, const int32_t *qr, int64_t nq,
                              int threads, size_t *bytes, const char *op) {
@@ -222,12 +238,72 @@ static lt_status gather_best(lt_ctx *ctx, best **out, int64_t *start, const sear
   if (!b)
     return lt_ctx_fail(ctx, LT_ERR_MEM, "%s: out of memory for %lld neighbour edges", op, (long long)(nq * s->cap));
   LT_PARALLEL_FOR(threads, i, nq, { start[i + 1] = query(s, qr + i * 4, b + i * s->cap); });
-  start[0] = 0;
-  for (int64_t i = 0; i < nq; i++) { /* compact in place: query i's edges move down, never over unread ones */
-    int64_t m = start[i + 1];
-    memmove(b + start[i], b + i * s->cap, (size_t)m * sizeof *b);
-    start[i + 1] = start[i] + m;
+  compact(b, start, nq, s->cap);
+  *out = b;
+  return LT_OK;
+}
+
+/* A source row near a cell of queries, with its coordinates. */
+typedef struct cand {
+  int32_t xyz[3], row;
+} cand;
+
+/* The sources of the 27 cells around cell `key` into buf; returns their number. */
+static int64_t around(const grid *g, const int32_t *key, cand *buf) {
+  int64_t n = 0;
+  for (int64_t x = -1; x <= 1; x++)
+    for (int64_t y = -1; y <= 1; y++)
+      for (int64_t z = -1; z <= 1; z++) {
+        int64_t dd[3] = {x, y, z}, cell = -1;
+        int32_t k[4] = {key[0]};
+        int ok = 1;
+        for (int a = 0; a < 3; a++) {
+          int64_t v = (int64_t)key[a + 1] + dd[a];
+          ok &= v >= g->lo[a] && v <= g->hi[a];
+          k[a + 1] = (int32_t)v;
+        }
+        if (ok) cell = lt__coord_hash_find(&g->hash, g->cells, k);
+        for (int64_t j = cell < 0 ? 0 : g->start[cell]; cell >= 0 && j < g->start[cell + 1]; j++) {
+          memcpy(buf[n].xyz, g->coords + j * 3, 12);
+          buf[n++].row = g->rows[j];
+        }
+      }
+  return n;
+}
+
+/* kNN with the queries grouped by cell (qg: their grid, of the same side):
+ * the queries of one cell share the sources of the 27 cells around it, one
+ * gather for all of them; a query whose k-th is not final within them (too
+ * few, or one could lie beyond) searches ring by ring on its own. Either way
+ * its list is the k smallest (d^2, row): the same as query() alone. */
+static lt_status gather_knn(lt_ctx *ctx, best **out, int64_t *start, const search *s, const grid *qg, const int32_t *qr,
+                            int64_t nq, int threads, size_t *bytes, const char *op) {
+  *bytes = (size_t)(nq * s->cap + 1) * sizeof(best);
+  best *b = lt_ctx_alloc(ctx, *bytes);
+  if (!b)
+    return lt_ctx_fail(ctx, LT_ERR_MEM, "%s: out of memory for %lld neighbour edges", op, (long long)(nq * s->cap));
+  lt_workspace ws;
+  if (lt__workspace_reserve(ctx, &ws, threads, (size_t)(27 * s->g->maxcell + 1) * sizeof(cand), op)) {
+    lt_ctx_free(ctx, b, *bytes);
+    return LT_ERR_MEM;
   }
+  int64_t h = s->g->h;
+  LT_PARALLEL_FOR(threads, c, qg->ncell, {
+    cand *buf = lt__workspace_mine(&ws);
+    const int32_t *key = qg->cells + c * 4;
+    int64_t nc = around(s->g, key, buf);
+    for (int64_t j = qg->start[c]; j < qg->start[c + 1]; j++) {
+      int32_t i = qg->rows[j];
+      const int32_t *q = qr + (int64_t)i * 4;
+      best *bi = b + (int64_t)i * s->cap;
+      int64_t m = 0, edge = outside(q, key, 1, h);
+      for (int64_t t = 0; t < nc; t++) keep(bi, &m, s->cap, dist2(buf[t].xyz, q + 1), buf[t].row);
+      if (m < s->cap || bi[m - 1].d >= edge * edge) m = query(s, q, bi);
+      start[i + 1] = m;
+    }
+  });
+  lt__workspace_release(ctx, &ws);
+  compact(b, start, nq, s->cap);
   *out = b;
   return LT_OK;
 }
@@ -269,7 +345,7 @@ lt_status lt_neighbors_build(lt_ctx *ctx, lt_neighbors *r, const lt_coords *sour
   if (kind == LT_NEIGHBORS_RADIUS && k < 0)
     return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: max_neighbors must be positive, got %lld", op, (long long)k);
   int32_t h = kind == LT_NEIGHBORS_RADIUS ? (radius < 1 ? 1 : (int32_t)ceil(radius))
-                                          : (int32_t)fmax(1.0, ceil(cbrt((double)k)));
+                                          : (int32_t)fmax(1.0, ceil(cbrt((double)k) * 0.75));
   grid g;
   lt_status st = grid_build(ctx, &g, lt_tensor_data(source->rows), source->n, h, op);
   int64_t nq = query->n;
@@ -282,7 +358,10 @@ lt_status lt_neighbors_build(lt_ctx *ctx, lt_neighbors *r, const lt_coords *sour
   int64_t r2 = (int64_t)floor(radius * radius);
   if (!st && kind == LT_NEIGHBORS_KNN) {
     search s = {&g, k, INT64_MAX, -1};
-    st = gather_best(ctx, &b, start, &s, qr, nq, threads, &bbytes, op);
+    grid qg;
+    st = grid_build(ctx, &qg, qr, nq, h, op);
+    if (!st) st = gather_knn(ctx, &b, start, &s, &qg, qr, nq, threads, &bbytes, op);
+    grid_free(ctx, &qg);
   } else if (!st && k > 0) {
     search s = {&g, k, r2, 1};
     st = gather_best(ctx, &b, start, &s, qr, nq, threads, &bbytes, op);
