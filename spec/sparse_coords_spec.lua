@@ -67,6 +67,8 @@ describe("coordinate set operations", function()
       present[i] = want[i] >= 0
     end
     assert.are.same(want, ops.coords_lookup(ta, tb):tolist())
+    assert.are.same(want, ops.inverse_map(ta, tb):tolist())
+    assert.are.same(want, ops.lookup_coords(ta, tb):tolist())
     assert.are.same(present, ops.contains_coords(ta, tb):tolist())
   end)
 

@@ -44,6 +44,11 @@ M.coords_lookup = api(function(map, query)
   return call(csparse.coords_lookup, map_of(map, "coords_lookup"), coords_of(query, "coords_lookup"), "coords_lookup")
 end)
 
+-- The seed's names for the same operations (mlx_lattice.ops.coords).
+M.union_coords, M.intersection_coords, M.lookup_coords = M.coords_union, M.coords_intersection, M.coords_lookup
+--- inverse_map(source, target) -> int32 (T): the row of `source` at each target row, or −1 (a lookup).
+M.inverse_map = M.coords_lookup
+
 --- contains_coords(map, query) -> bool (Q): whether `map` holds each query row.
 M.contains_coords = api(function(map, query)
   local rows = call(csparse.coords_lookup, map_of(map, "contains_coords"), coords_of(query, "contains_coords"),
