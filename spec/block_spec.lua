@@ -151,9 +151,10 @@ describe("nn.ConfigurableBlock", function()
     assert_close(lattice.concatenate(rows, 2):tolist(), full:tolist(), 1e-5)
   end)
 
-  it("has the gradient of central differences, parameters and input (float64)", function()
-    local block = nn.ConfigurableBlock(lattice.BlockConfig { attention = "gqa", n_kv_heads = 1, ffn = "gated",
-      norm = "rms_norm", position = "rope", d_model = 8, n_heads = 2, d_ff = 6, qk_norm = true, bias = true })
+  -- Every parameter and x perturbed in float64, the block's loss against
+  -- central differences.
+  local function block_gradcheck(cfg)
+    local block = nn.ConfigurableBlock(cfg)
     block:apply(function(p) return lattice.random.normal(p.shape, { scale = 0.5 }):astype("float64") end)
     local names, inputs = {}, { lattice.random.normal({ 1, 4, 8 }):astype("float64") }
     for name, p in pairs(block:named_parameters()) do names[#names + 1], inputs[#inputs + 1] = name, p end
@@ -167,6 +168,16 @@ describe("nn.ConfigurableBlock", function()
       return ref.weighted(block(xi, "causal"))
     end
     gradcheck(loss, inputs)
+  end
+
+  it("has the gradient of central differences (float64): pre-norm GQA, RoPE, qk_norm, gated FFN", function()
+    block_gradcheck(lattice.BlockConfig { attention = "gqa", n_kv_heads = 1, ffn = "gated", norm = "rms_norm",
+      position = "rope", d_model = 8, n_heads = 2, d_ff = 6, qk_norm = true, bias = true })
+  end)
+
+  it("has the gradient of central differences (float64): post-norm sliding window, ALiBi, layer_norm, GELU", function()
+    block_gradcheck(lattice.BlockConfig { attention = "sliding_window_gqa", window_size = 2, ffn = "standard",
+      norm = "layer_norm", position = "alibi", pre_norm = false, d_model = 8, n_heads = 2, d_ff = 6, bias = true })
   end)
 
   it("checks its config", function()
