@@ -144,6 +144,24 @@ describe("nn.LanguageModel", function()
     assert.are.equal(0, cache.offset)
   end)
 
+  it("reorders its rows for a beam search, decoding as if each row had been fed so", function()
+    local m = model({}, { attention = "gqa", n_kv_heads = 2 })
+    local cache = m:make_cache(2, 12)
+    m(tokens:slice(2, 1, 5), { cache = cache })
+    cache:reorder(lattice.array({ 1, 1 }, "int32")) -- both rows continue row 1 (0-based)
+    local got = m(tokens:slice(2, 6, 6), { cache = cache })
+    local second = tokens[2]:reshape({ 1, 9 })
+    local both = lattice.concatenate({ second, second }, 1)
+    local want = m(lattice.concatenate({ both:slice(2, 1, 5), tokens:slice(2, 6, 6) }, 2))
+    assert_close(got:tolist(), want:slice(2, 6, 6):tolist(), 1e-5)
+    assert.has_error(function() cache:reorder(lattice.array({ 0, 2 }, "int32")) end,
+      "Cache: reorder: row indices must be in [0, 2), got 0 .. 2")
+    assert.has_error(function() cache:reorder(lattice.array({ 0 }, "int32")) end,
+      "Cache: reorder: rows must be an int32 or int64 tensor of 2 row indices")
+    assert.has_error(function() cache.layers[1]:reorder({ 0, 1 }) end,
+      "KVCache: reorder: rows must be an int32 or int64 tensor of 2 row indices")
+  end)
+
   it("reloads from a checkpoint and its config to identical logits", function()
     local base = os.tmpname()
     local weights, json = base .. ".safetensors", base .. ".json"
