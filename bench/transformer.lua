@@ -21,7 +21,9 @@
 -- that slows one sample slows its partner alike.
 -- Targets (2 threads): block forward+backward at T = 256 >= 45% of the FMA
 -- peak; decode >= 70% of memcpy.
--- Usage: lattice bench/transformer.lua [threads]
+-- Usage: lattice bench/transformer.lua [threads [block|decode]]
+-- (the attention kernel alone, its FLOP rate and its memory at T = 2048
+-- against T = 256, are bench/attention.lua's)
 package.path = arg[0]:gsub("[^/]*$", "") .. "?.lua;" .. package.path
 local lattice = require "lattice"
 local core = require "lattice.core" -- peak_gflops, bench_sgemm, bench_memcpy: same-run references
@@ -146,6 +148,10 @@ local function decode()
   })
 end
 
-block_case(256)
-block_case(2048)
-decode()
+local only = arg and arg[2]
+if only ~= nil and only ~= "block" and only ~= "decode" then error("transformer: the case must be block or decode") end
+if only ~= "decode" then
+  block_case(256)
+  block_case(2048)
+end
+if only ~= "block" then decode() end
