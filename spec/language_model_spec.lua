@@ -3,6 +3,7 @@
 -- attention variant, checkpoints that reload to the same logits, and its
 -- errors.
 local lattice = require "lattice"
+local gradcheck = require "support.gradcheck"
 local ref = require "support.reference"
 
 local nn = lattice.nn
@@ -215,6 +216,46 @@ describe("nn.LanguageModel", function()
     assert.are.equal("bfloat16", m:make_cache(1, 5, { dtype = "bfloat16" }).layers[2].k.dtype)
     assert.are.equal("bfloat16", m:make_cache(1, { dtype = "bfloat16" }).layers[2].k.dtype)
     assert.are.equal("Cache(2 layers, batch=3, max_len=20, offset=0)", tostring(cache))
+  end)
+
+  it("has the gradient of central differences through tied embeddings and every layer (float64)", function()
+    local m = nn.LanguageModel(lattice.ModelConfig { vocab_size = 5, n_layers = 1, block = lattice.BlockConfig {
+      attention = "gqa", n_kv_heads = 1, ffn = "gated", norm = "rms_norm", position = "rope", d_model = 8,
+      n_heads = 2, d_ff = 6, bias = false } })
+    m:apply(function(p) return lattice.random.normal(p.shape, { scale = 0.5 }):astype("float64") end)
+    local x, y = lattice.array({ { 1, 4, 0 } }, "int32"), lattice.array({ { 4, 0, 2 } }, "int32")
+    local names, inputs = {}, {}
+    for name, p in pairs(m:named_parameters()) do names[#names + 1], inputs[#inputs + 1] = name, p end
+    gradcheck(function(...)
+      local params = { ... }
+      for i, name in ipairs(names) do
+        local holder = m
+        for part in name:gmatch("([^.]+)%.") do holder = holder[tonumber(part) and tonumber(part) + 1 or part] end
+        holder[name:match("([^.]+)$")] = params[i]
+      end
+      return nn.losses.cross_entropy(m(x), y, { reduction = "mean" })
+    end, inputs)
+  end)
+
+  it("learns a repeated sequence with AdamW", function()
+    lattice.random.seed(1)
+    local m = model({ vocab_size = 20 }, { attention = "gqa", n_kv_heads = 2 })
+    local seq = {}
+    for i = 1, 17 do seq[i] = (i * 7) % 20 end
+    local x = lattice.array({ table.move(seq, 1, 16, 1, {}) }, "int32")
+    local y = lattice.array({ table.move(seq, 2, 17, 1, {}) }, "int32")
+    local step = nn.value_and_grad(m, function(mm) return nn.losses.cross_entropy(mm(x), y, { reduction = "mean" }) end)
+    local opt = lattice.optim.AdamW { learning_rate = 1e-2 }
+    local first
+    for i = 1, 60 do
+      local loss, grads = step(m)
+      first = first or loss:item()
+      opt:update(m, grads)
+      if i == 60 then
+        assert.is_true(first > 2.5) -- about log(20) at the start
+        assert.is_true(loss:item() < 0.05, "loss " .. loss:item())
+      end
+    end
   end)
 
   it("counts its parameters", function()
