@@ -180,6 +180,17 @@ describe("nn.ConfigurableBlock", function()
       norm = "layer_norm", position = "alibi", pre_norm = false, d_model = 8, n_heads = 2, d_ff = 6, bias = true })
   end)
 
+  it("names the problem of a bad call after the sublayer that met it", function()
+    local block = nn.ConfigurableBlock(config { attention = "gqa", n_kv_heads = 2, position = "rope" })
+    assert.has_error(function() block(x, "casual") end,
+      "attention: scaled_dot_product_attention: mask must be a lattice.Tensor or 'causal', got 'casual'")
+    assert.has_error(function() block(x, lattice.zeros({ 3, 3 })) end,
+      "attention: scaled_dot_product_attention: mask of shape {3,3} does not broadcast to {2,4,6,6}")
+    assert.has_error(function() block(x, nil, {}) end, "attention: GQA: cache must be a KVCache, got table")
+    assert.has_error(function() block(lattice.zeros({ 1, 2, 8 })) end,
+      "attn_norm: layer_norm: weight has shape {16}, expected {8}")
+  end)
+
   it("checks its config", function()
     assert.has_error(function() nn.ConfigurableBlock({}) end,
       "ConfigurableBlock: config must be a lattice.BlockConfig, got table")

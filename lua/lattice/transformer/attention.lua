@@ -31,7 +31,15 @@ local check_config = require("lattice.transformer.common").check_config
 local cache_mod = require "lattice.transformer.cache"
 local type_name = require("lattice.nn.module").type_name
 
-local sdpa = lattice.scaled_dot_product_attention
+local kernel = lattice.scaled_dot_product_attention
+
+-- The kernel, its message (a mask that does not broadcast, ...) raised
+-- without this file's position: the block prefixes the module's name.
+local function sdpa(q, k, v, opts)
+  local ok, out = pcall(kernel, q, k, v, opts)
+  if not ok then error(out, 0) end
+  return out
+end
 local HEADS_FIRST = { 1, 3, 2, 4 } -- (B, T, H, D) <-> (B, H, T, D)
 
 local M = {}
