@@ -92,7 +92,7 @@ end
 
 -- The RoPE positions of the T queries from `offset`: nil (offset + t, the
 -- rope op's own), or chunk-local ones for chunked attention.
-function M.positions(self, offset, t)
+local function rope_positions(self, offset, t)
   if not self.chunk_size then return nil end
   return lattice.remainder(lattice.arange(offset, offset + t, 1, "int32"), self.chunk_size)
 end
@@ -108,7 +108,7 @@ local function forward(self, x, mask, cache, rope, alibi)
   local offset = cache and cache.offset or 0
   if rope then
     -- rotated in the (B, T, H, D) layout the projections give (seq_axis -3)
-    local o = { offset = offset, seq_axis = -3, positions = M.positions(self, offset, T) }
+    local o = { offset = offset, seq_axis = -3, positions = rope_positions(self, offset, T) }
     q, k = rope:apply(q, o), rope:apply(k, o)
   end
   q, k, v = q:transpose(HEADS_FIRST), k:transpose(HEADS_FIRST), v:transpose(HEADS_FIRST)
