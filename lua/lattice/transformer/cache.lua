@@ -27,7 +27,6 @@ end
 local KVCache = {}
 KVCache.__index = KVCache
 KVCache.__name = "lattice.KVCache"
-M.KVCache_class = KVCache
 
 --- KVCache(batch, n_kv_heads, max_len, head_dim[, {dtype}]): an empty cache
 -- (offset 0) with zeroed buffers; dtype float32 (default), float16 or
