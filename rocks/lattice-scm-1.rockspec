@@ -45,6 +45,7 @@ build = {
       ["lattice.autograd"] = "lua/lattice/autograd.lua",
       ["lattice.checks"] = "lua/lattice/checks.lua",
       ["lattice.data.batches"] = "lua/lattice/data/batches.lua",
+      ["lattice.cli.models"] = "lua/lattice/cli/models.lua",
       ["lattice.data.init"] = "lua/lattice/data/init.lua",
       ["lattice.data.scenes"] = "lua/lattice/data/scenes.lua",
       ["lattice.data.text"] = "lua/lattice/data/text.lua",

@@ -107,8 +107,8 @@ describe("lattice.models.count_parameters", function()
     -- llama_tiny: GQA 4 heads / 2 kv of 16, no bias, SwiGLU, RMSNorm, untied head
     attn = 64 * 64 * 2 + 2 * 64 * 32
     ffn = 3 * 64 * 128
-    total, parts = models.count_parameters(models.llama_tiny(), { detail = true })
-    assert.same({ embed = 256 * 64, blocks = 2 * (attn + ffn + 2 * 64), final_norm = 64, head = 64 * 256 }, parts)
+    local _, lparts = models.count_parameters(models.llama_tiny(), { detail = true })
+    assert.same({ embed = 256 * 64, blocks = 2 * (attn + ffn + 2 * 64), final_norm = 64, head = 64 * 256 }, lparts)
     -- qk_norm adds two RMSNorms over head_dim per layer
     assert.equal(models.count_parameters(models.llama_tiny()) + 2 * 2 * 16,
       models.count_parameters(models.qwen3_tiny{ tie_embeddings = false, vocab_size = 256 }) )
