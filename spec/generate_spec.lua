@@ -28,7 +28,7 @@ local function ref_generate(model, prompt, opts)
   for step = 1, opts.max_tokens do
     local logits = model(lattice.array(rows, "int32"))
     local T = logits.shape[2]
-    local lastl = logits:slice(2, T, T):reshape(#rows, V)
+    local lastl = logits:slice(2, T, T):reshape(#rows, logits.shape[3])
     if (opts.repetition_penalty or 1) ~= 1 then
       o.history = step == 1 and lattice.zeros({ #rows, 0 }, "int64") or lattice.array(gen, "int64")
     end
@@ -366,5 +366,83 @@ describe("sample.speculative_decode", function()
       "speculative_decode: model must be a language model (callable, with make_cache), got nil")
     assert.has_error(function() sample.speculative_decode(target, target, prompt, { draft_tokens = 0 }) end,
       "speculative_decode: draft_tokens must be a positive integer, got 0")
+  end)
+end)
+
+describe("generation with nn.LanguageModel", function()
+  local models = lattice.models
+  local function build(name, seed)
+    lattice.random.seed(seed or 1)
+    local m = lattice.nn.LanguageModel(models[name]())
+    m:eval()
+    return m
+  end
+  local prompt = lattice.array({ { 5, 17, 200, 3 }, { 9, 9, 1, 64 } }, "int32")
+
+  for _, name in ipairs({ "gpt_tiny", "llama_tiny", "gemma3_tiny", "smollm3_tiny", "qwen3_tiny", "mistral_tiny" }) do
+    it(name .. ": greedy decoding is the argmax of a full forward at every step", function()
+      local m = build(name)
+      -- past gemma3_tiny's window of 16, so the sliding layers drop keys while decoding
+      local out = m:generate(prompt, { max_tokens = 20, temperature = 0 }):tolist()
+      for b = 1, 2 do
+        local logits = m(lattice.array({ table.move(out[b], 1, 23, 1, {}) }, "int32"))
+        local want = lattice.argmax(logits, 3):tolist()[1]
+        for t = 5, 24 do assert.equal(want[t - 1], out[b][t]) end
+      end
+    end)
+  end
+
+  it("draws what next_token draws from full forwards, under a seed, and stops at a stop token", function()
+    local m = build("llama_tiny", 2)
+    local o = { max_tokens = 12, seed = 8, top_k = 20, temperature = 0.9, repetition_penalty = 1.3 }
+    local want = ref_generate(m, prompt, o)
+    assert.same(want, m:generate(prompt, o):tolist())
+    assert.same(want, m:generate(prompt, o):tolist())
+    o.stop = { want[1][9] }
+    local cut = m:generate(prompt, o)
+    assert.is_true(cut.shape[2] <= 8)
+    assert.same(ref_generate(m, prompt, o), cut:tolist())
+    local seen = {}
+    m:stream_generate(prompt:slice(1, 1, 1), { max_tokens = 5, seed = 3 }, function(t) seen[#seen + 1] = t end)
+    assert.same(table.move(m:generate(prompt:slice(1, 1, 1), { max_tokens = 5, seed = 3 }):tolist()[1], 5, 9, 1, {}), seen)
+  end)
+
+  it("beam search with the cache keeps the beams a full recomputation keeps", function()
+    local m = build("gpt_tiny", 4)
+    local p = prompt:slice(1, 1, 1)
+    local want = ref_beam(m, p, 3, 5)
+    local got = sample.beam_search(m, p, { beam_width = 3, max_tokens = 5 })
+    for i = 1, 3 do
+      assert.same({ want[i].seq }, got[i].tokens:tolist())
+      assert.near(want[i].score, got[i].score, 1e-4)
+    end
+  end)
+
+  it("speculative decoding gives the target's greedy decoding", function()
+    local target, draft = build("llama_tiny", 5), build("llama_tiny", 6)
+    local p = prompt:slice(1, 2, 2)
+    local want = target:generate(p, { max_tokens = 15, temperature = 0 }):tolist()
+    local out, stats = sample.speculative_decode(target, draft, p, { max_tokens = 15, draft_tokens = 3 })
+    assert.same(want, out:tolist())
+    assert.equal(15, #out:tolist()[1] - 4)
+    assert.is_true(stats.total_drafted > 0)
+    local same = sample.speculative_decode(target, target, p, { max_tokens = 15, draft_tokens = 3 })
+    assert.same(want, same:tolist())
+  end)
+
+  it("counts the parameters the presets' models have", function()
+    for _, name in ipairs({ "gpt_tiny", "llama_tiny", "gemma_tiny", "gemma3_tiny", "mistral_tiny", "qwen_tiny", "qwen3_tiny",
+      "olmo2_tiny", "smollm3_tiny", "gpt_10m", "llama_10m" }) do
+      local cfg = models[name]()
+      assert.equal(models.count_parameters(cfg), lattice.nn.LanguageModel(cfg):num_parameters(), name)
+    end
+  end)
+
+  it("refuses a bad reorder of a cache", function()
+    local m = build("llama_tiny")
+    local c = m:make_cache(2, 8)
+    assert.has_error(function() c:reorder(lattice.array({ 0 }, "int64")) end,
+      "Cache: reorder: rows must be an int32 or int64 tensor of 2 row ids")
+    assert.has_error(function() c:reorder(lattice.array({ 0, 2 }, "int64")) end, "Cache: reorder: row 2 is outside 0 .. 1")
   end)
 end)

@@ -99,6 +99,29 @@ end
 
 function KVCache:reset() return self:truncate(0) end
 
+-- The rows argument of reorder: an integer tensor of `batch` 0-based rows.
+local function check_rows(rows, batch, fname)
+  if not lattice.is_tensor(rows) or rows.ndim ~= 1 or rows.shape[1] ~= batch
+      or not (rows.dtype == "int32" or rows.dtype == "int64") then
+    error(("%s: reorder: rows must be an int32 or int64 tensor of %d row ids"):format(fname, batch), 3)
+  end
+  for _, r in ipairs(rows:tolist()) do
+    if r < 0 or r >= batch then
+      error(("%s: reorder: row %d is outside 0 .. %d"):format(fname, r, batch - 1), 3)
+    end
+  end
+end
+
+--- kv:reorder(rows): row b of the cache becomes what row rows[b] (0-based)
+-- held, as beam search keeps its beams' parents. The buffers are replaced
+-- by new ones of the same size (views taken before see the old rows).
+function KVCache:reorder(rows)
+  check_rows(rows, self.batch, "KVCache")
+  self.k = lattice.take(self.k, rows, 1)
+  self.v = lattice.take(self.v, rows, 1)
+  return self
+end
+
 function KVCache:__tostring()
   return ("KVCache(batch=%d, n_kv_heads=%d, max_len=%d, head_dim=%d, dtype=%s, offset=%d)"):format(self.batch,
     self.n_kv_heads, self.max_len, self.head_dim, self.dtype, self.offset)
@@ -133,6 +156,15 @@ function Cache:truncate(n)
 end
 
 function Cache:reset() return self:truncate(0) end
+
+--- cache:reorder(rows): every layer's rows reordered (KVCache:reorder).
+function Cache:reorder(rows)
+  check_rows(rows, self.batch, "Cache")
+  for _, layer in ipairs(self.layers) do
+    if layer then layer:reorder(rows) end
+  end
+  return self
+end
 
 -- The offsets of every layer, and the model's: what a failed step restores.
 function Cache:_offsets()

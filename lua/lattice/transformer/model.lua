@@ -124,6 +124,15 @@ function LanguageModel:make_cache(batch, max_len, opts)
   return cache_mod.Cache(layers, batch, max_len)
 end
 
+--- model:generate(prompt[, opts]) and model:stream_generate(prompt, opts,
+-- fn): lattice.sample.generate and stream_generate on this model (decoding
+-- with one cache from make_cache, sized for the whole call).
+function LanguageModel:generate(prompt, opts) return require("lattice.sample").generate(self, prompt, opts) end
+
+function LanguageModel:stream_generate(prompt, opts, fn)
+  return require("lattice.sample").stream_generate(self, prompt, opts, fn)
+end
+
 --- model:count_parameters(): the number of parameter elements (the seed's).
 function LanguageModel:count_parameters() return self:num_parameters() end
 
