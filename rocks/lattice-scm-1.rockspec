@@ -54,6 +54,7 @@ build = {
       ["lattice.init"] = "lua/lattice/init.lua",
       ["lattice.lora"] = "lua/lattice/lora.lua",
       ["lattice.models.init"] = "lua/lattice/models/init.lua",
+      ["lattice.models.convert"] = "lua/lattice/models/convert.lua",
       ["lattice.models.count"] = "lua/lattice/models/count.lua",
       ["lattice.models.presets"] = "lua/lattice/models/presets.lua",
       ["lattice.sample.init"] = "lua/lattice/sample/init.lua",

@@ -6,6 +6,8 @@ local count = require "lattice.models.count"
 
 local M = {}
 for k, v in pairs(presets) do M[k] = v end
+M.convert = require "lattice.models.convert"
+for _, k in ipairs({ "config_from_hf", "convert_weights", "load_hf", "from_hf" }) do M[k] = M.convert[k] end
 M.count_parameters = count.count_parameters
 M.block_parameters = count.block_parameters
 
