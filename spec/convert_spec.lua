@@ -128,7 +128,7 @@ describe("lattice.models.config_from_hf", function()
 
   it("refuses what lattice cannot express", function()
     local function err(msg, extra) assert.has_error(function() models.config_from_hf(with(HF, extra)) end, msg) end
-    err("config_from_hf: unsupported model_type 'gpt2'; supported: llama, mistral", { model_type = "gpt2" })
+    err("config_from_hf: unsupported model_type 'gemma'; supported: gpt2, llama, mistral", { model_type = "gemma" })
     err("config_from_hf: rope_scaling is not supported (lattice's RoPE has no scaling of positions)",
       { rope_scaling = { type = "llama3", factor = 8 } })
     err("config_from_hf: hidden_act 'gelu' is not supported (the gated FFN uses silu)", { hidden_act = "gelu" })
@@ -164,7 +164,7 @@ describe("lattice.models.convert_weights", function()
     assert.has_error(function() models.convert_weights({ ["model.layers.0.self_attn.q_norm.weight"] = lattice.zeros({ 1 }) },
       "llama") end, "convert_weights: llama: no lattice name for tensor 'model.layers.0.self_attn.q_norm.weight'")
     assert.has_error(function() models.convert_weights({}, "gemma") end,
-      "convert_weights: unknown architecture 'gemma'; known: llama, mistral")
+      "convert_weights: unknown architecture 'gemma'; known: gpt2, llama, mistral")
   end)
 end)
 
@@ -187,13 +187,110 @@ describe("reading a checkpoint directory refuses", function()
     assert.has_error(function() models.load_hf(d) end,
       ("load_hf: tensor 'model.embed_tokens.weight' is in two files (the second: %s/model-00002-of-00002.safetensors)")
       :format(d))
-    local tied = checkpoint(src, with(HF, { tie_word_embeddings = true }))
-    assert.has_error(function() models.from_hf(tied) end, ("from_hf: %s: tensor head.weight has no parameter in the model")
-      :format(tied))
+    local extra = checkpoint(src, HF, nil, { ["model.layers.5.input_layernorm.weight"] = lattice.ones({ 32 }) })
+    assert.has_error(function() models.from_hf(extra) end,
+      ("from_hf: %s: tensor blocks.5.attn_norm.weight has no parameter in the model"):format(extra))
     local untied = checkpoint(lattice.nn.LanguageModel(models.config_from_hf(with(HF, { tie_word_embeddings = true }))), HF)
     assert.has_error(function() models.from_hf(untied) end, ("from_hf: %s: the files lack head.weight"):format(untied))
     local wide = checkpoint(src, with(HF, { intermediate_size = 40 }))
     assert.has_error(function() models.from_hf(wide) end)
+  end)
+end)
+
+-- ---- GPT-2 ----
+
+local GPT2 = { model_type = "gpt2", n_embd = 24, n_head = 3, n_layer = 2, n_positions = 16, vocab_size = 40,
+  layer_norm_epsilon = 1e-5, activation_function = "gelu_new", architectures = { "GPT2LMHeadModel" } }
+
+-- A GPT-2 state dict with random tensors, under Hugging Face's names
+-- (Conv1D weights (in, out)), with the "transformer." prefix.
+local function gpt2_state(seed)
+  lattice.random.seed(seed)
+  local d, f = GPT2.n_embd, 4 * GPT2.n_embd
+  local function r(shape) return lattice.random.normal(shape, { scale = 0.3 }) end
+  local s = { ["transformer.wte.weight"] = r({ 40, d }), ["transformer.wpe.weight"] = r({ 16, d }),
+    ["transformer.ln_f.weight"] = 1 + r({ d }), ["transformer.ln_f.bias"] = r({ d }) }
+  for i = 0, 1 do
+    local h = "transformer.h." .. i .. "."
+    s[h .. "ln_1.weight"], s[h .. "ln_1.bias"] = 1 + r({ d }), r({ d })
+    s[h .. "ln_2.weight"], s[h .. "ln_2.bias"] = 1 + r({ d }), r({ d })
+    s[h .. "attn.c_attn.weight"], s[h .. "attn.c_attn.bias"] = r({ d, 3 * d }), r({ 3 * d })
+    s[h .. "attn.c_proj.weight"], s[h .. "attn.c_proj.bias"] = r({ d, d }), r({ d })
+    s[h .. "mlp.c_fc.weight"], s[h .. "mlp.c_fc.bias"] = r({ d, f }), r({ f })
+    s[h .. "mlp.c_proj.weight"], s[h .. "mlp.c_proj.bias"] = r({ f, d }), r({ d })
+    s[h .. "attn.bias"] = lattice.ones({ 1, 1, 16, 16 })
+  end
+  return s
+end
+
+-- GPT-2's forward as Hugging Face's modeling_gpt2 writes it, on the state
+-- dict itself: x @ W + b (Conv1D), c_attn split into q, k, v, causal
+-- softmax attention per head, gelu_new, tied head.
+local function gpt2_reference(s, ids)
+  local T, d, H = #ids, GPT2.n_embd, GPT2.n_head
+  local hd = d // H
+  local function w(k) return s["transformer." .. k] end
+  local function conv(x, k) return lattice.matmul(x, w(k .. ".weight")) + w(k .. ".bias") end
+  local function ln(x, k) return lattice.layer_norm(x, w(k .. ".weight"), w(k .. ".bias"), 1e-5) end
+  local h = lattice.take(w("wte.weight"), lattice.array(ids, "int32"), 1) + w("wpe.weight"):slice(1, 1, T)
+  local mask = {}
+  for i = 1, T do
+    mask[i] = {}
+    for j = 1, T do mask[i][j] = j <= i and 0 or -1e9 end
+  end
+  mask = lattice.array(mask)
+  for i = 0, 1 do
+    local p = "h." .. i .. "."
+    local qkv = conv(ln(h, p .. "ln_1"), p .. "attn.c_attn")
+    local heads = {}
+    for k = 1, H do
+      local function part(n) return qkv:slice(2, n * d + (k - 1) * hd + 1, n * d + k * hd) end
+      local a = lattice.softmax(lattice.matmul(part(0), part(1):transpose()) / math.sqrt(hd) + mask, -1)
+      heads[k] = lattice.matmul(a, part(2))
+    end
+    h = h + conv(lattice.concatenate(heads, 2), p .. "attn.c_proj")
+    h = h + conv(lattice.gelu_approx(conv(ln(h, p .. "ln_2"), p .. "mlp.c_fc")), p .. "mlp.c_proj")
+  end
+  return lattice.matmul(ln(h, "ln_f"), w("wte.weight"):transpose())
+end
+
+describe("reading a GPT-2 checkpoint", function()
+  it("gives the logits of GPT-2's own forward", function()
+    local s = gpt2_state(7)
+    local d = new_dir()
+    write(d .. "/config.json", lattice.json.encode(GPT2))
+    lattice.save_safetensors(d .. "/model.safetensors", s)
+    local m, cfg = models.from_hf(d)
+    assert.same({ "mha", "gelu_tanh", "layer_norm", "learned", true, 16 }, { cfg.block.attention, cfg.block.ffn,
+      cfg.block.norm, cfg.block.position, cfg.tie_embeddings, cfg.block.max_seq_len })
+    assert.equal(models.count_parameters(cfg), m:num_parameters())
+    local ids = { 3, 39, 0, 17, 17, 8, 21 }
+    local want = gpt2_reference(s, ids):tolist()
+    local got = m(lattice.array({ ids }, "int32")):tolist()[1]
+    for t = 1, #ids do
+      for j = 1, 40 do assert.near(want[t][j], got[t][j], 2e-5 * (1 + math.abs(want[t][j]))) end
+    end
+    -- decoding with the cache continues the learned positions
+    local out = m:generate(lattice.array({ ids }, "int32"), { max_tokens = 9, temperature = 0 }):tolist()[1]
+    local full = lattice.argmax(m(lattice.array({ table.move(out, 1, 15, 1, {}) }, "int32")), 3):tolist()[1]
+    for t = 8, 16 do assert.equal(full[t - 1], out[t]) end
+    -- the last token drawn is never fed back: 7 + 10 tokens need positions 0 .. 15, 7 + 11 position 16
+    assert.equal(17, #m:generate(lattice.array({ ids }, "int32"), { max_tokens = 10, temperature = 0 }):tolist()[1])
+    local ok, err = pcall(m.generate, m, lattice.array({ ids }, "int32"), { max_tokens = 11, temperature = 0 })
+    assert.is_false(ok)
+    assert.truthy(tostring(err):find("positions up to 16 are past the 16 learned positions (max_seq_len)", 1, true))
+  end)
+
+  it("refuses what it cannot express", function()
+    assert.has_error(function() models.config_from_hf(with(GPT2, { activation_function = "relu" })) end,
+      "config_from_hf: activation_function 'relu' is not supported")
+    assert.has_error(function() models.config_from_hf(with(GPT2, { scale_attn_by_inverse_layer_idx = true })) end,
+      "config_from_hf: scale_attn_by_inverse_layer_idx, reorder_and_upcast_attn and scale_attn_weights = false are not " ..
+      "supported")
+    assert.has_error(function() models.config_from_hf(with(GPT2, { n_head = 5 })) end,
+      "config_from_hf: BlockConfig: d_model (24) must be divisible by n_heads (5)")
+    assert.has_error(function() models.convert_weights({ ["h.0.attn.c_attn.weight"] = lattice.zeros({ 24, 50 }) },
+      "gpt2", 24) end, "convert_weights: gpt2: no lattice name for tensor 'h.0.attn.c_attn.weight'")
   end)
 end)
 

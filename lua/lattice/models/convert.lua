@@ -11,7 +11,16 @@
 --   model.layers.N.post_attention_layernorm.W     -> blocks.N.ffn_norm.W
 --
 -- for the LLaMA family (model_type llama and mistral, which name their
--- tensors alike). Where the seed's conversion would give other logits than
+-- tensors alike), and for GPT-2 (not in the seed):
+--
+--   wte.weight, wpe.weight                        -> embed.weight, pos_embed.weight
+--   h.N.ln_1.W, h.N.ln_2.W, ln_f.W                -> blocks.N.attn_norm.W, blocks.N.ffn_norm.W, final_norm.W
+--   h.N.attn.c_attn.W (d, 3d)                     -> blocks.N.attention.{q,k,v}_proj.W, transposed, split
+--   h.N.attn.c_proj.W, h.N.mlp.c_fc.W, .c_proj.W  -> blocks.N.attention.o_proj.W, blocks.N.ffn.up.W, .down.W, transposed
+--
+-- (GPT-2's Conv1D keeps its weights (in, out), nn.Linear (out, in)), with
+-- the config's learned positions (position "learned") and tanh GELU (ffn
+-- "gelu_tanh"), the two components lattice has for it. Where the seed's conversion would give other logits than
 -- the checkpoint's own model, this refuses instead: a config it cannot
 -- express (rope_scaling, biases on some projections only, another
 -- activation) is an error, a tensor name it has no place for is an error
@@ -50,7 +59,49 @@ local function llama_name(hf)
   return nil
 end
 
-M.WEIGHT_MAPS = { llama = llama_name, mistral = llama_name }
+
+-- GPT-2: a name's lattice name and how its tensor becomes the parameter(s).
+-- Returns a list of {name, tensor}, false to skip, nil when unknown.
+local function gpt2_tensors(hf, t, d)
+  local name = hf:gsub("^transformer%.", "")
+  if name == "wte.weight" then return { { "embed.weight", t } } end
+  if name == "wpe.weight" then return { { "pos_embed.weight", t } } end
+  if name == "lm_head.weight" then return { { "head.weight", t } } end
+  local p = name:match("^ln_f%.(%w+)$")
+  if p then return { { "final_norm." .. p, t } } end
+  local idx, rest = name:match("^h%.(%d+)%.(.+)$")
+  if not idx then return nil end
+  local b = "blocks." .. idx .. "."
+  if rest == "attn.bias" or rest == "attn.masked_bias" then return false end -- the causal mask buffers
+  p = rest:match("^ln_1%.(%w+)$")
+  if p then return { { b .. "attn_norm." .. p, t } } end
+  p = rest:match("^ln_2%.(%w+)$")
+  if p then return { { b .. "ffn_norm." .. p, t } } end
+  local simple = { ["attn.c_proj"] = "attention.o_proj", ["mlp.c_fc"] = "ffn.up", ["mlp.c_proj"] = "ffn.down" }
+  local layer
+  layer, p = rest:match("^(.+)%.(%w+)$")
+  if simple[layer] then return { { b .. simple[layer] .. "." .. p, p == "weight" and t:transpose():contiguous() or t } } end
+  if layer == "attn.c_attn" then
+    local full = p == "weight" and t:transpose():contiguous() or t -- (3d, d) or (3d)
+    if full.shape[1] ~= 3 * d then return nil end
+    local out = {}
+    for i, proj in ipairs({ "q_proj", "k_proj", "v_proj" }) do
+      out[i] = { b .. "attention." .. proj .. "." .. p, full:slice(1, (i - 1) * d + 1, i * d):contiguous() }
+    end
+    return out
+  end
+  return nil
+end
+
+-- Per architecture: name, tensor, d_model -> a list of {lattice name, tensor}, false, or nil.
+local function renamed(map)
+  return function(hf, t)
+    local name = map(hf)
+    if name == nil then return nil end
+    return name and { { name, t } }
+  end
+end
+M.WEIGHT_MAPS = { llama = renamed(llama_name), mistral = renamed(llama_name), gpt2 = gpt2_tensors }
 
 local function arch_names()
   local names = {}
@@ -59,10 +110,12 @@ local function arch_names()
   return table.concat(names, ", ")
 end
 
---- convert_weights(weights, arch): the tensors of a Hugging Face state
--- dict (name -> tensor) under lattice's names; arch is its model_type. A
--- name the map does not know is an error.
-local function convert_weights(weights, arch)
+--- convert_weights(weights, arch[, d_model]): the tensors of a Hugging Face
+-- state dict (name -> tensor) under lattice's names; arch is its
+-- model_type (gpt2 needs d_model to split c_attn). A name the map does not
+-- know is an error. A tied GPT-2 checkpoint's lm_head.weight is wte's and is
+-- dropped by from_hf.
+local function convert_weights(weights, arch, d_model)
   local fname = "convert_weights"
   local map = M.WEIGHT_MAPS[arch]
   if not map then fail(fname, ("unknown architecture '%s'; known: %s"):format(tostring(arch), arch_names())) end
@@ -70,10 +123,11 @@ local function convert_weights(weights, arch)
   local out, names = {}, {}
   for k in pairs(weights) do names[#names + 1] = k end
   table.sort(names)
+  if arch == "gpt2" and math.type(d_model) ~= "integer" then fail(fname, "gpt2 needs d_model to split c_attn") end
   for _, hf in ipairs(names) do
-    local name = map(hf)
-    if name == nil then fail(fname, ("%s: no lattice name for tensor '%s'"):format(arch, hf)) end
-    if name then out[name] = weights[hf] end
+    local list = map(hf, weights[hf], d_model)
+    if list == nil then fail(fname, ("%s: no lattice name for tensor '%s'"):format(arch, hf)) end
+    for _, pair in ipairs(list or {}) do out[pair[1]] = pair[2] end
   end
   return out
 end
@@ -96,15 +150,45 @@ local function check_expressible(hf, fname)
   end
 end
 
+local GPT2_REQUIRED = { "n_embd", "n_head", "n_layer", "vocab_size" }
+local GPT2_ACT = { gelu_new = "gelu_tanh", gelu_pytorch_tanh = "gelu_tanh", gelu = "standard" }
+
+-- GPT-2: LayerNorm, MHA, learned positions, biases, pre-norm, tied by default.
+local function gpt2_config(hf, fname)
+  local missing = {}
+  for _, k in ipairs(GPT2_REQUIRED) do if hf[k] == nil then missing[#missing + 1] = k end end
+  if #missing > 0 then fail(fname, "config.json lacks " .. table.concat(missing, ", ")) end
+  local act = hf.activation_function or "gelu_new"
+  if not GPT2_ACT[act] then fail(fname, ("activation_function '%s' is not supported"):format(tostring(act))) end
+  if hf.scale_attn_by_inverse_layer_idx or hf.reorder_and_upcast_attn or hf.scale_attn_weights == false then
+    fail(fname, "scale_attn_by_inverse_layer_idx, reorder_and_upcast_attn and scale_attn_weights = false are not supported")
+  end
+  local block = lattice.BlockConfig {
+    attention = "mha", ffn = GPT2_ACT[act], norm = "layer_norm", position = "learned", d_model = hf.n_embd,
+    n_heads = hf.n_head, d_ff = hf.n_inner or 4 * hf.n_embd, bias = true, norm_eps = hf.layer_norm_epsilon or 1e-5,
+    max_seq_len = hf.n_positions or 1024, pre_norm = true,
+  }
+  return lattice.ModelConfig { block = block, vocab_size = hf.vocab_size, n_layers = hf.n_layer,
+    tie_embeddings = hf.tie_word_embeddings ~= false }
+end
+
 --- config_from_hf(hf_config): the ModelConfig of a parsed config.json of
 -- the LLaMA family (the seed's config_from_hf, reading norm_eps and a
--- sliding window too).
+-- sliding window too) or of GPT-2.
 local function config_from_hf(hf)
   local fname = "config_from_hf"
   if type(hf) ~= "table" then fail(fname, "config must be a table (a parsed config.json), got " .. type(hf)) end
   local mt = hf.model_type
   if not M.WEIGHT_MAPS[mt] then
     fail(fname, ("unsupported model_type '%s'; supported: %s"):format(tostring(mt or ""), arch_names()))
+  end
+  if mt == "gpt2" then
+    local ok, cfg = pcall(gpt2_config, hf, fname)
+    if not ok then
+      local msg = tostring(cfg):gsub("^[^:]*:%d+: ", "")
+      error(msg:find("^" .. fname .. ": ") and msg or fname .. ": " .. msg, 0)
+    end
+    return cfg
   end
   local missing = {}
   for _, k in ipairs(REQUIRED) do if hf[k] == nil then missing[#missing + 1] = k end end
@@ -171,7 +255,7 @@ local function load_hf(dir, opts)
       all[name] = t.dtype == dtype and t or t:astype(dtype)
     end
   end
-  return convert_weights(all, hf.model_type), cfg
+  return convert_weights(all, hf.model_type, cfg.block.d_model), cfg
 end
 M.load_hf = api(load_hf)
 
@@ -199,6 +283,7 @@ local function from_hf(dir, opts)
   local fname = "from_hf"
   local weights, cfg = load_hf(dir, opts)
   local model = lattice.nn.LanguageModel(cfg)
+  if cfg.tie_embeddings then weights["head.weight"] = nil end -- a tied checkpoint may store wte twice
   local params = model:named_parameters()
   local missing = {}
   for name in pairs(params) do if weights[name] == nil then missing[#missing + 1] = name end end

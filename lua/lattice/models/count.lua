@@ -4,6 +4,7 @@
 -- parameters, component by component:
 --
 --   embed        vocab_size * d_model
+--   pos_embed    max_seq_len * d_model, for learned positions
 --   blocks.i     attention + ffn + attn_norm + ffn_norm of layer i's config
 --   final_norm   the norm of the model's block config
 --   head         d_model * vocab_size, when the embeddings are not tied
@@ -33,7 +34,7 @@ local attentions = { mha = gqa, gqa = gqa, sliding_window_gqa = gqa, chunked_gqa
 local function two(c) return linear(c.d_model, c.d_ff, c.bias) + linear(c.d_ff, c.d_model, c.bias) end
 local function three(c) return 2 * linear(c.d_model, c.d_ff, c.bias) + linear(c.d_ff, c.d_model, c.bias) end
 
-local ffns = { standard = two, relu2 = two, gated = three, gated_relu2 = three, none = function() return 0 end }
+local ffns = { standard = two, gelu_tanh = two, relu2 = two, gated = three, gated_relu2 = three, none = function() return 0 end }
 
 local function lookup(tbl, kind, name)
   local f = tbl[name]
@@ -58,9 +59,10 @@ end
 function M.count_parameters(m, opts)
   local block = m.block
   local parts = { embed = m.vocab_size * block.d_model, blocks = 0, final_norm = norm(block) }
+  if block.position == "learned" then parts.pos_embed = block.max_seq_len * block.d_model end
   for i = 1, m.n_layers do parts.blocks = parts.blocks + M.block_parameters(m:get_block_config(i)) end
   if not m.tie_embeddings then parts.head = block.d_model * m.vocab_size end
-  local total = parts.embed + parts.blocks + parts.final_norm + (parts.head or 0)
+  local total = parts.embed + parts.blocks + parts.final_norm + (parts.head or 0) + (parts.pos_embed or 0)
   if opts and opts.detail then return total, parts end
   return total
 end
