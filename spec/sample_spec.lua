@@ -59,6 +59,8 @@ local function ref_row(x, o, hist, u)
   end
   local n = #ids
   if (o.top_k or 0) == 0 and (o.top_p or 1) < 1 then
+    total = 0 -- the whole vocabulary's mass, summed in token order
+    for j = 1, #v do total = total + math.exp(v[j] / temp - top) end
     local before, keep = 0, 0
     while keep < n and before / total <= o.top_p do
       keep = keep + 1
@@ -96,18 +98,20 @@ local function random_rows(n_rows, V, seed)
 end
 
 -- float64 logits, so the C draw sees exactly the reference's numbers.
+-- (A vocabulary past 64 makes the nucleus search widen its selection.)
 local function t64(rows) return lattice.array(rows, "float64") end
 
 describe("sample.next_token", function()
-  local rows = random_rows(3, 37, 7)
-  local hist = { { 0, 5, 5, 36 }, { 1, 2, 3, 4 }, { 36, 36, 36, 10 } }
+  local rows = random_rows(3, 300, 7)
+  local hist = { { 0, 5, 5, 299 }, { 1, 2, 3, 4 }, { 36, 36, 36, 10 } }
 
   local cases = {
     { name = "a plain draw", o = {} },
     { name = "temperature", o = { temperature = 0.35 } },
     { name = "top_k", o = { top_k = 5 } },
-    { name = "top_k past the vocabulary", o = { top_k = 100 } },
+    { name = "top_k past the vocabulary", o = { top_k = 1000 } },
     { name = "top_p", o = { top_p = 0.6 } },
+    { name = "top_p near 1 (past several selections)", o = { top_p = 0.999, temperature = 3 } },
     { name = "top_p 0 (the largest only)", o = { top_p = 0 } },
     { name = "top_k ahead of top_p", o = { top_k = 3, top_p = 0.1, temperature = 2 } },
     { name = "the repetition penalty", o = { repetition_penalty = 1.7, temperature = 0.8 }, hist = hist },

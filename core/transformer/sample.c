@@ -79,17 +79,10 @@ static int64_t argmax_row(const double *v, int64_t n) {
   return best;
 }
 
-/* The token u picks among c[0..n) (best first), weighted by exp(v - c[0].v);
- * with nucleus < 1 the candidates end once the mass before one exceeds it. */
-static int64_t draw(const cand *c, int64_t n, double nucleus, double u, double *w) {
+/* The token u picks among c[0..n) (best first), weighted by exp(v - c[0].v). */
+static int64_t draw(const cand *c, int64_t n, double u, double *w) {
   double total = 0;
   for (int64_t i = 0; i < n; i++) total += w[i] = exp(c[i].v - c[0].v);
-  if (nucleus < 1) {
-    double before_mass = 0;
-    int64_t keep = 0;
-    while (keep < n && before_mass / total <= nucleus) before_mass += w[keep++];
-    n = keep, total = before_mass;
-  }
   double target = u * total, run = 0;
   for (int64_t i = 0; i < n; i++) {
     run += w[i];
@@ -100,28 +93,63 @@ static int64_t draw(const cand *c, int64_t n, double nucleus, double u, double *
   return c[0].id;
 }
 
-/* One row: 0, or 1 when its scaled logits overflow to +inf. */
+/* The nucleus draw over the row v (penalised, not yet divided by t): the
+ * candidates best first, found by selecting the best 64, 512, ... until
+ * their mass passes top_p (a full sort only when it needs the whole
+ * vocabulary). The total mass is summed in token order. */
+static int64_t draw_nucleus(const double *v, int64_t V, double t, double top_p, double u, cand *c, double *w) {
+  double m = v[argmax_row(v, V)] / t, total = 0;
+  for (int64_t j = 0; j < V; j++) total += exp(v[j] / t - m);
+  int64_t k = V < 64 ? V : 64, n;
+  double mass;
+  for (;;) {
+    if (k == V) { /* the whole vocabulary: one sort beats a heap this wide */
+      for (int64_t j = 0; j < V; j++) c[j] = (cand){v[j], j};
+      qsort(c, (size_t)V, sizeof *c, cmp_cand);
+    } else {
+      select_top(v, V, k, c);
+    }
+    mass = 0, n = 0;
+    while (n < k && mass / total <= top_p) {
+      c[n].v /= t;
+      mass += w[n] = exp(c[n].v - m);
+      n++;
+    }
+    if (mass / total > top_p || k == V) break;
+    k = k > V / 64 ? V : 8 * k;
+  }
+  double target = u * mass, run = 0;
+  for (int64_t i = 0; i < n; i++) {
+    run += w[i];
+    if (run > target && w[i] > 0) return c[i].id;
+  }
+  for (int64_t i = n - 1; i > 0; i--)
+    if (w[i] > 0) return c[i].id;
+  return c[0].id;
+}
+
+/* One row: 0, or 1 when its scaled logits overflow to +inf. The penalised
+ * row v lives in the first V doubles of w's room until the weights need it:
+ * the weights of candidates are written past it (w + V). */
 static int sample_row(const double *x, int64_t V, const int64_t *hist, int64_t nh, const lt_sample_opts *o,
                       double u, cand *c, double *w, int64_t *token) {
-  double *v = w; /* the penalised row shares w's room until the candidates are built */
+  double *v = w;
   memcpy(v, x, (size_t)V * sizeof *v);
   if (o->repetition_penalty != 1 && nh > 0) penalise(v, x, hist, nh, o->repetition_penalty);
   if (o->temperature <= 0) return *token = argmax_row(v, V), 0;
+  int64_t best = argmax_row(v, V);
+  if (isinf(v[best] / o->temperature)) return 1;
+  if (o->top_k == 0 && o->top_p < 1) return *token = draw_nucleus(v, V, o->temperature, o->top_p, u, c, w + V), 0;
   int64_t n = V;
   if (o->top_k > 0) {
     n = o->top_k < V ? o->top_k : V;
     select_top(v, V, n, c);
-  } else {
+  } else { /* a plain draw needs no order, only the largest first for the shift */
     for (int64_t j = 0; j < V; j++) c[j] = (cand){v[j], j};
-    if (o->top_p < 1) qsort(c, (size_t)V, sizeof *c, cmp_cand);
-    else { /* a plain draw needs no order, only the largest first for the shift */
-      int64_t best = argmax_row(v, V);
-      c[0] = (cand){v[best], best}, c[best] = (cand){v[0], 0};
-    }
+    c[0] = (cand){v[best], best}, c[best] = (cand){v[0], 0};
   }
   for (int64_t i = 0; i < n; i++) c[i].v /= o->temperature;
-  if (isinf(c[0].v) && c[0].v > 0) return 1;
-  *token = draw(c, n, o->top_k > 0 ? 1 : o->top_p, u, w);
+  *token = draw(c, n, u, w + V);
   return 0;
 }
 
@@ -178,7 +206,7 @@ static lt_status sample_rows(lt_ctx *ctx, const double *x, int64_t R, int64_t V,
   int threads = R > 1 && R * V >= LT_GRAIN ? lt__ctx_threads(ctx) : 1;
   if (threads > R) threads = (int)R;
   lt_workspace ws;
-  if (lt__workspace_reserve(ctx, &ws, threads, (size_t)V * (sizeof(cand) + sizeof(double)), "sample"))
+  if (lt__workspace_reserve(ctx, &ws, threads, (size_t)V * (sizeof(cand) + 2 * sizeof(double)), "sample"))
     return LT_ERR_MEM;
   LT_PARALLEL_FOR(threads, r, R, {
     cand *c = lt__workspace_mine(&ws);
