@@ -201,11 +201,11 @@ function NoPosition.init(_, config) check_config(config, "NoPosition") end
 function NoPosition.forward(_, x) return x end
 
 registry.position:register("rope", RoPE)
--- learned absolute positions live in the model (LanguageModel's pos_embed):
--- a block gets nothing to do
-registry.position:register("learned", NoPosition)
 registry.position:register("sinusoidal", Sinusoidal)
 registry.position:register("alibi", ALiBi)
 registry.position:register("none", NoPosition)
+-- learned absolute positions live in the model (LanguageModel's pos_embed):
+-- a block gets nothing to do (not in the seed; GPT-2's)
+registry.position:register("learned", NoPosition)
 
 return M
