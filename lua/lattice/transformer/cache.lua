@@ -27,7 +27,6 @@ end
 local KVCache = {}
 KVCache.__index = KVCache
 KVCache.__name = "lattice.KVCache"
-M.KVCache_class = KVCache
 
 --- KVCache(batch, n_kv_heads, max_len, head_dim[, {dtype}]): an empty cache
 -- (offset 0) with zeroed buffers; dtype float32 (default), float16 or
@@ -99,26 +98,32 @@ end
 
 function KVCache:reset() return self:truncate(0) end
 
--- The rows argument of reorder: an integer tensor of `batch` 0-based rows.
+-- rows: an integer tensor of `batch` row indices (0-based, as stored in
+-- tensors), checked once for a whole Cache.
 local function check_rows(rows, batch, fname)
-  if not lattice.is_tensor(rows) or rows.ndim ~= 1 or rows.shape[1] ~= batch
-      or not (rows.dtype == "int32" or rows.dtype == "int64") then
-    error(("%s: reorder: rows must be an int32 or int64 tensor of %d row ids"):format(fname, batch), 3)
+  if not lattice.is_tensor(rows) or rows.ndim ~= 1 or rows.shape[1] ~= batch or
+      not (rows.dtype == "int32" or rows.dtype == "int64") then
+    error(("%s: reorder: rows must be an int32 or int64 tensor of %d row indices"):format(fname, batch), 3)
   end
-  for _, r in ipairs(rows:tolist()) do
-    if r < 0 or r >= batch then
-      error(("%s: reorder: row %d is outside 0 .. %d"):format(fname, r, batch - 1), 3)
-    end
+  local lo, hi = lattice.min(rows):item(), lattice.max(rows):item()
+  if lo < 0 or hi >= batch then
+    error(("%s: reorder: row indices must be in [0, %d), got %d .. %d"):format(fname, batch, lo, hi), 3)
   end
 end
 
---- kv:reorder(rows): row b of the cache becomes what row rows[b] (0-based)
--- held, as beam search keeps its beams' parents. The buffers are replaced
--- by new ones of the same size (views taken before see the old rows).
+local function gather_rows(self, rows)
+  if self.offset == 0 then return end
+  local k, v = lattice.take(self:keys(), rows, 1), lattice.take(self:values(), rows, 1)
+  write(self.k, 0, k)
+  write(self.v, 0, v)
+end
+
+--- kv:reorder(rows): row b of the batch becomes old row rows[b] (0-based),
+-- every filled position (a beam search keeping its best continuations);
+-- rows may repeat. One copy of the filled positions.
 function KVCache:reorder(rows)
   check_rows(rows, self.batch, "KVCache")
-  self.k = lattice.take(self.k, rows, 1)
-  self.v = lattice.take(self.v, rows, 1)
+  gather_rows(self, rows)
   return self
 end
 
@@ -161,7 +166,7 @@ function Cache:reset() return self:truncate(0) end
 function Cache:reorder(rows)
   check_rows(rows, self.batch, "Cache")
   for _, layer in ipairs(self.layers) do
-    if layer then layer:reorder(rows) end
+    if layer then gather_rows(layer, rows) end
   end
   return self
 end

@@ -92,28 +92,39 @@ local function run(self, tokens, cache)
   h = self.final_norm(h)
   local logits = self.head and self.head(h) or self.embed:as_linear(h)
   if self.config.mup_base_width ~= nil then logits = logits / self.config.width_mult end
-  return logits
+  return logits, h
 end
 
---- model(tokens[, {cache = nil}]) -> logits, cache: tokens (B, T) int32 or
--- int64 ids; logits (B, T, vocab_size). With a cache (model:make_cache) the
+--- model(tokens[, {cache = nil, return_hidden = false}]) -> logits, cache[,
+-- hidden]: tokens (B, T) int32 or int64 ids; logits (B, T, vocab_size);
+-- with return_hidden also final_norm's output (B, T, d_model), as the seed's
+-- (multi-token prediction heads read it). With a cache (model:make_cache) the
 -- tokens continue the sequence it holds: they sit at positions cache.offset
 -- onwards, their keys and values are written into it, and it is returned
 -- with its offset advanced by T. A failed call leaves the cache as it was.
 -- Without one, causal attention over the T tokens and no cache returned.
 function LanguageModel:forward(tokens, opts)
-  opts = module.check_options(opts, { cache = true }, FNAME)
+  opts = module.check_options(opts, { cache = true, return_hidden = true }, FNAME)
   check_tokens(tokens)
-  local cache = opts.cache
-  if cache == nil then return run(self, tokens, nil), nil end
-  check_cache(self, cache, tokens)
-  local saved = cache:_offsets()
-  local ok, logits = pcall(run, self, tokens, cache)
-  if not ok then
-    cache:_restore(saved)
-    error(logits, 0)
+  local cache, hidden = opts.cache, opts.return_hidden
+  if hidden ~= nil and type(hidden) ~= "boolean" then
+    error(("%s: return_hidden must be a boolean, got %s"):format(FNAME, type(hidden)), 2)
   end
-  cache.offset = saved[1] + tokens.shape[2]
+  local logits, h
+  if cache == nil then
+    logits, h = run(self, tokens, nil)
+  else
+    check_cache(self, cache, tokens)
+    local saved = cache:_offsets()
+    local ok
+    ok, logits, h = pcall(run, self, tokens, cache)
+    if not ok then
+      cache:_restore(saved)
+      error(logits, 0)
+    end
+    cache.offset = saved[1] + tokens.shape[2]
+  end
+  if hidden then return logits, cache, h end
   return logits, cache
 end
 
