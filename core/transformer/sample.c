@@ -128,14 +128,17 @@ static int64_t draw_nucleus(const double *v, int64_t V, double t, double top_p, 
   return c[0].id;
 }
 
-/* One row: 0, or 1 when its scaled logits overflow to +inf. The penalised
- * row v lives in the first V doubles of w's room until the weights need it:
- * the weights of candidates are written past it (w + V). */
+/* One row: 0, or 1 when its scaled logits overflow to +inf. A penalised
+ * copy of the row takes the first V doubles of w's room; the candidates'
+ * weights are written past it (w + V). */
 static int sample_row(const double *x, int64_t V, const int64_t *hist, int64_t nh, const lt_sample_opts *o,
                       double u, cand *c, double *w, int64_t *token) {
-  double *v = w;
-  memcpy(v, x, (size_t)V * sizeof *v);
-  if (o->repetition_penalty != 1 && nh > 0) penalise(v, x, hist, nh, o->repetition_penalty);
+  const double *v = x;
+  if (o->repetition_penalty != 1 && nh > 0) {
+    memcpy(w, x, (size_t)V * sizeof *w);
+    penalise(w, x, hist, nh, o->repetition_penalty);
+    v = w;
+  }
   if (o->temperature <= 0) return *token = argmax_row(v, V), 0;
   int64_t best = argmax_row(v, V);
   if (isinf(v[best] / o->temperature)) return 1;
