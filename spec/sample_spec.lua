@@ -130,6 +130,15 @@ describe("sample.next_token", function()
     end)
   end
 
+  it("draws the documented nucleus token over a large vocabulary with -inf logits", function()
+    local big = random_rows(2, 6000, 5)
+    for j = 1, 6000, 7 do big[2][j] = -math.huge end
+    lattice.random.seed(2)
+    for _, o in ipairs({ { top_p = 0.5 }, { top_p = 0.97, temperature = 4 }, { top_p = 0.999999 } }) do
+      for _ = 1, 5 do assert.same(ref_sample(big, o), sample.next_token(t64(big), o):tolist()) end
+    end
+  end)
+
   it("is the argmax at temperature 0 or below, ties to the lower id, and draws nothing", function()
     local x = { { 1, 3, 3, -2 }, { -1, -1, -5, -1 } }
     local s = lattice.random.get_state()

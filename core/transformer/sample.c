@@ -4,7 +4,9 @@
  * logits (R, V) -> tokens (R). Each row is staged in double and goes through
  * the seed's steps in its order: repetition penalty, temperature, then top-k
  * (k > 0) or top-p (< 1), then one categorical draw; greedy (temperature <= 0)
- * is the argmax of the penalised logits. Candidates are ordered by logit,
+ * is the argmax of the penalised logits. Top-k selects with a heap of k; the
+ * nucleus sorts only the tokens of the weight buckets it can reach (see
+ * draw_nucleus). Candidates are ordered by logit,
  * ties to the lower token id, a total order: the result never depends on the
  * sort, the thread count or the platform's qsort. The draw is u * (sum of the
  * candidates' exp(l - max)) walked down that order, u one uniform per row from
@@ -93,38 +95,47 @@ static int64_t draw(const cand *c, int64_t n, double u, double *w) {
   return c[0].id;
 }
 
-/* The nucleus draw over the row v (penalised, not yet divided by t): the
- * candidates best first, found by selecting the best 64, 512, ... until
- * their mass passes top_p (a full sort only when it needs the whole
- * vocabulary). The total mass is summed in token order. */
-static int64_t draw_nucleus(const double *v, int64_t V, double t, double top_p, double u, cand *c, double *w) {
-  double m = v[argmax_row(v, V)] / t, total = 0;
-  for (int64_t j = 0; j < V; j++) total += exp(v[j] / t - m);
-  int64_t k = V < 64 ? V : 64, n;
-  double mass;
+/* Buckets of weights by binary exponent: bucket i holds e in [2^-i, 2^(1-i)),
+ * from e = 1 (the largest logit) down to the smallest subnormal. */
+#define N_BUCKETS 1075
+
+/* The nucleus draw over the row v (penalised, not yet divided by t). Each
+ * token's weight e = exp(v/t - max) is summed in token order (the total) and
+ * into its exponent's bucket; the buckets from the top until their mass
+ * passes top_p bound the nucleus, so only the tokens in them are sorted
+ * (best first) and walked, widening by a bucket when rounding leaves the cut
+ * outside. A flat distribution sorts most of the vocabulary; a trained
+ * model's few hundred tokens. e takes V doubles. */
+static int64_t draw_nucleus(const double *v, int64_t V, double t, double top_p, double u, cand *c, double *e) {
+  double m = v[argmax_row(v, V)] / t, total = 0, bucket[N_BUCKETS] = {0};
+  for (int64_t j = 0; j < V; j++) {
+    total += e[j] = exp(v[j] / t - m);
+    int b = 0;
+    if (e[j] > 0) frexp(e[j], &b), bucket[1 - b] += e[j];
+  }
+  int last = 0;
+  double upper = 0, mass = 0;
+  int64_t n = 0, keep = 0;
   for (;;) {
-    if (k == V) { /* the whole vocabulary: one sort beats a heap this wide */
-      for (int64_t j = 0; j < V; j++) c[j] = (cand){v[j], j};
-      qsort(c, (size_t)V, sizeof *c, cmp_cand);
-    } else {
-      select_top(v, V, k, c);
-    }
-    mass = 0, n = 0;
-    while (n < k && mass / total <= top_p) {
-      c[n].v /= t;
-      mass += w[n] = exp(c[n].v - m);
-      n++;
-    }
-    if (mass / total > top_p || k == V) break;
-    k = k > V / 64 ? V : 8 * k;
+    while (last < N_BUCKETS && upper / total <= top_p) upper += bucket[last++];
+    double tau = ldexp(1.0, 1 - last); /* the tokens of buckets 0 .. last-1 */
+    n = 0;
+    for (int64_t j = 0; j < V; j++)
+      if (e[j] >= tau || last == N_BUCKETS) c[n++] = (cand){v[j], j};
+    qsort(c, (size_t)n, sizeof *c, cmp_cand);
+    mass = 0, keep = 0;
+    while (keep < n && mass / total <= top_p) mass += e[c[keep++].id];
+    if (mass / total > top_p || last == N_BUCKETS) break;
+    upper += bucket[last++];
   }
   double target = u * mass, run = 0;
-  for (int64_t i = 0; i < n; i++) {
-    run += w[i];
-    if (run > target && w[i] > 0) return c[i].id;
+  for (int64_t i = 0; i < keep; i++) {
+    double w = e[c[i].id];
+    run += w;
+    if (run > target && w > 0) return c[i].id;
   }
-  for (int64_t i = n - 1; i > 0; i--)
-    if (w[i] > 0) return c[i].id;
+  for (int64_t i = keep - 1; i > 0; i--)
+    if (e[c[i].id] > 0) return c[i].id;
   return c[0].id;
 }
 
