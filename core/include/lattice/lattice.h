@@ -16,6 +16,7 @@
 #include "lattice/sparse_rows.h"
 #include "lattice/sparse_order.h"
 #include "lattice/transformer.h"
+#include "lattice/generate.h"
 #include "lattice/quant.h"
 #include "lattice/blas.h"
 #include "lattice/cpu.h"

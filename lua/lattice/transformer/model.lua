@@ -33,6 +33,9 @@ function LanguageModel:init(config)
   for i = 1, config.n_layers do self.blocks[i] = ConfigurableBlock(config:get_block_config(i)) end
   -- sinusoidal positions are added once, at the model (no parameters)
   if block_cfg.position == "sinusoidal" then self._sinusoidal = Sinusoidal(block_cfg) end
+  -- learned absolute positions (GPT-2's wpe; not in the seed), added to the
+  -- token embeddings before their dropout, as GPT-2 does
+  if block_cfg.position == "learned" then self.pos_embed = nn.Embedding(block_cfg.max_seq_len, block_cfg.d_model) end
   self.final_norm = registry.norm:get(block_cfg.norm)(block_cfg)
   if not config.tie_embeddings then self.head = nn.Linear(block_cfg.d_model, config.vocab_size, { bias = false }) end
   if config.mup_base_width ~= nil then self:_apply_mup_init(config.width_mult) end
@@ -72,7 +75,16 @@ end
 
 local function run(self, tokens, cache)
   local offset = cache and cache.offset or 0
-  local h = self.embed_dropout(self.embed(tokens))
+  local h = self.embed(tokens)
+  if self.pos_embed then
+    local T, max = tokens.shape[2], self.config.block.max_seq_len
+    if offset + T > max then
+      error(("%s: positions up to %d are past the %d learned positions (max_seq_len)"):format(FNAME, offset + T - 1,
+        max), 0)
+    end
+    h = h + self.pos_embed(lattice.arange(offset, offset + T, "int32"))
+  end
+  h = self.embed_dropout(h)
   if self._sinusoidal then h = self._sinusoidal(h, offset) end
   for i, block in ipairs(self.blocks) do
     h = block(h, "causal", cache and cache.layers[i] or nil)
@@ -133,6 +145,15 @@ function LanguageModel:make_cache(batch, max_len, opts)
   local layers = {}
   for i, block in ipairs(self.blocks) do layers[i] = block:make_cache(batch, max_len, opts) end
   return cache_mod.Cache(layers, batch, max_len)
+end
+
+--- model:generate(prompt[, opts]) and model:stream_generate(prompt, opts,
+-- fn): lattice.sample.generate and stream_generate on this model (decoding
+-- with one cache from make_cache, sized for the whole call).
+function LanguageModel:generate(prompt, opts) return require("lattice.sample").generate(self, prompt, opts) end
+
+function LanguageModel:stream_generate(prompt, opts, fn)
+  return require("lattice.sample").stream_generate(self, prompt, opts, fn)
 end
 
 --- model:count_parameters(): the number of parameter elements (the seed's).
