@@ -46,6 +46,7 @@ build = {
       ["lattice.checks"] = "lua/lattice/checks.lua",
       ["lattice.data.batches"] = "lua/lattice/data/batches.lua",
       ["lattice.data.init"] = "lua/lattice/data/init.lua",
+      ["lattice.data.pointcloud"] = "lua/lattice/data/pointcloud.lua",
       ["lattice.data.scenes"] = "lua/lattice/data/scenes.lua",
       ["lattice.data.text"] = "lua/lattice/data/text.lua",
       ["lattice.data.tokenizers"] = "lua/lattice/data/tokenizers.lua",
