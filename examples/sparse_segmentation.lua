@@ -245,6 +245,7 @@ end
 
 local function main(path)
   local t0 = lattice.now()
+  local cloud = path and data.read_point_cloud(path) -- a bad file fails before the training, not after
   local train_scenes = {}
   for i = 1, CFG.train_scenes do train_scenes[i] = to_voxels(make_scene(1000 + i)) end
   local voxels = 0
@@ -282,8 +283,7 @@ local function main(path)
   report_accuracy(("held-out scenes (%d)"):format(CFG.test_scenes), counts)
   print(("total %.1f s"):format(lattice.now() - t0))
 
-  if path then
-    local cloud = data.read_point_cloud(path)
+  if cloud then
     local pred = predict(model, cloud.points)
     local p, xyz = pred:tolist(), cloud.points:tolist()
     print(("%s: %d points"):format(path, #p))
