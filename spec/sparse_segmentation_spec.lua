@@ -8,7 +8,7 @@ package.path = "examples/?.lua;" .. package.path
 local lattice = require "lattice"
 local seg = require "sparse_segmentation"
 
-local nn, ops, data = lattice.nn, lattice.ops, lattice.data
+local nn, data = lattice.nn, lattice.data
 local exe = arg and arg[-1]
 
 local tmp = os.tmpname()
