@@ -110,6 +110,62 @@ cases[#cases + 1] = {name = "sparse_add_outer_different_identities", prepare = f
   }
 end}
 
+-- ---- points and voxels ----
+-- 1M points scattered inside the support's voxels (a voxel picked at random,
+-- a uniform offset inside it): ~7 points per voxel at voxel_size 1, as a
+-- LiDAR sweep voxelized at the network's resolution; 4 float32 features
+-- (x, y, z, intensity).
+local NP, PC = 1000000, 4
+local points = lattice.add(lattice.take(lattice.slice(coords, 2, 2, 4):astype("float32"),
+  lattice.random.randint(0, N, {NP}, {dtype = "int32"}), 1), lattice.random.uniform({NP, 3}))
+local point_feats = lattice.random.normal({NP, PC})
+
+-- The voxel of each sampled point, and the mean of each sampled voxel's features, in plain Lua.
+local function check_voxels(out_coords, inverse, what)
+  local p, rows, inv = points:tolist(), out_coords:tolist(), inverse:tolist()
+  for i = 1, NP, 9973 do
+    local r = rows[inv[i] + 1]
+    for a = 1, 3 do assert(r[a + 1] == math.floor(p[i][a]), ("sparse_ops: %s check failed at point %d"):format(what, i)) end
+  end
+  return inv
+end
+
+cases[#cases + 1] = {name = "voxelize_mean_1M", prepare = function()
+  local out = ops.voxelize(points, point_feats)
+  local M = #out
+  return {
+    run = function() return ops.voxelize(points, point_feats) end,
+    -- points and features read, the voxels' rows and features written
+    bytes = NP * (12 + PC * 4) + M * (16 + PC * 4),
+    fields = {points = NP, voxels = M, channels = PC, reduction = "mean"},
+    check = function(res)
+      local _, inverse = ops.sparse_quantize(points, {return_inverse = true})
+      local inv = check_voxels(res.coords, inverse, "voxelize")
+      local col, sum, count = lattice.slice(point_feats, 2, 2, 2):reshape({NP}):tolist(), {}, {}
+      for i = 1, NP do
+        local v = inv[i] + 1
+        if v % 997 == 1 then sum[v], count[v] = (sum[v] or 0) + col[i], (count[v] or 0) + 1 end
+      end
+      local got = lattice.slice(res.feats, 2, 2, 2):reshape({M}):tolist()
+      for v, s in pairs(sum) do close(got[v], s / count[v], "voxelize") end
+    end,
+  }
+end}
+
+cases[#cases + 1] = {name = "sparse_quantize_1M", prepare = function()
+  local c0 = ops.sparse_quantize(points)
+  local M = c0.shape[1]
+  return {
+    run = function() return ops.sparse_quantize(points, {return_inverse = true}) end,
+    bytes = NP * (12 + 4) + M * 16, -- points read, voxel rows and the inverse written
+    fields = {points = NP, voxels = M},
+    check = function(res)
+      local _, inverse = ops.sparse_quantize(points, {return_inverse = true})
+      check_voxels(res, inverse, "sparse_quantize")
+    end,
+  }
+end}
+
 -- The result's tensor goes back to the context's cache after each call, so
 -- every timed call reuses warm pages, as a training loop does.
 local function release(out)

@@ -69,6 +69,7 @@ build = {
       ["lattice.ops.feature"] = "lua/lattice/ops/feature.lua",
       ["lattice.ops.pool"] = "lua/lattice/ops/pool.lua",
       ["lattice.ops.rows"] = "lua/lattice/ops/rows.lua",
+      ["lattice.ops.voxel"] = "lua/lattice/ops/voxel.lua",
       ["lattice.optim.init"] = "lua/lattice/optim/init.lua",
       ["lattice.optim.schedules"] = "lua/lattice/optim/schedules.lua",
       ["lattice.quantize"] = "lua/lattice/quantize.lua",

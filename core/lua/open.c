@@ -62,6 +62,7 @@ int luaopen_lattice_core(lua_State *L) {
   lt_l_open_sparse_pool(L);
   lt_l_open_sparse_algebra(L);
   lt_l_open_sparse_rows(L);
+  lt_l_open_sparse_voxel(L);
   lt_l_open_quant(L);
   return 1;
 }

@@ -4,6 +4,7 @@
 #define LATTICE_SPARSE_INTERNAL_H
 
 #include "lattice/sparse.h"
+#include "lattice/sparse_voxel.h"
 #include "runtime/context.h"
 #include "tensor/internal.h"
 
@@ -106,5 +107,24 @@ void lt__manager_keep_relation(lt_ctx *ctx, lt_relation *r);
 /* Relations (sparse/relation.c). */
 lt_status lt__relation_build(lt_ctx *ctx, lt_relation **out, lt_relation_kind kind, lt_coords *in, lt_coords *target,
                              const lt_kernel_spec *spec, const char *op);
+
+/* Points on a voxel lattice (sparse/quantize.c): the voxels first seen
+ * first, each one's first point and point count, each point's voxel; given
+ * feats (contiguous float32 or float64 (n, C)), also their reduction per
+ * voxel in that dtype (point order) and, for max, each maximum's point. */
+typedef struct lt__voxels {
+  int64_t n, m;
+  lt_tensor *rows, *index, *inverse, *counts; /* int32 (m, 4), (m), (n), (m) */
+  lt_tensor *feats, *arg;                     /* (m, C), int32 (m, C) for max; NULL without feats */
+  void *scratch;
+  size_t bytes;
+} lt__voxels;
+lt_status lt__voxels_build(lt_ctx *ctx, lt__voxels *v, lt_tensor *points, lt_tensor *batch, const lt_voxel_grid *g,
+                           const lt_tensor *feats, lt_voxel_reduction red, const char *op);
+void lt__voxels_free(lt_ctx *ctx, lt__voxels *v);
+/* Checks the grid, points (N, 3) and batch (NULL, or integer (N) in 0..INT32_MAX);
+ * *pts a contiguous float32 copy, *bat an int64 one (NULL without batch). */
+lt_status lt__points_stage(lt_ctx *ctx, lt_tensor **pts, lt_tensor **bat, lt_tensor *points, lt_tensor *batch,
+                           const lt_voxel_grid *g, const char *op);
 
 #endif

@@ -15,6 +15,7 @@
 #include "lattice/sparse_algebra.h"
 #include "lattice/sparse_rows.h"
 #include "lattice/sparse_order.h"
+#include "lattice/sparse_voxel.h"
 #include "lattice/transformer.h"
 #include "lattice/quant.h"
 #include "lattice/blas.h"
