@@ -117,40 +117,19 @@ end
 
 -- ---- voxels ----
 
--- points (N, 3) -> voxel coordinates (V, 3) int32 in first-seen order, the
--- voxel of each point (N) int32 and the first point of each voxel (V) int32.
-local function voxelize(pts, voxel)
-  local cells = (pts // voxel):astype("int32"):tolist()
-  local index, coords, inverse, first = {}, {}, {}, {}
-  for i, c in ipairs(cells) do
-    local key = (c[1] + 0x100000) * 0x200000 * 0x200000 + (c[2] + 0x100000) * 0x200000 + (c[3] + 0x100000)
-    local v = index[key]
-    if not v then
-      v = #coords + 1
-      index[key], coords[v], first[v] = v, c, i - 1
-    end
-    inverse[i] = v - 1
-  end
-  return lattice.array(coords, "int32"), lattice.array(inverse, "int32"), lattice.array(first, "int32")
-end
-
--- Voxel coordinates (V, 3) int32 as one scene: a SparseTensor whose
--- features are a constant and the voxel centre's height in metres.
-local function voxel_tensor(coords, voxel)
-  local v = coords.shape[1]
-  local centre_z = (lattice.slice(coords, 2, 3, 3):astype("float32") + 0.5) * voxel
-  local feats = lattice.concatenate({ lattice.ones({ v, 1 }), centre_z }, 2)
-  return lattice.SparseTensor(lattice.concatenate({ lattice.zeros({ v, 1 }, "int32"), coords }, 2), feats,
-    { batch_counts = { v } })
+-- A scene's points (N, 3) as {x = SparseTensor, labels = the voxels' (each
+-- its first point's label)}, and the voxel of each point (N) int32: one row
+-- a voxel of `voxel` metres, first seen first, its features a constant and
+-- the mean height of its points in metres.
+local function to_voxels(pts, labels, voxel)
+  voxel = voxel or CFG.voxel
+  local _, first, inverse = ops.sparse_quantize(pts, { voxel_size = voxel, return_index = true, return_inverse = true })
+  local n = pts.shape[1]
+  local point_feats = lattice.concatenate({ lattice.ones({ n, 1 }), lattice.slice(pts, 2, 3, 3) }, 2)
+  local x = ops.voxelize(pts, point_feats, { voxel_size = voxel }) -- the same voxels in the same order
+  return { x = x, labels = labels and lattice.take(labels, first) }, inverse
 end
 local IN_CHANNELS = 2
-
--- A scene's points as {x = SparseTensor, labels = the voxels' (each its
--- first point's)}, and the voxel of each point.
-local function to_voxels(pts, labels)
-  local coords, inverse, first = voxelize(pts, CFG.voxel)
-  return { x = voxel_tensor(coords, CFG.voxel), labels = labels and lattice.take(labels, first) }, inverse
-end
 
 -- ---- the model ----
 
@@ -303,7 +282,7 @@ local modname, modpath = ...
 if modname == "sparse_segmentation" and type(modpath) == "string" then
   return {
     CONFIGS = CONFIGS, CFG = CFG, CLASSES = CLASSES, IN_CHANNELS = IN_CHANNELS, make_scene = make_scene,
-    voxelize = voxelize, voxel_tensor = voxel_tensor, to_voxels = to_voxels, UNet = UNet, predict = predict,
+    to_voxels = to_voxels, UNet = UNet, predict = predict,
     main = main,
   }
 end

@@ -40,43 +40,37 @@ describe("sparse_segmentation example", function()
     end)
   end)
 
-  describe("voxelize", function()
-    it("floors each point to its voxel, first seen first, with each point's voxel and each voxel's first point", function()
+  describe("voxels", function()
+    it("floor each point to its voxel, first seen first, with each point's voxel, the first point's label and the mean height", function()
       -- borders (exact multiples), negative coordinates, repeats
       local pts = { { 0, 0, 0 }, { 0.25, 0.5, 0.75 }, { -0.001, 0, 0 }, { 0.5, 0, 0 }, { 0.49, 0.99, 0.01 },
         { -0.5, -0.5, -0.5 }, { -0.51, 0.2, 0.3 }, { 0.1, 0.2, 0.3 }, { 0.3, 0.6, 0.9 }, { -0.75, 0.49, 0 } }
-      local coords, inverse, first = seg.voxelize(lattice.array(pts), 0.5)
+      local labels = { 0, 1, 2, 3, 0, 1, 2, 3, 0, 1 }
+      local s, inverse = seg.to_voxels(lattice.array(pts), lattice.array(labels, "int32"), 0.5)
       -- the reference: math.floor and a table keyed by the cell
-      local want_coords, want_inverse, want_first, index = {}, {}, {}, {}
+      local want_coords, want_inverse, want_labels, heights, index = {}, {}, {}, {}, {}
       for i, p in ipairs(pts) do
-        local c = { math.floor(p[1] / 0.5), math.floor(p[2] / 0.5), math.floor(p[3] / 0.5) }
+        local c = { 0, math.floor(p[1] / 0.5), math.floor(p[2] / 0.5), math.floor(p[3] / 0.5) }
         local key = table.concat(c, ",")
         if not index[key] then
-          want_coords[#want_coords + 1], want_first[#want_first + 1] = c, i - 1
-          index[key] = #want_coords - 1
+          want_coords[#want_coords + 1], want_labels[#want_labels + 1] = c, labels[i]
+          index[key], heights[#want_coords] = #want_coords, {}
         end
-        want_inverse[i] = index[key]
+        want_inverse[i] = index[key] - 1
+        table.insert(heights[index[key]], p[3])
       end
-      assert.are.same(want_coords, coords:tolist())
-      assert.are.same({ { 0, 0, 0 }, { 0, 1, 1 }, { -1, 0, 0 }, { 1, 0, 0 }, { 0, 1, 0 }, { -1, -1, -1 }, { -2, 0, 0 } },
-        coords:tolist())
-      assert.are.same({ 0, 1, 2, 3, 4, 5, 6, 0, 1, 6 }, inverse:tolist())
+      assert.are.same({ { 0, 0, 0, 0 }, { 0, 0, 1, 1 }, { 0, -1, 0, 0 }, { 0, 1, 0, 0 }, { 0, 0, 1, 0 }, { 0, -1, -1, -1 },
+        { 0, -2, 0, 0 } }, want_coords) -- the reference agrees with a hand count
+      assert.are.same(want_coords, s.x.coords:tolist())
       assert.are.same(want_inverse, inverse:tolist())
-      assert.are.same(want_first, first:tolist())
-    end)
-
-    it("gives a scene one row a voxel, its features the constant and the voxel centre's height", function()
-      local s, inverse = seg.to_voxels(lattice.array({ { 0.01, 0.01, 0.01 }, { 0.02, 0.02, 0.02 }, { 0, 0, 0.35 } }),
-        lattice.array({ 2, 1, 3 }, "int32"))
-      local v = seg.CFG.voxel
-      assert.are.equal(2, #s.x)
-      assert.are.same({ 2 }, s.x.batch_counts)
-      assert.are.same({ 2, 3 }, s.labels:tolist()) -- each voxel's first point
-      assert.are.same({ 0, 0, 1 }, inverse:tolist())
-      local f = s.x.feats:tolist()
-      local k = math.floor(0.35 / v)
-      assert.are.same({ 1, 1 }, { f[1][1], f[2][1] })
-      assert(math.abs(f[1][2] - 0.5 * v) < 1e-6 and math.abs(f[2][2] - (k + 0.5) * v) < 1e-6)
+      assert.are.same(want_labels, s.labels:tolist())
+      assert.are.same({ #want_coords }, s.x.batch_counts)
+      for v, f in ipairs(s.x.feats:tolist()) do
+        local mean = 0
+        for _, z in ipairs(heights[v]) do mean = mean + z / #heights[v] end
+        assert.are.equal(1, f[1])
+        assert(math.abs(f[2] - mean) < 1e-6, ("voxel %d: height %g, want %g"):format(v, f[2], mean))
+      end
     end)
   end)
 
