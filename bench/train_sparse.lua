@@ -30,9 +30,9 @@ local function scene()
   local labels = lattice.greater(lattice.slice(coords, 2, 3, 3):reshape(-1), 0):astype("int32")
   return seg.to_voxels(points, labels, VOXEL)
 end
-local s = scene() -- (the support's 150,000 Lua tables gone before anything is timed)
+local voxels = scene() -- (the support's 150,000 Lua tables gone before anything is timed)
 collectgarbage()
-local x, labels = s.x, s.labels
+local x, labels = voxels.x, voxels.labels
 
 local widths = seg.CONFIGS.full.widths
 lattice.random.seed(0)
