@@ -47,6 +47,7 @@ build = {
       ["lattice.data.batches"] = "lua/lattice/data/batches.lua",
       ["lattice.cli.models"] = "lua/lattice/cli/models.lua",
       ["lattice.data.init"] = "lua/lattice/data/init.lua",
+      ["lattice.data.pointcloud"] = "lua/lattice/data/pointcloud.lua",
       ["lattice.data.scenes"] = "lua/lattice/data/scenes.lua",
       ["lattice.data.text"] = "lua/lattice/data/text.lua",
       ["lattice.data.tokenizers"] = "lua/lattice/data/tokenizers.lua",
