@@ -63,6 +63,27 @@ local function quantized_layer(seed, input_dims, output_dims, cfg)
 end
 
 describe("LoRAQuantizedLinear", function()
+  -- First in the file: the context's peak is still that of this process's
+  -- small start, so a whole dequantized weight (64 MB) would show in it.
+  it("takes the input gradient through a 4096 x 4096 packed weight without dequantizing it whole", function()
+    local out, inp = 4096, 4096
+    local l = LoRAQuantizedLinear.from_quantized(nn.QuantizedLinear(64, 64, { bias = false }), { rank = 4 })
+    -- its parts replaced by a 4096 x 4096 weight made from parts (10 MB packed, 64 MB as float32)
+    l.weight = lattice.zeros({ out, inp // 8 }, "uint32")
+    l.scales, l.biases = lattice.full({ out, inp // 64 }, 0.01), lattice.full({ out, inp // 64 }, -0.05)
+    l.input_dims, l.output_dims = inp, out
+    l.lora_A, l.lora_B = lattice.random.normal({ inp, 4 }, { scale = 0.01 }), lattice.zeros({ 4, out })
+    local x = lattice.random.normal({ 2, inp })
+    local before = lattice.memory_stats()
+    assert(before.peak < before.in_use + 8 * 2 ^ 20, "the spec must run before anything large")
+    local dx = lattice.grad(function(xx) return lattice.sum(l(xx)) end)(x)
+    -- every code is 0: Q = bias everywhere, so dx[c] = sum over the outputs of -0.05
+    assert.are.same({ 2, inp }, dx.shape)
+    assert(math.abs(dx[1][1]:item() - out * -0.05) < 1e-3 * out * 0.05)
+    local after = lattice.memory_stats()
+    assert(after.peak < before.in_use + 16 * 2 ^ 20, ("peak grew by %.1f MB"):format((after.peak - before.in_use) / 2 ^ 20))
+  end)
+
   it("starts as the QuantizedLinear it adapts, sharing its packed parts", function()
     local ql = quantized_layer(1, 64, 24)
     local l = LoRAQuantizedLinear.from_quantized(ql, { rank = 4, alpha = 8 })
