@@ -263,6 +263,21 @@ describe("quantized sparse convolutions", function()
     end
   end)
 
+  it("keep the float convolution's dtype rules: float16 features and scales give float16", function()
+    local w16 = p.src.weight:astype("float16")
+    local qw16 = lattice.quantize_weight(w16, { bits = 8, group_size = 32 })
+    assert.equal("float16", qw16.scales.dtype)
+    local x16 = p.x:with_feats(p.x.feats:astype("float16"))
+    local y = ops.subm_conv3d(x16, qw16, { bias = p.src.bias:astype("float16") })
+    assert.equal("float16", y.feats.dtype)
+    local yd = ops.subm_conv3d(x16, qw16:dequantize(), { bias = p.src.bias:astype("float16") })
+    assert.are.same(values(yd.feats), values(y.feats))
+    -- float32 scales with float16 features: computed and kept in float32, as the float path does
+    local qw = lattice.quantize_weight(p.src.weight, { bits = 8, group_size = 32 })
+    assert.equal("float32", ops.subm_conv3d(x16, qw).feats.dtype)
+    assert.are.same(values(ops.subm_conv3d(x16, qw:dequantize()).feats), values(ops.subm_conv3d(x16, qw).feats))
+  end)
+
   it("refuse a tracked quantized part", function()
     local qw = lattice.quantize_weight(p.src.weight, { bits = 4, group_size = 32 })
     local ok, err = pcall(lattice.grad(function(scales)
