@@ -252,6 +252,29 @@ describe("quantized sparse convolutions", function()
       .feats))
   end)
 
+  it("run in a sparse network whose Linear layers quantize_model quantized (they take SparseTensors too)", function()
+    lattice.random.seed(31)
+    local net = nn.Sequential(nn.SubmConv3d(32, 32), nn.ReLU(), nn.Linear(32, 8))
+    local yf = net(p.x)
+    lattice.quantize_model(net, { bits = 8, group_size = 32 })
+    assert.equal("QuantizedLinear", getmetatable(net.layers[3]).__type_name)
+    assert.equal("SubmConv3d", getmetatable(net.layers[1]).__type_name) -- quantize_model leaves convolutions
+    net:set_child("layers.0", nn.QuantizedSubmConv3d.from_conv(net.layers[1], { bits = 8 }))
+    local y = net(p.x)
+    assert.is_true(y.coordinate_map_key == p.x.coordinate_map_key)
+    assert.are.same(p.x.batch_counts, y.batch_counts)
+    -- the linear layer on the features, and the conv before it, each as their float forms
+    local h = ops.subm_conv3d(p.x, net.layers[1]:quantized_weight():dequantize(), { bias = net.layers[1].bias })
+    local want = lattice.linear(lattice.relu(h.feats), net.layers[3]:quantized_weight(), net.layers[3].bias)
+    assert.are.same(values(want), values(y.feats))
+    -- 8 bits: within a few percent of the float network's outputs
+    local scale = lattice.max(lattice.abs(yf.feats)):item()
+    assert(lattice.max(lattice.abs(y.feats - yf.feats)):item() < 0.02 * scale)
+    local qq = nn.QQLinear.from_linear(nn.Linear(32, 4), { mode = "mxfp8" })
+    assert.is_true(qq(p.x).coordinate_map_key == p.x.coordinate_map_key)
+    assert.are.same(values(qq(p.x.feats)), values(qq(p.x).feats))
+  end)
+
   it("quantize mxfp8 and nvfp4 weights too", function()
     for _, mode in ipairs({ "mxfp8", "nvfp4" }) do
       local q = nn.QuantizedSubmConv3d.from_conv(p.src, { mode = mode, bits = mode == "mxfp8" and 8 or 4,
