@@ -104,6 +104,11 @@ describe("LoRAQuantizedLinear", function()
     assert.equal(64, fresh.group_size)
     assert.is_nil(fresh.bias)
     assert.are.same({ 8, 16 }, fresh.weight.shape)
+    local fp4 = LoRAQuantizedLinear(32, 4, { mode = "nvfp4" }) -- MLX's defaults for the mode: groups of 16
+    assert.are.same({ 16, 4 }, { fp4.group_size, fp4.bits })
+    assert.is_nil(fp4.biases)
+    assert.are.same(lattice.linear(lattice.ones({ 1, 32 }), fp4:quantized_weight()):tolist(),
+      fp4(lattice.ones({ 1, 32 })):tolist())
   end)
 
   it("computes x Q^T + b + (alpha / rank) (x A) B with Q the dequantized weight", function()
@@ -260,6 +265,8 @@ describe("apply_qlora", function()
       "LoRAQuantizedLinear: the input dimension (the last axis, 30) is not divisible by group_size 64")
     assert.has_error(function() LoRAQuantizedLinear(64, 4, { bits = 3 }) end,
       "LoRAQuantizedLinear: bits must be 2, 4 or 8 for mode 'affine', got 3")
+    assert.has_error(function() LoRAQuantizedLinear(64, 4, { mode = "int4" }) end,
+      "LoRAQuantizedLinear: mode must be 'affine', 'mxfp8' or 'nvfp4', got 'int4'")
     assert.has_error(function() LoRAQuantizedLinear(0, 4) end,
       "LoRAQuantizedLinear: input_dims must be a positive integer, got 0")
     local l = LoRAQuantizedLinear.from_quantized(ql)

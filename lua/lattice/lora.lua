@@ -141,10 +141,12 @@ end
 -- The packed parts never train, whatever unfreeze is asked (MLX's names).
 LoRAQuantizedLinear._buffers = { "weight", "scales", "biases" }
 
-local QUANT_DEFAULTS = { group_size = 64, bits = 4, mode = "affine" }
+-- {group_size, bits} per mode, as nn.QuantizedLinear (MLX) defaults them.
+local QUANT_DEFAULTS = { affine = { 64, 4 }, mxfp8 = { 32, 8 }, nvfp4 = { 16, 4 } }
 
 --- LoRAQuantizedLinear(input_dims, output_dims[, {rank = 8, alpha = 1.0,
--- bias = false, group_size = 64, bits = 4, mode = "affine"}]): a base weight
+-- bias = false, group_size, bits, mode = "affine"}]): group_size and bits
+-- default per mode as nn.QuantizedLinear's (affine 64 and 4); a base weight
 -- uniform in ±1/sqrt(input_dims) quantized as the seed makes it
 -- (from_quantized takes an existing layer's parts instead).
 function LoRAQuantizedLinear:init(input_dims, output_dims, opts)
@@ -158,8 +160,9 @@ function LoRAQuantizedLinear:init(input_dims, output_dims, opts)
     if opts.bias ~= nil and type(opts.bias) ~= "boolean" then
       error(who .. ": bias must be a boolean, got " .. type(opts.bias), 3)
     end
-    local cfg = {}
-    for k, v in pairs(QUANT_DEFAULTS) do cfg[k] = opts[k] == nil and v or opts[k] end
+    local mode = opts.mode == nil and "affine" or opts.mode
+    local d = QUANT_DEFAULTS[mode] or {}
+    local cfg = { mode = mode, group_size = opts.group_size or d[1], bits = opts.bits or d[2] }
     local scale = math.sqrt(1 / input_dims)
     local ok, qw = pcall(lattice.quantize_weight, lattice.random.uniform(-scale, scale, { output_dims, input_dims }),
       cfg)
