@@ -180,22 +180,6 @@ static lt_status stage_backward(lt_ctx *ctx, staged *s, lt_tensor *g, const lt_n
 
 static const int32_t *transposed(const lt_relation *r) { return lt_tensor_data(r->mirrored ? r->idx : r->idx_t); }
 
-lt_status lt__sparse_conv_grad_x(lt_ctx *ctx, lt_tensor **dx, lt_tensor *g, lt_tensor *w, const lt_relation *r,
-                                 lt_dtype cdt) {
-  conv_dims d = {r->in->n, r->out->n, w->shape[4], w->shape[0], r->volume};
-  lt_tensor *gs = NULL, *ws = NULL;
-  *dx = NULL;
-  lt_status st = lt__as_contig(ctx, &gs, g, cdt);
-  if (!st) st = lt__as_contig(ctx, &ws, w, cdt);
-  if (!st) st = lt_tensor_new(ctx, dx, cdt, 2, (int64_t[]){d.n_in, d.c_in});
-  if (!st && cdt == LT_FLOAT32)
-    grad_x_f32(ctx, lt__f32(*dx), lt__f32(gs), lt__f32(ws), transposed(r), r->mirrored, d);
-  else if (!st)
-    grad_x_f64(lt_tensor_data(*dx), lt_tensor_data(gs), lt_tensor_data(ws), transposed(r), r->mirrored, d);
-  lt_tensor_release(gs), lt_tensor_release(ws);
-  return st;
-}
-
 static lt_status conv_backward(lt_ctx *ctx, const lt_node *n, lt_tensor *const *gouts, lt_tensor **gin) {
   lt_tensor *x = n->in[0], *w = n->in[1], *b = n->in[2];
   const lt_relation *r = n->saved[0].obj;
@@ -203,12 +187,16 @@ static lt_status conv_backward(lt_ctx *ctx, const lt_node *n, lt_tensor *const *
   lt_dtype cdt = compute_dtype(x, w, b);
   staged s = {0};
   lt_status st = stage_backward(ctx, &s, gouts[0], n, cdt);
-  if (!st && lt__needs(n, 0)) st = lt__sparse_conv_grad_x(ctx, &gin[0], s.g, s.w, r, cdt);
+  if (!st && lt__needs(n, 0)) st = lt_tensor_new(ctx, &gin[0], cdt, 2, x->shape);
   if (!st && lt__needs(n, 1)) st = lt_tensor_new(ctx, &gin[1], cdt, 5, w->shape);
-  if (!st && gin[1] && cdt == LT_FLOAT32)
-    grad_w_f32(ctx, lt__f32(gin[1]), lt__f32(s.g), lt__f32(s.x), lt_tensor_data(r->idx), d);
-  else if (!st && gin[1])
-    grad_w_f64(lt_tensor_data(gin[1]), lt_tensor_data(s.g), lt_tensor_data(s.x), lt_tensor_data(r->idx), d);
+  if (!st && cdt == LT_FLOAT32) {
+    if (gin[0]) grad_x_f32(ctx, lt__f32(gin[0]), lt__f32(s.g), lt__f32(s.w), transposed(r), r->mirrored, d);
+    if (gin[1]) grad_w_f32(ctx, lt__f32(gin[1]), lt__f32(s.g), lt__f32(s.x), lt_tensor_data(r->idx), d);
+  } else if (!st) {
+    if (gin[0])
+      grad_x_f64(lt_tensor_data(gin[0]), lt_tensor_data(s.g), lt_tensor_data(s.w), transposed(r), r->mirrored, d);
+    if (gin[1]) grad_w_f64(lt_tensor_data(gin[1]), lt_tensor_data(s.g), lt_tensor_data(s.x), lt_tensor_data(r->idx), d);
+  }
   if (!st && b && lt__needs(n, 2)) st = lt__sum_to_shape(ctx, &gin[2], s.g, 1, &d.c_out);
   lt_tensor_release(s.g), lt_tensor_release(s.x), lt_tensor_release(s.w);
   for (int k = 0; k < 3 && !st; k++)
@@ -218,8 +206,8 @@ static lt_status conv_backward(lt_ctx *ctx, const lt_node *n, lt_tensor *const *
 
 /* ---- forward ---- */
 
-lt_status lt__sparse_conv_compute(lt_ctx *ctx, lt_tensor *y, lt_tensor *x, lt_tensor *w, lt_tensor *b,
-                                  const lt_relation *r, lt_dtype cdt, const char *op) {
+static lt_status compute(lt_ctx *ctx, lt_tensor *y, lt_tensor *x, lt_tensor *w, lt_tensor *b, const lt_relation *r,
+                         lt_dtype cdt, const char *op) {
   conv_dims d = dims_of(w, r);
   lt_tensor *xs = NULL, *ws = NULL, *bs = NULL;
   lt_status st = lt__as_contig(ctx, &xs, x, cdt);
@@ -249,7 +237,7 @@ lt_status lt_sparse_conv(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, lt_tensor *
   if (st) return st;
   lt_dtype cdt = compute_dtype(x, weight, bias);
   st = lt_tensor_new(ctx, out, cdt, 2, (int64_t[]){r->out->n, weight->shape[0]});
-  if (!st) st = lt__sparse_conv_compute(ctx, *out, x, weight, bias, r, cdt, op);
+  if (!st) st = compute(ctx, *out, x, weight, bias, r, cdt, op);
   /* the inputs' dtype when they all share it (float16, bfloat16), as lattice.add would give for the bias */
   if (!st && cdt == LT_FLOAT32 && x->dtype == weight->dtype && (!bias || bias->dtype == x->dtype))
     st = lt__to_dtype(ctx, out, x->dtype);
@@ -262,5 +250,36 @@ lt_status lt_sparse_conv(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, lt_tensor *
   lt_tensor *ins[3] = {x, weight, bias};
   st = lt__record(ctx, &node, LT_OP(op, conv_backward, lt_no_attrs, 1), out, 3, ins);
   if (node) lt__node_keep(node, 0, lt_relation_retain(r), release_relation);
+  return st;
+}
+
+/* ---- for the quantized convolution (sparse/conv_quant.c) ---- */
+
+lt_status lt__sparse_conv_compute(lt_ctx *ctx, lt_tensor *y, lt_tensor *x, lt_tensor *w, lt_tensor *b,
+                                  const lt_relation *r, lt_dtype cdt, const char *op) {
+  return compute(ctx, y, x, w, b, r, cdt, op);
+}
+
+/* The float rule itself, run on a node that asks for the input's gradient
+ * only: whatever kernels conv_backward uses, the quantized convolution's
+ * gradient is the float one's with the dequantized weight. */
+lt_status lt__sparse_conv_grad_x(lt_ctx *ctx, lt_tensor **dx, lt_tensor *g, lt_tensor *x, lt_tensor *w, lt_relation *r,
+                                 const char *op) {
+  lt_tensor *in[3] = {x, w, NULL}, *gin[3] = {NULL, NULL, NULL};
+  int64_t in_slot[3] = {0, -1, -1}, out_slot[1] = {0};
+  lt_saved saved[1] = {{r, NULL}};
+  lt_node n = {.name = op,
+               .backward = conv_backward,
+               .nin = 3,
+               .nout = 1,
+               .nsaved = 1,
+               .in = in,
+               .in_slot = in_slot,
+               .out_slot = out_slot,
+               .saved = saved};
+  lt_status st = conv_backward(ctx, &n, &g, gin);
+  *dx = st ? NULL : gin[0];
+  if (st) lt_tensor_release(gin[0]);
+  lt_tensor_release(gin[1]), lt_tensor_release(gin[2]);
   return st;
 }

@@ -72,15 +72,14 @@ static lt_status check_args(lt_ctx *ctx, const lt_tensor *x, const lt_qweight *q
 static lt_status qconv_backward(lt_ctx *ctx, const lt_node *n, lt_tensor *const *gouts, lt_tensor **gin) {
   lt_tensor *x = n->in[0], *b = n->in[1];
   const qconv_attrs *a = n->attrs;
-  const lt_relation *r = n->saved[3].obj;
+  lt_relation *r = n->saved[3].obj;
   lt_qweight qw = {lt__saved(n, 0), lt__saved(n, 1), lt__saved(n, 2), a->bits, a->group_size, a->mode};
   lt_dtype cdt = compute_dtype(x, b);
   lt_status st = LT_OK;
   if (lt__needs(n, 0)) {
     lt_tensor *w = NULL;
     st = lt_dequantize(ctx, &w, &qw);
-    if (!st) st = lt__sparse_conv_grad_x(ctx, &gin[0], gouts[0], w, r, cdt);
-    if (!st) st = lt__to_dtype(ctx, &gin[0], x->dtype);
+    if (!st) st = lt__sparse_conv_grad_x(ctx, &gin[0], gouts[0], x, w, r, n->name);
     lt_tensor_release(w);
   }
   if (!st && b && lt__needs(n, 1)) {

@@ -107,14 +107,15 @@ void lt__manager_keep_relation(lt_ctx *ctx, lt_relation *r);
 lt_status lt__relation_build(lt_ctx *ctx, lt_relation **out, lt_relation_kind kind, lt_coords *in, lt_coords *target,
                              const lt_kernel_spec *spec, const char *op);
 
-/* The sums of sparse/conv.c for the quantized convolution (sparse/conv_quant.c),
- * with a dense weight w (C_out, Kx, Ky, Kz, C_in) of any float dtype, computed
- * in cdt (float32 or float64):
- *   y (n_out, C_out), already allocated in cdt, = b + sum_k x[idx] @ W_k;
- *   *dx (n_in, C_in), new in cdt, = sum_k g[idxT] @ W_k^T. */
+/* What sparse/conv_quant.c borrows from the float convolution (sparse/conv.c),
+ * with a dense weight w (C_out, Kx, Ky, Kz, C_in) of any float dtype:
+ *   lt__sparse_conv_compute: y (n_out, C_out), already allocated in cdt
+ *     (float32 or float64), = b + sum_k x[idx] @ W_k;
+ *   lt__sparse_conv_grad_x: *dx (n_in, C_in), new in x's dtype, the float
+ *     convolution's input gradient for the output gradient g. */
 lt_status lt__sparse_conv_compute(lt_ctx *ctx, lt_tensor *y, lt_tensor *x, lt_tensor *w, lt_tensor *b,
                                   const lt_relation *r, lt_dtype cdt, const char *op);
-lt_status lt__sparse_conv_grad_x(lt_ctx *ctx, lt_tensor **dx, lt_tensor *g, lt_tensor *w, const lt_relation *r,
-                                 lt_dtype cdt);
+lt_status lt__sparse_conv_grad_x(lt_ctx *ctx, lt_tensor **dx, lt_tensor *g, lt_tensor *x, lt_tensor *w, lt_relation *r,
+                                 const char *op);
 
 #endif
