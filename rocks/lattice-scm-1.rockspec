@@ -70,6 +70,7 @@ build = {
       ["lattice.nn.mlp"] = "lua/lattice/nn/mlp.lua",
       ["lattice.nn.module"] = "lua/lattice/nn/module.lua",
       ["lattice.nn.quantized"] = "lua/lattice/nn/quantized.lua",
+      ["lattice.nn.quantized_conv"] = "lua/lattice/nn/quantized_conv.lua",
       ["lattice.nn.sparse_layers"] = "lua/lattice/nn/sparse_layers.lua",
       ["lattice.nn.sparse_pool"] = "lua/lattice/nn/sparse_pool.lua",
       ["lattice.ops"] = "lua/lattice/ops.lua",

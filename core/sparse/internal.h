@@ -128,4 +128,15 @@ void lt__voxels_free(lt_ctx *ctx, lt__voxels *v);
 lt_status lt__points_stage(lt_ctx *ctx, lt_tensor **pts, lt_tensor **bat, lt_tensor *points, lt_tensor *batch,
                            const lt_voxel_grid *g, const char *op);
 
+/* What sparse/conv_quant.c borrows from the float convolution (sparse/conv.c),
+ * with a dense weight w (C_out, Kx, Ky, Kz, C_in) of any float dtype:
+ *   lt__sparse_conv_compute: y (n_out, C_out), already allocated in cdt
+ *     (float32 or float64), = b + sum_k x[idx] @ W_k;
+ *   lt__sparse_conv_grad_x: *dx (n_in, C_in), new in x's dtype, the float
+ *     convolution's input gradient for the output gradient g. */
+lt_status lt__sparse_conv_compute(lt_ctx *ctx, lt_tensor *y, lt_tensor *x, lt_tensor *w, lt_tensor *b,
+                                  const lt_relation *r, lt_dtype cdt, const char *op);
+lt_status lt__sparse_conv_grad_x(lt_ctx *ctx, lt_tensor **dx, lt_tensor *g, lt_tensor *x, lt_tensor *w, lt_relation *r,
+                                 const char *op);
+
 #endif
