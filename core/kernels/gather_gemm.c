@@ -139,7 +139,7 @@ void lt__ggemm_weight_release(lt_ctx *ctx, lt_ggemm_weight *pw) {
  * the one thread that owns its tile, and its sum does not depend on which. */
 #define TILES_PER_BLOCK 16
 
-lt_status lt__ggemm(lt_ctx *ctx, float *y, int64_t ldy, const float *x, int64_t ldx, const int64_t *idx,
+lt_status lt__ggemm(lt_ctx *ctx, float *y, int64_t ldy, const float *x, int64_t ldx, const int32_t *idx,
                     const lt_ggemm_weight *w, int64_t n_out, int64_t n_in, int accumulate, const char *op) {
   lt__ggemm_job j = {.y = y,
                      .ldy = ldy,
@@ -186,14 +186,14 @@ lt_status lt__ggemm(lt_ctx *ctx, float *y, int64_t ldy, const float *x, int64_t 
 
 /* cnt[k] ~ the edges of offset k / (COUNT_ROWS / COUNT_SAMPLE): per-chunk
  * counts of each chunk's first COUNT_SAMPLE rows (chunks x K), summed. */
-static void count_edges(int64_t *cnt, const int64_t *idx, int64_t n_out, int64_t K, int threads) {
+static void count_edges(int64_t *cnt, const int32_t *idx, int64_t n_out, int64_t K, int threads) {
   int64_t chunks = (n_out + COUNT_ROWS - 1) / COUNT_ROWS;
   LT_PARALLEL_FOR(threads, ch, chunks, {
     int64_t *c = cnt + (ch + 1) * K, o0 = ch * COUNT_ROWS;
     int64_t end = o0 + COUNT_SAMPLE < n_out ? o0 + COUNT_SAMPLE : n_out;
     for (int64_t k = 0; k < K; k++) c[k] = 0;
     for (int64_t o = o0; o < end; o++)
-      for (int64_t k = 0; k < K; k++) c[k] += 1 - (int64_t)((uint64_t)idx[o * K + k] >> 63);
+      for (int64_t k = 0; k < K; k++) c[k] += 1 - (int64_t)((uint32_t)idx[o * K + k] >> 31);
   });
   for (int64_t k = 0; k < K; k++) cnt[k] = 0;
   for (int64_t ch = 0; ch < chunks; ch++)
@@ -263,7 +263,7 @@ static lt_status wgrad_run(lt_ctx *ctx, lt__wgrad_job *j, lt_isa isa, int thread
 }
 
 lt_status lt__ggemm_wgrad_isa(lt_ctx *ctx, lt_isa isa, float *dw, int64_t ldk, int64_t ldr, const float *dy,
-                              int64_t lddy, const float *x, int64_t ldx, const int64_t *idx, int64_t n_out,
+                              int64_t lddy, const float *x, int64_t ldx, const int32_t *idx, int64_t n_out,
                               int64_t n_in, int64_t k, int64_t c_in, int64_t c_out, int transposed, int accumulate,
                               const char *op) {
   isa = clamp_isa(isa);
@@ -292,7 +292,7 @@ lt_status lt__ggemm_wgrad_isa(lt_ctx *ctx, lt_isa isa, float *dw, int64_t ldk, i
 }
 
 lt_status lt__ggemm_wgrad(lt_ctx *ctx, float *dw, int64_t ldk, int64_t ldr, const float *dy, int64_t lddy,
-                          const float *x, int64_t ldx, const int64_t *idx, int64_t n_out, int64_t n_in, int64_t k,
+                          const float *x, int64_t ldx, const int32_t *idx, int64_t n_out, int64_t n_in, int64_t k,
                           int64_t c_in, int64_t c_out, int transposed, int accumulate, const char *op) {
   return lt__ggemm_wgrad_isa(ctx, lt__ctx_isa(ctx), dw, ldk, ldr, dy, lddy, x, ldx, idx, n_out, n_in, k, c_in, c_out,
                              transposed, accumulate, op);

@@ -23,7 +23,7 @@ typedef struct lt__ggemm_job {
   int64_t ldy;
   const float *x;
   int64_t ldx;
-  const int64_t *idx;
+  const int32_t *idx;
   const float *wp;
   int64_t n_out, n_in, k, c_in, c_out, ldt;
   int accumulate;
@@ -72,7 +72,7 @@ static inline lt__ggemm_scratch lt__ggemm_scratch_of(void *p, int64_t ldt) {
 /* present[k] for the tile's rows (idx points at its first row), in one pass
  * over its rows of idx, which lie contiguous (a pass per offset would stride
  * through them K times). */
-static inline void lt__ggemm_present(uint64_t *present, const int64_t *idx, int64_t K, int64_t rows) {
+static inline void lt__ggemm_present(uint64_t *present, const int32_t *idx, int64_t K, int64_t rows) {
   for (int64_t k = 0; k < K; k++) present[k] = 0;
   for (int64_t r = 0; r < rows; r++)
     for (int64_t k = 0; k < K; k++) present[k] |= (uint64_t)(idx[r * K + k] >= 0) << r;
@@ -100,7 +100,7 @@ static inline void lt__prefetch_row(const float *p, int64_t n) {
 static inline void lt__ggemm_prefetch_next(const lt__ggemm_job *j, int64_t o_next, int64_t part, int64_t parts) {
   int64_t n = j->n_out - o_next < LT_GGEMM_TILE_ROWS ? j->n_out - o_next : LT_GGEMM_TILE_ROWS;
   if (n <= 0) return;
-  int64_t lines = (n * j->k * (int64_t)sizeof(int64_t) + 63) / 64;
+  int64_t lines = (n * j->k * (int64_t)sizeof(int32_t) + 63) / 64;
   const char *base = (const char *)(j->idx + o_next * j->k);
   for (int64_t l = lines * part / parts; l < lines * (part + 1) / parts; l++) __builtin_prefetch(base + 64 * l, 0, 2);
   for (int64_t r = o_next + n * part / parts; r < o_next + n * (part + 1) / parts && r < j->n_in; r++)
@@ -122,7 +122,7 @@ typedef struct lt__wgrad_job {
   const float *x, *dy;
   int64_t ldx, lddy;
   int a_is_x;
-  const int64_t *idx;
+  const int32_t *idx;
   int64_t n_out, n_in, k, p, q, ldq;
   int accumulate;
   int direct; /* q is whole vectors: the vector kernels accumulate in dw itself */

@@ -119,7 +119,7 @@ static void ggemm_block(int nv, int64_t m, int64_t n, const float *w, const floa
 /* The m present rows tr[] of offset k: their input rows and tile rows as
  * pointers, then every column block. */
 static void ggemm_offset(const lt__ggemm_job *j, int64_t o0, int64_t k, int64_t m, lt__ggemm_scratch s) {
-  const int64_t *col = j->idx + o0 * j->k + k;
+  const int32_t *col = j->idx + o0 * j->k + k;
   for (int64_t e = 0; e < m; e++) {
     s.xr[e] = j->x + col[s.tr[e] * j->k] * j->ldx;
     s.ar[e] = s.tile + s.tr[e] * j->ldt;
