@@ -19,7 +19,7 @@ void lt__ggemm_rows_ref(const lt__ggemm_job *j, int64_t o0, int64_t rows, void *
   for (int64_t o = o0; o < o0 + rows; o++) {
     float *yo = j->y + o * j->ldy;
     if (!j->accumulate)
-      for (int64_t c = 0; c < j->c_out; c++) yo[c] = 0;
+      for (int64_t c = 0; c < j->c_out; c++) yo[c] = j->bias ? j->bias[c] : 0.0f;
     for (int64_t k = 0; k < j->k; k++) {
       int64_t i = j->idx[o * j->k + k];
       if (i < 0) continue;
@@ -52,6 +52,8 @@ void lt__ggemm_wgrad_offset_ref(const lt__wgrad_job *j, int64_t k, void *scratch
 
 void lt__ggemm_tile_begin(const lt__ggemm_job *j, float *tile, int64_t o0, int64_t rows) {
   memset(tile, 0, (size_t)(rows * j->ldt) * sizeof *tile);
+  if (j->bias)
+    for (int64_t r = 0; r < rows; r++) memcpy(tile + r * j->ldt, j->bias, (size_t)j->c_out * sizeof *tile);
   if (j->accumulate)
     for (int64_t r = 0; r < rows; r++)
       memcpy(tile + r * j->ldt, j->y + (o0 + r) * j->ldy, (size_t)j->c_out * sizeof *tile);
@@ -140,7 +142,8 @@ void lt__ggemm_weight_release(lt_ctx *ctx, lt_ggemm_weight *pw) {
 #define TILES_PER_BLOCK 16
 
 lt_status lt__ggemm(lt_ctx *ctx, float *y, int64_t ldy, const float *x, int64_t ldx, const int32_t *idx,
-                    const lt_ggemm_weight *w, int64_t n_out, int64_t n_in, int accumulate, const char *op) {
+                    const lt_ggemm_weight *w, const float *bias, int64_t n_out, int64_t n_in, int accumulate,
+                    const char *op) {
   lt__ggemm_job j = {.y = y,
                      .ldy = ldy,
                      .x = x,
@@ -153,6 +156,7 @@ lt_status lt__ggemm(lt_ctx *ctx, float *y, int64_t ldy, const float *x, int64_t 
                      .c_in = w->c_in,
                      .c_out = w->c_out,
                      .ldt = w->ldt,
+                     .bias = accumulate ? NULL : bias,
                      .accumulate = accumulate};
   int64_t tiles = (n_out + LT_GGEMM_TILE_ROWS - 1) / LT_GGEMM_TILE_ROWS;
   int64_t blocks = (tiles + TILES_PER_BLOCK - 1) / TILES_PER_BLOCK;

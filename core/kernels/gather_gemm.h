@@ -51,10 +51,13 @@ void lt__ggemm_weight_release(lt_ctx *ctx, lt_ggemm_weight *pw);
 
 /* y (n_out, c_out), rows ldy apart [+]= sum_k x[idx[o*K + k]] @ W_k, with x
  * (n_in, c_in) rows ldx apart and w packed (its ISA runs). accumulate = 0
- * overwrites y (a row without inputs becomes 0), 1 adds to it. Parallel over
+ * overwrites y, each row's chain starting from bias (c_out floats; 0 where
+ * NULL, so a row without inputs becomes the bias or 0); 1 adds to y (bias
+ * unused). Parallel over
  * tiles of output rows with the context's threads. */
 lt_status lt__ggemm(lt_ctx *ctx, float *y, int64_t ldy, const float *x, int64_t ldx, const int32_t *idx,
-                    const lt_ggemm_weight *w, int64_t n_out, int64_t n_in, int accumulate, const char *op);
+                    const lt_ggemm_weight *w, const float *bias, int64_t n_out, int64_t n_in, int accumulate,
+                    const char *op);
 
 /* dw [+]= the weight gradient, for every k:
  *   transposed = 0: dw[k*ldk + c*ldr + j] = sum_o x[i][c] dy[o][j]    (dW_k, c_in x c_out)

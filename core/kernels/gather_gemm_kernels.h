@@ -25,6 +25,7 @@ typedef struct lt__ggemm_job {
   int64_t ldx;
   const int32_t *idx;
   const float *wp;
+  const float *bias; /* c_out, or NULL: where a row starts unless accumulating */
   int64_t n_out, n_in, k, c_in, c_out, ldt;
   int accumulate;
 } lt__ggemm_job;
@@ -107,7 +108,7 @@ static inline void lt__ggemm_prefetch_next(const lt__ggemm_job *j, int64_t o_nex
     lt__prefetch_row(j->x + r * j->ldx, j->c_in);
 }
 
-/* The tile starts as y's rows (accumulate) or zeros; the columns past c_out
+/* The tile starts as y's rows (accumulate), the bias or zeros; the columns past c_out
  * are zero either way, and only c_out columns are written back. */
 void lt__ggemm_tile_begin(const lt__ggemm_job *j, float *tile, int64_t o0, int64_t rows);
 void lt__ggemm_tile_end(const lt__ggemm_job *j, const float *tile, int64_t o0, int64_t rows);

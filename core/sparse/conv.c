@@ -23,16 +23,14 @@ typedef struct conv_dims {
 
 /* ---- float32: the fused gather-GEMM kernels (kernels/gather_gemm.h) ---- */
 
-/* y (n_out, C_out) = b + sum_k x[idx] @ W_k: y starts as the bias (or 0) and
- * the kernel accumulates onto it, each row one chain of FMAs in offset order. */
+/* y (n_out, C_out) = b + sum_k x[idx] @ W_k, each row one chain of FMAs from
+ * the bias (or 0) in offset order. */
 static lt_status forward_f32(lt_ctx *ctx, float *y, const float *x, const float *w, const float *b, const int32_t *idx,
                              conv_dims d, const char *op) {
   lt_ggemm_weight pw;
   lt_status st = lt__ggemm_pack(ctx, &pw, w, d.c_in, 1, d.k * d.c_in, d.k, d.c_in, d.c_out, op);
   if (st) return st;
-  for (int64_t o = 0; o < d.n_out; o++)
-    for (int64_t j = 0; j < d.c_out; j++) y[o * d.c_out + j] = b ? b[j] : 0.0f;
-  st = lt__ggemm(ctx, y, d.c_out, x, d.c_in, idx, &pw, d.n_out, d.n_in, 1, op);
+  st = lt__ggemm(ctx, y, d.c_out, x, d.c_in, idx, &pw, b, d.n_out, d.n_in, 0, op);
   lt__ggemm_weight_release(ctx, &pw);
   return st;
 }
@@ -49,7 +47,7 @@ static lt_status grad_x_f32(lt_ctx *ctx, float *dx, const float *dy, const float
   lt_status st = lt__ggemm_pack(ctx, &pw, w0, sk, d.k * d.c_in, 1, d.k, d.c_out, d.c_in, op);
   if (st) return st;
   const int32_t *idx_t = lt_tensor_data(r->mirrored ? r->idx : r->idx_t);
-  st = lt__ggemm(ctx, dx, d.c_in, dy, d.c_out, idx_t, &pw, d.n_in, d.n_out, 0, op);
+  st = lt__ggemm(ctx, dx, d.c_in, dy, d.c_out, idx_t, &pw, NULL, d.n_in, d.n_out, 0, op);
   lt__ggemm_weight_release(ctx, &pw);
   return st;
 }

@@ -37,7 +37,7 @@ struct lt_relation {
   int volume;
   int offsets[LT_KERNEL_MAX * LT_KERNEL_MAX * LT_KERNEL_MAX][3];
   lt_tensor *idx, *idx_t; /* int32 (n_out, K), (n_in, K); idx_t NULL when mirrored */
-  int mirrored;           /* idxT[i, k] = idx[i, K-1-k] (a submanifold kernel is symmetric) */
+  int mirrored;           /* idxT[i, k] = idx[i, K-1-k] (o + d_k onto itself, odd kernel: relation.c) */
   int64_t *counts;        /* K */
   int64_t edges;
   size_t bytes;
