@@ -16,7 +16,8 @@
  * the scalar packed weight is the plain (K, c_in, c_out). */
 void lt__ggemm_rows_ref(const lt__ggemm_job *j, int64_t o0, int64_t rows, void *scratch) {
   (void)scratch;
-  for (int64_t o = o0; o < o0 + rows; o++) {
+  for (int64_t p = o0; p < o0 + rows; p++) {
+    int64_t o = lt__ggemm_row(j, p);
     float *yo = j->y + o * j->ldy;
     if (!j->accumulate)
       for (int64_t c = 0; c < j->c_out; c++) yo[c] = j->bias ? j->bias[c] : 0.0f;
@@ -56,12 +57,12 @@ void lt__ggemm_tile_begin(const lt__ggemm_job *j, float *tile, int64_t o0, int64
     for (int64_t r = 0; r < rows; r++) memcpy(tile + r * j->ldt, j->bias, (size_t)j->c_out * sizeof *tile);
   if (j->accumulate)
     for (int64_t r = 0; r < rows; r++)
-      memcpy(tile + r * j->ldt, j->y + (o0 + r) * j->ldy, (size_t)j->c_out * sizeof *tile);
+      memcpy(tile + r * j->ldt, j->y + lt__ggemm_row(j, o0 + r) * j->ldy, (size_t)j->c_out * sizeof *tile);
 }
 
 void lt__ggemm_tile_end(const lt__ggemm_job *j, const float *tile, int64_t o0, int64_t rows) {
   for (int64_t r = 0; r < rows; r++)
-    memcpy(j->y + (o0 + r) * j->ldy, tile + r * j->ldt, (size_t)j->c_out * sizeof *tile);
+    memcpy(j->y + lt__ggemm_row(j, o0 + r) * j->ldy, tile + r * j->ldt, (size_t)j->c_out * sizeof *tile);
 }
 
 void lt__wgrad_tile_begin(const lt__wgrad_job *j, float *tile, int64_t k) {
@@ -142,13 +143,14 @@ void lt__ggemm_weight_release(lt_ctx *ctx, lt_ggemm_weight *pw) {
 #define TILES_PER_BLOCK 16
 
 lt_status lt__ggemm(lt_ctx *ctx, float *y, int64_t ldy, const float *x, int64_t ldx, const int32_t *idx,
-                    const lt_ggemm_weight *w, const float *bias, int64_t n_out, int64_t n_in, int accumulate,
-                    const char *op) {
+                    const int32_t *order, const lt_ggemm_weight *w, const float *bias, int64_t n_out, int64_t n_in,
+                    int accumulate, const char *op) {
   lt__ggemm_job j = {.y = y,
                      .ldy = ldy,
                      .x = x,
                      .ldx = ldx,
                      .idx = idx,
+                     .order = order,
                      .wp = w->data,
                      .n_out = n_out,
                      .n_in = n_in,

@@ -54,10 +54,13 @@ void lt__ggemm_weight_release(lt_ctx *ctx, lt_ggemm_weight *pw);
  * overwrites y, each row's chain starting from bias (c_out floats; 0 where
  * NULL, so a row without inputs becomes the bias or 0); 1 adds to y (bias
  * unused). Parallel over
- * tiles of output rows with the context's threads. */
+ * tiles of output rows with the context's threads. order (n_out, a
+ * permutation of the rows) or NULL: the tiles take the rows in that order
+ * (Morton order, for rows that do not lie in it: the tile's inputs then lie
+ * close); it changes no result, each row's sum being its own chain. */
 lt_status lt__ggemm(lt_ctx *ctx, float *y, int64_t ldy, const float *x, int64_t ldx, const int32_t *idx,
-                    const lt_ggemm_weight *w, const float *bias, int64_t n_out, int64_t n_in, int accumulate,
-                    const char *op);
+                    const int32_t *order, const lt_ggemm_weight *w, const float *bias, int64_t n_out, int64_t n_in,
+                    int accumulate, const char *op);
 
 /* dw [+]= the weight gradient, for every k:
  *   transposed = 0: dw[k*ldk + c*ldr + j] = sum_o x[i][c] dy[o][j]    (dW_k, c_in x c_out)

@@ -25,12 +25,15 @@ typedef struct conv_dims {
 
 /* y (n_out, C_out) = b + sum_k x[idx] @ W_k, each row one chain of FMAs from
  * the bias (or 0) in offset order. */
-static lt_status forward_f32(lt_ctx *ctx, float *y, const float *x, const float *w, const float *b, const int32_t *idx,
-                             conv_dims d, const char *op) {
+static const int32_t *order_of(const lt_tensor *t) { return t ? lt_tensor_data(t) : NULL; }
+
+static lt_status forward_f32(lt_ctx *ctx, float *y, const float *x, const float *w, const float *b,
+                             const lt_relation *r, conv_dims d, const char *op) {
+  const int32_t *idx = lt_tensor_data(r->idx);
   lt_ggemm_weight pw;
   lt_status st = lt__ggemm_pack(ctx, &pw, w, d.c_in, 1, d.k * d.c_in, d.k, d.c_in, d.c_out, op);
   if (st) return st;
-  st = lt__ggemm(ctx, y, d.c_out, x, d.c_in, idx, &pw, b, d.n_out, d.n_in, 0, op);
+  st = lt__ggemm(ctx, y, d.c_out, x, d.c_in, idx, order_of(r->order_out), &pw, b, d.n_out, d.n_in, 0, op);
   lt__ggemm_weight_release(ctx, &pw);
   return st;
 }
@@ -47,7 +50,7 @@ static lt_status grad_x_f32(lt_ctx *ctx, float *dx, const float *dy, const float
   lt_status st = lt__ggemm_pack(ctx, &pw, w0, sk, d.k * d.c_in, 1, d.k, d.c_out, d.c_in, op);
   if (st) return st;
   const int32_t *idx_t = lt_tensor_data(r->mirrored ? r->idx : r->idx_t);
-  st = lt__ggemm(ctx, dx, d.c_in, dy, d.c_out, idx_t, &pw, NULL, d.n_in, d.n_out, 0, op);
+  st = lt__ggemm(ctx, dx, d.c_in, dy, d.c_out, idx_t, order_of(r->order_in), &pw, NULL, d.n_in, d.n_out, 0, op);
   lt__ggemm_weight_release(ctx, &pw);
   return st;
 }
@@ -192,7 +195,7 @@ static lt_status compute(lt_ctx *ctx, lt_tensor *y, lt_tensor *x, lt_tensor *w, 
     forward_f64(lt_tensor_data(y), lt_tensor_data(xs), lt_tensor_data(ws), bs ? lt_tensor_data(bs) : NULL,
                 lt_tensor_data(r->idx), d);
   } else if (!st) {
-    st = forward_f32(ctx, lt__f32(y), lt__f32(xs), lt__f32(ws), bs ? lt__f32(bs) : NULL, lt_tensor_data(r->idx), d, op);
+    st = forward_f32(ctx, lt__f32(y), lt__f32(xs), lt__f32(ws), bs ? lt__f32(bs) : NULL, r, d, op);
   }
   lt_tensor_release(xs), lt_tensor_release(ws), lt_tensor_release(bs);
   return st;

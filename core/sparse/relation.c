@@ -285,6 +285,19 @@ static lt_status count_edges(lt_ctx *ctx, lt_relation *r, const char *op) {
   return LT_OK;
 }
 
+/* The kernels' row orders (the input's only when the input gradient runs
+ * over idxT, its own rows), with their bytes. */
+static lt_status order_rows(lt_ctx *ctx, lt_relation *r, const char *op) {
+  lt_status st = lt__morton_order_if_scattered(ctx, &r->order_out, r->out, op);
+  if (!st && r->mirrored)
+    r->order_in = lt_tensor_retain(r->order_out);
+  else if (!st)
+    st = lt__morton_order_if_scattered(ctx, &r->order_in, r->in, op);
+  if (!st && r->order_out) r->bytes += (size_t)r->out->n * 4;
+  if (!st && r->order_in && !r->mirrored) r->bytes += (size_t)r->in->n * 4;
+  return st;
+}
+
 static lt_status check_target(lt_ctx *ctx, const lt_coords *target, const int *stride, const char *op) {
   if (memcmp(target->stride, stride, sizeof target->stride))
     return lt_ctx_fail(ctx, LT_ERR_ARG,
@@ -340,6 +353,7 @@ lt_status lt__relation_build(lt_ctx *ctx, lt_relation **out, lt_relation_kind ki
   if (!st) st = fill_index(ctx, r, op);
   if (!st && r->idx_t) fill_transpose(ctx, r);
   if (!st) st = count_edges(ctx, r, op);
+  if (!st) st = order_rows(ctx, r, op);
   if (!st) {
     *out = r;
     return LT_OK;
@@ -375,6 +389,8 @@ void lt_relation_release(lt_relation *r) {
   lt_coords_release(r->out);
   lt_tensor_release(r->idx);
   lt_tensor_release(r->idx_t);
+  lt_tensor_release(r->order_out);
+  lt_tensor_release(r->order_in);
   free(r->counts);
   free(r);
 }
