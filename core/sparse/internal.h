@@ -39,7 +39,11 @@ struct lt_relation {
   int volume;
   int offsets[LT_KERNEL_MAX * LT_KERNEL_MAX * LT_KERNEL_MAX][3];
   lt_tensor *idx, *idx_t; /* int32 (n_out, K), (n_in, K); idx_t NULL when mirrored */
-  int mirrored;           /* idxT[i, k] = idx[i, K-1-k] (a submanifold kernel is symmetric) */
+  /* int32 permutations of the output and input rows in Morton order, for the
+   * conv kernels' tiles, or NULL where the rows already lie in (nearly) that
+   * order (sparse/morton.c); order_in is order_out when mirrored */
+  lt_tensor *order_out, *order_in;
+  int mirrored;           /* idxT[i, k] = idx[i, K-1-k] (o + d_k onto itself, odd kernel: relation.c) */
   int64_t *counts;        /* K */
   int64_t edges;
   size_t bytes;
@@ -104,6 +108,10 @@ void lt__manager_keep_coords(lt_ctx *ctx, lt_coords *c);
 lt_relation *lt__manager_find_relation(lt_ctx *ctx, lt_relation_kind kind, const lt_coords *in, const lt_coords *target,
                                        const lt_kernel_spec *spec);
 void lt__manager_keep_relation(lt_ctx *ctx, lt_relation *r);
+
+/* The Morton order (int32, N) of map c's rows when they lie scattered, else
+ * NULL: also for rows outside the Morton range (sparse/morton.c). */
+lt_status lt__morton_order_if_scattered(lt_ctx *ctx, lt_tensor **order, const lt_coords *c, const char *op);
 
 /* Relations (sparse/relation.c). */
 lt_status lt__relation_build(lt_ctx *ctx, lt_relation **out, lt_relation_kind kind, lt_coords *in, lt_coords *target,
