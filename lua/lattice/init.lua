@@ -24,6 +24,8 @@ local internal = {
   sparse = true,
   ggemm_with_isa = true, ggemm_wgrad_with_isa = true, bench_ggemm = true, bench_ggemm_wgrad = true,
   quant_linear_with_isa = true, quant_linear_grad_with_isa = true,
+  -- the KV cache's in-place write (lattice.transformer.KVCache)
+  kv_cache_write = true,
 }
 for name, value in pairs(core) do
   if not internal[name] then lattice[name] = value end
@@ -73,6 +75,8 @@ local registry = require "lattice.registry"
 lattice.Registry = registry.Registry
 lattice.registry = registry.registries
 lattice.transformer = require "lattice.transformer"
+lattice.nn.ConfigurableBlock = lattice.transformer.ConfigurableBlock
+lattice.nn.LanguageModel = lattice.transformer.LanguageModel
 for k, v in pairs(require "lattice.quantize") do lattice[k] = v end
 
 -- Loaded on first use: lattice.train, lattice.data, lattice.lora.
