@@ -79,9 +79,10 @@ lattice.nn.ConfigurableBlock = lattice.transformer.ConfigurableBlock
 lattice.nn.LanguageModel = lattice.transformer.LanguageModel
 for k, v in pairs(require "lattice.quantize") do lattice[k] = v end
 
--- Loaded on first use: lattice.train, lattice.data, lattice.lora.
+-- Loaded on first use: lattice.train, lattice.data, lattice.lora. __lazy
+-- names them for the REPL's completion, which runs no __index function.
 local lazy = { train = "lattice.train", data = "lattice.data", lora = "lattice.lora" }
-setmetatable(lattice, { __index = function(t, k)
+setmetatable(lattice, { __lazy = lazy, __index = function(t, k)
   local name = lazy[k]
   if name == nil then return nil end
   local v = require(name)
