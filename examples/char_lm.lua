@@ -1,8 +1,8 @@
 -- A tiny LLaMA-style character language model (RMSNorm, RoPE, a gated FFN,
 -- grouped-query attention) trained on a text file with lattice.train.Trainer:
--- the progress bar, a checkpoint (resumed when the run is started again),
--- the validation loss against the text's unigram entropy, and a few sampled
--- lines.
+-- the progress bar, checkpoints halfway and at the end (a run started again
+-- resumes from the latest), the validation loss against the text's unigram
+-- entropy, and a few sampled lines.
 --
 -- Usage: lattice examples/char_lm.lua [TEXT_FILE] [--steps N] [--out DIR]
 --   TEXT_FILE  UTF-8 text to learn (default: examples/data/coriolanus.txt,
@@ -132,7 +132,7 @@ print(("validation loss before training: %.4f nats/char"):format(before))
 
 local t0 = lattice.now()
 trainer:fit { steps = opts.steps, eval_every = math.max(1, opts.steps // 4), log_every = math.max(1, opts.steps // 20),
-  checkpoint_every = opts.steps, checkpoint_dir = opts.out, clip_grad_norm = 1.0, eval_batches = eval_batches }
+  checkpoint_every = math.max(1, opts.steps // 2), checkpoint_dir = opts.out, clip_grad_norm = 1.0, eval_batches = eval_batches }
 local elapsed = lattice.now() - t0
 tok:save(opts.out .. "/tokenizer.json")
 
