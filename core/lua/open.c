@@ -53,6 +53,7 @@ int luaopen_lattice_core(lua_State *L) {
   lt_l_open_config(L);
   lt_l_open_transformer(L);
   lt_l_open_attention(L);
+  lt_l_open_sample(L);
   lt_l_open_kernels(L);
   lt_l_open_sparse(L);
   lt_l_open_sparse_ops(L);

@@ -36,10 +36,11 @@ void lt_l_push_with_feats(lua_State *L, int like, int feats);
 /* Three positive integers from a number or a list of 3 at arg (default 1). */
 void lt_l_checkstride(lua_State *L, int arg, int *stride, const char *fname, const char *what);
 
-/* Pushes the SparseTensor conv(x) for the SparseTensor at xarg (sparse_ops.c);
+/* Pushes the SparseTensor conv(x) for the SparseTensor at xarg (sparse_ops.c)
+ * with the dense weight w, or the quantized weight qw when w is NULL;
  * target_arg: nil, a SparseTensor, a key or coordinates. */
-int lt_l_sparse_conv_push(lua_State *L, lt_relation_kind kind, int xarg, lt_tensor *w, lt_tensor *bias,
-                          const lt_kernel_spec *spec, int target_arg, const char *op);
+int lt_l_sparse_conv_push(lua_State *L, lt_relation_kind kind, int xarg, lt_tensor *w, const lt_qweight *qw,
+                          lt_tensor *bias, const lt_kernel_spec *spec, int target_arg, const char *op);
 
 void lt_l_open_sparse(lua_State *L);     /* sparse.c: SparseTensor, CoordinateMapKey */
 void lt_l_open_sparse_ops(lua_State *L); /* sparse_ops.c: relations and convolutions */

@@ -158,3 +158,34 @@ lt_status lt_coords_order(lt_ctx *ctx, lt_tensor **order, lt_tensor *coords, lt_
   lt_tensor_release(c);
   return st;
 }
+
+/* ---- an order for the convolution kernels ---- */
+
+/* Rows lie scattered when more than one pair in SCATTERED of neighbouring
+ * rows steps back in (batch, Morton code of the 4x4x4 brick): a voxelizer's
+ * or a conv's output order (children of a row next to each other) steps
+ * back almost never, a shuffled one every other row. */
+#define SCATTERED 64
+
+static int in_range(const int32_t *r) {
+  for (int a = 1; a < 4; a++)
+    if (r[a] < LT_MORTON_MIN || r[a] > LT_MORTON_MAX) return 0;
+  return 1;
+}
+
+static int steps_back(const int32_t *p, const int32_t *q) {
+  if (p[0] != q[0]) return q[0] < p[0];
+  return lt_morton_encode(q[1], q[2], q[3]) >> 6 < lt_morton_encode(p[1], p[2], p[3]) >> 6;
+}
+
+lt_status lt__morton_order_if_scattered(lt_ctx *ctx, lt_tensor **order, const lt_coords *c, const char *op) {
+  *order = NULL;
+  const int32_t *r = lt_tensor_data(c->rows);
+  int64_t back = 0;
+  for (int64_t i = 0; i < c->n; i++) {
+    if (!in_range(r + i * 4)) return LT_OK; /* no Morton code: the rows stay as they are */
+    if (i > 0) back += steps_back(r + (i - 1) * 4, r + i * 4);
+  }
+  if (back * SCATTERED <= c->n) return LT_OK;
+  return lt_morton_order(ctx, order, c->rows, op);
+}

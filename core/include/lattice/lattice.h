@@ -19,6 +19,7 @@
 #include "lattice/sparse_coords.h"
 #include "lattice/sparse_neighbors.h"
 #include "lattice/transformer.h"
+#include "lattice/generate.h"
 #include "lattice/quant.h"
 #include "lattice/blas.h"
 #include "lattice/cpu.h"
