@@ -73,11 +73,14 @@ end
 local x64 = lattice.SparseTensor(coords, lattice.random.normal({#rows, 64}))
 local x32 = x64:with_feats(lattice.random.normal({#rows, 32}))
 local key = x64.coordinate_map_key
+-- the relation subm_conv3d builds and caches: the brick index of the input, the
+-- lookups and the per-offset counts (the map's own hash exists with x)
+local subm_spec = {size = {3, 3, 3}}
 local t_rel = median_time(function()
   lattice.clear_cache()
-  ops.build_kernel_relation(key, {kernel_size = 3})
-end, 3)
-local rel = ops.build_kernel_relation(key, {kernel_size = 3})
+  core.kernel_relation("subm", key, subm_spec)
+end, 5)
+local rel = core.kernel_relation("subm", key, subm_spec)
 report("relation_build_subm_3x3x3", {ms = t_rel * 1e3, edges = rel.edges, per_voxel = rel.edges / #rows})
 
 -- ---- convolutions ----

@@ -49,6 +49,8 @@ void lt_l_open_sparse_ops(lua_State *L); /* sparse_ops.c: relations and convolut
 void lt_l_open_sparse_pool(lua_State *L);    /* sparse_pool.c: pooling, the pooling modules */
 void lt_l_open_sparse_algebra(lua_State *L); /* sparse_algebra.c: joins, SparseTensor arithmetic */
 void lt_l_open_sparse_rows(lua_State *L);    /* sparse_rows.c: row subsets, ordering, occupancy */
+void lt_l_open_sparse_voxel(lua_State *L);   /* sparse_voxel.c: quantizing, voxelize, devoxelize */
+void lt_l_open_sparse_coords(lua_State *L);  /* sparse_coords.c: set operations, lookups, orders, dense grids */
 /* Pushes lattice.core.sparse (lattice.core at the top of the stack), making it. */
 void lt_l_sparse_table(lua_State *L);
 

@@ -84,7 +84,7 @@ ops.build_kernel_relation = api(function(coords, opts)
   return call(core.kernel_relation, "conv", coords, spec)
 end)
 
-for _, family in ipairs { "pool", "feature", "algebra", "rows" } do
+for _, family in ipairs { "pool", "feature", "algebra", "rows", "voxel", "coords", "neighbors" } do
   for name, fn in pairs(require("lattice.ops." .. family)) do
     assert(ops[name] == nil, name)
     ops[name] = fn

@@ -79,7 +79,8 @@ lt_coords *lt_relation_output(const lt_relation *r); /* borrowed */
 int lt_relation_volume(const lt_relation *r);        /* K */
 /* idx (n_out, K) and idxT (n_in, K) as int32 tensors (borrowed), and the
  * number of edges of each kernel offset (K entries, borrowed). idxT is NULL
- * for a mirrored (submanifold) relation, whose transpose is idx read with the
+ * for a mirrored relation (submanifold, or a stride-1 conv without padding,
+ * odd kernel and onto its own input), whose transpose is idx read with the
  * offsets reversed: idxT[i, k] = idx[i, K-1-k]. */
 lt_tensor *lt_relation_index(const lt_relation *r);
 lt_tensor *lt_relation_index_transposed(const lt_relation *r);
