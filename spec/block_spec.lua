@@ -151,9 +151,10 @@ describe("nn.ConfigurableBlock", function()
     assert_close(lattice.concatenate(rows, 2):tolist(), full:tolist(), 1e-5)
   end)
 
-  it("has the gradient of central differences, parameters and input (float64)", function()
-    local block = nn.ConfigurableBlock(lattice.BlockConfig { attention = "gqa", n_kv_heads = 1, ffn = "gated",
-      norm = "rms_norm", position = "rope", d_model = 8, n_heads = 2, d_ff = 6, qk_norm = true, bias = true })
+  -- Every parameter and x perturbed in float64, the block's loss against
+  -- central differences.
+  local function block_gradcheck(cfg)
+    local block = nn.ConfigurableBlock(cfg)
     block:apply(function(p) return lattice.random.normal(p.shape, { scale = 0.5 }):astype("float64") end)
     local names, inputs = {}, { lattice.random.normal({ 1, 4, 8 }):astype("float64") }
     for name, p in pairs(block:named_parameters()) do names[#names + 1], inputs[#inputs + 1] = name, p end
@@ -167,6 +168,27 @@ describe("nn.ConfigurableBlock", function()
       return ref.weighted(block(xi, "causal"))
     end
     gradcheck(loss, inputs)
+  end
+
+  it("has the gradient of central differences (float64): pre-norm GQA, RoPE, qk_norm, gated FFN", function()
+    block_gradcheck(lattice.BlockConfig { attention = "gqa", n_kv_heads = 1, ffn = "gated", norm = "rms_norm",
+      position = "rope", d_model = 8, n_heads = 2, d_ff = 6, qk_norm = true, bias = true })
+  end)
+
+  it("has the gradient of central differences (float64): post-norm sliding window, ALiBi, layer_norm, GELU", function()
+    block_gradcheck(lattice.BlockConfig { attention = "sliding_window_gqa", window_size = 2, ffn = "standard",
+      norm = "layer_norm", position = "alibi", pre_norm = false, d_model = 8, n_heads = 2, d_ff = 6, bias = true })
+  end)
+
+  it("names the problem of a bad call after the sublayer that met it", function()
+    local block = nn.ConfigurableBlock(config { attention = "gqa", n_kv_heads = 2, position = "rope" })
+    assert.has_error(function() block(x, "casual") end,
+      "attention: scaled_dot_product_attention: mask must be a lattice.Tensor or 'causal', got 'casual'")
+    assert.has_error(function() block(x, lattice.zeros({ 3, 3 })) end,
+      "attention: scaled_dot_product_attention: mask of shape {3,3} does not broadcast to {2,4,6,6}")
+    assert.has_error(function() block(x, nil, {}) end, "attention: GQA: cache must be a KVCache, got table")
+    assert.has_error(function() block(lattice.zeros({ 1, 2, 8 })) end,
+      "attn_norm: layer_norm: weight has shape {16}, expected {8}")
   end)
 
   it("checks its config", function()

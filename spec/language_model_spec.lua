@@ -3,6 +3,7 @@
 -- attention variant, checkpoints that reload to the same logits, and its
 -- errors.
 local lattice = require "lattice"
+local gradcheck = require "support.gradcheck"
 local ref = require "support.reference"
 
 local nn = lattice.nn
@@ -61,6 +62,20 @@ describe("nn.LanguageModel", function()
     assert.is_nil(cache)
     assert.are.same({ 2, 9, 37 }, logits.shape)
     assert_close(logits:tolist(), want:tolist(), 1e-6)
+  end)
+
+  it("returns final_norm's output beside the logits with return_hidden", function()
+    local m = model({ tie_embeddings = false })
+    local logits, cache, h = m(tokens, { return_hidden = true })
+    assert.is_nil(cache)
+    assert.are.same({ 2, 9, 16 }, h.shape)
+    assert.are.same(m.head(h):tolist(), logits:tolist())
+    local c = m:make_cache(2, 9)
+    local _, back, h1 = m(tokens, { cache = c, return_hidden = true })
+    assert.are.equal(c, back)
+    assert_close(h1:tolist(), h:tolist(), 1e-5)
+    assert.has_error(function() m(tokens, { return_hidden = 1 }) end,
+      "LanguageModel: return_hidden must be a boolean, got number")
   end)
 
   it("adds sinusoidal positions once, at the model", function()
@@ -130,6 +145,24 @@ describe("nn.LanguageModel", function()
     assert.are.equal(0, cache.offset)
   end)
 
+  it("reorders its rows for a beam search, decoding as if each row had been fed so", function()
+    local m = model({}, { attention = "gqa", n_kv_heads = 2 })
+    local cache = m:make_cache(2, 12)
+    m(tokens:slice(2, 1, 5), { cache = cache })
+    cache:reorder(lattice.array({ 1, 1 }, "int32")) -- both rows continue row 1 (0-based)
+    local got = m(tokens:slice(2, 6, 6), { cache = cache })
+    local second = tokens[2]:reshape({ 1, 9 })
+    local both = lattice.concatenate({ second, second }, 1)
+    local want = m(lattice.concatenate({ both:slice(2, 1, 5), tokens:slice(2, 6, 6) }, 2))
+    assert_close(got:tolist(), want:slice(2, 6, 6):tolist(), 1e-5)
+    assert.has_error(function() cache:reorder(lattice.array({ 0, 2 }, "int32")) end,
+      "Cache: reorder: row indices must be in [0, 2), got 0 .. 2")
+    assert.has_error(function() cache:reorder(lattice.array({ 0 }, "int32")) end,
+      "Cache: reorder: rows must be an int32 or int64 tensor of 2 row indices")
+    assert.has_error(function() cache.layers[1]:reorder({ 0, 1 }) end,
+      "KVCache: reorder: rows must be an int32 or int64 tensor of 2 row indices")
+  end)
+
   it("reloads from a checkpoint and its config to identical logits", function()
     local base = os.tmpname()
     local weights, json = base .. ".safetensors", base .. ".json"
@@ -183,6 +216,46 @@ describe("nn.LanguageModel", function()
     assert.are.equal("bfloat16", m:make_cache(1, 5, { dtype = "bfloat16" }).layers[2].k.dtype)
     assert.are.equal("bfloat16", m:make_cache(1, { dtype = "bfloat16" }).layers[2].k.dtype)
     assert.are.equal("Cache(2 layers, batch=3, max_len=20, offset=0)", tostring(cache))
+  end)
+
+  it("has the gradient of central differences through tied embeddings and every layer (float64)", function()
+    local m = nn.LanguageModel(lattice.ModelConfig { vocab_size = 5, n_layers = 1, block = lattice.BlockConfig {
+      attention = "gqa", n_kv_heads = 1, ffn = "gated", norm = "rms_norm", position = "rope", d_model = 8,
+      n_heads = 2, d_ff = 6, bias = false } })
+    m:apply(function(p) return lattice.random.normal(p.shape, { scale = 0.5 }):astype("float64") end)
+    local x, y = lattice.array({ { 1, 4, 0 } }, "int32"), lattice.array({ { 4, 0, 2 } }, "int32")
+    local names, inputs = {}, {}
+    for name, p in pairs(m:named_parameters()) do names[#names + 1], inputs[#inputs + 1] = name, p end
+    gradcheck(function(...)
+      local params = { ... }
+      for i, name in ipairs(names) do
+        local holder = m
+        for part in name:gmatch("([^.]+)%.") do holder = holder[tonumber(part) and tonumber(part) + 1 or part] end
+        holder[name:match("([^.]+)$")] = params[i]
+      end
+      return nn.losses.cross_entropy(m(x), y, { reduction = "mean" })
+    end, inputs)
+  end)
+
+  it("learns a repeated sequence with AdamW", function()
+    lattice.random.seed(1)
+    local m = model({ vocab_size = 20 }, { attention = "gqa", n_kv_heads = 2 })
+    local seq = {}
+    for i = 1, 17 do seq[i] = (i * 7) % 20 end
+    local x = lattice.array({ table.move(seq, 1, 16, 1, {}) }, "int32")
+    local y = lattice.array({ table.move(seq, 2, 17, 1, {}) }, "int32")
+    local step = nn.value_and_grad(m, function(mm) return nn.losses.cross_entropy(mm(x), y, { reduction = "mean" }) end)
+    local opt = lattice.optim.AdamW { learning_rate = 1e-2 }
+    local first
+    for i = 1, 60 do
+      local loss, grads = step(m)
+      first = first or loss:item()
+      opt:update(m, grads)
+      if i == 60 then
+        assert.is_true(first > 2.5) -- about log(20) at the start
+        assert.is_true(loss:item() < 0.05, "loss " .. loss:item())
+      end
+    end
   end)
 
   it("counts its parameters", function()

@@ -682,6 +682,40 @@ describe("determinism", function()
   end)
 end)
 
+describe("row order", function()
+  -- The kernels take rows that lie scattered in a Morton order of their own,
+  -- and rows already in Morton order as they lie; the same support both ways.
+  -- Each output row's sum is its own chain in offset order, so the result and
+  -- the feature gradient match bit for bit; the weight gradient sums its
+  -- edges in row order, so it differs by rounding only: each entry sums at
+  -- most n terms bounded by max|x| max|dy|, each way within gamma(n + 1) of
+  -- that sum (Higham 3.1).
+  it("changes no bit of the result or the feature gradient", function()
+    local gen = ref.generator(77)
+    local n, c = 2000, 8
+    local coords = i32(sref.random_support(gen, n, { lo = -10, hi = 10 }))
+    local sorted = ops.morton_sort_coords(coords)
+    local f = random_matrix(gen, n, c, "float32")
+    local w = random_matrix(gen, c, 27 * c, "float32"):reshape({ c, 3, 3, 3, c })
+    local function run(rows, feats)
+      local x = lattice.SparseTensor(rows, feats)
+      local function loss(ff, ww)
+        local y = ops.subm_conv3d(x:with_feats(ff), ww)
+        return lattice.sum(lattice.multiply(y.feats, y.feats)), y
+      end
+      local _, grads, y = lattice.value_and_grad(loss, { 1, 2 })(feats, w)
+      return y.feats, grads[1], grads[2]
+    end
+    local y1, dx1, dw1 = run(coords, f)
+    local y2, dx2, dw2 = run(sorted.coords, lattice.take(f, sorted.order, 1))
+    assert.is_true(same_bits(lattice.take(y1, sorted.order, 1), y2), "result")
+    assert.is_true(same_bits(lattice.take(dx1, sorted.order, 1), dx2), "feature gradient")
+    local limit = 2 * gamma(n + 1, 2 ^ -24) * n * lattice.max(lattice.abs(f)):item() *
+      2 * lattice.max(lattice.abs(y1)):item()
+    assert.is_true(lattice.max(lattice.abs(lattice.subtract(dw1, dw2))):item() <= limit, "weight gradient")
+  end)
+end)
+
 describe("SparseTensor", function()
   local coords = { { 0, 1, 2, 3 }, { 0, -4, 0, 7 }, { 1, 0, 0, 0 }, { 0, 5, -6, -7 } }
 
@@ -843,7 +877,7 @@ describe("convolution argument checks", function()
       "conv3d: weight has shape {8,3,3,3,4}, expected {C_out,2,2,2,C_in}")
     assert.has_error(function() ops.conv3d(x, w3, { kernel_size = { 3, 3, 1 } }) end,
       "conv3d: weight has shape {8,3,3,3,4}, expected {C_out,3,3,1,C_in}")
-    assert.has_error(function() ops.conv3d(x, "w") end, "conv3d: weight must be a lattice.Tensor, got string")
+    assert.has_error(function() ops.conv3d(x, "w") end, "conv3d: weight must be a lattice.Tensor or a QuantizedWeight, got string")
     assert.has_error(function() ops.conv3d(x, lattice.zeros({ 8, 3, 3, 3, 4 }, "int32")) end,
       "conv3d: weight must be a float tensor, got int32")
     assert.has_error(function() ops.conv3d(x, w3, { bias = lattice.zeros({ 4 }) }) end,

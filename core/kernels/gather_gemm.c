@@ -16,10 +16,11 @@
  * the scalar packed weight is the plain (K, c_in, c_out). */
 void lt__ggemm_rows_ref(const lt__ggemm_job *j, int64_t o0, int64_t rows, void *scratch) {
   (void)scratch;
-  for (int64_t o = o0; o < o0 + rows; o++) {
+  for (int64_t p = o0; p < o0 + rows; p++) {
+    int64_t o = lt__ggemm_row(j, p);
     float *yo = j->y + o * j->ldy;
     if (!j->accumulate)
-      for (int64_t c = 0; c < j->c_out; c++) yo[c] = 0;
+      for (int64_t c = 0; c < j->c_out; c++) yo[c] = j->bias ? j->bias[c] : 0.0f;
     for (int64_t k = 0; k < j->k; k++) {
       int64_t i = j->idx[o * j->k + k];
       if (i < 0) continue;
@@ -52,14 +53,16 @@ void lt__ggemm_wgrad_offset_ref(const lt__wgrad_job *j, int64_t k, void *scratch
 
 void lt__ggemm_tile_begin(const lt__ggemm_job *j, float *tile, int64_t o0, int64_t rows) {
   memset(tile, 0, (size_t)(rows * j->ldt) * sizeof *tile);
+  if (j->bias)
+    for (int64_t r = 0; r < rows; r++) memcpy(tile + r * j->ldt, j->bias, (size_t)j->c_out * sizeof *tile);
   if (j->accumulate)
     for (int64_t r = 0; r < rows; r++)
-      memcpy(tile + r * j->ldt, j->y + (o0 + r) * j->ldy, (size_t)j->c_out * sizeof *tile);
+      memcpy(tile + r * j->ldt, j->y + lt__ggemm_row(j, o0 + r) * j->ldy, (size_t)j->c_out * sizeof *tile);
 }
 
 void lt__ggemm_tile_end(const lt__ggemm_job *j, const float *tile, int64_t o0, int64_t rows) {
   for (int64_t r = 0; r < rows; r++)
-    memcpy(j->y + (o0 + r) * j->ldy, tile + r * j->ldt, (size_t)j->c_out * sizeof *tile);
+    memcpy(j->y + lt__ggemm_row(j, o0 + r) * j->ldy, tile + r * j->ldt, (size_t)j->c_out * sizeof *tile);
 }
 
 void lt__wgrad_tile_begin(const lt__wgrad_job *j, float *tile, int64_t k) {
@@ -139,13 +142,15 @@ void lt__ggemm_weight_release(lt_ctx *ctx, lt_ggemm_weight *pw) {
  * the one thread that owns its tile, and its sum does not depend on which. */
 #define TILES_PER_BLOCK 16
 
-lt_status lt__ggemm(lt_ctx *ctx, float *y, int64_t ldy, const float *x, int64_t ldx, const int64_t *idx,
-                    const lt_ggemm_weight *w, int64_t n_out, int64_t n_in, int accumulate, const char *op) {
+lt_status lt__ggemm(lt_ctx *ctx, float *y, int64_t ldy, const float *x, int64_t ldx, const int32_t *idx,
+                    const int32_t *order, const lt_ggemm_weight *w, const float *bias, int64_t n_out, int64_t n_in,
+                    int accumulate, const char *op) {
   lt__ggemm_job j = {.y = y,
                      .ldy = ldy,
                      .x = x,
                      .ldx = ldx,
                      .idx = idx,
+                     .order = order,
                      .wp = w->data,
                      .n_out = n_out,
                      .n_in = n_in,
@@ -153,6 +158,7 @@ lt_status lt__ggemm(lt_ctx *ctx, float *y, int64_t ldy, const float *x, int64_t 
                      .c_in = w->c_in,
                      .c_out = w->c_out,
                      .ldt = w->ldt,
+                     .bias = accumulate ? NULL : bias,
                      .accumulate = accumulate};
   int64_t tiles = (n_out + LT_GGEMM_TILE_ROWS - 1) / LT_GGEMM_TILE_ROWS;
   int64_t blocks = (tiles + TILES_PER_BLOCK - 1) / TILES_PER_BLOCK;
@@ -186,14 +192,14 @@ lt_status lt__ggemm(lt_ctx *ctx, float *y, int64_t ldy, const float *x, int64_t 
 
 /* cnt[k] ~ the edges of offset k / (COUNT_ROWS / COUNT_SAMPLE): per-chunk
  * counts of each chunk's first COUNT_SAMPLE rows (chunks x K), summed. */
-static void count_edges(int64_t *cnt, const int64_t *idx, int64_t n_out, int64_t K, int threads) {
+static void count_edges(int64_t *cnt, const int32_t *idx, int64_t n_out, int64_t K, int threads) {
   int64_t chunks = (n_out + COUNT_ROWS - 1) / COUNT_ROWS;
   LT_PARALLEL_FOR(threads, ch, chunks, {
     int64_t *c = cnt + (ch + 1) * K, o0 = ch * COUNT_ROWS;
     int64_t end = o0 + COUNT_SAMPLE < n_out ? o0 + COUNT_SAMPLE : n_out;
     for (int64_t k = 0; k < K; k++) c[k] = 0;
     for (int64_t o = o0; o < end; o++)
-      for (int64_t k = 0; k < K; k++) c[k] += 1 - (int64_t)((uint64_t)idx[o * K + k] >> 63);
+      for (int64_t k = 0; k < K; k++) c[k] += 1 - (int64_t)((uint32_t)idx[o * K + k] >> 31);
   });
   for (int64_t k = 0; k < K; k++) cnt[k] = 0;
   for (int64_t ch = 0; ch < chunks; ch++)
@@ -263,7 +269,7 @@ static lt_status wgrad_run(lt_ctx *ctx, lt__wgrad_job *j, lt_isa isa, int thread
 }
 
 lt_status lt__ggemm_wgrad_isa(lt_ctx *ctx, lt_isa isa, float *dw, int64_t ldk, int64_t ldr, const float *dy,
-                              int64_t lddy, const float *x, int64_t ldx, const int64_t *idx, int64_t n_out,
+                              int64_t lddy, const float *x, int64_t ldx, const int32_t *idx, int64_t n_out,
                               int64_t n_in, int64_t k, int64_t c_in, int64_t c_out, int transposed, int accumulate,
                               const char *op) {
   isa = clamp_isa(isa);
@@ -292,7 +298,7 @@ lt_status lt__ggemm_wgrad_isa(lt_ctx *ctx, lt_isa isa, float *dw, int64_t ldk, i
 }
 
 lt_status lt__ggemm_wgrad(lt_ctx *ctx, float *dw, int64_t ldk, int64_t ldr, const float *dy, int64_t lddy,
-                          const float *x, int64_t ldx, const int64_t *idx, int64_t n_out, int64_t n_in, int64_t k,
+                          const float *x, int64_t ldx, const int32_t *idx, int64_t n_out, int64_t n_in, int64_t k,
                           int64_t c_in, int64_t c_out, int transposed, int accumulate, const char *op) {
   return lt__ggemm_wgrad_isa(ctx, lt__ctx_isa(ctx), dw, ldk, ldr, dy, lddy, x, ldx, idx, n_out, n_in, k, c_in, c_out,
                              transposed, accumulate, op);

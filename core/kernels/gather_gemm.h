@@ -3,7 +3,8 @@
  *   forward  y (n_out, c_out) [+]= sum_{k < K} x[idx[o*K + k]] (c_in) @ W_k (c_in, c_out)
  *   wgrad    dW_k (c_in, c_out) [+]= sum_{o: idx[o*K + k] >= 0} x[idx[o*K + k]]^T dy[o]
  *
- * idx (n_out, K) holds 0-based input rows, -1 where an offset has no input;
+ * idx (n_out, K), int32 as relations store it, holds 0-based input rows, -1
+ * where an offset has no input;
  * every entry must be in [-1, n_in) (the callers build it; the spec hooks
  * check it). The forward also computes a conv's input gradient: dx = the
  * forward over the transposed map with W_k^T (pack with the strides swapped).
@@ -50,10 +51,16 @@ void lt__ggemm_weight_release(lt_ctx *ctx, lt_ggemm_weight *pw);
 
 /* y (n_out, c_out), rows ldy apart [+]= sum_k x[idx[o*K + k]] @ W_k, with x
  * (n_in, c_in) rows ldx apart and w packed (its ISA runs). accumulate = 0
- * overwrites y (a row without inputs becomes 0), 1 adds to it. Parallel over
- * tiles of output rows with the context's threads. */
-lt_status lt__ggemm(lt_ctx *ctx, float *y, int64_t ldy, const float *x, int64_t ldx, const int64_t *idx,
-                    const lt_ggemm_weight *w, int64_t n_out, int64_t n_in, int accumulate, const char *op);
+ * overwrites y, each row's chain starting from bias (c_out floats; 0 where
+ * NULL, so a row without inputs becomes the bias or 0); 1 adds to y (bias
+ * unused). Parallel over
+ * tiles of output rows with the context's threads. order (n_out, a
+ * permutation of the rows) or NULL: the tiles take the rows in that order
+ * (Morton order, for rows that do not lie in it: the tile's inputs then lie
+ * close); it changes no result, each row's sum being its own chain. */
+lt_status lt__ggemm(lt_ctx *ctx, float *y, int64_t ldy, const float *x, int64_t ldx, const int32_t *idx,
+                    const int32_t *order, const lt_ggemm_weight *w, const float *bias, int64_t n_out, int64_t n_in,
+                    int accumulate, const char *op);
 
 /* dw [+]= the weight gradient, for every k:
  *   transposed = 0: dw[k*ldk + c*ldr + j] = sum_o x[i][c] dy[o][j]    (dW_k, c_in x c_out)
@@ -63,10 +70,10 @@ lt_status lt__ggemm(lt_ctx *ctx, float *y, int64_t ldy, const float *x, int64_t 
  * ldk = C_in, ldr = K*C_in. Each dW_k sums o in ascending order; parallel
  * over the offsets. Uses the context's ISA, or `isa` in the _isa form. */
 lt_status lt__ggemm_wgrad(lt_ctx *ctx, float *dw, int64_t ldk, int64_t ldr, const float *dy, int64_t lddy,
-                          const float *x, int64_t ldx, const int64_t *idx, int64_t n_out, int64_t n_in, int64_t k,
+                          const float *x, int64_t ldx, const int32_t *idx, int64_t n_out, int64_t n_in, int64_t k,
                           int64_t c_in, int64_t c_out, int transposed, int accumulate, const char *op);
 lt_status lt__ggemm_wgrad_isa(lt_ctx *ctx, lt_isa isa, float *dw, int64_t ldk, int64_t ldr, const float *dy,
-                              int64_t lddy, const float *x, int64_t ldx, const int64_t *idx, int64_t n_out,
+                              int64_t lddy, const float *x, int64_t ldx, const int32_t *idx, int64_t n_out,
                               int64_t n_in, int64_t k, int64_t c_in, int64_t c_out, int transposed, int accumulate,
                               const char *op);
 

@@ -8,20 +8,20 @@
 #include "kernels/gather_gemm_kernels.h"
 
 /* Bits of up to 32 offsets [k0, k0 + n) of one row of idx: entries >= 0. */
-static inline uint32_t row_bits(const int64_t *row, int64_t n) {
+static inline uint32_t row_bits(const int32_t *row, int64_t n) {
   uint32_t bits = 0;
-  for (int64_t q = 0; q * 8 < n; q++) {
-    __mmask8 live = n - q * 8 >= 8 ? (__mmask8)0xff : (__mmask8)((1u << (n - q * 8)) - 1);
-    __m512i v = _mm512_maskz_loadu_epi64(live, row + q * 8);
-    bits |= (uint32_t)_mm512_mask_cmpge_epi64_mask(live, v, _mm512_setzero_si512()) << (q * 8);
+  for (int64_t q = 0; q * 16 < n; q++) {
+    __mmask16 live = n - q * 16 >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - q * 16)) - 1);
+    __m512i v = _mm512_maskz_loadu_epi32(live, row + q * 16);
+    bits |= (uint32_t)_mm512_mask_cmpge_epi32_mask(live, v, _mm512_setzero_si512()) << (q * 16);
   }
   return bits;
 }
 
-/* lt__ggemm_present, 32 offsets at a time: each row's entries compared 8 at
+/* lt__ggemm_present, 32 offsets at a time: each row's entries compared 16 at
  * a time into a word of bits per row, then those words turned into a word
  * of rows per offset, 16 rows per vptestmd. */
-static inline void present_avx512(uint64_t *present, const int64_t *idx, int64_t K, int64_t rows) {
+static inline void present_avx512(uint64_t *present, const int32_t *idx, int64_t K, int64_t rows) {
   uint32_t words[LT_GGEMM_TILE_ROWS] = {0};
   for (int64_t k0 = 0; k0 < K; k0 += 32) {
     int64_t n = K - k0 < 32 ? K - k0 : 32;

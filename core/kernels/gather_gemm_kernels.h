@@ -23,14 +23,18 @@ typedef struct lt__ggemm_job {
   int64_t ldy;
   const float *x;
   int64_t ldx;
-  const int64_t *idx;
+  const int32_t *idx;
+  const int32_t *order; /* n_out, or NULL: tile t holds rows order[64t ..), else 64t .. */
   const float *wp;
+  const float *bias; /* c_out, or NULL: where a row starts unless accumulating */
   int64_t n_out, n_in, k, c_in, c_out, ldt;
   int accumulate;
 } lt__ggemm_job;
 
-/* Computes output rows [o0, o0 + rows), rows <= LT_GGEMM_TILE_ROWS, with the
- * calling thread's scratch (lt__ggemm_scratch_bytes). */
+/* Computes the output rows at positions [o0, o0 + rows) of the order (rows
+ * <= LT_GGEMM_TILE_ROWS), with the calling thread's scratch
+ * (lt__ggemm_scratch_bytes). Which rows share a tile never changes a row's
+ * sum: the order is for locality only. */
 typedef void (*lt__ggemm_rows_fn)(const lt__ggemm_job *j, int64_t o0, int64_t rows, void *scratch);
 void lt__ggemm_rows_ref(const lt__ggemm_job *j, int64_t o0, int64_t rows, void *scratch);
 void lt__ggemm_rows_avx2(const lt__ggemm_job *j, int64_t o0, int64_t rows, void *scratch);
@@ -40,11 +44,12 @@ void lt__ggemm_rows_avx512(const lt__ggemm_job *j, int64_t o0, int64_t rows, voi
  * which of the tile's rows have an input at each offset (present[k], bit r
  * for row r: the tile has 64 rows so that one word holds them); one
  * offset's present rows listed (tr, with room for a vector store past the
- * last), and for each its input row (xr) and accumulator row (ar). */
+ * last), and for each its input row (xr) and accumulator row (ar); with an
+ * order, the tile's rows of idx gathered (tidx, LT_GGEMM_TILE_ROWS x K). */
 typedef struct lt__ggemm_scratch {
   float *tile;
   uint64_t *present;
-  int32_t *tr;
+  int32_t *tr, *tidx;
   const float **xr;
   float **ar;
 } lt__ggemm_scratch;
@@ -57,22 +62,36 @@ static inline size_t lt__ggemm_tile_bytes(int64_t ldt) {
 }
 static inline size_t lt__ggemm_scratch_bytes(int64_t ldt, int64_t k) {
   return lt__ggemm_tile_bytes(ldt) + LT_GGEMM_TILE_ROWS * (sizeof(const float *) + sizeof(float *)) +
-         LT_GGEMM_LIST_SLOTS * sizeof(int32_t) + (size_t)k * sizeof(uint64_t);
+         LT_GGEMM_LIST_SLOTS * sizeof(int32_t) + (size_t)k * sizeof(uint64_t) +
+         (size_t)(LT_GGEMM_TILE_ROWS * k) * sizeof(int32_t);
 }
-static inline lt__ggemm_scratch lt__ggemm_scratch_of(void *p, int64_t ldt) {
+static inline lt__ggemm_scratch lt__ggemm_scratch_of(void *p, int64_t ldt, int64_t k) {
   lt__ggemm_scratch s;
   s.tile = p;
   s.xr = (const float **)((char *)p + lt__ggemm_tile_bytes(ldt));
   s.ar = (float **)(s.xr + LT_GGEMM_TILE_ROWS);
   s.tr = (int32_t *)(s.ar + LT_GGEMM_TILE_ROWS);
   s.present = (uint64_t *)(s.tr + LT_GGEMM_LIST_SLOTS);
+  s.tidx = (int32_t *)(s.present + k);
   return s;
+}
+
+/* The row at position p of the order. */
+static inline int64_t lt__ggemm_row(const lt__ggemm_job *j, int64_t p) { return j->order ? j->order[p] : p; }
+
+/* The tile's rows of idx, contiguous: idx itself, or (with an order) them
+ * gathered into tidx. */
+static inline const int32_t *lt__ggemm_tile_index(const lt__ggemm_job *j, int64_t o0, int64_t rows, int32_t *tidx) {
+  if (!j->order) return j->idx + o0 * j->k;
+  for (int64_t r = 0; r < rows; r++)
+    for (int64_t k = 0; k < j->k; k++) tidx[r * j->k + k] = j->idx[(int64_t)j->order[o0 + r] * j->k + k];
+  return tidx;
 }
 
 /* present[k] for the tile's rows (idx points at its first row), in one pass
  * over its rows of idx, which lie contiguous (a pass per offset would stride
  * through them K times). */
-static inline void lt__ggemm_present(uint64_t *present, const int64_t *idx, int64_t K, int64_t rows) {
+static inline void lt__ggemm_present(uint64_t *present, const int32_t *idx, int64_t K, int64_t rows) {
   for (int64_t k = 0; k < K; k++) present[k] = 0;
   for (int64_t r = 0; r < rows; r++)
     for (int64_t k = 0; k < K; k++) present[k] |= (uint64_t)(idx[r * K + k] >= 0) << r;
@@ -100,14 +119,23 @@ static inline void lt__prefetch_row(const float *p, int64_t n) {
 static inline void lt__ggemm_prefetch_next(const lt__ggemm_job *j, int64_t o_next, int64_t part, int64_t parts) {
   int64_t n = j->n_out - o_next < LT_GGEMM_TILE_ROWS ? j->n_out - o_next : LT_GGEMM_TILE_ROWS;
   if (n <= 0) return;
-  int64_t lines = (n * j->k * (int64_t)sizeof(int64_t) + 63) / 64;
+  if (j->order) { /* the rows' idx entries, and the x rows of the same numbers (a map onto its own input) */
+    for (int64_t p = o_next + n * part / parts; p < o_next + n * (part + 1) / parts; p++) {
+      int64_t o = j->order[p];
+      const char *row = (const char *)(j->idx + o * j->k);
+      for (int64_t b = 0; b < j->k * (int64_t)sizeof(int32_t); b += 64) __builtin_prefetch(row + b, 0, 2);
+      if (o < j->n_in) lt__prefetch_row(j->x + o * j->ldx, j->c_in);
+    }
+    return;
+  }
+  int64_t lines = (n * j->k * (int64_t)sizeof(int32_t) + 63) / 64;
   const char *base = (const char *)(j->idx + o_next * j->k);
   for (int64_t l = lines * part / parts; l < lines * (part + 1) / parts; l++) __builtin_prefetch(base + 64 * l, 0, 2);
   for (int64_t r = o_next + n * part / parts; r < o_next + n * (part + 1) / parts && r < j->n_in; r++)
     lt__prefetch_row(j->x + r * j->ldx, j->c_in);
 }
 
-/* The tile starts as y's rows (accumulate) or zeros; the columns past c_out
+/* The tile starts as y's rows (accumulate), the bias or zeros; the columns past c_out
  * are zero either way, and only c_out columns are written back. */
 void lt__ggemm_tile_begin(const lt__ggemm_job *j, float *tile, int64_t o0, int64_t rows);
 void lt__ggemm_tile_end(const lt__ggemm_job *j, const float *tile, int64_t o0, int64_t rows);
@@ -122,7 +150,7 @@ typedef struct lt__wgrad_job {
   const float *x, *dy;
   int64_t ldx, lddy;
   int a_is_x;
-  const int64_t *idx;
+  const int32_t *idx;
   int64_t n_out, n_in, k, p, q, ldq;
   int accumulate;
   int direct; /* q is whole vectors: the vector kernels accumulate in dw itself */

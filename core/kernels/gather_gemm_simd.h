@@ -118,8 +118,8 @@ static void ggemm_block(int nv, int64_t m, int64_t n, const float *w, const floa
 
 /* The m present rows tr[] of offset k: their input rows and tile rows as
  * pointers, then every column block. */
-static void ggemm_offset(const lt__ggemm_job *j, int64_t o0, int64_t k, int64_t m, lt__ggemm_scratch s) {
-  const int64_t *col = j->idx + o0 * j->k + k;
+static void ggemm_offset(const lt__ggemm_job *j, const int32_t *tidx, int64_t k, int64_t m, lt__ggemm_scratch s) {
+  const int32_t *col = tidx + k;
   for (int64_t e = 0; e < m; e++) {
     s.xr[e] = j->x + col[s.tr[e] * j->k] * j->ldx;
     s.ar[e] = s.tile + s.tr[e] * j->ldt;
@@ -133,13 +133,14 @@ static void ggemm_offset(const lt__ggemm_job *j, int64_t o0, int64_t k, int64_t 
 }
 
 void LT_GGEMM_ROWS(const lt__ggemm_job *j, int64_t o0, int64_t rows, void *scratch) {
-  lt__ggemm_scratch s = lt__ggemm_scratch_of(scratch, j->ldt);
+  lt__ggemm_scratch s = lt__ggemm_scratch_of(scratch, j->ldt, j->k);
+  const int32_t *tidx = lt__ggemm_tile_index(j, o0, rows, s.tidx);
   lt__ggemm_tile_begin(j, s.tile, o0, rows);
-  LT_GGEMM_PRESENT(s.present, j->idx + o0 * j->k, j->k, rows);
+  LT_GGEMM_PRESENT(s.present, tidx, j->k, rows);
   for (int64_t k = 0; k < j->k; k++) {
     lt__ggemm_prefetch_next(j, o0 + rows, k, j->k);
     int64_t m = LT_GGEMM_LIST(s.present[k], s.tr);
-    if (m) ggemm_offset(j, o0, k, m, s);
+    if (m) ggemm_offset(j, tidx, k, m, s);
   }
   lt__ggemm_tile_end(j, s.tile, o0, rows);
 }

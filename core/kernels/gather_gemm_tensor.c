@@ -31,7 +31,7 @@ static lt_status bad_entry(lt_ctx *ctx, int64_t e, int64_t K, int64_t v, int64_t
 }
 
 /* idx: int32 or int64 (n_out, K), every entry in [-1, n_in); *out is a
- * contiguous int64 version (a new reference). */
+ * contiguous int32 version (a new reference), what the kernels read. */
 static lt_status check_index(lt_ctx *ctx, lt_tensor **out, lt_tensor *idx, int64_t n_in, const char *op) {
   char s[LT_SHAPE_STR_MAX];
   *out = NULL;
@@ -44,14 +44,13 @@ static lt_status check_index(lt_ctx *ctx, lt_tensor **out, lt_tensor *idx, int64
   if (st) return st;
   const int64_t *p = lt_tensor_data(*out);
   int64_t n = idx->shape[0] * idx->shape[1];
-  for (int64_t e = 0; e < n; e++)
-    if (p[e] < -1 || p[e] >= n_in) {
-      st = bad_entry(ctx, e, idx->shape[1], p[e], n_in, op);
-      lt_tensor_release(*out);
-      *out = NULL;
-      return st;
-    }
-  return LT_OK;
+  for (int64_t e = 0; e < n && !st; e++)
+    if (p[e] < -1 || p[e] >= n_in || p[e] > INT32_MAX) st = bad_entry(ctx, e, idx->shape[1], p[e], n_in, op);
+  lt_tensor *wide = *out;
+  *out = NULL;
+  if (!st) st = lt__as_contig(ctx, out, wide, LT_INT32);
+  lt_tensor_release(wide);
+  return st;
 }
 
 /* A float32 matrix whose rows may be strided: x itself when its columns are
@@ -116,7 +115,7 @@ static lt_status fwd_run(lt_ctx *ctx, float *y, const fwd_args *a, lt_tensor *w,
   lt_status st = lt__ggemm_pack_isa(ctx, &pw, isa, lt__f32(w), w->strides[0], w->strides[1], w->strides[2], w->shape[0],
                                     a->c_in, a->c_out, op);
   if (st) return st;
-  st = lt__ggemm(ctx, y, a->c_out, lt__f32(a->xr), ld_of(a->xr), lt_tensor_data(a->ix), &pw, a->n_out, a->xr->shape[0],
+  st = lt__ggemm(ctx, y, a->c_out, lt__f32(a->xr), ld_of(a->xr), lt_tensor_data(a->ix), NULL, &pw, NULL, a->n_out, a->xr->shape[0],
                  accumulate, op);
   *used = pw.isa;
   lt__ggemm_weight_release(ctx, &pw);

@@ -4,12 +4,15 @@
  *   y[o] = bias + sum_k x[idx[o, k]] @ W_k,   W_k[c, j] = weight[j, k, c]
  * Backward, with the relation's transpose idxT (n_in, K):
  *   dx[i] = sum_k dy[idxT[i, k]] @ W_k^T,  dW_k = sum_o x[idx[o, k]]^T dy[o],  dbias = sum_o dy[o]
- * Output-stationary: each output row (input row for dx, offset for dW) is one
- * task that gathers its neighbours and accumulates in order, so results are
- * the same for any thread count and no write races another. float16/bfloat16
- * are staged to float32; float64 computes in double. */
+ * float32 runs the fused gather-GEMM kernels (kernels/gather_gemm.h):
+ * output-stationary tiles of rows for y and dx (the input gradient is the
+ * same kernel over the transposed relation), one thread per offset for dW.
+ * Every sum is one chain in a fixed order, so results are the same for any
+ * thread count and ISA, and no write races another. float16/bfloat16 are
+ * staged to float32; float64 computes in double, plainly, for references. */
 #include <string.h>
 #include "autograd/tape.h"
+#include "kernels/gather_gemm.h"
 #include "ops/internal.h"
 #include "sparse/internal.h"
 
@@ -18,77 +21,46 @@ typedef struct conv_dims {
   int64_t n_in, n_out, c_in, c_out, k;
 } conv_dims;
 
-/* ---- float32 kernels ---- */
+/* ---- float32: the fused gather-GEMM kernels (kernels/gather_gemm.h) ---- */
 
-/* w (C_out, K, C_in) -> wp (K, C_in, C_out): each offset's matrix with C_out contiguous. */
-static void pack_forward(float *wp, const float *w, conv_dims d) {
-  for (int64_t j = 0; j < d.c_out; j++)
-    for (int64_t k = 0; k < d.k; k++)
-      for (int64_t c = 0; c < d.c_in; c++) wp[(k * d.c_in + c) * d.c_out + j] = w[(j * d.k + k) * d.c_in + c];
+/* y (n_out, C_out) = b + sum_k x[idx] @ W_k, each row one chain of FMAs from
+ * the bias (or 0) in offset order. */
+static const int32_t *order_of(const lt_tensor *t) { return t ? lt_tensor_data(t) : NULL; }
+
+static lt_status forward_f32(lt_ctx *ctx, float *y, const float *x, const float *w, const float *b,
+                             const lt_relation *r, conv_dims d, const char *op) {
+  const int32_t *idx = lt_tensor_data(r->idx);
+  lt_ggemm_weight pw;
+  lt_status st = lt__ggemm_pack(ctx, &pw, w, d.c_in, 1, d.k * d.c_in, d.k, d.c_in, d.c_out, op);
+  if (st) return st;
+  st = lt__ggemm(ctx, y, d.c_out, x, d.c_in, idx, order_of(r->order_out), &pw, b, d.n_out, d.n_in, 0, op);
+  lt__ggemm_weight_release(ctx, &pw);
+  return st;
 }
 
-/* y (n_out, C_out) = b + sum_k x[idx] @ W_k; rows without any input get b (or 0). */
-static void forward_f32(const lt_ctx *ctx, float *y, const float *x, const float *wp, const float *b,
-                        const int32_t *idx, conv_dims d) {
-  int threads = d.n_out * d.k * d.c_in >= LT_GRAIN ? lt__ctx_threads(ctx) : 1;
-  LT_PARALLEL_FOR(threads, o, d.n_out, {
-    float *yo = y + o * d.c_out;
-    for (int64_t j = 0; j < d.c_out; j++) yo[j] = b ? b[j] : 0.0f;
-    for (int64_t k = 0; k < d.k; k++) {
-      int64_t i = idx[o * d.k + k];
-      if (i < 0) continue;
-      const float *xi = x + i * d.c_in, *wk = wp + k * d.c_in * d.c_out;
-      for (int64_t c = 0; c < d.c_in; c++) {
-        float a = xi[c];
-        const float *wr = wk + c * d.c_out;
-        for (int64_t j = 0; j < d.c_out; j++) yo[j] += a * wr[j];
-      }
-    }
-  });
+/* dx (n_in, C_in) = sum_k dy[idxT[i, k]] @ W_k^T: the forward over the
+ * transposed relation with the weight packed transposed. A mirrored relation
+ * has idxT[i, k] = idx[i, K-1-k], so it runs over idx itself with the offsets
+ * of the packed weight reversed. */
+static lt_status grad_x_f32(lt_ctx *ctx, float *dx, const float *dy, const float *w, const lt_relation *r, conv_dims d,
+                            const char *op) {
+  lt_ggemm_weight pw;
+  const float *w0 = r->mirrored ? w + (d.k - 1) * d.c_in : w;
+  int64_t sk = r->mirrored ? -d.c_in : d.c_in;
+  lt_status st = lt__ggemm_pack(ctx, &pw, w0, sk, d.k * d.c_in, 1, d.k, d.c_out, d.c_in, op);
+  if (st) return st;
+  const int32_t *idx_t = lt_tensor_data(r->mirrored ? r->idx : r->idx_t);
+  st = lt__ggemm(ctx, dx, d.c_in, dy, d.c_out, idx_t, order_of(r->order_in), &pw, NULL, d.n_in, d.n_out, 0, op);
+  lt__ggemm_weight_release(ctx, &pw);
+  return st;
 }
 
-/* The output row input i feeds at offset k: idxT[i, k], or for a mirrored
- * relation (no idxT) idx[i, K-1-k]. */
-static inline int64_t out_of(const int32_t *t, int mirrored, int64_t i, int64_t k, int64_t K) {
-  return mirrored ? t[i * K + K - 1 - k] : t[i * K + k];
-}
-
-/* dx (n_in, C_in) = sum_k dy[idxT] @ W_k^T, with w (C_out, K, C_in) read as it lies. */
-static void grad_x_f32(const lt_ctx *ctx, float *dx, const float *dy, const float *w, const int32_t *idx_t,
-                       int mirrored, conv_dims d) {
-  int threads = d.n_in * d.k * d.c_in >= LT_GRAIN ? lt__ctx_threads(ctx) : 1;
-  LT_PARALLEL_FOR(threads, i, d.n_in, {
-    float *dxi = dx + i * d.c_in;
-    memset(dxi, 0, (size_t)d.c_in * sizeof *dxi);
-    for (int64_t k = 0; k < d.k; k++) {
-      int64_t o = out_of(idx_t, mirrored, i, k, d.k);
-      if (o < 0) continue;
-      const float *g = dy + o * d.c_out;
-      for (int64_t j = 0; j < d.c_out; j++) {
-        float gj = g[j];
-        const float *wr = w + (j * d.k + k) * d.c_in;
-        for (int64_t c = 0; c < d.c_in; c++) dxi[c] += gj * wr[c];
-      }
-    }
-  });
-}
-
-/* dw (C_out, K, C_in) = sum_o dy[o]^T x[idx[o, k]], one task per offset, rows in order. */
-static void grad_w_f32(const lt_ctx *ctx, float *dw, const float *dy, const float *x, const int32_t *idx, conv_dims d) {
-  int threads = d.n_out * d.c_in * d.c_out >= LT_GRAIN ? lt__ctx_threads(ctx) : 1;
-  LT_PARALLEL_FOR(threads, k, d.k, {
-    for (int64_t j = 0; j < d.c_out; j++) memset(dw + (j * d.k + k) * d.c_in, 0, (size_t)d.c_in * sizeof *dw);
-    for (int64_t o = 0; o < d.n_out; o++) {
-      int64_t i = idx[o * d.k + k];
-      if (i < 0) continue;
-      const float *xi = x + i * d.c_in, *g = dy + o * d.c_out;
-      for (int64_t j = 0; j < d.c_out; j++) {
-        float gj = g[j];
-        float *dwr = dw + (j * d.k + k) * d.c_in;
-        for (int64_t c = 0; c < d.c_in; c++) dwr[c] += gj * xi[c];
-      }
-    }
-  });
+/* dw (C_out, K, C_in) = sum_o dy[o]^T x[idx[o, k]]: each dW_k^T sums its
+ * edges in ascending output order, one thread per offset. */
+static lt_status grad_w_f32(lt_ctx *ctx, float *dw, const float *dy, const float *x, const int32_t *idx, conv_dims d,
+                            const char *op) {
+  return lt__ggemm_wgrad(ctx, dw, d.c_in, d.k * d.c_in, dy, d.c_out, x, d.c_in, idx, d.n_out, d.n_in, d.k, d.c_in,
+                         d.c_out, 1, 0, op);
 }
 
 /* ---- float64 kernels: the same sums in double, for references ---- */
@@ -103,6 +75,12 @@ static void forward_f64(double *y, const double *x, const double *w, const doubl
       }
       y[o * d.c_out + j] = s;
     }
+}
+
+/* The output row input i feeds at offset k: idxT[i, k], or for a mirrored
+ * relation (no idxT) idx[i, K-1-k]. */
+static inline int64_t out_of(const int32_t *t, int mirrored, int64_t i, int64_t k, int64_t K) {
+  return mirrored ? t[i * K + K - 1 - k] : t[i * K + k];
 }
 
 static void grad_x_f64(double *dx, const double *dy, const double *w, const int32_t *idx_t, int mirrored, conv_dims d) {
@@ -190,8 +168,8 @@ static lt_status conv_backward(lt_ctx *ctx, const lt_node *n, lt_tensor *const *
   if (!st && lt__needs(n, 0)) st = lt_tensor_new(ctx, &gin[0], cdt, 2, x->shape);
   if (!st && lt__needs(n, 1)) st = lt_tensor_new(ctx, &gin[1], cdt, 5, w->shape);
   if (!st && cdt == LT_FLOAT32) {
-    if (gin[0]) grad_x_f32(ctx, lt__f32(gin[0]), lt__f32(s.g), lt__f32(s.w), transposed(r), r->mirrored, d);
-    if (gin[1]) grad_w_f32(ctx, lt__f32(gin[1]), lt__f32(s.g), lt__f32(s.x), lt_tensor_data(r->idx), d);
+    if (gin[0]) st = grad_x_f32(ctx, lt__f32(gin[0]), lt__f32(s.g), lt__f32(s.w), r, d, n->name);
+    if (!st && gin[1]) st = grad_w_f32(ctx, lt__f32(gin[1]), lt__f32(s.g), lt__f32(s.x), lt_tensor_data(r->idx), d, n->name);
   } else if (!st) {
     if (gin[0])
       grad_x_f64(lt_tensor_data(gin[0]), lt_tensor_data(s.g), lt_tensor_data(s.w), transposed(r), r->mirrored, d);
@@ -217,12 +195,7 @@ static lt_status compute(lt_ctx *ctx, lt_tensor *y, lt_tensor *x, lt_tensor *w, 
     forward_f64(lt_tensor_data(y), lt_tensor_data(xs), lt_tensor_data(ws), bs ? lt_tensor_data(bs) : NULL,
                 lt_tensor_data(r->idx), d);
   } else if (!st) {
-    size_t bytes = (size_t)(d.k * d.c_in * d.c_out) * sizeof(float);
-    float *wp = lt_ctx_alloc(ctx, bytes ? bytes : 1);
-    if (!wp) st = lt_ctx_fail(ctx, LT_ERR_MEM, "%s: out of memory", op);
-    if (wp) pack_forward(wp, lt__f32(ws), d);
-    if (wp) forward_f32(ctx, lt__f32(y), lt__f32(xs), wp, bs ? lt__f32(bs) : NULL, lt_tensor_data(r->idx), d);
-    if (wp) lt_ctx_free(ctx, wp, bytes ? bytes : 1);
+    st = forward_f32(ctx, lt__f32(y), lt__f32(xs), lt__f32(ws), bs ? lt__f32(bs) : NULL, r, d, op);
   }
   lt_tensor_release(xs), lt_tensor_release(ws), lt_tensor_release(bs);
   return st;
@@ -250,5 +223,36 @@ lt_status lt_sparse_conv(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, lt_tensor *
   lt_tensor *ins[3] = {x, weight, bias};
   st = lt__record(ctx, &node, LT_OP(op, conv_backward, lt_no_attrs, 1), out, 3, ins);
   if (node) lt__node_keep(node, 0, lt_relation_retain(r), release_relation);
+  return st;
+}
+
+/* ---- for the quantized convolution (sparse/conv_quant.c) ---- */
+
+lt_status lt__sparse_conv_compute(lt_ctx *ctx, lt_tensor *y, lt_tensor *x, lt_tensor *w, lt_tensor *b,
+                                  const lt_relation *r, lt_dtype cdt, const char *op) {
+  return compute(ctx, y, x, w, b, r, cdt, op);
+}
+
+/* The float rule itself, run on a node that asks for the input's gradient
+ * only: whatever kernels conv_backward uses, the quantized convolution's
+ * gradient is the float one's with the dequantized weight. */
+lt_status lt__sparse_conv_grad_x(lt_ctx *ctx, lt_tensor **dx, lt_tensor *g, lt_tensor *x, lt_tensor *w, lt_relation *r,
+                                 const char *op) {
+  lt_tensor *in[3] = {x, w, NULL}, *gin[3] = {NULL, NULL, NULL};
+  int64_t in_slot[3] = {0, -1, -1}, out_slot[1] = {0};
+  lt_saved saved[1] = {{r, NULL}};
+  lt_node n = {.name = op,
+               .backward = conv_backward,
+               .nin = 3,
+               .nout = 1,
+               .nsaved = 1,
+               .in = in,
+               .in_slot = in_slot,
+               .out_slot = out_slot,
+               .saved = saved};
+  lt_status st = conv_backward(ctx, &n, &g, gin);
+  *dx = st ? NULL : gin[0];
+  if (st) lt_tensor_release(gin[0]);
+  lt_tensor_release(gin[1]), lt_tensor_release(gin[2]);
   return st;
 }

@@ -8,11 +8,12 @@
  * same without padding, onto every output reached; a submanifold conv keeps the
  * input's support and reads o + d_k. New supports list their rows in the order
  * first seen (input rows in order, offsets in kernel-id order), duplicates
- * merged. idx is filled in parallel, one output row per task: deterministic. */
+ * merged. idx is filled in parallel from a brick index of the input
+ * (sparse/bricks.h), every entry written once: deterministic. */
 #include <stdlib.h>
 #include <string.h>
 #include "runtime/parallel.h"
-#include "sparse/internal.h"
+#include "sparse/bricks.h"
 
 /* ---- kernel offsets ---- */
 
@@ -184,41 +185,117 @@ static lt_status new_support(lt_ctx *ctx, lt_coords **out, lt_relation_kind kind
 
 /* ---- the index ---- */
 
-/* idx (n_out, K): for each output row, the input row at each offset or -1. */
-static void fill_index(const lt_ctx *ctx, lt_relation *r) {
-  const lt_coords *in = r->in, *out = r->out;
-  const int32_t *orow = lt_tensor_data(out->rows), *irow = lt_tensor_data(in->rows);
-  int32_t *idx = lt_tensor_data(r->idx);
+/* Output rows per task of the fills: a task's brick cache serves all of them. */
+#define FILL_ROWS 512
+
+/* Rows [o0, o1) of idx (n_out, K): for each output row, the input row at
+ * each offset or -1. */
+static void fill_rows(const lt_relation *r, const lt_bricks *b, int32_t *idx, int64_t o0, int64_t o1) {
+  const int32_t *orow = lt_tensor_data(r->out->rows);
   int64_t K = r->volume;
-  int threads = out->n * K >= LT_GRAIN / 8 ? lt__ctx_threads(ctx) : 1;
-  LT_PARALLEL_FOR(threads, o, out->n, {
-    int32_t c[4];
+  lt_brick_cache cache;
+  lt__brick_cache_init(&cache);
+  int32_t c[4];
+  for (int64_t o = o0; o < o1; o++)
     for (int64_t k = 0; k < K; k++)
-      idx[o * K + k] =
-          input_at(r->kind, &r->spec, orow + o * 4, r->offsets[k], c) ? lt__coord_hash_find(&in->hash, irow, c) : -1;
-  });
+      idx[o * K + k] = input_at(r->kind, &r->spec, orow + o * 4, r->offsets[k], c) ? (int32_t)lt__bricks_find(b, &cache, c) : -1;
 }
 
-/* idxT (n_in, K), unless the relation is mirrored, and the counts per offset.
- * Each (input, offset) pair has at most one output, so the parallel writes
- * never meet. */
+/* The same for a mirrored relation (output = input, offsets symmetric:
+ * d_{K-1-k} = -d_k): row o looks up only the offsets k < K/2 and, finding
+ * input i, also writes idx[i, K-1-k] = o, which no other (o, k) pair writes;
+ * the centre is o itself. The entries past the centre start as -1. */
+static void fill_rows_mirrored(const lt_relation *r, const lt_bricks *b, int32_t *idx, int64_t o0, int64_t o1) {
+  const int32_t *orow = lt_tensor_data(r->out->rows);
+  int64_t K = r->volume, half = K / 2;
+  lt_brick_cache cache;
+  lt__brick_cache_init(&cache);
+  int32_t c[4];
+  for (int64_t o = o0; o < o1; o++) {
+    for (int64_t k = 0; k < half; k++) {
+      int64_t i = input_at(r->kind, &r->spec, orow + o * 4, r->offsets[k], c) ? lt__bricks_find(b, &cache, c) : -1;
+      idx[o * K + k] = (int32_t)i;
+      if (i >= 0) idx[i * K + K - 1 - k] = (int32_t)o;
+    }
+    idx[o * K + half] = (int32_t)o;
+  }
+}
+
+/* idx (n_out, K), in tasks of FILL_ROWS output rows: each entry is written
+ * once, by the task that owns it or (mirrored) by the one that finds its
+ * pair, so the result does not depend on the threads. */
+static lt_status fill_index(lt_ctx *ctx, lt_relation *r, const char *op) {
+  lt_bricks b;
+  lt_status st = lt__bricks_build(ctx, &b, r->in, op);
+  if (st) return st;
+  int32_t *idx = lt_tensor_data(r->idx);
+  int64_t K = r->volume, n = r->out->n, tasks = (n + FILL_ROWS - 1) / FILL_ROWS;
+  int threads = n * K >= LT_GRAIN / 8 ? lt__ctx_threads(ctx) : 1;
+  if (r->mirrored) {
+    LT_PARALLEL_FOR(threads, t, tasks, {
+      int64_t o0 = t * FILL_ROWS, o1 = o0 + FILL_ROWS < n ? o0 + FILL_ROWS : n;
+      memset(idx + o0 * K, 0xff, (size_t)((o1 - o0) * K) * sizeof *idx);
+    });
+    LT_PARALLEL_FOR(threads, t, tasks, {
+      fill_rows_mirrored(r, &b, idx, t * FILL_ROWS, t * FILL_ROWS + FILL_ROWS < n ? t * FILL_ROWS + FILL_ROWS : n);
+    });
+  } else {
+    LT_PARALLEL_FOR(threads, t, tasks, {
+      fill_rows(r, &b, idx, t * FILL_ROWS, t * FILL_ROWS + FILL_ROWS < n ? t * FILL_ROWS + FILL_ROWS : n);
+    });
+  }
+  lt__bricks_free(ctx, &b);
+  return LT_OK;
+}
+
+/* idxT (n_in, K), unless the relation is mirrored. Each (input, offset) pair
+ * has at most one output, so the parallel writes never meet. */
 static void fill_transpose(const lt_ctx *ctx, lt_relation *r) {
   int64_t K = r->volume, n_out = r->out->n, n_in = r->in->n;
   const int32_t *idx = lt_tensor_data(r->idx);
-  if (r->idx_t) {
-    int32_t *t = lt_tensor_data(r->idx_t);
-    for (int64_t i = 0; i < n_in * K; i++) t[i] = -1;
-    int threads = n_out * K >= LT_GRAIN / 8 ? lt__ctx_threads(ctx) : 1;
-    LT_PARALLEL_FOR(threads, o, n_out, {
-      for (int64_t k = 0; k < K; k++)
-        if (idx[o * K + k] >= 0) t[(int64_t)idx[o * K + k] * K + k] = (int32_t)o;
-    });
-  }
+  int32_t *t = lt_tensor_data(r->idx_t);
+  int threads = (n_out + n_in) * K >= LT_GRAIN / 8 ? lt__ctx_threads(ctx) : 1;
+  LT_PARALLEL_FOR(threads, i, n_in, { memset(t + i * K, 0xff, (size_t)K * sizeof *t); });
+  LT_PARALLEL_FOR(threads, o, n_out, {
+    for (int64_t k = 0; k < K; k++)
+      if (idx[o * K + k] >= 0) t[(int64_t)idx[o * K + k] * K + k] = (int32_t)o;
+  });
+}
+
+/* The edges per offset: per-task counts (tasks x K) summed in task order. */
+static lt_status count_edges(lt_ctx *ctx, lt_relation *r, const char *op) {
+  int64_t K = r->volume, n = r->out->n, tasks = (n + FILL_ROWS - 1) / FILL_ROWS;
+  const int32_t *idx = lt_tensor_data(r->idx);
+  size_t bytes = (size_t)(tasks > 0 ? tasks * K : 1) * sizeof(int64_t);
+  int64_t *part = lt_ctx_alloc(ctx, bytes);
+  if (!part) return lt_ctx_fail(ctx, LT_ERR_MEM, "%s: out of memory", op);
+  int threads = n * K >= LT_GRAIN / 8 ? lt__ctx_threads(ctx) : 1;
+  LT_PARALLEL_FOR(threads, t, tasks, {
+    int64_t *c = part + t * K, o1 = (t + 1) * FILL_ROWS < n ? (t + 1) * FILL_ROWS : n;
+    for (int64_t k = 0; k < K; k++) c[k] = 0;
+    for (int64_t o = t * FILL_ROWS; o < o1; o++)
+      for (int64_t k = 0; k < K; k++) c[k] += idx[o * K + k] >= 0;
+  });
   r->edges = 0;
   for (int64_t k = 0; k < K; k++) r->counts[k] = 0;
-  for (int64_t e = 0; e < n_out * K; e++)
-    if (idx[e] >= 0) r->counts[e % K]++;
+  for (int64_t t = 0; t < tasks; t++)
+    for (int64_t k = 0; k < K; k++) r->counts[k] += part[t * K + k];
   for (int64_t k = 0; k < K; k++) r->edges += r->counts[k];
+  lt_ctx_free(ctx, part, bytes);
+  return LT_OK;
+}
+
+/* The kernels' row orders (the input's only when the input gradient runs
+ * over idxT, its own rows), with their bytes. */
+static lt_status order_rows(lt_ctx *ctx, lt_relation *r, const char *op) {
+  lt_status st = lt__morton_order_if_scattered(ctx, &r->order_out, r->out, op);
+  if (!st && r->mirrored)
+    r->order_in = lt_tensor_retain(r->order_out);
+  else if (!st)
+    st = lt__morton_order_if_scattered(ctx, &r->order_in, r->in, op);
+  if (!st && r->order_out) r->bytes += (size_t)r->out->n * 4;
+  if (!st && r->order_in && !r->mirrored) r->bytes += (size_t)r->in->n * 4;
+  return st;
 }
 
 static lt_status check_target(lt_ctx *ctx, const lt_coords *target, const int *stride, const char *op) {
@@ -230,11 +307,21 @@ static lt_status check_target(lt_ctx *ctx, const lt_coords *target, const int *s
   return LT_OK;
 }
 
-/* A submanifold relation is its own transpose with the offsets reversed (the
- * offsets of an odd kernel are symmetric: d_{K-1-k} = -d_k), so it keeps no
- * idxT: half the memory and no second pass. */
+/* A relation that reads o + d_k onto its own input (submanifold, or a
+ * stride-1 conv without padding) with an odd kernel is its own transpose with
+ * the offsets reversed (the offsets are symmetric: d_{K-1-k} = -d_k), so it
+ * keeps no idxT: half the memory, half the lookups and no second pass. */
+static int mirrors(const lt_relation *r) {
+  if (r->out != r->in || (r->kind != LT_RELATION_SUBM && r->kind != LT_RELATION_CONV)) return 0;
+  for (int a = 0; a < 3; a++)
+    if (r->spec.size[a] % 2 == 0 ||
+        (r->kind == LT_RELATION_CONV && (r->spec.stride[a] != 1 || r->spec.padding[a] != 0)))
+      return 0;
+  return 1;
+}
+
 static lt_status alloc_index(lt_ctx *ctx, lt_relation *r) {
-  r->mirrored = r->kind == LT_RELATION_SUBM;
+  r->mirrored = mirrors(r);
   lt_status st = lt_tensor_new(ctx, &r->idx, LT_INT32, 2, (int64_t[]){r->out->n, r->volume});
   if (!st && !r->mirrored) st = lt_tensor_new(ctx, &r->idx_t, LT_INT32, 2, (int64_t[]){r->in->n, r->volume});
   if (!st && !(r->counts = calloc((size_t)r->volume, sizeof *r->counts)))
@@ -263,9 +350,11 @@ lt_status lt__relation_build(lt_ctx *ctx, lt_relation **out, lt_relation_kind ki
   else
     st = new_support(ctx, &r->out, kind, in, spec, r->offsets, r->volume, stride, op);
   if (!st) st = alloc_index(ctx, r);
+  if (!st) st = fill_index(ctx, r, op);
+  if (!st && r->idx_t) fill_transpose(ctx, r);
+  if (!st) st = count_edges(ctx, r, op);
+  if (!st) st = order_rows(ctx, r, op);
   if (!st) {
-    fill_index(ctx, r);
-    fill_transpose(ctx, r);
     *out = r;
     return LT_OK;
   }
@@ -300,6 +389,8 @@ void lt_relation_release(lt_relation *r) {
   lt_coords_release(r->out);
   lt_tensor_release(r->idx);
   lt_tensor_release(r->idx_t);
+  lt_tensor_release(r->order_out);
+  lt_tensor_release(r->order_in);
   free(r->counts);
   free(r);
 }

@@ -31,7 +31,15 @@ local check_config = require("lattice.transformer.common").check_config
 local cache_mod = require "lattice.transformer.cache"
 local type_name = require("lattice.nn.module").type_name
 
-local sdpa = lattice.scaled_dot_product_attention
+local kernel = lattice.scaled_dot_product_attention
+
+-- The kernel, its message (a mask that does not broadcast, ...) raised
+-- without this file's position: the block prefixes the module's name.
+local function sdpa(q, k, v, opts)
+  local ok, out = pcall(kernel, q, k, v, opts)
+  if not ok then error(out, 0) end
+  return out
+end
 local HEADS_FIRST = { 1, 3, 2, 4 } -- (B, T, H, D) <-> (B, H, T, D)
 
 local M = {}
@@ -84,7 +92,7 @@ end
 
 -- The RoPE positions of the T queries from `offset`: nil (offset + t, the
 -- rope op's own), or chunk-local ones for chunked attention.
-function M.positions(self, offset, t)
+local function rope_positions(self, offset, t)
   if not self.chunk_size then return nil end
   return lattice.remainder(lattice.arange(offset, offset + t, 1, "int32"), self.chunk_size)
 end
@@ -100,7 +108,7 @@ local function forward(self, x, mask, cache, rope, alibi)
   local offset = cache and cache.offset or 0
   if rope then
     -- rotated in the (B, T, H, D) layout the projections give (seq_axis -3)
-    local o = { offset = offset, seq_axis = -3, positions = M.positions(self, offset, T) }
+    local o = { offset = offset, seq_axis = -3, positions = rope_positions(self, offset, T) }
     q, k = rope:apply(q, o), rope:apply(k, o)
   end
   q, k, v = q:transpose(HEADS_FIRST), k:transpose(HEADS_FIRST), v:transpose(HEADS_FIRST)

@@ -27,7 +27,6 @@ end
 local KVCache = {}
 KVCache.__index = KVCache
 KVCache.__name = "lattice.KVCache"
-M.KVCache_class = KVCache
 
 --- KVCache(batch, n_kv_heads, max_len, head_dim[, {dtype}]): an empty cache
 -- (offset 0) with zeroed buffers; dtype float32 (default), float16 or
@@ -99,6 +98,35 @@ end
 
 function KVCache:reset() return self:truncate(0) end
 
+-- rows: an integer tensor of `batch` row indices (0-based, as stored in
+-- tensors), checked once for a whole Cache.
+local function check_rows(rows, batch, fname)
+  if not lattice.is_tensor(rows) or rows.ndim ~= 1 or rows.shape[1] ~= batch or
+      not (rows.dtype == "int32" or rows.dtype == "int64") then
+    error(("%s: reorder: rows must be an int32 or int64 tensor of %d row indices"):format(fname, batch), 3)
+  end
+  local lo, hi = lattice.min(rows):item(), lattice.max(rows):item()
+  if lo < 0 or hi >= batch then
+    error(("%s: reorder: row indices must be in [0, %d), got %d .. %d"):format(fname, batch, lo, hi), 3)
+  end
+end
+
+local function gather_rows(self, rows)
+  if self.offset == 0 then return end
+  local k, v = lattice.take(self:keys(), rows, 1), lattice.take(self:values(), rows, 1)
+  write(self.k, 0, k)
+  write(self.v, 0, v)
+end
+
+--- kv:reorder(rows): row b of the batch becomes old row rows[b] (0-based),
+-- every filled position (a beam search keeping its best continuations);
+-- rows may repeat. One copy of the filled positions.
+function KVCache:reorder(rows)
+  check_rows(rows, self.batch, "KVCache")
+  gather_rows(self, rows)
+  return self
+end
+
 function KVCache:__tostring()
   return ("KVCache(batch=%d, n_kv_heads=%d, max_len=%d, head_dim=%d, dtype=%s, offset=%d)"):format(self.batch,
     self.n_kv_heads, self.max_len, self.head_dim, self.dtype, self.offset)
@@ -133,6 +161,15 @@ function Cache:truncate(n)
 end
 
 function Cache:reset() return self:truncate(0) end
+
+--- cache:reorder(rows): every layer's rows reordered (KVCache:reorder).
+function Cache:reorder(rows)
+  check_rows(rows, self.batch, "Cache")
+  for _, layer in ipairs(self.layers) do
+    if layer then gather_rows(layer, rows) end
+  end
+  return self
+end
 
 -- The offsets of every layer, and the model's: what a failed step restores.
 function Cache:_offsets()

@@ -33,6 +33,9 @@ function LanguageModel:init(config)
   for i = 1, config.n_layers do self.blocks[i] = ConfigurableBlock(config:get_block_config(i)) end
   -- sinusoidal positions are added once, at the model (no parameters)
   if block_cfg.position == "sinusoidal" then self._sinusoidal = Sinusoidal(block_cfg) end
+  -- learned absolute positions (GPT-2's wpe; not in the seed), added to the
+  -- token embeddings before their dropout, as GPT-2 does
+  if block_cfg.position == "learned" then self.pos_embed = nn.Embedding(block_cfg.max_seq_len, block_cfg.d_model) end
   self.final_norm = registry.norm:get(block_cfg.norm)(block_cfg)
   if not config.tie_embeddings then self.head = nn.Linear(block_cfg.d_model, config.vocab_size, { bias = false }) end
   if config.mup_base_width ~= nil then self:_apply_mup_init(config.width_mult) end
@@ -72,7 +75,16 @@ end
 
 local function run(self, tokens, cache)
   local offset = cache and cache.offset or 0
-  local h = self.embed_dropout(self.embed(tokens))
+  local h = self.embed(tokens)
+  if self.pos_embed then
+    local T, max = tokens.shape[2], self.config.block.max_seq_len
+    if offset + T > max then
+      error(("%s: positions up to %d are past the %d learned positions (max_seq_len)"):format(FNAME, offset + T - 1,
+        max), 0)
+    end
+    h = h + self.pos_embed(lattice.arange(offset, offset + T, "int32"))
+  end
+  h = self.embed_dropout(h)
   if self._sinusoidal then h = self._sinusoidal(h, offset) end
   for i, block in ipairs(self.blocks) do
     h = block(h, "causal", cache and cache.layers[i] or nil)
@@ -80,28 +92,39 @@ local function run(self, tokens, cache)
   h = self.final_norm(h)
   local logits = self.head and self.head(h) or self.embed:as_linear(h)
   if self.config.mup_base_width ~= nil then logits = logits / self.config.width_mult end
-  return logits
+  return logits, h
 end
 
---- model(tokens[, {cache = nil}]) -> logits, cache: tokens (B, T) int32 or
--- int64 ids; logits (B, T, vocab_size). With a cache (model:make_cache) the
+--- model(tokens[, {cache = nil, return_hidden = false}]) -> logits, cache[,
+-- hidden]: tokens (B, T) int32 or int64 ids; logits (B, T, vocab_size);
+-- with return_hidden also final_norm's output (B, T, d_model), as the seed's
+-- (multi-token prediction heads read it). With a cache (model:make_cache) the
 -- tokens continue the sequence it holds: they sit at positions cache.offset
 -- onwards, their keys and values are written into it, and it is returned
 -- with its offset advanced by T. A failed call leaves the cache as it was.
 -- Without one, causal attention over the T tokens and no cache returned.
 function LanguageModel:forward(tokens, opts)
-  opts = module.check_options(opts, { cache = true }, FNAME)
+  opts = module.check_options(opts, { cache = true, return_hidden = true }, FNAME)
   check_tokens(tokens)
-  local cache = opts.cache
-  if cache == nil then return run(self, tokens, nil), nil end
-  check_cache(self, cache, tokens)
-  local saved = cache:_offsets()
-  local ok, logits = pcall(run, self, tokens, cache)
-  if not ok then
-    cache:_restore(saved)
-    error(logits, 0)
+  local cache, hidden = opts.cache, opts.return_hidden
+  if hidden ~= nil and type(hidden) ~= "boolean" then
+    error(("%s: return_hidden must be a boolean, got %s"):format(FNAME, type(hidden)), 2)
   end
-  cache.offset = saved[1] + tokens.shape[2]
+  local logits, h
+  if cache == nil then
+    logits, h = run(self, tokens, nil)
+  else
+    check_cache(self, cache, tokens)
+    local saved = cache:_offsets()
+    local ok
+    ok, logits, h = pcall(run, self, tokens, cache)
+    if not ok then
+      cache:_restore(saved)
+      error(logits, 0)
+    end
+    cache.offset = saved[1] + tokens.shape[2]
+  end
+  if hidden then return logits, cache, h end
   return logits, cache
 end
 
@@ -122,6 +145,15 @@ function LanguageModel:make_cache(batch, max_len, opts)
   local layers = {}
   for i, block in ipairs(self.blocks) do layers[i] = block:make_cache(batch, max_len, opts) end
   return cache_mod.Cache(layers, batch, max_len)
+end
+
+--- model:generate(prompt[, opts]) and model:stream_generate(prompt, opts,
+-- fn): lattice.sample.generate and stream_generate on this model (decoding
+-- with one cache from make_cache, sized for the whole call).
+function LanguageModel:generate(prompt, opts) return require("lattice.sample").generate(self, prompt, opts) end
+
+function LanguageModel:stream_generate(prompt, opts, fn)
+  return require("lattice.sample").stream_generate(self, prompt, opts, fn)
 end
 
 --- model:count_parameters(): the number of parameter elements (the seed's).

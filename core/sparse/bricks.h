@@ -1,0 +1,69 @@
+/* The brick index of a coordinate map (sparse/bricks.c): its rows grouped
+ * into bricks of 4x4x4 cells, each brick a dense table of the rows in its
+ * cells, for the relation builder's neighbour queries. A kernel's window
+ * around one row touches a few neighbouring bricks, which a small cache of
+ * the querying thread keeps, so most queries are one load from a dense table
+ * instead of a probe of the map's hash plus a compare against its rows (two
+ * cache misses each on a large support). Rows in Morton order make the
+ * bricks of consecutive rows the same ones. Memory: 16 + 256 bytes a brick,
+ * at most one brick a row; it lives while one relation is built. */
+#ifndef LATTICE_SPARSE_BRICKS_H
+#define LATTICE_SPARSE_BRICKS_H
+
+#include <string.h>
+#include "sparse/internal.h"
+
+#define LT_BRICK_BITS  2 /* a brick is 4 cells a side */
+#define LT_BRICK_CELLS 64
+#define LT_BRICK_CACHE 64 /* slots: 2 low bits of each axis of a brick's key */
+
+typedef struct lt_bricks {
+  int32_t *keys;      /* (nb, 4): (batch, floor(x/4), floor(y/4), floor(z/4)), first-seen order */
+  int32_t *cells;     /* (nb, 64): the row in each cell, -1 where none */
+  lt_coord_hash hash; /* over keys */
+  int64_t nb;
+  size_t keys_bytes, cells_bytes;
+} lt_bricks;
+
+/* A thread's recently used bricks (brick -2: an empty slot). */
+typedef struct lt_brick_cache {
+  int32_t key[LT_BRICK_CACHE][4];
+  int32_t brick[LT_BRICK_CACHE];
+} lt_brick_cache;
+
+/* The index of map c. Fails with "<op>: out of memory ..." on the context. */
+lt_status lt__bricks_build(lt_ctx *ctx, lt_bricks *b, const lt_coords *c, const char *op);
+void lt__bricks_free(lt_ctx *ctx, lt_bricks *b);
+
+static inline void lt__brick_cache_init(lt_brick_cache *cache) {
+  for (int s = 0; s < LT_BRICK_CACHE; s++) cache->brick[s] = -2;
+}
+
+/* floor(v / 4) without shifting a negative value. */
+static inline int32_t lt__brick_of(int32_t v) { return v < 0 ? ~(~v >> LT_BRICK_BITS) : v >> LT_BRICK_BITS; }
+
+static inline void lt__brick_key(const int32_t *c, int32_t *key) {
+  key[0] = c[0];
+  for (int a = 1; a < 4; a++) key[a] = lt__brick_of(c[a]);
+}
+
+static inline int lt__brick_cell(const int32_t *c) {
+  const int32_t m = (1 << LT_BRICK_BITS) - 1;
+  return (c[1] & m) << (2 * LT_BRICK_BITS) | (c[2] & m) << LT_BRICK_BITS | (c[3] & m);
+}
+
+/* The row with coordinates c (batch, x, y, z), or -1. */
+static inline int64_t lt__bricks_find(const lt_bricks *b, lt_brick_cache *cache, const int32_t *c) {
+  int32_t key[4];
+  lt__brick_key(c, key);
+  /* neighbouring bricks differ in the low bits of their keys: they take different slots */
+  int s = (key[1] & 3) << 4 | (key[2] & 3) << 2 | (key[3] & 3);
+  if (cache->brick[s] == -2 || memcmp(cache->key[s], key, sizeof key)) {
+    cache->brick[s] = (int32_t)lt__coord_hash_find(&b->hash, b->keys, key);
+    memcpy(cache->key[s], key, sizeof key);
+  }
+  int64_t br = cache->brick[s];
+  return br < 0 ? -1 : b->cells[br * LT_BRICK_CELLS + lt__brick_cell(c)];
+}
+
+#endif
