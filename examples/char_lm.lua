@@ -67,21 +67,21 @@ local function unigram_entropy(tokens, vocab_size)
   return -plogp:sum():item()
 end
 
--- Draws `n` characters after `prompt`: temperature sampling over the logits
--- of the last position (the Gumbel-max trick: argmax of logits / t plus
--- Gumbel noise is a draw from softmax(logits / t)), the context cut to the
--- model's window.
+-- Draws `n` characters after `prompt` with model:generate (lattice.sample:
+-- a KV cache, one token per step, temperature sampling over the logits). The
+-- model has seen positions 0 .. window - 1 only, so each call continues the
+-- last half window of text and draws up to the other half.
 local function sample(model, tok, prompt, n, temperature, window)
-  local ids = tok:encode(prompt):tolist()
+  local ids = tok:encode(prompt)
   local was = model.training
   model:eval()
-  for _ = 1, n do
-    local first = math.max(1, #ids - window + 1)
-    local ctx = lattice.array({ table.move(ids, first, #ids, 1, {}) }, "int32")
-    local logits = model(ctx)[1]:slice(1, -1) -- (1, V): the last position
-    local u = lattice.random.uniform(1e-9, 1, logits.shape)
-    local gumbel = -lattice.log(-lattice.log(u))
-    ids[#ids + 1] = lattice.argmax(logits / temperature + gumbel):item()
+  local drawn = 0
+  while drawn < n do
+    local ctx = ids:slice(1, math.max(1, ids.shape[1] - window // 2 + 1))
+    local k = math.min(n - drawn, window - ctx.shape[1])
+    local out = model:generate(ctx, { max_tokens = k, temperature = temperature })
+    ids = lattice.concatenate({ ids, out:slice(1, ctx.shape[1] + 1) })
+    drawn = drawn + k
   end
   model:train(was)
   return tok:decode(ids)
