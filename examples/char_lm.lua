@@ -5,7 +5,7 @@
 -- entropy, and a few sampled lines.
 --
 -- Usage: lattice examples/char_lm.lua [TEXT_FILE] [--steps N] [--out DIR]
---   TEXT_FILE  UTF-8 text to learn (default: examples/data/coriolanus.txt,
+--   TEXT_FILE  UTF-8 text to learn (default: examples/data/keeper.txt,
 --              public domain, see examples/data/README.md)
 --   --steps N  optimizer steps (default 600; 40 with LATTICE_SMOKE=1)
 --   --out DIR  checkpoint directory (default: char_lm_checkpoints)
@@ -24,7 +24,7 @@ local SIZE = SMOKE and { d_model = 32, n_heads = 2, n_kv_heads = 1, d_ff = 96, n
     lr = 3e-3, sample_chars = 200 }
 
 local function parse_args(argv)
-  local opts = { text = HERE .. "data/coriolanus.txt", steps = SIZE.steps, out = "char_lm_checkpoints" }
+  local opts = { text = HERE .. "data/keeper.txt", steps = SIZE.steps, out = "char_lm_checkpoints" }
   local i = 1
   while argv[i] do
     local a = argv[i]

@@ -4,7 +4,7 @@
 -- fresh copy of the base model, and merge it into plain linear layers.
 --
 -- Usage: lattice examples/finetune_lora.lua [PRETRAIN_TEXT [FINETUNE_TEXT]] [--out DIR]
---   PRETRAIN_TEXT  default examples/data/coriolanus.txt (public domain)
+--   PRETRAIN_TEXT  default examples/data/keeper.txt (public domain)
 --   FINETUNE_TEXT  default: sentences this script generates from a small
 --                  grammar (seeded), a style the first text does not have
 --   --out DIR      where the base weights and the adapter go (default lora_out)
@@ -34,7 +34,7 @@ local function parse_args(argv)
     end
   end
   if #texts > 2 then error("finetune_lora: at most two texts, got " .. #texts, 0) end
-  opts.pretrain, opts.finetune = texts[1] or HERE .. "data/coriolanus.txt", texts[2]
+  opts.pretrain, opts.finetune = texts[1] or HERE .. "data/keeper.txt", texts[2]
   return opts
 end
 
