@@ -8,7 +8,8 @@
 -- forward+backward, in effective GFLOP/s (2 x edges x C_in x C_out per pass;
 -- the backward counts both gradients) and as a fraction of the FMA peak (the
 -- median of each run against the peak measured just before it; the run-start
--- peak is fma_peak_gflops).
+-- peak is fma_peak_gflops); then subm 64->64 forward with a 4-bit
+-- QuantizedWeight against the float weight timed alternately (speed_vs_float).
 -- Targets (2 threads): subm 64->64 forward >= 45% of peak, forward+backward
 -- >= 40%; 32->32 forward >= 30%; the relation build under one 64->64 forward.
 -- Usage: lattice bench/sparse_conv.lua [voxels, default 150000] [threads]
@@ -136,3 +137,28 @@ case("conv_2x2x2_stride2_64_to_64", down_conv, x64, wd, rel_down.edges)
 local function up_conv(x, w) return ops.conv_transpose3d(x, w, {kernel_size = 2, stride = 2, coordinates = x64}) end
 case("conv_transpose_2x2x2_64_to_64", up_conv, down, lattice.random.normal({64, 2, 2, 2, 64}, {scale = 0.05}),
   rel_down.edges)
+
+-- ---- a quantized weight ----
+
+-- subm 64->64 forward with the weight at 4 bits (groups of 64) against the
+-- same convolution with the float weight, timed alternately: the quantized
+-- path dequantizes the weight for each call, so the ratio is that cost
+-- (a convolution's weight is small beside its activations).
+do
+  local w = lattice.random.normal({64, 3, 3, 3, 64}, {scale = 0.05})
+  local qw = lattice.quantize_weight(w, {bits = 4, group_size = 64})
+  local yq, yd = ops.subm_conv3d(x64, qw).feats, ops.subm_conv3d(x64, qw:dequantize()).feats
+  assert(lattice.max(lattice.abs(yq - yd)):item() == 0, "sparse_conv: the quantized conv differs from the float one")
+  local tq, tf, ratios = {}, {}, {}
+  for i = 1, 5 do
+    tq[i] = median_time(function() ops.subm_conv3d(x64, qw) end, 3)
+    tf[i] = median_time(function() ops.subm_conv3d(x64, w) end, 3)
+    ratios[i] = tf[i] / tq[i]
+  end
+  local flops = 2 * rel.edges * 64 * 64
+  local t = common.median(tq)
+  report("subm_3x3x3_64_to_64_int4", {edges = rel.edges, bits = 4, group_size = 64, weight_bytes = qw.nbytes,
+    float_weight_bytes = 64 * 27 * 64 * 4, forward_ms = t * 1e3, forward_gflops = flops / t * 1e-9,
+    forward_peak_ratio = flops / t * 1e-9 / peak, float_forward_ms = common.median(tf) * 1e3,
+    speed_vs_float = common.median(ratios)})
+end

@@ -8,10 +8,12 @@
 -- timed against a memcpy moving the same bytes in the same run (the op and
 -- the copy alternate; medians). The bytes are those the op cannot avoid:
 -- the features it reads and writes, plus the relation index or coordinate
--- rows it reads and writes. Target (2 threads): ratio >= 0.25.
+-- rows it reads and writes. Target (2 threads): ratio >= 0.25. Then kNN
+-- (k = 16) of every support row among them, voxelize (mean) and
+-- sparse_quantize of 1M points (targets: voxelize under 15 ms).
 -- A case is one entry of `cases`: name, and prepare() returning {run, bytes,
 -- check, fields} (fields: extra JSON).
--- Usage: lattice bench/sparse_ops.lua [voxels, default 150000] [threads]
+-- Usage: lattice bench/sparse_ops.lua [voxels, default 150000] [threads] [case name pattern]
 package.path = arg[0]:gsub("[^/]*$", "") .. "?.lua;" .. package.path
 local lattice = require "lattice"
 local core = require "lattice.core"
@@ -110,13 +112,98 @@ cases[#cases + 1] = {name = "sparse_add_outer_different_identities", prepare = f
   }
 end}
 
+cases[#cases + 1] = {name = "knn_k16", prepare = function()
+  local rel = ops.build_knn_relation(x, {k = 16})
+  local E = rel.source_row.shape[1]
+  return {
+    run = function() return ops.build_knn_relation(x, {k = 16}).source_row end,
+    -- the source and query rows read; the four edge fields and the offsets written
+    bytes = 2 * N * 16 + E * 16 + (N + 1) * 8,
+    fields = {queries = N, sources = N, k = 16, edges = E},
+    check = function(out)
+      -- brute force for a few queries: the 16 smallest (d², row) over every row
+      local rows, got = coords:tolist(), out:tolist()
+      for q = 1, N, 15013 do
+        local cand = {}
+        for i, r in ipairs(rows) do
+          if r[1] == rows[q][1] then
+            cand[#cand + 1] = {(r[2] - rows[q][2]) ^ 2 + (r[3] - rows[q][3]) ^ 2 + (r[4] - rows[q][4]) ^ 2, i - 1}
+          end
+        end
+        table.sort(cand, function(a, b) return a[1] < b[1] or (a[1] == b[1] and a[2] < b[2]) end)
+        for j = 1, 16 do
+          assert(got[(q - 1) * 16 + j] == cand[j][2], "sparse_ops: knn check failed")
+        end
+      end
+    end,
+  }
+end}
+
+-- ---- points and voxels ----
+-- 1M points scattered inside the support's voxels (a voxel picked at random,
+-- a uniform offset inside it): ~7 points per voxel at voxel_size 1, as a
+-- LiDAR sweep voxelized at the network's resolution; 4 float32 features
+-- (x, y, z, intensity).
+local NP, PC = 1000000, 4
+local points = lattice.add(lattice.take(lattice.slice(coords, 2, 2, 4):astype("float32"),
+  lattice.random.randint(0, N, {NP}, {dtype = "int32"}), 1), lattice.random.uniform({NP, 3}))
+local point_feats = lattice.random.normal({NP, PC})
+
+-- The voxel of each sampled point, and the mean of each sampled voxel's features, in plain Lua.
+local function check_voxels(out_coords, inverse, what)
+  local p, rows, inv = points:tolist(), out_coords:tolist(), inverse:tolist()
+  for i = 1, NP, 9973 do
+    local r = rows[inv[i] + 1]
+    for a = 1, 3 do assert(r[a + 1] == math.floor(p[i][a]), ("sparse_ops: %s check failed at point %d"):format(what, i)) end
+  end
+  return inv
+end
+
+cases[#cases + 1] = {name = "voxelize_mean_1M", prepare = function()
+  local out = ops.voxelize(points, point_feats)
+  local M = #out
+  return {
+    run = function() return ops.voxelize(points, point_feats) end,
+    -- points and features read, the voxels' rows and features written
+    bytes = NP * (12 + PC * 4) + M * (16 + PC * 4),
+    fields = {points = NP, voxels = M, channels = PC, reduction = "mean"},
+    check = function(res)
+      local _, inverse = ops.sparse_quantize(points, {return_inverse = true})
+      local inv = check_voxels(res.coords, inverse, "voxelize")
+      local col, sum, count = lattice.slice(point_feats, 2, 2, 2):reshape({NP}):tolist(), {}, {}
+      for i = 1, NP do
+        local v = inv[i] + 1
+        if v % 997 == 1 then sum[v], count[v] = (sum[v] or 0) + col[i], (count[v] or 0) + 1 end
+      end
+      local got = lattice.slice(res.feats, 2, 2, 2):reshape({M}):tolist()
+      for v, s in pairs(sum) do close(got[v], s / count[v], "voxelize") end
+    end,
+  }
+end}
+
+cases[#cases + 1] = {name = "sparse_quantize_1M", prepare = function()
+  local c0 = ops.sparse_quantize(points)
+  local M = c0.shape[1]
+  return {
+    run = function() return ops.sparse_quantize(points, {return_inverse = true}) end,
+    bytes = NP * (12 + 4) + M * 16, -- points read, voxel rows and the inverse written
+    fields = {points = NP, voxels = M},
+    check = function(res)
+      local _, inverse = ops.sparse_quantize(points, {return_inverse = true})
+      check_voxels(res, inverse, "sparse_quantize")
+    end,
+  }
+end}
+
 -- The result's tensor goes back to the context's cache after each call, so
 -- every timed call reuses warm pages, as a training loop does.
 local function release(out)
   if lattice.is_tensor(out) then out:close() else out.feats:close() end
 end
 
+local only = arg and arg[3]
 for _, case in ipairs(cases) do
+  if only and not case.name:find(only) then goto next end
   local c = case.prepare()
   c.check(c.run())
   c.check = nil
@@ -138,4 +225,5 @@ for _, case in ipairs(cases) do
     target_ratio = TARGET_RATIO}
   for k, v in pairs(c.fields) do fields[k] = v end
   common.report(fields)
+  ::next::
 end

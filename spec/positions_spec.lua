@@ -346,8 +346,8 @@ describe("sinusoidal encodings", function()
 end)
 
 describe("the position registry", function()
-  it("holds rope, sinusoidal, alibi and none", function()
-    assert.are.same({ "rope", "sinusoidal", "alibi", "none" }, lattice.registry.position:keys())
+  it("holds rope, sinusoidal, alibi, none, and learned (GPT-2's, kept in the model)", function()
+    assert.are.same({ "rope", "sinusoidal", "alibi", "none", "learned" }, lattice.registry.position:keys())
   end)
 
   it("none is the identity", function()

@@ -84,9 +84,9 @@ describe("the built-in registries", function()
     for _, name in ipairs({ "attention", "ffn", "norm", "position" }) do
       assert.are.equal(name, lattice.registry[name].name)
     end
-    assert.are.same({ "standard", "gated", "relu2", "gated_relu2", "none" }, lattice.registry.ffn:keys())
+    assert.are.same({ "standard", "gated", "relu2", "gated_relu2", "none", "gelu_tanh" }, lattice.registry.ffn:keys())
     assert.are.same({ "rms_norm", "layer_norm" }, lattice.registry.norm:keys())
-    assert.are.same({ "rope", "sinusoidal", "alibi", "none" }, lattice.registry.position:keys())
+    assert.are.same({ "rope", "sinusoidal", "alibi", "none", "learned" }, lattice.registry.position:keys())
   end)
 
   it("build a user's Lua module registered under a new name from a config naming it", function()

@@ -113,6 +113,18 @@ describe("lattice.repl.complete", function()
       repl.complete("lattice.random.", env))
   end)
 
+  it("lists lattice's lazily loaded modules and completes inside them", function()
+    local lib = setmetatable({}, { __lazy = { checks = "lattice.checks" }, __index = function() error("ran __index") end })
+    local lazy_env = { lib = lib }
+    assert.are.same({ "lib.checks" }, repl.complete("lib.ch", lazy_env))
+    local inside = repl.complete("lib.checks.", lazy_env)
+    assert.is_true(#inside > 0)
+    for _, word in ipairs(inside) do assert.truthy(word:find("^lib%.checks%.")) end
+    local tr = repl.complete("lattice.tr", env)
+    assert.truthy(table.concat(tr, " "):find("lattice.train", 1, true))
+    assert.are.same({ "lattice.lora.apply_lora(" }, repl.complete("lattice.lora.apply_", env))
+  end)
+
   it("completes a tensor's methods after : and its fields and methods after .", function()
     assert.are.same({ "x:relu(", "x:remainder(", "x:reshape(" }, repl.complete("x:re", env))
     assert.are.same({ "x.shape", "x.shares_storage(" }, repl.complete("x.sha", env))

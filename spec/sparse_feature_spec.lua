@@ -191,7 +191,7 @@ describe("feature ops on a SparseTensor", function()
       { function() ops.batch_norm(x, { eps = -1 }) end, "batch_norm: eps must be a positive number, got -1" },
       { function() ops.dropout(x, { p = 1 }) end, "dropout: p must be in [0, 1), got 1" },
       { function() ops.dropout(x, { training = 1 }) end, "dropout: training must be a boolean, got number" },
-      { function() ops.linear(x, { { 1 } }) end, "linear: weight must be a lattice.Tensor, got table" },
+      { function() ops.linear(x, { { 1 } }) end, "linear: weight must be a lattice.Tensor or a QuantizedWeight, got table" },
       { function() ops.linear(x, lattice.ones({ 3, 5 })) end, "linear: weight has 5 input features, x has 4" },
     }
     for _, c in ipairs(cases) do assert.has_error(c[1], c[2]) end

@@ -877,7 +877,7 @@ describe("convolution argument checks", function()
       "conv3d: weight has shape {8,3,3,3,4}, expected {C_out,2,2,2,C_in}")
     assert.has_error(function() ops.conv3d(x, w3, { kernel_size = { 3, 3, 1 } }) end,
       "conv3d: weight has shape {8,3,3,3,4}, expected {C_out,3,3,1,C_in}")
-    assert.has_error(function() ops.conv3d(x, "w") end, "conv3d: weight must be a lattice.Tensor, got string")
+    assert.has_error(function() ops.conv3d(x, "w") end, "conv3d: weight must be a lattice.Tensor or a QuantizedWeight, got string")
     assert.has_error(function() ops.conv3d(x, lattice.zeros({ 8, 3, 3, 3, 4 }, "int32")) end,
       "conv3d: weight must be a float tensor, got int32")
     assert.has_error(function() ops.conv3d(x, w3, { bias = lattice.zeros({ 4 }) }) end,

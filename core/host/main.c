@@ -4,6 +4,7 @@
  *   lattice -e 'code' [...]     run code, then the script if one follows
  *   lattice -                   run standard input
  *   lattice                     a REPL (standard input a terminal), else run stdin
+ *   lattice models ...          a subcommand: lattice.cli.models' run(args)
  *
  * It follows lua.c where a Lua user expects it to (the `arg` table, `-e`, `-i`,
  * Ctrl-C stopping the running code). The REPL is in repl.c. */
@@ -34,8 +35,10 @@ static void usage(FILE *out) {
           "  -h        print this help (also --help)\n"
           "  --        stop handling options\n"
           "  -         run standard input\n"
-          "With no script and no -e: a REPL when standard input is a terminal, else run it.\n",
-          progname);
+          "With no script and no -e: a REPL when standard input is a terminal, else run it.\n"
+          "Subcommands (as the first argument; run a file of that name as ./NAME):\n"
+          "  %s models list|info|count|bench ...   the model presets (lattice models --help)\n",
+          progname, progname);
 }
 
 /* ---- running code with a traceback ---- */
@@ -122,6 +125,46 @@ static int run_script(lua_State *L, char **argv, int argc, int script) {
   return lt__host_report(L, lt__host_docall(L, n, 0));
 }
 
+/* ---- subcommands ---- */
+
+/* The first argument names a subcommand written in Lua: `lattice models
+ * list` runs require("lattice.cli.models").run({"list"}). */
+static const char *const subcommands[] = {"models", NULL};
+
+static int is_subcommand(int argc, char **argv) {
+  if (argc < 2) return 0;
+  for (int i = 0; subcommands[i]; i++)
+    if (strcmp(argv[1], subcommands[i]) == 0) return 1;
+  return 0;
+}
+
+static int require_run(lua_State *L) {
+  const char *name = lua_tostring(L, 1);
+  lua_getglobal(L, "require");
+  lua_pushfstring(L, "lattice.cli.%s", name);
+  lua_call(L, 1, 1);
+  lua_getfield(L, -1, "run");
+  lua_pushvalue(L, 2);
+  lua_call(L, 1, 1);
+  return 1;
+}
+
+/* Runs the subcommand argv[1] with argv[2..] as its arguments; returns its
+ * exit status (1 when it raised, after the error is reported). */
+static int run_subcommand(lua_State *L, char **argv, int argc) {
+  lua_pushcfunction(L, require_run);
+  lua_pushstring(L, argv[1]);
+  lua_createtable(L, argc - 2, 0);
+  for (int i = 2; i < argc; i++) {
+    lua_pushstring(L, argv[i]);
+    lua_rawseti(L, -2, i - 1);
+  }
+  if (lt__host_report(L, lt__host_docall(L, 2, 1)) != LUA_OK) return 1;
+  int status = lua_isinteger(L, -1) ? (int)lua_tointeger(L, -1) : 1;
+  lua_pop(L, 1);
+  return status;
+}
+
 /* ---- main ---- */
 
 typedef struct options {
@@ -168,6 +211,12 @@ static int run_codes(lua_State *L, char **argv, int end) {
 static int pmain(lua_State *L) {
   int argc = (int)lua_tointeger(L, 1);
   char **argv = lua_touserdata(L, 2);
+  if (is_subcommand(argc, argv)) {
+    luaL_openlibs(L);
+    if (lt__host_report(L, lattice_lua_open(L, NULL)) != LUA_OK) return 0;
+    lua_pushboolean(L, run_subcommand(L, argv, argc) == 0);
+    return 1;
+  }
   options o = {0};
   if (scan_args(argv, argc, &o) != 0) return 0;
   if (o.version) printf("lattice %s (%s)\n", LATTICE_VERSION, LUA_RELEASE);

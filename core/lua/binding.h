@@ -133,6 +133,7 @@ void lt_l_open_fs(lua_State *L);          /* fs.c: isatty, directories written w
 void lt_l_open_config(lua_State *L);      /* config.c: BlockConfig, ModelConfig */
 void lt_l_open_transformer(lua_State *L); /* transformer.c: rope, linear_act */
 void lt_l_open_attention(lua_State *L);   /* attention.c: scaled_dot_product_attention */
+void lt_l_open_sample(lua_State *L);      /* sample.c: the token choosers behind lattice.sample, topk */
 void lt_l_open_kernels(lua_State *L);     /* kernels.c: microkernel test hooks (ggemm_with_isa, ...) */
 
 /* The config at `arg`, or Lua's own type error

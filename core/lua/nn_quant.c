@@ -8,11 +8,14 @@
  *   QQLinear            weight, scales (mxfp8 or nvfp4), bias?
  *                       m(x) = quantize_dequantize(x) @ W^T + bias
  * Each holds its bits, group_size and mode; m:quantized_weight() is the
- * QuantizedWeight of its current tensors (shared). lua/lattice/nn/quantized.lua
- * makes the fields. */
+ * QuantizedWeight of its current tensors (shared). QuantizedLinear and
+ * QQLinear also take a SparseTensor, as nn.Linear does (the seed's
+ * quantized feature Linear): its features transformed, its coordinates kept.
+ * lua/lattice/nn/quantized.lua makes the fields. */
 #include <string.h>
 #include "nn_module.h"
 #include "quant_binding.h"
+#include "sparse_binding.h"
 
 typedef struct qcfg {
   int bits, group_size;
@@ -57,25 +60,38 @@ static const lt_l_module_type qlinear_type = {"QuantizedLinear", sizeof(qcfg), q
 static const lt_l_module_type qqlinear_type = {"QQLinear", sizeof(qcfg), qqlinear_forward, qqlinear_params,
                                                linear_methods};
 
+/* The input at arg 2: a tensor, or a SparseTensor's features. */
+static lt_tensor *linear_input(lua_State *L) {
+  return lt_l_issparse(L, 2) ? lt_l_sparse_feats(L, 2) : lt_l_checktensor(L, 2);
+}
+
+/* lt_l_result, the new tensor at the top becoming the features of a
+ * SparseTensor with the input's coordinates when the input was one. */
+static int linear_output(lua_State *L, lt_status st) {
+  lt_l_result(L, st);
+  if (lt_l_issparse(L, 2)) lt_l_push_with_feats(L, 2, -1);
+  return 1;
+}
+
 static int qlinear_forward(lua_State *L) {
   qcfg *c = lt_l_module_check(L, 1, &qlinear_type);
-  lt_tensor *x = lt_l_checktensor(L, 2), *b = lt_l_module_tensor(L, 1, "bias", 1);
+  lt_tensor *x = linear_input(L), *b = lt_l_module_tensor(L, 1, "bias", 1);
   lt_qweight qw = module_qweight(L, c);
   lt_l_tensor *u = lt_l_newtensor(L);
-  return lt_l_result(L, lt_quant_linear(lt_l_ctx(L), &u->t, x, &qw, b));
+  return linear_output(L, lt_quant_linear(lt_l_ctx(L), &u->t, x, &qw, b));
 }
 
 /* The input through the activation format, then the quantized product. */
 static int qqlinear_forward(lua_State *L) {
   qcfg *c = lt_l_module_check(L, 1, &qqlinear_type);
-  lt_tensor *x = lt_l_checktensor(L, 2), *b = lt_l_module_tensor(L, 1, "bias", 1), *xq = NULL;
+  lt_tensor *x = linear_input(L), *b = lt_l_module_tensor(L, 1, "bias", 1), *xq = NULL;
   lt_qweight qw = module_qweight(L, c);
   lt_l_tensor *u = lt_l_newtensor(L);
   lt_ctx *ctx = lt_l_ctx(L);
   lt_status st = lt_quantize_dequantize(ctx, &xq, x, c->mode);
   if (!st) st = lt_quant_linear(ctx, &u->t, xq, &qw, b);
   lt_tensor_release(xq);
-  return lt_l_result(L, st);
+  return linear_output(L, st);
 }
 
 /* ---- QuantizedEmbedding ---- */

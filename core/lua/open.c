@@ -53,6 +53,7 @@ int luaopen_lattice_core(lua_State *L) {
   lt_l_open_config(L);
   lt_l_open_transformer(L);
   lt_l_open_attention(L);
+  lt_l_open_sample(L);
   lt_l_open_kernels(L);
   lt_l_open_sparse(L);
   lt_l_open_sparse_ops(L);
@@ -62,6 +63,8 @@ int luaopen_lattice_core(lua_State *L) {
   lt_l_open_sparse_pool(L);
   lt_l_open_sparse_algebra(L);
   lt_l_open_sparse_rows(L);
+  lt_l_open_sparse_voxel(L);
+  lt_l_open_sparse_coords(L);
   lt_l_open_quant(L);
   return 1;
 }

@@ -36,10 +36,11 @@ void lt_l_push_with_feats(lua_State *L, int like, int feats);
 /* Three positive integers from a number or a list of 3 at arg (default 1). */
 void lt_l_checkstride(lua_State *L, int arg, int *stride, const char *fname, const char *what);
 
-/* Pushes the SparseTensor conv(x) for the SparseTensor at xarg (sparse_ops.c);
+/* Pushes the SparseTensor conv(x) for the SparseTensor at xarg (sparse_ops.c)
+ * with the dense weight w, or the quantized weight qw when w is NULL;
  * target_arg: nil, a SparseTensor, a key or coordinates. */
-int lt_l_sparse_conv_push(lua_State *L, lt_relation_kind kind, int xarg, lt_tensor *w, lt_tensor *bias,
-                          const lt_kernel_spec *spec, int target_arg, const char *op);
+int lt_l_sparse_conv_push(lua_State *L, lt_relation_kind kind, int xarg, lt_tensor *w, const lt_qweight *qw,
+                          lt_tensor *bias, const lt_kernel_spec *spec, int target_arg, const char *op);
 
 void lt_l_open_sparse(lua_State *L);     /* sparse.c: SparseTensor, CoordinateMapKey */
 void lt_l_open_sparse_ops(lua_State *L); /* sparse_ops.c: relations and convolutions */
@@ -48,6 +49,8 @@ void lt_l_open_sparse_ops(lua_State *L); /* sparse_ops.c: relations and convolut
 void lt_l_open_sparse_pool(lua_State *L);    /* sparse_pool.c: pooling, the pooling modules */
 void lt_l_open_sparse_algebra(lua_State *L); /* sparse_algebra.c: joins, SparseTensor arithmetic */
 void lt_l_open_sparse_rows(lua_State *L);    /* sparse_rows.c: row subsets, ordering, occupancy */
+void lt_l_open_sparse_voxel(lua_State *L);   /* sparse_voxel.c: quantizing, voxelize, devoxelize */
+void lt_l_open_sparse_coords(lua_State *L);  /* sparse_coords.c: set operations, lookups, orders, dense grids */
 /* Pushes lattice.core.sparse (lattice.core at the top of the stack), making it. */
 void lt_l_sparse_table(lua_State *L);
 

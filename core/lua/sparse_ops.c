@@ -2,12 +2,14 @@
  * with the seed's option names):
  *   lattice.core.kernel_relation(kind, input, spec[, target]) -> Relation
  *   lattice.core.sparse_conv(kind, x, weight, bias, spec, target, op) -> SparseTensor
+ * (weight a tensor or a QuantizedWeight)
  * kind is "conv", "subm", "transposed" or "generative"; spec a table
  * {size = {3}, stride = {3}, padding = {3}, dilation = {3}}; input a
  * SparseTensor or a CoordinateMapKey; target nil, a SparseTensor, a key or an
  * int32 (M, 4) coordinate tensor at the output's tensor stride. */
 #include <string.h>
 #include "base.h"
+#include "quant_binding.h"
 #include "sparse_binding.h"
 
 #define LT_L_RELATION "lattice.Relation"
@@ -216,8 +218,8 @@ static void push_output_counts(lua_State *L, int xarg, const lt_coords *out, con
                batches);
 }
 
-int lt_l_sparse_conv_push(lua_State *L, lt_relation_kind kind, int xarg, lt_tensor *w, lt_tensor *bias,
-                          const lt_kernel_spec *spec, int target_arg, const char *op) {
+int lt_l_sparse_conv_push(lua_State *L, lt_relation_kind kind, int xarg, lt_tensor *w, const lt_qweight *qw,
+                          lt_tensor *bias, const lt_kernel_spec *spec, int target_arg, const char *op) {
   lt_l_checksparse(L, xarg);
   lt_coords *in = lt_l_sparse_coords(L, xarg);
   lt_tensor *x = lt_l_sparse_feats(L, xarg);
@@ -233,7 +235,8 @@ int lt_l_sparse_conv_push(lua_State *L, lt_relation_kind kind, int xarg, lt_tens
   int counts = lua_gettop(L);
   lt_l_tensor *u = lt_l_newtensor(L);
   int feats = lua_gettop(L);
-  lt_l_check(L, lt_sparse_conv(ctx, &u->t, x, w, bias, b->r, op));
+  lt_l_check(L, w ? lt_sparse_conv(ctx, &u->t, x, w, bias, b->r, op)
+                  : lt_sparse_conv_quantized(ctx, &u->t, x, qw, bias, b->r, op));
   lt_l_pushsparse(L, key, feats, counts);
   lt_l_report_alloc(L, ctx);
   return 1;
@@ -242,9 +245,11 @@ int lt_l_sparse_conv_push(lua_State *L, lt_relation_kind kind, int xarg, lt_tens
 static int l_sparse_conv(lua_State *L) {
   lua_settop(L, 7);
   lt_relation_kind kind = check_kind(L, 1);
-  lt_tensor *w = lt_l_checktensor(L, 3), *bias = lua_isnil(L, 4) ? NULL : lt_l_checktensor(L, 4);
+  lt_qweight qw;
+  int quantized = lt_l_toqweight(L, 3, &qw);
+  lt_tensor *w = quantized ? NULL : lt_l_checktensor(L, 3), *bias = lua_isnil(L, 4) ? NULL : lt_l_checktensor(L, 4);
   lt_kernel_spec spec = check_spec(L, 5);
-  return lt_l_sparse_conv_push(L, kind, 2, w, bias, &spec, 6, luaL_checkstring(L, 7));
+  return lt_l_sparse_conv_push(L, kind, 2, w, quantized ? &qw : NULL, bias, &spec, 6, luaL_checkstring(L, 7));
 }
 
 void lt_l_open_sparse_ops(lua_State *L) {

@@ -1,6 +1,6 @@
 /* The transformer ops' binding: lattice.rope (MLX's mx.fast.rope) and
  * lattice.linear_act (the fused GEMM + activation behind nn.MLP's "fused"
- * backend). */
+ * backend); lattice.core.kv_cache_write (the KV cache's in-place write). */
 #include <string.h>
 #include "binding.h"
 
@@ -53,7 +53,22 @@ static int l_linear_act(lua_State *L) {
   return lt_l_result(L, lt_linear_act(lt_l_ctx(L), &u->t, x, w, b, op));
 }
 
+/* lattice.core.kv_cache_write(cache, pos, src) -> cache: src (B, H, T, D)
+ * written in place at positions pos .. pos + T - 1 (0-based, as the cache's
+ * offset counts) of cache (B, H, S, D). The KV cache objects' one write. */
+static int l_kv_cache_write(lua_State *L) {
+  lt_l_checkmaxargs(L, 3, "kv_cache_write");
+  lt_tensor *cache = lt_l_checktensor(L, 1);
+  lua_Integer pos = luaL_checkinteger(L, 2);
+  lt_tensor *src = lt_l_checktensor(L, 3);
+  lt_status st = lt_kv_cache_write(lt_l_ctx(L), cache, pos, src);
+  lt_l_check(L, st);
+  lua_settop(L, 1);
+  return 1;
+}
+
 void lt_l_open_transformer(lua_State *L) {
-  static const luaL_Reg fns[] = {{"rope", l_rope}, {"linear_act", l_linear_act}, {NULL, NULL}};
+  static const luaL_Reg fns[] = {
+      {"rope", l_rope}, {"linear_act", l_linear_act}, {"kv_cache_write", l_kv_cache_write}, {NULL, NULL}};
   lt_l_register(L, fns);
 }

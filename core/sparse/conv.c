@@ -225,3 +225,34 @@ lt_status lt_sparse_conv(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, lt_tensor *
   if (node) lt__node_keep(node, 0, lt_relation_retain(r), release_relation);
   return st;
 }
+
+/* ---- for the quantized convolution (sparse/conv_quant.c) ---- */
+
+lt_status lt__sparse_conv_compute(lt_ctx *ctx, lt_tensor *y, lt_tensor *x, lt_tensor *w, lt_tensor *b,
+                                  const lt_relation *r, lt_dtype cdt, const char *op) {
+  return compute(ctx, y, x, w, b, r, cdt, op);
+}
+
+/* The float rule itself, run on a node that asks for the input's gradient
+ * only: whatever kernels conv_backward uses, the quantized convolution's
+ * gradient is the float one's with the dequantized weight. */
+lt_status lt__sparse_conv_grad_x(lt_ctx *ctx, lt_tensor **dx, lt_tensor *g, lt_tensor *x, lt_tensor *w, lt_relation *r,
+                                 const char *op) {
+  lt_tensor *in[3] = {x, w, NULL}, *gin[3] = {NULL, NULL, NULL};
+  int64_t in_slot[3] = {0, -1, -1}, out_slot[1] = {0};
+  lt_saved saved[1] = {{r, NULL}};
+  lt_node n = {.name = op,
+               .backward = conv_backward,
+               .nin = 3,
+               .nout = 1,
+               .nsaved = 1,
+               .in = in,
+               .in_slot = in_slot,
+               .out_slot = out_slot,
+               .saved = saved};
+  lt_status st = conv_backward(ctx, &n, &g, gin);
+  *dx = st ? NULL : gin[0];
+  if (st) lt_tensor_release(gin[0]);
+  lt_tensor_release(gin[1]), lt_tensor_release(gin[2]);
+  return st;
+}

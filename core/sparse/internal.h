@@ -4,6 +4,8 @@
 #define LATTICE_SPARSE_INTERNAL_H
 
 #include "lattice/sparse.h"
+#include "lattice/sparse_voxel.h"
+#include "lattice/sparse_neighbors.h"
 #include "runtime/context.h"
 #include "tensor/internal.h"
 
@@ -114,5 +116,35 @@ lt_status lt__morton_order_if_scattered(lt_ctx *ctx, lt_tensor **order, const lt
 /* Relations (sparse/relation.c). */
 lt_status lt__relation_build(lt_ctx *ctx, lt_relation **out, lt_relation_kind kind, lt_coords *in, lt_coords *target,
                              const lt_kernel_spec *spec, const char *op);
+
+/* Points on a voxel lattice (sparse/quantize.c): the voxels first seen
+ * first, each one's first point and point count, each point's voxel; given
+ * feats (contiguous float32 or float64 (n, C)), also their reduction per
+ * voxel in that dtype (point order) and, for max, each maximum's point. */
+typedef struct lt__voxels {
+  int64_t n, m;
+  lt_tensor *rows, *index, *inverse, *counts; /* int32 (m, 4), (m), (n), (m) */
+  lt_tensor *feats, *arg;                     /* (m, C), int32 (m, C) for max; NULL without feats */
+  void *scratch;
+  size_t bytes;
+} lt__voxels;
+lt_status lt__voxels_build(lt_ctx *ctx, lt__voxels *v, lt_tensor *points, lt_tensor *batch, const lt_voxel_grid *g,
+                           const lt_tensor *feats, lt_voxel_reduction red, const char *op);
+void lt__voxels_free(lt_ctx *ctx, lt__voxels *v);
+/* Checks the grid, points (N, 3) and batch (NULL, or integer (N) in 0..INT32_MAX);
+ * *pts a contiguous float32 copy, *bat an int64 one (NULL without batch). */
+lt_status lt__points_stage(lt_ctx *ctx, lt_tensor **pts, lt_tensor **bat, lt_tensor *points, lt_tensor *batch,
+                           const lt_voxel_grid *g, const char *op);
+
+/* What sparse/conv_quant.c borrows from the float convolution (sparse/conv.c),
+ * with a dense weight w (C_out, Kx, Ky, Kz, C_in) of any float dtype:
+ *   lt__sparse_conv_compute: y (n_out, C_out), already allocated in cdt
+ *     (float32 or float64), = b + sum_k x[idx] @ W_k;
+ *   lt__sparse_conv_grad_x: *dx (n_in, C_in), new in x's dtype, the float
+ *     convolution's input gradient for the output gradient g. */
+lt_status lt__sparse_conv_compute(lt_ctx *ctx, lt_tensor *y, lt_tensor *x, lt_tensor *w, lt_tensor *b,
+                                  const lt_relation *r, lt_dtype cdt, const char *op);
+lt_status lt__sparse_conv_grad_x(lt_ctx *ctx, lt_tensor **dx, lt_tensor *g, lt_tensor *x, lt_tensor *w, lt_relation *r,
+                                 const char *op);
 
 #endif

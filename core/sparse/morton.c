@@ -1,8 +1,7 @@
-/* Morton (Z-order) codes and the Morton order of coordinate rows
- * (lattice/sparse_order.h). The order is a least-significant-digit radix sort
- * of the 95-bit keys (batch, code), one byte per pass, carrying the row along:
- * stable, so equal keys keep their row order, and passes whose byte is the
- * same for every row are skipped (coordinates of one scene share their high
+/* Morton (Z-order) codes and the orders of coordinate rows by a 63-bit code
+ * of x, y, z (lattice/sparse_order.h): Morton, Hilbert, lexicographic. The order is a least-significant-digit radix
+ * sort of the 95-bit keys (batch, code), one byte per pass, carrying the row along: stable, so equal keys keep their
+ * row order, and passes whose byte is the same for every row are skipped (coordinates of one scene share their high
  * bits). Plain sequential passes: their result is the same for any thread
  * count by construction. */
 #include <string.h>
@@ -27,6 +26,44 @@ static uint64_t spread(uint64_t v) {
 uint64_t lt_morton_encode(int32_t x, int32_t y, int32_t z) {
   return spread((uint32_t)(x + (int32_t)OFFSET)) | spread((uint32_t)(y + (int32_t)OFFSET)) << 1 |
          spread((uint32_t)(z + (int32_t)OFFSET)) << 2;
+}
+
+/* The 3D Hilbert index of (x, y, z) offset to 21 bits: Skilling's
+ * transposition (J. Skilling, "Programming the Hilbert curve", AIP Conf.
+ * Proc. 707, 2004), whose bits read x, y, z from the most significant. */
+uint64_t lt_hilbert_encode(int32_t x, int32_t y, int32_t z) {
+  uint32_t v[3] = {(uint32_t)(x + (int32_t)OFFSET), (uint32_t)(y + (int32_t)OFFSET), (uint32_t)(z + (int32_t)OFFSET)};
+  for (uint32_t q = 1u << 20; q > 1; q >>= 1) { /* undo the excess work */
+    uint32_t p = q - 1;
+    for (int i = 0; i < 3; i++)
+      if (v[i] & q) {
+        v[0] ^= p;
+      } else {
+        uint32_t t = (v[0] ^ v[i]) & p;
+        v[0] ^= t, v[i] ^= t;
+      }
+  }
+  for (int i = 1; i < 3; i++) v[i] ^= v[i - 1]; /* Gray encode */
+  uint32_t t = 0;
+  for (uint32_t q = 1u << 20; q > 1; q >>= 1)
+    if (v[2] & q) t ^= q - 1;
+  for (int i = 0; i < 3; i++) v[i] ^= t;
+  uint64_t h = 0;
+  for (int b = 20; b >= 0; b--)
+    for (int i = 0; i < 3; i++) h = h << 1 | (v[i] >> b & 1);
+  return h;
+}
+
+/* x, y, z offset to 21 bits each, x most significant: sorting by it is lexicographic. */
+static uint64_t lex_encode(int32_t x, int32_t y, int32_t z) {
+  return (uint64_t)(uint32_t)(x + (int32_t)OFFSET) << 42 | (uint64_t)(uint32_t)(y + (int32_t)OFFSET) << 21 |
+         (uint64_t)(uint32_t)(z + (int32_t)OFFSET);
+}
+
+static uint64_t encode(lt_coord_order kind, const int32_t *r) {
+  return kind == LT_ORDER_MORTON    ? lt_morton_encode(r[1], r[2], r[3])
+         : kind == LT_ORDER_HILBERT ? lt_hilbert_encode(r[1], r[2], r[3])
+                                    : lex_encode(r[1], r[2], r[3]);
 }
 
 /* A contiguous int32 (N, 4) copy of coords (or coords itself), every x, y, z in range. */
@@ -95,7 +132,12 @@ static item *radix_sort(item *items, item *tmp, int64_t n) {
 }
 
 lt_status lt_morton_order(lt_ctx *ctx, lt_tensor **order, lt_tensor *coords, const char *op) {
+  return lt_coords_order(ctx, order, coords, LT_ORDER_MORTON, op);
+}
+
+lt_status lt_coords_order(lt_ctx *ctx, lt_tensor **order, lt_tensor *coords, lt_coord_order kind, const char *op) {
   *order = NULL;
+  if ((unsigned)kind >= LT_ORDERS) return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: unknown order", op);
   lt_tensor *c;
   lt_status st = staged_coords(ctx, &c, coords, op);
   if (st) return st;
@@ -107,8 +149,7 @@ lt_status lt_morton_order(lt_ctx *ctx, lt_tensor **order, lt_tensor *coords, con
   if (!st) {
     const int32_t *r = lt_tensor_data(c);
     for (int64_t i = 0; i < n; i++)
-      buf[i] = (item){lt_morton_encode(r[i * 4 + 1], r[i * 4 + 2], r[i * 4 + 3]), (uint32_t)r[i * 4] ^ 0x80000000u,
-                      (int32_t)i};
+      buf[i] = (item){encode(kind, r + i * 4), (uint32_t)r[i * 4] ^ 0x80000000u, (int32_t)i};
     const item *sorted = radix_sort(buf, buf + n, n);
     int32_t *o = lt_tensor_data(*order);
     for (int64_t i = 0; i < n; i++) o[i] = sorted[i].row;

@@ -24,6 +24,10 @@ local internal = {
   sparse = true,
   ggemm_with_isa = true, ggemm_wgrad_with_isa = true, bench_ggemm = true, bench_ggemm_wgrad = true,
   quant_linear_with_isa = true, quant_linear_grad_with_isa = true,
+  -- the token choosers behind lattice.sample and lattice.topk
+  sample_logits = true, topk_indices = true,
+  -- the KV cache's in-place write (lattice.transformer.KVCache)
+  kv_cache_write = true,
 }
 for name, value in pairs(core) do
   if not internal[name] then lattice[name] = value end
@@ -31,6 +35,14 @@ end
 
 lattice.value_and_grad = autograd.value_and_grad
 lattice.grad = autograd.grad
+
+--- topk(x, k): the k largest entries of each row of x's last axis, largest
+-- first (ties to the lower position), and their int64 positions (0-based).
+-- The values are take_along_axis of x, so they carry its gradient.
+function lattice.topk(x, k)
+  local idx = core.topk_indices(x, k)
+  return core.take_along_axis(x, idx, -1), idx
+end
 
 -- The tensor methods, listed: x:sum(1) is lattice.sum(x, 1). Each is a
 -- function whose first argument is a tensor; a new top-level function becomes
@@ -44,7 +56,8 @@ local method_names = {
   -- reductions, softmax
   "argmax", "argmin", "logsumexp", "max", "mean", "min", "sum", "var", "softmax", "log_softmax",
   -- linear algebra, norms, indexing, losses
-  "matmul", "linear", "linear_act", "rope", "dropout", "layer_norm", "rms_norm", "take", "take_along_axis", "gather", "embedding", "cross_entropy", "mse_loss",
+  "matmul", "linear", "linear_act", "rope", "topk", "dropout", "layer_norm", "rms_norm", "take", "take_along_axis",
+  "gather", "embedding", "cross_entropy", "mse_loss",
   -- layout and conversion
   "astype", "broadcast_to", "contiguous", "expand_dims", "reshape", "slice", "split", "squeeze", "transpose",
   "item", "tolist", "zeros_like", "ones_like", "shares_storage", "stop_gradient", "close",
@@ -73,11 +86,16 @@ local registry = require "lattice.registry"
 lattice.Registry = registry.Registry
 lattice.registry = registry.registries
 lattice.transformer = require "lattice.transformer"
+lattice.nn.ConfigurableBlock = lattice.transformer.ConfigurableBlock
+lattice.nn.LanguageModel = lattice.transformer.LanguageModel
 for k, v in pairs(require "lattice.quantize") do lattice[k] = v end
 
--- Loaded on first use: lattice.train, lattice.data, lattice.lora.
-local lazy = { train = "lattice.train", data = "lattice.data", lora = "lattice.lora" }
-setmetatable(lattice, { __index = function(t, k)
+-- Loaded on first use: lattice.train, lattice.data, lattice.lora,
+-- lattice.sample (generation) and lattice.models (presets, the converter).
+-- __lazy names them for the REPL's completion, which runs no __index function.
+local lazy = { train = "lattice.train", data = "lattice.data", lora = "lattice.lora", sample = "lattice.sample",
+  models = "lattice.models" }
+setmetatable(lattice, { __lazy = lazy, __index = function(t, k)
   local name = lazy[k]
   if name == nil then return nil end
   local v = require(name)

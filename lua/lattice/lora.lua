@@ -1,11 +1,16 @@
 -- lattice.lora: low-rank adaptation (Hu et al. 2021) with the names and
--- semantics of the seed's lmxlab.core.lora: LoRALinear, apply_lora,
--- merge_lora, lora_parameters, save_lora_adapters, load_lora_adapters.
+-- semantics of the seed's lmxlab.core.lora and lmxlab.core.qlora:
+-- LoRALinear, apply_lora, merge_lora, lora_parameters, save_lora_adapters,
+-- load_lora_adapters; LoRAQuantizedLinear and apply_qlora.
 --
 -- LoRALinear computes y = x W^T + b + (alpha / rank) (x A) B with W (out, in)
 -- and b frozen, A (in, rank) Kaiming-normal and B (rank, out) zero at first,
--- so it starts as the layer it adapts. A SparseTensor input has its features
--- transformed and its coordinates kept, as the sparse nn.Linear does.
+-- so it starts as the layer it adapts. LoRAQuantizedLinear is the same with W
+-- a frozen QuantizedWeight (QLoRA): its product is the quantized kernel's,
+-- and the input gradient goes back through it tile by tile (lattice.linear
+-- with a QuantizedWeight), never dequantizing W whole. A SparseTensor input
+-- has its features transformed and its coordinates kept, as the sparse
+-- nn.Linear does.
 local lattice = require "lattice"
 local core = require "lattice.core"
 local module = require "lattice.nn.module"
@@ -19,6 +24,8 @@ local M = {}
 
 local LoRALinear = module.Module:extend("LoRALinear")
 M.LoRALinear = LoRALinear
+local LoRAQuantizedLinear = module.Module:extend("LoRAQuantizedLinear")
+M.LoRAQuantizedLinear = LoRAQuantizedLinear
 
 -- (a tail call: the check takes the wrapper's place, and its level)
 local function positive_integer(v, what, who, level) return checks.integer(v, 1, what, who, level) end
@@ -88,7 +95,11 @@ function LoRALinear:_extra_repr()
 end
 
 local function is_linear(m) return module.is_module(m) and module.type_name(m) == "Linear" end
-local function is_lora(m) return getmetatable(m) == LoRALinear end
+-- Either kind of adapted layer.
+local function is_lora(m)
+  local mt = getmetatable(m)
+  return mt == LoRALinear or mt == LoRAQuantizedLinear
+end
 M.is_lora = is_lora
 
 --- LoRALinear.from_linear(linear[, {rank = 8, alpha = 1.0}]): adapts an
@@ -122,6 +133,109 @@ function LoRALinear:to_linear()
   local linear = nn.Linear(w.shape[2], w.shape[1], { bias = self.bias ~= nil })
   local f = module.fields(linear)
   f.weight, f.bias = merged_weight(self), self.bias
+  return linear
+end
+
+-- ---- QLoRA ----
+
+-- The packed parts never train, whatever unfreeze is asked (MLX's names).
+LoRAQuantizedLinear._buffers = { "weight", "scales", "biases" }
+
+-- {group_size, bits} per mode, as nn.QuantizedLinear (MLX) defaults them.
+local QUANT_DEFAULTS = { affine = { 64, 4 }, mxfp8 = { 32, 8 }, nvfp4 = { 16, 4 } }
+
+--- LoRAQuantizedLinear(input_dims, output_dims[, {rank = 8, alpha = 1.0,
+-- bias = false, group_size, bits, mode = "affine"}]): group_size and bits
+-- default per mode as nn.QuantizedLinear's (affine 64 and 4); a base weight
+-- uniform in ±1/sqrt(input_dims) quantized as the seed makes it
+-- (from_quantized takes an existing layer's parts instead).
+function LoRAQuantizedLinear:init(input_dims, output_dims, opts)
+  local who = "LoRAQuantizedLinear"
+  opts = check_options(opts, { rank = true, alpha = true, bias = true, group_size = true, bits = true, mode = true,
+    _base = true }, who)
+  local base = opts._base
+  if not base then
+    positive_integer(input_dims, "input_dims", who, 4)
+    positive_integer(output_dims, "output_dims", who, 4)
+    if opts.bias ~= nil and type(opts.bias) ~= "boolean" then
+      error(who .. ": bias must be a boolean, got " .. type(opts.bias), 3)
+    end
+    local mode = opts.mode == nil and "affine" or opts.mode
+    local d = QUANT_DEFAULTS[mode] or {}
+    local cfg = { mode = mode, group_size = opts.group_size or d[1], bits = opts.bits or d[2] }
+    local scale = math.sqrt(1 / input_dims)
+    local ok, qw = pcall(lattice.quantize_weight, lattice.random.uniform(-scale, scale, { output_dims, input_dims }),
+      cfg)
+    if not ok then error((tostring(qw):gsub("^quantize_weight:", who .. ":", 1)), 3) end
+    base = { weight = qw.weight, scales = qw.scales, biases = qw.biases, bits = qw.bits, group_size = qw.group_size,
+      mode = qw.mode, bias = opts.bias and lattice.zeros({ output_dims }) or nil }
+  end
+  self.weight, self.scales, self.biases, self.bias = base.weight, base.scales, base.biases, base.bias
+  self.bits, self.group_size, self.mode = base.bits, base.group_size, base.mode
+  local rank, alpha = rank_alpha(opts, who, 5)
+  add_adapter(self, input_dims, output_dims, rank, alpha)
+  self:freeze({ keys = { "weight", "scales", "biases", "bias" }, recurse = false })
+end
+
+--- ql:quantized_weight(): the QuantizedWeight of the layer's parts (shared).
+function LoRAQuantizedLinear:quantized_weight()
+  return lattice.QuantizedWeight(self.weight, self.scales, self.biases,
+    { bits = self.bits, group_size = self.group_size, mode = self.mode })
+end
+
+-- x (..., in) -> (..., out)
+function LoRAQuantizedLinear:_dense(x)
+  local y = lattice.linear(x, self:quantized_weight(), self.bias)
+  local delta = lattice.matmul(lattice.matmul(x, self.lora_A), self.lora_B)
+  return y + delta * self.scaling
+end
+
+LoRAQuantizedLinear.forward = function(self, x)
+  if is_sparse(x) then return x:with_feats(self:_dense(x.feats)) end
+  if not lattice.is_tensor(x) then
+    error("LoRAQuantizedLinear: input must be a lattice.Tensor or a SparseTensor, got " .. type(x), 0)
+  end
+  local n = x.shape[x.ndim]
+  if x.ndim == 0 or n ~= self.input_dims then
+    error(("LoRAQuantizedLinear: input has %d features on its last axis, the layer takes %d"):format(
+      x.ndim == 0 and 0 or n, self.input_dims), 0)
+  end
+  return self:_dense(x)
+end
+
+function LoRAQuantizedLinear:_extra_repr()
+  return ("input_dims=%d, output_dims=%d, rank=%d, alpha=%g, bias=%s, group_size=%d, bits=%d, mode=%s"):format(
+    self.input_dims, self.output_dims, self.rank, self.alpha, tostring(self.bias ~= nil), self.group_size, self.bits,
+    self.mode)
+end
+
+local function is_quantized_linear(m) return module.is_module(m) and module.type_name(m) == "QuantizedLinear" end
+
+--- LoRAQuantizedLinear.from_quantized(ql[, {rank = 8, alpha = 1.0}]): adapts
+-- an nn.QuantizedLinear; the packed parts and bias are the layer's own
+-- tensors (shared, frozen), only the LoRA matrices are drawn.
+function LoRAQuantizedLinear.from_quantized(ql, opts)
+  local who = "LoRAQuantizedLinear.from_quantized"
+  if not is_quantized_linear(ql) then
+    error(("%s: ql must be an nn.QuantizedLinear, got %s"):format(who, module.is_module(ql)
+      and module.type_name(ql) or type(ql)), 2)
+  end
+  opts = check_options(opts, { rank = true, alpha = true }, who)
+  local rank, alpha = rank_alpha(opts, who, 3)
+  local shape = ql:quantized_weight().shape
+  return LoRAQuantizedLinear(shape[2], shape[1], { rank = rank, alpha = alpha, _base = {
+    weight = ql.weight, scales = ql.scales, biases = ql.biases, bias = ql.bias, bits = ql.bits,
+    group_size = ql.group_size, mode = ql.mode } })
+end
+
+--- ql:to_linear(): an nn.Linear with the dequantized weight plus scaling
+-- (A B)^T, and the same bias tensor: the layer merged into float weights.
+function LoRAQuantizedLinear:to_linear()
+  local w = self:quantized_weight():dequantize()
+  local linear = nn.Linear(w.shape[2], w.shape[1], { bias = self.bias ~= nil })
+  local f = module.fields(linear)
+  f.weight, f.bias = merged_weight({ weight = w, lora_A = self.lora_A, lora_B = self.lora_B,
+    scaling = self.scaling }), self.bias
   return linear
 end
 
@@ -168,23 +282,17 @@ local function named_modules(model)
   return out
 end
 
---- apply_lora(model[, {rank = 8, alpha = 1.0, targets = {"attention"}}]):
--- replaces, in place, every nn.Linear whose dotted name holds one of the
--- targets as whole components ("attention" matches blocks.0.attention.q_proj,
--- "ffn.up" matches blocks.0.ffn.up; lmxlab names the attention projections
--- q_proj, k_proj, v_proj, o_proj under `attention` and the FFN's gate, up,
--- down under `ffn`) by a LoRALinear, then freezes everything but the LoRA
--- matrices. A target that matches no nn.Linear is an error, raised before
--- the model changes. Returns the model.
-function M.apply_lora(model, opts)
-  local who = "apply_lora"
+-- Replaces, in place, every module of model that is_base selects and whose
+-- dotted name holds a target by make(module, {rank, alpha}); then freezes
+-- everything but the LoRA matrices. `what` names the base type in messages.
+local function adapt(model, opts, who, is_base, what, make)
   if not module.is_module(model) then error(who .. ": model must be a module, got " .. type(model), 2) end
   opts = check_options(opts, { rank = true, alpha = true, targets = true }, who)
   local rank, alpha = rank_alpha(opts, who, 3)
   local targets = check_targets(opts.targets, who)
   local chosen, used = {}, {}
   for _, nm in ipairs(named_modules(model)) do
-    if is_linear(nm[2]) then
+    if is_base(nm[2]) then
       local np = parts(nm[1])
       for i, t in ipairs(targets) do
         if matches(np, parts(t)) then
@@ -196,18 +304,38 @@ function M.apply_lora(model, opts)
     end
   end
   for i, t in ipairs(targets) do
-    if not used[i] then error(("%s: no nn.Linear in the model matches the target '%s'"):format(who, t), 2) end
+    if not used[i] then error(("%s: no %s in the model matches the target '%s'"):format(who, what, t), 2) end
   end
-  for _, nm in ipairs(chosen) do
-    model:set_child(nm[1], LoRALinear.from_linear(nm[2], { rank = rank, alpha = alpha }))
-  end
+  for _, nm in ipairs(chosen) do model:set_child(nm[1], make(nm[2], { rank = rank, alpha = alpha })) end
   model:freeze()
   model:unfreeze({ keys = { "lora_A", "lora_B" } })
   return model
 end
 
---- merge_lora(model): every LoRALinear under model replaced by its
--- to_linear(); the model returned (a LoRALinear given itself comes back merged).
+--- apply_lora(model[, {rank = 8, alpha = 1.0, targets = {"attention"}}]):
+-- replaces, in place, every nn.Linear whose dotted name holds one of the
+-- targets as whole components ("attention" matches blocks.0.attention.q_proj,
+-- "ffn.up" matches blocks.0.ffn.up; lmxlab names the attention projections
+-- q_proj, k_proj, v_proj, o_proj under `attention` and the FFN's gate, up,
+-- down under `ffn`) by a LoRALinear, then freezes everything but the LoRA
+-- matrices. A target that matches no nn.Linear is an error, raised before
+-- the model changes. Returns the model.
+function M.apply_lora(model, opts)
+  return adapt(model, opts, "apply_lora", is_linear, "nn.Linear", LoRALinear.from_linear)
+end
+
+--- apply_qlora(model[, {rank = 8, alpha = 1.0, targets = {"attention"}}]):
+-- apply_lora for a quantized model (lattice.quantize_model first): every
+-- nn.QuantizedLinear the targets match becomes a LoRAQuantizedLinear, and
+-- only the LoRA matrices train.
+function M.apply_qlora(model, opts)
+  return adapt(model, opts, "apply_qlora", is_quantized_linear, "nn.QuantizedLinear",
+    LoRAQuantizedLinear.from_quantized)
+end
+
+--- merge_lora(model): every LoRALinear (and LoRAQuantizedLinear) under model
+-- replaced by its to_linear(), an nn.Linear; the model returned (a LoRA layer
+-- given itself comes back merged).
 function M.merge_lora(model)
   if not module.is_module(model) then error("merge_lora: model must be a module, got " .. type(model), 2) end
   if is_lora(model) then return model:to_linear() end

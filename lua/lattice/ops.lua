@@ -14,13 +14,19 @@ local type_name = args.type_name
 
 local ops = {}
 
--- The kernel size from the options, or from the weight (C_out, Kx, Ky, Kz, C_in).
+-- The kernel size from the options, or from the weight (C_out, Kx, Ky, Kz,
+-- C_in): a tensor, or a QuantizedWeight of that logical shape.
 local function kernel_size(opts, w, fname)
-  if not lattice.is_tensor(w) then error(("%s: weight must be a lattice.Tensor, got %s"):format(fname, type_name(w)), 0) end
-  if w.ndim ~= 5 then
-    error(("%s: weight must have shape {C_out,Kx,Ky,Kz,C_in}, got {%s}"):format(fname, table.concat(w.shape, ",")), 0)
+  local quantized = lattice.is_quantized_weight(w)
+  if not (quantized or lattice.is_tensor(w)) then
+    error(("%s: weight must be a lattice.Tensor or a QuantizedWeight, got %s"):format(fname, type_name(w)), 0)
   end
-  return triple(opts.kernel_size, { w.shape[2], w.shape[3], w.shape[4] }, "kernel_size", fname)
+  local shape = w.shape
+  if #shape ~= 5 then
+    error(("%s: %sweight must have shape {C_out,Kx,Ky,Kz,C_in}, got {%s}"):format(fname,
+      quantized and "quantized " or "", table.concat(shape, ",")), 0)
+  end
+  return triple(opts.kernel_size, { shape[2], shape[3], shape[4] }, "kernel_size", fname)
 end
 
 local function conv(kind, fname, allowed, defaults)
@@ -42,7 +48,8 @@ local function conv(kind, fname, allowed, defaults)
 end
 
 --- conv3d(x, weight[, {kernel_size, stride = 1, padding = 0, dilation = 1, bias, coordinates}])
--- weight (C_out, Kx, Ky, Kz, C_in); the output support is floor(p / stride) of
+-- weight (C_out, Kx, Ky, Kz, C_in), a tensor or a QuantizedWeight of that
+-- shape (lattice.quantize_weight of one; every convolution takes either); the output support is floor(p / stride) of
 -- the input rows, unless `coordinates` gives another.
 ops.conv3d = conv("conv", "conv3d", { kernel_size = true, stride = true, padding = true, dilation = true, bias = true,
   coordinates = true }, {})
@@ -77,7 +84,7 @@ ops.build_kernel_relation = api(function(coords, opts)
   return call(core.kernel_relation, "conv", coords, spec)
 end)
 
-for _, family in ipairs { "pool", "feature", "algebra", "rows" } do
+for _, family in ipairs { "pool", "feature", "algebra", "rows", "voxel", "coords", "neighbors" } do
   for name, fn in pairs(require("lattice.ops." .. family)) do
     assert(ops[name] == nil, name)
     ops[name] = fn

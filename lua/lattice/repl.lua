@@ -166,12 +166,22 @@ local function sources(v)
   return list
 end
 
--- v[key] as far as tables answer it without running code; nil otherwise.
+-- The modules a table loads on first use (lattice's __lazy: name -> module).
+local function lazy_modules(v)
+  local mt = type(v) == "table" and rawmetatable(v)
+  local lazy = mt and rawget(mt, "__lazy")
+  return type(lazy) == "table" and lazy or {}
+end
+
+-- v[key] as far as tables answer it without running code other than
+-- requiring one of lattice's lazily loaded modules; nil otherwise.
 local function field(v, key)
   for _, t in ipairs(sources(v)) do
     local value = rawget(t, key)
     if value ~= nil then return value end
   end
+  local module = lazy_modules(v)[key]
+  if module then return require(module) end
 end
 
 local function is_callable(v)
@@ -201,6 +211,9 @@ local function names_of(v, prefix)
       if is_name(k) and k:sub(1, #prefix) == prefix and not seen[k] then found[k], seen[k] = value, true end
       k, value = next(t, k)
     end
+  end
+  for k in pairs(lazy_modules(v)) do
+    if k:sub(1, #prefix) == prefix and not seen[k] then found[k], seen[k] = {}, true end
   end
   return found
 end

@@ -19,6 +19,7 @@
 #ifndef LATTICE_SPARSE_H
 #define LATTICE_SPARSE_H
 
+#include "lattice/quant.h"
 #include "lattice/tensor.h"
 
 typedef struct lt_coords lt_coords;
@@ -96,5 +97,17 @@ const int *lt_relation_offsets(const lt_relation *r);
  * float64 computed in double. `op` names the caller in messages. */
 lt_status lt_sparse_conv(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, lt_tensor *weight, lt_tensor *bias, lt_relation *r,
                          const char *op);
+
+/* lt_sparse_conv with a quantized weight qw of logical shape (C_out, Kx, Ky,
+ * Kz, C_in), as lattice.quantize_weight makes it from a dense conv weight:
+ * each (output channel, kernel offset) row of C_in values is quantized in
+ * groups of group_size input channels (any mode). The result equals
+ * lt_sparse_conv with the weight lt_dequantize gives, bit for bit. The weight
+ * is dequantized whole for the call (as large as a dense weight's repacked
+ * copy the float path makes anyway) and freed after it; the backward
+ * dequantizes it again from the packed parts it keeps. Differentiable in x
+ * and bias; the weight is frozen (a tracked part is an error). */
+lt_status lt_sparse_conv_quantized(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, const lt_qweight *qw, lt_tensor *bias,
+                                   lt_relation *r, const char *op);
 
 #endif

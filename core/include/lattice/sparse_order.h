@@ -26,6 +26,19 @@ lt_status lt_morton_codes(lt_ctx *ctx, lt_tensor **codes, lt_tensor *coords, con
  * row (a stable radix sort; duplicates allowed). */
 lt_status lt_morton_order(lt_ctx *ctx, lt_tensor **order, lt_tensor *coords, const char *op);
 
+typedef enum lt_coord_order {
+  LT_ORDER_LEX,     /* (batch, x, y, z) */
+  LT_ORDER_MORTON,  /* (batch, Morton code) */
+  LT_ORDER_HILBERT, /* (batch, Hilbert index): consecutive cells of a full aligned cube are face neighbours */
+  LT_ORDERS
+} lt_coord_order;
+
+/* The Hilbert index of (x, y, z), each in the Morton range (not checked). */
+uint64_t lt_hilbert_encode(int32_t x, int32_t y, int32_t z);
+/* order (N) int32: the rows sorted by `kind`, equal keys by row (stable;
+ * duplicates allowed); x, y, z must lie in the Morton range for every kind. */
+lt_status lt_coords_order(lt_ctx *ctx, lt_tensor **order, lt_tensor *coords, lt_coord_order kind, const char *op);
+
 /* The child index of (x, y, z) under its parent: (x & 1) | (y & 1) << 1 | (z & 1) << 2. */
 static inline int lt_octree_child(const int32_t *xyz) { return (xyz[0] & 1) | (xyz[1] & 1) << 1 | (xyz[2] & 1) << 2; }
 

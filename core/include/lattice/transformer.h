@@ -219,4 +219,12 @@ typedef struct lt_attention_opts {
 lt_status lt_attention(lt_ctx *ctx, lt_tensor **out, lt_tensor *q, lt_tensor *k, lt_tensor *v,
                        const lt_attention_opts *opts);
 
+/* The in-place write of the attention modules' preallocated KV cache:
+ * cache[:, :, pos : pos + T] = src for cache (B, H, S, D), contiguous and
+ * float, and src (B, H, T, D), any layout and float dtype (converted). The
+ * cache is the one tensor written in place after creation: it belongs to its
+ * cache object. src must not be tracked (a cache is for inference). Errors
+ * are prefixed "kv_cache_write:". */
+lt_status lt_kv_cache_write(lt_ctx *ctx, lt_tensor *cache, int64_t pos, lt_tensor *src);
+
 #endif

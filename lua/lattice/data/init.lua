@@ -1,9 +1,11 @@
 -- lattice.data: tokenizers, a text dataset of token windows, batches of
--- sparse scenes, and the resumable batch iterator they share.
+-- sparse scenes, point clouds from PLY and XYZ files, and the resumable
+-- batch iterator they share.
 local tokenizers = require "lattice.data.tokenizers"
 local text = require "lattice.data.text"
 local scenes = require "lattice.data.scenes"
 local batches = require "lattice.data.batches"
+local pointcloud = require "lattice.data.pointcloud"
 
 local data = {
   ByteTokenizer = tokenizers.ByteTokenizer,
@@ -13,6 +15,7 @@ local data = {
   TextDataset = text.TextDataset,
   SceneBatches = scenes.SceneBatches,
   collate_scenes = scenes.collate_scenes,
+  read_point_cloud = pointcloud.read_point_cloud,
   BatchIterator = batches.BatchIterator,
 }
 

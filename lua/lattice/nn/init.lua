@@ -8,6 +8,7 @@ local containers = require "lattice.nn.containers"
 local sparse_layers = require "lattice.nn.sparse_layers"
 local sparse_pool = require "lattice.nn.sparse_pool"
 local quantized = require "lattice.nn.quantized"
+local quantized_conv = require "lattice.nn.quantized_conv"
 
 local nn = {
   Module = module.Module,
@@ -20,6 +21,7 @@ for k, v in pairs(containers) do nn[k] = v end
 for k, v in pairs(sparse_layers) do nn[k] = v end
 for k, v in pairs(sparse_pool) do nn[k] = v end
 for k, v in pairs(quantized) do nn[k] = v end
+for k, v in pairs(quantized_conv) do nn[k] = v end
 nn.MLP = require("lattice.nn.mlp").MLP
 
 -- Puts `params` (a tree of tensors mirroring the model's) into the model,

@@ -64,10 +64,11 @@ local function check_channels(x, vectors, fname)
   end
 end
 
---- linear(x, weight[, bias]): features @ weight^T + bias, weight (C_out, C_in), bias (C_out).
+--- linear(x, weight[, bias]): features @ weight^T + bias, weight (C_out, C_in)
+-- a tensor or a QuantizedWeight (lattice.linear's quantized product), bias (C_out).
 M.linear = api(function(x, weight, bias)
-  if not lattice.is_tensor(weight) then
-    error(("linear: weight must be a lattice.Tensor, got %s"):format(type_name(weight)), 0)
+  if not (lattice.is_tensor(weight) or lattice.is_quantized_weight(weight)) then
+    error(("linear: weight must be a lattice.Tensor or a QuantizedWeight, got %s"):format(type_name(weight)), 0)
   end
   optional_tensor(bias, "bias", "linear")
   return apply(x, "linear", op(lattice.linear, weight, bias))

@@ -193,14 +193,22 @@ end
 
 -- ---- checkpoints ----
 
+-- A config value as JSON values: an object with to_table() (a BlockConfig, a
+-- ModelConfig) becomes its table, recursively, since a ModelConfig's table
+-- holds its BlockConfig; plain tables are walked; anything else (tables with
+-- a metatable included, such as lattice.json's markers) is kept as it is.
+local function json_value(v)
+  local to_table = (type(v) == "table" or type(v) == "userdata") and v.to_table
+  if type(to_table) == "function" then v = v:to_table() end
+  if type(v) ~= "table" or getmetatable(v) ~= nil then return v end
+  local out = {}
+  for k, x in pairs(v) do out[k] = json_value(x) end
+  return out
+end
+
 local function json_config(config)
   if config == nil then return nil end
-  local out = {}
-  for k, v in pairs(config) do
-    local to_table = (type(v) == "table" or type(v) == "userdata") and v.to_table
-    out[k] = type(to_table) == "function" and v:to_table() or v
-  end
-  return out
+  return json_value(config)
 end
 
 local function has_state(data) return type(data) == "table" and type(data.state) == "function"

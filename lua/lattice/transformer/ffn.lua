@@ -7,6 +7,7 @@
 --   relu2        down(relu(up(x))^2)                  Primer
 --   gated_relu2  down(relu(gate(x))^2 * up(x))
 --   none         x, unchanged
+--   gelu_tanh    down(gelu_approx(up(x)))             GPT-2's MLP (gelu_new); not in the seed
 local lattice = require "lattice"
 local nn = require "lattice.nn"
 local registry = require("lattice.registry").registries
@@ -35,6 +36,10 @@ M.StandardFFN = ffn_class("StandardFFN", { "up", "down" }, function(self, x)
   return self.down(lattice.gelu(self.up(x)))
 end)
 
+M.TanhGeluFFN = ffn_class("TanhGeluFFN", { "up", "down" }, function(self, x)
+  return self.down(lattice.gelu_approx(self.up(x)))
+end)
+
 M.GatedFFN = ffn_class("GatedFFN", { "gate", "up", "down" }, function(self, x)
   return self.down(lattice.silu(self.gate(x)) * self.up(x))
 end)
@@ -58,5 +63,6 @@ registry.ffn:register("gated", M.GatedFFN)
 registry.ffn:register("relu2", M.ReluSquaredFFN)
 registry.ffn:register("gated_relu2", M.GatedReluSquaredFFN)
 registry.ffn:register("none", M.NoneFFN)
+registry.ffn:register("gelu_tanh", M.TanhGeluFFN)
 
 return M

@@ -204,5 +204,8 @@ registry.position:register("rope", RoPE)
 registry.position:register("sinusoidal", Sinusoidal)
 registry.position:register("alibi", ALiBi)
 registry.position:register("none", NoPosition)
+-- learned absolute positions live in the model (LanguageModel's pos_embed):
+-- a block gets nothing to do (not in the seed; GPT-2's)
+registry.position:register("learned", NoPosition)
 
 return M

@@ -1,0 +1,413 @@
+/* Quantizing points onto a voxel lattice (lattice/sparse_voxel.h): the
+ * distinct voxels first seen first, each point's voxel, and each voxel's
+ * points, in parallel and the same for any thread count.
+ *
+ * The points are cut into `chunks` and their keys into `parts` by the high
+ * bits of the coordinate digest (both counts depend on N only):
+ *   A  per chunk, count each part's keys (and find the first bad point);
+ *   B  per chunk, scatter (key, point, features) into the parts, in point
+ *      order (a counting sort: prefix sums of A's counts give every chunk its
+ *      cursors), so that C reads the features as a stream, not by gathers;
+ *   C  per part, the distinct keys through the coordinate hash (sparse/
+ *      internal.h) into the part's own rows, first seen first, each voxel's
+ *      point count, and (voxelize) its features reduced in point order;
+ *   D  per chunk, the rank of each voxel's first point among first points
+ *      is the voxel's id in first-seen order (a prefix sum over chunks): the
+ *      chunk writes its voxels' rows, first points, counts and features in
+ *      id order, reading them from the parts;
+ *   E  per chunk, each point's voxel id.
+ * A part holds ~16384 points, so its hash and rows stay in cache. */
+#include <math.h>
+#include <string.h>
+#include "runtime/parallel.h"
+#include "sparse/internal.h"
+
+#define PART_POINTS  16384
+#define MAX_PARTS    1024
+#define CHUNK_POINTS 16384
+#define MAX_CHUNKS   64
+
+typedef struct plan {
+  int64_t n;
+  int parts, pbits, chunks, threads;
+  const float *p;
+  const int64_t *batch; /* NULL: all 0 */
+  const lt_voxel_grid *g;
+  float size[3], origin[3]; /* g's, held here: the loops read them from the plan they already have */
+  const char *feats;        /* NULL (quantize only), or (n, c) rows of `fsize` bytes, float32 or float64 */
+  int64_t c;
+  size_t fsize;
+  int f64;
+  lt_voxel_reduction red;
+} plan;
+
+/* The scratch of one build, carved from one block (bytes per point: 48 + slots). */
+typedef struct scratch {
+  int32_t *bkey;                                 /* (n, 4): keys by part, then each part's distinct rows */
+  int32_t *bidx, *lj, *vmap, *end, *flag, *ppos; /* (n) each */
+  char *bfeat;                                   /* (n, c) features by part, then each part's reduced rows */
+  int32_t *barg;                                 /* (n, c) for max: each reduced row's first point holding it */
+  uint32_t *slots;                               /* every part's hash */
+  int64_t *hist, *pstart, *hstart, *pm;          /* (chunks, parts), (parts + 1) x 2, (parts) */
+  int64_t *bad;                                  /* (chunks): first bad point of each chunk, or -1 */
+} scratch;
+
+static int64_t chunk_lo(const plan *q, int64_t k) { return q->n * k / q->chunks; }
+
+/* The voxel of point i, 0 when u is not finite or floor(u) outside int32. */
+static inline int voxel_key(int32_t *key, const plan *q, int64_t i) {
+  const float *p = q->p + i * 3;
+  key[0] = q->batch ? (int32_t)q->batch[i] : 0;
+  for (int a = 0; a < 3; a++) {
+    float f = floorf((p[a] - q->origin[a]) / q->size[a]);
+    if (!(f >= -2147483648.0f && f < 2147483648.0f)) return 0;
+    key[a + 1] = (int32_t)f;
+  }
+  return 1;
+}
+
+static inline int64_t part_of(const plan *q, const int32_t *key) {
+  return q->pbits ? (int64_t)(lt__coord_digest(key) >> (64 - q->pbits)) : 0;
+}
+
+/* A: per chunk, the keys of each part, and the first bad point. */
+static void count_parts(const plan *q, scratch *s) {
+  LT_PARALLEL_FOR(q->threads, k, q->chunks, {
+    int64_t *h = s->hist + k * q->parts, hi = chunk_lo(q, k + 1), bad = -1;
+    int32_t *flag = s->flag;
+    memset(h, 0, (size_t)q->parts * sizeof *h);
+    for (int64_t i = chunk_lo(q, k); i < hi; i++) {
+      int32_t key[4];
+      if (!voxel_key(key, q, i)) {
+        bad = i;
+        break;
+      }
+      h[part_of(q, key)]++;
+      flag[i] = 0;
+    }
+    s->bad[k] = bad;
+  });
+}
+
+/* Each part's first position (pstart) and hash slots (hstart); hist becomes
+ * each chunk's cursor in each part. */
+static void plan_parts(const plan *q, scratch *s) {
+  int64_t pos = 0, slot = 0;
+  for (int p = 0; p < q->parts; p++) {
+    s->pstart[p] = pos;
+    int64_t count = 0;
+    for (int k = 0; k < q->chunks; k++) {
+      int64_t c = s->hist[k * q->parts + p];
+      s->hist[k * q->parts + p] = pos + count;
+      count += c;
+    }
+    pos += count;
+    s->hstart[p] = slot;
+    int64_t cap = 16;
+    while (cap < 2 * count) cap *= 2; /* load at most 1/2, as lt__coord_hash_alloc */
+    slot += cap;
+  }
+  s->pstart[q->parts] = pos, s->hstart[q->parts] = slot;
+}
+
+/* B: (key, point) into the parts, in point order within each part. */
+static void scatter_parts(const plan *q, scratch *s) {
+  LT_PARALLEL_FOR(q->threads, k, q->chunks, {
+    int64_t *cur = s->hist + k * q->parts, hi = chunk_lo(q, k + 1);
+    int32_t *bkey = s->bkey, *bidx = s->bidx;
+    for (int64_t i = chunk_lo(q, k); i < hi; i++) {
+      int32_t key[4];
+      voxel_key(key, q, i);
+      int64_t pos = cur[part_of(q, key)]++;
+      memcpy(bkey + pos * 4, key, 16);
+      bidx[pos] = (int32_t)i, s->ppos[i] = (int32_t)pos;
+      if (q->feats) memcpy(s->bfeat + pos * q->fsize, q->feats + i * q->fsize, q->fsize);
+    }
+  });
+}
+
+/* Reduced row j of a part takes the row of its next point i. */
+static void combine(const plan *q, char *acc, int32_t *arg, const char *row, int32_t i) {
+  for (int64_t ch = 0; ch < q->c; ch++) {
+    double u = q->f64 ? ((const double *)row)[ch] : ((const float *)row)[ch];
+    double a = q->f64 ? ((double *)acc)[ch] : ((float *)acc)[ch];
+    if (q->red != LT_VOXEL_MAX)
+      a += u;
+    else if (u != u ? a == a : u > a) /* NaN wins; among equal maxima the first point stays */
+      a = u, arg[ch] = i;
+    else
+      continue;
+    if (q->f64)
+      ((double *)acc)[ch] = a;
+    else
+      ((float *)acc)[ch] = (float)a;
+  }
+}
+
+/* C for one part: its distinct rows (compacted in place over its keys: row j
+ * is written once key j + 1 or later has been read; the reduced features the
+ * same way over its feature rows), each point's voxel as a position lo + j in
+ * that layout (lj), each voxel's point count (end, at its position) and, at
+ * each voxel's first point, flag = its position + 1. */
+static int64_t unique_part(const plan *q, const scratch *s, int64_t lo, int64_t hi, uint32_t *slots, int64_t cap) {
+  memset(slots, 0, (size_t)cap * sizeof *slots);
+  lt_coord_hash h = {slots, (uint64_t)cap - 1, 0};
+  int32_t *rows = s->bkey + lo * 4, *end = s->end + lo, *flag = s->flag;
+  const int32_t *bidx = s->bidx + lo;
+  int32_t *lj = s->lj + lo;
+  char *feat = q->feats ? s->bfeat + lo * q->fsize : NULL;
+  int32_t *arg = q->red == LT_VOXEL_MAX && q->feats ? s->barg + lo * q->c : NULL;
+  int64_t m = 0, n = hi - lo;
+  for (int64_t k = 0; k < n; k++) {
+    int32_t key[4];
+    memcpy(key, rows + k * 4, 16);
+    int64_t before = m, j = lt__coord_hash_insert(&h, rows, &m, key);
+    lj[k] = (int32_t)(lo + j);
+    if (m > before) {
+      end[j] = 1, flag[bidx[k]] = (int32_t)(lo + j + 1);
+      if (feat && j != k) memcpy(feat + j * q->fsize, feat + k * q->fsize, q->fsize);
+      for (int64_t ch = 0; arg && ch < q->c; ch++) arg[j * q->c + ch] = bidx[k];
+      continue;
+    }
+    end[j]++;
+    if (feat) combine(q, feat + j * q->fsize, arg ? arg + j * q->c : NULL, feat + k * q->fsize, bidx[k]);
+  }
+  return m;
+}
+
+/* D1: per chunk, the first points (voxels) it holds, as each chunk's first voxel id; returns M. */
+static int64_t count_firsts(const plan *q, scratch *s) {
+  LT_PARALLEL_FOR(q->threads, k, q->chunks, {
+    int64_t c = 0, hi = chunk_lo(q, k + 1);
+    const int32_t *flag = s->flag;
+    for (int64_t i = chunk_lo(q, k); i < hi; i++) c += flag[i] != 0;
+    s->bad[k] = c;
+  });
+  int64_t total = 0;
+  for (int k = 0; k < q->chunks; k++) {
+    int64_t c = s->bad[k];
+    s->bad[k] = total, total += c;
+  }
+  return total;
+}
+
+/* The outputs: rows (M, 4), first points, counts, features (M, c) and arg for max, inverse (N). */
+typedef struct outputs {
+  int32_t *rows, *index, *cnt, *inverse, *arg;
+  char *y;
+} outputs;
+
+/* Voxel v (at position pos of the parts' layout) written out. */
+static void emit_voxel(const plan *q, const scratch *s, const outputs *o, int64_t v, int64_t pos) {
+  int32_t n = s->end[pos];
+  memcpy(o->rows + v * 4, s->bkey + pos * 4, 16);
+  o->cnt[v] = n;
+  if (!q->feats) return;
+  char *y = o->y + v * (int64_t)q->fsize;
+  memcpy(y, s->bfeat + pos * (int64_t)q->fsize, q->fsize);
+  if (o->arg) memcpy(o->arg + v * q->c, s->barg + pos * q->c, (size_t)q->c * 4);
+  for (int64_t ch = 0; q->red == LT_VOXEL_MEAN && n > 1 && ch < q->c; ch++)
+    if (q->f64)
+      ((double *)y)[ch] /= n;
+    else
+      ((float *)y)[ch] /= (float)n;
+}
+
+/* D2: per chunk, in point order, each first point's voxel written out as the
+ * next id (writes in id order; reads by position); vmap[pos] = the id. */
+static void emit_voxels(const plan *q, scratch *s, const outputs *o) {
+  LT_PARALLEL_FOR(q->threads, k, q->chunks, {
+    int64_t v = s->bad[k], hi = chunk_lo(q, k + 1);
+    const int32_t *flag = s->flag;
+    for (int64_t i = chunk_lo(q, k); i < hi; i++) {
+      if (!flag[i]) continue;
+      int64_t pos = flag[i] - 1;
+      o->index[v] = (int32_t)i;
+      emit_voxel(q, s, o, v, pos);
+      s->vmap[pos] = (int32_t)v++;
+    }
+  });
+}
+
+/* E: each point's voxel id, in point order. */
+static void emit_inverse(const plan *q, const scratch *s, int32_t *inverse) {
+  LT_PARALLEL_FOR(q->threads, k, q->chunks, {
+    int64_t hi = chunk_lo(q, k + 1);
+    for (int64_t i = chunk_lo(q, k); i < hi; i++) inverse[i] = s->vmap[s->lj[s->ppos[i]]];
+  });
+}
+
+/* ---- checks and staging ---- */
+
+static lt_status check_grid(lt_ctx *ctx, const lt_voxel_grid *g, const char *op) {
+  for (int a = 0; a < 3; a++) {
+    if (!(g->size[a] > 0) || !isfinite(g->size[a]))
+      return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: voxel_size must be positive and finite, got %g on %c", op,
+                         (double)g->size[a], "xyz"[a]);
+    if (!isfinite(g->origin[a]))
+      return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: origin must be finite, got %g on %c", op, (double)g->origin[a],
+                         "xyz"[a]);
+  }
+  return LT_OK;
+}
+
+lt_status lt__points_stage(lt_ctx *ctx, lt_tensor **pts, lt_tensor **bat, lt_tensor *points, lt_tensor *batch,
+                           const lt_voxel_grid *g, const char *op) {
+  char s[LT_SHAPE_STR_MAX];
+  *pts = *bat = NULL;
+  lt_status st = check_grid(ctx, g, op);
+  if (st) return st;
+  if (!lt_dtype_info(points->dtype)->is_float)
+    return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: points must be a float tensor, got %s", op,
+                       lt_dtype_info(points->dtype)->name);
+  if (points->ndim != 2 || points->shape[1] != 3)
+    return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: points must have shape {N,3}, got %s", op,
+                       lt__shape_str(s, sizeof s, points->ndim, points->shape));
+  int64_t n = points->shape[0];
+  if (batch) {
+    lt_dtype dt = batch->dtype;
+    if (dt != LT_INT32 && dt != LT_INT64 && dt != LT_UINT8)
+      return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: batch must be an integer tensor, got %s", op, lt_dtype_info(dt)->name);
+    if (batch->ndim != 1 || batch->shape[0] != n)
+      return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: batch has shape %s, expected {%lld} (one per point)", op,
+                         lt__shape_str(s, sizeof s, batch->ndim, batch->shape), (long long)n);
+    st = lt__as_contig(ctx, bat, batch, LT_INT64);
+    const int64_t *b = st ? NULL : lt_tensor_data(*bat);
+    for (int64_t i = 0; !st && i < n; i++)
+      if (b[i] < 0 || b[i] > INT32_MAX)
+        st = lt_ctx_fail(ctx, LT_ERR_ARG, "%s: batch[%lld] is %lld; batch indices are in 0..%d", op, (long long)i + 1,
+                         (long long)b[i], INT32_MAX);
+  }
+  if (!st) st = lt__as_contig(ctx, pts, points, LT_FLOAT32);
+  if (st) lt_tensor_release(*bat), *bat = NULL;
+  return st;
+}
+
+static lt_status bad_point(lt_ctx *ctx, const plan *q, int64_t i, const char *op) {
+  const float *p = q->p + i * 3;
+  for (int a = 0; a < 3; a++)
+    if (!isfinite(p[a]))
+      return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: point %lld has a non-finite %c (%g)", op, (long long)i + 1, "xyz"[a],
+                         (double)p[a]);
+  for (int a = 0; a < 3; a++) {
+    float u = (p[a] - q->g->origin[a]) / q->g->size[a];
+    if (!(floorf(u) >= -2147483648.0f && floorf(u) < 2147483648.0f))
+      return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: point %lld falls outside the int32 voxel lattice (%c: %g voxels)", op,
+                         (long long)i + 1, "xyz"[a], (double)u);
+  }
+  return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: point %lld cannot be quantized", op, (long long)i + 1);
+}
+
+/* ---- the build ---- */
+
+static int log2_parts(int64_t n) {
+  int b = 0;
+  while (b < 10 && ((int64_t)PART_POINTS << b) < n) b++;
+  return b; /* MAX_PARTS = 1 << 10 */
+}
+
+static lt_status reserve(lt_ctx *ctx, lt__voxels *v, scratch *s, const plan *q, const char *op) {
+  int64_t n = q->n > 0 ? q->n : 1, P = q->parts, K = q->chunks;
+  size_t slots = (size_t)(4 * n + 16 * P); /* sum of caps <= 4 count + 16 per part */
+  size_t fbytes = q->feats ? (size_t)n * q->fsize : 0,
+         abytes = q->feats && q->red == LT_VOXEL_MAX ? (size_t)(n * q->c) * 4 : 0;
+  v->bytes = (size_t)n * 40 + slots * 4 + (size_t)(K * P + 3 * (P + 1) + K) * 8 + fbytes + abytes + 128;
+  char *b = lt_ctx_alloc(ctx, v->bytes);
+  if (!b) return lt_ctx_fail(ctx, LT_ERR_MEM, "%s: out of memory for quantizing %lld points", op, (long long)q->n);
+  v->scratch = b;
+  s->hist = (int64_t *)b, s->pstart = s->hist + K * P, s->hstart = s->pstart + P + 1, s->pm = s->hstart + P + 1;
+  s->bad = s->pm + P + 1;
+  s->bkey = (int32_t *)(s->bad + K);
+  int32_t **cols[] = {&s->bidx, &s->lj, &s->vmap, &s->end, &s->flag, &s->ppos};
+  int32_t *at = s->bkey + 4 * n;
+  for (size_t c = 0; c < sizeof cols / sizeof *cols; c++) *cols[c] = at, at += n;
+  s->slots = (uint32_t *)at;
+  s->bfeat = (char *)(s->slots + slots) + (8 - (uintptr_t)(s->slots + slots) % 8) % 8; /* double-aligned */
+  s->barg = (int32_t *)(s->bfeat + fbytes);
+  return LT_OK;
+}
+
+static lt_status run(lt_ctx *ctx, lt__voxels *v, const plan *q, scratch *s, const char *op) {
+  count_parts(q, s);
+  for (int k = 0; k < q->chunks; k++)
+    if (s->bad[k] >= 0) return bad_point(ctx, q, s->bad[k], op);
+  plan_parts(q, s);
+  scatter_parts(q, s);
+  LT_PARALLEL_FOR(q->threads, p, q->parts, {
+    s->pm[p] =
+        unique_part(q, s, s->pstart[p], s->pstart[p + 1], s->slots + s->hstart[p], s->hstart[p + 1] - s->hstart[p]);
+  });
+  v->m = count_firsts(q, s);
+  lt_status st = lt_tensor_new(ctx, &v->rows, LT_INT32, 2, (int64_t[]){v->m, 4});
+  if (!st) st = lt_tensor_new(ctx, &v->index, LT_INT32, 1, &v->m);
+  if (!st) st = lt_tensor_new(ctx, &v->inverse, LT_INT32, 1, &q->n);
+  if (!st) st = lt_tensor_new(ctx, &v->counts, LT_INT32, 1, &v->m);
+  if (!st && q->feats) st = lt_tensor_new(ctx, &v->feats, q->f64 ? LT_FLOAT64 : LT_FLOAT32, 2, (int64_t[]){v->m, q->c});
+  if (!st && q->feats && q->red == LT_VOXEL_MAX) st = lt_tensor_new(ctx, &v->arg, LT_INT32, 2, (int64_t[]){v->m, q->c});
+  if (st) return st;
+  outputs o = {lt_tensor_data(v->rows),
+               lt_tensor_data(v->index),
+               lt_tensor_data(v->counts),
+               lt_tensor_data(v->inverse),
+               v->arg ? lt_tensor_data(v->arg) : NULL,
+               v->feats ? lt_tensor_data(v->feats) : NULL};
+  emit_voxels(q, s, &o);
+  emit_inverse(q, s, o.inverse);
+  return LT_OK;
+}
+
+lt_status lt__voxels_build(lt_ctx *ctx, lt__voxels *v, lt_tensor *points, lt_tensor *batch, const lt_voxel_grid *g,
+                           const lt_tensor *feats, lt_voxel_reduction red, const char *op) {
+  *v = (lt__voxels){0};
+  lt_tensor *pts, *bat;
+  lt_status st = lt__points_stage(ctx, &pts, &bat, points, batch, g, op);
+  if (st) return st;
+  int64_t n = pts->shape[0];
+  if (n >= INT32_MAX) st = lt_ctx_fail(ctx, LT_ERR_ARG, "%s: %lld points are too many", op, (long long)n);
+  int64_t chunks = n / CHUNK_POINTS;
+  plan q = {.n = n,
+            .pbits = log2_parts(n),
+            .chunks = chunks < 1            ? 1
+                      : chunks > MAX_CHUNKS ? MAX_CHUNKS
+                                            : (int)chunks,
+            .threads = n >= LT_GRAIN ? lt__ctx_threads(ctx) : 1,
+            .p = lt_tensor_data(pts),
+            .batch = bat ? lt_tensor_data(bat) : NULL,
+            .g = g};
+  q.parts = 1 << q.pbits;
+  memcpy(q.size, g->size, sizeof q.size), memcpy(q.origin, g->origin, sizeof q.origin);
+  if (feats) {
+    q.feats = lt_tensor_data(feats), q.c = feats->shape[1], q.f64 = feats->dtype == LT_FLOAT64, q.red = red;
+    q.fsize = (size_t)q.c * (q.f64 ? 8 : 4);
+    if (q.c == 0) q.feats = NULL; /* no channels: nothing to carry */
+  }
+  v->n = n;
+  scratch s;
+  if (!st) st = reserve(ctx, v, &s, &q, op);
+  if (!st) st = run(ctx, v, &q, &s, op);
+  lt_tensor_release(pts), lt_tensor_release(bat);
+  if (st) lt__voxels_free(ctx, v);
+  return st;
+}
+
+void lt__voxels_free(lt_ctx *ctx, lt__voxels *v) {
+  if (v->scratch) lt_ctx_free(ctx, v->scratch, v->bytes);
+  lt_tensor_release(v->rows), lt_tensor_release(v->index), lt_tensor_release(v->inverse);
+  lt_tensor_release(v->counts), lt_tensor_release(v->feats), lt_tensor_release(v->arg);
+  *v = (lt__voxels){0};
+}
+
+lt_status lt_sparse_quantize(lt_ctx *ctx, lt_tensor **coords, lt_tensor **index, lt_tensor **inverse, lt_tensor *points,
+                             lt_tensor *batch, const lt_voxel_grid *g, const char *op) {
+  *coords = NULL;
+  if (index) *index = NULL;
+  if (inverse) *inverse = NULL;
+  lt__voxels v;
+  lt_status st = lt__voxels_build(ctx, &v, points, batch, g, NULL, LT_VOXEL_SUM, op);
+  if (st) return st;
+  *coords = v.rows, v.rows = NULL;
+  if (index) *index = v.index, v.index = NULL;
+  if (inverse) *inverse = v.inverse, v.inverse = NULL;
+  lt__voxels_free(ctx, &v);
+  return LT_OK;
+}

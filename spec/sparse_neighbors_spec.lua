@@ -1,0 +1,154 @@
+-- Neighbour relations (lattice.ops.build_knn_relation, build_radius_relation,
+-- gather_neighbor_features) against brute force in plain Lua: every source
+-- row of the query's batch, sorted by (squared distance, source row). The
+-- integer lattice makes ties common, so the tie order is exercised throughout.
+local lattice = require "lattice"
+local gradcheck = require "support.gradcheck"
+local ref = require "support.reference"
+
+local ops = lattice.ops
+local generator, weighted = ref.generator, ref.weighted
+
+local function key(r) return table.concat(r, ",") end
+
+local function random_rows(gen, n, r, batches)
+  local rows, seen = {}, {}
+  while #rows < n do
+    local row = { math.floor((gen() + 1) / 2 * batches) }
+    for a = 2, 4 do row[a] = math.floor(gen() * r) end
+    if not seen[key(row)] then rows[#rows + 1], seen[key(row)] = row, true end
+  end
+  return rows
+end
+
+-- {query_row, source_row, neighbor_id, distances} by brute force; cap: most per query; r2: the d² bound.
+local function brute(source, query, cap, r2)
+  local out = { query_row = {}, source_row = {}, neighbor_id = {}, distances = {} }
+  for qi, q in ipairs(query) do
+    local cand = {}
+    for si, s in ipairs(source) do
+      if s[1] == q[1] then
+        local d = (s[2] - q[2]) ^ 2 + (s[3] - q[3]) ^ 2 + (s[4] - q[4]) ^ 2
+        if not r2 or d <= r2 then cand[#cand + 1] = { d, si - 1 } end
+      end
+    end
+    table.sort(cand, function(x, y) return x[1] < y[1] or (x[1] == y[1] and x[2] < y[2]) end)
+    for rank = 1, math.min(#cand, cap or #cand) do
+      local e = #out.query_row + 1
+      out.query_row[e], out.source_row[e], out.neighbor_id[e], out.distances[e] = qi - 1, cand[rank][2], rank - 1,
+        cand[rank][1]
+    end
+  end
+  return out
+end
+
+local function same(rel, want)
+  for _, f in ipairs { "query_row", "source_row", "neighbor_id", "distances" } do
+    assert.are.same(want[f], rel[f]:tolist(), f)
+  end
+end
+
+describe("build_knn_relation", function()
+  local gen = generator(13)
+  local source = random_rows(gen, 300, 6, 2)
+  local query = random_rows(gen, 120, 7, 3) -- batch 2 has no sources: no edges
+  local ts, tq = lattice.array(source, "int32"), lattice.array(query, "int32")
+
+  it("matches brute force, ties by source row", function()
+    for _, k in ipairs { 1, 4, 16, 40 } do same(ops.build_knn_relation(ts, tq, { k = k }), brute(source, query, k)) end
+  end)
+
+  it("includes the query itself, first, when it is a source", function()
+    local rel = ops.build_knn_relation(ts, { k = 5 })
+    same(rel, brute(source, source, 5))
+    local q, s = rel.query_row:tolist(), rel.source_row:tolist()
+    for e = 1, #q, 5 do assert.are.equal(q[e], s[e]) end
+  end)
+
+  it("gives the row offsets of each query's edges", function()
+    local rel = ops.build_knn_relation(ts, tq, { k = 8 })
+    local offsets, q = rel.row_offsets:tolist(), rel.query_row:tolist()
+    assert.are.equal(#query + 1, #offsets)
+    for i = 1, #query do
+      for e = offsets[i] + 1, offsets[i + 1] do assert.are.equal(i - 1, q[e]) end
+    end
+    assert.are.equal(#q, offsets[#offsets])
+  end)
+
+  it("is the same for any thread count, on a support large enough to run in parallel", function()
+    local big = lattice.array(random_rows(generator(3), 5000, 30, 2), "int32")
+    local threads = lattice.num_threads()
+    lattice.set_num_threads(1)
+    local a = ops.build_knn_relation(big, { k = 16 })
+    lattice.set_num_threads(2)
+    local b = ops.build_knn_relation(big, { k = 16 })
+    lattice.set_num_threads(threads)
+    assert.are.same(a.source_row:tolist(), b.source_row:tolist())
+    assert.are.same(a.distances:tolist(), b.distances:tolist())
+  end)
+
+  it("takes empty sources and queries", function()
+    local none = lattice.zeros({ 0, 4 }, "int32")
+    assert.are.same({ 0 }, ops.build_knn_relation(none, tq, { k = 3 }).source_row.shape)
+    assert.are.same({ 1 }, ops.build_knn_relation(ts, none, { k = 3 }).row_offsets.shape)
+  end)
+
+  it("rejects bad input with messages naming the problem", function()
+    local function err(...) return select(2, pcall(ops.build_knn_relation, ...)) end
+    assert.matches("build_knn_relation: k must be a positive integer, got 0", err(ts, { k = 0 }), 1, true)
+    assert.matches("build_knn_relation: k must be a positive integer, got nil", err(ts, tq, {}), 1, true)
+    assert.matches("build_knn_relation: source and query have different tensor strides",
+      err(lattice.SparseTensor(ts, lattice.zeros({ 300, 1 }), { stride = 2 }), tq, { k = 2 }), 1, true)
+    assert.matches("build_knn_relation: rows 1 and 2 are the same coordinate (0, 0, 0, 0)",
+      err({ { 0, 0, 0, 0 }, { 0, 0, 0, 0 } }, { k = 1 }), 1, true)
+  end)
+end)
+
+describe("build_radius_relation", function()
+  local gen = generator(29)
+  local source = random_rows(gen, 250, 5, 2)
+  local query = random_rows(gen, 100, 6, 2)
+  local ts, tq = lattice.array(source, "int32"), lattice.array(query, "int32")
+
+  it("matches brute force, all neighbours or the nearest max_neighbors", function()
+    for _, r in ipairs { 0, 0.5, 1, 1.5, 2, 3.2 } do
+      same(ops.build_radius_relation(ts, tq, { radius = r }), brute(source, query, nil, math.floor(r * r)))
+      same(ops.build_radius_relation(ts, tq, { radius = r, max_neighbors = 3 }),
+        brute(source, query, 3, math.floor(r * r)))
+    end
+  end)
+
+  it("rejects bad input with messages naming the problem", function()
+    local function err(...) return select(2, pcall(ops.build_radius_relation, ...)) end
+    assert.matches("build_radius_relation: radius must be a non-negative number, got -1", err(ts, { radius = -1 }), 1,
+      true)
+    assert.matches("build_radius_relation: max_neighbors must be a positive integer, got 0",
+      err(ts, tq, { radius = 1, max_neighbors = 0 }), 1, true)
+    assert.matches("build_radius_relation: unknown option 'k'", err(ts, tq, { radius = 1, k = 2 }), 1, true)
+  end)
+end)
+
+describe("gather_neighbor_features", function()
+  local rows = { { 0, 0, 0, 0 }, { 0, 1, 0, 0 }, { 0, 0, 2, 0 } }
+  local x = lattice.SparseTensor(rows, lattice.array({ { 1, 2 }, { 3, 4 }, { 5, 6 } }, "float32"))
+
+  it("takes the source features in edge order", function()
+    local rel = ops.build_knn_relation(x, { k = 2 })
+    assert.are.same({ 0, 1, 1, 0, 2, 0 }, rel.source_row:tolist())
+    assert.are.same({ { 1, 2 }, { 3, 4 }, { 3, 4 }, { 1, 2 }, { 5, 6 }, { 1, 2 } },
+      ops.gather_neighbor_features(x, rel):tolist())
+    assert.are.same(ops.gather_neighbor_features(x, rel):tolist(), ops.gather_neighbor_features(x.feats, rel):tolist())
+  end)
+
+  it("is differentiable in the features", function()
+    local rel = ops.build_knn_relation(x, { k = 3 })
+    gradcheck.each_dtype(function(f) return weighted(ops.gather_neighbor_features(f, rel)) end, { x.feats })
+  end)
+
+  it("rejects bad input with messages naming the problem", function()
+    assert.matches("gather_neighbor_features: relation must be a neighbour relation (a table with source_row), got nil",
+      select(2, pcall(ops.gather_neighbor_features, x)), 1, true)
+    assert.matches("gather_neighbor_features: source must be a SparseTensor or a lattice.Tensor, got string",
+      select(2, pcall(ops.gather_neighbor_features, "x", {})), 1, true)
+  end)
+end)

@@ -1,0 +1,337 @@
+-- Points and voxels (lattice.ops.sparse_quantize, voxelize, devoxelize)
+-- against a plain Lua reference: u = (p − origin) / voxel_size rounded to
+-- float32 step by step as the C core computes it (a double operation on two
+-- float32 values rounded once to float32 is the float32 operation), voxels
+-- listed as first met, features reduced or interpolated with plain loops.
+local lattice = require "lattice"
+local gradcheck = require "support.gradcheck"
+local ref = require "support.reference"
+
+local ops = lattice.ops
+local generator, assert_close, weighted, f32 = ref.generator, ref.assert_close, ref.weighted, ref.f32
+
+local function key(r) return table.concat(r, ",") end
+
+-- float32 points (N, 3) in [-scale, scale) and their values as Lua numbers.
+local function random_points(gen, n, scale)
+  local rows = {}
+  for i = 1, n do rows[i] = { f32(gen() * scale), f32(gen() * scale), f32(gen() * scale) } end
+  return lattice.array(n > 0 and rows or lattice.zeros({ 0, 3 }), "float32"), rows
+end
+
+local function random_rows(gen, n, c)
+  local rows = {}
+  for i = 1, n do
+    rows[i] = {}
+    for j = 1, c do rows[i][j] = f32(gen()) end
+  end
+  return rows
+end
+
+local function u_of(p, size, origin, a) return f32(f32(p[a] - f32(origin[a])) / f32(size[a])) end
+
+-- The voxels of the points: rows (M) of {b, x, y, z}, first points, inverse (0-based).
+local function quantize_ref(pts, size, origin, batch)
+  local index, rows, first, inverse = {}, {}, {}, {}
+  for i, p in ipairs(pts) do
+    local r = { batch and batch[i] or 0 }
+    for a = 1, 3 do r[a + 1] = math.floor(u_of(p, size, origin, a)) end
+    local k = key(r)
+    if not index[k] then
+      rows[#rows + 1], first[#rows + 1], index[k] = r, i - 1, #rows + 1
+    end
+    inverse[i] = index[k] - 1
+  end
+  return rows, first, inverse
+end
+
+local function voxelize_ref(pts, feats, size, origin, reduction, batch)
+  local rows, _, inverse = quantize_ref(pts, size, origin, batch)
+  local out, count = {}, {}
+  for v = 1, #rows do out[v], count[v] = {}, 0 end
+  for i, f in ipairs(feats) do
+    local v = inverse[i] + 1
+    count[v] = count[v] + 1
+    for c, x in ipairs(f) do
+      local y = out[v][c]
+      if reduction == "max" then out[v][c] = (y == nil or x > y) and x or y else out[v][c] = (y or 0) + x end
+    end
+  end
+  if reduction == "mean" then
+    for v = 1, #rows do
+      for c = 1, #out[v] do out[v][c] = out[v][c] / count[v] end
+    end
+  end
+  return rows, out
+end
+
+local function devoxelize_ref(pts, rows, feats, size, origin, mode, renormalize)
+  local index = {}
+  for v, r in ipairs(rows) do index[key(r)] = v end
+  local c, out = #feats[1], {}
+  for i, p in ipairs(pts) do
+    local u, base, f = {}, {}, {}
+    for a = 1, 3 do
+      u[a] = u_of(p, size, origin, a)
+      base[a] = math.floor(mode == "nearest" and f32(u[a] + 0.5) or u[a])
+      f[a] = f32(u[a] - base[a])
+    end
+    local acc, total = {}, 0
+    for ch = 1, c do acc[ch] = 0 end
+    for k = 0, mode == "nearest" and 0 or 7 do
+      local bit = { k & 1, k >> 1 & 1, k >> 2 & 1 }
+      local v = index[key({ 0, base[1] + bit[1], base[2] + bit[2], base[3] + bit[3] })]
+      local w = 1
+      if mode ~= "nearest" then
+        for a = 1, 3 do w = w * (bit[a] == 1 and f[a] or 1 - f[a]) end
+      end
+      if v then
+        total = total + w
+        for ch = 1, c do acc[ch] = acc[ch] + w * feats[v][ch] end
+      end
+    end
+    for ch = 1, c do acc[ch] = renormalize and (total > 0 and acc[ch] / total or 0) or acc[ch] end
+    out[i] = acc
+  end
+  return out
+end
+
+describe("sparse_quantize", function()
+  it("lists the distinct voxels first seen first, with each voxel's first point and each point's voxel", function()
+    local gen = generator(7)
+    local size, origin = { 0.25, 0.5, 0.3 }, { -0.1, 0.2, 0 }
+    local pts, rows = random_points(gen, 300, 1.5)
+    local batch = {}
+    for i = 1, 300 do batch[i] = (i * 7) % 3 end
+    local coords, index, inverse = ops.sparse_quantize(pts, { voxel_size = size, origin = origin,
+      batch = lattice.array(batch, "int32"), return_index = true, return_inverse = true })
+    local want, first, inv = quantize_ref(rows, size, origin, batch)
+    assert.are.same(want, coords:tolist())
+    assert.are.same(first, index:tolist())
+    assert.are.same(inv, inverse:tolist())
+    assert.are.equal("int32", coords.dtype)
+  end)
+
+  it("puts points on voxel borders in the voxel above, below zero too", function()
+    local pts = lattice.array({ { 1.0, -0.5, 0 }, { 0.999, -0.501, -1e-7 }, { -1, 0.5, 2.5 } }, "float32")
+    local coords, inverse = ops.sparse_quantize(pts, { voxel_size = 0.5, return_inverse = true })
+    assert.are.same({ { 0, 2, -1, 0 }, { 0, 1, -2, -1 }, { 0, -2, 1, 5 } }, coords:tolist())
+    assert.are.same({ 0, 1, 2 }, inverse:tolist())
+  end)
+
+  it("gives the same result on the parallel path as the reference, for any thread count", function()
+    local gen = generator(11)
+    local pts, rows = random_points(gen, 40000, 20)
+    local threads = lattice.num_threads()
+    lattice.set_num_threads(1)
+    local c1, i1 = ops.sparse_quantize(pts, { voxel_size = 0.5, return_inverse = true })
+    lattice.set_num_threads(2)
+    local c2, i2 = ops.sparse_quantize(pts, { voxel_size = 0.5, return_inverse = true })
+    lattice.set_num_threads(threads)
+    local want, _, inv = quantize_ref(rows, { 0.5, 0.5, 0.5 }, { 0, 0, 0 })
+    assert.are.same(want, c1:tolist())
+    assert.are.same(inv, i1:tolist())
+    assert.are.same(c1:tolist(), c2:tolist())
+    assert.are.same(i1:tolist(), i2:tolist())
+  end)
+
+  it("takes an empty point set", function()
+    local coords, index, inverse = ops.sparse_quantize(lattice.zeros({ 0, 3 }), { return_index = true,
+      return_inverse = true })
+    assert.are.same({ 0, 4 }, coords.shape)
+    assert.are.same({ 0 }, index.shape)
+    assert.are.same({ 0 }, inverse.shape)
+  end)
+
+  it("rejects bad input with messages naming the problem", function()
+    local pts = lattice.zeros({ 2, 3 })
+    local function err(p, o) return select(2, pcall(ops.sparse_quantize, p, o)) end
+    assert.matches("sparse_quantize: points must have shape {N,3}, got {2,2}", err(lattice.zeros({ 2, 2 })), 1, true)
+    assert.matches("sparse_quantize: points must be a float tensor, got int32", err(lattice.zeros({ 2, 3 }, "int32")),
+      1, true)
+    assert.matches("sparse_quantize: points must be a lattice.Tensor, got table", err({}), 1, true)
+    assert.matches("sparse_quantize: voxel_size must be positive and finite, got 0 on x",
+      err(pts, { voxel_size = { 0, 1, 1 } }), 1, true)
+    assert.matches("sparse_quantize: voxel_size must be a number or a list of 3 numbers, got {1,2}",
+      err(pts, { voxel_size = { 1, 2 } }), 1, true)
+    assert.matches("sparse_quantize: origin must be finite, got inf on z",
+      err(pts, { origin = { 0, 0, math.huge } }), 1, true)
+    assert.matches("sparse_quantize: point 2 has a non-finite y",
+      err(lattice.array({ { 0, 0, 0 }, { 0, 0 / 0, 0 } }, "float32")), 1, true)
+    assert.matches("sparse_quantize: point 1 falls outside the int32 voxel lattice (x: 1e+10 voxels)",
+      err(lattice.array({ { 1e10, 0, 0 } }, "float32")), 1, true)
+    assert.matches("sparse_quantize: batch[2] is -1; batch indices are in 0..2147483647",
+      err(pts, { batch = lattice.array({ 0, -1 }, "int32") }), 1, true)
+    assert.matches("sparse_quantize: batch has shape {3}, expected {2} (one per point)",
+      err(pts, { batch = lattice.array({ 0, 1, 2 }, "int32") }), 1, true)
+    assert.matches("sparse_quantize: batch must be an integer tensor, got float32",
+      err(pts, { batch = lattice.zeros({ 2 }) }), 1, true)
+    assert.matches("sparse_quantize: unknown option 'size'", err(pts, { size = 1 }), 1, true)
+  end)
+end)
+
+describe("voxelize", function()
+  local gen = generator(3)
+  local size, origin = { 0.4, 0.4, 0.6 }, { 0.1, -0.3, 0.05 }
+  local pts, prow = random_points(gen, 200, 1)
+  local frows = random_rows(gen, 200, 3)
+  local feats = lattice.array(frows, "float32")
+
+  for _, reduction in ipairs { "mean", "sum", "max" } do
+    it(("reduces each voxel's point features by their %s"):format(reduction), function()
+      local x = ops.voxelize(pts, feats, { voxel_size = size, origin = origin, reduction = reduction })
+      local rows, want = voxelize_ref(prow, frows, size, origin, reduction)
+      assert.are.same(rows, x.coords:tolist())
+      assert_close(x.feats:tolist(), want, 1e-6) -- float32 sums of a few values of |v| < 1
+      assert.are.same({ 1, 1, 1 }, x.stride)
+      assert.are.same({ #rows }, x.batch_counts)
+    end)
+  end
+
+  it("keeps batches apart and counts their voxels", function()
+    local p = lattice.array({ { 0.1, 0, 0 }, { 0.2, 0, 0 }, { 0.3, 0, 0 } }, "float32")
+    local f = lattice.array({ { 1 }, { 2 }, { 4 } }, "float32")
+    local x = ops.voxelize(p, f, { batch = lattice.array({ 2, 0, 2 }, "int32"), reduction = "sum" })
+    assert.are.same({ { 2, 0, 0, 0 }, { 0, 0, 0, 0 } }, x.coords:tolist())
+    assert.are.same({ { 5 }, { 2 } }, x.feats:tolist())
+    assert.are.same({ 1, 0, 1 }, x.batch_counts)
+    local y = ops.voxelize(p, f, { batch = 1 })
+    assert.are.same({ { 1, 0, 0, 0 } }, y.coords:tolist())
+    assert.are.same({ 0, 1 }, y.batch_counts)
+  end)
+
+  it("sends the max's gradient to the first point holding it", function()
+    local p = lattice.array({ { 0, 0, 0 }, { 0.5, 0, 0 }, { 0.2, 0, 0 } }, "float32")
+    local g = lattice.grad(function(f) return lattice.sum(ops.voxelize(p, f, { reduction = "max" }).feats) end)(
+      lattice.array({ { 1, 3 }, { 2, 3 }, { 2, 0 } }, "float32"))
+    assert.are.same({ { 0, 1 }, { 1, 0 }, { 0, 0 } }, g:tolist())
+  end)
+
+  it("matches the reference on the parallel path, for any thread count", function()
+    local g2 = generator(5)
+    local p, rows = random_points(g2, 40000, 10)
+    local fr = random_rows(g2, 40000, 2)
+    local f = lattice.array(fr, "float32")
+    local threads = lattice.num_threads()
+    lattice.set_num_threads(1)
+    local a = ops.voxelize(p, f, { voxel_size = 0.7 })
+    lattice.set_num_threads(2)
+    local b = ops.voxelize(p, f, { voxel_size = 0.7 })
+    lattice.set_num_threads(threads)
+    local crow, want = voxelize_ref(rows, fr, { 0.7, 0.7, 0.7 }, { 0, 0, 0 }, "mean")
+    assert.are.same(crow, a.coords:tolist())
+    assert_close(a.feats:tolist(), want, 1e-6)
+    assert.are.same(a.feats:tolist(), b.feats:tolist())
+  end)
+
+  it("keeps the features' dtype", function()
+    for _, dt in ipairs { "float16", "bfloat16", "float64" } do
+      local x = ops.voxelize(pts, feats:astype(dt), { voxel_size = size, origin = origin })
+      assert.are.equal(dt, x.feats.dtype)
+      local _, want = voxelize_ref(prow, lattice.astype(feats:astype(dt), "float64"):tolist(), size, origin, "mean")
+      assert_close(x.feats:astype("float64"):tolist(), want, dt == "float64" and 1e-12 or 1e-2)
+    end
+  end)
+
+  it("takes an empty point set", function()
+    local x = ops.voxelize(lattice.zeros({ 0, 3 }), lattice.zeros({ 0, 5 }))
+    assert.are.equal(0, #x)
+    assert.are.same({ 0, 5 }, x.feats.shape)
+    assert.are.same({ 0 }, x.batch_counts)
+  end)
+
+  it("has the gradient of its definition", function()
+    for _, reduction in ipairs { "mean", "sum", "max" } do
+      gradcheck.each_dtype(function(f)
+        return weighted(ops.voxelize(pts, f, { voxel_size = size, origin = origin, reduction = reduction }).feats)
+      end, { feats })
+    end
+  end)
+
+  it("rejects bad input with messages naming the problem", function()
+    local function err(...) return select(2, pcall(ops.voxelize, ...)) end
+    assert.matches("voxelize: point_feats must have shape {200,C} (one row per point), got {3,3}",
+      err(pts, lattice.zeros({ 3, 3 })), 1, true)
+    assert.matches("voxelize: point_feats must be a float tensor, got int32", err(pts, lattice.zeros({ 200, 1 },
+      "int32")), 1, true)
+    assert.matches("voxelize: point_feats must be a lattice.Tensor, got nil", err(pts), 1, true)
+    assert.matches("voxelize: reduction must be 'max', 'mean', 'sum', got median",
+      err(pts, feats, { reduction = "median" }), 1, true)
+    assert.matches("voxelize: batch must be in 0..2147483647, got -1", err(pts, feats, { batch = -1 }), 1, true)
+    assert.matches("voxelize: voxel_size must be positive and finite, got -1 on y",
+      err(pts, feats, { voxel_size = { 1, -1, 1 } }), 1, true)
+  end)
+end)
+
+describe("devoxelize", function()
+  -- voxels (0, 0..1, 0..1, 0) with features 1, 2, 3, 4 and (0, 5, 5, 5)
+  local vrows = { { 0, 0, 0, 0 }, { 0, 1, 0, 0 }, { 0, 0, 1, 0 }, { 0, 1, 1, 0 }, { 0, 5, 5, 5 } }
+  local vfeats = { { 1, 10 }, { 2, 20 }, { 3, 30 }, { 4, 40 }, { 5, 50 } }
+  local voxels = lattice.SparseTensor(lattice.array(vrows, "int32"), lattice.array(vfeats, "float32"))
+
+  it("interpolates hand-computed values", function()
+    local p = lattice.array({ { 0.25, 0.5, 0 }, { 5.4, 5.6, 4.5 }, { 0.5, 0.5, 0.5 } }, "float32")
+    -- point 1: x weights 3/4, 1/4; y 1/2, 1/2; z at the lattice: 0.5 (3/4 1 + 1/4 2) + 0.5 (3/4 3 + 1/4 4) = 2.25
+    -- point 2: nearest (5, 6, 5) is absent; trilinear has (5, 5, 4..5) and friends absent but (5, 5, 5):
+    --   weight 0.6 * 0.4 * 0.5 = 0.12
+    -- point 3: every corner with z = 1 is absent, the z = 0 ones carry half
+    local tri = ops.devoxelize(p, voxels)
+    assert_close(tri:tolist(), { { 2.25, 22.5 }, { 0.12 * 5, 0.12 * 50 }, { 1.25, 12.5 } }, 1e-6)
+    local ren = ops.devoxelize(p, voxels, { renormalize = true })
+    assert_close(ren:tolist(), { { 2.25, 22.5 }, { 5, 50 }, { 2.5, 25 } }, 1e-6)
+    local near = ops.devoxelize(p, voxels, { mode = "nearest" })
+    assert.are.same({ { 3, 30 }, { 0, 0 }, { 0, 0 } }, near:tolist()) -- floor(u + 0.5): (0, 1, 0); (5, 6, 5); (1, 1, 1)
+  end)
+
+  it("matches the reference on random points, negative coordinates included", function()
+    local gen = generator(17)
+    local size, origin = { 0.3, 0.3, 0.5 }, { -0.2, 0, 0.1 }
+    local pts, prow = random_points(gen, 400, 1)
+    local frows = random_rows(gen, 400, 2)
+    local x = ops.voxelize(pts, lattice.array(frows, "float32"), { voxel_size = size, origin = origin })
+    local q, qrow = random_points(gen, 300, 1.2)
+    local rows, feats = x.coords:tolist(), x.feats:tolist()
+    for _, mode in ipairs { "nearest", "trilinear" } do
+      for _, renorm in ipairs { false, true } do
+        local got = ops.devoxelize(q, x, { voxel_size = size, origin = origin, mode = mode, renormalize = renorm })
+        assert_close(got:tolist(), devoxelize_ref(qrow, rows, feats, size, origin, mode, renorm), 1e-6)
+      end
+    end
+    assert(#prow > 0)
+  end)
+
+  it("keeps batches apart", function()
+    local p = lattice.array({ { 0, 0, 0 }, { 0, 0, 0 } }, "float32")
+    local x = lattice.SparseTensor(lattice.array({ { 1, 0, 0, 0 } }, "int32"), lattice.array({ { 7 } }, "float32"))
+    assert.are.same({ { 0 }, { 7 } }, ops.devoxelize(p, x, { batch = lattice.array({ 0, 1 }, "int32") }):tolist())
+  end)
+
+  it("takes an empty point set", function()
+    assert.are.same({ 0, 2 }, ops.devoxelize(lattice.zeros({ 0, 3 }), voxels).shape)
+  end)
+
+  it("has the gradient of its definition", function()
+    local gen = generator(23)
+    local pts = random_points(gen, 60, 1.5)
+    local f = lattice.array(vfeats, "float32")
+    for _, mode in ipairs { "nearest", "trilinear" } do
+      for _, renorm in ipairs { false, true } do
+        gradcheck.each_dtype(function(v)
+          return weighted(ops.devoxelize(pts, voxels:with_feats(v), { mode = mode, renormalize = renorm }))
+        end, { f })
+      end
+    end
+  end)
+
+  it("rejects bad input with messages naming the problem", function()
+    local p = lattice.zeros({ 2, 3 })
+    local function err(...) return select(2, pcall(ops.devoxelize, ...)) end
+    assert.matches("devoxelize: voxels must be a SparseTensor, got lattice.Tensor", err(p, p), 1, true)
+    assert.matches("devoxelize: mode must be 'nearest', 'trilinear', got linear", err(p, voxels, { mode = "linear" }),
+      1, true)
+    assert.matches("devoxelize: renormalize must be a boolean, got number", err(p, voxels, { renormalize = 1 }), 1, true)
+    assert.matches("devoxelize: point 1 has a non-finite x (inf)",
+      err(lattice.array({ { math.huge, 0, 0 } }, "float32"), voxels), 1, true)
+    assert.matches("devoxelize: points must have shape {N,3}, got {2}", err(lattice.zeros({ 2 }), voxels), 1, true)
+  end)
+end)
