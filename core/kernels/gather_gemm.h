@@ -4,9 +4,8 @@
  *   wgrad    dW_k (c_in, c_out) [+]= sum_{o: idx[o*K + k] >= 0} x[idx[o*K + k]]^T dy[o]
  *
  * idx (n_out, K), int32 as relations store it, holds 0-based input rows, -1
- * where an offset has no input;
- * every entry must be in [-1, n_in) (the callers build it; the spec hooks
- * check it). The forward also computes a conv's input gradient: dx = the
+ * where an offset has no input; every entry must be in [-1, n_in) (the
+ * callers build it; the spec hooks check it). The forward also computes a conv's input gradient: dx = the
  * forward over the transposed map with W_k^T (pack with the strides swapped).
  *
  * The gather is fused: no gathered copy of x is made. Each output row's sum
