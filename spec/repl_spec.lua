@@ -122,7 +122,7 @@ describe("lattice.repl.complete", function()
     for _, word in ipairs(inside) do assert.truthy(word:find("^lib%.checks%.")) end
     local tr = repl.complete("lattice.tr", env)
     assert.truthy(table.concat(tr, " "):find("lattice.train", 1, true))
-    assert.are.same({ "lattice.lora.apply_lora(" }, repl.complete("lattice.lora.apply_", env))
+    assert.are.same({ "lattice.lora.apply_lora(", "lattice.lora.apply_qlora(" }, repl.complete("lattice.lora.apply_", env))
   end)
 
   it("completes a tensor's methods after : and its fields and methods after .", function()
