@@ -4,6 +4,7 @@
  *   LT_SGEMM_MACRO, LT_SGEMM_SMALL,  the functions to define
  *   LT_SGEMM_PACK_A, LT_SGEMM_PACK_B
  *   LT_SG_MR, LT_SG_NV               the register tile: MR rows x NV vectors
+ *   LT_SG_OWN_PACK (optional)        when it defines the packs itself
  * The tile is gemm_tile's microkernel (gemm_tile_micro.h) reading packed
  * panels: a panel's column p is MR floats (a_trans, lda = MR), b's row p
  * NR = NV * LT_W floats. Edge tiles run on a copy of c's corner, padded to
@@ -35,7 +36,8 @@ static void sg_tile_rows(int64_t mr, int64_t nr, int64_t kc, const float *ap, co
 #define SG_CASE(R) \
   case R: sg_tile(R, nr, kc, ap, bp, c, ldc, accumulate); break;
     SG_CASE(1)
-    SG_CASE(2) SG_CASE(3) SG_CASE(4) SG_CASE(5)
+    SG_CASE(2)
+    SG_CASE(3) SG_CASE(4) SG_CASE(5)
 #if LT_SG_MR == 14
         SG_CASE(6) SG_CASE(7) SG_CASE(8) SG_CASE(9) SG_CASE(10) SG_CASE(11) SG_CASE(12) SG_CASE(13)
 #elif LT_SG_MR != 6
@@ -69,6 +71,7 @@ void LT_SGEMM_MACRO(int64_t mc, int64_t nc, int64_t kc, const float *ap, const f
 
 void LT_SGEMM_SMALL(const lt__sgemm_args *g) { sgemm_plain(g); }
 
+#ifndef LT_SG_OWN_PACK /* else the including file has transposing packs of its own */
 void LT_SGEMM_PACK_A(const lt__sgemm_args *g, int64_t i0, int64_t mc, int64_t p0, int64_t kc, float *dst) {
   sg_pack_a(LT_SG_MR, g, i0, mc, p0, kc, dst);
 }
@@ -76,3 +79,4 @@ void LT_SGEMM_PACK_A(const lt__sgemm_args *g, int64_t i0, int64_t mc, int64_t p0
 void LT_SGEMM_PACK_B(const lt__sgemm_args *g, int64_t p0, int64_t kc, int64_t j0, int64_t nc, float *dst) {
   sg_pack_b(LT_SG_NR, g, p0, kc, j0, nc, dst);
 }
+#endif
