@@ -162,6 +162,28 @@ describe("sgemm bits", function()
   end)
 end)
 
+describe("sgemm batches", function()
+  after_each(function() lattice.set_num_threads(2) end)
+
+  it("gives every entry of a batched matmul the bits of its own product, on 1 and 2 threads", function()
+    -- (3, 70, 40) @ (3, 40, 90): entries spread over the threads, one product each
+    local a = ref.tensor(ref.randn(3 * 70 * 40), { 3, 70, 40 })
+    local b = ref.tensor(ref.randn(3 * 40 * 90), { 3, 40, 90 })
+    local isa = lattice.isa()
+    local results = {}
+    for threads = 1, 2 do
+      lattice.set_num_threads(threads)
+      results[threads] = lattice.matmul(a, b):tolist()
+    end
+    assert.are.same(results[1], results[2])
+    for e = 1, 3 do
+      local ae = a:slice(1, e, e):reshape({ 70, 40 })
+      local be = b:slice(1, e, e):reshape({ 40, 90 })
+      assert.are.same(core.sgemm_with_isa(ae, be, isa):tolist(), results[2][e])
+    end
+  end)
+end)
+
 describe("sgemm_with_isa", function()
   it("rejects bad operands with the hook's name", function()
     local a = randm(3, 4)

@@ -1,6 +1,5 @@
 /* The dense sgemm's driver (kernels/sgemm.h): blocking, packing, threads,
  * and the portable variants (the _ref and the scalar macro-kernel). */
-#include <omp.h>
 #include "kernels/sgemm.h"
 #include "kernels/sgemm_pack.h"
 #include "kernels/sgemm_plain.h"
@@ -16,12 +15,12 @@
 #define SG_NC 2048
 /* Products of at most SG_SMALL multiply-adds run unpacked on one thread;
  * threads start from SG_THREADED (below it a fork and join costs more than
- * the second core gives, and far more on a loaded machine); the threads
- * share one packed b block from SG_SHARED (below it the two barriers per
- * panel cost more than packing b twice). */
+ * the second core gives). Each thread packs its own b rather than share
+ * one block: sharing saves ~3% of the work but needs two barriers per
+ * panel, and on a loaded machine each barrier costs a wake-up of the other
+ * thread (milliseconds, measured here: 10-50x slower products). */
 #define SG_SMALL    32768
 #define SG_THREADED (1 << 20)
-#define SG_SHARED   (1 << 24)
 
 void lt__sgemm_ref(const lt__sgemm_args *g) { sgemm_plain(g); }
 
@@ -103,43 +102,20 @@ static void run_rect(const lt__sgemm_kernel *kr, const lt__sgemm_args *g, rect r
   }
 }
 
-/* The threads on row ranges of c (parts[q] for thread q), sharing one packed
- * b block: they pack its panels together, wait, multiply their rows, wait. */
-static void run_shared(const lt__sgemm_kernel *kr, const lt__sgemm_args *g, const rect *parts, int np,
-                       float *const *apack, float *bpack) {
-  int64_t kp = panel_depth(g->k);
-#pragma omp parallel num_threads(np)
-  {
-    int team = omp_get_num_threads(), me = omp_get_thread_num();
-    for (int q = me; q < np; q += team) scale_c(g, parts[q]);
-    for (int64_t jc = 0; jc < g->n; jc += SG_NC) {
-      int64_t nc = min64(SG_NC, g->n - jc), panels = (nc + kr->nr - 1) / kr->nr;
-      for (int64_t pc = 0; pc < g->k; pc += kp) {
-        int64_t kc = min64(kp, g->k - pc);
-#pragma omp for schedule(static)
-        for (int64_t q = 0; q < panels; q++)
-          kr->pack_b(g, pc, kc, jc + q * kr->nr, min64(kr->nr, nc - q * kr->nr), bpack + q * kr->nr * kc);
-        for (int q = me; q < np; q += team) run_rows(kr, g, parts[q].i0, parts[q].i1, jc, nc, pc, kc, bpack, apack[q]);
-#pragma omp barrier
-      }
-    }
-  }
-}
-
 /* c split into at most `threads` parts: row ranges (whole MR panels) when
- * there are rows enough, else column ranges (whole NR panels). *by_rows says which. */
-static int split(const lt__sgemm_kernel *kr, const lt__sgemm_args *g, int threads, rect *parts, int *by_rows) {
+ * there are rows enough, else column ranges (whole NR panels). */
+static int split(const lt__sgemm_kernel *kr, const lt__sgemm_args *g, int threads, rect *parts) {
   int64_t work = g->m * g->n * g->k;
   int t = work < SG_THREADED ? 1 : threads;
-  *by_rows = g->m >= (int64_t)t * 4 * kr->mr;
-  if (!*by_rows && g->n < (int64_t)t * 2 * kr->nr) t = 1, *by_rows = 1;
-  int64_t len = *by_rows ? g->m : g->n, unit = *by_rows ? kr->mr : kr->nr;
+  int by_rows = g->m >= (int64_t)t * 4 * kr->mr;
+  if (!by_rows && g->n < (int64_t)t * 2 * kr->nr) t = 1, by_rows = 1;
+  int64_t len = by_rows ? g->m : g->n, unit = by_rows ? kr->mr : kr->nr;
   int64_t step = round_up((len + t - 1) / t, unit);
   int used = 0;
   for (int q = 0; q < t; q++) {
     int64_t lo = min64(len, q * step), hi = min64(len, lo + step);
     if (lo >= hi) break;
-    parts[used++] = *by_rows ? (rect){lo, hi, 0, g->n} : (rect){0, g->m, lo, hi};
+    parts[used++] = by_rows ? (rect){lo, hi, 0, g->n} : (rect){0, g->m, lo, hi};
   }
   return used;
 }
@@ -157,18 +133,16 @@ void lt__sgemm_with(lt_ctx *ctx, lt_isa isa, int threads, const lt__sgemm_args *
     return;
   }
   rect parts[SG_MAX_PARTS];
-  int by_rows, np = split(&kr, g, threads < 1 ? 1 : threads > SG_MAX_PARTS ? SG_MAX_PARTS : threads, parts, &by_rows);
-  int shared = np > 1 && by_rows && g->m * g->n * g->k >= SG_SHARED;
+  int np = split(&kr, g, threads < 1 ? 1 : threads > SG_MAX_PARTS ? SG_MAX_PARTS : threads, parts);
   int64_t rows = 0, cols = 0, kc = panel_depth(g->k);
   for (int q = 0; q < np; q++) {
     rows = rows > parts[q].i1 - parts[q].i0 ? rows : parts[q].i1 - parts[q].i0;
     cols = cols > parts[q].j1 - parts[q].j0 ? cols : parts[q].j1 - parts[q].j0;
   }
-  /* scratch: an a block per part, a b block per part (one when shared) */
+  /* scratch: an a block and a b block per part */
   size_t an = (size_t)round_up(min64(SG_MC, round_up(rows, kr.mr)) * kc, 16) * sizeof(float) + LT_ALIGN;
   size_t bn = (size_t)(min64(SG_NC, round_up(cols, kr.nr)) * kc) * sizeof(float) + LT_ALIGN;
-  int nb = shared ? 1 : np;
-  size_t bytes = an * (size_t)np + bn * (size_t)nb;
+  size_t bytes = (an + bn) * (size_t)np;
   char *scratch = lt_ctx_alloc(ctx, bytes);
   if (!scratch) { /* no memory for the panels: the same bits, unpacked */
     lt__sgemm_ref(g);
@@ -177,10 +151,34 @@ void lt__sgemm_with(lt_ctx *ctx, lt_isa isa, int threads, const lt__sgemm_args *
   float *apack[SG_MAX_PARTS];
   for (int q = 0; q < np; q++) apack[q] = aligned(scratch + (size_t)q * an);
   char *bbase = scratch + (size_t)np * an;
-  if (shared)
-    run_shared(&kr, g, parts, np, apack, aligned(bbase));
-  else
-    LT_PARALLEL_FOR(np, q, np, { run_rect(&kr, g, parts[q], apack[q], aligned(bbase + (size_t)q * bn)); });
+  LT_PARALLEL_FOR(np, q, np, { run_rect(&kr, g, parts[q], apack[q], aligned(bbase + (size_t)q * bn)); });
+  lt_ctx_free(ctx, scratch, bytes);
+}
+
+void lt__sgemm_batch(lt_ctx *ctx, const lt__sgemm_args *gs, int64_t count) {
+  int threads = lt__ctx_threads(ctx);
+  const lt__sgemm_args *g = gs;
+  if (count <= 1 || threads <= 1 || g->m <= 0 || g->n <= 0 || g->k == 0 || g->m * g->n * g->k <= SG_SMALL) {
+    for (int64_t q = 0; q < count; q++) lt__sgemm(ctx, gs + q);
+    return;
+  }
+  lt_isa isa = lt__ctx_isa(ctx);
+  lt__sgemm_kernel kr = kernel_for(isa > lt_cpu_isa() ? lt_cpu_isa() : isa);
+  int64_t kc = panel_depth(g->k);
+  size_t an = (size_t)round_up(min64(SG_MC, round_up(g->m, kr.mr)) * kc, 16) * sizeof(float) + LT_ALIGN;
+  size_t bn = (size_t)(min64(SG_NC, round_up(g->n, kr.nr)) * kc) * sizeof(float) + LT_ALIGN;
+  if (threads > count) threads = (int)count;
+  size_t bytes = (an + bn) * (size_t)threads;
+  char *scratch = lt_ctx_alloc(ctx, bytes);
+  if (!scratch) {
+    for (int64_t q = 0; q < count; q++) lt__sgemm(ctx, gs + q);
+    return;
+  }
+  LT_PARALLEL_FOR(threads, q, count, {
+    char *mine = scratch + (size_t)lt__thread_id() * (an + bn);
+    rect whole = {0, gs[q].m, 0, gs[q].n};
+    run_rect(&kr, gs + q, whole, aligned(mine), aligned(mine + an));
+  });
   lt_ctx_free(ctx, scratch, bytes);
 }
 

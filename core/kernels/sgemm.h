@@ -40,6 +40,10 @@ typedef struct lt__sgemm_args {
 /* With ctx's ISA and thread count; scratch from ctx's allocator (when it
  * cannot be had, the product runs unpacked as lt__sgemm_ref: same bits). */
 void lt__sgemm(lt_ctx *ctx, const lt__sgemm_args *g);
+/* count products of one shape (m, n, k, ta, tb alike; the pointers and
+ * scalars may differ), spread over ctx's threads one whole product each:
+ * one fork and join for a batch of small products. Same bits as lt__sgemm. */
+void lt__sgemm_batch(lt_ctx *ctx, const lt__sgemm_args *gs, int64_t count);
 /* With a given ISA (capped at the CPU's) and thread count: the spec hook. */
 void lt__sgemm_with(lt_ctx *ctx, lt_isa isa, int threads, const lt__sgemm_args *g);
 /* The plain reference: triple loop of fmaf. */

@@ -127,29 +127,67 @@ static int fold_batch(const operand *a, const operand *b, const problem *p) {
   return 1;
 }
 
+/* Element offsets into a and b of batch entry bi. */
+static void batch_offsets(const operand *a, const operand *b, const problem *p, int64_t bi, int64_t *oa, int64_t *ob) {
+  int64_t rem = bi;
+  *oa = *ob = 0;
+  for (int i = p->nb - 1; i >= 0; i--) {
+    int64_t idx = rem % p->bshape[i];
+    rem /= p->bshape[i];
+    *oa += idx * a->bstride[i];
+    *ob += idx * b->bstride[i];
+  }
+}
+
+/* A float32 batch of nbatch products as one lt__sgemm_batch: its entries
+ * spread over the threads, one fork and join for all of them. 0 when there
+ * is no memory for the list (the caller then loops). */
+static int sgemm_batch(lt_ctx *ctx, void *out, const operand *a, const operand *b, const problem *p) {
+  size_t bytes = (size_t)p->nbatch * sizeof(lt__sgemm_args);
+  lt__sgemm_args *gs = lt_ctx_alloc(ctx, bytes);
+  if (!gs) return 0;
+  for (int64_t bi = 0; bi < p->nbatch; bi++) {
+    int64_t oa, ob;
+    batch_offsets(a, b, p, bi, &oa, &ob);
+    gs[bi] = (lt__sgemm_args){a->trans,
+                              b->trans,
+                              p->m,
+                              p->n,
+                              p->k,
+                              1.0f,
+                              lt__f32(a->t) + oa,
+                              a->ld,
+                              lt__f32(b->t) + ob,
+                              b->ld,
+                              0.0f,
+                              (float *)out + bi * p->m * p->n,
+                              p->n};
+  }
+  lt__sgemm_batch(ctx, gs, p->nbatch);
+  lt_ctx_free(ctx, gs, bytes);
+  return 1;
+}
+
 /* out (nbatch, M, N) contiguous, of the compute dtype, = a @ b over the broadcast batch.
- * The batch loop is sequential, each product threaded by its GEMM (for dgemm:
- * running single-threaded OpenBLAS calls from several OpenMP threads at once
- * was measured ~15x slower here, OpenBLAS 0.3.21 pthreads). */
+ * float32 batches spread their entries over the threads (lt__sgemm_batch);
+ * float64 ones loop, each dgemm threaded by OpenBLAS (running single-threaded
+ * OpenBLAS calls from several OpenMP threads at once was measured ~15x
+ * slower here, OpenBLAS 0.3.21 pthreads). */
 static void run(lt_ctx *ctx, void *out, const operand *a, const operand *b, const problem *p) {
-  int blas = p->cdt == LT_FLOAT64;
-  if (blas) lt__blas_begin(ctx); /* the thread count and the calls as one step */
   if (fold_batch(a, b, p)) {
+    if (p->cdt == LT_FLOAT64) lt__blas_begin(ctx); /* the thread count and the call as one step */
     gemm(ctx, p->cdt, a, b, p->nbatch * p->m, p->n, p->k, 0, 0, out, 0);
-    if (blas) lt__blas_end();
+    if (p->cdt == LT_FLOAT64) lt__blas_end();
     return;
   }
+  if (p->cdt == LT_FLOAT32 && p->nbatch > 1 && sgemm_batch(ctx, out, a, b, p)) return;
+  if (p->cdt == LT_FLOAT64) lt__blas_begin(ctx);
   for (int64_t bi = 0; bi < p->nbatch; bi++) {
-    int64_t oa = 0, ob = 0, rem = bi;
-    for (int i = p->nb - 1; i >= 0; i--) {
-      int64_t idx = rem % p->bshape[i];
-      rem /= p->bshape[i];
-      oa += idx * a->bstride[i];
-      ob += idx * b->bstride[i];
-    }
+    int64_t oa, ob;
+    batch_offsets(a, b, p, bi, &oa, &ob);
     gemm(ctx, p->cdt, a, b, p->m, p->n, p->k, oa, ob, out, bi * p->m * p->n);
   }
-  if (blas) lt__blas_end();
+  if (p->cdt == LT_FLOAT64) lt__blas_end();
 }
 
 /* ---- argument checks ---- */
