@@ -9,31 +9,7 @@
  * a per row against them; the accumulators live in registers for the whole
  * reduction, so c is read and written once per tile. */
 #include "kernels/gemm_tile.h"
-
-#define LT_GT_MR_MAX 14
-#define LT_GT_NV_ARR 4
-
-/* acc (mr rows of c, nv vectors) [+]= sum_{p < k} a(r, p) * b[p*ldb .. + nv*LT_W).
- * mr, nv and a_trans are constants at every call (always_inline), so the
- * accumulators are registers and each a(r, p) is one broadcast load. */
-static inline __attribute__((always_inline)) void gt_micro(const int mr, const int nv, const int a_trans, int64_t k,
-                                                           const float *a, int64_t lda, const float *b, int64_t ldb,
-                                                           float *c, int64_t ldc, int accumulate) {
-  vf acc[LT_GT_MR_MAX][LT_GT_NV_ARR];
-  for (int r = 0; r < mr; r++)
-    for (int v = 0; v < nv; v++) acc[r][v] = accumulate ? vload(c + r * ldc + v * LT_W) : vset(0.0f);
-  for (int64_t p = 0; p < k; p++) {
-    vf bv[LT_GT_NV_ARR];
-    for (int v = 0; v < nv; v++) bv[v] = vload(b + p * ldb + v * LT_W);
-    const float *ap = a_trans ? a + p * lda : a + p; /* a(r, p) at ap[r] or ap[r * lda] */
-    for (int r = 0; r < mr; r++) {
-      vf av = vset(a_trans ? ap[r] : ap[r * lda]);
-      for (int v = 0; v < nv; v++) acc[r][v] = vfma(av, bv[v], acc[r][v]);
-    }
-  }
-  for (int r = 0; r < mr; r++)
-    for (int v = 0; v < nv; v++) vstore(c + r * ldc + v * LT_W, acc[r][v]);
-}
+#include "kernels/gemm_tile_micro.h"
 
 /* All m rows of one column block of nv vectors: tiles of mr rows, then the
  * remainder as tiles of 8, 4, 2 and 1. */

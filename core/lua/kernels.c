@@ -5,6 +5,9 @@
 #include <string.h>
 #include "binding.h"
 #include "kernels/gather_gemm_tensor.h"
+#include "kernels/sgemm.h"
+#include "tensor/internal.h"
+#include "runtime/context.h"
 
 static lt_isa check_isa(lua_State *L, int arg, const char *fname) {
   const char *name = luaL_checkstring(L, arg);
@@ -76,11 +79,99 @@ static int l_bench_ggemm_wgrad(lua_State *L) {
   return 2;
 }
 
+/* lattice.core.sgemm_with_isa(a, b, isa, {ta, tb, alpha, beta, c, threads})
+ * -> alpha op(a) @ op(b) + beta c, the ISA used: lattice's dense sgemm with
+ * one ISA and thread count (default: the state's). a is (m, k), or (k, m)
+ * with ta; b (k, n), or (n, k) with tb; c (m, n) is not modified. */
+static int l_sgemm_with_isa(lua_State *L) {
+  static const char *const allowed[] = {"ta", "tb", "alpha", "beta", "c", "threads", NULL};
+  lt_l_checkmaxargs(L, 4, "sgemm_with_isa");
+  lt_tensor *a0 = lt_l_checktensor(L, 1), *b0 = lt_l_checktensor(L, 2);
+  lt_isa isa = check_isa(L, 3, "sgemm_with_isa");
+  if (isa > lt_cpu_isa()) isa = lt_cpu_isa();
+  lt_l_checkoptions(L, 4, "sgemm_with_isa", allowed);
+  int ta = lt_l_optbooleanfield(L, 4, "ta", 0), tb = lt_l_optbooleanfield(L, 4, "tb", 0);
+  float alpha = (float)lt_l_optnumberfield(L, 4, "alpha", 1), beta = (float)lt_l_optnumberfield(L, 4, "beta", 0);
+  lt_ctx *ctx = lt_l_ctx(L);
+  int threads = (int)lt_l_optintegerfield(L, 4, "threads", lt__ctx_threads(ctx));
+  lt_tensor *c0 = NULL;
+  if (lua_istable(L, 4) && lua_getfield(L, 4, "c") != LUA_TNIL) c0 = lt_l_checktensor(L, -1);
+  if (threads < 1 || threads > 64) return luaL_error(L, "sgemm_with_isa: threads must be in [1, 64], got %d", threads);
+  if (a0->ndim != 2 || b0->ndim != 2 || a0->dtype != LT_FLOAT32 || b0->dtype != LT_FLOAT32)
+    return luaL_error(L, "sgemm_with_isa: a and b must be 2-D float32 tensors");
+  int64_t m = a0->shape[ta], k = a0->shape[1 - ta], n = b0->shape[1 - tb];
+  if (b0->shape[tb] != k) return luaL_error(L, "sgemm_with_isa: op(a) and op(b) do not align");
+  if (c0 && (c0->ndim != 2 || c0->shape[0] != m || c0->shape[1] != n || c0->dtype != LT_FLOAT32))
+    return luaL_error(L, "sgemm_with_isa: c must be a (%d, %d) float32 tensor", (int)m, (int)n);
+  lt_l_tensor *u = lt_l_newtensor(L); /* nothing raises from here on */
+  lt_tensor *a = NULL, *b = NULL, *cc = NULL;
+  lt_status st = lt_contiguous(ctx, &a, a0);
+  if (!st) st = lt_contiguous(ctx, &b, b0);
+  if (!st && c0) st = lt_contiguous(ctx, &cc, c0);
+  if (!st) st = lt_tensor_zeros(ctx, &u->t, LT_FLOAT32, 2, (int64_t[]){m, n});
+  if (!st && cc) memcpy(lt_tensor_data(u->t), lt_tensor_data(cc), (size_t)(m * n) * sizeof(float));
+  if (!st) {
+    lt__sgemm_args g = {ta,
+                        tb,
+                        m,
+                        n,
+                        k,
+                        alpha,
+                        lt_tensor_data(a),
+                        ta ? m : k,
+                        lt_tensor_data(b),
+                        tb ? k : n,
+                        beta,
+                        lt_tensor_data(u->t),
+                        n};
+    lt__sgemm_with(ctx, isa, threads, &g);
+  }
+  lt_tensor_release(a), lt_tensor_release(b), lt_tensor_release(cc);
+  lt_l_result(L, st);
+  lua_pushstring(L, lt_isa_name(isa));
+  return 2;
+}
+
+/* lattice.core.bench_lt_sgemm(m, n, k, reps[, ta, tb]) -> seconds per
+ * product of lattice's sgemm on buffers from the context's allocator, with
+ * the state's ISA and threads (beside bench_sgemm's OpenBLAS). Benchmark use only. */
+static int l_bench_lt_sgemm(lua_State *L) {
+  lua_Integer m = luaL_checkinteger(L, 1), n = luaL_checkinteger(L, 2), k = luaL_checkinteger(L, 3);
+  lua_Integer reps = luaL_checkinteger(L, 4);
+  int ta = lua_toboolean(L, 5), tb = lua_toboolean(L, 6);
+  if (m < 1 || n < 1 || k < 1 || m > 65536 || n > 65536 || k > 65536 || reps < 1)
+    return luaL_error(L, "bench_lt_sgemm: sizes must be in [1, 65536] and reps >= 1");
+  lt_ctx *ctx = lt_l_ctx(L);
+  size_t na = (size_t)(m * k), nb = (size_t)(k * n), nc = (size_t)(m * n);
+  float *a = lt_ctx_alloc(ctx, na * sizeof(float)), *b = lt_ctx_alloc(ctx, nb * sizeof(float));
+  float *c = lt_ctx_alloc(ctx, nc * sizeof(float));
+  double secs = -1;
+  if (a && b && c) {
+    for (size_t i = 0; i < na; i++) a[i] = (float)((int)(i % 13) - 6) / 8.0f;
+    for (size_t i = 0; i < nb; i++) b[i] = (float)((int)(i % 7) - 3) / 4.0f;
+    lt__sgemm_args g = {ta, tb, m, n, k, 1.0f, a, ta ? m : k, b, tb ? k : n, 0.0f, c, n};
+    double t0 = 0;
+    for (lua_Integer r = -1; r < reps; r++) { /* round -1 warms up */
+      if (r == 0) t0 = lt_now();
+      lt__sgemm(ctx, &g);
+    }
+    secs = (lt_now() - t0) / (double)reps;
+  }
+  if (a) lt_ctx_free(ctx, a, na * sizeof(float));
+  if (b) lt_ctx_free(ctx, b, nb * sizeof(float));
+  if (c) lt_ctx_free(ctx, c, nc * sizeof(float));
+  if (secs < 0) return luaL_error(L, "bench_lt_sgemm: out of memory");
+  lua_pushnumber(L, secs);
+  return 1;
+}
+
 void lt_l_open_kernels(lua_State *L) {
   static const luaL_Reg fns[] = {{"ggemm_with_isa", l_ggemm_with_isa},
                                  {"ggemm_wgrad_with_isa", l_ggemm_wgrad_with_isa},
                                  {"bench_ggemm", l_bench_ggemm},
                                  {"bench_ggemm_wgrad", l_bench_ggemm_wgrad},
+                                 {"sgemm_with_isa", l_sgemm_with_isa},
+                                 {"bench_lt_sgemm", l_bench_lt_sgemm},
                                  {NULL, NULL}};
   lt_l_register(L, fns);
 }

@@ -1,23 +1,28 @@
 /* lt__gemm: the contiguous row-major GEMM the layers call (linear,
- * linear_act), through OpenBLAS under the state's thread count. */
+ * linear_act, quantized matmul). float32 runs lattice's own sgemm
+ * (kernels/sgemm.h) with the state's ISA and thread count; float64 goes to
+ * OpenBLAS dgemm under the state's thread count (docs/runtime.md). */
 #include <cblas.h>
 #include <string.h>
+#include "kernels/sgemm.h"
 #include "ops/internal.h"
 #include "runtime/blas_call.h"
 
-void lt__gemm(const lt_ctx *ctx, lt_dtype dt, int ta, int tb, int64_t m, int64_t n, int64_t k, const void *a,
-              const void *b, double beta, void *c) {
+void lt__gemm(lt_ctx *ctx, lt_dtype dt, int ta, int tb, int64_t m, int64_t n, int64_t k, const void *a, const void *b,
+              double beta, void *c) {
   if (m == 0 || n == 0) return;
-  if (k == 0) { /* BLAS leaves c untouched when k is 0: c = beta c, and beta is 0 or 1 here */
-    if (beta == 0) memset(c, 0, (size_t)(m * n) * lt_dtype_info(dt)->size);
+  int64_t lda = ta ? m : k, ldb = tb ? k : n;
+  if (dt != LT_FLOAT64) {
+    lt__sgemm_args g = {ta, tb, m, n, k, 1.0f, a, lda, b, ldb, (float)beta, c, n};
+    lt__sgemm(ctx, &g);
     return;
   }
-  int lda = (int)(ta ? m : k), ldb = (int)(tb ? k : n);
-  enum CBLAS_TRANSPOSE oa = ta ? CblasTrans : CblasNoTrans, ob = tb ? CblasTrans : CblasNoTrans;
+  if (k == 0) { /* BLAS leaves c untouched when k is 0: c = beta c, and beta is 0 or 1 here */
+    if (beta == 0) memset(c, 0, (size_t)(m * n) * sizeof(double));
+    return;
+  }
   lt__blas_begin(ctx);
-  if (dt == LT_FLOAT64)
-    cblas_dgemm(CblasRowMajor, oa, ob, (int)m, (int)n, (int)k, 1.0, a, lda, b, ldb, beta, c, (int)n);
-  else
-    cblas_sgemm(CblasRowMajor, oa, ob, (int)m, (int)n, (int)k, 1.0f, a, lda, b, ldb, (float)beta, c, (int)n);
+  cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (int)m, (int)n, (int)k,
+              1.0, a, (int)lda, b, (int)ldb, beta, c, (int)n);
   lt__blas_end();
 }

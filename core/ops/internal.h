@@ -12,8 +12,10 @@ lt_status lt__sum_to_shape(lt_ctx *ctx, lt_tensor **out, lt_tensor *g, int ndim,
 
 /* c (m, n) = op(a) @ op(b) + beta c (beta 0 or 1), all contiguous row-major in
  * dt (float32 or float64), op transposing when ta / tb; sizes fit in int
- * (callers check). Through OpenBLAS, under ctx's thread count (gemm.c). */
-void lt__gemm(const lt_ctx *ctx, lt_dtype dt, int ta, int tb, int64_t m, int64_t n, int64_t k, const void *a,
+ * (callers check for float64). float32 through lattice's sgemm
+ * (kernels/sgemm.h), float64 through OpenBLAS dgemm, under ctx's ISA and
+ * thread count (gemm.c). */
+void lt__gemm(lt_ctx *ctx, lt_dtype dt, int ta, int tb, int64_t m, int64_t n, int64_t k, const void *a,
               const void *b, double beta, void *c);
 
 #endif

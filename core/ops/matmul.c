@@ -1,8 +1,9 @@
-/* Batched, broadcasting matrix product through OpenBLAS sgemm (NumPy matmul rules).
+/* Batched, broadcasting matrix product (NumPy matmul rules) through lattice's
+ * sgemm (kernels/sgemm.h), or OpenBLAS dgemm for float64.
  * a (..., M, K) @ b (..., K, N) -> out (broadcast(...), M, N). A 1-D a is read as
  * (1, K) and a 1-D b as (K, 1); the added axis is dropped from the result.
  * Inputs whose last two axes are row-major or column-major (a transposed view) go
- * to sgemm as they are (NoTrans / Trans with their leading dimension); only other
+ * to the GEMM as they are (NoTrans / Trans with their leading dimension); only other
  * layouts and float16/bfloat16 are staged into a contiguous float32 copy. When
  * either operand is float64 both go to dgemm with the same layout logic and
  * the result is float64. Integer inputs are rejected: a float product of
@@ -10,6 +11,7 @@
 #include <cblas.h>
 #include <limits.h>
 #include <string.h>
+#include "kernels/sgemm.h"
 #include "ops/internal.h"
 #include "runtime/blas_call.h"
 
@@ -95,16 +97,19 @@ static lt_status prepare(lt_ctx *ctx, operand *op, lt_tensor *x, const problem *
 }
 
 /* c (m, n) = a @ b for element offsets oa, ob, oc into the operands and out,
- * in the compute dtype. */
-static void gemm(lt_dtype cdt, const operand *a, const operand *b, int64_t m, int64_t n, int64_t k, int64_t oa,
-                 int64_t ob, void *out, int64_t oc) {
-  CBLAS_TRANSPOSE ta = a->trans ? CblasTrans : CblasNoTrans, tb = b->trans ? CblasTrans : CblasNoTrans;
-  if (cdt == LT_FLOAT64)
+ * in the compute dtype: float32 through lattice's sgemm, float64 through
+ * OpenBLAS dgemm (inside lt__blas_begin / lt__blas_end). */
+static void gemm(lt_ctx *ctx, lt_dtype cdt, const operand *a, const operand *b, int64_t m, int64_t n, int64_t k,
+                 int64_t oa, int64_t ob, void *out, int64_t oc) {
+  if (cdt == LT_FLOAT64) {
+    CBLAS_TRANSPOSE ta = a->trans ? CblasTrans : CblasNoTrans, tb = b->trans ? CblasTrans : CblasNoTrans;
     cblas_dgemm(CblasRowMajor, ta, tb, (int)m, (int)n, (int)k, 1.0, lt__f64(a->t) + oa, (int)a->ld, lt__f64(b->t) + ob,
                 (int)b->ld, 0.0, (double *)out + oc, (int)n);
-  else
-    cblas_sgemm(CblasRowMajor, ta, tb, (int)m, (int)n, (int)k, 1.0f, lt__f32(a->t) + oa, (int)a->ld, lt__f32(b->t) + ob,
-                (int)b->ld, 0.0f, (float *)out + oc, (int)n);
+    return;
+  }
+  lt__sgemm_args g = {a->trans, b->trans,          m, n, k, 1.0f, lt__f32(a->t) + oa, a->ld, lt__f32(b->t) + ob, b->ld,
+                      0.0f,     (float *)out + oc, n};
+  lt__sgemm(ctx, &g);
 }
 
 /* When b is the same matrix for every batch and a's batch axes step through its
@@ -122,28 +127,67 @@ static int fold_batch(const operand *a, const operand *b, const problem *p) {
   return 1;
 }
 
+/* Element offsets into a and b of batch entry bi. */
+static void batch_offsets(const operand *a, const operand *b, const problem *p, int64_t bi, int64_t *oa, int64_t *ob) {
+  int64_t rem = bi;
+  *oa = *ob = 0;
+  for (int i = p->nb - 1; i >= 0; i--) {
+    int64_t idx = rem % p->bshape[i];
+    rem /= p->bshape[i];
+    *oa += idx * a->bstride[i];
+    *ob += idx * b->bstride[i];
+  }
+}
+
+/* A float32 batch of nbatch products as one lt__sgemm_batch: its entries
+ * spread over the threads, one fork and join for all of them. 0 when there
+ * is no memory for the list (the caller then loops). */
+static int sgemm_batch(lt_ctx *ctx, void *out, const operand *a, const operand *b, const problem *p) {
+  size_t bytes = (size_t)p->nbatch * sizeof(lt__sgemm_args);
+  lt__sgemm_args *gs = lt_ctx_alloc(ctx, bytes);
+  if (!gs) return 0;
+  for (int64_t bi = 0; bi < p->nbatch; bi++) {
+    int64_t oa, ob;
+    batch_offsets(a, b, p, bi, &oa, &ob);
+    gs[bi] = (lt__sgemm_args){a->trans,
+                              b->trans,
+                              p->m,
+                              p->n,
+                              p->k,
+                              1.0f,
+                              lt__f32(a->t) + oa,
+                              a->ld,
+                              lt__f32(b->t) + ob,
+                              b->ld,
+                              0.0f,
+                              (float *)out + bi * p->m * p->n,
+                              p->n};
+  }
+  lt__sgemm_batch(ctx, gs, p->nbatch);
+  lt_ctx_free(ctx, gs, bytes);
+  return 1;
+}
+
 /* out (nbatch, M, N) contiguous, of the compute dtype, = a @ b over the broadcast batch.
- * The batch loop is sequential, each sgemm threaded by OpenBLAS: running
- * single-threaded sgemms from several OpenMP threads at once was measured ~15x
- * slower here (OpenBLAS 0.3.21 pthreads), so the batch is not split. */
-static void run(const lt_ctx *ctx, void *out, const operand *a, const operand *b, const problem *p) {
-  lt__blas_begin(ctx); /* the thread count and the calls as one step */
+ * float32 batches spread their entries over the threads (lt__sgemm_batch);
+ * float64 ones loop, each dgemm threaded by OpenBLAS (running single-threaded
+ * OpenBLAS calls from several OpenMP threads at once was measured ~15x
+ * slower here, OpenBLAS 0.3.21 pthreads). */
+static void run(lt_ctx *ctx, void *out, const operand *a, const operand *b, const problem *p) {
   if (fold_batch(a, b, p)) {
-    gemm(p->cdt, a, b, p->nbatch * p->m, p->n, p->k, 0, 0, out, 0);
-    lt__blas_end();
+    if (p->cdt == LT_FLOAT64) lt__blas_begin(ctx); /* the thread count and the call as one step */
+    gemm(ctx, p->cdt, a, b, p->nbatch * p->m, p->n, p->k, 0, 0, out, 0);
+    if (p->cdt == LT_FLOAT64) lt__blas_end();
     return;
   }
+  if (p->cdt == LT_FLOAT32 && p->nbatch > 1 && sgemm_batch(ctx, out, a, b, p)) return;
+  if (p->cdt == LT_FLOAT64) lt__blas_begin(ctx);
   for (int64_t bi = 0; bi < p->nbatch; bi++) {
-    int64_t oa = 0, ob = 0, rem = bi;
-    for (int i = p->nb - 1; i >= 0; i--) {
-      int64_t idx = rem % p->bshape[i];
-      rem /= p->bshape[i];
-      oa += idx * a->bstride[i];
-      ob += idx * b->bstride[i];
-    }
-    gemm(p->cdt, a, b, p->m, p->n, p->k, oa, ob, out, bi * p->m * p->n);
+    int64_t oa, ob;
+    batch_offsets(a, b, p, bi, &oa, &ob);
+    gemm(ctx, p->cdt, a, b, p->m, p->n, p->k, oa, ob, out, bi * p->m * p->n);
   }
-  lt__blas_end();
+  if (p->cdt == LT_FLOAT64) lt__blas_end();
 }
 
 /* ---- argument checks ---- */

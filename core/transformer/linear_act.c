@@ -98,8 +98,8 @@ static void fill_rows(void *h, const void *b, int64_t m, int64_t n, size_t es) {
 
 /* y = act(x w^T + b) block by block; h is the saved pre-activation (rows, n)
  * or NULL, scratch one block of it. */
-static void forward_blocks(const lt_ctx *ctx, lt_linear_act_op op, lt_dtype dt, const dims *d, const void *x,
-                           const void *w, const void *b, void *h, void *scratch, int64_t br, void *y) {
+static void forward_blocks(lt_ctx *ctx, lt_linear_act_op op, lt_dtype dt, const dims *d, const void *x, const void *w,
+                           const void *b, void *h, void *scratch, int64_t br, void *y) {
   size_t es = lt_dtype_info(dt)->size;
   for (int64_t r0 = 0; r0 < d->rows; r0 += br) {
     int64_t m = d->rows - r0 < br ? d->rows - r0 : br;

@@ -23,6 +23,7 @@ local internal = {
   fs_list = true, fs_tempdir = true,
   sparse = true,
   ggemm_with_isa = true, ggemm_wgrad_with_isa = true, bench_ggemm = true, bench_ggemm_wgrad = true,
+  sgemm_with_isa = true, bench_lt_sgemm = true,
   quant_linear_with_isa = true, quant_linear_grad_with_isa = true,
   -- the token choosers behind lattice.sample and lattice.topk
   sample_logits = true, topk_indices = true,
