@@ -1,7 +1,9 @@
 /* Four lua_States in four threads, set to 1, 2, 1 and 2 threads, each
- * multiplying the same matrices with lattice.matmul again and again. OpenBLAS
+ * multiplying the same float64 matrices with lattice.matmul again and again
+ * (float64 goes to OpenBLAS's dgemm; float32 runs lattice's own sgemm, whose
+ * bits do not depend on the thread count). OpenBLAS
  * keeps one thread count for the whole process; unless lattice sets it and
- * calls sgemm as one step, a state set to 1 thread sometimes multiplies with 2
+ * calls dgemm as one step, a state set to 1 thread sometimes multiplies with 2
  * (another state reset the count in between) and gets other bits, since the
  * summation order differs. Every result must equal, bitwise, the reference
  * for its state's thread count, computed by one state before the threads
@@ -45,24 +47,24 @@ static double now(void) {
 
 /* Uniform in [-0.5, 0.5): products of such values round differently when
  * summed in another order. */
-static void fill(float *x, int64_t n, unsigned seed) {
+static void fill(double *x, int64_t n, unsigned seed) {
   for (int64_t i = 0; i < n; i++) {
     seed = seed * 1664525u + 1013904223u;
-    x[i] = (float)(seed >> 8) / 16777216.0f - 0.5f;
+    x[i] = (double)(seed >> 8) / 16777216.0 - 0.5;
   }
 }
 
 /* Sets global `name` to a copy of the (rows, cols) matrix x; 1 on success. */
-static int set_matrix(lua_State *L, const char *name, const float *x, int rows, int cols) {
+static int set_matrix(lua_State *L, const char *name, const double *x, int rows, int cols) {
   int64_t shape[2] = {rows, cols};
-  if (lattice_lua_push_copy(L, x, LT_FLOAT32, 2, shape) != LUA_OK) return 0;
+  if (lattice_lua_push_copy(L, x, LT_FLOAT64, 2, shape) != LUA_OK) return 0;
   lua_setglobal(L, name);
   return 1;
 }
 
 /* A state with lattice open, set to `threads`, holding the matrices as the
  * globals A (m, k) and B (k, n) and the function product(). NULL (the reason printed) on failure. */
-static lua_State *open_state(int threads, const float *a, const float *b, gemm_shape s) {
+static lua_State *open_state(int threads, const double *a, const double *b, gemm_shape s) {
   lua_State *L = luaL_newstate();
   luaL_openlibs(L);
   char set[64];
@@ -78,21 +80,21 @@ static lua_State *open_state(int threads, const float *a, const float *b, gemm_s
 
 /* out (m*n floats) = A @ B through lattice.matmul, the function compiled
  * once as the global `product`; 0 or -1. */
-static int multiply(lua_State *L, float *out, int64_t count) {
+static int multiply(lua_State *L, double *out, int64_t count) {
   lua_getglobal(L, "product");
   if (lua_pcall(L, 0, 1, 0) != LUA_OK) {
     fprintf(stderr, "blas_states: %s\n", lua_tostring(L, -1));
     lua_pop(L, 1);
     return -1;
   }
-  int64_t n = lattice_lua_read(L, -1, out, LT_FLOAT32, count);
+  int64_t n = lattice_lua_read(L, -1, out, LT_FLOAT64, count);
   lua_pop(L, 1);
   return n == count ? 0 : -1;
 }
 
 typedef struct worker {
   int threads;
-  const float *a, *b, *want; /* want: the reference for this thread count */
+  const double *a, *b, *want; /* want: the reference for this thread count */
   gemm_shape s;
   double deadline;
   long iters, vs_first, vs_ref; /* results differing from the first, from the reference */
@@ -102,8 +104,8 @@ typedef struct worker {
 static void *run_worker(void *arg) {
   worker *w = arg;
   int64_t count = (int64_t)w->s.m * w->s.n;
-  size_t bytes = (size_t)count * sizeof(float);
-  float *first = malloc(bytes), *out = malloc(bytes);
+  size_t bytes = (size_t)count * sizeof(double);
+  double *first = malloc(bytes), *out = malloc(bytes);
   lua_State *L = first && out ? open_state(w->threads, w->a, w->b, w->s) : NULL;
   w->failed = !L || multiply(L, first, count) != 0;
   if (!w->failed) w->vs_ref += memcmp(first, w->want, bytes) != 0;
@@ -121,19 +123,19 @@ static void *run_worker(void *arg) {
 /* The references for 1 and 2 threads, computed by one state alone. Returns
  * 1 when they differ in their bits (so a mix-up would show), 0 when they do
  * not, -1 on error. */
-static int references(gemm_shape s, const float *a, const float *b, float *ref1, float *ref2) {
+static int references(gemm_shape s, const double *a, const double *b, double *ref1, double *ref2) {
   int64_t count = (int64_t)s.m * s.n;
   lua_State *L = open_state(1, a, b, s);
   if (!L) return -1;
   int ok = multiply(L, ref1, count) == 0 && luaL_dostring(L, "lattice.set_num_threads(2)") == LUA_OK &&
            multiply(L, ref2, count) == 0;
   lua_close(L);
-  return ok ? memcmp(ref1, ref2, (size_t)count * sizeof(float)) != 0 : -1;
+  return ok ? memcmp(ref1, ref2, (size_t)count * sizeof(double)) != 0 : -1;
 }
 
 /* Four states at once until `seconds` have passed; returns the number of
  * mismatching results, or -1 on error. */
-static long run_states(gemm_shape s, const float *a, const float *b, const float *ref1, const float *ref2,
+static long run_states(gemm_shape s, const double *a, const double *b, const double *ref1, const double *ref2,
                        double seconds) {
   worker w[NSTATES];
   pthread_t tid[NSTATES];
@@ -163,8 +165,8 @@ static long run_states(gemm_shape s, const float *a, const float *b, const float
  * else 0, or 1 on a mismatch or an error. */
 static int test_shape(gemm_shape s, double seconds) {
   size_t na = (size_t)s.m * s.k, nb = (size_t)s.k * s.n, nc = (size_t)s.m * s.n;
-  float *a = malloc(sizeof(float) * na), *b = malloc(sizeof(float) * nb);
-  float *ref1 = malloc(sizeof(float) * nc), *ref2 = malloc(sizeof(float) * nc);
+  double *a = malloc(sizeof(double) * na), *b = malloc(sizeof(double) * nb);
+  double *ref1 = malloc(sizeof(double) * nc), *ref2 = malloc(sizeof(double) * nc);
   int result = 1;
   if (a && b && ref1 && ref2) {
     fill(a, (int64_t)na, 1);
