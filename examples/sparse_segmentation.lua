@@ -10,11 +10,13 @@
 --
 --   lattice examples/sparse_segmentation.lua              train, evaluate
 --   lattice examples/sparse_segmentation.lua cloud.ply    ... then label a file
+--   lattice examples/sparse_segmentation.lua cloud.ply out.xyz   ... and write its labels
 --
 -- The file: a PLY (ascii or binary_little_endian) with vertex x, y, z and an
 -- optional integer label, or plain XYZ text (x y z [label] a line), in metres
 -- with z up, labels as here (0 ground, 1 box, 2 sphere, 3 cylinder). It prints
--- one prediction a point (up to `SHOW` of them) and, with labels, the accuracy.
+-- one prediction a point (up to `SHOW` of them), with labels the accuracy,
+-- and writes every point's prediction to out.xyz when given.
 -- LATTICE_SMOKE=1 runs a small configuration in a few seconds.
 --
 -- `require "sparse_segmentation"` (with examples/ on package.path) returns
@@ -29,7 +31,7 @@ local CONFIGS = {
   full = { extent = 5, max_objects = 5, density = 300, voxel = 0.1, train_scenes = 64, test_scenes = 16, batch = 4,
     steps = 300, widths = { 8, 16, 32, 64 }, learning_rate = 5e-3 },
   smoke = { extent = 3, max_objects = 2, density = 150, voxel = 0.12, train_scenes = 8, test_scenes = 2, batch = 2,
-    steps = 20, widths = { 4, 8, 16, 16 }, learning_rate = 1e-2 },
+    steps = 20, widths = { 8, 16, 16, 16 }, learning_rate = 2e-2 },
 }
 local CFG = SMOKE and CONFIGS.smoke or CONFIGS.full
 local SHOW = 20 -- points listed for a file
@@ -44,7 +46,7 @@ local function points(x, y, z) return lattice.stack({ x, y, z }, 2) end
 -- (what a scan sees: no bottom faces) for n points per square metre.
 local SHAPES = {
   box = function(rnd)
-    local a, b, h, phi = 0.25 + 0.5 * rnd(), 0.25 + 0.5 * rnd(), 0.4 + 1.0 * rnd(), TWO_PI * rnd()
+    local a, b, h, phi = 0.3 + 0.45 * rnd(), 0.3 + 0.45 * rnd(), 0.4 + 1.0 * rnd(), TWO_PI * rnd()
     return math.sqrt(a * a + b * b), function(density)
       local faces = {}
       local function face(count, fx, fy, fz) faces[#faces + 1] = points(fx(count), fy(count), fz(count)) end
@@ -73,7 +75,7 @@ local SHAPES = {
     end
   end,
   cylinder = function(rnd)
-    local r, h = 0.2 + 0.4 * rnd(), 0.4 + 1.2 * rnd()
+    local r, h = 0.3 + 0.35 * rnd(), 0.5 + 1.0 * rnd()
     return r, function(density)
       local ns, nt = math.ceil(TWO_PI * r * h * density), math.ceil(math.pi * r * r * density)
       local t = uniform(0, TWO_PI, ns)
@@ -97,7 +99,7 @@ local function make_scene(seed)
   local labels = { lattice.zeros({ n_ground }, "int32") }
   local placed = {}
   for _ = 1, CFG.max_objects do
-    local label = 1 + math.floor(rnd() * 3 - 1e-9)
+    local label = 1 + math.floor(rnd() * 3) -- rnd() < 1
     local radius, surface = SHAPES[KINDS[label]](rnd)
     local cx, cy = (rnd() * 2 - 1) * (half - radius), (rnd() * 2 - 1) * (half - radius)
     local free = true
@@ -119,17 +121,20 @@ end
 
 -- A scene's points (N, 3) as {x = SparseTensor, labels = the voxels' (each
 -- its first point's label)}, and the voxel of each point (N) int32: one row
--- a voxel of `voxel` metres, first seen first, its features a constant and
--- the mean height of its points in metres.
+-- a voxel of `voxel` metres, first seen first. Its features, means over its
+-- points: a constant, the height in metres, and where in the voxel the
+-- points lie (the fraction of a voxel from its centre on each axis), which
+-- tells a curved surface from a flat one below the voxel's size.
 local function to_voxels(pts, labels, voxel)
   voxel = voxel or CFG.voxel
   local _, first, inverse = ops.sparse_quantize(pts, { voxel_size = voxel, return_index = true, return_inverse = true })
   local n = pts.shape[1]
-  local point_feats = lattice.concatenate({ lattice.ones({ n, 1 }), lattice.slice(pts, 2, 3, 3) }, 2)
+  local offset = (pts / voxel) % 1 - 0.5
+  local point_feats = lattice.concatenate({ lattice.ones({ n, 1 }), lattice.slice(pts, 2, 3, 3), offset }, 2)
   local x = ops.voxelize(pts, point_feats, { voxel_size = voxel }) -- the same voxels in the same order
   return { x = x, labels = labels and lattice.take(labels, first) }, inverse
 end
-local IN_CHANNELS = 2
+local IN_CHANNELS = 5
 
 -- ---- the model ----
 
@@ -182,32 +187,34 @@ local function predict(model, pts)
   return lattice.take(lattice.argmax(logits, 2):astype("int32"), inverse)
 end
 
--- counts[t][p]: points of true class t predicted as p (1-based classes).
-local function confusion(counts, truth, pred)
-  local t, p = truth:tolist(), pred:tolist()
-  for i = 1, #t do
-    local row = counts[t[i] + 1]
-    if row then row[p[i] + 1] = (row[p[i] + 1] or 0) + 1 end
+-- Per class (1-based), the points of that class and those predicted right,
+-- added into `counts`.
+local function count_classes(counts, truth, pred)
+  local right = lattice.equal(truth, pred)
+  for c = 1, #CLASSES do
+    local is_c = lattice.equal(truth, c - 1)
+    counts.total[c] = counts.total[c] + lattice.sum(is_c):item()
+    counts.right[c] = counts.right[c] + lattice.sum(lattice.multiply(is_c, right)):item()
   end
+  return counts
 end
 
+local function new_counts()
+  local counts = { total = {}, right = {} }
+  for c = 1, #CLASSES do counts.total[c], counts.right[c] = 0, 0 end
+  return counts
+end
+
+-- The accuracy of each class present, and their mean.
 local function class_accuracies(counts)
   local acc, sum, present = {}, 0, 0
   for c = 1, #CLASSES do
-    local total = 0
-    for _, n in pairs(counts[c]) do total = total + n end
-    if total > 0 then
-      acc[c] = (counts[c][c] or 0) / total
+    if counts.total[c] > 0 then
+      acc[c] = counts.right[c] / counts.total[c]
       sum, present = sum + acc[c], present + 1
     end
   end
   return acc, present > 0 and sum / present or 0
-end
-
-local function new_counts()
-  local counts = {}
-  for c = 1, #CLASSES do counts[c] = {} end
-  return counts
 end
 
 local function report_accuracy(title, counts)
@@ -222,7 +229,29 @@ end
 
 -- ---- main ----
 
-local function main(path)
+-- Class weights (C) that give every class the same total weight in the
+-- training voxels (the ground would otherwise outweigh the rest), so the
+-- loss follows the mean per-class accuracy the example reports.
+local function balanced_weights(scenes)
+  local counts = new_counts()
+  for _, s in ipairs(scenes) do count_classes(counts, s.labels, s.labels) end
+  local total, w = 0, {}
+  for c = 1, #CLASSES do total = total + counts.total[c] end
+  for c = 1, #CLASSES do w[c] = counts.total[c] > 0 and total / (#CLASSES * counts.total[c]) or 0 end
+  return lattice.array(w)
+end
+
+-- points (N, 3) and labels (N) as XYZ text, written whole or not at all.
+local function write_xyz(out_path, pts, labels)
+  local tmp = out_path .. ".tmp"
+  local f = assert(io.open(tmp, "w"))
+  local xyz, l = pts:tolist(), labels:tolist()
+  for i = 1, #l do f:write(("%.6g %.6g %.6g %d\n"):format(xyz[i][1], xyz[i][2], xyz[i][3], l[i])) end
+  assert(f:close())
+  assert(os.rename(tmp, out_path))
+end
+
+local function main(path, out_path)
   local t0 = lattice.now()
   local cloud = path and data.read_point_cloud(path) -- a bad file fails before the training, not after
   local train_scenes = {}
@@ -234,8 +263,10 @@ local function main(path)
 
   lattice.random.seed(0)
   local model = UNet(IN_CHANNELS, #CLASSES, CFG.widths)
+  local class_weights = balanced_weights(train_scenes)
   local function loss_fn(m, x, labels)
-    return nn.losses.cross_entropy(m(x).feats, labels, { reduction = "mean" })
+    local w = lattice.take(class_weights, labels)
+    return lattice.sum(nn.losses.cross_entropy(m(x).feats, labels, { weights = w })) / lattice.sum(w)
   end
   local trainer = train.Trainer {
     model = model,
@@ -257,23 +288,25 @@ local function main(path)
   local counts = new_counts()
   for i = 1, CFG.test_scenes do
     local pts, labels = make_scene(9000 + i)
-    confusion(counts, labels, predict(model, pts))
+    count_classes(counts, labels, predict(model, pts))
   end
   report_accuracy(("held-out scenes (%d)"):format(CFG.test_scenes), counts)
   print(("total %.1f s"):format(lattice.now() - t0))
 
   if cloud then
     local pred = predict(model, cloud.points)
-    local p, xyz = pred:tolist(), cloud.points:tolist()
-    print(("%s: %d points"):format(path, #p))
-    for i = 1, math.min(SHOW, #p) do
+    local n = pred.shape[1]
+    local shown = math.min(SHOW, n)
+    local p, xyz = lattice.slice(pred, 1, 1, shown):tolist(), lattice.slice(cloud.points, 1, 1, shown):tolist()
+    print(("%s: %d points"):format(path, n))
+    for i = 1, shown do
       print(("%10.4f %10.4f %10.4f  %s"):format(xyz[i][1], xyz[i][2], xyz[i][3], CLASSES[p[i] + 1]))
     end
-    if #p > SHOW then print(("... (%d more)"):format(#p - SHOW)) end
-    if cloud.labels then
-      local c = new_counts()
-      confusion(c, cloud.labels, pred)
-      report_accuracy(path, c)
+    if n > shown then print(("... (%d more)"):format(n - shown)) end
+    if cloud.labels then report_accuracy(path, count_classes(new_counts(), cloud.labels, pred)) end
+    if out_path then
+      write_xyz(out_path, cloud.points, pred)
+      print(("predictions written to %s (x y z label)"):format(out_path))
     end
   end
 end
@@ -286,4 +319,4 @@ if modname == "sparse_segmentation" and type(modpath) == "string" then
     main = main,
   }
 end
-main(arg and arg[1])
+main(arg and arg[1], arg and arg[2])

@@ -1,8 +1,8 @@
 -- examples/sparse_segmentation.lua: its pieces (scenes, voxels, the U-Net's
 -- supports and its BatchNorm in training and evaluation) checked in this
 -- process, and the script itself run by the `lattice` command at the smoke
--- size on a PLY file written here: it trains (the loss falls), evaluates, and
--- labels the file; a bad file stops it before any training with the reader's
+-- size on a PLY file written here: it trains (the loss falls), evaluates,
+-- labels the file and writes the labels; a bad file stops it before any training with the reader's
 -- message.
 package.path = "examples/?.lua;" .. package.path
 local lattice = require "lattice"
@@ -124,7 +124,8 @@ describe("sparse_segmentation example", function()
       f:write(("ply\nformat binary_little_endian 1.0\nelement vertex %d\nproperty float x\nproperty float y\n"
         .. "property float z\nproperty int label\nend_header\n"):format(#p), table.concat(body))
       f:close()
-      local status, out = run_example("'" .. file .. "'")
+      local written = path("labels.xyz")
+      local status, out = run_example("'" .. file .. "' '" .. written .. "'")
       assert.are.equal(0, status, out)
       local first, last = out:match("loss: first %d+ steps ([%d.]+), last %d+ steps ([%d.]+)")
       assert(first and last, out)
@@ -139,7 +140,13 @@ describe("sparse_segmentation example", function()
       assert.are.equal(20, listed)
       assert.truthy(out:find(("... (%d more)"):format(#p - 20), 1, true), out)
       assert.truthy(out:find(file:gsub("%p", "%%%0") .. ": mean per%-class accuracy [%d.]+%%"), out)
+      -- every point's prediction, in the file's order
+      local back = data.read_point_cloud(written)
+      assert.are.same({ #p, 3 }, back.points.shape)
+      assert(lattice.max(lattice.abs(back.points - pts)):item() < 1e-4)
+      assert(lattice.min(back.labels):item() >= 0 and lattice.max(back.labels):item() < #seg.CLASSES)
       os.remove(file)
+      os.remove(written)
     end)
 
     it("stops before training when the file is bad, with the reader's message", function()
