@@ -5,6 +5,7 @@
 -- base weights bit for bit as they were); adapters through files; LoRA on a
 -- SparseTensor's features; every bad input.
 local lattice = require "lattice"
+local lora_ref = require "support.lora_reference"
 local gradcheck = require "support.gradcheck"
 local tiny = require "support.tiny_models"
 
@@ -14,55 +15,13 @@ local LoRALinear = lora.LoRALinear
 local tmp = os.tmpname()
 os.remove(tmp)
 
-local function rows(t) return t:tolist() end
+local ref_lora, assert_close, tree_names = lora_ref.forward, lora_ref.assert_close, lora_ref.tree_names
 
--- x W^T + b + s (x A) B in Lua doubles, from the tensors' values.
-local function ref_lora(x, w, b, a, bm, s)
-  local X, W, A, B = rows(x), rows(w), rows(a), rows(bm)
-  local bias = b and b:tolist()
-  local out = {}
-  for i, xi in ipairs(X) do
-    local xa = {}
-    for r = 1, #A[1] do
-      xa[r] = 0
-      for k = 1, #xi do xa[r] = xa[r] + xi[k] * A[k][r] end
-    end
-    out[i] = {}
-    for o = 1, #W do
-      local v = bias and bias[o] or 0
-      for k = 1, #xi do v = v + xi[k] * W[o][k] end
-      local d = 0
-      for r = 1, #xa do d = d + xa[r] * B[r][o] end
-      out[i][o] = v + s * d
-    end
-  end
-  return out
-end
-
-local function assert_close(got, want, tol)
-  for i = 1, #want do
-    for j = 1, #want[i] do
-      assert(math.abs(got[i][j] - want[i][j]) <= tol * (1 + math.abs(want[i][j])),
-        ("[%d][%d]: got %.9g, want %.9g"):format(i, j, got[i][j], want[i][j]))
-    end
-  end
-end
 
 local function names(model)
   local out = {}
   for name in pairs(model:named_parameters()) do out[#out + 1] = name end
   table.sort(out)
-  return out
-end
-
--- The dotted names of the tensors of a parameter tree, sorted.
-local function tree_names(tree, prefix, out)
-  out = out or {}
-  for k, v in pairs(tree) do
-    local name = (prefix and prefix .. "." or "") .. (math.type(k) == "integer" and tostring(k - 1) or k)
-    if lattice.is_tensor(v) then out[#out + 1] = name else tree_names(v, name, out) end
-  end
-  if not prefix then table.sort(out) end
   return out
 end
 

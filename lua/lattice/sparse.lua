@@ -106,4 +106,16 @@ end
 
 function M.is_sparse(v) return getmetatable(v) == meta end
 
+local function is_key(v)
+  local mt = getmetatable(v)
+  return mt ~= nil and mt.__name == "lattice.CoordinateMapKey"
+end
+
+--- coordinate_map(v, fname): a map argument of the coordinate ops: a
+-- SparseTensor or a CoordinateMapKey as it is, else int32 (N, 4) coordinates.
+function M.coordinate_map(v, fname)
+  if M.is_sparse(v) or is_key(v) then return v end
+  return M.int32_coords(v, fname)
+end
+
 return M

@@ -11,16 +11,9 @@ local sparse = require "lattice.sparse"
 local args = require "lattice.ops.args"
 
 local api, call, type_name = args.api, args.call, args.type_name
+local map_of = sparse.coordinate_map
 local csparse = core.sparse
 local M = {}
-
-local function is_key(v) return getmetatable(v) ~= nil and getmetatable(v).__name == "lattice.CoordinateMapKey" end
-
--- A map argument: a SparseTensor or key as it is, else int32 coordinates.
-local function map_of(v, fname)
-  if sparse.is_sparse(v) or is_key(v) then return v end
-  return sparse.int32_coords(v, fname)
-end
 
 -- Plain coordinates (duplicates allowed): a SparseTensor's, or int32 ones.
 local function coords_of(v, fname)
