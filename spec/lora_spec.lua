@@ -17,7 +17,6 @@ os.remove(tmp)
 
 local ref_lora, assert_close, tree_names = lora_ref.forward, lora_ref.assert_close, lora_ref.tree_names
 
-
 local function names(model)
   local out = {}
   for name in pairs(model:named_parameters()) do out[#out + 1] = name end
