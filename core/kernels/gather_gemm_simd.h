@@ -132,6 +132,14 @@ static void ggemm_offset(const lt__ggemm_job *j, const int32_t *tidx, int64_t k,
   }
 }
 
+/* Asks for the input rows offset k gathers while the offset before it
+ * computes: they are the tile's neighbours, mostly in L2 rather than L1, and
+ * the broadcasts that read them would otherwise wait on each. */
+static inline void ggemm_prefetch_offset(const lt__ggemm_job *j, const int32_t *tidx, int64_t k, uint64_t present) {
+  for (uint64_t bits = present; bits; bits &= bits - 1)
+    lt__prefetch_row(j->x + tidx[__builtin_ctzll(bits) * j->k + k] * j->ldx, j->c_in);
+}
+
 void LT_GGEMM_ROWS(const lt__ggemm_job *j, int64_t o0, int64_t rows, void *scratch) {
   lt__ggemm_scratch s = lt__ggemm_scratch_of(scratch, j->ldt, j->k);
   const int32_t *tidx = lt__ggemm_tile_index(j, o0, rows, s.tidx);
@@ -139,6 +147,7 @@ void LT_GGEMM_ROWS(const lt__ggemm_job *j, int64_t o0, int64_t rows, void *scrat
   LT_GGEMM_PRESENT(s.present, tidx, j->k, rows);
   for (int64_t k = 0; k < j->k; k++) {
     lt__ggemm_prefetch_next(j, o0 + rows, k, j->k);
+    if (k + 1 < j->k) ggemm_prefetch_offset(j, tidx, k + 1, s.present[k + 1]);
     int64_t m = LT_GGEMM_LIST(s.present[k], s.tr);
     if (m) ggemm_offset(j, tidx, k, m, s);
   }
