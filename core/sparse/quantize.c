@@ -35,6 +35,7 @@ typedef struct plan {
   const int64_t *batch; /* NULL: all 0 */
   const lt_voxel_grid *g;
   float size[3], origin[3]; /* g's, held here: the loops read them from the plan they already have */
+  float inv[3];             /* 1 / size where size is a power of two (the product is then the quotient), else 0 */
   const char *feats;        /* NULL (quantize only), or (n, c) rows of `fsize` bytes, float32 or float64 */
   int64_t c;
   size_t fsize;
@@ -71,7 +72,7 @@ static inline int voxel_key(int32_t *key, const plan *q, int64_t i) {
   const float *p = q->p + i * 3;
   key[0] = q->batch ? (int32_t)q->batch[i] : 0;
   for (int a = 0; a < 3; a++) {
-    float f = floorf((p[a] - q->origin[a]) / q->size[a]);
+    float d = p[a] - q->origin[a], f = floorf(q->inv[a] != 0.0f ? d * q->inv[a] : d / q->size[a]);
     if (!(f >= -2147483648.0f && f < 2147483648.0f)) return 0;
     key[a + 1] = (int32_t)f;
   }
@@ -398,6 +399,11 @@ lt_status lt__voxels_build(lt_ctx *ctx, lt__voxels *v, lt_tensor *points, lt_ten
             .g = g};
   q.parts = 1 << q.pbits;
   memcpy(q.size, g->size, sizeof q.size), memcpy(q.origin, g->origin, sizeof q.origin);
+  for (int a = 0; a < 3; a++) {
+    int e;
+    float m = frexpf(q.size[a], &e); /* size = m 2^e, m = 1/2 for a power of two */
+    q.inv[a] = m == 0.5f && e - 1 > -126 && e - 1 < 127 ? ldexpf(1.0f, 1 - e) : 0.0f;
+  }
   if (feats) {
     q.feats = lt_tensor_data(feats), q.c = feats->shape[1], q.f64 = feats->dtype == LT_FLOAT64, q.red = red;
     q.fsize = (size_t)q.c * (q.f64 ? 8 : 4);
