@@ -4,7 +4,8 @@
  *
  * The points are cut into `chunks` and their keys into `parts` by the high
  * bits of the coordinate digest (both counts depend on N only):
- *   A  per chunk, count each part's keys (and find the first bad point);
+ *   A  per chunk, count each part's keys, note each point's part (in `end`,
+ *      unused until C) and find the first bad point;
  *   B  per chunk, scatter (key, point, features) into the parts, in point
  *      order (a counting sort: prefix sums of A's counts give every chunk its
  *      cursors), so that C reads the features as a stream, not by gathers;
@@ -95,8 +96,9 @@ static void count_parts(const plan *q, scratch *s) {
         bad = i;
         break;
       }
-      h[part_of(q, key)]++;
-      flag[i] = 0;
+      int64_t p = part_of(q, key);
+      h[p]++;
+      flag[i] = 0, s->end[i] = (int32_t)p; /* end is free until C: B takes the part from it */
     }
     s->bad[k] = bad;
   });
@@ -123,7 +125,7 @@ static void plan_parts(const plan *q, scratch *s) {
   s->pstart[q->parts] = pos, s->hstart[q->parts] = slot;
 }
 
-/* B: (key, point) into the parts, in point order within each part. */
+/* B: (key, point) into the parts A noted, in point order within each part. */
 static void scatter_parts(const plan *q, scratch *s) {
   LT_PARALLEL_FOR(q->threads, k, q->chunks, {
     int64_t *cur = s->hist + k * q->parts, hi = chunk_lo(q, k + 1);
@@ -131,7 +133,7 @@ static void scatter_parts(const plan *q, scratch *s) {
     for (int64_t i = chunk_lo(q, k); i < hi; i++) {
       int32_t key[4];
       voxel_key(key, q, i);
-      int64_t pos = cur[part_of(q, key)]++;
+      int64_t pos = cur[s->end[i]]++;
       memcpy(bkey + pos * 4, key, 16);
       bidx[pos] = (int32_t)i;
       if (q->feats) copy_row(s->bfeat + pos * q->fsize, q->feats + i * q->fsize, q->fsize);
