@@ -4,9 +4,10 @@
  *
  * The points are cut into `chunks` and their keys into `parts` by the high
  * bits of the coordinate digest (both counts depend on N only):
- *   A  per chunk, count each part's keys, note each point's part (in `end`,
- *      unused until C) and find the first bad point;
- *   B  per chunk, scatter (key, point, features) into the parts, in point
+ *   A  per chunk, count each part's keys, note each point's part and
+ *      digest (in `end` and `vmap`, unused until C and D) and find the
+ *      first bad point;
+ *   B  per chunk, scatter (key, point, digest, features) into the parts, in point
  *      order (a counting sort: prefix sums of A's counts give every chunk its
  *      cursors), so that C reads the features as a stream, not by gathers;
  *   C  per part, the distinct keys through the coordinate hash (sparse/
@@ -80,8 +81,8 @@ static inline int voxel_key(int32_t *key, const plan *q, int64_t i) {
   return 1;
 }
 
-static inline int64_t part_of(const plan *q, const int32_t *key) {
-  return q->pbits ? (int64_t)(lt__coord_digest(key) >> (64 - q->pbits)) : 0;
+static inline int64_t part_of(const plan *q, uint64_t digest) {
+  return q->pbits ? (int64_t)(digest >> (64 - q->pbits)) : 0;
 }
 
 /* A: per chunk, the keys of each part, and the first bad point. */
@@ -96,9 +97,12 @@ static void count_parts(const plan *q, scratch *s) {
         bad = i;
         break;
       }
-      int64_t p = part_of(q, key);
+      uint64_t d = lt__coord_digest(key);
+      int64_t p = part_of(q, d);
       h[p]++;
-      flag[i] = 0, s->end[i] = (int32_t)p; /* end is free until C: B takes the part from it */
+      /* end and vmap are free until C and D: B takes the part and C the digest's low bits (a
+       * part's hash has at most 2^32 slots) from them */
+      flag[i] = 0, s->end[i] = (int32_t)p, s->vmap[i] = (int32_t)(uint32_t)d;
     }
     s->bad[k] = bad;
   });
@@ -135,7 +139,7 @@ static void scatter_parts(const plan *q, scratch *s) {
       voxel_key(key, q, i);
       int64_t pos = cur[s->end[i]]++;
       memcpy(bkey + pos * 4, key, 16);
-      bidx[pos] = (int32_t)i;
+      bidx[pos] = (int32_t)i, s->lj[pos] = s->vmap[i];
       if (q->feats) copy_row(s->bfeat + pos * q->fsize, q->feats + i * q->fsize, q->fsize);
     }
   });
@@ -184,7 +188,7 @@ static int64_t unique_part(const plan *q, const scratch *s, int64_t lo, int64_t 
   for (int64_t k = 0; k < n; k++) {
     int32_t key[4];
     memcpy(key, rows + k * 4, 16);
-    int64_t before = m, j = lt__coord_hash_insert(&h, rows, &m, key);
+    int64_t before = m, j = lt__coord_hash_insert_at(&h, rows, &m, key, (uint32_t)lj[k]);
     lj[k] = (int32_t)(lo + j);
     if (m > before) {
       end[j] = 1, flag[bidx[k]] = (int32_t)(lo + j + 1);
