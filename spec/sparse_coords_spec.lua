@@ -85,11 +85,9 @@ describe("coordinate set operations", function()
   end)
 end)
 
--- Maps of 32768 rows and more build their hash in parallel (sparse/coords.c):
--- the rows sorted by the table range of their home slot, the ranges filled
--- apart, the rows whose probe leaves their range inserted after. Every row is
--- still found at its own index, for any thread count, and the duplicate
--- reported is the serial build's: the first row that repeats an earlier one.
+-- Large maps (60,000 rows, a table of 131,072 slots): every row is found at
+-- its own index for any thread count, and the duplicate reported is the first
+-- row that repeats an earlier one.
 describe("large coordinate maps", function()
   local n = 60000
   local rows = {}

@@ -1,7 +1,6 @@
 /* Coordinate maps: validated rows with their hash (lattice/sparse.h). */
 #include <stdlib.h>
 #include <string.h>
-#include "runtime/parallel.h"
 #include "sparse/internal.h"
 
 /* ---- the hash ---- */
@@ -20,138 +19,29 @@ lt_status lt__coord_hash_alloc(lt_ctx *ctx, lt_coord_hash *h, int64_t n, const c
   return LT_OK;
 }
 
-/* Probes for row i from slot s up to (not including) slot `end`: 1 when
- * inserted, 0 when it reached `end` (deferred), -1 on a duplicate (*dup =
- * the row it repeats). */
-static int probe_insert(lt_coord_hash *h, const int32_t *rows, int64_t i, uint64_t s, uint64_t end, int64_t *dup) {
-  const int32_t *key = rows + i * 4;
-  for (; s < end; s++) {
-    uint32_t v = h->slots[s];
-    if (!v) {
-      h->slots[s] = (uint32_t)(i + 1);
-      return 1;
-    }
-    const int32_t *r = rows + (int64_t)(v - 1) * 4;
-    if (r[0] == key[0] && r[1] == key[1] && r[2] == key[2] && r[3] == key[3]) {
-      *dup = v - 1;
-      return -1;
-    }
-  }
-  return 0;
-}
-
-/* In row order, so the first duplicate found is the pair a user reads first. */
-static void build_serial(lt_coord_hash *h, const int32_t *rows, int64_t n, int64_t *dup_a, int64_t *dup_b) {
-  for (int64_t i = 0; i < n; i++) {
-    uint64_t s = lt__coord_digest(rows + i * 4) & h->mask;
-    int got = probe_insert(h, rows, i, s, h->mask + 1, dup_a);
-    if (!got) got = probe_insert(h, rows, i, 0, s, dup_a); /* wrapped */
-    if (got < 0) {
-      *dup_b = i;
-      return;
-    }
-  }
-}
-
-/* The parallel build: the table cut into RANGE_SLOTS-slot ranges, the rows
- * sorted by the range of their home slot (count per chunk, prefix sums, fill:
- * row order within each range), each range filled by one task in row order,
- * a row whose probe runs past its range's end deferred; then the deferred
- * rows in (range, row) order, probing on. The layout depends on the rows
- * only, not on the thread count. A duplicate pair shares its home slot, so
- * one range (or the deferred pass, both rows deferred) finds it: the pair
- * with the first second row among those found is the serial build's. */
-#define RANGE_SLOTS 4096
-#define HASH_CHUNKS 64
-
-typedef struct hash_plan {
-  const int32_t *rows;
-  int64_t n, ranges, chunks;
-  uint32_t *home;             /* (n) home slot of each row */
-  int32_t *order;             /* (n) rows by range, row order within */
-  int64_t *hist, *rstart;     /* (chunks, ranges) cursors, (ranges + 1) */
-  int64_t *da, *db, *ndef;    /* (ranges) a duplicate found (db -1: none), rows deferred */
-} hash_plan;
-
-static int64_t hchunk_lo(const hash_plan *p, int64_t k) { return p->n * k / p->chunks; }
-
-static void sort_by_range(const hash_plan *p, const lt_coord_hash *h, int threads) {
-  LT_PARALLEL_FOR(threads, k, p->chunks, {
-    int64_t *c = p->hist + k * p->ranges, hi = hchunk_lo(p, k + 1);
-    memset(c, 0, (size_t)p->ranges * sizeof *c);
-    for (int64_t i = hchunk_lo(p, k); i < hi; i++) {
-      uint32_t s = (uint32_t)(lt__coord_digest(p->rows + i * 4) & h->mask);
-      p->home[i] = s, c[s / RANGE_SLOTS]++;
-    }
-  });
-  int64_t pos = 0;
-  for (int64_t r = 0; r < p->ranges; r++) {
-    p->rstart[r] = pos;
-    for (int64_t k = 0; k < p->chunks; k++) {
-      int64_t c = p->hist[k * p->ranges + r];
-      p->hist[k * p->ranges + r] = pos, pos += c;
-    }
-  }
-  p->rstart[p->ranges] = pos;
-  LT_PARALLEL_FOR(threads, k, p->chunks, {
-    int64_t *cur = p->hist + k * p->ranges, hi = hchunk_lo(p, k + 1);
-    for (int64_t i = hchunk_lo(p, k); i < hi; i++) p->order[cur[p->home[i] / RANGE_SLOTS]++] = (int32_t)i;
-  });
-}
-
-/* Range r's rows: inserted, or moved to the front of its part of `order` (deferred). */
-static void fill_range(const hash_plan *p, lt_coord_hash *h, int64_t r) {
-  uint64_t end = (uint64_t)(r + 1) * RANGE_SLOTS;
-  int64_t lo = p->rstart[r], nd = 0;
-  p->db[r] = -1;
-  for (int64_t k = lo; k < p->rstart[r + 1]; k++) {
-    int64_t i = p->order[k];
-    int got = probe_insert(h, p->rows, i, p->home[i], end, &p->da[r]);
-    if (got < 0) {
-      p->db[r] = i;
-      break;
-    }
-    if (!got) p->order[lo + nd++] = (int32_t)i;
-  }
-  p->ndef[r] = nd;
-}
-
-static void build_parallel(const hash_plan *p, lt_coord_hash *h, int threads, int64_t *dup_a, int64_t *dup_b) {
-  sort_by_range(p, h, threads);
-  LT_PARALLEL_FOR(threads, r, p->ranges, { fill_range(p, h, r); });
-  for (int64_t r = 0; r < p->ranges; r++)
-    if (p->db[r] >= 0 && (*dup_b < 0 || p->db[r] < *dup_b)) *dup_a = p->da[r], *dup_b = p->db[r];
-  for (int64_t r = 0; r < p->ranges; r++) {
-    for (int64_t k = p->rstart[r]; k < p->rstart[r] + p->ndef[r]; k++) {
-      int64_t i = p->order[k], a;
-      uint64_t s = (uint64_t)(r + 1) * RANGE_SLOTS & h->mask; /* on from the range's end */
-      int got = probe_insert(h, p->rows, i, s, h->mask + 1, &a);
-      if (!got) got = probe_insert(h, p->rows, i, 0, p->home[i], &a);
-      if (got < 0 && (*dup_b < 0 || i < *dup_b)) *dup_a = a, *dup_b = i;
-      if (got < 0) break;
-    }
-  }
-}
-
 lt_status lt__coord_hash_build(lt_ctx *ctx, lt_coord_hash *h, const int32_t *rows, int64_t n, int64_t *dup_a,
                                int64_t *dup_b, const char *op) {
   *dup_a = *dup_b = -1;
   lt_status st = lt__coord_hash_alloc(ctx, h, n, op);
   if (st) return st;
-  hash_plan p = {.rows = rows, .n = n, .ranges = (int64_t)((h->mask + 1) / RANGE_SLOTS)};
-  p.chunks = n / 16384 < 1 ? 1 : n / 16384 > HASH_CHUNKS ? HASH_CHUNKS : n / 16384;
-  size_t bytes = (size_t)n * 8 + (size_t)(p.chunks * p.ranges + 4 * p.ranges + 1) * 8;
-  char *b = n >= LT_GRAIN && p.ranges > 1 ? lt_ctx_alloc(ctx, bytes) : NULL;
-  if (!b) { /* small, or no memory for the sort: the serial build needs none */
-    build_serial(h, rows, n, dup_a, dup_b);
-    return *dup_b >= 0 ? LT_ERR_ARG : LT_OK;
+  /* In row order, so the first duplicate found is the pair a user reads first. */
+  for (int64_t i = 0; i < n; i++) {
+    const int32_t *key = rows + i * 4;
+    uint64_t s = lt__coord_digest(key) & h->mask;
+    for (;; s = (s + 1) & h->mask) {
+      uint32_t v = h->slots[s];
+      if (!v) {
+        h->slots[s] = (uint32_t)(i + 1);
+        break;
+      }
+      const int32_t *r = rows + (int64_t)(v - 1) * 4;
+      if (r[0] == key[0] && r[1] == key[1] && r[2] == key[2] && r[3] == key[3]) {
+        *dup_a = v - 1, *dup_b = i;
+        return LT_ERR_ARG;
+      }
+    }
   }
-  p.hist = (int64_t *)b, p.rstart = p.hist + p.chunks * p.ranges, p.da = p.rstart + p.ranges + 1;
-  p.db = p.da + p.ranges, p.ndef = p.db + p.ranges;
-  p.home = (uint32_t *)(p.ndef + p.ranges), p.order = (int32_t *)(p.home + n);
-  build_parallel(&p, h, lt__ctx_threads(ctx), dup_a, dup_b);
-  lt_ctx_free(ctx, b, bytes);
-  return *dup_b >= 0 ? LT_ERR_ARG : LT_OK;
+  return LT_OK;
 }
 
 void lt__coord_hash_free(lt_ctx *ctx, lt_coord_hash *h) {
