@@ -85,6 +85,45 @@ describe("coordinate set operations", function()
   end)
 end)
 
+-- Large maps (60,000 rows, a table of 131,072 slots): every row is found at
+-- its own index for any thread count, and the duplicate reported is the first
+-- row that repeats an earlier one.
+describe("large coordinate maps", function()
+  local n = 60000
+  local rows = {}
+  for i = 0, n - 1 do rows[i + 1] = { i % 2, i % 40, (i // 40) % 40, i // 1600 - 10 } end
+  local t = lattice.array(rows, "int32")
+
+  it("find every row at its index, absent rows nowhere, with 1 and 2 threads", function()
+    local want, probe, pwant = {}, {}, {}
+    for i = 1, n do want[i] = i - 1 end
+    for i = 1, 500 do
+      local r = rows[(i * 7919) % n + 1]
+      probe[2 * i - 1], pwant[2 * i - 1] = r, (i * 7919) % n
+      probe[2 * i], pwant[2 * i] = { r[1], r[2], r[3], r[4] + 1000 }, -1
+    end
+    local threads = lattice.get_num_threads and lattice.get_num_threads() or 2
+    for _, th in ipairs({ 1, 2 }) do
+      lattice.set_num_threads(th)
+      assert.are.same(want, ops.coords_lookup(t, t):tolist())
+      assert.are.same(pwant, ops.coords_lookup(t, lattice.array(probe, "int32")):tolist())
+    end
+    lattice.set_num_threads(threads)
+  end)
+
+  it("report the first repeated row and the row it repeats", function()
+    local dup = {}
+    for i, r in ipairs(rows) do dup[i] = r end
+    dup[45000], dup[30001], dup[59000] = rows[100], rows[7], rows[3]
+    local d = lattice.array(dup, "int32")
+    for _, th in ipairs({ 1, 2 }) do
+      lattice.set_num_threads(th)
+      assert.has_error(function() lattice.SparseTensor(d, lattice.zeros({ n, 1 })) end,
+        ("SparseTensor: rows 7 and 30001 are the same coordinate (%s)"):format(table.concat(rows[7], ", ")))
+    end
+  end)
+end)
+
 describe("unique_coords", function()
   it("lists the distinct rows first seen first, with first rows and the inverse", function()
     local rows = random_rows(generator(5), 200, 2, false)

@@ -80,8 +80,15 @@ static inline int64_t lt__coord_hash_find(const lt_coord_hash *h, const int32_t 
 /* The row of `rows` (m so far) holding key, appending it (as row m, m
  * incremented) when the hash does not have it yet. The hash and rows must
  * have room for every key inserted: nothing grows. */
+static inline int64_t lt__coord_hash_insert_at(lt_coord_hash *h, int32_t *rows, int64_t *m, const int32_t *key,
+                                               uint64_t digest);
 static inline int64_t lt__coord_hash_insert(lt_coord_hash *h, int32_t *rows, int64_t *m, const int32_t *key) {
-  for (uint64_t s = lt__coord_digest(key) & h->mask;; s = (s + 1) & h->mask) {
+  return lt__coord_hash_insert_at(h, rows, m, key, lt__coord_digest(key));
+}
+/* The same, the key's digest (its bits under the mask at least) given. */
+static inline int64_t lt__coord_hash_insert_at(lt_coord_hash *h, int32_t *rows, int64_t *m, const int32_t *key,
+                                               uint64_t digest) {
+  for (uint64_t s = digest & h->mask;; s = (s + 1) & h->mask) {
     uint32_t v = h->slots[s];
     if (!v) {
       for (int k = 0; k < 4; k++) rows[*m * 4 + k] = key[k];

@@ -4,8 +4,10 @@
  *
  * The points are cut into `chunks` and their keys into `parts` by the high
  * bits of the coordinate digest (both counts depend on N only):
- *   A  per chunk, count each part's keys (and find the first bad point);
- *   B  per chunk, scatter (key, point, features) into the parts, in point
+ *   A  per chunk, count each part's keys, note each point's part and
+ *      digest (in `end` and `vmap`, unused until C and D) and find the
+ *      first bad point;
+ *   B  per chunk, scatter (key, point, digest, features) into the parts, in point
  *      order (a counting sort: prefix sums of A's counts give every chunk its
  *      cursors), so that C reads the features as a stream, not by gathers;
  *   C  per part, the distinct keys through the coordinate hash (sparse/
@@ -15,7 +17,8 @@
  *      is the voxel's id in first-seen order (a prefix sum over chunks): the
  *      chunk writes its voxels' rows, first points, counts and features in
  *      id order, reading them from the parts;
- *   E  per chunk, each point's voxel id.
+ *   E  per part, each of its points' voxel id (the part's positions read in
+ *      order, their voxel ids from the part's own range of vmap).
  * A part holds ~16384 points, so its hash and rows stay in cache. */
 #include <math.h>
 #include <string.h>
@@ -34,6 +37,7 @@ typedef struct plan {
   const int64_t *batch; /* NULL: all 0 */
   const lt_voxel_grid *g;
   float size[3], origin[3]; /* g's, held here: the loops read them from the plan they already have */
+  float inv[3];             /* 1 / size where size is a power of two (the product is then the quotient), else 0 */
   const char *feats;        /* NULL (quantize only), or (n, c) rows of `fsize` bytes, float32 or float64 */
   int64_t c;
   size_t fsize;
@@ -41,10 +45,10 @@ typedef struct plan {
   lt_voxel_reduction red;
 } plan;
 
-/* The scratch of one build, carved from one block (bytes per point: 48 + slots). */
+/* The scratch of one build, carved from one block (bytes per point: 36 + slots). */
 typedef struct scratch {
   int32_t *bkey;                                 /* (n, 4): keys by part, then each part's distinct rows */
-  int32_t *bidx, *lj, *vmap, *end, *flag, *ppos; /* (n) each */
+  int32_t *bidx, *lj, *vmap, *end, *flag;        /* (n) each */
   char *bfeat;                                   /* (n, c) features by part, then each part's reduced rows */
   int32_t *barg;                                 /* (n, c) for max: each reduced row's first point holding it */
   uint32_t *slots;                               /* every part's hash */
@@ -54,20 +58,31 @@ typedef struct scratch {
 
 static int64_t chunk_lo(const plan *q, int64_t k) { return q->n * k / q->chunks; }
 
+/* A feature row copied; the common widths with a constant size, so that the
+ * copy is a few moves rather than a call per point. */
+static inline void copy_row(char *dst, const char *src, size_t fsize) {
+  if (fsize == 16)
+    memcpy(dst, src, 16);
+  else if (fsize == 32)
+    memcpy(dst, src, 32);
+  else
+    memcpy(dst, src, fsize);
+}
+
 /* The voxel of point i, 0 when u is not finite or floor(u) outside int32. */
 static inline int voxel_key(int32_t *key, const plan *q, int64_t i) {
   const float *p = q->p + i * 3;
   key[0] = q->batch ? (int32_t)q->batch[i] : 0;
   for (int a = 0; a < 3; a++) {
-    float f = floorf((p[a] - q->origin[a]) / q->size[a]);
+    float d = p[a] - q->origin[a], f = floorf(q->inv[a] != 0.0f ? d * q->inv[a] : d / q->size[a]);
     if (!(f >= -2147483648.0f && f < 2147483648.0f)) return 0;
     key[a + 1] = (int32_t)f;
   }
   return 1;
 }
 
-static inline int64_t part_of(const plan *q, const int32_t *key) {
-  return q->pbits ? (int64_t)(lt__coord_digest(key) >> (64 - q->pbits)) : 0;
+static inline int64_t part_of(const plan *q, uint64_t digest) {
+  return q->pbits ? (int64_t)(digest >> (64 - q->pbits)) : 0;
 }
 
 /* A: per chunk, the keys of each part, and the first bad point. */
@@ -82,8 +97,12 @@ static void count_parts(const plan *q, scratch *s) {
         bad = i;
         break;
       }
-      h[part_of(q, key)]++;
-      flag[i] = 0;
+      uint64_t d = lt__coord_digest(key);
+      int64_t p = part_of(q, d);
+      h[p]++;
+      /* end and vmap are free until C and D: B takes the part and C the digest's low bits (a
+       * part's hash has at most 2^32 slots) from them */
+      flag[i] = 0, s->end[i] = (int32_t)p, s->vmap[i] = (int32_t)(uint32_t)d;
     }
     s->bad[k] = bad;
   });
@@ -110,7 +129,7 @@ static void plan_parts(const plan *q, scratch *s) {
   s->pstart[q->parts] = pos, s->hstart[q->parts] = slot;
 }
 
-/* B: (key, point) into the parts, in point order within each part. */
+/* B: (key, point) into the parts A noted, in point order within each part. */
 static void scatter_parts(const plan *q, scratch *s) {
   LT_PARALLEL_FOR(q->threads, k, q->chunks, {
     int64_t *cur = s->hist + k * q->parts, hi = chunk_lo(q, k + 1);
@@ -118,16 +137,24 @@ static void scatter_parts(const plan *q, scratch *s) {
     for (int64_t i = chunk_lo(q, k); i < hi; i++) {
       int32_t key[4];
       voxel_key(key, q, i);
-      int64_t pos = cur[part_of(q, key)]++;
+      int64_t pos = cur[s->end[i]]++;
       memcpy(bkey + pos * 4, key, 16);
-      bidx[pos] = (int32_t)i, s->ppos[i] = (int32_t)pos;
-      if (q->feats) memcpy(s->bfeat + pos * q->fsize, q->feats + i * q->fsize, q->fsize);
+      bidx[pos] = (int32_t)i, s->lj[pos] = s->vmap[i];
+      if (q->feats) copy_row(s->bfeat + pos * q->fsize, q->feats + i * q->fsize, q->fsize);
     }
   });
 }
 
-/* Reduced row j of a part takes the row of its next point i. */
-static void combine(const plan *q, char *acc, int32_t *arg, const char *row, int32_t i) {
+/* Reduced row j of a part takes the row of its next point i. A float32 sum
+ * adds in float: the double sum rounded to float is the same value (53 >=
+ * 2 * 24 + 2 bits: the double rounding is innocuous), so it vectorizes. */
+static inline void combine(const plan *q, char *acc, int32_t *arg, const char *row, int32_t i) {
+  if (!q->f64 && q->red != LT_VOXEL_MAX) {
+    float *a = (float *)acc;
+    const float *u = (const float *)row;
+    for (int64_t ch = 0; ch < q->c; ch++) a[ch] += u[ch];
+    return;
+  }
   for (int64_t ch = 0; ch < q->c; ch++) {
     double u = q->f64 ? ((const double *)row)[ch] : ((const float *)row)[ch];
     double a = q->f64 ? ((double *)acc)[ch] : ((float *)acc)[ch];
@@ -161,11 +188,11 @@ static int64_t unique_part(const plan *q, const scratch *s, int64_t lo, int64_t 
   for (int64_t k = 0; k < n; k++) {
     int32_t key[4];
     memcpy(key, rows + k * 4, 16);
-    int64_t before = m, j = lt__coord_hash_insert(&h, rows, &m, key);
+    int64_t before = m, j = lt__coord_hash_insert_at(&h, rows, &m, key, (uint32_t)lj[k]);
     lj[k] = (int32_t)(lo + j);
     if (m > before) {
       end[j] = 1, flag[bidx[k]] = (int32_t)(lo + j + 1);
-      if (feat && j != k) memcpy(feat + j * q->fsize, feat + k * q->fsize, q->fsize);
+      if (feat && j != k) copy_row(feat + j * q->fsize, feat + k * q->fsize, q->fsize);
       for (int64_t ch = 0; arg && ch < q->c; ch++) arg[j * q->c + ch] = bidx[k];
       continue;
     }
@@ -198,13 +225,13 @@ typedef struct outputs {
 } outputs;
 
 /* Voxel v (at position pos of the parts' layout) written out. */
-static void emit_voxel(const plan *q, const scratch *s, const outputs *o, int64_t v, int64_t pos) {
+static inline void emit_voxel(const plan *q, const scratch *s, const outputs *o, int64_t v, int64_t pos) {
   int32_t n = s->end[pos];
   memcpy(o->rows + v * 4, s->bkey + pos * 4, 16);
   o->cnt[v] = n;
   if (!q->feats) return;
   char *y = o->y + v * (int64_t)q->fsize;
-  memcpy(y, s->bfeat + pos * (int64_t)q->fsize, q->fsize);
+  copy_row(y, s->bfeat + pos * (int64_t)q->fsize, q->fsize);
   if (o->arg) memcpy(o->arg + v * q->c, s->barg + pos * q->c, (size_t)q->c * 4);
   for (int64_t ch = 0; q->red == LT_VOXEL_MEAN && n > 1 && ch < q->c; ch++)
     if (q->f64)
@@ -229,11 +256,13 @@ static void emit_voxels(const plan *q, scratch *s, const outputs *o) {
   });
 }
 
-/* E: each point's voxel id, in point order. */
+/* E: each point's voxel id, per part: its positions and their voxels (lj)
+ * read in order, the ids from the part's own range of vmap (in cache), each
+ * point written once (bidx: the part's points, increasing). */
 static void emit_inverse(const plan *q, const scratch *s, int32_t *inverse) {
-  LT_PARALLEL_FOR(q->threads, k, q->chunks, {
-    int64_t hi = chunk_lo(q, k + 1);
-    for (int64_t i = chunk_lo(q, k); i < hi; i++) inverse[i] = s->vmap[s->lj[s->ppos[i]]];
+  LT_PARALLEL_FOR(q->threads, p, q->parts, {
+    const int32_t *bidx = s->bidx, *lj = s->lj, *vmap = s->vmap;
+    for (int64_t pos = s->pstart[p]; pos < s->pstart[p + 1]; pos++) inverse[bidx[pos]] = vmap[lj[pos]];
   });
 }
 
@@ -311,14 +340,14 @@ static lt_status reserve(lt_ctx *ctx, lt__voxels *v, scratch *s, const plan *q, 
   size_t slots = (size_t)(4 * n + 16 * P); /* sum of caps <= 4 count + 16 per part */
   size_t fbytes = q->feats ? (size_t)n * q->fsize : 0,
          abytes = q->feats && q->red == LT_VOXEL_MAX ? (size_t)(n * q->c) * 4 : 0;
-  v->bytes = (size_t)n * 40 + slots * 4 + (size_t)(K * P + 3 * (P + 1) + K) * 8 + fbytes + abytes + 128;
+  v->bytes = (size_t)n * 36 + slots * 4 + (size_t)(K * P + 3 * (P + 1) + K) * 8 + fbytes + abytes + 128;
   char *b = lt_ctx_alloc(ctx, v->bytes);
   if (!b) return lt_ctx_fail(ctx, LT_ERR_MEM, "%s: out of memory for quantizing %lld points", op, (long long)q->n);
   v->scratch = b;
   s->hist = (int64_t *)b, s->pstart = s->hist + K * P, s->hstart = s->pstart + P + 1, s->pm = s->hstart + P + 1;
   s->bad = s->pm + P + 1;
   s->bkey = (int32_t *)(s->bad + K);
-  int32_t **cols[] = {&s->bidx, &s->lj, &s->vmap, &s->end, &s->flag, &s->ppos};
+  int32_t **cols[] = {&s->bidx, &s->lj, &s->vmap, &s->end, &s->flag};
   int32_t *at = s->bkey + 4 * n;
   for (size_t c = 0; c < sizeof cols / sizeof *cols; c++) *cols[c] = at, at += n;
   s->slots = (uint32_t *)at;
@@ -376,6 +405,11 @@ lt_status lt__voxels_build(lt_ctx *ctx, lt__voxels *v, lt_tensor *points, lt_ten
             .g = g};
   q.parts = 1 << q.pbits;
   memcpy(q.size, g->size, sizeof q.size), memcpy(q.origin, g->origin, sizeof q.origin);
+  for (int a = 0; a < 3; a++) {
+    int e;
+    float m = frexpf(q.size[a], &e); /* size = m 2^e, m = 1/2 for a power of two */
+    q.inv[a] = m == 0.5f && e - 1 > -126 && e - 1 < 127 ? ldexpf(1.0f, 1 - e) : 0.0f;
+  }
   if (feats) {
     q.feats = lt_tensor_data(feats), q.c = feats->shape[1], q.f64 = feats->dtype == LT_FLOAT64, q.red = red;
     q.fsize = (size_t)q.c * (q.f64 ? 8 : 4);
