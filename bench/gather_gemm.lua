@@ -18,56 +18,16 @@ package.path = arg[0]:gsub("[^/]*$", "") .. "?.lua;" .. package.path
 local lattice = require "lattice"
 local core = require "lattice.core"
 local common = require "common"
+local sparse_support = require "sparse_support"
 
 local TARGET = math.tointeger(tonumber(arg and arg[1]) or 150000) or error("gather_gemm: bad voxel count")
 if arg and arg[2] then lattice.set_num_threads(math.tointeger(tonumber(arg[2])) or error("gather_gemm: bad threads")) end
 local ISA = arg and arg[3] or lattice.isa()
 local VOXEL, K = 0.05, 27
-math.randomseed(7)
 
 -- ---- the support ----
 
-local function spread(v) -- 21 bits of v spread to every third bit
-  local r = 0
-  for b = 0, 20 do r = r | (((v >> b) & 1) << (3 * b)) end
-  return r
-end
-
 local function key_of(i, j, k) return (i + 4096) * 67108864 + (j + 4096) * 8192 + (k + 4096) end
-
--- Voxels of sampled surface points until TARGET distinct ones exist, Morton-sorted.
-local function surface_voxels()
-  local seen, list = {}, {}
-  local function add(x, y, z)
-    local i, j, k = math.floor(x / VOXEL), math.floor(y / VOXEL), math.floor(z / VOXEL)
-    local key = key_of(i, j, k)
-    if not seen[key] then
-      seen[key] = true
-      list[#list + 1] = {i, j, k}
-    end
-  end
-  for _ = 1, 200000 do add(math.random() * 12 - 6, math.random() * 12 - 6, 0) end -- ground
-  while #list < TARGET do
-    local cx, cy, s = math.random() * 10 - 5, math.random() * 10 - 5, 0.5 + math.random() * 1.5
-    local sphere = math.random() < 0.5
-    for _ = 1, 20000 do
-      if sphere then
-        local u, v = math.random() * 2 - 1, math.random() * 2 * math.pi
-        local r = math.sqrt(1 - u * u)
-        add(cx + s * r * math.cos(v), cy + s * r * math.sin(v), s + s * u)
-      else
-        local face, a, b = math.random(6), (math.random() - 0.5) * s, (math.random() - 0.5) * s
-        local h = s / 2 * (face % 2 == 0 and 1 or -1)
-        if face <= 2 then add(cx + h, cy + a, s / 2 + b) elseif face <= 4 then add(cx + a, cy + h, s / 2 + b)
-        else add(cx + a, cy + b, s / 2 + h) end
-      end
-      if #list >= TARGET then break end
-    end
-  end
-  for _, v in ipairs(list) do v.m = spread(v[1] + 4096) | (spread(v[2] + 4096) << 1) | (spread(v[3] + 4096) << 2) end
-  table.sort(list, function(p, q) return p.m < q.m end)
-  return list
-end
 
 -- The submanifold 3x3x3 map: idx[o][k] = the row at voxel o + offset k (x
 -- slowest: k = (dx*3 + dy)*3 + dz over -1..1), 0-based, or -1. The
@@ -75,14 +35,14 @@ end
 -- mirrored: idx_t[i][k] = idx[i][K-1-k].
 local function neighbour_map(vox)
   local row = {}
-  for r, v in ipairs(vox) do row[key_of(v[1], v[2], v[3])] = r - 1 end
+  for r, v in ipairs(vox) do row[key_of(v[2], v[3], v[4])] = r - 1 end
   local flat, flat_t, edges = {}, {}, 0
   for o, v in ipairs(vox) do
     local base, k = (o - 1) * K, 0
     for a = -1, 1 do
       for b = -1, 1 do
         for c = -1, 1 do
-          local i = row[key_of(v[1] + a, v[2] + b, v[3] + c)] or -1
+          local i = row[key_of(v[2] + a, v[3] + b, v[4] + c)] or -1
           flat[base + k + 1] = i
           flat_t[base + (K - 1 - k) + 1] = i
           if i >= 0 then edges = edges + 1 end
@@ -96,7 +56,7 @@ local function neighbour_map(vox)
     edges, flat
 end
 
-local vox = surface_voxels()
+local vox = sparse_support.surface_voxels(TARGET, VOXEL) -- {0, x, y, z} rows, Morton order
 local N = #vox
 local idx, idx_t, EDGES, flat = neighbour_map(vox)
 
