@@ -153,19 +153,15 @@ local function decode(layers)
   end
   local reps = 200 // layers
   for _ = 1, reps do token() end
-  local times, ratios, copies = {}, {}, {}
-  for i = 1, 15 do
+  local t, c, ratio = common.against_memcpy(function()
     local t0 = lattice.now()
     for _ = 1, reps do token() end
-    times[i] = (lattice.now() - t0) / reps
-    copies[i] = core.bench_memcpy(bytes, 5)
-    ratios[i] = copies[i] / times[i]
-  end
-  local t, c = median(times), median(copies)
+    return (lattice.now() - t0) / reps
+  end, bytes, 15, 5)
   common.report({
     bench = "attention", case = "decode", layers = layers, context = S, H = H, D = D, B = 1,
     tokens_per_s = 1 / t, us_per_token = t * 1e6, kv_bytes_per_token = bytes, kv_gbps = bytes / t * 1e-9,
-    memcpy_gbps = bytes / c * 1e-9, memcpy_ratio = median(ratios), target_memcpy_ratio = 0.7,
+    memcpy_gbps = bytes / c * 1e-9, memcpy_ratio = ratio, target_memcpy_ratio = 0.7,
   })
 end
 

@@ -1,6 +1,7 @@
 -- Shared by the benchmarks: timing with medians, one-line JSON output, and the
 -- blas_info every line carries.
 local lattice = require "lattice"
+local core = require "lattice.core" -- bench_memcpy
 
 local common = {}
 
@@ -15,6 +16,20 @@ function common.median_time(fn, reps)
   end
   table.sort(times)
   return times[(reps + 1) // 2]
+end
+
+-- A call's time against a memcpy of `bytes`, alternating `samples` times so
+-- that a neighbour's load hits both alike: `seconds()` times one call (or a
+-- mean over several) and returns seconds. Returns the median call time, the
+-- median memcpy time and the median of the per-pair ratios memcpy / call.
+function common.against_memcpy(seconds, bytes, samples, copy_reps)
+  local times, copies, ratios = {}, {}, {}
+  for i = 1, samples do
+    times[i] = seconds()
+    copies[i] = core.bench_memcpy(bytes, copy_reps)
+    ratios[i] = copies[i] / times[i]
+  end
+  return common.median(times), common.median(copies), common.median(ratios)
 end
 
 -- The median of a list of numbers (the list is not changed).

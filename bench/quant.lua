@@ -58,17 +58,11 @@ local function matvec_case(shape, bits)
   local name = ("matvec %dx%d int%d"):format(shape.out, shape.inp, bits)
   check(ql, x, name)
   local bytes = ql:quantized_weight().nbytes
-  local times, copies, ratios = {}, {}, {}
-  for i = 1, PAIRS do
-    times[i] = per_call(function() ql(x):close() end)
-    copies[i] = core.bench_memcpy(bytes, 3)
-    ratios[i] = copies[i] / times[i]
-  end
-  local t, c = median(times), median(copies)
+  local t, c, ratio = common.against_memcpy(function() return per_call(function() ql(x):close() end) end, bytes, PAIRS, 3)
   common.report({
     bench = "quant", case = "matvec", out = shape.out, inp = shape.inp, bits = bits, group_size = GROUP,
     weight_bytes = bytes, us = t * 1e6, gbps = bytes / t * 1e-9, memcpy_gbps = bytes / c * 1e-9,
-    ratio = median(ratios), target = bits == 4 and 0.78 or 0.75,
+    ratio = ratio, target = bits == 4 and 0.78 or 0.75,
   })
 end
 

@@ -132,19 +132,15 @@ local function decode()
   local bytes = m:num_parameters() * 4 + layers * 2 * (context + 1) * D_MODEL * 4
   local reps = 10
   for _ = 1, reps do step() end
-  local times, copies, ratios = {}, {}, {}
-  for i = 1, 9 do
+  local t, c, ratio = common.against_memcpy(function()
     local t0 = lattice.now()
     for _ = 1, reps do step() end
-    times[i] = (lattice.now() - t0) / reps
-    copies[i] = core.bench_memcpy(bytes, 3)
-    ratios[i] = copies[i] / times[i]
-  end
-  local t, c = median(times), median(copies)
+    return (lattice.now() - t0) / reps
+  end, bytes, 9, 3)
   common.report({
     bench = "transformer", case = "decode", model = "gpt d384, 6 layers, vocab 32000, tied", layers = layers,
     context = context, B = 1, tokens_per_s = 1 / t, ms_per_token = t * 1e3, bytes_per_token = bytes,
-    gbps = bytes / t * 1e-9, memcpy_gbps = bytes / c * 1e-9, memcpy_ratio = median(ratios), target_memcpy_ratio = 0.7,
+    gbps = bytes / t * 1e-9, memcpy_gbps = bytes / c * 1e-9, memcpy_ratio = ratio, target_memcpy_ratio = 0.7,
   })
 end
 
