@@ -7,6 +7,7 @@ local gradcheck = require "support.gradcheck"
 local ref = require "support.reference"
 
 local ops = lattice.ops
+local core = require "lattice.core" -- sparse.neighbors_with_isa: a test hook
 local generator, weighted = ref.generator, ref.weighted
 
 local function key(r) return table.concat(r, ",") end
@@ -125,6 +126,72 @@ describe("build_radius_relation", function()
     assert.matches("build_radius_relation: max_neighbors must be a positive integer, got 0",
       err(ts, tq, { radius = 1, max_neighbors = 0 }), 1, true)
     assert.matches("build_radius_relation: unknown option 'k'", err(ts, tq, { radius = 1, k = 2 }), 1, true)
+  end)
+end)
+
+-- The near part of both relations walks shells of integer offsets
+-- (core/sparse/neighbor_shells.c), a scalar _ref kernel and an AVX-512 one;
+-- queries whose k-th neighbour lies beyond the shells (d² > 16), whose batch
+-- has fewer than k sources, or whose k is past the shells' 257 offsets take
+-- the grid search. Each ISA against brute force on supports that send
+-- queries down every path: a dense blob, a plane (a surface, as a voxelized
+-- scan), scattered points, negative coordinates, a batch of three sources.
+describe("the shell walk of each ISA", function()
+  local gen = generator(41)
+  local blob = random_rows(gen, 400, 6, 2)
+  local plane, seen = {}, {}
+  while #plane < 300 do
+    local r = { 0, math.floor(gen() * 12), math.floor(gen() * 12), math.floor(gen() * 1.5) }
+    if not seen[key(r)] then plane[#plane + 1], seen[key(r)] = r, true end
+  end
+  local scattered = random_rows(gen, 150, 40, 1)
+  local mixed = { { 5, 0, 0, 0 }, { 5, 3, 0, 0 }, { 5, 0, 9, -9 } } -- batch 5: three sources
+  for i = 1, 100 do mixed[#mixed + 1] = blob[i] end
+  for i = 1, 60 do mixed[#mixed + 1] = scattered[i] end
+  local queries = random_rows(gen, 150, 8, 2)
+  queries[#queries + 1] = { 5, 1, 1, 1 }
+  local cases = {
+    { "a dense blob", blob, blob }, { "a plane", plane, plane }, { "scattered points", scattered, scattered },
+    { "another query set", mixed, queries },
+  }
+
+  local function run(kind, source, query, k, radius, isa)
+    return core.sparse.neighbors_with_isa(kind, lattice.array(source, "int32"), lattice.array(query, "int32"), k,
+      radius, "spec", isa)
+  end
+
+  for _, isa in ipairs { "scalar", "avx512" } do
+    for _, c in ipairs(cases) do
+      it(("finds each query's k nearest on %s (%s)"):format(c[1], isa), function()
+        for _, k in ipairs { 1, 5, 16, 33, 300 } do same(run("knn", c[2], c[3], k, 0, isa), brute(c[2], c[3], k)) end
+      end)
+
+      it(("finds the neighbours within a radius on %s (%s)"):format(c[1], isa), function()
+        for _, r in ipairs { 0, 1, 2.5, 4, 4.2 } do
+          same(run("radius", c[2], c[3], 0, r, isa), brute(c[2], c[3], nil, math.floor(r * r)))
+          same(run("radius", c[2], c[3], 7, r, isa), brute(c[2], c[3], 7, math.floor(r * r)))
+        end
+      end)
+    end
+  end
+
+  it("runs the AVX-512 kernel where the machine has it, and scalar when asked", function()
+    local _, used = run("knn", plane, plane, 16, 0, "avx512")
+    local _, scalar = run("knn", plane, plane, 16, 0, "scalar")
+    assert.are.equal("scalar", scalar)
+    if used ~= "avx512" then return pending("avx512 is not available here") end
+  end)
+
+  it("is the same for any thread count on a dense support", function()
+    local big = lattice.array(random_rows(generator(5), 6000, 12, 2), "int32")
+    local threads = lattice.num_threads()
+    lattice.set_num_threads(1)
+    local a = ops.build_knn_relation(big, { k = 16 })
+    lattice.set_num_threads(2)
+    local b = ops.build_knn_relation(big, { k = 16 })
+    lattice.set_num_threads(threads)
+    assert.are.same(a.source_row:tolist(), b.source_row:tolist())
+    assert.are.same(a.distances:tolist(), b.distances:tolist())
   end)
 end)
 

@@ -9,9 +9,13 @@
  *   lattice.core.sparse.from_dense(dense, min, fname) -> cells, coords
  *   lattice.core.sparse.neighbors(kind, source, query, k, radius, fname) -> {query_row, source_row,
  *       neighbor_id, distances, row_offsets}      kind "knn" or "radius" (k: max_neighbors, 0 for all)
+ *   lattice.core.sparse.neighbors_with_isa(kind, source, query, k, radius, fname, isa) -> relation, the ISA
+ *       run (a test hook: the shells' kernel of one ISA, lowered to what the machine allows)
  * A map argument is a SparseTensor, a CoordinateMapKey or an int32 (N, 4)
  * tensor of distinct rows (made a map at stride 1). */
 #include "sparse_binding.h"
+#include "runtime/context.h"
+#include "sparse/neighbor_shells.h"
 
 static const char *const sets[] = {"union", "intersection", "difference", NULL};
 static const char *const orders[] = {"lex", "morton", "hilbert", NULL};
@@ -116,8 +120,9 @@ static int l_from_dense(lua_State *L) {
 
 static const char *const kinds[] = {"knn", "radius", NULL};
 
-static int l_neighbors(lua_State *L) {
-  lua_settop(L, 6);
+/* The relation of the arguments at 1..6 with the shells' kernel of `isa`;
+ * pushes it (a table) and returns the ISA run. */
+static lt_isa push_neighbors(lua_State *L, lt_isa isa) {
   lt_neighbor_kind kind = (lt_neighbor_kind)luaL_checkoption(L, 1, NULL, kinds);
   lua_Integer k = luaL_checkinteger(L, 4);
   double radius = luaL_optnumber(L, 5, 0);
@@ -127,7 +132,8 @@ static int l_neighbors(lua_State *L) {
   lt_l_tensor *u[5];
   for (int f = 0; f < 5; f++) u[f] = lt_l_newtensor(L); /* made first: they own the fields as soon as they exist */
   lt_neighbors r;
-  lt_l_check(L, lt_neighbors_build(lt_l_ctx(L), &r, source, query, kind, k, radius, fname));
+  lt_isa used;
+  lt_l_check(L, lt__neighbors_build_isa(lt_l_ctx(L), &r, source, query, kind, k, radius, isa, &used, fname));
   lt_tensor *ts[5] = {r.query_row, r.source_row, r.neighbor_id, r.distances, r.row_offsets};
   lua_createtable(L, 0, 5);
   for (int f = 0; f < 5; f++) {
@@ -136,15 +142,37 @@ static int l_neighbors(lua_State *L) {
     lua_setfield(L, -2, fields[f]);
   }
   lt_l_report_alloc(L, lt_l_ctx(L));
+  return used;
+}
+
+static int l_neighbors(lua_State *L) {
+  lua_settop(L, 6);
+  push_neighbors(L, lt__ctx_isa(lt_l_ctx(L)));
   return 1;
+}
+
+/* The same with the ISA named at 7 ("scalar", "avx2", "avx512"; lowered to
+ * what the machine allows), and the one run: a test hook. */
+static int l_neighbors_with_isa(lua_State *L) {
+  lua_settop(L, 7);
+  static const char *const isas[] = {"scalar", "avx2", "avx512", NULL};
+  lt_isa isa = (lt_isa)luaL_checkoption(L, 7, NULL, isas);
+  lua_pushstring(L, lt_isa_name(push_neighbors(L, isa)));
+  return 2;
 }
 
 void lt_l_open_sparse_coords(lua_State *L) {
   lt_l_sparse_table(L);
-  static const luaL_Reg fns[] = {
-      {"coords_setop", l_setop},    {"coords_lookup", l_lookup}, {"coords_unique", l_unique},
-      {"coords_order", l_order},    {"coords_bounds", l_bounds}, {"dense_index", l_dense_index},
-      {"from_dense", l_from_dense}, {"neighbors", l_neighbors},  {NULL, NULL}};
+  static const luaL_Reg fns[] = {{"coords_setop", l_setop},
+                                 {"coords_lookup", l_lookup},
+                                 {"coords_unique", l_unique},
+                                 {"coords_order", l_order},
+                                 {"coords_bounds", l_bounds},
+                                 {"dense_index", l_dense_index},
+                                 {"from_dense", l_from_dense},
+                                 {"neighbors", l_neighbors},
+                                 {"neighbors_with_isa", l_neighbors_with_isa},
+                                 {NULL, NULL}};
   lt_l_register(L, fns);
   lua_pop(L, 1);
 }

@@ -21,6 +21,7 @@
 #include <string.h>
 #include "runtime/parallel.h"
 #include "sparse/internal.h"
+#include "sparse/neighbor_shells.h"
 
 typedef struct grid {
   int32_t h;
@@ -275,18 +276,12 @@ static int64_t around(const grid *g, const int32_t *key, cand *buf) {
  * the queries of one cell share the sources of the 27 cells around it, one
  * gather for all of them; a query whose k-th is not final within them (too
  * few, or one could lie beyond) searches ring by ring on its own. Either way
- * its list is the k smallest (d^2, row): the same as query() alone. */
-static lt_status gather_knn(lt_ctx *ctx, best **out, int64_t *start, const search *s, const grid *qg, const int32_t *qr,
-                            int64_t nq, int threads, size_t *bytes, const char *op) {
-  *bytes = (size_t)(nq * s->cap + 1) * sizeof(best);
-  best *b = lt_ctx_alloc(ctx, *bytes);
-  if (!b)
-    return lt_ctx_fail(ctx, LT_ERR_MEM, "%s: out of memory for %lld neighbour edges", op, (long long)(nq * s->cap));
+ * its list is the k smallest (d^2, row): the same as query() alone. Query
+ * j's edges go to b + j cap, their number to found[j]. */
+static lt_status gather_knn(lt_ctx *ctx, best *b, int64_t *found, const search *s, const grid *qg, const int32_t *qr,
+                            int threads, const char *op) {
   lt_workspace ws;
-  if (lt__workspace_reserve(ctx, &ws, threads, (size_t)(27 * s->g->maxcell + 1) * sizeof(cand), op)) {
-    lt_ctx_free(ctx, b, *bytes);
-    return LT_ERR_MEM;
-  }
+  if (lt__workspace_reserve(ctx, &ws, threads, (size_t)(27 * s->g->maxcell + 1) * sizeof(cand), op)) return LT_ERR_MEM;
   int64_t h = s->g->h;
   LT_PARALLEL_FOR(threads, c, qg->ncell, {
     cand *buf = lt__workspace_mine(&ws);
@@ -299,32 +294,213 @@ static lt_status gather_knn(lt_ctx *ctx, best **out, int64_t *start, const searc
       int64_t m = 0, edge = outside(q, key, 1, h);
       for (int64_t t = 0; t < nc; t++) keep(bi, &m, s->cap, dist2(buf[t].xyz, q + 1), buf[t].row);
       if (m < s->cap || bi[m - 1].d >= edge * edge) m = query(s, q, bi);
-      start[i + 1] = m;
+      found[i] = m;
     }
   });
   lt__workspace_release(ctx, &ws);
-  compact(b, start, nq, s->cap);
-  *out = b;
   return LT_OK;
 }
 
-static lt_status emit(lt_ctx *ctx, lt_neighbors *r, const best *b, const int64_t *start, int64_t nq, const char *op) {
-  int64_t e = start[nq];
-  lt_status st = lt_tensor_new(ctx, &r->query_row, LT_INT32, 1, &e);
-  if (!st) st = lt_tensor_new(ctx, &r->source_row, LT_INT32, 1, &e);
-  if (!st) st = lt_tensor_new(ctx, &r->neighbor_id, LT_INT32, 1, &e);
-  if (!st) st = lt_tensor_new(ctx, &r->distances, LT_FLOAT32, 1, &e);
+/* ---- the relation's tensors ---- */
+
+/* The relation's tensors for the edge offsets start (nq + 1), their arrays into *e. */
+static lt_status edges_new(lt_ctx *ctx, lt_neighbors *r, lt_edges *e, const int64_t *start, int64_t nq) {
+  int64_t n = start[nq];
+  lt_status st = lt_tensor_new(ctx, &r->query_row, LT_INT32, 1, &n);
+  if (!st) st = lt_tensor_new(ctx, &r->source_row, LT_INT32, 1, &n);
+  if (!st) st = lt_tensor_new(ctx, &r->neighbor_id, LT_INT32, 1, &n);
+  if (!st) st = lt_tensor_new(ctx, &r->distances, LT_FLOAT32, 1, &n);
   if (!st) st = lt_tensor_new(ctx, &r->row_offsets, LT_INT64, 1, (int64_t[]){nq + 1});
   if (st) return st;
-  int32_t *qrow = lt_tensor_data(r->query_row), *srow = lt_tensor_data(r->source_row);
-  int32_t *nid = lt_tensor_data(r->neighbor_id);
-  float *dist = lt_tensor_data(r->distances);
   memcpy(lt_tensor_data(r->row_offsets), start, (size_t)(nq + 1) * sizeof *start);
-  for (int64_t i = 0; i < nq; i++)
-    for (int64_t k = start[i]; k < start[i + 1]; k++)
-      qrow[k] = (int32_t)i, srow[k] = b[k].row, nid[k] = (int32_t)(k - start[i]), dist[k] = (float)b[k].d;
-  (void)op;
+  *e = (lt_edges){lt_tensor_data(r->query_row), lt_tensor_data(r->source_row), lt_tensor_data(r->neighbor_id),
+                  lt_tensor_data(r->distances)};
   return LT_OK;
+}
+
+/* Query i's m edges from its sorted list b, at edge s. */
+static void edges_put(const lt_edges *e, int64_t i, int64_t s, const best *b, int64_t m) {
+  for (int64_t j = 0; j < m; j++) {
+    e->query_row[s + j] = (int32_t)i, e->source_row[s + j] = b[j].row, e->neighbor_id[s + j] = (int32_t)j;
+    e->distances[s + j] = (float)b[j].d;
+  }
+}
+
+static lt_status emit(lt_ctx *ctx, lt_neighbors *r, const best *b, const int64_t *start, int64_t nq) {
+  lt_edges e;
+  lt_status st = edges_new(ctx, r, &e, start, nq);
+  for (int64_t i = 0; !st && i < nq; i++) edges_put(&e, i, start[i], b + start[i], start[i + 1] - start[i]);
+  return st;
+}
+
+/* The brick indexes of the two maps (*qb the source's when they are one). */
+static lt_status bricks_of(lt_ctx *ctx, lt_bricks *sb, lt_bricks *qb, const lt_bricks **qbp, const lt_coords *source,
+                           const lt_coords *query, const char *op) {
+  *sb = *qb = (lt_bricks){0};
+  lt_status st = lt__bricks_build(ctx, sb, source, op);
+  if (!st && query != source) st = lt__bricks_build(ctx, qb, query, op);
+  *qbp = query != source ? qb : sb;
+  return st;
+}
+
+/* ---- kNN ---- */
+
+/* start[i + 1] = min(k, the source rows of query i's batch): the batches
+ * counted through a hash of their values, one insert per run of equal ones. */
+static lt_status batch_caps(lt_ctx *ctx, int64_t *start, const lt_coords *source, const lt_coords *query, int64_t k,
+                            const char *op) {
+  const int32_t *sr = lt_tensor_data(source->rows), *qr = lt_tensor_data(query->rows);
+  int64_t runs = 0, nb = 0, id = -1;
+  for (int64_t i = 0; i < source->n; i++) runs += !i || sr[i * 4] != sr[(i - 1) * 4];
+  size_t bytes = (size_t)(runs + 1) * (4 * sizeof(int32_t) + sizeof(int64_t));
+  int32_t *keys = lt_ctx_alloc(ctx, bytes);
+  if (!keys) return lt_ctx_fail(ctx, LT_ERR_MEM, "%s: out of memory", op);
+  int64_t *count = (int64_t *)(keys + 4 * (runs + 1));
+  memset(count, 0, (size_t)(runs + 1) * sizeof *count);
+  lt_coord_hash hash;
+  lt_status st = lt__coord_hash_alloc(ctx, &hash, runs, op);
+  for (int64_t i = 0; !st && i < source->n; i++) {
+    if (!i || sr[i * 4] != sr[(i - 1) * 4])
+      id = lt__coord_hash_insert(&hash, keys, &nb, (int32_t[]){sr[i * 4], 0, 0, 0});
+    count[id]++;
+  }
+  int64_t cap = 0;
+  for (int64_t i = 0; !st && i < query->n; i++) {
+    if (!i || qr[i * 4] != qr[(i - 1) * 4]) {
+      id = lt__coord_hash_find(&hash, keys, (int32_t[]){qr[i * 4], 0, 0, 0});
+      cap = id < 0 ? 0 : count[id] < k ? count[id] : k;
+    }
+    start[i + 1] = cap;
+  }
+  lt__coord_hash_free(ctx, &hash);
+  lt_ctx_free(ctx, keys, bytes);
+  return st;
+}
+
+/* The np queries pend that the shells left short (too few sources near, or
+ * k beyond their table), by the grid search: into their edges of e. */
+static lt_status knn_wide(lt_ctx *ctx, const lt_edges *e, const int64_t *start, const int64_t *pend, int64_t np,
+                          const lt_coords *source, const lt_coords *query, int64_t k, const char *op) {
+  int32_t h = (int32_t)fmax(1.0, ceil(cbrt((double)k) * 0.75));
+  size_t rbytes = (size_t)(np + 1) * (4 * sizeof(int32_t) + sizeof(int64_t)),
+         bbytes = (size_t)(np * k + 1) * sizeof(best);
+  int32_t *rows = lt_ctx_alloc(ctx, rbytes);
+  best *b = lt_ctx_alloc(ctx, bbytes);
+  grid g = {0}, qg = {0};
+  lt_status st =
+      rows && b ? LT_OK
+                : lt_ctx_fail(ctx, LT_ERR_MEM, "%s: out of memory for %lld neighbour edges", op, (long long)(np * k));
+  int64_t *found = rows ? (int64_t *)(rows + 4 * (np + 1)) : NULL;
+  const int32_t *qr = lt_tensor_data(query->rows);
+  for (int64_t j = 0; !st && j < np; j++) memcpy(rows + j * 4, qr + pend[j] * 4, 4 * sizeof *rows);
+  if (!st) st = grid_build(ctx, &g, lt_tensor_data(source->rows), source->n, h, op);
+  if (!st) st = grid_build(ctx, &qg, rows, np, h, op);
+  int threads = np >= 1024 ? lt__ctx_threads(ctx) : 1;
+  search s = {&g, k, INT64_MAX, -1};
+  if (!st) st = gather_knn(ctx, b, found, &s, &qg, rows, threads, op);
+  if (!st)
+    LT_PARALLEL_FOR(threads, j, np, {
+      int64_t i = pend[j], m = start[i + 1] - start[i];
+      LT_ASSERT(found[j] == m); /* the batch's sources, all found when fewer than k */
+      edges_put(e, i, start[i], b + j * k, m);
+    });
+  grid_free(ctx, &qg);
+  grid_free(ctx, &g);
+  if (b) lt_ctx_free(ctx, b, bbytes);
+  if (rows) lt_ctx_free(ctx, rows, rbytes);
+  return st;
+}
+
+/* The queries with fewer edges than they are owed (short_of) into pend; their number. */
+static int64_t pending(int64_t *pend, const uint8_t *short_of, const int64_t *start, int64_t nq) {
+  int64_t np = 0;
+  for (int64_t i = 0; i < nq; i++)
+    if (short_of[i] && start[i + 1] > start[i]) pend[np++] = i;
+  return np;
+}
+
+/* Every query's min(k, batch) nearest: laid out first (the batch sizes give
+ * each query's count), filled by the shells where they reach, by the grid
+ * search for the rest. */
+static lt_status knn(lt_ctx *ctx, lt_neighbors *r, const lt_coords *source, const lt_coords *query, int64_t k,
+                     lt_isa isa, lt_isa *used, const char *op) {
+  int64_t nq = query->n;
+  size_t bytes = (size_t)(nq + 1) * (2 * sizeof(int64_t) + 1);
+  int64_t *start = lt_ctx_alloc(ctx, bytes);
+  if (!start) return lt_ctx_fail(ctx, LT_ERR_MEM, "%s: out of memory", op);
+  int64_t *pend = start + nq + 1;
+  uint8_t *short_of = (uint8_t *)(pend + nq + 1);
+  lt_status st = batch_caps(ctx, start, source, query, k, op);
+  start[0] = 0;
+  for (int64_t i = 0; !st && i < nq; i++) start[i + 1] += start[i];
+  lt_edges e;
+  if (!st) st = edges_new(ctx, r, &e, start, nq);
+  memset(short_of, 1, (size_t)nq);
+  if (!st && k <= LT_SHELL_OFFSETS && start[nq] > 0) {
+    lt_bricks sb, qb;
+    const lt_bricks *qbp;
+    st = bricks_of(ctx, &sb, &qb, &qbp, source, query, op);
+    lt_shell_walk w = {&sb, qbp, lt_tensor_data(query->rows), LT_SHELL_D2, k, NULL, start, &e, short_of};
+    if (!st) st = lt__shell_walk(ctx, &w, isa, used, nq >= 1024 ? lt__ctx_threads(ctx) : 1, op);
+    lt__bricks_free(ctx, &qb);
+    lt__bricks_free(ctx, &sb);
+  }
+  int64_t np = st ? 0 : pending(pend, short_of, start, nq);
+  if (np) st = knn_wide(ctx, &e, start, pend, np, source, query, k, op);
+  lt_ctx_free(ctx, start, bytes);
+  return st;
+}
+
+/* ---- radius ---- */
+
+/* Within r2 <= LT_SHELL_D2: counted by the shells, laid out, filled by them. */
+static lt_status radius_near(lt_ctx *ctx, lt_neighbors *r, const lt_coords *source, const lt_coords *query, int64_t cap,
+                             int64_t r2, lt_isa isa, lt_isa *used, const char *op) {
+  int64_t nq = query->n;
+  size_t bytes = (size_t)(nq + 1) * (sizeof(int64_t) + 1);
+  int64_t *start = lt_ctx_alloc(ctx, bytes);
+  if (!start) return lt_ctx_fail(ctx, LT_ERR_MEM, "%s: out of memory", op);
+  uint8_t *short_of = (uint8_t *)(start + nq + 1);
+  memset(start, 0, (size_t)(nq + 1) * sizeof *start);
+  lt_bricks sb = {0}, qb = {0};
+  const lt_bricks *qbp = NULL;
+  lt_status st = nq && source->n ? bricks_of(ctx, &sb, &qb, &qbp, source, query, op) : LT_OK;
+  int threads = nq >= 1024 ? lt__ctx_threads(ctx) : 1;
+  lt_shell_walk w = {&sb,  qbp,     lt_tensor_data(query->rows), r2, cap ? cap : INT64_MAX, start + 1, start,
+                     NULL, short_of};
+  if (!st && qbp) st = lt__shell_walk(ctx, &w, isa, NULL, threads, op);
+  for (int64_t i = 0; i < nq; i++) start[i + 1] += start[i];
+  lt_edges e;
+  if (!st) st = edges_new(ctx, r, &e, start, nq);
+  w.counts = NULL, w.edges = &e;
+  if (!st && qbp) st = lt__shell_walk(ctx, &w, isa, used, threads, op);
+  for (int64_t i = 0; !st && qbp && i < nq; i++) LT_ASSERT(!short_of[i]); /* the shells hold every d^2 <= r2 */
+  lt__bricks_free(ctx, &qb);
+  lt__bricks_free(ctx, &sb);
+  lt_ctx_free(ctx, start, bytes);
+  return st;
+}
+
+/* Beyond: the grid with cells of side ceil(r), ring 1 covering the ball. */
+static lt_status radius_wide(lt_ctx *ctx, lt_neighbors *r, const lt_coords *source, const lt_coords *query, int64_t cap,
+                             double radius, int64_t r2, const char *op) {
+  int64_t nq = query->n;
+  grid g;
+  lt_status st = grid_build(ctx, &g, lt_tensor_data(source->rows), source->n, (int32_t)ceil(radius), op);
+  size_t sbytes = (size_t)(nq + 1) * sizeof(int64_t), bbytes = 0;
+  int64_t *start = st ? NULL : lt_ctx_alloc(ctx, sbytes);
+  if (!st && !start) st = lt_ctx_fail(ctx, LT_ERR_MEM, "%s: out of memory", op);
+  best *b = NULL;
+  const int32_t *qr = lt_tensor_data(query->rows);
+  int threads = nq >= 1024 ? lt__ctx_threads(ctx) : 1;
+  search s = {&g, cap ? cap : INT64_MAX, r2, 1};
+  if (!st && cap) st = gather_best(ctx, &b, start, &s, qr, nq, threads, &bbytes, op);
+  if (!st && !cap) st = gather_all(ctx, &b, start, &s, qr, nq, threads, &bbytes, op);
+  if (!st) st = emit(ctx, r, b, start, nq);
+  if (b) lt_ctx_free(ctx, b, bbytes);
+  if (start) lt_ctx_free(ctx, start, sbytes);
+  grid_free(ctx, &g);
+  return st;
 }
 
 void lt_neighbors_release(lt_neighbors *r) {
@@ -333,9 +509,11 @@ void lt_neighbors_release(lt_neighbors *r) {
   *r = (lt_neighbors){0};
 }
 
-lt_status lt_neighbors_build(lt_ctx *ctx, lt_neighbors *r, const lt_coords *source, const lt_coords *query,
-                             lt_neighbor_kind kind, int64_t k, double radius, const char *op) {
+lt_status lt__neighbors_build_isa(lt_ctx *ctx, lt_neighbors *r, const lt_coords *source, const lt_coords *query,
+                                  lt_neighbor_kind kind, int64_t k, double radius, lt_isa isa, lt_isa *used,
+                                  const char *op) {
   *r = (lt_neighbors){0};
+  *used = LT_ISA_SCALAR;
   if (memcmp(source->stride, query->stride, sizeof source->stride))
     return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: source and query have different tensor strides", op);
   if (kind == LT_NEIGHBORS_KNN && k < 1)
@@ -344,35 +522,17 @@ lt_status lt_neighbors_build(lt_ctx *ctx, lt_neighbors *r, const lt_coords *sour
     return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: radius must be a non-negative number below 1e9, got %g", op, radius);
   if (kind == LT_NEIGHBORS_RADIUS && k < 0)
     return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: max_neighbors must be positive, got %lld", op, (long long)k);
-  int32_t h = kind == LT_NEIGHBORS_RADIUS ? (radius < 1 ? 1 : (int32_t)ceil(radius))
-                                          : (int32_t)fmax(1.0, ceil(cbrt((double)k) * 0.75));
-  grid g;
-  lt_status st = grid_build(ctx, &g, lt_tensor_data(source->rows), source->n, h, op);
-  int64_t nq = query->n;
-  size_t sbytes = (size_t)(nq + 1) * sizeof(int64_t), bbytes = 0;
-  int64_t *start = st ? NULL : lt_ctx_alloc(ctx, sbytes);
-  if (!st && !start) st = lt_ctx_fail(ctx, LT_ERR_MEM, "%s: out of memory", op);
-  best *b = NULL;
-  const int32_t *qr = lt_tensor_data(query->rows);
-  int threads = nq >= 1024 ? lt__ctx_threads(ctx) : 1;
+  if (isa > lt__ctx_isa(ctx)) isa = lt__ctx_isa(ctx);
   int64_t r2 = (int64_t)floor(radius * radius);
-  if (!st && kind == LT_NEIGHBORS_KNN) {
-    search s = {&g, k, INT64_MAX, -1};
-    grid qg;
-    st = grid_build(ctx, &qg, qr, nq, h, op);
-    if (!st) st = gather_knn(ctx, &b, start, &s, &qg, qr, nq, threads, &bbytes, op);
-    grid_free(ctx, &qg);
-  } else if (!st && k > 0) {
-    search s = {&g, k, r2, 1};
-    st = gather_best(ctx, &b, start, &s, qr, nq, threads, &bbytes, op);
-  } else if (!st) {
-    search s = {&g, INT64_MAX, r2, 1};
-    st = gather_all(ctx, &b, start, &s, qr, nq, threads, &bbytes, op);
-  }
-  if (!st) st = emit(ctx, r, b, start, nq, op);
-  if (b) lt_ctx_free(ctx, b, bbytes);
-  if (start) lt_ctx_free(ctx, start, sbytes);
-  grid_free(ctx, &g);
+  lt_status st = kind == LT_NEIGHBORS_KNN ? knn(ctx, r, source, query, k, isa, used, op)
+                 : r2 <= LT_SHELL_D2      ? radius_near(ctx, r, source, query, k, r2, isa, used, op)
+                                          : radius_wide(ctx, r, source, query, k, radius, r2, op);
   if (st) lt_neighbors_release(r);
   return st;
+}
+
+lt_status lt_neighbors_build(lt_ctx *ctx, lt_neighbors *r, const lt_coords *source, const lt_coords *query,
+                             lt_neighbor_kind kind, int64_t k, double radius, const char *op) {
+  lt_isa used;
+  return lt__neighbors_build_isa(ctx, r, source, query, kind, k, radius, lt__ctx_isa(ctx), &used, op);
 }

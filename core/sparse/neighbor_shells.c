@@ -1,0 +1,149 @@
+/* Neighbour search by shells of integer offsets (sparse/neighbor_shells.h):
+ * the table, the scalar per-query walk (_ref) and the walk over the query
+ * bricks. */
+#include "sparse/neighbor_shells.h"
+#include "runtime/parallel.h"
+
+#define REACH 4
+#define CHUNK 64 /* query bricks a task: one brick cache warmed over them */
+
+static int dist2_of(int x, int y, int z) { return x * x + y * y + z * z; }
+
+/* Where offset (x, y, z) of a query in cell c of its brick lands: the brick
+ * around (0..26) and its cell, as in lt_shell_table. */
+static uint16_t code_of(int c, int x, int y, int z) {
+  int px = (c >> 4) + x + 4, py = (c >> 2 & 3) + y + 4, pz = (c & 3) + z + 4; /* 0..11: brick 0..2 around, cell */
+  int brick = (px >> 2) * 9 + (py >> 2) * 3 + (pz >> 2);
+  return (uint16_t)(brick << 6 | (px & 3) << 4 | (py & 3) << 2 | (pz & 3));
+}
+
+/* A counting sort of the offsets by d^2 (each shell in x, y, z order: any fixed order would do). */
+static void table_build(lt_shell_table *t) {
+  int32_t size[LT_SHELL_D2 + 1] = {0}, next[LT_SHELL_D2 + 1];
+  for (int x = -REACH; x <= REACH; x++)
+    for (int y = -REACH; y <= REACH; y++)
+      for (int z = -REACH; z <= REACH; z++)
+        if (dist2_of(x, y, z) <= LT_SHELL_D2) size[dist2_of(x, y, z)]++;
+  t->first[0] = 0;
+  for (int d = 0; d <= LT_SHELL_D2; d++) t->first[d + 1] = t->first[d] + size[d];
+  LT_ASSERT(t->first[LT_SHELL_D2 + 1] == LT_SHELL_OFFSETS);
+  memcpy(next, t->first, sizeof next);
+  for (int x = -REACH; x <= REACH; x++)
+    for (int y = -REACH; y <= REACH; y++)
+      for (int z = -REACH; z <= REACH; z++) {
+        int d = dist2_of(x, y, z);
+        if (d > LT_SHELL_D2) continue;
+        int p = next[d]++;
+        for (int c = 0; c < LT_BRICK_CELLS; c++) t->code[c][p] = code_of(c, x, y, z);
+        t->d2[p] = d, t->key[p] = (uint32_t)d << LT_SHELL_ROW_BITS;
+      }
+  for (int p = LT_SHELL_OFFSETS; p < LT_SHELL_PADDED; p++) {
+    for (int c = 0; c < LT_BRICK_CELLS; c++) t->code[c][p] = code_of(c, 0, 0, 0);
+    t->d2[p] = LT_SHELL_D2 + 1, t->key[p] = 0;
+  }
+}
+
+/* The source brick with key k, through the thread's cache of recent ones
+ * (the bricks around consecutive query bricks are mostly the same ones). */
+static int64_t brick_find(const lt_bricks *src, lt_brick_cache *cache, const int32_t *k) {
+  int s = (k[1] & 3) << 4 | (k[2] & 3) << 2 | (k[3] & 3);
+  if (cache->brick[s] == -2 || memcmp(cache->key[s], k, 4 * sizeof *k)) {
+    cache->brick[s] = (int32_t)lt__coord_hash_find(&src->hash, src->keys, k);
+    memcpy(cache->key[s], k, 4 * sizeof *k);
+  }
+  return cache->brick[s];
+}
+
+/* The 27 source bricks around brick `key`. */
+static void near_find(lt_shell_bricks *near, const lt_bricks *src, lt_brick_cache *cache, const int32_t *key) {
+  near->cells = src->cells;
+  for (int b = 0; b < 32; b++) {
+    int32_t k[4] = {key[0], key[1] + b / 9 - 1, key[2] + b / 3 % 3 - 1, key[3] + b % 3 - 1};
+    int64_t at = b < 27 ? brick_find(src, cache, k) : -1;
+    near->base[b] = at < 0 ? -1 : (int32_t)(at * LT_BRICK_CELLS);
+  }
+}
+
+/* The source row at table position p of a query in cell c, or -1: a load
+ * from brick 0 where there is no brick, its row dropped, so no branch. */
+static int32_t row_at(const lt_shell_table *t, const lt_shell_bricks *near, int c, int p) {
+  int code = t->code[c][p], base = near->base[code >> 6];
+  int32_t r = near->cells[(base < 0 ? 0 : base) + (code & 63)];
+  return base < 0 ? -1 : r;
+}
+
+/* The n distinct rows r ascending into out, each placed by its rank (the
+ * rows below it): compares without branches, where an insertion sort of a
+ * shell's rows in no particular order mispredicts about once a row. */
+static void sort_rows(int32_t *out, const int32_t *r, int n) {
+  for (int i = 0; i < n; i++) {
+    int rank = 0;
+    for (int j = 0; j < n; j++) rank += r[j] < r[i];
+    out[rank] = r[i];
+  }
+}
+
+/* Shell by shell: the shell's rows, sorted, then as many as are still wanted. */
+int64_t lt__shell_query_ref(const lt_shell_table *t, const lt_shell_bricks *near, int cell, int64_t limit, int64_t want,
+                            int32_t *row, float *dist) {
+  int64_t n = 0;
+  for (int d = 0; d <= limit && n < want; d++) {
+    int32_t hit[LT_SHELL_OFFSETS], sorted[LT_SHELL_OFFSETS];
+    int h = 0;
+    for (int j = t->first[d]; j < t->first[d + 1]; j++) { /* branch-free: about half the lookups hit */
+      int32_t r = row_at(t, near, cell, j);
+      hit[h] = r;
+      h += r >= 0;
+    }
+    sort_rows(sorted, hit, h);
+    for (int j = 0; j < h && n < want; j++, n++) row[n] = sorted[j], dist[n] = (float)d;
+  }
+  return n;
+}
+
+/* The sources within d^2 <= limit of the query in cell `cell`, at most cap. */
+static int64_t count_one(const lt_shell_table *t, const lt_shell_bricks *near, int cell, int64_t limit, int64_t cap) {
+  int64_t n = 0;
+  for (int j = 0; j < t->first[limit + 1]; j++) n += row_at(t, near, cell, j) >= 0;
+  return n < cap ? n : cap;
+}
+
+static void fill_one(const lt_shell_walk *w, const lt_shell_table *t, const lt_shell_bricks *near, int cell, int64_t i,
+                     int vector) {
+  const lt_edges *e = w->edges;
+  int64_t s = w->start[i], want = w->start[i + 1] - s, n = -1;
+  if (vector) n = lt__shell_query_avx512(t, near, cell, w->limit, want, e->source_row + s, e->distances + s);
+  if (n < 0) n = lt__shell_query_ref(t, near, cell, w->limit, want, e->source_row + s, e->distances + s);
+  for (int64_t j = 0; j < want; j++) e->query_row[s + j] = (int32_t)i, e->neighbor_id[s + j] = (int32_t)j;
+  w->short_of[i] = n < want;
+}
+
+lt_status lt__shell_walk(lt_ctx *ctx, const lt_shell_walk *w, lt_isa isa, lt_isa *used, int threads, const char *op) {
+  LT_ASSERT(w->limit >= 0 && w->limit <= LT_SHELL_D2);
+  lt_shell_table *t = lt_ctx_alloc(ctx, sizeof *t);
+  if (!t) return lt_ctx_fail(ctx, LT_ERR_MEM, "%s: out of memory", op);
+  table_build(t);
+  /* the vector kernel's keys hold a row in LT_SHELL_ROW_BITS */
+  int vector = isa >= LT_ISA_AVX512 && w->source->nb * LT_BRICK_CELLS <= ((int64_t)1 << LT_SHELL_ROW_BITS);
+  if (used) *used = vector ? LT_ISA_AVX512 : LT_ISA_SCALAR;
+  int64_t nb = w->query->nb, chunks = (nb + CHUNK - 1) / CHUNK;
+  LT_PARALLEL_FOR(threads, ch, chunks, {
+    lt_shell_bricks near;
+    lt_brick_cache cache;
+    lt__brick_cache_init(&cache);
+    for (int64_t b = ch * CHUNK; b < nb && b < (ch + 1) * CHUNK; b++) {
+      near_find(&near, w->source, &cache, w->query->keys + b * 4);
+      const int32_t *cells = w->query->cells + b * LT_BRICK_CELLS;
+      for (int c = 0; c < LT_BRICK_CELLS; c++) {
+        int64_t i = cells[c];
+        if (i < 0) continue;
+        if (w->counts)
+          w->counts[i] = count_one(t, &near, c, w->limit, w->cap);
+        else
+          fill_one(w, t, &near, c, i, vector);
+      }
+    }
+  });
+  lt_ctx_free(ctx, t, sizeof *t);
+  return LT_OK;
+}

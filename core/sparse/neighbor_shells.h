@@ -1,0 +1,92 @@
+/* Neighbour search by shells of integer offsets (sparse/neighbor_shells.c),
+ * for the near part of the relations of sparse/neighbors.c. Coordinates are
+ * integers, so the sources at squared distance d from a query are the rows at
+ * the offsets (dx, dy, dz) with dx^2 + dy^2 + dz^2 = d: a table of the
+ * offsets sorted by d, walked shell by shell, lists a query's sources nearest
+ * first with no distance computed and no candidate rejected, each shell's
+ * rows sorted for the tie rule. The lookups read the source's brick index
+ * (sparse/bricks.h): every offset of the table (d <= LT_SHELL_D2, all within
+ * 4 cells per axis) lands in one of the 3 x 3 x 3 bricks around the query's,
+ * found once for all the queries of that brick, so an offset is two loads
+ * (its brick and cell from a table, then the row), no hash probe. */
+#ifndef LATTICE_SPARSE_NEIGHBOR_SHELLS_H
+#define LATTICE_SPARSE_NEIGHBOR_SHELLS_H
+
+#include "lattice/cpu.h"
+#include "sparse/bricks.h"
+
+#define LT_SHELL_D2      16  /* the farthest shell: 4^2, the window's reach on every axis */
+#define LT_SHELL_OFFSETS 257 /* the offsets of the shells 0..LT_SHELL_D2: a kNN of more cannot end within them */
+
+/* The relation's edge arrays, E each, query i's edges at [start[i], start[i + 1]). */
+typedef struct lt_edges {
+  int32_t *query_row, *source_row, *neighbor_id;
+  float *distances;
+} lt_edges;
+
+/* What one walk over the queries does, of the sources within d^2 <= limit
+ * (limit <= LT_SHELL_D2) of each query (its batch only):
+ *   counts != NULL: counts[i] = their number, at most cap;
+ *   else:           fills query i's start[i + 1] - start[i] edges, nearest
+ *                   first, ties by source row; where fewer lie within the
+ *                   limit, fills what it found and sets short_of[i] = 1
+ *                   (else 0), for a wider search to redo. */
+typedef struct lt_shell_walk {
+  const lt_bricks *source, *query; /* the brick indexes of the two maps (the same one when they are) */
+  const int32_t *query_rows;       /* (Q, 4) */
+  int64_t limit, cap;
+  int64_t *counts;
+  const int64_t *start;
+  const lt_edges *edges;
+  uint8_t *short_of;
+} lt_shell_walk;
+
+/* One task per CHUNK bricks of the query map, each writing only its
+ * queries' entries: deterministic. isa picks the per-query kernel (lowered
+ * to the scalar one where the keys below do not fit); *used (if not NULL)
+ * gets the one run. Fails only for memory. */
+lt_status lt__shell_walk(lt_ctx *ctx, const lt_shell_walk *w, lt_isa isa, lt_isa *used, int threads, const char *op);
+
+/* The offsets with dx^2 + dy^2 + dz^2 <= LT_SHELL_D2 sorted by d^2: shell d
+ * is positions first[d] .. first[d + 1] (empty where no three squares sum to
+ * d). A query in cell c of its brick finds the source cell at offset p in
+ * brick code[c][p] >> 6 of the 3 x 3 x 3 around its own (x major), cell
+ * code[c][p] & 63 of it. The vector kernel reads 16 positions at a time,
+ * each with key[p] = d^2 << LT_SHELL_ROW_BITS (its sort key is that or'ed
+ * with the row) and d2[p]; the tail pads them (d^2 past the limit). */
+#define LT_SHELL_PADDED   (LT_SHELL_OFFSETS + 15)
+#define LT_SHELL_ROW_BITS 27 /* rows below 2^27: (d^2, row) in one uint32 */
+typedef struct lt_shell_table {
+  uint16_t code[LT_BRICK_CELLS][LT_SHELL_PADDED];
+  uint32_t key[LT_SHELL_PADDED];
+  int32_t d2[LT_SHELL_PADDED];
+  int32_t first[LT_SHELL_D2 + 2];
+} lt_shell_table;
+
+/* The source bricks around one query brick: base[b] the first of brick b's
+ * cells in cells (-1 where there is none), b = 9 (x + 1) + 3 (y + 1) + z + 1
+ * for the brick at (x, y, z) from the query's; 32 entries, for a vector
+ * permute. */
+typedef struct lt_shell_bricks {
+  const int32_t *cells;
+  int32_t base[32];
+} lt_shell_bricks;
+
+/* One query's walk, the query in cell `cell` of its brick: its nearest
+ * `want` sources within d^2 <= limit into row and dist (d^2), nearest first,
+ * ties by row; returns how many it found (fewer than want: the limit held
+ * fewer). The _avx512 one returns -1 for a query it leaves to _ref (more
+ * than 32 candidates before the k-th is final, or want > 32). */
+int64_t lt__shell_query_ref(const lt_shell_table *t, const lt_shell_bricks *near, int cell, int64_t limit, int64_t want,
+                            int32_t *row, float *dist);
+int64_t lt__shell_query_avx512(const lt_shell_table *t, const lt_shell_bricks *near, int cell, int64_t limit,
+                               int64_t want, int32_t *row, float *dist);
+
+/* lt_neighbors_build with the shells' kernel of one ISA (lowered to what
+ * the context allows), for the specs: *used gets the one run (scalar where
+ * no shell walk ran). */
+lt_status lt__neighbors_build_isa(lt_ctx *ctx, lt_neighbors *r, const lt_coords *source, const lt_coords *query,
+                                  lt_neighbor_kind kind, int64_t k, double radius, lt_isa isa, lt_isa *used,
+                                  const char *op);
+
+#endif
