@@ -15,13 +15,12 @@ static void free_parts(lt_ctx *ctx, lt_bricks *b) {
  * a row in the brick of the row before it (the common case in Morton order)
  * costs a compare. */
 static void number_bricks(lt_bricks *b, const int32_t *rows, int64_t n, int32_t *brick_of) {
-  int32_t key[4], prev[4] = {0};
+  int32_t key[4] = {0};
   int64_t last = -1;
   for (int64_t i = 0; i < n; i++) {
-    lt__brick_key(rows + i * 4, key);
-    if (last < 0 || memcmp(key, prev, sizeof key)) {
+    if (last < 0 || !lt__brick_same(rows + i * 4, key)) {
+      lt__brick_key(rows + i * 4, key);
       last = lt__coord_hash_insert(&b->hash, b->keys, &b->nb, key);
-      memcpy(prev, key, sizeof key);
     }
     brick_of[i] = (int32_t)last;
   }
@@ -31,12 +30,10 @@ static void number_bricks(lt_bricks *b, const int32_t *rows, int64_t n, int32_t 
  * Morton order: an aligned brick is one range of the order), so the hash and
  * keys sized by it stay small enough for the caches. */
 static int64_t count_runs(const int32_t *rows, int64_t n) {
-  int32_t key[4], prev[4] = {0};
+  int32_t key[4] = {0};
   int64_t runs = 0;
-  for (int64_t i = 0; i < n; i++) {
-    lt__brick_key(rows + i * 4, key);
-    if (!runs || memcmp(key, prev, sizeof key)) runs++, memcpy(prev, key, sizeof key);
-  }
+  for (int64_t i = 0; i < n; i++)
+    if (!runs || !lt__brick_same(rows + i * 4, key)) runs++, lt__brick_key(rows + i * 4, key);
   return runs;
 }
 
@@ -67,7 +64,8 @@ lt_status lt__bricks_build(lt_ctx *ctx, lt_bricks *b, const lt_coords *c, const 
   int threads = n >= LT_GRAIN ? lt__ctx_threads(ctx) : 1;
   LT_PARALLEL_FOR(threads, k, b->nb, { memset(cells + k * LT_BRICK_CELLS, 0xff, LT_BRICK_CELLS * sizeof *cells); });
   /* every row has its own cell (the rows are distinct): no two writes meet */
-  LT_PARALLEL_FOR(threads, i, n, { cells[(int64_t)brick_of[i] * LT_BRICK_CELLS + lt__brick_cell(rows + i * 4)] = (int32_t)i; });
+  LT_PARALLEL_FOR(threads, i, n,
+                  { cells[(int64_t)brick_of[i] * LT_BRICK_CELLS + lt__brick_cell(rows + i * 4)] = (int32_t)i; });
   lt_ctx_free(ctx, brick_of, of_bytes);
   return LT_OK;
 }

@@ -47,6 +47,19 @@ static inline void lt__brick_key(const int32_t *c, int32_t *key) {
   for (int a = 1; a < 4; a++) key[a] = lt__brick_of(c[a]);
 }
 
+/* Whether row c lies in the brick of key: compared a field at a time, as
+ * the key was stored, where a memcmp's wide loads of a key just stored a
+ * field at a time wait for the stores to retire (a store-forwarding stall
+ * on every row of a loop). */
+static inline int lt__brick_same(const int32_t *c, const int32_t *key) {
+  return c[0] == key[0] && lt__brick_of(c[1]) == key[1] && lt__brick_of(c[2]) == key[2] && lt__brick_of(c[3]) == key[3];
+}
+
+/* Two keys equal, a field at a time (as lt__brick_same). */
+static inline int lt__key_equal(const int32_t *a, const int32_t *b) {
+  return a[0] == b[0] && a[1] == b[1] && a[2] == b[2] && a[3] == b[3];
+}
+
 static inline int lt__brick_cell(const int32_t *c) {
   const int32_t m = (1 << LT_BRICK_BITS) - 1;
   return (c[1] & m) << (2 * LT_BRICK_BITS) | (c[2] & m) << LT_BRICK_BITS | (c[3] & m);
@@ -58,7 +71,7 @@ static inline int64_t lt__bricks_find(const lt_bricks *b, lt_brick_cache *cache,
   lt__brick_key(c, key);
   /* neighbouring bricks differ in the low bits of their keys: they take different slots */
   int s = (key[1] & 3) << 4 | (key[2] & 3) << 2 | (key[3] & 3);
-  if (cache->brick[s] == -2 || memcmp(cache->key[s], key, sizeof key)) {
+  if (cache->brick[s] == -2 || !lt__key_equal(cache->key[s], key)) {
     cache->brick[s] = (int32_t)lt__coord_hash_find(&b->hash, b->keys, key);
     memcpy(cache->key[s], key, sizeof key);
   }

@@ -43,11 +43,56 @@ static void table_build(lt_shell_table *t) {
   }
 }
 
-/* The source brick with key k, through the thread's cache of recent ones
- * (the bricks around consecutive query bricks are mostly the same ones). */
-static int64_t brick_find(const lt_bricks *src, lt_brick_cache *cache, const int32_t *k) {
+/* The source bricks by key: a dense grid over their keys' box (batch, x, y,
+ * z) where that box is small next to their number (a scan's surface: a few
+ * cells a brick), one load a lookup; else NULL, and the hash. */
+typedef struct brick_grid {
+  int32_t *at;
+  int64_t lo[4], size[4];
+  size_t bytes;
+} brick_grid;
+
+static lt_status grid_build(lt_ctx *ctx, brick_grid *g, const lt_bricks *src, const char *op) {
+  *g = (brick_grid){0};
+  int64_t hi[4], volume = 1;
+  for (int a = 0; a < 4; a++) g->lo[a] = INT64_MAX, hi[a] = INT64_MIN;
+  for (int64_t b = 0; b < src->nb; b++)
+    for (int a = 0; a < 4; a++) {
+      int64_t v = src->keys[b * 4 + a];
+      g->lo[a] = v < g->lo[a] ? v : g->lo[a], hi[a] = v > hi[a] ? v : hi[a];
+    }
+  for (int a = 0; a < 4 && src->nb; a++) {
+    g->size[a] = hi[a] - g->lo[a] + 1;
+    volume = g->size[a] > (INT64_MAX >> 4) / volume ? INT64_MAX >> 4 : volume * g->size[a];
+  }
+  if (!src->nb || volume > 8 * src->nb + 65536) return LT_OK;
+  g->bytes = (size_t)volume * sizeof *g->at;
+  g->at = lt_ctx_alloc(ctx, g->bytes);
+  if (!g->at) return lt_ctx_fail(ctx, LT_ERR_MEM, "%s: out of memory for a brick grid", op);
+  memset(g->at, 0xff, g->bytes);
+  for (int64_t b = 0; b < src->nb; b++) {
+    int64_t i = 0;
+    for (int a = 0; a < 4; a++) i = i * g->size[a] + src->keys[b * 4 + a] - g->lo[a];
+    g->at[i] = (int32_t)b;
+  }
+  return LT_OK;
+}
+
+/* The source brick with key k (-1: none): on the grid, or through the
+ * thread's cache of recent ones (the bricks around consecutive query bricks
+ * are mostly the same ones) and the hash. */
+static int64_t brick_find(const lt_bricks *src, const brick_grid *g, lt_brick_cache *cache, const int32_t *k) {
+  if (g->at) {
+    int64_t i = 0;
+    for (int a = 0; a < 4; a++) {
+      int64_t v = k[a] - g->lo[a];
+      if (v < 0 || v >= g->size[a]) return -1;
+      i = i * g->size[a] + v;
+    }
+    return g->at[i];
+  }
   int s = (k[1] & 3) << 4 | (k[2] & 3) << 2 | (k[3] & 3);
-  if (cache->brick[s] == -2 || memcmp(cache->key[s], k, 4 * sizeof *k)) {
+  if (cache->brick[s] == -2 || !lt__key_equal(cache->key[s], k)) {
     cache->brick[s] = (int32_t)lt__coord_hash_find(&src->hash, src->keys, k);
     memcpy(cache->key[s], k, 4 * sizeof *k);
   }
@@ -55,13 +100,23 @@ static int64_t brick_find(const lt_bricks *src, lt_brick_cache *cache, const int
 }
 
 /* The 27 source bricks around brick `key`. */
-static void near_find(lt_shell_bricks *near, const lt_bricks *src, lt_brick_cache *cache, const int32_t *key) {
+static void near_find(lt_shell_bricks *near, const lt_bricks *src, const brick_grid *g, lt_brick_cache *cache,
+                      const int32_t *key) {
   near->cells = src->cells;
   for (int b = 0; b < 32; b++) {
     int32_t k[4] = {key[0], key[1] + b / 9 - 1, key[2] + b / 3 % 3 - 1, key[3] + b % 3 - 1};
-    int64_t at = b < 27 ? brick_find(src, cache, k) : -1;
+    int64_t at = b < 27 ? brick_find(src, g, cache, k) : -1;
     near->base[b] = at < 0 ? -1 : (int32_t)(at * LT_BRICK_CELLS);
   }
+}
+
+/* near_find, and the bricks' cells asked of the memory ahead of their use. */
+static void near_prefetch(lt_shell_bricks *near, const lt_bricks *src, const brick_grid *g, lt_brick_cache *cache,
+                          const int32_t *key) {
+  near_find(near, src, g, cache, key);
+  for (int b = 0; b < 27; b++)
+    for (int line = 0; line < LT_BRICK_CELLS && near->base[b] >= 0; line += 16)
+      __builtin_prefetch(near->cells + near->base[b] + line);
 }
 
 /* The source row at table position p of a query in cell c, or -1: a load
@@ -123,27 +178,37 @@ lt_status lt__shell_walk(lt_ctx *ctx, const lt_shell_walk *w, lt_isa isa, lt_isa
   lt_shell_table *t = lt_ctx_alloc(ctx, sizeof *t);
   if (!t) return lt_ctx_fail(ctx, LT_ERR_MEM, "%s: out of memory", op);
   table_build(t);
+  brick_grid g;
+  lt_status st = grid_build(ctx, &g, w->source, op);
+  if (st) {
+    lt_ctx_free(ctx, t, sizeof *t);
+    return st;
+  }
   /* the vector kernel's keys hold a row in LT_SHELL_ROW_BITS */
   int vector = isa >= LT_ISA_AVX512 && w->source->nb * LT_BRICK_CELLS <= ((int64_t)1 << LT_SHELL_ROW_BITS);
   if (used) *used = vector ? LT_ISA_AVX512 : LT_ISA_SCALAR;
   int64_t nb = w->query->nb, chunks = (nb + CHUNK - 1) / CHUNK;
   LT_PARALLEL_FOR(threads, ch, chunks, {
-    lt_shell_bricks near;
+    lt_shell_bricks near[2];
     lt_brick_cache cache;
     lt__brick_cache_init(&cache);
-    for (int64_t b = ch * CHUNK; b < nb && b < (ch + 1) * CHUNK; b++) {
-      near_find(&near, w->source, &cache, w->query->keys + b * 4);
+    int64_t first = ch * CHUNK, last = first + CHUNK < nb ? first + CHUNK : nb;
+    near_find(&near[first & 1], w->source, &g, &cache, w->query->keys + first * 4);
+    for (int64_t b = first; b < last; b++) {
+      /* the next brick's sources fetched while this one's queries run: they are mostly far apart in the index */
+      if (b + 1 < last) near_prefetch(&near[(b + 1) & 1], w->source, &g, &cache, w->query->keys + (b + 1) * 4);
       const int32_t *cells = w->query->cells + b * LT_BRICK_CELLS;
       for (int c = 0; c < LT_BRICK_CELLS; c++) {
         int64_t i = cells[c];
         if (i < 0) continue;
         if (w->counts)
-          w->counts[i] = count_one(t, &near, c, w->limit, w->cap);
+          w->counts[i] = count_one(t, &near[b & 1], c, w->limit, w->cap);
         else
-          fill_one(w, t, &near, c, i, vector);
+          fill_one(w, t, &near[b & 1], c, i, vector);
       }
     }
   });
+  if (g.at) lt_ctx_free(ctx, g.at, g.bytes);
   lt_ctx_free(ctx, t, sizeof *t);
   return LT_OK;
 }

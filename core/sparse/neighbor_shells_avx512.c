@@ -35,14 +35,20 @@ static __m512i merge16(__m512i v) {
   return v;
 }
 
-/* The keys in two vectors (UINT32_MAX past the list) ascending. */
-static void sort32(__m512i *a, __m512i *b) {
+/* The keys in two vectors (UINT32_MAX past the list) ascending; the
+ * larger 16 only where `both` (else *b is left as it was). */
+static void sort32(__m512i *a, __m512i *b, int both) {
   const __m512i reverse = _mm512_set_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
   __m512i x = sort16(*a), y = _mm512_permutexvar_epi32(reverse, sort16(*b));
-  *a = merge16(_mm512_min_epu32(x, y)), *b = merge16(_mm512_max_epu32(x, y));
+  *a = merge16(_mm512_min_epu32(x, y));
+  if (both) *b = merge16(_mm512_max_epu32(x, y));
 }
 
-static __mmask16 lanes(int64_t n) { return n >= 16 ? 0xffff : (__mmask16)((1u << (n < 0 ? 0 : n)) - 1); }
+/* The first n lanes (n clamped to 0..16, by conditional moves: n varies from query to query). */
+static __mmask16 lanes(int64_t n) {
+  uint32_t m = (uint32_t)(n < 0 ? 0 : n > 16 ? 16 : n);
+  return (__mmask16)((1u << m) - 1);
+}
 
 /* The head of the sorted keys: rows and d^2. */
 static void put(int32_t *row, float *dist, __m512i keys, int64_t n) {
@@ -98,9 +104,9 @@ int64_t lt__shell_query_avx512(const lt_shell_table *t, const lt_shell_bricks *n
     if (n <= 16)
       a = sort16(a);
     else
-      sort32(&a, &b);
+      sort32(&a, &b, want > 16);
     put(row, dist, a, want);
-    put(row + 16, dist + 16, b, want - 16);
+    if (want > 16) put(row + 16, dist + 16, b, want - 16);
     return want;
   }
   return n < want ? n : want; /* fewer than wanted within the limit: short */

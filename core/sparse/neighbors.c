@@ -345,11 +345,23 @@ static lt_status bricks_of(lt_ctx *ctx, lt_bricks *sb, lt_bricks *qb, const lt_b
 
 /* ---- kNN ---- */
 
+/* Whether every row of the n has batch b. */
+static int all_in(const int32_t *rows, int64_t n, int32_t b) {
+  int64_t other = 0;
+  for (int64_t i = 0; i < n; i++) other += rows[i * 4] != b;
+  return other == 0;
+}
+
 /* start[i + 1] = min(k, the source rows of query i's batch): the batches
- * counted through a hash of their values, one insert per run of equal ones. */
+ * counted through a hash of their values, one insert per run of equal ones
+ * (none when every row of both maps is in one batch). */
 static lt_status batch_caps(lt_ctx *ctx, int64_t *start, const lt_coords *source, const lt_coords *query, int64_t k,
                             const char *op) {
   const int32_t *sr = lt_tensor_data(source->rows), *qr = lt_tensor_data(query->rows);
+  if (source->n && all_in(sr, source->n, sr[0]) && all_in(qr, query->n, sr[0])) {
+    for (int64_t i = 0; i < query->n; i++) start[i + 1] = source->n < k ? source->n : k;
+    return LT_OK;
+  }
   int64_t runs = 0, nb = 0, id = -1;
   for (int64_t i = 0; i < source->n; i++) runs += !i || sr[i * 4] != sr[(i - 1) * 4];
   size_t bytes = (size_t)(runs + 1) * (4 * sizeof(int32_t) + sizeof(int64_t));
