@@ -103,11 +103,29 @@ static int64_t brick_find(const lt_bricks *src, const brick_grid *g, lt_brick_ca
 static void near_find(lt_shell_bricks *near, const lt_bricks *src, const brick_grid *g, lt_brick_cache *cache,
                       const int32_t *key) {
   near->cells = src->cells;
-  for (int b = 0; b < 32; b++) {
-    int32_t k[4] = {key[0], key[1] + b / 9 - 1, key[2] + b / 3 % 3 - 1, key[3] + b % 3 - 1};
-    int64_t at = b < 27 ? brick_find(src, g, cache, k) : -1;
-    near->base[b] = at < 0 ? -1 : (int32_t)(at * LT_BRICK_CELLS);
+  for (int b = 27; b < 32; b++) near->base[b] = -1;
+  int64_t c[4], inside = g->at != NULL;
+  for (int a = 0; a < 4; a++) {
+    c[a] = key[a] - g->lo[a];
+    inside &= a == 0 ? c[a] >= 0 && c[a] < g->size[a] : c[a] >= 1 && c[a] < g->size[a] - 1;
   }
+  if (inside) { /* the 27 around a brick inside the grid: fixed strides from its cell */
+    const int32_t *at = g->at + ((c[0] * g->size[1] + c[1] - 1) * g->size[2] + c[2] - 1) * g->size[3] + c[3] - 1;
+    for (int x = 0, b = 0; x < 3; x++)
+      for (int y = 0; y < 3; y++)
+        for (int z = 0; z < 3; z++, b++) {
+          int32_t v = at[(x * g->size[2] + y) * g->size[3] + z];
+          near->base[b] = v < 0 ? -1 : v * LT_BRICK_CELLS;
+        }
+    return;
+  }
+  for (int x = 0, b = 0; x < 3; x++)
+    for (int y = 0; y < 3; y++)
+      for (int z = 0; z < 3; z++, b++) {
+        int32_t k[4] = {key[0], key[1] + x - 1, key[2] + y - 1, key[3] + z - 1};
+        int64_t v = brick_find(src, g, cache, k);
+        near->base[b] = v < 0 ? -1 : (int32_t)(v * LT_BRICK_CELLS);
+      }
 }
 
 /* near_find, and the bricks' cells asked of the memory ahead of their use. */
