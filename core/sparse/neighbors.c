@@ -1,6 +1,13 @@
 /* Neighbour relations between coordinate maps (lattice/sparse_neighbors.h).
  *
- * The source rows are bucketed into cubic cells of side h (lattice units)
+ * kNN lays its edges out first (each query has min(k, its batch's sources)),
+ * then the shells of sparse/neighbor_shells.h fill every query whose k-th
+ * neighbour lies within d^2 <= 16, and the grid search below the rest (and
+ * all of them for k beyond the shells' offsets). Radius relations with
+ * r^2 <= 16 are counted and filled by the shells alone; wider ones by the
+ * grid search.
+ *
+ * The grid search: the source rows are bucketed into cubic cells of side h (lattice units)
  * through the coordinate hash (sparse/internal.h), keyed (batch, floor(p / h)),
  * their rows listed per cell by a counting sort (in row order). A query in
  * cell c visits the cells in rings of Chebyshev distance R = 0, 1, ... around
@@ -369,7 +376,7 @@ static lt_status batch_caps(lt_ctx *ctx, int64_t *start, const lt_coords *source
   if (!keys) return lt_ctx_fail(ctx, LT_ERR_MEM, "%s: out of memory", op);
   int64_t *count = (int64_t *)(keys + 4 * (runs + 1));
   memset(count, 0, (size_t)(runs + 1) * sizeof *count);
-  lt_coord_hash hash;
+  lt_coord_hash hash = {0};
   lt_status st = lt__coord_hash_alloc(ctx, &hash, runs, op);
   for (int64_t i = 0; !st && i < source->n; i++) {
     if (!i || sr[i * 4] != sr[(i - 1) * 4])
