@@ -44,8 +44,9 @@ static void table_build(lt_shell_table *t) {
 }
 
 /* The source bricks by key: a dense grid over their keys' box (batch, x, y,
- * z) where that box is small next to their number (a scan's surface: a few
- * cells a brick), one load a lookup; else NULL, and the hash. */
+ * z) where that box holds at most 8 cells a brick (plus 65536: a surface's
+ * bricks fill a few percent of their box), one load a lookup; else NULL,
+ * and the hash. */
 typedef struct brick_grid {
   int32_t *at;
   int64_t lo[4], size[4];

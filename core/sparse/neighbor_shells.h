@@ -33,7 +33,6 @@ typedef struct lt_edges {
  *                   (else 0), for a wider search to redo. */
 typedef struct lt_shell_walk {
   const lt_bricks *source, *query; /* the brick indexes of the two maps (the same one when they are) */
-  const int32_t *query_rows;       /* (Q, 4) */
   int64_t limit, cap;
   int64_t *counts;
   const int64_t *start;

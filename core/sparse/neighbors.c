@@ -459,7 +459,7 @@ static lt_status knn(lt_ctx *ctx, lt_neighbors *r, const lt_coords *source, cons
     lt_bricks sb, qb;
     const lt_bricks *qbp;
     st = bricks_of(ctx, &sb, &qb, &qbp, source, query, op);
-    lt_shell_walk w = {&sb, qbp, lt_tensor_data(query->rows), LT_SHELL_D2, k, NULL, start, &e, short_of};
+    lt_shell_walk w = {&sb, qbp, LT_SHELL_D2, k, NULL, start, &e, short_of};
     if (!st) st = lt__shell_walk(ctx, &w, isa, used, nq >= 1024 ? lt__ctx_threads(ctx) : 1, op);
     lt__bricks_free(ctx, &qb);
     lt__bricks_free(ctx, &sb);
@@ -485,8 +485,7 @@ static lt_status radius_near(lt_ctx *ctx, lt_neighbors *r, const lt_coords *sour
   const lt_bricks *qbp = NULL;
   lt_status st = nq && source->n ? bricks_of(ctx, &sb, &qb, &qbp, source, query, op) : LT_OK;
   int threads = nq >= 1024 ? lt__ctx_threads(ctx) : 1;
-  lt_shell_walk w = {&sb,  qbp,     lt_tensor_data(query->rows), r2, cap ? cap : INT64_MAX, start + 1, start,
-                     NULL, short_of};
+  lt_shell_walk w = {&sb, qbp, r2, cap ? cap : INT64_MAX, start + 1, start, NULL, short_of};
   if (!st && qbp) st = lt__shell_walk(ctx, &w, isa, NULL, threads, op);
   for (int64_t i = 0; i < nq; i++) start[i + 1] += start[i];
   lt_edges e;
