@@ -188,7 +188,8 @@ static void fill_one(const lt_shell_walk *w, const lt_shell_table *t, const lt_s
   int64_t s = w->start[i], want = w->start[i + 1] - s, n = -1;
   if (vector) n = lt__shell_query_avx512(t, near, cell, w->limit, want, e->source_row + s, e->distances + s);
   if (n < 0) n = lt__shell_query_ref(t, near, cell, w->limit, want, e->source_row + s, e->distances + s);
-  for (int64_t j = 0; j < want; j++) e->query_row[s + j] = (int32_t)i, e->neighbor_id[s + j] = (int32_t)j;
+  int32_t *qrow = e->query_row + s, *rank = e->neighbor_id + s;
+  for (int32_t j = 0; j < (int32_t)want; j++) qrow[j] = (int32_t)i, rank[j] = j; /* int32 lanes: vectorized */
   w->short_of[i] = n < want;
 }
 
