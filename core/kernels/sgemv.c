@@ -5,10 +5,13 @@
 #include "runtime/context.h"
 #include "runtime/parallel.h"
 
-/* Products from SV_THREADED multiply-adds (1 MB of b) split their outputs
- * over the threads; below, the second core saves less than a fork and join
- * costs. Shares are whole SV_UNIT outputs (every ISA's row groups). */
-#define SV_THREADED  (1 << 18)
+/* Products from SV_THREADED multiply-adds (4 MB of b) split their outputs
+ * over the threads, as the blocked sgemm's do (SG_THREADED): in a decode
+ * step that is the head alone. Splitting the FFN's 1536 x 384 products too
+ * (from 2^18) made the step slower on this shared machine: each fork and
+ * join waits for the other thread to be scheduled. Shares are whole
+ * SV_UNIT outputs (every ISA's row groups). */
+#define SV_THREADED  (1 << 20)
 #define SV_UNIT      32
 #define SV_MAX_PARTS 64
 
