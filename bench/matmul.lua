@@ -2,7 +2,8 @@
 -- against a direct OpenBLAS sgemm of the same sizes and the machine's FMA
 -- peak, all measured in the same run, for square and transformer-shaped
 -- products and their backward transposes.
--- Usage: lattice bench/matmul.lua [seconds per sample] [threads]   (or lua5.4 with the paths set)
+-- Usage: lattice bench/matmul.lua [seconds per sample] [threads] [linear_bias]
+-- (or lua5.4 with the paths set; linear_bias runs only that last case)
 -- Prints one JSON line per shape. Targets: ratio_to_peak >= 0.70 at the
 -- large shapes; lattice at or above OpenBLAS (ratio_to_openblas >= 1).
 package.path = arg[0]:gsub("[^/]*$", "") .. "?.lua;" .. package.path
@@ -139,5 +140,38 @@ local function run(c)
   })
 end
 
+-- A linear layer's bias: lattice.linear(x, w, b) against lattice.linear(x,
+-- w) of the same shape, timed in alternating samples (the bias is where the
+-- sgemm's sums start, so it should cost next to nothing). Target:
+-- bias_time_ratio <= 1.1.
+local function linear_bias(m, k, n)
+  local x, w = lattice.random.normal({ m, k }), lattice.random.normal({ n, k })
+  local b = lattice.random.normal({ n })
+  local with, without = lattice.linear(x, w, b):tolist(), lattice.linear(x, w):tolist()
+  local bl = b:tolist()
+  for i = 1, m, 37 do
+    for j = 1, n do
+      assert(math.abs(with[i][j] - (without[i][j] + bl[j])) <= 1e-5 * (k + math.abs(bl[j])),
+        "matmul bench: linear with a bias disagrees")
+    end
+  end
+  local reps = math.max(1, math.floor(SAMPLE / math.max(time(function() lattice.linear(x, w, b) end, 3), 1e-6)))
+  local tb, tn, ratios = {}, {}, {}
+  for s = 1, SAMPLES do
+    tb[s] = time(function() lattice.linear(x, w, b):close() end, reps)
+    tn[s] = time(function() lattice.linear(x, w):close() end, reps)
+    ratios[s] = tb[s] / tn[s]
+  end
+  common.report({
+    bench = "matmul", case = "linear_bias", shape = { m, k, n }, bias_ms = common.median(tb) * 1e3,
+    no_bias_ms = common.median(tn) * 1e3, bias_time_ratio = common.median(ratios), target_bias_time_ratio = 1.1,
+  })
+end
+
 lattice.random.seed(1)
+if arg and arg[3] == "linear_bias" then
+  linear_bias(512, 64, 300)
+  return
+end
 for _, c in ipairs(cases) do run(c) end
+linear_bias(512, 64, 300)

@@ -102,6 +102,30 @@ describe("sgemm against a plain reference", function()
     end
   end)
 
+  it("starts every row's chains from a bias: the bits of c filled with it and beta 1, every ISA", function()
+    -- tiny (unpacked), packed with short edge tiles (n 300), past one
+    -- reduction panel (k 260: the bias only in the first), on the threads
+    for _, s in ipairs({ { 7, 13, 5 }, { 65, 63, 13 }, { 115, 300, 260 }, { 30, 2100, 17 }, { 9, 5, 0 } }) do
+      local m, n, k = s[1], s[2], s[3]
+      for _, tr in ipairs(transposes) do
+        local a, b = operands(m, n, k, tr)
+        local bias = ref.tensor(ref.randn(n), { n })
+        local filled = lattice.broadcast_to(bias:reshape({ 1, n }), { m, n }):contiguous()
+        for _, isa in ipairs({ "scalar", "avx2", "avx512" }) do
+          local o = { ta = tr.ta, tb = tr.tb, alpha = 0.75 }
+          local want = core.sgemm_with_isa(a, b, isa, { ta = tr.ta, tb = tr.tb, alpha = 0.75, beta = 1, c = filled })
+          o.bias = bias
+          local got = core.sgemm_with_isa(a, b, isa, o)
+          assert.are.same(want:tolist(), got:tolist(), ("%s %dx%dx%d ta=%s tb=%s"):format(isa, m, n, k, tr.ta, tr.tb))
+          if k > 0 and m < 100 then
+            local exact, tol = textbook(a, b, { ta = tr.ta, tb = tr.tb, alpha = 0.75, beta = 1, c = filled }, m, n, k)
+            assert_within(got:tolist(), exact, tol, isa .. " bias")
+          end
+        end
+      end
+    end
+  end)
+
   it("leaves its inputs as they were and gives 0 (or beta c) for k = 0", function()
     local a, b, c = randm(5, 0), randm(0, 6), randm(5, 6)
     local c0 = c:tolist()
@@ -195,5 +219,9 @@ describe("sgemm_with_isa", function()
       "sgemm_with_isa: c must be a (3, 2) float32 tensor")
     assert.has_error(function() core.sgemm_with_isa(a:astype("float64"), randm(4, 2), "avx2") end,
       "sgemm_with_isa: a and b must be 2-D float32 tensors")
+    assert.has_error(function() core.sgemm_with_isa(a, randm(4, 2), "avx2", { bias = lattice.zeros({ 3 }) }) end,
+      "sgemm_with_isa: bias must be a contiguous (2) float32 tensor")
+    assert.has_error(function() core.sgemm_with_isa(a, randm(4, 2), "avx2", { bias = lattice.zeros({ 2 }), beta = 1 })
+    end, "sgemm_with_isa: a bias needs beta 0")
   end)
 end)

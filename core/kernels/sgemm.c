@@ -3,6 +3,7 @@
 #include "kernels/sgemm.h"
 #include "kernels/sgemm_pack.h"
 #include "kernels/sgemm_plain.h"
+#include "kernels/sgemv.h"
 #include "runtime/context.h"
 #include "runtime/parallel.h"
 
@@ -26,11 +27,11 @@ void lt__sgemm_ref(const lt__sgemm_args *g) { sgemm_plain(g); }
 
 /* The scalar macro-kernel: 4 x 4 tiles of fmaf chains over the packed panels. */
 static void macro_scalar(int64_t mc, int64_t nc, int64_t kc, const float *ap, const float *bp, float *c, int64_t ldc,
-                         int accumulate) {
+                         int accumulate, const float *bias) {
   for (int64_t i = 0; i < mc; i++)
     for (int64_t j = 0; j < nc; j++) {
       const float *a = ap + (i / 4) * 4 * kc + i % 4, *b = bp + (j / 4) * 4 * kc + j % 4;
-      float acc = accumulate ? c[i * ldc + j] : 0.0f;
+      float acc = bias ? bias[j] : accumulate ? c[i * ldc + j] : 0.0f;
       for (int64_t p = 0; p < kc; p++) acc = fmaf(a[p * 4], b[p * 4], acc);
       c[i * ldc + j] = acc;
     }
@@ -77,14 +78,16 @@ static void scale_c(const lt__sgemm_args *g, rect r) {
 }
 
 /* Rows [i0, i1) of c's columns [jc, jc + nc) against the packed b panel of
- * depth kc at pc, through the thread's own a block. */
+ * depth kc at pc, through the thread's own a block. The first panel starts
+ * the chains (from 0, c or the bias), the others add to them. */
 static void run_rows(const lt__sgemm_kernel *kr, const lt__sgemm_args *g, int64_t i0, int64_t i1, int64_t jc,
                      int64_t nc, int64_t pc, int64_t kc, const float *bpack, float *apack) {
   int accumulate = pc > 0 || g->beta != 0;
+  const float *bias = pc == 0 && g->bias ? g->bias + jc : NULL;
   for (int64_t ic = i0; ic < i1; ic += SG_MC) {
     int64_t mc = min64(SG_MC, i1 - ic);
     kr->pack_a(g, ic, mc, pc, kc, apack);
-    kr->macro(mc, nc, kc, apack, bpack, g->c + ic * g->ldc + jc, g->ldc, accumulate);
+    kr->macro(mc, nc, kc, apack, bpack, g->c + ic * g->ldc + jc, g->ldc, accumulate, bias);
   }
 }
 
@@ -127,6 +130,10 @@ static float *aligned(char *p) { return (float *)(((uintptr_t)p + LT_ALIGN - 1) 
 void lt__sgemm_with(lt_ctx *ctx, lt_isa isa, int threads, const lt__sgemm_args *g) {
   if (g->m <= 0 || g->n <= 0) return;
   if (isa > lt_cpu_isa()) isa = lt_cpu_isa();
+  if (g->m == 1 && g->k > 0) { /* one row: no packing (kernels/sgemv.h) */
+    lt__sgemv_with(ctx, isa, threads, g);
+    return;
+  }
   lt__sgemm_kernel kr = kernel_for(isa);
   if (g->k == 0 || g->m * g->n * g->k <= SG_SMALL) {
     kr.small(g);
@@ -163,6 +170,10 @@ void lt__sgemm_batch(lt_ctx *ctx, const lt__sgemm_args *gs, int64_t count) {
     return;
   }
   lt_isa isa = lt__ctx_isa(ctx);
+  if (g->m == 1) { /* rows: each thread whole products, unpacked */
+    LT_PARALLEL_FOR(threads > count ? (int)count : threads, q, count, { lt__sgemv_with(ctx, isa, 1, gs + q); });
+    return;
+  }
   lt__sgemm_kernel kr = kernel_for(isa > lt_cpu_isa() ? lt_cpu_isa() : isa);
   int64_t kc = panel_depth(g->k);
   size_t an = (size_t)round_up(min64(SG_MC, round_up(g->m, kr.mr)) * kc, 16) * sizeof(float) + LT_ALIGN;

@@ -13,10 +13,17 @@
  * threads take disjoint row (or column) ranges of c; no thread ever splits
  * the reduction.
  *
+ * With a bias (n floats; beta must then be 0) every row of c starts as it:
+ *
+ *   c (m, n) = alpha op(a) op(b) + bias     (bias added to each row)
+ *
+ * which is a linear layer's forward without a pass of its own over c.
+ *
  * Every c[i][j] is one fused multiply-add chain over p ascending,
- * fmaf(alpha * a(i, p), b(p, j), acc), from acc = 0 (beta 0), c (beta 1)
- * or beta * c: the bits do not depend on the ISA, the thread count or the
- * blocking, and equal lt__sgemm_ref's. */
+ * fmaf(alpha * a(i, p), b(p, j), acc), from acc = 0 (beta 0), c (beta 1),
+ * beta * c or bias[j]: the bits do not depend on the ISA, the thread count
+ * or the blocking, and equal lt__sgemm_ref's (a bias gives the bits of c
+ * filled with it and beta 1). */
 #ifndef LATTICE_KERNELS_SGEMM_H
 #define LATTICE_KERNELS_SGEMM_H
 
@@ -35,6 +42,7 @@ typedef struct lt__sgemm_args {
   float beta;
   float *c;
   int64_t ldc;
+  const float *bias; /* NULL, or n floats (with beta 0) */
 } lt__sgemm_args;
 
 /* With ctx's ISA and thread count; scratch from ctx's allocator (when it
@@ -52,9 +60,10 @@ void lt__sgemm_ref(const lt__sgemm_args *g);
 /* ---- between the driver (sgemm.c) and the ISA variants ---- */
 
 /* c (mc, nc) [+]= the packed blocks ap (mc rows in MR-row panels of kc) @
- * bp (nc columns in NR-column panels of kc), accumulate 0 overwriting. */
+ * bp (nc columns in NR-column panels of kc): accumulate 0 overwriting, 1
+ * adding; with bias (nc floats, or NULL) each row of c starts as it. */
 typedef void (*lt__sgemm_macro_fn)(int64_t mc, int64_t nc, int64_t kc, const float *ap, const float *bp, float *c,
-                                   int64_t ldc, int accumulate);
+                                   int64_t ldc, int accumulate, const float *bias);
 /* The whole product unpacked, for tiny sizes (fmaf loops; beta applied). */
 typedef void (*lt__sgemm_small_fn)(const lt__sgemm_args *g);
 
@@ -75,9 +84,9 @@ typedef struct lt__sgemm_kernel {
 } lt__sgemm_kernel;
 
 void lt__sgemm_macro_avx2(int64_t mc, int64_t nc, int64_t kc, const float *ap, const float *bp, float *c, int64_t ldc,
-                          int accumulate);
+                          int accumulate, const float *bias);
 void lt__sgemm_macro_avx512(int64_t mc, int64_t nc, int64_t kc, const float *ap, const float *bp, float *c, int64_t ldc,
-                            int accumulate);
+                            int accumulate, const float *bias);
 void lt__sgemm_small_avx2(const lt__sgemm_args *g);
 void lt__sgemm_small_avx512(const lt__sgemm_args *g);
 void lt__sgemm_pack_a_avx2(const lt__sgemm_args *g, int64_t i0, int64_t mc, int64_t p0, int64_t kc, float *dst);

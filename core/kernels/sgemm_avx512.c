@@ -1,8 +1,8 @@
 /* The dense sgemm's macro-kernel with AVX-512: a 14 x 32 register tile,
  * 28 accumulators beside 2 b vectors and one broadcast in 32 registers.
  * The packs that transpose (a row-major, b given transposed: a linear
- * layer's forward) go through 16 x 16 register transposes; the others are
- * sgemm_pack.h's copies. */
+ * layer's forward) go through 16 x 16 register transposes (vtranspose,
+ * simd_avx512.h); the others are sgemm_pack.h's copies. */
 #include "kernels/simd_avx512.h"
 
 #define LT_SGEMM_MACRO  lt__sgemm_macro_avx512
@@ -14,36 +14,12 @@
 #define LT_SG_OWN_PACK
 #include "kernels/sgemm_simd.h"
 
-/* r[i] (row i, 16 lanes) becomes column i: r[i][j] = old r[j][i]. */
-static inline void transpose16(__m512 r[16]) {
-  __m512 t[16];
-  for (int i = 0; i < 16; i += 2) {
-    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
-    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
-  }
-  for (int i = 0; i < 16; i += 4) {
-    r[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
-    r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xEE);
-    r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
-    r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
-  }
-  for (int h = 0; h < 16; h += 8)
-    for (int i = 0; i < 4; i++) {
-      t[h + i] = _mm512_shuffle_f32x4(r[h + i], r[h + i + 4], 0x88);
-      t[h + i + 4] = _mm512_shuffle_f32x4(r[h + i], r[h + i + 4], 0xDD);
-    }
-  for (int i = 0; i < 8; i++) {
-    r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
-    r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xDD);
-  }
-}
-
 /* 16 columns p .. p+15 of `rows` (<= 16) rows s + r*ld, times scale, as 16
  * vectors (one per column; lanes past `rows` zero). */
 static inline void load_columns(__m512 r[16], const float *s, int64_t ld, int64_t rows, float scale) {
   __m512 k = _mm512_set1_ps(scale);
   for (int i = 0; i < 16; i++) r[i] = i < rows ? _mm512_mul_ps(k, _mm512_loadu_ps(s + i * ld)) : _mm512_setzero_ps();
-  transpose16(r);
+  vtranspose(r);
 }
 
 void LT_SGEMM_PACK_A(const lt__sgemm_args *g, int64_t i0, int64_t mc, int64_t p0, int64_t kc, float *dst) {

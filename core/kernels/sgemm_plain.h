@@ -9,7 +9,7 @@ static inline void sgemm_plain(const lt__sgemm_args *g) {
   for (int64_t i = 0; i < g->m; i++) {
     float *ci = g->c + i * g->ldc;
     for (int64_t j = 0; j < g->n; j++) {
-      float acc = g->beta == 0 ? 0.0f : g->beta == 1 ? ci[j] : g->beta * ci[j];
+      float acc = g->bias ? g->bias[j] : g->beta == 0 ? 0.0f : g->beta == 1 ? ci[j] : g->beta * ci[j];
       for (int64_t p = 0; p < g->k; p++) {
         float a = g->ta ? g->a[p * g->lda + i] : g->a[i * g->lda + p];
         float b = g->tb ? g->b[j * g->ldb + p] : g->b[p * g->ldb + j];

@@ -16,28 +16,34 @@
 
 #define LT_SG_NR (LT_SG_NV * LT_W)
 
-/* One tile of mr (<= MR, a constant here) rows; nr columns through a copy when short. */
+/* One tile of mr (<= MR, a constant here) rows; nr columns through a copy
+ * when short. With a bias the tile's rows are set to it just before the
+ * tile adds to them: in L1, by the thread that reads them back. */
 static inline __attribute__((always_inline)) void sg_tile(const int mr, int64_t nr, int64_t kc, const float *ap,
-                                                          const float *bp, float *c, int64_t ldc, int accumulate) {
+                                                          const float *bp, float *c, int64_t ldc, int accumulate,
+                                                          const float *bias) {
   if (nr == LT_SG_NR) {
-    gt_micro(mr, LT_SG_NV, 1, kc, ap, LT_SG_MR, bp, LT_SG_NR, c, ldc, accumulate);
+    for (int r = 0; r < mr && bias; r++) memcpy(c + r * ldc, bias, LT_SG_NR * sizeof(float));
+    gt_micro(mr, LT_SG_NV, 1, kc, ap, LT_SG_MR, bp, LT_SG_NR, c, ldc, accumulate || bias);
     return;
   }
   float t[LT_SG_MR * LT_SG_NR] __attribute__((aligned(64)));
-  for (int r = 0; r < mr && accumulate; r++) memcpy(t + r * LT_SG_NR, c + r * ldc, (size_t)nr * sizeof(float));
-  gt_micro(mr, LT_SG_NV, 1, kc, ap, LT_SG_MR, bp, LT_SG_NR, t, LT_SG_NR, accumulate);
+  for (int r = 0; r < mr && (accumulate || bias); r++)
+    memcpy(t + r * LT_SG_NR, bias ? bias : c + r * ldc, (size_t)nr * sizeof(float));
+  gt_micro(mr, LT_SG_NV, 1, kc, ap, LT_SG_MR, bp, LT_SG_NR, t, LT_SG_NR, accumulate || bias);
   for (int r = 0; r < mr; r++) memcpy(c + r * ldc, t + r * LT_SG_NR, (size_t)nr * sizeof(float));
 }
 
 /* The last, short row panel: mr rows, each count its own instance of the tile. */
 static void sg_tile_rows(int64_t mr, int64_t nr, int64_t kc, const float *ap, const float *bp, float *c, int64_t ldc,
-                         int accumulate) {
+                         int accumulate, const float *bias) {
   switch (mr) {
 #define SG_CASE(R) \
-  case R: sg_tile(R, nr, kc, ap, bp, c, ldc, accumulate); break;
+  case R: sg_tile(R, nr, kc, ap, bp, c, ldc, accumulate, bias); break;
     SG_CASE(1)
     SG_CASE(2)
-    SG_CASE(3) SG_CASE(4) SG_CASE(5)
+    SG_CASE(3)
+    SG_CASE(4) SG_CASE(5)
 #if LT_SG_MR == 14
         SG_CASE(6) SG_CASE(7) SG_CASE(8) SG_CASE(9) SG_CASE(10) SG_CASE(11) SG_CASE(12) SG_CASE(13)
 #elif LT_SG_MR != 6
@@ -56,16 +62,16 @@ static inline void sg_prefetch_c(const float *c, int64_t ldc, int64_t rows) {
 }
 
 void LT_SGEMM_MACRO(int64_t mc, int64_t nc, int64_t kc, const float *ap, const float *bp, float *c, int64_t ldc,
-                    int accumulate) {
+                    int accumulate, const float *bias) {
   for (int64_t j = 0; j < nc; j += LT_SG_NR) {
     int64_t nr = nc - j < LT_SG_NR ? nc - j : LT_SG_NR;
-    const float *bj = bp + j * kc;
+    const float *bj = bp + j * kc, *biasj = bias ? bias + j : NULL;
     int64_t i = 0;
     for (; i + LT_SG_MR <= mc; i += LT_SG_MR) {
       sg_prefetch_c(c + (i + LT_SG_MR) * ldc + j, ldc, mc - i - LT_SG_MR);
-      sg_tile(LT_SG_MR, nr, kc, ap + i * kc, bj, c + i * ldc + j, ldc, accumulate);
+      sg_tile(LT_SG_MR, nr, kc, ap + i * kc, bj, c + i * ldc + j, ldc, accumulate, biasj);
     }
-    if (i < mc) sg_tile_rows(mc - i, nr, kc, ap + i * kc, bj, c + i * ldc + j, ldc, accumulate);
+    if (i < mc) sg_tile_rows(mc - i, nr, kc, ap + i * kc, bj, c + i * ldc + j, ldc, accumulate, biasj);
   }
 }
 

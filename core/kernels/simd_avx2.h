@@ -11,7 +11,8 @@
  *   nearest, for |a| < 2^22), vabs, vcopysign(mag, sign), vpow2i (2^n for
  *   integral n in [-126, 127]), vlt, vgt, vsel(m, if_true, if_false), vkeep
  *   (an optimisation barrier: the value as computed, not contracted),
- *   vreduce_add (the sum of the lanes).
+ *   vreduce_add (the sum of the lanes), vtranspose (LT_W vectors as the rows
+ *   of a square, transposed in registers).
  * kernels/simd_math.h holds the math written over them (exp, sigmoid, tanh,
  * the normal cdf). */
 #include <immintrin.h>
@@ -53,6 +54,26 @@ static inline float vreduce_add(vf a) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
   s = _mm_add_ps(s, _mm_movehl_ps(s, s));
   return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+}
+/* r[i] (row i, 8 lanes) becomes column i: r[i][j] = old r[j][i]. Pairs of
+ * lanes, then of pairs (within 128-bit halves), then the halves. */
+static inline void vtranspose(vf r[8]) {
+  vf t[8];
+  for (int i = 0; i < 8; i += 2) {
+    t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 8; i += 4) {
+    r[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+    r[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
+    r[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+    r[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+  }
+  for (int i = 0; i < 4; i++) {
+    t[i] = _mm256_permute2f128_ps(r[i], r[i + 4], 0x20);
+    t[i + 4] = _mm256_permute2f128_ps(r[i], r[i + 4], 0x31);
+  }
+  for (int i = 0; i < 8; i++) r[i] = t[i];
 }
 
 #endif

@@ -11,7 +11,8 @@
  *   nearest, for |a| < 2^22), vabs, vcopysign(mag, sign), vpow2i (2^n for
  *   integral n in [-126, 127]), vlt, vgt, vsel(m, if_true, if_false), vkeep
  *   (an optimisation barrier: the value as computed, not contracted),
- *   vreduce_add (the sum of the lanes).
+ *   vreduce_add (the sum of the lanes), vtranspose (LT_W vectors as the rows
+ *   of a square, transposed in registers).
  * kernels/simd_math.h holds the math written over them (exp, sigmoid, tanh,
  * the normal cdf). */
 #include <immintrin.h>
@@ -50,5 +51,30 @@ static inline vf vkeep(vf a) {
 }
 static inline vf vsel(vm m, vf t, vf f) { return _mm512_mask_blend_ps(m, f, t); }
 static inline float vreduce_add(vf a) { return _mm512_reduce_add_ps(a); }
+/* r[i] (row i, 16 lanes) becomes column i: r[i][j] = old r[j][i]. Four
+ * rounds of 16 two-input shuffles: pairs of lanes, then of pairs, then of
+ * 128-bit quarters, then of halves. */
+static inline void vtranspose(vf r[16]) {
+  vf t[16];
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4) {
+    r[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
+    r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xEE);
+    r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+    r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+  }
+  for (int h = 0; h < 16; h += 8)
+    for (int i = 0; i < 4; i++) {
+      t[h + i] = _mm512_shuffle_f32x4(r[h + i], r[h + i + 4], 0x88);
+      t[h + i + 4] = _mm512_shuffle_f32x4(r[h + i], r[h + i + 4], 0xDD);
+    }
+  for (int i = 0; i < 8; i++) {
+    r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
+    r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xDD);
+  }
+}
 
 #endif

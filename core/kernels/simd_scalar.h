@@ -12,7 +12,8 @@
  *   nearest, for |a| < 2^22), vabs, vcopysign(mag, sign), vpow2i (2^n for
  *   integral n in [-126, 127]), vlt, vgt, vsel(m, if_true, if_false), vkeep
  *   (an optimisation barrier: the value as computed, not contracted),
- *   vreduce_add (the sum of the lanes).
+ *   vreduce_add (the sum of the lanes), vtranspose (LT_W vectors as the rows
+ *   of a square, transposed in registers).
  * kernels/simd_math.h holds the math written over them (exp, sigmoid, tanh,
  * the normal cdf). */
 #include <stdint.h>
@@ -60,5 +61,6 @@ static inline vf vkeep(vf a) {
 }
 static inline vf vsel(vm m, vf t, vf f) { return m ? t : f; }
 static inline float vreduce_add(vf a) { return a; }
+static inline void vtranspose(vf r[1]) { (void)r; }
 
 #endif

@@ -79,12 +79,13 @@ static int l_bench_ggemm_wgrad(lua_State *L) {
   return 2;
 }
 
-/* lattice.core.sgemm_with_isa(a, b, isa, {ta, tb, alpha, beta, c, threads})
- * -> alpha op(a) @ op(b) + beta c, the ISA used: lattice's dense sgemm with
- * one ISA and thread count (default: the state's). a is (m, k), or (k, m)
- * with ta; b (k, n), or (n, k) with tb; c (m, n) is not modified. */
+/* lattice.core.sgemm_with_isa(a, b, isa, {ta, tb, alpha, beta, c, bias,
+ * threads}) -> alpha op(a) @ op(b) + beta c (+ bias, each row: with beta
+ * 0), the ISA used: lattice's dense sgemm with one ISA and thread count
+ * (default: the state's). a is (m, k), or (k, m) with ta; b (k, n), or
+ * (n, k) with tb; c (m, n) is not modified; bias (n). */
 static int l_sgemm_with_isa(lua_State *L) {
-  static const char *const allowed[] = {"ta", "tb", "alpha", "beta", "c", "threads", NULL};
+  static const char *const allowed[] = {"ta", "tb", "alpha", "beta", "c", "bias", "threads", NULL};
   lt_l_checkmaxargs(L, 4, "sgemm_with_isa");
   lt_tensor *a0 = lt_l_checktensor(L, 1), *b0 = lt_l_checktensor(L, 2);
   lt_isa isa = check_isa(L, 3, "sgemm_with_isa");
@@ -94,8 +95,9 @@ static int l_sgemm_with_isa(lua_State *L) {
   float alpha = (float)lt_l_optnumberfield(L, 4, "alpha", 1), beta = (float)lt_l_optnumberfield(L, 4, "beta", 0);
   lt_ctx *ctx = lt_l_ctx(L);
   int threads = (int)lt_l_optintegerfield(L, 4, "threads", lt__ctx_threads(ctx));
-  lt_tensor *c0 = NULL;
+  lt_tensor *c0 = NULL, *bias = NULL;
   if (lua_istable(L, 4) && lua_getfield(L, 4, "c") != LUA_TNIL) c0 = lt_l_checktensor(L, -1);
+  if (lua_istable(L, 4) && lua_getfield(L, 4, "bias") != LUA_TNIL) bias = lt_l_checktensor(L, -1);
   if (threads < 1 || threads > 64) return luaL_error(L, "sgemm_with_isa: threads must be in [1, 64], got %d", threads);
   if (a0->ndim != 2 || b0->ndim != 2 || a0->dtype != LT_FLOAT32 || b0->dtype != LT_FLOAT32)
     return luaL_error(L, "sgemm_with_isa: a and b must be 2-D float32 tensors");
@@ -103,6 +105,9 @@ static int l_sgemm_with_isa(lua_State *L) {
   if (b0->shape[tb] != k) return luaL_error(L, "sgemm_with_isa: op(a) and op(b) do not align");
   if (c0 && (c0->ndim != 2 || c0->shape[0] != m || c0->shape[1] != n || c0->dtype != LT_FLOAT32))
     return luaL_error(L, "sgemm_with_isa: c must be a (%d, %d) float32 tensor", (int)m, (int)n);
+  if (bias && (bias->ndim != 1 || bias->shape[0] != n || bias->dtype != LT_FLOAT32 || !lt_tensor_is_contiguous(bias)))
+    return luaL_error(L, "sgemm_with_isa: bias must be a contiguous (%d) float32 tensor", (int)n);
+  if (bias && beta != 0) return luaL_error(L, "sgemm_with_isa: a bias needs beta 0");
   lt_l_tensor *u = lt_l_newtensor(L); /* nothing raises from here on */
   lt_tensor *a = NULL, *b = NULL, *cc = NULL;
   lt_status st = lt_contiguous(ctx, &a, a0);
@@ -123,7 +128,8 @@ static int l_sgemm_with_isa(lua_State *L) {
                         tb ? k : n,
                         beta,
                         lt_tensor_data(u->t),
-                        n};
+                        n,
+                        bias ? lt_tensor_data(bias) : NULL};
     lt__sgemm_with(ctx, isa, threads, &g);
   }
   lt_tensor_release(a), lt_tensor_release(b), lt_tensor_release(cc);
@@ -149,7 +155,7 @@ static int l_bench_lt_sgemm(lua_State *L) {
   if (a && b && c) {
     for (size_t i = 0; i < na; i++) a[i] = (float)((int)(i % 13) - 6) / 8.0f;
     for (size_t i = 0; i < nb; i++) b[i] = (float)((int)(i % 7) - 3) / 4.0f;
-    lt__sgemm_args g = {ta, tb, m, n, k, 1.0f, a, ta ? m : k, b, tb ? k : n, 0.0f, c, n};
+    lt__sgemm_args g = {ta, tb, m, n, k, 1.0f, a, ta ? m : k, b, tb ? k : n, 0.0f, c, n, NULL};
     double t0 = 0;
     for (lua_Integer r = -1; r < reps; r++) { /* round -1 warms up */
       if (r == 0) t0 = lt_now();

@@ -1,7 +1,8 @@
 /* lt__gemm: the contiguous row-major GEMM the layers call (linear,
- * linear_act, quantized matmul). float32 runs lattice's own sgemm
- * (kernels/sgemm.h) with the state's ISA and thread count; float64 goes to
- * OpenBLAS dgemm under the state's thread count (docs/runtime.md). */
+ * linear_act, quantized matmul), and lt__gemm_bias, a linear layer's with
+ * its bias. float32 runs lattice's own sgemm (kernels/sgemm.h) with the
+ * state's ISA and thread count; float64 goes to OpenBLAS dgemm under the
+ * state's thread count (docs/runtime.md). */
 #include <cblas.h>
 #include <string.h>
 #include "kernels/sgemm.h"
@@ -13,7 +14,7 @@ void lt__gemm(lt_ctx *ctx, lt_dtype dt, int ta, int tb, int64_t m, int64_t n, in
   if (m == 0 || n == 0) return;
   int64_t lda = ta ? m : k, ldb = tb ? k : n;
   if (dt != LT_FLOAT64) {
-    lt__sgemm_args g = {ta, tb, m, n, k, 1.0f, a, lda, b, ldb, (float)beta, c, n};
+    lt__sgemm_args g = {ta, tb, m, n, k, 1.0f, a, lda, b, ldb, (float)beta, c, n, NULL};
     lt__sgemm(ctx, &g);
     return;
   }
@@ -25,4 +26,16 @@ void lt__gemm(lt_ctx *ctx, lt_dtype dt, int ta, int tb, int64_t m, int64_t n, in
   cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (int)m, (int)n, (int)k,
               1.0, a, (int)lda, b, (int)ldb, beta, c, (int)n);
   lt__blas_end();
+}
+
+void lt__gemm_bias(lt_ctx *ctx, lt_dtype dt, int64_t m, int64_t n, int64_t k, const void *x, const void *w,
+                   const void *bias, void *c) {
+  if (m == 0 || n == 0) return;
+  if (dt != LT_FLOAT64) {
+    lt__sgemm_args g = {0, 1, m, n, k, 1.0f, x, k, w, k, 0.0f, c, n, bias};
+    lt__sgemm(ctx, &g);
+    return;
+  }
+  for (int64_t r = 0; bias && r < m; r++) memcpy((double *)c + r * n, bias, (size_t)n * sizeof(double));
+  lt__gemm(ctx, dt, 0, 1, m, n, k, x, w, bias ? 1.0 : 0.0, c);
 }

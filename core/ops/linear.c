@@ -1,8 +1,8 @@
 /* The fused affine map behind nn.Linear, in the MLX/PyTorch weight layout.
  *   x (..., in), weight (out, in), bias (out) or NULL -> y (..., out)
  *   y = x @ weight^T + bias
- * The leading axes of x are rows of one GEMM; the bias is written into y first
- * and the GEMM adds onto it (beta = 1), so no second pass over y. Backward:
+ * The leading axes of x are rows of one GEMM; the bias is where the GEMM's
+ * sums start (lt__gemm_bias), so no pass over y of its own. Backward:
  *   dx = g @ weight,  dweight = g^T @ x (one GEMM summing over all rows),
  *   dbias = the column sums of g.
  * float32, float16 and bfloat16 compute through sgemm (16-bit inputs staged to
@@ -20,12 +20,6 @@ static lt_dtype compute_dtype(const lt_tensor *x, const lt_tensor *w, const lt_t
 
 static lt_dtype result_dtype(const lt_tensor *x, const lt_tensor *w, lt_dtype cdt) {
   return cdt == LT_FLOAT32 && x->dtype == w->dtype ? x->dtype : cdt;
-}
-
-/* Each of the m rows of y (m, n) set to b (n). */
-static void fill_rows(const lt_ctx *ctx, void *y, const void *b, int64_t m, int64_t n, size_t es) {
-  int threads = m * n >= LT_GRAIN ? lt__ctx_threads(ctx) : 1;
-  LT_PARALLEL_FOR(threads, r, m, { memcpy((char *)y + r * n * (int64_t)es, b, (size_t)n * es); });
 }
 
 /* ---- argument checks ---- */
@@ -120,10 +114,9 @@ static lt_status compute(lt_ctx *ctx, lt_tensor *y, lt_tensor *x, lt_tensor *w, 
   lt_status st = lt__as_contig(ctx, &xs, x, cdt);
   if (!st) st = lt__as_contig(ctx, &ws, w, cdt);
   if (!st && b) st = lt__as_contig(ctx, &bs, b, cdt);
-  if (!st) {
-    if (bs) fill_rows(ctx, lt_tensor_data(y), lt_tensor_data(bs), rows, out, lt_dtype_info(cdt)->size);
-    lt__gemm(ctx, cdt, 0, 1, rows, out, in, lt_tensor_data(xs), lt_tensor_data(ws), bs ? 1.0 : 0.0, lt_tensor_data(y));
-  }
+  if (!st)
+    lt__gemm_bias(ctx, cdt, rows, out, in, lt_tensor_data(xs), lt_tensor_data(ws), bs ? lt_tensor_data(bs) : NULL,
+                  lt_tensor_data(y));
   lt_tensor_release(xs), lt_tensor_release(ws), lt_tensor_release(bs);
   return st;
 }

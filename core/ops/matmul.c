@@ -107,8 +107,9 @@ static void gemm(lt_ctx *ctx, lt_dtype cdt, const operand *a, const operand *b, 
                 (int)b->ld, 0.0, (double *)out + oc, (int)n);
     return;
   }
-  lt__sgemm_args g = {a->trans, b->trans,          m, n, k, 1.0f, lt__f32(a->t) + oa, a->ld, lt__f32(b->t) + ob, b->ld,
-                      0.0f,     (float *)out + oc, n};
+  lt__sgemm_args g = {
+      a->trans, b->trans,          m, n,   k, 1.0f, lt__f32(a->t) + oa, a->ld, lt__f32(b->t) + ob, b->ld,
+      0.0f,     (float *)out + oc, n, NULL};
   lt__sgemm(ctx, &g);
 }
 
@@ -161,7 +162,8 @@ static int sgemm_batch(lt_ctx *ctx, void *out, const operand *a, const operand *
                               b->ld,
                               0.0f,
                               (float *)out + bi * p->m * p->n,
-                              p->n};
+                              p->n,
+                              NULL};
   }
   lt__sgemm_batch(ctx, gs, p->nbatch);
   lt_ctx_free(ctx, gs, bytes);

@@ -91,11 +91,6 @@ typedef struct dims {
   int64_t rows, k, n, m; /* m: y's width */
 } dims;
 
-/* Each of the m rows of h (m, n) set to b (n). */
-static void fill_rows(void *h, const void *b, int64_t m, int64_t n, size_t es) {
-  for (int64_t r = 0; r < m; r++) memcpy((char *)h + r * n * (int64_t)es, b, (size_t)n * es);
-}
-
 /* y = act(x w^T + b) block by block; h is the saved pre-activation (rows, n)
  * or NULL, scratch one block of it. */
 static void forward_blocks(lt_ctx *ctx, lt_linear_act_op op, lt_dtype dt, const dims *d, const void *x, const void *w,
@@ -104,8 +99,7 @@ static void forward_blocks(lt_ctx *ctx, lt_linear_act_op op, lt_dtype dt, const 
   for (int64_t r0 = 0; r0 < d->rows; r0 += br) {
     int64_t m = d->rows - r0 < br ? d->rows - r0 : br;
     char *blk = h ? (char *)h + r0 * d->n * (int64_t)es : scratch;
-    if (b) fill_rows(blk, b, m, d->n, es);
-    lt__gemm(ctx, dt, 0, 1, m, d->n, d->k, (const char *)x + r0 * d->k * (int64_t)es, w, b ? 1.0 : 0.0, blk);
+    lt__gemm_bias(ctx, dt, m, d->n, d->k, (const char *)x + r0 * d->k * (int64_t)es, w, b, blk);
     char *yb = (char *)y + r0 * d->m * (int64_t)es;
     if (dt == LT_FLOAT64)
       act_f64(ctx, op, (double *)yb, (const double *)blk, m, d->n);
