@@ -14,4 +14,5 @@ static inline vf vlookup(vt t, vi idx) { return _mm512_permutexvar_ps(idx, t); }
 
 #define LT_QKERNELS lt__qkernels_avx512
 #define LT_QMR      8
+#define LT_QINT8    lt__qi8_tiles_avx512
 #include "quant/kernels_simd.h"
