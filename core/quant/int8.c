@@ -75,8 +75,9 @@ lt_status lt__qmatmul_int8(lt_ctx *ctx, const lt__qkernels *kt, const lt__qmat *
   int8_t *xq = (int8_t *)(own + pbytes);
   float *d = (float *)(own + pbytes + xbytes), *xs = d + m * groups;
   int threads = threads_for(ctx, m * in);
-  LT_PARALLEL_FOR(threads, i, m,
-                  { lt__qi8_quantize_row(x + i * in, in, q->group_size, i, xq, d + i * groups, xs + i * groups); });
+  void (*quantize)(const float *, int64_t, int, int64_t, int8_t *, float *, float *) =
+      kt->int8_quantize_row ? kt->int8_quantize_row : lt__qi8_quantize_row;
+  LT_PARALLEL_FOR(threads, i, m, { quantize(x + i * in, in, q->group_size, i, xq, d + i * groups, xs + i * groups); });
   if (!pack) {
     LT_PARALLEL_FOR(threads_for(ctx, q->rows * in), t, tiles, { lt__qi8_pack(q, own, t, t + 1); });
     pack = own;

@@ -6,6 +6,7 @@
  * through the float epilogue that the _ref kernel computes element by
  * element, in the same order, so the results are the same bits.
  * Without VNNI (AVX-512 before Cascade Lake) the AVX2 kernel runs. */
+#include <math.h>
 #include "quant/internal.h"
 #include <immintrin.h>
 
@@ -115,4 +116,37 @@ void lt__qi8_tiles_avx512(const lt__qmat *q, const uint8_t *pack, const lt__qi8x
     tiles_vnni(q, pack, x, y, t0, t1);
   else
     lt__qi8_tiles_avx2(q, pack, x, y, t0, t1); /* every AVX-512 CPU has AVX2 */
+}
+
+/* lt__qi8_quantize_row 16 values at a time: the same operations (max of
+ * |x|, one division, x * inv rounded to nearest even by vcvtps2dq, the clamp,
+ * the integer sum), so the same codes, steps and sums. */
+void lt__qi8_quantize_row_avx512(const float *x, int64_t in, int gs, int64_t i, int8_t *q, float *d, float *xs) {
+  const __m512 inf = _mm512_set1_ps(INFINITY);
+  int8_t *row = q + lt__qi8x_index(in, i, 0);
+  for (int64_t g = 0; g < in / gs; g++) {
+    const float *xg = x + g * gs;
+    __m512 amax = _mm512_setzero_ps();
+    __mmask16 bad = 0;
+    for (int k = 0; k < gs; k += 16) {
+      __m512 a = _mm512_abs_ps(_mm512_loadu_ps(xg + k));
+      bad |= _mm512_cmp_ps_mask(a, inf, _CMP_NLT_UQ); /* an infinity or NaN */
+      amax = _mm512_max_ps(amax, a);
+    }
+    float m = _mm512_reduce_max_ps(amax);
+    int finite = bad == 0;
+    __m512 inv = _mm512_set1_ps(m > 0 && finite ? 127.0f / m : 0.0f);
+    __m512i sum = _mm512_setzero_si512(), lo = _mm512_set1_epi32(-127), hi = _mm512_set1_epi32(127);
+    for (int k = 0; k < gs; k += 16) {
+      __m512i v = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(xg + k), inv));
+      v = _mm512_min_epi32(_mm512_max_epi32(v, lo), hi);
+      sum = _mm512_add_epi32(sum, v);
+      int8_t codes[16];
+      _mm_storeu_si128((__m128i *)codes, _mm512_cvtepi32_epi8(v));
+      for (int c = 0; c < 4; c++)
+        memcpy(row + (g * gs + k) / 4 * 4 * LT_QI8_ROWS + c * 4 * LT_QI8_ROWS, codes + 4 * c, 4);
+    }
+    d[g] = finite ? m / 127.0f : NAN;
+    xs[g] = d[g] * (float)_mm512_reduce_add_epi32(sum);
+  }
 }

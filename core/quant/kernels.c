@@ -126,7 +126,8 @@ static void int8_tiles_ref(const lt__qmat *q, const uint8_t *pack, const lt__qi8
     }
 }
 
-const lt__qkernels lt__qkernels_ref = {1, dequant_panel_ref, dot_ref, NULL, dot_t_ref, matvec_ref, int8_tiles_ref};
+const lt__qkernels lt__qkernels_ref = {1,         dequant_panel_ref, dot_ref,        NULL,
+                                       dot_t_ref, matvec_ref,        int8_tiles_ref, NULL};
 
 const lt__qkernels *lt__qkernels_for(lt_isa isa, lt_isa *used) {
   lt_isa best = lt_cpu_isa();
