@@ -7,6 +7,7 @@
  * the float epilogue is its steps in its order: the same bits.
  * A pack vector of 16 outputs is two halves of 8 here, done one after the
  * other so that 4 rows of x fit AVX2's 16 registers. */
+#include <math.h>
 #include "quant/internal.h"
 #include <immintrin.h>
 
@@ -102,5 +103,40 @@ void lt__qi8_tiles_avx2(const lt__qmat *q, const uint8_t *pack, const lt__qi8x *
   case 8032: tiles_typed(8, 32, q, pack, x, y, t0, t1); break;
   case 8064: tiles_typed(8, 64, q, pack, x, y, t0, t1); break;
   default: tiles_typed(8, 128, q, pack, x, y, t0, t1); break;
+  }
+}
+
+/* lt__qi8_quantize_row 8 values at a time, as int8_avx512.c's quantizer: the
+ * same operations, so the same codes, steps and sums. */
+void lt__qi8_quantize_row_avx2(const float *x, int64_t in, int gs, int64_t i, int8_t *q, float *d, float *xs) {
+  const __m256 inf = _mm256_set1_ps(INFINITY), sign = _mm256_set1_ps(-0.0f);
+  int8_t *row = q + lt__qi8x_index(in, i, 0);
+  for (int64_t g = 0; g < in / gs; g++) {
+    const float *xg = x + g * gs;
+    __m256 amax = _mm256_setzero_ps(), bad = _mm256_setzero_ps();
+    for (int k = 0; k < gs; k += 8) {
+      __m256 a = _mm256_andnot_ps(sign, _mm256_loadu_ps(xg + k));
+      bad = _mm256_or_ps(bad, _mm256_cmp_ps(a, inf, _CMP_NLT_UQ)); /* an infinity or NaN */
+      amax = _mm256_max_ps(amax, a);
+    }
+    float lanes[8], m = 0;
+    _mm256_storeu_ps(lanes, amax);
+    for (int l = 0; l < 8; l++) m = lanes[l] > m ? lanes[l] : m;
+    int finite = _mm256_movemask_ps(bad) == 0;
+    __m256 inv = _mm256_set1_ps(m > 0 && finite ? 127.0f / m : 0.0f);
+    const __m256i lo = _mm256_set1_epi32(-127), hi = _mm256_set1_epi32(127);
+    int32_t sum = 0;
+    for (int k = 0; k < gs; k += 8) {
+      __m256i v = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(xg + k), inv));
+      int32_t c[8];
+      _mm256_storeu_si256((__m256i *)c, _mm256_min_epi32(_mm256_max_epi32(v, lo), hi));
+      for (int l = 0; l < 8; l++) {
+        int64_t kk = g * gs + k + l;
+        row[kk / 4 * 4 * LT_QI8_ROWS + kk % 4] = (int8_t)c[l];
+        sum += c[l];
+      }
+    }
+    d[g] = finite ? m / 127.0f : NAN;
+    xs[g] = d[g] * (float)sum;
   }
 }

@@ -34,9 +34,11 @@ static inline __attribute__((always_inline)) VNNI void tile_rows(int bits, int64
 #pragma GCC unroll 8
   for (int i = 0; i < mr; i++) acc[i] = _mm512_setzero_ps();
   for (int64_t g = 0; g < groups; g++) {
-    __m512i sum[8];
+    /* two sums a row (low and high nibbles, or even and odd quads): 16
+     * independent chains hide vpdpbusd's latency at two a cycle */
+    __m512i sum[8], sum2[8];
 #pragma GCC unroll 8
-    for (int i = 0; i < mr; i++) sum[i] = _mm512_setzero_si512();
+    for (int i = 0; i < mr; i++) sum[i] = sum2[i] = _mm512_setzero_si512();
     const int8_t *xg = xq + g * gs * LT_QI8_ROWS;
     if (bits == 4) {
 #pragma GCC unroll 16
@@ -46,17 +48,22 @@ static inline __attribute__((always_inline)) VNNI void tile_rows(int bits, int64
 #pragma GCC unroll 8
         for (int i = 0; i < mr; i++) {
           sum[i] = _mm512_dpbusd_epi32(sum[i], lo, quad(xg + 64 * j + 4 * i));
-          sum[i] = _mm512_dpbusd_epi32(sum[i], hi, quad(xg + 64 * j + 32 + 4 * i));
+          sum2[i] = _mm512_dpbusd_epi32(sum2[i], hi, quad(xg + 64 * j + 32 + 4 * i));
         }
       }
     } else {
 #pragma GCC unroll 32
-      for (int64_t j = 0; j < gs / 4; j++) {
-        __m512i v = _mm512_load_si512(p + 64 * j);
+      for (int64_t j = 0; j < gs / 4; j += 2) {
+        __m512i v = _mm512_load_si512(p + 64 * j), v2 = _mm512_load_si512(p + 64 * j + 64);
 #pragma GCC unroll 8
-        for (int i = 0; i < mr; i++) sum[i] = _mm512_dpbusd_epi32(sum[i], v, quad(xg + 32 * j + 4 * i));
+        for (int i = 0; i < mr; i++) {
+          sum[i] = _mm512_dpbusd_epi32(sum[i], v, quad(xg + 32 * j + 4 * i));
+          sum2[i] = _mm512_dpbusd_epi32(sum2[i], v2, quad(xg + 32 * j + 32 + 4 * i));
+        }
       }
     }
+#pragma GCC unroll 8
+    for (int i = 0; i < mr; i++) sum[i] = _mm512_add_epi32(sum[i], sum2[i]);
     p += 16 * gs * bits / 8;
     __m512 s = _mm512_load_ps((const float *)p), b = _mm512_load_ps((const float *)p + LT_QI8_TILE);
     p += 2 * LT_QI8_TILE * 4;

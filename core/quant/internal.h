@@ -195,6 +195,7 @@ extern const lt__qkernels lt__qkernels_ref;
  * int8_avx2.c: the same integers with vpmaddubsw and vpmaddwd. */
 void lt__qi8_tiles_avx2(const lt__qmat *q, const uint8_t *pack, const lt__qi8x *x, float *y, int64_t t0, int64_t t1);
 void lt__qi8_tiles_avx512(const lt__qmat *q, const uint8_t *pack, const lt__qi8x *x, float *y, int64_t t0, int64_t t1);
+void lt__qi8_quantize_row_avx2(const float *x, int64_t in, int gs, int64_t i, int8_t *q, float *d, float *xs);
 void lt__qi8_quantize_row_avx512(const float *x, int64_t in, int gs, int64_t i, int8_t *q, float *d, float *xs);
 extern const lt__qkernels lt__qkernels_avx2;
 extern const lt__qkernels lt__qkernels_avx512;

@@ -23,5 +23,5 @@ static inline vf vlookup(vt t, vi idx) {
 #define LT_QKERNELS       lt__qkernels_avx2
 #define LT_QMR            4
 #define LT_QINT8          lt__qi8_tiles_avx2
-#define LT_QINT8_QUANTIZE NULL
+#define LT_QINT8_QUANTIZE lt__qi8_quantize_row_avx2
 #include "quant/kernels_simd.h"

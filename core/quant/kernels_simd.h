@@ -11,7 +11,7 @@
  * LT_QKERNELS names the table to define, LT_QMR the rows of x a register
  * tile holds (8 with AVX-512's 32 registers, 4 with AVX2's 16), LT_QINT8 its
  * int8-activation kernel (int8_avx2.c, int8_avx512.c) and LT_QINT8_QUANTIZE
- * its quantizer of x (NULL: the portable one). What each kernel computes is in
+ * its quantizer of x. What each kernel computes is in
  * quant/internal.h; the panel order there is what lets a 16-byte run of
  * codes unpack by shifts alone. */
 #include "kernels/simd_math.h"

@@ -1,7 +1,9 @@
 /* linear with a quantized weight (MLX's quantized_matmul with transpose):
  *   x (..., in), W (out, in) quantized, bias (out) or NULL -> y (..., out)
  *   y = x @ W^T + bias
- * Backward: dx = g @ W, computed a tile of W at a time (quant/matmul.c);
+ * lt_quant_linear_int8 is the same with x rounded to int8 for two rows or
+ * more (quant/int8.c), lt_quant_pack_int8 the pack its kernel reads.
+ * Backward (both): dx = g @ W, computed a tile of W at a time (quant/matmul.c);
  * dbias = the column sums of g. W takes no gradient: a tracked part of it is
  * an error, so a model with an unfrozen quantized layer says so at once
  * instead of training nothing. */
