@@ -60,6 +60,8 @@ void lt__qi8_pack(const lt__qmat *q, uint8_t *dst, int64_t t0, int64_t t1) {
 
 static int threads_for(const lt_ctx *ctx, int64_t work) { return work >= LT_GRAIN ? lt__ctx_threads(ctx) : 1; }
 
+/* Values of x from which its quantization runs on every thread. */
+#define QUANTIZE_GRAIN (1 << 20)
 /* Tiles per parallel task: enough work to be worth a thread's start. */
 #define TILES_PER_TASK 4
 
@@ -74,7 +76,10 @@ lt_status lt__qmatmul_int8(lt_ctx *ctx, const lt__qkernels *kt, const lt__qmat *
   uint8_t *own = lt__workspace_slice(&ws, 0);
   int8_t *xq = (int8_t *)(own + pbytes);
   float *d = (float *)(own + pbytes + xbytes), *xs = d + m * groups;
-  int threads = threads_for(ctx, m * in);
+  /* the quantization is a few microseconds per 10^4 values: one more
+   * parallel region (a barrier that waits on a descheduled thread on a busy
+   * machine) only pays for large batches */
+  int threads = m * in >= QUANTIZE_GRAIN ? lt__ctx_threads(ctx) : 1;
   void (*quantize)(const float *, int64_t, int, int64_t, int8_t *, float *, float *) =
       kt->int8_quantize_row ? kt->int8_quantize_row : lt__qi8_quantize_row;
   LT_PARALLEL_FOR(threads, i, m, { quantize(x + i * in, in, q->group_size, i, xq, d + i * groups, xs + i * groups); });
