@@ -91,7 +91,7 @@ lt_status lt__qmatmul_int8(lt_ctx *ctx, const lt__qkernels *kt, const lt__qmat *
   void (*kernel)(const lt__qmat *, const uint8_t *, const lt__qi8x *, float *, int64_t, int64_t) =
       kt->int8_tiles ? kt->int8_tiles : lt__qkernels_ref.int8_tiles;
   int64_t tasks = (tiles + TILES_PER_TASK - 1) / TILES_PER_TASK;
-  LT_PARALLEL_FOR(threads_for(ctx, m * q->rows * in / 16), t, tasks, {
+  LT_PARALLEL_FOR_DYNAMIC(threads_for(ctx, m * q->rows * in / 16), t, tasks, {
     int64_t t1 = (t + 1) * TILES_PER_TASK < tiles ? (t + 1) * TILES_PER_TASK : tiles;
     kernel(q, pack, &xa, y, t * TILES_PER_TASK, t1);
   });
