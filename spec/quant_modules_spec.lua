@@ -1,7 +1,8 @@
 -- The quantized modules (lua/lattice/nn/quantized.lua, core/lua/nn_quant.c)
 -- and quantize_model / dequantize_model (lua/lattice/quantize.lua): every
 -- module against its float source on the same input within the bound the
--- weight's quantization error gives, frozen parts with gradients to the
+-- weight's quantization error gives, QuantizedLinear's int8 activations in
+-- eval mode, frozen parts with gradients to the
 -- input, whole models quantized in place (bytes by the expected factor; a
 -- LanguageModel's logits within the quantization error, cached decoding),
 -- saved and loaded under MLX's names, a checkpoint written as MLX writes one,
@@ -10,6 +11,7 @@ local lattice = require "lattice"
 local nn = lattice.nn
 local ref = require "support.reference"
 local qref = require "support.quant_reference"
+local core = require "lattice.core" -- quant_linear_int8, quant_pack_int8: the int8 product the modules use in eval mode
 
 local f32, weighted = qref.f32, ref.weighted
 
@@ -72,6 +74,38 @@ describe("QuantizedLinear", function()
       assert.are.same(lattice.linear(x, ql:quantized_weight(), ql.bias):tolist(), yq)
     end
     assert(worst[1] < worst[2] / 8 and worst[2] < worst[3], "more bits, smaller error")
+  end)
+
+  it("in eval mode computes a batch with int8 activations from a pack it keeps until a part changes", function()
+    local ql = nn.QuantizedLinear.from_linear(lin, { bits = 4, group_size = 64 })
+    local function int8_of(m, xx) return core.quant_linear_int8(xx, m:quantized_weight(), nil, m.bias):tolist() end
+    local float = ql(x):tolist()
+    assert.are.same(lattice.linear(x, ql:quantized_weight(), ql.bias):tolist(), float)
+    assert.is_nil(ql._int8_pack) -- training mode: the float product, no pack
+    ql:eval()
+    local before = lattice.memory_stats().in_use
+    assert.are.same(int8_of(ql, x), ql(x):tolist())
+    local pack = ql._int8_pack.pack
+    assert.are.same(core.quant_pack_int8(ql:quantized_weight()):tolist(), pack:tolist())
+    assert(lattice.memory_stats().in_use >= before + pack.size, "the pack's bytes are the context's")
+    ql(x)
+    assert.equal(pack, ql._int8_pack.pack)
+    -- one row: the matrix-vector kernel, as in training mode
+    local x1 = x:slice(1, 1, 1)
+    assert.are.same(lattice.linear(x1, ql:quantized_weight(), ql.bias):tolist(), ql(x1):tolist())
+    -- new parts: a new pack
+    local other = nn.QuantizedLinear.from_linear(linear_from(normal_rows(24, 256, 7, 0.1)), { bits = 4, group_size = 64 })
+    ql.weight, ql.scales, ql.biases = other.weight, other.scales, other.biases
+    assert.are.same(int8_of(ql, x), ql(x):tolist())
+    assert.are_not.equal(pack, ql._int8_pack.pack)
+    ql:train()
+    assert.are.same(lattice.linear(x, ql:quantized_weight(), ql.bias):tolist(), ql(x):tolist())
+    -- 2 bits have no int8 kernel: the float product in eval mode too
+    local q2 = nn.QuantizedLinear.from_linear(lin, { bits = 2, group_size = 32 })
+    local y2 = q2(x):tolist()
+    q2:eval()
+    assert.are.same(y2, q2(x):tolist())
+    assert.is_nil(q2._int8_pack)
   end)
 
   it("comes from linear:to_quantized, keeps the bias and prints its configuration", function()

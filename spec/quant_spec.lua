@@ -2,11 +2,13 @@
 -- plain-Lua transcription of MLX's affine quantize (codes, scales and biases
 -- bit for bit), the packed layout on hand-made weights, the round-trip error
 -- bound, lattice.linear with a QuantizedWeight against dequantize-then-matmul
--- for every ISA and every path (matrix-vector, tiles, blas), the input
+-- for every ISA and every path (matrix-vector, tiles, blas), the int8-
+-- activation product against its plain-Lua transcription (every ISA the same
+-- bits) and against dequantize-then-matmul within its stated bound, the input
 -- gradient tile by tile, mxfp8 / nvfp4 round trips on hand cases and against
 -- a reference written from the formats' definitions, and every bad input.
 local lattice = require "lattice"
-local core = require "lattice.core" -- quant_linear_with_isa, quant_linear_grad_with_isa: test hooks
+local core = require "lattice.core" -- quant_linear_with_isa, quant_linear_grad_with_isa, quant_*_int8: test hooks
 local gradcheck = require "support.gradcheck"
 local ref = require "support.reference"
 local qref = require "support.quant_reference"
@@ -336,6 +338,145 @@ describe("the input gradient through a QuantizedWeight", function()
     local gq = lattice.grad(function(x_) return weighted(lattice.linear(x_, qw)) end)(x)
     local gd = lattice.grad(function(x_) return weighted(lattice.linear(x_, w)) end)(x)
     ref.assert_close(gq:tolist(), gd:tolist(), 1e-5)
+  end)
+end)
+
+describe("linear with int8 activations", function()
+  -- M rows: 1, 3, 9 and 17 (the 8-row register tiles and their remainders);
+  -- N not a multiple of the pack's 16 outputs; every group size.
+  local shapes = { { 1, 53, 256 }, { 3, 7, 256 }, { 9, 50, 128 }, { 17, 33, 384 } }
+  local configs = { { bits = 4, group_size = 32 }, { bits = 4, group_size = 64 }, { bits = 4, group_size = 128 },
+    { bits = 8, group_size = 32 }, { bits = 8, group_size = 64 }, { bits = 8, group_size = 128 } }
+
+  it("is the plain-Lua int8 product on every ISA, the same bits on all of them", function()
+    for si, sh in ipairs(shapes) do
+      local m, n, k = sh[1], sh[2], sh[3]
+      for ci, c in ipairs(configs) do
+        local qw = lattice.quantize_weight(lattice.array(normal_rows(n, k, si * 10 + ci)), c)
+        local x = lattice.array(normal_rows(m, k, 70 + si))
+        local want, bound = qref.int8_linear(x:tolist(), qw)
+        local base = core.quant_linear_with_isa(x, qw, nil, "scalar", "int8"):tolist()
+        assert_within(base, want, bound, ("scalar bits %d group %d"):format(c.bits, c.group_size))
+        for _, isa in ipairs({ "avx2", "avx512" }) do
+          assert.are.same(base, core.quant_linear_with_isa(x, qw, nil, isa, "int8"):tolist())
+        end
+      end
+    end
+  end)
+
+  it("reads float16 and bfloat16 scales and biases", function()
+    for _, dt in ipairs({ "float16", "bfloat16" }) do
+      local qw = lattice.quantize_weight(lattice.array(normal_rows(21, 192, 5)):astype(dt), { bits = 4, group_size = 64 })
+      local x = lattice.array(normal_rows(10, 192, 6))
+      local want, bound = qref.int8_linear(x:tolist(), qw)
+      for _, isa in ipairs(ISAS) do
+        assert_within(core.quant_linear_with_isa(x, qw, nil, isa, "int8"):tolist(), want, bound, dt .. " " .. isa)
+      end
+    end
+  end)
+
+  -- |x_k - d xi_k| <= d (1/2 + 3 * 127 * 2^-24) < 0.50003 d: the rounding to
+  -- the nearest code, and the three float32 roundings in inv, x * inv and d
+  -- (docs/quantization.md). So each output is within sum over groups of
+  -- 0.50003 d sum |w_k| of the float product, plus the roundings of both.
+  it("is dequantize-then-matmul within the int8 rounding's bound", function()
+    for si, sh in ipairs(shapes) do
+      local m, n, k = sh[1], sh[2], sh[3]
+      for ci, c in ipairs(configs) do
+        local qw = lattice.quantize_weight(lattice.array(normal_rows(n, k, si * 10 + ci)), c)
+        local x = lattice.array(normal_rows(m, k, 70 + si))
+        local b = lattice.array(normal_rows(1, n, 9)[1])
+        local w, xs, bs = float32_values(qw):tolist(), x:tolist(), b:tolist()
+        local _, eps, xq = qref.int8_linear(xs, qw)
+        local got = core.quant_linear_int8(x, qw, nil, b):tolist()
+        local gs = c.group_size
+        for i = 1, m do
+          for j = 1, n do
+            local want, bound, mag = bs[j], eps[i][j], 0
+            for kk = 1, k do
+              local g = (kk - 1) // gs + 1
+              want = want + w[j][kk] * xs[i][kk]
+              bound = bound + 0.50003 * xq[i].d[g] * math.abs(w[j][kk])
+              mag = mag + math.abs(w[j][kk] * xs[i][kk])
+            end
+            bound = bound + product_bound(k, mag) + 2 ^ -24 * math.abs(want)
+            local e = math.abs(got[i][j] - want)
+            assert(e <= bound, ("[%d][%d]: got %.9g, want %.9g (bound %.3g)"):format(i, j, got[i][j], want, bound))
+          end
+        end
+      end
+    end
+  end)
+
+  it("keeps one row on the matrix-vector kernel, and mxfp8, nvfp4 and 2 bits on the float product", function()
+    local qw = lattice.quantize_weight(lattice.array(normal_rows(40, 256, 3)), { bits = 4, group_size = 64 })
+    local x1 = lattice.array(normal_rows(1, 256, 4))
+    assert.are.same(lattice.linear(x1, qw):tolist(), core.quant_linear_int8(x1, qw):tolist())
+    local x = lattice.array(normal_rows(5, 256, 4))
+    assert.are.same(core.quant_linear_with_isa(x, qw, nil, "avx512", "int8"):tolist(), core.quant_linear_int8(x, qw):tolist())
+    for _, c in ipairs({ { bits = 2, group_size = 64 }, { mode = "mxfp8" }, { mode = "nvfp4" } }) do
+      local q = lattice.quantize_weight(lattice.array(normal_rows(40, 256, 3)), c)
+      assert.are.same(lattice.linear(x, q):tolist(), core.quant_linear_with_isa(x, q, nil, "avx512", "int8"):tolist())
+    end
+  end)
+
+  it("uses a pack made once as a pack made for the call", function()
+    local qw = lattice.quantize_weight(lattice.array(normal_rows(70, 128, 8)), { bits = 8, group_size = 32 })
+    local pack = core.quant_pack_int8(qw)
+    -- 5 tiles of 16 outputs, 4 groups of (16 x 32 codes + 16 scales + 16 biases)
+    assert.are.same({ 5 * 4 * (16 * 32 + 128) }, pack.shape)
+    assert.equal("uint8", pack.dtype)
+    local x = lattice.array(normal_rows(6, 128, 9))
+    assert.are.same(core.quant_linear_int8(x, qw):tolist(), core.quant_linear_int8(x, qw, pack):tolist())
+  end)
+
+  it("gives NaN for a group holding NaN or an infinity, zeros for a zero group", function()
+    local qw = lattice.quantize_weight(lattice.array(normal_rows(16, 64, 1)), { bits = 4, group_size = 32 })
+    local rows = normal_rows(3, 64, 2)
+    rows[1][5], rows[2][40] = 0 / 0, math.huge
+    for k = 1, 64 do rows[3][k] = 0 end
+    local y = core.quant_linear_int8(lattice.array(rows), qw):tolist()
+    for j = 1, 16 do
+      assert(y[1][j] ~= y[1][j] and y[2][j] ~= y[2][j], "NaN")
+      assert.equal(0, y[3][j])
+    end
+  end)
+
+  it("gives the same result on 1 and 2 threads", function()
+    local qw = lattice.quantize_weight(lattice.array(normal_rows(512, 1024, 6)), { bits = 4, group_size = 64 })
+    local x = lattice.array(normal_rows(8, 1024, 1))
+    local before = lattice.num_threads()
+    lattice.set_num_threads(1)
+    local one = core.quant_linear_int8(x, qw):tolist()
+    lattice.set_num_threads(2)
+    local two = core.quant_linear_int8(x, qw):tolist()
+    lattice.set_num_threads(before)
+    assert.are.same(one, two)
+  end)
+
+  it("takes the float product's gradient: the rounding passes straight through", function()
+    local qw = lattice.quantize_weight(lattice.array(normal_rows(7, 128, 3)), { bits = 8, group_size = 64 })
+    local x = lattice.array(normal_rows(4, 128, 9))
+    local gi = lattice.grad(function(x_) return weighted(core.quant_linear_int8(x_, qw)) end)(x)
+    local gf = lattice.grad(function(x_) return weighted(lattice.linear(x_, qw)) end)(x)
+    assert.are.same(gf:tolist(), gi:tolist())
+  end)
+
+  it("rejects weights it cannot take and packs that do not fit", function()
+    local q2 = lattice.quantize_weight(lattice.zeros({ 4, 64 }), { bits = 2, group_size = 32 })
+    assert.has_error(function() core.quant_pack_int8(q2) end,
+      "pack_int8: int8 activations need an affine 4- or 8-bit weight, got affine with 2 bits")
+    local fp = lattice.quantize_weight(lattice.zeros({ 4, 64 }), { mode = "mxfp8" })
+    assert.has_error(function() core.quant_linear_int8(lattice.zeros({ 2, 64 }), fp) end,
+      "linear: int8 activations need an affine 4- or 8-bit weight, got mxfp8 with 8 bits")
+    local qw = lattice.quantize_weight(lattice.zeros({ 4, 64 }), { bits = 4, group_size = 32 })
+    local other = core.quant_pack_int8(lattice.quantize_weight(lattice.zeros({ 40, 64 }), { bits = 4, group_size = 32 }))
+    for _, bad in ipairs({ other, lattice.zeros({ 2, 16 }, "uint8"), lattice.zeros({ core.quant_pack_int8(qw).shape[1] }) }) do
+      assert.has_error(function() core.quant_linear_int8(lattice.zeros({ 2, 64 }), qw, bad) end,
+        "linear: the int8 pack does not fit the weight (make it with pack_int8)")
+    end
+    assert.has_error(function() core.quant_linear_int8(lattice.zeros({ 2, 32 }), qw) end,
+      "linear: weight has 64 input features, x has 32")
   end)
 end)
 

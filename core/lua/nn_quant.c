@@ -73,12 +73,56 @@ static int linear_output(lua_State *L, lt_status st) {
   return 1;
 }
 
+/* The int8 pack of the module's weight (lt_quant_pack_int8), made on first
+ * use and kept in the private field _int8_pack = {pack =, weight =, scales =,
+ * biases =} beside the parts it was made from; those are held there, so
+ * they stay alive and a replaced part is seen as a different object, and
+ * the pack is made again. Its bytes are the context's, like any tensor's. */
+static lt_tensor *module_pack(lua_State *L, const lt_qweight *qw) {
+  static const char *const parts[] = {"weight", "scales", "biases"};
+  if (lt_l_module_field(L, 1, "_int8_pack") == LUA_TTABLE) {
+    int same = 1;
+    for (int k = 0; k < 3; k++) {
+      lua_getfield(L, -1, parts[k]);
+      lt_l_module_field(L, 1, parts[k]);
+      same = same && lua_rawequal(L, -1, -2);
+      lua_pop(L, 2);
+    }
+    lua_getfield(L, -1, "pack");
+    lt_tensor *p = same ? lt_l_totensor(L, -1) : NULL;
+    lua_pop(L, 2);
+    if (p) return p;
+  } else {
+    lua_pop(L, 1);
+  }
+  lua_createtable(L, 0, 4);
+  lt_l_tensor *u = lt_l_newtensor(L);
+  lt_l_check(L, lt_quant_pack_int8(lt_l_ctx(L), &u->t, qw));
+  lt_tensor *p = u->t;
+  lua_setfield(L, -2, "pack");
+  for (int k = 0; k < 3; k++) {
+    lt_l_module_field(L, 1, parts[k]);
+    lua_setfield(L, -2, parts[k]);
+  }
+  lt_l_module_setfield(L, 1, "_int8_pack"); /* the fields table keeps the pack alive */
+  return p;
+}
+
+/* In eval mode an affine 4- or 8-bit layer computes a batch (two rows or
+ * more, float32) with int8 activations (lt_quant_linear_int8); in training
+ * mode, and for one row, lt_quant_linear's float product. */
 static int qlinear_forward(lua_State *L) {
   qcfg *c = lt_l_module_check(L, 1, &qlinear_type);
   lt_tensor *x = linear_input(L), *b = lt_l_module_tensor(L, 1, "bias", 1);
   lt_qweight qw = module_qweight(L, c);
+  int64_t ndim = lt_tensor_ndim(x), last = ndim ? lt_tensor_shape(x)[ndim - 1] : 0;
+  int batch = last && lt_tensor_size(x) / last >= 2 && lt_tensor_dtype(x) != LT_FLOAT64;
+  int int8 = !lt_l_module_training(L, 1) && c->mode == LT_QUANT_AFFINE && (c->bits == 4 || c->bits == 8);
+  lt_tensor *pack = int8 && batch ? module_pack(L, &qw) : NULL;
   lt_l_tensor *u = lt_l_newtensor(L);
-  return linear_output(L, lt_quant_linear(lt_l_ctx(L), &u->t, x, &qw, b));
+  lt_ctx *ctx = lt_l_ctx(L);
+  return linear_output(L, int8 ? lt_quant_linear_int8(ctx, &u->t, x, &qw, pack, b)
+                               : lt_quant_linear(ctx, &u->t, x, &qw, b));
 }
 
 /* The input through the activation format, then the quantized product. */

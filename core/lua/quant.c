@@ -5,7 +5,9 @@
  * one), dtype (what dequantize gives), nbytes, weight, scales, biases;
  * qw:dequantize(). Functions: quantize_weight, QuantizedWeight (from parts),
  * dequantize, quantize_dequantize, is_quantized_weight, and the specs' hooks
- * quant_linear_with_isa and quant_linear_grad_with_isa. */
+ * quant_linear_with_isa, quant_linear_grad_with_isa, quant_pack_int8 and
+ * quant_linear_int8 (the C API's int8 product, which QuantizedLinear uses in
+ * eval mode). */
 #include <string.h>
 #include "base.h"
 #include "quant/internal.h"
@@ -183,7 +185,7 @@ static int l_is_quantized_weight(lua_State *L) {
 
 /* "auto" (0, as the op chooses), "matvec", "tiles" or "blas" at arg. */
 static int check_path(lua_State *L, int arg) {
-  static const char *const paths[] = {"auto", "matvec", "tiles", "blas", NULL};
+  static const char *const paths[] = {"auto", "matvec", "tiles", "blas", "int8", NULL};
   return luaL_checkoption(L, arg, "auto", paths);
 }
 
@@ -209,6 +211,25 @@ static int l_quant_linear_grad_with_isa(lua_State *L) {
   lt_l_result(L, lt__quant_linear_grad_isa(lt_l_ctx(L), &u->t, g, &qw, isa, path, &used));
   lua_pushstring(L, lt_isa_name(used));
   return 2;
+}
+
+/* lattice.core.quant_pack_int8(qw) -> the uint8 pack of lt_quant_pack_int8 */
+static int l_quant_pack_int8(lua_State *L) {
+  lt_l_checkmaxargs(L, 1, "quant_pack_int8");
+  lt_qweight qw = check_qweight(L, 1);
+  lt_l_tensor *u = lt_l_newtensor(L);
+  return lt_l_result(L, lt_quant_pack_int8(lt_l_ctx(L), &u->t, &qw));
+}
+
+/* lattice.core.quant_linear_int8(x, qw[, pack[, bias]]) -> lt_quant_linear_int8's y */
+static int l_quant_linear_int8(lua_State *L) {
+  lt_l_checkmaxargs(L, 4, "quant_linear_int8");
+  lt_tensor *x = lt_l_checktensor(L, 1);
+  lt_qweight qw = check_qweight(L, 2);
+  lt_tensor *pack = lua_isnoneornil(L, 3) ? NULL : lt_l_checktensor(L, 3);
+  lt_tensor *b = lua_isnoneornil(L, 4) ? NULL : lt_l_checktensor(L, 4);
+  lt_l_tensor *u = lt_l_newtensor(L);
+  return lt_l_result(L, lt_quant_linear_int8(lt_l_ctx(L), &u->t, x, &qw, pack, b));
 }
 
 /* ---- the type ---- */
@@ -275,6 +296,8 @@ void lt_l_open_quant(lua_State *L) {
                                  {"is_quantized_weight", l_is_quantized_weight},
                                  {"quant_linear_with_isa", l_quant_linear_with_isa},
                                  {"quant_linear_grad_with_isa", l_quant_linear_grad_with_isa},
+                                 {"quant_pack_int8", l_quant_pack_int8},
+                                 {"quant_linear_int8", l_quant_linear_int8},
                                  {NULL, NULL}};
   lt_l_register(L, fns);
 }

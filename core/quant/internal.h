@@ -100,6 +100,7 @@ void lt__qunpermute(int bits, float *x, const float *xp, int64_t n);
 
 /* ---- the kernel table ---- */
 
+struct lt__qi8x;
 typedef struct lt__qkernels {
   int lanes; /* of dot's accumulators */
   /* dst (nr rows of ld floats) <- rows [r0, r0 + nr) of q, values [k0, k0 + kn)
@@ -121,9 +122,81 @@ typedef struct lt__qkernels {
   /* y[r] = W[r] . x for rows [r0, r1), xp in panel order; NULL where the
    * table has no matrix-vector kernel for q (see lt__qmatvec_fits). */
   void (*matvec)(const lt__qmat *q, const float *xp, float *y, int64_t r0, int64_t r1);
+  /* y (x->m, q->rows) for the outputs of tiles [t0, t1), int8 activations
+   * (above): the _ref kernel reads q, the SIMD ones the pack. */
+  void (*int8_tiles)(const lt__qmat *q, const uint8_t *pack, const struct lt__qi8x *x, float *y, int64_t t0,
+                     int64_t t1);
+  /* lt__qi8_quantize_row's results (the same bits: IEEE operations only);
+   * NULL: that function. */
+  void (*int8_quantize_row)(const float *x, int64_t in, int gs, int64_t i, int8_t *q, float *d, float *xs);
 } lt__qkernels;
 
+/* ---- int8 activations (int8.c) ----
+ *
+ * The batched product y = x @ W^T can run on integers: each row of x is
+ * quantized per group of W (the same group_size along the input) to int8,
+ * x_k ~ d * xi_k with d = amax / 127 and xi_k = rint(x_k * (127 / amax)) in
+ * [-127, 127]; then a group's part of y[i][o] is
+ *   s * d * (sum_k q_k xi_k) + b * (d * sum_k xi_k)
+ * = the sum of w_k (d xi_k) over the group, the dequantized W times the
+ * rounded x. The integer sums are exact; the float epilogue runs group by
+ * group in one order in every kernel:
+ *   acc = fmaf((float)isum, fl(s * d), acc); acc = fmaf(b, xs, acc)
+ * with xs = fl(d * (float)sum xi), so every ISA and thread count gives the
+ * same bits. docs/quantization.md states the error this adds. */
+
+/* x (m, in) quantized per group: codes q, steps d and sums xs (m, groups).
+ * The codes of 8 rows at a time are interleaved by quads of values, so that
+ * a kernel finds the 8 rows' quads for values [4c, 4c + 4) in 32 bytes:
+ * row i's value k is q[(i / 8) * 8 * in + (k / 4) * 32 + (i % 8) * 4 + k % 4]
+ * (lt__qi8x_at; m rounded up to 8 rows). */
+typedef struct lt__qi8x {
+  const int8_t *q;
+  const float *d, *xs;
+  int64_t m, in, groups;
+} lt__qi8x;
+#define LT_QI8_ROWS 8
+static inline int64_t lt__qi8x_index(int64_t in, int64_t i, int64_t k) {
+  return i / LT_QI8_ROWS * LT_QI8_ROWS * in + k / 4 * 4 * LT_QI8_ROWS + i % LT_QI8_ROWS * 4 + k % 4;
+}
+static inline int8_t lt__qi8x_at(const lt__qi8x *x, int64_t i, int64_t k) { return x->q[lt__qi8x_index(x->in, i, k)]; }
+
+/* Outputs per tile of the pack. */
+#define LT_QI8_TILE 16
+/* The pack: W rearranged for the SIMD kernel, tile after tile of 16 outputs
+ * (the last padded with zero codes, scales and biases), each tile group after
+ * group, each group `block` bytes: the codes, then 16 float32 scales and 16
+ * biases. Codes as 64-byte vectors of 16 int32 lanes, lane o for output o:
+ *   8 bits: vector j holds bytes q[o][4j + b], b = 0..3;
+ *   4 bits: vector j holds q[o][8j + b] | q[o][8j + 4 + b] << 4, so the low
+ *           nibbles are values 8j..8j+3 and the high ones 8j+4..8j+7.
+ * (j counts from the group's first value.) */
+static inline int64_t lt__qi8_block(int bits, int gs) { return LT_QI8_TILE * gs * bits / 8 + 2 * LT_QI8_TILE * 4; }
+static inline int64_t lt__qi8_tiles(int64_t rows) { return (rows + LT_QI8_TILE - 1) / LT_QI8_TILE; }
+static inline int64_t lt__qi8_pack_bytes(const lt__qmat *q) {
+  return lt__qi8_tiles(q->rows) * q->groups * lt__qi8_block(q->bits, q->group_size);
+}
+/* The weights the int8 path takes: affine, 4 or 8 bits. */
+static inline int lt__qi8_fits(const lt__qmat *q) {
+  return q->mode == LT_QUANT_AFFINE && (q->bits == 4 || q->bits == 8);
+}
+/* dst (lt__qi8_pack_bytes) <- q rearranged, tiles [t0, t1). */
+void lt__qi8_pack(const lt__qmat *q, uint8_t *dst, int64_t t0, int64_t t1);
+/* Row i of x (in) quantized into the codes q (laid out as lt__qi8x's), d
+ * and xs (in / gs). */
+void lt__qi8_quantize_row(const float *x, int64_t in, int gs, int64_t i, int8_t *q, float *d, float *xs);
+/* y (m, n) = x @ W^T with int8 x for float32 x (m >= 1): pack is q's pack
+ * (NULL: one is built for this call). */
+lt_status lt__qmatmul_int8(lt_ctx *ctx, const struct lt__qkernels *kt, const lt__qmat *q, const uint8_t *pack,
+                           const float *x, int64_t m, float *y);
+
 extern const lt__qkernels lt__qkernels_ref;
+/* int8_avx512.c: the VNNI kernel (the AVX2 one where the CPU has no VNNI);
+ * int8_avx2.c: the same integers with vpmaddubsw and vpmaddwd. */
+void lt__qi8_tiles_avx2(const lt__qmat *q, const uint8_t *pack, const lt__qi8x *x, float *y, int64_t t0, int64_t t1);
+void lt__qi8_tiles_avx512(const lt__qmat *q, const uint8_t *pack, const lt__qi8x *x, float *y, int64_t t0, int64_t t1);
+void lt__qi8_quantize_row_avx2(const float *x, int64_t in, int gs, int64_t i, int8_t *q, float *d, float *xs);
+void lt__qi8_quantize_row_avx512(const float *x, int64_t in, int gs, int64_t i, int8_t *q, float *d, float *xs);
 extern const lt__qkernels lt__qkernels_avx2;
 extern const lt__qkernels lt__qkernels_avx512;
 /* The table for isa, lowered to what lt_cpu_isa() allows; *used says which. */
@@ -145,7 +218,8 @@ lt_status lt__qmatmul_grad(lt_ctx *ctx, const lt__qkernels *kt, const lt__qmat *
 /* lt_quant_linear's forward computed with `isa`'s kernels (lowered to what
  * the CPU allows), for the specs to compare: records nothing. path 0 picks
  * as lt_quant_linear does, 1 forces the matrix-vector kernel (one row of x
- * at a time), 2 the tile kernels, 3 the BLAS path. */
+ * at a time), 2 the tile kernels, 3 the BLAS path, 4 the int8 kernel for
+ * every number of rows (an affine 4- or 8-bit weight; others as 0). */
 lt_status lt__quant_linear_isa(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, const lt_qweight *qw, lt_tensor *bias,
                                lt_isa isa, int path, lt_isa *used);
 /* The input gradient g (..., out) @ W -> (..., in) with `isa`'s kernels;

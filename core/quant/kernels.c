@@ -3,6 +3,7 @@
  * order's permutation of x, and the choice of table. Scalar code compiled
  * without FMA: fl(fl(scale * q) + bias) is two roundings, kept so by vkeep
  * even in a -march=native build. */
+#include <math.h>
 #include "quant/internal.h"
 #include "kernels/simd_scalar.h"
 
@@ -99,7 +100,34 @@ static void matvec_ref(const lt__qmat *q, const float *xp, float *y, int64_t r0,
   }
 }
 
-const lt__qkernels lt__qkernels_ref = {1, dequant_panel_ref, dot_ref, NULL, dot_t_ref, matvec_ref};
+/* Code k of row r (affine 4 or 8 bits). */
+static int32_t code_at(const lt__qmat *q, int64_t r, int64_t k) {
+  int per = 32 / q->bits;
+  return (int32_t)((q->w[r * q->words + k / per] >> (k % per * q->bits)) & ((1u << q->bits) - 1));
+}
+
+/* The int8 product of internal.h, output by output: per group the exact
+ * integer sum of q * xi, then the two fused multiply-adds of the epilogue. */
+static void int8_tiles_ref(const lt__qmat *q, const uint8_t *pack, const lt__qi8x *x, float *y, int64_t t0,
+                           int64_t t1) {
+  (void)pack;
+  int64_t o1 = t1 * LT_QI8_TILE < q->rows ? t1 * LT_QI8_TILE : q->rows, gs = q->group_size;
+  for (int64_t o = t0 * LT_QI8_TILE; o < o1; o++)
+    for (int64_t i = 0; i < x->m; i++) {
+      float acc = 0;
+      for (int64_t g = 0; g < q->groups; g++) {
+        int32_t isum = 0;
+        for (int64_t k = g * gs; k < (g + 1) * gs; k++) isum += code_at(q, o, k) * lt__qi8x_at(x, i, k);
+        float d = x->d[i * x->groups + g], xs = x->xs[i * x->groups + g];
+        acc = fmaf((float)isum, lt__qscale(q, o, g) * d, acc);
+        acc = fmaf(lt__qbias(q, o, g), xs, acc);
+      }
+      y[i * q->rows + o] = acc;
+    }
+}
+
+const lt__qkernels lt__qkernels_ref = {1,         dequant_panel_ref, dot_ref,        NULL,
+                                       dot_t_ref, matvec_ref,        int8_tiles_ref, NULL};
 
 const lt__qkernels *lt__qkernels_for(lt_isa isa, lt_isa *used) {
   lt_isa best = lt_cpu_isa();

@@ -20,6 +20,8 @@ static inline vf vlookup(vt t, vi idx) {
   return _mm256_blendv_ps(_mm256_permutevar8x32_ps(t.lo, idx), _mm256_permutevar8x32_ps(t.hi, idx), high);
 }
 
-#define LT_QKERNELS lt__qkernels_avx2
-#define LT_QMR      4
+#define LT_QKERNELS       lt__qkernels_avx2
+#define LT_QMR            4
+#define LT_QINT8          lt__qi8_tiles_avx2
+#define LT_QINT8_QUANTIZE lt__qi8_quantize_row_avx2
 #include "quant/kernels_simd.h"

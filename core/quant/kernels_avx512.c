@@ -12,6 +12,8 @@ static inline vf vtofloat(vi a) { return _mm512_cvtepi32_ps(a); }
 static inline vt vtable_affine(vf s, vf b, const float *c16) { return vadd(vkeep(vmul(vload(c16), s)), b); }
 static inline vf vlookup(vt t, vi idx) { return _mm512_permutexvar_ps(idx, t); }
 
-#define LT_QKERNELS lt__qkernels_avx512
-#define LT_QMR      8
+#define LT_QKERNELS       lt__qkernels_avx512
+#define LT_QMR            8
+#define LT_QINT8          lt__qi8_tiles_avx512
+#define LT_QINT8_QUANTIZE lt__qi8_quantize_row_avx512
 #include "quant/kernels_simd.h"

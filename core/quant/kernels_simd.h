@@ -9,7 +9,9 @@
  * kernel's instantiation (no call, no branch in the loops: a call would
  * make the compiler keep every accumulator in memory).
  * LT_QKERNELS names the table to define, LT_QMR the rows of x a register
- * tile holds (8 with AVX-512's 32 registers, 4 with AVX2's 16). What each kernel computes is in
+ * tile holds (8 with AVX-512's 32 registers, 4 with AVX2's 16), LT_QINT8 its
+ * int8-activation kernel (int8_avx2.c, int8_avx512.c) and LT_QINT8_QUANTIZE
+ * its quantizer of x. What each kernel computes is in
  * quant/internal.h; the panel order there is what lets a 16-byte run of
  * codes unpack by shifts alone. */
 #include "kernels/simd_math.h"
@@ -356,4 +358,4 @@ static void matvec(const lt__qmat *q, const float *xp, float *y, int64_t r0, int
     matvec_typed(LT_FLOAT32, q, xp, y, r0, r1);
 }
 
-const lt__qkernels LT_QKERNELS = {LT_W, dequant_panel, dot, dot_codes, dot_t, matvec};
+const lt__qkernels LT_QKERNELS = {LT_W, dequant_panel, dot, dot_codes, dot_t, matvec, LT_QINT8, LT_QINT8_QUANTIZE};

@@ -1,7 +1,9 @@
 /* linear with a quantized weight (MLX's quantized_matmul with transpose):
  *   x (..., in), W (out, in) quantized, bias (out) or NULL -> y (..., out)
  *   y = x @ W^T + bias
- * Backward: dx = g @ W, computed a tile of W at a time (quant/matmul.c);
+ * lt_quant_linear_int8 is the same with x rounded to int8 for two rows or
+ * more (quant/int8.c), lt_quant_pack_int8 the pack its kernel reads.
+ * Backward (both): dx = g @ W, computed a tile of W at a time (quant/matmul.c);
  * dbias = the column sums of g. W takes no gradient: a tracked part of it is
  * an error, so a model with an unfrozen quantized layer says so at once
  * instead of training nothing. */
@@ -83,9 +85,17 @@ static lt_status add_bias(lt_ctx *ctx, lt_tensor *y, lt_tensor *bias, lt_dtype d
   return LT_OK;
 }
 
+/* y (rows, out) = x @ W^T in cdt: path 4 the int8 kernel (float32 and an
+ * affine 4- or 8-bit W; the others as path 0), pack q's pack or NULL. */
+static lt_status product(lt_ctx *ctx, const lt__qkernels *kt, const lt__qmat *q, lt_dtype cdt, const void *x,
+                         int64_t rows, void *y, int path, const uint8_t *pack) {
+  if (path == 4 && cdt == LT_FLOAT32 && lt__qi8_fits(q)) return lt__qmatmul_int8(ctx, kt, q, pack, x, rows, y);
+  return lt__qmatmul_forward(ctx, kt, q, cdt, x, rows, y, path == 4 ? 0 : path);
+}
+
 /* *out = x @ W^T + bias with the kernels of isa, for the contiguous qw. */
 static lt_status compute(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, const lt_qweight *qw, lt_tensor *bias, lt_isa isa,
-                         int path, lt_isa *used) {
+                         int path, const uint8_t *pack, lt_isa *used) {
   lt__qmat q = lt__qmat_of(qw);
   lt_dtype cdt = compute_dtype(x, bias);
   int64_t shape[LT_MAX_DIMS], rows = rows_of(x, q.in);
@@ -96,7 +106,7 @@ static lt_status compute(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, const lt_qw
   if (!st) st = lt_tensor_new(ctx, &y, cdt, x->ndim, shape);
   if (!st) {
     const lt__qkernels *kt = lt__qkernels_for(isa, used);
-    st = lt__qmatmul_forward(ctx, kt, &q, cdt, lt_tensor_data(xs), rows, lt_tensor_data(y), path);
+    st = product(ctx, kt, &q, cdt, lt_tensor_data(xs), rows, lt_tensor_data(y), path, pack);
   }
   if (!st && bias) st = add_bias(ctx, y, bias, cdt, rows, q.rows);
   if (!st && cdt == LT_FLOAT32 && x->dtype == lt_qweight_dtype(qw)) st = lt__to_dtype(ctx, &y, x->dtype);
@@ -164,26 +174,29 @@ static lt_status qlinear_backward(lt_ctx *ctx, const lt_node *n, lt_tensor *cons
 /* ---- entry points ---- */
 
 static lt_status linear_with(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, const lt_qweight *qw, lt_tensor *bias,
-                             lt_isa isa, int path, lt_isa *used, lt_qweight *kept) {
+                             lt_isa isa, int path, const uint8_t *pack, lt_isa *used, lt_qweight *kept) {
   *out = NULL;
   lt_status st = check_args(ctx, x, qw, bias);
   if (st) return st;
   st = lt__qweight_contig(ctx, kept, qw);
-  if (!st) st = compute(ctx, out, x, kept, bias, isa, path, used);
+  if (!st) st = compute(ctx, out, x, kept, bias, isa, path, pack, used);
   return st;
 }
 
 lt_status lt__quant_linear_isa(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, const lt_qweight *qw, lt_tensor *bias,
                                lt_isa isa, int path, lt_isa *used) {
   lt_qweight c = {0};
-  lt_status st = linear_with(ctx, out, x, qw, bias, isa, path, used, &c);
+  lt_status st = linear_with(ctx, out, x, qw, bias, isa, path, NULL, used, &c);
   lt_qweight_release(&c);
   return st;
 }
 
-lt_status lt_quant_linear(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, const lt_qweight *qw, lt_tensor *bias) {
+/* The product at path (0 or 4) recorded for the backward, which is g @ W
+ * whichever path the forward took. */
+static lt_status linear_recorded(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, const lt_qweight *qw, lt_tensor *bias,
+                                 int path, const uint8_t *pack) {
   lt_qweight c = {0};
-  lt_status st = linear_with(ctx, out, x, qw, bias, lt__ctx_isa(ctx), 0, NULL, &c);
+  lt_status st = linear_with(ctx, out, x, qw, bias, lt__ctx_isa(ctx), path, pack, NULL, &c);
   if (!st) {
     lt_tensor *ins[2] = {x, bias};
     lt_node *n;
@@ -197,6 +210,59 @@ lt_status lt_quant_linear(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, const lt_q
   }
   lt_qweight_release(&c);
   return st;
+}
+
+lt_status lt_quant_linear(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, const lt_qweight *qw, lt_tensor *bias) {
+  return linear_recorded(ctx, out, x, qw, bias, 0, NULL);
+}
+
+/* ---- int8 activations ---- */
+
+static lt_status check_int8_weight(lt_ctx *ctx, const lt_qweight *qw, const char *fname) {
+  lt_status st = check_weight(ctx, qw);
+  if (st) return st;
+  if (qw->mode != LT_QUANT_AFFINE || (qw->bits != 4 && qw->bits != 8))
+    return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: int8 activations need an affine 4- or 8-bit weight, got %s with %d bits",
+                       fname, lt_quant_mode_name(qw->mode), qw->bits);
+  return LT_OK;
+}
+
+lt_status lt_quant_pack_int8(lt_ctx *ctx, lt_tensor **out, const lt_qweight *qw) {
+  *out = NULL;
+  lt_status st = check_int8_weight(ctx, qw, "pack_int8");
+  if (st) return st;
+  lt_qweight c;
+  st = lt__qweight_contig(ctx, &c, qw);
+  if (st) return st;
+  lt__qmat q = lt__qmat_of(&c);
+  int64_t bytes = lt__qi8_pack_bytes(&q), tiles = lt__qi8_tiles(q.rows);
+  st = lt_tensor_new(ctx, out, LT_UINT8, 1, &bytes);
+  if (!st) {
+    uint8_t *p = lt_tensor_data(*out);
+    LT_PARALLEL_FOR(q.rows * q.in >= LT_GRAIN ? lt__ctx_threads(ctx) : 1, t, tiles, { lt__qi8_pack(&q, p, t, t + 1); });
+  }
+  lt_qweight_release(&c);
+  return st;
+}
+
+lt_status lt_quant_linear_int8(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, const lt_qweight *qw, lt_tensor *pack,
+                               lt_tensor *bias) {
+  *out = NULL;
+  lt_status st = check_int8_weight(ctx, qw, "linear");
+  if (st) return st;
+  int64_t shape[LT_MAX_DIMS];
+  lt_qweight_shape(qw, shape);
+  lt__qmat q = {.bits = qw->bits,
+                .group_size = qw->group_size,
+                .rows = shape[0],
+                .in = shape[1],
+                .groups = shape[1] / qw->group_size};
+  if (pack && (pack->dtype != LT_UINT8 || pack->ndim != 1 || pack->shape[0] != lt__qi8_pack_bytes(&q) ||
+               pack->strides[0] != 1 || (uintptr_t)lt_tensor_data(pack) % 64))
+    return lt_ctx_fail(ctx, LT_ERR_ARG, "linear: the int8 pack does not fit the weight (make it with pack_int8)");
+  int64_t last = x->ndim ? x->shape[x->ndim - 1] : 0, rows = last ? lt_tensor_size(x) / last : 0;
+  /* one row: the matrix-vector kernel, which reads W once either way */
+  return linear_recorded(ctx, out, x, qw, bias, rows >= 2 ? 4 : 0, pack ? lt_tensor_data(pack) : NULL);
 }
 
 lt_status lt__quant_linear_grad_isa(lt_ctx *ctx, lt_tensor **out, lt_tensor *g, const lt_qweight *qw, lt_isa isa,

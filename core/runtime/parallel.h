@@ -29,6 +29,25 @@
   } while (0)
 // clang-format on
 
+/* LT_PARALLEL_FOR with the iterations handed out one at a time: when the
+ * cores are shared, a thread that finishes early takes the next one rather
+ * than waiting at the end for a descheduled thread's static share. For
+ * loops whose iterations write disjoint memory, each in its own fixed
+ * order, so that which thread runs one changes no bit of the result. */
+// clang-format off
+#define LT_PARALLEL_FOR_DYNAMIC(threads, i, n, ...)                             \
+  do {                                                                          \
+    int lt_threads_ = (threads);                                                \
+    int64_t lt_n_ = (n);                                                        \
+    if (lt_threads_ > 1) {                                                      \
+      _Pragma("omp parallel for num_threads(lt_threads_) schedule(dynamic, 1)") \
+      for (int64_t i = 0; i < lt_n_; i++) __VA_ARGS__                           \
+    } else {                                                                    \
+      for (int64_t i = 0; i < lt_n_; i++) __VA_ARGS__                           \
+    }                                                                           \
+  } while (0)
+// clang-format on
+
 /* The calling thread's index inside LT_PARALLEL_FOR (0 outside it). */
 static inline int lt__thread_id(void) { return omp_get_thread_num(); }
 

@@ -24,7 +24,7 @@ local internal = {
   sparse = true,
   ggemm_with_isa = true, ggemm_wgrad_with_isa = true, bench_ggemm = true, bench_ggemm_wgrad = true,
   sgemm_with_isa = true, bench_lt_sgemm = true,
-  quant_linear_with_isa = true, quant_linear_grad_with_isa = true,
+  quant_linear_with_isa = true, quant_linear_grad_with_isa = true, quant_pack_int8 = true, quant_linear_int8 = true,
   -- the token choosers behind lattice.sample and lattice.topk
   sample_logits = true, topk_indices = true,
   -- the KV cache's in-place write (lattice.transformer.KVCache)

@@ -8,6 +8,10 @@
 --                            definitions (not from MLX's bit tricks)
 --   qdq_group(xs, mode)      mxfp8 / nvfp4 quantize-dequantize of one group
 --   normal_rows(rows, cols, seed[, scale])  float32 test weights, rows of Lua numbers
+--   int8_rows(xs, gs)        rows of x rounded to int8 per group, as the int8
+--                            product does it (docs/quantization.md)
+--   int8_linear(xs, qw)      that product: exact integer sums per group, the
+--                            float epilogue, and each output's rounding bound
 -- float32 arithmetic is emulated by rounding every double result to float32
 -- (string.pack "f"): for + - * / of float32 operands that is the correctly
 -- rounded float32 result, since a double holds more than 2 * 24 + 2 bits.
@@ -163,6 +167,71 @@ function M.qdq(flat, mode)
     table.move(o, 1, gs, g * gs + 1, out)
   end
   return out
+end
+
+-- ---- int8 activations ----
+
+-- Each row's groups: amax = max |x|, inv = fl(127 / amax), xi = rint(fl(x *
+-- inv)) (ties to even), d = fl(amax / 127), xs = fl(d * sum xi).
+function M.int8_rows(xs, gs)
+  local out = {}
+  for i, row in ipairs(xs) do
+    local q, d, sums = {}, {}, {}
+    for g = 1, #row // gs do
+      local amax = 0
+      for k = (g - 1) * gs + 1, g * gs do amax = math.max(amax, math.abs(row[k])) end
+      local inv = amax > 0 and f32(127 / amax) or 0
+      local s = 0
+      for k = (g - 1) * gs + 1, g * gs do
+        q[k] = math.tointeger(math.max(-127, math.min(127, rint(f32(row[k] * inv)))))
+        s = s + q[k]
+      end
+      d[g] = f32(amax / 127)
+      sums[g] = f32(d[g] * s)
+    end
+    out[i] = { q = q, d = d, xs = sums }
+  end
+  return out
+end
+
+-- The codes of a QuantizedWeight's rows (affine), unpacked from its words.
+function M.codes(qw)
+  local per, mask, out = 32 // qw.bits, (1 << qw.bits) - 1, {}
+  for r, words in ipairs(qw.weight:tolist()) do
+    out[r] = {}
+    for k = 0, #words * per - 1 do
+      out[r][k + 1] = (math.tointeger(words[k // per + 1]) >> (k % per * qw.bits)) & mask
+    end
+  end
+  return out
+end
+
+-- y[i][o] of the int8 product for x's rows xs: per group the exact integer
+-- sum of codes times xi, then acc = fma(isum, fl(s d), acc) and acc = fma(b,
+-- xs, acc) emulated in double (each fma's product is exact there; the double
+-- sum rounded to float32 may differ from fma's one rounding by an ulp of the
+-- step's result, at most 2^-23 of the magnitudes summed so far, so bound[i][o]
+-- allows that for each of the 2 * groups steps).
+function M.int8_linear(xs, qw)
+  local codes, gs = M.codes(qw), qw.group_size
+  local scales, biases = qw.scales:astype("float32"):tolist(), qw.biases:astype("float32"):tolist()
+  local xq, y, bound = M.int8_rows(xs, gs), {}, {}
+  for i, r in ipairs(xq) do
+    y[i], bound[i] = {}, {}
+    for o, c in ipairs(codes) do
+      local acc, mag = 0, 0
+      for g = 1, #r.d do
+        local isum = 0
+        for k = (g - 1) * gs + 1, g * gs do isum = isum + c[k] * r.q[k] end
+        local sd = f32(scales[o][g] * r.d[g])
+        acc = f32(isum * sd + acc)
+        acc = f32(biases[o][g] * r.xs[g] + acc)
+        mag = mag + math.abs(isum * sd) + math.abs(biases[o][g] * r.xs[g])
+      end
+      y[i][o], bound[i][o] = acc, 2 * #r.d * 2 ^ -23 * mag + 1e-30
+    end
+  end
+  return y, bound, xq
 end
 
 return M

@@ -68,6 +68,21 @@ lt_status lt_dequantize(lt_ctx *ctx, lt_tensor **out, const lt_qweight *qw);
  * tile too: W is never dequantized whole. */
 lt_status lt_quant_linear(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, const lt_qweight *qw, lt_tensor *bias);
 
+/* int8 activations (llama.cpp's numerics for a quantized product): the same
+ * y = x @ W^T + bias for an affine 4- or 8-bit W, computed for x of two rows
+ * or more with each row rounded to int8 per group of W (x_k ~ d xi_k, d =
+ * max |x| / 127 over the group) and integer dot products (AVX512-VNNI), so
+ * y is the dequantized W times the rounded x: each output within
+ * sum over groups of (d / 2) * sum |w_k| of lt_quant_linear's
+ * (docs/quantization.md). One row of x takes lt_quant_linear's kernel. The
+ * gradient is lt_quant_linear's (g @ W: the rounding passes straight
+ * through). `pack` is W rearranged by lt_quant_pack_int8 (a uint8 tensor the
+ * caller keeps beside W and rebuilds when W changes), or NULL for one made for
+ * this call. Results are the same bits on every ISA and thread count. */
+lt_status lt_quant_linear_int8(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, const lt_qweight *qw, lt_tensor *pack,
+                               lt_tensor *bias);
+lt_status lt_quant_pack_int8(lt_ctx *ctx, lt_tensor **out, const lt_qweight *qw);
+
 /* Rows of a 2-D quantized table (V, D) for integer ids (...) -> (..., D),
  * dequantized; not differentiable (the table is frozen). */
 lt_status lt_quant_embedding(lt_ctx *ctx, lt_tensor **out, const lt_qweight *qw, lt_tensor *ids);
