@@ -170,6 +170,66 @@ describe("sparse_quantize", function()
   end)
 end)
 
+describe("the cell kernel of sparse_quantize and voxelize", function()
+  -- lattice.core.sparse.cells_with_isa runs one ISA's kernel (lowered to
+  -- what this CPU has; an ISA it lacks is pending) against the plain floor of
+  -- u_of: every step is an IEEE float32 operation, so the cells match exactly.
+  local core = require "lattice.core"
+  local function cells_ref(rows, size, origin)
+    local out = {}
+    for i, p in ipairs(rows) do
+      out[i] = {}
+      for a = 1, 3 do out[i][a] = math.floor(u_of(p, size, origin, a)) end
+    end
+    return out
+  end
+  -- random points, points on cell borders (k * size exactly), around zero
+  -- and at the ends of int32; a count that leaves a tail for every width
+  local function points(gen, size)
+    local rows = select(2, random_points(gen, 1003, 40))
+    for k = -20, 20 do rows[#rows + 1] = { f32(k * size[1]), f32(k * size[2]), f32(k * size[3]) } end
+    for _, v in ipairs { 0, -0.0, 1e-7, -1e-7, 1e-30, -1e-30 } do rows[#rows + 1] = { v, -v, v } end
+    return rows
+  end
+  local grids = {
+    { size = { 0.5, 0.5, 0.5 }, origin = { 0, 0, 0 } },            -- power of two: a product
+    { size = { 0.3, 0.7, 1.1 }, origin = { -0.1, 0.25, 3 } },      -- quotients
+    { size = { 0.25, 0.3, 2 }, origin = { 0.05, 0, -1.5 } },       -- mixed
+  }
+  for _, isa in ipairs { "scalar", "avx2", "avx512" } do
+    it(("gives the plain floor's cells with %s, borders and tails included"):format(isa), function()
+      local gen = generator(17)
+      for _, g in ipairs(grids) do
+        local rows = points(gen, g.size)
+        local cells, good, used = core.sparse.cells_with_isa(lattice.array(rows, "float32"), g.size, g.origin, isa)
+        if used ~= isa then return pending(isa .. " is not available here") end
+        assert.are.equal(#rows, good)
+        assert.are.same(cells_ref(rows, g.size, g.origin), cells:tolist())
+      end
+    end)
+
+    it(("stops at the first point without a cell with %s"):format(isa), function()
+      local one = { size = { 1, 1, 1 }, origin = { 0, 0, 0 } }
+      -- -2^31 is a cell, 2^31 is not; 2147483520 is the float32 below 2^31
+      local edge = { { -2147483648, 2147483520, 0 } }
+      local c, good, used = core.sparse.cells_with_isa(lattice.array(edge, "float32"), one.size, one.origin, isa)
+      if used ~= isa then return pending(isa .. " is not available here") end
+      assert.are.equal(1, good)
+      assert.are.same({ { -2147483648, 2147483520, 0 } }, c:tolist())
+      for _, bad in ipairs { { 2147483648, 0, 0 }, { 0, 0 / 0, 0 }, { 0, 0, -math.huge }, { 0, -3e9, 0 } } do
+        for _, at in ipairs { 1, 5, 37, 40 } do
+          local rows = select(2, random_points(generator(at), 40, 5))
+          rows[at] = bad
+          local cells, good2 = core.sparse.cells_with_isa(lattice.array(rows, "float32"), one.size, one.origin, isa)
+          assert.are.equal(at - 1, good2)
+          local want = cells_ref({ table.unpack(rows, 1, at - 1) }, one.size, one.origin)
+          assert.are.same(want, { table.unpack(cells:tolist(), 1, at - 1) })
+        end
+      end
+    end)
+  end
+end)
+
 describe("voxelize", function()
   local gen = generator(3)
   local size, origin = { 0.4, 0.4, 0.6 }, { 0.1, -0.3, 0.05 }

@@ -142,6 +142,17 @@ void lt__voxels_free(lt_ctx *ctx, lt__voxels *v);
  * *pts a contiguous float32 copy, *bat an int64 one (NULL without batch). */
 lt_status lt__points_stage(lt_ctx *ctx, lt_tensor **pts, lt_tensor **bat, lt_tensor *points, lt_tensor *batch,
                            const lt_voxel_grid *g, const char *op);
+/* For the specs: the lattice cells of points (N, 3) (kernels/voxel_cells.h)
+ * in *cells (N, 3) int32 (0 from the first point without one on, *good the
+ * points before it) with the kernels of `isa` lowered to what the CPU has
+ * (*used). */
+lt_status lt__voxel_cells_isa(lt_ctx *ctx, lt_tensor **cells, int64_t *good, lt_tensor *points, const lt_voxel_grid *g,
+                              lt_isa isa, lt_isa *used);
+
+/* For the specs: x (R, C)'s column sums in double (*out (C) float64) by the
+ * kernel of kernels/colsum.h that global pooling runs, with the kernels of
+ * `isa` lowered to what the CPU has (*used). */
+lt_status lt__colsum_isa(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, lt_isa isa, lt_isa *used);
 
 /* What sparse/conv_quant.c borrows from the float convolution (sparse/conv.c),
  * with a dense weight w (C_out, Kx, Ky, Kz, C_in) of any float dtype:

@@ -3,32 +3,40 @@
  * points, in parallel and the same for any thread count.
  *
  * The points are cut into `chunks` and their keys into `parts` by the high
- * bits of the coordinate digest (both counts depend on N only):
- *   A  per chunk, count each part's keys, note each point's part and
- *      digest (in `end` and `vmap`, unused until C and D) and find the
- *      first bad point;
- *   B  per chunk, scatter (key, point, digest, features) into the parts, in point
- *      order (a counting sort: prefix sums of A's counts give every chunk its
- *      cursors), so that C reads the features as a stream, not by gathers;
- *   C  per part, the distinct keys through the coordinate hash (sparse/
- *      internal.h) into the part's own rows, first seen first, each voxel's
- *      point count, and (voxelize) its features reduced in point order;
+ * bits of the coordinate digest (both counts depend on N only). A point's
+ * cell comes from the vector kernel of kernels/voxel_cells.h, a block of
+ * points at a time, in A and again in B (recomputing it is cheaper than
+ * storing and reading it back):
+ *   A  per chunk, count each part's keys and find the first bad point;
+ *   B  per chunk, scatter (key, point, the digest's low bits, features) into
+ *      the parts, in point order (a counting sort: prefix sums of A's counts
+ *      give every chunk its cursors), so that C reads the features as a
+ *      stream, not by gathers;
+ *   C  per part, the distinct keys through the part's own hash (grown from
+ *      16 slots, so it stays as small as the part's voxels need) into the
+ *      part's own rows, first seen first, each voxel's point count, and
+ *      (voxelize) its features reduced in point order;
  *   D  per chunk, the rank of each voxel's first point among first points
  *      is the voxel's id in first-seen order (a prefix sum over chunks): the
  *      chunk writes its voxels' rows, first points, counts and features in
  *      id order, reading them from the parts;
  *   E  per part, each of its points' voxel id (the part's positions read in
  *      order, their voxel ids from the part's own range of vmap).
- * A part holds ~16384 points, so its hash and rows stay in cache. */
+ * A part holds ~65536 points: fewer parts would make C's rows and hash miss
+ * L2, more would make B's stores miss (a part is four streams of stores per
+ * chunk). */
 #include <math.h>
 #include <string.h>
+#include "kernels/voxel_cells.h"
+#include "runtime/context.h"
 #include "runtime/parallel.h"
 #include "sparse/internal.h"
 
-#define PART_POINTS  16384
+#define PART_POINTS  65536
 #define MAX_PARTS    1024
 #define CHUNK_POINTS 16384
 #define MAX_CHUNKS   64
+#define BLOCK        256 /* points whose cells are computed at once */
 
 typedef struct plan {
   int64_t n;
@@ -36,9 +44,9 @@ typedef struct plan {
   const float *p;
   const int64_t *batch; /* NULL: all 0 */
   const lt_voxel_grid *g;
-  float size[3], origin[3]; /* g's, held here: the loops read them from the plan they already have */
-  float inv[3];             /* 1 / size where size is a power of two (the product is then the quotient), else 0 */
-  const char *feats;        /* NULL (quantize only), or (n, c) rows of `fsize` bytes, float32 or float64 */
+  lt_cell_grid grid; /* g's with 1 / size where size is a power of two (the product is the quotient) */
+  lt_isa isa;
+  const char *feats; /* NULL (quantize only), or (n, c) rows of `fsize` bytes, float32 or float64 */
   int64_t c;
   size_t fsize;
   int f64;
@@ -47,13 +55,13 @@ typedef struct plan {
 
 /* The scratch of one build, carved from one block (bytes per point: 36 + slots). */
 typedef struct scratch {
-  int32_t *bkey;                                 /* (n, 4): keys by part, then each part's distinct rows */
-  int32_t *bidx, *lj, *vmap, *end, *flag;        /* (n) each */
-  char *bfeat;                                   /* (n, c) features by part, then each part's reduced rows */
-  int32_t *barg;                                 /* (n, c) for max: each reduced row's first point holding it */
-  uint32_t *slots;                               /* every part's hash */
-  int64_t *hist, *pstart, *hstart, *pm;          /* (chunks, parts), (parts + 1) x 2, (parts) */
-  int64_t *bad;                                  /* (chunks): first bad point of each chunk, or -1 */
+  int32_t *bkey;                          /* (n, 4): keys by part, then each part's distinct rows */
+  int32_t *bidx, *lj, *vmap, *end, *flag; /* (n) each */
+  char *bfeat;                            /* (n, c) features by part, then each part's reduced rows */
+  int32_t *barg;                          /* (n, c) for max: each reduced row's first point holding it */
+  uint32_t *slots;                        /* every part's hash */
+  int64_t *hist, *pstart, *hstart, *pm;   /* (chunks, parts), (parts + 1) x 2, (parts) */
+  int64_t *bad;                           /* (chunks): first bad point of each chunk, or -1 */
 } scratch;
 
 static int64_t chunk_lo(const plan *q, int64_t k) { return q->n * k / q->chunks; }
@@ -69,16 +77,16 @@ static inline void copy_row(char *dst, const char *src, size_t fsize) {
     memcpy(dst, src, fsize);
 }
 
-/* The voxel of point i, 0 when u is not finite or floor(u) outside int32. */
-static inline int voxel_key(int32_t *key, const plan *q, int64_t i) {
-  const float *p = q->p + i * 3;
+/* The cells of the points [lo, lo + n), n <= BLOCK, in cell (n, 3); the
+ * first point without one, or n. */
+static inline int64_t block_cells(const plan *q, int32_t *cell, int64_t lo, int64_t n) {
+  return lt__voxel_cells(q->isa, cell, q->p + lo * 3, n, &q->grid);
+}
+
+/* Point i's key: its batch, then its cell. */
+static inline void key_of(int32_t *key, const plan *q, int64_t i, const int32_t *cell) {
   key[0] = q->batch ? (int32_t)q->batch[i] : 0;
-  for (int a = 0; a < 3; a++) {
-    float d = p[a] - q->origin[a], f = floorf(q->inv[a] != 0.0f ? d * q->inv[a] : d / q->size[a]);
-    if (!(f >= -2147483648.0f && f < 2147483648.0f)) return 0;
-    key[a + 1] = (int32_t)f;
-  }
-  return 1;
+  key[1] = cell[0], key[2] = cell[1], key[3] = cell[2];
 }
 
 static inline int64_t part_of(const plan *q, uint64_t digest) {
@@ -89,20 +97,17 @@ static inline int64_t part_of(const plan *q, uint64_t digest) {
 static void count_parts(const plan *q, scratch *s) {
   LT_PARALLEL_FOR(q->threads, k, q->chunks, {
     int64_t *h = s->hist + k * q->parts, hi = chunk_lo(q, k + 1), bad = -1;
-    int32_t *flag = s->flag;
+    int32_t *flag = s->flag, cell[BLOCK * 3];
     memset(h, 0, (size_t)q->parts * sizeof *h);
-    for (int64_t i = chunk_lo(q, k); i < hi; i++) {
-      int32_t key[4];
-      if (!voxel_key(key, q, i)) {
-        bad = i;
-        break;
+    for (int64_t lo = chunk_lo(q, k); lo < hi && bad < 0; lo += BLOCK) {
+      int64_t n = hi - lo < BLOCK ? hi - lo : BLOCK, good = block_cells(q, cell, lo, n);
+      if (good < n) bad = lo + good;
+      for (int64_t j = 0; j < good; j++) {
+        int32_t key[4];
+        key_of(key, q, lo + j, cell + j * 3);
+        h[part_of(q, lt__coord_digest(key))]++;
+        flag[lo + j] = 0;
       }
-      uint64_t d = lt__coord_digest(key);
-      int64_t p = part_of(q, d);
-      h[p]++;
-      /* end and vmap are free until C and D: B takes the part and C the digest's low bits (a
-       * part's hash has at most 2^32 slots) from them */
-      flag[i] = 0, s->end[i] = (int32_t)p, s->vmap[i] = (int32_t)(uint32_t)d;
     }
     s->bad[k] = bad;
   });
@@ -133,14 +138,20 @@ static void plan_parts(const plan *q, scratch *s) {
 static void scatter_parts(const plan *q, scratch *s) {
   LT_PARALLEL_FOR(q->threads, k, q->chunks, {
     int64_t *cur = s->hist + k * q->parts, hi = chunk_lo(q, k + 1);
-    int32_t *bkey = s->bkey, *bidx = s->bidx;
-    for (int64_t i = chunk_lo(q, k); i < hi; i++) {
-      int32_t key[4];
-      voxel_key(key, q, i);
-      int64_t pos = cur[s->end[i]]++;
-      memcpy(bkey + pos * 4, key, 16);
-      bidx[pos] = (int32_t)i, s->lj[pos] = s->vmap[i];
-      if (q->feats) copy_row(s->bfeat + pos * q->fsize, q->feats + i * q->fsize, q->fsize);
+    int32_t *bkey = s->bkey, *bidx = s->bidx, cell[BLOCK * 3];
+    for (int64_t lo = chunk_lo(q, k); lo < hi; lo += BLOCK) {
+      int64_t n = hi - lo < BLOCK ? hi - lo : BLOCK;
+      block_cells(q, cell, lo, n);
+      for (int64_t j = 0; j < n; j++) {
+        int64_t i = lo + j;
+        int32_t key[4];
+        key_of(key, q, i, cell + j * 3);
+        uint64_t d = lt__coord_digest(key);
+        int64_t pos = cur[part_of(q, d)]++;
+        memcpy(bkey + pos * 4, key, 16);
+        bidx[pos] = (int32_t)i, s->lj[pos] = (int32_t)(uint32_t)d; /* C's slot hash: the low bits */
+        if (q->feats) copy_row(s->bfeat + pos * q->fsize, q->feats + i * q->fsize, q->fsize);
+      }
     }
   });
 }
@@ -171,14 +182,57 @@ static inline void combine(const plan *q, char *acc, int32_t *arg, const char *r
   }
 }
 
+/* A part's hash: 2^bits slots (row + 1, 0 empty) of the `cap` it may use,
+ * doubled when a quarter full (short probes: each probe reads a row) up to
+ * cap, so that it stays as small as the part's voxels need, not its points. */
+typedef struct part_hash {
+  uint32_t *slots;
+  int bits;
+  int64_t cap;
+} part_hash;
+
+/* A key's first slot: the top `bits` of its digest's low 32 bits (the high
+ * bits, equal within a part, pick the part). */
+static inline uint64_t part_slot(uint32_t hash, int bits) { return hash >> (32 - bits); }
+
+static inline int same_key(const int32_t *r, const int32_t *key) {
+  return r[0] == key[0] && r[1] == key[1] && r[2] == key[2] && r[3] == key[3];
+}
+
+/* The table twice the size, rows 0..m-1 put back. */
+static void part_grow(part_hash *h, const int32_t *rows, int64_t m) {
+  h->bits++;
+  uint64_t mask = ((uint64_t)1 << h->bits) - 1;
+  memset(h->slots, 0, (mask + 1) * sizeof *h->slots);
+  for (int64_t r = 0; r < m; r++) {
+    uint64_t s = part_slot((uint32_t)lt__coord_digest(rows + r * 4), h->bits);
+    while (h->slots[s]) s = (s + 1) & mask;
+    h->slots[s] = (uint32_t)(r + 1);
+  }
+}
+
+/* The row of `rows` (m so far) holding key, appended as row m when new. */
+static inline int64_t part_insert(part_hash *h, int32_t *rows, int64_t *m, const int32_t *key, uint32_t hash) {
+  uint64_t mask = ((uint64_t)1 << h->bits) - 1;
+  for (uint64_t s = part_slot(hash, h->bits);; s = (s + 1) & mask) {
+    uint32_t v = h->slots[s];
+    if (v && same_key(rows + (int64_t)(v - 1) * 4, key)) return v - 1;
+    if (v) continue;
+    memcpy(rows + *m * 4, key, 16);
+    h->slots[s] = (uint32_t)(++*m);
+    if (4 * *m > ((int64_t)1 << h->bits) && ((int64_t)2 << h->bits) <= h->cap) part_grow(h, rows, *m);
+    return *m - 1;
+  }
+}
+
 /* C for one part: its distinct rows (compacted in place over its keys: row j
  * is written once key j + 1 or later has been read; the reduced features the
  * same way over its feature rows), each point's voxel as a position lo + j in
  * that layout (lj), each voxel's point count (end, at its position) and, at
  * each voxel's first point, flag = its position + 1. */
 static int64_t unique_part(const plan *q, const scratch *s, int64_t lo, int64_t hi, uint32_t *slots, int64_t cap) {
-  memset(slots, 0, (size_t)cap * sizeof *slots);
-  lt_coord_hash h = {slots, (uint64_t)cap - 1, 0};
+  part_hash h = {slots, 4, cap};
+  memset(slots, 0, ((size_t)1 << h.bits) * sizeof *slots);
   int32_t *rows = s->bkey + lo * 4, *end = s->end + lo, *flag = s->flag;
   const int32_t *bidx = s->bidx + lo;
   int32_t *lj = s->lj + lo;
@@ -188,7 +242,7 @@ static int64_t unique_part(const plan *q, const scratch *s, int64_t lo, int64_t 
   for (int64_t k = 0; k < n; k++) {
     int32_t key[4];
     memcpy(key, rows + k * 4, 16);
-    int64_t before = m, j = lt__coord_hash_insert_at(&h, rows, &m, key, (uint32_t)lj[k]);
+    int64_t before = m, j = part_insert(&h, rows, &m, key, (uint32_t)lj[k]);
     lj[k] = (int32_t)(lo + j);
     if (m > before) {
       end[j] = 1, flag[bidx[k]] = (int32_t)(lo + j + 1);
@@ -329,6 +383,16 @@ static lt_status bad_point(lt_ctx *ctx, const plan *q, int64_t i, const char *op
 
 /* ---- the build ---- */
 
+/* g with 1 / size where size is a power of two (the product is then the quotient), else 0. */
+static void cell_grid(lt_cell_grid *cg, const lt_voxel_grid *g) {
+  memcpy(cg->size, g->size, sizeof cg->size), memcpy(cg->origin, g->origin, sizeof cg->origin);
+  for (int a = 0; a < 3; a++) {
+    int e;
+    float m = frexpf(g->size[a], &e); /* size = m 2^e, m = 1/2 for a power of two */
+    cg->inv[a] = m == 0.5f && e - 1 > -126 && e - 1 < 127 ? ldexpf(1.0f, 1 - e) : 0.0f;
+  }
+}
+
 static int log2_parts(int64_t n) {
   int b = 0;
   while (b < 10 && ((int64_t)PART_POINTS << b) < n) b++;
@@ -366,6 +430,7 @@ static lt_status run(lt_ctx *ctx, lt__voxels *v, const plan *q, scratch *s, cons
     s->pm[p] =
         unique_part(q, s, s->pstart[p], s->pstart[p + 1], s->slots + s->hstart[p], s->hstart[p + 1] - s->hstart[p]);
   });
+
   v->m = count_firsts(q, s);
   lt_status st = lt_tensor_new(ctx, &v->rows, LT_INT32, 2, (int64_t[]){v->m, 4});
   if (!st) st = lt_tensor_new(ctx, &v->index, LT_INT32, 1, &v->m);
@@ -380,6 +445,7 @@ static lt_status run(lt_ctx *ctx, lt__voxels *v, const plan *q, scratch *s, cons
                lt_tensor_data(v->inverse),
                v->arg ? lt_tensor_data(v->arg) : NULL,
                v->feats ? lt_tensor_data(v->feats) : NULL};
+
   emit_voxels(q, s, &o);
   emit_inverse(q, s, o.inverse);
   return LT_OK;
@@ -404,12 +470,8 @@ lt_status lt__voxels_build(lt_ctx *ctx, lt__voxels *v, lt_tensor *points, lt_ten
             .batch = bat ? lt_tensor_data(bat) : NULL,
             .g = g};
   q.parts = 1 << q.pbits;
-  memcpy(q.size, g->size, sizeof q.size), memcpy(q.origin, g->origin, sizeof q.origin);
-  for (int a = 0; a < 3; a++) {
-    int e;
-    float m = frexpf(q.size[a], &e); /* size = m 2^e, m = 1/2 for a power of two */
-    q.inv[a] = m == 0.5f && e - 1 > -126 && e - 1 < 127 ? ldexpf(1.0f, 1 - e) : 0.0f;
-  }
+  q.isa = lt__ctx_isa(ctx);
+  cell_grid(&q.grid, g);
   if (feats) {
     q.feats = lt_tensor_data(feats), q.c = feats->shape[1], q.f64 = feats->dtype == LT_FLOAT64, q.red = red;
     q.fsize = (size_t)q.c * (q.f64 ? 8 : 4);
@@ -444,4 +506,22 @@ lt_status lt_sparse_quantize(lt_ctx *ctx, lt_tensor **coords, lt_tensor **index,
   if (inverse) *inverse = v.inverse, v.inverse = NULL;
   lt__voxels_free(ctx, &v);
   return LT_OK;
+}
+
+lt_status lt__voxel_cells_isa(lt_ctx *ctx, lt_tensor **cells, int64_t *good, lt_tensor *points, const lt_voxel_grid *g,
+                              lt_isa isa, lt_isa *used) {
+  lt_isa best = lt_cpu_isa();
+  *cells = NULL, *good = 0, *used = isa < best ? isa : best;
+  lt_tensor *pts, *bat;
+  lt_status st = lt__points_stage(ctx, &pts, &bat, points, NULL, g, "cells_with_isa");
+  if (st) return st;
+  st = lt_tensor_new(ctx, cells, LT_INT32, 2, pts->shape);
+  if (!st) {
+    lt_cell_grid cg;
+    cell_grid(&cg, g);
+    memset(lt_tensor_data(*cells), 0, (size_t)pts->shape[0] * 12);
+    *good = lt__voxel_cells(*used, lt_tensor_data(*cells), lt_tensor_data(pts), pts->shape[0], &cg);
+  }
+  lt_tensor_release(pts);
+  return st;
 }
