@@ -135,6 +135,27 @@ describe("sparse_quantize", function()
     assert.are.same(i1:tolist(), i2:tolist())
   end)
 
+  it("cuts more than 65,536 points into several parts, the same for any thread count", function()
+    local gen = generator(23)
+    local pts, rows = random_points(gen, 70000, 30) -- two parts, four chunks
+    local batch = {}
+    for i = 1, 70000 do batch[i] = i % 2 end
+    local opts = { voxel_size = { 0.5, 0.75, 0.5 }, origin = { 0.1, 0, -0.2 }, batch = lattice.array(batch, "int32"),
+      return_index = true, return_inverse = true }
+    local threads, got = lattice.num_threads(), {}
+    for _, n in ipairs { 1, 2 } do
+      lattice.set_num_threads(n)
+      got[n] = { ops.sparse_quantize(pts, opts) }
+    end
+    lattice.set_num_threads(threads)
+    local want, first, inv = quantize_ref(rows, opts.voxel_size, opts.origin, batch)
+    for _, n in ipairs { 1, 2 } do
+      assert.are.same(want, got[n][1]:tolist())
+      assert.are.same(first, got[n][2]:tolist())
+      assert.are.same(inv, got[n][3]:tolist())
+    end
+  end)
+
   it("takes an empty point set", function()
     local coords, index, inverse = ops.sparse_quantize(lattice.zeros({ 0, 3 }), { return_index = true,
       return_inverse = true })
@@ -282,6 +303,26 @@ describe("voxelize", function()
     assert.are.same(crow, a.coords:tolist())
     assert_close(a.feats:tolist(), want, 1e-6)
     assert.are.same(a.feats:tolist(), b.feats:tolist())
+  end)
+
+  it("reduces more than 65,536 points in several parts, the same for any thread count", function()
+    local g2 = generator(29)
+    local p, rows = random_points(g2, 70000, 25)
+    local fr = random_rows(g2, 70000, 2)
+    local f = lattice.array(fr, "float32")
+    local threads = lattice.num_threads()
+    for _, reduction in ipairs { "mean", "max" } do
+      local out = {}
+      for _, n in ipairs { 1, 2 } do
+        lattice.set_num_threads(n)
+        out[n] = ops.voxelize(p, f, { voxel_size = 0.5, reduction = reduction })
+      end
+      lattice.set_num_threads(threads)
+      local crow, want = voxelize_ref(rows, fr, { 0.5, 0.5, 0.5 }, { 0, 0, 0 }, reduction)
+      assert.are.same(crow, out[1].coords:tolist())
+      assert_close(out[1].feats:tolist(), want, 1e-6)
+      assert.are.same(out[1].feats:tolist(), out[2].feats:tolist())
+    end
   end)
 
   it("keeps the features' dtype", function()
