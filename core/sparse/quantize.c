@@ -12,8 +12,8 @@
  *      the parts, in point order (a counting sort: prefix sums of A's counts
  *      give every chunk its cursors), so that C reads the features as a
  *      stream, not by gathers;
- *   C  per part, the distinct keys through the part's own hash (grown from
- *      16 slots, so it stays as small as the part's voxels need) into the
+ *   C  per part, the distinct keys through the coordinate hash (sparse/
+ *      internal.h, sized for the part's points: short probes) into the
  *      part's own rows, first seen first, each voxel's point count, and
  *      (voxelize) its features reduced in point order;
  *   D  per chunk, the rank of each voxel's first point among first points
@@ -149,7 +149,7 @@ static void scatter_parts(const plan *q, scratch *s) {
         uint64_t d = lt__coord_digest(key);
         int64_t pos = cur[part_of(q, d)]++;
         memcpy(bkey + pos * 4, key, 16);
-        bidx[pos] = (int32_t)i, s->lj[pos] = (int32_t)(uint32_t)d; /* C's slot hash: the low bits */
+        bidx[pos] = (int32_t)i, s->lj[pos] = (int32_t)(uint32_t)d; /* C's slots: the low bits (< 2^32 a part) */
         if (q->feats) copy_row(s->bfeat + pos * q->fsize, q->feats + i * q->fsize, q->fsize);
       }
     }
@@ -182,57 +182,14 @@ static inline void combine(const plan *q, char *acc, int32_t *arg, const char *r
   }
 }
 
-/* A part's hash: 2^bits slots (row + 1, 0 empty) of the `cap` it may use,
- * doubled when a quarter full (short probes: each probe reads a row) up to
- * cap, so that it stays as small as the part's voxels need, not its points. */
-typedef struct part_hash {
-  uint32_t *slots;
-  int bits;
-  int64_t cap;
-} part_hash;
-
-/* A key's first slot: the top `bits` of its digest's low 32 bits (the high
- * bits, equal within a part, pick the part). */
-static inline uint64_t part_slot(uint32_t hash, int bits) { return hash >> (32 - bits); }
-
-static inline int same_key(const int32_t *r, const int32_t *key) {
-  return r[0] == key[0] && r[1] == key[1] && r[2] == key[2] && r[3] == key[3];
-}
-
-/* The table twice the size, rows 0..m-1 put back. */
-static void part_grow(part_hash *h, const int32_t *rows, int64_t m) {
-  h->bits++;
-  uint64_t mask = ((uint64_t)1 << h->bits) - 1;
-  memset(h->slots, 0, (mask + 1) * sizeof *h->slots);
-  for (int64_t r = 0; r < m; r++) {
-    uint64_t s = part_slot((uint32_t)lt__coord_digest(rows + r * 4), h->bits);
-    while (h->slots[s]) s = (s + 1) & mask;
-    h->slots[s] = (uint32_t)(r + 1);
-  }
-}
-
-/* The row of `rows` (m so far) holding key, appended as row m when new. */
-static inline int64_t part_insert(part_hash *h, int32_t *rows, int64_t *m, const int32_t *key, uint32_t hash) {
-  uint64_t mask = ((uint64_t)1 << h->bits) - 1;
-  for (uint64_t s = part_slot(hash, h->bits);; s = (s + 1) & mask) {
-    uint32_t v = h->slots[s];
-    if (v && same_key(rows + (int64_t)(v - 1) * 4, key)) return v - 1;
-    if (v) continue;
-    memcpy(rows + *m * 4, key, 16);
-    h->slots[s] = (uint32_t)(++*m);
-    if (4 * *m > ((int64_t)1 << h->bits) && ((int64_t)2 << h->bits) <= h->cap) part_grow(h, rows, *m);
-    return *m - 1;
-  }
-}
-
 /* C for one part: its distinct rows (compacted in place over its keys: row j
  * is written once key j + 1 or later has been read; the reduced features the
  * same way over its feature rows), each point's voxel as a position lo + j in
  * that layout (lj), each voxel's point count (end, at its position) and, at
  * each voxel's first point, flag = its position + 1. */
 static int64_t unique_part(const plan *q, const scratch *s, int64_t lo, int64_t hi, uint32_t *slots, int64_t cap) {
-  part_hash h = {slots, 4, cap};
-  memset(slots, 0, ((size_t)1 << h.bits) * sizeof *slots);
+  memset(slots, 0, (size_t)cap * sizeof *slots);
+  lt_coord_hash h = {slots, (uint64_t)cap - 1, 0};
   int32_t *rows = s->bkey + lo * 4, *end = s->end + lo, *flag = s->flag;
   const int32_t *bidx = s->bidx + lo;
   int32_t *lj = s->lj + lo;
@@ -242,7 +199,7 @@ static int64_t unique_part(const plan *q, const scratch *s, int64_t lo, int64_t 
   for (int64_t k = 0; k < n; k++) {
     int32_t key[4];
     memcpy(key, rows + k * 4, 16);
-    int64_t before = m, j = part_insert(&h, rows, &m, key, (uint32_t)lj[k]);
+    int64_t before = m, j = lt__coord_hash_insert_at(&h, rows, &m, key, (uint32_t)lj[k]);
     lj[k] = (int32_t)(lo + j);
     if (m > before) {
       end[j] = 1, flag[bidx[k]] = (int32_t)(lo + j + 1);
