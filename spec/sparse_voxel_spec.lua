@@ -334,6 +334,32 @@ describe("voxelize", function()
     end
   end)
 
+  -- The map of voxelize's rows builds its hash on its first lookup: the
+  -- lookups, the join and the sparse cache's bytes are those of a map whose
+  -- hash was built at once.
+  it("looks its voxels up and joins them as any map, its cached bytes counted once", function()
+    local g2 = generator(31)
+    local p, rows = random_points(g2, 3000, 4)
+    local x = ops.voxelize(p, lattice.array(random_rows(g2, 3000, 1), "float32"), { voxel_size = 0.5 })
+    local crow = quantize_ref(rows, { 0.5, 0.5, 0.5 }, { 0, 0, 0 })
+    local before = lattice.memory_stats().sparse_cache
+    local probe, want = {}, {}
+    for i = 1, #crow, 7 do
+      local r = crow[i]
+      probe[#probe + 1], want[#want + 1] = r, i - 1
+      probe[#probe + 1], want[#want + 1] = { r[1], r[2], r[3], r[4] + 1000 }, -1
+    end
+    assert.are.same(want, ops.coords_lookup(x, lattice.array(probe, "int32")):tolist())
+    assert.are.equal(before, lattice.memory_stats().sparse_cache)
+    local shifted = {}
+    for i, r in ipairs(crow) do shifted[i] = { r[1], r[2] + 1, r[3], r[4] } end
+    local in_both, seen = 0, {}
+    for _, r in ipairs(crow) do seen[key(r)] = true end
+    for _, r in ipairs(shifted) do in_both = in_both + (seen[key(r)] and 1 or 0) end
+    local y = lattice.SparseTensor(lattice.array(shifted, "int32"), lattice.ones({ #crow, 1 }))
+    assert.are.equal(2 * #crow - in_both, #ops.sparse_add(x, y))
+  end)
+
   it("takes an empty point set", function()
     local x = ops.voxelize(lattice.zeros({ 0, 3 }), lattice.zeros({ 0, 5 }))
     assert.are.equal(0, #x)

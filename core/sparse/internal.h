@@ -60,6 +60,8 @@ static inline uint64_t lt__coord_digest(const int32_t *r) {
   return h;
 }
 
+/* The bytes of the table for n rows (its slots, load at most 1/2). */
+size_t lt__coord_hash_bytes(int64_t n);
 /* An empty table sized for n rows. */
 lt_status lt__coord_hash_alloc(lt_ctx *ctx, lt_coord_hash *h, int64_t n, const char *op);
 /* Builds the hash of the n rows; the first duplicate pair is reported in
@@ -106,6 +108,13 @@ lt_status lt__coords_check_rows(lt_ctx *ctx, const lt_tensor *t, const char *op)
 lt_status lt__coords_make(lt_ctx *ctx, lt_coords **out, lt_tensor *rows, const int *stride, const char *op);
 /* The same, interned: an equal map the manager holds replaces it. */
 lt_status lt__coords_intern(lt_ctx *ctx, lt_coords **out, lt_tensor *rows, const int *stride, const char *op);
+/* The same for rows distinct by construction (not checked): the map's hash
+ * is built on its first lookup (lt__coords_hash), as most maps (a voxelized
+ * input feeding convolutions) are never looked up. */
+lt_status lt__coords_intern_distinct(lt_ctx *ctx, lt_coords **out, lt_tensor *rows, const int *stride, const char *op);
+/* Builds c's hash unless it has one (a cache: the map's rows do not change).
+ * Call it before a parallel loop reads c->hash. */
+lt_status lt__coords_hash(lt_ctx *ctx, const lt_coords *c, const char *op);
 
 /* The manager (sparse/manager.c). */
 uint64_t lt__manager_next_id(lt_ctx *ctx);

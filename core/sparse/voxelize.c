@@ -104,7 +104,7 @@ lt_status lt_sparse_voxelize(lt_ctx *ctx, lt_coords **coords, lt_tensor **out, l
   }
   if (!st) st = lt__to_dtype(ctx, out, feats->dtype);
   if (!st) st = record(ctx, out, feats, &vx, reduction, op);
-  if (!st) st = lt__coords_intern(ctx, coords, vx.rows, (int[]){1, 1, 1}, op), vx.rows = NULL;
+  if (!st) st = lt__coords_intern_distinct(ctx, coords, vx.rows, (int[]){1, 1, 1}, op), vx.rows = NULL;
   lt__voxels_free(ctx, &vx);
   if (st && *out) lt_tensor_release(*out), *out = NULL;
   return st;
