@@ -325,6 +325,45 @@ describe("voxelize", function()
     end
   end)
 
+  -- Each point's voxel and max's points are kept only when the tape records
+  -- (for the backward): recorded or not, the voxels and features are the
+  -- same, and the gradient of sum(y) over several parts is the definition's:
+  -- mean 1 / n_v (a float32 quotient), max 1 at the first point holding the
+  -- maximum, else 0.
+  it("gives the same features with and without the tape, and the definition's gradient over several parts", function()
+    local g2 = generator(37)
+    local p, rows = random_points(g2, 70000, 25)
+    local fr = random_rows(g2, 70000, 2)
+    local f = lattice.array(fr, "float32")
+    local _, _, inv = quantize_ref(rows, { 0.5, 0.5, 0.5 }, { 0, 0, 0 })
+    local count, best, first = {}, {}, {}
+    for i, v in ipairs(inv) do
+      count[v] = (count[v] or 0) + 1
+      best[v], first[v] = best[v] or {}, first[v] or {}
+      for c = 1, 2 do
+        if best[v][c] == nil or fr[i][c] > best[v][c] then best[v][c], first[v][c] = fr[i][c], i end
+      end
+    end
+    for _, reduction in ipairs { "mean", "max" } do
+      local opts = { voxel_size = 0.5, reduction = reduction }
+      local plain, taped = ops.voxelize(p, f, opts), nil
+      local g = lattice.grad(function(x)
+        taped = ops.voxelize(p, x, opts)
+        return lattice.sum(taped.feats)
+      end)(f)
+      assert.are.same(plain.coords:tolist(), taped.coords:tolist())
+      assert.are.same(plain.feats:tolist(), taped.feats:tolist())
+      local want = {}
+      for i, v in ipairs(inv) do
+        want[i] = {}
+        for c = 1, 2 do
+          if reduction == "mean" then want[i][c] = f32(1 / count[v]) else want[i][c] = first[v][c] == i and 1 or 0 end
+        end
+      end
+      assert.are.same(want, g:tolist())
+    end
+  end)
+
   it("keeps the features' dtype", function()
     for _, dt in ipairs { "float16", "bfloat16", "float64" } do
       local x = ops.voxelize(pts, feats:astype(dt), { voxel_size = size, origin = origin })

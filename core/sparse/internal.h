@@ -134,18 +134,22 @@ lt_status lt__relation_build(lt_ctx *ctx, lt_relation **out, lt_relation_kind ki
                              const lt_kernel_spec *spec, const char *op);
 
 /* Points on a voxel lattice (sparse/quantize.c): the voxels first seen
- * first, each one's first point and point count, each point's voxel; given
- * feats (contiguous float32 or float64 (n, C)), also their reduction per
- * voxel in that dtype (point order) and, for max, each maximum's point. */
+ * first, each one's first point and point count, and with
+ * LT__VOXELS_INVERSE in `keep` each point's voxel; given feats (contiguous
+ * float32 or float64 (n, C)), also their reduction per voxel in that dtype
+ * (point order) and, for max with LT__VOXELS_ARG, each maximum's point. What
+ * is not kept is NULL (voxelize keeps both only for its backward). */
+#define LT__VOXELS_INVERSE 1
+#define LT__VOXELS_ARG     2
 typedef struct lt__voxels {
   int64_t n, m;
-  lt_tensor *rows, *index, *inverse, *counts; /* int32 (m, 4), (m), (n), (m) */
-  lt_tensor *feats, *arg;                     /* (m, C), int32 (m, C) for max; NULL without feats */
+  lt_tensor *rows, *index, *inverse, *counts; /* int32 (m, 4), (m), (n) or NULL, (m) */
+  lt_tensor *feats, *arg;                     /* (m, C), int32 (m, C) for max or NULL; NULL without feats */
   void *scratch;
   size_t bytes;
 } lt__voxels;
 lt_status lt__voxels_build(lt_ctx *ctx, lt__voxels *v, lt_tensor *points, lt_tensor *batch, const lt_voxel_grid *g,
-                           const lt_tensor *feats, lt_voxel_reduction red, const char *op);
+                           const lt_tensor *feats, lt_voxel_reduction red, int keep, const char *op);
 void lt__voxels_free(lt_ctx *ctx, lt__voxels *v);
 /* Checks the grid, points (N, 3) and batch (NULL, or integer (N) in 0..INT32_MAX);
  * *pts a contiguous float32 copy, *bat an int64 one (NULL without batch). */

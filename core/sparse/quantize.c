@@ -21,7 +21,8 @@
  *      chunk writes its voxels' rows, first points, counts and features in
  *      id order, reading them from the parts;
  *   E  per part, each of its points' voxel id (the part's positions read in
- *      order, their voxel ids from the part's own range of vmap).
+ *      order, their voxel ids from the part's own range of vmap), only when
+ *      the caller keeps it (voxelize needs it for its backward only).
  * A part holds ~65536 points: fewer parts would make C's rows and hash miss
  * L2, more would make B's stores miss (a part is four streams of stores per
  * chunk). */
@@ -51,6 +52,7 @@ typedef struct plan {
   size_t fsize;
   int f64;
   lt_voxel_reduction red;
+  int keep; /* LT__VOXELS_INVERSE, LT__VOXELS_ARG: what the caller needs besides the voxels */
 } plan;
 
 /* The scratch of one build, carved from one block (bytes per point: 36 + slots). */
@@ -171,10 +173,12 @@ static inline void combine(const plan *q, char *acc, int32_t *arg, const char *r
     double a = q->f64 ? ((double *)acc)[ch] : ((float *)acc)[ch];
     if (q->red != LT_VOXEL_MAX)
       a += u;
-    else if (u != u ? a == a : u > a) /* NaN wins; among equal maxima the first point stays */
-      a = u, arg[ch] = i;
-    else
+    else if (u != u ? a == a : u > a) { /* NaN wins; among equal maxima the first point stays */
+      a = u;
+      if (arg) arg[ch] = i;
+    } else {
       continue;
+    }
     if (q->f64)
       ((double *)acc)[ch] = a;
     else
@@ -194,7 +198,7 @@ static int64_t unique_part(const plan *q, const scratch *s, int64_t lo, int64_t 
   const int32_t *bidx = s->bidx + lo;
   int32_t *lj = s->lj + lo;
   char *feat = q->feats ? s->bfeat + lo * q->fsize : NULL;
-  int32_t *arg = q->red == LT_VOXEL_MAX && q->feats ? s->barg + lo * q->c : NULL;
+  int32_t *arg = q->keep & LT__VOXELS_ARG && q->red == LT_VOXEL_MAX && q->feats ? s->barg + lo * q->c : NULL;
   int64_t m = 0, n = hi - lo;
   for (int64_t k = 0; k < n; k++) {
     int32_t key[4];
@@ -262,7 +266,8 @@ static void emit_voxels(const plan *q, scratch *s, const outputs *o) {
       int64_t pos = flag[i] - 1;
       o->index[v] = (int32_t)i;
       emit_voxel(q, s, o, v, pos);
-      s->vmap[pos] = (int32_t)v++;
+      if (o->inverse) s->vmap[pos] = (int32_t)v;
+      v++;
     }
   });
 }
@@ -360,7 +365,7 @@ static lt_status reserve(lt_ctx *ctx, lt__voxels *v, scratch *s, const plan *q, 
   int64_t n = q->n > 0 ? q->n : 1, P = q->parts, K = q->chunks;
   size_t slots = (size_t)(4 * n + 16 * P); /* sum of caps <= 4 count + 16 per part */
   size_t fbytes = q->feats ? (size_t)n * q->fsize : 0,
-         abytes = q->feats && q->red == LT_VOXEL_MAX ? (size_t)(n * q->c) * 4 : 0;
+         abytes = q->feats && q->red == LT_VOXEL_MAX && q->keep & LT__VOXELS_ARG ? (size_t)(n * q->c) * 4 : 0;
   v->bytes = (size_t)n * 36 + slots * 4 + (size_t)(K * P + 3 * (P + 1) + K) * 8 + fbytes + abytes + 128;
   char *b = lt_ctx_alloc(ctx, v->bytes);
   if (!b) return lt_ctx_fail(ctx, LT_ERR_MEM, "%s: out of memory for quantizing %lld points", op, (long long)q->n);
@@ -391,25 +396,26 @@ static lt_status run(lt_ctx *ctx, lt__voxels *v, const plan *q, scratch *s, cons
   v->m = count_firsts(q, s);
   lt_status st = lt_tensor_new(ctx, &v->rows, LT_INT32, 2, (int64_t[]){v->m, 4});
   if (!st) st = lt_tensor_new(ctx, &v->index, LT_INT32, 1, &v->m);
-  if (!st) st = lt_tensor_new(ctx, &v->inverse, LT_INT32, 1, &q->n);
+  if (!st && q->keep & LT__VOXELS_INVERSE) st = lt_tensor_new(ctx, &v->inverse, LT_INT32, 1, &q->n);
   if (!st) st = lt_tensor_new(ctx, &v->counts, LT_INT32, 1, &v->m);
   if (!st && q->feats) st = lt_tensor_new(ctx, &v->feats, q->f64 ? LT_FLOAT64 : LT_FLOAT32, 2, (int64_t[]){v->m, q->c});
-  if (!st && q->feats && q->red == LT_VOXEL_MAX) st = lt_tensor_new(ctx, &v->arg, LT_INT32, 2, (int64_t[]){v->m, q->c});
+  if (!st && q->feats && q->red == LT_VOXEL_MAX && q->keep & LT__VOXELS_ARG)
+    st = lt_tensor_new(ctx, &v->arg, LT_INT32, 2, (int64_t[]){v->m, q->c});
   if (st) return st;
   outputs o = {lt_tensor_data(v->rows),
                lt_tensor_data(v->index),
                lt_tensor_data(v->counts),
-               lt_tensor_data(v->inverse),
+               v->inverse ? lt_tensor_data(v->inverse) : NULL,
                v->arg ? lt_tensor_data(v->arg) : NULL,
                v->feats ? lt_tensor_data(v->feats) : NULL};
 
   emit_voxels(q, s, &o);
-  emit_inverse(q, s, o.inverse);
+  if (o.inverse) emit_inverse(q, s, o.inverse);
   return LT_OK;
 }
 
 lt_status lt__voxels_build(lt_ctx *ctx, lt__voxels *v, lt_tensor *points, lt_tensor *batch, const lt_voxel_grid *g,
-                           const lt_tensor *feats, lt_voxel_reduction red, const char *op) {
+                           const lt_tensor *feats, lt_voxel_reduction red, int keep, const char *op) {
   *v = (lt__voxels){0};
   lt_tensor *pts, *bat;
   lt_status st = lt__points_stage(ctx, &pts, &bat, points, batch, g, op);
@@ -425,7 +431,8 @@ lt_status lt__voxels_build(lt_ctx *ctx, lt__voxels *v, lt_tensor *points, lt_ten
             .threads = n >= LT_GRAIN ? lt__ctx_threads(ctx) : 1,
             .p = lt_tensor_data(pts),
             .batch = bat ? lt_tensor_data(bat) : NULL,
-            .g = g};
+            .g = g,
+            .keep = keep};
   q.parts = 1 << q.pbits;
   q.isa = lt__ctx_isa(ctx);
   cell_grid(&q.grid, g);
@@ -456,7 +463,7 @@ lt_status lt_sparse_quantize(lt_ctx *ctx, lt_tensor **coords, lt_tensor **index,
   if (index) *index = NULL;
   if (inverse) *inverse = NULL;
   lt__voxels v;
-  lt_status st = lt__voxels_build(ctx, &v, points, batch, g, NULL, LT_VOXEL_SUM, op);
+  lt_status st = lt__voxels_build(ctx, &v, points, batch, g, NULL, LT_VOXEL_SUM, inverse ? LT__VOXELS_INVERSE : 0, op);
   if (st) return st;
   *coords = v.rows, v.rows = NULL;
   if (index) *index = v.index, v.index = NULL;
