@@ -3,7 +3,7 @@
  * points, in parallel and the same for any thread count.
  *
  * The points are cut into `chunks` and their keys into `parts` by the high
- * bits of the coordinate digest (both counts depend on N only). A point's
+ * bits of key_digest (both counts depend on N only). A point's
  * cell comes from the vector kernel of kernels/voxel_cells.h, a block of
  * points at a time, in A and again in B (recomputing it is cheaper than
  * storing and reading it back):
@@ -91,6 +91,19 @@ static inline void key_of(int32_t *key, const plan *q, int64_t i, const int32_t 
   key[1] = cell[0], key[2] = cell[1], key[3] = cell[2];
 }
 
+/* A key's digest for the parts (high bits) and the parts' hashes (low bits).
+ * They never meet a map's hash, so any good mix serves: two independent
+ * products and a final one, where lt__coord_digest chains four (A and B hash
+ * every point). */
+static inline uint64_t key_digest(const int32_t *key) {
+  uint64_t a = ((uint64_t)(uint32_t)key[1] | (uint64_t)(uint32_t)key[2] << 32) * 0x9e3779b97f4a7c15ull;
+  uint64_t b = ((uint64_t)(uint32_t)key[3] | (uint64_t)(uint32_t)key[0] << 32) * 0xc2b2ae3d27d4eb4full;
+  uint64_t h = a + (b << 31 | b >> 33);
+  h ^= h >> 32;
+  h *= 0xd6e8feb86659fd93ull;
+  return h ^ h >> 32;
+}
+
 static inline int64_t part_of(const plan *q, uint64_t digest) {
   return q->pbits ? (int64_t)(digest >> (64 - q->pbits)) : 0;
 }
@@ -107,7 +120,7 @@ static void count_parts(const plan *q, scratch *s) {
       for (int64_t j = 0; j < good; j++) {
         int32_t key[4];
         key_of(key, q, lo + j, cell + j * 3);
-        h[part_of(q, lt__coord_digest(key))]++;
+        h[part_of(q, key_digest(key))]++;
         flag[lo + j] = 0;
       }
     }
@@ -148,7 +161,7 @@ static void scatter_parts(const plan *q, scratch *s) {
         int64_t i = lo + j;
         int32_t key[4];
         key_of(key, q, i, cell + j * 3);
-        uint64_t d = lt__coord_digest(key);
+        uint64_t d = key_digest(key);
         int64_t pos = cur[part_of(q, d)]++;
         memcpy(bkey + pos * 4, key, 16);
         bidx[pos] = (int32_t)i, s->lj[pos] = (int32_t)(uint32_t)d; /* C's slots: the low bits (< 2^32 a part) */
@@ -202,6 +215,9 @@ static int64_t unique_part(const plan *q, const scratch *s, int64_t lo, int64_t 
   int64_t m = 0, n = hi - lo;
   for (int64_t k = 0; k < n; k++) {
     int32_t key[4];
+    /* the slot of the key 16 on: its digest is known, and its probe would
+     * otherwise wait on L2 (the rows and features it reaches depend on it) */
+    if (k + 16 < n) __builtin_prefetch(slots + ((uint32_t)lj[k + 16] & h.mask));
     memcpy(key, rows + k * 4, 16);
     int64_t before = m, j = lt__coord_hash_insert_at(&h, rows, &m, key, (uint32_t)lj[k]);
     lj[k] = (int32_t)(lo + j);
