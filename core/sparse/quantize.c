@@ -8,7 +8,7 @@
  * points at a time, in A and again in B (recomputing it is cheaper than
  * storing and reading it back):
  *   A  per chunk, count each part's keys and find the first bad point;
- *   B  per chunk, scatter (key, point, the digest's low bits, features) into
+ *   B  per chunk, scatter (key, point, features) into
  *      the parts, in point order (a counting sort: prefix sums of A's counts
  *      give every chunk its cursors), so that C reads the features as a
  *      stream, not by gathers;
@@ -164,7 +164,7 @@ static void scatter_parts(const plan *q, scratch *s) {
         uint64_t d = key_digest(key);
         int64_t pos = cur[part_of(q, d)]++;
         memcpy(bkey + pos * 4, key, 16);
-        bidx[pos] = (int32_t)i, s->lj[pos] = (int32_t)(uint32_t)d; /* C's slots: the low bits (< 2^32 a part) */
+        bidx[pos] = (int32_t)i;
         if (q->feats) copy_row(s->bfeat + pos * q->fsize, q->feats + i * q->fsize, q->fsize);
       }
     }
@@ -210,17 +210,26 @@ static int64_t unique_part(const plan *q, const scratch *s, int64_t lo, int64_t 
   int32_t *rows = s->bkey + lo * 4, *end = s->end + lo, *flag = s->flag;
   const int32_t *bidx = s->bidx + lo;
   int32_t *lj = s->lj + lo;
+  int inverse = q->keep & LT__VOXELS_INVERSE; /* lj only for E */
   char *feat = q->feats ? s->bfeat + lo * q->fsize : NULL;
   int32_t *arg = q->keep & LT__VOXELS_ARG && q->red == LT_VOXEL_MAX && q->feats ? s->barg + lo * q->c : NULL;
   int64_t m = 0, n = hi - lo;
+  /* The digests of the keys 16 on (a ring): each key's slot is fetched 16
+   * keys ahead, as its probe would otherwise wait on L2 (the rows and
+   * features it reaches depend on it). The keys ahead are still unread:
+   * the rows compacted over them reach key k at most. */
+  uint64_t ahead[16];
+  for (int64_t k = 0; k < 16 && k < n; k++) ahead[k] = key_digest(rows + k * 4);
   for (int64_t k = 0; k < n; k++) {
     int32_t key[4];
-    /* the slot of the key 16 on: its digest is known, and its probe would
-     * otherwise wait on L2 (the rows and features it reaches depend on it) */
-    if (k + 16 < n) __builtin_prefetch(slots + ((uint32_t)lj[k + 16] & h.mask));
+    uint64_t d = ahead[k & 15];
+    if (k + 16 < n) {
+      ahead[k & 15] = key_digest(rows + (k + 16) * 4);
+      __builtin_prefetch(slots + (ahead[k & 15] & h.mask));
+    }
     memcpy(key, rows + k * 4, 16);
-    int64_t before = m, j = lt__coord_hash_insert_at(&h, rows, &m, key, (uint32_t)lj[k]);
-    lj[k] = (int32_t)(lo + j);
+    int64_t before = m, j = lt__coord_hash_insert_at(&h, rows, &m, key, d);
+    if (inverse) lj[k] = (int32_t)(lo + j);
     if (m > before) {
       end[j] = 1, flag[bidx[k]] = (int32_t)(lo + j + 1);
       if (feat && j != k) copy_row(feat + j * q->fsize, feat + k * q->fsize, q->fsize);
