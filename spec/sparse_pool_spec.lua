@@ -324,6 +324,34 @@ describe("global sparse pooling", function()
     assert.are.same(out[1], out[2])
   end)
 
+  -- lattice.core.sparse.colsum_with_isa runs the column-sum kernel of one
+  -- ISA (lowered to what this CPU has; one it lacks is pending). Each column
+  -- is a chain of double additions in row order, as this plain Lua loop
+  -- adds, so the sums match exactly: widths past the vector blocks and row
+  -- counts past a tile (128 KiB of rows) leave every tail.
+  for _, isa in ipairs({ "scalar", "avx2", "avx512" }) do
+    it(("sums columns with the %s kernel exactly as a plain loop in double"):format(isa), function()
+      local core = require "lattice.core"
+      local g3 = generator(31)
+      for _, shape in ipairs({ { 1, 1 }, { 5, 3 }, { 7, 8 }, { 40, 13 }, { 300, 64 }, { 2, 100 }, { 700, 200 } }) do
+        local n, c = shape[1], shape[2]
+        local xs = f32_values(g3, n, c)
+        for _, r in ipairs(xs) do
+          for j = 1, c do r[j] = f32(r[j] * 1000) end -- larger sums: more bits rounded away in each addition
+        end
+        local got, used = core.sparse.colsum_with_isa(lattice.array(xs, "float32"), isa)
+        if used ~= isa then return pending(isa .. " is not available here") end
+        local want = {}
+        for j = 1, c do
+          local s = 0
+          for i = 1, n do s = s + xs[i][j] end
+          want[j] = s
+        end
+        assert.are.same(want, got:tolist())
+      end
+    end)
+  end
+
   it("needs batch counts", function()
     local t = sr.tensor(rows, vals)
     for _, name in ipairs({ "global_sum_pool", "global_avg_pool", "global_max_pool" }) do

@@ -135,6 +135,27 @@ describe("sparse_quantize", function()
     assert.are.same(i1:tolist(), i2:tolist())
   end)
 
+  it("cuts more than 65,536 points into several parts, the same for any thread count", function()
+    local gen = generator(23)
+    local pts, rows = random_points(gen, 70000, 30) -- two parts, four chunks
+    local batch = {}
+    for i = 1, 70000 do batch[i] = i % 2 end
+    local opts = { voxel_size = { 0.5, 0.75, 0.5 }, origin = { 0.1, 0, -0.2 }, batch = lattice.array(batch, "int32"),
+      return_index = true, return_inverse = true }
+    local threads, got = lattice.num_threads(), {}
+    for _, n in ipairs { 1, 2 } do
+      lattice.set_num_threads(n)
+      got[n] = { ops.sparse_quantize(pts, opts) }
+    end
+    lattice.set_num_threads(threads)
+    local want, first, inv = quantize_ref(rows, opts.voxel_size, opts.origin, batch)
+    for _, n in ipairs { 1, 2 } do
+      assert.are.same(want, got[n][1]:tolist())
+      assert.are.same(first, got[n][2]:tolist())
+      assert.are.same(inv, got[n][3]:tolist())
+    end
+  end)
+
   it("takes an empty point set", function()
     local coords, index, inverse = ops.sparse_quantize(lattice.zeros({ 0, 3 }), { return_index = true,
       return_inverse = true })
@@ -168,6 +189,66 @@ describe("sparse_quantize", function()
       err(pts, { batch = lattice.zeros({ 2 }) }), 1, true)
     assert.matches("sparse_quantize: unknown option 'size'", err(pts, { size = 1 }), 1, true)
   end)
+end)
+
+describe("the cell kernel of sparse_quantize and voxelize", function()
+  -- lattice.core.sparse.cells_with_isa runs one ISA's kernel (lowered to
+  -- what this CPU has; an ISA it lacks is pending) against the plain floor of
+  -- u_of: every step is an IEEE float32 operation, so the cells match exactly.
+  local core = require "lattice.core"
+  local function cells_ref(rows, size, origin)
+    local out = {}
+    for i, p in ipairs(rows) do
+      out[i] = {}
+      for a = 1, 3 do out[i][a] = math.floor(u_of(p, size, origin, a)) end
+    end
+    return out
+  end
+  -- random points, points on cell borders (k * size exactly), around zero
+  -- and at the ends of int32; a count that leaves a tail for every width
+  local function points(gen, size)
+    local rows = select(2, random_points(gen, 1003, 40))
+    for k = -20, 20 do rows[#rows + 1] = { f32(k * size[1]), f32(k * size[2]), f32(k * size[3]) } end
+    for _, v in ipairs { 0, -0.0, 1e-7, -1e-7, 1e-30, -1e-30 } do rows[#rows + 1] = { v, -v, v } end
+    return rows
+  end
+  local grids = {
+    { size = { 0.5, 0.5, 0.5 }, origin = { 0, 0, 0 } },            -- power of two: a product
+    { size = { 0.3, 0.7, 1.1 }, origin = { -0.1, 0.25, 3 } },      -- quotients
+    { size = { 0.25, 0.3, 2 }, origin = { 0.05, 0, -1.5 } },       -- mixed
+  }
+  for _, isa in ipairs { "scalar", "avx2", "avx512" } do
+    it(("gives the plain floor's cells with %s, borders and tails included"):format(isa), function()
+      local gen = generator(17)
+      for _, g in ipairs(grids) do
+        local rows = points(gen, g.size)
+        local cells, good, used = core.sparse.cells_with_isa(lattice.array(rows, "float32"), g.size, g.origin, isa)
+        if used ~= isa then return pending(isa .. " is not available here") end
+        assert.are.equal(#rows, good)
+        assert.are.same(cells_ref(rows, g.size, g.origin), cells:tolist())
+      end
+    end)
+
+    it(("stops at the first point without a cell with %s"):format(isa), function()
+      local one = { size = { 1, 1, 1 }, origin = { 0, 0, 0 } }
+      -- -2^31 is a cell, 2^31 is not; 2147483520 is the float32 below 2^31
+      local edge = { { -2147483648, 2147483520, 0 } }
+      local c, good, used = core.sparse.cells_with_isa(lattice.array(edge, "float32"), one.size, one.origin, isa)
+      if used ~= isa then return pending(isa .. " is not available here") end
+      assert.are.equal(1, good)
+      assert.are.same({ { -2147483648, 2147483520, 0 } }, c:tolist())
+      for _, bad in ipairs { { 2147483648, 0, 0 }, { 0, 0 / 0, 0 }, { 0, 0, -math.huge }, { 0, -3e9, 0 } } do
+        for _, at in ipairs { 1, 5, 37, 40 } do
+          local rows = select(2, random_points(generator(at), 40, 5))
+          rows[at] = bad
+          local cells, good2 = core.sparse.cells_with_isa(lattice.array(rows, "float32"), one.size, one.origin, isa)
+          assert.are.equal(at - 1, good2)
+          local want = cells_ref({ table.unpack(rows, 1, at - 1) }, one.size, one.origin)
+          assert.are.same(want, { table.unpack(cells:tolist(), 1, at - 1) })
+        end
+      end
+    end)
+  end
 end)
 
 describe("voxelize", function()
@@ -224,6 +305,65 @@ describe("voxelize", function()
     assert.are.same(a.feats:tolist(), b.feats:tolist())
   end)
 
+  it("reduces more than 65,536 points in several parts, the same for any thread count", function()
+    local g2 = generator(29)
+    local p, rows = random_points(g2, 70000, 25)
+    local fr = random_rows(g2, 70000, 2)
+    local f = lattice.array(fr, "float32")
+    local threads = lattice.num_threads()
+    for _, reduction in ipairs { "mean", "max" } do
+      local out = {}
+      for _, n in ipairs { 1, 2 } do
+        lattice.set_num_threads(n)
+        out[n] = ops.voxelize(p, f, { voxel_size = 0.5, reduction = reduction })
+      end
+      lattice.set_num_threads(threads)
+      local crow, want = voxelize_ref(rows, fr, { 0.5, 0.5, 0.5 }, { 0, 0, 0 }, reduction)
+      assert.are.same(crow, out[1].coords:tolist())
+      assert_close(out[1].feats:tolist(), want, 1e-6)
+      assert.are.same(out[1].feats:tolist(), out[2].feats:tolist())
+    end
+  end)
+
+  -- Each point's voxel and max's points are kept only when the tape records
+  -- (for the backward): recorded or not, the voxels and features are the
+  -- same, and the gradient of sum(y) over several parts is the definition's:
+  -- mean 1 / n_v (a float32 quotient), max 1 at the first point holding the
+  -- maximum, else 0.
+  it("gives the same features with and without the tape, and the definition's gradient over several parts", function()
+    local g2 = generator(37)
+    local p, rows = random_points(g2, 70000, 25)
+    local fr = random_rows(g2, 70000, 2)
+    local f = lattice.array(fr, "float32")
+    local _, _, inv = quantize_ref(rows, { 0.5, 0.5, 0.5 }, { 0, 0, 0 })
+    local count, best, first = {}, {}, {}
+    for i, v in ipairs(inv) do
+      count[v] = (count[v] or 0) + 1
+      best[v], first[v] = best[v] or {}, first[v] or {}
+      for c = 1, 2 do
+        if best[v][c] == nil or fr[i][c] > best[v][c] then best[v][c], first[v][c] = fr[i][c], i end
+      end
+    end
+    for _, reduction in ipairs { "mean", "max" } do
+      local opts = { voxel_size = 0.5, reduction = reduction }
+      local plain, taped = ops.voxelize(p, f, opts), nil
+      local g = lattice.grad(function(x)
+        taped = ops.voxelize(p, x, opts)
+        return lattice.sum(taped.feats)
+      end)(f)
+      assert.are.same(plain.coords:tolist(), taped.coords:tolist())
+      assert.are.same(plain.feats:tolist(), taped.feats:tolist())
+      local want = {}
+      for i, v in ipairs(inv) do
+        want[i] = {}
+        for c = 1, 2 do
+          if reduction == "mean" then want[i][c] = f32(1 / count[v]) else want[i][c] = first[v][c] == i and 1 or 0 end
+        end
+      end
+      assert.are.same(want, g:tolist())
+    end
+  end)
+
   it("keeps the features' dtype", function()
     for _, dt in ipairs { "float16", "bfloat16", "float64" } do
       local x = ops.voxelize(pts, feats:astype(dt), { voxel_size = size, origin = origin })
@@ -231,6 +371,32 @@ describe("voxelize", function()
       local _, want = voxelize_ref(prow, lattice.astype(feats:astype(dt), "float64"):tolist(), size, origin, "mean")
       assert_close(x.feats:astype("float64"):tolist(), want, dt == "float64" and 1e-12 or 1e-2)
     end
+  end)
+
+  -- The map of voxelize's rows builds its hash on its first lookup: the
+  -- lookups, the join and the sparse cache's bytes are those of a map whose
+  -- hash was built at once.
+  it("looks its voxels up and joins them as any map, its cached bytes counted once", function()
+    local g2 = generator(31)
+    local p, rows = random_points(g2, 3000, 4)
+    local x = ops.voxelize(p, lattice.array(random_rows(g2, 3000, 1), "float32"), { voxel_size = 0.5 })
+    local crow = quantize_ref(rows, { 0.5, 0.5, 0.5 }, { 0, 0, 0 })
+    local before = lattice.memory_stats().sparse_cache
+    local probe, want = {}, {}
+    for i = 1, #crow, 7 do
+      local r = crow[i]
+      probe[#probe + 1], want[#want + 1] = r, i - 1
+      probe[#probe + 1], want[#want + 1] = { r[1], r[2], r[3], r[4] + 1000 }, -1
+    end
+    assert.are.same(want, ops.coords_lookup(x, lattice.array(probe, "int32")):tolist())
+    assert.are.equal(before, lattice.memory_stats().sparse_cache)
+    local shifted = {}
+    for i, r in ipairs(crow) do shifted[i] = { r[1], r[2] + 1, r[3], r[4] } end
+    local in_both, seen = 0, {}
+    for _, r in ipairs(crow) do seen[key(r)] = true end
+    for _, r in ipairs(shifted) do in_both = in_both + (seen[key(r)] and 1 or 0) end
+    local y = lattice.SparseTensor(lattice.array(shifted, "int32"), lattice.ones({ #crow, 1 }))
+    assert.are.equal(2 * #crow - in_both, #ops.sparse_add(x, y))
   end)
 
   it("takes an empty point set", function()

@@ -1,6 +1,8 @@
 /* Sparse pooling from Lua (lua/lattice/ops/pool.lua checks the options):
  *   lattice.core.sparse.pool(mode, x, size, stride, padding, dilation, fname) -> SparseTensor
  *   lattice.core.sparse.global_pool(mode, x, fname) -> Tensor (B, C)
+ *   lattice.core.sparse.colsum_with_isa(x, isa) -> Tensor (C) float64, the ISA used: the column sums of
+ *     global pooling's kernel, for specs
  * mode "sum", "avg" or "max"; size .. dilation lists of 3 integers; fname one
  * of the public names (messages carry it). The local pools read the cached
  * relation of a convolution with the same kernel spec. And the pooling
@@ -11,6 +13,7 @@
 #include <string.h>
 #include "nn_module.h"
 #include "sparse_binding.h"
+#include "sparse/internal.h"
 
 static const char *const modes[] = {"sum", "avg", "max", NULL};
 
@@ -92,6 +95,15 @@ static int l_pool(lua_State *L) {
   return push_pool(L, mode, 2, &spec, op);
 }
 
+static int l_colsum_with_isa(lua_State *L) {
+  lt_tensor *x = lt_l_checktensor(L, 1);
+  lt_isa isa = lt_l_checkisa(L, 2, "colsum_with_isa"), used;
+  lt_l_tensor *u = lt_l_newtensor(L);
+  lt_l_check(L, lt__colsum_isa(lt_l_ctx(L), &u->t, x, isa, &used));
+  lua_pushstring(L, lt_isa_name(used));
+  return 2;
+}
+
 /* lattice.core.sparse.global_pool(mode, x, fname) */
 static int l_global_pool(lua_State *L) {
   lua_settop(L, 3);
@@ -151,7 +163,8 @@ static int l_pool_module(lua_State *L) {
 
 void lt_l_open_sparse_pool(lua_State *L) {
   lt_l_sparse_table(L);
-  static const luaL_Reg fns[] = {{"pool", l_pool}, {"global_pool", l_global_pool}, {NULL, NULL}};
+  static const luaL_Reg fns[] = {
+      {"pool", l_pool}, {"global_pool", l_global_pool}, {"colsum_with_isa", l_colsum_with_isa}, {NULL, NULL}};
   lt_l_register(L, fns);
   lua_pop(L, 1);
   lua_getfield(L, -1, "nn");

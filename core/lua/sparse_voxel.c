@@ -2,11 +2,14 @@
  *   lattice.core.sparse.quantize(points, batch, size, origin, fname) -> coords, index, inverse
  *   lattice.core.sparse.voxelize(points, feats, batch, size, origin, reduction, batches, fname) -> SparseTensor
  *   lattice.core.sparse.devoxelize(points, x, batch, size, origin, mode, renormalize, fname) -> Tensor
+ *   lattice.core.sparse.cells_with_isa(points, size, origin, isa) -> cells (N, 3) int32, the number of
+ *     points with cells (0 after), the ISA used: the cell kernel of sparse_quantize and voxelize, for specs
  * batch: nil or an integer (N) tensor; size, origin: lists of 3 numbers;
  * reduction "mean", "sum" or "max"; mode "nearest" or "trilinear"; batches:
  * the number of batch counts the voxelized tensor gets; fname one of the
  * public names (the tape names its nodes with it: static strings). */
 #include "sparse_binding.h"
+#include "sparse/internal.h"
 
 static const char *const names[] = {"sparse_quantize", "unique_coords", "voxelize", "devoxelize", NULL};
 static const char *const reductions[] = {"mean", "sum", "max", NULL};
@@ -77,10 +80,29 @@ static int l_devoxelize(lua_State *L) {
                                              lt_l_sparse_feats(L, 2), &g, mode, renormalize, fname));
 }
 
+static int l_cells_with_isa(lua_State *L) {
+  lua_settop(L, 4);
+  lt_tensor *points = lt_l_checktensor(L, 1);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  luaL_checktype(L, 3, LUA_TTABLE);
+  lt_isa isa = lt_l_checkisa(L, 4, "cells_with_isa"), used;
+  lt_voxel_grid g;
+  read_grid(L, 2, 3, &g);
+  lt_l_tensor *u = lt_l_newtensor(L);
+  int64_t good;
+  lt_l_check(L, lt__voxel_cells_isa(lt_l_ctx(L), &u->t, &good, points, &g, isa, &used));
+  lua_pushinteger(L, good);
+  lua_pushstring(L, lt_isa_name(used));
+  return 3;
+}
+
 void lt_l_open_sparse_voxel(lua_State *L) {
   lt_l_sparse_table(L);
-  static const luaL_Reg fns[] = {
-      {"quantize", l_quantize}, {"voxelize", l_voxelize}, {"devoxelize", l_devoxelize}, {NULL, NULL}};
+  static const luaL_Reg fns[] = {{"quantize", l_quantize},
+                                 {"voxelize", l_voxelize},
+                                 {"devoxelize", l_devoxelize},
+                                 {"cells_with_isa", l_cells_with_isa},
+                                 {NULL, NULL}};
   lt_l_register(L, fns);
   lua_pop(L, 1);
 }

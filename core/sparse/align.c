@@ -119,8 +119,9 @@ lt_status lt_sparse_align(lt_ctx *ctx, lt_sparse_alignment *al, lt_coords *a, lt
   int32_t *a_of_b = lt_ctx_alloc(ctx, bytes);
   if (!a_of_b) return lt_ctx_fail(ctx, LT_ERR_MEM, "%s: out of memory", op);
   int32_t *b_of_a = a_of_b + b->n;
-  match_rows(ctx, a_of_b, b_of_a, a, b);
-  st = alloc_rows(ctx, al, joined_rows(join, a_of_b, b_of_a, a->n, b->n), a->n, b->n);
+  st = lt__coords_hash(ctx, a, op);
+  if (!st) match_rows(ctx, a_of_b, b_of_a, a, b);
+  if (!st) st = alloc_rows(ctx, al, joined_rows(join, a_of_b, b_of_a, a->n, b->n), a->n, b->n);
   if (!st) lay_out(al, join, a_of_b, b_of_a, a->n, b->n);
   lt_ctx_free(ctx, a_of_b, bytes);
   if (!st) st = output_map(ctx, al, a, b, op);

@@ -22,6 +22,7 @@ lt_status lt_coords_lookup(lt_ctx *ctx, lt_tensor **rows, const lt_coords *c, lt
   lt_status st = lt__coords_check_rows(ctx, query, op);
   if (!st) st = lt__as_contig(ctx, &q, query, LT_INT32);
   if (!st) st = lt_tensor_new(ctx, rows, LT_INT32, 1, q->shape);
+  if (!st) st = lt__coords_hash(ctx, c, op);
   if (!st) {
     const int32_t *qr = lt_tensor_data(q), *cr = lt_tensor_data(c->rows);
     int32_t *out = lt_tensor_data(*rows);

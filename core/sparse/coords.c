@@ -5,12 +5,17 @@
 
 /* ---- the hash ---- */
 
+size_t lt__coord_hash_bytes(int64_t n) {
+  uint64_t cap = 16;
+  while (cap < 2 * (uint64_t)n) cap *= 2; /* load at most 1/2: short probes */
+  return (size_t)cap * sizeof(uint32_t);
+}
+
 lt_status lt__coord_hash_alloc(lt_ctx *ctx, lt_coord_hash *h, int64_t n, const char *op) {
   *h = (lt_coord_hash){0};
   if (n >= (int64_t)UINT32_MAX / 2) return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: %lld rows are too many", op, (long long)n);
-  uint64_t cap = 16;
-  while (cap < 2 * (uint64_t)n) cap *= 2; /* load at most 1/2: short probes */
-  h->bytes = cap * sizeof *h->slots;
+  h->bytes = lt__coord_hash_bytes(n);
+  uint64_t cap = h->bytes / sizeof *h->slots;
   h->slots = lt_ctx_alloc(ctx, h->bytes);
   if (!h->slots)
     return lt_ctx_fail(ctx, LT_ERR_MEM, "%s: out of memory for a coordinate hash of %lld rows", op, (long long)n);
@@ -64,7 +69,24 @@ static lt_status check_stride(lt_ctx *ctx, const int *stride, const char *op) {
   return LT_OK;
 }
 
-lt_status lt__coords_make(lt_ctx *ctx, lt_coords **out, lt_tensor *rows, const int *stride, const char *op) {
+/* Fails on duplicate rows, naming the first pair. */
+static lt_status build_hash(lt_ctx *ctx, lt_coords *c, const char *op) {
+  const int32_t *r = lt_tensor_data(c->rows);
+  int64_t a, b;
+  lt_status st = lt__coord_hash_build(ctx, &c->hash, r, c->n, &a, &b, op);
+  if (st && a >= 0)
+    lt_ctx_fail(ctx, st, "%s: rows %lld and %lld are the same coordinate (%d, %d, %d, %d)", op, (long long)a + 1,
+                (long long)b + 1, r[a * 4], r[a * 4 + 1], r[a * 4 + 2], r[a * 4 + 3]);
+  return st;
+}
+
+lt_status lt__coords_hash(lt_ctx *ctx, const lt_coords *c, const char *op) {
+  if (c->hash.slots) return LT_OK;
+  return build_hash(ctx, (lt_coords *)c, op); /* the hash is a cache of the rows: filling it changes no value */
+}
+
+/* A map of rows; their hash now (which checks them for duplicates) unless `distinct`. */
+static lt_status make(lt_ctx *ctx, lt_coords **out, lt_tensor *rows, const int *stride, int distinct, const char *op) {
   *out = NULL;
   lt_status st = check_stride(ctx, stride, op);
   lt_coords *c = st ? NULL : calloc(1, sizeof *c);
@@ -75,20 +97,19 @@ lt_status lt__coords_make(lt_ctx *ctx, lt_coords **out, lt_tensor *rows, const i
   }
   *c = (lt_coords){.refcount = 1, .ctx = ctx, .rows = rows, .n = rows->shape[0]};
   memcpy(c->stride, stride, sizeof c->stride);
-  const int32_t *r = lt_tensor_data(rows);
-  int64_t a, b;
-  st = lt__coord_hash_build(ctx, &c->hash, r, c->n, &a, &b, op);
-  if (st && a >= 0)
-    lt_ctx_fail(ctx, st, "%s: rows %lld and %lld are the same coordinate (%d, %d, %d, %d)", op, (long long)a + 1,
-                (long long)b + 1, r[a * 4], r[a * 4 + 1], r[a * 4 + 2], r[a * 4 + 3]);
+  if (!distinct) st = build_hash(ctx, c, op);
   if (st) {
     lt_coords_release(c);
     return st;
   }
   c->id = lt__manager_next_id(ctx);
-  c->digest = digest_of(r, c->n, stride);
+  c->digest = digest_of(lt_tensor_data(rows), c->n, stride);
   *out = c;
   return LT_OK;
+}
+
+lt_status lt__coords_make(lt_ctx *ctx, lt_coords **out, lt_tensor *rows, const int *stride, const char *op) {
+  return make(ctx, out, rows, stride, 0, op);
 }
 
 lt_status lt__coords_check_rows(lt_ctx *ctx, const lt_tensor *t, const char *op) {
@@ -123,9 +144,10 @@ lt_status lt_coords_new(lt_ctx *ctx, lt_coords **out, lt_tensor *coords, const i
   return lt__coords_intern(ctx, out, rows, stride, op);
 }
 
-lt_status lt__coords_intern(lt_ctx *ctx, lt_coords **out, lt_tensor *rows, const int *stride, const char *op) {
+static lt_status intern(lt_ctx *ctx, lt_coords **out, lt_tensor *rows, const int *stride, int distinct,
+                        const char *op) {
   lt_coords *c;
-  lt_status st = lt__coords_make(ctx, &c, rows, stride, op);
+  lt_status st = make(ctx, &c, rows, stride, distinct, op);
   if (st) return st;
   lt_coords *same = lt__manager_find_coords(ctx, c);
   if (same) {
@@ -136,6 +158,14 @@ lt_status lt__coords_intern(lt_ctx *ctx, lt_coords **out, lt_tensor *rows, const
   lt__manager_keep_coords(ctx, c);
   *out = c;
   return LT_OK;
+}
+
+lt_status lt__coords_intern(lt_ctx *ctx, lt_coords **out, lt_tensor *rows, const int *stride, const char *op) {
+  return intern(ctx, out, rows, stride, 0, op);
+}
+
+lt_status lt__coords_intern_distinct(lt_ctx *ctx, lt_coords **out, lt_tensor *rows, const int *stride, const char *op) {
+  return intern(ctx, out, rows, stride, 1, op);
 }
 
 lt_coords *lt_coords_retain(lt_coords *c) {
@@ -161,5 +191,6 @@ int lt_coords_equal(const lt_coords *a, const lt_coords *b) {
 }
 
 int64_t lt_coords_find(const lt_coords *c, const int32_t *row) {
+  if (lt__coords_hash(c->ctx, c, "coords_find")) return -1; /* out of memory, reported on the context */
   return lt__coord_hash_find(&c->hash, lt_tensor_data(c->rows), row);
 }

@@ -38,7 +38,7 @@ static int32_t find(const lt_coords *c, int32_t b, const float *f, const int *ad
     if (!(v >= -2147483648.0f && v < 2147483648.0f)) return -1;
     key[a + 1] = (int32_t)v;
   }
-  return (int32_t)lt_coords_find(c, key);
+  return (int32_t)lt__coord_hash_find(&c->hash, lt_tensor_data(c->rows), key); /* built before the loop */
 }
 
 /* Point i's corners and weights. */
@@ -192,6 +192,7 @@ lt_status lt_sparse_devoxelize(lt_ctx *ctx, lt_tensor **out, lt_tensor *points, 
   if (!st) st = lt_tensor_new(ctx, out, cdt, 2, (int64_t[]){n, vfeats->shape[1]});
   if (!st) st = lt_tensor_new(ctx, &idx, LT_INT32, 2, (int64_t[]){n, k});
   if (!st) st = lt_tensor_new(ctx, &w, LT_FLOAT32, 2, (int64_t[]){n, k});
+  if (!st) st = lt__coords_hash(ctx, voxels, op);
   if (!st) {
     sample s = {lt_tensor_data(pts), bat ? lt_tensor_data(bat) : NULL, voxels, g, mode, renormalize, k};
     sample_all(ctx, *out, lt_tensor_data(idx), lt_tensor_data(w), vs, &s, n);

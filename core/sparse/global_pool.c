@@ -11,6 +11,7 @@
 #include <math.h>
 #include <string.h>
 #include "autograd/tape.h"
+#include "kernels/colsum.h"
 #include "lattice/sparse_pool.h"
 #include "ops/internal.h"
 #include "sparse/internal.h"
@@ -52,17 +53,26 @@ static void chunk_rows(gp_dims d, int k, int64_t *lo, int64_t *hi) {
   *hi = d.n * (k + 1) / d.chunks;
 }
 
-/* part (chunks, B, C): the sums of each chunk's rows per batch. */
+/* part (chunks, B, C): the sums of each chunk's rows per batch. float32 rows
+ * go to the column-sum kernel a run of rows of one batch at a time (the
+ * same additions in the same order as the plain loop, so the same bits). */
 static void chunk_sums(const lt_ctx *ctx, double *part, const void *x, int f64, const int32_t *rows, gp_dims d) {
   int threads = d.n * d.c >= LT_GRAIN ? lt__ctx_threads(ctx) : 1;
+  lt_isa isa = lt__ctx_isa(ctx);
   LT_PARALLEL_FOR(threads, k, d.chunks, {
     double *pk = part + k * d.b * d.c;
     int64_t lo, hi;
     chunk_rows(d, (int)k, &lo, &hi);
     memset(pk, 0, (size_t)(d.b * d.c) * sizeof *pk);
-    for (int64_t i = lo; i < hi; i++) {
-      double *s = pk + rows[i * 4] * d.c;
-      for (int64_t c = 0; c < d.c; c++) s[c] += load(x, f64, i * d.c + c);
+    for (int64_t i = lo, j; i < hi; i = j) {
+      int32_t b = rows[i * 4];
+      for (j = i + 1; j < hi && rows[j * 4] == b; j++) continue;
+      double *s = pk + b * d.c;
+      if (!f64)
+        lt__colsum_f64(isa, s, (const float *)x + i * d.c, j - i, d.c);
+      else
+        for (int64_t r = i; r < j; r++)
+          for (int64_t c = 0; c < d.c; c++) s[c] += ((const double *)x)[r * d.c + c];
     }
   });
 }
@@ -178,13 +188,17 @@ static lt_status check_args(lt_ctx *ctx, lt_sparse_pool_mode mode, const lt_tens
   return LT_OK;
 }
 
-/* The batch column against `batches` (our callers pass checked batch counts). */
-static lt_status check_batches(lt_ctx *ctx, const lt_coords *c, int64_t batches, const char *op) {
+/* The batch column against `batches` (our callers pass checked batch
+ * counts), counting each batch's rows in the same pass. */
+static lt_status check_batches(lt_ctx *ctx, int64_t *count, const lt_coords *c, int64_t batches, const char *op) {
   const int32_t *rows = lt_tensor_data(c->rows);
-  for (int64_t i = 0; i < c->n; i++)
+  for (int64_t b = 0; b < batches; b++) count[b] = 0;
+  for (int64_t i = 0; i < c->n; i++) {
     if (rows[i * 4] >= batches)
       return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: row %lld has batch %d, beyond the %lld batches", op, (long long)i + 1,
                          rows[i * 4], (long long)batches);
+    count[rows[i * 4]]++;
+  }
   return LT_OK;
 }
 
@@ -208,8 +222,7 @@ static lt_status reduce(lt_ctx *ctx, lt_tensor *y, int32_t *arg, const lt_tensor
 }
 
 static lt_status run(lt_ctx *ctx, lt_tensor **out, lt_tensor **arg, lt_sparse_pool_mode mode, lt_tensor *x,
-                     lt_coords *c, int64_t batches, int64_t *count, const char *op) {
-  batch_counts(count, lt_tensor_data(c->rows), c->n, batches);
+                     lt_coords *c, int64_t batches, const int64_t *count, const char *op) {
   lt_status st = check_args(ctx, mode, x, c, batches, count, op);
   if (st) return st;
   gp_dims d = {x->shape[0], x->shape[1], batches, chunk_count(x->shape[0], x->shape[1], batches)};
@@ -228,13 +241,12 @@ lt_status lt_sparse_global_pool(lt_ctx *ctx, lt_tensor **out, lt_sparse_pool_mod
   *out = NULL;
   if ((unsigned)mode >= LT_SPARSE_POOL_MODES) return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: unknown pooling mode", op);
   if (batches < 0) return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: batches must be non-negative", op);
-  lt_status st = check_batches(ctx, c, batches, op);
-  if (st) return st;
   size_t cbytes = (size_t)(batches ? batches : 1) * sizeof(int64_t);
   int64_t *count = lt_ctx_alloc(ctx, cbytes);
   if (!count) return lt_ctx_fail(ctx, LT_ERR_MEM, "%s: out of memory", op);
   lt_tensor *arg = NULL;
-  st = run(ctx, out, &arg, mode, x, c, batches, count, op);
+  lt_status st = check_batches(ctx, count, c, batches, op);
+  if (!st) st = run(ctx, out, &arg, mode, x, c, batches, count, op);
   lt_ctx_free(ctx, count, cbytes);
   if (!st) st = lt__to_dtype(ctx, out, x->dtype);
   lt_node *node = NULL;
@@ -246,5 +258,23 @@ lt_status lt_sparse_global_pool(lt_ctx *ctx, lt_tensor **out, lt_sparse_pool_mod
   }
   lt_tensor_release(arg);
   if (st && *out) lt_tensor_release(*out), *out = NULL;
+  return st;
+}
+
+lt_status lt__colsum_isa(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, lt_isa isa, lt_isa *used) {
+  char s[LT_SHAPE_STR_MAX];
+  lt_isa best = lt_cpu_isa();
+  *out = NULL, *used = isa < best ? isa : best;
+  if (x->ndim != 2)
+    return lt_ctx_fail(ctx, LT_ERR_ARG, "colsum_with_isa: x must be 2-D, got %s",
+                       lt__shape_str(s, sizeof s, x->ndim, x->shape));
+  lt_tensor *xs = NULL;
+  lt_status st = lt__as_contig(ctx, &xs, x, LT_FLOAT32);
+  if (!st) st = lt_tensor_new(ctx, out, LT_FLOAT64, 1, &x->shape[1]);
+  if (!st) {
+    memset(lt_tensor_data(*out), 0, (size_t)x->shape[1] * sizeof(double));
+    lt__colsum_f64(*used, lt_tensor_data(*out), lt_tensor_data(xs), x->shape[0], x->shape[1]);
+  }
+  lt_tensor_release(xs);
   return st;
 }

@@ -60,6 +60,8 @@ static inline uint64_t lt__coord_digest(const int32_t *r) {
   return h;
 }
 
+/* The bytes of the table for n rows (its slots, load at most 1/2). */
+size_t lt__coord_hash_bytes(int64_t n);
 /* An empty table sized for n rows. */
 lt_status lt__coord_hash_alloc(lt_ctx *ctx, lt_coord_hash *h, int64_t n, const char *op);
 /* Builds the hash of the n rows; the first duplicate pair is reported in
@@ -106,6 +108,13 @@ lt_status lt__coords_check_rows(lt_ctx *ctx, const lt_tensor *t, const char *op)
 lt_status lt__coords_make(lt_ctx *ctx, lt_coords **out, lt_tensor *rows, const int *stride, const char *op);
 /* The same, interned: an equal map the manager holds replaces it. */
 lt_status lt__coords_intern(lt_ctx *ctx, lt_coords **out, lt_tensor *rows, const int *stride, const char *op);
+/* The same for rows distinct by construction (not checked): the map's hash
+ * is built on its first lookup (lt__coords_hash), as most maps (a voxelized
+ * input feeding convolutions) are never looked up. */
+lt_status lt__coords_intern_distinct(lt_ctx *ctx, lt_coords **out, lt_tensor *rows, const int *stride, const char *op);
+/* Builds c's hash unless it has one (a cache: the map's rows do not change).
+ * Call it before a parallel loop reads c->hash. */
+lt_status lt__coords_hash(lt_ctx *ctx, const lt_coords *c, const char *op);
 
 /* The manager (sparse/manager.c). */
 uint64_t lt__manager_next_id(lt_ctx *ctx);
@@ -125,23 +134,38 @@ lt_status lt__relation_build(lt_ctx *ctx, lt_relation **out, lt_relation_kind ki
                              const lt_kernel_spec *spec, const char *op);
 
 /* Points on a voxel lattice (sparse/quantize.c): the voxels first seen
- * first, each one's first point and point count, each point's voxel; given
- * feats (contiguous float32 or float64 (n, C)), also their reduction per
- * voxel in that dtype (point order) and, for max, each maximum's point. */
+ * first, each one's first point and point count, and with
+ * LT__VOXELS_INVERSE in `keep` each point's voxel; given feats (contiguous
+ * float32 or float64 (n, C)), also their reduction per voxel in that dtype
+ * (point order) and, for max with LT__VOXELS_ARG, each maximum's point. What
+ * is not kept is NULL (voxelize keeps both only for its backward). */
+#define LT__VOXELS_INVERSE 1
+#define LT__VOXELS_ARG     2
 typedef struct lt__voxels {
   int64_t n, m;
-  lt_tensor *rows, *index, *inverse, *counts; /* int32 (m, 4), (m), (n), (m) */
-  lt_tensor *feats, *arg;                     /* (m, C), int32 (m, C) for max; NULL without feats */
+  lt_tensor *rows, *index, *inverse, *counts; /* int32 (m, 4), (m), (n) or NULL, (m) */
+  lt_tensor *feats, *arg;                     /* (m, C), int32 (m, C) for max or NULL; NULL without feats */
   void *scratch;
   size_t bytes;
 } lt__voxels;
 lt_status lt__voxels_build(lt_ctx *ctx, lt__voxels *v, lt_tensor *points, lt_tensor *batch, const lt_voxel_grid *g,
-                           const lt_tensor *feats, lt_voxel_reduction red, const char *op);
+                           const lt_tensor *feats, lt_voxel_reduction red, int keep, const char *op);
 void lt__voxels_free(lt_ctx *ctx, lt__voxels *v);
 /* Checks the grid, points (N, 3) and batch (NULL, or integer (N) in 0..INT32_MAX);
  * *pts a contiguous float32 copy, *bat an int64 one (NULL without batch). */
 lt_status lt__points_stage(lt_ctx *ctx, lt_tensor **pts, lt_tensor **bat, lt_tensor *points, lt_tensor *batch,
                            const lt_voxel_grid *g, const char *op);
+/* For the specs: the lattice cells of points (N, 3) (kernels/voxel_cells.h)
+ * in *cells (N, 3) int32 (0 from the first point without one on, *good the
+ * points before it) with the kernels of `isa` lowered to what the CPU has
+ * (*used). */
+lt_status lt__voxel_cells_isa(lt_ctx *ctx, lt_tensor **cells, int64_t *good, lt_tensor *points, const lt_voxel_grid *g,
+                              lt_isa isa, lt_isa *used);
+
+/* For the specs: x (R, C)'s column sums in double (*out (C) float64) by the
+ * kernel of kernels/colsum.h that global pooling runs, with the kernels of
+ * `isa` lowered to what the CPU has (*used). */
+lt_status lt__colsum_isa(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, lt_isa isa, lt_isa *used);
 
 /* What sparse/conv_quant.c borrows from the float convolution (sparse/conv.c),
  * with a dense weight w (C_out, Kx, Ky, Kz, C_in) of any float dtype:

@@ -27,7 +27,9 @@ typedef struct manager {
   size_t bytes, limit;
 } manager;
 
-static size_t map_bytes(const lt_coords *c) { return (size_t)c->n * 16 + c->hash.bytes; }
+/* The hash counted whether built yet or not (lt__coords_hash builds it on first use), so that holding and
+ * dropping a map count the same bytes. */
+static size_t map_bytes(const lt_coords *c) { return (size_t)c->n * 16 + lt__coord_hash_bytes(c->n); }
 
 /* The cache takes (hold) or gives up (drop) a reference to c; its bytes count
  * c while it holds any. */

@@ -3,32 +3,41 @@
  * points, in parallel and the same for any thread count.
  *
  * The points are cut into `chunks` and their keys into `parts` by the high
- * bits of the coordinate digest (both counts depend on N only):
- *   A  per chunk, count each part's keys, note each point's part and
- *      digest (in `end` and `vmap`, unused until C and D) and find the
- *      first bad point;
- *   B  per chunk, scatter (key, point, digest, features) into the parts, in point
- *      order (a counting sort: prefix sums of A's counts give every chunk its
- *      cursors), so that C reads the features as a stream, not by gathers;
+ * bits of key_digest (both counts depend on N only). A point's
+ * cell comes from the vector kernel of kernels/voxel_cells.h, a block of
+ * points at a time, in A and again in B (recomputing it is cheaper than
+ * storing and reading it back):
+ *   A  per chunk, count each part's keys and find the first bad point;
+ *   B  per chunk, scatter (key, point, features) into
+ *      the parts, in point order (a counting sort: prefix sums of A's counts
+ *      give every chunk its cursors), so that C reads the features as a
+ *      stream, not by gathers;
  *   C  per part, the distinct keys through the coordinate hash (sparse/
- *      internal.h) into the part's own rows, first seen first, each voxel's
- *      point count, and (voxelize) its features reduced in point order;
+ *      internal.h, sized for the part's points: short probes) into the
+ *      part's own rows, first seen first, each voxel's point count, and
+ *      (voxelize) its features reduced in point order;
  *   D  per chunk, the rank of each voxel's first point among first points
  *      is the voxel's id in first-seen order (a prefix sum over chunks): the
  *      chunk writes its voxels' rows, first points, counts and features in
  *      id order, reading them from the parts;
  *   E  per part, each of its points' voxel id (the part's positions read in
- *      order, their voxel ids from the part's own range of vmap).
- * A part holds ~16384 points, so its hash and rows stay in cache. */
+ *      order, their voxel ids from the part's own range of vmap), only when
+ *      the caller keeps it (voxelize needs it for its backward only).
+ * A part holds ~65536 points: fewer parts would make C's rows and hash miss
+ * L2, more would make B's stores miss (a part is four streams of stores per
+ * chunk). */
 #include <math.h>
 #include <string.h>
+#include "kernels/voxel_cells.h"
+#include "runtime/context.h"
 #include "runtime/parallel.h"
 #include "sparse/internal.h"
 
-#define PART_POINTS  16384
+#define PART_POINTS  65536
 #define MAX_PARTS    1024
 #define CHUNK_POINTS 16384
 #define MAX_CHUNKS   64
+#define BLOCK        256 /* points whose cells are computed at once */
 
 typedef struct plan {
   int64_t n;
@@ -36,24 +45,25 @@ typedef struct plan {
   const float *p;
   const int64_t *batch; /* NULL: all 0 */
   const lt_voxel_grid *g;
-  float size[3], origin[3]; /* g's, held here: the loops read them from the plan they already have */
-  float inv[3];             /* 1 / size where size is a power of two (the product is then the quotient), else 0 */
-  const char *feats;        /* NULL (quantize only), or (n, c) rows of `fsize` bytes, float32 or float64 */
+  lt_cell_grid grid; /* g's with 1 / size where size is a power of two (the product is the quotient) */
+  lt_isa isa;
+  const char *feats; /* NULL (quantize only), or (n, c) rows of `fsize` bytes, float32 or float64 */
   int64_t c;
   size_t fsize;
   int f64;
   lt_voxel_reduction red;
+  int keep; /* LT__VOXELS_INVERSE, LT__VOXELS_ARG: what the caller needs besides the voxels */
 } plan;
 
 /* The scratch of one build, carved from one block (bytes per point: 36 + slots). */
 typedef struct scratch {
-  int32_t *bkey;                                 /* (n, 4): keys by part, then each part's distinct rows */
-  int32_t *bidx, *lj, *vmap, *end, *flag;        /* (n) each */
-  char *bfeat;                                   /* (n, c) features by part, then each part's reduced rows */
-  int32_t *barg;                                 /* (n, c) for max: each reduced row's first point holding it */
-  uint32_t *slots;                               /* every part's hash */
-  int64_t *hist, *pstart, *hstart, *pm;          /* (chunks, parts), (parts + 1) x 2, (parts) */
-  int64_t *bad;                                  /* (chunks): first bad point of each chunk, or -1 */
+  int32_t *bkey;                          /* (n, 4): keys by part, then each part's distinct rows */
+  int32_t *bidx, *lj, *vmap, *end, *flag; /* (n) each */
+  char *bfeat;                            /* (n, c) features by part, then each part's reduced rows */
+  int32_t *barg;                          /* (n, c) for max: each reduced row's first point holding it */
+  uint32_t *slots;                        /* every part's hash */
+  int64_t *hist, *pstart, *hstart, *pm;   /* (chunks, parts), (parts + 1) x 2, (parts) */
+  int64_t *bad;                           /* (chunks): first bad point of each chunk, or -1 */
 } scratch;
 
 static int64_t chunk_lo(const plan *q, int64_t k) { return q->n * k / q->chunks; }
@@ -69,16 +79,29 @@ static inline void copy_row(char *dst, const char *src, size_t fsize) {
     memcpy(dst, src, fsize);
 }
 
-/* The voxel of point i, 0 when u is not finite or floor(u) outside int32. */
-static inline int voxel_key(int32_t *key, const plan *q, int64_t i) {
-  const float *p = q->p + i * 3;
+/* The cells of the points [lo, lo + n), n <= BLOCK, in cell (n, 3); the
+ * first point without one, or n. */
+static inline int64_t block_cells(const plan *q, int32_t *cell, int64_t lo, int64_t n) {
+  return lt__voxel_cells(q->isa, cell, q->p + lo * 3, n, &q->grid);
+}
+
+/* Point i's key: its batch, then its cell. */
+static inline void key_of(int32_t *key, const plan *q, int64_t i, const int32_t *cell) {
   key[0] = q->batch ? (int32_t)q->batch[i] : 0;
-  for (int a = 0; a < 3; a++) {
-    float d = p[a] - q->origin[a], f = floorf(q->inv[a] != 0.0f ? d * q->inv[a] : d / q->size[a]);
-    if (!(f >= -2147483648.0f && f < 2147483648.0f)) return 0;
-    key[a + 1] = (int32_t)f;
-  }
-  return 1;
+  key[1] = cell[0], key[2] = cell[1], key[3] = cell[2];
+}
+
+/* A key's digest for the parts (high bits) and the parts' hashes (low bits).
+ * They never meet a map's hash, so any good mix serves: two independent
+ * products and a final one, where lt__coord_digest chains four (A and B hash
+ * every point). */
+static inline uint64_t key_digest(const int32_t *key) {
+  uint64_t a = ((uint64_t)(uint32_t)key[1] | (uint64_t)(uint32_t)key[2] << 32) * 0x9e3779b97f4a7c15ull;
+  uint64_t b = ((uint64_t)(uint32_t)key[3] | (uint64_t)(uint32_t)key[0] << 32) * 0xc2b2ae3d27d4eb4full;
+  uint64_t h = a + (b << 31 | b >> 33);
+  h ^= h >> 32;
+  h *= 0xd6e8feb86659fd93ull;
+  return h ^ h >> 32;
 }
 
 static inline int64_t part_of(const plan *q, uint64_t digest) {
@@ -89,20 +112,17 @@ static inline int64_t part_of(const plan *q, uint64_t digest) {
 static void count_parts(const plan *q, scratch *s) {
   LT_PARALLEL_FOR(q->threads, k, q->chunks, {
     int64_t *h = s->hist + k * q->parts, hi = chunk_lo(q, k + 1), bad = -1;
-    int32_t *flag = s->flag;
+    int32_t *flag = s->flag, cell[BLOCK * 3];
     memset(h, 0, (size_t)q->parts * sizeof *h);
-    for (int64_t i = chunk_lo(q, k); i < hi; i++) {
-      int32_t key[4];
-      if (!voxel_key(key, q, i)) {
-        bad = i;
-        break;
+    for (int64_t lo = chunk_lo(q, k); lo < hi && bad < 0; lo += BLOCK) {
+      int64_t n = hi - lo < BLOCK ? hi - lo : BLOCK, good = block_cells(q, cell, lo, n);
+      if (good < n) bad = lo + good;
+      for (int64_t j = 0; j < good; j++) {
+        int32_t key[4];
+        key_of(key, q, lo + j, cell + j * 3);
+        h[part_of(q, key_digest(key))]++;
+        flag[lo + j] = 0;
       }
-      uint64_t d = lt__coord_digest(key);
-      int64_t p = part_of(q, d);
-      h[p]++;
-      /* end and vmap are free until C and D: B takes the part and C the digest's low bits (a
-       * part's hash has at most 2^32 slots) from them */
-      flag[i] = 0, s->end[i] = (int32_t)p, s->vmap[i] = (int32_t)(uint32_t)d;
     }
     s->bad[k] = bad;
   });
@@ -133,14 +153,20 @@ static void plan_parts(const plan *q, scratch *s) {
 static void scatter_parts(const plan *q, scratch *s) {
   LT_PARALLEL_FOR(q->threads, k, q->chunks, {
     int64_t *cur = s->hist + k * q->parts, hi = chunk_lo(q, k + 1);
-    int32_t *bkey = s->bkey, *bidx = s->bidx;
-    for (int64_t i = chunk_lo(q, k); i < hi; i++) {
-      int32_t key[4];
-      voxel_key(key, q, i);
-      int64_t pos = cur[s->end[i]]++;
-      memcpy(bkey + pos * 4, key, 16);
-      bidx[pos] = (int32_t)i, s->lj[pos] = s->vmap[i];
-      if (q->feats) copy_row(s->bfeat + pos * q->fsize, q->feats + i * q->fsize, q->fsize);
+    int32_t *bkey = s->bkey, *bidx = s->bidx, cell[BLOCK * 3];
+    for (int64_t lo = chunk_lo(q, k); lo < hi; lo += BLOCK) {
+      int64_t n = hi - lo < BLOCK ? hi - lo : BLOCK;
+      block_cells(q, cell, lo, n);
+      for (int64_t j = 0; j < n; j++) {
+        int64_t i = lo + j;
+        int32_t key[4];
+        key_of(key, q, i, cell + j * 3);
+        uint64_t d = key_digest(key);
+        int64_t pos = cur[part_of(q, d)]++;
+        memcpy(bkey + pos * 4, key, 16);
+        bidx[pos] = (int32_t)i;
+        if (q->feats) copy_row(s->bfeat + pos * q->fsize, q->feats + i * q->fsize, q->fsize);
+      }
     }
   });
 }
@@ -160,10 +186,12 @@ static inline void combine(const plan *q, char *acc, int32_t *arg, const char *r
     double a = q->f64 ? ((double *)acc)[ch] : ((float *)acc)[ch];
     if (q->red != LT_VOXEL_MAX)
       a += u;
-    else if (u != u ? a == a : u > a) /* NaN wins; among equal maxima the first point stays */
-      a = u, arg[ch] = i;
-    else
+    else if (u != u ? a == a : u > a) { /* NaN wins; among equal maxima the first point stays */
+      a = u;
+      if (arg) arg[ch] = i;
+    } else {
       continue;
+    }
     if (q->f64)
       ((double *)acc)[ch] = a;
     else
@@ -182,14 +210,26 @@ static int64_t unique_part(const plan *q, const scratch *s, int64_t lo, int64_t 
   int32_t *rows = s->bkey + lo * 4, *end = s->end + lo, *flag = s->flag;
   const int32_t *bidx = s->bidx + lo;
   int32_t *lj = s->lj + lo;
+  int inverse = q->keep & LT__VOXELS_INVERSE; /* lj only for E */
   char *feat = q->feats ? s->bfeat + lo * q->fsize : NULL;
-  int32_t *arg = q->red == LT_VOXEL_MAX && q->feats ? s->barg + lo * q->c : NULL;
+  int32_t *arg = q->keep & LT__VOXELS_ARG && q->red == LT_VOXEL_MAX && q->feats ? s->barg + lo * q->c : NULL;
   int64_t m = 0, n = hi - lo;
+  /* The digests of the keys 16 on (a ring): each key's slot is fetched 16
+   * keys ahead, as its probe would otherwise wait on L2 (the rows and
+   * features it reaches depend on it). The keys ahead are still unread:
+   * the rows compacted over them reach key k at most. */
+  uint64_t ahead[16];
+  for (int64_t k = 0; k < 16 && k < n; k++) ahead[k] = key_digest(rows + k * 4);
   for (int64_t k = 0; k < n; k++) {
     int32_t key[4];
+    uint64_t d = ahead[k & 15];
+    if (k + 16 < n) {
+      ahead[k & 15] = key_digest(rows + (k + 16) * 4);
+      __builtin_prefetch(slots + (ahead[k & 15] & h.mask));
+    }
     memcpy(key, rows + k * 4, 16);
-    int64_t before = m, j = lt__coord_hash_insert_at(&h, rows, &m, key, (uint32_t)lj[k]);
-    lj[k] = (int32_t)(lo + j);
+    int64_t before = m, j = lt__coord_hash_insert_at(&h, rows, &m, key, d);
+    if (inverse) lj[k] = (int32_t)(lo + j);
     if (m > before) {
       end[j] = 1, flag[bidx[k]] = (int32_t)(lo + j + 1);
       if (feat && j != k) copy_row(feat + j * q->fsize, feat + k * q->fsize, q->fsize);
@@ -251,7 +291,8 @@ static void emit_voxels(const plan *q, scratch *s, const outputs *o) {
       int64_t pos = flag[i] - 1;
       o->index[v] = (int32_t)i;
       emit_voxel(q, s, o, v, pos);
-      s->vmap[pos] = (int32_t)v++;
+      if (o->inverse) s->vmap[pos] = (int32_t)v;
+      v++;
     }
   });
 }
@@ -329,6 +370,16 @@ static lt_status bad_point(lt_ctx *ctx, const plan *q, int64_t i, const char *op
 
 /* ---- the build ---- */
 
+/* g with 1 / size where size is a power of two (the product is then the quotient), else 0. */
+static void cell_grid(lt_cell_grid *cg, const lt_voxel_grid *g) {
+  memcpy(cg->size, g->size, sizeof cg->size), memcpy(cg->origin, g->origin, sizeof cg->origin);
+  for (int a = 0; a < 3; a++) {
+    int e;
+    float m = frexpf(g->size[a], &e); /* size = m 2^e, m = 1/2 for a power of two */
+    cg->inv[a] = m == 0.5f && e - 1 > -126 && e - 1 < 127 ? ldexpf(1.0f, 1 - e) : 0.0f;
+  }
+}
+
 static int log2_parts(int64_t n) {
   int b = 0;
   while (b < 10 && ((int64_t)PART_POINTS << b) < n) b++;
@@ -339,7 +390,7 @@ static lt_status reserve(lt_ctx *ctx, lt__voxels *v, scratch *s, const plan *q, 
   int64_t n = q->n > 0 ? q->n : 1, P = q->parts, K = q->chunks;
   size_t slots = (size_t)(4 * n + 16 * P); /* sum of caps <= 4 count + 16 per part */
   size_t fbytes = q->feats ? (size_t)n * q->fsize : 0,
-         abytes = q->feats && q->red == LT_VOXEL_MAX ? (size_t)(n * q->c) * 4 : 0;
+         abytes = q->feats && q->red == LT_VOXEL_MAX && q->keep & LT__VOXELS_ARG ? (size_t)(n * q->c) * 4 : 0;
   v->bytes = (size_t)n * 36 + slots * 4 + (size_t)(K * P + 3 * (P + 1) + K) * 8 + fbytes + abytes + 128;
   char *b = lt_ctx_alloc(ctx, v->bytes);
   if (!b) return lt_ctx_fail(ctx, LT_ERR_MEM, "%s: out of memory for quantizing %lld points", op, (long long)q->n);
@@ -366,27 +417,30 @@ static lt_status run(lt_ctx *ctx, lt__voxels *v, const plan *q, scratch *s, cons
     s->pm[p] =
         unique_part(q, s, s->pstart[p], s->pstart[p + 1], s->slots + s->hstart[p], s->hstart[p + 1] - s->hstart[p]);
   });
+
   v->m = count_firsts(q, s);
   lt_status st = lt_tensor_new(ctx, &v->rows, LT_INT32, 2, (int64_t[]){v->m, 4});
   if (!st) st = lt_tensor_new(ctx, &v->index, LT_INT32, 1, &v->m);
-  if (!st) st = lt_tensor_new(ctx, &v->inverse, LT_INT32, 1, &q->n);
+  if (!st && q->keep & LT__VOXELS_INVERSE) st = lt_tensor_new(ctx, &v->inverse, LT_INT32, 1, &q->n);
   if (!st) st = lt_tensor_new(ctx, &v->counts, LT_INT32, 1, &v->m);
   if (!st && q->feats) st = lt_tensor_new(ctx, &v->feats, q->f64 ? LT_FLOAT64 : LT_FLOAT32, 2, (int64_t[]){v->m, q->c});
-  if (!st && q->feats && q->red == LT_VOXEL_MAX) st = lt_tensor_new(ctx, &v->arg, LT_INT32, 2, (int64_t[]){v->m, q->c});
+  if (!st && q->feats && q->red == LT_VOXEL_MAX && q->keep & LT__VOXELS_ARG)
+    st = lt_tensor_new(ctx, &v->arg, LT_INT32, 2, (int64_t[]){v->m, q->c});
   if (st) return st;
   outputs o = {lt_tensor_data(v->rows),
                lt_tensor_data(v->index),
                lt_tensor_data(v->counts),
-               lt_tensor_data(v->inverse),
+               v->inverse ? lt_tensor_data(v->inverse) : NULL,
                v->arg ? lt_tensor_data(v->arg) : NULL,
                v->feats ? lt_tensor_data(v->feats) : NULL};
+
   emit_voxels(q, s, &o);
-  emit_inverse(q, s, o.inverse);
+  if (o.inverse) emit_inverse(q, s, o.inverse);
   return LT_OK;
 }
 
 lt_status lt__voxels_build(lt_ctx *ctx, lt__voxels *v, lt_tensor *points, lt_tensor *batch, const lt_voxel_grid *g,
-                           const lt_tensor *feats, lt_voxel_reduction red, const char *op) {
+                           const lt_tensor *feats, lt_voxel_reduction red, int keep, const char *op) {
   *v = (lt__voxels){0};
   lt_tensor *pts, *bat;
   lt_status st = lt__points_stage(ctx, &pts, &bat, points, batch, g, op);
@@ -402,14 +456,11 @@ lt_status lt__voxels_build(lt_ctx *ctx, lt__voxels *v, lt_tensor *points, lt_ten
             .threads = n >= LT_GRAIN ? lt__ctx_threads(ctx) : 1,
             .p = lt_tensor_data(pts),
             .batch = bat ? lt_tensor_data(bat) : NULL,
-            .g = g};
+            .g = g,
+            .keep = keep};
   q.parts = 1 << q.pbits;
-  memcpy(q.size, g->size, sizeof q.size), memcpy(q.origin, g->origin, sizeof q.origin);
-  for (int a = 0; a < 3; a++) {
-    int e;
-    float m = frexpf(q.size[a], &e); /* size = m 2^e, m = 1/2 for a power of two */
-    q.inv[a] = m == 0.5f && e - 1 > -126 && e - 1 < 127 ? ldexpf(1.0f, 1 - e) : 0.0f;
-  }
+  q.isa = lt__ctx_isa(ctx);
+  cell_grid(&q.grid, g);
   if (feats) {
     q.feats = lt_tensor_data(feats), q.c = feats->shape[1], q.f64 = feats->dtype == LT_FLOAT64, q.red = red;
     q.fsize = (size_t)q.c * (q.f64 ? 8 : 4);
@@ -437,11 +488,29 @@ lt_status lt_sparse_quantize(lt_ctx *ctx, lt_tensor **coords, lt_tensor **index,
   if (index) *index = NULL;
   if (inverse) *inverse = NULL;
   lt__voxels v;
-  lt_status st = lt__voxels_build(ctx, &v, points, batch, g, NULL, LT_VOXEL_SUM, op);
+  lt_status st = lt__voxels_build(ctx, &v, points, batch, g, NULL, LT_VOXEL_SUM, inverse ? LT__VOXELS_INVERSE : 0, op);
   if (st) return st;
   *coords = v.rows, v.rows = NULL;
   if (index) *index = v.index, v.index = NULL;
   if (inverse) *inverse = v.inverse, v.inverse = NULL;
   lt__voxels_free(ctx, &v);
   return LT_OK;
+}
+
+lt_status lt__voxel_cells_isa(lt_ctx *ctx, lt_tensor **cells, int64_t *good, lt_tensor *points, const lt_voxel_grid *g,
+                              lt_isa isa, lt_isa *used) {
+  lt_isa best = lt_cpu_isa();
+  *cells = NULL, *good = 0, *used = isa < best ? isa : best;
+  lt_tensor *pts, *bat;
+  lt_status st = lt__points_stage(ctx, &pts, &bat, points, NULL, g, "cells_with_isa");
+  if (st) return st;
+  st = lt_tensor_new(ctx, cells, LT_INT32, 2, pts->shape);
+  if (!st) {
+    lt_cell_grid cg;
+    cell_grid(&cg, g);
+    memset(lt_tensor_data(*cells), 0, (size_t)pts->shape[0] * 12);
+    *good = lt__voxel_cells(*used, lt_tensor_data(*cells), lt_tensor_data(pts), pts->shape[0], &cg);
+  }
+  lt_tensor_release(pts);
+  return st;
 }

@@ -4,7 +4,9 @@
  *   max  y[v, c] = max feats[i, c], arg[v, c] the first point holding it (NaN wins)
  * The forward is quantize.c's: it carries the features through its parts and
  * reduces each voxel's in point order (in the compute dtype), the same for
- * any thread count. Backward, one task per point:
+ * any thread count; each point's voxel and max's points are kept only when
+ * the tape records the op (they serve the backward only). Backward, one task
+ * per point:
  *   sum  dx[i] = dy[v(i)]    mean  dy[v(i)] / n_v(i)    max  dx[i, c] = (arg[v(i), c] == i) dy[v(i), c] */
 #include <string.h>
 #include "autograd/tape.h"
@@ -94,7 +96,9 @@ lt_status lt_sparse_voxelize(lt_ctx *ctx, lt_coords **coords, lt_tensor **out, l
   lt_tensor *xs = NULL;
   st = lt__as_contig(ctx, &xs, feats, lt__compute_dtype(feats->dtype));
   lt__voxels vx = {0};
-  if (!st) st = lt__voxels_build(ctx, &vx, points, batch, g, xs, reduction, op);
+  /* each point's voxel and max's points only for the backward (as record decides) */
+  int keep = lt__tape_wants(ctx, 1, &feats) ? LT__VOXELS_INVERSE | LT__VOXELS_ARG : 0;
+  if (!st) st = lt__voxels_build(ctx, &vx, points, batch, g, xs, reduction, keep, op);
   lt_tensor_release(xs);
   if (st) return st;
   if (vx.feats) {
@@ -104,7 +108,7 @@ lt_status lt_sparse_voxelize(lt_ctx *ctx, lt_coords **coords, lt_tensor **out, l
   }
   if (!st) st = lt__to_dtype(ctx, out, feats->dtype);
   if (!st) st = record(ctx, out, feats, &vx, reduction, op);
-  if (!st) st = lt__coords_intern(ctx, coords, vx.rows, (int[]){1, 1, 1}, op), vx.rows = NULL;
+  if (!st) st = lt__coords_intern_distinct(ctx, coords, vx.rows, (int[]){1, 1, 1}, op), vx.rows = NULL;
   lt__voxels_free(ctx, &vx);
   if (st && *out) lt_tensor_release(*out), *out = NULL;
   return st;
