@@ -212,25 +212,6 @@ void lt__attn_job_of(lt__attn_job *j, const lt__attn_plan *p, const lt__attn_sta
 
 /* ---- running the kernels ---- */
 
-/* LT_PARALLEL_FOR (runtime/parallel.h) with the tasks handed out one at a
- * time: causal tiles differ in cost and the cores may be shared, so a thread
- * that finishes early takes the next task rather than waiting at the end.
- * Tasks write disjoint memory and each sums in its own fixed order, so which
- * thread runs a task changes no bit of the result. */
-// clang-format off
-#define ATTN_PARALLEL_FOR(threads, i, n, ...)                                   \
-  do {                                                                          \
-    int lt_threads_ = (threads);                                                \
-    int64_t lt_n_ = (n);                                                        \
-    if (lt_threads_ > 1) {                                                      \
-      _Pragma("omp parallel for num_threads(lt_threads_) schedule(dynamic, 1)") \
-      for (int64_t i = 0; i < lt_n_; i++) __VA_ARGS__                           \
-    } else {                                                                    \
-      for (int64_t i = 0; i < lt_n_; i++) __VA_ARGS__                           \
-    }                                                                           \
-  } while (0)
-// clang-format on
-
 const lt__attn_kernels *lt__attn_kernels_for(lt_dtype cdt, lt_isa isa) {
   if (cdt == LT_FLOAT64) return &lt__attn_f64;
   if (isa >= LT_ISA_AVX512) return &lt__attn_avx512;
@@ -253,7 +234,9 @@ static lt_status run_tiles(lt_ctx *ctx, const lt__attn_job *j, const lt__attn_ke
   int threads = threads_for(ctx, j);
   lt_workspace ws;
   if (lt__workspace_reserve(ctx, &ws, threads, kn->fwd_scratch(j), "attention")) return LT_ERR_MEM;
-  ATTN_PARALLEL_FOR(threads, i, nhead * ntile, {
+  /* Causal tiles differ in cost and the cores may be shared: tasks handed out
+   * one at a time; each writes its own memory in a fixed order. */
+  LT_PARALLEL_FOR_DYNAMIC(threads, i, nhead * ntile, {
     int64_t bh = i / ntile, t0 = zigzag(i % ntile, ntile) * rows;
     int64_t n = j->t - t0 < rows ? j->t - t0 : rows;
     kn->forward(j, bh / j->hq, bh % j->hq, t0, n, lt__workspace_mine(&ws));
@@ -291,7 +274,7 @@ static lt_status run_decode(lt_ctx *ctx, const lt__attn_job *j, const lt__attn_k
     if (part) lt_ctx_free(ctx, part, part_bytes);
     return lt_ctx_fail(ctx, LT_ERR_MEM, "attention: out of memory");
   }
-  ATTN_PARALLEL_FOR(threads, i, ngroup * nsplit, {
+  LT_PARALLEL_FOR_DYNAMIC(threads, i, ngroup * nsplit, {
     int64_t g = i / nsplit, s0 = i % nsplit * DECODE_SPLIT, s1 = s0 + DECODE_SPLIT < j->s ? s0 + DECODE_SPLIT : j->s;
     kn->decode(j, g / j->hkv, g % j->hkv, s0, s1, part + i * rows * w, lt__workspace_mine(&ws));
   });
@@ -316,7 +299,8 @@ lt_status lt__attn_run_backward(lt_ctx *ctx, const lt__attn_job *j, const lt__at
   int threads = threads_for(ctx, j);
   lt_workspace ws;
   if (lt__workspace_reserve(ctx, &ws, threads, kn->bwd_scratch(j), "attention")) return LT_ERR_MEM;
-  ATTN_PARALLEL_FOR(threads, i, j->nb * j->hkv, { kn->backward(j, i / j->hkv, i % j->hkv, lt__workspace_mine(&ws)); });
+  LT_PARALLEL_FOR_DYNAMIC(threads, i, j->nb * j->hkv,
+                          { kn->backward(j, i / j->hkv, i % j->hkv, lt__workspace_mine(&ws)); });
   lt__workspace_release(ctx, &ws);
   return LT_OK;
 }
