@@ -49,6 +49,18 @@ local function same(rel, want)
   end
 end
 
+
+-- The k = 16 relation of `coords` built on one thread and on two: the same.
+local function assert_same_for_1_and_2_threads(coords)
+  local threads = lattice.num_threads()
+  lattice.set_num_threads(1)
+  local a = ops.build_knn_relation(coords, { k = 16 })
+  lattice.set_num_threads(2)
+  local b = ops.build_knn_relation(coords, { k = 16 })
+  lattice.set_num_threads(threads)
+  assert.are.same(a.source_row:tolist(), b.source_row:tolist())
+  assert.are.same(a.distances:tolist(), b.distances:tolist())
+end
 describe("build_knn_relation", function()
   local gen = generator(13)
   local source = random_rows(gen, 300, 6, 2)
@@ -78,14 +90,7 @@ describe("build_knn_relation", function()
 
   it("is the same for any thread count, on a support large enough to run in parallel", function()
     local big = lattice.array(random_rows(generator(3), 5000, 30, 2), "int32")
-    local threads = lattice.num_threads()
-    lattice.set_num_threads(1)
-    local a = ops.build_knn_relation(big, { k = 16 })
-    lattice.set_num_threads(2)
-    local b = ops.build_knn_relation(big, { k = 16 })
-    lattice.set_num_threads(threads)
-    assert.are.same(a.source_row:tolist(), b.source_row:tolist())
-    assert.are.same(a.distances:tolist(), b.distances:tolist())
+    assert_same_for_1_and_2_threads(big)
   end)
 
   it("takes empty sources and queries", function()
@@ -184,14 +189,7 @@ describe("the shell walk of each ISA", function()
 
   it("is the same for any thread count on a dense support", function()
     local big = lattice.array(random_rows(generator(5), 6000, 12, 2), "int32")
-    local threads = lattice.num_threads()
-    lattice.set_num_threads(1)
-    local a = ops.build_knn_relation(big, { k = 16 })
-    lattice.set_num_threads(2)
-    local b = ops.build_knn_relation(big, { k = 16 })
-    lattice.set_num_threads(threads)
-    assert.are.same(a.source_row:tolist(), b.source_row:tolist())
-    assert.are.same(a.distances:tolist(), b.distances:tolist())
+    assert_same_for_1_and_2_threads(big)
   end)
 end)
 
