@@ -49,7 +49,6 @@ local function same(rel, want)
   end
 end
 
-
 -- The k = 16 relation of `coords` built on one thread and on two: the same.
 local function assert_same_for_1_and_2_threads(coords)
   local threads = lattice.num_threads()
@@ -61,6 +60,7 @@ local function assert_same_for_1_and_2_threads(coords)
   assert.are.same(a.source_row:tolist(), b.source_row:tolist())
   assert.are.same(a.distances:tolist(), b.distances:tolist())
 end
+
 describe("build_knn_relation", function()
   local gen = generator(13)
   local source = random_rows(gen, 300, 6, 2)
