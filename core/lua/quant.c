@@ -183,7 +183,7 @@ static int l_is_quantized_weight(lua_State *L) {
   return 1;
 }
 
-/* "auto" (0, as the op chooses), "matvec", "tiles" or "blas" at arg. */
+/* "auto" (0, as the op chooses), "matvec", "tiles", "blas" or "int8" at arg. */
 static int check_path(lua_State *L, int arg) {
   static const char *const paths[] = {"auto", "matvec", "tiles", "blas", "int8", NULL};
   return luaL_checkoption(L, arg, "auto", paths);
