@@ -149,6 +149,18 @@ static void plan_parts(const plan *q, scratch *s) {
   s->pstart[q->parts] = pos, s->hstart[q->parts] = slot;
 }
 
+/* The lines of B's three streams into a part that its next entries will
+ * reach, fetched for writing 8 entries (two lines of keys) ahead: B's stores
+ * miss the caches (the parts far exceed L3, and a part's streams are met
+ * once in ~parts points) and would otherwise fill the store queue, each
+ * waiting for its line, which the profile showed as most of B's time. */
+static inline void scatter_ahead(const plan *q, const scratch *s, int64_t pos) {
+  int64_t a = pos + 8 < q->n ? pos + 8 : pos;
+  __builtin_prefetch(s->bkey + a * 4, 1);
+  __builtin_prefetch(s->bidx + a, 1);
+  for (size_t b = 0; q->feats && b < q->fsize; b += 64) __builtin_prefetch(s->bfeat + a * (int64_t)q->fsize + b, 1);
+}
+
 /* B: (key, point) into the parts A noted, in point order within each part. */
 static void scatter_parts(const plan *q, scratch *s) {
   LT_PARALLEL_FOR(q->threads, k, q->chunks, {
@@ -163,6 +175,7 @@ static void scatter_parts(const plan *q, scratch *s) {
         key_of(key, q, i, cell + j * 3);
         uint64_t d = key_digest(key);
         int64_t pos = cur[part_of(q, d)]++;
+        scatter_ahead(q, s, pos);
         memcpy(bkey + pos * 4, key, 16);
         bidx[pos] = (int32_t)i;
         if (q->feats) copy_row(s->bfeat + pos * q->fsize, q->feats + i * q->fsize, q->fsize);
