@@ -13,12 +13,22 @@
 static const uint16_t sort_max[10] = {0x6666, 0x3c3c, 0x5a5a, 0x0ff0, 0x33cc, 0x55aa, 0xff00, 0xf0f0, 0xcccc, 0xaaaa};
 static const uint16_t merge_max[4] = {0xff00, 0xf0f0, 0xcccc, 0xaaaa};
 
+/* Lanes l ^ j of v: j = 1, 2 within 128-bit lanes, 4, 8 by 128-bit blocks,
+ * immediate shuffles (latency 1 on Zen 4 within a lane) where a permute by a
+ * vector of indices crosses the whole register on every stage. */
+static __m512i partner(__m512i v, int j) {
+  switch (j) {
+  case 1: return _mm512_shuffle_epi32(v, _MM_PERM_CDAB);
+  case 2: return _mm512_shuffle_epi32(v, _MM_PERM_BADC);
+  case 4: return _mm512_shuffle_i32x4(v, v, _MM_SHUFFLE(2, 3, 0, 1));
+  default: return _mm512_shuffle_i32x4(v, v, _MM_SHUFFLE(1, 0, 3, 2));
+  }
+}
+
 /* Lane l meets lane l ^ j; the lanes of mask `hi` keep the larger. */
 static __m512i exchange(__m512i v, int j, __mmask16 hi) {
-  __m512i p = _mm512_permutexvar_epi32(
-      _mm512_xor_si512(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), _mm512_set1_epi32(j)),
-      v);
-  return _mm512_mask_blend_epi32(hi, _mm512_min_epu32(v, p), _mm512_max_epu32(v, p));
+  __m512i p = partner(v, j);
+  return _mm512_mask_max_epu32(_mm512_min_epu32(v, p), hi, v, p);
 }
 
 /* 16 keys ascending: blocks of 2, 4, 8, 16, alternately up and down, merged. */
