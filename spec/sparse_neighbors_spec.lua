@@ -165,7 +165,7 @@ describe("the shell walk of each ISA", function()
       radius, "spec", isa)
   end
 
-  for _, isa in ipairs { "scalar", "avx512" } do
+  for _, isa in ipairs { "scalar", "avx2", "avx512" } do
     for _, c in ipairs(cases) do
       it(("finds each query's k nearest on %s (%s)"):format(c[1], isa), function()
         for _, k in ipairs { 1, 5, 16, 33, 300 } do same(run("knn", c[2], c[3], k, 0, isa), brute(c[2], c[3], k)) end

@@ -116,12 +116,13 @@ void lt__window_build(lt_window *w, const lt_brick_rows *r, const lt_shell_brick
   uint64_t key[LT_WINDOW_MOST + 1];
   w->n = window_keys(key, r, near);
   int64_t n = w->n < 0 ? 0 : w->n;
-  for (int64_t i = 0; i < n; i++) {
+  for (int64_t i = 0; i < n; i++) { /* by descending row */
     int b = (int)(key[i] >> 6 & 31), c = (int)(key[i] & 63);
-    w->x[i] = (int8_t)(4 * (b / 9 - 1) + (c >> 4));
-    w->y[i] = (int8_t)(4 * (b / 3 % 3 - 1) + (c >> 2 & 3));
-    w->z[i] = (int8_t)(4 * (b % 3 - 1) + (c & 3));
-    w->row[i] = (int32_t)(key[i] >> 16);
+    int64_t j = n - 1 - i;
+    w->x[j] = (int8_t)(4 * (b / 9 - 1) + (c >> 4));
+    w->y[j] = (int8_t)(4 * (b / 3 % 3 - 1) + (c >> 2 & 3));
+    w->z[j] = (int8_t)(4 * (b % 3 - 1) + (c & 3));
+    w->row[j] = (int32_t)(key[i] >> 16);
   }
   for (int64_t i = n; i < n + LT_WINDOW_LANES; i++) w->x[i] = w->y[i] = w->z[i] = LT_WINDOW_FAR, w->row[i] = -1;
 }
@@ -145,7 +146,7 @@ int64_t lt__window_query_ref(const lt_window *w, int cell, int64_t want, int32_t
     below[t] = seen;
   }
   for (int s = 0; s <= t; s++) at[s] = below[s]; /* now: where the next at d^2 = s goes */
-  for (int64_t i = 0; i < w->n; i++) {
+  for (int64_t i = w->n - 1; i >= 0; i--) { /* by ascending row */
     if (d2[i] > t || at[d2[i]] >= want) continue;
     int64_t p = at[d2[i]]++;
     row[p] = w->row[i], dist[p] = (float)d2[i];

@@ -2,11 +2,11 @@
  * (sparse/neighbor_window.c), ahead of the shells of sparse/neighbor_shells.h.
  * The source rows whose cells lie within LT_WINDOW_MARGIN cells of a query
  * brick (its (4 + 2 margin)^3 window) are listed once for all the brick's
- * queries, sorted by source row, so that a candidate's position in the list
- * is the tie rule. A query then computes its squared distance to every
+ * queries, sorted by source row (descending), so that a candidate's position
+ * in the list is the tie rule. A query then computes its squared distance to every
  * candidate, finds the d^2 T of its want-th nearest by counting the
  * candidates with d^2 <= t for t = 0, 1, ..., and places the ones with
- * d^2 <= T by a counting sort on d^2 (in list order within one d^2): nearest
+ * d^2 <= T by a counting sort on d^2 (in row order within one d^2): nearest
  * first, ties by row, the first `want` kept.
  * Exact when T < e^2, e the distance from the query to the window's nearest
  * face plus one: a source outside the window differs by at least e on some
@@ -31,7 +31,7 @@ typedef struct lt_brick_rows {
   size_t bytes;
 } lt_brick_rows;
 
-/* One query brick's candidates, sorted by row: their cells relative to the
+/* One query brick's candidates, by descending row: their cells relative to the
  * brick's first cell (-LT_WINDOW_MARGIN .. 3 + LT_WINDOW_MARGIN per axis)
  * and rows; n = -1 where more than LT_WINDOW_MOST lie near. */
 typedef struct lt_window {

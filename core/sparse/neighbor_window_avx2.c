@@ -1,7 +1,7 @@
 /* The AVX2 query of a candidate window (sparse/neighbor_window.h): 32
  * candidates a vector of bytes, their d^2 from a table of squares, the
  * counts of d^2 <= t by compare, movemask and popcount, then the counting
- * sort over the bits of the candidates at d^2 <= T, from the last. The same as
+ * sort over the bits of the candidates at d^2 <= T, in list order. The same as
  * lt__window_query_ref. */
 #include <immintrin.h>
 #include "sparse/neighbor_window.h"
@@ -38,21 +38,19 @@ static int64_t count_below(const uint8_t *d2, int64_t nv, int t) {
 }
 
 /* The counting sort of the candidates at d^2 <= t into row and dist, at[s]
- * the candidates at d^2 <= s: candidate by candidate from the last, each
- * placed at its shell's last free position (at[] counting down in the byte
+ * the candidates at d^2 <= s: in list order (descending row), each placed
+ * at its shell's last free position (the counters count down in the byte
  * lanes of a register, where counters in memory would chain through store
- * forwarding). Positions past want go to want - 1: from the last, a
- * candidate that belongs there comes after every one past it, and rewrites
- * it. */
+ * forwarding). Positions past want go to want - 1: the candidate that
+ * belongs there has the lowest row of them, comes after them, and rewrites
+ * what they left. */
 static void place(const lt_window *w, const uint8_t *d2, int64_t nv, int t, const uint8_t *at, int64_t want,
                   int32_t *row, float *dist) {
   const __m128i iota = _mm_setr_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
   __m128i next = _mm_sub_epi8(_mm_loadu_si128((const __m128i *)at), _mm_set1_epi8(1));
-  for (int64_t v = nv - 1; v >= 0; v--)
-    for (uint64_t m = below_bits(d2 + 64 * v, t + 1); m;) {
-      int b = 63 - __builtin_clzll(m);
-      int64_t i = 64 * v + b;
-      m ^= (uint64_t)1 << b;
+  for (int64_t v = 0; v < nv; v++)
+    for (uint64_t m = below_bits(d2 + 64 * v, t + 1); m; m &= m - 1) {
+      int64_t i = 64 * v + __builtin_ctzll(m);
       __m128i d = _mm_set1_epi8((char)d2[i]);
       int64_t p = (uint8_t)_mm_cvtsi128_si32(_mm_shuffle_epi8(next, d));
       next = _mm_add_epi8(next, _mm_cmpeq_epi8(iota, d));
