@@ -229,6 +229,8 @@ static inline __attribute__((always_inline)) void edges_prefetch(const lt_shell_
  * source bricks' lists for the window, NULL where none is built). */
 static void walk(const lt_shell_walk *w, const lt_shell_table *t, const brick_grid *g, const lt_brick_rows *rows,
                  const kernels *k0, int threads) {
+  lt_window_cells in;
+  lt__window_cells(&in);
   int64_t nb = w->query->nb, chunks = (nb + CHUNK - 1) / CHUNK;
   LT_PARALLEL_FOR(threads, ch, chunks, {
     lt_shell_bricks near[2];
@@ -243,7 +245,8 @@ static void walk(const lt_shell_walk *w, const lt_shell_table *t, const brick_gr
       /* the next brick's sources fetched while this one's queries run: they are mostly far apart in the index */
       if (b + 1 < last) near_prefetch(&near[(b + 1) & 1], w->source, g, &cache, w->query->keys + (b + 1) * 4);
       if (b + 1 < last && w->edges) edges_prefetch(w, b + 1);
-      if (rows) lt__window_build(&win, rows, &near[b & 1]);
+      if (b + 1 < last && rows) lt__window_prefetch(rows, &near[(b + 1) & 1]);
+      if (rows) lt__window_build(&win, &in, rows, &near[b & 1]);
       const int32_t *cells = w->query->cells + b * LT_BRICK_CELLS;
       for (int c = 0; c < LT_BRICK_CELLS; c++) {
         int64_t i = cells[c];

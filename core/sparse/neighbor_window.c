@@ -5,13 +5,7 @@
 
 /* ---- the bricks' row lists ---- */
 
-static int64_t brick_count(const int32_t *cells) {
-  int64_t n = 0;
-  for (int c = 0; c < LT_BRICK_CELLS; c++) n += cells[c] >= 0;
-  return n;
-}
-
-/* One brick's rows into row and cell, by an insertion sort on the row (in
+/* One brick's rows into its slot, by an insertion sort on the row (in
  * Morton order the rows of a brick are nearly so already). */
 static void brick_fill(int32_t *row, uint8_t *cell, const int32_t *cells) {
   int64_t n = 0;
@@ -21,38 +15,24 @@ static void brick_fill(int32_t *row, uint8_t *cell, const int32_t *cells) {
     for (; j > 0 && row[j - 1] > cells[c]; j--) row[j] = row[j - 1], cell[j] = cell[j - 1];
     row[j] = cells[c], cell[j] = (uint8_t)c;
   }
+  if (n < LT_BRICK_CELLS) row[n] = -1;
 }
 
 lt_status lt__brick_rows_build(lt_ctx *ctx, lt_brick_rows *r, const lt_bricks *src, int threads, const char *op) {
-  int64_t nb = src->nb, n = 0;
-  r->bytes = (size_t)(nb + 1) * sizeof *r->start;
-  r->start = lt_ctx_alloc(ctx, r->bytes);
-  if (!r->start) return lt_ctx_fail(ctx, LT_ERR_MEM, "%s: out of memory for the bricks' row lists", op);
-  int32_t *start = r->start;
-  LT_PARALLEL_FOR(threads, b, nb, { start[b + 1] = (int32_t)brick_count(src->cells + b * LT_BRICK_CELLS); });
-  start[0] = 0;
-  for (int64_t b = 0; b < nb; b++) n = start[b + 1] += (int32_t)n;
-  size_t lists = (size_t)(n + 1) * (sizeof *r->row + sizeof *r->cell);
-  void *block = lt_ctx_alloc(ctx, r->bytes + lists);
-  if (!block) {
-    lt__brick_rows_free(ctx, r);
-    return lt_ctx_fail(ctx, LT_ERR_MEM, "%s: out of memory for the bricks' row lists", op);
-  }
-  /* the offsets move into one block with the lists, so that one free releases all */
-  memcpy(block, r->start, r->bytes);
-  lt_ctx_free(ctx, r->start, r->bytes);
-  r->bytes += lists;
-  r->start = block;
-  r->row = r->start + nb + 1;
-  r->cell = (uint8_t *)(r->row + n + 1);
+  int64_t nb = src->nb;
+  r->bytes = (size_t)(nb > 0 ? nb : 1) * LT_BRICK_CELLS * (sizeof *r->row + sizeof *r->cell);
+  r->row = lt_ctx_alloc(ctx, r->bytes);
+  if (!r->row) return lt_ctx_fail(ctx, LT_ERR_MEM, "%s: out of memory for the bricks' row lists", op);
+  r->cell = (uint8_t *)(r->row + (nb > 0 ? nb : 1) * LT_BRICK_CELLS);
   const lt_brick_rows *l = r;
-  LT_PARALLEL_FOR(threads, b, nb,
-                  { brick_fill(l->row + l->start[b], l->cell + l->start[b], src->cells + b * LT_BRICK_CELLS); });
+  LT_PARALLEL_FOR(threads, b, nb, {
+    brick_fill(l->row + b * LT_BRICK_CELLS, l->cell + b * LT_BRICK_CELLS, src->cells + b * LT_BRICK_CELLS);
+  });
   return LT_OK;
 }
 
 void lt__brick_rows_free(lt_ctx *ctx, lt_brick_rows *r) {
-  if (r->start) lt_ctx_free(ctx, r->start, r->bytes);
+  if (r->row) lt_ctx_free(ctx, r->row, r->bytes);
   *r = (lt_brick_rows){0};
 }
 
@@ -65,14 +45,22 @@ static unsigned axis_cells(int o) {
   return o < 0 ? all & ~(all >> LT_WINDOW_MARGIN) : o > 0 ? m & all : all;
 }
 
-/* The cells of brick b of the 27 around that lie in the window, as bits. */
-static uint64_t window_cells(int b) {
-  unsigned xs = axis_cells(b / 9 - 1), ys = axis_cells(b / 3 % 3 - 1), zs = axis_cells(b % 3 - 1);
-  uint64_t m = 0;
-  for (int x = 0; x < 4; x++)
-    for (int y = 0; y < 4; y++)
-      if ((xs >> x & 1) && (ys >> y & 1)) m |= (uint64_t)zs << (x << 4 | y << 2);
-  return m;
+void lt__window_cells(lt_window_cells *c) {
+  for (int b = 0; b < 27; b++) {
+    unsigned xs = axis_cells(b / 9 - 1), ys = axis_cells(b / 3 % 3 - 1), zs = axis_cells(b % 3 - 1);
+    c->in[b] = 0;
+    for (int x = 0; x < 4; x++)
+      for (int y = 0; y < 4; y++)
+        if ((xs >> x & 1) && (ys >> y & 1)) c->in[b] |= (uint64_t)zs << (x << 4 | y << 2);
+  }
+}
+
+void lt__window_prefetch(const lt_brick_rows *r, const lt_shell_bricks *near) {
+  for (int b = 0; b < 27; b++) {
+    if (near->base[b] < 0) continue;
+    __builtin_prefetch(r->row + near->base[b]); /* base: the brick's number times 64 */
+    __builtin_prefetch(r->cell + near->base[b]);
+  }
 }
 
 /* The bricks around (0..26) that exist into order, by their brick numbers:
@@ -88,20 +76,31 @@ static int bricks_by_number(int *order, const lt_shell_bricks *near) {
   return n;
 }
 
-/* The window's candidates as keys row << 16 | b << 6 | cell, sorted; their
+/* A cell's coordinates relative to the query brick's first cell, each plus
+ * 8 (so positive), in the low three bytes: brick b of the 27 around, cell c. */
+static uint32_t cell_place(int b, int c) {
+  uint32_t x = (uint32_t)(4 * (b / 9) + 4 + (c >> 4)), y = (uint32_t)(4 * (b / 3 % 3) + 4 + (c >> 2 & 3)),
+           z = (uint32_t)(4 * (b % 3) + 4 + (c & 3));
+  return x << 16 | y << 8 | z;
+}
+
+/* The window's candidates as keys row << 24 | cell_place, sorted; their
  * number, -1 past LT_WINDOW_MOST. */
-static int64_t window_keys(uint64_t *key, const lt_brick_rows *r, const lt_shell_bricks *near) {
+static int64_t window_keys(uint64_t *key, const lt_window_cells *in, const lt_brick_rows *r,
+                           const lt_shell_bricks *near) {
   int order[27], nb = bricks_by_number(order, near);
   int64_t n = 0;
   for (int i = 0; i < nb; i++) {
     int b = order[i];
-    int64_t id = near->base[b] / LT_BRICK_CELLS, first = r->start[id], last = r->start[id + 1];
-    if (n + (last - first) > LT_WINDOW_MOST) return -1;
-    uint64_t in = window_cells(b);
-    for (int64_t j = first; j < last; j++) { /* branch-free: about half of a brick around lies in the window */
-      key[n] = (uint64_t)r->row[j] << 16 | (uint64_t)b << 6 | r->cell[j];
-      n += in >> r->cell[j] & 1;
+    const int32_t *row = r->row + near->base[b];
+    const uint8_t *cell = r->cell + near->base[b];
+    uint32_t origin = cell_place(b, 0);
+    for (int j = 0; j < LT_BRICK_CELLS && row[j] >= 0; j++) { /* branch-free: about half lie in the window */
+      int c = cell[j];
+      key[n] = (uint64_t)row[j] << 24 | (origin + (uint32_t)((c >> 4) << 16 | (c >> 2 & 3) << 8 | (c & 3)));
+      n += in->in[b] >> c & 1;
     }
+    if (n > LT_WINDOW_MOST) return -1;
   }
   for (int64_t i = 1; i < n; i++) { /* sorted already, but where bricks' rows interleave */
     uint64_t k = key[i];
@@ -112,19 +111,19 @@ static int64_t window_keys(uint64_t *key, const lt_brick_rows *r, const lt_shell
   return n;
 }
 
-void lt__window_build(lt_window *w, const lt_brick_rows *r, const lt_shell_bricks *near) {
-  uint64_t key[LT_WINDOW_MOST + 1];
-  w->n = window_keys(key, r, near);
+void lt__window_build(lt_window *w, const lt_window_cells *in, const lt_brick_rows *r, const lt_shell_bricks *near) {
+  uint64_t key[LT_WINDOW_MOST + LT_BRICK_CELLS];
+  w->n = window_keys(key, in, r, near);
   int64_t n = w->n < 0 ? 0 : w->n;
   for (int64_t i = 0; i < n; i++) { /* by descending row */
-    int b = (int)(key[i] >> 6 & 31), c = (int)(key[i] & 63);
     int64_t j = n - 1 - i;
-    w->x[j] = (int8_t)(4 * (b / 9 - 1) + (c >> 4));
-    w->y[j] = (int8_t)(4 * (b / 3 % 3 - 1) + (c >> 2 & 3));
-    w->z[j] = (int8_t)(4 * (b % 3 - 1) + (c & 3));
-    w->row[j] = (int32_t)(key[i] >> 16);
+    w->x[j] = (int8_t)((key[i] >> 16 & 255) - 8);
+    w->y[j] = (int8_t)((key[i] >> 8 & 255) - 8);
+    w->z[j] = (int8_t)((key[i] & 255) - 8);
+    w->row[j] = (int32_t)(key[i] >> 24);
   }
-  for (int64_t i = n; i < n + LT_WINDOW_LANES; i++) w->x[i] = w->y[i] = w->z[i] = LT_WINDOW_FAR, w->row[i] = -1;
+  memset(w->x + n, LT_WINDOW_FAR, LT_WINDOW_LANES), memset(w->y + n, LT_WINDOW_FAR, LT_WINDOW_LANES);
+  memset(w->z + n, LT_WINDOW_FAR, LT_WINDOW_LANES);
 }
 
 /* ---- one query (scalar) ---- */

@@ -23,13 +23,21 @@
 #define LT_WINDOW_FAR    12  /* the padding's coordinate: farther than any bound from every query cell */
 #define LT_WINDOW_BOUNDS ((4 + LT_WINDOW_MARGIN) * (4 + LT_WINDOW_MARGIN)) /* above every e^2 */
 
-/* Each source brick's rows ascending, with their cells (0..63): brick b's
- * are row[start[b] .. start[b + 1]). */
+/* Each source brick's rows ascending, with their cells (0..63), in a slot
+ * of 64 per brick (read by brick number, as the brick's cells are, so that
+ * both are fetched ahead alike): brick b's are row[64 b ..], ended by -1
+ * where it has fewer than 64. */
 typedef struct lt_brick_rows {
-  int32_t *start, *row;
+  int32_t *row;
   uint8_t *cell;
   size_t bytes;
 } lt_brick_rows;
+
+/* The cells of each of the 27 bricks around a query brick that lie in its
+ * window, as bits (b = 9 (x + 1) + 3 (y + 1) + z + 1, as in lt_shell_bricks). */
+typedef struct lt_window_cells {
+  uint64_t in[27];
+} lt_window_cells;
 
 /* One query brick's candidates, by descending row: their cells relative to the
  * brick's first cell (-LT_WINDOW_MARGIN .. 3 + LT_WINDOW_MARGIN per axis)
@@ -46,8 +54,13 @@ typedef struct lt_window {
 lt_status lt__brick_rows_build(lt_ctx *ctx, lt_brick_rows *r, const lt_bricks *src, int threads, const char *op);
 void lt__brick_rows_free(lt_ctx *ctx, lt_brick_rows *r);
 
+void lt__window_cells(lt_window_cells *c);
+
 /* The window of the query brick whose 27 source bricks around are `near`. */
-void lt__window_build(lt_window *w, const lt_brick_rows *r, const lt_shell_bricks *near);
+void lt__window_build(lt_window *w, const lt_window_cells *in, const lt_brick_rows *r, const lt_shell_bricks *near);
+
+/* The lists of the bricks around asked of the memory ahead of a window build. */
+void lt__window_prefetch(const lt_brick_rows *r, const lt_shell_bricks *near);
 
 /* e^2 for a query in cell `cell` of its brick: the window's candidates
  * decide every d^2 below it. */
