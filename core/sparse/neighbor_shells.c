@@ -232,7 +232,7 @@ static void walk(const lt_shell_walk *w, const lt_shell_table *t, const brick_gr
   lt_window_cells in;
   lt__window_cells(&in);
   int64_t nb = w->query->nb, chunks = (nb + CHUNK - 1) / CHUNK;
-  LT_PARALLEL_FOR(threads, ch, chunks, {
+  LT_PARALLEL_FOR_DYNAMIC(threads, ch, chunks, {
     lt_shell_bricks near[2];
     lt_brick_cache cache;
     lt_window win;
