@@ -238,6 +238,7 @@ static void walk(const lt_shell_walk *w, const lt_shell_table *t, const brick_gr
     lt_window win;
     kernels k = *k0;
     k.window = rows ? &win : NULL;
+    lt__window_init(&win);
     lt__brick_cache_init(&cache);
     int64_t first = ch * CHUNK, last = first + CHUNK < nb ? first + CHUNK : nb;
     near_find(&near[first & 1], w->source, g, &cache, w->query->keys + first * 4);

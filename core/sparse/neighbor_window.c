@@ -76,54 +76,57 @@ static int bricks_by_number(int *order, const lt_shell_bricks *near) {
   return n;
 }
 
-/* A cell's coordinates relative to the query brick's first cell, each plus
- * 8 (so positive), in the low three bytes: brick b of the 27 around, cell c. */
-static uint32_t cell_place(int b, int c) {
-  uint32_t x = (uint32_t)(4 * (b / 9) + 4 + (c >> 4)), y = (uint32_t)(4 * (b / 3 % 3) + 4 + (c >> 2 & 3)),
-           z = (uint32_t)(4 * (b % 3) + 4 + (c & 3));
-  return x << 16 | y << 8 | z;
+/* Brick b's rows that lie in the window (the cells `in`) onto the list's
+ * front, which moves down from LT_WINDOW_END (so that rows gathered
+ * ascending lie descending); returns the new front. */
+static int64_t gather(lt_window *w, int64_t front, const lt_brick_rows *r, const lt_shell_bricks *near, uint64_t in,
+                      int b) {
+  const int32_t *row = r->row + near->base[b];
+  const uint8_t *cell = r->cell + near->base[b];
+  int ox = 4 * (b / 9 - 1), oy = 4 * (b / 3 % 3 - 1), oz = 4 * (b % 3 - 1);
+  for (int j = 0; j < LT_BRICK_CELLS && row[j] >= 0; j++) { /* branch-free: about half lie in the window */
+    int c = cell[j];
+    int64_t p = front - 1;
+    w->x[p] = (int8_t)(ox + (c >> 4)), w->y[p] = (int8_t)(oy + (c >> 2 & 3)), w->z[p] = (int8_t)(oz + (c & 3));
+    w->row[p] = row[j];
+    front -= in >> c & 1;
+  }
+  return front;
 }
 
-/* The window's candidates as keys row << 24 | cell_place, sorted; their
- * number, -1 past LT_WINDOW_MOST. */
-static int64_t window_keys(uint64_t *key, const lt_window_cells *in, const lt_brick_rows *r,
-                           const lt_shell_bricks *near) {
-  int order[27], nb = bricks_by_number(order, near);
-  int64_t n = 0;
-  for (int i = 0; i < nb; i++) {
-    int b = order[i];
-    const int32_t *row = r->row + near->base[b];
-    const uint8_t *cell = r->cell + near->base[b];
-    uint32_t origin = cell_place(b, 0);
-    for (int j = 0; j < LT_BRICK_CELLS && row[j] >= 0; j++) { /* branch-free: about half lie in the window */
-      int c = cell[j];
-      key[n] = (uint64_t)row[j] << 24 | (origin + (uint32_t)((c >> 4) << 16 | (c >> 2 & 3) << 8 | (c & 3)));
-      n += in->in[b] >> c & 1;
-    }
-    if (n > LT_WINDOW_MOST) return -1;
-  }
-  for (int64_t i = 1; i < n; i++) { /* sorted already, but where bricks' rows interleave */
-    uint64_t k = key[i];
+/* The list by descending row, by an insertion sort: one compare a
+ * candidate where the bricks' rows do not interleave (Morton order). */
+static void sort_list(lt_window *w) {
+  for (int64_t i = w->first + 1; i < LT_WINDOW_END; i++) {
+    int32_t r = w->row[i];
+    if (r < w->row[i - 1]) continue;
+    int8_t x = w->x[i], y = w->y[i], z = w->z[i];
     int64_t j = i;
-    for (; j > 0 && key[j - 1] > k; j--) key[j] = key[j - 1];
-    key[j] = k;
+    for (; j > w->first && w->row[j - 1] < r; j--)
+      w->x[j] = w->x[j - 1], w->y[j] = w->y[j - 1], w->z[j] = w->z[j - 1], w->row[j] = w->row[j - 1];
+    w->x[j] = x, w->y[j] = y, w->z[j] = z, w->row[j] = r;
   }
-  return n;
+}
+
+void lt__window_init(lt_window *w) {
+  memset(w->x + LT_WINDOW_END, LT_WINDOW_FAR, LT_WINDOW_LANES);
+  memset(w->y + LT_WINDOW_END, LT_WINDOW_FAR, LT_WINDOW_LANES);
+  memset(w->z + LT_WINDOW_END, LT_WINDOW_FAR, LT_WINDOW_LANES);
+  w->n = -1, w->first = LT_WINDOW_END;
 }
 
 void lt__window_build(lt_window *w, const lt_window_cells *in, const lt_brick_rows *r, const lt_shell_bricks *near) {
-  uint64_t key[LT_WINDOW_MOST + LT_BRICK_CELLS];
-  w->n = window_keys(key, in, r, near);
-  int64_t n = w->n < 0 ? 0 : w->n;
-  for (int64_t i = 0; i < n; i++) { /* by descending row */
-    int64_t j = n - 1 - i;
-    w->x[j] = (int8_t)((key[i] >> 16 & 255) - 8);
-    w->y[j] = (int8_t)((key[i] >> 8 & 255) - 8);
-    w->z[j] = (int8_t)((key[i] & 255) - 8);
-    w->row[j] = (int32_t)(key[i] >> 24);
+  int order[27], nb = bricks_by_number(order, near);
+  int64_t front = LT_WINDOW_END;
+  for (int i = 0; i < nb; i++) {
+    front = gather(w, front, r, near, in->in[order[i]], order[i]);
+    if (LT_WINDOW_END - front > LT_WINDOW_MOST) { /* a dense region: the shells' */
+      w->n = -1;
+      return;
+    }
   }
-  memset(w->x + n, LT_WINDOW_FAR, LT_WINDOW_LANES), memset(w->y + n, LT_WINDOW_FAR, LT_WINDOW_LANES);
-  memset(w->z + n, LT_WINDOW_FAR, LT_WINDOW_LANES);
+  w->first = front, w->n = LT_WINDOW_END - front;
+  sort_list(w);
 }
 
 /* ---- one query (scalar) ---- */
@@ -132,10 +135,11 @@ int64_t lt__window_query_ref(const lt_window *w, int cell, int64_t want, int32_t
   if (want == 0) return 0;
   if (w->n < want) return -1;
   int bound = lt__window_bound(cell), qx = cell >> 4, qy = cell >> 2 & 3, qz = cell & 3;
+  const int8_t *x = w->x + w->first, *y = w->y + w->first, *z = w->z + w->first;
   int32_t d2[LT_WINDOW_MOST];
   int64_t at[LT_WINDOW_BOUNDS] = {0}, below[LT_WINDOW_BOUNDS] = {0}; /* at d^2 = t; below: at d^2 < t */
   for (int64_t i = 0; i < w->n; i++) {
-    int dx = w->x[i] - qx, dy = w->y[i] - qy, dz = w->z[i] - qz;
+    int dx = x[i] - qx, dy = y[i] - qy, dz = z[i] - qz;
     d2[i] = dx * dx + dy * dy + dz * dz;
     if (d2[i] < bound) at[d2[i]]++;
   }
@@ -148,7 +152,7 @@ int64_t lt__window_query_ref(const lt_window *w, int cell, int64_t want, int32_t
   for (int64_t i = w->n - 1; i >= 0; i--) { /* by ascending row */
     if (d2[i] > t || at[d2[i]] >= want) continue;
     int64_t p = at[d2[i]]++;
-    row[p] = w->row[i], dist[p] = (float)d2[i];
+    row[p] = w->row[w->first + i], dist[p] = (float)d2[i];
   }
   return want;
 }

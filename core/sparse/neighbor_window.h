@@ -21,6 +21,7 @@
 #define LT_WINDOW_MOST   256 /* candidates a window holds; more (a dense region, where the shells end early) */
 #define LT_WINDOW_LANES  64  /* the lists padded to a multiple of two AVX2 vectors of bytes */
 #define LT_WINDOW_FAR    12  /* the padding's coordinate: farther than any bound from every query cell */
+#define LT_WINDOW_END    (LT_WINDOW_MOST + 64) /* the list's end: room for one brick's rows past the most */
 #define LT_WINDOW_BOUNDS ((4 + LT_WINDOW_MARGIN) * (4 + LT_WINDOW_MARGIN)) /* above every e^2 */
 
 /* Each source brick's rows ascending, with their cells (0..63), in a slot
@@ -39,22 +40,27 @@ typedef struct lt_window_cells {
   uint64_t in[27];
 } lt_window_cells;
 
-/* One query brick's candidates, by descending row: their cells relative to the
- * brick's first cell (-LT_WINDOW_MARGIN .. 3 + LT_WINDOW_MARGIN per axis)
- * and rows; n = -1 where more than LT_WINDOW_MOST lie near. */
+/* One query brick's candidates, by descending row, at first .. LT_WINDOW_END
+ * (n of them; n = -1 where more than LT_WINDOW_MOST lie near): their cells
+ * relative to the brick's first cell (-LT_WINDOW_MARGIN .. 3 +
+ * LT_WINDOW_MARGIN per axis) and rows; past LT_WINDOW_END, padding. */
 typedef struct lt_window {
-  int64_t n;
-  _Alignas(32) int8_t x[LT_WINDOW_MOST + LT_WINDOW_LANES];
-  _Alignas(32) int8_t y[LT_WINDOW_MOST + LT_WINDOW_LANES];
-  _Alignas(32) int8_t z[LT_WINDOW_MOST + LT_WINDOW_LANES];
-  int32_t row[LT_WINDOW_MOST + LT_WINDOW_LANES];
+  int64_t n, first;
+  int8_t x[LT_WINDOW_END + LT_WINDOW_LANES];
+  int8_t y[LT_WINDOW_END + LT_WINDOW_LANES];
+  int8_t z[LT_WINDOW_END + LT_WINDOW_LANES];
+  int32_t row[LT_WINDOW_END + LT_WINDOW_LANES];
 } lt_window;
 
 /* The lists of the bricks of src. Fails with "<op>: out of memory ..." on the context. */
 lt_status lt__brick_rows_build(lt_ctx *ctx, lt_brick_rows *r, const lt_bricks *src, int threads, const char *op);
 void lt__brick_rows_free(lt_ctx *ctx, lt_brick_rows *r);
 
+/* The window's cells of each brick around (the same for every query brick). */
 void lt__window_cells(lt_window_cells *c);
+
+/* A window's padding, once before its first build. */
+void lt__window_init(lt_window *w);
 
 /* The window of the query brick whose 27 source bricks around are `near`. */
 void lt__window_build(lt_window *w, const lt_window_cells *in, const lt_brick_rows *r, const lt_shell_bricks *near);

@@ -14,8 +14,9 @@ _Static_assert(3 + LT_WINDOW_MARGIN < 7 && LT_WINDOW_FAR < 16, "the squares' tab
 static __m256i dist2(const lt_window *w, int64_t i, __m256i qx, __m256i qy, __m256i qz) {
   const __m256i sq = _mm256_setr_epi8(0, 1, 4, 9, 16, 25, 36, 40, 40, 40, 40, 40, 40, 40, 40, 40, 0, 1, 4, 9, 16, 25,
                                       36, 40, 40, 40, 40, 40, 40, 40, 40, 40);
-  __m256i x = _mm256_load_si256((const __m256i *)(w->x + i)), y = _mm256_load_si256((const __m256i *)(w->y + i)),
-          z = _mm256_load_si256((const __m256i *)(w->z + i));
+  __m256i x = _mm256_loadu_si256((const __m256i *)(w->x + w->first + i)),
+          y = _mm256_loadu_si256((const __m256i *)(w->y + w->first + i)),
+          z = _mm256_loadu_si256((const __m256i *)(w->z + w->first + i));
   __m256i dx = _mm256_shuffle_epi8(sq, _mm256_abs_epi8(_mm256_sub_epi8(x, qx)));
   __m256i dy = _mm256_shuffle_epi8(sq, _mm256_abs_epi8(_mm256_sub_epi8(y, qy)));
   __m256i dz = _mm256_shuffle_epi8(sq, _mm256_abs_epi8(_mm256_sub_epi8(z, qz)));
@@ -55,7 +56,7 @@ static void place(const lt_window *w, const uint8_t *d2, int64_t nv, int t, cons
       int64_t p = (uint8_t)_mm_cvtsi128_si32(_mm_shuffle_epi8(next, d));
       next = _mm_add_epi8(next, _mm_cmpeq_epi8(iota, d));
       p -= (p - want + 1) & -(int64_t)(p >= want); /* min(p, want - 1) without a branch */
-      row[p] = w->row[i], dist[p] = (float)d2[i];
+      row[p] = w->row[w->first + i], dist[p] = (float)d2[i];
     }
 }
 
