@@ -38,24 +38,24 @@ static int64_t count_below(const uint8_t *d2, int64_t nv, int t) {
   return n;
 }
 
-/* The counting sort of the candidates at d^2 <= t into row and dist, at[s]
- * the candidates at d^2 <= s: in list order (descending row), each placed
- * at its shell's last free position (the counters count down in the byte
- * lanes of a register, where counters in memory would chain through store
+/* The counting sort of the candidates at d^2 <= t into row and dist, lane
+ * s of `last` the last position of shell s (the candidates at d^2 <= s,
+ * less one): in list order (descending row), each placed at its shell's
+ * last free position (the counters count down in the byte lanes of a
+ * register, where counters in memory would chain through store
  * forwarding). Positions past want go to want - 1: the candidate that
  * belongs there has the lowest row of them, comes after them, and rewrites
  * what they left. */
-static void place(const lt_window *w, const uint8_t *d2, int64_t nv, int t, const uint8_t *at, int64_t want,
-                  int32_t *row, float *dist) {
+static void place(const lt_window *w, const uint8_t *d2, int64_t nv, int t, __m128i last, int64_t want, int32_t *row,
+                  float *dist) {
   const __m128i iota = _mm_setr_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-  __m128i next = _mm_sub_epi8(_mm_loadu_si128((const __m128i *)at), _mm_set1_epi8(1));
   for (int64_t v = 0; v < nv; v++)
     for (uint64_t m = below_bits(d2 + 64 * v, t + 1); m; m &= m - 1) {
       int64_t i = 64 * v + __builtin_ctzll(m);
       __m128i d = _mm_set1_epi8((char)d2[i]);
-      int64_t p = (uint8_t)_mm_cvtsi128_si32(_mm_shuffle_epi8(next, d));
-      next = _mm_add_epi8(next, _mm_cmpeq_epi8(iota, d));
-      p -= (p - want + 1) & -(int64_t)(p >= want); /* min(p, want - 1) without a branch */
+      int64_t p = (uint8_t)_mm_cvtsi128_si32(_mm_shuffle_epi8(last, d)), over = p - (want - 1);
+      last = _mm_add_epi8(last, _mm_cmpeq_epi8(iota, d));
+      p -= over & ~(over >> 63); /* min(p, want - 1) without a branch */
       row[p] = w->row[w->first + i], dist[p] = (float)d2[i];
     }
 }
@@ -70,15 +70,17 @@ int64_t lt__window_query_avx2(const lt_window *w, int cell, int64_t want, int32_
   __m256i qx = _mm256_set1_epi8((char)(cell >> 4)), qy = _mm256_set1_epi8((char)(cell >> 2 & 3)),
           qz = _mm256_set1_epi8((char)(cell & 3));
   for (int64_t v = 0; v < 2 * nv; v++) _mm256_store_si256((__m256i *)(d2 + 32 * v), dist2(w, 32 * v, qx, qy, qz));
-  uint8_t at[16] = {0}; /* the candidates at d^2 <= s, modulo 256 (the last position, at - 1, is below 256) */
+  /* lane s: the candidates at d^2 <= min(s, t), less one (a position: below 256), in registers */
+  const __m128i iota = _mm_setr_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  __m128i last = _mm_set1_epi8(-1);
   int t = 0;
   for (;; t++) {
     if (t == bound) return -1; /* the want-th lies at d^2 >= bound: not decided here */
     int64_t seen = count_below(d2, nv, t + 1);
-    at[t] = (uint8_t)seen;
+    __m128i from_t = _mm_cmpgt_epi8(iota, _mm_set1_epi8((char)(t - 1)));
+    last = _mm_blendv_epi8(last, _mm_set1_epi8((char)(seen - 1)), from_t);
     if (seen >= want) break;
   }
-  for (int s = t + 1; s < 16; s++) at[s] = at[t];
-  place(w, d2, nv, t, at, want, row, dist);
+  place(w, d2, nv, t, last, want, row, dist);
   return want;
 }
