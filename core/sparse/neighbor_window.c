@@ -5,15 +5,30 @@
 
 /* ---- the bricks' row lists ---- */
 
-/* One brick's rows into its slot, by an insertion sort on the row (in
- * Morton order the rows of a brick are nearly so already). */
-static void brick_fill(int32_t *row, uint8_t *cell, const int32_t *cells) {
+/* The cell of the m-th of a brick's cells in Morton order (x in the lowest
+ * bit, as sparse/morton.c). */
+static int morton_cell(int m) {
+  int x = (m & 1) | (m >> 2 & 2), y = (m >> 1 & 1) | (m >> 3 & 2), z = (m >> 2 & 1) | (m >> 4 & 2);
+  return x << 4 | y << 2 | z;
+}
+
+/* One brick's rows into its slot, sorted: taken in Morton order of the
+ * cells (order[m] the m-th; branch-free), which is their order already
+ * where the rows are in Morton order, then an insertion sort for any other
+ * order. */
+static void brick_fill(int32_t *row, uint8_t *cell, const int32_t *cells, const uint8_t *order) {
   int64_t n = 0;
-  for (int c = 0; c < LT_BRICK_CELLS; c++) {
-    if (cells[c] < 0) continue;
-    int64_t j = n++;
-    for (; j > 0 && row[j - 1] > cells[c]; j--) row[j] = row[j - 1], cell[j] = cell[j - 1];
-    row[j] = cells[c], cell[j] = (uint8_t)c;
+  for (int m = 0; m < LT_BRICK_CELLS; m++) {
+    int c = order[m];
+    row[n] = cells[c], cell[n] = (uint8_t)c;
+    n += cells[c] >= 0;
+  }
+  for (int64_t i = 1; i < n; i++) {
+    int32_t r = row[i];
+    uint8_t c = cell[i];
+    int64_t j = i;
+    for (; j > 0 && row[j - 1] > r; j--) row[j] = row[j - 1], cell[j] = cell[j - 1];
+    row[j] = r, cell[j] = c;
   }
   if (n < LT_BRICK_CELLS) row[n] = -1;
 }
@@ -25,8 +40,10 @@ lt_status lt__brick_rows_build(lt_ctx *ctx, lt_brick_rows *r, const lt_bricks *s
   if (!r->row) return lt_ctx_fail(ctx, LT_ERR_MEM, "%s: out of memory for the bricks' row lists", op);
   r->cell = (uint8_t *)(r->row + (nb > 0 ? nb : 1) * LT_BRICK_CELLS);
   const lt_brick_rows *l = r;
+  uint8_t order[LT_BRICK_CELLS];
+  for (int m = 0; m < LT_BRICK_CELLS; m++) order[m] = (uint8_t)morton_cell(m);
   LT_PARALLEL_FOR(threads, b, nb, {
-    brick_fill(l->row + b * LT_BRICK_CELLS, l->cell + b * LT_BRICK_CELLS, src->cells + b * LT_BRICK_CELLS);
+    brick_fill(l->row + b * LT_BRICK_CELLS, l->cell + b * LT_BRICK_CELLS, src->cells + b * LT_BRICK_CELLS, order);
   });
   return LT_OK;
 }
