@@ -166,7 +166,7 @@ int64_t lt__window_query_ref(const lt_window *w, int cell, int64_t want, int32_t
     below[t] = seen;
   }
   for (int s = 0; s <= t; s++) at[s] = below[s]; /* now: where the next at d^2 = s goes */
-  for (int64_t i = w->n - 1; i >= 0; i--) { /* by ascending row */
+  for (int64_t i = w->n - 1; i >= 0; i--) {      /* by ascending row */
     if (d2[i] > t || at[d2[i]] >= want) continue;
     int64_t p = at[d2[i]]++;
     row[p] = w->row[w->first + i], dist[p] = (float)d2[i];
