@@ -134,13 +134,21 @@ describe("build_radius_relation", function()
   end)
 end)
 
--- The near part of both relations walks shells of integer offsets
--- (core/sparse/neighbor_shells.c), a scalar _ref kernel and an AVX-512 one;
--- queries whose k-th neighbour lies beyond the shells (d² > 16), whose batch
--- has fewer than k sources, or whose k is past the shells' 257 offsets take
--- the grid search. Each ISA against brute force on supports that send
--- queries down every path: a dense blob, a plane (a surface, as a voxelized
--- scan), scattered points, negative coordinates, a batch of three sources.
+-- The near part of both relations lists each query brick's candidates
+-- within 3 cells once (core/sparse/neighbor_window.c, a scalar _ref and an
+-- AVX2 query) and walks shells of integer offsets
+-- (core/sparse/neighbor_shells.c, a scalar _ref and an AVX-512 kernel) for
+-- the queries the window cannot decide (a k-th at or past the window's
+-- bound, a window of more than 256 candidates, too few candidates); queries
+-- whose k-th neighbour lies beyond the shells (d² > 16), whose batch has
+-- fewer than k sources, or whose k is past the shells' 257 offsets take the
+-- grid search. Each ISA against brute force on supports that send queries
+-- down every path: a dense blob, a plane (a surface, as a voxelized scan),
+-- scattered points, negative coordinates, a batch of three sources, a dense
+-- cube in shuffled row order (windows past 256 candidates, rows to sort), a
+-- lattice of spacing 4 off the bricks' grid (k-th at d² = 16: below the
+-- bound of an interior cell's window, at the bound of the AVX2 query) and a
+-- sparse line (k-th far beyond every window).
 describe("the shell walk of each ISA", function()
   local gen = generator(41)
   local blob = random_rows(gen, 400, 6, 2)
@@ -155,9 +163,27 @@ describe("the shell walk of each ISA", function()
   for i = 1, 60 do mixed[#mixed + 1] = scattered[i] end
   local queries = random_rows(gen, 150, 8, 2)
   queries[#queries + 1] = { 5, 1, 1, 1 }
+  local cube = {}
+  for x = 0, 6 do
+    for y = 0, 6 do
+      for z = 0, 6 do cube[#cube + 1] = { 0, x, y, z } end
+    end
+  end
+  for i = #cube, 2, -1 do -- shuffled: the window's rows are not in brick order
+    local j = math.floor((gen() + 1) / 2 * i) % i + 1
+    cube[i], cube[j] = cube[j], cube[i]
+  end
+  local spaced, line = {}, {}
+  for x = 0, 3 do
+    for y = 0, 3 do
+      for z = 0, 2 do spaced[#spaced + 1] = { 1, 4 * x + 1, 4 * y + 1, 4 * z + 2 } end
+    end
+  end
+  for x = 0, 12 do line[#line + 1] = { 0, 3 * x - 7, 2, 0 } end
   local cases = {
     { "a dense blob", blob, blob }, { "a plane", plane, plane }, { "scattered points", scattered, scattered },
-    { "another query set", mixed, queries },
+    { "another query set", mixed, queries }, { "a dense cube, shuffled", cube, cube },
+    { "a lattice of spacing 4", spaced, spaced }, { "a sparse line", line, line },
   }
 
   local function run(kind, source, query, k, radius, isa)
@@ -165,7 +191,7 @@ describe("the shell walk of each ISA", function()
       radius, "spec", isa)
   end
 
-  for _, isa in ipairs { "scalar", "avx512" } do
+  for _, isa in ipairs { "scalar", "avx2", "avx512" } do
     for _, c in ipairs(cases) do
       it(("finds each query's k nearest on %s (%s)"):format(c[1], isa), function()
         for _, k in ipairs { 1, 5, 16, 33, 300 } do same(run("knn", c[2], c[3], k, 0, isa), brute(c[2], c[3], k)) end
@@ -183,7 +209,9 @@ describe("the shell walk of each ISA", function()
   it("runs the AVX-512 kernel where the machine has it, and scalar when asked", function()
     local _, used = run("knn", plane, plane, 16, 0, "avx512")
     local _, scalar = run("knn", plane, plane, 16, 0, "scalar")
+    local _, avx2 = run("knn", plane, plane, 16, 0, "avx2")
     assert.are.equal("scalar", scalar)
+    assert.is_true(avx2 == "avx2" or (avx2 == "scalar" and used == "scalar")) -- the window's AVX2 query where there is AVX2
     if used ~= "avx512" then return pending("avx512 is not available here") end
   end)
 

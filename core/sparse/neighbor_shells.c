@@ -3,6 +3,7 @@
  * bricks. */
 #include "sparse/neighbor_shells.h"
 #include "runtime/parallel.h"
+#include "sparse/neighbor_window.h"
 
 #define REACH 4
 #define CHUNK 64 /* query bricks a task: one brick cache warmed over them */
@@ -182,15 +183,97 @@ static int64_t count_one(const lt_shell_table *t, const lt_shell_bricks *near, i
   return n < cap ? n : cap;
 }
 
+/* The kernels a fill runs: the window's (where there is one) first, the
+ * shells' for the queries it leaves. */
+typedef struct kernels {
+  const lt_window *window;
+  int window_avx2, shells_avx512;
+} kernels;
+
 static void fill_one(const lt_shell_walk *w, const lt_shell_table *t, const lt_shell_bricks *near, int cell, int64_t i,
-                     int vector) {
+                     const kernels *k) {
   const lt_edges *e = w->edges;
   int64_t s = w->start[i], want = w->start[i + 1] - s, n = -1;
-  if (vector) n = lt__shell_query_avx512(t, near, cell, w->limit, want, e->source_row + s, e->distances + s);
-  if (n < 0) n = lt__shell_query_ref(t, near, cell, w->limit, want, e->source_row + s, e->distances + s);
+  int32_t *row = e->source_row + s;
+  float *dist = e->distances + s;
+  if (k->window)
+    n = k->window_avx2 ? lt__window_query_avx2(k->window, cell, want, row, dist)
+                       : lt__window_query_ref(k->window, cell, want, row, dist);
+  if (n < 0 && k->shells_avx512) n = lt__shell_query_avx512(t, near, cell, w->limit, want, row, dist);
+  if (n < 0) n = lt__shell_query_ref(t, near, cell, w->limit, want, row, dist);
   int32_t *qrow = e->query_row + s, *rank = e->neighbor_id + s;
   for (int32_t j = 0; j < (int32_t)want; j++) qrow[j] = (int32_t)i, rank[j] = j; /* int32 lanes: vectorized */
   w->short_of[i] = n < want;
+}
+
+/* The cells of query brick b that hold a query into at, in order; their
+ * number (branch-free: a brick's cells are about a fifth full). */
+static int queries_of(const lt_shell_walk *w, int64_t b, uint8_t *at) {
+  const int32_t *cells = w->query->cells + b * LT_BRICK_CELLS;
+  int n = 0;
+  for (int c = 0; c < LT_BRICK_CELLS; c++) at[n] = (uint8_t)c, n += cells[c] >= 0;
+  return n;
+}
+
+/* The edge lines of the n queries (cells at) of query brick b asked of the
+ * memory ahead of their writes: the edges are written once each, scattered
+ * over a few lines a query, and a store that waits for its line holds up
+ * the ones behind it. Inlined: GCC takes a function of prefetches alone for
+ * a pure one and drops its calls. */
+static inline __attribute__((always_inline)) void edges_prefetch(const lt_shell_walk *w, int64_t b, const uint8_t *at,
+                                                                 int n) {
+  const int32_t *cells = w->query->cells + b * LT_BRICK_CELLS;
+  const lt_edges *e = w->edges;
+  for (int j = 0; j < n; j++) {
+    int64_t first = w->start[cells[at[j]]], last = w->start[cells[at[j]] + 1] - 1;
+    last = last < first ? first : last;
+    __builtin_prefetch(e->source_row + first), __builtin_prefetch(e->source_row + last);
+    __builtin_prefetch(e->distances + first), __builtin_prefetch(e->distances + last);
+    __builtin_prefetch(e->query_row + first), __builtin_prefetch(e->query_row + last);
+    __builtin_prefetch(e->neighbor_id + first), __builtin_prefetch(e->neighbor_id + last);
+  }
+}
+
+/* The walk over the query bricks, one task per CHUNK of them (rows: the
+ * source bricks' lists for the window, NULL where none is built). */
+static void walk(const lt_shell_walk *w, const lt_shell_table *t, const brick_grid *g, const lt_brick_rows *rows,
+                 const kernels *k0, int threads) {
+  lt_window_cells in;
+  lt__window_cells(&in);
+  int64_t nb = w->query->nb, chunks = (nb + CHUNK - 1) / CHUNK;
+  LT_PARALLEL_FOR_DYNAMIC(threads, ch, chunks, {
+    lt_shell_bricks near[2];
+    lt_brick_cache cache;
+    lt_window win;
+    kernels k = *k0;
+    k.window = rows ? &win : NULL;
+    lt__window_init(&win);
+    lt__brick_cache_init(&cache);
+    int64_t first = ch * CHUNK, last = first + CHUNK < nb ? first + CHUNK : nb;
+    uint8_t at[2][LT_BRICK_CELLS];
+    int queries[2];
+    near_find(&near[first & 1], w->source, g, &cache, w->query->keys + first * 4);
+    queries[first & 1] = queries_of(w, first, at[first & 1]);
+    for (int64_t b = first; b < last; b++) {
+      /* the next brick's sources fetched while this one's queries run: they are mostly far apart in the index */
+      if (b + 1 < last) {
+        near_prefetch(&near[(b + 1) & 1], w->source, g, &cache, w->query->keys + (b + 1) * 4);
+        queries[(b + 1) & 1] = queries_of(w, b + 1, at[(b + 1) & 1]);
+        if (w->edges) edges_prefetch(w, b + 1, at[(b + 1) & 1], queries[(b + 1) & 1]);
+        if (rows) lt__window_prefetch(rows, &near[(b + 1) & 1]);
+      }
+      if (rows) lt__window_build(&win, &in, rows, &near[b & 1]);
+      const int32_t *cells = w->query->cells + b * LT_BRICK_CELLS;
+      for (int j = 0; j < queries[b & 1]; j++) {
+        int c = at[b & 1][j];
+        int64_t i = cells[c];
+        if (w->counts)
+          w->counts[i] = count_one(t, &near[b & 1], c, w->limit, w->cap);
+        else
+          fill_one(w, t, &near[b & 1], c, i, &k);
+      }
+    }
+  });
 }
 
 lt_status lt__shell_walk(lt_ctx *ctx, const lt_shell_walk *w, lt_isa isa, lt_isa *used, int threads, const char *op) {
@@ -199,36 +282,18 @@ lt_status lt__shell_walk(lt_ctx *ctx, const lt_shell_walk *w, lt_isa isa, lt_isa
   if (!t) return lt_ctx_fail(ctx, LT_ERR_MEM, "%s: out of memory", op);
   table_build(t);
   brick_grid g;
+  lt_brick_rows rows = {0};
   lt_status st = grid_build(ctx, &g, w->source, op);
-  if (st) {
-    lt_ctx_free(ctx, t, sizeof *t);
-    return st;
-  }
+  /* a fill lists each query brick's candidates once, for the window's kernel */
+  int window = w->edges != NULL;
+  if (!st && window) st = lt__brick_rows_build(ctx, &rows, w->source, threads, op);
   /* the vector kernel's keys hold a row in LT_SHELL_ROW_BITS */
   int vector = isa >= LT_ISA_AVX512 && w->source->nb * LT_BRICK_CELLS <= ((int64_t)1 << LT_SHELL_ROW_BITS);
-  if (used) *used = vector ? LT_ISA_AVX512 : LT_ISA_SCALAR;
-  int64_t nb = w->query->nb, chunks = (nb + CHUNK - 1) / CHUNK;
-  LT_PARALLEL_FOR(threads, ch, chunks, {
-    lt_shell_bricks near[2];
-    lt_brick_cache cache;
-    lt__brick_cache_init(&cache);
-    int64_t first = ch * CHUNK, last = first + CHUNK < nb ? first + CHUNK : nb;
-    near_find(&near[first & 1], w->source, &g, &cache, w->query->keys + first * 4);
-    for (int64_t b = first; b < last; b++) {
-      /* the next brick's sources fetched while this one's queries run: they are mostly far apart in the index */
-      if (b + 1 < last) near_prefetch(&near[(b + 1) & 1], w->source, &g, &cache, w->query->keys + (b + 1) * 4);
-      const int32_t *cells = w->query->cells + b * LT_BRICK_CELLS;
-      for (int c = 0; c < LT_BRICK_CELLS; c++) {
-        int64_t i = cells[c];
-        if (i < 0) continue;
-        if (w->counts)
-          w->counts[i] = count_one(t, &near[b & 1], c, w->limit, w->cap);
-        else
-          fill_one(w, t, &near[b & 1], c, i, vector);
-      }
-    }
-  });
+  kernels k = {NULL, isa >= LT_ISA_AVX2, vector};
+  if (used) *used = vector ? LT_ISA_AVX512 : window && isa >= LT_ISA_AVX2 ? LT_ISA_AVX2 : LT_ISA_SCALAR;
+  if (!st) walk(w, t, &g, window ? &rows : NULL, &k, threads);
+  lt__brick_rows_free(ctx, &rows);
   if (g.at) lt_ctx_free(ctx, g.at, g.bytes);
   lt_ctx_free(ctx, t, sizeof *t);
-  return LT_OK;
+  return st;
 }

@@ -1,9 +1,11 @@
 /* Neighbour relations between coordinate maps (lattice/sparse_neighbors.h).
  *
  * kNN lays its edges out first (each query has min(k, its batch's sources)),
- * then the shells of sparse/neighbor_shells.h fill every query whose k-th
- * neighbour lies within d^2 <= 16, and the grid search below the rest (and
- * all of them for k beyond the shells' offsets). Radius relations with
+ * then the walk of sparse/neighbor_shells.h fills every query whose k-th
+ * neighbour lies within d^2 <= 16 (by the candidate window of its brick,
+ * sparse/neighbor_window.h, where that decides it, else by the shells), and
+ * the grid search below the rest (and all of them for k beyond the shells'
+ * offsets). Radius relations with
  * r^2 <= 16 are counted and filled by the shells alone; wider ones by the
  * grid search.
  *
