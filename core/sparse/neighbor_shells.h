@@ -41,9 +41,10 @@ typedef struct lt_shell_walk {
 } lt_shell_walk;
 
 /* One task per CHUNK bricks of the query map, each writing only its
- * queries' entries: deterministic. A fill tries each query on its brick's
- * candidate window (sparse/neighbor_window.h) first, the shells where that
- * cannot decide it. isa picks the per-query kernel (lowered
+ * queries' entries: deterministic. Below AVX-512 a fill tries each query
+ * on its brick's candidate window (sparse/neighbor_window.h) first, the
+ * shells where that cannot decide it; with AVX-512, the shells' vector
+ * kernel alone. isa picks the per-query kernel (lowered
  * to the scalar one where the keys below do not fit); *used (if not NULL)
  * gets the one run. Fails only for memory. */
 lt_status lt__shell_walk(lt_ctx *ctx, const lt_shell_walk *w, lt_isa isa, lt_isa *used, int threads, const char *op);
