@@ -1,8 +1,13 @@
-/* The brick index of a coordinate map (sparse/bricks.h): built in a
- * sequential numbering pass (bricks in first-seen order, so the index is the
- * same for any thread count) and two parallel fills. */
+/* The brick index of a coordinate map (sparse/bricks.h): the runs of rows in
+ * one brick found by a parallel scan, the bricks numbered over the runs (a
+ * sequential pass, but over a run each, about 13 rows in Morton order, where
+ * a pass over the rows held kNN's two threads to one for a millisecond),
+ * then the cells filled in parallel. Bricks are numbered in first-seen order,
+ * so the index is the same for any thread count. */
 #include "sparse/bricks.h"
 #include "runtime/parallel.h"
+
+#define MOST_PARTS 64 /* ranges of rows the scan splits them into (at most) */
 
 static void free_parts(lt_ctx *ctx, lt_bricks *b) {
   if (b->keys) lt_ctx_free(ctx, b->keys, b->keys_bytes);
@@ -11,63 +16,92 @@ static void free_parts(lt_ctx *ctx, lt_bricks *b) {
   *b = (lt_bricks){0};
 }
 
-/* Each row's brick, the bricks numbered in first-seen order: sequential, but
- * a row in the brick of the row before it (the common case in Morton order)
- * costs a compare. */
-static void number_bricks(lt_bricks *b, const int32_t *rows, int64_t n, int32_t *brick_of) {
+/* The rows of [lo, hi) that start a run (their brick differs from the row
+ * before them) into at; their number. A row in the brick of the row before it
+ * (the common case in Morton order) costs a compare. */
+static int64_t starts_in(const int32_t *rows, int64_t lo, int64_t hi, int32_t *at) {
   int32_t key[4] = {0};
-  int64_t last = -1;
-  for (int64_t i = 0; i < n; i++) {
-    if (last < 0 || !lt__brick_same(rows + i * 4, key)) {
-      lt__brick_key(rows + i * 4, key);
-      last = lt__coord_hash_insert(&b->hash, b->keys, &b->nb, key);
-    }
-    brick_of[i] = (int32_t)last;
+  int64_t m = 0;
+  if (lo > 0) lt__brick_key(rows + (lo - 1) * 4, key);
+  for (int64_t i = lo; i < hi; i++)
+    if (i == 0 || !lt__brick_same(rows + i * 4, key)) at[m++] = (int32_t)i, lt__brick_key(rows + i * 4, key);
+  return m;
+}
+
+/* The first row of each run into at[0 .. runs), at[runs] = n; returns runs.
+ * Each range writes its starts at its own first row (a range of r rows has at
+ * most r), then they move down in range order: the list of a sequential scan. */
+static int64_t run_starts(const int32_t *rows, int64_t n, int threads, int32_t *at) {
+  int parts = threads < MOST_PARTS ? threads : MOST_PARTS;
+  int64_t found[MOST_PARTS], runs = 0;
+  LT_PARALLEL_FOR(threads, p, parts, {
+    int64_t lo = n * p / parts;
+    found[p] = starts_in(rows, lo, n * (p + 1) / parts, at + lo);
+  });
+  for (int p = 0; p < parts; p++) {
+    memmove(at + runs, at + n * p / parts, (size_t)found[p] * sizeof *at);
+    runs += found[p];
+  }
+  at[runs] = (int32_t)n;
+  return runs;
+}
+
+/* Each run's brick (brick_of[r]), the bricks numbered in first-seen order
+ * through the hash: a run starts the brick it is in only if no run before
+ * it was in that brick (in Morton order none was). */
+static void number_bricks(lt_bricks *b, const int32_t *rows, const int32_t *at, int64_t runs, int32_t *brick_of) {
+  for (int64_t r = 0; r < runs; r++) {
+    int32_t key[4];
+    lt__brick_key(rows + (int64_t)at[r] * 4, key);
+    brick_of[r] = (int32_t)lt__coord_hash_insert(&b->hash, b->keys, &b->nb, key);
   }
 }
 
-/* The runs of rows in one brick, at least the bricks (exactly, for rows in
- * Morton order: an aligned brick is one range of the order), so the hash and
- * keys sized by it stay small enough for the caches. */
-static int64_t count_runs(const int32_t *rows, int64_t n) {
-  int32_t key[4] = {0};
-  int64_t runs = 0;
-  for (int64_t i = 0; i < n; i++)
-    if (!runs || !lt__brick_same(rows + i * 4, key)) runs++, lt__brick_key(rows + i * 4, key);
-  return runs;
+/* The cells of the runs' rows. Where every run is a brick of its own, one
+ * pass clears a brick's cells and places its rows while they are in cache;
+ * else the bricks are cleared first. Every row has its own cell (the rows
+ * are distinct): no two writes meet. */
+static void fill_cells(lt_bricks *b, const int32_t *rows, const int32_t *at, int64_t runs, const int32_t *brick_of,
+                       int threads) {
+  int32_t *cells = b->cells;
+  int one_each = b->nb == runs;
+  if (!one_each)
+    LT_PARALLEL_FOR(threads, k, b->nb, { memset(cells + k * LT_BRICK_CELLS, 0xff, LT_BRICK_CELLS * sizeof *cells); });
+  LT_PARALLEL_FOR(threads, r, runs, {
+    int32_t *mine = cells + (int64_t)brick_of[r] * LT_BRICK_CELLS;
+    if (one_each) memset(mine, 0xff, LT_BRICK_CELLS * sizeof *cells);
+    for (int64_t i = at[r]; i < at[r + 1]; i++) mine[lt__brick_cell(rows + i * 4)] = (int32_t)i;
+  });
+}
+
+static lt_status out_of_memory(lt_ctx *ctx, lt_bricks *b, const char *op) {
+  free_parts(ctx, b);
+  return lt_ctx_fail(ctx, LT_ERR_MEM, "%s: out of memory for the relation's brick index", op);
 }
 
 lt_status lt__bricks_build(lt_ctx *ctx, lt_bricks *b, const lt_coords *c, const char *op) {
   *b = (lt_bricks){0};
-  int64_t n = c->n, runs = count_runs(lt_tensor_data(c->rows), n);
-  size_t of_bytes = (size_t)(n > 0 ? n : 1) * sizeof(int32_t);
+  int64_t n = c->n;
+  const int32_t *rows = lt_tensor_data(c->rows);
+  int threads = n >= LT_GRAIN ? lt__ctx_threads(ctx) : 1;
+  /* at: the runs' first rows (n + 1 at most), brick_of: their bricks */
+  size_t scratch_bytes = (size_t)(2 * n + 2) * sizeof(int32_t);
+  int32_t *at = lt_ctx_alloc(ctx, scratch_bytes);
+  if (!at) return out_of_memory(ctx, b, op);
+  int32_t *brick_of = at + n + 1;
+  int64_t runs = run_starts(rows, n, threads, at);
   b->keys_bytes = (size_t)(runs > 0 ? runs : 1) * 4 * sizeof(int32_t);
   lt_status st = lt__coord_hash_alloc(ctx, &b->hash, runs, op);
-  if (st) return st;
-  b->keys = lt_ctx_alloc(ctx, b->keys_bytes);
-  int32_t *brick_of = lt_ctx_alloc(ctx, of_bytes);
-  if (!b->keys || !brick_of) {
-    if (brick_of) lt_ctx_free(ctx, brick_of, of_bytes);
-    free_parts(ctx, b);
-    return lt_ctx_fail(ctx, LT_ERR_MEM, "%s: out of memory for the relation's brick index", op);
+  if (!st) b->keys = lt_ctx_alloc(ctx, b->keys_bytes);
+  if (!st && b->keys) {
+    number_bricks(b, rows, at, runs, brick_of);
+    b->cells_bytes = (size_t)(b->nb > 0 ? b->nb : 1) * LT_BRICK_CELLS * sizeof(int32_t);
+    b->cells = lt_ctx_alloc(ctx, b->cells_bytes);
   }
-  const int32_t *rows = lt_tensor_data(c->rows);
-  number_bricks(b, rows, n, brick_of);
-  b->cells_bytes = (size_t)(b->nb > 0 ? b->nb : 1) * LT_BRICK_CELLS * sizeof(int32_t);
-  b->cells = lt_ctx_alloc(ctx, b->cells_bytes);
-  if (!b->cells) {
-    lt_ctx_free(ctx, brick_of, of_bytes);
-    free_parts(ctx, b);
-    return lt_ctx_fail(ctx, LT_ERR_MEM, "%s: out of memory for the relation's brick index", op);
-  }
-  int32_t *cells = b->cells;
-  int threads = n >= LT_GRAIN ? lt__ctx_threads(ctx) : 1;
-  LT_PARALLEL_FOR(threads, k, b->nb, { memset(cells + k * LT_BRICK_CELLS, 0xff, LT_BRICK_CELLS * sizeof *cells); });
-  /* every row has its own cell (the rows are distinct): no two writes meet */
-  LT_PARALLEL_FOR(threads, i, n,
-                  { cells[(int64_t)brick_of[i] * LT_BRICK_CELLS + lt__brick_cell(rows + i * 4)] = (int32_t)i; });
-  lt_ctx_free(ctx, brick_of, of_bytes);
-  return LT_OK;
+  if (!st && b->cells) fill_cells(b, rows, at, runs, brick_of, threads);
+  lt_ctx_free(ctx, at, scratch_bytes);
+  if (st) free_parts(ctx, b);
+  return st || b->cells ? st : out_of_memory(ctx, b, op);
 }
 
 void lt__bricks_free(lt_ctx *ctx, lt_bricks *b) { free_parts(ctx, b); }
