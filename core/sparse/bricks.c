@@ -12,6 +12,8 @@
 static void free_parts(lt_ctx *ctx, lt_bricks *b) {
   if (b->keys) lt_ctx_free(ctx, b->keys, b->keys_bytes);
   if (b->cells) lt_ctx_free(ctx, b->cells, b->cells_bytes);
+  if (b->first) lt_ctx_free(ctx, b->first, b->first_bytes);
+  if (b->order) lt_ctx_free(ctx, b->order, b->order_bytes);
   lt__coord_hash_free(ctx, &b->hash);
   *b = (lt_bricks){0};
 }
@@ -74,6 +76,32 @@ static void fill_cells(lt_bricks *b, const int32_t *rows, const int32_t *at, int
   });
 }
 
+/* The bricks' row lists (lt_bricks.first, order) from the runs: the runs
+ * themselves where each brick is one, else a counting sort of the runs by
+ * brick (stable: each list ascending). */
+static int lists_build(lt_ctx *ctx, lt_bricks *b, const int32_t *at, int64_t runs, const int32_t *brick_of) {
+  b->first_bytes = (size_t)(b->nb + 1) * sizeof *b->first;
+  b->first = lt_ctx_alloc(ctx, b->first_bytes);
+  if (!b->first) return 0;
+  if (b->nb == runs) {
+    memcpy(b->first, at, b->first_bytes);
+    return 1;
+  }
+  int64_t n = at[runs];
+  b->order_bytes = (size_t)(n > 0 ? n : 1) * sizeof *b->order;
+  b->order = lt_ctx_alloc(ctx, b->order_bytes);
+  if (!b->order) return 0;
+  int32_t *next = b->first;
+  memset(next, 0, b->first_bytes);
+  for (int64_t r = 0; r < runs; r++) next[brick_of[r] + 1] += at[r + 1] - at[r];
+  for (int64_t k = 0; k < b->nb; k++) next[k + 1] += next[k];
+  for (int64_t r = 0; r < runs; r++) /* next[brick] moves to the brick's end: first[k] is then brick k + 1's start */
+    for (int32_t i = at[r]; i < at[r + 1]; i++) b->order[next[brick_of[r]]++] = i;
+  memmove(b->first + 1, b->first, (size_t)b->nb * sizeof *b->first);
+  b->first[0] = 0;
+  return 1;
+}
+
 static lt_status out_of_memory(lt_ctx *ctx, lt_bricks *b, const char *op) {
   free_parts(ctx, b);
   return lt_ctx_fail(ctx, LT_ERR_MEM, "%s: out of memory for the relation's brick index", op);
@@ -82,7 +110,7 @@ static lt_status out_of_memory(lt_ctx *ctx, lt_bricks *b, const char *op) {
 lt_status lt__bricks_build(lt_ctx *ctx, lt_bricks *b, const lt_coords *c, const char *op) {
   *b = (lt_bricks){0};
   int64_t n = c->n;
-  const int32_t *rows = lt_tensor_data(c->rows);
+  const int32_t *rows = b->rows = lt_tensor_data(c->rows);
   int threads = n >= LT_GRAIN ? lt__ctx_threads(ctx) : 1;
   /* at: the runs' first rows (n + 1 at most), brick_of: their bricks */
   size_t scratch_bytes = (size_t)(2 * n + 2) * sizeof(int32_t);
@@ -92,16 +120,20 @@ lt_status lt__bricks_build(lt_ctx *ctx, lt_bricks *b, const lt_coords *c, const 
   int64_t runs = run_starts(rows, n, threads, at);
   b->keys_bytes = (size_t)(runs > 0 ? runs : 1) * 4 * sizeof(int32_t);
   lt_status st = lt__coord_hash_alloc(ctx, &b->hash, runs, op);
-  if (!st) b->keys = lt_ctx_alloc(ctx, b->keys_bytes);
-  if (!st && b->keys) {
+  if (st) {
+    lt_ctx_free(ctx, at, scratch_bytes);
+    return st;
+  }
+  int ok = (b->keys = lt_ctx_alloc(ctx, b->keys_bytes)) != NULL;
+  if (ok) {
     number_bricks(b, rows, at, runs, brick_of);
     b->cells_bytes = (size_t)(b->nb > 0 ? b->nb : 1) * LT_BRICK_CELLS * sizeof(int32_t);
-    b->cells = lt_ctx_alloc(ctx, b->cells_bytes);
+    ok = (b->cells = lt_ctx_alloc(ctx, b->cells_bytes)) != NULL;
   }
-  if (!st && b->cells) fill_cells(b, rows, at, runs, brick_of, threads);
+  ok = ok && lists_build(ctx, b, at, runs, brick_of);
+  if (ok) fill_cells(b, rows, at, runs, brick_of, threads);
   lt_ctx_free(ctx, at, scratch_bytes);
-  if (st) free_parts(ctx, b);
-  return st || b->cells ? st : out_of_memory(ctx, b, op);
+  return ok ? LT_OK : out_of_memory(ctx, b, op);
 }
 
 void lt__bricks_free(lt_ctx *ctx, lt_bricks *b) { free_parts(ctx, b); }

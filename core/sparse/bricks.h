@@ -5,8 +5,9 @@
  * the querying thread keeps, so most queries are one load from a dense table
  * instead of a probe of the map's hash plus a compare against its rows (two
  * cache misses each on a large support). Rows in Morton order make the
- * bricks of consecutive rows the same ones. Memory: 16 + 256 bytes a brick,
- * at most one brick a row; it lives while one relation is built. */
+ * bricks of consecutive rows the same ones. Memory: 20 + 256 bytes a brick,
+ * at most one brick a row (and 4 bytes a row where the rows are not in
+ * brick order); it lives while one relation is built. */
 #ifndef LATTICE_SPARSE_BRICKS_H
 #define LATTICE_SPARSE_BRICKS_H
 
@@ -21,8 +22,13 @@ typedef struct lt_bricks {
   int32_t *keys;      /* (nb, 4): (batch, floor(x/4), floor(y/4), floor(z/4)), first-seen order */
   int32_t *cells;     /* (nb, 64): the row in each cell, -1 where none */
   lt_coord_hash hash; /* over keys */
+  /* brick b's rows, ascending: order[first[b] .. first[b + 1]), order NULL
+   * where it is 0 .. n - 1 (each brick one run of rows, as in Morton order),
+   * so a walk over the bricks meets the rows in order */
+  int32_t *first, *order;
+  const int32_t *rows; /* the map's (n, 4) */
   int64_t nb;
-  size_t keys_bytes, cells_bytes;
+  size_t keys_bytes, cells_bytes, first_bytes, order_bytes;
 } lt_bricks;
 
 /* A thread's recently used bricks (brick -2: an empty slot). */
@@ -34,6 +40,9 @@ typedef struct lt_brick_cache {
 /* The index of map c. Fails with "<op>: out of memory ..." on the context. */
 lt_status lt__bricks_build(lt_ctx *ctx, lt_bricks *b, const lt_coords *c, const char *op);
 void lt__bricks_free(lt_ctx *ctx, lt_bricks *b);
+
+/* The row at position p of the bricks' row lists (lt_bricks.order). */
+static inline int64_t lt__bricks_row(const lt_bricks *b, int64_t p) { return b->order ? b->order[p] : p; }
 
 static inline void lt__brick_cache_init(lt_brick_cache *cache) {
   for (int s = 0; s < LT_BRICK_CACHE; s++) cache->brick[s] = -2;

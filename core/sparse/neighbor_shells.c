@@ -206,34 +206,6 @@ static void fill_one(const lt_shell_walk *w, const lt_shell_table *t, const lt_s
   w->short_of[i] = n < want;
 }
 
-/* The cells of query brick b that hold a query into at, in order; their
- * number (branch-free: a brick's cells are about a fifth full). */
-static int queries_of(const lt_shell_walk *w, int64_t b, uint8_t *at) {
-  const int32_t *cells = w->query->cells + b * LT_BRICK_CELLS;
-  int n = 0;
-  for (int c = 0; c < LT_BRICK_CELLS; c++) at[n] = (uint8_t)c, n += cells[c] >= 0;
-  return n;
-}
-
-/* The edge lines of the n queries (cells at) of query brick b asked of the
- * memory ahead of their writes: the edges are written once each, scattered
- * over a few lines a query, and a store that waits for its line holds up
- * the ones behind it. Inlined: GCC takes a function of prefetches alone for
- * a pure one and drops its calls. */
-static inline __attribute__((always_inline)) void edges_prefetch(const lt_shell_walk *w, int64_t b, const uint8_t *at,
-                                                                 int n) {
-  const int32_t *cells = w->query->cells + b * LT_BRICK_CELLS;
-  const lt_edges *e = w->edges;
-  for (int j = 0; j < n; j++) {
-    int64_t first = w->start[cells[at[j]]], last = w->start[cells[at[j]] + 1] - 1;
-    last = last < first ? first : last;
-    __builtin_prefetch(e->source_row + first), __builtin_prefetch(e->source_row + last);
-    __builtin_prefetch(e->distances + first), __builtin_prefetch(e->distances + last);
-    __builtin_prefetch(e->query_row + first), __builtin_prefetch(e->query_row + last);
-    __builtin_prefetch(e->neighbor_id + first), __builtin_prefetch(e->neighbor_id + last);
-  }
-}
-
 /* The walk over the query bricks, one task per CHUNK of them (rows: the
  * source bricks' lists for the window, NULL where none is built). */
 static void walk(const lt_shell_walk *w, const lt_shell_table *t, const brick_grid *g, const lt_brick_rows *rows,
@@ -250,23 +222,18 @@ static void walk(const lt_shell_walk *w, const lt_shell_table *t, const brick_gr
     lt__window_init(&win);
     lt__brick_cache_init(&cache);
     int64_t first = ch * CHUNK, last = first + CHUNK < nb ? first + CHUNK : nb;
-    uint8_t at[2][LT_BRICK_CELLS];
-    int queries[2];
     near_find(&near[first & 1], w->source, g, &cache, w->query->keys + first * 4);
-    queries[first & 1] = queries_of(w, first, at[first & 1]);
     for (int64_t b = first; b < last; b++) {
       /* the next brick's sources fetched while this one's queries run: they are mostly far apart in the index */
       if (b + 1 < last) {
         near_prefetch(&near[(b + 1) & 1], w->source, g, &cache, w->query->keys + (b + 1) * 4);
-        queries[(b + 1) & 1] = queries_of(w, b + 1, at[(b + 1) & 1]);
-        if (w->edges) edges_prefetch(w, b + 1, at[(b + 1) & 1], queries[(b + 1) & 1]);
         if (rows) lt__window_prefetch(rows, &near[(b + 1) & 1]);
       }
       if (rows) lt__window_build(&win, &in, rows, &near[b & 1]);
-      const int32_t *cells = w->query->cells + b * LT_BRICK_CELLS;
-      for (int j = 0; j < queries[b & 1]; j++) {
-        int c = at[b & 1][j];
-        int64_t i = cells[c];
+      /* the brick's queries by row (a brick's rows are mostly one run): their edges in order */
+      for (int64_t p = w->query->first[b]; p < w->query->first[b + 1]; p++) {
+        int64_t i = lt__bricks_row(w->query, p);
+        int c = lt__brick_cell(w->query->rows + i * 4);
         if (w->counts)
           w->counts[i] = count_one(t, &near[b & 1], c, w->limit, w->cap);
         else
