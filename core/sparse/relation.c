@@ -198,8 +198,7 @@ static void fill_rows(const lt_relation *r, const lt_bricks *b, int32_t *idx, in
   int32_t c[4];
   for (int64_t o = o0; o < o1; o++)
     for (int64_t k = 0; k < K; k++)
-      idx[o * K + k] =
-          input_at(r->kind, &r->spec, orow + o * 4, r->offsets[k], c) ? (int32_t)lt__bricks_find(b, &cache, c) : -1;
+      idx[o * K + k] = input_at(r->kind, &r->spec, orow + o * 4, r->offsets[k], c) ? (int32_t)lt__bricks_find(b, &cache, c) : -1;
 }
 
 /* The same for a mirrored relation (output = input, offsets symmetric:
