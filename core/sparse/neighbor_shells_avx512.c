@@ -3,7 +3,9 @@
  * keys (d^2 << 27 | row, so that unsigned order is the relation's order)
  * compressed onto a list of two vectors, which grows in d^2 order. Once the list holds
  * `want` keys below the first d^2 not yet walked, a bitonic network sorts it
- * (at most 32 keys, two vectors) and its head is the answer: the same as
+ * (at most 32 keys, two vectors; where the second holds at most FEW, the
+ * first is sorted and those inserted one at a time) and its head is the
+ * answer: the same as
  * lt__shell_query_ref, without a branch on the data inside a shell. */
 #include <immintrin.h>
 #include "sparse/neighbor_shells.h"
@@ -52,6 +54,20 @@ static void sort32(__m512i *a, __m512i *b, int both) {
   __m512i x = sort16(*a), y = _mm512_permutexvar_epi32(reverse, sort16(*b));
   *a = merge16(_mm512_min_epu32(x, y));
   if (both) *b = merge16(_mm512_max_epu32(x, y));
+}
+
+/* The 16 smallest of the sorted keys a and the first FEW lanes of b
+ * (each put at its place in turn, the largest pushed out), ascending:
+ * where b holds few keys, cheaper than sorting it and merging. */
+#define FEW 8
+static __m512i insert_few(__m512i a, __m512i b) {
+  for (int j = 0; j < FEW; j++) {
+    __m512i x = _mm512_permutexvar_epi32(_mm512_set1_epi32(j), b);
+    /* lane i: max(a[i - 1], min(a[i], x)), a[-1] = 0 */
+    __m512i up = _mm512_alignr_epi32(a, _mm512_setzero_si512(), 15);
+    a = _mm512_max_epu32(up, _mm512_min_epu32(a, x));
+  }
+  return a;
 }
 
 /* The first n lanes (n clamped to 0..16, by conditional moves: n varies from query to query). */
@@ -113,6 +129,8 @@ int64_t lt__shell_query_avx512(const lt_shell_table *t, const lt_shell_bricks *n
     if (final < want) continue;
     if (n <= 16)
       a = sort16(a);
+    else if (n <= 16 + FEW && want <= 16)
+      a = insert_few(sort16(a), b);
     else
       sort32(&a, &b, want > 16);
     put(row, dist, a, want);
