@@ -14,6 +14,7 @@ static void free_parts(lt_ctx *ctx, lt_bricks *b) {
   if (b->cells) lt_ctx_free(ctx, b->cells, b->cells_bytes);
   if (b->first) lt_ctx_free(ctx, b->first, b->first_bytes);
   if (b->order) lt_ctx_free(ctx, b->order, b->order_bytes);
+  if (b->grid.at) lt_ctx_free(ctx, b->grid.at, b->grid.bytes);
   lt__coord_hash_free(ctx, &b->hash);
   *b = (lt_bricks){0};
 }
@@ -48,15 +49,54 @@ static int64_t run_starts(const int32_t *rows, int64_t n, int threads, int32_t *
   return runs;
 }
 
-/* Each run's brick (brick_of[r]), the bricks numbered in first-seen order
- * through the hash: a run starts the brick it is in only if no run before
- * it was in that brick (in Morton order none was). */
-static void number_bricks(lt_bricks *b, const int32_t *rows, const int32_t *at, int64_t runs, int32_t *brick_of) {
+/* The grid's box over the runs' keys; whether it is small enough. */
+static int grid_plan(lt_brick_grid *g, const int32_t *rows, const int32_t *at, int64_t runs) {
+  int64_t hi[4], volume = 1;
+  for (int a = 0; a < 4; a++) g->lo[a] = INT64_MAX, hi[a] = INT64_MIN;
   for (int64_t r = 0; r < runs; r++) {
     int32_t key[4];
     lt__brick_key(rows + (int64_t)at[r] * 4, key);
-    brick_of[r] = (int32_t)lt__coord_hash_insert(&b->hash, b->keys, &b->nb, key);
+    for (int a = 0; a < 4; a++)
+      g->lo[a] = key[a] < g->lo[a] ? key[a] : g->lo[a], hi[a] = key[a] > hi[a] ? key[a] : hi[a];
   }
+  for (int a = 0; a < 4 && runs; a++) {
+    g->size[a] = hi[a] - g->lo[a] + 1;
+    volume = g->size[a] > (INT64_MAX >> 4) / volume ? INT64_MAX >> 4 : volume * g->size[a];
+  }
+  g->bytes = (size_t)volume * sizeof *g->at;
+  return runs && volume <= 8 * runs + 8192;
+}
+
+/* Each run's brick (brick_of[r]), the bricks numbered in first-seen order
+ * through the grid or the hash: a run starts the brick it is in only if no
+ * run before it was in that brick (in Morton order none was). */
+static void number_bricks(lt_bricks *b, const int32_t *rows, const int32_t *at, int64_t runs, int32_t *brick_of) {
+  const lt_brick_grid *g = &b->grid;
+  for (int64_t r = 0; r < runs; r++) {
+    int32_t key[4];
+    lt__brick_key(rows + (int64_t)at[r] * 4, key);
+    if (!g->at) {
+      brick_of[r] = (int32_t)lt__coord_hash_insert(&b->hash, b->keys, &b->nb, key);
+      continue;
+    }
+    int64_t i = 0;
+    for (int a = 0; a < 4; a++) i = i * g->size[a] + key[a] - g->lo[a];
+    if (g->at[i] < 0) memcpy(b->keys + b->nb * 4, key, sizeof key), g->at[i] = (int32_t)b->nb++;
+    brick_of[r] = g->at[i];
+  }
+}
+
+/* The grid where the box is small, else the hash. */
+static lt_status index_alloc(lt_ctx *ctx, lt_bricks *b, const int32_t *rows, const int32_t *at, int64_t runs,
+                             const char *op) {
+  if (!grid_plan(&b->grid, rows, at, runs)) {
+    b->grid = (lt_brick_grid){0};
+    return lt__coord_hash_alloc(ctx, &b->hash, runs, op);
+  }
+  b->grid.at = lt_ctx_alloc(ctx, b->grid.bytes);
+  if (!b->grid.at) return lt_ctx_fail(ctx, LT_ERR_MEM, "%s: out of memory for the relation's brick index", op);
+  memset(b->grid.at, 0xff, b->grid.bytes);
+  return LT_OK;
 }
 
 /* The cells of the runs' rows. Where every run is a brick of its own, one
@@ -119,7 +159,7 @@ lt_status lt__bricks_build(lt_ctx *ctx, lt_bricks *b, const lt_coords *c, const 
   int32_t *brick_of = at + n + 1;
   int64_t runs = run_starts(rows, n, threads, at);
   b->keys_bytes = (size_t)(runs > 0 ? runs : 1) * 4 * sizeof(int32_t);
-  lt_status st = lt__coord_hash_alloc(ctx, &b->hash, runs, op);
+  lt_status st = index_alloc(ctx, b, rows, at, runs, op);
   if (st) {
     lt_ctx_free(ctx, at, scratch_bytes);
     return st;

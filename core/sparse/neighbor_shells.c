@@ -44,66 +44,9 @@ static void table_build(lt_shell_table *t) {
   }
 }
 
-/* The source bricks by key: a dense grid over their keys' box (batch, x, y,
- * z) where that box holds at most 8 cells a brick (plus 65536: a surface's
- * bricks fill a few percent of their box), one load a lookup; else NULL,
- * and the hash. */
-typedef struct brick_grid {
-  int32_t *at;
-  int64_t lo[4], size[4];
-  size_t bytes;
-} brick_grid;
-
-static lt_status grid_build(lt_ctx *ctx, brick_grid *g, const lt_bricks *src, const char *op) {
-  *g = (brick_grid){0};
-  int64_t hi[4], volume = 1;
-  for (int a = 0; a < 4; a++) g->lo[a] = INT64_MAX, hi[a] = INT64_MIN;
-  for (int64_t b = 0; b < src->nb; b++)
-    for (int a = 0; a < 4; a++) {
-      int64_t v = src->keys[b * 4 + a];
-      g->lo[a] = v < g->lo[a] ? v : g->lo[a], hi[a] = v > hi[a] ? v : hi[a];
-    }
-  for (int a = 0; a < 4 && src->nb; a++) {
-    g->size[a] = hi[a] - g->lo[a] + 1;
-    volume = g->size[a] > (INT64_MAX >> 4) / volume ? INT64_MAX >> 4 : volume * g->size[a];
-  }
-  if (!src->nb || volume > 8 * src->nb + 65536) return LT_OK;
-  g->bytes = (size_t)volume * sizeof *g->at;
-  g->at = lt_ctx_alloc(ctx, g->bytes);
-  if (!g->at) return lt_ctx_fail(ctx, LT_ERR_MEM, "%s: out of memory for a brick grid", op);
-  memset(g->at, 0xff, g->bytes);
-  for (int64_t b = 0; b < src->nb; b++) {
-    int64_t i = 0;
-    for (int a = 0; a < 4; a++) i = i * g->size[a] + src->keys[b * 4 + a] - g->lo[a];
-    g->at[i] = (int32_t)b;
-  }
-  return LT_OK;
-}
-
-/* The source brick with key k (-1: none): on the grid, or through the
- * thread's cache of recent ones (the bricks around consecutive query bricks
- * are mostly the same ones) and the hash. */
-static int64_t brick_find(const lt_bricks *src, const brick_grid *g, lt_brick_cache *cache, const int32_t *k) {
-  if (g->at) {
-    int64_t i = 0;
-    for (int a = 0; a < 4; a++) {
-      int64_t v = k[a] - g->lo[a];
-      if (v < 0 || v >= g->size[a]) return -1;
-      i = i * g->size[a] + v;
-    }
-    return g->at[i];
-  }
-  int s = (k[1] & 3) << 4 | (k[2] & 3) << 2 | (k[3] & 3);
-  if (cache->brick[s] == -2 || !lt__key_equal(cache->key[s], k)) {
-    cache->brick[s] = (int32_t)lt__coord_hash_find(&src->hash, src->keys, k);
-    memcpy(cache->key[s], k, 4 * sizeof *k);
-  }
-  return cache->brick[s];
-}
-
 /* The 27 source bricks around brick `key`. */
-static void near_find(lt_shell_bricks *near, const lt_bricks *src, const brick_grid *g, lt_brick_cache *cache,
-                      const int32_t *key) {
+static void near_find(lt_shell_bricks *near, const lt_bricks *src, lt_brick_cache *cache, const int32_t *key) {
+  const lt_brick_grid *g = &src->grid;
   near->cells = src->cells;
   for (int b = 27; b < 32; b++) near->base[b] = -1;
   int64_t c[4], inside = g->at != NULL;
@@ -125,15 +68,14 @@ static void near_find(lt_shell_bricks *near, const lt_bricks *src, const brick_g
     for (int y = 0; y < 3; y++)
       for (int z = 0; z < 3; z++, b++) {
         int32_t k[4] = {key[0], key[1] + x - 1, key[2] + y - 1, key[3] + z - 1};
-        int64_t v = brick_find(src, g, cache, k);
+        int64_t v = lt__bricks_brick(src, cache, k);
         near->base[b] = v < 0 ? -1 : (int32_t)(v * LT_BRICK_CELLS);
       }
 }
 
 /* near_find, and the bricks' cells asked of the memory ahead of their use. */
-static void near_prefetch(lt_shell_bricks *near, const lt_bricks *src, const brick_grid *g, lt_brick_cache *cache,
-                          const int32_t *key) {
-  near_find(near, src, g, cache, key);
+static void near_prefetch(lt_shell_bricks *near, const lt_bricks *src, lt_brick_cache *cache, const int32_t *key) {
+  near_find(near, src, cache, key);
   for (int b = 0; b < 27; b++)
     for (int line = 0; line < LT_BRICK_CELLS && near->base[b] >= 0; line += 16)
       __builtin_prefetch(near->cells + near->base[b] + line);
@@ -208,8 +150,8 @@ static void fill_one(const lt_shell_walk *w, const lt_shell_table *t, const lt_s
 
 /* The walk over the query bricks, one task per CHUNK of them (rows: the
  * source bricks' lists for the window, NULL where none is built). */
-static void walk(const lt_shell_walk *w, const lt_shell_table *t, const brick_grid *g, const lt_brick_rows *rows,
-                 const kernels *k0, int threads) {
+static void walk(const lt_shell_walk *w, const lt_shell_table *t, const lt_brick_rows *rows, const kernels *k0,
+                 int threads) {
   lt_window_cells in;
   lt__window_cells(&in);
   int64_t nb = w->query->nb, chunks = (nb + CHUNK - 1) / CHUNK;
@@ -222,11 +164,11 @@ static void walk(const lt_shell_walk *w, const lt_shell_table *t, const brick_gr
     lt__window_init(&win);
     lt__brick_cache_init(&cache);
     int64_t first = ch * CHUNK, last = first + CHUNK < nb ? first + CHUNK : nb;
-    near_find(&near[first & 1], w->source, g, &cache, w->query->keys + first * 4);
+    near_find(&near[first & 1], w->source, &cache, w->query->keys + first * 4);
     for (int64_t b = first; b < last; b++) {
       /* the next brick's sources fetched while this one's queries run: they are mostly far apart in the index */
       if (b + 1 < last) {
-        near_prefetch(&near[(b + 1) & 1], w->source, g, &cache, w->query->keys + (b + 1) * 4);
+        near_prefetch(&near[(b + 1) & 1], w->source, &cache, w->query->keys + (b + 1) * 4);
         if (rows) lt__window_prefetch(rows, &near[(b + 1) & 1]);
       }
       if (rows) lt__window_build(&win, &in, rows, &near[b & 1]);
@@ -248,21 +190,18 @@ lt_status lt__shell_walk(lt_ctx *ctx, const lt_shell_walk *w, lt_isa isa, lt_isa
   lt_shell_table *t = lt_ctx_alloc(ctx, sizeof *t);
   if (!t) return lt_ctx_fail(ctx, LT_ERR_MEM, "%s: out of memory", op);
   table_build(t);
-  brick_grid g;
   lt_brick_rows rows = {0};
-  lt_status st = grid_build(ctx, &g, w->source, op);
   /* the vector kernel's keys hold a row in LT_SHELL_ROW_BITS */
   int vector = isa >= LT_ISA_AVX512 && w->source->nb * LT_BRICK_CELLS <= ((int64_t)1 << LT_SHELL_ROW_BITS);
   /* without it, a fill lists each query brick's candidates once, for the
    * window's kernel (on an AVX-512 Xeon the AVX-512 shells alone take 16 to
    * 19 ms for the bench's kNN, the window with its AVX2 query 27 to 33) */
   int window = w->edges != NULL && !vector;
-  if (!st && window) st = lt__brick_rows_build(ctx, &rows, w->source, threads, op);
+  lt_status st = window ? lt__brick_rows_build(ctx, &rows, w->source, threads, op) : LT_OK;
   kernels k = {NULL, isa >= LT_ISA_AVX2, vector};
   if (used) *used = vector ? LT_ISA_AVX512 : window && isa >= LT_ISA_AVX2 ? LT_ISA_AVX2 : LT_ISA_SCALAR;
-  if (!st) walk(w, t, &g, window ? &rows : NULL, &k, threads);
+  if (!st) walk(w, t, window ? &rows : NULL, &k, threads);
   lt__brick_rows_free(ctx, &rows);
-  if (g.at) lt_ctx_free(ctx, g.at, g.bytes);
   lt_ctx_free(ctx, t, sizeof *t);
   return st;
 }
