@@ -125,11 +125,15 @@ static int64_t count_one(const lt_shell_table *t, const lt_shell_bricks *near, i
   return n < cap ? n : cap;
 }
 
+void lt__edges_mark_ref(int32_t *query_row, int32_t *neighbor_id, int32_t i, int64_t n) {
+  for (int32_t j = 0; j < (int32_t)n; j++) query_row[j] = i, neighbor_id[j] = j; /* int32 lanes: vectorized */
+}
+
 /* The kernels a fill runs: the window's (where there is one) first, the
- * shells' for the queries it leaves. */
+ * shells' for the queries it leaves; then the edge marks'. */
 typedef struct kernels {
   const lt_window *window;
-  int window_avx2, shells_avx512;
+  int window_avx2, shells_avx512, marks_avx512;
 } kernels;
 
 static void fill_one(const lt_shell_walk *w, const lt_shell_table *t, const lt_shell_bricks *near, int cell, int64_t i,
@@ -143,8 +147,10 @@ static void fill_one(const lt_shell_walk *w, const lt_shell_table *t, const lt_s
                        : lt__window_query_ref(k->window, cell, want, row, dist);
   if (n < 0 && k->shells_avx512) n = lt__shell_query_avx512(t, near, cell, w->limit, want, row, dist);
   if (n < 0) n = lt__shell_query_ref(t, near, cell, w->limit, want, row, dist);
-  int32_t *qrow = e->query_row + s, *rank = e->neighbor_id + s;
-  for (int32_t j = 0; j < (int32_t)want; j++) qrow[j] = (int32_t)i, rank[j] = j; /* int32 lanes: vectorized */
+  if (k->marks_avx512)
+    lt__edges_mark_avx512(e->query_row + s, e->neighbor_id + s, (int32_t)i, want);
+  else
+    lt__edges_mark_ref(e->query_row + s, e->neighbor_id + s, (int32_t)i, want);
   w->short_of[i] = n < want;
 }
 
@@ -182,6 +188,7 @@ static void walk(const lt_shell_walk *w, const lt_shell_table *t, const lt_brick
           fill_one(w, t, &near[b & 1], c, i, &k);
       }
     }
+    if (k.marks_avx512 && w->edges) lt__edges_fence_avx512(); /* the task's streamed marks, before its end */
   });
 }
 
@@ -198,7 +205,7 @@ lt_status lt__shell_walk(lt_ctx *ctx, const lt_shell_walk *w, lt_isa isa, lt_isa
    * 19 ms for the bench's kNN, the window with its AVX2 query 27 to 33) */
   int window = w->edges != NULL && !vector;
   lt_status st = window ? lt__brick_rows_build(ctx, &rows, w->source, threads, op) : LT_OK;
-  kernels k = {NULL, isa >= LT_ISA_AVX2, vector};
+  kernels k = {NULL, isa >= LT_ISA_AVX2, vector, isa >= LT_ISA_AVX512};
   if (used) *used = vector ? LT_ISA_AVX512 : window && isa >= LT_ISA_AVX2 ? LT_ISA_AVX2 : LT_ISA_SCALAR;
   if (!st) walk(w, t, window ? &rows : NULL, &k, threads);
   lt__brick_rows_free(ctx, &rows);
