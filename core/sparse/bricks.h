@@ -6,8 +6,9 @@
  * instead of a probe of the map's hash plus a compare against its rows (two
  * cache misses each on a large support). Rows in Morton order make the
  * bricks of consecutive rows the same ones. Memory: 20 + 256 bytes a brick,
- * at most one brick a row (and 4 bytes a row where the rows are not in
- * brick order); it lives while one relation is built. */
+ * at most one brick a row, and the grid's at most 32 bytes a run of rows (plus
+ * 32 KB) or the hash; 4 bytes a row where the rows are not in brick order.
+ * It lives while one relation is built. */
 #ifndef LATTICE_SPARSE_BRICKS_H
 #define LATTICE_SPARSE_BRICKS_H
 
