@@ -93,6 +93,44 @@ describe("build_knn_relation", function()
     assert_same_for_1_and_2_threads(big)
   end)
 
+  it("builds its brick index in parallel, on rows in brick order and scattered", function()
+    -- 40,000 rows (past the size that splits the index's scan over threads),
+    -- two batches of a dense block: listed brick by brick (each brick one run
+    -- of rows, as in Morton order), then shuffled
+    local ordered = {}
+    for b = 0, 1 do
+      for bx = 0, 24, 4 do
+        for by = 0, 24, 4 do
+          for bz = 0, 31, 4 do
+            for x = bx, math.min(bx + 3, 24) do
+              for y = by, math.min(by + 3, 24) do
+                for z = bz, bz + 3 do ordered[#ordered + 1] = { b, x, y, z } end
+              end
+            end
+          end
+        end
+      end
+    end
+    local g, scattered = generator(7), { table.unpack(ordered) }
+    for i = #scattered, 2, -1 do
+      local j = math.floor((g() + 1) / 2 * i) % i + 1
+      scattered[i], scattered[j] = scattered[j], scattered[i]
+    end
+    for _, rows in ipairs { ordered, scattered } do
+      local t = lattice.array(rows, "int32")
+      assert_same_for_1_and_2_threads(t)
+      local rel = ops.build_knn_relation(t, { k = 16 })
+      local src, dist = rel.source_row:tolist(), rel.distances:tolist()
+      for q = 1, #rows, 3331 do
+        local want = brute(rows, { rows[q] }, 16)
+        for j = 1, 16 do
+          assert.are.equal(want.source_row[j], src[(q - 1) * 16 + j])
+          assert.are.equal(want.distances[j], dist[(q - 1) * 16 + j])
+        end
+      end
+    end
+  end)
+
   it("takes empty sources and queries", function()
     local none = lattice.zeros({ 0, 4 }, "int32")
     assert.are.same({ 0 }, ops.build_knn_relation(none, tq, { k = 3 }).source_row.shape)

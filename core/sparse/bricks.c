@@ -1,73 +1,179 @@
-/* The brick index of a coordinate map (sparse/bricks.h): built in a
- * sequential numbering pass (bricks in first-seen order, so the index is the
- * same for any thread count) and two parallel fills. */
+/* The brick index of a coordinate map (sparse/bricks.h): the runs of rows in
+ * one brick found by a parallel scan, the bricks numbered over the runs (a
+ * sequential pass, but over a run each, about 13 rows in Morton order, where
+ * a pass over the rows held kNN's two threads to one for a millisecond),
+ * then the cells filled in parallel. Bricks are numbered in first-seen order,
+ * so the index is the same for any thread count. */
 #include "sparse/bricks.h"
 #include "runtime/parallel.h"
+
+#define MOST_PARTS 64 /* ranges of rows the scan splits them into (at most) */
 
 static void free_parts(lt_ctx *ctx, lt_bricks *b) {
   if (b->keys) lt_ctx_free(ctx, b->keys, b->keys_bytes);
   if (b->cells) lt_ctx_free(ctx, b->cells, b->cells_bytes);
+  if (b->first) lt_ctx_free(ctx, b->first, b->first_bytes);
+  if (b->order) lt_ctx_free(ctx, b->order, b->order_bytes);
+  if (b->grid.at) lt_ctx_free(ctx, b->grid.at, b->grid.bytes);
   lt__coord_hash_free(ctx, &b->hash);
   *b = (lt_bricks){0};
 }
 
-/* Each row's brick, the bricks numbered in first-seen order: sequential, but
- * a row in the brick of the row before it (the common case in Morton order)
- * costs a compare. */
-static void number_bricks(lt_bricks *b, const int32_t *rows, int64_t n, int32_t *brick_of) {
+/* The rows of [lo, hi) that start a run (their brick differs from the row
+ * before them) into at; their number. A row in the brick of the row before it
+ * (the common case in Morton order) costs a compare. */
+static int64_t starts_in(const int32_t *rows, int64_t lo, int64_t hi, int32_t *at) {
   int32_t key[4] = {0};
-  int64_t last = -1;
-  for (int64_t i = 0; i < n; i++) {
-    if (last < 0 || !lt__brick_same(rows + i * 4, key)) {
-      lt__brick_key(rows + i * 4, key);
-      last = lt__coord_hash_insert(&b->hash, b->keys, &b->nb, key);
+  int64_t m = 0;
+  if (lo > 0) lt__brick_key(rows + (lo - 1) * 4, key);
+  for (int64_t i = lo; i < hi; i++)
+    if (i == 0 || !lt__brick_same(rows + i * 4, key)) at[m++] = (int32_t)i, lt__brick_key(rows + i * 4, key);
+  return m;
+}
+
+/* The first row of each run into at[0 .. runs), at[runs] = n; returns runs.
+ * Each range writes its starts at its own first row (a range of r rows has at
+ * most r), then they move down in range order: the list of a sequential scan. */
+static int64_t run_starts(const int32_t *rows, int64_t n, int threads, int32_t *at) {
+  int parts = threads < MOST_PARTS ? threads : MOST_PARTS;
+  int64_t found[MOST_PARTS], runs = 0;
+  LT_PARALLEL_FOR(threads, p, parts, {
+    int64_t lo = n * p / parts;
+    found[p] = starts_in(rows, lo, n * (p + 1) / parts, at + lo);
+  });
+  for (int p = 0; p < parts; p++) {
+    memmove(at + runs, at + n * p / parts, (size_t)found[p] * sizeof *at);
+    runs += found[p];
+  }
+  at[runs] = (int32_t)n;
+  return runs;
+}
+
+/* The grid's box over the runs' keys; whether it is small enough. */
+static int grid_plan(lt_brick_grid *g, const int32_t *rows, const int32_t *at, int64_t runs) {
+  int64_t hi[4], volume = 1;
+  for (int a = 0; a < 4; a++) g->lo[a] = INT64_MAX, hi[a] = INT64_MIN;
+  for (int64_t r = 0; r < runs; r++) {
+    int32_t key[4];
+    lt__brick_key(rows + (int64_t)at[r] * 4, key);
+    for (int a = 0; a < 4; a++)
+      g->lo[a] = key[a] < g->lo[a] ? key[a] : g->lo[a], hi[a] = key[a] > hi[a] ? key[a] : hi[a];
+  }
+  for (int a = 0; a < 4 && runs; a++) {
+    g->size[a] = hi[a] - g->lo[a] + 1;
+    volume = g->size[a] > (INT64_MAX >> 4) / volume ? INT64_MAX >> 4 : volume * g->size[a];
+  }
+  g->bytes = (size_t)volume * sizeof *g->at;
+  return runs && volume <= 8 * runs + 8192;
+}
+
+/* Each run's brick (brick_of[r]), the bricks numbered in first-seen order
+ * through the grid or the hash: a run starts the brick it is in only if no
+ * run before it was in that brick (in Morton order none was). */
+static void number_bricks(lt_bricks *b, const int32_t *rows, const int32_t *at, int64_t runs, int32_t *brick_of) {
+  const lt_brick_grid *g = &b->grid;
+  for (int64_t r = 0; r < runs; r++) {
+    int32_t key[4];
+    lt__brick_key(rows + (int64_t)at[r] * 4, key);
+    if (!g->at) {
+      brick_of[r] = (int32_t)lt__coord_hash_insert(&b->hash, b->keys, &b->nb, key);
+      continue;
     }
-    brick_of[i] = (int32_t)last;
+    int64_t i = 0;
+    for (int a = 0; a < 4; a++) i = i * g->size[a] + key[a] - g->lo[a];
+    if (g->at[i] < 0) memcpy(b->keys + b->nb * 4, key, sizeof key), g->at[i] = (int32_t)b->nb++;
+    brick_of[r] = g->at[i];
   }
 }
 
-/* The runs of rows in one brick, at least the bricks (exactly, for rows in
- * Morton order: an aligned brick is one range of the order), so the hash and
- * keys sized by it stay small enough for the caches. */
-static int64_t count_runs(const int32_t *rows, int64_t n) {
-  int32_t key[4] = {0};
-  int64_t runs = 0;
-  for (int64_t i = 0; i < n; i++)
-    if (!runs || !lt__brick_same(rows + i * 4, key)) runs++, lt__brick_key(rows + i * 4, key);
-  return runs;
+/* The grid where the box is small, else the hash. */
+static lt_status index_alloc(lt_ctx *ctx, lt_bricks *b, const int32_t *rows, const int32_t *at, int64_t runs,
+                             const char *op) {
+  if (!grid_plan(&b->grid, rows, at, runs)) {
+    b->grid = (lt_brick_grid){0};
+    return lt__coord_hash_alloc(ctx, &b->hash, runs, op);
+  }
+  b->grid.at = lt_ctx_alloc(ctx, b->grid.bytes);
+  if (!b->grid.at) return lt_ctx_fail(ctx, LT_ERR_MEM, "%s: out of memory for the relation's brick index", op);
+  memset(b->grid.at, 0xff, b->grid.bytes);
+  return LT_OK;
+}
+
+/* The cells of the runs' rows. Where every run is a brick of its own, one
+ * pass clears a brick's cells and places its rows while they are in cache;
+ * else the bricks are cleared first. Every row has its own cell (the rows
+ * are distinct): no two writes meet. */
+static void fill_cells(lt_bricks *b, const int32_t *rows, const int32_t *at, int64_t runs, const int32_t *brick_of,
+                       int threads) {
+  int32_t *cells = b->cells;
+  int one_each = b->nb == runs;
+  if (!one_each)
+    LT_PARALLEL_FOR(threads, k, b->nb, { memset(cells + k * LT_BRICK_CELLS, 0xff, LT_BRICK_CELLS * sizeof *cells); });
+  LT_PARALLEL_FOR(threads, r, runs, {
+    int32_t *mine = cells + (int64_t)brick_of[r] * LT_BRICK_CELLS;
+    if (one_each) memset(mine, 0xff, LT_BRICK_CELLS * sizeof *cells);
+    for (int64_t i = at[r]; i < at[r + 1]; i++) mine[lt__brick_cell(rows + i * 4)] = (int32_t)i;
+  });
+}
+
+/* The bricks' row lists (lt_bricks.first, order) from the runs: the runs
+ * themselves where each brick is one, else a counting sort of the runs by
+ * brick (stable: each list ascending). */
+static int lists_build(lt_ctx *ctx, lt_bricks *b, const int32_t *at, int64_t runs, const int32_t *brick_of) {
+  b->first_bytes = (size_t)(b->nb + 1) * sizeof *b->first;
+  b->first = lt_ctx_alloc(ctx, b->first_bytes);
+  if (!b->first) return 0;
+  if (b->nb == runs) {
+    memcpy(b->first, at, b->first_bytes);
+    return 1;
+  }
+  int64_t n = at[runs];
+  b->order_bytes = (size_t)(n > 0 ? n : 1) * sizeof *b->order;
+  b->order = lt_ctx_alloc(ctx, b->order_bytes);
+  if (!b->order) return 0;
+  int32_t *next = b->first;
+  memset(next, 0, b->first_bytes);
+  for (int64_t r = 0; r < runs; r++) next[brick_of[r] + 1] += at[r + 1] - at[r];
+  for (int64_t k = 0; k < b->nb; k++) next[k + 1] += next[k];
+  for (int64_t r = 0; r < runs; r++) /* next[brick] moves to the brick's end: first[k] is then brick k + 1's start */
+    for (int32_t i = at[r]; i < at[r + 1]; i++) b->order[next[brick_of[r]]++] = i;
+  memmove(b->first + 1, b->first, (size_t)b->nb * sizeof *b->first);
+  b->first[0] = 0;
+  return 1;
+}
+
+static lt_status out_of_memory(lt_ctx *ctx, lt_bricks *b, const char *op) {
+  free_parts(ctx, b);
+  return lt_ctx_fail(ctx, LT_ERR_MEM, "%s: out of memory for the relation's brick index", op);
 }
 
 lt_status lt__bricks_build(lt_ctx *ctx, lt_bricks *b, const lt_coords *c, const char *op) {
   *b = (lt_bricks){0};
-  int64_t n = c->n, runs = count_runs(lt_tensor_data(c->rows), n);
-  size_t of_bytes = (size_t)(n > 0 ? n : 1) * sizeof(int32_t);
-  b->keys_bytes = (size_t)(runs > 0 ? runs : 1) * 4 * sizeof(int32_t);
-  lt_status st = lt__coord_hash_alloc(ctx, &b->hash, runs, op);
-  if (st) return st;
-  b->keys = lt_ctx_alloc(ctx, b->keys_bytes);
-  int32_t *brick_of = lt_ctx_alloc(ctx, of_bytes);
-  if (!b->keys || !brick_of) {
-    if (brick_of) lt_ctx_free(ctx, brick_of, of_bytes);
-    free_parts(ctx, b);
-    return lt_ctx_fail(ctx, LT_ERR_MEM, "%s: out of memory for the relation's brick index", op);
-  }
-  const int32_t *rows = lt_tensor_data(c->rows);
-  number_bricks(b, rows, n, brick_of);
-  b->cells_bytes = (size_t)(b->nb > 0 ? b->nb : 1) * LT_BRICK_CELLS * sizeof(int32_t);
-  b->cells = lt_ctx_alloc(ctx, b->cells_bytes);
-  if (!b->cells) {
-    lt_ctx_free(ctx, brick_of, of_bytes);
-    free_parts(ctx, b);
-    return lt_ctx_fail(ctx, LT_ERR_MEM, "%s: out of memory for the relation's brick index", op);
-  }
-  int32_t *cells = b->cells;
+  int64_t n = c->n;
+  const int32_t *rows = b->rows = lt_tensor_data(c->rows);
   int threads = n >= LT_GRAIN ? lt__ctx_threads(ctx) : 1;
-  LT_PARALLEL_FOR(threads, k, b->nb, { memset(cells + k * LT_BRICK_CELLS, 0xff, LT_BRICK_CELLS * sizeof *cells); });
-  /* every row has its own cell (the rows are distinct): no two writes meet */
-  LT_PARALLEL_FOR(threads, i, n,
-                  { cells[(int64_t)brick_of[i] * LT_BRICK_CELLS + lt__brick_cell(rows + i * 4)] = (int32_t)i; });
-  lt_ctx_free(ctx, brick_of, of_bytes);
-  return LT_OK;
+  /* at: the runs' first rows (n + 1 at most), brick_of: their bricks */
+  size_t scratch_bytes = (size_t)(2 * n + 2) * sizeof(int32_t);
+  int32_t *at = lt_ctx_alloc(ctx, scratch_bytes);
+  if (!at) return out_of_memory(ctx, b, op);
+  int32_t *brick_of = at + n + 1;
+  int64_t runs = run_starts(rows, n, threads, at);
+  b->keys_bytes = (size_t)(runs > 0 ? runs : 1) * 4 * sizeof(int32_t);
+  lt_status st = index_alloc(ctx, b, rows, at, runs, op);
+  if (st) {
+    lt_ctx_free(ctx, at, scratch_bytes);
+    return st;
+  }
+  int ok = (b->keys = lt_ctx_alloc(ctx, b->keys_bytes)) != NULL;
+  if (ok) {
+    number_bricks(b, rows, at, runs, brick_of);
+    b->cells_bytes = (size_t)(b->nb > 0 ? b->nb : 1) * LT_BRICK_CELLS * sizeof(int32_t);
+    ok = (b->cells = lt_ctx_alloc(ctx, b->cells_bytes)) != NULL;
+  }
+  ok = ok && lists_build(ctx, b, at, runs, brick_of);
+  if (ok) fill_cells(b, rows, at, runs, brick_of, threads);
+  lt_ctx_free(ctx, at, scratch_bytes);
+  return ok ? LT_OK : out_of_memory(ctx, b, op);
 }
 
 void lt__bricks_free(lt_ctx *ctx, lt_bricks *b) { free_parts(ctx, b); }

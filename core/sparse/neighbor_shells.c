@@ -44,66 +44,9 @@ static void table_build(lt_shell_table *t) {
   }
 }
 
-/* The source bricks by key: a dense grid over their keys' box (batch, x, y,
- * z) where that box holds at most 8 cells a brick (plus 65536: a surface's
- * bricks fill a few percent of their box), one load a lookup; else NULL,
- * and the hash. */
-typedef struct brick_grid {
-  int32_t *at;
-  int64_t lo[4], size[4];
-  size_t bytes;
-} brick_grid;
-
-static lt_status grid_build(lt_ctx *ctx, brick_grid *g, const lt_bricks *src, const char *op) {
-  *g = (brick_grid){0};
-  int64_t hi[4], volume = 1;
-  for (int a = 0; a < 4; a++) g->lo[a] = INT64_MAX, hi[a] = INT64_MIN;
-  for (int64_t b = 0; b < src->nb; b++)
-    for (int a = 0; a < 4; a++) {
-      int64_t v = src->keys[b * 4 + a];
-      g->lo[a] = v < g->lo[a] ? v : g->lo[a], hi[a] = v > hi[a] ? v : hi[a];
-    }
-  for (int a = 0; a < 4 && src->nb; a++) {
-    g->size[a] = hi[a] - g->lo[a] + 1;
-    volume = g->size[a] > (INT64_MAX >> 4) / volume ? INT64_MAX >> 4 : volume * g->size[a];
-  }
-  if (!src->nb || volume > 8 * src->nb + 65536) return LT_OK;
-  g->bytes = (size_t)volume * sizeof *g->at;
-  g->at = lt_ctx_alloc(ctx, g->bytes);
-  if (!g->at) return lt_ctx_fail(ctx, LT_ERR_MEM, "%s: out of memory for a brick grid", op);
-  memset(g->at, 0xff, g->bytes);
-  for (int64_t b = 0; b < src->nb; b++) {
-    int64_t i = 0;
-    for (int a = 0; a < 4; a++) i = i * g->size[a] + src->keys[b * 4 + a] - g->lo[a];
-    g->at[i] = (int32_t)b;
-  }
-  return LT_OK;
-}
-
-/* The source brick with key k (-1: none): on the grid, or through the
- * thread's cache of recent ones (the bricks around consecutive query bricks
- * are mostly the same ones) and the hash. */
-static int64_t brick_find(const lt_bricks *src, const brick_grid *g, lt_brick_cache *cache, const int32_t *k) {
-  if (g->at) {
-    int64_t i = 0;
-    for (int a = 0; a < 4; a++) {
-      int64_t v = k[a] - g->lo[a];
-      if (v < 0 || v >= g->size[a]) return -1;
-      i = i * g->size[a] + v;
-    }
-    return g->at[i];
-  }
-  int s = (k[1] & 3) << 4 | (k[2] & 3) << 2 | (k[3] & 3);
-  if (cache->brick[s] == -2 || !lt__key_equal(cache->key[s], k)) {
-    cache->brick[s] = (int32_t)lt__coord_hash_find(&src->hash, src->keys, k);
-    memcpy(cache->key[s], k, 4 * sizeof *k);
-  }
-  return cache->brick[s];
-}
-
 /* The 27 source bricks around brick `key`. */
-static void near_find(lt_shell_bricks *near, const lt_bricks *src, const brick_grid *g, lt_brick_cache *cache,
-                      const int32_t *key) {
+static void near_find(lt_shell_bricks *near, const lt_bricks *src, lt_brick_cache *cache, const int32_t *key) {
+  const lt_brick_grid *g = &src->grid;
   near->cells = src->cells;
   for (int b = 27; b < 32; b++) near->base[b] = -1;
   int64_t c[4], inside = g->at != NULL;
@@ -125,15 +68,14 @@ static void near_find(lt_shell_bricks *near, const lt_bricks *src, const brick_g
     for (int y = 0; y < 3; y++)
       for (int z = 0; z < 3; z++, b++) {
         int32_t k[4] = {key[0], key[1] + x - 1, key[2] + y - 1, key[3] + z - 1};
-        int64_t v = brick_find(src, g, cache, k);
+        int64_t v = lt__bricks_brick(src, cache, k);
         near->base[b] = v < 0 ? -1 : (int32_t)(v * LT_BRICK_CELLS);
       }
 }
 
 /* near_find, and the bricks' cells asked of the memory ahead of their use. */
-static void near_prefetch(lt_shell_bricks *near, const lt_bricks *src, const brick_grid *g, lt_brick_cache *cache,
-                          const int32_t *key) {
-  near_find(near, src, g, cache, key);
+static void near_prefetch(lt_shell_bricks *near, const lt_bricks *src, lt_brick_cache *cache, const int32_t *key) {
+  near_find(near, src, cache, key);
   for (int b = 0; b < 27; b++)
     for (int line = 0; line < LT_BRICK_CELLS && near->base[b] >= 0; line += 16)
       __builtin_prefetch(near->cells + near->base[b] + line);
@@ -183,11 +125,15 @@ static int64_t count_one(const lt_shell_table *t, const lt_shell_bricks *near, i
   return n < cap ? n : cap;
 }
 
+void lt__edges_mark_ref(int32_t *query_row, int32_t *neighbor_id, int32_t i, int64_t n) {
+  for (int32_t j = 0; j < (int32_t)n; j++) query_row[j] = i, neighbor_id[j] = j; /* int32 lanes: vectorized */
+}
+
 /* The kernels a fill runs: the window's (where there is one) first, the
- * shells' for the queries it leaves. */
+ * shells' for the queries it leaves; then the edge marks'. */
 typedef struct kernels {
   const lt_window *window;
-  int window_avx2, shells_avx512;
+  int window_avx2, shells_avx512, marks_avx512;
 } kernels;
 
 static void fill_one(const lt_shell_walk *w, const lt_shell_table *t, const lt_shell_bricks *near, int cell, int64_t i,
@@ -201,43 +147,17 @@ static void fill_one(const lt_shell_walk *w, const lt_shell_table *t, const lt_s
                        : lt__window_query_ref(k->window, cell, want, row, dist);
   if (n < 0 && k->shells_avx512) n = lt__shell_query_avx512(t, near, cell, w->limit, want, row, dist);
   if (n < 0) n = lt__shell_query_ref(t, near, cell, w->limit, want, row, dist);
-  int32_t *qrow = e->query_row + s, *rank = e->neighbor_id + s;
-  for (int32_t j = 0; j < (int32_t)want; j++) qrow[j] = (int32_t)i, rank[j] = j; /* int32 lanes: vectorized */
+  if (k->marks_avx512)
+    lt__edges_mark_avx512(e->query_row + s, e->neighbor_id + s, (int32_t)i, want);
+  else
+    lt__edges_mark_ref(e->query_row + s, e->neighbor_id + s, (int32_t)i, want);
   w->short_of[i] = n < want;
-}
-
-/* The cells of query brick b that hold a query into at, in order; their
- * number (branch-free: a brick's cells are about a fifth full). */
-static int queries_of(const lt_shell_walk *w, int64_t b, uint8_t *at) {
-  const int32_t *cells = w->query->cells + b * LT_BRICK_CELLS;
-  int n = 0;
-  for (int c = 0; c < LT_BRICK_CELLS; c++) at[n] = (uint8_t)c, n += cells[c] >= 0;
-  return n;
-}
-
-/* The edge lines of the n queries (cells at) of query brick b asked of the
- * memory ahead of their writes: the edges are written once each, scattered
- * over a few lines a query, and a store that waits for its line holds up
- * the ones behind it. Inlined: GCC takes a function of prefetches alone for
- * a pure one and drops its calls. */
-static inline __attribute__((always_inline)) void edges_prefetch(const lt_shell_walk *w, int64_t b, const uint8_t *at,
-                                                                 int n) {
-  const int32_t *cells = w->query->cells + b * LT_BRICK_CELLS;
-  const lt_edges *e = w->edges;
-  for (int j = 0; j < n; j++) {
-    int64_t first = w->start[cells[at[j]]], last = w->start[cells[at[j]] + 1] - 1;
-    last = last < first ? first : last;
-    __builtin_prefetch(e->source_row + first), __builtin_prefetch(e->source_row + last);
-    __builtin_prefetch(e->distances + first), __builtin_prefetch(e->distances + last);
-    __builtin_prefetch(e->query_row + first), __builtin_prefetch(e->query_row + last);
-    __builtin_prefetch(e->neighbor_id + first), __builtin_prefetch(e->neighbor_id + last);
-  }
 }
 
 /* The walk over the query bricks, one task per CHUNK of them (rows: the
  * source bricks' lists for the window, NULL where none is built). */
-static void walk(const lt_shell_walk *w, const lt_shell_table *t, const brick_grid *g, const lt_brick_rows *rows,
-                 const kernels *k0, int threads) {
+static void walk(const lt_shell_walk *w, const lt_shell_table *t, const lt_brick_rows *rows, const kernels *k0,
+                 int threads) {
   lt_window_cells in;
   lt__window_cells(&in);
   int64_t nb = w->query->nb, chunks = (nb + CHUNK - 1) / CHUNK;
@@ -250,29 +170,25 @@ static void walk(const lt_shell_walk *w, const lt_shell_table *t, const brick_gr
     lt__window_init(&win);
     lt__brick_cache_init(&cache);
     int64_t first = ch * CHUNK, last = first + CHUNK < nb ? first + CHUNK : nb;
-    uint8_t at[2][LT_BRICK_CELLS];
-    int queries[2];
-    near_find(&near[first & 1], w->source, g, &cache, w->query->keys + first * 4);
-    queries[first & 1] = queries_of(w, first, at[first & 1]);
+    near_find(&near[first & 1], w->source, &cache, w->query->keys + first * 4);
     for (int64_t b = first; b < last; b++) {
       /* the next brick's sources fetched while this one's queries run: they are mostly far apart in the index */
       if (b + 1 < last) {
-        near_prefetch(&near[(b + 1) & 1], w->source, g, &cache, w->query->keys + (b + 1) * 4);
-        queries[(b + 1) & 1] = queries_of(w, b + 1, at[(b + 1) & 1]);
-        if (w->edges) edges_prefetch(w, b + 1, at[(b + 1) & 1], queries[(b + 1) & 1]);
+        near_prefetch(&near[(b + 1) & 1], w->source, &cache, w->query->keys + (b + 1) * 4);
         if (rows) lt__window_prefetch(rows, &near[(b + 1) & 1]);
       }
       if (rows) lt__window_build(&win, &in, rows, &near[b & 1]);
-      const int32_t *cells = w->query->cells + b * LT_BRICK_CELLS;
-      for (int j = 0; j < queries[b & 1]; j++) {
-        int c = at[b & 1][j];
-        int64_t i = cells[c];
+      /* the brick's queries by row (a brick's rows are mostly one run): their edges in order */
+      for (int64_t p = w->query->first[b]; p < w->query->first[b + 1]; p++) {
+        int64_t i = lt__bricks_row(w->query, p);
+        int c = lt__brick_cell(w->query->rows + i * 4);
         if (w->counts)
           w->counts[i] = count_one(t, &near[b & 1], c, w->limit, w->cap);
         else
           fill_one(w, t, &near[b & 1], c, i, &k);
       }
     }
+    if (k.marks_avx512 && w->edges) lt__edges_fence_avx512(); /* the task's streamed marks, before its end */
   });
 }
 
@@ -281,21 +197,18 @@ lt_status lt__shell_walk(lt_ctx *ctx, const lt_shell_walk *w, lt_isa isa, lt_isa
   lt_shell_table *t = lt_ctx_alloc(ctx, sizeof *t);
   if (!t) return lt_ctx_fail(ctx, LT_ERR_MEM, "%s: out of memory", op);
   table_build(t);
-  brick_grid g;
   lt_brick_rows rows = {0};
-  lt_status st = grid_build(ctx, &g, w->source, op);
   /* the vector kernel's keys hold a row in LT_SHELL_ROW_BITS */
   int vector = isa >= LT_ISA_AVX512 && w->source->nb * LT_BRICK_CELLS <= ((int64_t)1 << LT_SHELL_ROW_BITS);
   /* without it, a fill lists each query brick's candidates once, for the
    * window's kernel (on an AVX-512 Xeon the AVX-512 shells alone take 16 to
    * 19 ms for the bench's kNN, the window with its AVX2 query 27 to 33) */
   int window = w->edges != NULL && !vector;
-  if (!st && window) st = lt__brick_rows_build(ctx, &rows, w->source, threads, op);
-  kernels k = {NULL, isa >= LT_ISA_AVX2, vector};
+  lt_status st = window ? lt__brick_rows_build(ctx, &rows, w->source, threads, op) : LT_OK;
+  kernels k = {NULL, isa >= LT_ISA_AVX2, vector, isa >= LT_ISA_AVX512};
   if (used) *used = vector ? LT_ISA_AVX512 : window && isa >= LT_ISA_AVX2 ? LT_ISA_AVX2 : LT_ISA_SCALAR;
-  if (!st) walk(w, t, &g, window ? &rows : NULL, &k, threads);
+  if (!st) walk(w, t, window ? &rows : NULL, &k, threads);
   lt__brick_rows_free(ctx, &rows);
-  if (g.at) lt_ctx_free(ctx, g.at, g.bytes);
   lt_ctx_free(ctx, t, sizeof *t);
   return st;
 }

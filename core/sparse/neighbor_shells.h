@@ -84,6 +84,14 @@ int64_t lt__shell_query_ref(const lt_shell_table *t, const lt_shell_bricks *near
 int64_t lt__shell_query_avx512(const lt_shell_table *t, const lt_shell_bricks *near, int cell, int64_t limit,
                                int64_t want, int32_t *row, float *dist);
 
+/* Query i's n edge marks: query_row[j] = i, neighbor_id[j] = j. The
+ * _avx512 one streams the lines it fills whole past the caches (sparse/
+ * neighbor_edges_avx512.c); its writer calls lt__edges_fence_avx512 before
+ * its writes are read (streaming stores are weakly ordered). */
+void lt__edges_mark_ref(int32_t *query_row, int32_t *neighbor_id, int32_t i, int64_t n);
+void lt__edges_mark_avx512(int32_t *query_row, int32_t *neighbor_id, int32_t i, int64_t n);
+void lt__edges_fence_avx512(void);
+
 /* lt_neighbors_build with the shells' kernel of one ISA (lowered to what
  * the context allows), for the specs: *used gets the one run (scalar where
  * no shell walk ran). */

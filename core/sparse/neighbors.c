@@ -312,19 +312,25 @@ static lt_status gather_knn(lt_ctx *ctx, best *b, int64_t *found, const search *
 
 /* ---- the relation's tensors ---- */
 
-/* The relation's tensors for the edge offsets start (nq + 1), their arrays into *e. */
-static lt_status edges_new(lt_ctx *ctx, lt_neighbors *r, lt_edges *e, const int64_t *start, int64_t nq) {
-  int64_t n = start[nq];
+/* The relation's tensors for n edges of nq queries, their arrays into *e;
+ * the offsets (nq + 1) are left for the caller to write. */
+static lt_status edges_alloc(lt_ctx *ctx, lt_neighbors *r, lt_edges *e, int64_t n, int64_t nq) {
   lt_status st = lt_tensor_new(ctx, &r->query_row, LT_INT32, 1, &n);
   if (!st) st = lt_tensor_new(ctx, &r->source_row, LT_INT32, 1, &n);
   if (!st) st = lt_tensor_new(ctx, &r->neighbor_id, LT_INT32, 1, &n);
   if (!st) st = lt_tensor_new(ctx, &r->distances, LT_FLOAT32, 1, &n);
   if (!st) st = lt_tensor_new(ctx, &r->row_offsets, LT_INT64, 1, (int64_t[]){nq + 1});
   if (st) return st;
-  memcpy(lt_tensor_data(r->row_offsets), start, (size_t)(nq + 1) * sizeof *start);
   *e = (lt_edges){lt_tensor_data(r->query_row), lt_tensor_data(r->source_row), lt_tensor_data(r->neighbor_id),
                   lt_tensor_data(r->distances)};
   return LT_OK;
+}
+
+/* The same for the edge offsets start (nq + 1). */
+static lt_status edges_new(lt_ctx *ctx, lt_neighbors *r, lt_edges *e, const int64_t *start, int64_t nq) {
+  lt_status st = edges_alloc(ctx, r, e, start[nq], nq);
+  if (!st) memcpy(lt_tensor_data(r->row_offsets), start, (size_t)(nq + 1) * sizeof *start);
+  return st;
 }
 
 /* Query i's m edges from its sorted list b, at edge s. */
@@ -354,23 +360,31 @@ static lt_status bricks_of(lt_ctx *ctx, lt_bricks *sb, lt_bricks *qb, const lt_b
 
 /* ---- kNN ---- */
 
-/* Whether every row of the n has batch b. */
+/* Whether every row of the n has batch b (rows or brick keys: both hold
+ * the batch first of four). */
 static int all_in(const int32_t *rows, int64_t n, int32_t b) {
   int64_t other = 0;
   for (int64_t i = 0; i < n; i++) other += rows[i * 4] != b;
   return other == 0;
 }
 
+/* The edges of every query when all rows of both maps lie in one batch:
+ * min(k, the sources); else -1. Read off the brick keys where the indexes
+ * are built (sb, qb: a few percent of the rows), else off the rows. */
+static int64_t one_batch_cap(const lt_coords *source, const lt_coords *query, const lt_bricks *sb, const lt_bricks *qb,
+                             int64_t k) {
+  const int32_t *sr = lt_tensor_data(source->rows), *qr = lt_tensor_data(query->rows);
+  if (!source->n) return 0;
+  int one = sb ? all_in(sb->keys, sb->nb, sr[0]) && all_in(qb->keys, qb->nb, sr[0])
+               : all_in(sr, source->n, sr[0]) && all_in(qr, query->n, sr[0]);
+  return one ? (source->n < k ? source->n : k) : -1;
+}
+
 /* start[i + 1] = min(k, the source rows of query i's batch): the batches
- * counted through a hash of their values, one insert per run of equal ones
- * (none when every row of both maps is in one batch). */
+ * counted through a hash of their values, one insert per run of equal ones. */
 static lt_status batch_caps(lt_ctx *ctx, int64_t *start, const lt_coords *source, const lt_coords *query, int64_t k,
                             const char *op) {
   const int32_t *sr = lt_tensor_data(source->rows), *qr = lt_tensor_data(query->rows);
-  if (source->n && all_in(sr, source->n, sr[0]) && all_in(qr, query->n, sr[0])) {
-    for (int64_t i = 0; i < query->n; i++) start[i + 1] = source->n < k ? source->n : k;
-    return LT_OK;
-  }
   int64_t runs = 0, nb = 0, id = -1;
   for (int64_t i = 0; i < source->n; i++) runs += !i || sr[i * 4] != sr[(i - 1) * 4];
   size_t bytes = (size_t)(runs + 1) * (4 * sizeof(int32_t) + sizeof(int64_t));
@@ -440,6 +454,27 @@ static int64_t pending(int64_t *pend, const uint8_t *short_of, const int64_t *st
   return np;
 }
 
+/* The edge offsets of kNN into the relation's tensors, allocated with
+ * them (*start: the offsets): i cap where every query has the same cap
+ * (one batch), else by the batch counts and a prefix sum (in scratch, of
+ * nq + 1). */
+static lt_status knn_layout(lt_ctx *ctx, lt_neighbors *r, lt_edges *e, int64_t **start, int64_t *scratch, int64_t cap,
+                            const lt_coords *source, const lt_coords *query, int64_t k, const char *op) {
+  int64_t nq = query->n;
+  if (cap >= 0) {
+    lt_status st = edges_alloc(ctx, r, e, nq * cap, nq);
+    *start = st ? NULL : lt_tensor_data(r->row_offsets);
+    for (int64_t i = 0; !st && i <= nq; i++) (*start)[i] = i * cap;
+    return st;
+  }
+  lt_status st = batch_caps(ctx, scratch, source, query, k, op);
+  scratch[0] = 0;
+  for (int64_t i = 0; !st && i < nq; i++) scratch[i + 1] += scratch[i];
+  if (!st) st = edges_new(ctx, r, e, scratch, nq);
+  *start = scratch;
+  return st;
+}
+
 /* Every query's min(k, batch) nearest: laid out first (the batch sizes give
  * each query's count), filled by the shells where they reach, by the grid
  * search for the rest. */
@@ -447,28 +482,29 @@ static lt_status knn(lt_ctx *ctx, lt_neighbors *r, const lt_coords *source, cons
                      lt_isa isa, lt_isa *used, const char *op) {
   int64_t nq = query->n;
   size_t bytes = (size_t)(nq + 1) * (2 * sizeof(int64_t) + 1);
-  int64_t *start = lt_ctx_alloc(ctx, bytes);
-  if (!start) return lt_ctx_fail(ctx, LT_ERR_MEM, "%s: out of memory", op);
-  int64_t *pend = start + nq + 1;
+  int64_t *scratch = lt_ctx_alloc(ctx, bytes), *start = NULL;
+  if (!scratch) return lt_ctx_fail(ctx, LT_ERR_MEM, "%s: out of memory", op);
+  int64_t *pend = scratch + nq + 1;
   uint8_t *short_of = (uint8_t *)(pend + nq + 1);
-  lt_status st = batch_caps(ctx, start, source, query, k, op);
-  start[0] = 0;
-  for (int64_t i = 0; !st && i < nq; i++) start[i + 1] += start[i];
+  int shells = k <= LT_SHELL_OFFSETS && nq && source->n;
+  lt_bricks sb = {0}, qb = {0};
+  const lt_bricks *qbp = NULL;
+  lt_status st = shells ? bricks_of(ctx, &sb, &qb, &qbp, source, query, op) : LT_OK;
   lt_edges e;
-  if (!st) st = edges_new(ctx, r, &e, start, nq);
-  memset(short_of, 1, (size_t)nq);
-  if (!st && k <= LT_SHELL_OFFSETS && start[nq] > 0) {
-    lt_bricks sb, qb;
-    const lt_bricks *qbp;
-    st = bricks_of(ctx, &sb, &qb, &qbp, source, query, op);
+  if (!st)
+    st = knn_layout(ctx, r, &e, &start, scratch, one_batch_cap(source, query, shells ? &sb : NULL, qbp, k), source,
+                    query, k, op);
+  shells &= !st && start[nq] > 0;
+  if (shells) { /* the walk sets every query's short_of */
     lt_shell_walk w = {&sb, qbp, LT_SHELL_D2, k, NULL, start, &e, short_of};
-    if (!st) st = lt__shell_walk(ctx, &w, isa, used, nq >= 1024 ? lt__ctx_threads(ctx) : 1, op);
-    lt__bricks_free(ctx, &qb);
-    lt__bricks_free(ctx, &sb);
-  }
+    st = lt__shell_walk(ctx, &w, isa, used, nq >= 1024 ? lt__ctx_threads(ctx) : 1, op);
+  } else
+    memset(short_of, 1, (size_t)nq);
+  lt__bricks_free(ctx, &qb);
+  lt__bricks_free(ctx, &sb);
   int64_t np = st ? 0 : pending(pend, short_of, start, nq);
   if (np) st = knn_wide(ctx, &e, start, pend, np, source, query, k, op);
-  lt_ctx_free(ctx, start, bytes);
+  lt_ctx_free(ctx, scratch, bytes);
   return st;
 }
 
