@@ -6,8 +6,11 @@
  * bits of key_digest (both counts depend on N only). A point's
  * cell comes from the vector kernel of kernels/voxel_cells.h, a block of
  * points at a time, in A and again in B (recomputing it is cheaper than
- * storing and reading it back):
- *   A  per chunk, count each part's keys and find the first bad point;
+ * storing and reading it back); its part is noted by A (two bytes a point:
+ * B then neither hashes its key nor waits on the digest for its cursor,
+ * which made B a third faster):
+ *   A  per chunk, count each part's keys, note each point's part and find
+ *      the first bad point;
  *   B  per chunk, scatter (key, point, features) into
  *      the parts, in point order (a counting sort: prefix sums of A's counts
  *      give every chunk its cursors), so that C reads the features as a
@@ -20,8 +23,8 @@
  *      is the voxel's id in first-seen order (a prefix sum over chunks): the
  *      chunk writes its voxels' rows, first points, counts and features in
  *      id order, reading them from the parts;
- *   E  per part, each of its points' voxel id (the part's positions read in
- *      order, their voxel ids from the part's own range of vmap), only when
+ *   E  per chunk, each of its points' voxel id in point order (B's cursors
+ *      replayed from the noted parts give each point's position), only when
  *      the caller keeps it (voxelize needs it for its backward only).
  * A part holds ~65536 points: fewer parts would make C's rows and hash miss
  * L2, more would make B's stores miss (a part is four streams of stores per
@@ -59,6 +62,7 @@ typedef struct plan {
 typedef struct scratch {
   int32_t *bkey;                          /* (n, 4): keys by part, then each part's distinct rows */
   int32_t *bidx, *lj, *vmap, *end, *flag; /* (n) each */
+  uint16_t *part;                         /* (n): each point's part (parts <= MAX_PARTS), from A for B and E */
   char *bfeat;                            /* (n, c) features by part, then each part's reduced rows */
   int32_t *barg;                          /* (n, c) for max: each reduced row's first point holding it */
   uint32_t *slots;                        /* every part's hash */
@@ -113,6 +117,7 @@ static void count_parts(const plan *q, scratch *s) {
   LT_PARALLEL_FOR(q->threads, k, q->chunks, {
     int64_t *h = s->hist + k * q->parts, hi = chunk_lo(q, k + 1), bad = -1;
     int32_t *flag = s->flag, cell[BLOCK * 3];
+    uint16_t *part = s->part;
     memset(h, 0, (size_t)q->parts * sizeof *h);
     for (int64_t lo = chunk_lo(q, k); lo < hi && bad < 0; lo += BLOCK) {
       int64_t n = hi - lo < BLOCK ? hi - lo : BLOCK, good = block_cells(q, cell, lo, n);
@@ -120,8 +125,9 @@ static void count_parts(const plan *q, scratch *s) {
       for (int64_t j = 0; j < good; j++) {
         int32_t key[4];
         key_of(key, q, lo + j, cell + j * 3);
-        h[part_of(q, key_digest(key))]++;
-        flag[lo + j] = 0;
+        int64_t p = part_of(q, key_digest(key));
+        h[p]++;
+        flag[lo + j] = 0, part[lo + j] = (uint16_t)p;
       }
     }
     s->bad[k] = bad;
@@ -173,8 +179,7 @@ static void scatter_parts(const plan *q, scratch *s) {
         int64_t i = lo + j;
         int32_t key[4];
         key_of(key, q, i, cell + j * 3);
-        uint64_t d = key_digest(key);
-        int64_t pos = cur[part_of(q, d)]++;
+        int64_t pos = cur[s->part[i]]++;
         scatter_ahead(q, s, pos);
         memcpy(bkey + pos * 4, key, 16);
         bidx[pos] = (int32_t)i;
@@ -310,13 +315,19 @@ static void emit_voxels(const plan *q, scratch *s, const outputs *o) {
   });
 }
 
-/* E: each point's voxel id, per part: its positions and their voxels (lj)
- * read in order, the ids from the part's own range of vmap (in cache), each
- * point written once (bidx: the part's points, increasing). */
+/* E: each point's voxel id, per chunk in point order: B's cursors replayed
+ * from the parts A noted give each point's position, whose voxel (lj) is
+ * read as one stream per part and its id from vmap (the parts' voxels, in
+ * cache), the ids written in order (scattered from the parts, each would
+ * miss a line). After B, a chunk's cursors start where the chunk before
+ * left its own. */
 static void emit_inverse(const plan *q, const scratch *s, int32_t *inverse) {
-  LT_PARALLEL_FOR(q->threads, p, q->parts, {
-    const int32_t *bidx = s->bidx, *lj = s->lj, *vmap = s->vmap;
-    for (int64_t pos = s->pstart[p]; pos < s->pstart[p + 1]; pos++) inverse[bidx[pos]] = vmap[lj[pos]];
+  LT_PARALLEL_FOR(q->threads, k, q->chunks, {
+    int64_t cur[MAX_PARTS], hi = chunk_lo(q, k + 1);
+    const int32_t *lj = s->lj, *vmap = s->vmap;
+    const uint16_t *part = s->part;
+    memcpy(cur, k ? s->hist + (k - 1) * q->parts : s->pstart, (size_t)q->parts * sizeof *cur);
+    for (int64_t i = chunk_lo(q, k); i < hi; i++) inverse[i] = vmap[lj[cur[part[i]]++]];
   });
 }
 
@@ -404,7 +415,7 @@ static lt_status reserve(lt_ctx *ctx, lt__voxels *v, scratch *s, const plan *q, 
   size_t slots = (size_t)(4 * n + 16 * P); /* sum of caps <= 4 count + 16 per part */
   size_t fbytes = q->feats ? (size_t)n * q->fsize : 0,
          abytes = q->feats && q->red == LT_VOXEL_MAX && q->keep & LT__VOXELS_ARG ? (size_t)(n * q->c) * 4 : 0;
-  v->bytes = (size_t)n * 36 + slots * 4 + (size_t)(K * P + 3 * (P + 1) + K) * 8 + fbytes + abytes + 128;
+  v->bytes = (size_t)n * 38 + slots * 4 + (size_t)(K * P + 3 * (P + 1) + K) * 8 + fbytes + abytes + 128;
   char *b = lt_ctx_alloc(ctx, v->bytes);
   if (!b) return lt_ctx_fail(ctx, LT_ERR_MEM, "%s: out of memory for quantizing %lld points", op, (long long)q->n);
   v->scratch = b;
@@ -415,7 +426,8 @@ static lt_status reserve(lt_ctx *ctx, lt__voxels *v, scratch *s, const plan *q, 
   int32_t *at = s->bkey + 4 * n;
   for (size_t c = 0; c < sizeof cols / sizeof *cols; c++) *cols[c] = at, at += n;
   s->slots = (uint32_t *)at;
-  s->bfeat = (char *)(s->slots + slots) + (8 - (uintptr_t)(s->slots + slots) % 8) % 8; /* double-aligned */
+  s->part = (uint16_t *)(s->slots + slots);
+  s->bfeat = (char *)(s->part + n) + (8 - (uintptr_t)(s->part + n) % 8) % 8; /* double-aligned */
   s->barg = (int32_t *)(s->bfeat + fbytes);
   return LT_OK;
 }
