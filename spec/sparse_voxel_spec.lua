@@ -228,6 +228,47 @@ describe("sparse_quantize", function()
   end)
 end)
 
+describe("the key digest of sparse_quantize and voxelize", function()
+  -- lattice.core.sparse.digests_with_isa runs one ISA's digest kernel
+  -- (lowered to what this CPU has; an ISA it lacks is pending) against the
+  -- mix written out with Lua's integers (64-bit, wrapping, as the kernel's):
+  -- integer arithmetic, so the bits match exactly.
+  local core = require "lattice.core"
+  local C1, C2, C3 = -7046029254386353131, -4417276706812531889, -2960836687051489901 -- the mix's constants as int64
+  local function u32(v) return v & 0xffffffff end
+  local function digest_ref(k)
+    local a = (u32(k[2]) | u32(k[3]) << 32) * C1
+    local b = (u32(k[4]) | u32(k[1]) << 32) * C2
+    local h = a + (b << 31 | b >> 33)
+    h = h ~ (h >> 32)
+    h = h * C3
+    return h ~ (h >> 32)
+  end
+  for _, isa in ipairs { "scalar", "avx2", "avx512" } do
+    it(("gives the mix's bits with %s, every tail width included"):format(isa), function()
+      local gen = generator(29)
+      local keys = {}
+      for i = 1, 203 do -- a tail for 4 and 8 lanes
+        local big = i % 3 == 0 and 2 ^ 31 or 40 -- near zero, and over all of int32
+        local function int() return math.floor(gen() * big) end
+        keys[i] = { math.floor((gen() + 1) * 2), int(), int(), int() }
+      end
+      keys[#keys + 1] = { 2147483647, -2147483648, 2147483647, -2147483648 }
+      keys[#keys + 1] = { 0, 0, 0, 0 }
+      local got, used = core.sparse.digests_with_isa(lattice.array(keys, "int32"), isa)
+      if used ~= isa then return pending(isa .. " is not available here") end
+      local want = {}
+      for i, k in ipairs(keys) do want[i] = digest_ref(k) end
+      assert.are.same(want, got:tolist())
+    end)
+  end
+
+  it("rejects keys that are not int32 (N, 4)", function()
+    assert.has_error(function() core.sparse.digests_with_isa(lattice.zeros({ 3, 4 }), "scalar") end,
+      "digests_with_isa: coords must be int32, got float32")
+  end)
+end)
+
 describe("the cell kernel of sparse_quantize and voxelize", function()
   -- lattice.core.sparse.cells_with_isa runs one ISA's kernel (lowered to
   -- what this CPU has; an ISA it lacks is pending) against the plain floor of

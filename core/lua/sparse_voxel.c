@@ -4,6 +4,8 @@
  *   lattice.core.sparse.devoxelize(points, x, batch, size, origin, mode, renormalize, fname) -> Tensor
  *   lattice.core.sparse.cells_with_isa(points, size, origin, isa) -> cells (N, 3) int32, the number of
  *     points with cells (0 after), the ISA used: the cell kernel of sparse_quantize and voxelize, for specs
+ *   lattice.core.sparse.digests_with_isa(keys, isa) -> digests (N) int64, the ISA used: the key digest
+ *     kernel of sparse_quantize and voxelize (keys int32 (N, 4)), for specs
  * batch: nil or an integer (N) tensor; size, origin: lists of 3 numbers;
  * reduction "mean", "sum" or "max"; mode "nearest" or "trilinear"; batches:
  * the number of batch counts the voxelized tensor gets; fname one of the
@@ -96,12 +98,23 @@ static int l_cells_with_isa(lua_State *L) {
   return 3;
 }
 
+static int l_digests_with_isa(lua_State *L) {
+  lua_settop(L, 2);
+  lt_tensor *keys = lt_l_checktensor(L, 1);
+  lt_isa isa = lt_l_checkisa(L, 2, "digests_with_isa"), used;
+  lt_l_tensor *u = lt_l_newtensor(L);
+  lt_l_check(L, lt__key_digests_isa(lt_l_ctx(L), &u->t, keys, isa, &used));
+  lua_pushstring(L, lt_isa_name(used));
+  return 2;
+}
+
 void lt_l_open_sparse_voxel(lua_State *L) {
   lt_l_sparse_table(L);
   static const luaL_Reg fns[] = {{"quantize", l_quantize},
                                  {"voxelize", l_voxelize},
                                  {"devoxelize", l_devoxelize},
                                  {"cells_with_isa", l_cells_with_isa},
+                                 {"digests_with_isa", l_digests_with_isa},
                                  {NULL, NULL}};
   lt_l_register(L, fns);
   lua_pop(L, 1);

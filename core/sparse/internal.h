@@ -162,6 +162,11 @@ lt_status lt__points_stage(lt_ctx *ctx, lt_tensor **pts, lt_tensor **bat, lt_ten
 lt_status lt__voxel_cells_isa(lt_ctx *ctx, lt_tensor **cells, int64_t *good, lt_tensor *points, const lt_voxel_grid *g,
                               lt_isa isa, lt_isa *used);
 
+/* For the specs: the digests (kernels/key_digest.h) of keys, an int32 (N, 4)
+ * tensor, in *out (N) int64 (the uint64 digests' bits), with the kernel of
+ * `isa` lowered to what the CPU has (*used). */
+lt_status lt__key_digests_isa(lt_ctx *ctx, lt_tensor **out, lt_tensor *keys, lt_isa isa, lt_isa *used);
+
 /* For the specs: x (R, C)'s column sums in double (*out (C) float64) by the
  * kernel of kernels/colsum.h that global pooling runs, with the kernels of
  * `isa` lowered to what the CPU has (*used). */

@@ -17,12 +17,16 @@
  *      stream, not by gathers;
  *   C  per part, the distinct keys through the coordinate hash (sparse/
  *      internal.h, sized for the part's points: short probes) into the
- *      part's own rows, first seen first, each voxel's point count, and
- *      (voxelize) its features reduced in point order;
- *   D  per chunk, the rank of each voxel's first point among first points
- *      is the voxel's id in first-seen order (a prefix sum over chunks): the
- *      chunk writes its voxels' rows, first points, counts and features in
- *      id order, reading them from the parts;
+ *      part's own rows, first seen first (so each part's first points
+ *      ascend), each voxel's point count, and (voxelize) its features
+ *      reduced in point order;
+ *   D  per chunk, the voxels whose first point it holds, in first-seen
+ *      order (their ids: a prefix sum over chunks): each part's share of
+ *      them, noted by C, put in point order through a window of the
+ *      chunk's points, their rows, first points, counts and features
+ *      written in id order (no array over the points marks the first
+ *      ones: its zeroing, C's scattered writes to it and D's scans of it
+ *      were ~30 MB of memory traffic for 1M points);
  *   E  per chunk, each of its points' voxel id in point order (B's cursors
  *      replayed from the noted parts give each point's position), only when
  *      the caller keeps it (voxelize needs it for its backward only).
@@ -31,6 +35,7 @@
  * chunk). */
 #include <math.h>
 #include <string.h>
+#include "kernels/key_digest.h"
 #include "kernels/voxel_cells.h"
 #include "runtime/context.h"
 #include "runtime/parallel.h"
@@ -40,7 +45,8 @@
 #define MAX_PARTS    1024
 #define CHUNK_POINTS 16384
 #define MAX_CHUNKS   64
-#define BLOCK        256 /* points whose cells are computed at once */
+#define BLOCK        256   /* points whose cells are computed at once */
+#define WINDOW       16384 /* points D puts in order at once (a thread's 64 KB) */
 
 typedef struct plan {
   int64_t n;
@@ -58,16 +64,18 @@ typedef struct plan {
   int keep; /* LT__VOXELS_INVERSE, LT__VOXELS_ARG: what the caller needs besides the voxels */
 } plan;
 
-/* The scratch of one build, carved from one block (bytes per point: 36 + slots). */
+/* The scratch of one build, carved from one block (bytes per point: 34 + slots). */
 typedef struct scratch {
-  int32_t *bkey;                          /* (n, 4): keys by part, then each part's distinct rows */
-  int32_t *bidx, *lj, *vmap, *end, *flag; /* (n) each */
-  uint16_t *part;                         /* (n): each point's part (parts <= MAX_PARTS), from A for B and E */
-  char *bfeat;                            /* (n, c) features by part, then each part's reduced rows */
-  int32_t *barg;                          /* (n, c) for max: each reduced row's first point holding it */
-  uint32_t *slots;                        /* every part's hash */
-  int64_t *hist, *pstart, *hstart, *pm;   /* (chunks, parts), (parts + 1) x 2, (parts) */
-  int64_t *bad;                           /* (chunks): first bad point of each chunk, or -1 */
+  int32_t *bkey;                        /* (n, 4): keys by part, then each part's distinct rows */
+  int32_t *bidx, *lj, *vmap, *end;      /* (n) each; bidx: points by part, then each voxel's first */
+  uint16_t *part;                       /* (n): each point's part (parts <= MAX_PARTS), from A for B and E */
+  char *bfeat;                          /* (n, c) features by part, then each part's reduced rows */
+  int32_t *barg;                        /* (n, c) for max: each reduced row's first point holding it */
+  uint32_t *slots;                      /* every part's hash */
+  int64_t *hist, *pstart, *hstart, *pm; /* (chunks, parts), (parts + 1) x 2, (parts) */
+  int64_t *bad;                         /* (chunks): first bad point of each chunk, or -1 */
+  int64_t *share;                       /* (chunks + 1, parts): D's start of each chunk in each part's voxels */
+  int32_t *window;                      /* (threads, WINDOW): D's voxels of a window by point, 0 or position + 1 */
 } scratch;
 
 static int64_t chunk_lo(const plan *q, int64_t k) { return q->n * k / q->chunks; }
@@ -89,23 +97,12 @@ static inline int64_t block_cells(const plan *q, int32_t *cell, int64_t lo, int6
   return lt__voxel_cells(q->isa, cell, q->p + lo * 3, n, &q->grid);
 }
 
-/* Point i's key: its batch, then its cell. */
-static inline void key_of(int32_t *key, const plan *q, int64_t i, const int32_t *cell) {
-  key[0] = q->batch ? (int32_t)q->batch[i] : 0;
-  key[1] = cell[0], key[2] = cell[1], key[3] = cell[2];
-}
-
-/* A key's digest for the parts (high bits) and the parts' hashes (low bits).
- * They never meet a map's hash, so any good mix serves: two independent
- * products and a final one, where lt__coord_digest chains four (A and B hash
- * every point). */
-static inline uint64_t key_digest(const int32_t *key) {
-  uint64_t a = ((uint64_t)(uint32_t)key[1] | (uint64_t)(uint32_t)key[2] << 32) * 0x9e3779b97f4a7c15ull;
-  uint64_t b = ((uint64_t)(uint32_t)key[3] | (uint64_t)(uint32_t)key[0] << 32) * 0xc2b2ae3d27d4eb4full;
-  uint64_t h = a + (b << 31 | b >> 33);
-  h ^= h >> 32;
-  h *= 0xd6e8feb86659fd93ull;
-  return h ^ h >> 32;
+/* The keys of the points [lo, lo + n) from their cells: batch, then cell. */
+static inline void block_keys(const plan *q, int32_t *key, int64_t lo, int64_t n, const int32_t *cell) {
+  for (int64_t j = 0; j < n; j++) {
+    key[j * 4] = q->batch ? (int32_t)q->batch[lo + j] : 0;
+    memcpy(key + j * 4 + 1, cell + j * 3, 12);
+  }
 }
 
 static inline int64_t part_of(const plan *q, uint64_t digest) {
@@ -116,18 +113,19 @@ static inline int64_t part_of(const plan *q, uint64_t digest) {
 static void count_parts(const plan *q, scratch *s) {
   LT_PARALLEL_FOR(q->threads, k, q->chunks, {
     int64_t *h = s->hist + k * q->parts, hi = chunk_lo(q, k + 1), bad = -1;
-    int32_t *flag = s->flag, cell[BLOCK * 3];
+    int32_t cell[BLOCK * 3], key[BLOCK * 4];
+    uint64_t dig[BLOCK];
     uint16_t *part = s->part;
     memset(h, 0, (size_t)q->parts * sizeof *h);
     for (int64_t lo = chunk_lo(q, k); lo < hi && bad < 0; lo += BLOCK) {
       int64_t n = hi - lo < BLOCK ? hi - lo : BLOCK, good = block_cells(q, cell, lo, n);
       if (good < n) bad = lo + good;
+      block_keys(q, key, lo, good, cell);
+      lt__key_digests(q->isa, dig, key, good);
       for (int64_t j = 0; j < good; j++) {
-        int32_t key[4];
-        key_of(key, q, lo + j, cell + j * 3);
-        int64_t p = part_of(q, key_digest(key));
+        int64_t p = part_of(q, dig[j]);
         h[p]++;
-        flag[lo + j] = 0, part[lo + j] = (uint16_t)p;
+        part[lo + j] = (uint16_t)p;
       }
     }
     s->bad[k] = bad;
@@ -161,27 +159,27 @@ static void plan_parts(const plan *q, scratch *s) {
  * once in ~parts points) and would otherwise fill the store queue, each
  * waiting for its line, which the profile showed as most of B's time. */
 static inline void scatter_ahead(const plan *q, const scratch *s, int64_t pos) {
-  int64_t a = pos + 8 < q->n ? pos + 8 : pos;
+  int64_t a = pos + 8; /* past the scratch's end: harmless, fetches never fault */
   __builtin_prefetch(s->bkey + a * 4, 1);
   __builtin_prefetch(s->bidx + a, 1);
-  for (size_t b = 0; q->feats && b < q->fsize; b += 64) __builtin_prefetch(s->bfeat + a * (int64_t)q->fsize + b, 1);
+  if (!q->feats) return;
+  __builtin_prefetch(s->bfeat + a * (int64_t)q->fsize, 1);
+  for (size_t b = 64; b < q->fsize; b += 64) __builtin_prefetch(s->bfeat + a * (int64_t)q->fsize + b, 1);
 }
 
 /* B: (key, point) into the parts A noted, in point order within each part. */
 static void scatter_parts(const plan *q, scratch *s) {
   LT_PARALLEL_FOR(q->threads, k, q->chunks, {
     int64_t *cur = s->hist + k * q->parts, hi = chunk_lo(q, k + 1);
-    int32_t *bkey = s->bkey, *bidx = s->bidx, cell[BLOCK * 3];
+    int32_t *bkey = s->bkey, *bidx = s->bidx, cell[BLOCK * 3], key[BLOCK * 4];
     for (int64_t lo = chunk_lo(q, k); lo < hi; lo += BLOCK) {
       int64_t n = hi - lo < BLOCK ? hi - lo : BLOCK;
       block_cells(q, cell, lo, n);
+      block_keys(q, key, lo, n, cell);
       for (int64_t j = 0; j < n; j++) {
-        int64_t i = lo + j;
-        int32_t key[4];
-        key_of(key, q, i, cell + j * 3);
-        int64_t pos = cur[s->part[i]]++;
+        int64_t i = lo + j, pos = cur[s->part[i]]++;
         scatter_ahead(q, s, pos);
-        memcpy(bkey + pos * 4, key, 16);
+        memcpy(bkey + pos * 4, key + j * 4, 16);
         bidx[pos] = (int32_t)i;
         if (q->feats) copy_row(s->bfeat + pos * q->fsize, q->feats + i * q->fsize, q->fsize);
       }
@@ -217,60 +215,87 @@ static inline void combine(const plan *q, char *acc, int32_t *arg, const char *r
   }
 }
 
+/* Two keys equal, as two 64-bit compares. */
+static inline int same_key(const int32_t *a, const int32_t *b) {
+  uint64_t x[2], y[2];
+  memcpy(x, a, 16), memcpy(y, b, 16);
+  return ((x[0] ^ y[0]) | (x[1] ^ y[1])) == 0;
+}
+
+/* A float32 row added to the sum acc, four lanes at a time (one vector add;
+ * the common widths are multiples of four) where a loop over c compiled to
+ * a vectorized loop set up again for every point. */
+static inline void add_f32(float *acc, const float *row, int64_t c) {
+  int64_t ch = 0;
+  for (; ch + 4 <= c; ch += 4)
+    for (int l = 0; l < 4; l++) acc[ch + l] += row[ch + l];
+  for (; ch < c; ch++) acc[ch] += row[ch];
+}
+
+#define RING 128 /* C's digests of the keys ahead */
+
 /* C for one part: its distinct rows (compacted in place over its keys: row j
- * is written once key j + 1 or later has been read; the reduced features the
- * same way over its feature rows), each point's voxel as a position lo + j in
- * that layout (lj), each voxel's point count (end, at its position) and, at
- * each voxel's first point, flag = its position + 1. */
-static int64_t unique_part(const plan *q, const scratch *s, int64_t lo, int64_t hi, uint32_t *slots, int64_t cap) {
+ * is written once key j + 1 or later has been read; the reduced features and
+ * the first points the same way over the feature rows and the points), each
+ * point's voxel as a position lo + j in that layout (lj), each voxel's point
+ * count (end, at its position), and where each chunk's voxels begin among
+ * them (share: those whose first point it holds). The digests come from
+ * the vector kernel 64 keys at a time, 64 to 128 keys ahead (the rows
+ * compacted over the keys reach key k at most: the keys ahead are unread);
+ * each key's slot is fetched 16 keys ahead, as its probe would otherwise
+ * wait on L2. */
+static int64_t unique_part(const plan *q, const scratch *s, int64_t p, uint32_t *slots, int64_t cap) {
+  int64_t lo = s->pstart[p], hi = s->pstart[p + 1], P = q->parts, chunk = 0, next = chunk_lo(q, 1);
+  int64_t *share = s->share + p;
   memset(slots, 0, (size_t)cap * sizeof *slots);
-  lt_coord_hash h = {slots, (uint64_t)cap - 1, 0};
-  int32_t *rows = s->bkey + lo * 4, *end = s->end + lo, *flag = s->flag;
-  const int32_t *bidx = s->bidx + lo;
-  int32_t *lj = s->lj + lo;
+  share[0] = 0;
+  uint64_t mask = (uint64_t)cap - 1;
+  int32_t *rows = s->bkey + lo * 4, *end = s->end + lo, *bidx = s->bidx + lo, *lj = s->lj + lo;
   int inverse = q->keep & LT__VOXELS_INVERSE; /* lj only for E */
   char *feat = q->feats ? s->bfeat + lo * q->fsize : NULL;
   int32_t *arg = q->keep & LT__VOXELS_ARG && q->red == LT_VOXEL_MAX && q->feats ? s->barg + lo * q->c : NULL;
+  int sum32 = feat && !q->f64 && q->red != LT_VOXEL_MAX;
   int64_t m = 0, n = hi - lo;
-  /* The digests of the keys 16 on (a ring): each key's slot is fetched 16
-   * keys ahead, as its probe would otherwise wait on L2 (the rows and
-   * features it reaches depend on it). The keys ahead are still unread:
-   * the rows compacted over them reach key k at most. */
-  uint64_t ahead[16];
-  for (int64_t k = 0; k < 16 && k < n; k++) ahead[k] = key_digest(rows + k * 4);
+  uint64_t dig[RING];
+  lt__key_digests(q->isa, dig, rows, n < RING ? n : RING);
   for (int64_t k = 0; k < n; k++) {
+    if (k && !(k & 63) && k + 64 < n)
+      lt__key_digests(q->isa, dig + ((k + 64) & (RING - 1)), rows + (k + 64) * 4, n - k - 64 < 64 ? n - k - 64 : 64);
+    if (k + 16 < n) __builtin_prefetch(slots + (dig[(k + 16) & (RING - 1)] & mask));
     int32_t key[4];
-    uint64_t d = ahead[k & 15];
-    if (k + 16 < n) {
-      ahead[k & 15] = key_digest(rows + (k + 16) * 4);
-      __builtin_prefetch(slots + (ahead[k & 15] & h.mask));
-    }
     memcpy(key, rows + k * 4, 16);
-    int64_t before = m, j = lt__coord_hash_insert_at(&h, rows, &m, key, d);
+    uint64_t at = dig[k & (RING - 1)] & mask;
+    uint32_t v;
+    while ((v = slots[at]) && !same_key(rows + (int64_t)(v - 1) * 4, key)) at = (at + 1) & mask;
+    int64_t j = v ? v - 1 : m;
     if (inverse) lj[k] = (int32_t)(lo + j);
-    if (m > before) {
-      end[j] = 1, flag[bidx[k]] = (int32_t)(lo + j + 1);
+    if (!v) { /* a new voxel */
+      memcpy(rows + j * 4, key, 16);
+      slots[at] = (uint32_t)++m;
+      end[j] = 1;
       if (feat && j != k) copy_row(feat + j * q->fsize, feat + k * q->fsize, q->fsize);
       for (int64_t ch = 0; arg && ch < q->c; ch++) arg[j * q->c + ch] = bidx[k];
+      for (; bidx[k] >= next; next = chunk_lo(q, chunk + 1)) share[++chunk * P] = j;
+      bidx[j] = bidx[k];
       continue;
     }
     end[j]++;
-    if (feat) combine(q, feat + j * q->fsize, arg ? arg + j * q->c : NULL, feat + k * q->fsize, bidx[k]);
+    if (sum32)
+      add_f32((float *)(feat + j * q->fsize), (const float *)(feat + k * q->fsize), q->c);
+    else if (feat)
+      combine(q, feat + j * q->fsize, arg ? arg + j * q->c : NULL, feat + k * q->fsize, bidx[k]);
   }
+  while (chunk < q->chunks) share[++chunk * P] = m;
   return m;
 }
 
-/* D1: per chunk, the first points (voxels) it holds, as each chunk's first voxel id; returns M. */
-static int64_t count_firsts(const plan *q, scratch *s) {
-  LT_PARALLEL_FOR(q->threads, k, q->chunks, {
-    int64_t c = 0, hi = chunk_lo(q, k + 1);
-    const int32_t *flag = s->flag;
-    for (int64_t i = chunk_lo(q, k); i < hi; i++) c += flag[i] != 0;
-    s->bad[k] = c;
-  });
+/* D1: as each chunk's first voxel id (in bad), the voxels before it; returns M. */
+static int64_t count_shares(const plan *q, scratch *s) {
   int64_t total = 0;
   for (int k = 0; k < q->chunks; k++) {
-    int64_t c = s->bad[k];
+    const int64_t *share = s->share + k * q->parts;
+    int64_t c = 0;
+    for (int p = 0; p < q->parts; p++) c += share[q->parts + p] - share[p];
     s->bad[k] = total, total += c;
   }
   return total;
@@ -291,26 +316,45 @@ static inline void emit_voxel(const plan *q, const scratch *s, const outputs *o,
   char *y = o->y + v * (int64_t)q->fsize;
   copy_row(y, s->bfeat + pos * (int64_t)q->fsize, q->fsize);
   if (o->arg) memcpy(o->arg + v * q->c, s->barg + pos * q->c, (size_t)q->c * 4);
-  for (int64_t ch = 0; q->red == LT_VOXEL_MEAN && n > 1 && ch < q->c; ch++)
-    if (q->f64)
-      ((double *)y)[ch] /= n;
-    else
-      ((float *)y)[ch] /= (float)n;
+  if (q->red != LT_VOXEL_MEAN || n == 1) return;
+  if (!q->f64) {
+    float *f = (float *)y, d = (float)n;
+    int64_t ch = 0;
+    for (; ch + 4 <= q->c; ch += 4) /* one vector division, as add_f32 */
+      for (int l = 0; l < 4; l++) f[ch + l] /= d;
+    for (; ch < q->c; ch++) f[ch] /= d;
+    return;
+  }
+  for (int64_t ch = 0; ch < q->c; ch++) ((double *)y)[ch] /= n;
 }
 
-/* D2: per chunk, in point order, each first point's voxel written out as the
- * next id (writes in id order; reads by position); vmap[pos] = the id. */
+/* D2: per chunk, a window of its points at a time: each part's voxels
+ * whose first point lies in the window marked at that point (their next
+ * positions in the part, as the share advances), then the marks in point
+ * order written out as the next ids (writes in id order, reads in each
+ * part's order); vmap[pos] = the id. */
 static void emit_voxels(const plan *q, scratch *s, const outputs *o) {
   LT_PARALLEL_FOR(q->threads, k, q->chunks, {
-    int64_t v = s->bad[k], hi = chunk_lo(q, k + 1);
-    const int32_t *flag = s->flag;
-    for (int64_t i = chunk_lo(q, k); i < hi; i++) {
-      if (!flag[i]) continue;
-      int64_t pos = flag[i] - 1;
-      o->index[v] = (int32_t)i;
-      emit_voxel(q, s, o, v, pos);
-      if (o->inverse) s->vmap[pos] = (int32_t)v;
-      v++;
+    int64_t v = s->bad[k], hi = chunk_lo(q, k + 1), next[MAX_PARTS];
+    int32_t *win = s->window + (int64_t)lt__thread_id() * WINDOW;
+    memcpy(next, s->share + k * q->parts, (size_t)q->parts * sizeof *next);
+    const int64_t *stop = s->share + (k + 1) * q->parts;
+    for (int64_t lo = chunk_lo(q, k); lo < hi; lo += WINDOW) {
+      int64_t n = hi - lo < WINDOW ? hi - lo : WINDOW;
+      for (int p = 0; p < q->parts; p++) {
+        const int32_t *first = s->bidx + s->pstart[p];
+        for (; next[p] < stop[p] && first[next[p]] < lo + n; next[p]++)
+          win[first[next[p]] - lo] = (int32_t)(s->pstart[p] + next[p] + 1);
+      }
+      for (int64_t j = 0; j < n; j++) {
+        if (!win[j]) continue;
+        int64_t pos = win[j] - 1;
+        win[j] = 0;
+        o->index[v] = (int32_t)(lo + j);
+        emit_voxel(q, s, o, v, pos);
+        if (o->inverse) s->vmap[pos] = (int32_t)v;
+        v++;
+      }
     }
   });
 }
@@ -411,21 +455,24 @@ static int log2_parts(int64_t n) {
 }
 
 static lt_status reserve(lt_ctx *ctx, lt__voxels *v, scratch *s, const plan *q, const char *op) {
-  int64_t n = q->n > 0 ? q->n : 1, P = q->parts, K = q->chunks;
+  int64_t n = q->n > 0 ? q->n : 1, P = q->parts, K = q->chunks, W = (int64_t)q->threads * WINDOW;
   size_t slots = (size_t)(4 * n + 16 * P); /* sum of caps <= 4 count + 16 per part */
   size_t fbytes = q->feats ? (size_t)n * q->fsize : 0,
          abytes = q->feats && q->red == LT_VOXEL_MAX && q->keep & LT__VOXELS_ARG ? (size_t)(n * q->c) * 4 : 0;
-  v->bytes = (size_t)n * 38 + slots * 4 + (size_t)(K * P + 3 * (P + 1) + K) * 8 + fbytes + abytes + 128;
+  size_t tables = (size_t)(K * P + 3 * (P + 1) + K + (K + 1) * P) * 8;
+  v->bytes = tables + (size_t)n * 34 + slots * 4 + (size_t)W * 4 + fbytes + abytes + 16;
   char *b = lt_ctx_alloc(ctx, v->bytes);
   if (!b) return lt_ctx_fail(ctx, LT_ERR_MEM, "%s: out of memory for quantizing %lld points", op, (long long)q->n);
   v->scratch = b;
   s->hist = (int64_t *)b, s->pstart = s->hist + K * P, s->hstart = s->pstart + P + 1, s->pm = s->hstart + P + 1;
-  s->bad = s->pm + P + 1;
-  s->bkey = (int32_t *)(s->bad + K);
-  int32_t **cols[] = {&s->bidx, &s->lj, &s->vmap, &s->end, &s->flag};
+  s->bad = s->pm + P + 1, s->share = s->bad + K;
+  s->bkey = (int32_t *)(s->share + (K + 1) * P);
+  int32_t **cols[] = {&s->bidx, &s->lj, &s->vmap, &s->end};
   int32_t *at = s->bkey + 4 * n;
   for (size_t c = 0; c < sizeof cols / sizeof *cols; c++) *cols[c] = at, at += n;
-  s->slots = (uint32_t *)at;
+  s->window = at;
+  memset(s->window, 0, (size_t)W * sizeof *s->window); /* D leaves it as it found it */
+  s->slots = (uint32_t *)(s->window + W);
   s->part = (uint16_t *)(s->slots + slots);
   s->bfeat = (char *)(s->part + n) + (8 - (uintptr_t)(s->part + n) % 8) % 8; /* double-aligned */
   s->barg = (int32_t *)(s->bfeat + fbytes);
@@ -438,12 +485,10 @@ static lt_status run(lt_ctx *ctx, lt__voxels *v, const plan *q, scratch *s, cons
     if (s->bad[k] >= 0) return bad_point(ctx, q, s->bad[k], op);
   plan_parts(q, s);
   scatter_parts(q, s);
-  LT_PARALLEL_FOR(q->threads, p, q->parts, {
-    s->pm[p] =
-        unique_part(q, s, s->pstart[p], s->pstart[p + 1], s->slots + s->hstart[p], s->hstart[p + 1] - s->hstart[p]);
-  });
+  LT_PARALLEL_FOR(q->threads, p, q->parts,
+                  { s->pm[p] = unique_part(q, s, p, s->slots + s->hstart[p], s->hstart[p + 1] - s->hstart[p]); });
 
-  v->m = count_firsts(q, s);
+  v->m = count_shares(q, s);
   lt_status st = lt_tensor_new(ctx, &v->rows, LT_INT32, 2, (int64_t[]){v->m, 4});
   if (!st) st = lt_tensor_new(ctx, &v->index, LT_INT32, 1, &v->m);
   if (!st && q->keep & LT__VOXELS_INVERSE) st = lt_tensor_new(ctx, &v->inverse, LT_INT32, 1, &q->n);
@@ -537,5 +582,17 @@ lt_status lt__voxel_cells_isa(lt_ctx *ctx, lt_tensor **cells, int64_t *good, lt_
     *good = lt__voxel_cells(*used, lt_tensor_data(*cells), lt_tensor_data(pts), pts->shape[0], &cg);
   }
   lt_tensor_release(pts);
+  return st;
+}
+
+lt_status lt__key_digests_isa(lt_ctx *ctx, lt_tensor **out, lt_tensor *keys, lt_isa isa, lt_isa *used) {
+  lt_isa best = lt_cpu_isa();
+  *out = NULL, *used = isa < best ? isa : best;
+  lt_tensor *k = NULL;
+  lt_status st = lt__coords_check_rows(ctx, keys, "digests_with_isa");
+  if (!st) st = lt__as_contig(ctx, &k, keys, LT_INT32);
+  if (!st) st = lt_tensor_new(ctx, out, LT_INT64, 1, keys->shape);
+  if (!st) lt__key_digests(*used, lt_tensor_data(*out), lt_tensor_data(k), keys->shape[0]);
+  lt_tensor_release(k);
   return st;
 }
