@@ -94,6 +94,10 @@ lt_dtype lt_l_dtype_named(lua_State *L, const char *name, const char *fname);
 /* An ISA name ("scalar", "avx2", "avx512") at arg, for the specs' hooks that
  * run one ISA's kernels (elementwise.c). */
 lt_isa lt_l_checkisa(lua_State *L, int arg, const char *fname);
+/* A spec hook `fname(x, isa) -> y, the ISA used` over a kernel of one
+ * tensor run with one ISA's variant (lowered to what the CPU has). */
+typedef lt_status (*lt_l_isa_kernel)(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, lt_isa isa, lt_isa *used);
+int lt_l_isa_hook(lua_State *L, lt_l_isa_kernel kernel, const char *fname);
 /* A shape table {2, 3} or a lone number (1-D) at `arg`; returns ndim. */
 int lt_l_checkshape(lua_State *L, int arg, int64_t *shape, const char *fname);
 /* The shape table at `arg`, each element an integer of at least `min`

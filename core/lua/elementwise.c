@@ -127,6 +127,16 @@ lt_isa lt_l_checkisa(lua_State *L, int arg, const char *fname) {
   return LT_ISA_SCALAR;
 }
 
+int lt_l_isa_hook(lua_State *L, lt_l_isa_kernel kernel, const char *fname) {
+  lua_settop(L, 2);
+  lt_tensor *x = lt_l_checktensor(L, 1);
+  lt_isa isa = lt_l_checkisa(L, 2, fname), used;
+  lt_l_tensor *u = lt_l_newtensor(L);
+  lt_l_check(L, kernel(lt_l_ctx(L), &u->t, x, isa, &used));
+  lua_pushstring(L, lt_isa_name(used));
+  return 2;
+}
+
 /* lattice.isa() -> "scalar" | "avx2" | "avx512": what lattice's own kernels use. */
 static int l_isa(lua_State *L) {
   lt_l_checkmaxargs(L, 0, "isa");

@@ -95,14 +95,7 @@ static int l_pool(lua_State *L) {
   return push_pool(L, mode, 2, &spec, op);
 }
 
-static int l_colsum_with_isa(lua_State *L) {
-  lt_tensor *x = lt_l_checktensor(L, 1);
-  lt_isa isa = lt_l_checkisa(L, 2, "colsum_with_isa"), used;
-  lt_l_tensor *u = lt_l_newtensor(L);
-  lt_l_check(L, lt__colsum_isa(lt_l_ctx(L), &u->t, x, isa, &used));
-  lua_pushstring(L, lt_isa_name(used));
-  return 2;
-}
+static int l_colsum_with_isa(lua_State *L) { return lt_l_isa_hook(L, lt__colsum_isa, "colsum_with_isa"); }
 
 /* lattice.core.sparse.global_pool(mode, x, fname) */
 static int l_global_pool(lua_State *L) {

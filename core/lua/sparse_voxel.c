@@ -98,15 +98,7 @@ static int l_cells_with_isa(lua_State *L) {
   return 3;
 }
 
-static int l_digests_with_isa(lua_State *L) {
-  lua_settop(L, 2);
-  lt_tensor *keys = lt_l_checktensor(L, 1);
-  lt_isa isa = lt_l_checkisa(L, 2, "digests_with_isa"), used;
-  lt_l_tensor *u = lt_l_newtensor(L);
-  lt_l_check(L, lt__key_digests_isa(lt_l_ctx(L), &u->t, keys, isa, &used));
-  lua_pushstring(L, lt_isa_name(used));
-  return 2;
-}
+static int l_digests_with_isa(lua_State *L) { return lt_l_isa_hook(L, lt__key_digests_isa, "digests_with_isa"); }
 
 void lt_l_open_sparse_voxel(lua_State *L) {
   lt_l_sparse_table(L);
