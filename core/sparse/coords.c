@@ -40,7 +40,7 @@ lt_status lt__coord_hash_build(lt_ctx *ctx, lt_coord_hash *h, const int32_t *row
         break;
       }
       const int32_t *r = rows + (int64_t)(v - 1) * 4;
-      if (r[0] == key[0] && r[1] == key[1] && r[2] == key[2] && r[3] == key[3]) {
+      if (lt__coord_equal(r, key)) {
         *dup_a = v - 1, *dup_b = i;
         return LT_ERR_ARG;
       }

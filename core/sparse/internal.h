@@ -3,6 +3,8 @@
 #ifndef LATTICE_SPARSE_INTERNAL_H
 #define LATTICE_SPARSE_INTERNAL_H
 
+#include <string.h>
+
 #include "lattice/sparse.h"
 #include "lattice/sparse_voxel.h"
 #include "lattice/sparse_neighbors.h"
@@ -43,11 +45,18 @@ struct lt_relation {
    * conv kernels' tiles, or NULL where the rows already lie in (nearly) that
    * order (sparse/morton.c); order_in is order_out when mirrored */
   lt_tensor *order_out, *order_in;
-  int mirrored;           /* idxT[i, k] = idx[i, K-1-k] (o + d_k onto itself, odd kernel: relation.c) */
-  int64_t *counts;        /* K */
+  int mirrored;    /* idxT[i, k] = idx[i, K-1-k] (o + d_k onto itself, odd kernel: relation.c) */
+  int64_t *counts; /* K */
   int64_t edges;
   size_t bytes;
 };
+
+/* Two rows (four int32) equal, as two 64-bit words. */
+static inline int lt__coord_equal(const int32_t *a, const int32_t *b) {
+  uint64_t x[2], y[2];
+  memcpy(x, a, 16), memcpy(y, b, 16);
+  return ((x[0] ^ y[0]) | (x[1] ^ y[1])) == 0;
+}
 
 /* The row's slot hash. */
 static inline uint64_t lt__coord_digest(const int32_t *r) {
@@ -75,7 +84,7 @@ static inline int64_t lt__coord_hash_find(const lt_coord_hash *h, const int32_t 
     uint32_t v = h->slots[s];
     if (!v) return -1;
     const int32_t *r = rows + (int64_t)(v - 1) * 4;
-    if (r[0] == key[0] && r[1] == key[1] && r[2] == key[2] && r[3] == key[3]) return v - 1;
+    if (lt__coord_equal(r, key)) return v - 1;
   }
 }
 
@@ -93,12 +102,12 @@ static inline int64_t lt__coord_hash_insert_at(lt_coord_hash *h, int32_t *rows, 
   for (uint64_t s = digest & h->mask;; s = (s + 1) & h->mask) {
     uint32_t v = h->slots[s];
     if (!v) {
-      for (int k = 0; k < 4; k++) rows[*m * 4 + k] = key[k];
+      memcpy(rows + *m * 4, key, 16);
       h->slots[s] = (uint32_t)(++*m);
       return *m - 1;
     }
     const int32_t *r = rows + (int64_t)(v - 1) * 4;
-    if (r[0] == key[0] && r[1] == key[1] && r[2] == key[2] && r[3] == key[3]) return v - 1;
+    if (lt__coord_equal(r, key)) return v - 1;
   }
 }
 

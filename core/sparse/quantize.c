@@ -215,13 +215,6 @@ static inline void combine(const plan *q, char *acc, int32_t *arg, const char *r
   }
 }
 
-/* Two keys equal, as two 64-bit compares. */
-static inline int same_key(const int32_t *a, const int32_t *b) {
-  uint64_t x[2], y[2];
-  memcpy(x, a, 16), memcpy(y, b, 16);
-  return ((x[0] ^ y[0]) | (x[1] ^ y[1])) == 0;
-}
-
 /* A float32 row added to the sum acc, four lanes at a time (one vector add;
  * the common widths are multiples of four) where a loop over c compiled to
  * a vectorized loop set up again for every point. */
@@ -249,7 +242,7 @@ static int64_t unique_part(const plan *q, const scratch *s, int64_t p, uint32_t 
   int64_t *share = s->share + p;
   memset(slots, 0, (size_t)cap * sizeof *slots);
   share[0] = 0;
-  uint64_t mask = (uint64_t)cap - 1;
+  lt_coord_hash h = {slots, (uint64_t)cap - 1, 0};
   int32_t *rows = s->bkey + lo * 4, *end = s->end + lo, *bidx = s->bidx + lo, *lj = s->lj + lo;
   int inverse = q->keep & LT__VOXELS_INVERSE; /* lj only for E */
   char *feat = q->feats ? s->bfeat + lo * q->fsize : NULL;
@@ -261,17 +254,12 @@ static int64_t unique_part(const plan *q, const scratch *s, int64_t p, uint32_t 
   for (int64_t k = 0; k < n; k++) {
     if (k && !(k & 63) && k + 64 < n)
       lt__key_digests(q->isa, dig + ((k + 64) & (RING - 1)), rows + (k + 64) * 4, n - k - 64 < 64 ? n - k - 64 : 64);
-    if (k + 16 < n) __builtin_prefetch(slots + (dig[(k + 16) & (RING - 1)] & mask));
+    if (k + 16 < n) __builtin_prefetch(slots + (dig[(k + 16) & (RING - 1)] & h.mask));
     int32_t key[4];
     memcpy(key, rows + k * 4, 16);
-    uint64_t at = dig[k & (RING - 1)] & mask;
-    uint32_t v;
-    while ((v = slots[at]) && !same_key(rows + (int64_t)(v - 1) * 4, key)) at = (at + 1) & mask;
-    int64_t j = v ? v - 1 : m;
+    int64_t before = m, j = lt__coord_hash_insert_at(&h, rows, &m, key, dig[k & (RING - 1)]);
     if (inverse) lj[k] = (int32_t)(lo + j);
-    if (!v) { /* a new voxel */
-      memcpy(rows + j * 4, key, 16);
-      slots[at] = (uint32_t)++m;
+    if (m > before) { /* a new voxel */
       end[j] = 1;
       if (feat && j != k) copy_row(feat + j * q->fsize, feat + k * q->fsize, q->fsize);
       for (int64_t ch = 0; arg && ch < q->c; ch++) arg[j * q->c + ch] = bidx[k];

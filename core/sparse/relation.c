@@ -121,21 +121,6 @@ lt_status lt_relation_output_stride(lt_ctx *ctx, lt_relation_kind kind, const lt
 
 /* ---- the output support of a kind without a target ---- */
 
-/* Appends key to rows (m so far) unless the hash has it. The hash and rows
- * are sized for every candidate, so nothing grows. */
-static void add_unique(lt_coord_hash *h, int32_t *rows, int64_t *m, const int32_t *key) {
-  for (uint64_t s = lt__coord_digest(key) & h->mask;; s = (s + 1) & h->mask) {
-    uint32_t v = h->slots[s];
-    if (!v) {
-      memcpy(rows + *m * 4, key, 16);
-      h->slots[s] = (uint32_t)(++*m);
-      return;
-    }
-    const int32_t *r = rows + (int64_t)(v - 1) * 4;
-    if (r[0] == key[0] && r[1] == key[1] && r[2] == key[2] && r[3] == key[3]) return;
-  }
-}
-
 static lt_status new_support(lt_ctx *ctx, lt_coords **out, lt_relation_kind kind, lt_coords *in,
                              const lt_kernel_spec *s, int (*off)[3], int volume, const int *stride, const char *op) {
   int per_row = kind == LT_RELATION_CONV ? 1 : volume;
@@ -154,7 +139,7 @@ static lt_status new_support(lt_ctx *ctx, lt_coords **out, lt_relation_kind kind
   int axis = 0;
   for (int64_t i = 0; i < in->n && !axis; i++)
     for (int k = 0; k < per_row && !axis; k++)
-      if (!(axis = output_of(kind, s, p + i * 4, off[k], o, &bad))) add_unique(&h, r, &m, o);
+      if (!(axis = output_of(kind, s, p + i * 4, off[k], o, &bad))) lt__coord_hash_insert(&h, r, &m, o);
   if (axis) {
     /* a coordinate the rows cannot hold: an error, never a wrapped or dropped row */
     lt__coord_hash_free(ctx, &h);
@@ -198,7 +183,8 @@ static void fill_rows(const lt_relation *r, const lt_bricks *b, int32_t *idx, in
   int32_t c[4];
   for (int64_t o = o0; o < o1; o++)
     for (int64_t k = 0; k < K; k++)
-      idx[o * K + k] = input_at(r->kind, &r->spec, orow + o * 4, r->offsets[k], c) ? (int32_t)lt__bricks_find(b, &cache, c) : -1;
+      idx[o * K + k] =
+          input_at(r->kind, &r->spec, orow + o * 4, r->offsets[k], c) ? (int32_t)lt__bricks_find(b, &cache, c) : -1;
 }
 
 /* The same for a mirrored relation (output = input, offsets symmetric:
