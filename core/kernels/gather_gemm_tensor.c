@@ -115,8 +115,8 @@ static lt_status fwd_run(lt_ctx *ctx, float *y, const fwd_args *a, lt_tensor *w,
   lt_status st = lt__ggemm_pack_isa(ctx, &pw, isa, lt__f32(w), w->strides[0], w->strides[1], w->strides[2], w->shape[0],
                                     a->c_in, a->c_out, op);
   if (st) return st;
-  st = lt__ggemm(ctx, y, a->c_out, lt__f32(a->xr), ld_of(a->xr), lt_tensor_data(a->ix), NULL, &pw, NULL, a->n_out, a->xr->shape[0],
-                 accumulate, op);
+  st = lt__ggemm(ctx, y, a->c_out, lt__f32(a->xr), ld_of(a->xr), lt_tensor_data(a->ix), NULL, &pw, NULL, a->n_out,
+                 a->xr->shape[0], accumulate, op);
   *used = pw.isa;
   lt__ggemm_weight_release(ctx, &pw);
   return st;

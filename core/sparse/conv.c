@@ -169,7 +169,8 @@ static lt_status conv_backward(lt_ctx *ctx, const lt_node *n, lt_tensor *const *
   if (!st && lt__needs(n, 1)) st = lt_tensor_new(ctx, &gin[1], cdt, 5, w->shape);
   if (!st && cdt == LT_FLOAT32) {
     if (gin[0]) st = grad_x_f32(ctx, lt__f32(gin[0]), lt__f32(s.g), lt__f32(s.w), r, d, n->name);
-    if (!st && gin[1]) st = grad_w_f32(ctx, lt__f32(gin[1]), lt__f32(s.g), lt__f32(s.x), lt_tensor_data(r->idx), d, n->name);
+    if (!st && gin[1])
+      st = grad_w_f32(ctx, lt__f32(gin[1]), lt__f32(s.g), lt__f32(s.x), lt_tensor_data(r->idx), d, n->name);
   } else if (!st) {
     if (gin[0])
       grad_x_f64(lt_tensor_data(gin[0]), lt_tensor_data(s.g), lt_tensor_data(s.w), transposed(r), r->mirrored, d);

@@ -142,8 +142,8 @@ static int64_t draw_nucleus(const double *v, int64_t V, double t, double top_p, 
 /* One row: 0, or 1 when its scaled logits overflow to +inf. A penalised
  * copy of the row takes the first V doubles of w's room; the candidates'
  * weights are written past it (w + V). */
-static int sample_row(const double *x, int64_t V, const int64_t *hist, int64_t nh, const lt_sample_opts *o,
-                      double u, cand *c, double *w, int64_t *token) {
+static int sample_row(const double *x, int64_t V, const int64_t *hist, int64_t nh, const lt_sample_opts *o, double u,
+                      cand *c, double *w, int64_t *token) {
   const double *v = x;
   if (o->repetition_penalty != 1 && nh > 0) {
     memcpy(w, x, (size_t)V * sizeof *w);
@@ -250,12 +250,12 @@ lt_status lt_sample(lt_ctx *ctx, lt_tensor **out, lt_tensor *logits, const lt_sa
   if (!st && o->temperature > 0) st = lt_random_uniform(ctx, &u, LT_FLOAT64, 1, &R, 0, 1);
   if (!st) st = lt_tensor_new(ctx, out, LT_INT64, logits->ndim - 1, logits->shape);
   if (!st)
-    st = sample_rows(ctx, lt__f64(x), R, V, h ? (const int64_t *)lt_tensor_data(h) : NULL, nh, o,
-                     u ? lt__f64(u) : NULL, lt_tensor_data(*out));
+    st = sample_rows(ctx, lt__f64(x), R, V, h ? (const int64_t *)lt_tensor_data(h) : NULL, nh, o, u ? lt__f64(u) : NULL,
+                     lt_tensor_data(*out));
   for (int64_t r = 0; !st && r < R; r++)
     if (((const int64_t *)lt_tensor_data(*out))[r] < 0)
-      st = lt_ctx_fail(ctx, LT_ERR_ARG, "sample: logits row %lld overflow when divided by temperature %g",
-                       (long long)r, o->temperature);
+      st = lt_ctx_fail(ctx, LT_ERR_ARG, "sample: logits row %lld overflow when divided by temperature %g", (long long)r,
+                       o->temperature);
   lt_tensor_release(x), lt_tensor_release(h), lt_tensor_release(u);
   if (st) lt_tensor_release(*out), *out = NULL;
   return st;
