@@ -206,16 +206,17 @@ static int64_t scan(const search *s, const int32_t *q, best *b) {
 }
 
 /* Query q's edges into b (sorted; NULL: only counted); returns their number.
- * A kNN whose rings would pass more cells than the grid holds scans the grid
- * instead: ring R probes ~24 R^2 cells, mostly empty ones around a query far
- * from its neighbours (an outlier, a batch of few sources beside a wide one),
- * where the rings grew as the cube of the distance. */
+ * A kNN whose rings would cover more cells than there are source rows scans
+ * them instead (at most about the work of the rings so far): ring R probes
+ * ~24 R^2 cells, mostly empty ones around a query far from its neighbours
+ * (an outlier, a batch of few sources beside a wide one), where the rings
+ * grew as the cube of the distance. */
 static int64_t query(const search *s, const int32_t *q, best *b) {
   int32_t c[4];
   cell_of(c, q, s->g->h);
   int64_t m = 0, stop = s->rings >= 0 ? s->rings : last_ring(s->g, c);
   for (int64_t r = 0; r <= stop && s->g->ncell; r++) {
-    if (s->rings < 0 && (2 * r + 1) * (2 * r + 1) * (2 * r + 1) > s->g->ncell) return scan(s, q, b);
+    if (s->rings < 0 && (2 * r + 1) * (2 * r + 1) * (2 * r + 1) > s->g->start[s->g->ncell]) return scan(s, q, b);
     ring(s, c, (int32_t)r, q, b, &m);
     if (s->rings >= 0 || m < s->cap) continue;
     if (s->whole) break;
