@@ -526,6 +526,10 @@ static lt_status knn(lt_ctx *ctx, lt_neighbors *r, const lt_coords *source, cons
   lt_bricks sb = {0}, qb = {0};
   const lt_bricks *qbp = NULL;
   lt_status st = shells ? bricks_of(ctx, &sb, &qb, &qbp, source, query, op) : LT_OK;
+  if (!st && shells && sb.nb > LT_SHELL_MOST_BRICKS) { /* past the walk's int32 cell bases: all by the grid */
+    lt__bricks_free(ctx, &qb), lt__bricks_free(ctx, &sb);
+    shells = 0;
+  }
   lt_edges e;
   if (!st)
     st = knn_layout(ctx, r, &e, &start, scratch, one_batch_cap(source, query, shells ? &sb : NULL, qbp, k), source,
@@ -546,9 +550,13 @@ static lt_status knn(lt_ctx *ctx, lt_neighbors *r, const lt_coords *source, cons
 
 /* ---- radius ---- */
 
-/* Within r2 <= LT_SHELL_D2: counted by the shells, laid out, filled by them. */
+static lt_status radius_wide(lt_ctx *ctx, lt_neighbors *r, const lt_coords *source, const lt_coords *query, int64_t cap,
+                             double radius, int64_t r2, const char *op);
+
+/* Within r2 <= LT_SHELL_D2: counted by the shells, laid out, filled by them
+ * (by the grid where the source has more bricks than a walk takes). */
 static lt_status radius_near(lt_ctx *ctx, lt_neighbors *r, const lt_coords *source, const lt_coords *query, int64_t cap,
-                             int64_t r2, lt_isa isa, lt_isa *used, const char *op) {
+                             double radius, int64_t r2, lt_isa isa, lt_isa *used, const char *op) {
   int64_t nq = query->n;
   size_t bytes = (size_t)(nq + 1) * (sizeof(int64_t) + 1);
   int64_t *start = lt_ctx_alloc(ctx, bytes);
@@ -558,6 +566,11 @@ static lt_status radius_near(lt_ctx *ctx, lt_neighbors *r, const lt_coords *sour
   lt_bricks sb = {0}, qb = {0};
   const lt_bricks *qbp = NULL;
   lt_status st = nq && source->n ? bricks_of(ctx, &sb, &qb, &qbp, source, query, op) : LT_OK;
+  if (!st && qbp && sb.nb > LT_SHELL_MOST_BRICKS) {
+    lt__bricks_free(ctx, &qb), lt__bricks_free(ctx, &sb);
+    lt_ctx_free(ctx, start, bytes);
+    return radius_wide(ctx, r, source, query, cap, radius, r2, op);
+  }
   int threads = nq >= 1024 ? lt__ctx_threads(ctx) : 1;
   lt_shell_walk w = {&sb, qbp, r2, cap ? cap : INT64_MAX, start + 1, start, NULL, short_of};
   if (!st && qbp) st = lt__shell_walk(ctx, &w, isa, NULL, threads, op);
@@ -573,12 +586,12 @@ static lt_status radius_near(lt_ctx *ctx, lt_neighbors *r, const lt_coords *sour
   return st;
 }
 
-/* Beyond: the grid with cells of side ceil(r), ring 1 covering the ball. */
+/* Beyond: the grid with cells of side ceil(r) (at least 1), ring 1 covering the ball. */
 static lt_status radius_wide(lt_ctx *ctx, lt_neighbors *r, const lt_coords *source, const lt_coords *query, int64_t cap,
                              double radius, int64_t r2, const char *op) {
   int64_t nq = query->n;
   grid g;
-  lt_status st = grid_build(ctx, &g, lt_tensor_data(source->rows), source->n, (int32_t)ceil(radius), op);
+  lt_status st = grid_build(ctx, &g, lt_tensor_data(source->rows), source->n, (int32_t)fmax(1.0, ceil(radius)), op);
   size_t sbytes = (size_t)(nq + 1) * sizeof(int64_t), bbytes = 0;
   int64_t *start = st ? NULL : lt_ctx_alloc(ctx, sbytes);
   if (!st && !start) st = lt_ctx_fail(ctx, LT_ERR_MEM, "%s: out of memory", op);
@@ -618,7 +631,7 @@ lt_status lt__neighbors_build_isa(lt_ctx *ctx, lt_neighbors *r, const lt_coords 
   if (kind == LT_NEIGHBORS_RADIUS && k > source->n) k = source->n; /* no more: max_neighbors sizes a list per query */
   int64_t r2 = (int64_t)floor(radius * radius);
   lt_status st = kind == LT_NEIGHBORS_KNN ? knn(ctx, r, source, query, k, isa, used, op)
-                 : r2 <= LT_SHELL_D2      ? radius_near(ctx, r, source, query, k, r2, isa, used, op)
+                 : r2 <= LT_SHELL_D2      ? radius_near(ctx, r, source, query, k, radius, r2, isa, used, op)
                                           : radius_wide(ctx, r, source, query, k, radius, r2, op);
   if (st) lt_neighbors_release(r);
   return st;
