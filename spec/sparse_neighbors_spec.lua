@@ -43,10 +43,16 @@ local function brute(source, query, cap, r2)
   return out
 end
 
+-- The relation's distances are float32: brute's rounded alike (exact below 2^24).
+local function f32(x) return (string.unpack("f", string.pack("f", x))) end
+
 local function same(rel, want)
-  for _, f in ipairs { "query_row", "source_row", "neighbor_id", "distances" } do
+  for _, f in ipairs { "query_row", "source_row", "neighbor_id" } do
     assert.are.same(want[f], rel[f]:tolist(), f)
   end
+  local d = {}
+  for e, x in ipairs(want.distances) do d[e] = f32(x) end
+  assert.are.same(d, rel.distances:tolist(), "distances")
 end
 
 -- The k = 16 relation of `coords` built on one thread and on two: the same.
@@ -137,6 +143,33 @@ describe("build_knn_relation", function()
     assert.are.same({ 1 }, ops.build_knn_relation(ts, none, { k = 3 }).row_offsets.shape)
   end)
 
+  it("orders sources up to 2^32 apart on an axis by their distance (d² past int64)", function()
+    local lo, hi = -2147483648, 2147483647
+    local rows = { { 0, lo, 0, 0 }, { 0, lo + 1, 0, 0 }, { 0, 0, 0, 0 }, { 0, hi, 0, 0 }, { 0, hi, 5, 0 } }
+    same(ops.build_knn_relation(lattice.array(rows, "int32"), { k = 5 }), brute(rows, rows, 5))
+  end)
+
+  it("finds the neighbours of a far outlier and every source of a batch with fewer than k", function()
+    -- the outlier's k-th lies 2^24 cells away, batch 1's two sources 10^6
+    -- apart (k = 3), beside batch 0 spread over 2^24: a search ring by ring
+    -- around each query would visit every empty cell between
+    local rows = {}
+    for x = 0, 5 do
+      for y = 0, 5 do
+        for z = 0, 5 do rows[#rows + 1] = { 0, x, y, z } end
+      end
+    end
+    rows[#rows + 1] = { 0, 16777216, 0, 0 }
+    rows[#rows + 1] = { 1, 0, 0, 0 }
+    rows[#rows + 1] = { 1, 1000000, 0, 0 }
+    local t = lattice.array(rows, "int32")
+    for _, k in ipairs { 3, 300 } do same(ops.build_knn_relation(t, { k = k }), brute(rows, rows, k)) end
+  end)
+
+  it("takes k beyond the number of sources: each query gets its batch's every source", function()
+    same(ops.build_knn_relation(ts, tq, { k = 1 << 40 }), brute(source, query, nil))
+  end)
+
   it("rejects bad input with messages naming the problem", function()
     local function err(...) return select(2, pcall(ops.build_knn_relation, ...)) end
     assert.matches("build_knn_relation: k must be a positive integer, got 0", err(ts, { k = 0 }), 1, true)
@@ -160,6 +193,17 @@ describe("build_radius_relation", function()
       same(ops.build_radius_relation(ts, tq, { radius = r, max_neighbors = 3 }),
         brute(source, query, 3, math.floor(r * r)))
     end
+  end)
+
+  it("takes max_neighbors beyond the number of sources", function()
+    same(ops.build_radius_relation(ts, tq, { radius = 3.2, max_neighbors = 1 << 40 }), brute(source, query, nil, 10))
+    same(ops.build_radius_relation(ts, tq, { radius = 7.5, max_neighbors = 1 << 40 }), brute(source, query, nil, 56))
+  end)
+
+  it("leaves out sources whose squared distance passes int64, however wide the radius", function()
+    local v = 1799999999 -- d² = 3 v² > 2^63, in the cells next to the query's for radius 9e8
+    local rows = { { 0, 0, 0, 0 }, { 0, v, v, v } }
+    same(ops.build_radius_relation(lattice.array(rows, "int32"), { radius = 9e8 }), brute(rows, rows, nil, 81e16))
   end)
 
   it("rejects bad input with messages naming the problem", function()

@@ -484,6 +484,19 @@ describe("voxelize", function()
     assert.are.same({ 0 }, x.batch_counts)
   end)
 
+  it("takes point features of no channels, forward and backward, for every reduction", function()
+    for _, reduction in ipairs { "mean", "sum", "max" } do
+      local f = lattice.zeros({ 200, 0 })
+      local x = ops.voxelize(pts, f, { voxel_size = size, origin = origin, reduction = reduction })
+      local rows = voxelize_ref(prow, frows, size, origin, reduction)
+      assert.are.same({ #rows, 0 }, x.feats.shape)
+      local g = lattice.grad(function(v)
+        return lattice.sum(ops.voxelize(pts, v, { voxel_size = size, origin = origin, reduction = reduction }).feats)
+      end)(f)
+      assert.are.same({ 200, 0 }, g.shape)
+    end
+  end)
+
   it("has the gradient of its definition", function()
     for _, reduction in ipairs { "mean", "sum", "max" } do
       gradcheck.each_dtype(function(f)

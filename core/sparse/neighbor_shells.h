@@ -65,6 +65,11 @@ typedef struct lt_shell_table {
   int32_t first[LT_SHELL_D2 + 2];
 } lt_shell_table;
 
+/* The most source bricks a walk takes: lt_shell_bricks holds a brick's first
+ * cell (its number times 64) in an int32, for the vector permute. Maps of
+ * more (2^25, some 9 GB of index) take the grid search (sparse/neighbors.c). */
+#define LT_SHELL_MOST_BRICKS (INT32_MAX / LT_BRICK_CELLS)
+
 /* The source bricks around one query brick: base[b] the first of brick b's
  * cells in cells (-1 where there is none), b = 9 (x + 1) + 3 (y + 1) + z + 1
  * for the brick at (x, y, z) from the query's; 32 entries, for a vector

@@ -101,34 +101,42 @@ static lt_status grid_build(lt_ctx *ctx, grid *g, const int32_t *src, int64_t n,
 /* ---- one query ---- */
 
 typedef struct best {
-  int64_t d;
+  uint64_t d;
   int32_t row;
 } best;
 
-static int before(int64_t d, int32_t row, const best *b) { return d < b->d || (d == b->d && row < b->row); }
+static int before(uint64_t d, int32_t row, const best *b) { return d < b->d || (d == b->d && row < b->row); }
 
 /* Inserts (d, row) into the sorted list b (*m held, at most cap). */
-static void keep(best *b, int64_t *m, int64_t cap, int64_t d, int32_t row) {
+static void keep(best *b, int64_t *m, int64_t cap, uint64_t d, int32_t row) {
   if (*m == cap && !before(d, row, &b[cap - 1])) return;
   int64_t j = *m < cap ? (*m)++ : cap - 1;
   while (j > 0 && before(d, row, &b[j - 1])) b[j] = b[j - 1], j--;
   b[j] = (best){d, row};
 }
 
-static int64_t dist2(const int32_t *p, const int32_t *q) {
-  int64_t s = 0;
+/* d^2, saturated at UINT64_MAX: int32 coordinates lie up to 2^32 - 1 apart
+ * on an axis, whose square fits only unsigned (three of them do not: the
+ * pairs that far apart on two axes or more tie, by row). */
+static uint64_t dist2(const int32_t *p, const int32_t *q) {
+  uint64_t s = 0;
   for (int a = 0; a < 3; a++) {
     int64_t d = (int64_t)p[a] - q[a];
-    s += d * d;
+    uint64_t u = (uint64_t)(d < 0 ? -d : d) * (uint64_t)(d < 0 ? -d : d);
+    s = s + u < s ? UINT64_MAX : s + u;
   }
   return s;
 }
 
+/* d^2 of a distance d >= 0 along one axis, saturated as dist2's. */
+static uint64_t square(int64_t d) { return d >> 32 ? UINT64_MAX : (uint64_t)d * (uint64_t)d; }
+
 typedef struct search {
   const grid *g;
-  int64_t cap;   /* most edges per query (INT64_MAX: all, counted) */
-  int64_t limit; /* d^2 bound (INT64_MAX: none) */
-  int32_t rings; /* last ring (-1: until the k-th is final) */
+  int64_t cap;    /* most edges per query (INT64_MAX: all, counted) */
+  uint64_t limit; /* d^2 bound (UINT64_MAX: none) */
+  int32_t rings;  /* last ring (-1: until the k-th is final) */
+  int whole;      /* cap is every source of the query's batch (fewer than k): done once cap are held */
 } search;
 
 /* Visits the sources of cell c + (dx, dy, dz) of query q (batch b): keeps or counts those within the limit. */
@@ -142,7 +150,7 @@ static void visit(const search *s, const int32_t *c, const int64_t *dd, const in
   int64_t cell = lt__coord_hash_find(&s->g->hash, s->g->cells, key);
   if (cell < 0) return;
   for (int64_t k = s->g->start[cell]; k < s->g->start[cell + 1]; k++) {
-    int64_t d = dist2(s->g->coords + k * 3, q + 1);
+    uint64_t d = dist2(s->g->coords + k * 3, q + 1);
     if (d > s->limit) continue;
     if (b)
       keep(b, m, s->cap, d, s->g->rows[k]);
@@ -183,16 +191,37 @@ static int64_t outside(const int32_t *q, const int32_t *c, int64_t r, int64_t h)
   return least;
 }
 
-/* Query q's edges into b (sorted; NULL: only counted); returns their number. */
+/* kNN of query q over every source of its batch, cell by cell of the grid:
+ * the same list as the rings' (keep's is the cap smallest (d^2, row) in any
+ * order of visits). */
+static int64_t scan(const search *s, const int32_t *q, best *b) {
+  const grid *g = s->g;
+  int64_t m = 0;
+  for (int64_t c = 0; c < g->ncell; c++) {
+    if (g->cells[c * 4] != q[0]) continue;
+    for (int64_t k = g->start[c]; k < g->start[c + 1]; k++)
+      keep(b, &m, s->cap, dist2(g->coords + k * 3, q + 1), g->rows[k]);
+  }
+  return m;
+}
+
+/* Query q's edges into b (sorted; NULL: only counted); returns their number.
+ * A kNN whose rings would cover more cells than there are source rows scans
+ * them instead (at most about the work of the rings so far): ring R probes
+ * ~24 R^2 cells, mostly empty ones around a query far from its neighbours
+ * (an outlier, a batch of few sources beside a wide one), where the rings
+ * grew as the cube of the distance. */
 static int64_t query(const search *s, const int32_t *q, best *b) {
   int32_t c[4];
   cell_of(c, q, s->g->h);
   int64_t m = 0, stop = s->rings >= 0 ? s->rings : last_ring(s->g, c);
   for (int64_t r = 0; r <= stop && s->g->ncell; r++) {
+    if (s->rings < 0 && (2 * r + 1) * (2 * r + 1) * (2 * r + 1) > s->g->start[s->g->ncell]) return scan(s, q, b);
     ring(s, c, (int32_t)r, q, b, &m);
     if (s->rings >= 0 || m < s->cap) continue;
-    int64_t d = outside(q, c, r, s->g->h);
-    if (b[m - 1].d < d * d) break; /* strictly: an outside source at d^2 with a lower row would come first */
+    if (s->whole) break;
+    /* strictly: an outside source at d^2 with a lower row would come first */
+    if (b[m - 1].d < square(outside(q, c, r, s->g->h))) break;
   }
   return m;
 }
@@ -286,7 +315,8 @@ static int64_t around(const grid *g, const int32_t *key, cand *buf) {
  * gather for all of them; a query whose k-th is not final within them (too
  * few, or one could lie beyond) searches ring by ring on its own. Either way
  * its list is the k smallest (d^2, row): the same as query() alone. Query
- * j's edges go to b + j cap, their number to found[j]. */
+ * j's edges go to b + j cap; found[j] holds the edges it is owed
+ * (min(k, its batch's sources)) and gets the number found. */
 static lt_status gather_knn(lt_ctx *ctx, best *b, int64_t *found, const search *s, const grid *qg, const int32_t *qr,
                             int threads, const char *op) {
   lt_workspace ws;
@@ -300,9 +330,11 @@ static lt_status gather_knn(lt_ctx *ctx, best *b, int64_t *found, const search *
       int32_t i = qg->rows[j];
       const int32_t *q = qr + (int64_t)i * 4;
       best *bi = b + (int64_t)i * s->cap;
-      int64_t m = 0, edge = outside(q, key, 1, h);
-      for (int64_t t = 0; t < nc; t++) keep(bi, &m, s->cap, dist2(buf[t].xyz, q + 1), buf[t].row);
-      if (m < s->cap || bi[m - 1].d >= edge * edge) m = query(s, q, bi);
+      search si = *s;
+      si.cap = found[i], si.whole = found[i] < s->cap;
+      int64_t m = 0;
+      for (int64_t t = 0; t < nc; t++) keep(bi, &m, si.cap, dist2(buf[t].xyz, q + 1), buf[t].row);
+      if (m < si.cap || (!si.whole && bi[m - 1].d >= square(outside(q, key, 1, h)))) m = query(&si, q, bi);
       found[i] = m;
     }
   });
@@ -427,11 +459,14 @@ static lt_status knn_wide(lt_ctx *ctx, const lt_edges *e, const int64_t *start, 
                 : lt_ctx_fail(ctx, LT_ERR_MEM, "%s: out of memory for %lld neighbour edges", op, (long long)(np * k));
   int64_t *found = rows ? (int64_t *)(rows + 4 * (np + 1)) : NULL;
   const int32_t *qr = lt_tensor_data(query->rows);
-  for (int64_t j = 0; !st && j < np; j++) memcpy(rows + j * 4, qr + pend[j] * 4, 4 * sizeof *rows);
+  for (int64_t j = 0; !st && j < np; j++) {
+    memcpy(rows + j * 4, qr + pend[j] * 4, 4 * sizeof *rows);
+    found[j] = start[pend[j] + 1] - start[pend[j]];
+  }
   if (!st) st = grid_build(ctx, &g, lt_tensor_data(source->rows), source->n, h, op);
   if (!st) st = grid_build(ctx, &qg, rows, np, h, op);
   int threads = np >= 1024 ? lt__ctx_threads(ctx) : 1;
-  search s = {&g, k, INT64_MAX, -1};
+  search s = {&g, k, UINT64_MAX, -1, 0};
   if (!st) st = gather_knn(ctx, b, found, &s, &qg, rows, threads, op);
   if (!st)
     LT_PARALLEL_FOR(threads, j, np, {
@@ -481,6 +516,7 @@ static lt_status knn_layout(lt_ctx *ctx, lt_neighbors *r, lt_edges *e, int64_t *
 static lt_status knn(lt_ctx *ctx, lt_neighbors *r, const lt_coords *source, const lt_coords *query, int64_t k,
                      lt_isa isa, lt_isa *used, const char *op) {
   int64_t nq = query->n;
+  if (k > source->n) k = source->n > 0 ? source->n : 1; /* no query has more: k sized the grid search's lists */
   size_t bytes = (size_t)(nq + 1) * (2 * sizeof(int64_t) + 1);
   int64_t *scratch = lt_ctx_alloc(ctx, bytes), *start = NULL;
   if (!scratch) return lt_ctx_fail(ctx, LT_ERR_MEM, "%s: out of memory", op);
@@ -490,6 +526,10 @@ static lt_status knn(lt_ctx *ctx, lt_neighbors *r, const lt_coords *source, cons
   lt_bricks sb = {0}, qb = {0};
   const lt_bricks *qbp = NULL;
   lt_status st = shells ? bricks_of(ctx, &sb, &qb, &qbp, source, query, op) : LT_OK;
+  if (!st && shells && sb.nb > LT_SHELL_MOST_BRICKS) { /* past the walk's int32 cell bases: all by the grid */
+    lt__bricks_free(ctx, &qb), lt__bricks_free(ctx, &sb);
+    shells = 0;
+  }
   lt_edges e;
   if (!st)
     st = knn_layout(ctx, r, &e, &start, scratch, one_batch_cap(source, query, shells ? &sb : NULL, qbp, k), source,
@@ -510,9 +550,13 @@ static lt_status knn(lt_ctx *ctx, lt_neighbors *r, const lt_coords *source, cons
 
 /* ---- radius ---- */
 
-/* Within r2 <= LT_SHELL_D2: counted by the shells, laid out, filled by them. */
+static lt_status radius_wide(lt_ctx *ctx, lt_neighbors *r, const lt_coords *source, const lt_coords *query, int64_t cap,
+                             double radius, int64_t r2, const char *op);
+
+/* Within r2 <= LT_SHELL_D2: counted by the shells, laid out, filled by them
+ * (by the grid where the source has more bricks than a walk takes). */
 static lt_status radius_near(lt_ctx *ctx, lt_neighbors *r, const lt_coords *source, const lt_coords *query, int64_t cap,
-                             int64_t r2, lt_isa isa, lt_isa *used, const char *op) {
+                             double radius, int64_t r2, lt_isa isa, lt_isa *used, const char *op) {
   int64_t nq = query->n;
   size_t bytes = (size_t)(nq + 1) * (sizeof(int64_t) + 1);
   int64_t *start = lt_ctx_alloc(ctx, bytes);
@@ -522,6 +566,11 @@ static lt_status radius_near(lt_ctx *ctx, lt_neighbors *r, const lt_coords *sour
   lt_bricks sb = {0}, qb = {0};
   const lt_bricks *qbp = NULL;
   lt_status st = nq && source->n ? bricks_of(ctx, &sb, &qb, &qbp, source, query, op) : LT_OK;
+  if (!st && qbp && sb.nb > LT_SHELL_MOST_BRICKS) {
+    lt__bricks_free(ctx, &qb), lt__bricks_free(ctx, &sb);
+    lt_ctx_free(ctx, start, bytes);
+    return radius_wide(ctx, r, source, query, cap, radius, r2, op);
+  }
   int threads = nq >= 1024 ? lt__ctx_threads(ctx) : 1;
   lt_shell_walk w = {&sb, qbp, r2, cap ? cap : INT64_MAX, start + 1, start, NULL, short_of};
   if (!st && qbp) st = lt__shell_walk(ctx, &w, isa, NULL, threads, op);
@@ -537,19 +586,19 @@ static lt_status radius_near(lt_ctx *ctx, lt_neighbors *r, const lt_coords *sour
   return st;
 }
 
-/* Beyond: the grid with cells of side ceil(r), ring 1 covering the ball. */
+/* Beyond: the grid with cells of side ceil(r) (at least 1), ring 1 covering the ball. */
 static lt_status radius_wide(lt_ctx *ctx, lt_neighbors *r, const lt_coords *source, const lt_coords *query, int64_t cap,
                              double radius, int64_t r2, const char *op) {
   int64_t nq = query->n;
   grid g;
-  lt_status st = grid_build(ctx, &g, lt_tensor_data(source->rows), source->n, (int32_t)ceil(radius), op);
+  lt_status st = grid_build(ctx, &g, lt_tensor_data(source->rows), source->n, (int32_t)fmax(1.0, ceil(radius)), op);
   size_t sbytes = (size_t)(nq + 1) * sizeof(int64_t), bbytes = 0;
   int64_t *start = st ? NULL : lt_ctx_alloc(ctx, sbytes);
   if (!st && !start) st = lt_ctx_fail(ctx, LT_ERR_MEM, "%s: out of memory", op);
   best *b = NULL;
   const int32_t *qr = lt_tensor_data(query->rows);
   int threads = nq >= 1024 ? lt__ctx_threads(ctx) : 1;
-  search s = {&g, cap ? cap : INT64_MAX, r2, 1};
+  search s = {&g, cap ? cap : INT64_MAX, (uint64_t)r2, 1, 0};
   if (!st && cap) st = gather_best(ctx, &b, start, &s, qr, nq, threads, &bbytes, op);
   if (!st && !cap) st = gather_all(ctx, &b, start, &s, qr, nq, threads, &bbytes, op);
   if (!st) st = emit(ctx, r, b, start, nq);
@@ -579,9 +628,10 @@ lt_status lt__neighbors_build_isa(lt_ctx *ctx, lt_neighbors *r, const lt_coords 
   if (kind == LT_NEIGHBORS_RADIUS && k < 0)
     return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: max_neighbors must be positive, got %lld", op, (long long)k);
   if (isa > lt__ctx_isa(ctx)) isa = lt__ctx_isa(ctx);
+  if (kind == LT_NEIGHBORS_RADIUS && k > source->n) k = source->n; /* no more: max_neighbors sizes a list per query */
   int64_t r2 = (int64_t)floor(radius * radius);
   lt_status st = kind == LT_NEIGHBORS_KNN ? knn(ctx, r, source, query, k, isa, used, op)
-                 : r2 <= LT_SHELL_D2      ? radius_near(ctx, r, source, query, k, r2, isa, used, op)
+                 : r2 <= LT_SHELL_D2      ? radius_near(ctx, r, source, query, k, radius, r2, isa, used, op)
                                           : radius_wide(ctx, r, source, query, k, radius, r2, op);
   if (st) lt_neighbors_release(r);
   return st;

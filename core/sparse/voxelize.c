@@ -35,7 +35,9 @@ static lt_status voxelize_backward(lt_ctx *ctx, const lt_node *n, lt_tensor *con
   const vox_attrs *a = n->attrs;
   lt_tensor *x = n->in[0], *g = NULL;
   const int32_t *inv = lt_tensor_data(lt__saved(n, 0)), *cnt = lt_tensor_data(lt__saved(n, 1));
-  const int32_t *arg = a->reduction == LT_VOXEL_MAX ? lt_tensor_data(lt__saved(n, 2)) : NULL;
+  int64_t c = x->shape[1];
+  /* max saved no arg for features of no channels (quantize carried none) */
+  const int32_t *arg = a->reduction == LT_VOXEL_MAX && c ? lt_tensor_data(lt__saved(n, 2)) : NULL;
   lt_dtype cdt = lt__compute_dtype(x->dtype);
   lt_status st = lt__as_contig(ctx, &g, gouts[0], cdt);
   if (!st) st = lt_tensor_new(ctx, &gin[0], cdt, 2, x->shape);
@@ -43,7 +45,6 @@ static lt_status voxelize_backward(lt_ctx *ctx, const lt_node *n, lt_tensor *con
     lt_tensor_release(g);
     return st;
   }
-  int64_t c = x->shape[1];
   int f64 = cdt == LT_FLOAT64, threads = x->shape[0] * c >= LT_GRAIN ? lt__ctx_threads(ctx) : 1;
   const void *gd = lt_tensor_data(g);
   void *dx = lt_tensor_data(gin[0]);
