@@ -218,6 +218,12 @@ describe("sparse_quantize", function()
       err(lattice.array({ { 0, 0, 0 }, { 0, 0 / 0, 0 } }, "float32")), 1, true)
     assert.matches("sparse_quantize: point 1 falls outside the int32 voxel lattice (x: 1e+10 voxels)",
       err(lattice.array({ { 1e10, 0, 0 } }, "float32")), 1, true)
+    -- float64 points: a finite value past float32 is named as such, not as the inf it becomes
+    assert.matches("sparse_quantize: point 2 has z = 1e+300, beyond float32 (points are taken as float32)",
+      err(lattice.array({ { 0, 0, 0 }, { 0, 0, 1e300 } }, "float64")), 1, true)
+    -- every digit of a cell just past int32 (-2^31 - 256 as float32; "%g" printed -2.14748e+09)
+    assert.matches("sparse_quantize: point 1 falls outside the int32 voxel lattice (y: -2147483904 voxels)",
+      err(lattice.array({ { 0, -2147483904, 0 } }, "float32")), 1, true)
     assert.matches("sparse_quantize: batch[2] is -1; batch indices are in 0..2147483647",
       err(pts, { batch = lattice.array({ 0, -1 }, "int32") }), 1, true)
     assert.matches("sparse_quantize: batch has shape {3}, expected {2} (one per point)",
@@ -515,6 +521,12 @@ describe("voxelize", function()
     assert.matches("voxelize: reduction must be 'max', 'mean', 'sum', got median",
       err(pts, feats, { reduction = "median" }), 1, true)
     assert.matches("voxelize: batch must be in 0..2147483647, got -1", err(pts, feats, { batch = -1 }), 1, true)
+    -- batch_counts would list 2^31 batches: refused before any memory is asked for
+    assert.matches("voxelize: batch index 2147483647 would make batch_counts 2147483648 long, more than the " ..
+      "points and than 1048576: number the batches from 0", err(pts, feats, { batch = 2147483647 }), 1, true)
+    local many = lattice.full({ 200 }, 1048575, "int32") -- 2^20 batches: allowed
+    local v = ops.voxelize(pts, feats, { batch = many })
+    assert.are.same({ 1048576, #v }, { #v.batch_counts, v.batch_counts[1048576] })
     assert.matches("voxelize: voxel_size must be positive and finite, got -1 on y",
       err(pts, feats, { voxel_size = { 1, -1, 1 } }), 1, true)
   end)
@@ -589,6 +601,8 @@ describe("devoxelize", function()
     assert.matches("devoxelize: renormalize must be a boolean, got number", err(p, voxels, { renormalize = 1 }), 1, true)
     assert.matches("devoxelize: point 1 has a non-finite x (inf)",
       err(lattice.array({ { math.huge, 0, 0 } }, "float32"), voxels), 1, true)
+    assert.matches("devoxelize: point 2 has x = -4e+38, beyond float32 (points are taken as float32)",
+      err(lattice.array({ { 0, 0, 0 }, { -4e38, 0, 0 } }, "float64"), voxels), 1, true)
     assert.matches("devoxelize: points must have shape {N,3}, got {2}", err(lattice.zeros({ 2 }), voxels), 1, true)
   end)
 end)

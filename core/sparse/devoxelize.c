@@ -157,11 +157,10 @@ static lt_status check_args(lt_ctx *ctx, const lt_tensor *vf, const lt_coords *v
   return LT_OK;
 }
 
-static lt_status bad_points(lt_ctx *ctx, const float *p, int64_t n, const char *op) {
+/* The first point whose float32 copy p of points has a non-finite coordinate, as an error. */
+static lt_status bad_points(lt_ctx *ctx, const float *p, const lt_tensor *points, int64_t n, const char *op) {
   for (int64_t i = 0; i < n * 3; i++)
-    if (!isfinite(p[i]))
-      return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: point %lld has a non-finite %c (%g)", op, (long long)(i / 3) + 1,
-                         "xyz"[i % 3], (double)p[i]);
+    if (!isfinite(p[i])) return lt__point_not_finite(ctx, points, i / 3, (int)(i % 3), op);
   return LT_OK;
 }
 
@@ -186,7 +185,7 @@ lt_status lt_sparse_devoxelize(lt_ctx *ctx, lt_tensor **out, lt_tensor *points, 
   if (!st) st = lt__points_stage(ctx, &pts, &bat, points, batch, g, op);
   int64_t n = pts ? pts->shape[0] : 0;
   int k = mode == LT_DEVOXEL_NEAREST ? 1 : 8;
-  if (!st) st = bad_points(ctx, lt_tensor_data(pts), n, op);
+  if (!st) st = bad_points(ctx, lt_tensor_data(pts), points, n, op);
   lt_dtype cdt = lt__compute_dtype(vfeats->dtype);
   if (!st) st = lt__as_contig(ctx, &vs, vfeats, cdt);
   if (!st) st = lt_tensor_new(ctx, out, cdt, 2, (int64_t[]){n, vfeats->shape[1]});

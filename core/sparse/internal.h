@@ -164,6 +164,9 @@ void lt__voxels_free(lt_ctx *ctx, lt__voxels *v);
  * *pts a contiguous float32 copy, *bat an int64 one (NULL without batch). */
 lt_status lt__points_stage(lt_ctx *ctx, lt_tensor **pts, lt_tensor **bat, lt_tensor *points, lt_tensor *batch,
                            const lt_voxel_grid *g, const char *op);
+/* The error for coordinate a of point i (0-based) whose float32 copy is not
+ * finite: the value the caller gave (points), non-finite or beyond float32. */
+lt_status lt__point_not_finite(lt_ctx *ctx, const lt_tensor *points, int64_t i, int a, const char *op);
 /* For the specs: the lattice cells of points (N, 3) (kernels/voxel_cells.h)
  * in *cells (N, 3) int32 (0 from the first point without one on, *good the
  * points before it) with the kernels of `isa` lowered to what the CPU has

@@ -52,7 +52,8 @@ typedef struct plan {
   int64_t n;
   int parts, pbits, chunks, threads;
   const float *p;
-  const int64_t *batch; /* NULL: all 0 */
+  const lt_tensor *points; /* the caller's, for the messages (p is its float32 copy) */
+  const int64_t *batch;    /* NULL: all 0 */
   const lt_voxel_grid *g;
   lt_cell_grid grid; /* g's with 1 / size where size is a power of two (the product is the quotient) */
   lt_isa isa;
@@ -409,16 +410,22 @@ lt_status lt__points_stage(lt_ctx *ctx, lt_tensor **pts, lt_tensor **bat, lt_ten
   return st;
 }
 
+lt_status lt__point_not_finite(lt_ctx *ctx, const lt_tensor *points, int64_t i, int a, const char *op) {
+  double given = lt_tensor_get(points, i * 3 + a);
+  if (isfinite(given))
+    return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: point %lld has %c = %g, beyond float32 (points are taken as float32)", op,
+                       (long long)i + 1, "xyz"[a], given);
+  return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: point %lld has a non-finite %c (%g)", op, (long long)i + 1, "xyz"[a], given);
+}
+
 static lt_status bad_point(lt_ctx *ctx, const plan *q, int64_t i, const char *op) {
   const float *p = q->p + i * 3;
   for (int a = 0; a < 3; a++)
-    if (!isfinite(p[a]))
-      return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: point %lld has a non-finite %c (%g)", op, (long long)i + 1, "xyz"[a],
-                         (double)p[a]);
+    if (!isfinite(p[a])) return lt__point_not_finite(ctx, q->points, i, a, op);
   for (int a = 0; a < 3; a++) {
     float u = (p[a] - q->g->origin[a]) / q->g->size[a];
-    if (!(floorf(u) >= -2147483648.0f && floorf(u) < 2147483648.0f))
-      return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: point %lld falls outside the int32 voxel lattice (%c: %g voxels)", op,
+    if (!(floorf(u) >= -2147483648.0f && floorf(u) < 2147483648.0f)) /* %.10g: every digit of a float32 near 2^31 */
+      return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: point %lld falls outside the int32 voxel lattice (%c: %.10g voxels)", op,
                          (long long)i + 1, "xyz"[a], (double)u);
   }
   return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: point %lld cannot be quantized", op, (long long)i + 1);
@@ -513,6 +520,7 @@ lt_status lt__voxels_build(lt_ctx *ctx, lt__voxels *v, lt_tensor *points, lt_ten
                                             : (int)chunks,
             .threads = n >= LT_GRAIN ? lt__ctx_threads(ctx) : 1,
             .p = lt_tensor_data(pts),
+            .points = points,
             .batch = bat ? lt_tensor_data(bat) : NULL,
             .g = g,
             .keep = keep};

@@ -50,6 +50,10 @@ local function grid(opts, fname)
   return float_triple(opts.voxel_size, 1, "voxel_size", fname), float_triple(opts.origin, 0, "origin", fname)
 end
 
+-- The most batches voxelize's batch_counts list (one entry a batch, 0 .. the
+-- largest index) may have beyond one a point.
+local MOST_BATCHES = 1 << 20
+
 local QUANTIZE = { voxel_size = true, origin = true, batch = true, return_index = true, return_inverse = true }
 
 --- sparse_quantize(points[, {voxel_size = 1, origin = 0, batch, return_index, return_inverse}])
@@ -86,6 +90,10 @@ M.voxelize = api(function(points, feats, opts)
   local size, origin = grid(opts, fname)
   local reduction = args.choice(opts.reduction or "mean", REDUCTIONS, "reduction", fname)
   local batch, batches = batch_of(opts.batch, points.shape[1] or 0, fname)
+  if batches > math.max(MOST_BATCHES, points.shape[1] or 0) then -- a list that long: gigabytes for a batch near 2^31
+    error(("%s: batch index %d would make batch_counts %d long, more than the points and than %d: number the " ..
+      "batches from 0"):format(fname, batches - 1, batches, MOST_BATCHES), 0)
+  end
   return call(csparse.voxelize, points, feats, batch, size, origin, reduction, batches, fname)
 end)
 
