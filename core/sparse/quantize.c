@@ -32,7 +32,10 @@
  *      the caller keeps it (voxelize needs it for its backward only).
  * A part holds ~65536 points: fewer parts would make C's rows and hash miss
  * L2, more would make B's stores miss (a part is four streams of stores per
- * chunk). */
+ * chunk). Every phase hands out its chunks or parts one at a time (each
+ * writes only its own entries, so any thread may take any): on a shared
+ * machine a thread that loses its core for a while no longer holds the
+ * other at the phase's end (0.93 to 0.98 of the time, call by call). */
 #include <math.h>
 #include <string.h>
 #include "kernels/key_digest.h"
@@ -112,7 +115,7 @@ static inline int64_t part_of(const plan *q, uint64_t digest) {
 
 /* A: per chunk, the keys of each part, and the first bad point. */
 static void count_parts(const plan *q, scratch *s) {
-  LT_PARALLEL_FOR(q->threads, k, q->chunks, {
+  LT_PARALLEL_FOR_DYNAMIC(q->threads, k, q->chunks, {
     int64_t *h = s->hist + k * q->parts, hi = chunk_lo(q, k + 1), bad = -1;
     int32_t cell[BLOCK * 3], key[BLOCK * 4];
     uint64_t dig[BLOCK];
@@ -170,7 +173,7 @@ static inline void scatter_ahead(const plan *q, const scratch *s, int64_t pos) {
 
 /* B: (key, point) into the parts A noted, in point order within each part. */
 static void scatter_parts(const plan *q, scratch *s) {
-  LT_PARALLEL_FOR(q->threads, k, q->chunks, {
+  LT_PARALLEL_FOR_DYNAMIC(q->threads, k, q->chunks, {
     int64_t *cur = s->hist + k * q->parts, hi = chunk_lo(q, k + 1);
     int32_t *bkey = s->bkey, *bidx = s->bidx, cell[BLOCK * 3], key[BLOCK * 4];
     for (int64_t lo = chunk_lo(q, k); lo < hi; lo += BLOCK) {
@@ -323,7 +326,7 @@ static inline void emit_voxel(const plan *q, const scratch *s, const outputs *o,
  * order written out as the next ids (writes in id order, reads in each
  * part's order); vmap[pos] = the id. */
 static void emit_voxels(const plan *q, scratch *s, const outputs *o) {
-  LT_PARALLEL_FOR(q->threads, k, q->chunks, {
+  LT_PARALLEL_FOR_DYNAMIC(q->threads, k, q->chunks, {
     int64_t v = s->bad[k], hi = chunk_lo(q, k + 1), next[MAX_PARTS];
     int32_t *win = s->window + (int64_t)lt__thread_id() * WINDOW;
     memcpy(next, s->share + k * q->parts, (size_t)q->parts * sizeof *next);
@@ -355,7 +358,7 @@ static void emit_voxels(const plan *q, scratch *s, const outputs *o) {
  * miss a line). After B, a chunk's cursors start where the chunk before
  * left its own. */
 static void emit_inverse(const plan *q, const scratch *s, int32_t *inverse) {
-  LT_PARALLEL_FOR(q->threads, k, q->chunks, {
+  LT_PARALLEL_FOR_DYNAMIC(q->threads, k, q->chunks, {
     int64_t cur[MAX_PARTS], hi = chunk_lo(q, k + 1);
     const int32_t *lj = s->lj, *vmap = s->vmap;
     const uint16_t *part = s->part;
@@ -480,8 +483,9 @@ static lt_status run(lt_ctx *ctx, lt__voxels *v, const plan *q, scratch *s, cons
     if (s->bad[k] >= 0) return bad_point(ctx, q, s->bad[k], op);
   plan_parts(q, s);
   scatter_parts(q, s);
-  LT_PARALLEL_FOR(q->threads, p, q->parts,
-                  { s->pm[p] = unique_part(q, s, p, s->slots + s->hstart[p], s->hstart[p + 1] - s->hstart[p]); });
+  LT_PARALLEL_FOR_DYNAMIC(q->threads, p, q->parts, {
+    s->pm[p] = unique_part(q, s, p, s->slots + s->hstart[p], s->hstart[p + 1] - s->hstart[p]);
+  });
 
   v->m = count_shares(q, s);
   lt_status st = lt_tensor_new(ctx, &v->rows, LT_INT32, 2, (int64_t[]){v->m, 4});
