@@ -143,6 +143,22 @@ describe("feature ops on a SparseTensor", function()
     expect(ops.batch_norm(x, { mean = lattice.array(gm) }), gm, var) -- var of the rows
   end)
 
+  it("batch_norm takes a dense tensor's statistics over every axis but the channels, as nn.BatchNorm", function()
+    -- (2, 2, 2): channel 1 holds 1, 3, 5, 7 (mean 4, biased var 5), channel 2 holds 2, 4, 6, 9 (5.25, 6.6875)
+    local d = lattice.array({ { { 1, 2 }, { 3, 4 } }, { { 5, 6 }, { 7, 9 } } })
+    local m, v = { 4, 5.25 }, { 5, 6.6875 }
+    local want = map(d:tolist(), function() return 0 end)
+    for i = 1, 2 do
+      for j = 1, 2 do
+        for c = 1, 2 do want[i][j][c] = (d:tolist()[i][j][c] - m[c]) / math.sqrt(v[c] + 1e-5) end
+      end
+    end
+    assert_close(ops.batch_norm(d):tolist(), want, 1e-6)
+    assert_close(nn.BatchNorm(2)(d):tolist(), want, 1e-6)
+    assert.has_error(function() ops.batch_norm(lattice.array({ 1, 2, 3 })) end,
+      "batch_norm: x must have a row axis and a channel axis, got 1 dimension")
+  end)
+
   it("dropout zeroes and scales in training, and is the identity otherwise", function()
     lattice.random.seed(4)
     local y = ops.dropout(x, { p = 0.5 })

@@ -135,10 +135,21 @@ M.rms_norm = api(function(x, opts)
   return apply(x, "rms_norm", op(lattice.rms_norm, w, eps))
 end)
 
+-- Every axis of f but the last (the channels): the rows of batch_norm's
+-- statistics, as nn.BatchNorm takes them. A tensor of one axis has no rows.
+local function row_axes(f)
+  if f.ndim < 2 then
+    error(("batch_norm: x must have a row axis and a channel axis, got %d dimension"):format(f.ndim), 0)
+  end
+  local axes = {}
+  for a = 1, f.ndim - 1 do axes[a] = a end
+  return axes
+end
+
 --- batch_norm(x[, {weight, bias, mean, var, eps = 1e-5}]): (f − mean) / sqrt(var + eps) · weight + bias
--- per channel; a mean or var not given is the (biased) statistic of the rows,
--- as mlx_lattice computes it. nn.BatchNorm is the fused module with running
--- statistics.
+-- per channel; a mean or var not given is the (biased) statistic of the rows
+-- (of a dense x, every axis but the last), as mlx_lattice computes it.
+-- nn.BatchNorm is the fused module with running statistics.
 M.batch_norm = api(function(x, opts)
   opts = args.options(opts, { weight = true, bias = true, mean = true, var = true, eps = true }, "batch_norm")
   local w, b = optional_tensor(opts.weight, "weight", "batch_norm"), optional_tensor(opts.bias, "bias", "batch_norm")
@@ -146,8 +157,9 @@ M.batch_norm = api(function(x, opts)
   local eps = positive_eps(opts.eps, "batch_norm")
   check_x(x, "batch_norm")
   check_channels(x, { { w, "weight" }, { b, "bias" }, { mean, "mean" }, { var, "var" } }, "batch_norm")
+  local axes = row_axes(sparse.is_sparse(x) and x.feats or x)
   return apply(x, "batch_norm", function(f)
-    local m, v = mean or call(lattice.mean, f, 1), var or call(lattice.var, f, 1)
+    local m, v = mean or call(lattice.mean, f, axes), var or call(lattice.var, f, axes)
     local y = call(lattice.multiply, call(lattice.subtract, f, m), call(lattice.rsqrt, call(lattice.add, v, eps)))
     if w then y = call(lattice.multiply, y, w) end
     if b then y = call(lattice.add, y, b) end
