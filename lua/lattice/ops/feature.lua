@@ -139,7 +139,8 @@ end)
 -- statistics, as nn.BatchNorm takes them. A tensor of one axis has no rows.
 local function row_axes(f)
   if f.ndim < 2 then
-    error(("batch_norm: x must have a row axis and a channel axis, got %d dimension"):format(f.ndim), 0)
+    error(("batch_norm: x must have a row axis and a channel axis, got %d dimension%s"):format(f.ndim,
+      f.ndim == 1 and "" or "s"), 0)
   end
   local axes = {}
   for a = 1, f.ndim - 1 do axes[a] = a end
@@ -156,8 +157,8 @@ M.batch_norm = api(function(x, opts)
   local mean, var = optional_tensor(opts.mean, "mean", "batch_norm"), optional_tensor(opts.var, "var", "batch_norm")
   local eps = positive_eps(opts.eps, "batch_norm")
   check_x(x, "batch_norm")
-  check_channels(x, { { w, "weight" }, { b, "bias" }, { mean, "mean" }, { var, "var" } }, "batch_norm")
   local axes = row_axes(sparse.is_sparse(x) and x.feats or x)
+  check_channels(x, { { w, "weight" }, { b, "bias" }, { mean, "mean" }, { var, "var" } }, "batch_norm")
   return apply(x, "batch_norm", function(f)
     local m, v = mean or call(lattice.mean, f, axes), var or call(lattice.var, f, axes)
     local y = call(lattice.multiply, call(lattice.subtract, f, m), call(lattice.rsqrt, call(lattice.add, v, eps)))
