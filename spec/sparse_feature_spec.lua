@@ -159,6 +159,33 @@ describe("feature ops on a SparseTensor", function()
       "batch_norm: x must have a row axis and a channel axis, got 1 dimension")
   end)
 
+  it("batch_norm normalises float16 and bfloat16 features in float32, rounding once to their dtype", function()
+    -- rows around 30 with unit spread: a mean rounded to float16 (ulp 2^-6
+    -- there) or bfloat16 (2^-3) would move every output by several ulps
+    local g2 = generator(29)
+    local rows2 = sr.support(g2, { n = 200, batches = 1, lo = -5, hi = 5 })
+    local v2 = sr.values(g2, #rows2, 3)
+    for _, r in ipairs(v2) do
+      for j = 1, 3 do r[j] = 30 + 2 * r[j] end
+    end
+    for dt, tol in pairs({ float16 = 2 ^ -10, bfloat16 = 2 ^ -7 }) do -- twice the half-ulp of one rounding
+      local t = sr.tensor(rows2, v2, dt)
+      local held = t.feats:astype("float64"):tolist() -- the values the dtype holds
+      local want = {}
+      for i = 1, #held do want[i] = {} end
+      for c = 1, 3 do
+        local s, q = 0, 0
+        for i = 1, #held do s = s + held[i][c] end
+        local m = s / #held
+        for i = 1, #held do q = q + (held[i][c] - m) ^ 2 end
+        for i = 1, #held do want[i][c] = (held[i][c] - m) / math.sqrt(q / #held + 1e-5) end
+      end
+      local y = ops.batch_norm(t)
+      assert.are.equal(dt, y.feats.dtype)
+      assert_close(y.feats:astype("float64"):tolist(), want, tol, dt)
+    end
+  end)
+
   it("dropout zeroes and scales in training, and is the identity otherwise", function()
     lattice.random.seed(4)
     local y = ops.dropout(x, { p = 0.5 })
