@@ -270,7 +270,7 @@ describe("nn.Linear", function()
       local lin = nn.Linear(3, 2)
       assert.has_error(function() lin(lattice.ones({ 4, 4 })) end, "linear: weight has 3 input features, x has 4")
       assert.has_error(function() lin(lattice.ones({ 4, 3 }, "int32")) end, "linear: x must be a float tensor, got int32")
-      assert.has_error(function() lin("x") end, "bad argument #2 to '?' (lattice.Tensor expected, got string)")
+      assert.has_error(function() lin("x") end, "Linear: x must be a lattice.Tensor or a SparseTensor, got string")
     end)
 
     it("a weight of another shape, or read-only fields", function()

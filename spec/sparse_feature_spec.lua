@@ -143,6 +143,49 @@ describe("feature ops on a SparseTensor", function()
     expect(ops.batch_norm(x, { mean = lattice.array(gm) }), gm, var) -- var of the rows
   end)
 
+  it("batch_norm takes a dense tensor's statistics over every axis but the channels, as nn.BatchNorm", function()
+    -- (2, 2, 2): channel 1 holds 1, 3, 5, 7 (mean 4, biased var 5), channel 2 holds 2, 4, 6, 9 (5.25, 6.6875)
+    local d = lattice.array({ { { 1, 2 }, { 3, 4 } }, { { 5, 6 }, { 7, 9 } } })
+    local m, v = { 4, 5.25 }, { 5, 6.6875 }
+    local want = map(d:tolist(), function() return 0 end)
+    for i = 1, 2 do
+      for j = 1, 2 do
+        for c = 1, 2 do want[i][j][c] = (d:tolist()[i][j][c] - m[c]) / math.sqrt(v[c] + 1e-5) end
+      end
+    end
+    assert_close(ops.batch_norm(d):tolist(), want, 1e-6)
+    assert_close(nn.BatchNorm(2)(d):tolist(), want, 1e-6)
+    assert.has_error(function() ops.batch_norm(lattice.array({ 1, 2, 3 })) end,
+      "batch_norm: x must have a row axis and a channel axis, got 1 dimension")
+  end)
+
+  it("batch_norm normalises float16 and bfloat16 features in float32, rounding once to their dtype", function()
+    -- rows around 30 with unit spread: a mean rounded to float16 (ulp 2^-6
+    -- there) or bfloat16 (2^-3) would move every output by several ulps
+    local g2 = generator(29)
+    local rows2 = sr.support(g2, { n = 200, batches = 1, lo = -5, hi = 5 })
+    local v2 = sr.values(g2, #rows2, 3)
+    for _, r in ipairs(v2) do
+      for j = 1, 3 do r[j] = 30 + 2 * r[j] end
+    end
+    for dt, tol in pairs({ float16 = 2 ^ -10, bfloat16 = 2 ^ -7 }) do -- twice the half-ulp of one rounding
+      local t = sr.tensor(rows2, v2, dt)
+      local held = t.feats:astype("float64"):tolist() -- the values the dtype holds
+      local want = {}
+      for i = 1, #held do want[i] = {} end
+      for c = 1, 3 do
+        local s, q = 0, 0
+        for i = 1, #held do s = s + held[i][c] end
+        local m = s / #held
+        for i = 1, #held do q = q + (held[i][c] - m) ^ 2 end
+        for i = 1, #held do want[i][c] = (held[i][c] - m) / math.sqrt(q / #held + 1e-5) end
+      end
+      local y = ops.batch_norm(t)
+      assert.are.equal(dt, y.feats.dtype)
+      assert_close(y.feats:astype("float64"):tolist(), want, tol, dt)
+    end
+  end)
+
   it("dropout zeroes and scales in training, and is the identity otherwise", function()
     lattice.random.seed(4)
     local y = ops.dropout(x, { p = 0.5 })
@@ -282,7 +325,10 @@ describe("nn layers on a SparseTensor", function()
     assert.has_error(function() nn.Linear(3, 2)(x) end, "linear: weight has 3 input features, x has 4")
     assert.has_error(function() nn.BatchNorm(4)(sr.tensor({ { 0, 0, 0, 0 } }, { { 1, 2, 3, 4 } })) end,
       "batch_norm: training needs more than one row per channel, got 1")
-    assert.has_error(function() nn.ReLU()("x") end,
-      "bad argument #2 to '?' (lattice.Tensor expected, got string)")
+    -- named after the layer: Lua's own argument error names no function through __call
+    for _, m in ipairs({ nn.ReLU(), nn.Linear(4, 2), nn.LayerNorm(4), nn.BatchNorm(4), nn.Dropout() }) do
+      local name = tostring(m):match("^%w+")
+      assert.has_error(function() m("x") end, name .. ": x must be a lattice.Tensor or a SparseTensor, got string")
+    end
   end)
 end)

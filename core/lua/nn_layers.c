@@ -12,8 +12,14 @@
 #include "nn_module.h"
 #include "sparse_binding.h"
 
-/* The tensor a forward gets at arg 2: a tensor, or a SparseTensor's features. */
-static lt_tensor *input(lua_State *L) { return lt_l_issparse(L, 2) ? lt_l_sparse_feats(L, 2) : lt_l_checktensor(L, 2); }
+/* The tensor a forward gets at arg 2: a tensor, or a SparseTensor's features.
+ * Called through __call, Lua's own argument error would name no function. */
+static lt_tensor *input(lua_State *L, const char *type) {
+  if (lt_l_issparse(L, 2)) return lt_l_sparse_feats(L, 2);
+  lt_tensor *x = lt_l_totensor(L, 2);
+  if (!x) luaL_error(L, "%s: x must be a lattice.Tensor or a SparseTensor, got %s", type, lt_l_type_name(L, 2));
+  return x;
+}
 
 /* lt_l_result for the forwards that take input(): the new tensor at the top,
  * for a SparseTensor input, becomes the features of a SparseTensor with the
@@ -51,7 +57,8 @@ static const lt_l_module_type linear_type = {"Linear", 0, linear_forward, linear
 
 static int linear_forward(lua_State *L) {
   lt_l_module_check(L, 1, &linear_type);
-  lt_tensor *x = input(L), *w = lt_l_module_tensor(L, 1, "weight", 0), *b = lt_l_module_tensor(L, 1, "bias", 1);
+  lt_tensor *x = input(L, linear_type.name), *w = lt_l_module_tensor(L, 1, "weight", 0),
+            *b = lt_l_module_tensor(L, 1, "bias", 1);
   lt_l_tensor *u = lt_l_newtensor(L);
   return output(L, lt_linear(lt_l_ctx(L), &u->t, x, w, b));
 }
@@ -106,14 +113,15 @@ static const lt_l_module_type rms_norm_type = {"RMSNorm", sizeof(norm_cfg), rms_
 
 static int layer_norm_forward(lua_State *L) {
   norm_cfg *c = lt_l_module_check(L, 1, &layer_norm_type);
-  lt_tensor *x = input(L), *w = lt_l_module_tensor(L, 1, "weight", 1), *b = lt_l_module_tensor(L, 1, "bias", 1);
+  lt_tensor *x = input(L, layer_norm_type.name), *w = lt_l_module_tensor(L, 1, "weight", 1),
+            *b = lt_l_module_tensor(L, 1, "bias", 1);
   lt_l_tensor *u = lt_l_newtensor(L);
   return output(L, lt_layer_norm(lt_l_ctx(L), &u->t, x, w, b, c->eps));
 }
 
 static int rms_norm_forward(lua_State *L) {
   norm_cfg *c = lt_l_module_check(L, 1, &rms_norm_type);
-  lt_tensor *x = input(L), *w = lt_l_module_tensor(L, 1, "weight", 1);
+  lt_tensor *x = input(L, rms_norm_type.name), *w = lt_l_module_tensor(L, 1, "weight", 1);
   lt_l_tensor *u = lt_l_newtensor(L);
   return output(L, lt_rms_norm(lt_l_ctx(L), &u->t, x, w, c->eps));
 }
@@ -174,7 +182,8 @@ static void update_running(lua_State *L, const batch_norm_cfg *c, lt_tensor *bm,
 
 static int batch_norm_forward(lua_State *L) {
   batch_norm_cfg *c = lt_l_module_check(L, 1, &batch_norm_type);
-  lt_tensor *x = input(L), *w = lt_l_module_tensor(L, 1, "weight", 1), *b = lt_l_module_tensor(L, 1, "bias", 1);
+  lt_tensor *x = input(L, batch_norm_type.name), *w = lt_l_module_tensor(L, 1, "weight", 1),
+            *b = lt_l_module_tensor(L, 1, "bias", 1);
   lt_tensor *rm = c->track ? lt_l_module_tensor(L, 1, "running_mean", 0) : NULL;
   lt_tensor *rv = c->track ? lt_l_module_tensor(L, 1, "running_var", 0) : NULL;
   int training = lt_l_module_training(L, 1), batch = training || !c->track;
@@ -216,7 +225,7 @@ static const lt_l_module_type dropout_type = {"Dropout", sizeof(dropout_cfg), dr
 /* The identity in evaluation mode (and for p = 0): the input itself. */
 static int dropout_forward(lua_State *L) {
   dropout_cfg *c = lt_l_module_check(L, 1, &dropout_type);
-  lt_tensor *x = input(L);
+  lt_tensor *x = input(L, dropout_type.name);
   if (!lt_l_module_training(L, 1) || c->p == 0) {
     lua_settop(L, 2);
     return 1;
@@ -255,7 +264,7 @@ static int activation_forward(lua_State *L) {
   const lt_l_module_type *type = lt_l_module_type_of(L, 1);
   if (!type || type->forward != activation_forward) return luaL_typeerror(L, 1, "activation module");
   activation_cfg *c = lua_touserdata(L, 1);
-  lt_tensor *x = input(L);
+  lt_tensor *x = input(L, type->name);
   lt_l_tensor *u = lt_l_newtensor(L);
   return output(L, lt_unary(lt_l_ctx(L), &u->t, c->op, x, c->alpha));
 }
