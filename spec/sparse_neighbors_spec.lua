@@ -325,5 +325,12 @@ describe("gather_neighbor_features", function()
       select(2, pcall(ops.gather_neighbor_features, x)), 1, true)
     assert.matches("gather_neighbor_features: source must be a SparseTensor or a lattice.Tensor, got string",
       select(2, pcall(ops.gather_neighbor_features, "x", {})), 1, true)
+    -- a relation built on a larger source: its edges reach rows the features lack
+    local rel = ops.build_knn_relation(x, { k = 2 })
+    assert.matches("gather_neighbor_features: the relation reaches source row 2 (0-based), the source has 2 rows: " ..
+      "a relation of another source?", select(2, pcall(ops.gather_neighbor_features, lattice.ones({ 2, 2 }), rel)), 1,
+      true)
+    assert.matches("gather_neighbor_features: take: indices must be integers, got float32",
+      select(2, pcall(ops.gather_neighbor_features, x, { source_row = lattice.zeros({ 1 }) })), 1, true)
   end)
 end)

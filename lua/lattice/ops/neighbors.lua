@@ -62,11 +62,21 @@ M.gather_neighbor_features = api(function(source, relation)
   if not lattice.is_tensor(feats) then
     error(("%s: source must be a SparseTensor or a lattice.Tensor, got %s"):format(fname, type_name(source)), 0)
   end
-  if type(relation) ~= "table" or not lattice.is_tensor(relation.source_row) then
+  local rows = type(relation) == "table" and relation.source_row
+  if not lattice.is_tensor(rows) then
     error(("%s: relation must be a neighbour relation (a table with source_row), got %s"):format(fname,
       type_name(relation)), 0)
   end
-  return call(lattice.take, feats, relation.source_row, 1)
+  local ok, out = pcall(lattice.take, feats, rows, 1)
+  if ok then return out end
+  -- take names itself and its axis; say which argument is wrong (a pass over
+  -- the edges only once the gather has failed)
+  local n, top = feats.shape[1] or 0, rows.size > 0 and lattice.max(rows):item() or -1
+  if feats.ndim > 0 and math.type(top) == "integer" and top >= n then
+    error(("%s: the relation reaches source row %d (0-based), the source has %d rows: a relation of another source?")
+      :format(fname, top, n), 0)
+  end
+  error(("%s: %s"):format(fname, out), 0)
 end)
 
 return M
