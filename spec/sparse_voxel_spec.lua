@@ -529,6 +529,11 @@ describe("voxelize", function()
     assert.are.same({ 1048576, #v }, { #v.batch_counts, v.batch_counts[1048576] })
     assert.matches("voxelize: voxel_size must be positive and finite, got -1 on y",
       err(pts, feats, { voxel_size = { 1, -1, 1 } }), 1, true)
+    -- finite and positive as given, but not as the float32 the grid is computed in
+    assert.matches("voxelize: voxel_size is 1e-50 on z, which float32 reads as 0 (the grid is taken as float32)",
+      err(pts, feats, { voxel_size = { 1, 1, 1e-50 } }), 1, true)
+    assert.matches("voxelize: origin is -1e+39 on x, which float32 reads as -inf (the grid is taken as float32)",
+      err(pts, feats, { origin = { -1e39, 0, 0 } }), 1, true)
   end)
 end)
 

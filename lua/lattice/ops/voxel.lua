@@ -20,6 +20,13 @@ local function float_triple(v, default, what, fname)
   local ok = type(t) == "table" and #t == 3
   for a = 1, 3 do ok = ok and type(t[a]) == "number" end
   if not ok then error(("%s: %s must be a number or a list of 3 numbers, got %s"):format(fname, what, args.show(v)), 0) end
+  for a = 1, 3 do -- the C core sees float32: past its range a finite value would read as inf (or a size as 0)
+    local x, f = t[a], string.unpack("f", string.pack("f", t[a]))
+    if math.abs(x) < math.huge and (math.abs(f) == math.huge or f == 0 and x ~= 0 and what == "voxel_size") then
+      error(("%s: %s is %g on %s, which float32 reads as %g (the grid is taken as float32)"):format(fname, what, x,
+        ("xyz"):sub(a, a), f), 0)
+    end
+  end
   return { t[1], t[2], t[3] }
 end
 
