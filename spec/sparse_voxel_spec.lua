@@ -584,6 +584,18 @@ describe("devoxelize", function()
     assert.are.same({ 0, 2 }, ops.devoxelize(lattice.zeros({ 0, 3 }), voxels).shape)
   end)
 
+  -- Voxels at stride 2 index a grid twice as coarse: the points' own grid
+  -- is voxel_size 1, the pooled voxels' is 2.
+  it("reads voxels at any stride as cells of the grid it is given", function()
+    local p = lattice.array({ { 0.1, 0.1, 0.1 }, { 1.2, 0.3, 0.2 }, { 3.7, 0.2, 0.3 } }, "float32")
+    local pooled = ops.max_pool3d(ops.voxelize(p, lattice.array({ { 1 }, { 2 }, { 4 } }, "float32")),
+      { kernel_size = 2, stride = 2 })
+    assert.are.same({ { 0, 0, 0, 0 }, { 0, 1, 0, 0 } }, pooled.coords:tolist()) -- (0..1) -> 0 holds 2, (3) -> 1 holds 4
+    local q = lattice.array({ { 0.2, 0.2, 0.2 }, { 2.4, 0.6, 0.6 } }, "float32")
+    -- u = (0.1, 0.1, 0.1) and (1.2, 0.3, 0.3): floor(u + 0.5) = (0, 0, 0) and (1, 0, 0)
+    assert.are.same({ { 2 }, { 4 } }, ops.devoxelize(q, pooled, { voxel_size = 2, mode = "nearest" }):tolist())
+  end)
+
   it("has the gradient of its definition", function()
     local gen = generator(23)
     local pts = random_points(gen, 60, 1.5)
