@@ -16,17 +16,7 @@
  * (~1.5 us, measured), more than a whole small op. The body is a braced block
  * that must not break out of the loop or return. */
 // clang-format off
-#define LT_PARALLEL_FOR(threads, i, n, ...)                                 \
-  do {                                                                      \
-    int lt_threads_ = (threads);                                            \
-    int64_t lt_n_ = (n);                                                    \
-    if (lt_threads_ > 1) {                                                  \
-      _Pragma("omp parallel for num_threads(lt_threads_) schedule(static)") \
-      for (int64_t i = 0; i < lt_n_; i++) __VA_ARGS__                       \
-    } else {                                                                \
-      for (int64_t i = 0; i < lt_n_; i++) __VA_ARGS__                       \
-    }                                                                       \
-  } while (0)
+#define LT_PARALLEL_FOR(threads, i, n, ...) LT__PARALLEL_LOOP(threads, i, n, "omp for schedule(static)", __VA_ARGS__)
 // clang-format on
 
 /* LT_PARALLEL_FOR with the iterations handed out one at a time: when the
@@ -35,21 +25,38 @@
  * loops whose iterations write disjoint memory, each in its own fixed
  * order, so that which thread runs one changes no bit of the result. */
 // clang-format off
-#define LT_PARALLEL_FOR_DYNAMIC(threads, i, n, ...)                             \
-  do {                                                                          \
-    int lt_threads_ = (threads);                                                \
-    int64_t lt_n_ = (n);                                                        \
-    if (lt_threads_ > 1) {                                                      \
-      _Pragma("omp parallel for num_threads(lt_threads_) schedule(dynamic, 1)") \
-      for (int64_t i = 0; i < lt_n_; i++) __VA_ARGS__                           \
-    } else {                                                                    \
-      for (int64_t i = 0; i < lt_n_; i++) __VA_ARGS__                           \
-    }                                                                           \
+#define LT_PARALLEL_FOR_DYNAMIC(threads, i, n, ...) \
+  LT__PARALLEL_LOOP(threads, i, n, "omp for schedule(dynamic, 1)", __VA_ARGS__)
+// clang-format on
+
+/* Both loops: the team's threads share the iterations by `schedule`, each
+ * knowing its index (lt_tid_) once; the plain loop's index is 0 by
+ * definition, not omp_get_thread_num(), which inside a host's own parallel
+ * region gives the host thread's index there (a slice past the workspace). */
+// clang-format off
+#define LT__PARALLEL_LOOP(threads, i, n, schedule, ...)      \
+  do {                                                       \
+    int lt_threads_ = (threads);                             \
+    int64_t lt_n_ = (n);                                     \
+    if (lt_threads_ > 1) {                                   \
+      _Pragma("omp parallel num_threads(lt_threads_)")       \
+      {                                                      \
+        const int lt_tid_ = omp_get_thread_num();            \
+        (void)lt_tid_;                                       \
+        _Pragma(schedule)                                    \
+        for (int64_t i = 0; i < lt_n_; i++) __VA_ARGS__      \
+      }                                                      \
+    } else {                                                 \
+      const int lt_tid_ = 0;                                 \
+      (void)lt_tid_;                                         \
+      for (int64_t i = 0; i < lt_n_; i++) __VA_ARGS__        \
+    }                                                        \
   } while (0)
 // clang-format on
 
-/* The calling thread's index inside LT_PARALLEL_FOR (0 outside it). */
-static inline int lt__thread_id(void) { return omp_get_thread_num(); }
+/* The calling thread's index in the body of an LT_PARALLEL_FOR (only there:
+ * elsewhere it does not compile). */
+#define lt__thread_id() (lt_tid_)
 
 /* Scratch for one parallel loop: `slices` slices of `slice_bytes` each, every
  * slice LT_ALIGN-aligned and on its own cache lines, from the context's
@@ -69,6 +76,7 @@ typedef struct lt_workspace {
 lt_status lt__workspace_reserve(lt_ctx *ctx, lt_workspace *ws, int slices, size_t slice_bytes, const char *op);
 void lt__workspace_release(lt_ctx *ctx, lt_workspace *ws);
 static inline void *lt__workspace_slice(const lt_workspace *ws, int k) { return ws->base + (size_t)k * ws->stride; }
-static inline void *lt__workspace_mine(const lt_workspace *ws) { return lt__workspace_slice(ws, lt__thread_id()); }
+/* The calling thread's slice, in the body of an LT_PARALLEL_FOR. */
+#define lt__workspace_mine(ws) lt__workspace_slice((ws), lt__thread_id())
 
 #endif

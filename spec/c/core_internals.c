@@ -9,6 +9,7 @@
 #include "autograd/tape.h"
 #include "ops/internal.h"
 #include "runtime/arena.h"
+#include "runtime/parallel.h"
 #include "runtime/scan.h"
 
 static int passed, failed;
@@ -60,6 +61,21 @@ static void test_workspace(lt_ctx *ctx) {
   check(lt__workspace_reserve(ctx, &ws, 4, SIZE_MAX / 2, "test") == LT_ERR_MEM &&
             strstr(lt_ctx_error(ctx), "test: scratch of 4 x") == lt_ctx_error(ctx),
         "workspace: an impossible size fails with the op's name");
+}
+
+/* A loop's thread index inside a host's own parallel region: the one-thread
+ * loop enters no region of its own, so omp_get_thread_num() there is the
+ * host thread's index, and a workspace slice by it would lie past the
+ * loop's one slice. */
+static void test_thread_id_in_host_region(void) {
+  int wrong_one = 0, wrong_two = 0;
+#pragma omp parallel num_threads(3) reduction(+ : wrong_one, wrong_two)
+  {
+    LT_PARALLEL_FOR(1, i, 4, { wrong_one += lt__thread_id() != 0; });
+    LT_PARALLEL_FOR(2, i, 4, { wrong_two += lt__thread_id() < 0 || lt__thread_id() >= 2; });
+  }
+  check(wrong_one == 0, "thread id: a one-thread loop inside a host's parallel region is thread 0");
+  check(wrong_two == 0, "thread id: a two-thread loop inside a host's parallel region stays within its team");
 }
 
 /* ---- count, prefix-sum, fill ---- */
@@ -261,6 +277,7 @@ int main(void) {
   lt_ctx *ctx = lt_ctx_new();
   test_arena();
   test_workspace(ctx);
+  test_thread_id_in_host_region();
   test_bucket_sort(ctx);
   test_slots();
   test_wide_node(ctx);
