@@ -155,6 +155,13 @@ describe("topk_rows", function()
     assert.are.equal(#rows, #all)
   end)
 
+  it("keeps every row of a batch whose count times rho is past any integer, none of a count of 0", function()
+    local want = topk_ref({ 0, 100, 100 }, 1)
+    assert.are.same(want, ops.topk_rows(x, { 0, 2, 3 }, { rho = math.huge }):tolist())
+    assert.are.same(want, ops.topk_rows(x, { 0, 2, 3 }, { rho = 1e300 }):tolist())
+    assert.are.same(want, ops.topk_rows(x, { 0, math.maxinteger, math.maxinteger }, { rho = 1.0 }):tolist())
+  end)
+
   it("rejects bad arguments with their messages", function()
     local cases = {
       { function() ops.topk_rows(sr.tensor(rows, vals), { 1, 1, 1 }) end,

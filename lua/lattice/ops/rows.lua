@@ -105,7 +105,11 @@ M.topk_rows = api(function(x, counts, opts)
     if math.type(k) ~= "integer" or k < 0 then
       error(("topk_rows: counts[%d] must be a non-negative integer, got %s"):format(b, tostring(k)), 0)
     end
-    keep[b] = math.floor(k * rho)
+    -- floor(k * rho) as an integer: a product past 2^62 (rho = math.huge, or
+    -- a float rho with a huge count) keeps every row, as any count past them
+    -- does; a count of 0 keeps none, whatever rho (0 * math.huge is NaN)
+    local v = k * rho
+    keep[b] = k == 0 and 0 or v >= 2 ^ 62 and math.maxinteger or math.floor(v)
   end
   return call(csparse.topk_rows, x, keep, "topk_rows")
 end)
