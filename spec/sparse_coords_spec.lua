@@ -83,6 +83,14 @@ describe("coordinate set operations", function()
     assert.matches("coords_difference: coords must be a lattice.Tensor or a table, got string",
       err(ops.coords_difference, ta, "rows"), 1, true)
   end)
+
+  it("take maps of one tensor stride, each of the three", function()
+    local x = lattice.SparseTensor(ta, lattice.zeros({ #a, 1 }))
+    local s2 = lattice.SparseTensor(tb, lattice.zeros({ #b, 1 }), { stride = 2 })
+    for _, name in ipairs({ "coords_union", "coords_intersection", "coords_difference" }) do
+      assert.has_error(function() ops[name](x, s2) end, name .. ": the tensor strides differ, {1,1,1} and {2,2,2}")
+    end
+  end)
 end)
 
 -- Large maps (60,000 rows, a table of 131,072 slots): every row is found at

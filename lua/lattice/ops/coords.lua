@@ -1,8 +1,9 @@
 -- Coordinate utilities, as mlx_lattice.ops.coords: set operations on
 -- coordinate sets, lookups, unique rows, orders (lexicographic, Morton,
 -- Hilbert), downsampling, bounding boxes and dense grids. Coordinates are
--- (batch, x, y, z) rows: an (N, 4) integer tensor or table, a SparseTensor or
--- a CoordinateMapKey; row indices are 0-based. The C side is
+-- (batch, x, y, z) rows: an (N, 4) integer tensor or table or a SparseTensor
+-- (a map argument, of the set operations and lookups, may also be a
+-- CoordinateMapKey); row indices are 0-based. The C side is
 -- core/sparse/coord_ops.c and morton.c. Errors point at the caller's line
 -- (lattice/ops/args.lua).
 local lattice = require "lattice"
