@@ -237,7 +237,9 @@ describe("sparse_collate and replace_feature", function()
     assert.has_error(function() ops.replace_feature(x, { 1 }) end,
       "replace_feature: feats must be a lattice.Tensor, got table")
     assert.has_error(function() ops.replace_feature(x, lattice.ones({ 3, 1 })) end,
-      "with_feats: features must have shape {2,C}, got {3,1}")
+      "replace_feature: features must have shape {2,C}, got {3,1}")
+    assert.has_error(function() ops.replace_feature(x, lattice.ones({ 2, 1 }, "int32")) end,
+      "replace_feature: features must be a float tensor, got int32")
   end)
 end)
 

@@ -120,7 +120,9 @@ M.replace_feature = api(function(x, feats)
   if not lattice.is_tensor(feats) then
     error(("replace_feature: feats must be a lattice.Tensor, got %s"):format(type_name(feats)), 0)
   end
-  return call(x.with_feats, x, feats)
+  local ok, y = pcall(x.with_feats, x, feats)
+  if not ok then error((tostring(y):gsub("^with_feats:", "replace_feature:")), 0) end -- the caller's name
+  return y
 end)
 
 -- ---- sparse_collate ----
