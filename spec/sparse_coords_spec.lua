@@ -224,6 +224,16 @@ describe("bounding_box", function()
     assert.are.same({ { 1, 5, 3 }, { 4, 0, 0 }, { -2147483648, -2147483648, -2147483648 } }, bhi:tolist())
     assert.are.same({ nil, nil }, { ops.bounding_box(lattice.zeros({ 0, 4 }, "int32")) })
   end)
+
+  it("refuses per-batch boxes up to a batch index far past the rows, which would take gigabytes", function()
+    assert.has_error(function() ops.bounding_box({ { 2147483647, 0, 0, 0 } }, { per_batch = true }) end,
+      "bounding_box: batch index 2147483647 would make 2147483648 boxes, more than the rows and than 1048576: " ..
+      "number the batches from 0")
+    local lo = ops.bounding_box(lattice.SparseTensor({ { 1048575, 3, 4, 5 } }, lattice.zeros({ 1, 1 })),
+      { per_batch = true })
+    assert.are.same({ 1048576, 3 }, lo.shape)
+    assert.are.same({ { 3, 4, 5 } }, lattice.slice(lo, 1, 1048576, 1048576):tolist())
+  end)
 end)
 
 describe("dense and from_dense", function()

@@ -95,6 +95,11 @@ local function batches_of(x, rows)
   return rows.shape[1] > 0 and lattice.max(lattice.slice(rows, 2, 1, 1)):item() + 1 or 0
 end
 
+-- The most boxes bounding_box gives per batch beyond one a row, when the
+-- batches come from the largest batch index (no batch_counts): a batch near
+-- 2^31 would ask for tens of gigabytes of boxes (voxelize bounds its counts so).
+local MOST_BATCHES = 1 << 20
+
 --- bounding_box(x[, {per_batch = false}]) -> min_coord, max_coord: the least
 -- and greatest x, y, z of the rows, lists of 3 (nil, nil for no rows); per
 -- batch, int32 (B, 3) tensors (an empty batch has min > max).
@@ -103,7 +108,12 @@ M.bounding_box = api(function(x, opts)
   local rows = coords_of(x, "bounding_box")
   if opts.per_batch then
     local map = sparse.is_sparse(x) and x or call(csparse.coords_unique, rows, "bounding_box") -- a map's rows are distinct
-    return call(csparse.coords_bounds, map, batches_of(x, rows), "bounding_box")
+    local b = batches_of(x, rows)
+    if not (sparse.is_sparse(x) and x.batch_counts) and b > math.max(MOST_BATCHES, rows.shape[1]) then
+      error(("bounding_box: batch index %d would make %d boxes, more than the rows and than %d: number the " ..
+        "batches from 0"):format(b - 1, b, MOST_BATCHES), 0)
+    end
+    return call(csparse.coords_bounds, map, b, "bounding_box")
   end
   if rows.shape[1] == 0 then return nil, nil end
   local all = lattice.zeros({ rows.shape[1] }, "int32")
