@@ -169,6 +169,31 @@ describe("coords_sort", function()
     assert.are.same(lattice.take(t, perm, 1):tolist(), sorted:tolist())
   end)
 
+  it("sorts lexicographically over the whole int32 range", function()
+    local ends = { -2147483648, -2147483647, -1048577, -1, 0, 1048576, 2147483646, 2147483647 }
+    local gen, wide = generator(13), {}
+    for i = 1, 300 do
+      local r = { i % 3 }
+      for a = 2, 4 do
+        local u = gen()
+        r[a] = u < 0 and ends[math.floor(-u * #ends) + 1] or math.floor(u * 5) - 2
+      end
+      wide[i] = r
+    end
+    local idx = {}
+    for i = 1, #wide do idx[i] = i end
+    table.sort(idx, function(i, j)
+      for a = 1, 4 do
+        if wide[i][a] ~= wide[j][a] then return wide[i][a] < wide[j][a] end
+      end
+      return i < j
+    end)
+    for k = 1, #idx do idx[k] = idx[k] - 1 end
+    local sorted, perm = ops.coords_sort(wide)
+    assert.are.same(idx, perm:tolist())
+    assert.are.same(lattice.take(lattice.array(wide, "int32"), perm, 1):tolist(), sorted:tolist())
+  end)
+
   it("sorts by Morton code as morton_order does", function()
     local _, perm = ops.coords_sort(t, { order = "morton" })
     assert.are.same(ops.morton_order(t):tolist(), perm:tolist())
@@ -198,8 +223,10 @@ describe("coords_sort", function()
   it("rejects an unknown order and coordinates out of range", function()
     assert.matches("coords_sort: order must be 'hilbert', 'lex', 'morton', got z",
       select(2, pcall(ops.coords_sort, t, { order = "z" })), 1, true)
-    assert.matches("coords_sort: row 1 has x = 1048576, outside the Morton range [-1048576, 1048575]",
-      select(2, pcall(ops.coords_sort, { { 0, 1048576, 0, 0 } })), 1, true)
+    for _, order in ipairs({ "morton", "hilbert" }) do
+      assert.matches("coords_sort: row 1 has x = 1048576, outside the Morton range [-1048576, 1048575]",
+        select(2, pcall(ops.coords_sort, { { 0, 1048576, 0, 0 } }, { order = order })), 1, true)
+    end
   end)
 end)
 

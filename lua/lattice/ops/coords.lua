@@ -67,7 +67,7 @@ local ORDERS = { lex = true, morton = true, hilbert = true }
 -- (batch, key), equal keys by row (stable), sorted = coords[permutation].
 -- lex: x, then y, then z; morton: the Z-order code; hilbert: the 3D Hilbert
 -- index (consecutive cells of a full aligned cube are face neighbours). x, y,
--- z must lie in [−2^20, 2^20) for every order.
+-- z must lie in [−2^20, 2^20) for morton and hilbert; lex takes any int32.
 M.coords_sort = api(function(coords, opts)
   opts = args.options(opts, { order = true }, "coords_sort")
   local order = args.choice(opts.order or "lex", ORDERS, "order", "coords_sort")
