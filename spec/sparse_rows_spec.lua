@@ -214,6 +214,7 @@ describe("sparse_collate and replace_feature", function()
       { function() ops.sparse_collate({}) end, "sparse_collate: expected a non-empty list of scenes" },
       { function() ops.sparse_collate({ two }) end, "sparse_collate: scene 1 holds more than one batch" },
       { function() ops.sparse_collate({ one, s2 }) end, "sparse_collate: scene 2 has tensor stride {2,2,2}, scene 1 {1,1,1}" },
+      { function() ops.sparse_collate({ one, nil, one }) end, "sparse_collate: scene 2 must be a SparseTensor, got nil" },
       { function() ops.sparse_collate({ one, sr.tensor({ { 0, 1, 1, 1 } }, { { 1, 2 } }) }) end,
         "sparse_collate: scene 2 has 2 channels, scene 1 has 1" },
       { function() ops.sparse_collate({ { { 0, 0, 0 } } }, {}) end,

@@ -133,7 +133,8 @@ local function scenes_of(a, b, fname)
   if type(a) ~= "table" or #a == 0 then error(fname .. ": expected a non-empty list of scenes", 0) end
   if sparse.is_sparse(a[1]) then
     if b ~= nil then args.options(b, {}, fname) end
-    for i, t in ipairs(a) do
+    for i = 1, #a do -- not ipairs: a hole (nil) must not end the list unseen
+      local t = a[i]
       if not sparse.is_sparse(t) then error(("%s: scene %d must be a SparseTensor, got %s"):format(fname, i, type_name(t)), 0) end
       local c = t.coords
       local batch = lattice.slice(c, 2, 1, 1)
