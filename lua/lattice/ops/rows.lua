@@ -20,9 +20,9 @@ local INT32_MIN, INT32_MAX = -2147483648, 2147483647
 -- An integer index tensor from a tensor or a Lua list.
 local function index_tensor(v, what, fname)
   if type(v) == "table" then
-    for i, r in ipairs(v) do
-      if math.type(r) ~= "integer" then
-        error(("%s: %s[%d] must be an integer, got %s"):format(fname, what, i, tostring(r)), 0)
+    for i = 1, #v do -- not ipairs: a hole (nil) is an entry too
+      if math.type(v[i]) ~= "integer" then
+        error(("%s: %s[%d] must be an integer, got %s"):format(fname, what, i, tostring(v[i])), 0)
       end
     end
     return lattice.array(v, "int64")
@@ -101,7 +101,8 @@ M.topk_rows = api(function(x, counts, opts)
     error(("topk_rows: counts must be a list of %d integers (one per batch)"):format(#have), 0)
   end
   local keep = {}
-  for b, k in ipairs(counts) do
+  for b = 1, #counts do -- not ipairs: a hole (nil) is a count too
+    local k = counts[b]
     if math.type(k) ~= "integer" or k < 0 then
       error(("topk_rows: counts[%d] must be a non-negative integer, got %s"):format(b, tostring(k)), 0)
     end
