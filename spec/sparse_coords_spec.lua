@@ -254,7 +254,7 @@ describe("bounding_box", function()
 
   it("refuses per-batch boxes up to a batch index far past the rows, which would take gigabytes", function()
     assert.has_error(function() ops.bounding_box({ { 2147483647, 0, 0, 0 } }, { per_batch = true }) end,
-      "bounding_box: batch index 2147483647 would make 2147483648 boxes, more than the rows and than 1048576: " ..
+      "bounding_box: batch index 2147483647 would make 2147483648 batches, more than the rows and than 1048576: " ..
       "number the batches from 0")
     local lo = ops.bounding_box(lattice.SparseTensor({ { 1048575, 3, 4, 5 } }, lattice.zeros({ 1, 1 })),
       { per_batch = true })
@@ -310,6 +310,11 @@ describe("dense and from_dense", function()
     assert.matches("dense: shape must be a list of 3 integers, got {3,2}", err(ops.dense, x, { shape = { 3, 2 } }), 1,
       true)
     assert.matches("dense: x must be a SparseTensor, got lattice.Tensor", err(ops.dense, feats), 1, true)
+    -- a grid of 2^30 batches of 8 cells: gigabytes of index and features for one row
+    assert.matches("dense: batch index 1073741823 would make 1073741824 batches, more than the rows and than " ..
+      "1048576: number the batches from 0",
+      err(ops.dense, lattice.SparseTensor({ { 1073741823, 0, 0, 0 } }, lattice.ones({ 1, 1 })), { shape = { 2, 2, 2 } }),
+      1, true)
     assert.matches("from_dense: dense must have shape {B,X,Y,Z,C}, got {3,2}", err(ops.from_dense, feats), 1, true)
   end)
 end)
