@@ -232,6 +232,7 @@ describe("sparse algebra", function()
       { function() ops.sparse_minimum(a.feats, b) end, "sparse_minimum: x must be a SparseTensor, got lattice.Tensor" },
       { function() ops.cat({}) end, "cat: tensors must be a non-empty list of SparseTensors" },
       { function() ops.cat({ a, 3 }) end, "cat: tensors[2] must be a SparseTensor, got number" },
+      { function() ops.cat({ a, nil, b }) end, "cat: tensors[2] must be a SparseTensor, got nil" },
       { function() ops.cat({ a, s2 }) end, "cat: the tensor strides differ, {1,1,1} and {2,2,2}" },
     }
     for _, c in ipairs(cases) do assert.has_error(c[1], c[2]) end

@@ -83,6 +83,14 @@ describe("coordinate set operations", function()
     assert.matches("coords_difference: coords must be a lattice.Tensor or a table, got string",
       err(ops.coords_difference, ta, "rows"), 1, true)
   end)
+
+  it("take maps of one tensor stride, each of the three", function()
+    local x = lattice.SparseTensor(ta, lattice.zeros({ #a, 1 }))
+    local s2 = lattice.SparseTensor(tb, lattice.zeros({ #b, 1 }), { stride = 2 })
+    for _, name in ipairs({ "coords_union", "coords_intersection", "coords_difference" }) do
+      assert.has_error(function() ops[name](x, s2) end, name .. ": the tensor strides differ, {1,1,1} and {2,2,2}")
+    end
+  end)
 end)
 
 -- Large maps (60,000 rows, a table of 131,072 slots): every row is found at
@@ -161,6 +169,31 @@ describe("coords_sort", function()
     assert.are.same(lattice.take(t, perm, 1):tolist(), sorted:tolist())
   end)
 
+  it("sorts lexicographically over the whole int32 range", function()
+    local ends = { -2147483648, -2147483647, -1048577, -1, 0, 1048576, 2147483646, 2147483647 }
+    local gen, wide = generator(13), {}
+    for i = 1, 300 do
+      local r = { i % 3 }
+      for a = 2, 4 do
+        local u = gen()
+        r[a] = u < 0 and ends[math.floor(-u * #ends) + 1] or math.floor(u * 5) - 2
+      end
+      wide[i] = r
+    end
+    local idx = {}
+    for i = 1, #wide do idx[i] = i end
+    table.sort(idx, function(i, j)
+      for a = 1, 4 do
+        if wide[i][a] ~= wide[j][a] then return wide[i][a] < wide[j][a] end
+      end
+      return i < j
+    end)
+    for k = 1, #idx do idx[k] = idx[k] - 1 end
+    local sorted, perm = ops.coords_sort(wide)
+    assert.are.same(idx, perm:tolist())
+    assert.are.same(lattice.take(lattice.array(wide, "int32"), perm, 1):tolist(), sorted:tolist())
+  end)
+
   it("sorts by Morton code as morton_order does", function()
     local _, perm = ops.coords_sort(t, { order = "morton" })
     assert.are.same(ops.morton_order(t):tolist(), perm:tolist())
@@ -190,8 +223,10 @@ describe("coords_sort", function()
   it("rejects an unknown order and coordinates out of range", function()
     assert.matches("coords_sort: order must be 'hilbert', 'lex', 'morton', got z",
       select(2, pcall(ops.coords_sort, t, { order = "z" })), 1, true)
-    assert.matches("coords_sort: row 1 has x = 1048576, outside the Morton range [-1048576, 1048575]",
-      select(2, pcall(ops.coords_sort, { { 0, 1048576, 0, 0 } })), 1, true)
+    for _, order in ipairs({ "morton", "hilbert" }) do
+      assert.matches("coords_sort: row 1 has x = 1048576, outside the Morton range [-1048576, 1048575]",
+        select(2, pcall(ops.coords_sort, { { 0, 1048576, 0, 0 } }, { order = order })), 1, true)
+    end
   end)
 end)
 
@@ -215,6 +250,16 @@ describe("bounding_box", function()
     assert.are.same({ { -1, -2, 2 }, { 4, 0, 0 }, { 2147483647, 2147483647, 2147483647 } }, blo:tolist())
     assert.are.same({ { 1, 5, 3 }, { 4, 0, 0 }, { -2147483648, -2147483648, -2147483648 } }, bhi:tolist())
     assert.are.same({ nil, nil }, { ops.bounding_box(lattice.zeros({ 0, 4 }, "int32")) })
+  end)
+
+  it("refuses per-batch boxes up to a batch index far past the rows, which would take gigabytes", function()
+    assert.has_error(function() ops.bounding_box({ { 2147483647, 0, 0, 0 } }, { per_batch = true }) end,
+      "bounding_box: batch index 2147483647 would make 2147483648 batches, more than the rows and than 1048576: " ..
+      "number the batches from 0")
+    local lo = ops.bounding_box(lattice.SparseTensor({ { 1048575, 3, 4, 5 } }, lattice.zeros({ 1, 1 })),
+      { per_batch = true })
+    assert.are.same({ 1048576, 3 }, lo.shape)
+    assert.are.same({ { 3, 4, 5 } }, lattice.slice(lo, 1, 1048576, 1048576):tolist())
   end)
 end)
 
@@ -265,6 +310,11 @@ describe("dense and from_dense", function()
     assert.matches("dense: shape must be a list of 3 integers, got {3,2}", err(ops.dense, x, { shape = { 3, 2 } }), 1,
       true)
     assert.matches("dense: x must be a SparseTensor, got lattice.Tensor", err(ops.dense, feats), 1, true)
+    -- a grid of 2^30 batches of 8 cells: gigabytes of index and features for one row
+    assert.matches("dense: batch index 1073741823 would make 1073741824 batches, more than the rows and than " ..
+      "1048576: number the batches from 0",
+      err(ops.dense, lattice.SparseTensor({ { 1073741823, 0, 0, 0 } }, lattice.ones({ 1, 1 })), { shape = { 2, 2, 2 } }),
+      1, true)
     assert.matches("from_dense: dense must have shape {B,X,Y,Z,C}, got {3,2}", err(ops.from_dense, feats), 1, true)
   end)
 end)

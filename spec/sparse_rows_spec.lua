@@ -56,6 +56,7 @@ describe("prune and prune_mask", function()
       { function() ops.prune(x, { -1 }) end, "prune: row index -1 (entry 1) is out of range for 20 rows" },
       { function() ops.prune(x, { 4, 2, 4 }) end, "prune: row index 4 is selected twice (entries 1 and 3)" },
       { function() ops.prune(x, { 1.5 }) end, "prune: rows[1] must be an integer, got 1.5" },
+      { function() ops.prune(x, { 1, nil, 2 }) end, "prune: rows[2] must be an integer, got nil" },
       { function() ops.prune(x, lattice.ones({ 2 })) end, "prune: rows must be an integer tensor, got float32" },
       { function() ops.prune(x, lattice.zeros({ 2, 2 }, "int32")) end, "prune: rows must have shape {M}, got {2,2}" },
       { function() ops.prune(x, "all") end, "prune: rows must be a lattice.Tensor or a list, got string" },
@@ -155,12 +156,20 @@ describe("topk_rows", function()
     assert.are.equal(#rows, #all)
   end)
 
+  it("keeps every row of a batch whose count times rho is past any integer, none of a count of 0", function()
+    local want = topk_ref({ 0, 100, 100 }, 1)
+    assert.are.same(want, ops.topk_rows(x, { 0, 2, 3 }, { rho = math.huge }):tolist())
+    assert.are.same(want, ops.topk_rows(x, { 0, 2, 3 }, { rho = 1e300 }):tolist())
+    assert.are.same(want, ops.topk_rows(x, { 0, math.maxinteger, math.maxinteger }, { rho = 1.0 }):tolist())
+  end)
+
   it("rejects bad arguments with their messages", function()
     local cases = {
       { function() ops.topk_rows(sr.tensor(rows, vals), { 1, 1, 1 }) end,
         "topk_rows: x has no batch_counts, which the per-batch selection needs" },
       { function() ops.topk_rows(x, { 1, 1 }) end, "topk_rows: counts must be a list of 3 integers (one per batch)" },
       { function() ops.topk_rows(x, { 1, -1, 1 }) end, "topk_rows: counts[2] must be a non-negative integer, got -1" },
+      { function() ops.topk_rows(x, { 1, nil, 1 }) end, "topk_rows: counts[2] must be a non-negative integer, got nil" },
       { function() ops.topk_rows(x, { 1, 1, 1 }, { rho = 0 }) end, "topk_rows: rho must be a positive number, got 0" },
       { function() ops.topk_rows(x:with_feats(lattice.zeros({ #rows, 0 })), { 1, 1, 1 }) end,
         "topk_rows: features have shape {30,0}; the first channel scores the rows" },
@@ -207,6 +216,7 @@ describe("sparse_collate and replace_feature", function()
       { function() ops.sparse_collate({}) end, "sparse_collate: expected a non-empty list of scenes" },
       { function() ops.sparse_collate({ two }) end, "sparse_collate: scene 1 holds more than one batch" },
       { function() ops.sparse_collate({ one, s2 }) end, "sparse_collate: scene 2 has tensor stride {2,2,2}, scene 1 {1,1,1}" },
+      { function() ops.sparse_collate({ one, nil, one }) end, "sparse_collate: scene 2 must be a SparseTensor, got nil" },
       { function() ops.sparse_collate({ one, sr.tensor({ { 0, 1, 1, 1 } }, { { 1, 2 } }) }) end,
         "sparse_collate: scene 2 has 2 channels, scene 1 has 1" },
       { function() ops.sparse_collate({ { { 0, 0, 0 } } }, {}) end,
@@ -230,7 +240,9 @@ describe("sparse_collate and replace_feature", function()
     assert.has_error(function() ops.replace_feature(x, { 1 }) end,
       "replace_feature: feats must be a lattice.Tensor, got table")
     assert.has_error(function() ops.replace_feature(x, lattice.ones({ 3, 1 })) end,
-      "with_feats: features must have shape {2,C}, got {3,1}")
+      "replace_feature: features must have shape {2,C}, got {3,1}")
+    assert.has_error(function() ops.replace_feature(x, lattice.ones({ 2, 1 }, "int32")) end,
+      "replace_feature: features must be a float tensor, got int32")
   end)
 end)
 

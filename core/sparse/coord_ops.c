@@ -35,11 +35,16 @@ lt_status lt_coords_lookup(lt_ctx *ctx, lt_tensor **rows, const lt_coords *c, lt
 }
 
 /* The rows of A kept by `kind` against B: union and intersection by the
- * outer and inner joins of sparse/align.c, difference by lookups. */
+ * outer and inner joins of sparse/align.c, difference by lookups. All three
+ * take maps of one tensor stride (the joins check it too). */
 lt_status lt_coords_setop(lt_ctx *ctx, lt_tensor **out, lt_coords *a, lt_coords *b, lt_coords_set kind,
                           const char *op) {
   *out = NULL;
   if ((unsigned)kind >= LT_COORDS_SETS) return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: unknown set operation", op);
+  const int *sa = a->stride, *sb = b->stride;
+  if (memcmp(sa, sb, sizeof a->stride))
+    return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: the tensor strides differ, {%d,%d,%d} and {%d,%d,%d}", op, sa[0], sa[1],
+                       sa[2], sb[0], sb[1], sb[2]);
   if (kind == LT_COORDS_DIFFERENCE) {
     lt_tensor *in_b = NULL;
     lt_status st = lt_coords_lookup(ctx, &in_b, b, a->rows, op);

@@ -1,9 +1,10 @@
-/* Morton (Z-order) codes and the orders of coordinate rows by a 63-bit code
- * of x, y, z (lattice/sparse_order.h): Morton, Hilbert, lexicographic. The order is a least-significant-digit radix
- * sort of the 95-bit keys (batch, code), one byte per pass, carrying the row along: stable, so equal keys keep their
+/* Morton (Z-order) codes and the orders of coordinate rows (lattice/sparse_order.h):
+ * Morton and Hilbert by a 63-bit code of x, y, z, lexicographic by the
+ * coordinates themselves (any int32). The order is a least-significant-digit radix
+ * sort of the 96-bit keys (batch, code), one byte per pass, carrying the row along: stable, so equal keys keep their
  * row order, and passes whose byte is the same for every row are skipped (coordinates of one scene share their high
- * bits). Plain sequential passes: their result is the same for any thread
- * count by construction. */
+ * bits); lex is two such sorts, by z and then by (batch, x, y). Plain sequential passes: their result is the same for
+ * any thread count by construction. */
 #include <string.h>
 #include "lattice/sparse_order.h"
 #include "sparse/internal.h"
@@ -54,24 +55,20 @@ uint64_t lt_hilbert_encode(int32_t x, int32_t y, int32_t z) {
   return h;
 }
 
-/* x, y, z offset to 21 bits each, x most significant: sorting by it is lexicographic. */
-static uint64_t lex_encode(int32_t x, int32_t y, int32_t z) {
-  return (uint64_t)(uint32_t)(x + (int32_t)OFFSET) << 42 | (uint64_t)(uint32_t)(y + (int32_t)OFFSET) << 21 |
-         (uint64_t)(uint32_t)(z + (int32_t)OFFSET);
-}
+/* v with its sign bit flipped: unsigned order is signed order. */
+static uint32_t ordered(int32_t v) { return (uint32_t)v ^ 0x80000000u; }
 
 static uint64_t encode(lt_coord_order kind, const int32_t *r) {
-  return kind == LT_ORDER_MORTON    ? lt_morton_encode(r[1], r[2], r[3])
-         : kind == LT_ORDER_HILBERT ? lt_hilbert_encode(r[1], r[2], r[3])
-                                    : lex_encode(r[1], r[2], r[3]);
+  return kind == LT_ORDER_MORTON ? lt_morton_encode(r[1], r[2], r[3]) : lt_hilbert_encode(r[1], r[2], r[3]);
 }
 
-/* A contiguous int32 (N, 4) copy of coords (or coords itself), every x, y, z in range. */
-static lt_status staged_coords(lt_ctx *ctx, lt_tensor **out, lt_tensor *coords, const char *op) {
+/* A contiguous int32 (N, 4) copy of coords (or coords itself); every x, y, z
+ * in the Morton range when `ranged`. */
+static lt_status staged_coords(lt_ctx *ctx, lt_tensor **out, lt_tensor *coords, int ranged, const char *op) {
   *out = NULL;
   lt_status st = lt__coords_check_rows(ctx, coords, op);
   if (!st) st = lt__as_contig(ctx, out, coords, LT_INT32);
-  if (st) return st;
+  if (st || !ranged) return st;
   const int32_t *r = lt_tensor_data(*out);
   for (int64_t i = 0; i < coords->shape[0]; i++)
     for (int a = 1; a < 4; a++)
@@ -86,7 +83,7 @@ static lt_status staged_coords(lt_ctx *ctx, lt_tensor **out, lt_tensor *coords, 
 lt_status lt_morton_codes(lt_ctx *ctx, lt_tensor **codes, lt_tensor *coords, const char *op) {
   *codes = NULL;
   lt_tensor *c;
-  lt_status st = staged_coords(ctx, &c, coords, op);
+  lt_status st = staged_coords(ctx, &c, coords, 1, op);
   if (st) return st;
   int64_t n = c->shape[0];
   st = lt_tensor_new(ctx, codes, LT_INT64, 1, &n);
@@ -131,6 +128,19 @@ static item *radix_sort(item *items, item *tmp, int64_t n) {
   return items;
 }
 
+/* The rows of r (n, 4) in (batch, x, y, z) order, equal rows by row, for
+ * any int32: sorted by z, then stably by (batch, x, y), which keeps the z
+ * order within each (batch, x, y). buf holds 2n items; returns the sorted ones. */
+static const item *lex_sort(item *buf, const int32_t *r, int64_t n) {
+  for (int64_t i = 0; i < n; i++) buf[i] = (item){ordered(r[i * 4 + 3]), 0, (int32_t)i};
+  item *by_z = radix_sort(buf, buf + n, n), *other = by_z == buf ? buf + n : buf;
+  for (int64_t i = 0; i < n; i++) {
+    const int32_t *p = r + (int64_t)by_z[i].row * 4;
+    by_z[i] = (item){(uint64_t)ordered(p[1]) << 32 | ordered(p[2]), ordered(p[0]), by_z[i].row};
+  }
+  return radix_sort(by_z, other, n);
+}
+
 lt_status lt_morton_order(lt_ctx *ctx, lt_tensor **order, lt_tensor *coords, const char *op) {
   return lt_coords_order(ctx, order, coords, LT_ORDER_MORTON, op);
 }
@@ -139,7 +149,7 @@ lt_status lt_coords_order(lt_ctx *ctx, lt_tensor **order, lt_tensor *coords, lt_
   *order = NULL;
   if ((unsigned)kind >= LT_ORDERS) return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: unknown order", op);
   lt_tensor *c;
-  lt_status st = staged_coords(ctx, &c, coords, op);
+  lt_status st = staged_coords(ctx, &c, coords, kind != LT_ORDER_LEX, op);
   if (st) return st;
   int64_t n = c->shape[0];
   size_t bytes = (size_t)(2 * n + 1) * sizeof(item);
@@ -148,9 +158,13 @@ lt_status lt_coords_order(lt_ctx *ctx, lt_tensor **order, lt_tensor *coords, lt_
   if (!st) st = lt_tensor_new(ctx, order, LT_INT32, 1, &n);
   if (!st) {
     const int32_t *r = lt_tensor_data(c);
-    for (int64_t i = 0; i < n; i++)
-      buf[i] = (item){encode(kind, r + i * 4), (uint32_t)r[i * 4] ^ 0x80000000u, (int32_t)i};
-    const item *sorted = radix_sort(buf, buf + n, n);
+    const item *sorted;
+    if (kind == LT_ORDER_LEX) {
+      sorted = lex_sort(buf, r, n);
+    } else {
+      for (int64_t i = 0; i < n; i++) buf[i] = (item){encode(kind, r + i * 4), ordered(r[i * 4]), (int32_t)i};
+      sorted = radix_sort(buf, buf + n, n);
+    }
     int32_t *o = lt_tensor_data(*order);
     for (int64_t i = 0; i < n; i++) o[i] = sorted[i].row;
   }

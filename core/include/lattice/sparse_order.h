@@ -36,7 +36,8 @@ typedef enum lt_coord_order {
 /* The Hilbert index of (x, y, z), each in the Morton range (not checked). */
 uint64_t lt_hilbert_encode(int32_t x, int32_t y, int32_t z);
 /* order (N) int32: the rows sorted by `kind`, equal keys by row (stable;
- * duplicates allowed); x, y, z must lie in the Morton range for every kind. */
+ * duplicates allowed); x, y, z must lie in the Morton range for Morton and
+ * Hilbert, lex takes any int32. */
 lt_status lt_coords_order(lt_ctx *ctx, lt_tensor **order, lt_tensor *coords, lt_coord_order kind, const char *op);
 
 /* The child index of (x, y, z) under its parent: (x & 1) | (y & 1) << 1 | (z & 1) << 2. */

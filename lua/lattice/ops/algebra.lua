@@ -44,9 +44,9 @@ M.sparse_cat_aligned = binary("cat", "inner", "sparse_cat_aligned")
 M.cat = api(function(tensors, opts)
   opts = args.options(opts, { join = true }, "cat")
   if type(tensors) ~= "table" or #tensors == 0 then error("cat: tensors must be a non-empty list of SparseTensors", 0) end
-  for i, t in ipairs(tensors) do
-    if not sparse.is_sparse(t) then
-      error(("cat: tensors[%d] must be a SparseTensor, got %s"):format(i, type_name(t)), 0)
+  for i = 1, #tensors do -- not ipairs: a hole (nil) is an entry the fold below would meet
+    if not sparse.is_sparse(tensors[i]) then
+      error(("cat: tensors[%d] must be a SparseTensor, got %s"):format(i, type_name(tensors[i])), 0)
     end
   end
   local join = args.choice(opts.join or "inner", JOINS, "join", "cat")

@@ -1,8 +1,9 @@
 -- Coordinate utilities, as mlx_lattice.ops.coords: set operations on
 -- coordinate sets, lookups, unique rows, orders (lexicographic, Morton,
 -- Hilbert), downsampling, bounding boxes and dense grids. Coordinates are
--- (batch, x, y, z) rows: an (N, 4) integer tensor or table, a SparseTensor or
--- a CoordinateMapKey; row indices are 0-based. The C side is
+-- (batch, x, y, z) rows: an (N, 4) integer tensor or table or a SparseTensor
+-- (a map argument, of the set operations and lookups, may also be a
+-- CoordinateMapKey); row indices are 0-based. The C side is
 -- core/sparse/coord_ops.c and morton.c. Errors point at the caller's line
 -- (lattice/ops/args.lua).
 local lattice = require "lattice"
@@ -66,7 +67,7 @@ local ORDERS = { lex = true, morton = true, hilbert = true }
 -- (batch, key), equal keys by row (stable), sorted = coords[permutation].
 -- lex: x, then y, then z; morton: the Z-order code; hilbert: the 3D Hilbert
 -- index (consecutive cells of a full aligned cube are face neighbours). x, y,
--- z must lie in [−2^20, 2^20) for every order.
+-- z must lie in [−2^20, 2^20) for morton and hilbert; lex takes any int32.
 M.coords_sort = api(function(coords, opts)
   opts = args.options(opts, { order = true }, "coords_sort")
   local order = args.choice(opts.order or "lex", ORDERS, "order", "coords_sort")
@@ -94,6 +95,20 @@ local function batches_of(x, rows)
   return rows.shape[1] > 0 and lattice.max(lattice.slice(rows, 2, 1, 1)):item() + 1 or 0
 end
 
+-- The most batches bounding_box (boxes) and dense (grids) give beyond one a
+-- row, when the batches come from the largest batch index (no batch_counts):
+-- a batch near 2^31 would ask for gigabytes (voxelize bounds its counts so).
+local MOST_BATCHES = 1 << 20
+
+local function checked_batches(x, rows, fname)
+  local b = batches_of(x, rows)
+  if not (sparse.is_sparse(x) and x.batch_counts) and b > math.max(MOST_BATCHES, rows.shape[1]) then
+    error(("%s: batch index %d would make %d batches, more than the rows and than %d: number the " ..
+      "batches from 0"):format(fname, b - 1, b, MOST_BATCHES), 0)
+  end
+  return b
+end
+
 --- bounding_box(x[, {per_batch = false}]) -> min_coord, max_coord: the least
 -- and greatest x, y, z of the rows, lists of 3 (nil, nil for no rows); per
 -- batch, int32 (B, 3) tensors (an empty batch has min > max).
@@ -102,7 +117,7 @@ M.bounding_box = api(function(x, opts)
   local rows = coords_of(x, "bounding_box")
   if opts.per_batch then
     local map = sparse.is_sparse(x) and x or call(csparse.coords_unique, rows, "bounding_box") -- a map's rows are distinct
-    return call(csparse.coords_bounds, map, batches_of(x, rows), "bounding_box")
+    return call(csparse.coords_bounds, map, checked_batches(x, rows, "bounding_box"), "bounding_box")
   end
   if rows.shape[1] == 0 then return nil, nil end
   local all = lattice.zeros({ rows.shape[1] }, "int32")
@@ -126,8 +141,8 @@ end
 --- dense(x[, {shape, min_coord}]) -> Tensor (B, X, Y, Z, C): x's features at
 -- cell (b, coord − min_coord) of the grid, zeros elsewhere. min_coord
 -- defaults to x's bounding box minimum, shape to the box's extent; B is
--- #x.batch_counts (else the largest batch + 1). A row outside the grid is an
--- error. Differentiable in x's features.
+-- #x.batch_counts (else the largest batch + 1, at most 2^20 or the rows). A
+-- row outside the grid is an error. Differentiable in x's features.
 M.dense = api(function(x, opts)
   opts = args.options(opts, { shape = true, min_coord = true }, "dense")
   args.sparse(x, "dense")
@@ -138,7 +153,7 @@ M.dense = api(function(x, opts)
     shape = { 0, 0, 0 }
     for a = 1, 3 do shape[a] = hi and math.max(0, hi[a] - min[a] + 1) or 0 end
   end
-  local b = batches_of(x, x.coords)
+  local b = checked_batches(x, x.coords, "dense")
   local index = call(csparse.dense_index, x, b, min, shape, "dense")
   local f = x.feats
   local padded = lattice.concatenate({ f, lattice.zeros({ 1, f.shape[2] }, f.dtype) }, 1)

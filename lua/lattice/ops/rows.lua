@@ -20,9 +20,9 @@ local INT32_MIN, INT32_MAX = -2147483648, 2147483647
 -- An integer index tensor from a tensor or a Lua list.
 local function index_tensor(v, what, fname)
   if type(v) == "table" then
-    for i, r in ipairs(v) do
-      if math.type(r) ~= "integer" then
-        error(("%s: %s[%d] must be an integer, got %s"):format(fname, what, i, tostring(r)), 0)
+    for i = 1, #v do -- not ipairs: a hole (nil) is an entry too
+      if math.type(v[i]) ~= "integer" then
+        error(("%s: %s[%d] must be an integer, got %s"):format(fname, what, i, tostring(v[i])), 0)
       end
     end
     return lattice.array(v, "int64")
@@ -101,11 +101,16 @@ M.topk_rows = api(function(x, counts, opts)
     error(("topk_rows: counts must be a list of %d integers (one per batch)"):format(#have), 0)
   end
   local keep = {}
-  for b, k in ipairs(counts) do
+  for b = 1, #counts do -- not ipairs: a hole (nil) is a count too
+    local k = counts[b]
     if math.type(k) ~= "integer" or k < 0 then
       error(("topk_rows: counts[%d] must be a non-negative integer, got %s"):format(b, tostring(k)), 0)
     end
-    keep[b] = math.floor(k * rho)
+    -- floor(k * rho) as an integer: a product past 2^62 (rho = math.huge, or
+    -- a float rho with a huge count) keeps every row, as any count past them
+    -- does; a count of 0 keeps none, whatever rho (0 * math.huge is NaN)
+    local v = k * rho
+    keep[b] = k == 0 and 0 or v >= 2 ^ 62 and math.maxinteger or math.floor(v)
   end
   return call(csparse.topk_rows, x, keep, "topk_rows")
 end)
@@ -116,7 +121,9 @@ M.replace_feature = api(function(x, feats)
   if not lattice.is_tensor(feats) then
     error(("replace_feature: feats must be a lattice.Tensor, got %s"):format(type_name(feats)), 0)
   end
-  return call(x.with_feats, x, feats)
+  local ok, y = pcall(x.with_feats, x, feats)
+  if not ok then error((tostring(y):gsub("^with_feats:", "replace_feature:")), 0) end -- the caller's name
+  return y
 end)
 
 -- ---- sparse_collate ----
@@ -127,7 +134,8 @@ local function scenes_of(a, b, fname)
   if type(a) ~= "table" or #a == 0 then error(fname .. ": expected a non-empty list of scenes", 0) end
   if sparse.is_sparse(a[1]) then
     if b ~= nil then args.options(b, {}, fname) end
-    for i, t in ipairs(a) do
+    for i = 1, #a do -- not ipairs: a hole (nil) must not end the list unseen
+      local t = a[i]
       if not sparse.is_sparse(t) then error(("%s: scene %d must be a SparseTensor, got %s"):format(fname, i, type_name(t)), 0) end
       local c = t.coords
       local batch = lattice.slice(c, 2, 1, 1)
