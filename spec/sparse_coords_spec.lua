@@ -82,6 +82,11 @@ describe("coordinate set operations", function()
       err(ops.coords_intersection, ta, { { 0, 0.5, 0, 0 } }), 1, true)
     assert.matches("coords_difference: coords must be a lattice.Tensor or a table, got string",
       err(ops.coords_difference, ta, "rows"), 1, true)
+    -- a table the array conversion refuses: the op's name, then array's reason
+    assert.matches("coords_lookup: coords: the table at depth 1 has a hole at index 2",
+      err(ops.coords_lookup, ta, { { 0, 0, 0, 0 }, nil, { 0, 1, 1, 1 } }), 1, true)
+    assert.matches("coords_union: coords: ragged nested table at depth 2 (expected 4 elements, got 3)",
+      err(ops.coords_union, { { 0, 0, 0, 0 }, { 0, 1, 1 } }, tb), 1, true)
   end)
 
   it("take maps of one tensor stride, each of the three", function()

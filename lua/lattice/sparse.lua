@@ -52,7 +52,11 @@ local INT32_MAX = 2147483647
 
 -- Coordinates as an int32 tensor: integers in range, whatever they came as.
 function M.int32_coords(coords, fname)
-  if type(coords) == "table" then coords = M.call(lattice.array, coords, "float64") end
+  if type(coords) == "table" then
+    local ok, t = pcall(lattice.array, coords, "float64")
+    if not ok then error(("%s: coords: %s"):format(fname, tostring(t):gsub("^array: ", "")), 0) end
+    coords = t
+  end
   if not lattice.is_tensor(coords) then
     error(("%s: coords must be a lattice.Tensor or a table, got %s"):format(fname, type_name(coords)), 0)
   end
