@@ -185,6 +185,8 @@ local CASES = {
   { kind = "conv", size = 3, stride = 2, in_stride = 2 },
   { kind = "conv", size = { 1, 2, 3 }, stride = { 1, 2, 3 }, padding = { 0, 1, 0 }, dilation = { 1, 1, 2 },
     in_stride = { 1, 2, 1 } },
+  -- strides whose product wraps to 1 in 32 bits (641 x 6700417 = 2^32 + 1): still strided, not the input's support
+  { kind = "conv", size = 1, stride = { 641, 6700417, 1 } },
   { kind = "subm", size = 1 },
   { kind = "subm", size = 3 },
   { kind = "subm", size = 5 },
