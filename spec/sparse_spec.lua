@@ -937,6 +937,40 @@ describe("convolution argument checks", function()
       "conv3d: kernel_size must be an integer or a list of 3 integers, got string")
   end)
 
+  it("refuse bad sizes, strides, paddings and dilations in the modules when built, before making a weight", function()
+    local cases = {
+      { function() lattice.nn.Conv3d(4, 8, { stride = (1 << 32) + 2 }) end,
+        "Conv3d: stride must fit in int32, got 4294967298" }, -- which C would have read as 2
+      { function() lattice.nn.Conv3d(4, 8, { kernel_size = -1 }) end, "Conv3d: kernel_size must be in 1..7, got -1" },
+      { function() lattice.nn.ConvTranspose3d(4, 8, { kernel_size = 8 }) end,
+        "ConvTranspose3d: kernel_size must be in 1..7, got 8" },
+      { function() lattice.nn.SubmConv3d(4, 8, { kernel_size = { 3, 2, 3 } }) end,
+        "SubmConv3d: a submanifold kernel_size must be odd, got 2" },
+      { function() lattice.nn.GenerativeConvTranspose3d(4, 8, { stride = 0 }) end,
+        "GenerativeConvTranspose3d: stride must be positive, got 0" },
+      { function() lattice.nn.Conv3d(4, 8, { padding = -1 }) end, "Conv3d: padding must be non-negative, got -1" },
+      { function() lattice.nn.Conv3d(4, 8, { dilation = { 1, 0, 1 } }) end, "Conv3d: dilation must be positive, got 0" },
+      { function() lattice.nn.QuantizedSubmConv3d(32, 8, { kernel_size = 4 }) end,
+        "QuantizedSubmConv3d: a submanifold kernel_size must be odd, got 4" },
+    }
+    for _, c in ipairs(cases) do
+      local ok, err = pcall(c[1])
+      assert.is_false(ok, c[2])
+      assert.are.equal(c[2], (tostring(err):gsub("^[^:]*:%d+: ", "")))
+    end
+    for _, f in ipairs({ -- at the caller's line, as the options' errors are
+      function() lattice.nn.Conv3d(4, 8, { stride = -1 }) end,
+      function() lattice.nn.Conv3d(4, 8, { stride = 1.5 }) end,
+      function() lattice.nn.SubmConv3d(0, 8) end,
+      function() lattice.nn.Conv3d(4, 8, { strides = 2 }) end,
+    }) do
+      local ok, err = pcall(f)
+      assert.is_false(ok)
+      local info = debug.getinfo(f, "S")
+      assert.are.equal(info.short_src .. ":" .. info.linedefined .. ":", err:match("^[^:]*:%d+:"), err)
+    end
+  end)
+
   it("refuse an input that is not a SparseTensor", function()
     assert.has_error(function() ops.conv3d(lattice.zeros({ 3, 4 }), w3) end,
       "conv3d: x must be a SparseTensor, got lattice.Tensor")
