@@ -890,6 +890,29 @@ describe("convolution argument checks", function()
       "generative_conv_transpose3d: bias has shape {8,1}, expected {8}")
   end)
 
+  it("refuse a weight or bias before building a relation, so the cache keeps what it had", function()
+    local fresh = lattice.SparseTensor({ { 0, 9, 9, 9 }, { 0, 9, 9, 10 } }, lattice.zeros({ 2, 4 }))
+    local qw = lattice.quantize_weight(lattice.zeros({ 8, 3, 3, 3, 32 }), { bits = 4, group_size = 32 })
+    local before = lattice.memory_stats().sparse_cache
+    for _, c in ipairs({
+      { function() ops.conv3d(fresh, lattice.zeros({ 8, 3, 3, 3, 16 })) end,
+        "conv3d: weight has 16 input channels, input has 4" },
+      { function() ops.conv3d(fresh, w3, { kernel_size = 5 }) end,
+        "conv3d: weight has shape {8,3,3,3,4}, expected {C_out,5,5,5,C_in}" },
+      { function() ops.subm_conv3d(fresh, w3, { bias = lattice.zeros({ 3 }) }) end,
+        "subm_conv3d: bias has shape {3}, expected {8}" },
+      { function() ops.conv_transpose3d(fresh, lattice.zeros({ 8, 3, 3, 3, 5 }), { stride = 1, coordinates = x }) end,
+        "conv_transpose3d: weight has 5 input channels, input has 4" },
+      { function() ops.subm_conv3d(fresh, qw) end, "subm_conv3d: weight has 32 input channels, input has 4" },
+      { function() lattice.nn.SubmConv3d(5, 8)(fresh) end, "SubmConv3d: weight has 5 input channels, input has 4" },
+    }) do
+      local ok, err = pcall(c[1])
+      assert.is_false(ok, c[2])
+      assert.are.equal(c[2], (tostring(err):gsub("^[^:]*:%d+: ", "")))
+      assert.are.equal(before, lattice.memory_stats().sparse_cache, c[2])
+    end
+  end)
+
   it("refuse even submanifold kernel sizes", function()
     assert.has_error(function() ops.subm_conv3d(x, lattice.zeros({ 8, 2, 2, 2, 4 })) end,
       "subm_conv3d: a submanifold kernel_size must be odd, got 2")
