@@ -185,6 +185,8 @@ local CASES = {
   { kind = "conv", size = 3, stride = 2, in_stride = 2 },
   { kind = "conv", size = { 1, 2, 3 }, stride = { 1, 2, 3 }, padding = { 0, 1, 0 }, dilation = { 1, 1, 2 },
     in_stride = { 1, 2, 1 } },
+  -- strides whose product wraps to 1 in 32 bits (641 x 6700417 = 2^32 + 1): still strided, not the input's support
+  { kind = "conv", size = 1, stride = { 641, 6700417, 1 } },
   { kind = "subm", size = 1 },
   { kind = "subm", size = 3 },
   { kind = "subm", size = 5 },
@@ -888,6 +890,29 @@ describe("convolution argument checks", function()
       "generative_conv_transpose3d: bias has shape {8,1}, expected {8}")
   end)
 
+  it("refuse a weight or bias before building a relation, so the cache keeps what it had", function()
+    local fresh = lattice.SparseTensor({ { 0, 9, 9, 9 }, { 0, 9, 9, 10 } }, lattice.zeros({ 2, 4 }))
+    local qw = lattice.quantize_weight(lattice.zeros({ 8, 3, 3, 3, 32 }), { bits = 4, group_size = 32 })
+    local before = lattice.memory_stats().sparse_cache
+    for _, c in ipairs({
+      { function() ops.conv3d(fresh, lattice.zeros({ 8, 3, 3, 3, 16 })) end,
+        "conv3d: weight has 16 input channels, input has 4" },
+      { function() ops.conv3d(fresh, w3, { kernel_size = 5 }) end,
+        "conv3d: weight has shape {8,3,3,3,4}, expected {C_out,5,5,5,C_in}" },
+      { function() ops.subm_conv3d(fresh, w3, { bias = lattice.zeros({ 3 }) }) end,
+        "subm_conv3d: bias has shape {3}, expected {8}" },
+      { function() ops.conv_transpose3d(fresh, lattice.zeros({ 8, 3, 3, 3, 5 }), { stride = 1, coordinates = x }) end,
+        "conv_transpose3d: weight has 5 input channels, input has 4" },
+      { function() ops.subm_conv3d(fresh, qw) end, "subm_conv3d: weight has 32 input channels, input has 4" },
+      { function() lattice.nn.SubmConv3d(5, 8)(fresh) end, "SubmConv3d: weight has 5 input channels, input has 4" },
+    }) do
+      local ok, err = pcall(c[1])
+      assert.is_false(ok, c[2])
+      assert.are.equal(c[2], (tostring(err):gsub("^[^:]*:%d+: ", "")))
+      assert.are.equal(before, lattice.memory_stats().sparse_cache, c[2])
+    end
+  end)
+
   it("refuse even submanifold kernel sizes", function()
     assert.has_error(function() ops.subm_conv3d(x, lattice.zeros({ 8, 2, 2, 2, 4 })) end,
       "subm_conv3d: a submanifold kernel_size must be odd, got 2")
@@ -933,6 +958,40 @@ describe("convolution argument checks", function()
       "conv3d: the output's tensor stride 2147483648 is outside int32")
     assert.has_error(function() ops.conv3d(x, w3, { kernel_size = "3" }) end,
       "conv3d: kernel_size must be an integer or a list of 3 integers, got string")
+  end)
+
+  it("refuse bad sizes, strides, paddings and dilations in the modules when built, before making a weight", function()
+    local cases = {
+      { function() lattice.nn.Conv3d(4, 8, { stride = (1 << 32) + 2 }) end,
+        "Conv3d: stride must fit in int32, got 4294967298" }, -- which C would have read as 2
+      { function() lattice.nn.Conv3d(4, 8, { kernel_size = -1 }) end, "Conv3d: kernel_size must be in 1..7, got -1" },
+      { function() lattice.nn.ConvTranspose3d(4, 8, { kernel_size = 8 }) end,
+        "ConvTranspose3d: kernel_size must be in 1..7, got 8" },
+      { function() lattice.nn.SubmConv3d(4, 8, { kernel_size = { 3, 2, 3 } }) end,
+        "SubmConv3d: a submanifold kernel_size must be odd, got 2" },
+      { function() lattice.nn.GenerativeConvTranspose3d(4, 8, { stride = 0 }) end,
+        "GenerativeConvTranspose3d: stride must be positive, got 0" },
+      { function() lattice.nn.Conv3d(4, 8, { padding = -1 }) end, "Conv3d: padding must be non-negative, got -1" },
+      { function() lattice.nn.Conv3d(4, 8, { dilation = { 1, 0, 1 } }) end, "Conv3d: dilation must be positive, got 0" },
+      { function() lattice.nn.QuantizedSubmConv3d(32, 8, { kernel_size = 4 }) end,
+        "QuantizedSubmConv3d: a submanifold kernel_size must be odd, got 4" },
+    }
+    for _, c in ipairs(cases) do
+      local ok, err = pcall(c[1])
+      assert.is_false(ok, c[2])
+      assert.are.equal(c[2], (tostring(err):gsub("^[^:]*:%d+: ", "")))
+    end
+    for _, f in ipairs({ -- at the caller's line, as the options' errors are
+      function() lattice.nn.Conv3d(4, 8, { stride = -1 }) end,
+      function() lattice.nn.Conv3d(4, 8, { stride = 1.5 }) end,
+      function() lattice.nn.SubmConv3d(0, 8) end,
+      function() lattice.nn.Conv3d(4, 8, { strides = 2 }) end,
+    }) do
+      local ok, err = pcall(f)
+      assert.is_false(ok)
+      local info = debug.getinfo(f, "S")
+      assert.are.equal(info.short_src .. ":" .. info.linedefined .. ":", err:match("^[^:]*:%d+:"), err)
+    end
   end)
 
   it("refuse an input that is not a SparseTensor", function()

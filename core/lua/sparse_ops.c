@@ -11,6 +11,7 @@
 #include "base.h"
 #include "quant_binding.h"
 #include "sparse_binding.h"
+#include "sparse/internal.h"
 
 #define LT_L_RELATION "lattice.Relation"
 
@@ -225,6 +226,9 @@ int lt_l_sparse_conv_push(lua_State *L, lt_relation_kind kind, int xarg, lt_tens
   lt_tensor *x = lt_l_sparse_feats(L, xarg);
   lt_coords *target = check_target(L, target_arg, kind, in, spec, op);
   lt_ctx *ctx = lt_l_ctx(L);
+  /* the weight against the spec before the relation: a refused call builds and caches none */
+  lt_l_check(L, w ? lt__sparse_conv_check(ctx, x, w, bias, lt_coords_count(in), spec, op)
+                  : lt__sparse_conv_quantized_check(ctx, x, qw, bias, lt_coords_count(in), spec, op));
   rel_box *b = lua_newuserdatauv(L, sizeof *b, 0); /* holds the relation while the op runs */
   b->r = NULL;
   luaL_setmetatable(L, LT_L_RELATION);

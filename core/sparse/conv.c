@@ -107,8 +107,10 @@ static void grad_w_f64(double *dw, const double *dy, const double *x, const int3
 
 /* ---- argument checks ---- */
 
-static lt_status check_args(lt_ctx *ctx, const lt_tensor *x, const lt_tensor *w, const lt_tensor *b,
-                            const lt_relation *r, const char *op) {
+/* Before any relation is built (the binding calls it first): a call refused
+ * for its weight leaves the coordinate manager's cache as it was. */
+lt_status lt__sparse_conv_check(lt_ctx *ctx, const lt_tensor *x, const lt_tensor *w, const lt_tensor *b, int64_t n_in,
+                                const lt_kernel_spec *spec, const char *op) {
   char s[LT_SHAPE_STR_MAX];
   const lt_tensor *ts[3] = {x, w, b};
   const char *what[3] = {"features", "weight", "bias"};
@@ -116,15 +118,13 @@ static lt_status check_args(lt_ctx *ctx, const lt_tensor *x, const lt_tensor *w,
     if (ts[t] && !lt_dtype_info(ts[t]->dtype)->is_float)
       return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: %s must be a float tensor, got %s", op, what[t],
                          lt_dtype_info(ts[t]->dtype)->name);
-  if (x->ndim != 2 || x->shape[0] != r->in->n)
+  if (x->ndim != 2 || x->shape[0] != n_in)
     return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: features have shape %s, the input has %lld rows", op,
-                       lt__shape_str(s, sizeof s, x->ndim, x->shape), (long long)r->in->n);
-  int64_t K = r->volume;
-  if (w->ndim != 5 || w->shape[1] * w->shape[2] * w->shape[3] != K || w->shape[1] != r->spec.size[0] ||
-      w->shape[2] != r->spec.size[1] || w->shape[3] != r->spec.size[2])
+                       lt__shape_str(s, sizeof s, x->ndim, x->shape), (long long)n_in);
+  const int *k = spec->size;
+  if (w->ndim != 5 || w->shape[1] != k[0] || w->shape[2] != k[1] || w->shape[3] != k[2])
     return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: weight has shape %s, expected {C_out,%d,%d,%d,C_in}", op,
-                       lt__shape_str(s, sizeof s, w->ndim, w->shape), r->spec.size[0], r->spec.size[1],
-                       r->spec.size[2]);
+                       lt__shape_str(s, sizeof s, w->ndim, w->shape), k[0], k[1], k[2]);
   if (w->shape[4] != x->shape[1])
     return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: weight has %lld input channels, input has %lld", op,
                        (long long)w->shape[4], (long long)x->shape[1]);
@@ -207,7 +207,7 @@ static void release_relation(void *r) { lt_relation_release(r); }
 lt_status lt_sparse_conv(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, lt_tensor *weight, lt_tensor *bias, lt_relation *r,
                          const char *op) {
   *out = NULL;
-  lt_status st = check_args(ctx, x, weight, bias, r, op);
+  lt_status st = lt__sparse_conv_check(ctx, x, weight, bias, r->in->n, &r->spec, op);
   if (st) return st;
   lt_dtype cdt = compute_dtype(x, weight, bias);
   st = lt_tensor_new(ctx, out, cdt, 2, (int64_t[]){r->out->n, weight->shape[0]});

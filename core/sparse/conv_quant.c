@@ -27,13 +27,14 @@ static lt_dtype compute_dtype(const lt_tensor *x, const lt_tensor *b) {
 
 /* ---- argument checks ---- */
 
-static lt_status check_weight(lt_ctx *ctx, const lt_qweight *qw, const lt_relation *r, int64_t c_in, const char *op) {
+static lt_status check_weight(lt_ctx *ctx, const lt_qweight *qw, const lt_kernel_spec *spec, int64_t c_in,
+                              const char *op) {
   char s[LT_SHAPE_STR_MAX];
   lt_status st = lt_qweight_check(ctx, qw, op);
   if (st) return st;
   int64_t shape[LT_MAX_DIMS];
   int nd = lt_qweight_shape(qw, shape);
-  const int *k = r->spec.size;
+  const int *k = spec->size;
   if (nd != 5 || shape[1] != k[0] || shape[2] != k[1] || shape[3] != k[2])
     return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: quantized weight has shape %s, expected {C_out,%d,%d,%d,C_in}", op,
                        lt__shape_str(s, sizeof s, nd, shape), k[0], k[1], k[2]);
@@ -47,18 +48,19 @@ static lt_status check_weight(lt_ctx *ctx, const lt_qweight *qw, const lt_relati
   return LT_OK;
 }
 
-static lt_status check_args(lt_ctx *ctx, const lt_tensor *x, const lt_qweight *qw, const lt_tensor *b,
-                            const lt_relation *r, const char *op) {
+/* Before any relation is built, as lt__sparse_conv_check (sparse/conv.c). */
+lt_status lt__sparse_conv_quantized_check(lt_ctx *ctx, const lt_tensor *x, const lt_qweight *qw, const lt_tensor *b,
+                                          int64_t n_in, const lt_kernel_spec *spec, const char *op) {
   char s[LT_SHAPE_STR_MAX];
   if (!lt_dtype_info(x->dtype)->is_float)
     return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: features must be a float tensor, got %s", op,
                        lt_dtype_info(x->dtype)->name);
   if (b && !lt_dtype_info(b->dtype)->is_float)
     return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: bias must be a float tensor, got %s", op, lt_dtype_info(b->dtype)->name);
-  if (x->ndim != 2 || x->shape[0] != r->in->n)
+  if (x->ndim != 2 || x->shape[0] != n_in)
     return lt_ctx_fail(ctx, LT_ERR_ARG, "%s: features have shape %s, the input has %lld rows", op,
-                       lt__shape_str(s, sizeof s, x->ndim, x->shape), (long long)r->in->n);
-  lt_status st = check_weight(ctx, qw, r, x->shape[1], op);
+                       lt__shape_str(s, sizeof s, x->ndim, x->shape), (long long)n_in);
+  lt_status st = check_weight(ctx, qw, spec, x->shape[1], op);
   if (st) return st;
   int64_t c_out = qw->w->shape[0];
   if (b && (b->ndim != 1 || b->shape[0] != c_out))
@@ -115,7 +117,7 @@ static lt_status compute(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, const lt_qw
 lt_status lt_sparse_conv_quantized(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, const lt_qweight *qw, lt_tensor *bias,
                                    lt_relation *r, const char *op) {
   *out = NULL;
-  lt_status st = check_args(ctx, x, qw, bias, r, op);
+  lt_status st = lt__sparse_conv_quantized_check(ctx, x, qw, bias, r->in->n, &r->spec, op);
   if (!st) st = compute(ctx, out, x, qw, bias, r, op);
   if (st) {
     lt_tensor_release(*out);

@@ -184,6 +184,14 @@ lt_status lt__key_digests_isa(lt_ctx *ctx, lt_tensor **out, lt_tensor *keys, lt_
  * `isa` lowered to what the CPU has (*used). */
 lt_status lt__colsum_isa(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, lt_isa isa, lt_isa *used);
 
+/* The argument checks of lt_sparse_conv and lt_sparse_conv_quantized against
+ * an input of n_in rows and the kernel spec, which the binding runs before it
+ * builds the relation (a refused call caches nothing); the ops run them again. */
+lt_status lt__sparse_conv_check(lt_ctx *ctx, const lt_tensor *x, const lt_tensor *w, const lt_tensor *b, int64_t n_in,
+                                const lt_kernel_spec *spec, const char *op);
+lt_status lt__sparse_conv_quantized_check(lt_ctx *ctx, const lt_tensor *x, const lt_qweight *qw, const lt_tensor *b,
+                                          int64_t n_in, const lt_kernel_spec *spec, const char *op);
+
 /* What sparse/conv_quant.c borrows from the float convolution (sparse/conv.c),
  * with a dense weight w (C_out, Kx, Ky, Kz, C_in) of any float dtype:
  *   lt__sparse_conv_compute: y (n_out, C_out), already allocated in cdt

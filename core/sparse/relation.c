@@ -327,8 +327,9 @@ lt_status lt__relation_build(lt_ctx *ctx, lt_relation **out, lt_relation_kind ki
   if (!r) return lt_ctx_fail(ctx, LT_ERR_MEM, "%s: out of memory", op);
   *r = (lt_relation){.refcount = 1, .kind = kind, .spec = *spec, .in = lt_coords_retain(in), .targeted = !!target};
   r->volume = make_offsets(spec, r->offsets);
+  /* each stride 1 (their product can wrap to 1: 641 x 6700417 = 2^32 + 1) */
   int identity = kind == LT_RELATION_SUBM ||
-                 (kind == LT_RELATION_CONV && spec->stride[0] * spec->stride[1] * spec->stride[2] == 1);
+                 (kind == LT_RELATION_CONV && spec->stride[0] == 1 && spec->stride[1] == 1 && spec->stride[2] == 1);
   if (target)
     r->out = lt_coords_retain(target);
   else if (identity)

@@ -19,12 +19,36 @@ local function triple(v, default, what, fname)
     and math.type(v[3]) == "integer" then
     return { v[1], v[2], v[3] }
   end
-  error(("%s: %s must be an integer or a list of 3 integers, got %s"):format(fname, what, tostring(v)), 4)
+  error(("%s: %s must be an integer or a list of 3 integers, got %s"):format(fname, what, tostring(v)), 3)
+end
+
+-- The ranges the relations take (core/sparse/relation.c checks them again at
+-- the forward): checked here, before the weight is made from kernel_size and
+-- before the values become C ints, which would wrap one past int32.
+local KERNEL_MAX = 7
+local INT32_MAX = 2147483647
+
+local function check_spec(f, fname, odd)
+  local function fail(fmt, ...) error(("%s: " .. fmt):format(fname, ...), 4) end
+  for _, what in ipairs({ "kernel_size", "stride", "padding", "dilation" }) do
+    for a = 1, 3 do
+      local v = f[what][a]
+      if v < -INT32_MAX - 1 or v > INT32_MAX then fail("%s must fit in int32, got %d", what, v) end
+    end
+  end
+  for a = 1, 3 do
+    local k, s, p, d = f.kernel_size[a], f.stride[a], f.padding[a], f.dilation[a]
+    if k < 1 or k > KERNEL_MAX then fail("kernel_size must be in 1..%d, got %d", KERNEL_MAX, k) end
+    if odd and k % 2 == 0 then fail("a submanifold kernel_size must be odd, got %d", k) end
+    if s < 1 then fail("stride must be positive, got %d", s) end
+    if p < 0 then fail("padding must be non-negative, got %d", p) end
+    if d < 1 then fail("dilation must be positive, got %d", d) end
+  end
 end
 
 local function check_channels(v, what, fname)
   if math.type(v) ~= "integer" or v < 1 then
-    error(("%s: %s must be a positive integer, got %s"):format(fname, what, tostring(v)), 4)
+    error(("%s: %s must be a positive integer, got %s"):format(fname, what, tostring(v)), 3)
   end
 end
 
@@ -40,6 +64,7 @@ local function conv_module(name, allowed, defaults)
     f.stride = triple(opts.stride, defaults.stride, "stride", name)
     f.padding = triple(opts.padding, 0, "padding", name)
     f.dilation = triple(opts.dilation, 1, "dilation", name)
+    check_spec(f, name, name == "SubmConv3d")
     local k = f.kernel_size
     local scale = math.sqrt(1 / (in_channels * k[1] * k[2] * k[3]))
     f.weight = lattice.random.uniform(-scale, scale, { out_channels, k[1], k[2], k[3], in_channels })
