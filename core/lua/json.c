@@ -24,6 +24,7 @@
 #include <string.h>
 #include "binding.h"
 #include "io/json.h"
+#include "io/numtext.h"
 #include "io/safetensors.h"
 
 #define MAX_DEPTH LT_JSON_MAX_DEPTH
@@ -94,10 +95,7 @@ static void put_number(out *o, int idx) {
     double v = lua_tonumber(o->L, idx);
     if (!isfinite(v))
       luaL_error(o->L, "json.encode: cannot write %s (JSON has no such number)", lua_tostring(o->L, idx));
-    for (int digits = 1; digits <= 17; digits++) {
-      snprintf(buf, sizeof buf, "%.*g", digits, v);
-      if (strtod(buf, NULL) == v) break;
-    }
+    lt__format_double_exact(buf, sizeof buf, 1, v);
     if (!strpbrk(buf, ".eE")) strcat(buf, ".0");
   }
   put(o, buf, strlen(buf));
@@ -246,7 +244,7 @@ static void push_number(lua_State *L, const char *s, int64_t at) {
       return;
     }
   }
-  lua_pushnumber(L, strtod(buf, NULL));
+  lua_pushnumber(L, lt__parse_double(buf, NULL));
 }
 
 static void push_container(lua_State *L, const char *s, int64_t at) {
