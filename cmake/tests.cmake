@@ -39,6 +39,18 @@ set_tests_properties(c_blas_states PROPERTIES SKIP_RETURN_CODE 77)
 # 77: no locale with a decimal comma could be set or made
 set_tests_properties(c_embed_locale PROPERTIES SKIP_RETURN_CODE 77)
 
+# A C++ host (spec/c/embed_cxx.cpp): the public headers as C++, their
+# functions linked by C names. Registered when a C++ compiler is found.
+include(CheckLanguage)
+check_language(CXX)
+if(CMAKE_CXX_COMPILER)
+  enable_language(CXX)
+  add_executable(spec_embed_cxx spec/c/embed_cxx.cpp)
+  target_link_libraries(spec_embed_cxx PRIVATE lattice_lua ${LUA_LIBRARY})
+  add_test(NAME c_embed_cxx COMMAND spec_embed_cxx WORKING_DIRECTORY ${CMAKE_CURRENT_SOURCE_DIR})
+  set_tests_properties(c_embed_cxx PROPERTIES TIMEOUT 60)
+endif()
+
 # ---- REPL test ----
 # spec/c/repl_pty.c drives
 # build/bin/lattice through a pseudo-terminal: Tab completion, Ctrl-C at the

@@ -7,6 +7,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct lt_ctx lt_ctx;
 
 typedef enum lt_status {
@@ -66,5 +70,9 @@ void lt_ctx_set_rng_state(lt_ctx *ctx, uint64_t key, uint64_t counter);
 
 /* Monotonic wall clock in seconds. */
 double lt_now(void);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -9,6 +9,10 @@
 #include "lattice/ctx.h"
 #include "lattice/dtype.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define LT_MAX_DIMS 8
 
 typedef struct lt_tensor lt_tensor;
@@ -76,5 +80,9 @@ lt_status lt_concatenate(lt_ctx *ctx, lt_tensor **out, int n, lt_tensor *const *
 lt_status lt_stack(lt_ctx *ctx, lt_tensor **out, int n, lt_tensor *const *xs, int axis);
 /* Splits into `n` pieces at the sorted indices `at[0..n-2]` along `axis`. */
 lt_status lt_split(lt_ctx *ctx, lt_tensor **outs, lt_tensor *x, int n, const int64_t *at, int axis);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif
