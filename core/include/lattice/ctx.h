@@ -50,6 +50,7 @@ typedef struct lt_memory_stats {
   size_t limit;  /* most bytes the cache keeps */
 } lt_memory_stats;
 
+/* NULL when the bytes cannot be had (past 2^63 they never can). */
 void *lt_ctx_alloc(lt_ctx *ctx, size_t nbytes);
 void lt_ctx_free(lt_ctx *ctx, void *ptr, size_t nbytes);
 lt_memory_stats lt_ctx_memory_stats(const lt_ctx *ctx);
