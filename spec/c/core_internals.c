@@ -46,6 +46,41 @@ static void test_alloc_huge(lt_ctx *ctx) {
   lt_ctx_free(ctx, p, 100);
 }
 
+/* ---- tensor creation with bad arguments ---- */
+
+/* Each creation refuses what would crash it (a NULL shape or data, a dtype
+ * past the traits table, a buffer ops cannot read through typed pointers)
+ * with a message, and returns no tensor. */
+static int refused(lt_ctx *ctx, lt_status st, lt_tensor *t, const char *want) {
+  int ok = st == LT_ERR_ARG && t == NULL && strcmp(lt_ctx_error(ctx), want) == 0;
+  if (!ok) printf("  got %d, '%s'\n", (int)st, lt_ctx_error(ctx));
+  return ok;
+}
+
+static void test_create_bad_args(lt_ctx *ctx) {
+  static float buf[4];
+  int64_t four = 4;
+  lt_tensor *t = NULL;
+  check(refused(ctx, lt_tensor_new(ctx, &t, LT_FLOAT32, 2, NULL), t, "tensor: shape is NULL with ndim 2"),
+        "create: a NULL shape with dimensions is an error");
+  check(
+      refused(ctx, lt_tensor_zeros(ctx, &t, (lt_dtype)99, 1, &four), t, "tensor: dtype 99 is not an lt_dtype (0 to 8)"),
+      "create: a dtype out of range is an error");
+  check(
+      refused(ctx, lt_tensor_from_data(ctx, &t, LT_FLOAT32, 1, &four, NULL), t, "tensor: data is NULL for 4 elements"),
+      "create: from_data with NULL data is an error");
+  check(refused(ctx, lt_tensor_wrap(ctx, &t, LT_FLOAT32, 1, &four, NULL, NULL, NULL), t,
+                "tensor: data is NULL for 4 elements"),
+        "create: wrap of NULL data is an error");
+  check(refused(ctx, lt_tensor_wrap(ctx, &t, LT_FLOAT32, 1, (int64_t[]){2}, (char *)buf + 2, NULL, NULL), t,
+                "tensor: data is not aligned to 4 bytes, as float32 needs"),
+        "create: wrap of misaligned data is an error");
+  int64_t zero = 0;
+  check(lt_tensor_from_data(ctx, &t, LT_FLOAT32, 1, &zero, NULL) == LT_OK && lt_tensor_size(t) == 0,
+        "create: from_data of no elements takes NULL data");
+  lt_tensor_release(t);
+}
+
 /* ---- arena ---- */
 
 static void test_arena(void) {
@@ -297,6 +332,7 @@ static void test_close(void) {
 int main(void) {
   lt_ctx *ctx = lt_ctx_new();
   test_alloc_huge(ctx);
+  test_create_bad_args(ctx);
   test_arena();
   test_workspace(ctx);
   test_thread_id_in_host_region();

@@ -27,8 +27,9 @@ lt_status lt_tensor_full(lt_ctx *ctx, lt_tensor **out, lt_dtype dt, int ndim, co
 /* A copy of `n` host elements laid out row-major in `shape`. */
 lt_status lt_tensor_from_data(lt_ctx *ctx, lt_tensor **out, lt_dtype dt, int ndim, const int64_t *shape,
                               const void *data);
-/* Zero-copy: wraps a host buffer. `release(ud)` is called when the last view of
- * it is dropped; until then the buffer must stay valid and must not move. */
+/* Zero-copy: wraps a host buffer, aligned to the dtype's size. `release(ud)` is
+ * called when the last view of it is dropped; until then the buffer must stay
+ * valid and must not move. When the call fails, release is not called. */
 lt_status lt_tensor_wrap(lt_ctx *ctx, lt_tensor **out, lt_dtype dt, int ndim, const int64_t *shape, void *data,
                          void (*release)(void *ud), void *ud);
 lt_status lt_tensor_arange(lt_ctx *ctx, lt_tensor **out, double start, double stop, double step, lt_dtype dt);
