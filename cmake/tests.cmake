@@ -27,7 +27,7 @@ set_tests_properties(embed_two_threads PROPERTIES TIMEOUT 900)
 # Hosts that drive lattice as an application would (through lattice/lua.h,
 # linked as examples/embed is), and tests of the core's internals, which see
 # core/'s private headers. Each runs for a bounded time.
-foreach(name abandoned_gradient core_internals embed_api blas_states blas_lock)
+foreach(name abandoned_gradient core_internals embed_api embed_locale blas_states blas_lock)
   add_executable(spec_${name} spec/c/${name}.c)
   target_include_directories(spec_${name} PRIVATE core)
   target_link_libraries(spec_${name} PRIVATE lattice_lua ${LUA_LIBRARY} OpenMP::OpenMP_C ${OPENBLAS_LIBRARY} pthread)
@@ -36,6 +36,20 @@ foreach(name abandoned_gradient core_internals embed_api blas_states blas_lock)
 endforeach()
 # four states at 1, 2, 1, 2 threads for 5 s; 77: no shape shows a mix-up here
 set_tests_properties(c_blas_states PROPERTIES SKIP_RETURN_CODE 77)
+# 77: no locale with a decimal comma could be set or made
+set_tests_properties(c_embed_locale PROPERTIES SKIP_RETURN_CODE 77)
+
+# A C++ host (spec/c/embed_cxx.cpp): the public headers as C++, their
+# functions linked by C names. Registered when a C++ compiler is found.
+include(CheckLanguage)
+check_language(CXX)
+if(CMAKE_CXX_COMPILER)
+  enable_language(CXX)
+  add_executable(spec_embed_cxx spec/c/embed_cxx.cpp)
+  target_link_libraries(spec_embed_cxx PRIVATE lattice_lua ${LUA_LIBRARY})
+  add_test(NAME c_embed_cxx COMMAND spec_embed_cxx WORKING_DIRECTORY ${CMAKE_CURRENT_SOURCE_DIR})
+  set_tests_properties(c_embed_cxx PROPERTIES TIMEOUT 60)
+endif()
 
 # ---- REPL test ----
 # spec/c/repl_pty.c drives

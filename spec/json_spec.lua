@@ -91,6 +91,15 @@ describe("lattice.json.decode", function()
     assert.is_nil(json.decode("null"))
   end)
 
+  it("reads numbers of any length whole", function()
+    -- JSON bounds no digits; these are longer than any buffer a number is copied to
+    assert.are.equal(100000.0, json.decode("1." .. ("0"):rep(600) .. "e5"))
+    assert.are.equal(1.0, json.decode("[0." .. ("0"):rep(520) .. "1e521]")[1])
+    assert.are.equal(0.5, json.decode("0.5" .. ("0"):rep(100)))
+    assert.are.equal(-12345678901234, json.decode("-12345678901234"))
+    assert.are.equal(1e30, json.decode(("9"):rep(30))) -- past int64: the nearest double, 10^30's
+  end)
+
   it("refuses what RFC 8259 does not allow, naming the byte", function()
     assert.has_error(function() json.decode('{"a": 01}') end, "json.decode: byte 8: a number has a leading zero")
     assert.has_error(function() json.decode("[1,]") end, "json.decode: byte 4: expected a value, found ']'")

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "binding.h"
+#include "io/numtext.h"
 #include "transformer/config.h"
 
 #define LT_L_BLOCK_CONFIG "lattice.BlockConfig"
@@ -347,10 +348,7 @@ static int model_get_block_config(lua_State *L) {
 
 static void add_float(luaL_Buffer *b, double v) {
   char buf[40];
-  for (int digits = 14; digits <= 17; digits++) {
-    snprintf(buf, sizeof buf, "%.*g", digits, v);
-    if (strtod(buf, NULL) == v) break;
-  }
+  lt__format_double_exact(buf, sizeof buf, 14, v);
   luaL_addstring(b, buf);
   if (!strpbrk(buf, ".eEn")) luaL_addstring(b, ".0"); /* a float reads as one, as Lua prints it */
 }

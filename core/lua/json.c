@@ -24,6 +24,7 @@
 #include <string.h>
 #include "binding.h"
 #include "io/json.h"
+#include "io/numtext.h"
 #include "io/safetensors.h"
 
 #define MAX_DEPTH LT_JSON_MAX_DEPTH
@@ -94,10 +95,7 @@ static void put_number(out *o, int idx) {
     double v = lua_tonumber(o->L, idx);
     if (!isfinite(v))
       luaL_error(o->L, "json.encode: cannot write %s (JSON has no such number)", lua_tostring(o->L, idx));
-    for (int digits = 1; digits <= 17; digits++) {
-      snprintf(buf, sizeof buf, "%.*g", digits, v);
-      if (strtod(buf, NULL) == v) break;
-    }
+    lt__format_double_exact(buf, sizeof buf, 1, v);
     if (!strpbrk(buf, ".eE")) strcat(buf, ".0");
   }
   put(o, buf, strlen(buf));
@@ -232,21 +230,32 @@ static void push_string(lua_State *L, const char *s, int64_t at) {
   luaL_pushresultsize(&b, lt__json_string(s, at, dst));
 }
 
+/* The number's text is copied out to end it with a NUL; a text too long for
+ * the buffer (JSON puts no bound on digits: "1.000...0e5") goes through a Lua
+ * string instead, since cut short it would read as another number. */
 static void push_number(lua_State *L, const char *s, int64_t at) {
-  int64_t end = lt__json_skip(s, at);
-  char buf[512];
-  size_t n = (size_t)(end - at) < sizeof buf - 1 ? (size_t)(end - at) : sizeof buf - 1;
-  memcpy(buf, s + at, n);
-  buf[n] = '\0';
+  size_t n = (size_t)(lt__json_skip(s, at) - at);
+  char small[64];
+  const char *buf = small;
+  if (n < sizeof small) {
+    memcpy(small, s + at, n);
+    small[n] = '\0';
+  } else {
+    buf = lua_pushlstring(L, s + at, n);
+  }
+  lua_Number v;
   if (!strpbrk(buf, ".eE")) {
     errno = 0;
-    long long v = strtoll(buf, NULL, 10);
+    long long i = strtoll(buf, NULL, 10);
     if (errno == 0) {
-      lua_pushinteger(L, (lua_Integer)v);
+      if (buf != small) lua_pop(L, 1);
+      lua_pushinteger(L, (lua_Integer)i);
       return;
     }
   }
-  lua_pushnumber(L, strtod(buf, NULL));
+  v = lt__parse_double(buf, NULL);
+  if (buf != small) lua_pop(L, 1);
+  lua_pushnumber(L, v);
 }
 
 static void push_container(lua_State *L, const char *s, int64_t at) {

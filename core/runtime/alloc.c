@@ -13,6 +13,13 @@ static size_t class_size(int c) {
 }
 
 int lt__alloc_class(size_t nbytes, size_t *class_bytes) {
+  /* Past 2^63 a class's bytes would wrap around (the top one of (2^63, 2^64]
+   * is 2^64, which is 0), and a request of SIZE_MAX bytes, say a negative
+   * count cast to size_t, would get a block of none: no class at all. */
+  if (nbytes > (size_t)1 << 63) {
+    *class_bytes = 0;
+    return LT_ALLOC_CLASSES;
+  }
   if (nbytes <= LT_ALIGN) {
     *class_bytes = LT_ALIGN;
     return 0;
@@ -96,6 +103,7 @@ void lt__allocator_put(lt_allocator *a, void *ptr, size_t nbytes) {
   if (!ptr) return;
   size_t bytes;
   int c = lt__alloc_class(nbytes, &bytes);
+  if (c >= LT_ALLOC_CLASSES) return; /* no block of that size was ever handed out */
   lock(a);
   a->in_use -= bytes;
   if (bytes > a->limit) {

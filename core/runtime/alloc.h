@@ -34,7 +34,8 @@ void lt__allocator_trim(lt_allocator *a, size_t keep);
  * spare headers), taken when it reaches `min` (else 0, and it keeps adding up). */
 void lt__allocator_add_debt(lt_allocator *a, size_t bytes);
 size_t lt__allocator_take_debt(lt_allocator *a, size_t min);
-/* The size class of a request and the bytes that class holds. */
+/* The size class of a request and the bytes that class holds;
+ * LT_ALLOC_CLASSES for a request past 2^63 bytes, which none holds. */
 int lt__alloc_class(size_t nbytes, size_t *class_bytes);
 
 #endif

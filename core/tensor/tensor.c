@@ -1,5 +1,6 @@
 /* Tensor headers and storage: creation, reference counting, accessors. */
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +51,7 @@ static void contiguous_strides(int ndim, const int64_t *shape, int64_t *strides)
 static lt_status check_shape(lt_ctx *ctx, int ndim, const int64_t *shape) {
   if (ndim < 0 || ndim > LT_MAX_DIMS)
     return lt_ctx_fail(ctx, LT_ERR_ARG, "tensor: %d dimensions (at most %d)", ndim, LT_MAX_DIMS);
+  if (ndim > 0 && !shape) return lt_ctx_fail(ctx, LT_ERR_ARG, "tensor: shape is NULL with ndim %d", ndim);
   int64_t n = 1;
   for (int i = 0; i < ndim; i++) {
     if (shape[i] < 0) return lt_ctx_fail(ctx, LT_ERR_ARG, "tensor: negative dimension %lld", (long long)shape[i]);
@@ -58,6 +60,14 @@ static lt_status check_shape(lt_ctx *ctx, int ndim, const int64_t *shape) {
     n *= d;
   }
   return LT_OK;
+}
+
+/* What every creation checks: the dtype (it indexes the traits table), then
+ * the shape. */
+static lt_status check_new(lt_ctx *ctx, lt_dtype dt, int ndim, const int64_t *shape) {
+  if ((int)dt < 0 || (int)dt >= LT_DTYPE_COUNT)
+    return lt_ctx_fail(ctx, LT_ERR_ARG, "tensor: dtype %d is not an lt_dtype (0 to %d)", (int)dt, LT_DTYPE_COUNT - 1);
+  return check_shape(ctx, ndim, shape);
 }
 
 static lt_tensor *header(lt_ctx *ctx, lt_storage *s, lt_dtype dt, int ndim, const int64_t *shape,
@@ -81,7 +91,7 @@ static lt_tensor *header(lt_ctx *ctx, lt_storage *s, lt_dtype dt, int ndim, cons
 
 lt_status lt_tensor_new(lt_ctx *ctx, lt_tensor **out, lt_dtype dt, int ndim, const int64_t *shape) {
   *out = NULL;
-  if (check_shape(ctx, ndim, shape)) return LT_ERR_ARG;
+  if (check_new(ctx, dt, ndim, shape)) return LT_ERR_ARG;
   size_t nbytes = (size_t)lt__numel(ndim, shape) * lt_dtype_info(dt)->size;
   lt_storage *s = lt__ctx_obj_get(ctx, LT_OBJ_STORAGE);
   void *data = s ? lt_ctx_alloc(ctx, nbytes) : NULL;
@@ -99,14 +109,20 @@ lt_status lt_tensor_new(lt_ctx *ctx, lt_tensor **out, lt_dtype dt, int ndim, con
 lt_status lt_tensor_wrap(lt_ctx *ctx, lt_tensor **out, lt_dtype dt, int ndim, const int64_t *shape, void *data,
                          void (*release)(void *ud), void *ud) {
   *out = NULL;
-  if (check_shape(ctx, ndim, shape)) return LT_ERR_ARG;
+  if (check_new(ctx, dt, ndim, shape)) return LT_ERR_ARG;
+  size_t elem = lt_dtype_info(dt)->size;
+  if (!data && lt__numel(ndim, shape) > 0)
+    return lt_ctx_fail(ctx, LT_ERR_ARG, "tensor: data is NULL for %lld elements", (long long)lt__numel(ndim, shape));
+  if ((uintptr_t)data % elem) /* ops read it through typed pointers */
+    return lt_ctx_fail(ctx, LT_ERR_ARG, "tensor: data is not aligned to %zu bytes, as %s needs", elem,
+                       lt_dtype_info(dt)->name);
   lt_storage *s = lt__ctx_obj_get(ctx, LT_OBJ_STORAGE);
   lt_tensor *t = s ? header(ctx, s, dt, ndim, shape, NULL, 0) : NULL;
   if (!t) {
     if (s) lt__ctx_obj_put(ctx, LT_OBJ_STORAGE, s);
     return lt_ctx_fail(ctx, LT_ERR_MEM, "tensor: out of memory");
   }
-  size_t nbytes = (size_t)lt__numel(ndim, shape) * lt_dtype_info(dt)->size;
+  size_t nbytes = (size_t)lt__numel(ndim, shape) * elem;
   *s = (lt_storage){.refcount = 1,
                     .data = data,
                     .nbytes = nbytes,
@@ -173,8 +189,12 @@ lt_status lt_tensor_full(lt_ctx *ctx, lt_tensor **out, lt_dtype dt, int ndim, co
 
 lt_status lt_tensor_from_data(lt_ctx *ctx, lt_tensor **out, lt_dtype dt, int ndim, const int64_t *shape,
                               const void *data) {
+  *out = NULL;
+  if (check_new(ctx, dt, ndim, shape)) return LT_ERR_ARG;
+  int64_t n = lt__numel(ndim, shape);
+  if (!data && n > 0) return lt_ctx_fail(ctx, LT_ERR_ARG, "tensor: data is NULL for %lld elements", (long long)n);
   lt_status st = lt_tensor_new(ctx, out, dt, ndim, shape);
-  if (st == LT_OK) memcpy(lt_tensor_data(*out), data, (*out)->storage->nbytes);
+  if (st == LT_OK && n > 0) memcpy(lt_tensor_data(*out), data, (*out)->storage->nbytes);
   return st;
 }
 

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "io/json.h"
+#include "io/numtext.h"
 #include "io/replace.h"
 #include "io/safetensors.h"
 #include "transformer/config.h"
@@ -26,10 +27,7 @@
 /* The shortest text that reads back as v, with a '.' when it looks like an
  * integer, as Python's repr writes floats ("10000.0", "1e-05", "0.1"). */
 static void float_text(char *buf, double v) {
-  for (int digits = 15; digits <= 17; digits++) {
-    snprintf(buf, NUM_TEXT_MAX, "%.*g", digits, v);
-    if (strtod(buf, NULL) == v) break;
-  }
+  lt__format_double_exact(buf, NUM_TEXT_MAX, 15, v);
   if (!strpbrk(buf, ".eEn")) strcat(buf, ".0");
 }
 
@@ -113,7 +111,7 @@ char *lt_model_config_to_json(const lt_model_config *m) {
 /* How a JSON value reads in a message: a number as itself, else its kind. */
 static const char *json_kind(const cJSON *v, char *buf) {
   if (cJSON_IsNumber(v)) {
-    snprintf(buf, NUM_TEXT_MAX, "%.14g", v->valuedouble);
+    lt__format_double(buf, NUM_TEXT_MAX, 14, v->valuedouble);
     return buf;
   }
   return cJSON_IsString(v)  ? "string"

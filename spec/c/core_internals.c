@@ -1,8 +1,9 @@
 /* The core's internal building blocks, tested from C because Lua cannot reach
- * them: the arena, per-thread workspaces, the deterministic bucket sort, the
- * context's extension slots, autograd nodes with many inputs and outputs and
- * saved objects, and in-place gradient accumulation. Prints one line per
- * check and ends with "N passed, N failed". */
+ * them: the allocator's bound, the arena, per-thread workspaces, the
+ * deterministic bucket sort, the context's extension slots, autograd nodes
+ * with many inputs and outputs and saved objects, and in-place gradient
+ * accumulation. Prints one line per check and ends with "N passed, N failed". */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +24,61 @@ static lt_tensor *vec(lt_ctx *ctx, int64_t n, const float *v) {
   lt_tensor *t = NULL;
   if (lt_tensor_from_data(ctx, &t, LT_FLOAT32, 1, &n, v)) abort();
   return t;
+}
+
+/* ---- the caching allocator ---- */
+
+/* Requests past 2^63 bytes, a negative count cast to size_t among them, are
+ * refused: their size class would hold 2^64 bytes, wrapped to 0, and they got
+ * a block of none. */
+static void test_alloc_huge(lt_ctx *ctx) {
+  size_t minus_one_floats = (size_t)-1 * sizeof(float);
+  size_t sizes[] = {SIZE_MAX, minus_one_floats, ((size_t)1 << 63) + ((size_t)3 << 61) + 1, ((size_t)1 << 63) + 1};
+  int refused = 1;
+  for (int i = 0; i < 4; i++) {
+    void *p = lt_ctx_alloc(ctx, sizes[i]);
+    refused &= p == NULL;
+    if (p) lt_ctx_free(ctx, p, sizes[i]);
+  }
+  check(refused, "allocator: a request past 2^63 bytes (SIZE_MAX, (size_t)-1 * 4) gives NULL");
+  void *p = lt_ctx_alloc(ctx, 100);
+  check(p != NULL && lt_ctx_memory_stats(ctx).in_use >= 100, "allocator: ordinary requests still succeed");
+  lt_ctx_free(ctx, p, 100);
+}
+
+/* ---- tensor creation with bad arguments ---- */
+
+/* Each creation refuses what would crash it (a NULL shape or data, a dtype
+ * past the traits table, a buffer ops cannot read through typed pointers)
+ * with a message, and returns no tensor. */
+static int refused(lt_ctx *ctx, lt_status st, lt_tensor *t, const char *want) {
+  int ok = st == LT_ERR_ARG && t == NULL && strcmp(lt_ctx_error(ctx), want) == 0;
+  if (!ok) printf("  got %d, '%s'\n", (int)st, lt_ctx_error(ctx));
+  return ok;
+}
+
+static void test_create_bad_args(lt_ctx *ctx) {
+  static float buf[4];
+  int64_t four = 4;
+  lt_tensor *t = NULL;
+  check(refused(ctx, lt_tensor_new(ctx, &t, LT_FLOAT32, 2, NULL), t, "tensor: shape is NULL with ndim 2"),
+        "create: a NULL shape with dimensions is an error");
+  check(
+      refused(ctx, lt_tensor_zeros(ctx, &t, (lt_dtype)99, 1, &four), t, "tensor: dtype 99 is not an lt_dtype (0 to 8)"),
+      "create: a dtype out of range is an error");
+  check(
+      refused(ctx, lt_tensor_from_data(ctx, &t, LT_FLOAT32, 1, &four, NULL), t, "tensor: data is NULL for 4 elements"),
+      "create: from_data with NULL data is an error");
+  check(refused(ctx, lt_tensor_wrap(ctx, &t, LT_FLOAT32, 1, &four, NULL, NULL, NULL), t,
+                "tensor: data is NULL for 4 elements"),
+        "create: wrap of NULL data is an error");
+  check(refused(ctx, lt_tensor_wrap(ctx, &t, LT_FLOAT32, 1, (int64_t[]){2}, (char *)buf + 2, NULL, NULL), t,
+                "tensor: data is not aligned to 4 bytes, as float32 needs"),
+        "create: wrap of misaligned data is an error");
+  int64_t zero = 0;
+  check(lt_tensor_from_data(ctx, &t, LT_FLOAT32, 1, &zero, NULL) == LT_OK && lt_tensor_size(t) == 0,
+        "create: from_data of no elements takes NULL data");
+  lt_tensor_release(t);
 }
 
 /* ---- arena ---- */
@@ -275,6 +331,8 @@ static void test_close(void) {
 
 int main(void) {
   lt_ctx *ctx = lt_ctx_new();
+  test_alloc_huge(ctx);
+  test_create_bad_args(ctx);
   test_arena();
   test_workspace(ctx);
   test_thread_id_in_host_region();

@@ -8,6 +8,10 @@
 
 #include "lattice/tensor.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Starts recording. Fails when a tape is already recording. */
 lt_status lt_tape_begin(lt_ctx *ctx);
 /* A new view of `x` that the tape tracks as a leaf (same storage). */
@@ -24,5 +28,9 @@ uint64_t lt_tape_generation(const lt_ctx *ctx);
 int64_t lt_tape_size(lt_ctx *ctx);
 /* A view of `x` that the tape does not track. */
 lt_status lt_stop_gradient(lt_ctx *ctx, lt_tensor **out, lt_tensor *x);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -2,6 +2,10 @@
 #ifndef LATTICE_BLAS_H
 #define LATTICE_BLAS_H
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct lt_blas_info {
   const char *core;   /* kernel family OpenBLAS chose, e.g. "Cooperlake" or "Haswell" */
   const char *config; /* build configuration string */
@@ -11,5 +15,9 @@ typedef struct lt_blas_info {
 } lt_blas_info;
 
 lt_blas_info lt_blas_get_info(void);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -3,10 +3,18 @@
 #ifndef LATTICE_CPU_H
 #define LATTICE_CPU_H
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef enum lt_isa { LT_ISA_SCALAR = 0, LT_ISA_AVX2 = 1, LT_ISA_AVX512 = 2 } lt_isa;
 
 /* The best ISA this CPU supports, lowered by LATTICE_ISA if set. */
 lt_isa lt_cpu_isa(void);
 const char *lt_isa_name(lt_isa isa);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

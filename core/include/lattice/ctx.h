@@ -7,6 +7,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct lt_ctx lt_ctx;
 
 typedef enum lt_status {
@@ -46,6 +50,7 @@ typedef struct lt_memory_stats {
   size_t limit;  /* most bytes the cache keeps */
 } lt_memory_stats;
 
+/* NULL when the bytes cannot be had (past 2^63 they never can). */
 void *lt_ctx_alloc(lt_ctx *ctx, size_t nbytes);
 void lt_ctx_free(lt_ctx *ctx, void *ptr, size_t nbytes);
 lt_memory_stats lt_ctx_memory_stats(const lt_ctx *ctx);
@@ -66,5 +71,9 @@ void lt_ctx_set_rng_state(lt_ctx *ctx, uint64_t key, uint64_t counter);
 
 /* Monotonic wall clock in seconds. */
 double lt_now(void);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -21,6 +21,10 @@
 
 #include "lattice/tensor.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define LT_CHAR_RAW_BYTE 0x110000
 
 /* ids (n) int32: the byte values of text. */
@@ -52,5 +56,9 @@ lt_status lt_bpe_train(lt_ctx *ctx, lt_tensor **merges, const uint8_t *text, int
 lt_status lt_bpe_check_merges(lt_ctx *ctx, const lt_tensor *merges);
 /* ids int32 of text under merges (checked as above). */
 lt_status lt_bpe_encode(lt_ctx *ctx, lt_tensor **out, const uint8_t *text, int64_t n, const lt_tensor *merges);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

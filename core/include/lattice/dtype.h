@@ -7,6 +7,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef enum lt_dtype {
   LT_FLOAT32 = 0,
   LT_FLOAT16,
@@ -43,5 +47,9 @@ float lt_bf16_to_f32(uint16_t h);
 /* Converts n contiguous elements between dtypes (float32 in or out is exact
  * where the target can hold it). */
 void lt_dtype_convert(void *dst, lt_dtype dst_dt, const void *src, lt_dtype src_dt, int64_t n);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -6,6 +6,10 @@
 
 #include "lattice/tensor.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* How lt_sample picks a token from a row of logits, in the seed's order:
  *   repetition_penalty  p (> 0; 1: none): every token that occurs in the
  *                       row's history has its logit l replaced by l / p when
@@ -38,5 +42,9 @@ lt_status lt_sample(lt_ctx *ctx, lt_tensor **out, lt_tensor *logits, const lt_sa
  * x's last axis, largest first, ties to the lower position; k <= the axis
  * length. NaN is an error. Errors are prefixed "topk:". */
 lt_status lt_topk_indices(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, int64_t k);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -8,6 +8,10 @@
 
 #include "lattice/tensor.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct lt_named_tensor {
   const char *name;
   lt_tensor *tensor;
@@ -51,5 +55,9 @@ typedef struct lt_safetensors {
  * 0/1. On success *out is a new lt_safetensors; on failure it is NULL. */
 lt_status lt_safetensors_load(lt_ctx *ctx, const char *path, lt_safetensors **out);
 void lt_safetensors_free(lt_safetensors *st);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -7,6 +7,10 @@
 
 #include "lattice/tensor.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Elementwise binary ops with NumPy broadcasting and dtype promotion. */
 typedef enum lt_binary_op {
   LT_BINARY_ADD,
@@ -130,5 +134,9 @@ typedef enum lt_reduction { LT_REDUCTION_NONE, LT_REDUCTION_MEAN, LT_REDUCTION_S
 lt_status lt_cross_entropy(lt_ctx *ctx, lt_tensor **out, lt_tensor *logits, lt_tensor *targets, int64_t ignore_index,
                            double label_smoothing, lt_reduction reduction);
 lt_status lt_mse_loss(lt_ctx *ctx, lt_tensor **out, lt_tensor *pred, lt_tensor *target, lt_reduction reduction);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -10,6 +10,10 @@
 
 #include "lattice/tensor.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef enum lt_optim_kind {
   LT_OPTIM_SGD,
   LT_OPTIM_ADAM,
@@ -57,5 +61,9 @@ lt_status lt_optim_check(lt_ctx *ctx, lt_optim_kind kind, const lt_optim_hyper *
                          const lt_tensor *param, const lt_tensor *grad, int nstate, lt_tensor *const *state);
 
 const char *lt_optim_name(lt_optim_kind kind);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

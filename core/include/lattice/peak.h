@@ -7,6 +7,10 @@
 #include "lattice/cpu.h"
 #include "lattice/ctx.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* GFLOP/s of fp32 multiply-adds with `isa`'s widest vectors (scalar: one lane,
  * separate multiply and add) on `threads` OpenMP threads for about `seconds`.
  * Returns a negative value when lt_cpu_isa() does not allow `isa`. */
@@ -16,5 +20,9 @@ double lt_peak_gflops(lt_isa isa, int threads, double seconds);
  * threads, over `reps` copies between two buffers from the context's
  * allocator (touched before timing). */
 lt_status lt_peak_memcpy(lt_ctx *ctx, size_t nbytes, int reps, double *seconds);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

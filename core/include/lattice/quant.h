@@ -24,6 +24,10 @@
 #include <stddef.h>
 #include "lattice/tensor.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef enum lt_quant_mode { LT_QUANT_AFFINE = 0, LT_QUANT_MXFP8, LT_QUANT_NVFP4, LT_QUANT_MODE_COUNT } lt_quant_mode;
 
 typedef struct lt_qweight {
@@ -92,5 +96,9 @@ lt_status lt_quant_embedding(lt_ctx *ctx, lt_tensor **out, const lt_qweight *qw,
  * CPU emulation does (docs/quantization.md). The gradient passes straight
  * through (d out / d x = 1). */
 lt_status lt_quantize_dequantize(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, lt_quant_mode mode);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -22,6 +22,10 @@
 #include "lattice/quant.h"
 #include "lattice/tensor.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct lt_coords lt_coords;
 typedef struct lt_relation lt_relation;
 
@@ -109,5 +113,9 @@ lt_status lt_sparse_conv(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, lt_tensor *
  * and bias; the weight is frozen (a tracked part is an error). */
 lt_status lt_sparse_conv_quantized(lt_ctx *ctx, lt_tensor **out, lt_tensor *x, const lt_qweight *qw, lt_tensor *bias,
                                    lt_relation *r, const char *op);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

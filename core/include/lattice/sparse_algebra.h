@@ -7,6 +7,10 @@
 
 #include "lattice/sparse.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* The support of the result, and the order of its rows:
  *   inner  A ∩ B: A's rows that B has, in A's order
  *   left   A, in A's order             right  B, in B's order
@@ -51,5 +55,9 @@ typedef enum lt_sparse_binary_op {
  * agree, else their promotion (as lt_binary). */
 lt_status lt_sparse_binary(lt_ctx *ctx, lt_coords **out_coords, lt_tensor **out, lt_sparse_binary_op op, lt_coords *a,
                            lt_tensor *xa, lt_coords *b, lt_tensor *xb, lt_sparse_join join, const char *name);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -6,6 +6,10 @@
 
 #include "lattice/sparse.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef enum lt_coords_set {
   LT_COORDS_UNION,        /* A's rows, then B's rows that A lacks */
   LT_COORDS_INTERSECTION, /* A's rows that B has, in A's order */
@@ -40,5 +44,9 @@ lt_status lt_coords_dense_index(lt_ctx *ctx, lt_tensor **index, const lt_coords 
  * (b, min + (i, j, k)) (M, 4). */
 lt_status lt_coords_from_dense(lt_ctx *ctx, lt_tensor **cells, lt_tensor **coords, lt_tensor *dense, const int32_t *min,
                                const char *op);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -8,6 +8,10 @@
 
 #include "lattice/sparse.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef enum lt_neighbor_kind {
   LT_NEIGHBORS_KNN,    /* the k nearest (fewer when the batch has fewer sources) */
   LT_NEIGHBORS_RADIUS, /* those within the radius (d^2 <= r^2), all or the nearest max_neighbors */
@@ -25,5 +29,9 @@ typedef struct lt_neighbors {
 lt_status lt_neighbors_build(lt_ctx *ctx, lt_neighbors *r, const lt_coords *source, const lt_coords *query,
                              lt_neighbor_kind kind, int64_t k, double radius, const char *op);
 void lt_neighbors_release(lt_neighbors *r);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

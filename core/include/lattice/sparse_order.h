@@ -8,6 +8,10 @@
 
 #include "lattice/sparse.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Morton codes cover x, y, z in [LT_MORTON_MIN, LT_MORTON_MAX]: each is offset
  * by 2^20 to 21 bits, and bit b of x, y, z becomes bit 3b, 3b + 1, 3b + 2 of
  * the 63-bit code. Sorting by code is the Z-order: an octree's depth-first
@@ -58,5 +62,9 @@ lt_status lt_occupancy_expand(lt_ctx *ctx, lt_tensor **children, lt_tensor **par
  * (an integer (N) tensor, each in [0, 7]). */
 lt_status lt_octree_children(lt_ctx *ctx, lt_tensor **children, lt_tensor *parents, lt_tensor *child_index,
                              const char *op);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -8,6 +8,10 @@
 
 #include "lattice/sparse.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef enum lt_sparse_pool_mode {
   LT_SPARSE_POOL_SUM,
   LT_SPARSE_POOL_AVG, /* the sum divided by the number of contributing rows */
@@ -26,5 +30,9 @@ lt_status lt_sparse_pool(lt_ctx *ctx, lt_tensor **out, lt_sparse_pool_mode mode,
  * empty batch sums to 0 and averages to 0; max fails on it. */
 lt_status lt_sparse_global_pool(lt_ctx *ctx, lt_tensor **out, lt_sparse_pool_mode mode, lt_tensor *x, lt_coords *c,
                                 int64_t batches, const char *op);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -6,6 +6,10 @@
 
 #include "lattice/sparse.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* The map of c's rows listed in `rows` (an integer (M) tensor, each in
  * [0, N), none twice), in that order, at c's tensor stride; interned. */
 lt_status lt_sparse_select(lt_ctx *ctx, lt_coords **out, lt_coords *c, lt_tensor *rows, const char *op);
@@ -25,5 +29,9 @@ lt_status lt_sparse_crop_rows(lt_ctx *ctx, lt_tensor **rows, lt_coords *c, const
  * row, NaN below every number. */
 lt_status lt_sparse_topk_rows(lt_ctx *ctx, lt_tensor **rows, lt_coords *c, lt_tensor *feats, const int64_t *keep,
                               int64_t batches, const char *op);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

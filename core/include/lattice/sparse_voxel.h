@@ -12,6 +12,10 @@
 
 #include "lattice/sparse.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* voxel_size (each > 0, finite) and origin (finite), per axis x, y, z. */
 typedef struct lt_voxel_grid {
   float size[3], origin[3];
@@ -53,5 +57,9 @@ typedef enum lt_devoxel_mode {
 lt_status lt_sparse_devoxelize(lt_ctx *ctx, lt_tensor **out, lt_tensor *points, lt_tensor *batch, lt_coords *voxels,
                                lt_tensor *vfeats, const lt_voxel_grid *g, lt_devoxel_mode mode, int renormalize,
                                const char *op);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

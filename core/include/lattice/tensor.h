@@ -9,6 +9,10 @@
 #include "lattice/ctx.h"
 #include "lattice/dtype.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define LT_MAX_DIMS 8
 
 typedef struct lt_tensor lt_tensor;
@@ -23,8 +27,9 @@ lt_status lt_tensor_full(lt_ctx *ctx, lt_tensor **out, lt_dtype dt, int ndim, co
 /* A copy of `n` host elements laid out row-major in `shape`. */
 lt_status lt_tensor_from_data(lt_ctx *ctx, lt_tensor **out, lt_dtype dt, int ndim, const int64_t *shape,
                               const void *data);
-/* Zero-copy: wraps a host buffer. `release(ud)` is called when the last view of
- * it is dropped; until then the buffer must stay valid and must not move. */
+/* Zero-copy: wraps a host buffer, aligned to the dtype's size. `release(ud)` is
+ * called when the last view of it is dropped; until then the buffer must stay
+ * valid and must not move. When the call fails, release is not called. */
 lt_status lt_tensor_wrap(lt_ctx *ctx, lt_tensor **out, lt_dtype dt, int ndim, const int64_t *shape, void *data,
                          void (*release)(void *ud), void *ud);
 lt_status lt_tensor_arange(lt_ctx *ctx, lt_tensor **out, double start, double stop, double step, lt_dtype dt);
@@ -76,5 +81,9 @@ lt_status lt_concatenate(lt_ctx *ctx, lt_tensor **out, int n, lt_tensor *const *
 lt_status lt_stack(lt_ctx *ctx, lt_tensor **out, int n, lt_tensor *const *xs, int axis);
 /* Splits into `n` pieces at the sorted indices `at[0..n-2]` along `axis`. */
 lt_status lt_split(lt_ctx *ctx, lt_tensor **outs, lt_tensor *x, int n, const int64_t *at, int axis);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

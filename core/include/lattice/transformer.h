@@ -18,6 +18,10 @@
 #include <stdint.h>
 #include "lattice/tensor.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Room for a registry name, its NUL included. */
 #define LT_CONFIG_NAME_MAX 64
 
@@ -226,5 +230,9 @@ lt_status lt_attention(lt_ctx *ctx, lt_tensor **out, lt_tensor *q, lt_tensor *k,
  * cache object. src must not be tracked (a cache is for inference). Errors
  * are prefixed "kv_cache_write:". */
 lt_status lt_kv_cache_write(lt_ctx *ctx, lt_tensor *cache, int64_t pos, lt_tensor *src);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

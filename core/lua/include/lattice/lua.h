@@ -29,6 +29,11 @@
 #ifndef LATTICE_LUA_H
 #define LATTICE_LUA_H
 
+/* Inside the block: Lua's own lua.h declares its C functions without
+ * extern "C" (C++ hosts include lua.hpp for that). */
+#ifdef __cplusplus
+extern "C" {
+#endif
 #include <lua.h>
 #include "lattice/lattice.h"
 
@@ -91,5 +96,9 @@ int64_t lattice_lua_read(lua_State *L, int idx, void *dst, lt_dtype dt, int64_t 
  * context cannot be created (out of memory, a full stack). Borrowed: it lives
  * until lua_close. */
 lt_ctx *lattice_lua_context(lua_State *L);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif
