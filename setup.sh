@@ -21,7 +21,8 @@ BUILD_PACKAGES="gcc libc6-dev make cmake liblua5.4-dev lua5.4 libopenblas-dev li
 # What the tests need on top.
 #   lua-busted lua-check             the spec runner (its files cover Lua 5.4), the Lua linter
 #   pkg-config luarocks              the install checks: a host built with pkg-config, luarocks make
-TEST_PACKAGES="lua-busted lua-check pkg-config luarocks"
+#   g++ locales                      a C++ host of the public headers; a decimal-comma locale for the locale check
+TEST_PACKAGES="lua-busted lua-check pkg-config luarocks g++ locales"
 
 usage() {
   sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
