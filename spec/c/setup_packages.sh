@@ -1,6 +1,7 @@
 #!/bin/sh
 # setup.sh installs per command: `quickstart` and `build` ask only for what
-# building and running needs, `test` for lua-busted, lua-check, pkg-config and luarocks as well.
+# building and running needs, `test` for lua-busted, lua-check, pkg-config,
+# luarocks, g++ and locales as well.
 # Run as a user who is not root on a machine with nothing installed (stubs of
 # id and dpkg-query first on PATH), setup.sh names the missing packages and
 # stops; stubs of apt-get and cmake fail, so nothing is installed or built.
@@ -31,5 +32,5 @@ check() {
 build="gcc libc6-dev make cmake liblua5.4-dev lua5.4 libopenblas-dev libcjson-dev libreadline-dev"
 check quickstart "$build"
 check build "$build"
-check test "$build lua-busted lua-check pkg-config luarocks"
+check test "$build lua-busted lua-check pkg-config luarocks g++ locales"
 echo "setup_packages: each command asks for what it needs"
