@@ -87,6 +87,16 @@ end
 -- The rows of a coordinate tensor as Lua lists.
 local function rows_of(t) return #t == 0 and {} or t:tolist() end
 
+-- Each function fails with its error at its own line (the caller's, not the library's).
+local function raise_at_their_lines(fns)
+  for _, f in ipairs(fns) do
+    local ok, err = pcall(f)
+    assert.is_false(ok)
+    local info = debug.getinfo(f, "S")
+    assert.are.equal(info.short_src .. ":" .. info.linedefined .. ":", err:match("^[^:]*:%d+:"), err)
+  end
+end
+
 local function same_bits(a, b) return a.dtype == b.dtype and lattice.equal(a, b):astype("int32"):sum():item() == a.size end
 
 -- ---- the convolution cases ----
@@ -981,17 +991,12 @@ describe("convolution argument checks", function()
       assert.is_false(ok, c[2])
       assert.are.equal(c[2], (tostring(err):gsub("^[^:]*:%d+: ", "")))
     end
-    for _, f in ipairs({ -- at the caller's line, as the options' errors are
+    raise_at_their_lines({ -- at the caller's line, as the options' errors are
       function() lattice.nn.Conv3d(4, 8, { stride = -1 }) end,
       function() lattice.nn.Conv3d(4, 8, { stride = 1.5 }) end,
       function() lattice.nn.SubmConv3d(0, 8) end,
       function() lattice.nn.Conv3d(4, 8, { strides = 2 }) end,
-    }) do
-      local ok, err = pcall(f)
-      assert.is_false(ok)
-      local info = debug.getinfo(f, "S")
-      assert.are.equal(info.short_src .. ":" .. info.linedefined .. ":", err:match("^[^:]*:%d+:"), err)
-    end
+    })
   end)
 
   it("refuse an input that is not a SparseTensor", function()
@@ -1009,19 +1014,14 @@ describe("convolution argument checks", function()
   end)
 
   it("raise their errors at the caller's line", function()
-    for _, f in ipairs({
+    raise_at_their_lines({
       function() ops.conv3d(x, lattice.zeros({ 8, 3, 3, 3, 16 })) end,
       function() ops.conv3d(x, w3, { strides = 2 }) end,
       function() ops.conv3d(x, w3, { stride = 1.5 }) end,
       function() ops.conv3d(x, w3, { coordinates = 1 }) end,
       function() ops.subm_conv3d(x, lattice.zeros({ 8, 2, 2, 2, 4 })) end,
       function() ops.build_kernel_relation({ { 0, 0, 0, 0 }, { 0, 0, 0, 0 } }) end,
-    }) do
-      local ok, err = pcall(f)
-      assert.is_false(ok)
-      local info = debug.getinfo(f, "S")
-      assert.are.equal(info.short_src .. ":" .. info.linedefined .. ":", err:match("^[^:]*:%d+:"), err)
-    end
+    })
   end)
 end)
 
