@@ -10,7 +10,7 @@ static int l_set_num_threads(lua_State *L) {
   lt_l_checkmaxargs(L, 1, "set_num_threads");
   lua_Integer n = luaL_checkinteger(L, 1);
   if (n < 1) return luaL_error(L, "set_num_threads: n must be at least 1, got %I", n);
-  if (n > 1024) return luaL_error(L, "set_num_threads: n must be at most 1024, got %I", n);
+  if (n > LT_MAX_THREADS) return luaL_error(L, "set_num_threads: n must be at most %d, got %I", LT_MAX_THREADS, n);
   lt_ctx_set_num_threads(lt_l_ctx(L), (int)n);
   return 0;
 }

@@ -112,7 +112,9 @@ lt_status lt_ctx_fail(lt_ctx *ctx, lt_status status, const char *fmt, ...) {
   return status;
 }
 
-void lt_ctx_set_num_threads(lt_ctx *ctx, int n) { ctx->num_threads = n < 1 ? 1 : n; }
+void lt_ctx_set_num_threads(lt_ctx *ctx, int n) {
+  ctx->num_threads = n < 1 ? 1 : n > LT_MAX_THREADS ? LT_MAX_THREADS : n;
+}
 int lt_ctx_num_threads(const lt_ctx *ctx) { return ctx->num_threads; }
 int lt__ctx_threads(const lt_ctx *ctx) { return ctx->num_threads; }
 lt_isa lt__ctx_isa(const lt_ctx *ctx) { return ctx->isa; }

@@ -119,6 +119,19 @@ static void test_workspace(lt_ctx *ctx) {
         "workspace: an impossible size fails with the op's name");
 }
 
+/* The thread count a host sets is clamped to 1 .. LT_MAX_THREADS. */
+static void test_thread_count(lt_ctx *ctx) {
+  int was = lt_ctx_num_threads(ctx);
+  lt_ctx_set_num_threads(ctx, 0);
+  int low = lt_ctx_num_threads(ctx);
+  lt_ctx_set_num_threads(ctx, 1 << 30);
+  int high = lt_ctx_num_threads(ctx);
+  lt_ctx_set_num_threads(ctx, 3);
+  int three = lt_ctx_num_threads(ctx);
+  lt_ctx_set_num_threads(ctx, was);
+  check(low == 1 && high == LT_MAX_THREADS && three == 3, "threads: a count is clamped to 1 .. LT_MAX_THREADS");
+}
+
 /* A loop's thread index inside a host's own parallel region: the one-thread
  * loop enters no region of its own, so omp_get_thread_num() there is the
  * host thread's index, and a workspace slice by it would lie past the
@@ -336,6 +349,7 @@ int main(void) {
   test_arena();
   test_workspace(ctx);
   test_thread_id_in_host_region();
+  test_thread_count(ctx);
   test_bucket_sort(ctx);
   test_slots();
   test_wide_node(ctx);

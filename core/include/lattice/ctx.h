@@ -38,7 +38,10 @@ const char *lt_ctx_error(const lt_ctx *ctx);
  * `return lt_ctx_fail(ctx, LT_ERR_ARG, "matmul: ...")`. */
 lt_status lt_ctx_fail(lt_ctx *ctx, lt_status status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
-/* Threads used by lattice's own OpenMP loops and by OpenBLAS. */
+/* Threads used by lattice's own OpenMP loops and by OpenBLAS: n clamped to
+ * 1 .. LT_MAX_THREADS (a count past it would only ask OpenMP for threads
+ * that cannot run at once). */
+#define LT_MAX_THREADS 1024
 void lt_ctx_set_num_threads(lt_ctx *ctx, int n);
 int lt_ctx_num_threads(const lt_ctx *ctx);
 
