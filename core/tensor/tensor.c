@@ -70,6 +70,14 @@ static lt_status check_new(lt_ctx *ctx, lt_dtype dt, int ndim, const int64_t *sh
   return check_shape(ctx, ndim, shape);
 }
 
+/* check_new, and data for the elements (NULL only where there are none). */
+static lt_status check_data(lt_ctx *ctx, lt_dtype dt, int ndim, const int64_t *shape, const void *data) {
+  if (check_new(ctx, dt, ndim, shape)) return LT_ERR_ARG;
+  int64_t n = lt__numel(ndim, shape);
+  if (!data && n > 0) return lt_ctx_fail(ctx, LT_ERR_ARG, "tensor: data is NULL for %lld elements", (long long)n);
+  return LT_OK;
+}
+
 static lt_tensor *header(lt_ctx *ctx, lt_storage *s, lt_dtype dt, int ndim, const int64_t *shape,
                          const int64_t *strides, int64_t offset) {
   lt_tensor *t = lt__ctx_obj_get(ctx, LT_OBJ_TENSOR);
@@ -109,10 +117,8 @@ lt_status lt_tensor_new(lt_ctx *ctx, lt_tensor **out, lt_dtype dt, int ndim, con
 lt_status lt_tensor_wrap(lt_ctx *ctx, lt_tensor **out, lt_dtype dt, int ndim, const int64_t *shape, void *data,
                          void (*release)(void *ud), void *ud) {
   *out = NULL;
-  if (check_new(ctx, dt, ndim, shape)) return LT_ERR_ARG;
+  if (check_data(ctx, dt, ndim, shape, data)) return LT_ERR_ARG;
   size_t elem = lt_dtype_info(dt)->size;
-  if (!data && lt__numel(ndim, shape) > 0)
-    return lt_ctx_fail(ctx, LT_ERR_ARG, "tensor: data is NULL for %lld elements", (long long)lt__numel(ndim, shape));
   if ((uintptr_t)data % elem) /* ops read it through typed pointers */
     return lt_ctx_fail(ctx, LT_ERR_ARG, "tensor: data is not aligned to %zu bytes, as %s needs", elem,
                        lt_dtype_info(dt)->name);
@@ -190,11 +196,9 @@ lt_status lt_tensor_full(lt_ctx *ctx, lt_tensor **out, lt_dtype dt, int ndim, co
 lt_status lt_tensor_from_data(lt_ctx *ctx, lt_tensor **out, lt_dtype dt, int ndim, const int64_t *shape,
                               const void *data) {
   *out = NULL;
-  if (check_new(ctx, dt, ndim, shape)) return LT_ERR_ARG;
-  int64_t n = lt__numel(ndim, shape);
-  if (!data && n > 0) return lt_ctx_fail(ctx, LT_ERR_ARG, "tensor: data is NULL for %lld elements", (long long)n);
+  if (check_data(ctx, dt, ndim, shape, data)) return LT_ERR_ARG;
   lt_status st = lt_tensor_new(ctx, out, dt, ndim, shape);
-  if (st == LT_OK && n > 0) memcpy(lt_tensor_data(*out), data, (*out)->storage->nbytes);
+  if (st == LT_OK && data) memcpy(lt_tensor_data(*out), data, (*out)->storage->nbytes);
   return st;
 }
 
