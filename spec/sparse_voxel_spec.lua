@@ -135,11 +135,11 @@ describe("sparse_quantize", function()
     assert.are.same(i1:tolist(), i2:tolist())
   end)
 
-  it("cuts more than 65,536 points into several parts, the same for any thread count", function()
+  it("cuts more than 131,072 points into several parts, the same for any thread count", function()
     local gen = generator(23)
-    local pts, rows = random_points(gen, 70000, 30) -- two parts, four chunks
+    local pts, rows = random_points(gen, 140000, 30) -- two parts, eight chunks
     local batch = {}
-    for i = 1, 70000 do batch[i] = i % 2 end
+    for i = 1, 140000 do batch[i] = i % 2 end
     local opts = { voxel_size = { 0.5, 0.75, 0.5 }, origin = { 0.1, 0, -0.2 }, batch = lattice.array(batch, "int32"),
       return_index = true, return_inverse = true }
     local threads, got = lattice.num_threads(), {}
@@ -157,10 +157,10 @@ describe("sparse_quantize", function()
   end)
 
   -- Each point's voxel is read back per chunk by replaying the parts'
-  -- cursors: with four parts of uneven loads (half the points in three
+  -- cursors: with two parts of uneven loads (half the points in three
   -- voxels) and eight chunks, every chunk's cursors start where the chunk
   -- before left them.
-  it("gives every point its voxel over four uneven parts and eight chunks, the same for any thread count", function()
+  it("gives every point its voxel over two uneven parts and eight chunks, the same for any thread count", function()
     local gen = generator(31)
     local n, rows = 140000, {}
     for i = 1, n do
@@ -418,10 +418,10 @@ describe("voxelize", function()
     assert.are.same(a.feats:tolist(), b.feats:tolist())
   end)
 
-  it("reduces more than 65,536 points in several parts, the same for any thread count", function()
+  it("reduces more than 131,072 points in several parts, the same for any thread count", function()
     local g2 = generator(29)
-    local p, rows = random_points(g2, 70000, 25)
-    local fr = random_rows(g2, 70000, 2)
+    local p, rows = random_points(g2, 140000, 25)
+    local fr = random_rows(g2, 140000, 2)
     local f = lattice.array(fr, "float32")
     local threads = lattice.num_threads()
     for _, reduction in ipairs { "mean", "max" } do

@@ -63,6 +63,9 @@ function M.i64(t) return lattice.array(t, "int64") end
 -- tensor(flat, shape[, dtype]): a tensor of the given shape from a flat list.
 function M.tensor(flat, shape, dtype) return lattice.array(flat, dtype):reshape(shape) end
 
+-- |g - w| <= tol (1 + |w|), false for NaN (so not written as a >)
+local function near(g, w, tol) return type(g) == "number" and math.abs(g - w) <= tol * (1 + math.abs(w)) end
+
 -- assert_close(got, want, tol[, where]): asserts that the nested tables (or
 -- numbers) got and want have the same lengths and that every element satisfies
 -- |got - want| <= tol * (1 + |want|); where names the position in messages.
@@ -72,11 +75,19 @@ function M.tensor(flat, shape, dtype) return lattice.array(flat, dtype):reshape(
 local function assert_close(got, want, tol, where)
   where = where or ""
   if type(want) == "table" then
-    assert.are.equal(#want, #got, "length at " .. where)
-    for i = 1, #want do assert_close(got[i], want[i], tol, where .. "[" .. i .. "]") end
-  else
-    assert(math.abs(got - want) <= tol * (1 + math.abs(want)),
-      ("at %s: got %.9g, want %.9g"):format(where, got, want))
+    if type(got) ~= "table" or #want ~= #got then
+      assert.are.equal(#want, type(got) == "table" and #got or type(got), "length at " .. where)
+    end
+    for i = 1, #want do
+      local g, w = got[i], want[i]
+      -- the position's name built only for a table or a failure (tables of 10^5 rows are checked)
+      if type(w) == "table" or not near(g, w, tol) then
+        assert_close(g, w, tol, where .. "[" .. i .. "]")
+      end
+    end
+  elseif not near(got, want, tol) then
+    assert(false, ("at %s: got %s, want %.9g"):format(where, type(got) == "number" and ("%.9g"):format(got)
+      or tostring(got), want))
   end
 end
 M.assert_close = assert_close
