@@ -336,8 +336,8 @@ static inline void emit_voxel(const plan *q, const scratch *s, const outputs *o,
  * at its rank among the marks, a part at a time: the parts' rows are read
  * in order and the writes stay within the window's ids (in L2), where
  * walking the marks in point order read every voxel's row, count and
- * features from a random part (D takes 0.57 to 0.58 of the time, one thread and two,
- * call by call). vmap[pos] = the id. */
+ * features from a random part (D takes 0.57 to 0.58 of the time, one
+ * thread and two, call by call). vmap[pos] = the id. */
 static void emit_voxels(const plan *q, scratch *s, const outputs *o) {
   LT_PARALLEL_FOR_DYNAMIC(q->threads, k, q->chunks, {
     int64_t v = s->bad[k], hi = chunk_lo(q, k + 1), next[MAX_PARTS], last[MAX_PARTS];
@@ -350,14 +350,18 @@ static void emit_voxels(const plan *q, scratch *s, const outputs *o) {
       for (int p = 0; p < q->parts; p++) {
         const int32_t *first = s->bidx + s->pstart[p];
         int64_t j = next[p];
-        for (; j < stop[p] && first[j] < lo + n; j++) r->bits[(first[j] - lo) >> 6] |= 1ull << ((first[j] - lo) & 63);
+        for (; j < stop[p] && first[j] < lo + n; j++) {
+          int64_t b = first[j] - lo;
+          r->bits[b >> 6] |= 1ull << (b & 63);
+        }
         last[p] = j;
       }
       for (int64_t w = 0; w < words; w++) r->before[w] = (int32_t)marks, marks += __builtin_popcountll(r->bits[w]);
       for (int p = 0; p < q->parts; p++) {
         int64_t base = s->pstart[p];
+        const int32_t *first = s->bidx + base;
         for (int64_t j = next[p]; j < last[p]; j++) {
-          int64_t b = s->bidx[base + j] - lo;
+          int64_t b = first[j] - lo;
           int64_t id = v + r->before[b >> 6] + __builtin_popcountll(r->bits[b >> 6] & ((1ull << (b & 63)) - 1));
           o->index[id] = (int32_t)(lo + b);
           emit_voxel(q, s, o, id, base + j);
