@@ -28,6 +28,21 @@ local function random_rows(gen, n, c)
   return rows
 end
 
+-- f() run with t threads for each t of counts: its results by t (the
+-- caller's thread count restored after, on an error too).
+local function per_thread_count(counts, f)
+  local saved, got = lattice.num_threads(), {}
+  local ok, err = pcall(function()
+    for _, t in ipairs(counts) do
+      lattice.set_num_threads(t)
+      got[t] = f()
+    end
+  end)
+  lattice.set_num_threads(saved)
+  if not ok then error(err, 0) end
+  return got
+end
+
 local function u_of(p, size, origin, a) return f32(f32(p[a] - f32(origin[a])) / f32(size[a])) end
 
 -- The voxels of the points: rows (M) of {b, x, y, z}, first points, inverse (0-based).
@@ -122,12 +137,9 @@ describe("sparse_quantize", function()
   it("gives the same result on the parallel path as the reference, for any thread count", function()
     local gen = generator(11)
     local pts, rows = random_points(gen, 40000, 20)
-    local threads = lattice.num_threads()
-    lattice.set_num_threads(1)
-    local c1, i1 = ops.sparse_quantize(pts, { voxel_size = 0.5, return_inverse = true })
-    lattice.set_num_threads(2)
-    local c2, i2 = ops.sparse_quantize(pts, { voxel_size = 0.5, return_inverse = true })
-    lattice.set_num_threads(threads)
+    local got = per_thread_count({ 1, 2 },
+      function() return { ops.sparse_quantize(pts, { voxel_size = 0.5, return_inverse = true }) } end)
+    local c1, i1, c2, i2 = got[1][1], got[1][2], got[2][1], got[2][2]
     local want, _, inv = quantize_ref(rows, { 0.5, 0.5, 0.5 }, { 0, 0, 0 })
     assert.are.same(want, c1:tolist())
     assert.are.same(inv, i1:tolist())
@@ -142,12 +154,7 @@ describe("sparse_quantize", function()
     for i = 1, 140000 do batch[i] = i % 2 end
     local opts = { voxel_size = { 0.5, 0.75, 0.5 }, origin = { 0.1, 0, -0.2 }, batch = lattice.array(batch, "int32"),
       return_index = true, return_inverse = true }
-    local threads, got = lattice.num_threads(), {}
-    for _, n in ipairs { 1, 2 } do
-      lattice.set_num_threads(n)
-      got[n] = { ops.sparse_quantize(pts, opts) }
-    end
-    lattice.set_num_threads(threads)
+    local got = per_thread_count({ 1, 2 }, function() return { ops.sparse_quantize(pts, opts) } end)
     local want, first, inv = quantize_ref(rows, opts.voxel_size, opts.origin, batch)
     for _, n in ipairs { 1, 2 } do
       assert.are.same(want, got[n][1]:tolist())
@@ -172,12 +179,8 @@ describe("sparse_quantize", function()
       end
     end
     local pts = lattice.array(rows, "float32")
-    local threads, got = lattice.num_threads(), {}
-    for _, t in ipairs { 1, 3 } do
-      lattice.set_num_threads(t)
-      got[t] = { ops.sparse_quantize(pts, { return_index = true, return_inverse = true }) }
-    end
-    lattice.set_num_threads(threads)
+    local got = per_thread_count({ 1, 3 },
+      function() return { ops.sparse_quantize(pts, { return_index = true, return_inverse = true }) } end)
     local want, first, inv = quantize_ref(rows, { 1, 1, 1 }, { 0, 0, 0 })
     -- the first difference, if any (a failure then prints two numbers, not two tables of 140,000)
     local function show(x) return type(x) == "table" and key(x) or tostring(x) end
@@ -202,12 +205,8 @@ describe("sparse_quantize", function()
     local n = 4300000
     lattice.random.seed(41)
     local pts = lattice.random.uniform(0, 64, { n, 3 }, { dtype = "float32" })
-    local threads, got = lattice.num_threads(), {}
-    for _, t in ipairs { 1, 2 } do
-      lattice.set_num_threads(t)
-      got[t] = { ops.sparse_quantize(pts, { return_index = true, return_inverse = true }) }
-    end
-    lattice.set_num_threads(threads)
+    local got = per_thread_count({ 1, 2 },
+      function() return { ops.sparse_quantize(pts, { return_index = true, return_inverse = true }) } end)
     local coords, index, inverse = table.unpack(got[1])
     local m = coords.shape[1]
     local function all(t) return lattice.sum(t:astype("int32")):item() == t.shape[1] end
@@ -406,12 +405,8 @@ describe("voxelize", function()
     local p, rows = random_points(g2, 40000, 10)
     local fr = random_rows(g2, 40000, 2)
     local f = lattice.array(fr, "float32")
-    local threads = lattice.num_threads()
-    lattice.set_num_threads(1)
-    local a = ops.voxelize(p, f, { voxel_size = 0.7 })
-    lattice.set_num_threads(2)
-    local b = ops.voxelize(p, f, { voxel_size = 0.7 })
-    lattice.set_num_threads(threads)
+    local got = per_thread_count({ 1, 2 }, function() return ops.voxelize(p, f, { voxel_size = 0.7 }) end)
+    local a, b = got[1], got[2]
     local crow, want = voxelize_ref(rows, fr, { 0.7, 0.7, 0.7 }, { 0, 0, 0 }, "mean")
     assert.are.same(crow, a.coords:tolist())
     assert_close(a.feats:tolist(), want, 1e-6)
@@ -423,14 +418,9 @@ describe("voxelize", function()
     local p, rows = random_points(g2, 140000, 25)
     local fr = random_rows(g2, 140000, 2)
     local f = lattice.array(fr, "float32")
-    local threads = lattice.num_threads()
     for _, reduction in ipairs { "mean", "max" } do
-      local out = {}
-      for _, n in ipairs { 1, 2 } do
-        lattice.set_num_threads(n)
-        out[n] = ops.voxelize(p, f, { voxel_size = 0.5, reduction = reduction })
-      end
-      lattice.set_num_threads(threads)
+      local out = per_thread_count({ 1, 2 },
+        function() return ops.voxelize(p, f, { voxel_size = 0.5, reduction = reduction }) end)
       local crow, want = voxelize_ref(rows, fr, { 0.5, 0.5, 0.5 }, { 0, 0, 0 }, reduction)
       assert.are.same(crow, out[1].coords:tolist())
       assert_close(out[1].feats:tolist(), want, 1e-6)

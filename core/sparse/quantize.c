@@ -89,7 +89,7 @@ typedef struct scratch {
   int64_t *hist, *pstart, *hstart, *pm; /* (chunks, parts), (parts + 1) x 2, (parts) */
   int64_t *bad;                         /* (chunks): first bad point of each chunk, or -1 */
   int64_t *share;                       /* (chunks + 1, parts): D's start of each chunk in each part's voxels */
-  struct window_ranks *ranks;           /* (threads): D's marks of a window */
+  window_ranks *ranks;                  /* (threads): D's marks of a window */
 } scratch;
 
 static int64_t chunk_lo(const plan *q, int64_t k) { return q->n * k / q->chunks; }
