@@ -229,7 +229,7 @@ for _, case in ipairs(cases) do
   local target = case.target
   if target then
     fields.target_ratio, fields.target_ms = target.ratio, target.ms
-    fields.met = target.ratio and fields.ratio >= target.ratio or fields.ms < target.ms
+    if target.ratio then fields.met = fields.ratio >= target.ratio else fields.met = fields.ms < target.ms end
   end
   for k, v in pairs(c.fields) do fields[k] = v end
   common.report(fields)
