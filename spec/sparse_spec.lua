@@ -1005,6 +1005,16 @@ describe("convolution argument checks", function()
     assert.has_error(function() ops.subm_conv3d(nil, w3) end, "subm_conv3d: x must be a SparseTensor, got nil")
   end)
 
+  it("refuse an input that is not a SparseTensor in the modules, naming the module", function()
+    local nn = lattice.nn
+    for _, m in ipairs({ nn.Conv3d(4, 8), nn.SubmConv3d(4, 8), nn.ConvTranspose3d(4, 8),
+      nn.GenerativeConvTranspose3d(4, 8), nn.QuantizedSubmConv3d(32, 8) }) do
+      local name = tostring(m):match("^%w+")
+      assert.has_error(function() m(lattice.zeros({ 3, 4 })) end, name .. ": x must be a SparseTensor, got lattice.Tensor")
+      assert.has_error(function() m() end, name .. ": x must be a SparseTensor, got nil")
+    end
+  end)
+
   it("refuse output coordinates outside int32 instead of wrapping or dropping them", function()
     local far = lattice.SparseTensor({ { 0, 2 ^ 30, 0, 0 } }, lattice.zeros({ 1, 1 }), { stride = 2 })
     assert.has_error(function() ops.conv_transpose3d(far, lattice.zeros({ 1, 2, 2, 2, 1 })) end,

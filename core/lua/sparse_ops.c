@@ -221,7 +221,8 @@ static void push_output_counts(lua_State *L, int xarg, const lt_coords *out, con
 
 int lt_l_sparse_conv_push(lua_State *L, lt_relation_kind kind, int xarg, lt_tensor *w, const lt_qweight *qw,
                           lt_tensor *bias, const lt_kernel_spec *spec, int target_arg, const char *op) {
-  lt_l_checksparse(L, xarg);
+  /* named after op: a module's forward through __call has no name of its own */
+  if (!lt_l_issparse(L, xarg)) luaL_error(L, "%s: x must be a SparseTensor, got %s", op, lt_l_type_name(L, xarg));
   lt_coords *in = lt_l_sparse_coords(L, xarg);
   lt_tensor *x = lt_l_sparse_feats(L, xarg);
   lt_coords *target = check_target(L, target_arg, kind, in, spec, op);
