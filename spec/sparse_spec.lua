@@ -985,6 +985,12 @@ describe("convolution argument checks", function()
       { function() lattice.nn.Conv3d(4, 8, { dilation = { 1, 0, 1 } }) end, "Conv3d: dilation must be positive, got 0" },
       { function() lattice.nn.QuantizedSubmConv3d(32, 8, { kernel_size = 4 }) end,
         "QuantizedSubmConv3d: a submanifold kernel_size must be odd, got 4" },
+      { function() lattice.nn.Conv3d(4, 8, { kernel_size = { 3, 3, 3, 3 } }) end,
+        "Conv3d: kernel_size must be an integer or a list of 3 integers, got {3,3,3,3}" },
+      -- a string "false" made a bias, where nn.Linear refuses it
+      { function() lattice.nn.Conv3d(4, 8, { bias = "false" }) end, "Conv3d: bias must be a boolean, got string" },
+      { function() lattice.nn.QuantizedSubmConv3d(32, 8, { bias = 0 }) end,
+        "QuantizedSubmConv3d: bias must be a boolean, got number" },
     }
     for _, c in ipairs(cases) do
       local ok, err = pcall(c[1])
@@ -996,6 +1002,7 @@ describe("convolution argument checks", function()
       function() lattice.nn.Conv3d(4, 8, { stride = 1.5 }) end,
       function() lattice.nn.SubmConv3d(0, 8) end,
       function() lattice.nn.Conv3d(4, 8, { strides = 2 }) end,
+      function() lattice.nn.SubmConv3d(4, 8, { bias = 1 }) end,
     })
   end)
 

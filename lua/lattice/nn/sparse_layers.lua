@@ -6,6 +6,7 @@
 local lattice = require "lattice"
 local core = require "lattice.core"
 local module = require "lattice.nn.module"
+local args = require "lattice.ops.args"
 
 local check_options = module.check_options
 local cnn = core.nn
@@ -19,7 +20,7 @@ local function triple(v, default, what, fname)
     and math.type(v[3]) == "integer" then
     return { v[1], v[2], v[3] }
   end
-  error(("%s: %s must be an integer or a list of 3 integers, got %s"):format(fname, what, tostring(v)), 3)
+  error(("%s: %s must be an integer or a list of 3 integers, got %s"):format(fname, what, args.show(v)), 3)
 end
 
 -- The ranges the relations take (core/sparse/relation.c checks them again at
@@ -52,12 +53,19 @@ local function check_channels(v, what, fname)
   end
 end
 
+local function check_bias(v, fname)
+  if v == nil then return true end
+  if type(v) ~= "boolean" then error(("%s: bias must be a boolean, got %s"):format(fname, type(v)), 3) end
+  return v
+end
+
 -- name: the type; allowed: its options; defaults: kernel_size, stride.
 local function conv_module(name, allowed, defaults)
   M[name] = function(in_channels, out_channels, opts)
     opts = check_options(opts, allowed, name)
     check_channels(in_channels, "in_channels", name)
     check_channels(out_channels, "out_channels", name)
+    local bias = check_bias(opts.bias, name)
     local f = { training = true, _order = { "weight", "bias" }, _frozen = {} }
     f.in_channels, f.out_channels = in_channels, out_channels
     f.kernel_size = triple(opts.kernel_size, defaults.kernel_size, "kernel_size", name)
@@ -68,7 +76,7 @@ local function conv_module(name, allowed, defaults)
     local k = f.kernel_size
     local scale = math.sqrt(1 / (in_channels * k[1] * k[2] * k[3]))
     f.weight = lattice.random.uniform(-scale, scale, { out_channels, k[1], k[2], k[3], in_channels })
-    if opts.bias ~= false then f.bias = lattice.zeros({ out_channels }) end
+    if bias then f.bias = lattice.zeros({ out_channels }) end
     return cnn.sparse_conv(name, f)
   end
   cnn.methods[name]._extra_repr = function(m)
