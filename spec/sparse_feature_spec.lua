@@ -331,4 +331,17 @@ describe("nn layers on a SparseTensor", function()
       assert.has_error(function() m("x") end, name .. ": x must be a lattice.Tensor or a SparseTensor, got string")
     end
   end)
+
+  it("name the layer for an input of the wrong kind in the quantized layers and the embeddings too", function()
+    for _, m in ipairs({ nn.QuantizedLinear(64, 2), nn.QQLinear(64, 2) }) do
+      local name = tostring(m):match("^%w+")
+      assert.has_error(function() m("x") end, name .. ": x must be a lattice.Tensor or a SparseTensor, got string")
+    end
+    -- the embeddings look up ids: a SparseTensor is not one (the message named no function: '?')
+    for _, m in ipairs({ nn.Embedding(10, 4), nn.QuantizedEmbedding(10, 64) }) do
+      local name = tostring(m):match("^%w+")
+      assert.has_error(function() m(x) end, name .. ": ids must be a lattice.Tensor, got lattice.SparseTensor")
+      assert.has_error(function() m() end, name .. ": ids must be a lattice.Tensor, got no value")
+    end
+  end)
 end)

@@ -12,14 +12,8 @@
 #include "nn_module.h"
 #include "sparse_binding.h"
 
-/* The tensor a forward gets at arg 2: a tensor, or a SparseTensor's features.
- * Called through __call, Lua's own argument error would name no function. */
-static lt_tensor *input(lua_State *L, const char *type) {
-  if (lt_l_issparse(L, 2)) return lt_l_sparse_feats(L, 2);
-  lt_tensor *x = lt_l_totensor(L, 2);
-  if (!x) luaL_error(L, "%s: x must be a lattice.Tensor or a SparseTensor, got %s", type, lt_l_type_name(L, 2));
-  return x;
-}
+/* The tensor a forward gets at arg 2: a tensor, or a SparseTensor's features. */
+static lt_tensor *input(lua_State *L, const char *type) { return lt_l_module_input(L, type, "x", 1); }
 
 /* lt_l_result for the forwards that take input(): the new tensor at the top,
  * for a SparseTensor input, becomes the features of a SparseTensor with the
@@ -79,7 +73,7 @@ static const lt_l_module_type embedding_type = {"Embedding", 0, embedding_forwar
 
 static int embedding_forward(lua_State *L) {
   lt_l_module_check(L, 1, &embedding_type);
-  lt_tensor *ids = lt_l_checktensor(L, 2), *w = lt_l_module_tensor(L, 1, "weight", 0);
+  lt_tensor *ids = lt_l_module_input(L, embedding_type.name, "ids", 0), *w = lt_l_module_tensor(L, 1, "weight", 0);
   lt_l_tensor *u = lt_l_newtensor(L);
   return lt_l_result(L, lt_embedding(lt_l_ctx(L), &u->t, w, ids));
 }

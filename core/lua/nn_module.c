@@ -3,6 +3,7 @@
 #include <string.h>
 #include "base.h"
 #include "nn_module.h"
+#include "sparse_binding.h"
 
 #define METHODS_FIELD "methods"
 
@@ -37,6 +38,15 @@ lt_tensor *lt_l_module_tensor(lua_State *L, int arg, const char *key, int option
   luaL_error(L, "%s: field '%s' is %s, not a tensor", type ? type->name : "module", key,
              t == LUA_TNIL ? "missing" : lua_typename(L, t));
   return NULL;
+}
+
+lt_tensor *lt_l_module_input(lua_State *L, const char *type, const char *what, int sparse) {
+  if (sparse && lt_l_issparse(L, 2)) return lt_l_sparse_feats(L, 2);
+  lt_tensor *x = lt_l_totensor(L, 2);
+  if (!x)
+    luaL_error(L, "%s: %s must be a lattice.Tensor%s, got %s", type, what, sparse ? " or a SparseTensor" : "",
+               lt_l_type_name(L, 2));
+  return x;
 }
 
 int lt_l_module_training(lua_State *L, int arg) {

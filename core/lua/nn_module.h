@@ -44,6 +44,10 @@ int lt_l_module_field(lua_State *L, int arg, const char *key);
  * or not a tensor), or NULL when `optional` and the field is nil. Leaves
  * nothing on the stack (the fields table keeps the tensor alive). */
 lt_tensor *lt_l_module_tensor(lua_State *L, int arg, const char *key, int optional);
+/* The input at arg 2 of a forward, `what` in messages ("x", "ids"): a tensor,
+ * or when `sparse` a SparseTensor's features; else an error naming the module
+ * `type` (through __call, Lua's own argument error would name no function). */
+lt_tensor *lt_l_module_input(lua_State *L, const char *type, const char *what, int sparse);
 /* Field `training` (true unless set to false). */
 int lt_l_module_training(lua_State *L, int arg);
 /* Sets field `key` of the module at arg to the value at the top (popped). */

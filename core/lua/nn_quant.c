@@ -61,8 +61,8 @@ static const lt_l_module_type qqlinear_type = {"QQLinear", sizeof(qcfg), qqlinea
                                                linear_methods};
 
 /* The input at arg 2: a tensor, or a SparseTensor's features. */
-static lt_tensor *linear_input(lua_State *L) {
-  return lt_l_issparse(L, 2) ? lt_l_sparse_feats(L, 2) : lt_l_checktensor(L, 2);
+static lt_tensor *linear_input(lua_State *L, const lt_l_module_type *type) {
+  return lt_l_module_input(L, type->name, "x", 1);
 }
 
 /* lt_l_result, the new tensor at the top becoming the features of a
@@ -113,7 +113,7 @@ static lt_tensor *module_pack(lua_State *L, const lt_qweight *qw) {
  * mode, and for one row, lt_quant_linear's float product. */
 static int qlinear_forward(lua_State *L) {
   qcfg *c = lt_l_module_check(L, 1, &qlinear_type);
-  lt_tensor *x = linear_input(L), *b = lt_l_module_tensor(L, 1, "bias", 1);
+  lt_tensor *x = linear_input(L, &qlinear_type), *b = lt_l_module_tensor(L, 1, "bias", 1);
   lt_qweight qw = module_qweight(L, c);
   int64_t ndim = lt_tensor_ndim(x), last = ndim ? lt_tensor_shape(x)[ndim - 1] : 0;
   int batch = last && lt_tensor_size(x) / last >= 2 && lt_tensor_dtype(x) != LT_FLOAT64;
@@ -128,7 +128,7 @@ static int qlinear_forward(lua_State *L) {
 /* The input through the activation format, then the quantized product. */
 static int qqlinear_forward(lua_State *L) {
   qcfg *c = lt_l_module_check(L, 1, &qqlinear_type);
-  lt_tensor *x = linear_input(L), *b = lt_l_module_tensor(L, 1, "bias", 1), *xq = NULL;
+  lt_tensor *x = linear_input(L, &qqlinear_type), *b = lt_l_module_tensor(L, 1, "bias", 1), *xq = NULL;
   lt_qweight qw = module_qweight(L, c);
   lt_l_tensor *u = lt_l_newtensor(L);
   lt_ctx *ctx = lt_l_ctx(L);
@@ -151,7 +151,7 @@ static const lt_l_module_type qembedding_type = {"QuantizedEmbedding", sizeof(qc
 
 static int qembedding_forward(lua_State *L) {
   qcfg *c = lt_l_module_check(L, 1, &qembedding_type);
-  lt_tensor *ids = lt_l_checktensor(L, 2);
+  lt_tensor *ids = lt_l_module_input(L, qembedding_type.name, "ids", 0);
   lt_qweight qw = module_qweight(L, c);
   lt_l_tensor *u = lt_l_newtensor(L);
   return lt_l_result(L, lt_quant_embedding(lt_l_ctx(L), &u->t, &qw, ids));
