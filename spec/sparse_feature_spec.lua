@@ -332,6 +332,21 @@ describe("nn layers on a SparseTensor", function()
     end
   end)
 
+  it("refuse a wrong channel count also when they hold no weight or running statistics to check it", function()
+    -- x has 4 channels; without parameters these normalised any count
+    local bn = nn.BatchNorm(3, { affine = false, track_running_stats = false })
+    assert.has_error(function() bn(x) end, "BatchNorm: x has 4 channels, the layer has 3")
+    assert.has_error(function() bn:eval()(x) end, "BatchNorm: x has 4 channels, the layer has 3")
+    assert.has_error(function() nn.LayerNorm(5, { affine = false })(x) end, "LayerNorm: x has 4 channels, the layer has 5")
+    assert.has_error(function() nn.LayerNorm(5, { affine = false })(x.feats) end,
+      "LayerNorm: x has 4 channels, the layer has 5")
+    -- the right count still runs, as the op with no weight
+    local y = nn.BatchNorm(4, { affine = false, track_running_stats = false })(x)
+    assert(y.coordinate_map_key == x.coordinate_map_key)
+    assert_close(y.feats:tolist(), ops.batch_norm(x).feats:tolist(), 1e-5) -- the fused kernel against the composed op
+    assert.are.same(ops.layer_norm(x).feats:tolist(), nn.LayerNorm(4, { affine = false })(x).feats:tolist())
+  end)
+
   it("name the layer for an input of the wrong kind in the quantized layers and the embeddings too", function()
     for _, m in ipairs({ nn.QuantizedLinear(64, 2), nn.QQLinear(64, 2) }) do
       local name = tostring(m):match("^%w+")

@@ -92,10 +92,21 @@ static int l_embedding(lua_State *L) {
   return 1;
 }
 
+/* x's channels (its last axis) against the layer's `want`, for an x of at
+ * least `min_ndim` axes (the op itself refuses fewer). Called when the layer
+ * has no weight or running statistics, which would otherwise have the op
+ * refuse a wrong count: without them it would normalise any count. */
+static void check_channels(lua_State *L, const char *type, const lt_tensor *x, int min_ndim, lua_Integer want) {
+  int nd = lt_tensor_ndim(x);
+  if (nd < min_ndim || lt_tensor_shape(x)[nd - 1] == want) return;
+  luaL_error(L, "%s: x has %I channels, the layer has %I", type, (lua_Integer)lt_tensor_shape(x)[nd - 1], want);
+}
+
 /* ---- LayerNorm, RMSNorm ---- */
 
 typedef struct norm_cfg {
   double eps;
+  lua_Integer dims;
 } norm_cfg;
 
 static const char *const norm_params[] = {"weight", "bias", NULL};
@@ -109,6 +120,7 @@ static int layer_norm_forward(lua_State *L) {
   norm_cfg *c = lt_l_module_check(L, 1, &layer_norm_type);
   lt_tensor *x = input(L, layer_norm_type.name), *w = lt_l_module_tensor(L, 1, "weight", 1),
             *b = lt_l_module_tensor(L, 1, "bias", 1);
+  if (!w) check_channels(L, layer_norm_type.name, x, 1, c->dims);
   lt_l_tensor *u = lt_l_newtensor(L);
   return output(L, lt_layer_norm(lt_l_ctx(L), &u->t, x, w, b, c->eps));
 }
@@ -128,7 +140,7 @@ static int new_norm(lua_State *L, const lt_l_module_type *type, int has_bias) {
   check_param(L, 1, type->name, "weight", 1, dims, 1);
   if (has_bias) check_param(L, 1, type->name, "bias", 1, dims, 1);
   norm_cfg *c = lt_l_module_new(L, type, 1);
-  c->eps = eps;
+  c->eps = eps, c->dims = dims;
   return 1;
 }
 
@@ -140,6 +152,7 @@ static int l_rms_norm(lua_State *L) { return new_norm(L, &rms_norm_type, 0); }
 typedef struct batch_norm_cfg {
   double eps, momentum;
   int track;
+  lua_Integer features;
 } batch_norm_cfg;
 
 static const char *const batch_norm_params[] = {"weight", "bias", "running_mean", "running_var", NULL};
@@ -180,6 +193,7 @@ static int batch_norm_forward(lua_State *L) {
             *b = lt_l_module_tensor(L, 1, "bias", 1);
   lt_tensor *rm = c->track ? lt_l_module_tensor(L, 1, "running_mean", 0) : NULL;
   lt_tensor *rv = c->track ? lt_l_module_tensor(L, 1, "running_var", 0) : NULL;
+  if (!w && !rm) check_channels(L, batch_norm_type.name, x, 2, c->features);
   int training = lt_l_module_training(L, 1), batch = training || !c->track;
   lt_tensor *bm = NULL, *bv = NULL;
   lt_l_tensor *u = lt_l_newtensor(L);
@@ -203,7 +217,7 @@ static int l_batch_norm(lua_State *L) {
   for (int k = 0; batch_norm_params[k]; k++) /* the running statistics are required when tracked */
     check_param(L, 1, "BatchNorm", batch_norm_params[k], 1, n, !(track && k >= 2));
   batch_norm_cfg *c = lt_l_module_new(L, &batch_norm_type, 1);
-  *c = (batch_norm_cfg){eps, momentum, track};
+  *c = (batch_norm_cfg){eps, momentum, track, n};
   return 1;
 }
 
