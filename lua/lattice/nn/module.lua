@@ -171,6 +171,7 @@ local function bool_option(opts, key, default, fname)
   if type(v) ~= "boolean" then error(("%s: %s must be a boolean, got %s"):format(fname, key, type(v)), 3) end
   return v
 end
+M.bool_option = bool_option
 
 local function check_function(fn, fname)
   if type(fn) ~= "function" then error(("%s: fn must be a function, got %s"):format(fname, type(fn)), 3) end

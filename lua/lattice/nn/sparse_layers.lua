@@ -53,19 +53,13 @@ local function check_channels(v, what, fname)
   end
 end
 
-local function check_bias(v, fname)
-  if v == nil then return true end
-  if type(v) ~= "boolean" then error(("%s: bias must be a boolean, got %s"):format(fname, type(v)), 3) end
-  return v
-end
-
 -- name: the type; allowed: its options; defaults: kernel_size, stride.
 local function conv_module(name, allowed, defaults)
   M[name] = function(in_channels, out_channels, opts)
     opts = check_options(opts, allowed, name)
     check_channels(in_channels, "in_channels", name)
     check_channels(out_channels, "out_channels", name)
-    local bias = check_bias(opts.bias, name)
+    local bias = module.bool_option(opts, "bias", true, name)
     local f = { training = true, _order = { "weight", "bias" }, _frozen = {} }
     f.in_channels, f.out_channels = in_channels, out_channels
     f.kernel_size = triple(opts.kernel_size, defaults.kernel_size, "kernel_size", name)
