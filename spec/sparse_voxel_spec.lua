@@ -413,10 +413,26 @@ describe("voxelize", function()
     assert.are.same(a.feats:tolist(), b.feats:tolist())
   end)
 
+  -- Four float32 channels summed (sum, mean) have a loop of their own in the
+  -- build; the other widths, dtypes and max take the general one.
+  for _, width in ipairs { 4, 8 } do
+    for _, dt in ipairs { "float32", "float64" } do
+      it(("reduces %d %s channels by sum, mean and max"):format(width, dt), function()
+        local fr = random_rows(gen, 200, width)
+        for _, reduction in ipairs { "sum", "mean", "max" } do
+          local x = ops.voxelize(pts, lattice.array(fr, dt), { voxel_size = size, origin = origin, reduction = reduction })
+          local rows, want = voxelize_ref(prow, fr, size, origin, reduction)
+          assert.are.same(rows, x.coords:tolist())
+          assert_close(x.feats:tolist(), want, dt == "float64" and 1e-12 or 1e-6)
+        end
+      end)
+    end
+  end
+
   it("reduces more than 131,072 points in several parts, the same for any thread count", function()
     local g2 = generator(29)
     local p, rows = random_points(g2, 140000, 25)
-    local fr = random_rows(g2, 140000, 2)
+    local fr = random_rows(g2, 140000, 4) -- four channels: the float32 mean's own loop
     local f = lattice.array(fr, "float32")
     for _, reduction in ipairs { "mean", "max" } do
       local out = per_thread_count({ 1, 2 },

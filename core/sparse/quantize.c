@@ -172,32 +172,43 @@ static void plan_parts(const plan *q, scratch *s) {
  * miss the caches (the parts far exceed L3, and a part's streams are met
  * once in ~parts points) and would otherwise fill the store queue, each
  * waiting for its line, which the profile showed as most of B's time. */
-static inline void scatter_ahead(const plan *q, const scratch *s, int64_t pos) {
+static inline void scatter_ahead(const scratch *s, int64_t pos, size_t fsize) {
   int64_t a = pos + 8; /* past the scratch's end: harmless, fetches never fault */
   __builtin_prefetch(s->bkey + a * 4, 1);
   __builtin_prefetch(s->bidx + a, 1);
-  if (!q->feats) return;
-  __builtin_prefetch(s->bfeat + a * (int64_t)q->fsize, 1);
-  for (size_t b = 64; b < q->fsize; b += 64) __builtin_prefetch(s->bfeat + a * (int64_t)q->fsize + b, 1);
+  for (size_t b = 0; b < fsize; b += 64) __builtin_prefetch(s->bfeat + a * (int64_t)fsize + b, 1);
+}
+
+/* B for chunk k; fsize a constant where inlined (0: no features, or 16),
+ * as C's loop. */
+static inline __attribute__((always_inline)) void scatter_chunk(const plan *q, const scratch *s, int64_t k,
+                                                                size_t fsize) {
+  int64_t *cur = s->hist + k * q->parts, hi = chunk_lo(q, k + 1);
+  int32_t *bkey = s->bkey, *bidx = s->bidx, cell[BLOCK * 3], key[BLOCK * 4];
+  for (int64_t lo = chunk_lo(q, k); lo < hi; lo += BLOCK) {
+    int64_t n = hi - lo < BLOCK ? hi - lo : BLOCK;
+    block_cells(q, cell, lo, n);
+    block_keys(q, key, lo, n, cell);
+    for (int64_t j = 0; j < n; j++) {
+      int64_t i = lo + j, pos = cur[s->part[i]]++;
+      scatter_ahead(s, pos, fsize);
+      memcpy(bkey + pos * 4, key + j * 4, 16);
+      bidx[pos] = (int32_t)i;
+      if (fsize) copy_row(s->bfeat + pos * fsize, q->feats + i * fsize, fsize);
+    }
+  }
 }
 
 /* B: (key, point) into the parts A noted, in point order within each part. */
 static void scatter_parts(const plan *q, scratch *s) {
+  size_t fsize = q->feats ? q->fsize : 0;
   LT_PARALLEL_FOR_DYNAMIC(q->threads, k, q->chunks, {
-    int64_t *cur = s->hist + k * q->parts, hi = chunk_lo(q, k + 1);
-    int32_t *bkey = s->bkey, *bidx = s->bidx, cell[BLOCK * 3], key[BLOCK * 4];
-    for (int64_t lo = chunk_lo(q, k); lo < hi; lo += BLOCK) {
-      int64_t n = hi - lo < BLOCK ? hi - lo : BLOCK;
-      block_cells(q, cell, lo, n);
-      block_keys(q, key, lo, n, cell);
-      for (int64_t j = 0; j < n; j++) {
-        int64_t i = lo + j, pos = cur[s->part[i]]++;
-        scatter_ahead(q, s, pos);
-        memcpy(bkey + pos * 4, key + j * 4, 16);
-        bidx[pos] = (int32_t)i;
-        if (q->feats) copy_row(s->bfeat + pos * q->fsize, q->feats + i * q->fsize, q->fsize);
-      }
-    }
+    if (!fsize)
+      scatter_chunk(q, s, k, 0);
+    else if (fsize == 16)
+      scatter_chunk(q, s, k, 16);
+    else
+      scatter_chunk(q, s, k, fsize);
   });
 }
 
@@ -241,17 +252,14 @@ static inline void add_f32(float *acc, const float *row, int64_t c) {
 
 #define RING 128 /* C's digests of the keys ahead */
 
-/* C for one part: its distinct rows (compacted in place over its keys: row j
- * is written once key j + 1 or later has been read; the reduced features and
- * the first points the same way over the feature rows and the points), each
- * point's voxel as a position lo + j in that layout (lj), each voxel's point
- * count (end, at its position), and where each chunk's voxels begin among
- * them (share: those whose first point it holds). The digests come from
- * the vector kernel 64 keys at a time, 64 to 128 keys ahead (the rows
- * compacted over the keys reach key k at most: the keys ahead are unread);
- * each key's slot is fetched 16 keys ahead, as its probe would otherwise
- * wait on L2. */
-static int64_t unique_part(const plan *q, const scratch *s, int64_t p, uint32_t *slots, int64_t cap) {
+/* The loop of C; `shape` a constant where inlined: FEATS_NONE (quantize),
+ * FEATS_SUM4 (a float32 sum or mean of 4 channels, as voxelize's points
+ * mostly carry) or FEATS_ANY, so that the common cases compile to their own
+ * loops, without the generic one's tests and loops over channels. */
+enum { FEATS_NONE, FEATS_SUM4, FEATS_ANY };
+
+static inline __attribute__((always_inline)) int64_t unique_loop(const plan *q, const scratch *s, int64_t p,
+                                                                 uint32_t *slots, int64_t cap, int shape) {
   int64_t lo = s->pstart[p], hi = s->pstart[p + 1], P = q->parts, chunk = 0, next = chunk_lo(q, 1);
   int64_t *share = s->share + p;
   memset(slots, 0, (size_t)cap * sizeof *slots);
@@ -259,10 +267,11 @@ static int64_t unique_part(const plan *q, const scratch *s, int64_t p, uint32_t 
   lt_coord_hash h = {slots, (uint64_t)cap - 1, 0};
   int32_t *rows = s->bkey + lo * 4, *end = s->end + lo, *bidx = s->bidx + lo, *lj = s->lj + lo;
   int inverse = q->keep & LT__VOXELS_INVERSE; /* lj only for E */
-  char *feat = q->feats ? s->bfeat + lo * q->fsize : NULL;
-  int32_t *arg = q->keep & LT__VOXELS_ARG && q->red == LT_VOXEL_MAX && q->feats ? s->barg + lo * q->c : NULL;
-  int sum32 = feat && !q->f64 && q->red != LT_VOXEL_MAX;
-  int64_t m = 0, n = hi - lo;
+  size_t fsize = shape == FEATS_SUM4 ? 16 : q->fsize;
+  char *feat = shape != FEATS_NONE ? s->bfeat + lo * fsize : NULL;
+  int32_t *arg = shape == FEATS_ANY && q->keep & LT__VOXELS_ARG && q->red == LT_VOXEL_MAX ? s->barg + lo * q->c : NULL;
+  int sum32 = shape == FEATS_SUM4 || (shape == FEATS_ANY && !q->f64 && q->red != LT_VOXEL_MAX);
+  int64_t m = 0, n = hi - lo, c = shape == FEATS_SUM4 ? 4 : q->c;
   uint64_t dig[RING];
   lt__key_digests(q->isa, dig, rows, n < RING ? n : RING);
   for (int64_t k = 0; k < n; k++) {
@@ -275,20 +284,36 @@ static int64_t unique_part(const plan *q, const scratch *s, int64_t p, uint32_t 
     if (inverse) lj[k] = (int32_t)(lo + j);
     if (m > before) { /* a new voxel */
       end[j] = 1;
-      if (feat && j != k) copy_row(feat + j * q->fsize, feat + k * q->fsize, q->fsize);
-      for (int64_t ch = 0; arg && ch < q->c; ch++) arg[j * q->c + ch] = bidx[k];
+      if (feat && j != k) copy_row(feat + j * fsize, feat + k * fsize, fsize);
+      for (int64_t ch = 0; arg && ch < c; ch++) arg[j * c + ch] = bidx[k];
       for (; bidx[k] >= next; next = chunk_lo(q, chunk + 1)) share[++chunk * P] = j;
       bidx[j] = bidx[k];
       continue;
     }
     end[j]++;
     if (sum32)
-      add_f32((float *)(feat + j * q->fsize), (const float *)(feat + k * q->fsize), q->c);
+      add_f32((float *)(feat + j * fsize), (const float *)(feat + k * fsize), c);
     else if (feat)
-      combine(q, feat + j * q->fsize, arg ? arg + j * q->c : NULL, feat + k * q->fsize, bidx[k]);
+      combine(q, feat + j * fsize, arg ? arg + j * c : NULL, feat + k * fsize, bidx[k]);
   }
   while (chunk < q->chunks) share[++chunk * P] = m;
   return m;
+}
+
+/* C for one part: its distinct rows (compacted in place over its keys: row j
+ * is written once key j + 1 or later has been read; the reduced features and
+ * the first points the same way over the feature rows and the points), each
+ * point's voxel as a position lo + j in that layout (lj), each voxel's point
+ * count (end, at its position), and where each chunk's voxels begin among
+ * them (share: those whose first point it holds). The digests come from
+ * the vector kernel 64 keys at a time, 64 to 128 keys ahead (the rows
+ * compacted over the keys reach key k at most: the keys ahead are unread);
+ * each key's slot is fetched 16 keys ahead, as its probe would otherwise
+ * wait on L2. */
+static int64_t unique_part(const plan *q, const scratch *s, int64_t p, uint32_t *slots, int64_t cap) {
+  if (!q->feats) return unique_loop(q, s, p, slots, cap, FEATS_NONE);
+  if (q->c == 4 && !q->f64 && q->red != LT_VOXEL_MAX) return unique_loop(q, s, p, slots, cap, FEATS_SUM4);
+  return unique_loop(q, s, p, slots, cap, FEATS_ANY);
 }
 
 /* D1: as each chunk's first voxel id (in bad), the voxels before it; returns M. */
