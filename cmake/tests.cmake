@@ -27,7 +27,7 @@ set_tests_properties(embed_two_threads PROPERTIES TIMEOUT 900)
 # Hosts that drive lattice as an application would (through lattice/lua.h,
 # linked as examples/embed is), and tests of the core's internals, which see
 # core/'s private headers. Each runs for a bounded time.
-foreach(name abandoned_gradient core_internals embed_api embed_locale blas_states blas_lock)
+foreach(name abandoned_gradient core_internals shell_kernels embed_api embed_locale blas_states blas_lock)
   add_executable(spec_${name} spec/c/${name}.c)
   target_include_directories(spec_${name} PRIVATE core)
   target_link_libraries(spec_${name} PRIVATE lattice_lua ${LUA_LIBRARY} OpenMP::OpenMP_C ${OPENBLAS_LIBRARY} pthread)

@@ -34,6 +34,12 @@ lt_isa lt_cpu_isa(void) {
   return best;
 }
 
+int lt_cpu_avx512_vbmi2(void) {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("avx512vbmi2") &&
+         __builtin_cpu_supports("bmi2") && __builtin_cpu_supports("popcnt");
+}
+
 const char *lt_isa_name(lt_isa isa) {
   static const char *const names[] = {"scalar", "avx2", "avx512"};
   return names[isa];

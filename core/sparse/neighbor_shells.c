@@ -18,8 +18,18 @@ static uint16_t code_of(int c, int x, int y, int z) {
   return (uint16_t)(brick << 6 | (px & 3) << 4 | (py & 3) << 2 | (pz & 3));
 }
 
+/* Position p of every cell's columns: offset (x, y, z) at d^2 = d. */
+static void table_set(lt_shell_table *t, int p, int d, int x, int y, int z) {
+  for (int c = 0; c < LT_BRICK_CELLS; c++) {
+    uint16_t code = code_of(c, x, y, z);
+    t->code[c][p] = code, t->entry[c][p] = (uint16_t)(d << 11 | code);
+    t->byte[c][p] = (uint8_t)(code >> 3), t->bit[c][p] = (uint8_t)(1 << (code & 7));
+  }
+  t->d2[p] = d;
+}
+
 /* A counting sort of the offsets by d^2 (each shell in x, y, z order: any fixed order would do). */
-static void table_build(lt_shell_table *t) {
+void lt__shell_table_build(lt_shell_table *t) {
   int32_t size[LT_SHELL_D2 + 1] = {0}, next[LT_SHELL_D2 + 1];
   for (int x = -REACH; x <= REACH; x++)
     for (int y = -REACH; y <= REACH; y++)
@@ -35,20 +45,18 @@ static void table_build(lt_shell_table *t) {
         int d = dist2_of(x, y, z);
         if (d > LT_SHELL_D2) continue;
         int p = next[d]++;
-        for (int c = 0; c < LT_BRICK_CELLS; c++) t->code[c][p] = code_of(c, x, y, z);
-        t->d2[p] = d, t->key[p] = (uint32_t)d << LT_SHELL_ROW_BITS;
+        table_set(t, p, d, x, y, z);
+        t->key[p] = (uint32_t)d << LT_SHELL_ROW_BITS;
       }
-  for (int p = LT_SHELL_OFFSETS; p < LT_SHELL_PADDED; p++) {
-    for (int c = 0; c < LT_BRICK_CELLS; c++) t->code[c][p] = code_of(c, 0, 0, 0);
-    t->d2[p] = LT_SHELL_D2 + 1, t->key[p] = 0;
-  }
+  for (int p = LT_SHELL_OFFSETS; p < LT_SHELL_PADDED; p++) table_set(t, p, LT_SHELL_D2 + 1, 0, 0, 0), t->key[p] = 0;
 }
 
 /* The 27 source bricks around brick `key`. */
-static void near_find(lt_shell_bricks *near, const lt_bricks *src, lt_brick_cache *cache, const int32_t *key) {
+static void near_find(lt_shell_bricks *near, const lt_bricks *src, const uint64_t *occ, lt_brick_cache *cache,
+                      const int32_t *key) {
   const lt_brick_grid *g = &src->grid;
   near->cells = src->cells;
-  for (int b = 27; b < 32; b++) near->base[b] = -1;
+  for (int b = 27; b < 32; b++) near->base[b] = -1, near->occupied[b] = 0;
   int64_t c[4], inside = g->at != NULL;
   for (int a = 0; a < 4; a++) {
     c[a] = key[a] - g->lo[a];
@@ -61,6 +69,7 @@ static void near_find(lt_shell_bricks *near, const lt_bricks *src, lt_brick_cach
         for (int z = 0; z < 3; z++, b++) {
           int32_t v = at[(x * g->size[2] + y) * g->size[3] + z];
           near->base[b] = v < 0 ? -1 : v * LT_BRICK_CELLS;
+          near->occupied[b] = occ && v >= 0 ? occ[v] : 0;
         }
     return;
   }
@@ -70,15 +79,17 @@ static void near_find(lt_shell_bricks *near, const lt_bricks *src, lt_brick_cach
         int32_t k[4] = {key[0], key[1] + x - 1, key[2] + y - 1, key[3] + z - 1};
         int64_t v = lt__bricks_brick(src, cache, k);
         near->base[b] = v < 0 ? -1 : (int32_t)(v * LT_BRICK_CELLS);
+        near->occupied[b] = occ && v >= 0 ? occ[v] : 0;
       }
 }
 
 /* near_find, and the bricks' cells asked of the memory ahead of their use. */
-static void near_prefetch(lt_shell_bricks *near, const lt_bricks *src, lt_brick_cache *cache, const int32_t *key) {
-  near_find(near, src, cache, key);
+static void near_prefetch(lt_shell_bricks *near, const lt_bricks *src, const uint64_t *occ, lt_brick_cache *cache,
+                          const int32_t *key) {
+  near_find(near, src, occ, cache, key);
   for (int b = 0; b < 27; b++)
     for (int line = 0; line < LT_BRICK_CELLS && near->base[b] >= 0; line += 16)
-      __builtin_prefetch(near->cells + near->base[b] + line);
+      if (!occ || (near->occupied[b] >> line & 0xffff)) __builtin_prefetch(near->cells + near->base[b] + line);
 }
 
 /* The source row at table position p of a query in cell c, or -1: a load
@@ -133,6 +144,7 @@ void lt__edges_mark_ref(int32_t *query_row, int32_t *neighbor_id, int32_t i, int
  * shells' for the queries it leaves; then the edge marks'. */
 typedef struct kernels {
   const lt_window *window;
+  const uint64_t *occupied; /* the source bricks' occupancy, for the bits kernel (NULL: the gathers') */
   int window_avx2, shells_avx512, marks_avx512;
 } kernels;
 
@@ -145,7 +157,10 @@ static void fill_one(const lt_shell_walk *w, const lt_shell_table *t, const lt_s
   if (k->window)
     n = k->window_avx2 ? lt__window_query_avx2(k->window, cell, want, row, dist)
                        : lt__window_query_ref(k->window, cell, want, row, dist);
-  if (n < 0 && k->shells_avx512) n = lt__shell_query_avx512(t, near, cell, w->limit, want, row, dist);
+  if (n < 0 && k->occupied)
+    n = lt__shell_query_bits(t, near, cell, w->limit, want, row, dist);
+  else if (n < 0 && k->shells_avx512)
+    n = lt__shell_query_avx512(t, near, cell, w->limit, want, row, dist);
   if (n < 0) n = lt__shell_query_ref(t, near, cell, w->limit, want, row, dist);
   if (k->marks_avx512)
     lt__edges_mark_avx512(e->query_row + s, e->neighbor_id + s, (int32_t)i, want);
@@ -170,11 +185,11 @@ static void walk(const lt_shell_walk *w, const lt_shell_table *t, const lt_brick
     lt__window_init(&win);
     lt__brick_cache_init(&cache);
     int64_t first = ch * CHUNK, last = first + CHUNK < nb ? first + CHUNK : nb;
-    near_find(&near[first & 1], w->source, &cache, w->query->keys + first * 4);
+    near_find(&near[first & 1], w->source, k.occupied, &cache, w->query->keys + first * 4);
     for (int64_t b = first; b < last; b++) {
       /* the next brick's sources fetched while this one's queries run: they are mostly far apart in the index */
       if (b + 1 < last) {
-        near_prefetch(&near[(b + 1) & 1], w->source, &cache, w->query->keys + (b + 1) * 4);
+        near_prefetch(&near[(b + 1) & 1], w->source, k.occupied, &cache, w->query->keys + (b + 1) * 4);
         if (rows) lt__window_prefetch(rows, &near[(b + 1) & 1]);
       }
       if (rows) lt__window_build(&win, &in, rows, &near[b & 1]);
@@ -192,11 +207,23 @@ static void walk(const lt_shell_walk *w, const lt_shell_table *t, const lt_brick
   });
 }
 
+/* Every source brick's occupancy word, for the bits kernel. */
+static lt_status occupancy_build(lt_ctx *ctx, uint64_t **occ, size_t bytes, const lt_bricks *src, int threads,
+                                 const char *op) {
+  enum { PART = 4096 };
+  if (!(*occ = lt_ctx_alloc(ctx, bytes))) return lt_ctx_fail(ctx, LT_ERR_MEM, "%s: out of memory", op);
+  uint64_t *o = *occ;
+  LT_PARALLEL_FOR(threads, j, (src->nb + PART - 1) / PART, {
+    lt__shell_occupancy_bits(o, src->cells, j * PART, (j + 1) * PART < src->nb ? (j + 1) * PART : src->nb);
+  });
+  return LT_OK;
+}
+
 lt_status lt__shell_walk(lt_ctx *ctx, const lt_shell_walk *w, lt_isa isa, lt_isa *used, int threads, const char *op) {
   LT_ASSERT(w->limit >= 0 && w->limit <= LT_SHELL_D2);
   lt_shell_table *t = lt_ctx_alloc(ctx, sizeof *t);
   if (!t) return lt_ctx_fail(ctx, LT_ERR_MEM, "%s: out of memory", op);
-  table_build(t);
+  lt__shell_table_build(t);
   lt_brick_rows rows = {0};
   /* the vector kernel's keys hold a row in LT_SHELL_ROW_BITS */
   int vector = isa >= LT_ISA_AVX512 && w->source->nb * LT_BRICK_CELLS <= ((int64_t)1 << LT_SHELL_ROW_BITS);
@@ -205,9 +232,16 @@ lt_status lt__shell_walk(lt_ctx *ctx, const lt_shell_walk *w, lt_isa isa, lt_isa
    * 19 ms for the bench's kNN, the window with its AVX2 query 27 to 33) */
   int window = w->edges != NULL && !vector;
   lt_status st = window ? lt__brick_rows_build(ctx, &rows, w->source, threads, op) : LT_OK;
-  kernels k = {NULL, isa >= LT_ISA_AVX2, vector, isa >= LT_ISA_AVX512};
+  kernels k = {NULL, NULL, isa >= LT_ISA_AVX2, vector, isa >= LT_ISA_AVX512};
   if (used) *used = vector ? LT_ISA_AVX512 : window && isa >= LT_ISA_AVX2 ? LT_ISA_AVX2 : LT_ISA_SCALAR;
+  /* a fill's AVX-512 kernel: by occupancy bits where the CPU has VBMI2, by gathers where not */
+  uint64_t *occ = NULL;
+  size_t occ_bytes = (size_t)(w->source->nb > 0 ? w->source->nb : 1) * sizeof *occ;
+  if (!st && vector && w->edges && lt_cpu_avx512_vbmi2())
+    st = occupancy_build(ctx, &occ, occ_bytes, w->source, threads, op);
+  k.occupied = occ;
   if (!st) walk(w, t, window ? &rows : NULL, &k, threads);
+  if (occ) lt_ctx_free(ctx, occ, occ_bytes);
   lt__brick_rows_free(ctx, &rows);
   lt_ctx_free(ctx, t, sizeof *t);
   return st;

@@ -44,7 +44,7 @@ typedef struct lt_shell_walk {
  * queries' entries: deterministic. Below AVX-512 a fill tries each query
  * on its brick's candidate window (sparse/neighbor_window.h) first, the
  * shells where that cannot decide it; with AVX-512, the shells' vector
- * kernel alone. isa picks the per-query kernel (lowered
+ * kernel alone (a fill's by occupancy bits where the CPU has VBMI2). isa picks the per-query kernel (lowered
  * to the scalar one where the keys below do not fit); *used (if not NULL)
  * gets the one run. Fails only for memory. */
 lt_status lt__shell_walk(lt_ctx *ctx, const lt_shell_walk *w, lt_isa isa, lt_isa *used, int threads, const char *op);
@@ -53,17 +53,23 @@ lt_status lt__shell_walk(lt_ctx *ctx, const lt_shell_walk *w, lt_isa isa, lt_isa
  * is positions first[d] .. first[d + 1] (empty where no three squares sum to
  * d). A query in cell c of its brick finds the source cell at offset p in
  * brick code[c][p] >> 6 of the 3 x 3 x 3 around its own (x major), cell
- * code[c][p] & 63 of it. The vector kernel reads 16 positions at a time,
+ * code[c][p] & 63 of it. The gather kernel reads 16 positions at a time,
  * each with key[p] = d^2 << LT_SHELL_ROW_BITS (its sort key is that or'ed
- * with the row) and d2[p]; the tail pads them (d^2 past the limit). */
-#define LT_SHELL_PADDED   (LT_SHELL_OFFSETS + 15)
+ * with the row) and d2[p]; the bits kernel 64 at a time, each position's
+ * entry, byte and bit. The tail pads them (d^2 past the limit). */
+#define LT_SHELL_BLOCKS   5 /* the bits kernel's blocks of 64 positions: 320 >= 257 */
+#define LT_SHELL_PADDED   (64 * LT_SHELL_BLOCKS)
 #define LT_SHELL_ROW_BITS 27 /* rows below 2^27: (d^2, row) in one uint32 */
 typedef struct lt_shell_table {
   uint16_t code[LT_BRICK_CELLS][LT_SHELL_PADDED];
+  uint16_t entry[LT_BRICK_CELLS][LT_SHELL_PADDED]; /* d^2 << 11 | code */
+  uint8_t byte[LT_BRICK_CELLS][LT_SHELL_PADDED];   /* code >> 3: the byte of lt_shell_bricks.occupied */
+  uint8_t bit[LT_BRICK_CELLS][LT_SHELL_PADDED];    /* 1 << (code & 7): the bit in it */
   uint32_t key[LT_SHELL_PADDED];
   int32_t d2[LT_SHELL_PADDED];
   int32_t first[LT_SHELL_D2 + 2];
 } lt_shell_table;
+void lt__shell_table_build(lt_shell_table *t);
 
 /* The most source bricks a walk takes: lt_shell_bricks holds a brick's first
  * cell (its number times 64) in an int32, for the vector permute. Maps of
@@ -73,21 +79,30 @@ typedef struct lt_shell_table {
 /* The source bricks around one query brick: base[b] the first of brick b's
  * cells in cells (-1 where there is none), b = 9 (x + 1) + 3 (y + 1) + z + 1
  * for the brick at (x, y, z) from the query's; 32 entries, for a vector
- * permute. */
+ * permute; occupied[b] brick b's cells that hold a row, bit by cell (0 past
+ * 27 and where the walk keeps no occupancy; the bits kernel reads the 32 as
+ * 4 vectors). */
 typedef struct lt_shell_bricks {
   const int32_t *cells;
   int32_t base[32];
+  _Alignas(64) uint64_t occupied[32];
 } lt_shell_bricks;
 
 /* One query's walk, the query in cell `cell` of its brick: its nearest
  * `want` sources within d^2 <= limit into row and dist (d^2), nearest first,
  * ties by row; returns how many it found (fewer than want: the limit held
- * fewer). The _avx512 one returns -1 for a query it leaves to _ref (more
- * than 32 candidates before the k-th is final, or want > 32). */
+ * fewer). The AVX-512 ones return -1 for a query they leave to _ref (more
+ * than 32 candidates before the k-th is final, or want > 32): _avx512 by
+ * gathers of every offset's row, _bits (VBMI2: lt_cpu_avx512_vbmi2) by the
+ * bricks' occupancy words, which lt__shell_occupancy_bits makes (bricks
+ * first .. last - 1 of a map's cells into occ). */
 int64_t lt__shell_query_ref(const lt_shell_table *t, const lt_shell_bricks *near, int cell, int64_t limit, int64_t want,
                             int32_t *row, float *dist);
 int64_t lt__shell_query_avx512(const lt_shell_table *t, const lt_shell_bricks *near, int cell, int64_t limit,
                                int64_t want, int32_t *row, float *dist);
+int64_t lt__shell_query_bits(const lt_shell_table *t, const lt_shell_bricks *near, int cell, int64_t limit,
+                             int64_t want, int32_t *row, float *dist);
+void lt__shell_occupancy_bits(uint64_t *occ, const int32_t *cells, int64_t first, int64_t last);
 
 /* Query i's n edge marks: query_row[j] = i, neighbor_id[j] = j. The
  * _avx512 one streams the lines it fills whole past the caches (sparse/

@@ -1,0 +1,103 @@
+/* The shells' per-query kNN kernels (sparse/neighbor_shells.h) against the
+ * scalar one, on random 3 x 3 x 3 brick neighbourhoods: the gather kernel
+ * (every AVX-512 CPU) and the occupancy-bits kernel (VBMI2), which a walk
+ * picks by the CPU, so that on any one machine the specs of
+ * sparse_neighbors_spec.lua reach only one of them. Every cell, limit and
+ * count from 1 to past 32, at densities from 2% to full. Prints one line per
+ * check and ends with "N passed, N failed". */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "sparse/neighbor_shells.h"
+
+static int passed, failed;
+
+static void check(int ok, const char *what) {
+  printf("%s: %s\n", ok ? "ok" : "FAILED", what);
+  ok ? passed++ : failed++;
+}
+
+static uint64_t rng = 0x9e3779b97f4a7c15ull;
+static uint32_t next(void) {
+  rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+  return (uint32_t)(rng >> 16);
+}
+
+/* A neighbourhood of density `percent`: each brick absent one time in
+ * eight, each present cell a row (distinct, below 2^27) or -1. */
+static void neighbourhood(lt_shell_bricks *near, int32_t *cells, uint64_t *occ, int percent) {
+  for (int b = 0; b < 27 * LT_BRICK_CELLS; b++)
+    cells[b] = (int)(next() % 100) < percent ? (int32_t)((next() % (1u << 20)) << 6 | (uint32_t)(b & 63)) : -1;
+  lt__shell_occupancy_bits(occ, cells, 0, 27);
+  near->cells = cells;
+  for (int b = 0; b < 32; b++) {
+    int present = b < 27 && next() % 8 != 0;
+    near->base[b] = present ? b * LT_BRICK_CELLS : -1;
+    near->occupied[b] = present ? occ[b] : 0;
+  }
+}
+
+typedef int64_t (*query_fn)(const lt_shell_table *t, const lt_shell_bricks *near, int cell, int64_t limit, int64_t want,
+                            int32_t *row, float *dist);
+
+/* Every cell, limit and want of one neighbourhood: the kernel's answers
+ * where it gives one; *ran counts them. */
+static int same_as_ref(const lt_shell_table *t, const lt_shell_bricks *near, query_fn kernel, int64_t *ran) {
+  static const int64_t limits[] = {0, 1, 3, 6, 9, 16}, wants[] = {1, 2, 5, 8, 16, 17, 24, 31, 32, 33};
+  int32_t row[64], ref_row[64];
+  float dist[64], ref_dist[64];
+  for (int cell = 0; cell < LT_BRICK_CELLS; cell++)
+    for (int l = 0; l < 6; l++)
+      for (int w = 0; w < 10; w++) {
+        int64_t want = wants[w], n = kernel(t, near, cell, limits[l], want, row, dist);
+        if (n < 0) continue;
+        int64_t m = lt__shell_query_ref(t, near, cell, limits[l], want, ref_row, ref_dist);
+        if (n != m || memcmp(row, ref_row, (size_t)n * sizeof *row) ||
+            memcmp(dist, ref_dist, (size_t)n * sizeof *dist)) {
+          printf("  cell %d limit %lld want %lld: %lld found, ref %lld\n", cell, (long long)limits[l], (long long)want,
+                 (long long)n, (long long)m);
+          return 0;
+        }
+        ++*ran;
+      }
+  return 1;
+}
+
+static void test_kernel(const lt_shell_table *t, query_fn kernel, const char *name) {
+  static const int percents[] = {2, 10, 30, 60, 100};
+  static int32_t cells[27 * LT_BRICK_CELLS];
+  static uint64_t occ[27];
+  lt_shell_bricks near;
+  for (int p = 0; p < 5; p++) {
+    int ok = 1;
+    int64_t ran = 0, asked = 0;
+    for (int trial = 0; trial < 20 && ok; trial++, asked += LT_BRICK_CELLS * 6 * 10) {
+      neighbourhood(&near, cells, occ, percents[p]);
+      ok = same_as_ref(t, &near, kernel, &ran);
+    }
+    char what[128];
+    snprintf(what, sizeof what, "%s: the scalar kernel's answers at %d%% density", name, percents[p]);
+    check(ok, what);
+    /* it leaves only want > 32 and queries of more than 32 candidates to _ref */
+    snprintf(what, sizeof what, "%s: answers most queries itself at %d%% density (%lld of %lld)", name, percents[p],
+             (long long)ran, (long long)asked);
+    check(ran * 2 > asked, what);
+  }
+}
+
+int main(void) {
+  lt_shell_table *t = malloc(sizeof *t);
+  if (!t) return 1;
+  lt__shell_table_build(t);
+  if (lt_cpu_isa() >= LT_ISA_AVX512)
+    test_kernel(t, lt__shell_query_avx512, "gathers (avx512)");
+  else
+    printf("skipped: the gather kernel (no AVX-512 here)\n");
+  if (lt_cpu_isa() >= LT_ISA_AVX512 && lt_cpu_avx512_vbmi2())
+    test_kernel(t, lt__shell_query_bits, "occupancy bits (avx512 vbmi2)");
+  else
+    printf("skipped: the bits kernel (no AVX-512 VBMI2 here)\n");
+  free(t);
+  printf("%d passed, %d failed\n", passed, failed);
+  return failed != 0;
+}
