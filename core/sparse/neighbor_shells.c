@@ -18,7 +18,7 @@ static uint16_t code_of(int c, int x, int y, int z) {
   return (uint16_t)(brick << 6 | (px & 3) << 4 | (py & 3) << 2 | (pz & 3));
 }
 
-/* Position p of every cell's columns: offset (x, y, z) at d^2 = d. */
+/* Table position p, for a query in each cell: offset (x, y, z), at d^2 = d. */
 static void table_set(lt_shell_table *t, int p, int d, int x, int y, int z) {
   for (int c = 0; c < LT_BRICK_CELLS; c++) {
     uint16_t code = code_of(c, x, y, z);
@@ -51,7 +51,7 @@ void lt__shell_table_build(lt_shell_table *t) {
   for (int p = LT_SHELL_OFFSETS; p < LT_SHELL_PADDED; p++) table_set(t, p, LT_SHELL_D2 + 1, 0, 0, 0), t->key[p] = 0;
 }
 
-/* The 27 source bricks around brick `key`. */
+/* The 27 source bricks around brick `key`, with their occupancy words where the walk keeps them (occ). */
 static void near_find(lt_shell_bricks *near, const lt_bricks *src, const uint64_t *occ, lt_brick_cache *cache,
                       const int32_t *key) {
   const lt_brick_grid *g = &src->grid;
