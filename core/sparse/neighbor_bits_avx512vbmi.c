@@ -93,6 +93,16 @@ int64_t lt__shell_query_bits(const lt_shell_table *t, const lt_shell_bricks *nea
   return have;
 }
 
+int64_t lt__shell_count_bits(const lt_shell_table *t, const lt_shell_bricks *near, int cell, int64_t limit,
+                             int64_t cap) {
+  const uint8_t *wb = (const uint8_t *)near->occupied;
+  const __m512i w[4] = {_mm512_loadu_si512(wb), _mm512_loadu_si512(wb + 64), _mm512_loadu_si512(wb + 128),
+                        _mm512_loadu_si512(wb + 192)};
+  int64_t lim = t->first[limit + 1], n = 0;
+  for (int j = 0; 64 * j < lim; j++) n += _mm_popcnt_u64(occupied(t, w, cell, j) & below(lim - 64 * j));
+  return n < cap ? n : cap;
+}
+
 void lt__shell_occupancy_bits(uint64_t *occ, const int32_t *cells, int64_t first, int64_t last) {
   const __m512i none = _mm512_setzero_si512();
   for (int64_t b = first; b < last; b++) {

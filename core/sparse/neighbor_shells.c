@@ -198,7 +198,8 @@ static void walk(const lt_shell_walk *w, const lt_shell_table *t, const lt_brick
         int64_t i = lt__bricks_row(w->query, p);
         int c = lt__brick_cell(w->query->rows + i * 4);
         if (w->counts)
-          w->counts[i] = count_one(t, &near[b & 1], c, w->limit, w->cap);
+          w->counts[i] = k.occupied ? lt__shell_count_bits(t, &near[b & 1], c, w->limit, w->cap)
+                                    : count_one(t, &near[b & 1], c, w->limit, w->cap);
         else
           fill_one(w, t, &near[b & 1], c, i, &k);
       }
@@ -234,11 +235,10 @@ lt_status lt__shell_walk(lt_ctx *ctx, const lt_shell_walk *w, lt_isa isa, lt_isa
   lt_status st = window ? lt__brick_rows_build(ctx, &rows, w->source, threads, op) : LT_OK;
   kernels k = {NULL, NULL, isa >= LT_ISA_AVX2, vector, isa >= LT_ISA_AVX512};
   if (used) *used = vector ? LT_ISA_AVX512 : window && isa >= LT_ISA_AVX2 ? LT_ISA_AVX2 : LT_ISA_SCALAR;
-  /* a fill's AVX-512 kernel: by occupancy bits where the CPU has VBMI2, by gathers where not */
+  /* the AVX-512 kernels: by occupancy bits where the CPU has VBMI2 (a count's too), by gathers where not */
   uint64_t *occ = NULL;
   size_t occ_bytes = (size_t)(w->source->nb > 0 ? w->source->nb : 1) * sizeof *occ;
-  if (!st && vector && w->edges && lt_cpu_avx512_vbmi2())
-    st = occupancy_build(ctx, &occ, occ_bytes, w->source, threads, op);
+  if (!st && vector && lt_cpu_avx512_vbmi2()) st = occupancy_build(ctx, &occ, occ_bytes, w->source, threads, op);
   k.occupied = occ;
   if (!st) walk(w, t, window ? &rows : NULL, &k, threads);
   if (occ) lt_ctx_free(ctx, occ, occ_bytes);

@@ -103,6 +103,10 @@ int64_t lt__shell_query_avx512(const lt_shell_table *t, const lt_shell_bricks *n
 int64_t lt__shell_query_bits(const lt_shell_table *t, const lt_shell_bricks *near, int cell, int64_t limit,
                              int64_t want, int32_t *row, float *dist);
 void lt__shell_occupancy_bits(uint64_t *occ, const int32_t *cells, int64_t first, int64_t last);
+/* The sources within d^2 <= limit of the query in cell `cell`, at most cap,
+ * by the occupancy words (VBMI2): a radius relation's count. */
+int64_t lt__shell_count_bits(const lt_shell_table *t, const lt_shell_bricks *near, int cell, int64_t limit,
+                             int64_t cap);
 
 /* Query i's n edge marks: query_row[j] = i, neighbor_id[j] = j. The
  * _avx512 one streams the lines it fills whole past the caches (sparse/

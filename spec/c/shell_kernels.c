@@ -3,7 +3,8 @@
  * (every AVX-512 CPU) and the occupancy-bits kernel (VBMI2), which a walk
  * picks by the CPU, so that on any one machine the specs of
  * sparse_neighbors_spec.lua reach only one of them. Every cell, limit and
- * count from 1 to past 32, at densities from 2% to full. Prints one line per
+ * count from 1 to past 32, at densities from 2% to full; and the bits
+ * kernel's radius counts. Prints one line per
  * check and ends with "N passed, N failed". */
 #include <stdio.h>
 #include <stdlib.h>
@@ -85,6 +86,35 @@ static void test_kernel(const lt_shell_table *t, query_fn kernel, const char *na
   }
 }
 
+/* The bits kernel's counts against the scalar walk's (all the sources within
+ * the limit), capped and not. */
+static void test_count_bits(const lt_shell_table *t) {
+  static const int percents[] = {2, 30, 100};
+  static const int64_t limits[] = {0, 1, 3, 6, 9, 16}, caps[] = {INT64_MAX, 5};
+  static int32_t cells[27 * LT_BRICK_CELLS], row[LT_SHELL_OFFSETS];
+  static float dist[LT_SHELL_OFFSETS];
+  static uint64_t occ[27];
+  lt_shell_bricks near;
+  int ok = 1;
+  for (int p = 0; p < 3; p++)
+    for (int trial = 0; trial < 10; trial++) {
+      neighbourhood(&near, cells, occ, percents[p]);
+      for (int cell = 0; cell < LT_BRICK_CELLS; cell++)
+        for (int l = 0; l < 6; l++) {
+          int64_t all = lt__shell_query_ref(t, &near, cell, limits[l], LT_SHELL_OFFSETS, row, dist);
+          for (int c = 0; c < 2; c++) {
+            int64_t want = all < caps[c] ? all : caps[c],
+                    got = lt__shell_count_bits(t, &near, cell, limits[l], caps[c]);
+            if (got != want && ok)
+              printf("  cell %d limit %lld: %lld counted, ref %lld\n", cell, (long long)limits[l], (long long)got,
+                     (long long)want);
+            ok &= got == want;
+          }
+        }
+    }
+  check(ok, "occupancy bits (avx512 vbmi2): a radius count is the scalar walk's, capped and not");
+}
+
 int main(void) {
   lt_shell_table *t = malloc(sizeof *t);
   if (!t) return 1;
@@ -94,7 +124,7 @@ int main(void) {
   else
     printf("skipped: the gather kernel (no AVX-512 here)\n");
   if (lt_cpu_isa() >= LT_ISA_AVX512 && lt_cpu_avx512_vbmi2())
-    test_kernel(t, lt__shell_query_bits, "occupancy bits (avx512 vbmi2)");
+    test_kernel(t, lt__shell_query_bits, "occupancy bits (avx512 vbmi2)"), test_count_bits(t);
   else
     printf("skipped: the bits kernel (no AVX-512 VBMI2 here)\n");
   free(t);
