@@ -9,7 +9,8 @@
 -- the copy alternate; medians). The bytes are those the op cannot avoid:
 -- the features it reads and writes, plus the relation index or coordinate
 -- rows it reads and writes. Target (2 threads): ratio >= 0.25. Then kNN
--- (k = 16) of every support row among them (the same target), voxelize
+-- (k = 16) of every support row among them (the same target), the radius
+-- relation of radius 2 (no target), voxelize
 -- (mean) and sparse_quantize of 1M points (targets: voxelize under 15 ms;
 -- sparse_quantize has none: like voxelize it is bound by its hash, not by
 -- gathers, and prints its ratio for comparison only).
@@ -116,6 +117,18 @@ cases[#cases + 1] = {name = "sparse_add_outer_different_identities", target = QU
   }
 end}
 
+-- Every row of the support's batch as (d², row) from query q (1-based), nearest first, ties by row.
+local function by_distance(rows, q)
+  local cand = {}
+  for i, r in ipairs(rows) do
+    if r[1] == rows[q][1] then
+      cand[#cand + 1] = {(r[2] - rows[q][2]) ^ 2 + (r[3] - rows[q][3]) ^ 2 + (r[4] - rows[q][4]) ^ 2, i - 1}
+    end
+  end
+  table.sort(cand, function(a, b) return a[1] < b[1] or (a[1] == b[1] and a[2] < b[2]) end)
+  return cand
+end
+
 cases[#cases + 1] = {name = "knn_k16", target = QUARTER, prepare = function()
   local rel = ops.build_knn_relation(x, {k = 16})
   local E = rel.source_row.shape[1]
@@ -128,15 +141,33 @@ cases[#cases + 1] = {name = "knn_k16", target = QUARTER, prepare = function()
       -- brute force for a few queries: the 16 smallest (d², row) over every row
       local rows, got = coords:tolist(), out:tolist()
       for q = 1, N, 15013 do
-        local cand = {}
-        for i, r in ipairs(rows) do
-          if r[1] == rows[q][1] then
-            cand[#cand + 1] = {(r[2] - rows[q][2]) ^ 2 + (r[3] - rows[q][3]) ^ 2 + (r[4] - rows[q][4]) ^ 2, i - 1}
-          end
-        end
-        table.sort(cand, function(a, b) return a[1] < b[1] or (a[1] == b[1] and a[2] < b[2]) end)
+        local cand = by_distance(rows, q)
         for j = 1, 16 do
           assert(got[(q - 1) * 16 + j] == cand[j][2], "sparse_ops: knn check failed")
+        end
+      end
+    end,
+  }
+end}
+
+-- The radius relation of radius 2 (no target: for comparison with kNN; its
+-- count pass and its fill both walk the shells).
+cases[#cases + 1] = {name = "radius_r2", prepare = function()
+  local rel = ops.build_radius_relation(x, {radius = 2})
+  local E = rel.source_row.shape[1]
+  return {
+    run = function() return ops.build_radius_relation(x, {radius = 2}).source_row end,
+    bytes = 2 * N * 16 + E * 16 + (N + 1) * 8,
+    fields = {queries = N, sources = N, radius = 2, edges = E},
+    check = function(out)
+      -- brute force for a few queries: every row at d² <= 4, in (d², row) order
+      local rows, got, offsets = coords:tolist(), out:tolist(), rel.row_offsets:tolist()
+      for q = 1, N, 15013 do
+        local cand, j = by_distance(rows, q), 0
+        while cand[j + 1] and cand[j + 1][1] <= 4 do j = j + 1 end
+        assert(offsets[q + 1] - offsets[q] == j, "sparse_ops: radius check failed (count)")
+        for e = 1, j do
+          assert(got[offsets[q] + e] == cand[e][2], "sparse_ops: radius check failed")
         end
       end
     end,
