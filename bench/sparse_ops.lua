@@ -129,50 +129,44 @@ local function by_distance(rows, q)
   return cand
 end
 
-cases[#cases + 1] = {name = "knn_k16", target = QUARTER, prepare = function()
-  local rel = ops.build_knn_relation(x, {k = 16})
-  local E = rel.source_row.shape[1]
-  return {
-    run = function() return ops.build_knn_relation(x, {k = 16}).source_row end,
-    -- the source and query rows read; the four edge fields and the offsets written
-    bytes = 2 * N * 16 + E * 16 + (N + 1) * 8,
-    fields = {queries = N, sources = N, k = 16, edges = E},
-    check = function(out)
-      -- brute force for a few queries: the 16 smallest (d², row) over every row
-      local rows, got = coords:tolist(), out:tolist()
-      for q = 1, N, 15013 do
-        local cand = by_distance(rows, q)
-        for j = 1, 16 do
-          assert(got[(q - 1) * 16 + j] == cand[j][2], "sparse_ops: knn check failed")
+-- A relation of every support row among them (build() makes it, fields
+-- its own JSON), checked by brute force for a few queries: their edges are
+-- the first keep(cand) of their (d², row) candidates, in that order.
+local function relation_case(name, target, build, fields, keep)
+  return {name = name, target = target, prepare = function()
+    local rel = build()
+    fields.queries, fields.sources, fields.edges = N, N, rel.source_row.shape[1]
+    return {
+      run = function() return build().source_row end,
+      -- the source and query rows read; the four edge fields and the offsets written
+      bytes = 2 * N * 16 + fields.edges * 16 + (N + 1) * 8,
+      fields = fields,
+      check = function(out)
+        local rows, got, offsets = coords:tolist(), out:tolist(), rel.row_offsets:tolist()
+        for q = 1, N, 15013 do
+          local cand = by_distance(rows, q)
+          local n = keep(cand)
+          assert(offsets[q + 1] - offsets[q] == n, ("sparse_ops: %s check failed (count)"):format(name))
+          for e = 1, n do
+            assert(got[offsets[q] + e] == cand[e][2], ("sparse_ops: %s check failed"):format(name))
+          end
         end
-      end
-    end,
-  }
-end}
+      end,
+    }
+  end}
+end
+
+cases[#cases + 1] = relation_case("knn_k16", QUARTER, function() return ops.build_knn_relation(x, {k = 16}) end,
+  {k = 16}, function() return 16 end)
 
 -- The radius relation of radius 2 (no target: for comparison with kNN; its
--- count pass and its fill both walk the shells).
-cases[#cases + 1] = {name = "radius_r2", prepare = function()
-  local rel = ops.build_radius_relation(x, {radius = 2})
-  local E = rel.source_row.shape[1]
-  return {
-    run = function() return ops.build_radius_relation(x, {radius = 2}).source_row end,
-    bytes = 2 * N * 16 + E * 16 + (N + 1) * 8,
-    fields = {queries = N, sources = N, radius = 2, edges = E},
-    check = function(out)
-      -- brute force for a few queries: every row at d² <= 4, in (d², row) order
-      local rows, got, offsets = coords:tolist(), out:tolist(), rel.row_offsets:tolist()
-      for q = 1, N, 15013 do
-        local cand, j = by_distance(rows, q), 0
-        while cand[j + 1] and cand[j + 1][1] <= 4 do j = j + 1 end
-        assert(offsets[q + 1] - offsets[q] == j, "sparse_ops: radius check failed (count)")
-        for e = 1, j do
-          assert(got[offsets[q] + e] == cand[e][2], "sparse_ops: radius check failed")
-        end
-      end
-    end,
-  }
-end}
+-- count pass and its fill both walk the shells): every row at d² <= 4.
+cases[#cases + 1] = relation_case("radius_r2", nil, function() return ops.build_radius_relation(x, {radius = 2}) end,
+  {radius = 2}, function(cand)
+    local n = 0
+    while cand[n + 1] and cand[n + 1][1] <= 4 do n = n + 1 end
+    return n
+  end)
 
 -- ---- points and voxels ----
 -- 1M points scattered inside the support's voxels (a voxel picked at random,
