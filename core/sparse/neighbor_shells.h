@@ -44,9 +44,10 @@ typedef struct lt_shell_walk {
  * queries' entries: deterministic. Below AVX-512 a fill tries each query
  * on its brick's candidate window (sparse/neighbor_window.h) first, the
  * shells where that cannot decide it; with AVX-512, the shells' vector
- * kernel alone (a fill's by occupancy bits where the CPU has VBMI2). isa picks the per-query kernel (lowered
- * to the scalar one where the keys below do not fit); *used (if not NULL)
- * gets the one run. Fails only for memory. */
+ * kernel alone (by occupancy bits, and a count by their popcount, where the
+ * CPU has VBMI2). isa picks the per-query kernel (lowered to the scalar one
+ * where the keys below do not fit); *used (if not NULL) gets the one run.
+ * Fails only for memory. */
 lt_status lt__shell_walk(lt_ctx *ctx, const lt_shell_walk *w, lt_isa isa, lt_isa *used, int threads, const char *op);
 
 /* The offsets with dx^2 + dy^2 + dz^2 <= LT_SHELL_D2 sorted by d^2: shell d
