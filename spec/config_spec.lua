@@ -339,21 +339,26 @@ describe("configs as JSON", function()
   end)
 
   it("saves beside a checkpoint and loads from there, leaving no temporary file", function()
-    local path = tmp_path("model")
+    -- a directory of its own: other specs running at the same time save beside theirs in the temporary one
+    local dir = os.tmpname()
+    os.remove(dir)
+    assert(os.execute("mkdir " .. dir))
+    local path = dir .. "/model.json"
     m:save_json(path)
     assert.are.equal(m, ModelConfig.load_json(path))
     m:replace{vocab_size = 5}:save_json(path) -- replaces the file
     assert.are.equal(5, ModelConfig.load_json(path).vocab_size)
-    local dir, base = path:match("^(.*)/([^/]*)$")
-    for entry in io.popen("ls -a " .. dir):lines() do
-      assert.is_nil(entry:match("^%.lt%-.*%.tmp$"), "a temporary file was left: " .. entry .. " for " .. base)
-    end
-    local bpath = tmp_path("block")
+    local bpath = dir .. "/block.json"
     a:save_json(bpath)
     assert.are.equal(a, BlockConfig.load_json(bpath))
     assert.are.equal(a:to_json() .. "\n", read_file(bpath))
+    local left = {}
+    for entry in io.popen("ls -A " .. dir):lines() do left[#left + 1] = entry end
+    table.sort(left)
+    assert.are.same({"block.json", "model.json"}, left) -- no temporary file beside them
     os.remove(path)
     os.remove(bpath)
+    os.remove(dir)
   end)
 
   it("takes defaults for the fields a file leaves out", function()
