@@ -262,10 +262,31 @@ describe("the shell walk of each ISA", function()
     end
   end
   for x = 0, 12 do line[#line + 1] = { 0, 3 * x - 7, 2, 0 } end
+  -- Morton order (by batch, then x, y, z bits interleaved, x lowest), as
+  -- coords_sort gives it: each brick's rows one run in the order the bits
+  -- kernel ranks them by; `swapped` breaks one brick's order (two of its rows).
+  local function spread(v)
+    local r = 0
+    for b = 0, 20 do r = r | (((v >> b) & 1) << (3 * b)) end
+    return r
+  end
+  local function morton(rows)
+    local out = { table.unpack(rows) }
+    local function code(r) return spread(r[2] + 1024) | spread(r[3] + 1024) << 1 | spread(r[4] + 1024) << 2 end
+    table.sort(out, function(a, b) return a[1] < b[1] or (a[1] == b[1] and code(a) < code(b)) end)
+    return out
+  end
+  local sorted_cube = morton(cube)
+  local swapped = { table.unpack(sorted_cube) }
+  swapped[70], swapped[71] = swapped[71], swapped[70]
   local cases = {
     { "a dense blob", blob, blob }, { "a plane", plane, plane }, { "scattered points", scattered, scattered },
     { "another query set", mixed, queries }, { "a dense cube, shuffled", cube, cube },
     { "a lattice of spacing 4", spaced, spaced }, { "a sparse line", line, line },
+    { "a dense blob in Morton order", morton(blob), morton(blob) }, { "a plane in Morton order", morton(plane), plane },
+    { "another query set, its sources in Morton order", morton(mixed), queries },
+    { "a dense cube in Morton order", sorted_cube, sorted_cube },
+    { "a dense cube in Morton order but for one brick", swapped, sorted_cube },
   }
 
   local function run(kind, source, query, k, radius, isa)

@@ -7,9 +7,14 @@
  * test its bit, 64 positions per step. The want-th hit is found by popcount
  * and pdep; the hits up to the end of its shell (the tie rule needs the whole
  * shell) are compressed onto one list of table entries (d^2 << 11 | brick << 6
- * | cell), and only their rows are gathered, at most two vectors of keys
- * sorted by the network of sparse/neighbor_sort_avx512.h. The occupancy is
- * that of the rows, so every gathered row is one. */
+ * | cell, by Morton cell). Where the bricks around are ranked (a
+ * Morton-sorted map's are), the brick field is replaced by its rank, so
+ * that the 16-bit entries sort as the rows do: one vector of 32 sorted by a
+ * bitonic network, then the first want's rows computed by popcount, no row
+ * loaded. Elsewhere only the hits' rows are gathered, at most two vectors
+ * of keys sorted by the network of sparse/neighbor_sort_avx512.h. The
+ * occupancy is that of the rows, so every row found is one. */
+#include <string.h>
 #include "sparse/neighbor_sort_avx512.h"
 
 /* The positions below n of a block (n clamped to 0..64). */
@@ -33,12 +38,13 @@ static int64_t nth_hit(uint64_t m0, uint64_t m1, int64_t r) {
 }
 
 /* The hits m[] of the positions before lim, up to the end of the want-th's
- * shell (all of them where fewer): returns that end, and *have =
- * min(want, hits). A shell spans at most 48 positions, so at most two
- * blocks; the first two are read whole (the want-th is mostly in them:
- * no branch on where), the others only where needed. */
+ * shell (all of them where fewer): returns that end, *have = min(want,
+ * hits) and *kept the hits up to the end. A shell spans at most 48
+ * positions, so at most two blocks; the first two are read whole (the
+ * want-th is mostly in them: no branch on where), the others only where
+ * needed. */
 static int64_t hits(const lt_shell_table *t, const __m512i w[4], int cell, int64_t lim, int64_t want,
-                    uint64_t m[LT_SHELL_BLOCKS], int64_t *have) {
+                    uint64_t m[LT_SHELL_BLOCKS], int64_t *have, int64_t *kept) {
   m[0] = occupied(t, w, cell, 0) & below(lim), m[1] = occupied(t, w, cell, 1) & below(lim - 64);
   int64_t n = _mm_popcnt_u64(m[0]) + _mm_popcnt_u64(m[1]), pos = n >= want ? nth_hit(m[0], m[1], want - 1) : -1;
   for (int j = 2; j < LT_SHELL_BLOCKS; j++) {
@@ -51,21 +57,108 @@ static int64_t hits(const lt_shell_table *t, const __m512i w[4], int cell, int64
   }
   *have = n < want ? n : want;
   int64_t end = pos < 0 ? lim : t->first[t->d2[pos] + 1];
-  for (int j = 0; j < LT_SHELL_BLOCKS; j++) m[j] &= below(end - 64 * j);
+  *kept = 0;
+  /* counted as it is masked: a vector popcount of the words just stored would wait on the stores */
+  for (int j = 0; j < LT_SHELL_BLOCKS; j++) m[j] &= below(end - 64 * j), *kept += _mm_popcnt_u64(m[j]);
   return end;
 }
 
-/* The keys of the n (at most 16) entries e, UINT32_MAX past n: each
- * entry's brick base by a permute of the 27, its row by one gather. */
-static __m512i keys_of(const lt_shell_bricks *near, __m256i e16, int64_t n) {
-  const __m512i lo = _mm512_loadu_si512(near->base), hi = _mm512_loadu_si512(near->base + 16);
-  __m512i e = _mm512_cvtepu16_epi32(e16);
-  __m512i base = _mm512_permutex2var_epi32(lo, _mm512_and_si512(_mm512_srli_epi32(e, 6), _mm512_set1_epi32(31)), hi);
-  __m512i at = _mm512_add_epi32(base, _mm512_and_si512(e, _mm512_set1_epi32(63)));
-  __mmask16 m = lanes(n);
-  __m512i r = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, at, near->cells, 4);
+/* The keys of the n (at most 16) entries e (rows r), UINT32_MAX past n. */
+static __m512i keys(__m512i e, __m512i r, int64_t n) {
   __m512i d = _mm512_slli_epi32(_mm512_srli_epi32(e, 11), LT_SHELL_ROW_BITS);
-  return _mm512_mask_or_epi32(_mm512_set1_epi32(-1), m, d, r);
+  return _mm512_mask_or_epi32(_mm512_set1_epi32(-1), lanes(n), d, r);
+}
+
+/* The rows of the entries e by one gather: each entry's brick base by a
+ * permute of the 27, its cell (lex, as the cells are) by a byte permute of
+ * its Morton cell. */
+static __m512i rows_gathered(const lt_shell_table *t, const lt_shell_bricks *near, __m512i e, int64_t n) {
+  const __m512i lo = _mm512_loadu_si512(near->base), hi = _mm512_loadu_si512(near->base + 16);
+  __m512i base = _mm512_permutex2var_epi32(lo, _mm512_srli_epi32(e, 6), hi); /* the permute reads 5 bits */
+  __m512i cell = _mm512_and_si512(_mm512_permutexvar_epi8(e, _mm512_loadu_si512(t->lex)), _mm512_set1_epi32(63));
+  return _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), lanes(n), _mm512_add_epi32(base, cell), near->cells, 4);
+}
+
+/* The rows of the ranked keys e (d^2 << 11 | rank << 6 | cell) of a ranked
+ * near (w: its by_rank, r: its ranks, 4 vectors each): each key's half
+ * word h = e >> 5 (6 bits) by a permute of the 64, its row that half's
+ * rank plus the bits below. */
+static __m512i rows_ranked(const __m512i w[4], const __m512i r[4], __m512i e) {
+  __m512i h = _mm512_srli_epi32(e, 5);
+  __mmask16 up = _mm512_test_epi32_mask(h, _mm512_set1_epi32(32));
+  __m512i word =
+      _mm512_mask_blend_epi32(up, _mm512_permutex2var_epi32(w[0], h, w[1]), _mm512_permutex2var_epi32(w[2], h, w[3]));
+  __m512i rank =
+      _mm512_mask_blend_epi32(up, _mm512_permutex2var_epi32(r[0], h, r[1]), _mm512_permutex2var_epi32(r[2], h, r[3]));
+  __m512i above = _mm512_sllv_epi32(_mm512_set1_epi32(-1), _mm512_and_si512(e, _mm512_set1_epi32(31)));
+  return _mm512_add_epi32(rank, _mm512_popcnt_epi32(_mm512_andnot_si512(above, word)));
+}
+
+/* Lanes l ^ j of 32 16-bit lanes, by immediate shuffles. */
+static inline __m512i partner16(__m512i v, int j) {
+  switch (j) {
+  case 1: return _mm512_rol_epi32(v, 16);
+  case 2: return _mm512_shuffle_epi32(v, _MM_PERM_CDAB);
+  case 4: return _mm512_shuffle_epi32(v, _MM_PERM_BADC);
+  case 8: return _mm512_shuffle_i32x4(v, v, _MM_SHUFFLE(2, 3, 0, 1));
+  default: return _mm512_shuffle_i32x4(v, v, _MM_SHUFFLE(1, 0, 3, 2));
+  }
+}
+
+/* The lanes l of 32 with l & j set (j a power of two; none for 32). */
+static inline uint32_t lanes_with(int j) {
+  switch (j) {
+  case 1: return 0xaaaaaaaau;
+  case 2: return 0xccccccccu;
+  case 4: return 0xf0f0f0f0u;
+  case 8: return 0xff00ff00u;
+  case 16: return 0xffff0000u;
+  default: return 0;
+  }
+}
+
+/* Stage (k, j) of the network: lane l meets lane l ^ j; the larger stays
+ * in the lanes with bit j set of a block ascending (bit k clear), in the
+ * others of a block descending. */
+static inline __m512i stage16(__m512i v, int k, int j) {
+  __m512i p = partner16(v, j);
+  return _mm512_mask_max_epu16(_mm512_min_epu16(v, p), lanes_with(j) ^ lanes_with(k), v, p);
+}
+
+/* 32 16-bit keys ascending, by a bitonic network of 15 stages, written out
+ * so that each stage's shuffle and mask are immediates. */
+static inline __m512i sort32_u16(__m512i v) {
+  v = stage16(v, 2, 1);
+  v = stage16(v, 4, 2), v = stage16(v, 4, 1);
+  v = stage16(v, 8, 4), v = stage16(v, 8, 2), v = stage16(v, 8, 1);
+  v = stage16(v, 16, 8), v = stage16(v, 16, 4), v = stage16(v, 16, 2), v = stage16(v, 16, 1);
+  v = stage16(v, 32, 16), v = stage16(v, 32, 8), v = stage16(v, 32, 4), v = stage16(v, 32, 2);
+  return stage16(v, 32, 1);
+}
+
+/* The rows and d^2 of the first n (at most 16) ranked keys e16. */
+static void put_ranked(const __m512i w[4], const __m512i r[4], __m256i e16, int64_t n, int32_t *row, float *dist) {
+  __m512i e = _mm512_cvtepu16_epi32(e16);
+  __mmask16 m = lanes(n);
+  _mm512_mask_storeu_epi32(row, m, rows_ranked(w, r, e));
+  _mm512_mask_storeu_ps(dist, m, _mm512_cvtepi32_ps(_mm512_srli_epi32(e, 11)));
+}
+
+/* A ranked near's query: the n entries (at most 32) of list keyed by rank,
+ * sorted, and the first `have` put. */
+static void query_ranked(const lt_shell_bricks *near, __m512i list, int64_t n, int64_t have, int32_t *row,
+                         float *dist) {
+  const __m512i rank_of = _mm512_load_si512(near->rank_of), brick = _mm512_set1_epi16((int16_t)(31 << 6));
+  __m512i key = _mm512_ternarylogic_epi32(list, brick, _mm512_permutexvar_epi16(_mm512_srli_epi16(list, 6), rank_of),
+                                          0xb8); /* brick ? rank : list, bit by bit */
+  key = _mm512_mask_mov_epi16(_mm512_set1_epi16(-1), _bzhi_u32(~0u, (unsigned)n), key); /* past n: last */
+  key = sort32_u16(key);
+  const __m512i w[4] = {_mm512_load_si512(near->by_rank), _mm512_load_si512(near->by_rank + 8),
+                        _mm512_load_si512(near->by_rank + 16), _mm512_load_si512(near->by_rank + 24)};
+  const __m512i r[4] = {_mm512_load_si512(near->ranks), _mm512_load_si512(near->ranks + 16),
+                        _mm512_load_si512(near->ranks + 32), _mm512_load_si512(near->ranks + 48)};
+  put_ranked(w, r, _mm512_castsi512_si256(key), have, row, dist);
+  if (have > 16) put_ranked(w, r, _mm512_extracti64x4_epi64(key, 1), have - 16, row + 16, dist + 16);
 }
 
 int64_t lt__shell_query_bits(const lt_shell_table *t, const lt_shell_bricks *near, int cell, int64_t limit,
@@ -76,19 +169,25 @@ int64_t lt__shell_query_bits(const lt_shell_table *t, const lt_shell_bricks *nea
   const __m512i w[4] = {_mm512_loadu_si512(wb), _mm512_loadu_si512(wb + 64), _mm512_loadu_si512(wb + 128),
                         _mm512_loadu_si512(wb + 192)};
   uint64_t m[LT_SHELL_BLOCKS];
-  int64_t have, n = 0, end = hits(t, w, cell, t->first[limit + 1], want, m, &have);
-  for (int j = 0; j < LT_SHELL_BLOCKS; j++) n += _mm_popcnt_u64(m[j]);
+  int64_t have, n, end = hits(t, w, cell, t->first[limit + 1], want, m, &have, &n);
   if (n > LT_SORT_MOST) return -1;
-  /* the hits' entries, 32 positions at a time, each part expanded into the list's lanes from `at` on */
+  /* the hits' entries, 32 positions at a time, each part expanded into lanes at .. at + its count - 1 (no
+   * part waits on the one before) */
   __m512i list = _mm512_setzero_si512();
   for (int64_t q = 0, at = 0; q < (end + 31) / 32; q++) {
     __mmask32 mq = (__mmask32)(m[q >> 1] >> (32 * (q & 1)));
+    int64_t c = _mm_popcnt_u32(mq);
     __m512i part = _mm512_maskz_compress_epi16(mq, _mm512_loadu_si512(t->entry[cell] + 32 * q));
-    list = _mm512_mask_expand_epi16(list, ~_bzhi_u32(~0u, (unsigned)at), part);
-    at += _mm_popcnt_u32(mq);
+    list = _mm512_or_si512(list, _mm512_maskz_expand_epi16(_bzhi_u32(~0u, (unsigned)c) << at, part));
+    at += c;
   }
-  __m512i a = keys_of(near, _mm512_castsi512_si256(list), n);
-  __m512i b = keys_of(near, _mm512_extracti64x4_epi64(list, 1), n - 16);
+  if (near->ranked) {
+    query_ranked(near, list, n, have, row, dist);
+    return have;
+  }
+  __m512i ea = _mm512_cvtepu16_epi32(_mm512_castsi512_si256(list));
+  __m512i eb = _mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(list, 1));
+  __m512i a = keys(ea, rows_gathered(t, near, ea, n), n), b = keys(eb, rows_gathered(t, near, eb, n - 16), n - 16);
   sort_put(a, b, n, have, row, dist);
   return have;
 }
@@ -103,13 +202,32 @@ int64_t lt__shell_count_bits(const lt_shell_table *t, const lt_shell_bricks *nea
   return n < cap ? n : cap;
 }
 
-void lt__shell_occupancy_bits(uint64_t *occ, const int32_t *cells, int64_t first, int64_t last) {
-  const __m512i none = _mm512_setzero_si512();
-  for (int64_t b = first; b < last; b++) {
-    const int32_t *c = cells + b * LT_BRICK_CELLS;
-    uint64_t m = 0;
-    for (int q = 0; q < 4; q++)
-      m |= (uint64_t)_mm512_cmpge_epi32_mask(_mm512_loadu_si512(c + 16 * q), none) << (16 * q);
-    occ[b] = m;
+void lt__shell_bricks_rank(lt_shell_bricks *near, const int32_t run[32]) {
+  const __m512i none = _mm512_set1_epi32(INT32_MAX);
+  __m512i key[2];
+  near->ranked = 1;
+  for (int h = 0; h < 2; h++) {
+    __mmask16 present = _mm512_cmpge_epi32_mask(_mm512_loadu_si512(near->base + 16 * h), _mm512_setzero_si512());
+    key[h] = _mm512_mask_loadu_epi32(none, present, run + 16 * h);
+    near->ranked &= _mm512_mask_cmplt_epi32_mask(present, key[h], _mm512_setzero_si512()) == 0;
+  }
+  if (!near->ranked) return;
+  memset(near->by_rank, 0, sizeof near->by_rank);
+  memset(near->ranks, 0, sizeof near->ranks);
+  memset(near->rank_of, 0, sizeof near->rank_of);
+  /* a brick's rank: the present bricks whose runs begin before its own, or
+   * with it and before it (runs are disjoint, but an empty one may begin
+   * where another does) */
+  for (int b = 0; b < 27; b++) {
+    if (near->base[b] < 0) continue;
+    __m512i mine = _mm512_set1_epi32(run[b]);
+    uint32_t before = _bzhi_u32(~0u, (unsigned)b);
+    __mmask32 lo = _mm512_cmplt_epi32_mask(key[0], mine) | (_mm512_cmpeq_epi32_mask(key[0], mine) & before),
+              hi = _mm512_cmplt_epi32_mask(key[1], mine) | (_mm512_cmpeq_epi32_mask(key[1], mine) & before >> 16);
+    int r = _mm_popcnt_u32(lo) + _mm_popcnt_u32(hi);
+    near->rank_of[b] = (uint16_t)(r << 6);
+    near->by_rank[r] = near->occupied[b];
+    near->ranks[2 * r] = run[b];
+    near->ranks[2 * r + 1] = run[b] + _mm_popcnt_u32((uint32_t)near->occupied[b]);
   }
 }

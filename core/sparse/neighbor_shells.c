@@ -21,9 +21,9 @@ static uint16_t code_of(int c, int x, int y, int z) {
 /* Table position p, for a query in each cell: offset (x, y, z), at d^2 = d. */
 static void table_set(lt_shell_table *t, int p, int d, int x, int y, int z) {
   for (int c = 0; c < LT_BRICK_CELLS; c++) {
-    uint16_t code = code_of(c, x, y, z);
-    t->code[c][p] = code, t->entry[c][p] = (uint16_t)(d << 11 | code);
-    t->byte[c][p] = (uint8_t)(code >> 3), t->bit[c][p] = (uint8_t)(1 << (code & 7));
+    uint16_t code = code_of(c, x, y, z), m = (uint16_t)((code & ~63) | lt__morton_cell(code & 63));
+    t->code[c][p] = code, t->entry[c][p] = (uint16_t)(d << 11 | m);
+    t->byte[c][p] = (uint8_t)(m >> 3), t->bit[c][p] = (uint8_t)(1 << (m & 7));
   }
   t->d2[p] = d;
 }
@@ -49,14 +49,42 @@ void lt__shell_table_build(lt_shell_table *t) {
         t->key[p] = (uint32_t)d << LT_SHELL_ROW_BITS;
       }
   for (int p = LT_SHELL_OFFSETS; p < LT_SHELL_PADDED; p++) table_set(t, p, LT_SHELL_D2 + 1, 0, 0, 0), t->key[p] = 0;
+  for (int c = 0; c < LT_BRICK_CELLS; c++) t->lex[lt__morton_cell(c)] = (uint8_t)c;
 }
 
-/* The 27 source bricks around brick `key`, with their occupancy words where the walk keeps them (occ). */
-static void near_find(lt_shell_bricks *near, const lt_bricks *src, const uint64_t *occ, lt_brick_cache *cache,
+void lt__shell_occupancy(uint64_t *occ, int32_t *run, const lt_bricks *src, int64_t first, int64_t last) {
+  for (int64_t b = first; b < last; b++) {
+    uint64_t m = 0;
+    int ordered = src->order == NULL, prev = -1;
+    for (int64_t p = src->first[b]; p < src->first[b + 1]; p++) {
+      int cell = lt__morton_cell(lt__brick_cell(src->rows + 4 * lt__bricks_row(src, p)));
+      m |= 1ull << cell;
+      ordered &= cell > prev, prev = cell;
+    }
+    occ[b] = m, run[b] = ordered ? src->first[b] : -1;
+  }
+}
+
+/* The source bricks' occupancy words and runs (lt__shell_occupancy), where the walk keeps them. */
+typedef struct occupancy {
+  uint64_t *word;
+  int32_t *run;
+} occupancy;
+
+/* Source brick v as brick b of near (v < 0: none), its run into run[b]. */
+static void near_set(lt_shell_bricks *near, const occupancy *occ, int b, int64_t v, int32_t *run) {
+  near->base[b] = v < 0 ? -1 : (int32_t)(v * LT_BRICK_CELLS);
+  near->occupied[b] = occ->word && v >= 0 ? occ->word[v] : 0;
+  run[b] = occ->word && v >= 0 ? occ->run[v] : -1;
+}
+
+/* The 27 source bricks around brick `key`, with their occupancy words and ranks where the walk keeps them. */
+static void near_find(lt_shell_bricks *near, const lt_bricks *src, const occupancy *occ, lt_brick_cache *cache,
                       const int32_t *key) {
   const lt_brick_grid *g = &src->grid;
+  int32_t run[32];
   near->cells = src->cells;
-  for (int b = 27; b < 32; b++) near->base[b] = -1, near->occupied[b] = 0;
+  for (int b = 27; b < 32; b++) near->base[b] = -1, near->occupied[b] = 0, run[b] = -1;
   int64_t c[4], inside = g->at != NULL;
   for (int a = 0; a < 4; a++) {
     c[a] = key[a] - g->lo[a];
@@ -66,30 +94,27 @@ static void near_find(lt_shell_bricks *near, const lt_bricks *src, const uint64_
     const int32_t *at = g->at + ((c[0] * g->size[1] + c[1] - 1) * g->size[2] + c[2] - 1) * g->size[3] + c[3] - 1;
     for (int x = 0, b = 0; x < 3; x++)
       for (int y = 0; y < 3; y++)
+        for (int z = 0; z < 3; z++, b++) near_set(near, occ, b, at[(x * g->size[2] + y) * g->size[3] + z], run);
+  } else {
+    for (int x = 0, b = 0; x < 3; x++)
+      for (int y = 0; y < 3; y++)
         for (int z = 0; z < 3; z++, b++) {
-          int32_t v = at[(x * g->size[2] + y) * g->size[3] + z];
-          near->base[b] = v < 0 ? -1 : v * LT_BRICK_CELLS;
-          near->occupied[b] = occ && v >= 0 ? occ[v] : 0;
+          int32_t k[4] = {key[0], key[1] + x - 1, key[2] + y - 1, key[3] + z - 1};
+          near_set(near, occ, b, lt__bricks_brick(src, cache, k), run);
         }
-    return;
   }
-  for (int x = 0, b = 0; x < 3; x++)
-    for (int y = 0; y < 3; y++)
-      for (int z = 0; z < 3; z++, b++) {
-        int32_t k[4] = {key[0], key[1] + x - 1, key[2] + y - 1, key[3] + z - 1};
-        int64_t v = lt__bricks_brick(src, cache, k);
-        near->base[b] = v < 0 ? -1 : (int32_t)(v * LT_BRICK_CELLS);
-        near->occupied[b] = occ && v >= 0 ? occ[v] : 0;
-      }
+  near->ranked = 0;
+  if (occ->word) lt__shell_bricks_rank(near, run);
 }
 
-/* near_find, and the bricks' cells asked of the memory ahead of their use. */
-static void near_prefetch(lt_shell_bricks *near, const lt_bricks *src, const uint64_t *occ, lt_brick_cache *cache,
+/* near_find, and the bricks' cells asked of the memory ahead of their use
+ * (none where near is ranked: the bits kernel then reads no cell). */
+static void near_prefetch(lt_shell_bricks *near, const lt_bricks *src, const occupancy *occ, lt_brick_cache *cache,
                           const int32_t *key) {
   near_find(near, src, occ, cache, key);
-  for (int b = 0; b < 27; b++)
+  for (int b = 0; b < 27 && !near->ranked; b++)
     for (int line = 0; line < LT_BRICK_CELLS && near->base[b] >= 0; line += 16)
-      if (!occ || (near->occupied[b] >> line & 0xffff)) __builtin_prefetch(near->cells + near->base[b] + line);
+      if (!occ->word || near->occupied[b]) __builtin_prefetch(near->cells + near->base[b] + line);
 }
 
 /* The source row at table position p of a query in cell c, or -1: a load
@@ -144,7 +169,7 @@ void lt__edges_mark_ref(int32_t *query_row, int32_t *neighbor_id, int32_t i, int
  * shells' for the queries it leaves; then the edge marks'. */
 typedef struct kernels {
   const lt_window *window;
-  const uint64_t *occupied; /* the source bricks' occupancy, for the bits kernel (NULL: the gathers') */
+  occupancy occ; /* the source bricks' occupancy, for the bits kernel (word NULL: the gathers') */
   int window_avx2, shells_avx512, marks_avx512;
 } kernels;
 
@@ -157,7 +182,7 @@ static void fill_one(const lt_shell_walk *w, const lt_shell_table *t, const lt_s
   if (k->window)
     n = k->window_avx2 ? lt__window_query_avx2(k->window, cell, want, row, dist)
                        : lt__window_query_ref(k->window, cell, want, row, dist);
-  if (n < 0 && k->occupied)
+  if (n < 0 && k->occ.word)
     n = lt__shell_query_bits(t, near, cell, w->limit, want, row, dist);
   else if (n < 0 && k->shells_avx512)
     n = lt__shell_query_avx512(t, near, cell, w->limit, want, row, dist);
@@ -185,11 +210,11 @@ static void walk(const lt_shell_walk *w, const lt_shell_table *t, const lt_brick
     lt__window_init(&win);
     lt__brick_cache_init(&cache);
     int64_t first = ch * CHUNK, last = first + CHUNK < nb ? first + CHUNK : nb;
-    near_find(&near[first & 1], w->source, k.occupied, &cache, w->query->keys + first * 4);
+    near_find(&near[first & 1], w->source, &k.occ, &cache, w->query->keys + first * 4);
     for (int64_t b = first; b < last; b++) {
       /* the next brick's sources fetched while this one's queries run: they are mostly far apart in the index */
       if (b + 1 < last) {
-        near_prefetch(&near[(b + 1) & 1], w->source, k.occupied, &cache, w->query->keys + (b + 1) * 4);
+        near_prefetch(&near[(b + 1) & 1], w->source, &k.occ, &cache, w->query->keys + (b + 1) * 4);
         if (rows) lt__window_prefetch(rows, &near[(b + 1) & 1]);
       }
       if (rows) lt__window_build(&win, &in, rows, &near[b & 1]);
@@ -198,7 +223,7 @@ static void walk(const lt_shell_walk *w, const lt_shell_table *t, const lt_brick
         int64_t i = lt__bricks_row(w->query, p);
         int c = lt__brick_cell(w->query->rows + i * 4);
         if (w->counts)
-          w->counts[i] = k.occupied ? lt__shell_count_bits(t, &near[b & 1], c, w->limit, w->cap)
+          w->counts[i] = k.occ.word ? lt__shell_count_bits(t, &near[b & 1], c, w->limit, w->cap)
                                     : count_one(t, &near[b & 1], c, w->limit, w->cap);
         else
           fill_one(w, t, &near[b & 1], c, i, &k);
@@ -208,15 +233,21 @@ static void walk(const lt_shell_walk *w, const lt_shell_table *t, const lt_brick
   });
 }
 
-/* Every source brick's occupancy word, for the bits kernel. */
-static lt_status occupancy_build(lt_ctx *ctx, uint64_t **occ, size_t bytes, const lt_bricks *src, int threads,
-                                 const char *op) {
+/* Every source brick's occupancy word and run, for the bits kernel: one block of `bytes`. */
+static size_t occupancy_bytes(const lt_bricks *src) {
+  return (size_t)(src->nb > 0 ? src->nb : 1) * (sizeof(uint64_t) + sizeof(int32_t));
+}
+
+static lt_status occupancy_build(lt_ctx *ctx, occupancy *occ, const lt_bricks *src, int threads, const char *op) {
   enum { PART = 4096 };
-  if (!(*occ = lt_ctx_alloc(ctx, bytes))) return lt_ctx_fail(ctx, LT_ERR_MEM, "%s: out of memory", op);
-  uint64_t *o = *occ;
-  LT_PARALLEL_FOR(threads, j, (src->nb + PART - 1) / PART, {
-    lt__shell_occupancy_bits(o, src->cells, j * PART, (j + 1) * PART < src->nb ? (j + 1) * PART : src->nb);
-  });
+  int64_t nb = src->nb;
+  if (!(occ->word = lt_ctx_alloc(ctx, occupancy_bytes(src))))
+    return lt_ctx_fail(ctx, LT_ERR_MEM, "%s: out of memory", op);
+  occ->run = (int32_t *)(occ->word + (nb > 0 ? nb : 1));
+  uint64_t *word = occ->word;
+  int32_t *run = occ->run;
+  LT_PARALLEL_FOR(threads, j, (nb + PART - 1) / PART,
+                  { lt__shell_occupancy(word, run, src, j * PART, (j + 1) * PART < nb ? (j + 1) * PART : nb); });
   return LT_OK;
 }
 
@@ -233,15 +264,12 @@ lt_status lt__shell_walk(lt_ctx *ctx, const lt_shell_walk *w, lt_isa isa, lt_isa
    * 19 ms for the bench's kNN, the window with its AVX2 query 27 to 33) */
   int window = w->edges != NULL && !vector;
   lt_status st = window ? lt__brick_rows_build(ctx, &rows, w->source, threads, op) : LT_OK;
-  kernels k = {NULL, NULL, isa >= LT_ISA_AVX2, vector, isa >= LT_ISA_AVX512};
+  kernels k = {NULL, {NULL, NULL}, isa >= LT_ISA_AVX2, vector, isa >= LT_ISA_AVX512};
   if (used) *used = vector ? LT_ISA_AVX512 : window && isa >= LT_ISA_AVX2 ? LT_ISA_AVX2 : LT_ISA_SCALAR;
   /* the AVX-512 kernels: by occupancy bits where the CPU has VBMI2 (a count's too), by gathers where not */
-  uint64_t *occ = NULL;
-  size_t occ_bytes = (size_t)(w->source->nb > 0 ? w->source->nb : 1) * sizeof *occ;
-  if (!st && vector && lt_cpu_avx512_vbmi2()) st = occupancy_build(ctx, &occ, occ_bytes, w->source, threads, op);
-  k.occupied = occ;
+  if (!st && vector && lt_cpu_avx512_vbmi2()) st = occupancy_build(ctx, &k.occ, w->source, threads, op);
   if (!st) walk(w, t, window ? &rows : NULL, &k, threads);
-  if (occ) lt_ctx_free(ctx, occ, occ_bytes);
+  if (k.occ.word) lt_ctx_free(ctx, k.occ.word, occupancy_bytes(w->source));
   lt__brick_rows_free(ctx, &rows);
   lt_ctx_free(ctx, t, sizeof *t);
   return st;

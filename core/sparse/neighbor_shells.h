@@ -57,20 +57,33 @@ lt_status lt__shell_walk(lt_ctx *ctx, const lt_shell_walk *w, lt_isa isa, lt_isa
  * code[c][p] & 63 of it. The gather kernel reads 16 positions at a time,
  * each with key[p] = d^2 << LT_SHELL_ROW_BITS (its sort key is that or'ed
  * with the row) and d2[p]; the bits kernel 64 at a time, each position's
- * entry, byte and bit. The tail pads them (d^2 past the limit). */
+ * entry, byte and bit, which number a brick's cells in Morton order
+ * (lt__morton_cell; lex[m] the cell of Morton cell m). The tail pads them
+ * (d^2 past the limit). */
 #define LT_SHELL_BLOCKS   5 /* the bits kernel's blocks of 64 positions: 320 >= 257 */
 #define LT_SHELL_PADDED   (64 * LT_SHELL_BLOCKS)
 #define LT_SHELL_ROW_BITS 27 /* rows below 2^27: (d^2, row) in one uint32 */
 typedef struct lt_shell_table {
   uint16_t code[LT_BRICK_CELLS][LT_SHELL_PADDED];
-  uint16_t entry[LT_BRICK_CELLS][LT_SHELL_PADDED]; /* d^2 << 11 | code */
-  uint8_t byte[LT_BRICK_CELLS][LT_SHELL_PADDED];   /* code >> 3: the byte of lt_shell_bricks.occupied */
-  uint8_t bit[LT_BRICK_CELLS][LT_SHELL_PADDED];    /* 1 << (code & 7): the bit in it */
+  /* by Morton cell: m = brick << 6 | lt__morton_cell(code & 63) */
+  uint16_t entry[LT_BRICK_CELLS][LT_SHELL_PADDED]; /* d^2 << 11 | m */
+  uint8_t byte[LT_BRICK_CELLS][LT_SHELL_PADDED];   /* m >> 3: the byte of lt_shell_bricks.occupied */
+  uint8_t bit[LT_BRICK_CELLS][LT_SHELL_PADDED];    /* 1 << (m & 7): the bit in it */
+  uint8_t lex[LT_BRICK_CELLS];
   uint32_t key[LT_SHELL_PADDED];
   int32_t d2[LT_SHELL_PADDED];
   int32_t first[LT_SHELL_D2 + 2];
 } lt_shell_table;
 void lt__shell_table_build(lt_shell_table *t);
+
+/* Cell c = x << 4 | y << 2 | z of a brick (lt__brick_cell) in the bricks'
+ * Morton order, that of lattice's morton_codes (x the lowest bit of each
+ * triple): z1 y1 x1 z0 y0 x0. Rows sorted by Morton code list each brick's
+ * rows as one run in this order. */
+static inline int lt__morton_cell(int c) {
+  int x = c >> 4, y = c >> 2 & 3, z = c & 3;
+  return (z >> 1) << 5 | (y >> 1) << 4 | (x >> 1) << 3 | (z & 1) << 2 | (y & 1) << 1 | (x & 1);
+}
 
 /* The most source bricks a walk takes: lt_shell_bricks holds a brick's first
  * cell (its number times 64) in an int32, for the vector permute. Maps of
@@ -80,14 +93,37 @@ void lt__shell_table_build(lt_shell_table *t);
 /* The source bricks around one query brick: base[b] the first of brick b's
  * cells in cells (-1 where there is none), b = 9 (x + 1) + 3 (y + 1) + z + 1
  * for the brick at (x, y, z) from the query's; 32 entries, for a vector
- * permute; occupied[b] brick b's cells that hold a row, bit by cell (0 past
- * 27 and where the walk keeps no occupancy; the bits kernel reads the 32 as
- * 4 vectors). */
+ * permute; occupied[b] brick b's cells that hold a row, bit by Morton cell
+ * (0 past 27 and where the walk keeps no occupancy; the bits kernel reads
+ * the 32 as 4 vectors).
+ *
+ * Where every brick present is ranked (its rows one run in Morton cell
+ * order, as the rows of a Morton-sorted map are), a source's row order is
+ * that of (its brick's rank among the present ones by their runs, its
+ * Morton cell): rank_of[b] holds brick b's rank << 6, so that the bits
+ * kernel sorts 16-bit keys (d^2 << 11 | rank << 6 | cell), 32 to a vector.
+ * Its row is then the run's first plus the bits below its cell, with no
+ * load: by_rank[r] is the occupancy word of the brick of rank r and
+ * ranks[h] the row of the first bit of its 32-bit half h = 2 r + cell / 32. */
 typedef struct lt_shell_bricks {
   const int32_t *cells;
   int32_t base[32];
   _Alignas(64) uint64_t occupied[32];
+  int ranked;
+  _Alignas(64) uint16_t rank_of[32];
+  _Alignas(64) uint64_t by_rank[32];
+  _Alignas(64) int32_t ranks[64];
 } lt_shell_bricks;
+
+/* Each source brick's occupancy word (by Morton cell) and its run's first
+ * row, or -1 where its rows are no run in Morton cell order: bricks first
+ * .. last - 1 of src into occ and run. */
+void lt__shell_occupancy(uint64_t *occ, int32_t *run, const lt_bricks *src, int64_t first, int64_t last);
+/* near's `ranked`, and where it is its rank_of, by_rank and ranks, from
+ * its base, its occupancy and its bricks' runs (run[b], as
+ * lt__shell_occupancy gives them; 32 entries, read only where base[b] >=
+ * 0). For the bits kernel (VBMI2). */
+void lt__shell_bricks_rank(lt_shell_bricks *near, const int32_t run[32]);
 
 /* One query's walk, the query in cell `cell` of its brick: its nearest
  * `want` sources within d^2 <= limit into row and dist (d^2), nearest first,
@@ -95,15 +131,14 @@ typedef struct lt_shell_bricks {
  * fewer). The AVX-512 ones return -1 for a query they leave to _ref (more
  * than 32 candidates before the k-th is final, or want > 32): _avx512 by
  * gathers of every offset's row, _bits (VBMI2: lt_cpu_avx512_vbmi2) by the
- * bricks' occupancy words, which lt__shell_occupancy_bits makes (bricks
- * first .. last - 1 of a map's cells into occ). */
+ * bricks' occupancy words, its rows by their ranks where near is ranked,
+ * else by gathers of only the hits'. */
 int64_t lt__shell_query_ref(const lt_shell_table *t, const lt_shell_bricks *near, int cell, int64_t limit, int64_t want,
                             int32_t *row, float *dist);
 int64_t lt__shell_query_avx512(const lt_shell_table *t, const lt_shell_bricks *near, int cell, int64_t limit,
                                int64_t want, int32_t *row, float *dist);
 int64_t lt__shell_query_bits(const lt_shell_table *t, const lt_shell_bricks *near, int cell, int64_t limit,
                              int64_t want, int32_t *row, float *dist);
-void lt__shell_occupancy_bits(uint64_t *occ, const int32_t *cells, int64_t first, int64_t last);
 /* The sources within d^2 <= limit of the query in cell `cell`, at most cap,
  * by the occupancy words (VBMI2): a radius relation's count. */
 int64_t lt__shell_count_bits(const lt_shell_table *t, const lt_shell_bricks *near, int cell, int64_t limit,

@@ -31,16 +31,21 @@ static inline __m512i exchange(__m512i v, int j, __mmask16 hi) {
   return _mm512_mask_max_epu32(_mm512_min_epu32(v, p), hi, v, p);
 }
 
-/* 16 keys ascending: blocks of 2, 4, 8, 16, alternately up and down, merged. */
+/* 16 keys ascending: blocks of 2, 4, 8, 16, alternately up and down,
+ * merged. The loops unrolled (GCC leaves them rolled otherwise), so that
+ * each stage's shuffle and mask are immediates, not a branch and a load. */
 static inline __m512i sort16(__m512i v) {
   int s = 0;
+#pragma GCC unroll 4
   for (int k = 2; k <= 16; k <<= 1)
+#pragma GCC unroll 4
     for (int j = k >> 1; j >= 1; j >>= 1) v = exchange(v, j, sort_max[s++]);
   return v;
 }
 
 /* A bitonic 16 ascending. */
 static inline __m512i merge16(__m512i v) {
+#pragma GCC unroll 4
   for (int j = 8, s = 0; j >= 1; j >>= 1, s++) v = exchange(v, j, merge_max[s]);
   return v;
 }
@@ -59,6 +64,7 @@ static inline void sort32(__m512i *a, __m512i *b, int both) {
  * where b holds few keys, cheaper than sorting it and merging. */
 #define LT_SORT_FEW 8
 static inline __m512i insert_few(__m512i a, __m512i b) {
+#pragma GCC unroll 8
   for (int j = 0; j < LT_SORT_FEW; j++) {
     __m512i x = _mm512_permutexvar_epi32(_mm512_set1_epi32(j), b);
     /* lane i: max(a[i - 1], min(a[i], x)), a[-1] = 0 */

@@ -2,10 +2,12 @@
  * scalar one, on random 3 x 3 x 3 brick neighbourhoods: the gather kernel
  * (every AVX-512 CPU) and the occupancy-bits kernel (VBMI2), which a walk
  * picks by the CPU, so that on any one machine the specs of
- * sparse_neighbors_spec.lua reach only one of them. Every cell, limit and
- * count from 1 to past 32, at densities from 2% to full; and the bits
- * kernel's radius counts. Prints one line per
- * check and ends with "N passed, N failed". */
+ * sparse_neighbors_spec.lua reach only one of them; the bits kernel on
+ * rows in no order (its gathers) and on ranked bricks (its rows by rank).
+ * Every cell, limit and count from 1 to past 32, at densities from 2% to
+ * full; the bits kernel's radius counts; the occupancy words and runs of a
+ * map's bricks. Prints one line per check and ends with "N passed, N
+ * failed". */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,18 +26,43 @@ static uint32_t next(void) {
   return (uint32_t)(rng >> 16);
 }
 
+/* The occupancy word of a brick's 64 cells, bit by Morton cell. */
+static uint64_t occupancy_of(const int32_t *cells) {
+  uint64_t m = 0;
+  for (int c = 0; c < LT_BRICK_CELLS; c++)
+    if (cells[c] >= 0) m |= 1ull << lt__morton_cell(c);
+  return m;
+}
+
 /* A neighbourhood of density `percent`: each brick absent one time in
- * eight, each present cell a row (distinct, below 2^27) or -1. */
-static void neighbourhood(lt_shell_bricks *near, int32_t *cells, uint64_t *occ, int percent) {
+ * eight, each present cell a row (distinct, below 2^27) or -1. Ranked: each
+ * brick's rows one run in Morton cell order, the runs apart and in an order
+ * of their own (not the bricks'); else rows in no order. */
+static void neighbourhood(lt_shell_bricks *near, int32_t *cells, int percent, int ranked) {
+  int32_t run[32], order[27];
   for (int b = 0; b < 27 * LT_BRICK_CELLS; b++)
     cells[b] = (int)(next() % 100) < percent ? (int32_t)((next() % (1u << 20)) << 6 | (uint32_t)(b & 63)) : -1;
-  lt__shell_occupancy_bits(occ, cells, 0, 27);
+  for (int b = 0; b < 27; b++) order[b] = b;
+  for (int b = 26; b > 0; b--) {
+    int j = (int)(next() % (uint32_t)(b + 1)), o = order[b];
+    order[b] = order[j], order[j] = o;
+  }
+  for (int i = 0, at = (int)(next() % 1000); i < 27 && ranked; i++) { /* the bricks' runs in `order` */
+    int32_t *c = cells + order[i] * LT_BRICK_CELLS;
+    run[order[i]] = at;
+    for (int m = 0; m < LT_BRICK_CELLS; m++) /* cell lex(m) in Morton order */
+      for (int l = 0; l < LT_BRICK_CELLS; l++)
+        if (lt__morton_cell(l) == m && c[l] >= 0) c[l] = at++;
+    at += (int)(next() % 3);
+  }
   near->cells = cells;
   for (int b = 0; b < 32; b++) {
     int present = b < 27 && next() % 8 != 0;
     near->base[b] = present ? b * LT_BRICK_CELLS : -1;
-    near->occupied[b] = present ? occ[b] : 0;
+    near->occupied[b] = present ? occupancy_of(cells + b * LT_BRICK_CELLS) : 0;
+    if (!ranked) run[b] = -1;
   }
+  lt__shell_bricks_rank(near, run);
 }
 
 typedef int64_t (*query_fn)(const lt_shell_table *t, const lt_shell_bricks *near, int cell, int64_t limit, int64_t want,
@@ -64,20 +91,20 @@ static int same_as_ref(const lt_shell_table *t, const lt_shell_bricks *near, que
   return 1;
 }
 
-static void test_kernel(const lt_shell_table *t, query_fn kernel, const char *name) {
+static void test_kernel(const lt_shell_table *t, query_fn kernel, const char *name, int ranked) {
   static const int percents[] = {2, 10, 30, 60, 100};
   static int32_t cells[27 * LT_BRICK_CELLS];
-  static uint64_t occ[27];
   lt_shell_bricks near;
   for (int p = 0; p < 5; p++) {
     int ok = 1;
     int64_t ran = 0, asked = 0;
     for (int trial = 0; trial < 20 && ok; trial++, asked += LT_BRICK_CELLS * 6 * 10) {
-      neighbourhood(&near, cells, occ, percents[p]);
-      ok = same_as_ref(t, &near, kernel, &ran);
+      neighbourhood(&near, cells, percents[p], ranked);
+      ok = same_as_ref(t, &near, kernel, &ran) && near.ranked == ranked;
     }
     char what[128];
-    snprintf(what, sizeof what, "%s: the scalar kernel's answers at %d%% density", name, percents[p]);
+    snprintf(what, sizeof what, "%s: the scalar kernel's answers at %d%% density%s", name, percents[p],
+             ranked ? ", ranked" : "");
     check(ok, what);
     /* it leaves only want > 32 and queries of more than 32 candidates to _ref */
     snprintf(what, sizeof what, "%s: answers most queries itself at %d%% density (%lld of %lld)", name, percents[p],
@@ -93,12 +120,11 @@ static void test_count_bits(const lt_shell_table *t) {
   static const int64_t limits[] = {0, 1, 3, 6, 9, 16}, caps[] = {INT64_MAX, 5};
   static int32_t cells[27 * LT_BRICK_CELLS], row[LT_SHELL_OFFSETS];
   static float dist[LT_SHELL_OFFSETS];
-  static uint64_t occ[27];
   lt_shell_bricks near;
   int ok = 1;
   for (int p = 0; p < 3; p++)
     for (int trial = 0; trial < 10; trial++) {
-      neighbourhood(&near, cells, occ, percents[p]);
+      neighbourhood(&near, cells, percents[p], 0);
       for (int cell = 0; cell < LT_BRICK_CELLS; cell++)
         for (int l = 0; l < 6; l++) {
           int64_t all = lt__shell_query_ref(t, &near, cell, limits[l], LT_SHELL_OFFSETS, row, dist);
@@ -115,18 +141,63 @@ static void test_count_bits(const lt_shell_table *t) {
   check(ok, "occupancy bits (avx512 vbmi2): a radius count is the scalar walk's, capped and not");
 }
 
+/* lt__shell_occupancy on a hand-made index of four bricks in brick order:
+ * rows in Morton cell order (a run), in lex order (none), one row (a run),
+ * none; and the same rows listed out of order (no runs at all). */
+static void test_occupancy(void) {
+  /* brick 0: cells (x, y, z) = (1,0,0), (0,1,0): Morton 1 then 2; brick 1: (0,1,0), (1,0,0): Morton 2 then 1 */
+  static const int32_t rows[] = {0, 1, 0, 0, 0, 0, 1, 0, 0, 4, 1, 0, 0, 5, 0, 0, 0, 8, 3, 3};
+  static int32_t first[] = {0, 2, 4, 5, 5}, order[] = {0, 1, 2, 3, 4};
+  lt_bricks b = {0};
+  b.rows = rows, b.first = first, b.nb = 4;
+  uint64_t occ[4];
+  int32_t run[4];
+  lt__shell_occupancy(occ, run, &b, 0, 4);
+  uint64_t want_occ[4] = {1ull << 1 | 1ull << 2, 1ull << 1 | 1ull << 2, 1ull << lt__morton_cell(3 << 2 | 3), 0};
+  int ok = !memcmp(occ, want_occ, sizeof occ) && run[0] == 0 && run[1] == -1 && run[2] == 4 && run[3] == 5;
+  check(ok, "occupancy: each brick's word by Morton cell, its run where its rows are one in Morton cell order");
+  b.order = order;
+  lt__shell_occupancy(occ, run, &b, 0, 4);
+  check(!memcmp(occ, want_occ, sizeof occ) && run[0] == -1 && run[1] == -1 && run[2] == -1 && run[3] == -1,
+        "occupancy: no runs where the rows are not in brick order");
+}
+
+/* A neighbourhood one of whose present bricks has no run is not ranked. */
+static void test_unranked(void) {
+  static int32_t cells[27 * LT_BRICK_CELLS];
+  lt_shell_bricks near;
+  int32_t run[32];
+  neighbourhood(&near, cells, 30, 1);
+  int ok = near.ranked;
+  for (int b = 0; b < 32; b++) run[b] = near.base[b] >= 0 ? near.ranks[0] : -1; /* any, all present */
+  for (int b = 0; b < 27; b++) {
+    if (near.base[b] < 0) continue;
+    int32_t keep = run[b];
+    run[b] = -1;
+    lt__shell_bricks_rank(&near, run);
+    ok &= !near.ranked;
+    run[b] = keep;
+  }
+  check(ok, "occupancy bits: a neighbourhood with one brick of no run is not ranked");
+}
+
 int main(void) {
   lt_shell_table *t = malloc(sizeof *t);
   if (!t) return 1;
   lt__shell_table_build(t);
+  test_occupancy();
   if (lt_cpu_isa() >= LT_ISA_AVX512)
-    test_kernel(t, lt__shell_query_avx512, "gathers (avx512)");
+    test_kernel(t, lt__shell_query_avx512, "gathers (avx512)", 0);
   else
     printf("skipped: the gather kernel (no AVX-512 here)\n");
-  if (lt_cpu_isa() >= LT_ISA_AVX512 && lt_cpu_avx512_vbmi2())
-    test_kernel(t, lt__shell_query_bits, "occupancy bits (avx512 vbmi2)"), test_count_bits(t);
-  else
+  if (lt_cpu_isa() >= LT_ISA_AVX512 && lt_cpu_avx512_vbmi2()) {
+    test_kernel(t, lt__shell_query_bits, "occupancy bits (avx512 vbmi2)", 0);
+    test_kernel(t, lt__shell_query_bits, "occupancy bits (avx512 vbmi2)", 1);
+    test_count_bits(t);
+    test_unranked();
+  } else {
     printf("skipped: the bits kernel (no AVX-512 VBMI2 here)\n");
+  }
   free(t);
   printf("%d passed, %d failed\n", passed, failed);
   return failed != 0;
