@@ -136,6 +136,14 @@ static inline __m512i sort32_u16(__m512i v) {
   return stage16(v, 32, 1);
 }
 
+/* sort32_u16 of two vectors at once, stage by stage: their chains overlap. */
+static inline void sort32_u16_two(__m512i *a, __m512i *b) {
+  static const int ks[15] = {2, 4, 4, 8, 8, 8, 16, 16, 16, 16, 32, 32, 32, 32, 32};
+  static const int js[15] = {1, 2, 1, 4, 2, 1, 8, 4, 2, 1, 16, 8, 4, 2, 1};
+#pragma GCC unroll 15
+  for (int s = 0; s < 15; s++) *a = stage16(*a, ks[s], js[s]), *b = stage16(*b, ks[s], js[s]);
+}
+
 /* The rows and d^2 of the first n (at most 16) ranked keys e16. */
 static void put_ranked(const __m512i w[4], const __m512i r[4], __m256i e16, int64_t n, int32_t *row, float *dist) {
   __m512i e = _mm512_cvtepu16_epi32(e16);
@@ -144,15 +152,49 @@ static void put_ranked(const __m512i w[4], const __m512i r[4], __m256i e16, int6
   _mm512_mask_storeu_ps(dist, m, _mm512_cvtepi32_ps(_mm512_srli_epi32(e, 11)));
 }
 
-/* A ranked near's query: the n entries (at most 32) of list keyed by rank,
- * sorted, and the first `have` put. */
-static void query_ranked(const lt_shell_bricks *near, __m512i list, int64_t n, int64_t have, int32_t *row,
-                         float *dist) {
+/* A query's hits up to the end of the want-th's shell: their entries
+ * (d^2 << 11 | brick << 6 | cell) in the first n lanes of list, in table
+ * order; have = min(want, hits). */
+typedef struct hit_list {
+  __m512i list;
+  int64_t n, have;
+} hit_list;
+
+/* The hits of the query in cell `cell`; 0 where they are more than
+ * LT_SORT_MOST (left to _ref). Inlined, as put_sorted: called, the two
+ * queries of lt__shell_query_bits2 overlap less (1.03 to 1.04x slower). */
+static inline __attribute__((always_inline)) int list_hits(const lt_shell_table *t, const lt_shell_bricks *near,
+                                                           int cell, int64_t limit, int64_t want, hit_list *h) {
+  const uint8_t *wb = (const uint8_t *)near->occupied;
+  const __m512i w[4] = {_mm512_loadu_si512(wb), _mm512_loadu_si512(wb + 64), _mm512_loadu_si512(wb + 128),
+                        _mm512_loadu_si512(wb + 192)};
+  uint64_t m[LT_SHELL_BLOCKS];
+  int64_t end = hits(t, w, cell, t->first[limit + 1], want, m, &h->have, &h->n);
+  if (h->n > LT_SORT_MOST) return 0;
+  /* 32 positions at a time, each part expanded into lanes at .. at + its count - 1 (no part waits on the one
+   * before) */
+  h->list = _mm512_setzero_si512();
+  for (int64_t q = 0, at = 0; q < (end + 31) / 32; q++) {
+    __mmask32 mq = (__mmask32)(m[q >> 1] >> (32 * (q & 1)));
+    int64_t c = _mm_popcnt_u32(mq);
+    __m512i part = _mm512_maskz_compress_epi16(mq, _mm512_loadu_si512(t->entry[cell] + 32 * q));
+    h->list = _mm512_or_si512(h->list, _mm512_maskz_expand_epi16(_bzhi_u32(~0u, (unsigned)c) << at, part));
+    at += c;
+  }
+  return 1;
+}
+
+/* A ranked near's keys of the hits h: the brick field replaced by its rank, UINT16_MAX past n. */
+static __m512i ranked_keys(const lt_shell_bricks *near, const hit_list *h) {
   const __m512i rank_of = _mm512_load_si512(near->rank_of), brick = _mm512_set1_epi16((int16_t)(31 << 6));
-  __m512i key = _mm512_ternarylogic_epi32(list, brick, _mm512_permutexvar_epi16(_mm512_srli_epi16(list, 6), rank_of),
-                                          0xb8); /* brick ? rank : list, bit by bit */
-  key = _mm512_mask_mov_epi16(_mm512_set1_epi16(-1), _bzhi_u32(~0u, (unsigned)n), key); /* past n: last */
-  key = sort32_u16(key);
+  __m512i rank = _mm512_permutexvar_epi16(_mm512_srli_epi16(h->list, 6), rank_of);
+  __m512i key = _mm512_ternarylogic_epi32(h->list, brick, rank, 0xb8); /* brick ? rank : list, bit by bit */
+  return _mm512_mask_mov_epi16(_mm512_set1_epi16(-1), _bzhi_u32(~0u, (unsigned)h->n), key);
+}
+
+/* The first `have` of a ranked near's sorted keys: their rows and d^2. */
+static inline __attribute__((always_inline)) void put_sorted(const lt_shell_bricks *near, __m512i key, int64_t have,
+                                                             int32_t *row, float *dist) {
   const __m512i w[4] = {_mm512_load_si512(near->by_rank), _mm512_load_si512(near->by_rank + 8),
                         _mm512_load_si512(near->by_rank + 16), _mm512_load_si512(near->by_rank + 24)};
   const __m512i r[4] = {_mm512_load_si512(near->ranks), _mm512_load_si512(near->ranks + 16),
@@ -163,33 +205,37 @@ static void query_ranked(const lt_shell_bricks *near, __m512i list, int64_t n, i
 
 int64_t lt__shell_query_bits(const lt_shell_table *t, const lt_shell_bricks *near, int cell, int64_t limit,
                              int64_t want, int32_t *row, float *dist) {
+  hit_list h;
   if (want > LT_SORT_MOST) return -1;
   if (want == 0) return 0;
-  const uint8_t *wb = (const uint8_t *)near->occupied;
-  const __m512i w[4] = {_mm512_loadu_si512(wb), _mm512_loadu_si512(wb + 64), _mm512_loadu_si512(wb + 128),
-                        _mm512_loadu_si512(wb + 192)};
-  uint64_t m[LT_SHELL_BLOCKS];
-  int64_t have, n, end = hits(t, w, cell, t->first[limit + 1], want, m, &have, &n);
-  if (n > LT_SORT_MOST) return -1;
-  /* the hits' entries, 32 positions at a time, each part expanded into lanes at .. at + its count - 1 (no
-   * part waits on the one before) */
-  __m512i list = _mm512_setzero_si512();
-  for (int64_t q = 0, at = 0; q < (end + 31) / 32; q++) {
-    __mmask32 mq = (__mmask32)(m[q >> 1] >> (32 * (q & 1)));
-    int64_t c = _mm_popcnt_u32(mq);
-    __m512i part = _mm512_maskz_compress_epi16(mq, _mm512_loadu_si512(t->entry[cell] + 32 * q));
-    list = _mm512_or_si512(list, _mm512_maskz_expand_epi16(_bzhi_u32(~0u, (unsigned)c) << at, part));
-    at += c;
-  }
+  if (!list_hits(t, near, cell, limit, want, &h)) return -1;
   if (near->ranked) {
-    query_ranked(near, list, n, have, row, dist);
-    return have;
+    put_sorted(near, sort32_u16(ranked_keys(near, &h)), h.have, row, dist);
+    return h.have;
   }
-  __m512i ea = _mm512_cvtepu16_epi32(_mm512_castsi512_si256(list));
-  __m512i eb = _mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(list, 1));
-  __m512i a = keys(ea, rows_gathered(t, near, ea, n), n), b = keys(eb, rows_gathered(t, near, eb, n - 16), n - 16);
-  sort_put(a, b, n, have, row, dist);
-  return have;
+  __m512i ea = _mm512_cvtepu16_epi32(_mm512_castsi512_si256(h.list));
+  __m512i eb = _mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(h.list, 1));
+  __m512i a = keys(ea, rows_gathered(t, near, ea, h.n), h.n);
+  __m512i b = keys(eb, rows_gathered(t, near, eb, h.n - 16), h.n - 16);
+  sort_put(a, b, h.n, h.have, row, dist);
+  return h.have;
+}
+
+void lt__shell_query_bits2(const lt_shell_table *t, const lt_shell_bricks *near, const int cell[2], int64_t limit,
+                           const int64_t want[2], int32_t *const row[2], float *const dist[2], int64_t found[2]) {
+  hit_list h[2];
+  int listed = near->ranked;
+  for (int q = 0; q < 2 && listed; q++)
+    listed = want[q] > 0 && want[q] <= LT_SORT_MOST && list_hits(t, near, cell[q], limit, want[q], &h[q]);
+  if (!listed) {
+    for (int q = 0; q < 2; q++) found[q] = lt__shell_query_bits(t, near, cell[q], limit, want[q], row[q], dist[q]);
+    return;
+  }
+  __m512i a = ranked_keys(near, &h[0]), b = ranked_keys(near, &h[1]);
+  sort32_u16_two(&a, &b);
+  put_sorted(near, a, h[0].have, row[0], dist[0]);
+  put_sorted(near, b, h[1].have, row[1], dist[1]);
+  found[0] = h[0].have, found[1] = h[1].have;
 }
 
 int64_t lt__shell_count_bits(const lt_shell_table *t, const lt_shell_bricks *near, int cell, int64_t limit,

@@ -173,6 +173,17 @@ typedef struct kernels {
   int window_avx2, shells_avx512, marks_avx512;
 } kernels;
 
+/* Query i's edges past its kernel's n: the marks, and whether it fell short. */
+static void fill_end(const lt_shell_walk *w, const kernels *k, int64_t i, int64_t n) {
+  const lt_edges *e = w->edges;
+  int64_t s = w->start[i], want = w->start[i + 1] - s;
+  if (k->marks_avx512)
+    lt__edges_mark_avx512(e->query_row + s, e->neighbor_id + s, (int32_t)i, want);
+  else
+    lt__edges_mark_ref(e->query_row + s, e->neighbor_id + s, (int32_t)i, want);
+  w->short_of[i] = n < want;
+}
+
 static void fill_one(const lt_shell_walk *w, const lt_shell_table *t, const lt_shell_bricks *near, int cell, int64_t i,
                      const kernels *k) {
   const lt_edges *e = w->edges;
@@ -187,11 +198,25 @@ static void fill_one(const lt_shell_walk *w, const lt_shell_table *t, const lt_s
   else if (n < 0 && k->shells_avx512)
     n = lt__shell_query_avx512(t, near, cell, w->limit, want, row, dist);
   if (n < 0) n = lt__shell_query_ref(t, near, cell, w->limit, want, row, dist);
-  if (k->marks_avx512)
-    lt__edges_mark_avx512(e->query_row + s, e->neighbor_id + s, (int32_t)i, want);
-  else
-    lt__edges_mark_ref(e->query_row + s, e->neighbor_id + s, (int32_t)i, want);
-  w->short_of[i] = n < want;
+  fill_end(w, k, i, n);
+}
+
+/* Two queries of a ranked near by the bits kernel, at once. */
+static void fill_two(const lt_shell_walk *w, const lt_shell_table *t, const lt_shell_bricks *near, const int cell[2],
+                     const int64_t i[2], const kernels *k) {
+  const lt_edges *e = w->edges;
+  int64_t want[2], n[2];
+  int32_t *row[2];
+  float *dist[2];
+  for (int q = 0; q < 2; q++) {
+    int64_t s = w->start[i[q]];
+    want[q] = w->start[i[q] + 1] - s, row[q] = e->source_row + s, dist[q] = e->distances + s;
+  }
+  lt__shell_query_bits2(t, near, cell, w->limit, want, row, dist, n);
+  for (int q = 0; q < 2; q++) {
+    if (n[q] < 0) n[q] = lt__shell_query_ref(t, near, cell[q], w->limit, want[q], row[q], dist[q]);
+    fill_end(w, k, i[q], n[q]);
+  }
 }
 
 /* The walk over the query bricks, one task per CHUNK of them (rows: the
@@ -218,15 +243,20 @@ static void walk(const lt_shell_walk *w, const lt_shell_table *t, const lt_brick
         if (rows) lt__window_prefetch(rows, &near[(b + 1) & 1]);
       }
       if (rows) lt__window_build(&win, &in, rows, &near[b & 1]);
-      /* the brick's queries by row (a brick's rows are mostly one run): their edges in order */
-      for (int64_t p = w->query->first[b]; p < w->query->first[b + 1]; p++) {
-        int64_t i = lt__bricks_row(w->query, p);
-        int c = lt__brick_cell(w->query->rows + i * 4);
+      /* the brick's queries by row (a brick's rows are mostly one run): their edges in order; by twos
+       * where the bits kernel takes them so */
+      int two = !w->counts && k.occ.word && !rows && near[b & 1].ranked;
+      for (int64_t p = w->query->first[b], end = w->query->first[b + 1]; p < end; p++) {
+        int64_t i[2] = {lt__bricks_row(w->query, p), two && p + 1 < end ? lt__bricks_row(w->query, p + 1) : -1};
+        int c[2] = {lt__brick_cell(w->query->rows + i[0] * 4),
+                    i[1] < 0 ? 0 : lt__brick_cell(w->query->rows + i[1] * 4)};
         if (w->counts)
-          w->counts[i] = k.occ.word ? lt__shell_count_bits(t, &near[b & 1], c, w->limit, w->cap)
-                                    : count_one(t, &near[b & 1], c, w->limit, w->cap);
+          w->counts[i[0]] = k.occ.word ? lt__shell_count_bits(t, &near[b & 1], c[0], w->limit, w->cap)
+                                       : count_one(t, &near[b & 1], c[0], w->limit, w->cap);
+        else if (i[1] >= 0)
+          fill_two(w, t, &near[b & 1], c, i, &k), p++;
         else
-          fill_one(w, t, &near[b & 1], c, i, &k);
+          fill_one(w, t, &near[b & 1], c[0], i[0], &k);
       }
     }
     if (k.marks_avx512 && w->edges) lt__edges_fence_avx512(); /* the task's streamed marks, before its end */

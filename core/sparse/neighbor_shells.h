@@ -139,6 +139,11 @@ int64_t lt__shell_query_avx512(const lt_shell_table *t, const lt_shell_bricks *n
                                int64_t want, int32_t *row, float *dist);
 int64_t lt__shell_query_bits(const lt_shell_table *t, const lt_shell_bricks *near, int cell, int64_t limit,
                              int64_t want, int32_t *row, float *dist);
+/* lt__shell_query_bits of two queries at once, their sorts overlapping
+ * where near is ranked (each alone where not): found[q] what it returns
+ * for query q. */
+void lt__shell_query_bits2(const lt_shell_table *t, const lt_shell_bricks *near, const int cell[2], int64_t limit,
+                           const int64_t want[2], int32_t *const row[2], float *const dist[2], int64_t found[2]);
 /* The sources within d^2 <= limit of the query in cell `cell`, at most cap,
  * by the occupancy words (VBMI2): a radius relation's count. */
 int64_t lt__shell_count_bits(const lt_shell_table *t, const lt_shell_bricks *near, int cell, int64_t limit,

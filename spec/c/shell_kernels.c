@@ -113,6 +113,45 @@ static void test_kernel(const lt_shell_table *t, query_fn kernel, const char *na
   }
 }
 
+/* The bits kernel's two queries at once against the scalar kernel, on
+ * ranked neighbourhoods and not (where it runs each alone): every cell
+ * with another, every limit, and wants from 0 to past 32 (those it leaves
+ * to _ref: found -1). */
+static void test_pairs(const lt_shell_table *t) {
+  static const int64_t limits[] = {0, 1, 3, 6, 9, 16}, wants[] = {0, 1, 5, 16, 17, 32, 33};
+  static int32_t cells[27 * LT_BRICK_CELLS];
+  int32_t got[2][64], ref_row[64];
+  float gotd[2][64], ref_dist[64];
+  lt_shell_bricks near;
+  int ok = 1, asked = 0, answered = 0;
+  for (int ranked = 0; ranked < 2; ranked++)
+    for (int trial = 0; trial < 6 && ok; trial++) {
+      neighbourhood(&near, cells, trial < 3 ? 10 : 60, ranked);
+      for (int c = 0; c < LT_BRICK_CELLS && ok; c++)
+        for (int l = 0; l < 6; l++) {
+          int cell[2] = {c, (int)(next() % LT_BRICK_CELLS)};
+          int64_t want[2] = {wants[next() % 7], wants[next() % 7]}, found[2];
+          int32_t *row[2] = {got[0], got[1]};
+          float *dist[2] = {gotd[0], gotd[1]};
+          lt__shell_query_bits2(t, &near, cell, limits[l], want, row, dist, found);
+          for (int q = 0; q < 2 && ok; q++) {
+            asked++;
+            if (found[q] < 0) continue; /* left to _ref */
+            answered++;
+            int64_t m = lt__shell_query_ref(t, &near, cell[q], limits[l], want[q], ref_row, ref_dist);
+            ok = found[q] == m && !memcmp(got[q], ref_row, (size_t)m * sizeof *ref_row) &&
+                 !memcmp(gotd[q], ref_dist, (size_t)m * sizeof *ref_dist);
+            if (!ok)
+              printf("  cells %d, %d limit %lld wants %lld, %lld: query %d found %lld, ref %lld\n", cell[0], cell[1],
+                     (long long)limits[l], (long long)want[0], (long long)want[1], q, (long long)found[q],
+                     (long long)m);
+          }
+        }
+    }
+  check(ok, "occupancy bits (avx512 vbmi2): two queries at once, the scalar kernel's answers, ranked and not");
+  check(answered * 3 > asked * 2, "occupancy bits (avx512 vbmi2): two queries at once, most answered by the kernel");
+}
+
 /* The bits kernel's counts against the scalar walk's (all the sources within
  * the limit), capped and not. */
 static void test_count_bits(const lt_shell_table *t) {
@@ -193,6 +232,7 @@ int main(void) {
   if (lt_cpu_isa() >= LT_ISA_AVX512 && lt_cpu_avx512_vbmi2()) {
     test_kernel(t, lt__shell_query_bits, "occupancy bits (avx512 vbmi2)", 0);
     test_kernel(t, lt__shell_query_bits, "occupancy bits (avx512 vbmi2)", 1);
+    test_pairs(t);
     test_count_bits(t);
     test_unranked();
   } else {
