@@ -43,8 +43,9 @@ static int64_t nth_hit(uint64_t m0, uint64_t m1, int64_t r) {
  * positions, so at most two blocks; the first two are read whole (the
  * want-th is mostly in them: no branch on where), the others only where
  * needed. */
-static int64_t hits(const lt_shell_table *t, const __m512i w[4], int cell, int64_t lim, int64_t want,
-                    uint64_t m[LT_SHELL_BLOCKS], int64_t *have, int64_t *kept) {
+static inline __attribute__((always_inline)) int64_t hits(const lt_shell_table *t, const __m512i w[4], int cell,
+                                                          int64_t lim, int64_t want, uint64_t m[LT_SHELL_BLOCKS],
+                                                          int64_t *have, int64_t *kept) {
   m[0] = occupied(t, w, cell, 0) & below(lim), m[1] = occupied(t, w, cell, 1) & below(lim - 64);
   int64_t n = _mm_popcnt_u64(m[0]) + _mm_popcnt_u64(m[1]), pos = n >= want ? nth_hit(m[0], m[1], want - 1) : -1;
   for (int j = 2; j < LT_SHELL_BLOCKS; j++) {
@@ -161,8 +162,9 @@ typedef struct hit_list {
 } hit_list;
 
 /* The hits of the query in cell `cell`; 0 where they are more than
- * LT_SORT_MOST (left to _ref). Inlined, as put_sorted: called, the two
- * queries of lt__shell_query_bits2 overlap less (1.03 to 1.04x slower). */
+ * LT_SORT_MOST (left to _ref). Inlined, as hits and put_sorted: called,
+ * the two queries of lt__shell_query_bits2 overlap less (1.02 to 1.04x
+ * slower each). */
 static inline __attribute__((always_inline)) int list_hits(const lt_shell_table *t, const lt_shell_bricks *near,
                                                            int cell, int64_t limit, int64_t want, hit_list *h) {
   const uint8_t *wb = (const uint8_t *)near->occupied;
