@@ -251,31 +251,36 @@ int64_t lt__shell_count_bits(const lt_shell_table *t, const lt_shell_bricks *nea
 }
 
 void lt__shell_bricks_rank(lt_shell_bricks *near, const int32_t run[32]) {
-  const __m512i none = _mm512_set1_epi32(INT32_MAX);
-  __m512i key[2];
+  /* unique keys run << 5 | b (rows are below 2^27), UINT32_MAX where no brick is */
+  _Alignas(64) uint32_t key[32];
+  _Alignas(64) int32_t rank[32];
+  const __m512i lanes_0_15 = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+  __m512i k[2], r[2];
   near->ranked = 1;
   for (int h = 0; h < 2; h++) {
+    __m512i at = _mm512_loadu_si512(run + 16 * h), b = _mm512_add_epi32(_mm512_set1_epi32(16 * h), lanes_0_15);
     __mmask16 present = _mm512_cmpge_epi32_mask(_mm512_loadu_si512(near->base + 16 * h), _mm512_setzero_si512());
-    key[h] = _mm512_mask_loadu_epi32(none, present, run + 16 * h);
-    near->ranked &= _mm512_mask_cmplt_epi32_mask(present, key[h], _mm512_setzero_si512()) == 0;
+    near->ranked &= _mm512_mask_cmplt_epi32_mask(present, at, _mm512_setzero_si512()) == 0;
+    k[h] = _mm512_mask_or_epi32(_mm512_set1_epi32(-1), present, _mm512_slli_epi32(at, 5), b);
+    _mm512_store_si512(key + 16 * h, k[h]);
+    r[h] = _mm512_setzero_si512();
   }
   if (!near->ranked) return;
-  memset(near->by_rank, 0, sizeof near->by_rank);
-  memset(near->ranks, 0, sizeof near->ranks);
-  memset(near->rank_of, 0, sizeof near->rank_of);
-  /* a brick's rank: the present bricks whose runs begin before its own, or
-   * with it and before it (runs are disjoint, but an empty one may begin
-   * where another does) */
+  /* brick b's rank: the keys below its own, counted for all b at once */
+  for (int j = 0; j < 27; j++) {
+    __m512i kj = _mm512_set1_epi32((int)key[j]);
+    for (int h = 0; h < 2; h++)
+      r[h] = _mm512_mask_sub_epi32(r[h], _mm512_cmplt_epu32_mask(kj, k[h]), r[h], _mm512_set1_epi32(-1));
+  }
+  _mm256_store_si256((__m256i *)near->rank_of, _mm512_cvtepi32_epi16(_mm512_slli_epi32(r[0], 6)));
+  _mm256_store_si256((__m256i *)(near->rank_of + 16), _mm512_cvtepi32_epi16(_mm512_slli_epi32(r[1], 6)));
+  _mm512_store_si512(rank, r[0]), _mm512_store_si512(rank + 16, r[1]);
+  /* each brick's word and rows at its rank (the bricks absent all at the first rank past those present,
+   * which no key names) */
   for (int b = 0; b < 27; b++) {
-    if (near->base[b] < 0) continue;
-    __m512i mine = _mm512_set1_epi32(run[b]);
-    uint32_t before = _bzhi_u32(~0u, (unsigned)b);
-    __mmask32 lo = _mm512_cmplt_epi32_mask(key[0], mine) | (_mm512_cmpeq_epi32_mask(key[0], mine) & before),
-              hi = _mm512_cmplt_epi32_mask(key[1], mine) | (_mm512_cmpeq_epi32_mask(key[1], mine) & before >> 16);
-    int r = _mm_popcnt_u32(lo) + _mm_popcnt_u32(hi);
-    near->rank_of[b] = (uint16_t)(r << 6);
-    near->by_rank[r] = near->occupied[b];
-    near->ranks[2 * r] = run[b];
-    near->ranks[2 * r + 1] = run[b] + _mm_popcnt_u32((uint32_t)near->occupied[b]);
+    int32_t q = rank[b];
+    near->by_rank[q] = near->occupied[b];
+    near->ranks[2 * q] = run[b];
+    near->ranks[2 * q + 1] = run[b] + _mm_popcnt_u32((uint32_t)near->occupied[b]);
   }
 }

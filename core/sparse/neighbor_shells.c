@@ -227,7 +227,7 @@ static void walk(const lt_shell_walk *w, const lt_shell_table *t, const lt_brick
   lt__window_cells(&in);
   int64_t nb = w->query->nb, chunks = (nb + CHUNK - 1) / CHUNK;
   LT_PARALLEL_FOR_DYNAMIC(threads, ch, chunks, {
-    lt_shell_bricks near[2];
+    lt_shell_bricks near[2] = {0}; /* their vectors past the bricks present are read, never used */
     lt_brick_cache cache;
     lt_window win;
     kernels k = *k0;
