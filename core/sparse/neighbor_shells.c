@@ -53,11 +53,13 @@ void lt__shell_table_build(lt_shell_table *t) {
 }
 
 void lt__shell_occupancy(uint64_t *occ, int32_t *run, const lt_bricks *src, int64_t first, int64_t last) {
+  uint8_t morton[LT_BRICK_CELLS];
+  for (int c = 0; c < LT_BRICK_CELLS; c++) morton[c] = (uint8_t)lt__morton_cell(c);
   for (int64_t b = first; b < last; b++) {
     uint64_t m = 0;
     int ordered = src->order == NULL, prev = -1;
     for (int64_t p = src->first[b]; p < src->first[b + 1]; p++) {
-      int cell = lt__morton_cell(lt__brick_cell(src->rows + 4 * lt__bricks_row(src, p)));
+      int cell = morton[lt__brick_cell(src->rows + 4 * lt__bricks_row(src, p))];
       m |= 1ull << cell;
       ordered &= cell > prev, prev = cell;
     }
@@ -269,7 +271,7 @@ static size_t occupancy_bytes(const lt_bricks *src) {
 }
 
 static lt_status occupancy_build(lt_ctx *ctx, occupancy *occ, const lt_bricks *src, int threads, const char *op) {
-  enum { PART = 4096 };
+  enum { PART = 1024 }; /* bricks a task: a dozen tasks on the bench's support */
   int64_t nb = src->nb;
   if (!(occ->word = lt_ctx_alloc(ctx, occupancy_bytes(src))))
     return lt_ctx_fail(ctx, LT_ERR_MEM, "%s: out of memory", op);
