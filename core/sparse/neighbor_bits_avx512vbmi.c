@@ -84,14 +84,18 @@ static __m512i rows_gathered(const lt_shell_table *t, const lt_shell_bricks *nea
  * near (w: its by_rank, r: its ranks, 4 vectors each): each key's half
  * word h = e >> 5 (6 bits) by a permute of the 64, its row that half's
  * rank plus the bits below. */
-static __m512i rows_ranked(const __m512i w[4], const __m512i r[4], __m512i e) {
+static __m512i rows_ranked(const __m512i w[4], const __m512i r[4], __m512i e, int few) {
   __m512i h = _mm512_srli_epi32(e, 5);
+  __m512i above = _mm512_sllv_epi32(_mm512_set1_epi32(-1), _mm512_and_si512(e, _mm512_set1_epi32(31)));
+  if (few) { /* ranks below 16: the first two vectors hold their halves */
+    __m512i word = _mm512_permutex2var_epi32(w[0], h, w[1]), rank = _mm512_permutex2var_epi32(r[0], h, r[1]);
+    return _mm512_add_epi32(rank, _mm512_popcnt_epi32(_mm512_andnot_si512(above, word)));
+  }
   __mmask16 up = _mm512_test_epi32_mask(h, _mm512_set1_epi32(32));
   __m512i word =
       _mm512_mask_blend_epi32(up, _mm512_permutex2var_epi32(w[0], h, w[1]), _mm512_permutex2var_epi32(w[2], h, w[3]));
   __m512i rank =
       _mm512_mask_blend_epi32(up, _mm512_permutex2var_epi32(r[0], h, r[1]), _mm512_permutex2var_epi32(r[2], h, r[3]));
-  __m512i above = _mm512_sllv_epi32(_mm512_set1_epi32(-1), _mm512_and_si512(e, _mm512_set1_epi32(31)));
   return _mm512_add_epi32(rank, _mm512_popcnt_epi32(_mm512_andnot_si512(above, word)));
 }
 
@@ -146,10 +150,11 @@ static inline void sort32_u16_two(__m512i *a, __m512i *b) {
 }
 
 /* The rows and d^2 of the first n (at most 16) ranked keys e16. */
-static void put_ranked(const __m512i w[4], const __m512i r[4], __m256i e16, int64_t n, int32_t *row, float *dist) {
+static void put_ranked(const __m512i w[4], const __m512i r[4], int few, __m256i e16, int64_t n, int32_t *row,
+                       float *dist) {
   __m512i e = _mm512_cvtepu16_epi32(e16);
   __mmask16 m = lanes(n);
-  _mm512_mask_storeu_epi32(row, m, rows_ranked(w, r, e));
+  _mm512_mask_storeu_epi32(row, m, rows_ranked(w, r, e, few));
   _mm512_mask_storeu_ps(dist, m, _mm512_cvtepi32_ps(_mm512_srli_epi32(e, 11)));
 }
 
@@ -201,8 +206,8 @@ static inline __attribute__((always_inline)) void put_sorted(const lt_shell_bric
                         _mm512_load_si512(near->by_rank + 16), _mm512_load_si512(near->by_rank + 24)};
   const __m512i r[4] = {_mm512_load_si512(near->ranks), _mm512_load_si512(near->ranks + 16),
                         _mm512_load_si512(near->ranks + 32), _mm512_load_si512(near->ranks + 48)};
-  put_ranked(w, r, _mm512_castsi512_si256(key), have, row, dist);
-  if (have > 16) put_ranked(w, r, _mm512_extracti64x4_epi64(key, 1), have - 16, row + 16, dist + 16);
+  put_ranked(w, r, near->few, _mm512_castsi512_si256(key), have, row, dist);
+  if (have > 16) put_ranked(w, r, near->few, _mm512_extracti64x4_epi64(key, 1), have - 16, row + 16, dist + 16);
 }
 
 int64_t lt__shell_query_bits(const lt_shell_table *t, const lt_shell_bricks *near, int cell, int64_t limit,
@@ -256,15 +261,18 @@ void lt__shell_bricks_rank(lt_shell_bricks *near, const int32_t run[32]) {
   _Alignas(64) int32_t rank[32];
   const __m512i lanes_0_15 = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
   __m512i k[2], r[2];
+  int bricks = 0;
   near->ranked = 1;
   for (int h = 0; h < 2; h++) {
     __m512i at = _mm512_loadu_si512(run + 16 * h), b = _mm512_add_epi32(_mm512_set1_epi32(16 * h), lanes_0_15);
     __mmask16 present = _mm512_cmpge_epi32_mask(_mm512_loadu_si512(near->base + 16 * h), _mm512_setzero_si512());
     near->ranked &= _mm512_mask_cmplt_epi32_mask(present, at, _mm512_setzero_si512()) == 0;
+    bricks += _mm_popcnt_u32(present);
     k[h] = _mm512_mask_or_epi32(_mm512_set1_epi32(-1), present, _mm512_slli_epi32(at, 5), b);
     _mm512_store_si512(key + 16 * h, k[h]);
     r[h] = _mm512_setzero_si512();
   }
+  near->few = near->ranked && bricks <= 16;
   if (!near->ranked) return;
   /* brick b's rank: the keys below its own, counted for all b at once */
   for (int j = 0; j < 27; j++) {

@@ -109,7 +109,7 @@ typedef struct lt_shell_bricks {
   const int32_t *cells;
   int32_t base[32];
   _Alignas(64) uint64_t occupied[32];
-  int ranked;
+  int ranked, few; /* few: ranked, and at most 16 bricks present (their ranks' halves in 2 vectors) */
   _Alignas(64) uint16_t rank_of[32];
   _Alignas(64) uint64_t by_rank[32];
   _Alignas(64) int32_t ranks[64];
