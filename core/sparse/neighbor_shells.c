@@ -54,7 +54,7 @@ void lt__shell_table_build(lt_shell_table *t) {
   for (int c = 0; c < LT_BRICK_CELLS; c++) t->lex[lt__morton_cell(c)] = (uint8_t)c;
 }
 
-void lt__shell_occupancy(uint64_t *occ, int32_t *run, const lt_bricks *src, int64_t first, int64_t last) {
+void lt__shell_occupancy(lt_brick_occupancy *occ, const lt_bricks *src, int64_t first, int64_t last) {
   uint8_t morton[LT_BRICK_CELLS];
   for (int c = 0; c < LT_BRICK_CELLS; c++) morton[c] = (uint8_t)lt__morton_cell(c);
   for (int64_t b = first; b < last; b++) {
@@ -65,25 +65,22 @@ void lt__shell_occupancy(uint64_t *occ, int32_t *run, const lt_bricks *src, int6
       m |= 1ull << cell;
       ordered &= cell > prev, prev = cell;
     }
-    occ[b] = m, run[b] = ordered ? src->first[b] : -1;
+    occ[b] = (lt_brick_occupancy){m, ordered ? src->first[b] : -1};
   }
 }
 
-/* The source bricks' occupancy words and runs (lt__shell_occupancy), where the walk keeps them. */
-typedef struct occupancy {
-  uint64_t *word;
-  int32_t *run;
-} occupancy;
+/* The source bricks' occupancy words and runs (lt__shell_occupancy), where the walk keeps them (else NULL). */
+typedef const lt_brick_occupancy *occupancy;
 
 /* Source brick v as brick b of near (v < 0: none), its run into run[b]. */
-static void near_set(lt_shell_bricks *near, const occupancy *occ, int b, int64_t v, int32_t *run) {
+static void near_set(lt_shell_bricks *near, occupancy occ, int b, int64_t v, int32_t *run) {
   near->base[b] = v < 0 ? -1 : (int32_t)(v * LT_BRICK_CELLS);
-  near->occupied[b] = occ->word && v >= 0 ? occ->word[v] : 0;
-  run[b] = occ->word && v >= 0 ? occ->run[v] : -1;
+  near->occupied[b] = occ && v >= 0 ? occ[v].word : 0;
+  run[b] = occ && v >= 0 ? occ[v].run : -1;
 }
 
 /* The 27 source bricks around brick `key`, with their occupancy words and ranks where the walk keeps them. */
-static void near_find(lt_shell_bricks *near, const lt_bricks *src, const occupancy *occ, lt_brick_cache *cache,
+static void near_find(lt_shell_bricks *near, const lt_bricks *src, occupancy occ, lt_brick_cache *cache,
                       const int32_t *key) {
   const lt_brick_grid *g = &src->grid;
   int32_t run[32];
@@ -108,17 +105,17 @@ static void near_find(lt_shell_bricks *near, const lt_bricks *src, const occupan
         }
   }
   near->ranked = 0;
-  if (occ->word) lt__shell_bricks_rank(near, run);
+  if (occ) lt__shell_bricks_rank(near, run);
 }
 
 /* near_find, and the bricks' cells asked of the memory ahead of their use
  * (none where near is ranked: the bits kernel then reads no cell). */
-static void near_prefetch(lt_shell_bricks *near, const lt_bricks *src, const occupancy *occ, lt_brick_cache *cache,
+static void near_prefetch(lt_shell_bricks *near, const lt_bricks *src, occupancy occ, lt_brick_cache *cache,
                           const int32_t *key) {
   near_find(near, src, occ, cache, key);
   for (int b = 0; b < 27 && !near->ranked; b++)
     for (int line = 0; line < LT_BRICK_CELLS && near->base[b] >= 0; line += 16)
-      if (!occ->word || near->occupied[b]) __builtin_prefetch(near->cells + near->base[b] + line);
+      if (!occ || near->occupied[b]) __builtin_prefetch(near->cells + near->base[b] + line);
 }
 
 /* The source row at table position p of a query in cell c, or -1: a load
@@ -173,7 +170,7 @@ void lt__edges_mark_ref(int32_t *query_row, int32_t *neighbor_id, int32_t i, int
  * shells' for the queries it leaves; then the edge marks'. */
 typedef struct kernels {
   const lt_window *window;
-  occupancy occ; /* the source bricks' occupancy, for the bits kernel (word NULL: the gathers') */
+  occupancy occ; /* the source bricks' occupancy, for the bits kernel (NULL: the gathers') */
   int window_avx2, shells_avx512, marks_avx512;
 } kernels;
 
@@ -197,7 +194,7 @@ static void fill_one(const lt_shell_walk *w, const lt_shell_table *t, const lt_s
   if (k->window)
     n = k->window_avx2 ? lt__window_query_avx2(k->window, cell, want, row, dist)
                        : lt__window_query_ref(k->window, cell, want, row, dist);
-  if (n < 0 && k->occ.word)
+  if (n < 0 && k->occ)
     n = lt__shell_query_bits(t, near, cell, w->limit, want, row, dist);
   else if (n < 0 && k->shells_avx512)
     n = lt__shell_query_avx512(t, near, cell, w->limit, want, row, dist);
@@ -239,24 +236,24 @@ static void walk(const lt_shell_walk *w, const lt_shell_table *t, const lt_brick
     lt__window_init(&win);
     lt__brick_cache_init(&cache);
     int64_t first = ch * CHUNK, last = first + CHUNK < nb ? first + CHUNK : nb;
-    near_find(&near[first & 1], w->source, &k.occ, &cache, w->query->keys + first * 4);
+    near_find(&near[first & 1], w->source, k.occ, &cache, w->query->keys + first * 4);
     for (int64_t b = first; b < last; b++) {
       /* the next brick's sources fetched while this one's queries run: they are mostly far apart in the index */
       if (b + 1 < last) {
-        near_prefetch(&near[(b + 1) & 1], w->source, &k.occ, &cache, w->query->keys + (b + 1) * 4);
+        near_prefetch(&near[(b + 1) & 1], w->source, k.occ, &cache, w->query->keys + (b + 1) * 4);
         if (rows) lt__window_prefetch(rows, &near[(b + 1) & 1]);
       }
       if (rows) lt__window_build(&win, &in, rows, &near[b & 1]);
       /* the brick's queries by row (a brick's rows are mostly one run): their edges in order; by twos
        * where the bits kernel takes them so */
-      int two = !w->counts && k.occ.word && !rows && near[b & 1].ranked;
+      int two = !w->counts && k.occ && !rows && near[b & 1].ranked;
       for (int64_t p = w->query->first[b], end = w->query->first[b + 1]; p < end; p++) {
         int64_t i[2] = {lt__bricks_row(w->query, p), two && p + 1 < end ? lt__bricks_row(w->query, p + 1) : -1};
         int c[2] = {lt__brick_cell(w->query->rows + i[0] * 4),
                     i[1] < 0 ? 0 : lt__brick_cell(w->query->rows + i[1] * 4)};
         if (w->counts)
-          w->counts[i[0]] = k.occ.word ? lt__shell_count_bits(t, &near[b & 1], c[0], w->limit, w->cap)
-                                       : count_one(t, &near[b & 1], c[0], w->limit, w->cap);
+          w->counts[i[0]] = k.occ ? lt__shell_count_bits(t, &near[b & 1], c[0], w->limit, w->cap)
+                                  : count_one(t, &near[b & 1], c[0], w->limit, w->cap);
         else if (i[1] >= 0)
           fill_two(w, t, &near[b & 1], c, i, &k), p++;
         else
@@ -267,21 +264,19 @@ static void walk(const lt_shell_walk *w, const lt_shell_table *t, const lt_brick
   });
 }
 
-/* Every source brick's occupancy word and run, for the bits kernel: one block of `bytes`. */
+/* Every source brick's occupancy word and run, for the bits kernel. */
 static size_t occupancy_bytes(const lt_bricks *src) {
-  return (size_t)(src->nb > 0 ? src->nb : 1) * (sizeof(uint64_t) + sizeof(int32_t));
+  return (size_t)(src->nb > 0 ? src->nb : 1) * sizeof(lt_brick_occupancy);
 }
 
-static lt_status occupancy_build(lt_ctx *ctx, occupancy *occ, const lt_bricks *src, int threads, const char *op) {
+static lt_status occupancy_build(lt_ctx *ctx, lt_brick_occupancy **occ, const lt_bricks *src, int threads,
+                                 const char *op) {
   enum { PART = 1024 }; /* bricks a task: a dozen tasks on the bench's support */
   int64_t nb = src->nb;
-  if (!(occ->word = lt_ctx_alloc(ctx, occupancy_bytes(src))))
-    return lt_ctx_fail(ctx, LT_ERR_MEM, "%s: out of memory", op);
-  occ->run = (int32_t *)(occ->word + (nb > 0 ? nb : 1));
-  uint64_t *word = occ->word;
-  int32_t *run = occ->run;
+  if (!(*occ = lt_ctx_alloc(ctx, occupancy_bytes(src)))) return lt_ctx_fail(ctx, LT_ERR_MEM, "%s: out of memory", op);
+  lt_brick_occupancy *o = *occ;
   LT_PARALLEL_FOR(threads, j, (nb + PART - 1) / PART,
-                  { lt__shell_occupancy(word, run, src, j * PART, (j + 1) * PART < nb ? (j + 1) * PART : nb); });
+                  { lt__shell_occupancy(o, src, j * PART, (j + 1) * PART < nb ? (j + 1) * PART : nb); });
   return LT_OK;
 }
 
@@ -306,12 +301,14 @@ lt_status lt__shell_walk(lt_ctx *ctx, const lt_shell_walk *w, lt_isa isa, lt_isa
    * 19 ms for the bench's kNN, the window with its AVX2 query 27 to 33) */
   int window = w->edges != NULL && !vector;
   lt_status st = window ? lt__brick_rows_build(ctx, &rows, w->source, threads, op) : LT_OK;
-  kernels k = {NULL, {NULL, NULL}, isa >= LT_ISA_AVX2, vector, isa >= LT_ISA_AVX512};
+  kernels k = {NULL, NULL, isa >= LT_ISA_AVX2, vector, isa >= LT_ISA_AVX512};
   if (used) *used = vector ? LT_ISA_AVX512 : window && isa >= LT_ISA_AVX2 ? LT_ISA_AVX2 : LT_ISA_SCALAR;
   /* the AVX-512 kernels: by occupancy bits where the CPU has VBMI2 (a count's too), by gathers where not */
-  if (!st && vector && lt_cpu_avx512_vbmi2()) st = occupancy_build(ctx, &k.occ, w->source, threads, op);
+  lt_brick_occupancy *occ = NULL;
+  if (!st && vector && lt_cpu_avx512_vbmi2()) st = occupancy_build(ctx, &occ, w->source, threads, op);
+  k.occ = occ;
   if (!st) walk(w, t, window ? &rows : NULL, &k, threads);
-  if (k.occ.word) lt_ctx_free(ctx, k.occ.word, occupancy_bytes(w->source));
+  if (occ) lt_ctx_free(ctx, occ, occupancy_bytes(w->source));
   lt__brick_rows_free(ctx, &rows);
   return st;
 }

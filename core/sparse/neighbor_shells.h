@@ -115,10 +115,16 @@ typedef struct lt_shell_bricks {
   _Alignas(64) int32_t ranks[64];
 } lt_shell_bricks;
 
-/* Each source brick's occupancy word (by Morton cell) and its run's first
- * row, or -1 where its rows are no run in Morton cell order: bricks first
- * .. last - 1 of src into occ and run. */
-void lt__shell_occupancy(uint64_t *occ, int32_t *run, const lt_bricks *src, int64_t first, int64_t last);
+/* A source brick's occupancy word (by Morton cell) and its run's first
+ * row, or -1 where its rows are no run in Morton cell order: one record, so
+ * that a walk's look at a brick is one line. */
+typedef struct lt_brick_occupancy {
+  uint64_t word;
+  int32_t run;
+} lt_brick_occupancy;
+
+/* Bricks first .. last - 1 of src into occ. */
+void lt__shell_occupancy(lt_brick_occupancy *occ, const lt_bricks *src, int64_t first, int64_t last);
 /* near's `ranked`, and where it is its rank_of, by_rank and ranks, from
  * its base, its occupancy and its bricks' runs (run[b], as
  * lt__shell_occupancy gives them; 32 entries, read only where base[b] >=

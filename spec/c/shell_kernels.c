@@ -195,16 +195,19 @@ static void test_occupancy(void) {
   static int32_t first[] = {0, 2, 4, 5, 5}, order[] = {0, 1, 2, 3, 4};
   lt_bricks b = {0};
   b.rows = rows, b.first = first, b.nb = 4;
-  uint64_t occ[4];
-  int32_t run[4];
-  lt__shell_occupancy(occ, run, &b, 0, 4);
+  lt_brick_occupancy occ[4];
   uint64_t want_occ[4] = {1ull << 1 | 1ull << 2, 1ull << 1 | 1ull << 2, 1ull << lt__morton_cell(3 << 2 | 3), 0};
-  int ok = !memcmp(occ, want_occ, sizeof occ) && run[0] == 0 && run[1] == -1 && run[2] == 4 && run[3] == 5;
-  check(ok, "occupancy: each brick's word by Morton cell, its run where its rows are one in Morton cell order");
-  b.order = order;
-  lt__shell_occupancy(occ, run, &b, 0, 4);
-  check(!memcmp(occ, want_occ, sizeof occ) && run[0] == -1 && run[1] == -1 && run[2] == -1 && run[3] == -1,
-        "occupancy: no runs where the rows are not in brick order");
+  int32_t want_run[2][4] = {{0, -1, 4, 5}, {-1, -1, -1, -1}};
+  static const char *what[2] = {
+      "occupancy: each brick's word by Morton cell, its run where its rows are one in Morton cell order",
+      "occupancy: no runs where the rows are not in brick order"};
+  for (int listed = 0; listed < 2; listed++) {
+    b.order = listed ? order : NULL;
+    lt__shell_occupancy(occ, &b, 0, 4);
+    int ok = 1;
+    for (int k = 0; k < 4; k++) ok &= occ[k].word == want_occ[k] && occ[k].run == want_run[listed][k];
+    check(ok, what[listed]);
+  }
 }
 
 /* A neighbourhood one of whose present bricks has no run is not ranked. */
