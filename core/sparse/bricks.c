@@ -99,23 +99,6 @@ static lt_status index_alloc(lt_ctx *ctx, lt_bricks *b, const int32_t *rows, con
   return LT_OK;
 }
 
-/* The cells of the runs' rows. Where every run is a brick of its own, one
- * pass clears a brick's cells and places its rows while they are in cache;
- * else the bricks are cleared first. Every row has its own cell (the rows
- * are distinct): no two writes meet. */
-static void fill_cells(lt_bricks *b, const int32_t *rows, const int32_t *at, int64_t runs, const int32_t *brick_of,
-                       int threads) {
-  int32_t *cells = b->cells;
-  int one_each = b->nb == runs;
-  if (!one_each)
-    LT_PARALLEL_FOR(threads, k, b->nb, { memset(cells + k * LT_BRICK_CELLS, 0xff, LT_BRICK_CELLS * sizeof *cells); });
-  LT_PARALLEL_FOR(threads, r, runs, {
-    int32_t *mine = cells + (int64_t)brick_of[r] * LT_BRICK_CELLS;
-    if (one_each) memset(mine, 0xff, LT_BRICK_CELLS * sizeof *cells);
-    for (int64_t i = at[r]; i < at[r + 1]; i++) mine[lt__brick_cell(rows + i * 4)] = (int32_t)i;
-  });
-}
-
 /* The bricks' row lists (lt_bricks.first, order) from the runs: the runs
  * themselves where each brick is one, else a counting sort of the runs by
  * brick (stable: each list ascending). */
@@ -147,7 +130,7 @@ static lt_status out_of_memory(lt_ctx *ctx, lt_bricks *b, const char *op) {
   return lt_ctx_fail(ctx, LT_ERR_MEM, "%s: out of memory for the relation's brick index", op);
 }
 
-lt_status lt__bricks_build(lt_ctx *ctx, lt_bricks *b, const lt_coords *c, const char *op) {
+lt_status lt__bricks_index(lt_ctx *ctx, lt_bricks *b, const lt_coords *c, const char *op) {
   *b = (lt_bricks){0};
   int64_t n = c->n;
   const int32_t *rows = b->rows = lt_tensor_data(c->rows);
@@ -165,15 +148,36 @@ lt_status lt__bricks_build(lt_ctx *ctx, lt_bricks *b, const lt_coords *c, const 
     return st;
   }
   int ok = (b->keys = lt_ctx_alloc(ctx, b->keys_bytes)) != NULL;
-  if (ok) {
-    number_bricks(b, rows, at, runs, brick_of);
-    b->cells_bytes = (size_t)(b->nb > 0 ? b->nb : 1) * LT_BRICK_CELLS * sizeof(int32_t);
-    ok = (b->cells = lt_ctx_alloc(ctx, b->cells_bytes)) != NULL;
-  }
+  if (ok) number_bricks(b, rows, at, runs, brick_of);
   ok = ok && lists_build(ctx, b, at, runs, brick_of);
-  if (ok) fill_cells(b, rows, at, runs, brick_of, threads);
   lt_ctx_free(ctx, at, scratch_bytes);
   return ok ? LT_OK : out_of_memory(ctx, b, op);
+}
+
+/* A brick's cells from its row list: cleared and placed in one pass, while
+ * they are in cache. Every row has its own cell (the rows are distinct): no
+ * two writes meet. */
+lt_status lt__bricks_cells(lt_ctx *ctx, lt_bricks *b, const char *op) {
+  if (b->cells) return LT_OK;
+  b->cells_bytes = (size_t)(b->nb > 0 ? b->nb : 1) * LT_BRICK_CELLS * sizeof(int32_t);
+  if (!(b->cells = lt_ctx_alloc(ctx, b->cells_bytes))) return out_of_memory(ctx, b, op);
+  int32_t *cells = b->cells;
+  const lt_bricks *src = b;
+  int threads = b->first[b->nb] >= LT_GRAIN ? lt__ctx_threads(ctx) : 1;
+  LT_PARALLEL_FOR(threads, k, src->nb, {
+    int32_t *mine = cells + k * LT_BRICK_CELLS;
+    memset(mine, 0xff, LT_BRICK_CELLS * sizeof *cells);
+    for (int64_t p = src->first[k]; p < src->first[k + 1]; p++) {
+      int64_t i = lt__bricks_row(src, p);
+      mine[lt__brick_cell(src->rows + i * 4)] = (int32_t)i;
+    }
+  });
+  return LT_OK;
+}
+
+lt_status lt__bricks_build(lt_ctx *ctx, lt_bricks *b, const lt_coords *c, const char *op) {
+  lt_status st = lt__bricks_index(ctx, b, c, op);
+  return st ? st : lt__bricks_cells(ctx, b, op);
 }
 
 void lt__bricks_free(lt_ctx *ctx, lt_bricks *b) { free_parts(ctx, b); }

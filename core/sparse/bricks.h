@@ -32,7 +32,7 @@ typedef struct lt_brick_grid {
 
 typedef struct lt_bricks {
   int32_t *keys;      /* (nb, 4): (batch, floor(x/4), floor(y/4), floor(z/4)), first-seen order */
-  int32_t *cells;     /* (nb, 64): the row in each cell, -1 where none */
+  int32_t *cells;     /* (nb, 64): the row in each cell, -1 where none (NULL until built) */
   lt_brick_grid grid; /* over keys, where their box is small (grid.at NULL elsewhere) */
   lt_coord_hash hash; /* over keys, where there is no grid */
   /* brick b's rows, ascending: order[first[b] .. first[b + 1]), order NULL
@@ -50,8 +50,13 @@ typedef struct lt_brick_cache {
   int32_t brick[LT_BRICK_CACHE];
 } lt_brick_cache;
 
-/* The index of map c. Fails with "<op>: out of memory ..." on the context. */
+/* The index of map c. Fails with "<op>: out of memory ..." on the context
+ * (b then freed). _index leaves cells NULL, for a walk that may not need
+ * them (sparse/neighbor_shells.h); _cells builds them (once) from the row
+ * lists. */
 lt_status lt__bricks_build(lt_ctx *ctx, lt_bricks *b, const lt_coords *c, const char *op);
+lt_status lt__bricks_index(lt_ctx *ctx, lt_bricks *b, const lt_coords *c, const char *op);
+lt_status lt__bricks_cells(lt_ctx *ctx, lt_bricks *b, const char *op);
 void lt__bricks_free(lt_ctx *ctx, lt_bricks *b);
 
 /* The row at position p of the bricks' row lists (lt_bricks.order). */

@@ -118,10 +118,20 @@ static void near_prefetch(lt_shell_bricks *near, const lt_bricks *src, occupancy
       if (!occ || near->occupied[b]) __builtin_prefetch(near->cells + near->base[b] + line);
 }
 
+/* The source row at `code` of a ranked near whose cells were not built
+ * (lt_shell_bricks): its brick's run's first plus the rows below its cell. */
+static int32_t ranked_row(const lt_shell_bricks *near, int code) {
+  int b = code >> 6, m = lt__morton_cell(code & 63);
+  uint64_t word = near->occupied[b];
+  if (near->base[b] < 0 || !(word >> m & 1)) return -1;
+  return near->ranks[2 * (near->rank_of[b] >> 6)] + __builtin_popcountll(word & ((1ull << m) - 1));
+}
+
 /* The source row at table position p of a query in cell c, or -1: a load
  * from brick 0 where there is no brick, its row dropped, so no branch. */
 static int32_t row_at(const lt_shell_table *t, const lt_shell_bricks *near, int c, int p) {
   int code = t->code[c][p], base = near->base[code >> 6];
+  if (!near->cells) return ranked_row(near, code);
   int32_t r = near->cells[(base < 0 ? 0 : base) + (code & 63)];
   return base < 0 ? -1 : r;
 }
@@ -269,11 +279,11 @@ static size_t occupancy_bytes(const lt_bricks *src) {
   return (size_t)(src->nb > 0 ? src->nb : 1) * sizeof(lt_brick_occupancy);
 }
 
-static lt_status occupancy_build(lt_ctx *ctx, lt_brick_occupancy **occ, const lt_bricks *src, int threads,
+static lt_status occupancy_build(lt_ctx *ctx, lt_brick_occupancy **occ, size_t bytes, const lt_bricks *src, int threads,
                                  const char *op) {
   enum { PART = 1024 }; /* bricks a task: a dozen tasks on the bench's support */
   int64_t nb = src->nb;
-  if (!(*occ = lt_ctx_alloc(ctx, occupancy_bytes(src)))) return lt_ctx_fail(ctx, LT_ERR_MEM, "%s: out of memory", op);
+  if (!(*occ = lt_ctx_alloc(ctx, bytes))) return lt_ctx_fail(ctx, LT_ERR_MEM, "%s: out of memory", op);
   lt_brick_occupancy *o = *occ;
   LT_PARALLEL_FOR(threads, j, (nb + PART - 1) / PART,
                   { lt__shell_occupancy(o, src, j * PART, (j + 1) * PART < nb ? (j + 1) * PART : nb); });
@@ -300,15 +310,20 @@ lt_status lt__shell_walk(lt_ctx *ctx, const lt_shell_walk *w, lt_isa isa, lt_isa
    * window's kernel (on an AVX-512 Xeon the AVX-512 shells alone take 16 to
    * 19 ms for the bench's kNN, the window with its AVX2 query 27 to 33) */
   int window = w->edges != NULL && !vector;
-  lt_status st = window ? lt__brick_rows_build(ctx, &rows, w->source, threads, op) : LT_OK;
-  kernels k = {NULL, NULL, isa >= LT_ISA_AVX2, vector, isa >= LT_ISA_AVX512};
   if (used) *used = vector ? LT_ISA_AVX512 : window && isa >= LT_ISA_AVX2 ? LT_ISA_AVX2 : LT_ISA_SCALAR;
   /* the AVX-512 kernels: by occupancy bits where the CPU has VBMI2 (a count's too), by gathers where not */
   lt_brick_occupancy *occ = NULL;
-  if (!st && vector && lt_cpu_avx512_vbmi2()) st = occupancy_build(ctx, &occ, w->source, threads, op);
-  k.occ = occ;
+  size_t occ_bytes = occupancy_bytes(w->source); /* before a failed cells build frees the index */
+  lt_status st =
+      vector && lt_cpu_avx512_vbmi2() ? occupancy_build(ctx, &occ, occ_bytes, w->source, threads, op) : LT_OK;
+  /* the cells, unless every source brick is ranked: the bits kernel and _ref then find rows by rank */
+  int ranked = occ != NULL;
+  for (int64_t v = 0; ranked && v < w->source->nb; v++) ranked = occ[v].run >= 0;
+  if (!st && !ranked) st = lt__bricks_cells(ctx, w->source, op);
+  if (!st && window) st = lt__brick_rows_build(ctx, &rows, w->source, threads, op);
+  kernels k = {NULL, occ, isa >= LT_ISA_AVX2, vector, isa >= LT_ISA_AVX512};
   if (!st) walk(w, t, window ? &rows : NULL, &k, threads);
-  if (occ) lt_ctx_free(ctx, occ, occupancy_bytes(w->source));
+  if (occ) lt_ctx_free(ctx, occ, occ_bytes);
   lt__brick_rows_free(ctx, &rows);
   return st;
 }

@@ -32,7 +32,10 @@ typedef struct lt_edges {
  *                   limit, fills what it found and sets short_of[i] = 1
  *                   (else 0), for a wider search to redo. */
 typedef struct lt_shell_walk {
-  const lt_bricks *source, *query; /* the brick indexes of the two maps (the same one when they are) */
+  /* the brick indexes of the two maps (the same one when they are), by
+   * lt__bricks_index: the walk builds the source's cells where it reads them */
+  lt_bricks *source;
+  const lt_bricks *query;
   int64_t limit, cap;
   int64_t *counts;
   const int64_t *start;

@@ -384,8 +384,8 @@ static lt_status emit(lt_ctx *ctx, lt_neighbors *r, const best *b, const int64_t
 static lt_status bricks_of(lt_ctx *ctx, lt_bricks *sb, lt_bricks *qb, const lt_bricks **qbp, const lt_coords *source,
                            const lt_coords *query, const char *op) {
   *sb = *qb = (lt_bricks){0};
-  lt_status st = lt__bricks_build(ctx, sb, source, op);
-  if (!st && query != source) st = lt__bricks_build(ctx, qb, query, op);
+  lt_status st = lt__bricks_index(ctx, sb, source, op); /* the walk builds the cells it reads */
+  if (!st && query != source) st = lt__bricks_index(ctx, qb, query, op);
   *qbp = query != source ? qb : sb;
   return st;
 }

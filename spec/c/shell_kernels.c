@@ -71,15 +71,24 @@ typedef int64_t (*query_fn)(const lt_shell_table *t, const lt_shell_bricks *near
                             int32_t *row, float *dist);
 
 /* Every cell, limit and want of one neighbourhood: the kernel's answers
- * where it gives one; *ran counts them. */
+ * where it gives one; *ran counts them. A ranked one is asked without its
+ * cells (a walk builds none where every brick is ranked): the kernel's
+ * answers, and _ref's by rank, against _ref's by the cells. */
 static int same_as_ref(const lt_shell_table *t, const lt_shell_bricks *near, query_fn kernel, int64_t *ran) {
-  static const int64_t limits[] = {0, 1, 3, 6, 9, 16}, wants[] = {1, 2, 5, 8, 16, 17, 24, 31, 32, 33};
-  int32_t row[64], ref_row[64];
-  float dist[64], ref_dist[64];
+  static const int64_t limits[] = {0, 1, 3, 6, 9, 16}, wants[] = {1, 2, 5, 8, 16, 17, 24, 31, 32, 33, 257};
+  static int32_t row[LT_SHELL_OFFSETS], ref_row[LT_SHELL_OFFSETS];
+  static float dist[LT_SHELL_OFFSETS], ref_dist[LT_SHELL_OFFSETS];
+  lt_shell_bricks bare = *near;
+  bare.cells = NULL;
+  const lt_shell_bricks *asked = near->ranked ? &bare : near;
   for (int cell = 0; cell < LT_BRICK_CELLS; cell++)
     for (int l = 0; l < 6; l++)
-      for (int w = 0; w < 10; w++) {
-        int64_t want = wants[w], n = kernel(t, near, cell, limits[l], want, row, dist);
+      for (int w = 0; w < 11; w++) {
+        int64_t want = wants[w], n = kernel(t, asked, cell, limits[l], want, row, dist);
+        if (n < 0)
+          n = near->ranked ? lt__shell_query_ref(t, &bare, cell, limits[l], want, row, dist) : -1;
+        else
+          ++*ran;
         if (n < 0) continue;
         int64_t m = lt__shell_query_ref(t, near, cell, limits[l], want, ref_row, ref_dist);
         if (n != m || memcmp(row, ref_row, (size_t)n * sizeof *row) ||
@@ -88,7 +97,6 @@ static int same_as_ref(const lt_shell_table *t, const lt_shell_bricks *near, que
                  (long long)n, (long long)m);
           return 0;
         }
-        ++*ran;
       }
   return 1;
 }
@@ -101,7 +109,7 @@ static void test_kernel(const lt_shell_table *t, query_fn kernel, const char *na
   for (int p = 0; p < 5; p++) {
     int ok = 1;
     int64_t ran = 0, asked = 0;
-    for (int trial = 0; trial < 20 && ok; trial++, asked += LT_BRICK_CELLS * 6 * 10) {
+    for (int trial = 0; trial < 20 && ok; trial++, asked += LT_BRICK_CELLS * 6 * 11) {
       neighbourhood(&near, cells, percents[p], ranked);
       ok = same_as_ref(t, &near, kernel, &ran) && near.ranked == ranked;
       few += near.few;
@@ -139,7 +147,9 @@ static void test_pairs(const lt_shell_table *t) {
           int64_t want[2] = {wants[next() % 7], wants[next() % 7]}, found[2];
           int32_t *row[2] = {got[0], got[1]};
           float *dist[2] = {gotd[0], gotd[1]};
-          lt__shell_query_bits2(t, &near, cell, limits[l], want, row, dist, found);
+          lt_shell_bricks bare = near; /* a ranked one without its cells, as a walk leaves it */
+          if (ranked) bare.cells = NULL;
+          lt__shell_query_bits2(t, &bare, cell, limits[l], want, row, dist, found);
           for (int q = 0; q < 2 && ok; q++) {
             asked++;
             if (found[q] < 0) continue; /* left to _ref */
