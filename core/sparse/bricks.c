@@ -49,9 +49,19 @@ static int64_t run_starts(const int32_t *rows, int64_t n, int threads, int32_t *
   return runs;
 }
 
-/* The grid's box over the runs' keys; whether it is small enough. */
+/* The product of the sizes, saturated far below overflow. */
+static int64_t volume_of(const int64_t size[4]) {
+  int64_t volume = 1;
+  for (int a = 0; a < 4; a++) volume = size[a] > (INT64_MAX >> 4) / volume ? INT64_MAX >> 4 : volume * size[a];
+  return volume;
+}
+
+/* The grid's box over the runs' keys, and a margin of one brick on each
+ * spatial side, so that the 27 bricks around any brick lie in it (a walk's
+ * look at them is then fixed strides, sparse/neighbor_shells.c); whether
+ * the box without the margin is small enough. */
 static int grid_plan(lt_brick_grid *g, const int32_t *rows, const int32_t *at, int64_t runs) {
-  int64_t hi[4], volume = 1;
+  int64_t hi[4];
   for (int a = 0; a < 4; a++) g->lo[a] = INT64_MAX, hi[a] = INT64_MIN;
   for (int64_t r = 0; r < runs; r++) {
     int32_t key[4];
@@ -59,12 +69,12 @@ static int grid_plan(lt_brick_grid *g, const int32_t *rows, const int32_t *at, i
     for (int a = 0; a < 4; a++)
       g->lo[a] = key[a] < g->lo[a] ? key[a] : g->lo[a], hi[a] = key[a] > hi[a] ? key[a] : hi[a];
   }
-  for (int a = 0; a < 4 && runs; a++) {
-    g->size[a] = hi[a] - g->lo[a] + 1;
-    volume = g->size[a] > (INT64_MAX >> 4) / volume ? INT64_MAX >> 4 : volume * g->size[a];
-  }
-  g->bytes = (size_t)volume * sizeof *g->at;
-  return runs && volume <= 8 * runs + 8192;
+  if (!runs) return 0;
+  for (int a = 0; a < 4; a++) g->size[a] = hi[a] - g->lo[a] + 1;
+  int small = volume_of(g->size) <= 8 * runs + 8192;
+  for (int a = 1; a < 4; a++) g->lo[a]--, g->size[a] += 2;
+  g->bytes = (size_t)volume_of(g->size) * sizeof *g->at;
+  return small;
 }
 
 /* Each run's brick (brick_of[r]), the bricks numbered in first-seen order

@@ -5,9 +5,11 @@
  * the querying thread keeps, so most queries are one load from a dense table
  * instead of a probe of the map's hash plus a compare against its rows (two
  * cache misses each on a large support). Rows in Morton order make the
- * bricks of consecutive rows the same ones. Memory: 20 + 256 bytes a brick,
- * at most one brick a row, and the grid's at most 32 bytes a run of rows (plus
- * 32 KB) or the hash; 4 bytes a row where the rows are not in brick order.
+ * bricks of consecutive rows the same ones. Memory: 20 + 256 bytes a brick
+ * (the 256 of cells only where built), at most one brick a row, and the
+ * grid's at most 32 bytes a run of rows (plus 32 KB) before its margin
+ * (which adds ~35% to a surface's box, and at most 27x to a box one brick
+ * wide) or the hash; 4 bytes a row where the rows are not in brick order.
  * It lives while one relation is built. */
 #ifndef LATTICE_SPARSE_BRICKS_H
 #define LATTICE_SPARSE_BRICKS_H
@@ -19,8 +21,9 @@
 #define LT_BRICK_CELLS 64
 #define LT_BRICK_CACHE 64 /* slots: 2 low bits of each axis of a brick's key */
 
-/* The bricks by key on a dense grid over their keys' box (batch, x, y, z),
- * where that box holds at most 8 cells a brick (plus 8192: a surface's
+/* The bricks by key on a dense grid over their keys' box (batch, x, y, z)
+ * and a margin of one brick on each side of x, y and z, where the box
+ * without the margin holds at most 8 cells a brick (plus 8192: a surface's
  * bricks fill a few percent of their box): a lookup is one load, no hash
  * probe. at[((b * size[1] + x) * size[2] + y) * size[3] + z] for the key
  * lo + (b, x, y, z), -1 where no brick is. */
