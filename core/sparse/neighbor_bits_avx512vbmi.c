@@ -14,7 +14,6 @@
  * loaded. Elsewhere only the hits' rows are gathered, at most two vectors
  * of keys sorted by the network of sparse/neighbor_sort_avx512.h. The
  * occupancy is that of the rows, so every row found is one. */
-#include <string.h>
 #include "sparse/neighbor_sort_avx512.h"
 
 /* The positions below n of a block (n clamped to 0..64). */
