@@ -107,7 +107,9 @@ static inline int lt__morton_cell(int c) {
  * kernel sorts 16-bit keys (d^2 << 11 | rank << 6 | cell), 32 to a vector.
  * Its row is then the run's first plus the bits below its cell, with no
  * load: by_rank[r] is the occupancy word of the brick of rank r and
- * ranks[h] the row of the first bit of its 32-bit half h = 2 r + cell / 32. */
+ * ranks[h] the row of the first bit of its 32-bit half h = 2 r + cell / 32.
+ * Where every source brick is ranked the walk builds no cells (cells NULL):
+ * the bits kernel and _ref then find every row so. */
 typedef struct lt_shell_bricks {
   const int32_t *cells;
   int32_t base[32];
