@@ -498,9 +498,13 @@ static lt_status knn_layout(lt_ctx *ctx, lt_neighbors *r, lt_edges *e, int64_t *
   int64_t nq = query->n;
   if (cap >= 0) {
     lt_status st = edges_alloc(ctx, r, e, nq * cap, nq);
-    *start = st ? NULL : lt_tensor_data(r->row_offsets);
-    for (int64_t i = 0; !st && i <= nq; i++) (*start)[i] = i * cap;
-    return st;
+    if (st) return st;
+    int64_t *s = *start = lt_tensor_data(r->row_offsets);
+    enum { PART = 16384 }; /* offsets a task: 128 KB */
+    LT_PARALLEL_FOR(nq >= LT_GRAIN ? lt__ctx_threads(ctx) : 1, j, nq / PART + 1, {
+      for (int64_t i = j * PART; i < (j + 1) * PART && i <= nq; i++) s[i] = i * cap;
+    });
+    return LT_OK;
   }
   lt_status st = batch_caps(ctx, scratch, source, query, k, op);
   scratch[0] = 0;
