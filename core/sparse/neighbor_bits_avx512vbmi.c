@@ -86,15 +86,12 @@ static __m512i rows_gathered(const lt_shell_table *t, const lt_shell_bricks *nea
 static __m512i rows_ranked(const __m512i w[4], const __m512i r[4], __m512i e, int few) {
   __m512i h = _mm512_srli_epi32(e, 5);
   __m512i above = _mm512_sllv_epi32(_mm512_set1_epi32(-1), _mm512_and_si512(e, _mm512_set1_epi32(31)));
-  if (few) { /* ranks below 16: the first two vectors hold their halves */
-    __m512i word = _mm512_permutex2var_epi32(w[0], h, w[1]), rank = _mm512_permutex2var_epi32(r[0], h, r[1]);
-    return _mm512_add_epi32(rank, _mm512_popcnt_epi32(_mm512_andnot_si512(above, word)));
+  __m512i word = _mm512_permutex2var_epi32(w[0], h, w[1]), rank = _mm512_permutex2var_epi32(r[0], h, r[1]);
+  if (!few) { /* ranks from 16 on: their halves in the last two vectors */
+    __mmask16 up = _mm512_test_epi32_mask(h, _mm512_set1_epi32(32));
+    word = _mm512_mask_blend_epi32(up, word, _mm512_permutex2var_epi32(w[2], h, w[3]));
+    rank = _mm512_mask_blend_epi32(up, rank, _mm512_permutex2var_epi32(r[2], h, r[3]));
   }
-  __mmask16 up = _mm512_test_epi32_mask(h, _mm512_set1_epi32(32));
-  __m512i word =
-      _mm512_mask_blend_epi32(up, _mm512_permutex2var_epi32(w[0], h, w[1]), _mm512_permutex2var_epi32(w[2], h, w[3]));
-  __m512i rank =
-      _mm512_mask_blend_epi32(up, _mm512_permutex2var_epi32(r[0], h, r[1]), _mm512_permutex2var_epi32(r[2], h, r[3]));
   return _mm512_add_epi32(rank, _mm512_popcnt_epi32(_mm512_andnot_si512(above, word)));
 }
 
@@ -129,23 +126,22 @@ static inline __m512i stage16(__m512i v, int k, int j) {
   return _mm512_mask_max_epu16(_mm512_min_epu16(v, p), lanes_with(j) ^ lanes_with(k), v, p);
 }
 
-/* 32 16-bit keys ascending, by a bitonic network of 15 stages, written out
- * so that each stage's shuffle and mask are immediates. */
+/* The network's 15 stages (k, j): blocks of 2, 4, ..., 32, each merged by j = k / 2 .. 1. */
+static const int stage_k[15] = {2, 4, 4, 8, 8, 8, 16, 16, 16, 16, 32, 32, 32, 32, 32};
+static const int stage_j[15] = {1, 2, 1, 4, 2, 1, 8, 4, 2, 1, 16, 8, 4, 2, 1};
+
+/* 32 16-bit keys ascending, by the bitonic network, unrolled so that each
+ * stage's shuffle and mask are immediates. */
 static inline __m512i sort32_u16(__m512i v) {
-  v = stage16(v, 2, 1);
-  v = stage16(v, 4, 2), v = stage16(v, 4, 1);
-  v = stage16(v, 8, 4), v = stage16(v, 8, 2), v = stage16(v, 8, 1);
-  v = stage16(v, 16, 8), v = stage16(v, 16, 4), v = stage16(v, 16, 2), v = stage16(v, 16, 1);
-  v = stage16(v, 32, 16), v = stage16(v, 32, 8), v = stage16(v, 32, 4), v = stage16(v, 32, 2);
-  return stage16(v, 32, 1);
+#pragma GCC unroll 15
+  for (int s = 0; s < 15; s++) v = stage16(v, stage_k[s], stage_j[s]);
+  return v;
 }
 
 /* sort32_u16 of two vectors at once, stage by stage: their chains overlap. */
 static inline void sort32_u16_two(__m512i *a, __m512i *b) {
-  static const int ks[15] = {2, 4, 4, 8, 8, 8, 16, 16, 16, 16, 32, 32, 32, 32, 32};
-  static const int js[15] = {1, 2, 1, 4, 2, 1, 8, 4, 2, 1, 16, 8, 4, 2, 1};
 #pragma GCC unroll 15
-  for (int s = 0; s < 15; s++) *a = stage16(*a, ks[s], js[s]), *b = stage16(*b, ks[s], js[s]);
+  for (int s = 0; s < 15; s++) *a = stage16(*a, stage_k[s], stage_j[s]), *b = stage16(*b, stage_k[s], stage_j[s]);
 }
 
 /* The rows and d^2 of the first n (at most 16) ranked keys e16. */

@@ -5,13 +5,6 @@
 
 /* ---- the bricks' row lists ---- */
 
-/* The cell of the m-th of a brick's cells in Morton order (x in the lowest
- * bit, as sparse/morton.c). */
-static int morton_cell(int m) {
-  int x = (m & 1) | (m >> 2 & 2), y = (m >> 1 & 1) | (m >> 3 & 2), z = (m >> 2 & 1) | (m >> 4 & 2);
-  return x << 4 | y << 2 | z;
-}
-
 /* One brick's rows into its slot, sorted: taken in Morton order of the
  * cells (order[m] the m-th; branch-free), which is their order already
  * where the rows are in Morton order, then an insertion sort for any other
@@ -41,7 +34,7 @@ lt_status lt__brick_rows_build(lt_ctx *ctx, lt_brick_rows *r, const lt_bricks *s
   r->cell = (uint8_t *)(r->row + (nb > 0 ? nb : 1) * LT_BRICK_CELLS);
   const lt_brick_rows *l = r;
   uint8_t order[LT_BRICK_CELLS];
-  for (int m = 0; m < LT_BRICK_CELLS; m++) order[m] = (uint8_t)morton_cell(m);
+  for (int c = 0; c < LT_BRICK_CELLS; c++) order[lt__morton_cell(c)] = (uint8_t)c; /* the m-th cell in Morton order */
   LT_PARALLEL_FOR(threads, b, nb, {
     brick_fill(l->row + b * LT_BRICK_CELLS, l->cell + b * LT_BRICK_CELLS, src->cells + b * LT_BRICK_CELLS, order);
   });
