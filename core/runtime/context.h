@@ -30,9 +30,10 @@ uint64_t lt__ctx_new_tape_gen(lt_ctx *ctx);
  * slot destroys what it held; lt_ctx_close and the last lt_ctx_release destroy
  * every slot, the highest first. */
 typedef enum lt_ctx_slot {
-  LT_SLOT_TAPE,   /* autograd/tape.c: the tape and its arena */
-  LT_SLOT_COORDS, /* sparse/manager.c: the coordinate manager and its caches */
-  LT_SLOT_SHELLS, /* sparse/neighbor_shells.c: the shells' table (~120 KB), built on first use */
+  LT_SLOT_TAPE,         /* autograd/tape.c: the tape and its arena */
+  LT_SLOT_COORDS,       /* sparse/manager.c: the coordinate manager and its caches */
+  LT_SLOT_SHELLS,       /* sparse/neighbor_shells.c: the shells' table (~120 KB), built on first use */
+  LT_SLOT_SHELL_ORDERS, /* sparse/neighbor_shells.c: the bits kernel's orders (~1 MB), built on first use */
   LT_SLOT_COUNT
 } lt_ctx_slot;
 void *lt__ctx_slot(const lt_ctx *ctx, lt_ctx_slot slot);

@@ -37,8 +37,8 @@ lt_isa lt_cpu_isa(void) {
 int lt_cpu_avx512_vbmi2(void) {
   __builtin_cpu_init();
   return __builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("avx512vbmi2") &&
-         __builtin_cpu_supports("avx512vpopcntdq") && __builtin_cpu_supports("bmi2") &&
-         __builtin_cpu_supports("popcnt");
+         __builtin_cpu_supports("avx512vpopcntdq") && __builtin_cpu_supports("avx512bitalg") &&
+         __builtin_cpu_supports("bmi2") && __builtin_cpu_supports("popcnt");
 }
 
 const char *lt_isa_name(lt_isa isa) {

@@ -7,13 +7,17 @@
  * test its bit, 64 positions per step. The want-th hit is found by popcount
  * and pdep; the hits up to the end of its shell (the tie rule needs the whole
  * shell) are compressed onto one list of table entries (d^2 << 11 | brick << 6
- * | cell, by Morton cell). Where the bricks around are ranked (a
- * Morton-sorted map's are), the brick field is replaced by its rank, so
- * that the 16-bit entries sort as the rows do: one vector of 32 sorted by a
- * bitonic network, then the first want's rows computed by popcount, no row
- * loaded. Elsewhere only the hits' rows are gathered, at most two vectors
- * of keys sorted by the network of sparse/neighbor_sort_avx512.h. The
- * occupancy is that of the rows, so every row found is one. */
+ * | cell, by Morton cell), a block at a time. Where the bricks around are
+ * ranked (their rows runs in Morton cell order), the brick field is
+ * replaced by its rank, so that the 16-bit entries sort as the rows do, and
+ * the first want's rows are computed by popcount, no row loaded. Where the
+ * ranks also follow the Morton order of the bricks (lt_shell_order: a
+ * Morton-sorted map's do), each block's hits are listed in the order of
+ * their rows, by a bit shuffle and a word permute, and nothing is sorted;
+ * where not, one vector of 32 is sorted by a bitonic network. Elsewhere
+ * only the hits' rows are gathered, at most two vectors of keys sorted by
+ * the network of sparse/neighbor_sort_avx512.h. The occupancy is that of
+ * the rows, so every row found is one. */
 #include "sparse/neighbor_sort_avx512.h"
 
 /* The positions below n of a block (n clamped to 0..64). */
@@ -161,10 +165,29 @@ typedef struct hit_list {
   int64_t n, have;
 } hit_list;
 
-/* The hits of the query in cell `cell`; 0 where they are more than
- * LT_SORT_MOST (left to _ref). Inlined, as hits and put_sorted: called,
- * the two queries of lt__shell_query_bits2 overlap less (1.02 to 1.04x
- * slower each). */
+/* Block j's hits m (at most 32) as entries, in lanes 0.. of a vector: in
+ * table order, or where perm (the order of the query's cell,
+ * lt_shell_order) is given in its order. Their positions in the block come
+ * from a byte compress of perm (each position's source) under the hits
+ * taken in that order by a bit shuffle, or of 0..63; their entries from a
+ * word permute of the block's. */
+static __m512i block_hits(const lt_shell_table *t, const uint8_t *perm, int cell, int64_t j, uint64_t m) {
+  const __m512i iota = _mm512_set_epi64(0x3f3e3d3c3b3a3938, 0x3736353433323130, 0x2f2e2d2c2b2a2928, 0x2726252423222120,
+                                        0x1f1e1d1c1b1a1918, 0x1716151413121110, 0x0f0e0d0c0b0a0908, 0x0706050403020100);
+  __m512i from = iota;
+  if (perm) {
+    from = _mm512_loadu_si512(perm + 64 * j);
+    m = _mm512_bitshuffle_epi64_mask(_mm512_set1_epi64((long long)m), from);
+  }
+  __m512i at = _mm512_cvtepu8_epi16(_mm512_castsi512_si256(_mm512_maskz_compress_epi8(m, from)));
+  const uint16_t *block = t->entry[cell] + 64 * j;
+  return _mm512_permutex2var_epi16(_mm512_loadu_si512(block), at, _mm512_loadu_si512(block + 32));
+}
+
+/* The hits of the query in cell `cell`, sorted where near has an order;
+ * 0 where they are more than LT_SORT_MOST (left to _ref). Inlined, as hits
+ * and put_sorted: called, the two queries of lt__shell_query_bits2 overlap
+ * less (1.02 to 1.04x slower each). */
 static inline __attribute__((always_inline)) int list_hits(const lt_shell_table *t, const lt_shell_bricks *near,
                                                            int cell, int64_t limit, int64_t want, hit_list *h) {
   const uint8_t *wb = (const uint8_t *)near->occupied;
@@ -173,13 +196,12 @@ static inline __attribute__((always_inline)) int list_hits(const lt_shell_table 
   uint64_t m[LT_SHELL_BLOCKS];
   int64_t end = hits(t, w, cell, t->first[limit + 1], want, m, &h->have, &h->n);
   if (h->n > LT_SORT_MOST) return 0;
-  /* 32 positions at a time, each part expanded into lanes at .. at + its count - 1 (no part waits on the one
-   * before) */
+  const uint8_t *perm = near->order ? near->order->perm[cell] : NULL;
+  /* block by block, each expanded into lanes at .. at + its count - 1 (no block waits on the one before) */
   h->list = _mm512_setzero_si512();
-  for (int64_t q = 0, at = 0; q < (end + 31) / 32; q++) {
-    __mmask32 mq = (__mmask32)(m[q >> 1] >> (32 * (q & 1)));
-    int64_t c = _mm_popcnt_u32(mq);
-    __m512i part = _mm512_maskz_compress_epi16(mq, _mm512_loadu_si512(t->entry[cell] + 32 * q));
+  for (int64_t j = 0, at = 0; 64 * j < end; j++) {
+    int64_t c = _mm_popcnt_u64(m[j]);
+    __m512i part = block_hits(t, perm, cell, j, m[j]);
     h->list = _mm512_or_si512(h->list, _mm512_maskz_expand_epi16(_bzhi_u32(~0u, (unsigned)c) << at, part));
     at += c;
   }
@@ -212,7 +234,8 @@ int64_t lt__shell_query_bits(const lt_shell_table *t, const lt_shell_bricks *nea
   if (want == 0) return 0;
   if (!list_hits(t, near, cell, limit, want, &h)) return -1;
   if (near->ranked) {
-    put_sorted(near, sort32_u16(ranked_keys(near, &h)), h.have, row, dist);
+    __m512i key = ranked_keys(near, &h);
+    put_sorted(near, near->order ? key : sort32_u16(key), h.have, row, dist);
     return h.have;
   }
   __m512i ea = _mm512_cvtepu16_epi32(_mm512_castsi512_si256(h.list));
@@ -234,7 +257,7 @@ void lt__shell_query_bits2(const lt_shell_table *t, const lt_shell_bricks *near,
     return;
   }
   __m512i a = ranked_keys(near, &h[0]), b = ranked_keys(near, &h[1]);
-  sort32_u16_two(&a, &b);
+  if (!near->order) sort32_u16_two(&a, &b);
   put_sorted(near, a, h[0].have, row[0], dist[0]);
   put_sorted(near, b, h[1].have, row[1], dist[1]);
   found[0] = h[0].have, found[1] = h[1].have;
@@ -250,40 +273,66 @@ int64_t lt__shell_count_bits(const lt_shell_table *t, const lt_shell_bricks *nea
   return n < cap ? n : cap;
 }
 
-void lt__shell_bricks_rank(lt_shell_bricks *near, const int32_t run[32]) {
-  /* unique keys run << 5 | b (rows are below 2^27), UINT32_MAX where no brick is */
-  _Alignas(64) uint32_t key[32];
+/* Each brick's word and rows at its rank (rank[b]; the bricks absent all at
+ * the first rank past those present, which no key names); whether the
+ * present ones' runs ascend with their ranks. */
+static int place_by_rank(lt_shell_bricks *near, const int32_t run[32], const __m512i r[2], int bricks) {
   _Alignas(64) int32_t rank[32];
-  const __m512i lanes_0_15 = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
-  __m512i k[2], r[2];
-  int bricks = 0;
-  near->ranked = 1;
-  for (int h = 0; h < 2; h++) {
-    __m512i at = _mm512_loadu_si512(run + 16 * h), b = _mm512_add_epi32(_mm512_set1_epi32(16 * h), lanes_0_15);
-    __mmask16 present = _mm512_cmpge_epi32_mask(_mm512_loadu_si512(near->base + 16 * h), _mm512_setzero_si512());
-    near->ranked &= _mm512_mask_cmplt_epi32_mask(present, at, _mm512_setzero_si512()) == 0;
-    bricks += _mm_popcnt_u32(present);
-    k[h] = _mm512_mask_or_epi32(_mm512_set1_epi32(-1), present, _mm512_slli_epi32(at, 5), b);
-    _mm512_store_si512(key + 16 * h, k[h]);
-    r[h] = _mm512_setzero_si512();
-  }
-  near->few = near->ranked && bricks <= 16;
-  if (!near->ranked) return;
-  /* brick b's rank: the keys below its own, counted for all b at once */
-  for (int j = 0; j < 27; j++) {
-    __m512i kj = _mm512_set1_epi32((int)key[j]);
-    for (int h = 0; h < 2; h++)
-      r[h] = _mm512_mask_sub_epi32(r[h], _mm512_cmplt_epu32_mask(kj, k[h]), r[h], _mm512_set1_epi32(-1));
-  }
   _mm256_store_si256((__m256i *)near->rank_of, _mm512_cvtepi32_epi16(_mm512_slli_epi32(r[0], 6)));
   _mm256_store_si256((__m256i *)(near->rank_of + 16), _mm512_cvtepi32_epi16(_mm512_slli_epi32(r[1], 6)));
   _mm512_store_si512(rank, r[0]), _mm512_store_si512(rank + 16, r[1]);
-  /* each brick's word and rows at its rank (the bricks absent all at the first rank past those present,
-   * which no key names) */
   for (int b = 0; b < 27; b++) {
     int32_t q = rank[b];
     near->by_rank[q] = near->occupied[b];
     near->ranks[2 * q] = run[b];
     near->ranks[2 * q + 1] = run[b] + _mm_popcnt_u32((uint32_t)near->occupied[b]);
   }
+  int ascending = 1;
+  for (int q = 0; q + 1 < bricks; q++) ascending &= near->ranks[2 * q + 2] > near->ranks[2 * q];
+  return ascending;
+}
+
+void lt__shell_bricks_rank(lt_shell_bricks *near, const int32_t run[32], const lt_shell_order *order) {
+  /* unique keys run << 5 | b (rows are below 2^27), UINT32_MAX where no brick is */
+  _Alignas(64) uint32_t key[32];
+  const __m512i lanes_0_15 = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                one = _mm512_set1_epi32(1);
+  __m512i k[2], r[2], place[2];
+  __mmask16 present[2];
+  int bricks = 0;
+  uint32_t placed = 0; /* the places of the bricks present */
+  near->ranked = 1, near->order = NULL;
+  for (int h = 0; h < 2; h++) {
+    __m512i at = _mm512_loadu_si512(run + 16 * h), b = _mm512_add_epi32(_mm512_set1_epi32(16 * h), lanes_0_15);
+    present[h] = _mm512_cmpge_epi32_mask(_mm512_loadu_si512(near->base + 16 * h), _mm512_setzero_si512());
+    near->ranked &= _mm512_mask_cmplt_epi32_mask(present[h], at, _mm512_setzero_si512()) == 0;
+    bricks += _mm_popcnt_u32(present[h]);
+    k[h] = _mm512_mask_or_epi32(_mm512_set1_epi32(-1), present[h], _mm512_slli_epi32(at, 5), b);
+    _mm512_store_si512(key + 16 * h, k[h]);
+    if (order) {
+      place[h] = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(order->place + 16 * h)));
+      placed |= (uint32_t)_mm512_mask_reduce_or_epi32(present[h], _mm512_sllv_epi32(one, place[h]));
+    }
+  }
+  near->few = near->ranked && bricks <= 16;
+  if (!near->ranked) return;
+  if (order) { /* the ranks the pattern gives: the places below a brick's that a brick present holds */
+    for (int h = 0; h < 2; h++) {
+      __m512i below = _mm512_sub_epi32(_mm512_sllv_epi32(one, place[h]), one);
+      r[h] = _mm512_mask_popcnt_epi32(_mm512_set1_epi32(bricks), present[h],
+                                      _mm512_and_si512(below, _mm512_set1_epi32((int)placed)));
+    }
+    if (place_by_rank(near, run, r, bricks)) {
+      near->order = order;
+      return;
+    }
+  }
+  /* brick b's rank: the keys below its own, counted for all b at once */
+  for (int h = 0; h < 2; h++) r[h] = _mm512_setzero_si512();
+  for (int j = 0; j < 27; j++) {
+    __m512i kj = _mm512_set1_epi32((int)key[j]);
+    for (int h = 0; h < 2; h++)
+      r[h] = _mm512_mask_sub_epi32(r[h], _mm512_cmplt_epu32_mask(kj, k[h]), r[h], _mm512_set1_epi32(-1));
+  }
+  place_by_rank(near, run, r, bricks);
 }

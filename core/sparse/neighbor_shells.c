@@ -27,30 +27,45 @@ static void table_set(lt_shell_table *t, int p, int d, int x, int y, int z) {
     t->code[c][p] = code, t->entry[c][p] = (uint16_t)(d << 11 | m);
     t->byte[c][p] = (uint8_t)(m >> 3), t->bit[c][p] = (uint8_t)(1 << (m & 7));
   }
-  t->d2[p] = d;
+  t->d2[p] = d, t->key[p] = (uint32_t)d << LT_SHELL_ROW_BITS;
 }
 
-/* A counting sort of the offsets by d^2 (each shell in x, y, z order: any fixed order would do). */
+/* A pad at position p, before the shell of d^2 = d (or past the last): in
+ * brick 27, which is never present, so it holds no source for any kernel. */
+static void pad_set(lt_shell_table *t, int p, int d) {
+  for (int c = 0; c < LT_BRICK_CELLS; c++) {
+    t->code[c][p] = 27 << 6, t->entry[c][p] = (uint16_t)(d << 11 | 27 << 6);
+    t->byte[c][p] = 27 << 3, t->bit[c][p] = 1;
+  }
+  t->d2[p] = d, t->key[p] = (uint32_t)d << LT_SHELL_ROW_BITS;
+}
+
+/* A counting sort of the offsets by d^2 (each shell in x, y, z order: any
+ * fixed order would do), each shell inside one block of 64 positions (the
+ * bits kernel reorders a block's hits in one step, lt_shell_orders): one
+ * that does not fit in the rest of its block starts the next, after pads. */
 void lt__shell_table_build(lt_shell_table *t) {
   int32_t size[LT_SHELL_D2 + 1] = {0}, next[LT_SHELL_D2 + 1];
   for (int x = -REACH; x <= REACH; x++)
     for (int y = -REACH; y <= REACH; y++)
       for (int z = -REACH; z <= REACH; z++)
         if (dist2_of(x, y, z) <= LT_SHELL_D2) size[dist2_of(x, y, z)]++;
-  t->first[0] = 0;
-  for (int d = 0; d <= LT_SHELL_D2; d++) t->first[d + 1] = t->first[d] + size[d];
-  LT_ASSERT(t->first[LT_SHELL_D2 + 1] == LT_SHELL_OFFSETS);
+  int p = 0;
+  for (int d = 0; d <= LT_SHELL_D2; d++) {
+    int start = size[d] > 64 - p % 64 ? (p + 63) / 64 * 64 : p;
+    for (; p < start; p++) pad_set(t, p, d);
+    t->first[d] = p, p += size[d];
+  }
+  t->first[LT_SHELL_D2 + 1] = p;
+  LT_ASSERT(p <= LT_SHELL_PADDED);
+  for (; p < LT_SHELL_PADDED; p++) pad_set(t, p, LT_SHELL_D2 + 1);
   memcpy(next, t->first, sizeof next);
   for (int x = -REACH; x <= REACH; x++)
     for (int y = -REACH; y <= REACH; y++)
       for (int z = -REACH; z <= REACH; z++) {
         int d = dist2_of(x, y, z);
-        if (d > LT_SHELL_D2) continue;
-        int p = next[d]++;
-        table_set(t, p, d, x, y, z);
-        t->key[p] = (uint32_t)d << LT_SHELL_ROW_BITS;
+        if (d <= LT_SHELL_D2) table_set(t, next[d]++, d, x, y, z);
       }
-  for (int p = LT_SHELL_OFFSETS; p < LT_SHELL_PADDED; p++) table_set(t, p, LT_SHELL_D2 + 1, 0, 0, 0), t->key[p] = 0;
   for (int c = 0; c < LT_BRICK_CELLS; c++) t->lex[lt__morton_cell(c)] = (uint8_t)c;
 }
 
@@ -69,20 +84,26 @@ void lt__shell_occupancy(lt_brick_occupancy *occ, const lt_bricks *src, int64_t 
   }
 }
 
-/* The source bricks' occupancy words and runs (lt__shell_occupancy), where the walk keeps them (else NULL). */
-typedef const lt_brick_occupancy *occupancy;
+/* What the walk keeps of the source bricks for the bits kernel (word NULL:
+ * nothing, for the gathers'): their occupancy words and runs
+ * (lt__shell_occupancy), and the orders of the patterns around them. */
+typedef struct occupancy {
+  const lt_brick_occupancy *word;
+  const lt_shell_orders *orders;
+} occupancy;
 
 /* Source brick v as brick b of near (v < 0: none), its run into run[b]. */
-static void near_set(lt_shell_bricks *near, occupancy occ, int b, int64_t v, int32_t *run) {
+static void near_set(lt_shell_bricks *near, const lt_brick_occupancy *occ, int b, int64_t v, int32_t *run) {
   near->base[b] = v < 0 ? -1 : (int32_t)(v * LT_BRICK_CELLS);
   near->occupied[b] = occ && v >= 0 ? occ[v].word : 0;
   run[b] = occ && v >= 0 ? occ[v].run : -1;
 }
 
-/* The 27 source bricks around brick `key`, with their occupancy words and ranks where the walk keeps them. */
-static void near_find(lt_shell_bricks *near, const lt_bricks *src, occupancy occ, lt_brick_cache *cache,
+/* The 27 source bricks around brick `key`, with their occupancy words, ranks and order where the walk keeps them. */
+static void near_find(lt_shell_bricks *near, const lt_bricks *src, const occupancy *o, lt_brick_cache *cache,
                       const int32_t *key) {
   const lt_brick_grid *g = &src->grid;
+  const lt_brick_occupancy *occ = o->word;
   int32_t run[32];
   near->cells = src->cells;
   for (int b = 27; b < 32; b++) near->base[b] = -1, near->occupied[b] = 0, run[b] = -1;
@@ -104,18 +125,18 @@ static void near_find(lt_shell_bricks *near, const lt_bricks *src, occupancy occ
           near_set(near, occ, b, lt__bricks_brick(src, cache, k), run);
         }
   }
-  near->ranked = 0;
-  if (occ) lt__shell_bricks_rank(near, run);
+  near->ranked = 0, near->order = NULL;
+  if (occ) lt__shell_bricks_rank(near, run, o->orders ? &o->orders->of[lt__shell_pattern(key)] : NULL);
 }
 
 /* near_find, and the bricks' cells asked of the memory ahead of their use
  * (none where near is ranked: the bits kernel then reads no cell). */
-static void near_prefetch(lt_shell_bricks *near, const lt_bricks *src, occupancy occ, lt_brick_cache *cache,
+static void near_prefetch(lt_shell_bricks *near, const lt_bricks *src, const occupancy *o, lt_brick_cache *cache,
                           const int32_t *key) {
-  near_find(near, src, occ, cache, key);
+  near_find(near, src, o, cache, key);
   for (int b = 0; b < 27 && !near->ranked; b++)
     for (int line = 0; line < LT_BRICK_CELLS && near->base[b] >= 0; line += 16)
-      if (!occ || near->occupied[b]) __builtin_prefetch(near->cells + near->base[b] + line);
+      if (!o->word || near->occupied[b]) __builtin_prefetch(near->cells + near->base[b] + line);
 }
 
 /* The source row at `code` of a ranked near whose cells were not built
@@ -180,7 +201,7 @@ void lt__edges_mark_ref(int32_t *query_row, int32_t *neighbor_id, int32_t i, int
  * shells' for the queries it leaves; then the edge marks'. */
 typedef struct kernels {
   const lt_window *window;
-  occupancy occ; /* the source bricks' occupancy, for the bits kernel (NULL: the gathers') */
+  occupancy occ; /* the source bricks' occupancy, for the bits kernel (occ.word NULL: the gathers') */
   int window_avx2, shells_avx512, marks_avx512;
 } kernels;
 
@@ -204,7 +225,7 @@ static void fill_one(const lt_shell_walk *w, const lt_shell_table *t, const lt_s
   if (k->window)
     n = k->window_avx2 ? lt__window_query_avx2(k->window, cell, want, row, dist)
                        : lt__window_query_ref(k->window, cell, want, row, dist);
-  if (n < 0 && k->occ)
+  if (n < 0 && k->occ.word)
     n = lt__shell_query_bits(t, near, cell, w->limit, want, row, dist);
   else if (n < 0 && k->shells_avx512)
     n = lt__shell_query_avx512(t, near, cell, w->limit, want, row, dist);
@@ -246,24 +267,24 @@ static void walk(const lt_shell_walk *w, const lt_shell_table *t, const lt_brick
     lt__window_init(&win);
     lt__brick_cache_init(&cache);
     int64_t first = ch * CHUNK, last = first + CHUNK < nb ? first + CHUNK : nb;
-    near_find(&near[first & 1], w->source, k.occ, &cache, w->query->keys + first * 4);
+    near_find(&near[first & 1], w->source, &k.occ, &cache, w->query->keys + first * 4);
     for (int64_t b = first; b < last; b++) {
       /* the next brick's sources fetched while this one's queries run: they are mostly far apart in the index */
       if (b + 1 < last) {
-        near_prefetch(&near[(b + 1) & 1], w->source, k.occ, &cache, w->query->keys + (b + 1) * 4);
+        near_prefetch(&near[(b + 1) & 1], w->source, &k.occ, &cache, w->query->keys + (b + 1) * 4);
         if (rows) lt__window_prefetch(rows, &near[(b + 1) & 1]);
       }
       if (rows) lt__window_build(&win, &in, rows, &near[b & 1]);
       /* the brick's queries by row (a brick's rows are mostly one run): their edges in order; by twos
        * where the bits kernel takes them so */
-      int two = !w->counts && k.occ && !rows && near[b & 1].ranked;
+      int two = !w->counts && k.occ.word && !rows && near[b & 1].ranked;
       for (int64_t p = w->query->first[b], end = w->query->first[b + 1]; p < end; p++) {
         int64_t i[2] = {lt__bricks_row(w->query, p), two && p + 1 < end ? lt__bricks_row(w->query, p + 1) : -1};
         int c[2] = {lt__brick_cell(w->query->rows + i[0] * 4),
                     i[1] < 0 ? 0 : lt__brick_cell(w->query->rows + i[1] * 4)};
         if (w->counts)
-          w->counts[i[0]] = k.occ ? lt__shell_count_bits(t, &near[b & 1], c[0], w->limit, w->cap)
-                                  : count_one(t, &near[b & 1], c[0], w->limit, w->cap);
+          w->counts[i[0]] = k.occ.word ? lt__shell_count_bits(t, &near[b & 1], c[0], w->limit, w->cap)
+                                       : count_one(t, &near[b & 1], c[0], w->limit, w->cap);
         else if (i[1] >= 0)
           fill_two(w, t, &near[b & 1], c, i, &k), p++;
         else
@@ -299,6 +320,16 @@ static const lt_shell_table *table_of(lt_ctx *ctx) {
   return t;
 }
 
+/* The context's orders, built on the first walk of the bits kernel (~1 MB, in ~1.7 ms) and kept; NULL where
+ * out of memory (the kernel then sorts every query's hits). */
+static const lt_shell_orders *orders_of(lt_ctx *ctx, const lt_shell_table *t) {
+  lt_shell_orders *o = lt__ctx_slot(ctx, LT_SLOT_SHELL_ORDERS);
+  if (o || !(o = malloc(sizeof *o))) return o;
+  lt__shell_orders_build(t, o);
+  lt__ctx_set_slot(ctx, LT_SLOT_SHELL_ORDERS, o, free);
+  return o;
+}
+
 lt_status lt__shell_walk(lt_ctx *ctx, const lt_shell_walk *w, lt_isa isa, lt_isa *used, int threads, const char *op) {
   LT_ASSERT(w->limit >= 0 && w->limit <= LT_SHELL_D2);
   const lt_shell_table *t = table_of(ctx);
@@ -321,7 +352,7 @@ lt_status lt__shell_walk(lt_ctx *ctx, const lt_shell_walk *w, lt_isa isa, lt_isa
   for (int64_t v = 0; ranked && v < w->source->nb; v++) ranked = occ[v].run >= 0;
   if (!st && !ranked) st = lt__bricks_cells(ctx, w->source, op);
   if (!st && window) st = lt__brick_rows_build(ctx, &rows, w->source, threads, op);
-  kernels k = {NULL, occ, isa >= LT_ISA_AVX2, vector, isa >= LT_ISA_AVX512};
+  kernels k = {NULL, {occ, occ ? orders_of(ctx, t) : NULL}, isa >= LT_ISA_AVX2, vector, isa >= LT_ISA_AVX512};
   if (!st) walk(w, t, window ? &rows : NULL, &k, threads);
   if (occ) lt_ctx_free(ctx, occ, occ_bytes);
   lt__brick_rows_free(ctx, &rows);

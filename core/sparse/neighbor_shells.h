@@ -55,11 +55,13 @@ lt_status lt__shell_walk(lt_ctx *ctx, const lt_shell_walk *w, lt_isa isa, lt_isa
 
 /* The offsets with dx^2 + dy^2 + dz^2 <= LT_SHELL_D2 sorted by d^2: shell d
  * is positions first[d] .. first[d + 1] (empty where no three squares sum to
- * d). A query in cell c of its brick finds the source cell at offset p in
- * brick code[c][p] >> 6 of the 3 x 3 x 3 around its own (x major), cell
- * code[c][p] & 63 of it. The gather kernel reads 16 positions at a time,
- * each with key[p] = d^2 << LT_SHELL_ROW_BITS (its sort key is that or'ed
- * with the row) and d2[p]; the bits kernel 64 at a time, each position's
+ * d), inside one block of 64 positions, pads (in brick 27, never present)
+ * filling a block's rest where the next shell does not fit. A query in cell
+ * c of its brick finds the source cell at offset p in brick code[c][p] >> 6
+ * of the 3 x 3 x 3 around its own (x major), cell code[c][p] & 63 of it.
+ * The gather kernel reads 16 positions at a time, each with key[p] = d^2 <<
+ * LT_SHELL_ROW_BITS (its sort key is that or'ed with the row) and d2[p] (a
+ * pad's: the next shell's); the bits kernel 64 at a time, each position's
  * entry, byte and bit, which number a brick's cells in Morton order
  * (lt__morton_cell; lex[m] the cell of Morton cell m). The tail pads them
  * (d^2 past the limit). */
@@ -78,6 +80,30 @@ typedef struct lt_shell_table {
   int32_t first[LT_SHELL_D2 + 2];
 } lt_shell_table;
 void lt__shell_table_build(lt_shell_table *t);
+
+/* The source rows around a query brick of a Morton-sorted map are in the
+ * Morton order of their coordinates: by brick, in one of 48 orders of the 27
+ * (a pattern: per axis, the low bit of the brick's Morton digits, and the
+ * order of the axes by the highest bit where the brick differs from its
+ * other neighbour on it), then by Morton cell. perm[c] lists, for a query in
+ * cell c, each table position's source in its block (0..63) so that every
+ * shell's positions come in that order: the bits kernel reorders a block's
+ * hits and entries by it (a bit shuffle and a word permute) instead of
+ * sorting them. place[b] is brick b's place in the pattern's order (27..31
+ * for the bricks past 27). Valid only where the runs of the bricks present
+ * follow it, which lt__shell_bricks_rank checks. ~1 MB for all 48, built
+ * once (lt__shell_orders_build) and kept by the context. */
+#define LT_SHELL_PATTERNS 48
+typedef struct lt_shell_order {
+  _Alignas(64) uint8_t perm[LT_BRICK_CELLS][LT_SHELL_PADDED];
+  uint8_t place[32];
+} lt_shell_order;
+typedef struct lt_shell_orders {
+  lt_shell_order of[LT_SHELL_PATTERNS];
+} lt_shell_orders;
+void lt__shell_orders_build(const lt_shell_table *t, lt_shell_orders *o);
+/* The pattern of the bricks around the brick of `key` (batch, x, y, z), 0..47. */
+int lt__shell_pattern(const int32_t *key);
 
 /* Cell c = x << 4 | y << 2 | z of a brick (lt__brick_cell) in the bricks'
  * Morton order, that of lattice's morton_codes (x the lowest bit of each
@@ -109,12 +135,15 @@ static inline int lt__morton_cell(int c) {
  * load: by_rank[r] is the occupancy word of the brick of rank r and
  * ranks[h] the row of the first bit of its 32-bit half h = 2 r + cell / 32.
  * Where every source brick is ranked the walk builds no cells (cells NULL):
- * the bits kernel and _ref then find every row so. */
+ * the bits kernel and _ref then find every row so. order (not NULL) says
+ * that the ranks follow the order of the pattern around (lt_shell_order),
+ * so that the bits kernel lists a query's hits sorted. */
 typedef struct lt_shell_bricks {
   const int32_t *cells;
   int32_t base[32];
   _Alignas(64) uint64_t occupied[32];
   int ranked, few; /* few: ranked, and at most 16 bricks present (their ranks' halves in 2 vectors) */
+  const lt_shell_order *order;
   _Alignas(64) uint16_t rank_of[32];
   _Alignas(64) uint64_t by_rank[32];
   _Alignas(64) int32_t ranks[64];
@@ -133,8 +162,9 @@ void lt__shell_occupancy(lt_brick_occupancy *occ, const lt_bricks *src, int64_t 
 /* near's `ranked`, and where it is its rank_of, by_rank and ranks, from
  * its base, its occupancy and its bricks' runs (run[b], as
  * lt__shell_occupancy gives them; 32 entries, read only where base[b] >=
- * 0). For the bits kernel (VBMI2). */
-void lt__shell_bricks_rank(lt_shell_bricks *near, const int32_t run[32]);
+ * 0); near->order = order where the runs follow it (order may be NULL).
+ * For the bits kernel (VBMI2). */
+void lt__shell_bricks_rank(lt_shell_bricks *near, const int32_t run[32], const lt_shell_order *order);
 
 /* One query's walk, the query in cell `cell` of its brick: its nearest
  * `want` sources within d^2 <= limit into row and dist (d^2), nearest first,

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "lattice/sparse_order.h"
 #include "sparse/neighbor_shells.h"
 
 static int passed, failed;
@@ -64,7 +65,7 @@ static void neighbourhood(lt_shell_bricks *near, int32_t *cells, int percent, in
     near->occupied[b] = present ? occupancy_of(cells + b * LT_BRICK_CELLS) : 0;
     if (!ranked) run[b] = -1;
   }
-  lt__shell_bricks_rank(near, run);
+  lt__shell_bricks_rank(near, run, NULL);
 }
 
 typedef int64_t (*query_fn)(const lt_shell_table *t, const lt_shell_bricks *near, int cell, int64_t limit, int64_t want,
@@ -232,17 +233,171 @@ static void test_unranked(void) {
     if (near.base[b] < 0) continue;
     int32_t keep = run[b];
     run[b] = -1;
-    lt__shell_bricks_rank(&near, run);
+    lt__shell_bricks_rank(&near, run, NULL);
     ok &= !near.ranked;
     run[b] = keep;
   }
   check(ok, "occupancy bits: a neighbourhood with one brick of no run is not ranked");
 }
 
+/* The table's layout: each shell (and the pads after it) inside one block
+ * of 64 positions, the offsets all there once, the pads in brick 27. */
+static void test_layout(const lt_shell_table *t) {
+  int ok = 1, offsets = 0;
+  for (int d = 0; d <= LT_SHELL_D2; d++) {
+    int first = t->first[d], last = t->first[d + 1];
+    ok &= first <= last && (first == last || first / 64 == (last - 1) / 64);
+    for (int p = first; p < last; p++) {
+      int pad = t->code[0][p] >> 6 == 27;
+      for (int c = 0; c < LT_BRICK_CELLS; c++) ok &= (t->code[c][p] >> 6 == 27) == pad;
+      offsets += !pad;
+      ok &= pad || t->d2[p] == d;
+    }
+  }
+  check(ok && offsets == LT_SHELL_OFFSETS && t->first[LT_SHELL_D2 + 1] <= LT_SHELL_PADDED,
+        "table: every shell inside one block of 64 positions, each offset once, the pads in brick 27");
+}
+
+/* A brick key (batch, x, y, z) with x, y, z in the Morton range: random,
+ * or near 0 and near powers of two, where the carries are long. */
+static void brick_key(int32_t *key) {
+  key[0] = (int32_t)(next() % 3);
+  for (int a = 1; a < 4; a++) {
+    int32_t v = (int32_t)(next() % (1u << 18)) - (1 << 17);
+    if (next() % 2) v = (int32_t)(1 << (next() % 17)) + (int32_t)(next() % 3) - (1 << 18) * (int32_t)(next() % 2);
+    key[a] = v;
+  }
+}
+
+/* The Morton code of the first cell of brick b (0..26) around key. */
+static uint64_t brick_code(const int32_t *key, int b) {
+  return lt_morton_encode(4 * (key[1] + b / 9 - 1), 4 * (key[2] + b / 3 % 3 - 1), 4 * (key[3] + b % 3 - 1));
+}
+
+/* The pattern of random bricks orders their 27 as their Morton codes do. */
+static void test_patterns(const lt_shell_orders *o) {
+  int ok = 1, seen[LT_SHELL_PATTERNS] = {0}, all = 1;
+  for (int trial = 0; trial < 20000 && ok; trial++) {
+    int32_t key[4];
+    brick_key(key);
+    int p = lt__shell_pattern(key);
+    ok = p >= 0 && p < LT_SHELL_PATTERNS;
+    for (int b = 0; b < 27 && ok; b++)
+      for (int c = 0; c < 27; c++)
+        ok &= (brick_code(key, b) < brick_code(key, c)) == (o->of[p].place[b] < o->of[p].place[c]);
+    if (ok) seen[p] = 1;
+    if (!ok) printf("  key %d %d %d: pattern %d\n", key[1], key[2], key[3], p);
+  }
+  for (int p = 0; p < LT_SHELL_PATTERNS; p++) all &= seen[p];
+  check(ok, "orders: a brick's pattern orders the 27 around it as their Morton codes");
+  check(all, "orders: random bricks meet all 48 patterns");
+}
+
+typedef struct coded {
+  uint64_t code;
+  int32_t cell; /* b * 64 + lex cell */
+} coded;
+
+static int by_code(const void *a, const void *b) {
+  uint64_t x = ((const coded *)a)->code, y = ((const coded *)b)->code;
+  return (x > y) - (x < y);
+}
+
+/* The neighbourhood of brick `key` in a Morton-sorted map of density
+ * `percent`: each brick absent one time in eight, each present cell a row,
+ * numbered (from a random first) in the Morton order of their coordinates;
+ * ranked with the orders (or without, o NULL). */
+static void morton_neighbourhood(lt_shell_bricks *near, int32_t *cells, int percent, const int32_t *key,
+                                 const lt_shell_orders *o) {
+  static coded rows[27 * LT_BRICK_CELLS];
+  int32_t run[32];
+  int n = 0;
+  for (int b = 0; b < 32; b++) {
+    int present = b < 27 && next() % 8 != 0;
+    near->base[b] = present ? b * LT_BRICK_CELLS : -1;
+    run[b] = -1;
+  }
+  for (int b = 0; b < 27; b++)
+    for (int c = 0; c < LT_BRICK_CELLS; c++) {
+      cells[b * LT_BRICK_CELLS + c] = -1;
+      if (near->base[b] < 0 || (int)(next() % 100) >= percent) continue;
+      int32_t x = 4 * (key[1] + b / 9 - 1) + (c >> 4), y = 4 * (key[2] + b / 3 % 3 - 1) + (c >> 2 & 3),
+              z = 4 * (key[3] + b % 3 - 1) + (c & 3);
+      rows[n++] = (coded){lt_morton_encode(x, y, z), b * LT_BRICK_CELLS + c};
+    }
+  qsort(rows, (size_t)n, sizeof *rows, by_code);
+  int32_t first = (int32_t)(next() % 1000);
+  for (int i = n - 1; i >= 0; i--) cells[rows[i].cell] = first + i, run[rows[i].cell / LT_BRICK_CELLS] = first + i;
+  near->cells = cells;
+  for (int b = 0; b < 32; b++) {
+    near->occupied[b] = b < 27 ? occupancy_of(cells + b * LT_BRICK_CELLS) : 0;
+    if (!near->occupied[b]) near->base[b] = -1; /* a map's bricks have rows */
+  }
+  lt__shell_bricks_rank(near, run, o ? &o->of[lt__shell_pattern(key)] : NULL);
+}
+
+/* The bits kernel on Morton-sorted neighbourhoods with their orders (its
+ * hits listed sorted, no sort run): the scalar kernel's answers, one query
+ * and two at once; and every such neighbourhood in order. One with its
+ * runs in another order is not (and answers the same by its sort). */
+static void test_ordered(const lt_shell_table *t, const lt_shell_orders *o) {
+  static const int percents[] = {5, 30, 70, 100};
+  static const int64_t limits[] = {1, 6, 16}, wants[] = {1, 16, 32};
+  static int32_t cells[27 * LT_BRICK_CELLS];
+  int32_t got[2][64], ref_row[64];
+  float gotd[2][64], ref_dist[64];
+  int ok = 1, ordered = 1, asked = 0, answered = 0;
+  lt_shell_bricks near;
+  setvbuf(stdout, NULL, _IOLBF, 0);
+  for (int p = 0; p < 4; p++)
+    for (int trial = 0; trial < 10 && ok; trial++) {
+      int32_t key[4];
+      brick_key(key);
+      morton_neighbourhood(&near, cells, percents[p], key, o);
+      ordered &= near.ranked && near.order == &o->of[lt__shell_pattern(key)];
+      int64_t ran = 0;
+      ok &= same_as_ref(t, &near, lt__shell_query_bits, &ran);
+      for (int c = 0; c < LT_BRICK_CELLS && ok; c++)
+        for (int l = 0; l < 3; l++) {
+          int cell[2] = {c, (int)(next() % LT_BRICK_CELLS)};
+          int64_t want[2] = {wants[next() % 3], wants[next() % 3]}, found[2];
+          int32_t *row[2] = {got[0], got[1]};
+          float *dist[2] = {gotd[0], gotd[1]};
+          lt_shell_bricks bare = near;
+          bare.cells = NULL;
+          lt__shell_query_bits2(t, &bare, cell, limits[l], want, row, dist, found);
+          for (int q = 0; q < 2 && ok; q++, asked++) {
+            if (found[q] < 0) continue;
+            answered++;
+            int64_t m = lt__shell_query_ref(t, &near, cell[q], limits[l], want[q], ref_row, ref_dist);
+            ok = found[q] == m && !memcmp(got[q], ref_row, (size_t)m * sizeof *ref_row) &&
+                 !memcmp(gotd[q], ref_dist, (size_t)m * sizeof *ref_dist);
+          }
+        }
+    }
+  check(ordered, "orders: a Morton-sorted map's neighbourhoods are ranked in their pattern's order");
+  check(ok && answered * 3 > asked * 2,
+        "occupancy bits (avx512 vbmi2): in a pattern's order, the scalar kernel's answers, one query and two");
+  int unordered = 0, same = 1;
+  for (int trial = 0; trial < 20; trial++) { /* runs in an order of their own, the pattern offered */
+    int32_t key[4], run[32];
+    brick_key(key);
+    neighbourhood(&near, cells, 30, 1);
+    for (int b = 0; b < 32; b++) run[b] = near.base[b] >= 0 ? near.ranks[2 * (near.rank_of[b] >> 6)] : -1;
+    lt__shell_bricks_rank(&near, run, &o->of[lt__shell_pattern(key)]);
+    unordered += near.ranked && !near.order;
+    int64_t ran = 0;
+    same &= same_as_ref(t, &near, lt__shell_query_bits, &ran);
+  }
+  check(unordered >= 19 && same,
+        "orders: runs in another order are ranked by them, not the pattern's, and answer the same");
+}
+
 int main(void) {
   lt_shell_table *t = malloc(sizeof *t);
   if (!t) return 1;
   lt__shell_table_build(t);
+  test_layout(t);
   test_occupancy();
   if (lt_cpu_isa() >= LT_ISA_AVX512)
     test_kernel(t, lt__shell_query_avx512, "gathers (avx512)", 0);
@@ -254,6 +409,12 @@ int main(void) {
     test_pairs(t);
     test_count_bits(t);
     test_unranked();
+    lt_shell_orders *o = malloc(sizeof *o);
+    if (!o) return 1;
+    lt__shell_orders_build(t, o);
+    test_patterns(o);
+    test_ordered(t, o);
+    free(o);
   } else {
     printf("skipped: the bits kernel (no AVX-512 VBMI2 here)\n");
   }

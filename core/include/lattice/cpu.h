@@ -13,8 +13,9 @@ typedef enum lt_isa { LT_ISA_SCALAR = 0, LT_ISA_AVX2 = 1, LT_ISA_AVX512 = 2 } lt
 lt_isa lt_cpu_isa(void);
 const char *lt_isa_name(lt_isa isa);
 /* Whether the CPU adds AVX-512 VBMI and VBMI2 (byte and word permutes,
- * compress and expand), VPOPCNTDQ (a popcount a lane) and BMI2 to
- * LT_ISA_AVX512 (Ice Lake, Zen 4 and later), for the kernels that use them. */
+ * compress and expand), VPOPCNTDQ (a popcount a lane), BITALG (a bit
+ * shuffle) and BMI2 to LT_ISA_AVX512 (Ice Lake, Zen 4 and later), for the
+ * kernels that use them. */
 int lt_cpu_avx512_vbmi2(void);
 
 #ifdef __cplusplus
