@@ -42,28 +42,26 @@ static int64_t nth_hit(uint64_t m0, uint64_t m1, int64_t r) {
 
 /* The hits m[] of the positions before lim, up to the end of the want-th's
  * shell (all of them where fewer): returns that end, *have = min(want,
- * hits) and *kept the hits up to the end. A shell spans at most 48
- * positions, so at most two blocks; the first two are read whole (the
- * want-th is mostly in them: no branch on where), the others only where
- * needed. */
+ * hits) and *kept the hits up to the end, m[j] set for the blocks before
+ * it. A shell lies inside one block, so the want-th's block is the last
+ * one needed: the first two are read whole (the want-th is mostly in them:
+ * no branch on where), the others only until it is found. */
 static inline __attribute__((always_inline)) int64_t hits(const lt_shell_table *t, const __m512i w[4], int cell,
                                                           int64_t lim, int64_t want, uint64_t m[LT_SHELL_BLOCKS],
                                                           int64_t *have, int64_t *kept) {
   m[0] = occupied(t, w, cell, 0) & below(lim), m[1] = occupied(t, w, cell, 1) & below(lim - 64);
   int64_t n = _mm_popcnt_u64(m[0]) + _mm_popcnt_u64(m[1]), pos = n >= want ? nth_hit(m[0], m[1], want - 1) : -1;
-  for (int j = 2; j < LT_SHELL_BLOCKS; j++) {
-    m[j] = 0;
-    if (pos >= 0 && 64 * j >= t->first[t->d2[pos] + 1]) continue; /* past the want-th's shell */
+  for (int j = 2; pos < 0 && j < LT_SHELL_BLOCKS && 64 * j < lim; j++) {
     m[j] = occupied(t, w, cell, j) & below(lim - 64 * j);
     int64_t c = _mm_popcnt_u64(m[j]);
-    if (pos < 0 && n + c >= want) pos = 64 * j + (int64_t)_tzcnt_u64(_pdep_u64(1ull << (want - 1 - n), m[j]));
+    if (n + c >= want) pos = 64 * j + (int64_t)_tzcnt_u64(_pdep_u64(1ull << (want - 1 - n), m[j]));
     n += c;
   }
   *have = n < want ? n : want;
   int64_t end = pos < 0 ? lim : t->first[t->d2[pos] + 1];
   *kept = 0;
   /* counted as it is masked: a vector popcount of the words just stored would wait on the stores */
-  for (int j = 0; j < LT_SHELL_BLOCKS; j++) m[j] &= below(end - 64 * j), *kept += _mm_popcnt_u64(m[j]);
+  for (int j = 0; 64 * j < end; j++) m[j] &= below(end - 64 * j), *kept += _mm_popcnt_u64(m[j]);
   return end;
 }
 
@@ -292,6 +290,51 @@ static int place_by_rank(lt_shell_bricks *near, const int32_t run[32], const __m
   return ascending;
 }
 
+/* place_by_rank for the ranks of a pattern's order (r), without a loop:
+ * the bricks by rank are those of brick_at (the bricks by place) that are
+ * present (placed: their places), compressed; their words, runs and runs'
+ * second halves fetched by permutes. */
+static int place_in_order(lt_shell_bricks *near, const int32_t run[32], const __m512i r[2], const lt_shell_order *order,
+                          uint32_t placed, int bricks) {
+  const __m512i evens = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0),
+                pairs = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0),
+                pairs_hi = _mm512_add_epi32(pairs, _mm512_set1_epi32(8));
+  _mm256_store_si256((__m256i *)near->rank_of, _mm512_cvtepi32_epi16(_mm512_slli_epi32(r[0], 6)));
+  _mm256_store_si256((__m256i *)(near->rank_of + 16), _mm512_cvtepi32_epi16(_mm512_slli_epi32(r[1], 6)));
+  __m512i by8 =
+      _mm512_maskz_compress_epi8(placed, _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)order->brick_at)));
+  __m512i brick[2] = {_mm512_cvtepu8_epi32(_mm512_castsi512_si128(by8)),
+                      _mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(by8, 1))};
+  const uint32_t *half = (const uint32_t *)near->occupied;
+  __m512i w[4], runs[2], low[2];
+  for (int v = 0; v < 4; v++) w[v] = _mm512_load_si512(near->occupied + 8 * v);
+  for (int h = 0; h < 2; h++) runs[h] = _mm512_loadu_si512(run + 16 * h);
+  /* each brick's low half's rows: its first 32 cells' bits */
+  for (int h = 0; h < 2; h++)
+    low[h] = _mm512_popcnt_epi32(
+        _mm512_permutex2var_epi32(_mm512_loadu_si512(half + 32 * h), evens, _mm512_loadu_si512(half + 32 * h + 16)));
+  __m512i by_run[2];
+  for (int h = 0; h < 2; h++) {
+    by_run[h] = _mm512_permutex2var_epi32(runs[0], brick[h], runs[1]);
+    __m512i second = _mm512_add_epi32(by_run[h], _mm512_permutex2var_epi32(low[0], brick[h], low[1]));
+    _mm512_store_si512(near->ranks + 32 * h, _mm512_permutex2var_epi32(by_run[h], pairs, second));
+    _mm512_store_si512(near->ranks + 32 * h + 16, _mm512_permutex2var_epi32(by_run[h], pairs_hi, second));
+    for (int e = 0; e < 2; e++) {
+      __m512i b = _mm512_cvtepu32_epi64(e ? _mm512_extracti64x4_epi64(brick[h], 1) : _mm512_castsi512_si256(brick[h]));
+      __m512i word =
+          _mm512_mask_blend_epi64(_mm512_test_epi64_mask(b, _mm512_set1_epi64(16)),
+                                  _mm512_permutex2var_epi64(w[0], b, w[1]), _mm512_permutex2var_epi64(w[2], b, w[3]));
+      _mm512_store_si512(near->by_rank + 16 * h + 8 * e, word);
+    }
+  }
+  /* the runs ascend by rank: each but the last present's below the next one's */
+  __mmask32 next_above = (uint32_t)_mm512_cmpgt_epi32_mask(_mm512_alignr_epi32(by_run[1], by_run[0], 1), by_run[0]) |
+                         (uint32_t)_mm512_cmpgt_epi32_mask(_mm512_alignr_epi32(by_run[0], by_run[1], 1), by_run[1])
+                             << 16;
+  uint32_t needed = bricks > 1 ? (uint32_t)_bzhi_u32(~0u, (unsigned)(bricks - 1)) : 0;
+  return (next_above & needed) == needed;
+}
+
 void lt__shell_bricks_rank(lt_shell_bricks *near, const int32_t run[32], const lt_shell_order *order) {
   /* unique keys run << 5 | b (rows are below 2^27), UINT32_MAX where no brick is */
   _Alignas(64) uint32_t key[32];
@@ -322,7 +365,7 @@ void lt__shell_bricks_rank(lt_shell_bricks *near, const int32_t run[32], const l
       r[h] = _mm512_mask_popcnt_epi32(_mm512_set1_epi32(bricks), present[h],
                                       _mm512_and_si512(below, _mm512_set1_epi32((int)placed)));
     }
-    if (place_by_rank(near, run, r, bricks)) {
+    if (place_in_order(near, run, r, order, placed, bricks)) {
       near->order = order;
       return;
     }

@@ -75,7 +75,7 @@ static void groups_of(const lt_shell_table *t, int c, cell_groups *g) {
  * its inverse): each shell's positions brick by brick in that order, each
  * brick's in Morton cell order, then the pads after it (brick 27, place
  * 27); the tail as it is. */
-static void perm_of(const lt_shell_table *t, const cell_groups *g, const uint8_t place[32], const uint8_t brick_at[28],
+static void perm_of(const lt_shell_table *t, const cell_groups *g, const uint8_t place[32], const uint8_t brick_at[32],
                     uint8_t perm[LT_SHELL_PADDED]) {
   for (int p = t->first[LT_SHELL_D2 + 1]; p < LT_SHELL_PADDED; p++) perm[p] = (uint8_t)(p & 63);
   for (int d = 0, out = 0; d <= LT_SHELL_D2; d++) {
@@ -92,7 +92,6 @@ static void perm_of(const lt_shell_table *t, const cell_groups *g, const uint8_t
  * neighbour's bit 1, 2 or 3 as the pattern orders the axes. */
 void lt__shell_orders_build(const lt_shell_table *t, lt_shell_orders *o) {
   static const int8_t bits[6][3] = {{1, 2, 3}, {1, 3, 2}, {2, 1, 3}, {2, 3, 1}, {3, 1, 2}, {3, 2, 1}};
-  uint8_t brick_at[LT_SHELL_PATTERNS][28];
   for (int low = 0; low < 8; low++)
     for (int r = 0; r < 6; r++) {
       int32_t key[4] = {0};
@@ -102,11 +101,11 @@ void lt__shell_orders_build(const lt_shell_table *t, lt_shell_orders *o) {
       }
       int p = lt__shell_pattern(key);
       places_of(key, o->of[p].place);
-      for (int b = 0; b < 28; b++) brick_at[p][o->of[p].place[b]] = (uint8_t)b;
+      for (int b = 0; b < 32; b++) o->of[p].brick_at[o->of[p].place[b]] = (uint8_t)b;
     }
   for (int c = 0; c < LT_BRICK_CELLS; c++) {
     cell_groups g;
     groups_of(t, c, &g);
-    for (int p = 0; p < LT_SHELL_PATTERNS; p++) perm_of(t, &g, o->of[p].place, brick_at[p], o->of[p].perm[c]);
+    for (int p = 0; p < LT_SHELL_PATTERNS; p++) perm_of(t, &g, o->of[p].place, o->of[p].brick_at, o->of[p].perm[c]);
   }
 }

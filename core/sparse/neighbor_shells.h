@@ -90,13 +90,13 @@ void lt__shell_table_build(lt_shell_table *t);
  * shell's positions come in that order: the bits kernel reorders a block's
  * hits and entries by it (a bit shuffle and a word permute) instead of
  * sorting them. place[b] is brick b's place in the pattern's order (27..31
- * for the bricks past 27). Valid only where the runs of the bricks present
+ * for the bricks past 27), brick_at[q] the brick at place q. Valid only where the runs of the bricks present
  * follow it, which lt__shell_bricks_rank checks. ~1 MB for all 48, built
  * once (lt__shell_orders_build) and kept by the context. */
 #define LT_SHELL_PATTERNS 48
 typedef struct lt_shell_order {
   _Alignas(64) uint8_t perm[LT_BRICK_CELLS][LT_SHELL_PADDED];
-  uint8_t place[32];
+  uint8_t place[32], brick_at[32];
 } lt_shell_order;
 typedef struct lt_shell_orders {
   lt_shell_order of[LT_SHELL_PATTERNS];
