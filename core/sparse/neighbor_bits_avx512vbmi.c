@@ -146,13 +146,22 @@ static inline void sort32_u16_two(__m512i *a, __m512i *b) {
   for (int s = 0; s < 15; s++) *a = stage16(*a, stage_k[s], stage_j[s]), *b = stage16(*b, stage_k[s], stage_j[s]);
 }
 
+/* Lanes m of v into p: by a streaming store where they fill p's 64-byte
+ * line (at k = 16 a query's edges are one line of each array), as the
+ * walk's edge marks are; it fences them before its end. */
+static void put_edges(void *p, __m512i v, __mmask16 m) {
+  if (m == 0xffff && !((uintptr_t)p & 63))
+    _mm512_stream_si512(p, v);
+  else
+    _mm512_mask_storeu_epi32(p, m, v);
+}
+
 /* The rows and d^2 of the first n (at most 16) ranked keys e16. */
 static void put_ranked(const __m512i w[4], const __m512i r[4], int few, __m256i e16, int64_t n, int32_t *row,
                        float *dist) {
   __m512i e = _mm512_cvtepu16_epi32(e16);
-  __mmask16 m = lanes(n);
-  _mm512_mask_storeu_epi32(row, m, rows_ranked(w, r, e, few));
-  _mm512_mask_storeu_ps(dist, m, _mm512_cvtepi32_ps(_mm512_srli_epi32(e, 11)));
+  put_edges(row, rows_ranked(w, r, e, few), lanes(n));
+  put_edges(dist, _mm512_castps_si512(_mm512_cvtepi32_ps(_mm512_srli_epi32(e, 11))), lanes(n));
 }
 
 /* A query's hits up to the end of the want-th's shell: their entries

@@ -291,7 +291,7 @@ static void walk(const lt_shell_walk *w, const lt_shell_table *t, const lt_brick
           fill_one(w, t, &near[b & 1], c[0], i[0], &k);
       }
     }
-    if (k.marks_avx512 && w->edges) lt__edges_fence_avx512(); /* the task's streamed marks, before its end */
+    if (k.marks_avx512 && w->edges) lt__edges_fence_avx512(); /* the task's streamed edges, before its end */
   });
 }
 

@@ -173,7 +173,9 @@ void lt__shell_bricks_rank(lt_shell_bricks *near, const int32_t run[32], const l
  * than 32 candidates before the k-th is final, or want > 32): _avx512 by
  * gathers of every offset's row, _bits (VBMI2: lt_cpu_avx512_vbmi2) by the
  * bricks' occupancy words, its rows by their ranks where near is ranked,
- * else by gathers of only the hits'. */
+ * else by gathers of only the hits'. _bits streams the 64-byte lines of row
+ * and dist it fills whole past the caches, as lt__edges_mark_avx512 does:
+ * its caller fences them before other threads read them. */
 int64_t lt__shell_query_ref(const lt_shell_table *t, const lt_shell_bricks *near, int cell, int64_t limit, int64_t want,
                             int32_t *row, float *dist);
 int64_t lt__shell_query_avx512(const lt_shell_table *t, const lt_shell_bricks *near, int cell, int64_t limit,
