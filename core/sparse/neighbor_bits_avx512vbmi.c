@@ -224,11 +224,14 @@ static __m512i ranked_keys(const lt_shell_bricks *near, const hit_list *h) {
   return _mm512_mask_mov_epi16(_mm512_set1_epi16(-1), _bzhi_u32(~0u, (unsigned)h->n), key);
 }
 
-/* The first `have` of a ranked near's sorted keys: their rows and d^2. */
+/* The first `have` of a ranked near's keys in row order: their rows and
+ * d^2, by brick (its occupancy words) where near has an order, else by
+ * rank. */
 static inline __attribute__((always_inline)) void put_sorted(const lt_shell_bricks *near, __m512i key, int64_t have,
                                                              int32_t *row, float *dist) {
-  const __m512i w[4] = {_mm512_load_si512(near->by_rank), _mm512_load_si512(near->by_rank + 8),
-                        _mm512_load_si512(near->by_rank + 16), _mm512_load_si512(near->by_rank + 24)};
+  const uint64_t *words = near->order ? near->occupied : near->by_rank;
+  const __m512i w[4] = {_mm512_load_si512(words), _mm512_load_si512(words + 8), _mm512_load_si512(words + 16),
+                        _mm512_load_si512(words + 24)};
   const __m512i r[4] = {_mm512_load_si512(near->ranks), _mm512_load_si512(near->ranks + 16),
                         _mm512_load_si512(near->ranks + 32), _mm512_load_si512(near->ranks + 48)};
   put_ranked(w, r, near->few, _mm512_castsi512_si256(key), have, row, dist);
@@ -242,8 +245,7 @@ int64_t lt__shell_query_bits(const lt_shell_table *t, const lt_shell_bricks *nea
   if (want == 0) return 0;
   if (!list_hits(t, near, cell, limit, want, &h)) return -1;
   if (near->ranked) {
-    __m512i key = ranked_keys(near, &h);
-    put_sorted(near, near->order ? key : sort32_u16(key), h.have, row, dist);
+    put_sorted(near, near->order ? h.list : sort32_u16(ranked_keys(near, &h)), h.have, row, dist);
     return h.have;
   }
   __m512i ea = _mm512_cvtepu16_epi32(_mm512_castsi512_si256(h.list));
@@ -264,8 +266,11 @@ void lt__shell_query_bits2(const lt_shell_table *t, const lt_shell_bricks *near,
     for (int q = 0; q < 2; q++) found[q] = lt__shell_query_bits(t, near, cell[q], limit, want[q], row[q], dist[q]);
     return;
   }
-  __m512i a = ranked_keys(near, &h[0]), b = ranked_keys(near, &h[1]);
-  if (!near->order) sort32_u16_two(&a, &b);
+  __m512i a = h[0].list, b = h[1].list; /* in row order where near has an order */
+  if (!near->order) {
+    a = ranked_keys(near, &h[0]), b = ranked_keys(near, &h[1]);
+    sort32_u16_two(&a, &b);
+  }
   put_sorted(near, a, h[0].have, row[0], dist[0]);
   put_sorted(near, b, h[1].have, row[1], dist[1]);
   found[0] = h[0].have, found[1] = h[1].have;
@@ -282,9 +287,8 @@ int64_t lt__shell_count_bits(const lt_shell_table *t, const lt_shell_bricks *nea
 }
 
 /* Each brick's word and rows at its rank (rank[b]; the bricks absent all at
- * the first rank past those present, which no key names); whether the
- * present ones' runs ascend with their ranks. */
-static int place_by_rank(lt_shell_bricks *near, const int32_t run[32], const __m512i r[2], int bricks) {
+ * the first rank past those present, which no key names). */
+static void place_by_rank(lt_shell_bricks *near, const int32_t run[32], const __m512i r[2]) {
   _Alignas(64) int32_t rank[32];
   _mm256_store_si256((__m256i *)near->rank_of, _mm512_cvtepi32_epi16(_mm512_slli_epi32(r[0], 6)));
   _mm256_store_si256((__m256i *)(near->rank_of + 16), _mm512_cvtepi32_epi16(_mm512_slli_epi32(r[1], 6)));
@@ -295,97 +299,77 @@ static int place_by_rank(lt_shell_bricks *near, const int32_t run[32], const __m
     near->ranks[2 * q] = run[b];
     near->ranks[2 * q + 1] = run[b] + _mm_popcnt_u32((uint32_t)near->occupied[b]);
   }
-  int ascending = 1;
-  for (int q = 0; q + 1 < bricks; q++) ascending &= near->ranks[2 * q + 2] > near->ranks[2 * q];
-  return ascending;
 }
 
-/* place_by_rank for the ranks of a pattern's order (r), without a loop:
- * the bricks by rank are those of brick_at (the bricks by place) that are
- * present (placed: their places), compressed; their words, runs and runs'
- * second halves fetched by permutes. */
-static int place_in_order(lt_shell_bricks *near, const int32_t run[32], const __m512i r[2], const lt_shell_order *order,
-                          uint32_t placed, int bricks) {
+/* Whether the runs of the bricks present ascend in the pattern's order
+ * (placed: their places): the bricks by place (brick_at) that are present,
+ * compressed, their runs fetched by a permute. If so, near's ranks by brick
+ * (the rows then are found by brick: lt_shell_bricks). */
+static int in_pattern_order(lt_shell_bricks *near, const int32_t run[32], const lt_shell_order *order, uint32_t placed,
+                            int bricks) {
   const __m512i evens = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0),
                 pairs = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0),
                 pairs_hi = _mm512_add_epi32(pairs, _mm512_set1_epi32(8));
-  _mm256_store_si256((__m256i *)near->rank_of, _mm512_cvtepi32_epi16(_mm512_slli_epi32(r[0], 6)));
-  _mm256_store_si256((__m256i *)(near->rank_of + 16), _mm512_cvtepi32_epi16(_mm512_slli_epi32(r[1], 6)));
   __m512i by8 =
       _mm512_maskz_compress_epi8(placed, _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)order->brick_at)));
   __m512i brick[2] = {_mm512_cvtepu8_epi32(_mm512_castsi512_si128(by8)),
                       _mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(by8, 1))};
-  const uint32_t *half = (const uint32_t *)near->occupied;
-  __m512i w[4], runs[2], low[2];
-  for (int v = 0; v < 4; v++) w[v] = _mm512_load_si512(near->occupied + 8 * v);
-  for (int h = 0; h < 2; h++) runs[h] = _mm512_loadu_si512(run + 16 * h);
-  /* each brick's low half's rows: its first 32 cells' bits */
-  for (int h = 0; h < 2; h++)
-    low[h] = _mm512_popcnt_epi32(
-        _mm512_permutex2var_epi32(_mm512_loadu_si512(half + 32 * h), evens, _mm512_loadu_si512(half + 32 * h + 16)));
-  __m512i by_run[2];
-  for (int h = 0; h < 2; h++) {
-    by_run[h] = _mm512_permutex2var_epi32(runs[0], brick[h], runs[1]);
-    __m512i second = _mm512_add_epi32(by_run[h], _mm512_permutex2var_epi32(low[0], brick[h], low[1]));
-    _mm512_store_si512(near->ranks + 32 * h, _mm512_permutex2var_epi32(by_run[h], pairs, second));
-    _mm512_store_si512(near->ranks + 32 * h + 16, _mm512_permutex2var_epi32(by_run[h], pairs_hi, second));
-    for (int e = 0; e < 2; e++) {
-      __m512i b = _mm512_cvtepu32_epi64(e ? _mm512_extracti64x4_epi64(brick[h], 1) : _mm512_castsi512_si256(brick[h]));
-      __m512i word =
-          _mm512_mask_blend_epi64(_mm512_test_epi64_mask(b, _mm512_set1_epi64(16)),
-                                  _mm512_permutex2var_epi64(w[0], b, w[1]), _mm512_permutex2var_epi64(w[2], b, w[3]));
-      _mm512_store_si512(near->by_rank + 16 * h + 8 * e, word);
-    }
-  }
-  /* the runs ascend by rank: each but the last present's below the next one's */
+  __m512i runs[2] = {_mm512_loadu_si512(run), _mm512_loadu_si512(run + 16)}, by_run[2];
+  for (int h = 0; h < 2; h++) by_run[h] = _mm512_permutex2var_epi32(runs[0], brick[h], runs[1]);
+  /* each but the last present's run below the next one's */
   __mmask32 next_above = (uint32_t)_mm512_cmpgt_epi32_mask(_mm512_alignr_epi32(by_run[1], by_run[0], 1), by_run[0]) |
                          (uint32_t)_mm512_cmpgt_epi32_mask(_mm512_alignr_epi32(by_run[0], by_run[1], 1), by_run[1])
                              << 16;
   uint32_t needed = bricks > 1 ? (uint32_t)_bzhi_u32(~0u, (unsigned)(bricks - 1)) : 0;
-  return (next_above & needed) == needed;
+  if ((next_above & needed) != needed) return 0;
+  const uint32_t *half = (const uint32_t *)near->occupied;
+  for (int h = 0; h < 2; h++) { /* brick b's halves' first rows: its run, and past its low half's rows */
+    __m512i low = _mm512_popcnt_epi32(
+        _mm512_permutex2var_epi32(_mm512_loadu_si512(half + 32 * h), evens, _mm512_loadu_si512(half + 32 * h + 16)));
+    __m512i second = _mm512_add_epi32(runs[h], low);
+    _mm512_store_si512(near->ranks + 32 * h, _mm512_permutex2var_epi32(runs[h], pairs, second));
+    _mm512_store_si512(near->ranks + 32 * h + 16, _mm512_permutex2var_epi32(runs[h], pairs_hi, second));
+  }
+  return 1;
 }
 
 void lt__shell_bricks_rank(lt_shell_bricks *near, const int32_t run[32], const lt_shell_order *order) {
   /* unique keys run << 5 | b (rows are below 2^27), UINT32_MAX where no brick is */
   _Alignas(64) uint32_t key[32];
-  const __m512i lanes_0_15 = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
-                one = _mm512_set1_epi32(1);
-  __m512i k[2], r[2], place[2];
+  const __m512i lanes_0_15 = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+  __m512i k[2], r[2];
   __mmask16 present[2];
   int bricks = 0;
   uint32_t placed = 0; /* the places of the bricks present */
   near->ranked = 1, near->order = NULL;
   for (int h = 0; h < 2; h++) {
-    __m512i at = _mm512_loadu_si512(run + 16 * h), b = _mm512_add_epi32(_mm512_set1_epi32(16 * h), lanes_0_15);
+    __m512i at = _mm512_loadu_si512(run + 16 * h);
     present[h] = _mm512_cmpge_epi32_mask(_mm512_loadu_si512(near->base + 16 * h), _mm512_setzero_si512());
     near->ranked &= _mm512_mask_cmplt_epi32_mask(present[h], at, _mm512_setzero_si512()) == 0;
     bricks += _mm_popcnt_u32(present[h]);
-    k[h] = _mm512_mask_or_epi32(_mm512_set1_epi32(-1), present[h], _mm512_slli_epi32(at, 5), b);
-    _mm512_store_si512(key + 16 * h, k[h]);
     if (order) {
-      place[h] = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(order->place + 16 * h)));
-      placed |= (uint32_t)_mm512_mask_reduce_or_epi32(present[h], _mm512_sllv_epi32(one, place[h]));
+      __m512i place = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(order->place + 16 * h)));
+      placed |= (uint32_t)_mm512_mask_reduce_or_epi32(present[h], _mm512_sllv_epi32(_mm512_set1_epi32(1), place));
     }
   }
   near->few = near->ranked && bricks <= 16;
   if (!near->ranked) return;
-  if (order) { /* the ranks the pattern gives: the places below a brick's that a brick present holds */
-    for (int h = 0; h < 2; h++) {
-      __m512i below = _mm512_sub_epi32(_mm512_sllv_epi32(one, place[h]), one);
-      r[h] = _mm512_mask_popcnt_epi32(_mm512_set1_epi32(bricks), present[h],
-                                      _mm512_and_si512(below, _mm512_set1_epi32((int)placed)));
-    }
-    if (place_in_order(near, run, r, order, placed, bricks)) {
-      near->order = order;
-      return;
-    }
+  if (order && in_pattern_order(near, run, order, placed, bricks)) {
+    near->order = order, near->few = 0;
+    return;
+  }
+  for (int h = 0; h < 2; h++) {
+    __m512i b = _mm512_add_epi32(_mm512_set1_epi32(16 * h), lanes_0_15);
+    k[h] = _mm512_mask_or_epi32(_mm512_set1_epi32(-1), present[h],
+                                _mm512_slli_epi32(_mm512_loadu_si512(run + 16 * h), 5), b);
+    _mm512_store_si512(key + 16 * h, k[h]);
+    r[h] = _mm512_setzero_si512();
   }
   /* brick b's rank: the keys below its own, counted for all b at once */
-  for (int h = 0; h < 2; h++) r[h] = _mm512_setzero_si512();
   for (int j = 0; j < 27; j++) {
     __m512i kj = _mm512_set1_epi32((int)key[j]);
     for (int h = 0; h < 2; h++)
       r[h] = _mm512_mask_sub_epi32(r[h], _mm512_cmplt_epu32_mask(kj, k[h]), r[h], _mm512_set1_epi32(-1));
   }
-  place_by_rank(near, run, r, bricks);
+  place_by_rank(near, run, r);
 }

@@ -145,7 +145,8 @@ static int32_t ranked_row(const lt_shell_bricks *near, int code) {
   int b = code >> 6, m = lt__morton_cell(code & 63);
   uint64_t word = near->occupied[b];
   if (near->base[b] < 0 || !(word >> m & 1)) return -1;
-  return near->ranks[2 * (near->rank_of[b] >> 6)] + __builtin_popcountll(word & ((1ull << m) - 1));
+  int32_t run = near->ranks[2 * (near->order ? b : near->rank_of[b] >> 6)];
+  return run + __builtin_popcountll(word & ((1ull << m) - 1));
 }
 
 /* The source row at table position p of a query in cell c, or -1: a load

@@ -136,8 +136,11 @@ static inline int lt__morton_cell(int c) {
  * ranks[h] the row of the first bit of its 32-bit half h = 2 r + cell / 32.
  * Where every source brick is ranked the walk builds no cells (cells NULL):
  * the bits kernel and _ref then find every row so. order (not NULL) says
- * that the ranks follow the order of the pattern around (lt_shell_order),
- * so that the bits kernel lists a query's hits sorted. */
+ * that the runs follow the order of the pattern around (lt_shell_order),
+ * so that the bits kernel lists a query's hits in row order with no sort:
+ * it then needs no rank and finds rows by brick instead: rank_of and
+ * by_rank are not set, the words are occupied's, ranks[h] is the row of the
+ * first bit of half h = 2 b + cell / 32 of brick b, and few is 0. */
 typedef struct lt_shell_bricks {
   const int32_t *cells;
   int32_t base[32];
