@@ -11,12 +11,12 @@
  * ranked (their rows runs in Morton cell order), the brick field is
  * replaced by its rank, so that the 16-bit entries sort as the rows do, and
  * the first want's rows are computed by popcount, no row loaded. Where the
- * ranks also follow the Morton order of the bricks (lt_shell_order: a
+ * runs also follow the Morton order of the bricks (lt_shell_order: a
  * Morton-sorted map's do), each block's hits are listed in the order of
- * their rows, by a bit shuffle and a word permute, and nothing is sorted;
- * where not, one vector of 32 is sorted by a bitonic network. Elsewhere
- * only the hits' rows are gathered, at most two vectors of keys sorted by
- * the network of sparse/neighbor_sort_avx512.h. The occupancy is that of
+ * their rows (a bit shuffle, a byte compress) up to the want-th, nothing
+ * is sorted and no rank is needed; where not, one vector of 32 is sorted by
+ * a bitonic network. Elsewhere only the hits' rows are gathered, at most
+ * two vectors of keys sorted by the network of sparse/neighbor_sort_avx512.h. The occupancy is that of
  * the rows, so every row found is one. */
 #include "sparse/neighbor_sort_avx512.h"
 
@@ -165,37 +165,32 @@ static inline __attribute__((always_inline)) void put_ranked(const __m512i w[4],
   put_edges(dist, _mm512_castps_si512(_mm512_cvtepi32_ps(_mm512_srli_epi32(e, 11))), lanes(n));
 }
 
-/* A query's hits up to the end of the want-th's shell: their entries
- * (d^2 << 11 | brick << 6 | cell) in the first n lanes of list, in table
- * order; have = min(want, hits). */
+/* A query's hits: their entries (d^2 << 11 | brick << 6 | cell) in the
+ * first n lanes of list, those up to the end of the want-th's shell in
+ * table order (list_hits) or the first want in row order (list_ordered);
+ * have = min(want, hits). */
 typedef struct hit_list {
   __m512i list;
   int64_t n, have;
 } hit_list;
 
-/* Block j's hits m (at most 32) as entries, in lanes 0.. of a vector: in
- * table order, or where perm (the order of the query's cell,
- * lt_shell_order) is given in its order. Their positions in the block come
- * from a byte compress of perm (each position's source) under the hits
- * taken in that order by a bit shuffle, or of 0..63; their entries from a
- * word permute of the block's. */
+/* Block j's hits m (at most 32) as entries, in table order in lanes 0..
+ * of a vector: their positions in the block by a byte compress of 0..63
+ * (or of perm, where given: the block's order, lt_shell_order), their
+ * entries by a word permute of the block's. */
 static __m512i block_hits(const lt_shell_table *t, const uint8_t *perm, int cell, int64_t j, uint64_t m) {
   const __m512i iota = _mm512_set_epi64(0x3f3e3d3c3b3a3938, 0x3736353433323130, 0x2f2e2d2c2b2a2928, 0x2726252423222120,
                                         0x1f1e1d1c1b1a1918, 0x1716151413121110, 0x0f0e0d0c0b0a0908, 0x0706050403020100);
-  __m512i from = iota;
-  if (perm) {
-    from = _mm512_loadu_si512(perm + 64 * j);
-    m = _mm512_bitshuffle_epi64_mask(_mm512_set1_epi64((long long)m), from);
-  }
+  __m512i from = perm ? _mm512_loadu_si512(perm + 64 * j) : iota;
   __m512i at = _mm512_cvtepu8_epi16(_mm512_castsi512_si256(_mm512_maskz_compress_epi8(m, from)));
   const uint16_t *block = t->entry[cell] + 64 * j;
   return _mm512_permutex2var_epi16(_mm512_loadu_si512(block), at, _mm512_loadu_si512(block + 32));
 }
 
-/* The hits of the query in cell `cell`, sorted where near has an order;
- * 0 where they are more than LT_SORT_MOST (left to _ref). Inlined, as hits
- * and put_sorted: called, the two queries of lt__shell_query_bits2 overlap
- * less (1.02 to 1.04x slower each). */
+/* The hits of the query in cell `cell` up to the end of the want-th's
+ * shell, in table order; 0 where they are more than LT_SORT_MOST (left to
+ * _ref). Inlined, as hits and put_sorted: called, the two queries of
+ * lt__shell_query_bits2 overlap less (1.02 to 1.04x slower each). */
 static inline __attribute__((always_inline)) int list_hits(const lt_shell_table *t, const lt_shell_bricks *near,
                                                            int cell, int64_t limit, int64_t want, hit_list *h) {
   const uint8_t *wb = (const uint8_t *)near->occupied;
@@ -204,16 +199,49 @@ static inline __attribute__((always_inline)) int list_hits(const lt_shell_table 
   uint64_t m[LT_SHELL_BLOCKS];
   int64_t end = hits(t, w, cell, t->first[limit + 1], want, m, &h->have, &h->n);
   if (h->n > LT_SORT_MOST) return 0;
-  const uint8_t *perm = near->order ? near->order->perm[cell] : NULL;
   /* block by block, each expanded into lanes at .. at + its count - 1 (no block waits on the one before) */
   h->list = _mm512_setzero_si512();
   for (int64_t j = 0, at = 0; 64 * j < end; j++) {
     int64_t c = _mm_popcnt_u64(m[j]);
-    __m512i part = block_hits(t, perm, cell, j, m[j]);
+    __m512i part = block_hits(t, NULL, cell, j, m[j]);
     h->list = _mm512_or_si512(h->list, _mm512_maskz_expand_epi16(_bzhi_u32(~0u, (unsigned)c) << at, part));
     at += c;
   }
   return 1;
+}
+
+/* The hits of block j (positions before lim) of a query in cell `cell`, in
+ * the order perm of its cell: each position's bit taken from its source's
+ * by a bit shuffle. */
+static uint64_t in_order(const lt_shell_table *t, const __m512i w[4], const uint8_t *perm, int cell, int j,
+                         int64_t lim) {
+  uint64_t m = occupied(t, w, cell, j) & below(lim - 64 * j);
+  return _mm512_bitshuffle_epi64_mask(_mm512_set1_epi64((long long)m), _mm512_loadu_si512(perm + 64 * j));
+}
+
+/* The first `want` hits (all where fewer) of the query in cell `cell` of a
+ * near in its pattern's order, in row order: each block's hits reordered by
+ * a bit shuffle (lt_shell_order), the want-th's block cut after it. No
+ * shell's end is sought: the hits past the want-th in its shell would only
+ * come after it. The first two blocks are read whole (no branch on where
+ * the want-th is), the others only until it is found. */
+static inline __attribute__((always_inline)) void list_ordered(const lt_shell_table *t, const lt_shell_bricks *near,
+                                                               int cell, int64_t limit, int64_t want, hit_list *h) {
+  const uint8_t *wb = (const uint8_t *)near->occupied, *perm = near->order->perm[cell];
+  const __m512i w[4] = {_mm512_loadu_si512(wb), _mm512_loadu_si512(wb + 64), _mm512_loadu_si512(wb + 128),
+                        _mm512_loadu_si512(wb + 192)};
+  int64_t lim = t->first[limit + 1], n = 0;
+  uint64_t m[2] = {in_order(t, w, perm, cell, 0, lim), in_order(t, w, perm, cell, 1, lim)};
+  h->list = _mm512_setzero_si512();
+  for (int j = 0; j < LT_SHELL_BLOCKS && n < want && 64 * j < lim; j++) {
+    uint64_t mj = j < 2 ? m[j] : in_order(t, w, perm, cell, j, lim);
+    int64_t c = _mm_popcnt_u64(mj);
+    if (n + c > want) mj = _bzhi_u64(mj, (unsigned)_tzcnt_u64(_pdep_u64(1ull << (want - n - 1), mj)) + 1), c = want - n;
+    h->list = _mm512_or_si512(
+        h->list, _mm512_maskz_expand_epi16(_bzhi_u32(~0u, (unsigned)c) << n, block_hits(t, perm, cell, j, mj)));
+    n += c;
+  }
+  h->n = h->have = n;
 }
 
 /* A ranked near's keys of the hits h: the brick field replaced by its rank, UINT16_MAX past n. */
@@ -243,6 +271,11 @@ int64_t lt__shell_query_bits(const lt_shell_table *t, const lt_shell_bricks *nea
   hit_list h;
   if (want > LT_SORT_MOST) return -1;
   if (want == 0) return 0;
+  if (near->order) {
+    list_ordered(t, near, cell, limit, want, &h);
+    put_sorted(near, h.list, h.have, row, dist);
+    return h.have;
+  }
   if (!list_hits(t, near, cell, limit, want, &h)) return -1;
   if (near->ranked) {
     put_sorted(near, near->order ? h.list : sort32_u16(ranked_keys(near, &h)), h.have, row, dist);
@@ -260,8 +293,12 @@ void lt__shell_query_bits2(const lt_shell_table *t, const lt_shell_bricks *near,
                            const int64_t want[2], int32_t *const row[2], float *const dist[2], int64_t found[2]) {
   /* written out, not a loop over q: the two lists then stay in registers (1.15x faster) */
   hit_list h[2];
-  int listed = near->ranked && want[0] > 0 && want[0] <= LT_SORT_MOST && want[1] > 0 && want[1] <= LT_SORT_MOST &&
-               list_hits(t, near, cell[0], limit, want[0], &h[0]) && list_hits(t, near, cell[1], limit, want[1], &h[1]);
+  int listed = near->ranked && want[0] > 0 && want[0] <= LT_SORT_MOST && want[1] > 0 && want[1] <= LT_SORT_MOST;
+  if (listed && near->order)
+    list_ordered(t, near, cell[0], limit, want[0], &h[0]), list_ordered(t, near, cell[1], limit, want[1], &h[1]);
+  else
+    listed = listed && list_hits(t, near, cell[0], limit, want[0], &h[0]) &&
+             list_hits(t, near, cell[1], limit, want[1], &h[1]);
   if (!listed) {
     for (int q = 0; q < 2; q++) found[q] = lt__shell_query_bits(t, near, cell[q], limit, want[q], row[q], dist[q]);
     return;
