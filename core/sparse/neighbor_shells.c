@@ -99,6 +99,17 @@ static void near_set(lt_shell_bricks *near, const lt_brick_occupancy *occ, int b
   run[b] = occ && v >= 0 ? occ[v].run : -1;
 }
 
+/* Where brick `key` lies inside the grid, the grid's cell of the first of
+ * the 27 around it (the others fixed strides from it); else NULL. */
+static const int32_t *grid_around(const lt_brick_grid *g, const int32_t *key) {
+  int64_t c[4], inside = g->at != NULL;
+  for (int a = 0; a < 4; a++) {
+    c[a] = key[a] - g->lo[a];
+    inside &= a == 0 ? c[a] >= 0 && c[a] < g->size[a] : c[a] >= 1 && c[a] < g->size[a] - 1;
+  }
+  return inside ? g->at + ((c[0] * g->size[1] + c[1] - 1) * g->size[2] + c[2] - 1) * g->size[3] + c[3] - 1 : NULL;
+}
+
 /* The 27 source bricks around brick `key`, with their occupancy words, ranks and order where the walk keeps them. */
 static void near_find(lt_shell_bricks *near, const lt_bricks *src, const occupancy *o, lt_brick_cache *cache,
                       const int32_t *key) {
@@ -107,13 +118,8 @@ static void near_find(lt_shell_bricks *near, const lt_bricks *src, const occupan
   int32_t run[32];
   near->cells = src->cells;
   for (int b = 27; b < 32; b++) near->base[b] = -1, near->occupied[b] = 0, run[b] = -1;
-  int64_t c[4], inside = g->at != NULL;
-  for (int a = 0; a < 4; a++) {
-    c[a] = key[a] - g->lo[a];
-    inside &= a == 0 ? c[a] >= 0 && c[a] < g->size[a] : c[a] >= 1 && c[a] < g->size[a] - 1;
-  }
-  if (inside) { /* the 27 around a brick inside the grid: fixed strides from its cell */
-    const int32_t *at = g->at + ((c[0] * g->size[1] + c[1] - 1) * g->size[2] + c[2] - 1) * g->size[3] + c[3] - 1;
+  const int32_t *at = grid_around(g, key);
+  if (at) {
     for (int x = 0, b = 0; x < 3; x++)
       for (int y = 0; y < 3; y++)
         for (int z = 0; z < 3; z++, b++) near_set(near, occ, b, at[(x * g->size[2] + y) * g->size[3] + z], run);
@@ -127,6 +133,19 @@ static void near_find(lt_shell_bricks *near, const lt_bricks *src, const occupan
   }
   near->ranked = 0, near->order = NULL;
   if (occ) lt__shell_bricks_rank(near, run, o->orders ? &o->orders->of[lt__shell_pattern(key)] : NULL);
+}
+
+/* The occupancy records of the bricks around brick `key` asked of the
+ * memory (inside the grid), two bricks before near_find reads them: they
+ * lie far apart in the array (0.97 to 0.99 of the time, two threads). */
+static void near_ahead(const lt_bricks *src, const occupancy *o, const int32_t *key) {
+  const int32_t *at = grid_around(&src->grid, key);
+  for (int x = 0; at && o->word && x < 3; x++)
+    for (int y = 0; y < 3; y++)
+      for (int z = 0; z < 3; z++) {
+        int32_t v = at[(x * src->grid.size[2] + y) * src->grid.size[3] + z];
+        __builtin_prefetch(o->word + (v < 0 ? 0 : v));
+      }
 }
 
 /* near_find, and the bricks' cells asked of the memory ahead of their use
@@ -275,6 +294,7 @@ static void walk(const lt_shell_walk *w, const lt_shell_table *t, const lt_brick
     for (int64_t b = first; b < last; b++) {
       /* the next brick's sources fetched while this one's queries run: they are mostly far apart in the index */
       if (b + 1 < last) {
+        if (b + 2 < last) near_ahead(w->source, &k.occ, w->query->keys + (b + 2) * 4);
         near_prefetch(&near[(b + 1) & 1], w->source, &k.occ, &cache, w->query->keys + (b + 1) * 4);
         if (rows) lt__window_prefetch(rows, &near[(b + 1) & 1]);
       }
