@@ -174,10 +174,11 @@ typedef struct hit_list {
   int64_t n, have;
 } hit_list;
 
-/* Block j's hits m (at most 32) as entries, in table order in lanes 0..
- * of a vector: their positions in the block by a byte compress of 0..63
- * (or of perm, where given: the block's order, lt_shell_order), their
- * entries by a word permute of the block's. */
+/* Block j's hits m (at most 32) as entries in lanes 0.. of a vector, in
+ * table order, or in perm's where given (the order of the query's cell,
+ * lt_shell_order; m then taken in it): their positions in the block by a
+ * byte compress of 0..63 or of perm, their entries by a word permute of
+ * the block's. */
 static __m512i block_hits(const lt_shell_table *t, const uint8_t *perm, int cell, int64_t j, uint64_t m) {
   const __m512i iota = _mm512_set_epi64(0x3f3e3d3c3b3a3938, 0x3736353433323130, 0x2f2e2d2c2b2a2928, 0x2726252423222120,
                                         0x1f1e1d1c1b1a1918, 0x1716151413121110, 0x0f0e0d0c0b0a0908, 0x0706050403020100);
@@ -278,7 +279,7 @@ int64_t lt__shell_query_bits(const lt_shell_table *t, const lt_shell_bricks *nea
   }
   if (!list_hits(t, near, cell, limit, want, &h)) return -1;
   if (near->ranked) {
-    put_sorted(near, near->order ? h.list : sort32_u16(ranked_keys(near, &h)), h.have, row, dist);
+    put_sorted(near, sort32_u16(ranked_keys(near, &h)), h.have, row, dist);
     return h.have;
   }
   __m512i ea = _mm512_cvtepu16_epi32(_mm512_castsi512_si256(h.list));
