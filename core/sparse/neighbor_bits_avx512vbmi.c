@@ -314,6 +314,22 @@ void lt__shell_query_bits2(const lt_shell_table *t, const lt_shell_bricks *near,
   found[0] = h[0].have, found[1] = h[1].have;
 }
 
+void lt__shell_query_bits4(const lt_shell_table *t, const lt_shell_bricks *near, const int cell[4], int64_t limit,
+                           const int64_t want[4], int32_t *const row[4], float *const dist[4], int64_t found[4]) {
+  int ordered = near->order != NULL;
+  for (int q = 0; q < 4; q++) ordered &= want[q] > 0 && want[q] <= LT_SORT_MOST;
+  if (!ordered) {
+    lt__shell_query_bits2(t, near, cell, limit, want, row, dist, found);
+    lt__shell_query_bits2(t, near, cell + 2, limit, want + 2, row + 2, dist + 2, found + 2);
+    return;
+  }
+  hit_list h[4];
+#pragma GCC unroll 4
+  for (int q = 0; q < 4; q++) list_ordered(t, near, cell[q], limit, want[q], &h[q]);
+#pragma GCC unroll 4
+  for (int q = 0; q < 4; q++) put_sorted(near, h[q].list, h[q].have, row[q], dist[q]), found[q] = h[q].have;
+}
+
 int64_t lt__shell_count_bits(const lt_shell_table *t, const lt_shell_bricks *near, int cell, int64_t limit,
                              int64_t cap) {
   const uint8_t *wb = (const uint8_t *)near->occupied;

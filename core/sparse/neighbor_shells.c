@@ -226,7 +226,7 @@ typedef struct kernels {
 } kernels;
 
 /* Query i's edges past its kernel's n: the marks, and whether it fell short.
- * Inlined, as fill_two: called, they cost the bench's kNN ~6%. */
+ * Inlined, as fill_group: called, they cost the bench's kNN ~6%. */
 static inline __attribute__((always_inline)) void fill_end(const lt_shell_walk *w, const kernels *k, int64_t i,
                                                            int64_t n) {
   const lt_edges *e = w->edges;
@@ -255,20 +255,24 @@ static void fill_one(const lt_shell_walk *w, const lt_shell_table *t, const lt_s
   fill_end(w, k, i, n);
 }
 
-/* Two queries of a ranked near by the bits kernel, at once. */
-static inline __attribute__((always_inline)) void fill_two(const lt_shell_walk *w, const lt_shell_table *t,
-                                                           const lt_shell_bricks *near, const int cell[2],
-                                                           const int64_t i[2], const kernels *k) {
+/* Two or four queries of a ranked near by the bits kernel, at once (four:
+ * where it has its pattern's order). */
+static inline __attribute__((always_inline)) void fill_group(const lt_shell_walk *w, const lt_shell_table *t,
+                                                             const lt_shell_bricks *near, const int cell[4],
+                                                             const int64_t i[4], int g, const kernels *k) {
   const lt_edges *e = w->edges;
-  int64_t want[2], n[2];
-  int32_t *row[2];
-  float *dist[2];
-  for (int q = 0; q < 2; q++) {
+  int64_t want[4], n[4];
+  int32_t *row[4];
+  float *dist[4];
+  for (int q = 0; q < g; q++) {
     int64_t s = w->start[i[q]];
     want[q] = w->start[i[q] + 1] - s, row[q] = e->source_row + s, dist[q] = e->distances + s;
   }
-  lt__shell_query_bits2(t, near, cell, w->limit, want, row, dist, n);
-  for (int q = 0; q < 2; q++) {
+  if (g == 4)
+    lt__shell_query_bits4(t, near, cell, w->limit, want, row, dist, n);
+  else
+    lt__shell_query_bits2(t, near, cell, w->limit, want, row, dist, n);
+  for (int q = 0; q < g; q++) {
     if (n[q] < 0) n[q] = lt__shell_query_ref(t, near, cell[q], w->limit, want[q], row[q], dist[q]);
     fill_end(w, k, i[q], n[q]);
   }
@@ -299,20 +303,23 @@ static void walk(const lt_shell_walk *w, const lt_shell_table *t, const lt_brick
         if (rows) lt__window_prefetch(rows, &near[(b + 1) & 1]);
       }
       if (rows) lt__window_build(&win, &in, rows, &near[b & 1]);
-      /* the brick's queries by row (a brick's rows are mostly one run): their edges in order; by twos
-       * where the bits kernel takes them so */
-      int two = !w->counts && k.occ.word && !rows && near[b & 1].ranked;
-      for (int64_t p = w->query->first[b], end = w->query->first[b + 1]; p < end; p++) {
-        int64_t i[2] = {lt__bricks_row(w->query, p), two && p + 1 < end ? lt__bricks_row(w->query, p + 1) : -1};
-        int c[2] = {lt__brick_cell(w->query->rows + i[0] * 4),
-                    i[1] < 0 ? 0 : lt__brick_cell(w->query->rows + i[1] * 4)};
+      /* the brick's queries by row (a brick's rows are mostly one run): their edges in order; by twos or
+       * fours where the bits kernel takes them so */
+      const lt_shell_bricks *here = &near[b & 1];
+      int most = w->counts || !k.occ.word || rows || !here->ranked ? 1 : here->order ? 4 : 2;
+      for (int64_t p = w->query->first[b], end = w->query->first[b + 1]; p < end;) {
+        int g = end - p >= 4 && most == 4 ? 4 : end - p >= 2 && most >= 2 ? 2 : 1, c[4];
+        int64_t i[4];
+        for (int q = 0; q < g; q++)
+          i[q] = lt__bricks_row(w->query, p + q), c[q] = lt__brick_cell(w->query->rows + i[q] * 4);
         if (w->counts)
-          w->counts[i[0]] = k.occ.word ? lt__shell_count_bits(t, &near[b & 1], c[0], w->limit, w->cap)
-                                       : count_one(t, &near[b & 1], c[0], w->limit, w->cap);
-        else if (i[1] >= 0)
-          fill_two(w, t, &near[b & 1], c, i, &k), p++;
+          w->counts[i[0]] = k.occ.word ? lt__shell_count_bits(t, here, c[0], w->limit, w->cap)
+                                       : count_one(t, here, c[0], w->limit, w->cap);
+        else if (g > 1)
+          fill_group(w, t, here, c, i, g, &k);
         else
-          fill_one(w, t, &near[b & 1], c[0], i[0], &k);
+          fill_one(w, t, here, c[0], i[0], &k);
+        p += g;
       }
     }
     if (k.marks_avx512 && w->edges) lt__edges_fence_avx512(); /* the task's streamed edges, before its end */

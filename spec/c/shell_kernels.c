@@ -376,6 +376,30 @@ static void test_ordered(const lt_shell_table *t, const lt_shell_orders *o) {
         }
     }
   check(ordered, "orders: a Morton-sorted map's neighbourhoods are ranked in their pattern's order");
+  int four = 1;
+  for (int trial = 0; trial < 20 && four; trial++) { /* four at once (a pair twice where a want is past 32) */
+    int32_t key[4], rows4[4][64], ref4[64];
+    float dists4[4][64], refd4[64];
+    brick_key(key);
+    morton_neighbourhood(&near, cells, percents[trial % 4], key, o);
+    lt_shell_bricks bare = near;
+    bare.cells = NULL;
+    for (int c = 0; c < LT_BRICK_CELLS && four; c++) {
+      int cell[4] = {c, (int)(next() % LT_BRICK_CELLS), (int)(next() % LT_BRICK_CELLS), (int)(next() % LT_BRICK_CELLS)};
+      int64_t want[4], found[4], limit = limits[next() % 3];
+      for (int q = 0; q < 4; q++) want[q] = trial == 19 && q == 3 ? 33 : wants[next() % 3];
+      int32_t *row[4] = {rows4[0], rows4[1], rows4[2], rows4[3]};
+      float *dist[4] = {dists4[0], dists4[1], dists4[2], dists4[3]};
+      lt__shell_query_bits4(t, &bare, cell, limit, want, row, dist, found);
+      for (int q = 0; q < 4 && four; q++) {
+        if (found[q] < 0) continue;
+        int64_t m = lt__shell_query_ref(t, &near, cell[q], limit, want[q], ref4, refd4);
+        four = found[q] == m && !memcmp(rows4[q], ref4, (size_t)m * sizeof *ref4) &&
+               !memcmp(dists4[q], refd4, (size_t)m * sizeof *refd4);
+      }
+    }
+  }
+  check(four, "occupancy bits (avx512 vbmi2): four queries at once in a pattern's order, the scalar kernel's answers");
   check(ok && answered * 3 > asked * 2,
         "occupancy bits (avx512 vbmi2): in a pattern's order, the scalar kernel's answers, one query and two");
   int unordered = 0, same = 1;
