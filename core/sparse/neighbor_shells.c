@@ -92,11 +92,16 @@ typedef struct occupancy {
   const lt_shell_orders *orders;
 } occupancy;
 
-/* Source brick v as brick b of near (v < 0: none), its run into run[b]. */
+/* Source brick v as brick b of near (v < 0: none), its run into run[b].
+ * No branch on v (a surface's bricks are there about half the time): for
+ * none, brick 0's record is read and masked off (two threads, calls
+ * alternating: 0.95 to 0.99 of the time). */
 static void near_set(lt_shell_bricks *near, const lt_brick_occupancy *occ, int b, int64_t v, int32_t *run) {
-  near->base[b] = v < 0 ? -1 : (int32_t)(v * LT_BRICK_CELLS);
-  near->occupied[b] = occ && v >= 0 ? occ[v].word : 0;
-  run[b] = occ && v >= 0 ? occ[v].run : -1;
+  int64_t none = v >> 63; /* all ones where v < 0 */
+  lt_brick_occupancy o = occ ? occ[v & ~none] : (lt_brick_occupancy){0, -1};
+  near->base[b] = (int32_t)(v * LT_BRICK_CELLS | none);
+  near->occupied[b] = o.word & ~(uint64_t)none;
+  run[b] = o.run | (int32_t)none;
 }
 
 /* Where brick `key` lies inside the grid, the grid's cell of the first of
