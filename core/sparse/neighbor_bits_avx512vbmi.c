@@ -314,10 +314,27 @@ void lt__shell_query_bits2(const lt_shell_table *t, const lt_shell_bricks *near,
   found[0] = h[0].have, found[1] = h[1].have;
 }
 
+/* Query i's n edge marks (query_row = i, neighbor_id = 0 ..), by put_edges. */
+static void put_marks(int32_t *query_row, int32_t *neighbor_id, int32_t i, int64_t n) {
+  const __m512i iota = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+  for (int64_t j = 0; j < n; j += 16) {
+    put_edges(query_row + j, _mm512_set1_epi32(i), lanes(n - j));
+    put_edges(neighbor_id + j, _mm512_add_epi32(iota, _mm512_set1_epi32((int32_t)j)), lanes(n - j));
+  }
+}
+
 void lt__shell_query_bits4(const lt_shell_table *t, const lt_shell_bricks *near, const int cell[4], int64_t limit,
-                           const int64_t want[4], int32_t *const row[4], float *const dist[4], int64_t found[4]) {
+                           const lt_edges *e, const int64_t *start, const int64_t query[4], int64_t found[4]) {
+  int64_t want[4];
+  int32_t *row[4];
+  float *dist[4];
   int ordered = near->order != NULL;
-  for (int q = 0; q < 4; q++) ordered &= want[q] > 0 && want[q] <= LT_SORT_MOST;
+  for (int q = 0; q < 4; q++) {
+    int64_t s = start[query[q]];
+    want[q] = start[query[q] + 1] - s, row[q] = e->source_row + s, dist[q] = e->distances + s;
+    put_marks(e->query_row + s, e->neighbor_id + s, (int32_t)query[q], want[q]);
+    ordered &= want[q] > 0 && want[q] <= LT_SORT_MOST;
+  }
   if (!ordered) {
     lt__shell_query_bits2(t, near, cell, limit, want, row, dist, found);
     lt__shell_query_bits2(t, near, cell + 2, limit, want + 2, row + 2, dist + 2, found + 2);

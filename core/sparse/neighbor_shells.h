@@ -190,10 +190,14 @@ int64_t lt__shell_query_bits(const lt_shell_table *t, const lt_shell_bricks *nea
  * for query q. */
 void lt__shell_query_bits2(const lt_shell_table *t, const lt_shell_bricks *near, const int cell[2], int64_t limit,
                            const int64_t want[2], int32_t *const row[2], float *const dist[2], int64_t found[2]);
-/* lt__shell_query_bits of four queries at once, where near has its
- * pattern's order (as two pairs where not). */
+/* Four queries at once by the bits kernel, queries query[q] in cells
+ * cell[q], their edges e[start[query[q]] .. start[query[q] + 1]): all
+ * their marks (as lt__edges_mark_avx512 writes them, streamed where they
+ * fill a line), and the rows and d^2 of the found[q] nearest, or found[q] =
+ * -1 for what lt__shell_query_bits leaves to _ref. All four at once where
+ * near has its pattern's order, as two pairs where not. */
 void lt__shell_query_bits4(const lt_shell_table *t, const lt_shell_bricks *near, const int cell[4], int64_t limit,
-                           const int64_t want[4], int32_t *const row[4], float *const dist[4], int64_t found[4]);
+                           const lt_edges *e, const int64_t *start, const int64_t query[4], int64_t found[4]);
 /* The sources within d^2 <= limit of the query in cell `cell`, at most cap,
  * by the occupancy words (VBMI2): a radius relation's count. */
 int64_t lt__shell_count_bits(const lt_shell_table *t, const lt_shell_bricks *near, int cell, int64_t limit,

@@ -378,28 +378,32 @@ static void test_ordered(const lt_shell_table *t, const lt_shell_orders *o) {
   check(ordered, "orders: a Morton-sorted map's neighbourhoods are ranked in their pattern's order");
   int four = 1;
   for (int trial = 0; trial < 20 && four; trial++) { /* four at once (a pair twice where a want is past 32) */
-    int32_t key[4], rows4[4][64], ref4[64];
-    float dists4[4][64], refd4[64];
+    static int32_t qrow[4 * 64], srow[4 * 64], nid[4 * 64], ref4[64];
+    static float dists4[4 * 64], refd4[64];
+    int32_t key[4];
     brick_key(key);
     morton_neighbourhood(&near, cells, percents[trial % 4], key, o);
     lt_shell_bricks bare = near;
     bare.cells = NULL;
+    lt_edges e = {qrow, srow, nid, dists4};
     for (int c = 0; c < LT_BRICK_CELLS && four; c++) {
       int cell[4] = {c, (int)(next() % LT_BRICK_CELLS), (int)(next() % LT_BRICK_CELLS), (int)(next() % LT_BRICK_CELLS)};
-      int64_t want[4], found[4], limit = limits[next() % 3];
-      for (int q = 0; q < 4; q++) want[q] = trial == 19 && q == 3 ? 33 : wants[next() % 3];
-      int32_t *row[4] = {rows4[0], rows4[1], rows4[2], rows4[3]};
-      float *dist[4] = {dists4[0], dists4[1], dists4[2], dists4[3]};
-      lt__shell_query_bits4(t, &bare, cell, limit, want, row, dist, found);
+      int64_t start[5] = {0}, query[4] = {3, 0, 2, 1}, found[4], limit = limits[next() % 3];
+      for (int q = 0; q < 4; q++) start[q + 1] = start[q] + (trial == 19 && q == 3 ? 33 : wants[next() % 3]);
+      memset(qrow, 0xff, sizeof qrow), memset(nid, 0xff, sizeof nid);
+      lt__shell_query_bits4(t, &bare, cell, limit, &e, start, query, found);
       for (int q = 0; q < 4 && four; q++) {
+        int64_t s = start[query[q]], want = start[query[q] + 1] - s;
+        for (int64_t j = 0; j < want; j++) four &= qrow[s + j] == query[q] && nid[s + j] == j;
         if (found[q] < 0) continue;
-        int64_t m = lt__shell_query_ref(t, &near, cell[q], limit, want[q], ref4, refd4);
-        four = found[q] == m && !memcmp(rows4[q], ref4, (size_t)m * sizeof *ref4) &&
-               !memcmp(dists4[q], refd4, (size_t)m * sizeof *refd4);
+        int64_t m = lt__shell_query_ref(t, &near, cell[q], limit, want, ref4, refd4);
+        four &= found[q] == m && !memcmp(srow + s, ref4, (size_t)m * sizeof *ref4) &&
+                !memcmp(dists4 + s, refd4, (size_t)m * sizeof *refd4);
       }
     }
   }
-  check(four, "occupancy bits (avx512 vbmi2): four queries at once in a pattern's order, the scalar kernel's answers");
+  check(four, "occupancy bits (avx512 vbmi2): four queries at once in a pattern's order, the scalar kernel's answers "
+              "and every edge's marks");
   check(ok && answered * 3 > asked * 2,
         "occupancy bits (avx512 vbmi2): in a pattern's order, the scalar kernel's answers, one query and two");
   int unordered = 0, same = 1;
