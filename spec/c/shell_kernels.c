@@ -128,42 +128,52 @@ static void test_kernel(const lt_shell_table *t, query_fn kernel, const char *na
     check(few > 10, "occupancy bits (avx512 vbmi2): neighbourhoods of at most 16 bricks among the ranked ones");
 }
 
+/* The bits kernel's two queries at once on one neighbourhood against the
+ * scalar kernel: every cell with a random other, each of the nl limits,
+ * wants drawn from the nw; a ranked one asked without its cells, as a walk
+ * leaves it. Counts the queries asked and those the kernel answered (the
+ * others it leaves to _ref: found -1). */
+static int pairs_same_as_ref(const lt_shell_table *t, const lt_shell_bricks *near, const int64_t *limits, int nl,
+                             const int64_t *wants, int nw, int *asked, int *answered) {
+  int32_t got[2][64], ref_row[64];
+  float gotd[2][64], ref_dist[64];
+  lt_shell_bricks bare = *near;
+  if (near->ranked) bare.cells = NULL;
+  for (int c = 0; c < LT_BRICK_CELLS; c++)
+    for (int l = 0; l < nl; l++) {
+      int cell[2] = {c, (int)(next() % LT_BRICK_CELLS)};
+      int64_t want[2] = {wants[next() % (uint32_t)nw], wants[next() % (uint32_t)nw]}, found[2];
+      int32_t *row[2] = {got[0], got[1]};
+      float *dist[2] = {gotd[0], gotd[1]};
+      lt__shell_query_bits2(t, &bare, cell, limits[l], want, row, dist, found);
+      for (int q = 0; q < 2; q++) {
+        ++*asked;
+        if (found[q] < 0) continue; /* left to _ref */
+        ++*answered;
+        int64_t m = lt__shell_query_ref(t, near, cell[q], limits[l], want[q], ref_row, ref_dist);
+        if (found[q] != m || memcmp(got[q], ref_row, (size_t)m * sizeof *ref_row) ||
+            memcmp(gotd[q], ref_dist, (size_t)m * sizeof *ref_dist)) {
+          printf("  cells %d, %d limit %lld wants %lld, %lld: query %d found %lld, ref %lld\n", cell[0], cell[1],
+                 (long long)limits[l], (long long)want[0], (long long)want[1], q, (long long)found[q], (long long)m);
+          return 0;
+        }
+      }
+    }
+  return 1;
+}
+
 /* The bits kernel's two queries at once against the scalar kernel, on
- * ranked neighbourhoods and not (where it runs each alone): every cell
- * with another, every limit, and wants from 0 to past 32 (those it leaves
- * to _ref: found -1). */
+ * ranked neighbourhoods and not (where it runs each alone): every limit,
+ * and wants from 0 to past 32. */
 static void test_pairs(const lt_shell_table *t) {
   static const int64_t limits[] = {0, 1, 3, 6, 9, 16}, wants[] = {0, 1, 5, 16, 17, 32, 33};
   static int32_t cells[27 * LT_BRICK_CELLS];
-  int32_t got[2][64], ref_row[64];
-  float gotd[2][64], ref_dist[64];
   lt_shell_bricks near;
   int ok = 1, asked = 0, answered = 0;
   for (int ranked = 0; ranked < 2; ranked++)
     for (int trial = 0; trial < 6 && ok; trial++) {
       neighbourhood(&near, cells, trial < 3 ? 10 : 60, ranked);
-      for (int c = 0; c < LT_BRICK_CELLS && ok; c++)
-        for (int l = 0; l < 6; l++) {
-          int cell[2] = {c, (int)(next() % LT_BRICK_CELLS)};
-          int64_t want[2] = {wants[next() % 7], wants[next() % 7]}, found[2];
-          int32_t *row[2] = {got[0], got[1]};
-          float *dist[2] = {gotd[0], gotd[1]};
-          lt_shell_bricks bare = near; /* a ranked one without its cells, as a walk leaves it */
-          if (ranked) bare.cells = NULL;
-          lt__shell_query_bits2(t, &bare, cell, limits[l], want, row, dist, found);
-          for (int q = 0; q < 2 && ok; q++) {
-            asked++;
-            if (found[q] < 0) continue; /* left to _ref */
-            answered++;
-            int64_t m = lt__shell_query_ref(t, &near, cell[q], limits[l], want[q], ref_row, ref_dist);
-            ok = found[q] == m && !memcmp(got[q], ref_row, (size_t)m * sizeof *ref_row) &&
-                 !memcmp(gotd[q], ref_dist, (size_t)m * sizeof *ref_dist);
-            if (!ok)
-              printf("  cells %d, %d limit %lld wants %lld, %lld: query %d found %lld, ref %lld\n", cell[0], cell[1],
-                     (long long)limits[l], (long long)want[0], (long long)want[1], q, (long long)found[q],
-                     (long long)m);
-          }
-        }
+      ok = pairs_same_as_ref(t, &near, limits, 6, wants, 7, &asked, &answered);
     }
   check(ok, "occupancy bits (avx512 vbmi2): two queries at once, the scalar kernel's answers, ranked and not");
   check(answered * 3 > asked * 2, "occupancy bits (avx512 vbmi2): two queries at once, most answered by the kernel");
@@ -344,11 +354,8 @@ static void test_ordered(const lt_shell_table *t, const lt_shell_orders *o) {
   static const int percents[] = {5, 30, 70, 100};
   static const int64_t limits[] = {1, 6, 16}, wants[] = {1, 16, 32};
   static int32_t cells[27 * LT_BRICK_CELLS];
-  int32_t got[2][64], ref_row[64];
-  float gotd[2][64], ref_dist[64];
   int ok = 1, ordered = 1, asked = 0, answered = 0;
   lt_shell_bricks near;
-  setvbuf(stdout, NULL, _IOLBF, 0);
   for (int p = 0; p < 4; p++)
     for (int trial = 0; trial < 10 && ok; trial++) {
       int32_t key[4];
@@ -356,24 +363,8 @@ static void test_ordered(const lt_shell_table *t, const lt_shell_orders *o) {
       morton_neighbourhood(&near, cells, percents[p], key, o);
       ordered &= near.ranked && near.order == &o->of[lt__shell_pattern(key)];
       int64_t ran = 0;
-      ok &= same_as_ref(t, &near, lt__shell_query_bits, &ran);
-      for (int c = 0; c < LT_BRICK_CELLS && ok; c++)
-        for (int l = 0; l < 3; l++) {
-          int cell[2] = {c, (int)(next() % LT_BRICK_CELLS)};
-          int64_t want[2] = {wants[next() % 3], wants[next() % 3]}, found[2];
-          int32_t *row[2] = {got[0], got[1]};
-          float *dist[2] = {gotd[0], gotd[1]};
-          lt_shell_bricks bare = near;
-          bare.cells = NULL;
-          lt__shell_query_bits2(t, &bare, cell, limits[l], want, row, dist, found);
-          for (int q = 0; q < 2 && ok; q++, asked++) {
-            if (found[q] < 0) continue;
-            answered++;
-            int64_t m = lt__shell_query_ref(t, &near, cell[q], limits[l], want[q], ref_row, ref_dist);
-            ok = found[q] == m && !memcmp(got[q], ref_row, (size_t)m * sizeof *ref_row) &&
-                 !memcmp(gotd[q], ref_dist, (size_t)m * sizeof *ref_dist);
-          }
-        }
+      ok = same_as_ref(t, &near, lt__shell_query_bits, &ran) &&
+           pairs_same_as_ref(t, &near, limits, 3, wants, 3, &asked, &answered);
     }
   check(ordered, "orders: a Morton-sorted map's neighbourhoods are ranked in their pattern's order");
   int four = 1;
